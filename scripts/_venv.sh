@@ -1,0 +1,21 @@
+# Sourced by the scripts: make sure .venv exists and holds this project (and,
+# with P2PSHARE_EXTRAS=test, its test dependencies). Idempotent and quiet.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY="${PYTHON:-python3}"
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "p2pshare: creating $VENV" >&2
+    "$PY" -m venv "$VENV"
+fi
+extras="${P2PSHARE_EXTRAS:-}"
+spec="$ROOT"
+[ -n "$extras" ] && spec="$ROOT[$extras]"
+# Reinstall only when pyproject.toml changed since the last install.
+stamp="$VENV/.p2pshare-installed-${extras:-base}"
+if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+    echo "p2pshare: installing the project into $VENV" >&2
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$spec" >&2
+    touch "$stamp"
+fi
+export PATH="$VENV/bin:$PATH"
