@@ -1,0 +1,232 @@
+"""Manifest encoding and the path-safety rules a hostile sharer runs into."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+
+import pytest
+
+from transfer import paths
+from transfer.manifest import (
+    EMPTY_SHA256,
+    MAX_MANIFEST_BYTES,
+    FileEntry,
+    Manifest,
+    ManifestError,
+    decode,
+    make_manifest,
+)
+
+CS = 64 * 1024
+
+
+def entry(path: str, size: int = 10) -> FileEntry:
+    if size == 0:
+        return FileEntry(path, 0, EMPTY_SHA256, ())
+    n = -(-size // CS)
+    return FileEntry(path, size, hashlib.sha256(path.encode()).digest(), tuple(bytes([i % 256]) * 32 for i in range(n)))
+
+
+def build(files: list[FileEntry], dirs: list[str] | None = None) -> Manifest:
+    return make_manifest(name="n", description="d", sharer=None, chunk_size=CS, files=files, dirs=dirs or [])
+
+
+def raw(file_list: list[dict[str, object]], dir_list: list[object] | None = None, **top: object) -> bytes:
+    obj: dict[str, object] = {
+        "version": 1,
+        "name": "n",
+        "description": "",
+        "sharer": None,
+        "chunk_size": CS,
+        "dirs": dir_list or [],
+        "files": file_list,
+    }
+    obj.update(top)
+    return json.dumps(obj).encode()
+
+
+def raw_file(path: object, size: int = 10, **extra: object) -> dict[str, object]:
+    d: dict[str, object] = {"path": path, "size": size, "sha256": "ab" * 32, "chunks": "cd" * 32 * (-(-size // CS))}
+    d.update(extra)
+    return d
+
+
+def test_round_trip_and_digest() -> None:
+    m = make_manifest(
+        name="holiday \u00e9",
+        description="two\nlines",
+        sharer="alice",
+        chunk_size=CS,
+        files=[entry("a/b.bin", 3 * CS + 1), entry("a/empty", 0), entry("c", CS)],
+        dirs=["a", "a/empty-dir"],
+    )
+    data = m.encode()
+    back = decode(data)
+    assert back == m
+    assert back.encode() == data
+    assert back.digest() == m.digest() == hashlib.sha256(data).digest()
+    assert m.total_chunks == 4 + 0 + 1
+    assert [m.locate(i) for i in range(5)] == [(0, 0), (0, 1), (0, 2), (0, 3), (2, 0)]
+    assert m.chunk_length(0, 3) == 1
+    with pytest.raises(IndexError):
+        m.locate(5)
+
+
+def test_digest_changes_with_any_field() -> None:
+    base = build([entry("a", 10)])
+    other = make_manifest(name="n2", description="d", sharer=None, chunk_size=CS, files=[entry("a", 10)], dirs=[])
+    assert base.digest() != other.digest()
+
+
+UNSAFE = [
+    "/etc/passwd",
+    "../x",
+    "a/../../x",
+    "a/./b",
+    "./a",
+    "a//b",
+    "a/",
+    "",
+    "a\\b",
+    "..\\x",
+    "a\x00b",
+    "a\nb",
+    "a\x1b[31mred",
+    "a\x7f",
+    "x" * 256,
+    "/".join(["d" * 200] * 21),  # > 4096 bytes
+    ".p2pshare-partial/x",
+    "..",
+    ".",
+]
+
+
+@pytest.mark.parametrize("path", UNSAFE)
+def test_unsafe_file_paths_rejected(path: str) -> None:
+    with pytest.raises(ManifestError, match="unsafe path"):
+        decode(raw([raw_file(path)]))
+
+
+@pytest.mark.parametrize("path", UNSAFE)
+def test_unsafe_dir_paths_rejected(path: str) -> None:
+    with pytest.raises(ManifestError, match="unsafe path"):
+        decode(raw([], [path]))
+
+
+def test_lone_surrogate_rejected() -> None:
+    data = raw([raw_file("a")]).replace(b'"path": "a"', b'"path": "\\ud800"')
+    with pytest.raises(ManifestError):
+        decode(data)
+
+
+@pytest.mark.parametrize(
+    ("files", "dirs"),
+    [
+        (["a", "a"], []),  # duplicate file
+        ([], ["d", "d"]),  # duplicate dir
+        (["A.txt", "a.txt"], []),  # case collision
+        (["Stra\u00dfe", "STRASSE"], []),  # case-folding collision
+        ([unicodedata.normalize("NFC", "\u00e9"), unicodedata.normalize("NFD", "\u00e9")], []),  # NFC/NFD
+        (["a", "a/b"], []),  # file is a parent directory of another file
+        (["a/b", "a"], []),
+        (["a"], ["a"]),  # file and dir of the same name
+        (["a"], ["a/sub"]),  # file is a parent of a directory
+        (["x/F/y"], ["x/f"]),  # directories differing in case
+    ],
+)
+def test_collisions_rejected(files: list[str], dirs: list[str]) -> None:
+    with pytest.raises(ManifestError, match="unsafe path"):
+        decode(raw([raw_file(p) for p in files], dirs))
+
+
+def test_implied_and_explicit_dirs_are_fine() -> None:
+    m = decode(raw([raw_file("a/b/c")], ["a", "a/b", "a/e"]))
+    assert [f.path for f in m.files] == ["a/b/c"]
+
+
+def test_symlink_or_other_entry_types_cannot_be_expressed() -> None:
+    for extra in ({"type": "symlink"}, {"target": "/etc/passwd"}, {"mode": 0o777}):
+        with pytest.raises(ManifestError, match="missing or unknown fields"):
+            decode(raw([raw_file("a", **extra)]))
+    with pytest.raises(ManifestError):
+        decode(raw([], [{"path": "d", "type": "symlink"}]))
+    with pytest.raises(ManifestError, match="unknown fields"):
+        decode(raw([raw_file("a")], links=[["a", "/etc"]]))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda f: f.update(size=-1),
+        lambda f: f.update(size=True),
+        lambda f: f.update(size=1.5),
+        lambda f: f.update(size=10 * CS),  # chunk count no longer matches
+        lambda f: f.update(chunks=""),
+        lambda f: f.update(chunks="zz" * 32),
+        lambda f: f.update(chunks="CD" * 32),  # upper case: not canonical
+        lambda f: f.update(sha256="ab" * 31),
+        lambda f: f.update(sha256=None),
+        lambda f: f.update(path=7),
+        lambda f: f.pop("sha256"),
+    ],
+)
+def test_bad_file_fields(bad: object) -> None:
+    f = raw_file("a")
+    bad(f)  # type: ignore[operator]
+    with pytest.raises(ManifestError):
+        decode(raw([f]))
+
+
+def test_empty_file_must_have_empty_hash() -> None:
+    assert decode(raw([raw_file("e", 0, sha256=EMPTY_SHA256.hex())])).files[0].size == 0
+    with pytest.raises(ManifestError, match="empty file"):
+        decode(raw([raw_file("e", 0)]))
+
+
+@pytest.mark.parametrize(
+    "top",
+    [
+        {"chunk_size": 1000},
+        {"chunk_size": 32 * 1024},
+        {"chunk_size": 32 * 1024 * 1024},
+        {"chunk_size": True},
+        {"version": 2},
+        {"version": True},
+        {"name": "x" * 256},
+        {"name": "bad\nname"},
+        {"name": 5},
+        {"sharer": "esc\x1b"},
+        {"description": "x" * 5000},
+        {"files": {}},
+        {"dirs": "a"},
+    ],
+)
+def test_bad_top_level_fields(top: dict[str, object]) -> None:
+    with pytest.raises(ManifestError):
+        decode(raw([raw_file("a")], **top))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"not json", b"[]", b"\xff\xfe", b"[" * 100_000 + b"]" * 100_000, b'{"version": 1}'],
+)
+def test_garbage_is_a_manifest_error(data: bytes) -> None:
+    with pytest.raises(ManifestError):
+        decode(data)
+
+
+def test_oversize_manifest_rejected_before_parsing() -> None:
+    with pytest.raises(ManifestError, match="too large"):
+        decode(b" " * (MAX_MANIFEST_BYTES + 1))
+
+
+def test_entry_count_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(paths, "MAX_ENTRIES", 5)
+    decode(raw([raw_file(f"f{i}") for i in range(3)], ["d1", "d2"]))
+    with pytest.raises(ManifestError, match="too many entries"):
+        decode(raw([raw_file(f"f{i}") for i in range(3)], ["d1", "d2", "d3"]))
+    build([entry(f"f{i}") for i in range(3)], ["a/b/c/d", "e"])
+    with pytest.raises(ManifestError, match="more than 5 entries"):
+        build([entry(f"f{i}") for i in range(3)], ["a/b/c/d", "e", "f"])

@@ -1,0 +1,90 @@
+"""Building a manifest from real files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from transfer.errors import SourceError
+from transfer.manifest import EMPTY_SHA256
+from transfer.scan import build_manifest
+from xfer_helpers import make_tree, write_file
+
+CS = 64 * 1024
+
+
+def test_tree(tmp_path: Path) -> None:
+    top = make_tree(tmp_path)
+    os.symlink("/etc/passwd", top / "link")
+    os.mkfifo(top / "fifo")
+    prepared = build_manifest([top], name="t", chunk_size=CS, key=b"k" * 32)
+    m = prepared.manifest
+    paths = {f.path: f for f in m.files}
+    assert set(paths) == {"tree/empty.txt", "tree/big.bin", "tree/sub/exact.bin", "tree/sub/deeper/small.bin"}
+    assert set(m.dirs) == {"tree", "tree/empty-dir", "tree/sub", "tree/sub/deeper"}
+    assert paths["tree/empty.txt"].chunk_hashes == () and paths["tree/empty.txt"].sha256 == EMPTY_SHA256
+    big = (top / "big.bin").read_bytes()
+    assert paths["tree/big.bin"].sha256 == hashlib.sha256(big).digest()
+    assert paths["tree/big.bin"].chunk_hashes[1] == hashlib.sha256(big[CS : 2 * CS]).digest()
+    assert len(paths["tree/sub/exact.bin"].chunk_hashes) == 2
+    assert any("symlink" in w and "link" in w for w in prepared.warnings)
+    assert any("special file" in w and "fifo" in w for w in prepared.warnings)
+    for f, src in zip(m.files, prepared.sources, strict=True):
+        assert src == top.parent / f.path
+    assert len(prepared.share_id) == 16
+
+
+def test_single_file_and_several_paths(tmp_path: Path) -> None:
+    a = write_file(tmp_path / "x" / "a.bin", 5)
+    b = write_file(tmp_path / "y" / "b.bin", 0)
+    m = build_manifest([a, b], name="t").manifest
+    assert [f.path for f in m.files] == ["a.bin", "b.bin"] and m.dirs == ()
+
+
+def test_same_basename_twice(tmp_path: Path) -> None:
+    a = write_file(tmp_path / "x" / "same", 1)
+    b = write_file(tmp_path / "y" / "same", 1)
+    with pytest.raises(SourceError, match="same name"):
+        build_manifest([a, b], name="t")
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="no such file"):
+        build_manifest([tmp_path / "nope"], name="t")
+
+
+def test_no_paths() -> None:
+    with pytest.raises(SourceError):
+        build_manifest([], name="t")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can read anything")
+def test_unreadable_file(tmp_path: Path) -> None:
+    f = write_file(tmp_path / "d" / "secret", 10)
+    f.chmod(0)
+    with pytest.raises(SourceError, match="cannot read"):
+        build_manifest([tmp_path / "d"], name="t")
+
+
+def test_unsafe_names_skipped_with_warning(tmp_path: Path) -> None:
+    top = tmp_path / "top"
+    write_file(top / "ok", 1)
+    write_file(top / "back\\slash", 1)
+    write_file(top / "ctl\x01", 1)
+    write_file(top / "Case", 1)
+    write_file(top / "case", 1)
+    prepared = build_manifest([top], name="t")
+    names = sorted(f.path for f in prepared.manifest.files)
+    assert names == ["top/Case", "top/ok"]
+    assert len(prepared.warnings) == 3
+
+
+def test_root_and_special_top_level(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="no name"):
+        build_manifest([Path("/")], name="t")
+    os.mkfifo(tmp_path / "f")
+    with pytest.raises(SourceError, match="not a regular file"):
+        build_manifest([tmp_path / "f"], name="t")

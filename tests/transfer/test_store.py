@@ -1,0 +1,183 @@
+"""The receiver's store: resume without a journal, no writes outside OUTPUT."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from transfer.errors import IntegrityError, OutputError
+from transfer.scan import PreparedShare, build_manifest
+from transfer.store import Store
+from xfer_helpers import make_tree, snapshot
+
+CS = 64 * 1024
+SID = b"\x01" * 16
+
+
+@pytest.fixture
+def prepared(tmp_path: Path) -> PreparedShare:
+    return build_manifest([make_tree(tmp_path / "src")], name="t", chunk_size=CS)
+
+
+def chunk_data(p: PreparedShare, g: int) -> tuple[int, int, bytes]:
+    f, c = p.manifest.locate(g)
+    with open(p.sources[f], "rb") as fh:
+        fh.seek(c * CS)
+        return f, c, fh.read(CS)
+
+
+def write(store: Store, p: PreparedShare, indices: range | list[int]) -> list[str]:
+    done = []
+    for g in indices:
+        path = store.write_chunk(*chunk_data(p, g))
+        if path:
+            done.append(path)
+    return done
+
+
+def partial_dir(out: Path) -> Path:
+    return out / ".p2pshare-partial" / SID.hex()
+
+
+def test_full_write(tmp_path: Path, prepared: PreparedShare) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    store = Store(out, prepared.manifest, SID)
+    plan = store.prepare()
+    assert plan.already_have_bytes == 0
+    assert plan.completed == ["tree/empty.txt"]  # empty files need no chunks
+    assert plan.missing == [(0, prepared.manifest.total_chunks)]
+    done = write(store, prepared, range(prepared.manifest.total_chunks))
+    assert sorted(done) == sorted(f.path for f in prepared.manifest.files if f.size)
+    store.finish()
+    store.close()
+    assert snapshot(out) == snapshot(tmp_path / "src")
+    assert not (out / ".p2pshare-partial").exists()
+
+
+def test_resume_keeps_verified_chunks(tmp_path: Path, prepared: PreparedShare) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    total = prepared.manifest.total_chunks
+    store = Store(out, prepared.manifest, SID)
+    store.prepare()
+    write(store, prepared, range(0, 10))
+    store.close()  # like kill -9: no journal, nothing flushed specially
+    big = prepared.manifest.files[0]
+    assert big.path == "tree/big.bin" and not (out / big.path).exists()  # never a complete-looking file
+    # tear chunk 3 as a crash mid-write would
+    part = partial_dir(out) / "0"
+    with open(part, "r+b") as fh:
+        fh.seek(3 * CS + 7)
+        fh.write(b"\x00\xff")
+    store = Store(out, prepared.manifest, SID)
+    plan = store.prepare()
+    assert plan.missing == [(3, 4), (10, total)]
+    assert plan.already_have_bytes == 9 * CS
+    write(store, prepared, [3, *range(10, total)])
+    store.finish()
+    store.close()
+    assert snapshot(out) == snapshot(tmp_path / "src")
+
+
+def test_rerun_after_completion_needs_nothing(tmp_path: Path, prepared: PreparedShare) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    store = Store(out, prepared.manifest, SID)
+    store.prepare()
+    write(store, prepared, range(prepared.manifest.total_chunks))
+    store.finish()
+    store.close()
+    store = Store(out, prepared.manifest, SID)
+    plan = store.prepare()
+    assert plan.missing == [] and plan.already_have_bytes == prepared.manifest.total_bytes
+    store.finish()
+    store.close()
+
+
+def test_refuses_to_overwrite_different_file(tmp_path: Path, prepared: PreparedShare) -> None:
+    out = tmp_path / "out"
+    (out / "tree" / "sub").mkdir(parents=True)
+    (out / "tree" / "sub" / "exact.bin").write_bytes(b"mine")
+    store = Store(out, prepared.manifest, SID)
+    with pytest.raises(OutputError, match="refusing to overwrite .*exact.bin"):
+        store.prepare()
+    store.close()
+    assert (out / "tree" / "sub" / "exact.bin").read_bytes() == b"mine"
+    assert not (out / ".p2pshare-partial").exists()  # refused before writing anything
+
+
+def test_file_where_a_directory_goes(tmp_path: Path, prepared: PreparedShare) -> None:
+    out = tmp_path / "out"
+    (out / "tree").mkdir(parents=True)
+    (out / "tree" / "empty-dir").write_bytes(b"")
+    store = Store(out, prepared.manifest, SID)
+    with pytest.raises(OutputError):
+        store.prepare()
+    store.close()
+
+
+@pytest.mark.parametrize("where", ["tree", "tree/sub", ".p2pshare-partial"])
+def test_symlinked_directory_pointing_outside(tmp_path: Path, prepared: PreparedShare, where: str) -> None:
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    outside.mkdir()
+    link = out / where
+    link.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(outside, link)
+    store = Store(out, prepared.manifest, SID)
+    with pytest.raises(OutputError, match="symlink|refusing"):
+        store.prepare()
+        write(store, prepared, range(prepared.manifest.total_chunks))
+    store.close()
+    assert list(outside.iterdir()) == []
+
+
+def test_symlink_at_a_final_file_name(tmp_path: Path, prepared: PreparedShare) -> None:
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    (out / "tree").mkdir(parents=True)
+    outside.mkdir()
+    os.symlink(outside / "victim", out / "tree" / "empty.txt")
+    store = Store(out, prepared.manifest, SID)
+    with pytest.raises(OutputError, match="refusing to overwrite"):
+        store.prepare()
+    store.close()
+    assert not (outside / "victim").exists()
+
+
+def test_symlink_planted_in_partial_dir_is_not_followed(tmp_path: Path, prepared: PreparedShare) -> None:
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    outside.mkdir()
+    partial_dir(out).mkdir(parents=True)
+    os.symlink(outside / "victim", partial_dir(out) / "0")
+    store = Store(out, prepared.manifest, SID)
+    with pytest.raises(OutputError):
+        store.prepare()
+    store.close()
+    assert not (outside / "victim").exists()
+
+
+def test_inconsistent_data_never_becomes_final(tmp_path: Path, prepared: PreparedShare) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    store = Store(out, prepared.manifest, SID)
+    store.prepare()
+    f, c, data = chunk_data(prepared, 0)
+    with pytest.raises(IntegrityError, match="does not match its hash"):
+        store.write_chunk(f, c, b"x" * len(data))
+    # unverified write path (after AES-GCM) is still caught by the whole-file hash
+    write(store, prepared, range(1, len(prepared.manifest.files[0].chunk_hashes) - 1))
+    last = len(prepared.manifest.files[0].chunk_hashes) - 1
+    store.write_chunk(f, 0, b"y" * len(data), verify=False)
+    with pytest.raises(IntegrityError, match="whole-file hash"):
+        store.write_chunk(*chunk_data(prepared, last))
+    store.close()
+    assert not (out / "tree" / "big.bin").exists()
+    with pytest.raises(IntegrityError):
+        store2 = Store(out, prepared.manifest, SID)
+        try:
+            store2.prepare()
+            store2.finish()
+        finally:
+            store2.close()

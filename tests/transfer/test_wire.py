@@ -1,0 +1,114 @@
+"""Framing: every message round-trips; bad frames are ProtocolErrors, early."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transfer import wire
+from transfer.errors import ProtocolError
+
+ALL = frozenset(wire.MsgType)
+MESSAGES: list[wire.Message] = [
+    wire.Hello(b"i" * 16, b"n" * 32),
+    wire.Challenge(b"c" * 32),
+    wire.Proof(b"p" * 32),
+    wire.Accept(b"a" * 32),
+    wire.ManifestMsg(b"m" * 12, b"x" * 100),
+    wire.Want(((0, 5), (7, 8))),
+    wire.Want(()),
+    wire.Chunk(2**40, b"n" * 12, b"c" * 1000),
+    wire.End(),
+    wire.Done(),
+    wire.Error(wire.ErrorCode.BUSY, "try later"),
+]
+
+
+def test_round_trip_byte_by_byte() -> None:
+    stream = b"".join(wire.encode(m) for m in MESSAGES)
+    dec = wire.FrameDecoder(ALL)
+    out: list[wire.Message] = []
+    for i in range(len(stream)):
+        out.extend(dec.feed(stream[i : i + 1]))
+    assert out == MESSAGES
+    assert dec.buffered == 0
+    assert wire.FrameDecoder(ALL).feed(stream) == MESSAGES
+
+
+def test_unknown_type() -> None:
+    with pytest.raises(ProtocolError, match="unknown message type"):
+        wire.FrameDecoder(ALL).feed(struct.pack(">BI", 99, 0))
+
+
+def test_type_not_for_this_role() -> None:
+    manifest = wire.encode(wire.ManifestMsg(b"m" * 12, b"x" * 16))
+    with pytest.raises(ProtocolError, match="unexpected message type MANIFEST"):
+        wire.FrameDecoder(wire.TO_SHARER).feed(manifest)
+    with pytest.raises(ProtocolError, match="unexpected message type HELLO"):
+        wire.FrameDecoder(wire.TO_RECEIVER).feed(wire.encode(MESSAGES[0]))
+
+
+@pytest.mark.parametrize("kind", list(wire.MsgType))
+def test_oversize_rejected_from_header_alone(kind: wire.MsgType) -> None:
+    header = struct.pack(">BI", kind, wire.MAX_BODY[kind] + 1)
+    with pytest.raises(ProtocolError, match="too large"):
+        wire.FrameDecoder(ALL).feed(header)
+
+
+def test_chunk_limit_tightens_with_chunk_size() -> None:
+    dec = wire.FrameDecoder(ALL)
+    dec.set_chunk_size(64 * 1024)
+    dec.feed(struct.pack(">BI", wire.MsgType.CHUNK, 64 * 1024 + wire.CHUNK_OVERHEAD))
+    dec2 = wire.FrameDecoder(ALL)
+    dec2.set_chunk_size(64 * 1024)
+    with pytest.raises(ProtocolError, match="too large"):
+        dec2.feed(struct.pack(">BI", wire.MsgType.CHUNK, 64 * 1024 + wire.CHUNK_OVERHEAD + 1))
+
+
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        (wire.MsgType.HELLO, b"\x01" + b"x" * 40),
+        (wire.MsgType.CHALLENGE, b"x" * 31),
+        (wire.MsgType.PROOF, b""),
+        (wire.MsgType.ACCEPT, b"x" * 31),
+        (wire.MsgType.MANIFEST, b"x" * 27),
+        (wire.MsgType.WANT, b"\x00\x00"),
+        (wire.MsgType.WANT, struct.pack(">I", 2) + b"\x00" * 16),
+        (wire.MsgType.CHUNK, b"x" * 35),
+        (wire.MsgType.ERROR, b""),
+    ],
+)
+def test_malformed_bodies(kind: wire.MsgType, body: bytes) -> None:
+    with pytest.raises(ProtocolError, match="malformed"):
+        wire.FrameDecoder(ALL).feed(struct.pack(">BI", kind, len(body)) + body)
+
+
+def test_end_with_body_is_oversize() -> None:
+    with pytest.raises(ProtocolError):
+        wire.FrameDecoder(ALL).feed(struct.pack(">BI", wire.MsgType.END, 1) + b"x")
+
+
+def test_error_text_is_sanitised_and_bounded() -> None:
+    body = bytes([wire.ErrorCode.INTERNAL]) + "evil\x1b[2J\u202enext\nline".encode() + b"\xff"
+    (msg,) = wire.FrameDecoder(ALL).feed(struct.pack(">BI", wire.MsgType.ERROR, len(body)) + body)
+    assert isinstance(msg, wire.Error)
+    assert msg.message.isprintable() and "\x1b" not in msg.message and "\u202e" not in msg.message
+    long = wire.encode(wire.Error(1, "\u00e9" * 5000))
+    assert len(long) <= wire.HEADER_BYTES + wire.MAX_ERROR_BODY
+    (back,) = wire.FrameDecoder(ALL).feed(long)
+    assert isinstance(back, wire.Error) and len(back.message) <= 203
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=64), max_size=8))
+def test_garbage_only_raises_protocol_error(pieces: list[bytes]) -> None:
+    dec = wire.FrameDecoder(wire.TO_RECEIVER)
+    try:
+        for piece in pieces:
+            dec.feed(piece)
+    except ProtocolError:
+        pass

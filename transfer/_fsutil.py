@@ -1,0 +1,117 @@
+"""Symlink-proof file system helpers for writing under an output directory.
+
+Every path below the output directory is reached one component at a time
+through directory file descriptors opened with ``O_NOFOLLOW``, so a symlink
+(planted before or during the transfer) can never redirect a write outside
+the output directory, and a non-directory in the way is an error, not a
+surprise.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from transfer.errors import OutputError
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_root(path: os.PathLike[str] | str) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise OutputError(f"cannot open output directory {os.fspath(path)}: {exc.strerror or exc}") from None
+
+
+def open_dir(root_fd: int, parts: tuple[str, ...], *, create: bool, shown: str) -> int | None:
+    """Open ``root/parts...`` as a directory fd, creating missing components.
+
+    Returns None when a component is missing and ``create`` is False.
+    ``shown`` is the path used in error messages.
+    """
+    fd = os.dup(root_fd)
+    try:
+        for name in parts:
+            if create:
+                try:
+                    os.mkdir(name, 0o777, dir_fd=fd)
+                except FileExistsError:
+                    pass
+            try:
+                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if create:
+                    raise OutputError(f"cannot create directory {shown}: it vanished") from None
+                os.close(fd)
+                return None
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise OutputError(
+                        f"refusing to write {shown}: a symlink or non-directory is in the way"
+                    ) from None
+                raise OutputError(f"cannot open directory for {shown}: {exc.strerror or exc}") from None
+            os.close(fd)
+            fd = child
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def lstat_at(dir_fd: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def is_regular(st: os.stat_result | None) -> bool:
+    return st is not None and stat.S_ISREG(st.st_mode)
+
+
+def open_file(dir_fd: int, name: str, flags: int) -> int:
+    return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=dir_fd)
+
+
+def move_noreplace(src_dir: int, src: str, dst_dir: int, dst: str, shown: str) -> None:
+    """Move a file without ever replacing an existing one.
+
+    A hard link fails atomically with EEXIST when the target exists; file
+    systems without hard links fall back to check-then-rename.
+    """
+    try:
+        os.link(src, dst, src_dir_fd=src_dir, dst_dir_fd=dst_dir, follow_symlinks=False)
+    except FileExistsError:
+        raise OutputError(f"refusing to overwrite {shown}: it already exists") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise OutputError(f"cannot create {shown}: {exc.strerror or exc}") from None
+        if lstat_at(dst_dir, dst) is not None:
+            raise OutputError(f"refusing to overwrite {shown}: it already exists") from None
+        try:
+            os.rename(src, dst, src_dir_fd=src_dir, dst_dir_fd=dst_dir)
+        except OSError as exc2:
+            raise OutputError(f"cannot create {shown}: {exc2.strerror or exc2}") from None
+        return
+    os.unlink(src, dir_fd=src_dir)
+
+
+def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
+
+
+def pread_exact(fd: int, length: int, offset: int) -> bytes:
+    """Read up to ``length`` bytes (fewer only at end of file)."""
+    data = os.pread(fd, length, offset)
+    while len(data) < length:
+        more = os.pread(fd, length - len(data), offset + len(data))
+        if not more:
+            break
+        data += more
+    return data

@@ -1,0 +1,109 @@
+"""Small trio helpers shared by the transfer runners."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from transfer.errors import StreamEndedError, TransferError
+from transfer.stream import ByteStream
+
+log = logging.getLogger("p2pshare.transfer")
+
+READ_SIZE = 1 << 20
+#: How long to wait for a best-effort goodbye (ERROR frame, half-close).
+GOODBYE_SECONDS = 2.0
+
+
+async def read_some(stream: ByteStream, timeout: float, what: str) -> bytes:
+    """Read up to READ_SIZE bytes; map silence and transport failures to StreamEndedError."""
+    with trio.move_on_after(timeout):
+        try:
+            return await stream.read(READ_SIZE)
+        except TransferError:
+            raise
+        except Exception as exc:  # any transport: reset, broken pipe, closed
+            log.debug("read failed: %r", exc)
+            raise StreamEndedError(f"the connection to the {what} broke") from None
+    raise StreamEndedError(f"the {what} stopped responding for {timeout:.0f} s")
+
+
+async def write_all(stream: ByteStream, data: bytes, timeout: float, what: str) -> None:
+    if not data:
+        return
+    with trio.move_on_after(timeout):
+        try:
+            await stream.write(data)
+            return
+        except TransferError:
+            raise
+        except Exception as exc:
+            log.debug("write failed: %r", exc)
+            raise StreamEndedError(f"the connection to the {what} broke") from None
+    raise StreamEndedError(f"the {what} stopped reading for {timeout:.0f} s")
+
+
+async def goodbye(stream: ByteStream, data: bytes) -> None:
+    """Best effort: send ``data`` (an ERROR frame, maybe) and half-close."""
+    with trio.move_on_after(GOODBYE_SECONDS) as scope:
+        scope.shield = True
+        try:
+            if data:
+                await stream.write(data)
+            await stream.close_write()
+        except Exception as exc:  # the peer may be gone already
+            log.debug("goodbye failed: %r", exc)
+
+
+async def await_eof(stream: ByteStream, timeout: float = GOODBYE_SECONDS) -> None:
+    """Wait (bounded) until the peer half-closes too, discarding anything it sends.
+
+    Returning only after the peer's EOF means our last frame (DONE, ERROR)
+    was read before the caller resets or closes the stream.
+    """
+    with trio.move_on_after(timeout) as scope:
+        scope.shield = True
+        try:
+            for _ in range(64):
+                if not await stream.read(READ_SIZE):
+                    return
+        except Exception as exc:
+            log.debug("waiting for EOF failed: %r", exc)
+
+
+async def reset_quietly(stream: ByteStream) -> None:
+    with trio.move_on_after(GOODBYE_SECONDS) as scope:
+        scope.shield = True
+        try:
+            await stream.reset()
+        except Exception as exc:
+            log.debug("reset failed: %r", exc)
+
+
+class TaskGroup:
+    """Run tasks together; the first failure cancels the rest and is re-raised
+    as itself (not wrapped in an ExceptionGroup), so callers catch
+    ``TransferError`` directly."""
+
+    def __init__(self) -> None:
+        self.failure: Exception | None = None
+
+    async def run(self, *tasks: Callable[[], Awaitable[None]]) -> None:
+        async with trio.open_nursery() as nursery:
+            for task in tasks:
+                nursery.start_soon(self._guard, task, nursery.cancel_scope)
+        if self.failure is not None:
+            raise self.failure
+
+    async def _guard(self, task: Callable[[], Awaitable[None]], scope: trio.CancelScope) -> None:
+        try:
+            await task()
+        except Exception as exc:
+            # Prefer a meaningful TransferError over a knock-on failure of a sibling.
+            if self.failure is None or (
+                isinstance(exc, TransferError) and not isinstance(self.failure, TransferError)
+            ):
+                self.failure = exc
+            scope.cancel()

@@ -1,0 +1,179 @@
+"""Sharer runner: serve one inbound stream with ``SharerProtocol``.
+
+A producer task reads, verifies and seals chunks in a worker thread and
+hands whole frames through a small bounded channel to the writer, so disk,
+hashing and AES overlap with the stream write while at most a few chunks
+are in memory. A watcher reads the stream meanwhile (an ERROR or EOF from the
+receiver stops the send at once) and waits for DONE at the end.
+
+``serve_transfer`` never raises (except cancellation): an exception escaping
+a py-libp2p stream handler breaks the whole connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import trio
+
+from transfer import ranges, wire
+from transfer._trio_io import TaskGroup, await_eof, goodbye, read_some, reset_quietly, write_all
+from transfer.errors import SourceError, StreamEndedError, TransferError
+from transfer.events import ReceiverConnected, ReceiverFailed, ReceiverFinished, TransferEvent
+from transfer.registry import ServedShare, ShareRegistry
+from transfer.sharer import ReceiverAuthenticated, ReceiverDone, SharerProtocol, WantReceived
+from transfer.source import ChunkReader, produce_frames
+from transfer.stream import ByteStream
+
+log = logging.getLogger("p2pshare.transfer")
+
+PIPELINE_DEPTH = 3  # sealed batches waiting for the stream
+BATCH_BYTES = 1 << 20
+HANDSHAKE_TIMEOUT = 30.0
+
+
+async def serve_transfer(
+    stream: ByteStream,
+    *,
+    registry: ShareRegistry,
+    local_peer_id: bytes,
+    remote_peer_id: bytes,
+    on_event: Callable[[TransferEvent], None] | None = None,
+    idle_timeout: float = 600.0,
+) -> None:
+    """Serve one receiver on ``stream``; logs and resets on any failure."""
+
+    def emit(event: TransferEvent) -> None:
+        if on_event is None:
+            return
+        try:
+            on_event(event)
+        except Exception:
+            log.exception("transfer event handler failed")
+
+    session = _Session(stream, registry, local_peer_id, remote_peer_id, emit, idle_timeout)
+    if not registry.try_acquire():
+        log.info("busy: refusing a transfer from %s", remote_peer_id.hex()[:16])
+        session.proto.send_error(wire.ErrorCode.BUSY, "too many transfers at once; try again later")
+        await goodbye(stream, session.proto.data_to_send())
+        await await_eof(stream)
+        await reset_quietly(stream)
+        return
+    try:
+        await session.run()
+    except TransferError as exc:
+        if isinstance(exc, SourceError):
+            log.warning("stopped serving %s: %s", remote_peer_id.hex()[:16], exc)
+            session.proto.send_error(wire.ErrorCode.SOURCE_CHANGED, "source changed")
+        else:
+            log.info("transfer to %s failed: %s", remote_peer_id.hex()[:16], exc)
+        emit(ReceiverFailed(remote_peer_id, session.share_id, str(exc)))
+        await goodbye(stream, session.proto.data_to_send())
+        if not isinstance(exc, StreamEndedError):
+            await await_eof(stream)  # let the receiver read our ERROR first
+        await reset_quietly(stream)
+    except Exception as exc:
+        log.exception("transfer handler crashed")
+        session.proto.send_error(wire.ErrorCode.INTERNAL, "internal error")
+        emit(ReceiverFailed(remote_peer_id, session.share_id, f"internal error: {type(exc).__name__}"))
+        await goodbye(stream, session.proto.data_to_send())
+        await reset_quietly(stream)
+    except BaseException:
+        await reset_quietly(stream)  # cancelled: tell the peer, then propagate
+        raise
+    finally:
+        registry.release()
+
+
+class _Session:
+    def __init__(
+        self,
+        stream: ByteStream,
+        registry: ShareRegistry,
+        local: bytes,
+        remote: bytes,
+        emit: Callable[[TransferEvent], None],
+        idle_timeout: float,
+    ) -> None:
+        self.stream = stream
+        self.registry = registry
+        self.remote = remote
+        self.emit = emit
+        self.timeout = idle_timeout
+        self.proto = SharerProtocol(registry.material, local_peer_id=local, remote_peer_id=remote)
+        self.share_id: bytes | None = None
+        self.bytes_sent = 0
+        self.watch_scope = trio.CancelScope()
+
+    async def run(self) -> None:
+        start = trio.current_time()
+        want: tuple[ranges.Range, ...] | None = None
+        served: ServedShare | None = None
+        while want is None:
+            # Short patience until the peer proves the key; then long, as the
+            # receiver may be re-hashing partial files before it sends WANT.
+            timeout = self.timeout if self.share_id is not None else min(self.timeout, HANDSHAKE_TIMEOUT)
+            data = await read_some(self.stream, timeout, "receiver")
+            if not data:
+                raise StreamEndedError("the receiver closed the connection")
+            for ev in self.proto.receive_data(data):
+                if isinstance(ev, ReceiverAuthenticated):
+                    self.share_id = ev.share_id
+                    served = self.registry.get(ev.share_id)  # same tick as the lookup: present
+                    self.emit(ReceiverConnected(self.remote, ev.share_id))
+                elif isinstance(ev, WantReceived):
+                    want = ev.ranges
+            await write_all(self.stream, self.proto.data_to_send(), self.timeout, "receiver")
+        assert self.share_id is not None and served is not None
+        reader = ChunkReader(served.prepared.manifest, served.prepared.sources)
+        try:
+            await TaskGroup().run(lambda: self._send(reader, want), self._watch)
+        finally:
+            reader.close()
+        self.registry.record_completed(self.share_id)
+        await goodbye(self.stream, b"")
+        self.emit(ReceiverFinished(self.remote, self.share_id, self.bytes_sent, trio.current_time() - start))
+
+    async def _send(self, reader: ChunkReader, want: tuple[ranges.Range, ...]) -> None:
+        material = self.proto.share
+        assert material is not None
+        indices = ranges.iter_ranges(want)
+        send, recv = trio.open_memory_channel[bytes](PIPELINE_DEPTH)
+
+        def batch() -> tuple[bytes, bool]:
+            frames, finished = produce_frames(reader, material.cipher, indices, BATCH_BYTES)
+            return (frames[0] if len(frames) == 1 else b"".join(frames)), finished
+
+        async def producer() -> None:
+            finished = False
+            while not finished:
+                blob, finished = await trio.to_thread.run_sync(batch)
+                if blob:
+                    await send.send(blob)
+            # Close only on success: after a failure the writer must not see
+            # a clean end of chunks and send END.
+            await send.aclose()
+
+        async def writer() -> None:
+            with recv:
+                async for blob in recv:
+                    await write_all(self.stream, blob, self.timeout, "receiver")
+                    self.bytes_sent += len(blob)
+            self.proto.send_end()
+            await write_all(self.stream, self.proto.data_to_send(), self.timeout, "receiver")
+            # While chunks flow the receiver is silent; after END it must answer.
+            self.watch_scope.deadline = trio.current_time() + self.timeout
+
+        await TaskGroup().run(producer, writer)
+
+    async def _watch(self) -> None:
+        """Read while sending: only ERROR (abort) or, after END, DONE may come."""
+        with self.watch_scope:
+            while True:
+                data = await read_some(self.stream, float("inf"), "receiver")
+                if not data:
+                    raise StreamEndedError("the receiver closed the connection")
+                if any(isinstance(ev, ReceiverDone) for ev in self.proto.receive_data(data)):
+                    return
+        raise StreamEndedError(f"the receiver did not confirm within {self.timeout:.0f} s")

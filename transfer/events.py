@@ -1,0 +1,88 @@
+"""Events the transfer runners report through ``on_event`` (frozen dataclasses).
+
+Receiver side: ``Authenticated``, ``ManifestReceived``, ``Progress``,
+``FileCompleted``, ``TransferCompleted``. Sharer side: ``ReceiverConnected``,
+``ReceiverFinished``, ``ReceiverFailed``. Peers are raw peer-ID bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transfer.manifest import Manifest
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    """The sharer proved it holds the share key (receiver side)."""
+
+    peer: bytes
+
+
+@dataclass(frozen=True)
+class ManifestReceived:
+    """The verified manifest, and how many of its bytes were already on disk."""
+
+    manifest: Manifest
+    already_have_bytes: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Bytes verified so far (including resumed data) out of the total."""
+
+    bytes_verified: int
+    total_bytes: int
+
+
+@dataclass(frozen=True)
+class FileCompleted:
+    """A file was verified and moved to its final place (manifest path)."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class TransferCompleted:
+    files: int
+    bytes: int  # bytes received over the wire in this session
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ReceiverConnected:
+    """A receiver proved it holds the key of one of our shares."""
+
+    peer: bytes
+    share_id: bytes
+
+
+@dataclass(frozen=True)
+class ReceiverFinished:
+    """A receiver confirmed it verified everything it asked for."""
+
+    peer: bytes
+    share_id: bytes
+    bytes_sent: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ReceiverFailed:
+    """A session ended without DONE; ``reason`` is one line for logs/UI."""
+
+    peer: bytes
+    share_id: bytes | None
+    reason: str
+
+
+TransferEvent = (
+    Authenticated
+    | ManifestReceived
+    | Progress
+    | FileCompleted
+    | TransferCompleted
+    | ReceiverConnected
+    | ReceiverFinished
+    | ReceiverFailed
+)

@@ -1,0 +1,250 @@
+"""The receiver's side of the transfer protocol as a pure state machine.
+
+Bytes go in through ``receive_data``, events come out, and bytes to send
+accumulate for ``data_to_send`` (the h11/aioquic pattern). Chunks are not
+decrypted here: ``ChunkArrived`` carries everything needed to open the chunk
+with ``cipher`` in a worker thread. The machine enforces order — the
+sharer's proof is verified before the manifest is read, chunks must arrive
+exactly in the order requested, and END is only accepted once every
+requested chunk has arrived. Failures raise ``transfer.errors`` after
+queueing an ERROR frame for the peer.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from transfer import crypto, ranges, wire
+from transfer.errors import (
+    AuthenticationError,
+    BusyError,
+    IntegrityError,
+    ProtocolError,
+    RemoteError,
+    SourceChangedError,
+    TransferError,
+    UnknownShareError,
+)
+from transfer.manifest import Manifest, ManifestError
+from transfer.manifest import decode as decode_manifest
+
+
+class State(enum.Enum):
+    IDLE = "idle"
+    AWAIT_CHALLENGE = "await-challenge"
+    AWAIT_ACCEPT = "await-accept"
+    AWAIT_MANIFEST = "await-manifest"
+    MANIFEST_READY = "manifest-ready"
+    RECEIVING = "receiving"
+    ENDED = "ended"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class HandshakeComplete:
+    """The sharer proved it holds the share key."""
+
+
+@dataclass(frozen=True)
+class ManifestReady:
+    manifest: Manifest
+
+
+@dataclass(frozen=True)
+class ChunkArrived:
+    """A chunk in the expected position; still encrypted."""
+
+    index: int
+    file_index: int
+    chunk_index: int
+    is_last: bool
+    nonce: bytes
+    ciphertext: bytes
+
+
+@dataclass(frozen=True)
+class EndOfChunks:
+    """Every requested chunk arrived and the sharer sent END."""
+
+
+ReceiverEvent = HandshakeComplete | ManifestReady | ChunkArrived | EndOfChunks
+
+
+def error_for(msg: wire.Error) -> RemoteError:
+    """Map a peer's ERROR frame to the exception we raise."""
+    text = msg.message or "no details"
+    codes: dict[int, type[RemoteError]] = {
+        wire.ErrorCode.UNKNOWN_SHARE: UnknownShareError,
+        wire.ErrorCode.AUTH_FAILED: AuthenticationError,
+        wire.ErrorCode.SOURCE_CHANGED: SourceChangedError,
+        wire.ErrorCode.PROTOCOL: ProtocolError,
+        wire.ErrorCode.BUSY: BusyError,
+    }
+    # Complete sentences for the codes that need no detail from the peer.
+    fixed: dict[int, str] = {
+        wire.ErrorCode.UNKNOWN_SHARE: "the sharer does not serve this share (wrong or expired code?)",
+        wire.ErrorCode.AUTH_FAILED: "the sharer rejected our proof of the share key",
+        wire.ErrorCode.SOURCE_CHANGED: "the shared files changed on the sharer's side; the sharer must share them again",
+    }
+    cls = codes.get(msg.code, RemoteError)
+    if msg.code in fixed:
+        return cls(fixed[msg.code])
+    prefix = "the sharer is busy" if msg.code == wire.ErrorCode.BUSY else "the peer reported an error"
+    return cls(f"{prefix}: {text}")
+
+
+class ReceiverProtocol:
+    """One fetch of one share over one stream."""
+
+    def __init__(
+        self,
+        keys: crypto.ShareKeys,
+        *,
+        local_peer_id: bytes,
+        remote_peer_id: bytes,
+        nonce: bytes | None = None,
+    ) -> None:
+        self.keys = keys
+        self._local = local_peer_id
+        self._remote = remote_peer_id
+        self._nonce_r = nonce if nonce is not None else os.urandom(crypto.NONCE_BYTES)
+        self._nonce_s = b""
+        self._decoder = wire.FrameDecoder(wire.TO_RECEIVER)
+        self._out: list[bytes] = []
+        self.state = State.IDLE
+        self.manifest: Manifest | None = None
+        self.cipher: crypto.ChunkCipher | None = None
+        self._expected: Iterator[int] = iter(())
+        self._next: int | None = None
+
+    # -- outgoing --------------------------------------------------------------
+    def data_to_send(self) -> bytes:
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    def initiate(self) -> None:
+        """Queue HELLO."""
+        self._require(State.IDLE)
+        self._out.append(wire.encode(wire.Hello(self.keys.share_id, self._nonce_r)))
+        self.state = State.AWAIT_CHALLENGE
+
+    def send_want(self, wanted: list[ranges.Range]) -> None:
+        """Ask for these global chunk ranges (at most ``wire.MAX_WANT_RANGES``)."""
+        self._require(State.MANIFEST_READY)
+        assert self.manifest is not None
+        ranges.check_ranges(wanted, self.manifest.total_chunks)
+        if len(wanted) > wire.MAX_WANT_RANGES:
+            raise ValueError("too many ranges; coarsen them first")
+        self._out.append(wire.encode(wire.Want(tuple(wanted))))
+        self._expected = ranges.iter_ranges(wanted)
+        self._next = next(self._expected, None)
+        self.state = State.RECEIVING
+
+    def send_done(self) -> None:
+        """Queue DONE, once every chunk was verified and stored."""
+        self._require(State.ENDED)
+        self._out.append(wire.encode(wire.Done()))
+        self.state = State.DONE
+
+    def send_error(self, code: wire.ErrorCode, message: str) -> None:
+        if self.state not in (State.DONE, State.FAILED):
+            self._out.append(wire.encode(wire.Error(code, message)))
+        self.state = State.FAILED
+
+    # -- incoming --------------------------------------------------------------
+    def receive_data(self, data: bytes) -> list[ReceiverEvent]:
+        if self.failed:
+            raise ProtocolError("session already failed")
+        try:
+            messages = self._decoder.feed(data)
+            return [ev for msg in messages for ev in self._handle(msg)]
+        except TransferError as exc:
+            if not self.failed:
+                code = wire.ErrorCode.AUTH_FAILED if isinstance(exc, AuthenticationError) else wire.ErrorCode.PROTOCOL
+                self.send_error(code, str(exc))
+            raise
+
+    def _handle(self, msg: wire.Message) -> list[ReceiverEvent]:
+        if isinstance(msg, wire.Error):
+            self.state = State.FAILED
+            raise error_for(msg)
+        if isinstance(msg, wire.Chunk):
+            return [self._on_chunk(msg)]
+        if isinstance(msg, wire.Challenge) and self.state is State.AWAIT_CHALLENGE:
+            self._nonce_s = msg.nonce
+            mac = crypto.proof(
+                self.keys,
+                sharer=False,
+                nonce_r=self._nonce_r,
+                nonce_s=msg.nonce,
+                sharer_peer_id=self._remote,
+                receiver_peer_id=self._local,
+            )
+            self._out.append(wire.encode(wire.Proof(mac)))
+            self.state = State.AWAIT_ACCEPT
+            return []
+        if isinstance(msg, wire.Accept) and self.state is State.AWAIT_ACCEPT:
+            expect = crypto.proof(
+                self.keys,
+                sharer=True,
+                nonce_r=self._nonce_r,
+                nonce_s=self._nonce_s,
+                sharer_peer_id=self._remote,
+                receiver_peer_id=self._local,
+            )
+            if not crypto.proofs_equal(expect, msg.mac):
+                raise AuthenticationError("the peer could not prove it holds the share key")
+            self.state = State.AWAIT_MANIFEST
+            return [HandshakeComplete()]
+        if isinstance(msg, wire.ManifestMsg) and self.state is State.AWAIT_MANIFEST:
+            return [self._on_manifest(msg)]
+        if isinstance(msg, wire.End) and self.state is State.RECEIVING:
+            if self._next is not None:
+                raise IntegrityError(f"the sharer ended the transfer early (chunk {self._next} missing)")
+            self.state = State.ENDED
+            return [EndOfChunks()]
+        raise ProtocolError(f"unexpected {type(msg).__name__} message in state {self.state.value}")
+
+    def _on_manifest(self, msg: wire.ManifestMsg) -> ManifestReady:
+        try:
+            plain = crypto.open_manifest(self.keys, msg.nonce, msg.ciphertext)
+        except crypto.DecryptError:
+            raise IntegrityError("the manifest failed authentication") from None
+        try:
+            manifest = decode_manifest(plain)
+        except ManifestError as exc:
+            raise ProtocolError(f"bad manifest: {exc}") from None
+        self.manifest = manifest
+        self.cipher = crypto.ChunkCipher(self.keys, manifest.digest())
+        self._decoder.set_chunk_size(manifest.chunk_size)
+        self.state = State.MANIFEST_READY
+        return ManifestReady(manifest)
+
+    def _on_chunk(self, msg: wire.Chunk) -> ChunkArrived:
+        if self.state is not State.RECEIVING:
+            raise ProtocolError(f"unexpected chunk in state {self.state.value}")
+        if self._next is None:
+            raise IntegrityError(f"chunk {msg.index} was not requested")
+        if msg.index != self._next:
+            raise IntegrityError(f"chunk {msg.index} arrived out of order (expected {self._next})")
+        assert self.manifest is not None
+        file_index, chunk_index = self.manifest.locate(msg.index)
+        length = self.manifest.chunk_length(file_index, chunk_index)
+        if len(msg.ciphertext) != length + crypto.TAG_BYTES:
+            raise IntegrityError(f"chunk {msg.index} has the wrong length")
+        self._next = next(self._expected, None)
+        is_last = chunk_index == len(self.manifest.files[file_index].chunk_hashes) - 1
+        return ChunkArrived(msg.index, file_index, chunk_index, is_last, msg.nonce, msg.ciphertext)
+
+    @property
+    def failed(self) -> bool:
+        return self.state is State.FAILED
+
+    def _require(self, state: State) -> None:
+        if self.state is not state:
+            raise RuntimeError(f"not allowed in state {self.state.value}")

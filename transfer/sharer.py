@@ -1,0 +1,190 @@
+"""The sharer's side of the transfer protocol as a pure state machine.
+
+Like ``receiver``: ``receive_data`` in, events out, ``data_to_send`` for the
+bytes to write. The machine looks the requested share up through a callback,
+answers an unknown share with ERROR (so a peer without the key learns only
+whether the share exists), verifies the receiver's proof in constant time,
+and only then reveals the sharer's proof and the encrypted manifest. Chunks
+are sealed outside the machine (``ShareMaterial.cipher``, thread-safe) so the
+runner can read, hash and encrypt them off the event loop.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from transfer import crypto, ranges, wire
+from transfer.errors import (
+    AuthenticationError,
+    ProtocolError,
+    TransferError,
+    UnknownShareError,
+)
+from transfer.manifest import Manifest
+from transfer.receiver import error_for
+
+
+@dataclass(frozen=True)
+class ShareMaterial:
+    """What the sharer needs to serve one share; built once per share."""
+
+    keys: crypto.ShareKeys
+    manifest: Manifest
+    manifest_bytes: bytes = field(repr=False)
+    digest: bytes
+    cipher: crypto.ChunkCipher = field(repr=False, compare=False)
+
+    @classmethod
+    def build(cls, keys: crypto.ShareKeys, manifest: Manifest) -> ShareMaterial:
+        encoded = manifest.encode()
+        digest = hashlib.sha256(encoded).digest()
+        return cls(keys, manifest, encoded, digest, crypto.ChunkCipher(keys, digest))
+
+
+class State(enum.Enum):
+    AWAIT_HELLO = "await-hello"
+    AWAIT_PROOF = "await-proof"
+    AWAIT_WANT = "await-want"
+    SENDING = "sending"
+    AWAIT_DONE = "await-done"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ReceiverAuthenticated:
+    share_id: bytes
+
+
+@dataclass(frozen=True)
+class WantReceived:
+    ranges: tuple[ranges.Range, ...]
+
+
+@dataclass(frozen=True)
+class ReceiverDone:
+    pass
+
+
+SharerEvent = ReceiverAuthenticated | WantReceived | ReceiverDone
+Lookup = Callable[[bytes], ShareMaterial | None]
+
+
+class SharerProtocol:
+    """One inbound session: serve whichever share the receiver proves it holds."""
+
+    def __init__(
+        self,
+        lookup: Lookup,
+        *,
+        local_peer_id: bytes,
+        remote_peer_id: bytes,
+        nonce: bytes | None = None,
+    ) -> None:
+        self._lookup = lookup
+        self._local = local_peer_id
+        self._remote = remote_peer_id
+        self._nonce_s = nonce if nonce is not None else os.urandom(crypto.NONCE_BYTES)
+        self._nonce_r = b""
+        self._decoder = wire.FrameDecoder(wire.TO_SHARER)
+        self._out: list[bytes] = []
+        self.state = State.AWAIT_HELLO
+        self.share: ShareMaterial | None = None
+
+    def data_to_send(self) -> bytes:
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    def send_end(self) -> None:
+        """Queue END after the last wanted chunk was written."""
+        self._require(State.SENDING)
+        self._out.append(wire.encode(wire.End()))
+        self.state = State.AWAIT_DONE
+
+    def send_error(self, code: wire.ErrorCode, message: str) -> None:
+        if self.state not in (State.DONE, State.FAILED):
+            self._out.append(wire.encode(wire.Error(code, message)))
+        self.state = State.FAILED
+
+    def receive_data(self, data: bytes) -> list[SharerEvent]:
+        if self.failed:
+            raise ProtocolError("session already failed")
+        try:
+            messages = self._decoder.feed(data)
+            return [ev for msg in messages for ev in self._handle(msg)]
+        except TransferError as exc:
+            if not self.failed:
+                if isinstance(exc, UnknownShareError):
+                    code = wire.ErrorCode.UNKNOWN_SHARE
+                elif isinstance(exc, AuthenticationError):
+                    code = wire.ErrorCode.AUTH_FAILED
+                else:
+                    code = wire.ErrorCode.PROTOCOL
+                self.send_error(code, str(exc))
+            raise
+
+    def _handle(self, msg: wire.Message) -> list[SharerEvent]:
+        if isinstance(msg, wire.Error):
+            self.state = State.FAILED
+            raise error_for(msg)
+        if isinstance(msg, wire.Hello) and self.state is State.AWAIT_HELLO:
+            if msg.version != wire.PROTOCOL_VERSION:
+                raise ProtocolError(f"unsupported protocol version {msg.version}")
+            share = self._lookup(msg.share_id)
+            if share is None:
+                raise UnknownShareError("unknown share")
+            self.share = share
+            self._nonce_r = msg.nonce
+            self._out.append(wire.encode(wire.Challenge(self._nonce_s)))
+            self.state = State.AWAIT_PROOF
+            return []
+        if isinstance(msg, wire.Proof) and self.state is State.AWAIT_PROOF:
+            return [self._on_proof(msg)]
+        if isinstance(msg, wire.Want) and self.state is State.AWAIT_WANT:
+            assert self.share is not None
+            try:
+                ranges.check_ranges(msg.ranges, self.share.manifest.total_chunks)
+            except ValueError as exc:
+                raise ProtocolError(f"bad WANT: {exc}") from None
+            self.state = State.SENDING
+            return [WantReceived(msg.ranges)]
+        if isinstance(msg, wire.Done) and self.state is State.AWAIT_DONE:
+            self.state = State.DONE
+            return [ReceiverDone()]
+        raise ProtocolError(f"unexpected {type(msg).__name__} message in state {self.state.value}")
+
+    def _on_proof(self, msg: wire.Proof) -> ReceiverAuthenticated:
+        share = self.share
+        assert share is not None
+        def mac(sharer: bool) -> bytes:
+            return crypto.proof(
+                share.keys,
+                sharer=sharer,
+                nonce_r=self._nonce_r,
+                nonce_s=self._nonce_s,
+                sharer_peer_id=self._local,
+                receiver_peer_id=self._remote,
+            )
+
+        expect = mac(False)
+        if not crypto.proofs_equal(expect, msg.mac):
+            raise AuthenticationError("receiver failed to prove it holds the share key")
+        mac_s = mac(True)
+        nonce, ciphertext = crypto.seal_manifest(share.keys, share.manifest_bytes)
+        self._out.append(wire.encode(wire.Accept(mac_s)))
+        self._out.append(wire.encode(wire.ManifestMsg(nonce, ciphertext)))
+        self.state = State.AWAIT_WANT
+        return ReceiverAuthenticated(share.keys.share_id)
+
+    @property
+    def failed(self) -> bool:
+        return self.state is State.FAILED
+
+    def _require(self, state: State) -> None:
+        if self.state is not state:
+            raise RuntimeError(f"not allowed in state {self.state.value}")

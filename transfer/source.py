@@ -1,0 +1,90 @@
+"""Read, verify and seal chunks on the sharer's side (blocking I/O).
+
+Every chunk read is hashed and compared with the manifest before it is
+encrypted: if a shared file changed since the manifest was built the sharer
+reports "source changed" instead of sending data that would fail (or worse,
+confuse) the receiver. ``produce_frames`` batches small chunks so that a tree
+of many tiny files costs one thread hop per batch, not per file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from transfer import wire
+from transfer.crypto import ChunkCipher
+from transfer.errors import SourceError
+from transfer.manifest import Manifest
+
+
+class SourceChanged(SourceError):
+    """A shared file no longer matches the manifest."""
+
+
+class ChunkReader:
+    """Reads chunks by global index; keeps one file open at a time."""
+
+    def __init__(self, manifest: Manifest, sources: tuple[Path, ...]) -> None:
+        self._manifest = manifest
+        self._sources = sources
+        self._fd: int | None = None
+        self._fd_index = -1
+
+    def read(self, global_index: int) -> tuple[int, int, bool, bytes]:
+        """Return (file index, chunk index, is last chunk, verified plaintext)."""
+        m = self._manifest
+        file_index, chunk_index = m.locate(global_index)
+        entry = m.files[file_index]
+        length = m.chunk_length(file_index, chunk_index)
+        path = self._sources[file_index]
+        try:
+            fd = self._open(file_index)
+            data = os.pread(fd, length, chunk_index * m.chunk_size)
+            while len(data) < length:  # short reads are legal; EOF is not
+                more = os.pread(fd, length - len(data), chunk_index * m.chunk_size + len(data))
+                if not more:
+                    break
+                data += more
+        except OSError as exc:
+            raise SourceChanged(f"cannot read {path}: {exc.strerror or exc}") from None
+        if len(data) != length or hashlib.sha256(data).digest() != entry.chunk_hashes[chunk_index]:
+            raise SourceChanged(f"{path} changed since it was shared")
+        return file_index, chunk_index, chunk_index == len(entry.chunk_hashes) - 1, data
+
+    def _open(self, file_index: int) -> int:
+        if self._fd_index != file_index:
+            self.close()
+            self._fd = os.open(self._sources[file_index], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            self._fd_index = file_index
+        assert self._fd is not None
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = None
+        self._fd_index = -1
+
+
+def produce_frames(
+    reader: ChunkReader, cipher: ChunkCipher, indices: Iterator[int], budget: int
+) -> tuple[list[bytes], bool]:
+    """Read+verify+seal chunks until ``budget`` bytes of frames are ready.
+
+    Returns (frames, finished). Runs in a worker thread: ``indices`` and
+    ``reader`` must only be used by one thread at a time.
+    """
+    frames: list[bytes] = []
+    size = 0
+    for index in indices:
+        file_index, chunk_index, is_last, data = reader.read(index)
+        nonce, ciphertext = cipher.seal(file_index, chunk_index, is_last, data)
+        frame = wire.chunk_frame(index, nonce, ciphertext)
+        frames.append(frame)
+        size += len(frame)
+        if size >= budget:
+            return frames, False
+    return frames, True

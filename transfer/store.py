@@ -1,0 +1,290 @@
+"""Receiver-side file store with journal-free resume (blocking I/O).
+
+Data is written only into ``OUTPUT/.p2pshare-partial/<share_id hex>/<file
+index>`` and a file moves to its final name only after its whole-file
+SHA-256 verified, so an interrupted transfer never leaves a file that looks
+complete. Resume needs no journal: on start every partial file is re-hashed
+chunk by chunk against the manifest and the chunks that match are kept —
+whatever killed either side (even ``kill -9`` mid-write), a torn chunk just
+fails its hash and is fetched again. Memory stays bounded: one chunk at a
+time, however large or many the files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from transfer import _fsutil as fs
+from transfer import ranges
+from transfer.errors import IntegrityError, OutputError
+from transfer.manifest import Manifest
+from transfer.paths import PARTIAL_DIR_NAME
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """What ``Store.prepare`` found: what to ask for and what is already here."""
+
+    missing: list[ranges.Range]
+    already_have_bytes: int
+    completed: list[str]  # files finished during prepare (already present/empty/resumed)
+
+
+class Store:
+    """Writes one manifest's files under ``output_dir``. Not thread-safe:
+    use from one thread at a time (the runner's single writer task)."""
+
+    def __init__(self, output_dir: Path, manifest: Manifest, share_id: bytes) -> None:
+        self.output_dir = output_dir
+        self.manifest = manifest
+        self._share_dir_name = share_id.hex()
+        self._root = fs.open_root(output_dir)
+        self._partial_root: int | None = None
+        self._partial: int | None = None
+        n = len(manifest.files)
+        self._have = bytearray(manifest.total_chunks)
+        self._remaining = [len(f.chunk_hashes) for f in manifest.files]
+        self._done = [False] * n
+        self._hasher: dict[int, tuple[hashlib._Hash, int]] = {}
+        self._fd: int | None = None
+        self._fd_index = -1
+        self._parent_cache: tuple[tuple[str, ...], int] | None = None
+
+    # -- setup -------------------------------------------------------------------
+    def prepare(self) -> ResumePlan:
+        """Check conflicts, reuse verified data, create directories."""
+        m = self.manifest
+        completed: list[str] = []
+        have_bytes = 0
+        # Conflicts first, so a refusal leaves nothing behind.
+        present = [self._final_matches(i) for i in range(len(m.files))]
+        for d in m.dirs:
+            self._check_dir(d)
+        self._open_partial_dirs()
+        for d in m.dirs:
+            fd = fs.open_dir(self._root, tuple(d.split("/")), create=True, shown=d)
+            assert fd is not None
+            os.close(fd)
+        for i, entry in enumerate(m.files):
+            first = m.first_chunk(i)
+            if present[i]:
+                self._have[first : first + len(entry.chunk_hashes)] = b"\x01" * len(entry.chunk_hashes)
+                self._remaining[i] = 0
+                self._done[i] = True
+                have_bytes += entry.size
+                continue
+            have_bytes += self._scan_partial(i)
+            if self._remaining[i] == 0:
+                self._finalize(i)
+                completed.append(entry.path)
+        missing = ranges.to_ranges(g for g in range(m.total_chunks) if not self._have[g])
+        return ResumePlan(missing, have_bytes, completed)
+
+    def _final_matches(self, index: int) -> bool:
+        """True if the final file is already there and correct; raise on conflict."""
+        entry = self.manifest.files[index]
+        parts = tuple(entry.path.split("/"))
+        parent = fs.open_dir(self._root, parts[:-1], create=False, shown=entry.path)
+        if parent is None:
+            return False
+        try:
+            st = fs.lstat_at(parent, parts[-1])
+            if st is None:
+                return False
+            if not fs.is_regular(st) or st.st_size != entry.size:
+                raise OutputError(f"refusing to overwrite {self._shown(entry.path)}: it exists with different content")
+            fd = fs.open_file(parent, parts[-1], os.O_RDONLY)
+            try:
+                digest = self._hash_fd(fd, 0, hashlib.sha256()).digest()
+            finally:
+                os.close(fd)
+            if digest != entry.sha256:
+                raise OutputError(f"refusing to overwrite {self._shown(entry.path)}: it exists with different content")
+            return True
+        finally:
+            os.close(parent)
+
+    def _check_dir(self, path: str) -> None:
+        parts = tuple(path.split("/"))
+        parent = fs.open_dir(self._root, parts[:-1], create=False, shown=path)
+        if parent is None:
+            return
+        try:
+            st = fs.lstat_at(parent, parts[-1])
+            if st is not None and not stat.S_ISDIR(st.st_mode):
+                raise OutputError(f"refusing to overwrite {self._shown(path)}: a file is in the way of a directory")
+        finally:
+            os.close(parent)
+
+    def _open_partial_dirs(self) -> None:
+        self._partial_root = fs.open_dir(self._root, (PARTIAL_DIR_NAME,), create=True, shown=PARTIAL_DIR_NAME)
+        assert self._partial_root is not None
+        self._partial = fs.open_dir(
+            self._partial_root, (self._share_dir_name,), create=True, shown=f"{PARTIAL_DIR_NAME}/{self._share_dir_name}"
+        )
+
+    def _scan_partial(self, index: int) -> int:
+        """Mark the chunks of an existing partial file that verify; return their bytes."""
+        assert self._partial is not None
+        m = self.manifest
+        entry = m.files[index]
+        name = str(index)
+        st = fs.lstat_at(self._partial, name)
+        if st is None:
+            return 0
+        if not fs.is_regular(st):
+            raise OutputError(f"unexpected non-file {PARTIAL_DIR_NAME}/{self._share_dir_name}/{name}; remove it")
+        fd = self._open_part(index)
+        if st.st_size > entry.size:
+            os.ftruncate(fd, entry.size)
+        first = m.first_chunk(index)
+        got = 0
+        hasher = hashlib.sha256()
+        prefix = True
+        for c, expected in enumerate(entry.chunk_hashes):
+            data = fs.pread_exact(fd, m.chunk_length(index, c), c * m.chunk_size)
+            if len(data) == m.chunk_length(index, c) and hashlib.sha256(data).digest() == expected:
+                self._have[first + c] = 1
+                self._remaining[index] -= 1
+                got += len(data)
+                if prefix:
+                    hasher.update(data)
+            else:
+                if prefix:
+                    self._hasher[index] = (hasher, c)
+                prefix = False
+        if prefix:
+            self._hasher[index] = (hasher, len(entry.chunk_hashes))
+        return got
+
+    # -- writing -------------------------------------------------------------------
+    def write_chunk(self, file_index: int, chunk_index: int, data: bytes, *, verify: bool = True) -> str | None:
+        """Store one chunk; return the path if it completed its file.
+
+        ``verify=False`` skips the per-chunk hash for chunks that passed
+        AES-GCM (authenticated by the key holder, bound to position and
+        manifest digest): the whole-file SHA-256 before the rename still
+        catches a sharer whose data disagrees with its manifest, and halving
+        the hashing keeps the receiver off the critical path.
+        """
+        m = self.manifest
+        entry = m.files[file_index]
+        if verify and hashlib.sha256(data).digest() != entry.chunk_hashes[chunk_index]:
+            raise IntegrityError(f"chunk {chunk_index} of {self._shown(entry.path)} does not match its hash")
+        if self._done[file_index]:
+            return None  # re-sent because WANT ranges were coarsened; already in place
+        fd = self._open_part(file_index)
+        try:
+            fs.pwrite_all(fd, data, chunk_index * m.chunk_size)
+        except OSError as exc:
+            raise OutputError(f"cannot write {self._shown(entry.path)}: {exc.strerror or exc}") from None
+        hasher, upto = self._hasher.get(file_index) or (hashlib.sha256(), 0)
+        if upto == chunk_index:
+            hasher.update(data)
+            upto += 1
+        self._hasher[file_index] = (hasher, upto)
+        g = m.first_chunk(file_index) + chunk_index
+        if not self._have[g]:
+            self._have[g] = 1
+            self._remaining[file_index] -= 1
+        if self._remaining[file_index] == 0:
+            self._finalize(file_index)
+            return entry.path
+        return None
+
+    def _open_part(self, index: int) -> int:
+        if self._fd_index != index:
+            self._close_part()
+            assert self._partial is not None
+            try:
+                self._fd = fs.open_file(self._partial, str(index), os.O_RDWR | os.O_CREAT)
+            except OSError as exc:
+                raise OutputError(f"cannot write into {self.output_dir}: {exc.strerror or exc}") from None
+            self._fd_index = index
+        assert self._fd is not None
+        return self._fd
+
+    def _close_part(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = None
+        self._fd_index = -1
+
+    def _hash_fd(self, fd: int, start_chunk: int, hasher: hashlib._Hash) -> hashlib._Hash:
+        step = self.manifest.chunk_size
+        offset = start_chunk * step
+        while True:
+            data = os.pread(fd, step, offset)
+            if not data:
+                return hasher
+            hasher.update(data)
+            offset += len(data)
+
+    def _finalize(self, index: int) -> None:
+        """Verify the whole file, then move it to its final name (never replacing)."""
+        entry = self.manifest.files[index]
+        fd = self._open_part(index)
+        os.ftruncate(fd, entry.size)
+        hasher, upto = self._hasher.pop(index, (hashlib.sha256(), 0))
+        if upto < len(entry.chunk_hashes):
+            hasher = self._hash_fd(fd, upto, hasher)
+        self._close_part()
+        if hasher.digest() != entry.sha256:
+            # Keep the partial file: the next resume re-checks it chunk by chunk.
+            raise IntegrityError(f"{self._shown(entry.path)} does not match its whole-file hash")
+        parts = tuple(entry.path.split("/"))
+        parent = self._parent(parts[:-1], entry.path)
+        assert self._partial is not None
+        fs.move_noreplace(self._partial, str(index), parent, parts[-1], self._shown(entry.path))
+        self._done[index] = True
+
+    def _parent(self, parts: tuple[str, ...], shown: str) -> int:
+        cached = self._parent_cache
+        if cached is not None and cached[0] == parts:
+            return cached[1]
+        fd = fs.open_dir(self._root, parts, create=True, shown=shown)
+        assert fd is not None
+        if cached is not None:
+            os.close(cached[1])
+        self._parent_cache = (parts, fd)
+        return fd
+
+    # -- teardown ------------------------------------------------------------------
+    @property
+    def complete(self) -> bool:
+        return all(self._done)
+
+    def finish(self) -> None:
+        """Check every file is in place and remove the partial directory."""
+        if not self.complete:
+            missing = sum(1 for d in self._done if not d)
+            raise IntegrityError(f"the transfer ended with {missing} file(s) incomplete")
+        self._close_part()
+        assert self._partial is not None and self._partial_root is not None
+        for name in os.listdir(self._partial):
+            if name.isdigit():  # leftovers of an older version of this share
+                os.unlink(name, dir_fd=self._partial)
+        try:
+            os.rmdir(self._share_dir_name, dir_fd=self._partial_root)
+            os.rmdir(PARTIAL_DIR_NAME, dir_fd=self._root)
+        except OSError:
+            pass  # another share's partial files still live there
+
+    def close(self) -> None:
+        self._close_part()
+        fds = [self._partial, self._partial_root, self._root]
+        if self._parent_cache is not None:
+            fds.append(self._parent_cache[1])
+        for fd in fds:
+            if fd is not None and fd >= 0:
+                os.close(fd)
+        self._partial = self._partial_root = None
+        self._parent_cache = None
+        self._root = -1
+
+    def _shown(self, path: str) -> str:
+        return str(self.output_dir / path)

@@ -1,0 +1,270 @@
+"""Wire messages and framing of ``/p2pshare/transfer/1.0.0``.
+
+Every frame is ``type (u8) | length (u32, big-endian) | body``. Each type has
+a strict maximum body size and a fixed layout; a decoder only accepts the
+types its role may receive, so a receiver never buffers a 64 MiB "manifest"
+sent to a sharer. Anything unknown, oversize or malformed is a
+``ProtocolError``.
+
+Bodies (R = receiver, S = sharer)::
+
+    HELLO      R->S  version u8 | share_id 16 | nonce_r 32
+    CHALLENGE  S->R  nonce_s 32
+    PROOF      R->S  mac_r 32
+    ACCEPT     S->R  mac_s 32
+    MANIFEST   S->R  gcm nonce 12 | ciphertext+tag (<= 64 MiB)
+    WANT       R->S  count u32 | count x (start u64 | end u64)
+    CHUNK      S->R  global index u64 | gcm nonce 12 | ciphertext+tag
+    END        S->R  (empty)
+    DONE       R->S  (empty)
+    ERROR      both  code u8 | UTF-8 message (<= 200 chars)
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+from transfer.crypto import GCM_NONCE_BYTES, MAC_BYTES, NONCE_BYTES, SHARE_ID_BYTES, TAG_BYTES
+from transfer.errors import MAX_MESSAGE_CHARS, ProtocolError, sanitize_text
+from transfer.manifest import MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES
+
+PROTOCOL_VERSION = 1
+HEADER = struct.Struct(">BI")
+HEADER_BYTES = HEADER.size
+MAX_WANT_RANGES = 1 << 16
+CHUNK_OVERHEAD = 8 + GCM_NONCE_BYTES + TAG_BYTES  # index + nonce + tag
+_U64 = struct.Struct(">Q")
+_RANGE = struct.Struct(">QQ")
+
+
+class MsgType(IntEnum):
+    HELLO = 1
+    CHALLENGE = 2
+    PROOF = 3
+    ACCEPT = 4
+    MANIFEST = 5
+    WANT = 6
+    CHUNK = 7
+    END = 8
+    DONE = 9
+    ERROR = 10
+
+
+class ErrorCode(IntEnum):
+    UNKNOWN_SHARE = 1
+    AUTH_FAILED = 2
+    SOURCE_CHANGED = 3
+    PROTOCOL = 4
+    BUSY = 5
+    INTERNAL = 6
+
+
+@dataclass(frozen=True)
+class Hello:
+    share_id: bytes
+    nonce: bytes
+    version: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True)
+class Challenge:
+    nonce: bytes
+
+
+@dataclass(frozen=True)
+class Proof:
+    mac: bytes
+
+
+@dataclass(frozen=True)
+class Accept:
+    mac: bytes
+
+
+@dataclass(frozen=True)
+class ManifestMsg:
+    nonce: bytes
+    ciphertext: bytes
+
+
+@dataclass(frozen=True)
+class Want:
+    ranges: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    nonce: bytes
+    ciphertext: bytes
+
+
+@dataclass(frozen=True)
+class End:
+    pass
+
+
+@dataclass(frozen=True)
+class Done:
+    pass
+
+
+@dataclass(frozen=True)
+class Error:
+    code: int
+    message: str
+
+
+Message = Hello | Challenge | Proof | Accept | ManifestMsg | Want | Chunk | End | Done | Error
+
+MAX_ERROR_BODY = 1 + 4 * MAX_MESSAGE_CHARS
+#: Largest body per type (CHUNK is tightened per manifest with ``set_chunk_size``).
+MAX_BODY: dict[MsgType, int] = {
+    MsgType.HELLO: 1 + SHARE_ID_BYTES + NONCE_BYTES,
+    MsgType.CHALLENGE: NONCE_BYTES,
+    MsgType.PROOF: MAC_BYTES,
+    MsgType.ACCEPT: MAC_BYTES,
+    MsgType.MANIFEST: GCM_NONCE_BYTES + MAX_MANIFEST_BYTES + TAG_BYTES,
+    MsgType.WANT: 4 + _RANGE.size * MAX_WANT_RANGES,
+    MsgType.CHUNK: MAX_CHUNK_SIZE + CHUNK_OVERHEAD,
+    MsgType.END: 0,
+    MsgType.DONE: 0,
+    MsgType.ERROR: MAX_ERROR_BODY,
+}
+TO_SHARER = frozenset({MsgType.HELLO, MsgType.PROOF, MsgType.WANT, MsgType.DONE, MsgType.ERROR})
+TO_RECEIVER = frozenset(
+    {MsgType.CHALLENGE, MsgType.ACCEPT, MsgType.MANIFEST, MsgType.CHUNK, MsgType.END, MsgType.ERROR}
+)
+
+
+def frame(kind: MsgType, *body: bytes) -> bytes:
+    return b"".join((HEADER.pack(kind, sum(len(b) for b in body)), *body))
+
+
+def chunk_frame(index: int, nonce: bytes, ciphertext: bytes) -> bytes:
+    """A CHUNK frame in one allocation-light join (hot path)."""
+    return b"".join((HEADER.pack(MsgType.CHUNK, 8 + len(nonce) + len(ciphertext)), _U64.pack(index), nonce, ciphertext))
+
+
+def encode(msg: Message) -> bytes:
+    if isinstance(msg, Hello):
+        return frame(MsgType.HELLO, bytes([msg.version]), msg.share_id, msg.nonce)
+    if isinstance(msg, Challenge):
+        return frame(MsgType.CHALLENGE, msg.nonce)
+    if isinstance(msg, Proof):
+        return frame(MsgType.PROOF, msg.mac)
+    if isinstance(msg, Accept):
+        return frame(MsgType.ACCEPT, msg.mac)
+    if isinstance(msg, ManifestMsg):
+        return frame(MsgType.MANIFEST, msg.nonce, msg.ciphertext)
+    if isinstance(msg, Want):
+        parts = [struct.pack(">I", len(msg.ranges))]
+        parts.extend(_RANGE.pack(a, b) for a, b in msg.ranges)
+        return frame(MsgType.WANT, *parts)
+    if isinstance(msg, Chunk):
+        return chunk_frame(msg.index, msg.nonce, msg.ciphertext)
+    if isinstance(msg, End):
+        return frame(MsgType.END)
+    if isinstance(msg, Done):
+        return frame(MsgType.DONE)
+    text = sanitize_text(msg.message)[:MAX_MESSAGE_CHARS].encode("utf-8")
+    return frame(MsgType.ERROR, bytes([msg.code]), text)
+
+
+def _exact(body: bytes, n: int, what: str) -> None:
+    if len(body) != n:
+        raise ProtocolError(f"malformed {what} message")
+
+
+def parse(kind: MsgType, body: bytes) -> Message:
+    """Decode one frame body of a known type (sizes already bounded)."""
+    if kind is MsgType.HELLO:
+        _exact(body, MAX_BODY[kind], "HELLO")
+        return Hello(share_id=body[1 : 1 + SHARE_ID_BYTES], nonce=body[1 + SHARE_ID_BYTES :], version=body[0])
+    if kind is MsgType.CHALLENGE:
+        _exact(body, NONCE_BYTES, "CHALLENGE")
+        return Challenge(body)
+    if kind is MsgType.PROOF:
+        _exact(body, MAC_BYTES, "PROOF")
+        return Proof(body)
+    if kind is MsgType.ACCEPT:
+        _exact(body, MAC_BYTES, "ACCEPT")
+        return Accept(body)
+    if kind is MsgType.MANIFEST:
+        if len(body) < GCM_NONCE_BYTES + TAG_BYTES:
+            raise ProtocolError("malformed MANIFEST message")
+        return ManifestMsg(body[:GCM_NONCE_BYTES], body[GCM_NONCE_BYTES:])
+    if kind is MsgType.WANT:
+        if len(body) < 4:
+            raise ProtocolError("malformed WANT message")
+        (count,) = struct.unpack_from(">I", body)
+        _exact(body, 4 + _RANGE.size * count, "WANT")
+        return Want(tuple(_RANGE.unpack_from(body, 4 + i * _RANGE.size) for i in range(count)))
+    if kind is MsgType.CHUNK:
+        if len(body) < CHUNK_OVERHEAD:
+            raise ProtocolError("malformed CHUNK message")
+        return Chunk(_U64.unpack_from(body)[0], body[8:20], body[20:])
+    if kind is MsgType.END:
+        return End()
+    if kind is MsgType.DONE:
+        return Done()
+    if len(body) < 1:
+        raise ProtocolError("malformed ERROR message")
+    text = body[1:].decode("utf-8", errors="replace")
+    return Error(code=body[0], message=sanitize_text(text))
+
+
+class FrameDecoder:
+    """Incremental decoder: ``feed(bytes) -> [Message]``.
+
+    Holds at most one partial frame; a header announcing a body larger than
+    its type allows is rejected before the body is buffered.
+    """
+
+    def __init__(self, accept: frozenset[MsgType]) -> None:
+        self._accept = accept
+        self._limits = dict(MAX_BODY)
+        self._buf = bytearray()
+        self._need: tuple[MsgType, int] | None = None
+
+    def set_chunk_size(self, chunk_size: int) -> None:
+        """Tighten the CHUNK limit once the manifest's chunk size is known."""
+        self._limits[MsgType.CHUNK] = chunk_size + CHUNK_OVERHEAD
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Message]:
+        buf = self._buf
+        buf += data
+        out: list[Message] = []
+        while True:
+            if self._need is None:
+                if len(buf) < HEADER_BYTES:
+                    return out
+                raw_kind, length = HEADER.unpack_from(buf)
+                try:
+                    kind = MsgType(raw_kind)
+                except ValueError:
+                    raise ProtocolError(f"unknown message type {raw_kind}") from None
+                if kind not in self._accept:
+                    raise ProtocolError(f"unexpected message type {kind.name}")
+                if length > self._limits[kind]:
+                    raise ProtocolError(f"{kind.name} message too large ({length} bytes)")
+                del buf[:HEADER_BYTES]
+                self._need = (kind, length)
+            kind, length = self._need
+            if len(buf) < length:
+                return out
+            self._need = None
+            if kind is MsgType.CHUNK and length >= CHUNK_OVERHEAD:
+                # Hot path: one copy of the ciphertext out of the buffer.
+                out.append(Chunk(_U64.unpack_from(buf)[0], bytes(buf[8:20]), bytes(buf[20:length])))
+                del buf[:length]
+                continue
+            body = bytes(buf[:length])
+            del buf[:length]
+            out.append(parse(kind, body))
