@@ -1,0 +1,298 @@
+"""The ``Node``: one libp2p host that shares and receives, as the seed's
+"Connection Flow" describes (``start_sharing`` / ``start_receiving``).
+
+The CLI is a thin layer over this class. Discovery, relays and hole punching
+(later issues) plug in behind ``_reach``: today a peer is reached at the
+addresses its code carries, or at the legacy code's IP:PORT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import trio
+
+import sharecode
+from node.errors import LocalNodeError, PeerUnreachableError
+from node.host import Host, LibP2PByteStream, open_host
+from node.identity import load_or_create_identity
+from node.ping import PING_PROTOCOL, measure_rtt
+from transfer import PROTOCOL_ID, PreparedShare, ShareRegistry, build_manifest, fetch, serve_transfer
+from transfer.errors import TransferError
+from transfer.events import Progress
+
+log = logging.getLogger("p2pshare.node")
+
+DEFAULT_LISTEN = ("/ip4/0.0.0.0/tcp/0",)
+
+
+@dataclass(frozen=True)
+class Connected:
+    """The receiver reached the sharer."""
+
+    peer_id: str
+    path: str  # "direct" | "relayed" | "hole-punched"
+    rtt_ms: float | None
+
+
+@dataclass(frozen=True)
+class ShareInfo:
+    """What ``start_sharing`` returns: the codes to hand out and the share itself."""
+
+    code: sharecode.ShareCode
+    legacy: sharecode.LegacyCode | None
+    prepared: PreparedShare
+    share_id: bytes
+    warnings: tuple[str, ...] = ()
+
+    def encode(self) -> str:
+        return self.code.encode()
+
+
+@dataclass
+class NodeConfig:
+    """How a node starts. ``identity_path`` None means a fresh throwaway key."""
+
+    identity_path: Path | None = None
+    listen_addrs: Sequence[str] = DEFAULT_LISTEN
+    fallback_listen_addrs: Sequence[str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Node:
+    """A started libp2p host with the transfer protocol mounted.
+
+    Use ``async with Node(config) as node``: the host and every task the node
+    starts live inside the ``async with`` and are gone when it exits.
+    """
+
+    def __init__(self, config: NodeConfig | None = None) -> None:
+        self.config = config or NodeConfig()
+        self.registry = ShareRegistry()
+        self.on_transfer_event: Callable[[object], None] | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self._host: Host | None = None
+
+    # -- lifecycle -----------------------------------------------------------
+    async def __aenter__(self) -> Node:
+        cfg = self.config
+        if cfg.identity_path is not None:
+            key_pair = load_or_create_identity(cfg.identity_path)
+        else:
+            from node.identity import generate_identity
+
+            key_pair = generate_identity()
+        try:
+            try:
+                self._host = await self._stack.enter_async_context(
+                    open_host(key_pair, list(cfg.listen_addrs))
+                )
+            except OSError:
+                if not cfg.fallback_listen_addrs:
+                    raise
+                self._host = await self._stack.enter_async_context(
+                    open_host(key_pair, list(cfg.fallback_listen_addrs))
+                )
+        except OSError as exc:
+            await self._stack.aclose()
+            raise LocalNodeError(f"cannot listen on {', '.join(cfg.listen_addrs)}: {exc.strerror or exc}") from None
+        self._host.set_stream_handler(PROTOCOL_ID, self._handle_transfer)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+
+    @property
+    def host(self) -> Host:
+        if self._host is None:
+            raise RuntimeError("Node used outside its 'async with'")
+        return self._host
+
+    @property
+    def peer_id(self) -> str:
+        return self.host.peer_id
+
+    def addresses(self) -> list[str]:
+        """Dialable addresses, public/LAN first and loopback last."""
+        addrs = self.host.listen_addrs()
+        return sorted(addrs, key=lambda a: ("/127." in a or "/::1/" in a, a))
+
+    # -- sharing -------------------------------------------------------------
+    async def start_sharing(
+        self,
+        name: str | None,
+        description: str | None,
+        files: Sequence[Path],
+        sharer_name: str | None = None,
+        *,
+        key: bytes | None = None,
+        human_code: str | None = None,
+    ) -> ShareInfo:
+        """Hash the files, register the share and return its codes."""
+        key = key if key is not None else secrets.token_bytes(32)
+        human_code = human_code or sharecode.new_human_code()
+        paths = [Path(f) for f in files]
+        share_name = name or (paths[0].name if len(paths) == 1 else "shared files")
+        prepared = await trio.to_thread.run_sync(
+            lambda: build_manifest(
+                paths, key=key, name=share_name, description=description or "", sharer=sharer_name or ""
+            )
+        )
+        share_id = self.registry.add(prepared, key, human_code)
+        addrs = tuple(self.addresses())
+        code = sharecode.ShareCode(
+            peer_id=self.peer_id, addresses=addrs, encryption_key=key, share_code=human_code
+        )
+        legacy = _legacy_for(human_code, key, addrs)
+        return ShareInfo(code=code, legacy=legacy, prepared=prepared, share_id=share_id,
+                         warnings=tuple(prepared.warnings))
+
+    def stop_sharing(self, info: ShareInfo) -> None:
+        self.registry.remove(info.share_id)
+
+    async def _handle_transfer(self, stream: LibP2PByteStream) -> None:
+        await serve_transfer(
+            stream,
+            registry=self.registry,
+            local_peer_id=self.host.peer_id_bytes,
+            remote_peer_id=stream.remote_peer_id_bytes,
+            on_event=self.on_transfer_event,
+        )
+
+    # -- receiving -----------------------------------------------------------
+    async def start_receiving(
+        self,
+        code: str | sharecode.ShareCode | sharecode.LegacyCode,
+        output_dir: Path,
+        receiver_name: str | None = None,
+        *,
+        timeout: float = 60.0,
+        on_event: Callable[[object], None] | None = None,
+    ) -> Any:
+        """Reach the sharer, then fetch into ``output_dir``, resuming what is there.
+
+        A connection that drops mid-transfer is re-dialled until ``timeout``
+        seconds pass without progress; what was verified is kept either way.
+        """
+        parsed = sharecode.parse_code(code) if isinstance(code, str) else code
+        emit = on_event or (lambda _e: None)
+        _check_output_dir(output_dir)
+        deadline = trio.current_time() + timeout
+        last_error: Exception | None = None
+        for _attempt in range(10_000):
+            peer_id = await self._reach_until(parsed, deadline, last_error)
+            emit(Connected(peer_id=peer_id, path=self.host.connection_path(peer_id) or "direct",
+                           rtt_ms=await self._rtt(peer_id)))
+            progressed = False
+
+            def track(event: object) -> None:
+                nonlocal progressed
+                progressed = progressed or isinstance(event, Progress)
+                emit(event)
+
+            try:
+                stream = await self.host.open_stream(peer_id, PROTOCOL_ID)
+            except (OSError, ConnectionError) as exc:
+                last_error = exc
+                await trio.sleep(0.2)
+                continue
+            try:
+                return await fetch(
+                    stream,
+                    key=parsed.encryption_key,
+                    share_code=parsed.share_code,
+                    output_dir=output_dir,
+                    local_peer_id=self.host.peer_id_bytes,
+                    remote_peer_id=stream.remote_peer_id_bytes,
+                    on_event=track,
+                )
+            except TransferError as exc:
+                if not exc.retryable:
+                    raise
+                last_error = exc
+                log.info("transfer interrupted (%s); reconnecting", exc)
+                if progressed:
+                    deadline = trio.current_time() + timeout
+            finally:
+                with contextlib.suppress(Exception):
+                    await stream.reset()
+            await trio.sleep(0.2)
+        raise PeerUnreachableError("gave up after too many reconnects; run the same command again to resume")
+
+    async def _reach_until(
+        self, parsed: sharecode.ShareCode | sharecode.LegacyCode, deadline: float, last_error: Exception | None
+    ) -> str:
+        """Dial until it works or ``deadline`` passes (the sharer may be restarting)."""
+        delay = 0.25
+        while True:
+            try:
+                return await self._reach(parsed, deadline)
+            except PeerUnreachableError as exc:
+                if trio.current_time() + delay >= deadline:
+                    if last_error is not None:
+                        raise PeerUnreachableError(
+                            f"lost the sharer ({last_error}) and could not reach it again: {exc}; "
+                            "run the same command again to resume"
+                        ) from None
+                    raise
+            await trio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _reach(self, parsed: sharecode.ShareCode | sharecode.LegacyCode, deadline: float) -> str:
+        remaining = max(0.1, deadline - trio.current_time())
+        try:
+            if isinstance(parsed, sharecode.LegacyCode):
+                return await self.host.connect_unknown(parsed.multiaddr(), timeout=remaining)
+            await self.host.connect(parsed.peer_id, list(parsed.addresses), timeout=remaining)
+            return parsed.peer_id
+        except (OSError, ConnectionError, TimeoutError) as exc:
+            raise PeerUnreachableError(f"could not reach the sharer: {exc}") from None
+
+    async def _rtt(self, peer_id: str) -> float | None:
+        with trio.move_on_after(2):
+            try:
+                stream = await self.host.open_stream(peer_id, PING_PROTOCOL)
+                try:
+                    return round(await measure_rtt(stream), 3)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await stream.reset()
+            except Exception:  # noqa: BLE001 - RTT is informative only
+                return None
+        return None
+
+
+def _legacy_for(human_code: str, key: bytes, addrs: Sequence[str]) -> sharecode.LegacyCode | None:
+    """A legacy code needs one plain IP:PORT; prefer a non-loopback IPv4."""
+    candidates: list[tuple[str, int]] = []
+    for addr in addrs:
+        parts = addr.strip("/").split("/")
+        if len(parts) >= 4 and parts[0] in ("ip4", "ip6") and parts[2] == "tcp" and "p2p-circuit" not in parts:
+            candidates.append((parts[1], int(parts[3])))
+    if not candidates:
+        return None
+    candidates.sort(key=lambda hp: (hp[0].startswith("127.") or hp[0] == "::1", ":" in hp[0]))
+    host, port = candidates[0]
+    return sharecode.LegacyCode(share_code=human_code, encryption_key=key, host=host, port=port)
+
+
+def _check_output_dir(output_dir: Path) -> None:
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LocalNodeError(f"cannot create output directory {output_dir}: {exc.strerror or exc}") from None
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        raise LocalNodeError(f"output directory {output_dir} is not writable")

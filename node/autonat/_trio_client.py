@@ -1,0 +1,206 @@
+"""AutoNAT v1 client role over a :class:`node.host.Host` (trio adapter).
+
+``open_autonat(host, servers)`` checks our reachability on the schedule of
+:class:`~node.autonat.client.ReachabilityTracker` and publishes each new
+:class:`~node.autonat.client.Verdict`: ``async for v in autonat.watch()``
+yields the current verdict, then every change. A private node should reserve
+relay slots and advertise ``/p2p-circuit`` addrs; a public one its direct
+addrs (the node wires that).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import multiaddr
+import trio
+
+from node.autonat.client import (
+    AutoNATConfig,
+    Outcome,
+    ReachabilityTracker,
+    ServerResult,
+    Verdict,
+)
+from node.autonat.wire import (
+    PROTOCOL_ID,
+    Dial,
+    DialResponse,
+    ResponseStatus,
+    WireError,
+    encode_dial,
+    read_message,
+)
+from node.host import Host, HostError
+from node.natinfo.addrs import encode_addr, parse_tcp_addr
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+__all__ = ["AutoNAT", "open_autonat", "parse_servers"]
+
+logger = logging.getLogger(__name__)
+
+AddrProvider = Callable[[], Sequence[str]]
+
+
+def parse_servers(servers: Sequence[str]) -> dict[str, list[str]]:
+    """Group ``/…/p2p/<id>`` multiaddrs by peer ID (ValueError, one line, when bad)."""
+    out: dict[str, list[str]] = {}
+    for text in servers:
+        try:
+            maddr = multiaddr.Multiaddr(text)
+            pid = maddr.value_for_protocol("p2p")
+        except Exception:
+            raise ValueError(f"bad AutoNAT server address {text[:200]!r}") from None
+        if not pid:
+            raise ValueError(f"AutoNAT server address {text[:200]!r} has no /p2p/<peer-id>")
+        out.setdefault(str(pid), []).append(text)
+    return out
+
+
+class AutoNAT:
+    """Made by :func:`open_autonat`."""
+
+    def __init__(
+        self,
+        host: Host,
+        servers: Sequence[str],
+        config: AutoNATConfig,
+        addrs: AddrProvider | None,
+    ) -> None:
+        self.host = host
+        self.config = config
+        self._servers = {p: a for p, a in parse_servers(servers).items() if p != host.peer_id}
+        self._addrs = addrs or host.listen_addrs
+        self._tracker = ReachabilityTracker(config, trio.current_time())
+        self._changed = trio.Event()
+        self._wake = trio.Event()
+        self.last_results: tuple[ServerResult, ...] = ()
+
+    @property
+    def verdict(self) -> Verdict:
+        return self._tracker.verdict
+
+    async def watch(self) -> AsyncIterator[Verdict]:
+        """The current verdict, then each new one (forever)."""
+        last: Verdict | None = None
+        while True:
+            event = self._changed
+            current = self._tracker.verdict
+            if current != last:
+                last = current
+                yield current
+            if self._tracker.verdict == last:
+                await event.wait()
+
+    def addrs_changed(self) -> None:
+        """Our addresses changed: re-check now."""
+        self._tracker.addrs_changed(trio.current_time())
+        self._wake.set()
+
+    async def check_once(self) -> Verdict:
+        """Run one round now and return the (possibly unchanged) verdict."""
+        await self._round()
+        return self._tracker.verdict
+
+    async def _round(self) -> None:
+        picked = self._tracker.pick_servers(list(self._servers))
+        results: list[ServerResult] = []
+
+        async def ask(pid: str) -> None:
+            results.append(await self._ask(pid))
+
+        async with trio.open_nursery() as nursery:
+            for pid in picked:
+                nursery.start_soon(ask, pid)
+        self.last_results = tuple(results)
+        new = self._tracker.complete_round(results, len(self._servers), trio.current_time())
+        summary = ", ".join(f"{r.server[-8:]}={r.outcome.value}" for r in results)
+        logger.info("autonat: round %d: %s", self._tracker.rounds, summary or "no servers")
+        if new is not None:
+            logger.info(
+                "autonat: now %s%s %s",
+                new.reachability.value,
+                "" if new.confirmed else " (unconfirmed)",
+                " ".join(new.addrs),
+            )
+            self._changed.set()
+            self._changed = trio.Event()
+
+    async def _ask(self, pid: str) -> ServerResult:
+        raw: list[bytes] = []
+        for a in self._addrs():
+            if parse_tcp_addr(a) is None:
+                continue  # only direct TCP addrs can be dialed back
+            try:
+                raw.append(encode_addr(a))
+            except ValueError:
+                continue
+        if not raw:
+            return ServerResult(pid, Outcome.REFUSED, detail="no direct addresses to test")
+        timeout = self.config.request_timeout
+        with trio.move_on_after(timeout):
+            try:
+                await self.host.connect(pid, self._servers[pid], timeout=timeout)
+                stream = await self.host.open_stream(pid, PROTOCOL_ID)
+            except HostError as e:
+                return ServerResult(pid, Outcome.FAILED, detail=str(e))
+            try:
+                await stream.write(encode_dial(Dial(self.host.peer_id_bytes, tuple(raw))))
+                answer = await read_message(stream.read)
+            except (HostError, WireError, EOFError) as e:
+                await stream.reset()
+                return ServerResult(pid, Outcome.FAILED, detail=str(e))
+            except BaseException:
+                await stream.reset()
+                raise
+            await stream.reset()  # one request per stream; nothing more to say
+            return _result(pid, answer)
+        return ServerResult(pid, Outcome.FAILED, detail=f"no answer within {timeout:g}s")
+
+    async def serve(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            self._wake = trio.Event()
+            with trio.move_on_at(self._tracker.next_check_at()):
+                await self._wake.wait()
+            if self._tracker.due(trio.current_time()):
+                await self._round()
+
+
+def _result(pid: str, answer: Dial | DialResponse) -> ServerResult:
+    if not isinstance(answer, DialResponse):
+        return ServerResult(pid, Outcome.FAILED, detail="server sent DIAL, not DIAL_RESPONSE")
+    if answer.status == ResponseStatus.OK:
+        addr = None
+        if answer.addr is not None:
+            parsed = parse_tcp_addr(answer.addr)
+            addr = parsed.multiaddr() if parsed is not None else None
+        return ServerResult(pid, Outcome.OK, addr, answer.text)
+    if answer.status == ResponseStatus.E_DIAL_ERROR:
+        return ServerResult(pid, Outcome.DIAL_ERROR, detail=answer.text)
+    return ServerResult(pid, Outcome.REFUSED, detail=f"{answer.status.name}: {answer.text}")
+
+
+@asynccontextmanager
+async def open_autonat(
+    host: Host,
+    servers: Sequence[str],
+    config: AutoNATConfig = AutoNATConfig(),
+    *,
+    addrs: AddrProvider | None = None,
+) -> AsyncIterator[AutoNAT]:
+    """Check reachability against ``servers`` (multiaddrs with ``/p2p/<id>``)
+    while the block runs. ``addrs`` gives the addresses to have tested
+    (default: the host's listen addrs)."""
+    client = AutoNAT(host, servers, config, addrs)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(client.serve)
+        try:
+            yield client
+        finally:
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,134 @@
+"""AutoNAT v1 server role over a :class:`node.host.Host` (trio adapter).
+
+The dial-back always opens a NEW TCP connection and completes a Noise
+handshake that proves the requester's peer ID (``Host.connect_unknown``), so
+an existing connection can never make a NATed peer look public (py-libp2p's
+own server calls ``host.connect()``, which returns the existing connection).
+That connection is closed again and never handed to the swarm.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from node.autonat.server import RateLimiter, ServerConfig, plan_dial
+from node.autonat.wire import (
+    PROTOCOL_ID,
+    Dial,
+    DialResponse,
+    ResponseStatus,
+    WireError,
+    encode_response,
+    read_message,
+)
+from node.host import DialError, Host, LibP2PByteStream
+from node.natinfo.addrs import TcpAddr, encode_addr
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+__all__ = ["AutoNATServer", "serve_autonat_server"]
+
+logger = logging.getLogger(__name__)
+
+READ_TIMEOUT = 10.0
+
+
+def _remote_ip(stream: LibP2PByteStream) -> str | None:
+    conn: Any = stream.net_stream.muxed_conn
+    try:
+        addr = conn.get_remote_address()
+    except Exception:
+        return None
+    return str(addr[0]) if addr else None
+
+
+def _is_relayed(stream: LibP2PByteStream) -> bool:
+    from libp2p.connection_types import ConnectionType
+
+    conn: Any = stream.net_stream.muxed_conn
+    for obj in (conn, getattr(conn, "secured_conn", None)):
+        try:
+            if obj is not None and obj.get_connection_type() == ConnectionType.RELAYED:
+                return True
+        except Exception:
+            continue
+    return False
+
+
+class AutoNATServer:
+    """Made by :func:`serve_autonat_server`; counts what it did."""
+
+    def __init__(self, host: Host, config: ServerConfig) -> None:
+        self.host = host
+        self.config = config
+        self._limiter = RateLimiter(config, trio.current_time())
+        self.answered: dict[str, int] = {}
+
+    async def handle(self, stream: LibP2PByteStream) -> None:
+        try:
+            with trio.fail_after(READ_TIMEOUT):
+                msg = await read_message(stream.read)
+        except (WireError, EOFError, trio.TooSlowError) as e:
+            logger.debug("autonat: bad request from %s: %s", stream.remote_peer_id, e)
+            await stream.reset()
+            return
+        if not isinstance(msg, Dial):
+            await stream.reset()
+            return
+        answer = await self._answer(stream, msg)
+        self.answered[answer.status.name] = self.answered.get(answer.status.name, 0) + 1
+        await stream.write(encode_response(answer))
+
+    async def _answer(self, stream: LibP2PByteStream, msg: Dial) -> DialResponse:
+        plan = plan_dial(
+            stream.remote_peer_id_bytes, _remote_ip(stream), _is_relayed(stream), msg, self.config
+        )
+        if isinstance(plan, DialResponse):
+            logger.info("autonat: refused %s: %s", stream.remote_peer_id, plan.text)
+            return plan
+        if not self._limiter.allow(stream.remote_peer_id_bytes, trio.current_time()):
+            return DialResponse(ResponseStatus.E_DIAL_REFUSED, "too many dials")
+        reached = await self._dial_any(stream.remote_peer_id, plan)
+        if reached is None:
+            return DialResponse(ResponseStatus.E_DIAL_ERROR, "dial failed")
+        return DialResponse(ResponseStatus.OK, "", encode_addr(reached.multiaddr()))
+
+    async def _dial_any(self, peer_id: str, addrs: list[TcpAddr]) -> TcpAddr | None:
+        """Dial all ``addrs`` at once on new connections; the first proof wins."""
+        won: list[TcpAddr] = []
+
+        async def one(addr: TcpAddr, cancel: trio.CancelScope) -> None:
+            try:
+                got = await self.host.connect_unknown(addr.multiaddr(), timeout=self.config.dial_timeout)
+            except (DialError, OSError) as e:
+                logger.debug("autonat: dial-back %s failed: %s", addr.multiaddr(), e)
+                return
+            if got == peer_id:
+                won.append(addr)
+                cancel.cancel()
+
+        with trio.move_on_after(self.config.dial_timeout):
+            async with trio.open_nursery() as nursery:
+                for addr in addrs:
+                    nursery.start_soon(one, addr, nursery.cancel_scope)
+        return won[0] if won else None
+
+
+async def serve_autonat_server(
+    host: Host,
+    config: ServerConfig = ServerConfig(),
+    *,
+    task_status: TaskStatus[AutoNATServer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Answer ``/libp2p/autonat/1.0.0`` dial-back requests until cancelled."""
+    server = AutoNATServer(host, config)
+    host.set_stream_handler(PROTOCOL_ID, server.handle)
+    try:
+        task_status.started(server)
+        await trio.sleep_forever()
+    finally:
+        host.remove_stream_handler(PROTOCOL_ID)

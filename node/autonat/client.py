@@ -1,0 +1,142 @@
+"""AutoNAT client logic (pure): turn dial-back answers into a reachability verdict.
+
+Each *round* asks up to ``servers_per_round`` servers to dial us back. A
+verdict needs ``agree`` servers (default 2) to report the same thing; with
+fewer configured servers than that it is reported but ``confirmed=False``.
+A round that is inconclusive (servers disagree, refuse or do not answer)
+keeps the previous verdict. Rounds are due ``boot_delay`` after start,
+``retry_interval`` after an unknown/inconclusive round, ``refresh_interval``
+after a conclusive one, and at once when our addresses change. Time is
+passed in as ``now``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "Reachability",
+    "Outcome",
+    "ServerResult",
+    "Verdict",
+    "AutoNATConfig",
+    "ReachabilityTracker",
+]
+
+
+class Reachability(str, enum.Enum):
+    PUBLIC = "public"
+    PRIVATE = "private"
+    UNKNOWN = "unknown"
+
+
+class Outcome(str, enum.Enum):
+    OK = "ok"  # the server opened a new connection to one of our addrs
+    DIAL_ERROR = "dial_error"  # it tried and could not
+    REFUSED = "refused"  # rate limit, bad request, nothing it may dial: no evidence
+    FAILED = "failed"  # no answer, stream error, malformed answer: no evidence
+
+
+@dataclass(frozen=True)
+class ServerResult:
+    server: str  # peer ID
+    outcome: Outcome
+    addr: str | None = None  # the address the server reached (OK only)
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    reachability: Reachability
+    confirmed: bool  # backed by ``agree`` servers; False with a single server
+    addrs: tuple[str, ...]  # addresses servers reached us on (public only)
+    ok: int = 0
+    failed: int = 0
+    asked: int = 0
+    at: float = 0.0
+
+
+@dataclass(frozen=True)
+class AutoNATConfig:
+    boot_delay: float = 5.0
+    retry_interval: float = 30.0
+    refresh_interval: float = 60.0
+    servers_per_round: int = 3
+    agree: int = 2
+    request_timeout: float = 20.0  # per server: dial-back timeout + slack
+
+    def __post_init__(self) -> None:
+        for name in ("boot_delay", "retry_interval", "refresh_interval", "request_timeout"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.servers_per_round < 1 or self.agree < 1:
+            raise ValueError("servers_per_round and agree must be at least 1")
+
+
+UNKNOWN = Verdict(Reachability.UNKNOWN, False, ())
+
+
+class ReachabilityTracker:
+    """The verdict and the schedule of checks; no I/O."""
+
+    def __init__(self, config: AutoNATConfig, now: float) -> None:
+        self.config = config
+        self.verdict: Verdict = UNKNOWN
+        self._next = now + config.boot_delay
+        self._cursor = 0
+        self.rounds = 0
+
+    def next_check_at(self) -> float:
+        return self._next
+
+    def due(self, now: float) -> bool:
+        return now >= self._next
+
+    def addrs_changed(self, now: float) -> None:
+        """Our listen/observed addresses changed: check again right away."""
+        self._next = min(self._next, now)
+
+    def pick_servers(self, candidates: Sequence[str]) -> list[str]:
+        """Up to ``servers_per_round`` distinct servers, rotating between rounds."""
+        uniq = list(dict.fromkeys(candidates))
+        if not uniq:
+            return []
+        n = min(self.config.servers_per_round, len(uniq))
+        start = self._cursor % len(uniq)
+        self._cursor += n
+        return [uniq[(start + i) % len(uniq)] for i in range(n)]
+
+    def complete_round(
+        self, results: Sequence[ServerResult], configured: int, now: float
+    ) -> Verdict | None:
+        """Fold one round in; return the new verdict when it changed."""
+        self.rounds += 1
+        ok = [r for r in results if r.outcome is Outcome.OK]
+        err = [r for r in results if r.outcome is Outcome.DIAL_ERROR]
+        need = max(1, min(self.config.agree, configured))
+        reach: Reachability | None = None
+        if len(ok) >= need and len(ok) > len(err):
+            reach, votes = Reachability.PUBLIC, len(ok)
+        elif len(err) >= need and len(err) > len(ok):
+            reach, votes = Reachability.PRIVATE, len(err)
+        if reach is None:
+            self._next = now + self.config.retry_interval
+            return None
+        addrs = tuple(dict.fromkeys(r.addr for r in ok if r.addr)) if reach is Reachability.PUBLIC else ()
+        new = Verdict(
+            reach,
+            votes >= self.config.agree,
+            addrs,
+            ok=len(ok),
+            failed=len(err),
+            asked=len(results),
+            at=now,
+        )
+        self._next = now + self.config.refresh_interval
+        old = self.verdict
+        self.verdict = new
+        if (old.reachability, old.confirmed, old.addrs) != (new.reachability, new.confirmed, new.addrs):
+            return new
+        return None

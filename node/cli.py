@@ -1,0 +1,169 @@
+"""``p2pshare``: a thin command line over ``node.api.Node``.
+
+Exit codes: 0 success; 2 bad input; 3 sharer not found or unreachable in
+time; 4 authentication or integrity failure; 130 interrupted (SIGINT).
+Every error is one line on stderr (and an ``error`` event with ``--json``).
+Slow imports (py-libp2p takes ~1 s) happen only after the input is checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import sharecode
+from node._output import Reporter
+from node.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, NodeError
+from transfer.errors import TransferError
+
+PROG = "p2pshare"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Share files with anyone by handing over a code.")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
+    p.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("share", help="share files and directories; prints the code first")
+    s.add_argument("paths", nargs="+", metavar="PATH", type=Path)
+    s.add_argument("--name", help="name shown to receivers")
+    s.add_argument("--description", default="", help="description shown to receivers")
+    s.add_argument("--sharer", default="", help="your name, shown to receivers")
+    s.add_argument("--listen", action="append", metavar="MULTIADDR", help="listen address (repeatable)")
+    s.add_argument("--identity", type=Path, metavar="FILE", help="identity key file")
+    s.add_argument("--once", action="store_true", help="exit after one receiver has completed")
+    s.add_argument("--new-code", action="store_true", help="do not reuse the code of an earlier share of the same paths")
+    s.add_argument("--json", action="store_true", help="JSON lines on stdout")
+
+    g = sub.add_parser("get", help="download what a code shares")
+    g.add_argument("code", metavar="CODE")
+    g.add_argument("-o", "--output", type=Path, default=Path("."), metavar="DIR", help="output directory (default .)")
+    g.add_argument("--timeout", type=_positive_float, default=60.0, metavar="SECONDS",
+                   help="give up when the sharer cannot be reached (or stalls) this long (default 60)")
+    g.add_argument("--listen", action="append", metavar="MULTIADDR", help="listen address (repeatable)")
+    g.add_argument("--identity", type=Path, metavar="FILE", help="identity key file")
+    g.add_argument("--json", action="store_true", help="JSON lines on stdout")
+
+    c = sub.add_parser("code", help="inspect share codes")
+    csub = c.add_subparsers(dest="code_command", required=True, parser_class=_Parser)
+    cs = csub.add_parser("show", help="print the decoded fields of a code as JSON")
+    cs.add_argument("code", metavar="CODE")
+    cs.add_argument("--reveal-key", action="store_true", help="include the encryption key")
+    return p
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("p2pshare")
+    except Exception:  # noqa: BLE001 - running from a source tree
+        return "0+unknown"
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="p2pshare: %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def data_home() -> Path:
+    env = os.environ.get("P2PSHARE_HOME")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("p2pshare"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    reporter = Reporter(json_mode=bool(getattr(args, "json", False)))
+    try:
+        return _dispatch(args, reporter)
+    except BaseException as exc:  # noqa: BLE001 - mapped to one line and an exit code
+        leaf = _leaf(exc)
+        if isinstance(leaf, (SystemExit, GeneratorExit)):
+            raise
+        return _report(leaf, reporter)
+
+
+def _dispatch(args: Any, reporter: Reporter) -> int:
+    if args.command == "code":
+        return _cmd_code_show(args)
+    if args.command == "share":
+        from node.cmd_share import run_share
+
+        return run_share(args, reporter)
+    if args.command == "get":
+        from node.cmd_get import run_get
+
+        return run_get(args, reporter)
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """trio wraps errors from nurseries in groups: find the one that matters."""
+    while isinstance(exc, BaseExceptionGroup):
+        inner = [e for e in exc.exceptions if not _is_cancel(e)] or list(exc.exceptions)
+        # Prefer an error we know how to explain over a secondary one.
+        known = [e for e in inner if isinstance(_leaf(e), (NodeError, TransferError, sharecode.ShareCodeError))]
+        exc = (known or inner)[0]
+    return exc
+
+
+def _is_cancel(exc: BaseException) -> bool:
+    import trio
+
+    return isinstance(exc, trio.Cancelled)
+
+
+def _report(exc: BaseException, reporter: Reporter) -> int:
+    if isinstance(exc, KeyboardInterrupt):
+        reporter.error("interrupted", EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+    if isinstance(exc, (NodeError, TransferError)):
+        reporter.error(str(exc), exc.exit_code)
+        return exc.exit_code
+    if isinstance(exc, sharecode.ShareCodeError):
+        reporter.error(f"bad share code: {exc}", EXIT_BAD_INPUT)
+        return EXIT_BAD_INPUT
+    logging.getLogger("p2pshare").debug("internal error", exc_info=exc)
+    reporter.error(f"internal error: {type(exc).__name__}: {exc} (run with -vv for details)", EXIT_INTERNAL)
+    return EXIT_INTERNAL
+
+
+def _cmd_code_show(args: Any) -> int:
+    code = sharecode.parse_code(args.code)
+    print(json.dumps(sharecode.describe(code, reveal_key=args.reveal_key), indent=2, sort_keys=True))
+    return 0
+
+
+def entry() -> NoReturn:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,73 @@
+"""``p2pshare get``: reach the sharer, fetch, verify, print one summary line."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import trio
+
+import sharecode
+from node._output import Reporter, human_bytes
+
+
+def run_get(args: Any, reporter: Reporter) -> int:
+    code = sharecode.parse_code(args.code)  # bad codes fail before slow imports
+    return trio.run(_get, args, reporter, code)
+
+
+async def _get(args: Any, reporter: Reporter, code: sharecode.ShareCode | sharecode.LegacyCode) -> int:
+    from node.api import Connected, Node, NodeConfig
+    from transfer.events import ManifestReceived, Progress, TransferCompleted
+
+    output: Path = args.output
+    summary: dict[str, Any] = {}
+
+    def on_event(event: object) -> None:
+        if isinstance(event, Connected):
+            rtt = f", rtt {event.rtt_ms:.1f} ms" if event.rtt_ms is not None else ""
+            reporter.event("connected", peer_id=event.peer_id, path=event.path, rtt_ms=event.rtt_ms)
+            reporter.say(f"Connected to {event.peer_id} ({event.path}{rtt})")
+        elif isinstance(event, ManifestReceived):
+            m = event.manifest
+            have = f", {human_bytes(event.already_have_bytes)} already here" if event.already_have_bytes else ""
+            reporter.event("manifest", name=m.name, files=len(m.files), total=m.total_bytes,
+                           already_have=event.already_have_bytes)
+            reporter.say(f"Receiving {m.name!r}: {len(m.files)} file(s), {human_bytes(m.total_bytes)}{have}")
+        elif isinstance(event, Progress):
+            reporter.progress(event.bytes_verified, event.total_bytes)
+        elif isinstance(event, TransferCompleted):
+            summary.update(files=event.files, bytes=event.bytes, seconds=event.seconds)
+
+    # The receiver uses a fresh identity unless told otherwise: two downloads
+    # at once never collide, and receivers are not linkable across shares.
+    config = NodeConfig(identity_path=args.identity, listen_addrs=args.listen or ["/ip4/0.0.0.0/tcp/0"])
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            terminated = False
+
+            async def stop_on_sigterm() -> None:
+                nonlocal terminated
+                async for _ in signals:
+                    terminated = True
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(stop_on_sigterm)
+            async with Node(config) as node:
+                await node.start_receiving(code, output, timeout=args.timeout, on_event=on_event)
+            nursery.cancel_scope.cancel()
+    if terminated:
+        reporter.error("terminated; run the same command again to resume", 128 + signal.SIGTERM)
+        return 128 + signal.SIGTERM
+    seconds = float(summary.get("seconds") or 0.0)
+    nbytes = int(summary.get("bytes") or 0)
+    rate = nbytes / seconds / 1e6 if seconds > 0 else 0.0
+    reporter.event("done", files=summary.get("files"), bytes=nbytes, seconds=round(seconds, 3),
+                   mb_per_s=round(rate, 1), output=str(output))
+    reporter.result(
+        f"Received {summary.get('files')} file(s), {human_bytes(nbytes)} in {seconds:.1f} s "
+        f"({rate:.1f} MB/s) into {output}, all verified"
+    )
+    return 0

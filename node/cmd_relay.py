@@ -1,0 +1,165 @@
+"""``p2pshare relay``: run a circuit relay v2 node until SIGINT/SIGTERM.
+
+The first stdout line is ``<peer_id> <addr>...`` (full multiaddrs with
+``/p2p/<id>``), or with ``--json`` one ``{"event":"relay",...}`` object, so
+scripts can read the relay's address before anything else. Services start
+with ``nursery.start`` in :func:`_serve`; the DHT and AutoNAT servers are
+added there the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import signal
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from node._output import Reporter
+from node.errors import LocalNodeError
+
+__all__ = ["add_relay_parser", "run_relay", "parse_size", "limits_from_args"]
+
+DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4001"
+RELAY_IDENTITY_FILE = "relay-identity.key"
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+_UNITS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+
+
+def parse_size(text: str) -> int:
+    """``"0"``, ``"131072"``, ``"128KiB"``, ``"1G"`` (binary units) → bytes."""
+    m = _SIZE.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 0, 131072, 128KiB, 1GiB)")
+    value = int(m.group(1)) << (10 * _UNITS[m.group(2).lower()])
+    if value >= 1 << 64:
+        raise argparse.ArgumentTypeError(f"size too large: {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _seconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+    if not 0 <= value < 1 << 32:
+        raise argparse.ArgumentTypeError("must be between 0 and 4294967295")
+    return value
+
+
+def _positive_seconds(text: str) -> int:
+    value = _seconds(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def add_relay_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``relay`` command to the CLI's subparsers."""
+    from relay.limits import RelayLimits
+
+    d = RelayLimits()
+    r: argparse.ArgumentParser = subparsers.add_parser(
+        "relay",
+        help="run a circuit relay v2 node; prints its peer ID and addresses first",
+        description="Relay connections for peers that cannot reach each other directly. "
+        "Limits of 0 for --circuit-duration/--circuit-data mean unlimited.",
+    )
+    r.add_argument("--listen", action="append", metavar="MULTIADDR",
+                   help=f"listen address (repeatable; default {DEFAULT_LISTEN})")
+    r.add_argument("--announce", action="append", metavar="MULTIADDR",
+                   help="public address given to clients (repeatable; default: the listen addresses)")
+    r.add_argument("--identity", type=Path, metavar="FILE",
+                   help=f"identity key file (default <data dir>/{RELAY_IDENTITY_FILE})")
+    r.add_argument("--json", action="store_true", help="JSON lines on stdout")
+    g = r.add_argument_group("limits")
+    g.add_argument("--max-reservations", type=_count, default=d.max_reservations, metavar="N",
+                   help=f"reservations held at once (default {d.max_reservations})")
+    g.add_argument("--max-reservations-per-peer", type=_count, default=d.max_reservations_per_peer,
+                   metavar="N", help=f"reservations per peer ID (default {d.max_reservations_per_peer})")
+    g.add_argument("--max-reservations-per-ip", type=_count, default=d.max_reservations_per_ip,
+                   metavar="N", help=f"reservations per IP address (default {d.max_reservations_per_ip})")
+    g.add_argument("--reservation-ttl", type=_positive_seconds, default=d.reservation_ttl,
+                   metavar="SECONDS", help=f"reservation lifetime before refresh (default {d.reservation_ttl})")
+    g.add_argument("--max-circuits-per-reservation", type=_count, default=d.max_circuits_per_reservation,
+                   metavar="N", help=f"open circuits to one reserved peer (default {d.max_circuits_per_reservation})")
+    g.add_argument("--max-circuits", type=_count, default=d.max_circuits, metavar="N",
+                   help=f"open circuits in total (default {d.max_circuits})")
+    g.add_argument("--circuit-duration", type=_seconds, default=d.circuit_duration, metavar="SECONDS",
+                   help="longest life of one circuit; 0 = unlimited (default 0)")
+    g.add_argument("--circuit-data", type=parse_size, default=d.circuit_data, metavar="BYTES",
+                   help="bytes per direction per circuit, e.g. 128KiB; 0 = unlimited (default 0)")
+    return r
+
+
+def limits_from_args(args: Any) -> Any:
+    from relay.limits import RelayLimits
+
+    return RelayLimits(
+        max_reservations=args.max_reservations,
+        max_reservations_per_peer=args.max_reservations_per_peer,
+        max_reservations_per_ip=args.max_reservations_per_ip,
+        reservation_ttl=args.reservation_ttl,
+        max_circuits_per_reservation=args.max_circuits_per_reservation,
+        max_circuits=args.max_circuits,
+        circuit_duration=args.circuit_duration,
+        circuit_data=args.circuit_data,
+    )
+
+
+def run_relay(args: Any, reporter: Reporter) -> int:
+    """Entry point for ``p2pshare relay`` (after argument parsing)."""
+    try:
+        limits = limits_from_args(args)
+    except ValueError as e:
+        raise LocalNodeError(str(e)) from None
+    return trio.run(_serve, args, reporter, limits)
+
+
+async def _serve(args: Any, reporter: Reporter, limits: Any) -> int:
+    from node.cli import data_home
+    from node.host import open_host
+    from node.identity import IdentityError, load_or_create_identity
+    from relay.server import serve_relay
+
+    identity = args.identity or data_home() / RELAY_IDENTITY_FILE
+    try:
+        key_pair = load_or_create_identity(Path(identity))
+    except IdentityError as e:
+        raise LocalNodeError(f"identity {identity}: {e}") from None
+    listen = list(args.listen or [DEFAULT_LISTEN])
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                host = await stack.enter_async_context(open_host(key_pair, listen))
+            except OSError as e:  # ListenError is an OSError
+                raise LocalNodeError(str(e)) from None
+            async with trio.open_nursery() as nursery:
+                relay = await nursery.start(
+                    partial(serve_relay, host, limits, private_key=key_pair.private_key, announce=args.announce)
+                )
+                addrs = relay.addrs()
+                reporter.event("relay", peer_id=host.peer_id, addrs=addrs)
+                reporter.result(" ".join([host.peer_id, *addrs]))
+                reporter.say(f"Relay {host.peer_id} serving; Ctrl-C stops it.")
+                async for _ in signals:
+                    break
+                nursery.cancel_scope.cancel()
+    reporter.event("stopped")
+    reporter.say("Relay stopped.")
+    return 0

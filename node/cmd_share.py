@@ -1,0 +1,153 @@
+"""``p2pshare share``: print the code first, then serve until told to stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from node._output import Reporter, human_bytes
+from node.errors import LocalNodeError
+from node.shares_db import ShareRecord, forget_record, load_record, save_record
+
+
+def check_paths(paths: list[Path]) -> list[Path]:
+    """Fail fast, before the slow imports, on paths that cannot be shared."""
+    resolved: list[Path] = []
+    for p in paths:
+        if not os.path.lexists(p):
+            raise LocalNodeError(f"no such file or directory: {p}")
+        if not os.access(p, os.R_OK):
+            raise LocalNodeError(f"cannot read {p}: permission denied")
+        resolved.append(Path(os.path.abspath(p)))
+    names = [p.name for p in resolved]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise LocalNodeError(f"two paths share the name {dupes[0]!r}; rename one or share their parent")
+    return resolved
+
+
+def run_share(args: Any, reporter: Reporter) -> int:
+    from node.cli import data_home
+
+    paths = check_paths(list(args.paths))
+    home = data_home()
+    name = args.name or ""
+    record = None if args.new_code else load_record(home, paths, name)
+    if args.listen:
+        listen, fallback = list(args.listen), None
+    else:
+        port = record.port if record and record.port else 0
+        listen = [f"/ip4/0.0.0.0/tcp/{port}"]
+        fallback = ["/ip4/0.0.0.0/tcp/0"] if port else None
+    return trio.run(_serve, args, reporter, paths, home, name, record, listen, fallback)
+
+
+async def _serve(
+    args: Any,
+    reporter: Reporter,
+    paths: list[Path],
+    home: Path,
+    name: str,
+    record: ShareRecord | None,
+    listen: list[str],
+    fallback: list[str] | None,
+) -> int:
+    from node.api import Node, NodeConfig
+    from transfer.events import ReceiverConnected, ReceiverFailed, ReceiverFinished
+
+    identity = args.identity or home / "identity.key"
+    done_receivers = 0
+    finished = trio.Event()
+
+    def on_event(event: object) -> None:
+        nonlocal done_receivers
+        if isinstance(event, ReceiverConnected):
+            peer = _b58(event.peer)
+            reporter.event("receiver_connected", peer_id=peer)
+            reporter.say(f"Receiver …{peer[-8:]} connected")
+        elif isinstance(event, ReceiverFinished):
+            peer = _b58(event.peer)
+            reporter.event("receiver_done", peer_id=peer, bytes=event.bytes_sent, seconds=round(event.seconds, 3))
+            reporter.say(f"Receiver …{peer[-8:]} finished ({human_bytes(event.bytes_sent)} sent)")
+            done_receivers += 1
+            if args.once:
+                finished.set()
+        elif isinstance(event, ReceiverFailed):
+            peer = _b58(event.peer)
+            reporter.event("receiver_failed", peer_id=peer, reason=event.reason)
+            reporter.say(f"Receiver …{peer[-8:]} stopped: {event.reason}")
+
+    config = NodeConfig(identity_path=identity, listen_addrs=listen, fallback_listen_addrs=fallback)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with Node(config) as node:
+            node.on_transfer_event = on_event
+            info = await node.start_sharing(
+                name or None,
+                args.description,
+                paths,
+                args.sharer or None,
+                key=record.key if record else None,
+                human_code=record.human_code if record else None,
+            )
+            port = _tcp_port(node.addresses())
+            save_record(home, paths, name, ShareRecord(info.code.encryption_key, info.code.share_code, port))
+            code = info.encode()
+            legacy = info.legacy.encode() if info.legacy else None
+            reporter.event(
+                "shared",
+                code=code,
+                legacy_code=legacy,
+                share_code=info.code.share_code,
+                peer_id=node.peer_id,
+                addresses=list(info.code.addresses),
+            )
+            reporter.result(code)
+            for warning in info.warnings:
+                reporter.say(f"warning: {warning}")
+            m = info.prepared.manifest
+            reporter.say(
+                f"Sharing {len(m.files)} file(s), {human_bytes(m.total_bytes)}, as {m.name!r} "
+                f"(code {info.code.share_code}); peer {node.peer_id}"
+            )
+            if legacy:
+                reporter.say(f"Legacy code (direct address only): {legacy}")
+            reporter.say("Send the code above to the receiver. Ctrl-C stops sharing.")
+
+            async with trio.open_nursery() as nursery:
+
+                async def stop_on_signal() -> None:
+                    async for _ in signals:
+                        break
+                    nursery.cancel_scope.cancel()
+
+                async def stop_when_done() -> None:
+                    await finished.wait()
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(stop_on_signal)
+                nursery.start_soon(stop_when_done)
+            node.stop_sharing(info)
+    reporter.event("stopped", receivers_completed=done_receivers)
+    reporter.say("Stopped sharing.")
+    return 0
+
+
+def _b58(peer: bytes) -> str:
+    import base58
+
+    return base58.b58encode(peer).decode()
+
+
+def _tcp_port(addrs: list[str]) -> int | None:
+    for addr in addrs:
+        parts = addr.strip("/").split("/")
+        if len(parts) >= 4 and parts[2] == "tcp":
+            return int(parts[3])
+    return None
+
+
+__all__ = ["run_share", "check_paths", "forget_record"]

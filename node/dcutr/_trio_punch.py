@@ -1,0 +1,94 @@
+"""TCP hole punching with plain trio sockets (the dialing half of a round).
+
+Every dial leaves FROM our listen port (``SO_REUSEADDR`` + ``SO_REUSEPORT``;
+py-libp2p's TCP listener sets both), so the NAT mapping it opens is the one
+we announced. All targets are dialed at once in one nursery; the first
+socket to connect wins and cancels the rest. A refused SYN (the peer's NAT
+answered with RST because our SYN arrived before theirs had left) is
+re-dialed after a small random delay, a bounded number of times, until the
+round's deadline.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import random
+import socket as stdlib_socket
+from dataclasses import dataclass
+
+import trio
+
+from node.dcutr.policy import PunchConfig, redial_delay
+from node.natinfo.addrs import TcpAddr
+
+__all__ = ["Punched", "punch_tcp", "reuse_socket"]
+
+logger = logging.getLogger(__name__)
+
+# errno values after which dialing the same 4-tuple again is pointless.
+_FATAL = {errno.EADDRNOTAVAIL, errno.EADDRINUSE, errno.EINVAL, errno.EAFNOSUPPORT}
+
+
+@dataclass
+class Punched:
+    sock: trio.socket.SocketType
+    target: TcpAddr
+    dials: int
+
+
+def reuse_socket(local_ip: str) -> trio.socket.SocketType:
+    family = stdlib_socket.AF_INET6 if ":" in local_ip else stdlib_socket.AF_INET
+    sock = trio.socket.socket(family, stdlib_socket.SOCK_STREAM)
+    sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_REUSEADDR, 1)
+    sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_REUSEPORT, 1)
+    return sock
+
+
+async def punch_tcp(
+    local: tuple[str, int],
+    targets: list[TcpAddr],
+    cfg: PunchConfig,
+    rng: random.Random,
+    deadline: float,
+) -> Punched | None:
+    """Dial every target from ``local`` until one connects or ``deadline`` passes."""
+    winner: list[Punched] = []
+    counts = {t: 0 for t in targets}
+
+    async def dial_target(target: TcpAddr, done: trio.CancelScope) -> None:
+        local_ip = local[0]
+        if (":" in local_ip) != (":" in target.ip):
+            local_ip = "::" if ":" in target.ip else "0.0.0.0"
+        while counts[target] < cfg.max_dials_per_target and trio.current_time() < deadline:
+            counts[target] += 1
+            sock = reuse_socket(local_ip)
+            try:
+                await sock.bind((local_ip, local[1]))
+                await sock.connect((target.ip, target.port))
+            except OSError as e:
+                sock.close()
+                logger.debug("dcutr: dial %s from :%d: %s", target.multiaddr(), local[1], e)
+                if e.errno in _FATAL:
+                    return
+                await trio.sleep(redial_delay(rng, cfg))
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            if winner:
+                sock.close()
+                return
+            winner.append(Punched(sock, target, 0))
+            done.cancel()
+            return
+
+    with trio.move_on_at(deadline):
+        async with trio.open_nursery() as nursery:
+            for t in targets:
+                nursery.start_soon(dial_target, t, nursery.cancel_scope)
+    if not winner:
+        return None
+    won = winner[0]
+    won.dials = sum(counts.values())
+    return won

@@ -1,0 +1,230 @@
+"""DCUtR logic (pure): roles, the CONNECT/SYNC exchange, address policy, timing.
+
+Roles follow the spec. The peer whose relayed connection is *inbound* (B,
+:attr:`Role.INITIATOR`) opens ``/libp2p/dcutr``, sends CONNECT, measures the
+RTT until the peer's CONNECT, sends SYNC and dials RTT/2 later. The other
+peer (A, :attr:`Role.RESPONDER`) answers CONNECT and dials as soon as SYNC
+arrives. On the resulting TCP connection (a simultaneous open makes both
+sides "dialers") A is the client — multistream and Noise initiator — and B
+the server.
+
+Policy beyond the spec, for real NATs: remote private/loopback addresses
+are dropped unless both peers show the same public IP (same NAT) or the
+address is on one of our own networks, so no time is lost dialing a LAN
+that is not ours; within a round each target is re-dialed after a refused
+SYN (a NAT that answers strangers with RST) with a small random delay; each
+round shifts the initiator's timing by a configured offset so that, over the
+rounds, either side's SYN leaves first.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from node.dcutr.wire import HolePunch, MsgType, WireError, encode
+from node.natinfo.addrs import TcpAddr, decode_addrs, encode_addr, same_public_ip
+
+__all__ = [
+    "Role",
+    "PunchConfig",
+    "InitiatorExchange",
+    "ResponderExchange",
+    "Ready",
+    "select_targets",
+    "our_addrs",
+    "redial_delay",
+    "Upgraded",
+    "UpgradeFailed",
+    "DCUtREvent",
+]
+
+MAX_TARGETS = 8
+
+
+class Role(str, enum.Enum):
+    INITIATOR = "initiator"  # B: relayed connection inbound; opens the stream; security server
+    RESPONDER = "responder"  # A: relayed connection outbound; answers; security client
+
+    @property
+    def security_client(self) -> bool:
+        return self is Role.RESPONDER
+
+
+@dataclass(frozen=True)
+class PunchConfig:
+    rounds: int = 4  # CONNECT/SYNC exchanges the initiator runs (spec: at least 3)
+    round_window: float = 3.0  # how long each side keeps dialing in one round
+    redial_min: float = 0.005  # random wait before re-dialing after a refused SYN
+    redial_max: float = 0.05
+    max_dials_per_target: int = 16  # per round
+    offsets: tuple[float, ...] = (0.0, -0.02, 0.02, 0.0)  # initiator timing shift per round
+    max_sync_wait: float = 2.0  # cap on the RTT/2 wait
+    exchange_timeout: float = 10.0  # CONNECT/SYNC over the relay
+    upgrade_timeout: float = 10.0  # Noise + yamux on the punched socket
+    unilateral_timeout: float = 2.0  # direct dial to a peer with public addrs first
+    relay_grace: float = 2.0  # keep the relayed connection at least this long after
+    relay_idle_max: float = 600.0  # ... and until its streams end, at most this long
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1 or self.max_dials_per_target < 1:
+            raise ValueError("rounds and max_dials_per_target must be at least 1")
+        if not 0 <= self.redial_min <= self.redial_max:
+            raise ValueError("need 0 <= redial_min <= redial_max")
+        if self.round_window <= 0 or self.exchange_timeout <= 0 or self.upgrade_timeout <= 0:
+            raise ValueError("timeouts must be positive")
+
+    def offset(self, round_no: int) -> float:
+        """Timing shift of the initiator's dial in round ``round_no`` (1-based)."""
+        if not self.offsets:
+            return 0.0
+        return self.offsets[(round_no - 1) % len(self.offsets)]
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The exchange is done: dial ``targets`` at ``dial_at`` (same clock as ``now``)."""
+
+    targets: tuple[TcpAddr, ...]
+    dial_at: float
+    rtt: float | None  # measured by the initiator; the responder's is CONNECT→SYNC
+
+
+def our_addrs(observed: Sequence[TcpAddr], listen: Sequence[TcpAddr]) -> list[TcpAddr]:
+    """What we announce in CONNECT: public mappings first, then our LAN addrs
+    (useful to a peer behind the same NAT, filtered out by anyone else)."""
+    out: list[TcpAddr] = []
+    for a in [*observed, *[x for x in listen if x.public], *[x for x in listen if not x.public]]:
+        ip = ipaddress.ip_address(a.ip)
+        if ip.is_loopback or ip.is_unspecified:
+            continue
+        plain = TcpAddr(a.ip, a.port)
+        if plain not in out:
+            out.append(plain)
+    return out[:MAX_TARGETS]
+
+
+def select_targets(
+    remote: Sequence[bytes],
+    ours: Sequence[TcpAddr],
+    local_networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+) -> list[TcpAddr]:
+    """The peer's CONNECT addresses worth dialing, public ones first."""
+    theirs = decode_addrs(remote, limit=MAX_TARGETS * 2)
+    same_nat = same_public_ip(ours, theirs)
+    families = {a.version for a in ours} or {4}
+    out: list[TcpAddr] = []
+    for a in sorted(theirs, key=lambda x: not x.public):
+        if a.version not in families:
+            continue
+        ip = ipaddress.ip_address(a.ip)
+        if ip.is_loopback or ip.is_unspecified or ip.is_multicast:
+            continue
+        if not a.public and not (same_nat or any(ip in n for n in local_networks if n.version == ip.version)):
+            continue
+        plain = TcpAddr(a.ip, a.port)
+        if plain not in out:
+            out.append(plain)
+    return out[:MAX_TARGETS]
+
+
+def redial_delay(rng: random.Random, cfg: PunchConfig) -> float:
+    return rng.uniform(cfg.redial_min, cfg.redial_max)
+
+
+def _encode_addrs(addrs: Sequence[TcpAddr]) -> tuple[bytes, ...]:
+    return tuple(encode_addr(a.multiaddr()) for a in addrs)
+
+
+class InitiatorExchange:
+    """B's side of one round: CONNECT → (peer's CONNECT) → SYNC, then dial at RTT/2."""
+
+    def __init__(self, ours: Sequence[TcpAddr], cfg: PunchConfig, round_no: int,
+                 local_networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()) -> None:
+        if not ours:
+            raise ValueError("no address of ours to announce")
+        self._ours = list(ours)
+        self._cfg = cfg
+        self._round = round_no
+        self._nets = local_networks
+        self._sent_at: float | None = None
+        self.done = False
+
+    def start(self, now: float) -> bytes:
+        self._sent_at = now
+        return encode(HolePunch(MsgType.CONNECT, _encode_addrs(self._ours)))
+
+    def receive(self, msg: HolePunch, now: float) -> tuple[bytes, Ready]:
+        """The peer's CONNECT: returns SYNC to send and when/where to dial."""
+        if self._sent_at is None or self.done:
+            raise WireError("message before our CONNECT")
+        if msg.type is not MsgType.CONNECT:
+            raise WireError(f"expected CONNECT, got {msg.type.name}")
+        targets = select_targets(msg.obs_addrs, self._ours, self._nets)
+        if not targets:
+            raise WireError("peer's CONNECT has no address we can dial")
+        self.done = True
+        rtt = max(0.0, now - self._sent_at)
+        wait = min(rtt / 2, self._cfg.max_sync_wait)
+        dial_at = now + max(0.0, wait + self._cfg.offset(self._round))
+        return encode(HolePunch(MsgType.SYNC)), Ready(tuple(targets), dial_at, rtt)
+
+
+class ResponderExchange:
+    """A's side of one round: answer CONNECT with ours, dial when SYNC arrives."""
+
+    def __init__(self, ours: Sequence[TcpAddr],
+                 local_networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()) -> None:
+        self._ours = list(ours)
+        self._nets = local_networks
+        self._targets: list[TcpAddr] | None = None
+        self._answered_at = 0.0
+
+    def receive(self, msg: HolePunch, now: float) -> bytes | Ready:
+        if self._targets is None:
+            if msg.type is not MsgType.CONNECT:
+                raise WireError(f"expected CONNECT, got {msg.type.name}")
+            if not self._ours:
+                raise WireError("we have no address to announce")
+            targets = select_targets(msg.obs_addrs, self._ours, self._nets)
+            if not targets:
+                raise WireError("initiator's CONNECT has no address we can dial")
+            self._targets = targets
+            self._answered_at = now
+            return encode(HolePunch(MsgType.CONNECT, _encode_addrs(self._ours)))
+        if msg.type is not MsgType.SYNC:
+            raise WireError(f"expected SYNC, got {msg.type.name}")
+        return Ready(tuple(self._targets), now, now - self._answered_at)
+
+
+@dataclass(frozen=True)
+class Upgraded:
+    """A relayed connection now has a direct sibling carrying new streams."""
+
+    peer_id: str
+    role: str  # "initiator" | "responder"
+    method: str  # "unilateral" | "hole-punch"
+    elapsed: float  # from the start of the upgrade to the direct connection
+    rounds: int
+    dials: int  # TCP connection attempts in the winning round
+    rtt: float | None
+    addr: str
+
+    event: str = "upgraded"
+
+
+@dataclass(frozen=True)
+class UpgradeFailed:
+    peer_id: str
+    role: str
+    elapsed: float
+    rounds: int
+    reason: str
+
+    event: str = "upgrade_failed"
+
+
+DCUtREvent = Upgraded | UpgradeFailed

@@ -1,0 +1,198 @@
+"""``open_discovery``: the DHT on a host, its background loops, its peers file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import trio
+from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.records.validator import NamespacedValidator
+
+from node.host import Host
+
+from .dnsaddr import TxtLookup, resolve_bootstrap
+from .peers import normalize_addr
+from .peers_file import load_peers_file, merge_remembered, save_peers_file
+from .service import Discovery, Target
+
+__all__ = ["open_discovery", "DEFAULT_ADVERTISE_INTERVAL", "DEFAULT_REFRESH_INTERVAL"]
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus  # trio's own name is hidden by trio-stubs
+
+logger = logging.getLogger(__name__)
+
+# Re-advertise every hour. Records live 48 h at go/js/py servers and those
+# re-provide every 22 h; we go much faster because a share's k closest
+# holders change with churn (a small p2pshare overlay, laptops in server
+# mode) and each round refreshes the addresses in the record after the
+# sharer moved. Cost: one lookup and <= 20 small messages per share and hour.
+DEFAULT_ADVERTISE_INTERVAL = 3600.0
+# Routing-table refresh (self-lookup), every 10 min as the spec recommends.
+DEFAULT_REFRESH_INTERVAL = 600.0
+_RPC_TIMEOUT = 5.0
+_DNS_TIMEOUT = 10.0
+_BOOTSTRAP_ROUNDS = 3
+_BOOTSTRAP_BACKOFF = (1.0, 4.0)
+_BOOTSTRAP_PARALLEL = 8
+_SELF_LOOKUP_TIMEOUT = 30.0
+_SAVE_TIMEOUT = 2.0
+
+
+def quiet_kad_logs() -> None:
+    """Keep py-libp2p's Kademlia chatter off the user's terminal.
+
+    Its inbound handler logs WARNING "Failed to read DHT message" on every
+    normal end of stream, and ERROR for stale peer records or peers that
+    vanish mid-answer: none is actionable. ``LIBP2P_DEBUG`` keeps them.
+    """
+    if not os.environ.get("LIBP2P_DEBUG"):
+        logging.getLogger("libp2p.kad_dht").setLevel(logging.CRITICAL)
+
+
+def _targets(addrs: Sequence[str]) -> list[Target]:
+    """Group full multiaddrs by their ``/p2p/<id>``; bare ones keep ``None``."""
+    by_peer: dict[str, list[str]] = {}
+    bare: list[Target] = []
+    for addr in addrs:
+        parts = addr.rstrip("/").split("/")
+        if len(parts) >= 3 and parts[-2] in ("p2p", "ipfs"):
+            norm = normalize_addr(addr, parts[-1])
+            if norm:
+                by_peer.setdefault(parts[-1], []).append(norm)
+        elif addr.startswith("/"):
+            bare.append(Target(None, (addr,)))
+    return [Target(p, tuple(a)) for p, a in by_peer.items()] + bare
+
+
+async def _bootstrap(disc: Discovery, targets: list[Target]) -> bool:
+    """Probe targets in parallel, a few rounds; True once the table has a peer."""
+    limiter = trio.CapacityLimiter(_BOOTSTRAP_PARALLEL)
+    for round_no in range(_BOOTSTRAP_ROUNDS):
+        pending = [t for t in targets if t.peer_id not in disc.routing_table_peers()]
+
+        async def one(t: Target) -> None:
+            async with limiter:
+                await disc.probe(t)
+
+        async with trio.open_nursery() as nursery:
+            for t in pending:
+                nursery.start_soon(one, t)
+        if await disc.wait_bootstrapped(1.0):
+            return True
+        if round_no < len(_BOOTSTRAP_BACKOFF):
+            await trio.sleep(_BOOTSTRAP_BACKOFF[round_no])
+    if targets:
+        logger.warning("could not reach any of %d bootstrap peers; will retry later", len(targets))
+    return disc.is_bootstrapped()
+
+
+def _save(disc: Discovery, path: Path) -> None:
+    try:
+        merged = merge_remembered(load_peers_file(path), disc.good_peers(), now=time.time())
+        if merged:
+            save_peers_file(path, merged)
+    except OSError as e:
+        logger.warning("cannot write peers file %s: %s", path, e.strerror or e)
+
+
+async def _serve_routing(
+    disc: Discovery,
+    bootstrap: Sequence[str],
+    peers_file: Path | None,
+    refresh_interval: float | None,
+    dns_lookup: TxtLookup | None,
+    *,
+    task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Bootstrap, then refresh the table (self-lookup) and save the peers file."""
+    task_status.started()
+    addrs = await resolve_bootstrap(bootstrap, timeout=_DNS_TIMEOUT, lookup=dns_lookup)
+    remembered: list[Target] = []
+    if peers_file is not None:
+        loaded = await trio.to_thread.run_sync(load_peers_file, peers_file)
+        remembered = [Target(p.peer_id, p.addrs) for p in loaded if p.peer_id != disc.peer_id]
+    targets = _targets(addrs) + remembered
+    await _bootstrap(disc, targets)
+    while True:
+        if refresh_interval is not None:
+            if disc.is_bootstrapped():
+                await disc.closest_peers(disc.host.peer_id_bytes, timeout=_SELF_LOOKUP_TIMEOUT)
+            else:
+                await _bootstrap(disc, targets)
+        if peers_file is not None:
+            await trio.to_thread.run_sync(_save, disc, peers_file)
+        disc.dht.provider_store.cleanup_expired()
+        await trio.sleep(refresh_interval if refresh_interval is not None else 300.0)
+
+
+@asynccontextmanager
+async def open_discovery(
+    host: Host,
+    *,
+    bootstrap: Sequence[str],
+    peers_file: Path | None,
+    server_mode: bool,
+    advertise_interval: float = DEFAULT_ADVERTISE_INTERVAL,
+    refresh_interval: float | None = DEFAULT_REFRESH_INTERVAL,
+    addrs: Callable[[], Sequence[str]] | None = None,
+    rpc_timeout: float = _RPC_TIMEOUT,
+    dns_lookup: TxtLookup | None = None,
+) -> AsyncIterator[Discovery]:
+    """Run Kademlia discovery on ``host`` until the block exits.
+
+    ``bootstrap``: full multiaddrs (``/p2p/<id>`` optional; ``/dnsaddr``
+    resolved when possible); with ``peers_file`` the peers remembered from
+    earlier runs are tried too, and the file is updated. Bootstrapping runs
+    in the background: see :meth:`Discovery.wait_bootstrapped`.
+    ``server_mode``: answer other peers' Kademlia RPCs (reachable nodes
+    only). ``addrs``: the addresses to advertise (default: the host's
+    listen addresses; a NATed node should pass its relay addresses).
+    ``refresh_interval=None`` skips the self-lookup and periodic refresh,
+    leaving the table to what bootstrap and queries fill in (tests of a
+    fixed topology).
+    """
+    if advertise_interval <= 0 or (refresh_interval is not None and refresh_interval <= 0):
+        raise ValueError("intervals must be positive")
+    quiet_kad_logs()
+    dht = KadDHT(
+        host.libp2p,
+        DHTMode.SERVER if server_mode else DHTMode.CLIENT,
+        # No namespace is registered: every PUT_VALUE is refused.
+        validator=NamespacedValidator({}, strict_validation=True),
+        validator_changed=True,
+        strict_validation=True,
+        enable_random_walk=False,
+    )
+    disc = Discovery(
+        host,
+        dht,
+        advertise_interval=advertise_interval,
+        rpc_timeout=rpc_timeout,
+        addrs=addrs or host.listen_addrs,
+    )
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(disc.serve_table_updates)
+            await nursery.start(disc.serve_advertising)
+
+            async def serve_routing(*, task_status: TaskStatus[None]) -> None:
+                await _serve_routing(
+                    disc, list(bootstrap), peers_file, refresh_interval, dns_lookup,
+                    task_status=task_status,
+                )
+
+            await nursery.start(serve_routing)
+            yield disc
+            nursery.cancel_scope.cancel()
+    finally:
+        disc.remove_handler()
+        if peers_file is not None:
+            with trio.CancelScope(shield=True), trio.move_on_after(_SAVE_TIMEOUT):
+                await trio.to_thread.run_sync(_save, disc, peers_file)

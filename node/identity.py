@@ -1,0 +1,198 @@
+"""The node's long-term Ed25519 identity, kept in one small file.
+
+The file holds the standard libp2p protobuf ``PrivateKey`` message
+(``Type=Ed25519``, ``Data=seed || public key``, 64 bytes) as go-libp2p and
+js-libp2p write it, so the key can move between implementations. py-libp2p
+itself serialises only the 32-byte seed; both forms are accepted on load.
+
+The file is created on first use, published atomically (a fully written
+temporary file is hard-linked into place, so two processes racing to create
+it agree on one key) with mode 0600 in a 0700 directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from libp2p.crypto.ed25519 import Ed25519PrivateKey, create_new_key_pair
+from libp2p.crypto.keys import KeyPair, KeyType
+from libp2p.crypto.pb import crypto_pb2
+
+__all__ = [
+    "IdentityError",
+    "default_identity_path",
+    "load_or_create_identity",
+    "generate_identity",
+    "encode_private_key",
+    "decode_private_key",
+]
+
+logger = logging.getLogger(__name__)
+
+IDENTITY_FILE_NAME = "identity.key"
+# A protobuf Ed25519 private key is 68 bytes; anything much larger is not one.
+_MAX_FILE_BYTES = 4096
+_SEED_LEN = 32
+_PUB_LEN = 32
+
+
+class IdentityError(Exception):
+    """The identity file cannot be read, parsed or written (one-line message)."""
+
+
+def default_identity_path() -> Path:
+    """``$P2PSHARE_HOME/identity.key``, else the per-user data directory."""
+    home = os.environ.get("P2PSHARE_HOME")
+    if home:
+        return Path(home).expanduser() / IDENTITY_FILE_NAME
+    import platformdirs  # local: only needed when no explicit home is set
+
+    return Path(platformdirs.user_data_dir("p2pshare")) / IDENTITY_FILE_NAME
+
+
+def encode_private_key(key_pair: KeyPair) -> bytes:
+    """Standard libp2p protobuf serialisation (Ed25519: seed || public key)."""
+    priv = key_pair.private_key
+    if priv.get_type() != KeyType.Ed25519:
+        raise IdentityError("only Ed25519 identities are supported")
+    seed = priv.to_bytes()
+    pub = key_pair.public_key.to_bytes()
+    if len(seed) != _SEED_LEN or len(pub) != _PUB_LEN:
+        raise IdentityError("unexpected Ed25519 key length")
+    msg = crypto_pb2.PrivateKey(key_type=KeyType.Ed25519.value, data=seed + pub)
+    return bytes(msg.SerializeToString())
+
+
+def decode_private_key(data: bytes) -> KeyPair:
+    """Parse :func:`encode_private_key` output (or py-libp2p's 32-byte form)."""
+    try:
+        msg = crypto_pb2.PrivateKey.FromString(data)
+    except Exception:
+        raise IdentityError("not a libp2p protobuf private key") from None
+    if msg.key_type != KeyType.Ed25519.value:
+        raise IdentityError("not an Ed25519 private key")
+    raw = bytes(msg.data)
+    if len(raw) not in (_SEED_LEN, _SEED_LEN + _PUB_LEN):
+        raise IdentityError(f"bad Ed25519 private key length {len(raw)}")
+    try:
+        priv = Ed25519PrivateKey.from_bytes(raw[:_SEED_LEN])
+        pub = priv.get_public_key()
+    except Exception:
+        raise IdentityError("invalid Ed25519 private key") from None
+    if len(raw) == _SEED_LEN + _PUB_LEN and pub.to_bytes() != raw[_SEED_LEN:]:
+        raise IdentityError("Ed25519 public key does not match the private key")
+    return KeyPair(priv, pub)
+
+
+def generate_identity() -> KeyPair:
+    """A fresh throwaway Ed25519 identity (never written anywhere)."""
+    return create_new_key_pair()
+
+
+def load_or_create_identity(path: Path) -> KeyPair:
+    """Load the identity at ``path``, creating it (0600) on first use."""
+    path = Path(path)
+    try:
+        return _load(path)
+    except FileNotFoundError:
+        pass
+    _make_private_dir(path.parent)
+    key_pair = create_new_key_pair()
+    if _publish(path, encode_private_key(key_pair)):
+        logger.info("created a new identity at %s", path)
+        return key_pair
+    # Another process created it first: use theirs so both agree.
+    try:
+        return _load(path)
+    except FileNotFoundError:
+        raise IdentityError(f"identity file {path} vanished while creating it") from None
+
+
+def _load(path: Path) -> KeyPair:
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise IdentityError(f"identity file {path} is not a regular file")
+            data = f.read(_MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise
+    except IsADirectoryError:
+        raise IdentityError(f"identity file {path} is not a regular file") from None
+    except OSError as e:
+        raise IdentityError(
+            f"cannot read identity file {path}: {e.strerror or e}"
+        ) from None
+    if len(data) > _MAX_FILE_BYTES:
+        raise IdentityError(f"identity file {path} is corrupt: too large")
+    if st.st_mode & 0o077:
+        logger.warning(
+            "identity file %s is readable by other users (mode %o); "
+            "run: chmod 600 %s",
+            path,
+            stat.S_IMODE(st.st_mode),
+            path,
+        )
+    try:
+        return decode_private_key(data)
+    except IdentityError as e:
+        raise IdentityError(f"identity file {path} is corrupt: {e}") from None
+
+
+def _make_private_dir(directory: Path) -> None:
+    if directory.is_dir():
+        return
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)  # mkdir's mode is masked by the umask
+    except OSError as e:
+        raise IdentityError(
+            f"cannot create directory {directory}: {e.strerror or e}"
+        ) from None
+
+
+def _publish(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` atomically; False if ``path`` already exists."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)  # atomic, and never replaces an existing key
+        except FileExistsError:
+            return False
+        _fsync_dir(path.parent)
+        return True
+    except OSError as e:
+        raise IdentityError(
+            f"cannot write identity file {path}: {e.strerror or e}"
+        ) from None
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

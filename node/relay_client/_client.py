@@ -1,0 +1,423 @@
+"""Circuit relay v2 client: reservations, the STOP side, and dialing via a relay.
+
+``open_relay_client(host, relays)`` keeps up to ``want`` reservations among
+the configured relays: it connects, sends RESERVE, refreshes halfway to the
+expiry the relay granted, and when a relay goes away (connection lost,
+refusal, refresh failure) moves to another configured relay, retrying the
+failed one later with exponential backoff. It serves STOP, but only for relays
+it holds a reservation on, and hands each accepted circuit to the swarm as a
+normal (relayed) connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import multiaddr
+import trio
+
+from node.host import DialError, Host, LibP2PByteStream, StreamError
+from node.relay_client._upgrade import upgrade_relayed
+from relay.wire import (
+    HOP_PROTOCOL_ID,
+    STOP_PROTOCOL_ID,
+    HopMessage,
+    HopType,
+    Limit,
+    Peer,
+    Status,
+    StopMessage,
+    StopType,
+    WireError,
+    encode_hop,
+    encode_stop,
+    read_hop,
+    read_stop,
+)
+
+__all__ = ["RelayClient", "RelayError", "ReservationState", "open_relay_client", "parse_relay_addr"]
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus  # trio's own name is hidden by trio-stubs
+
+logger = logging.getLogger(__name__)
+
+DIAL_TIMEOUT = 10.0
+HANDSHAKE_TIMEOUT = 10.0
+_BACKOFF_MIN = 1.0
+_BACKOFF_MAX = 60.0
+_MAX_EXPIRY = 24 * 3600  # never trust an expiry further out than this
+_MAX_ADDRS_PER_RELAY = 8
+
+
+class RelayError(DialError):
+    """A relay refused or failed; ``status`` is the spec's code when it sent one."""
+
+    def __init__(self, message: str, status: Status | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ReservationState:
+    relay_peer_id: str
+    relay_addr: str  # as configured
+    expire: int  # UTC UNIX seconds, as granted
+    addrs: tuple[str, ...]  # the relay's announced addrs, with /p2p/<relay>
+    limit: Limit | None  # None: the relay limits nothing
+    has_voucher: bool
+
+
+@dataclass(frozen=True)
+class _Relay:
+    peer_id: str
+    addr: str  # dialable, without /p2p
+
+
+def parse_relay_addr(addr: str) -> tuple[str, str]:
+    """``(relay peer ID, relay multiaddr with /p2p/<relay>)`` from a relay or circuit addr."""
+    text = addr.split("/p2p-circuit", 1)[0]
+    try:
+        maddr = multiaddr.Multiaddr(text)
+        relay = maddr.value_for_protocol("p2p")
+    except Exception:
+        raise RelayError(f"bad relay address {addr[:200]!r}") from None
+    if not relay:
+        raise RelayError(f"relay address {addr[:200]!r} has no /p2p/<relay-id>")
+    return str(relay), text
+
+
+def _decode_addrs(raw: Sequence[bytes], relay_peer_id: str) -> tuple[str, ...]:
+    out: list[str] = []
+    suffix = f"/p2p/{relay_peer_id}"
+    for b in raw[:_MAX_ADDRS_PER_RELAY]:
+        try:
+            text = str(multiaddr.Multiaddr(b))
+        except Exception:
+            continue
+        if "/p2p-circuit" in text:
+            continue
+        if "/p2p/" in text and not text.endswith(suffix):
+            continue  # names another peer: not usable as this relay's address
+        out.append(text if text.endswith(suffix) else text + suffix)
+    return tuple(dict.fromkeys(out))
+
+
+class RelayClient:
+    """Made by :func:`open_relay_client`."""
+
+    def __init__(
+        self,
+        host: Host,
+        relays: Sequence[str],
+        want: int,
+        on_change: Callable[[list[str]], None] | None,
+    ) -> None:
+        self.host = host
+        self._relays: list[_Relay] = []
+        for a in relays:
+            pid, text = parse_relay_addr(a)
+            if pid == host.peer_id:
+                raise RelayError("a node cannot use itself as its relay")
+            self._relays.append(_Relay(pid, text))
+        self._want = max(1, want)
+        self._on_change = on_change
+        self._active: dict[str, ReservationState] = {}
+        self._holding: set[str] = set()
+        self._retry_at: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
+        self._wake = trio.Event()
+        self._changed = trio.Event()
+        self._circuit_scopes: set[trio.CancelScope] = set()
+
+    # -- what the node publishes ----------------------------------------
+
+    def reservations(self) -> list[ReservationState]:
+        return list(self._active.values())
+
+    def relayed_addrs(self) -> list[str]:
+        """Our circuit addrs (``<relay addr>/p2p/R/p2p-circuit/p2p/<us>``) for share codes."""
+        tail = f"/p2p-circuit/p2p/{self.host.peer_id}"
+        out: list[str] = []
+        for relay in self._relays:  # configured order: the operator's preference
+            state = self._active.get(relay.peer_id)
+            if state is None:
+                continue
+            out.append(relay.addr + tail)
+            out.extend(a + tail for a in state.addrs)
+        return list(dict.fromkeys(out))
+
+    async def wait_reserved(self, timeout: float) -> bool:
+        """Wait until at least one reservation is held; False on timeout."""
+        with trio.move_on_after(timeout):
+            while not self._active:
+                await self._changed.wait()
+            return True
+        return False
+
+    def is_relayed(self, peer_id: str) -> bool:
+        return self.host.connection_path(peer_id) == "relayed"
+
+    # -- dialing through a relay -----------------------------------------
+
+    async def dial_via_relay(self, peer_id: str, relay_addr: str, *, timeout: float = DIAL_TIMEOUT) -> None:
+        """Connect to ``peer_id`` through the relay at ``relay_addr`` (a relay addr
+        or a full ``.../p2p-circuit/p2p/<peer>`` addr). Returns at once if a
+        connection exists. Raises :class:`RelayError` (a ``DialError``)."""
+        relay_id, relay_text = parse_relay_addr(relay_addr)
+        if "/p2p-circuit/p2p/" in relay_addr and not relay_addr.rstrip("/").endswith(peer_id):
+            raise RelayError(f"circuit address {relay_addr[:200]!r} names another peer")
+        if peer_id in (self.host.peer_id, relay_id):
+            raise RelayError("refusing to relay to ourselves or to the relay")
+        if self.host.is_connected(peer_id):
+            return
+        with trio.move_on_after(timeout) as deadline:
+            await self._dial(peer_id, relay_id, relay_text, timeout)
+            return
+        assert deadline.cancelled_caught
+        raise RelayError(f"could not reach {peer_id} via relay {relay_id} within {timeout:g}s")
+
+    async def _dial(self, peer_id: str, relay_id: str, relay_text: str, timeout: float) -> None:
+        await self.host.connect(relay_id, [relay_text], timeout=timeout)
+        hop = await self.host.open_stream(relay_id, HOP_PROTOCOL_ID)
+        try:
+            target = Peer(_peer_bytes(peer_id))
+            await hop.write(encode_hop(HopMessage(HopType.CONNECT, peer=target)))
+            answer = await read_hop(hop.read)
+            if answer.type != HopType.STATUS:
+                raise RelayError(f"relay answered CONNECT with {answer.type.name}", Status.UNEXPECTED_MESSAGE)
+            if answer.status != Status.OK:
+                status = answer.status or Status.UNUSED
+                raise RelayError(f"relay {relay_id} refused the circuit: {status.name}", status)
+            await upgrade_relayed(self.host, hop.net_stream, relay_id, peer_id, initiator=True)
+        except RelayError:
+            await hop.reset()
+            raise
+        except (WireError, EOFError, StreamError, ConnectionError, OSError) as e:
+            await hop.reset()
+            raise RelayError(f"circuit to {peer_id} via {relay_id} failed: {e}") from e
+        except BaseException:
+            await hop.reset()
+            raise
+
+    # -- STOP: incoming circuits -----------------------------------------
+
+    async def _handle_stop(self, stream: LibP2PByteStream) -> None:
+        relay = stream.remote_peer_id
+        try:
+            with trio.fail_after(HANDSHAKE_TIMEOUT):
+                msg = await read_stop(stream.read)
+        except WireError as e:
+            logger.warning("relay client: malformed STOP from %s: %s", relay, e)
+            await _answer_stop(stream, e.status)
+            return
+        except (EOFError, trio.TooSlowError):
+            return
+        if msg.type != StopType.CONNECT or msg.peer is None:
+            await _answer_stop(stream, Status.UNEXPECTED_MESSAGE)
+            return
+        if relay not in self._active:
+            logger.warning("relay client: STOP from %s, which holds no reservation of ours", relay)
+            await _answer_stop(stream, Status.PERMISSION_DENIED)
+            return
+        from libp2p.peer.id import ID
+
+        src = ID(msg.peer.id).to_base58()
+        if src == self.host.peer_id:
+            await _answer_stop(stream, Status.PERMISSION_DENIED)
+            return
+        await _answer_stop(stream, Status.OK)
+        try:
+            conn = await upgrade_relayed(self.host, stream.net_stream, relay, src, initiator=False)
+        except Exception as e:
+            logger.warning("relay client: circuit from %s via %s failed: %s", src, relay, e)
+            await stream.reset()
+            return
+        logger.info("relay client: relayed connection from %s via %s", src, relay)
+        # The stream now is the connection: keep this handler (which owns the
+        # stream) alive until the connection ends, or we shut down.
+        scope = trio.CancelScope()
+        self._circuit_scopes.add(scope)
+        try:
+            with scope:
+                await conn.event_closed.wait()
+        finally:
+            self._circuit_scopes.discard(scope)
+            if scope.cancelled_caught:
+                with trio.CancelScope(shield=True):
+                    try:
+                        await conn.close()
+                    except Exception:
+                        pass
+
+    # -- reservations ----------------------------------------------------
+
+    async def reserve(self, relay_addr: str, *, timeout: float = DIAL_TIMEOUT) -> ReservationState:
+        """One RESERVE on the relay at ``relay_addr`` (connects if needed)."""
+        relay_id, text = parse_relay_addr(relay_addr)
+        with trio.move_on_after(timeout):
+            await self.host.connect(relay_id, [text], timeout=timeout)
+            return await self._reserve_once(_Relay(relay_id, text))
+        raise RelayError(f"relay {relay_id} did not answer RESERVE within {timeout:g}s")
+
+    async def _reserve_once(self, relay: _Relay) -> ReservationState:
+        hop = await self.host.open_stream(relay.peer_id, HOP_PROTOCOL_ID)
+        try:
+            await hop.write(encode_hop(HopMessage(HopType.RESERVE)))
+            answer = await read_hop(hop.read)
+        except (WireError, EOFError) as e:
+            await hop.reset()
+            raise RelayError(f"relay {relay.peer_id} sent a bad RESERVE answer: {e}") from None
+        except BaseException:
+            await hop.reset()
+            raise
+        await hop.close_write()
+        if answer.type != HopType.STATUS or answer.status != Status.OK:
+            status = answer.status or Status.UNUSED
+            raise RelayError(f"relay {relay.peer_id} refused the reservation: {status.name}", status)
+        r = answer.reservation
+        if r is None:
+            raise RelayError(f"relay {relay.peer_id} accepted without a reservation", Status.MALFORMED_MESSAGE)
+        now = int(time.time())
+        if r.expire <= now:
+            raise RelayError(f"relay {relay.peer_id} granted a reservation already expired")
+        expire = min(r.expire, now + _MAX_EXPIRY)
+        return ReservationState(
+            relay.peer_id,
+            relay.addr,
+            expire,
+            _decode_addrs(r.addrs, relay.peer_id),
+            answer.limit,
+            r.voucher is not None,
+        )
+
+    async def _hold(self, relay: _Relay) -> None:
+        """Hold a reservation on ``relay`` until it fails; then back off."""
+        try:
+            await self.host.connect(relay.peer_id, [relay.addr], timeout=DIAL_TIMEOUT)
+            while True:
+                with trio.fail_after(HANDSHAKE_TIMEOUT):
+                    state = await self._reserve_once(relay)
+                renewed = relay.peer_id in self._active
+                self._active[relay.peer_id] = state
+                self._failures.pop(relay.peer_id, None)
+                logger.info(
+                    "relay client: %s reservation on %s until %d",
+                    "refreshed" if renewed else "holding", relay.peer_id, state.expire,
+                )
+                if not renewed:
+                    self._notify()
+                delay = max(0.5, (state.expire - time.time()) / 2)
+                with trio.move_on_after(delay):
+                    await self._wait_disconnected(relay.peer_id)
+                    raise RelayError(f"connection to relay {relay.peer_id} lost")
+        except (RelayError, DialError, StreamError, trio.TooSlowError, OSError) as e:
+            fails = self._failures.get(relay.peer_id, 0) + 1
+            self._failures[relay.peer_id] = fails
+            backoff = min(_BACKOFF_MAX, _BACKOFF_MIN * 2 ** (fails - 1))
+            self._retry_at[relay.peer_id] = trio.current_time() + backoff
+            logger.warning(
+                "relay client: relay %s unusable (%s); retry in %.0fs",
+                relay.peer_id, str(e) or type(e).__name__, backoff,
+            )
+        finally:
+            self._holding.discard(relay.peer_id)
+            if self._active.pop(relay.peer_id, None) is not None:
+                self._notify()
+            self._wake.set()
+
+    async def _wait_disconnected(self, peer_id: str) -> None:
+        conns = [
+            c for c in self.host.libp2p.get_network().get_connections(_peer_obj(peer_id)) if not getattr(c, "is_closed", False)
+        ]
+        if not conns:
+            return
+        event = getattr(conns[0], "event_closed", None)
+        if event is not None:
+            await event.wait()
+            return
+        while self.host.is_connected(peer_id):  # pragma: no cover - no event on this conn type
+            await trio.sleep(0.5)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+        if self._on_change is not None:
+            try:
+                self._on_change(self.relayed_addrs())
+            except Exception:
+                logger.exception("relay client: on_change callback failed")
+
+    async def serve(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep ``want`` reservations among the configured relays, until cancelled."""
+        self.host.set_stream_handler(STOP_PROTOCOL_ID, self._handle_stop)
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started()
+                while True:
+                    now = trio.current_time()
+                    next_retry = now + 30.0
+                    for relay in self._relays:
+                        if len(self._holding) >= self._want:
+                            break
+                        if relay.peer_id in self._holding:
+                            continue
+                        at = self._retry_at.get(relay.peer_id, 0.0)
+                        if at > now:
+                            next_retry = min(next_retry, at)
+                            continue
+                        self._holding.add(relay.peer_id)
+                        nursery.start_soon(self._hold, relay)
+                    self._wake = trio.Event()
+                    with trio.move_on_at(next_retry):
+                        await self._wake.wait()
+        finally:
+            self.host.remove_stream_handler(STOP_PROTOCOL_ID)
+            for scope in list(self._circuit_scopes):
+                scope.cancel()
+
+
+async def _answer_stop(stream: LibP2PByteStream, status: Status) -> None:
+    try:
+        await stream.write(encode_stop(StopMessage(StopType.STATUS, status=status)))
+    except Exception as e:
+        logger.debug("could not answer STOP: %s", e)
+
+
+def _peer_obj(peer_id: str) -> Any:
+    from libp2p.peer.id import ID
+
+    return ID.from_base58(peer_id)
+
+
+def _peer_bytes(peer_id: str) -> bytes:
+    try:
+        return bytes(_peer_obj(peer_id).to_bytes())
+    except Exception:
+        raise RelayError(f"bad peer ID {peer_id[:64]!r}") from None
+
+
+@asynccontextmanager
+async def open_relay_client(
+    host: Host,
+    relays: Sequence[str],
+    *,
+    want: int = 2,
+    on_change: Callable[[list[str]], None] | None = None,
+) -> AsyncIterator[RelayClient]:
+    """Reserve on up to ``want`` of ``relays`` (multiaddrs with ``/p2p/<relay>``)
+    and accept circuits through them while the block runs. ``on_change`` gets
+    the new :meth:`RelayClient.relayed_addrs` whenever a reservation starts or
+    ends. Dialing via a relay works with an empty ``relays`` list too."""
+    client = RelayClient(host, relays, want, on_change)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(client.serve)
+        try:
+            yield client
+        finally:
+            nursery.cancel_scope.cancel()

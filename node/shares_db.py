@@ -1,0 +1,76 @@
+"""Shares remembered across restarts of the sharer.
+
+Sharing the same paths again gives the same key, human code and (when free)
+the same listen port, so a code handed out earlier keeps working after the
+sharer was stopped or killed, and receivers resume instead of starting over.
+Records live in ``<data dir>/shares/`` with mode 0600: they hold keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ShareRecord:
+    key: bytes
+    human_code: str
+    port: int | None
+
+
+def _record_path(home: Path, paths: list[Path], name: str) -> Path:
+    ident = json.dumps([str(p) for p in paths] + [name]).encode()
+    return home / "shares" / (hashlib.sha256(ident).hexdigest()[:32] + ".json")
+
+
+def load_record(home: Path, paths: list[Path], name: str) -> ShareRecord | None:
+    """The stored record for exactly these paths and name, or None."""
+    path = _record_path(home, paths, name)
+    try:
+        raw = json.loads(path.read_text())
+        key = base64.b64decode(raw["key"], validate=True)
+        code = raw["human_code"]
+        port = raw.get("port")
+        if len(key) != 32 or not isinstance(code, str):
+            return None
+        if port is not None and not (isinstance(port, int) and 0 < port < 65536):
+            port = None
+        return ShareRecord(key=key, human_code=code, port=port)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save_record(home: Path, paths: list[Path], name: str, record: ShareRecord) -> None:
+    """Write atomically with mode 0600 (the file holds the share key)."""
+    path = _record_path(home, paths, name)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    body = json.dumps(
+        {
+            "key": base64.b64encode(record.key).decode(),
+            "human_code": record.human_code,
+            "port": record.port,
+            "paths": [str(p) for p in paths],
+            "name": name,
+        }
+    ).encode()
+    tmp = path.with_name(path.name + f".{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, body)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def forget_record(home: Path, paths: list[Path], name: str) -> None:
+    try:
+        _record_path(home, paths, name).unlink()
+    except FileNotFoundError:
+        pass
