@@ -1,0 +1,344 @@
+// A js-libp2p peer driven over a line-oriented JSON control channel, so the
+// pytest interop suite can test py-libp2p against a real, separate js-libp2p
+// process (not a mock of one).
+//
+// Flags (all optional):
+//   --listen MA           listen address, repeatable (default /ip4/127.0.0.1/tcp/0)
+//   --dht server|client   run @libp2p/kad-dht in that mode (loopback addresses kept)
+//   --relay-server        run a circuit relay v2 server
+//   --relay-limits L      "default" (js defaults: 2 min / 128 KiB per circuit)
+//                         or "none" (applyDefaultLimit: false; the default)
+//   --relay-max-reservations N
+//   --relay-client        add the circuit relay transport (needed by `reserve`)
+//   --reserve MA          reserve a slot on this relay at start-up (implies --relay-client)
+//   --dcutr / --autonat   add those services
+//
+// Control channel: one JSON object per line on stdin, {"id": 1, "cmd": "ping",
+// ...args}; one JSON object per line on stdout, {"id": 1, "ok": true,
+// "result": {...}} or {"id": 1, "ok": false, "error": "..."}. The first stdout
+// line is {"event": "ready", "peer_id": ..., "addrs": [...]}. Logs go to stderr.
+
+import { createInterface } from 'node:readline'
+import { parseArgs } from 'node:util'
+import { createLibp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify } from '@libp2p/identify'
+import { ping } from '@libp2p/ping'
+import { kadDHT, passthroughMapper, MessageType } from '@libp2p/kad-dht'
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { dcutr } from '@libp2p/dcutr'
+import { autoNAT } from '@libp2p/autonat'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { CID } from 'multiformats/cid'
+
+const MAX_LINE = 64 * 1024
+const DEFAULT_TIMEOUT_MS = 10_000
+// Records under /interop/... are accepted by both sides (py registers the same
+// namespace), so put/get can be tested across implementations.
+const INTEROP_NS = 'interop'
+
+function log (...parts) {
+  process.stderr.write(`[peer.mjs ${new Date().toISOString()}] ${parts.join(' ')}\n`)
+}
+
+function emit (obj) {
+  process.stdout.write(JSON.stringify(obj) + '\n')
+}
+
+function fail (msg) {
+  process.stderr.write(`peer.mjs: ${msg}\n`)
+  process.exit(2)
+}
+
+let args
+try {
+  args = parseArgs({
+    options: {
+      listen: { type: 'string', multiple: true },
+      dht: { type: 'string' },
+      'relay-server': { type: 'boolean' },
+      'relay-limits': { type: 'string', default: 'none' },
+      'relay-max-reservations': { type: 'string' },
+      'relay-client': { type: 'boolean' },
+      reserve: { type: 'string' },
+      dcutr: { type: 'boolean' },
+      autonat: { type: 'boolean' }
+    },
+    strict: true
+  }).values
+} catch (err) {
+  fail(err.message)
+}
+
+if (args.dht != null && args.dht !== 'server' && args.dht !== 'client') {
+  fail(`--dht must be "server" or "client", not ${JSON.stringify(args.dht)}`)
+}
+if (args['relay-limits'] !== 'default' && args['relay-limits'] !== 'none') {
+  fail(`--relay-limits must be "default" or "none", not ${JSON.stringify(args['relay-limits'])}`)
+}
+
+const listen = args.listen ?? ['/ip4/127.0.0.1/tcp/0']
+const relayClient = args['relay-client'] === true || args.reserve != null
+if (args.reserve != null) {
+  listen.push(`${args.reserve}/p2p-circuit`)
+}
+
+const services = {
+  identify: identify(),
+  ping: ping()
+}
+if (args.dht != null) {
+  services.dht = kadDHT({
+    clientMode: args.dht === 'client',
+    // The default mapper drops private and loopback addresses, so no
+    // loopback test could ever find a peer.
+    peerInfoMapper: passthroughMapper,
+    validators: { [INTEROP_NS]: async () => {} },
+    selectors: { [INTEROP_NS]: () => 0 }
+  })
+}
+if (args['relay-server'] === true) {
+  const reservations = {}
+  if (args['relay-limits'] === 'none') {
+    reservations.applyDefaultLimit = false
+  }
+  if (args['relay-max-reservations'] != null) {
+    const n = Number.parseInt(args['relay-max-reservations'], 10)
+    if (!Number.isInteger(n) || n < 1) fail('--relay-max-reservations must be a positive integer')
+    reservations.maxReservations = n
+  }
+  services.relay = circuitRelayServer({ reservations })
+}
+if (args.dcutr === true) services.dcutr = dcutr()
+if (args.autonat === true) services.autonat = autoNAT()
+
+const transports = [tcp()]
+if (relayClient) transports.push(circuitRelayTransport())
+
+let node
+try {
+  node = await createLibp2p({
+    addresses: { listen },
+    transports,
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    services
+  })
+} catch (err) {
+  fail(`cannot start: ${err.message}`)
+}
+
+const addrs = () => node.getMultiaddrs().map(String)
+
+node.addEventListener('peer:connect', (evt) => log('connected', evt.detail.toString()))
+node.addEventListener('peer:disconnect', (evt) => log('disconnected', evt.detail.toString()))
+
+function withTimeout (msg) {
+  const ms = msg.timeout_ms ?? DEFAULT_TIMEOUT_MS
+  if (!Number.isInteger(ms) || ms < 1 || ms > 120_000) throw new Error('timeout_ms must be an integer in 1..120000')
+  return { signal: AbortSignal.timeout(ms) }
+}
+
+function str (msg, name) {
+  const v = msg[name]
+  if (typeof v !== 'string' || v.length === 0 || v.length > 4096) throw new Error(`"${name}" must be a non-empty string`)
+  return v
+}
+
+// A dial target: "addr" (a multiaddr ending in /p2p/...) or "peer_id" (known).
+function target (msg) {
+  if (msg.addr != null) return multiaddr(str(msg, 'addr'))
+  return peerIdFromString(str(msg, 'peer_id'))
+}
+
+function needDht () {
+  if (node.services.dht == null) throw new Error('this peer runs without --dht')
+  return node.services.dht
+}
+
+const peerInfo = (p) => ({ peer_id: p.id.toString(), addrs: p.multiaddrs.map(String) })
+
+const commands = {
+  async dial (msg) {
+    const conn = await node.dial(target(msg), withTimeout(msg))
+    return { peer_id: conn.remotePeer.toString(), remote_addr: conn.remoteAddr.toString() }
+  },
+
+  async ping (msg) {
+    return { rtt_ms: await node.services.ping.ping(target(msg), withTimeout(msg)) }
+  },
+
+  // Run identify on our connection to the peer and report what it told us,
+  // including the address it says it sees us at.
+  async identify (msg) {
+    const opts = withTimeout(msg)
+    const conn = await node.dial(target(msg), opts)
+    let res
+    for (;;) {
+      try {
+        res = await node.services.identify.identify(conn, opts)
+        break
+      } catch (err) {
+        // js runs identify on every new connection and allows one outbound
+        // identify stream at a time: wait for that one to finish.
+        if (err.name !== 'TooManyOutboundProtocolStreamsError' || opts.signal.aborted) throw err
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+    }
+    return {
+      peer_id: res.peerId.toString(),
+      protocols: res.protocols,
+      listen_addrs: res.listenAddrs.map(String),
+      observed_addr: res.observedAddr?.toString() ?? null,
+      agent_version: res.agentVersion ?? null,
+      protocol_version: res.protocolVersion ?? null
+    }
+  },
+
+  async provide (msg) {
+    await node.contentRouting.provide(CID.parse(str(msg, 'cid')), withTimeout(msg))
+    return {}
+  },
+
+  // Collect providers until `count` distinct ones are seen or the timeout.
+  async find_providers (msg) {
+    const count = msg.count ?? 1
+    const seen = new Map()
+    try {
+      for await (const p of node.contentRouting.findProviders(CID.parse(str(msg, 'cid')), withTimeout(msg))) {
+        seen.set(p.id.toString(), peerInfo(p))
+        if (seen.size >= count) break
+      }
+    } catch (err) {
+      if (seen.size === 0) throw err
+    }
+    return { providers: [...seen.values()] }
+  },
+
+  async find_peer (msg) {
+    return peerInfo(await node.peerRouting.findPeer(peerIdFromString(str(msg, 'peer_id')), withTimeout(msg)))
+  },
+
+  async put_value (msg) {
+    const key = new TextEncoder().encode(str(msg, 'key'))
+    await node.contentRouting.put(key, Buffer.from(str(msg, 'value_hex'), 'hex'), withTimeout(msg))
+    return {}
+  },
+
+  async get_value (msg) {
+    const key = new TextEncoder().encode(str(msg, 'key'))
+    const value = await node.contentRouting.get(key, withTimeout(msg))
+    return { value_hex: Buffer.from(value).toString('hex') }
+  },
+
+  // One raw FIND_NODE request to one peer (no iterative query), answering
+  // with the closer peers exactly as js parsed them. Uses the kad-dht's
+  // internal `network`: there is no public single-RPC API.
+  async kad_find_node (msg) {
+    const dht = needDht()
+    if (dht.network?.sendRequest == null) throw new Error('kad-dht internals changed: no network.sendRequest')
+    const request = { type: MessageType.FIND_NODE, key: peerIdFromString(str(msg, 'key_peer_id')).toMultihash().bytes }
+    for await (const event of dht.network.sendRequest(peerIdFromString(str(msg, 'peer_id')), request, withTimeout(msg))) {
+      if (event.name === 'PEER_RESPONSE') return { closer: event.closer.map(peerInfo) }
+      if (event.name === 'QUERY_ERROR') throw event.error
+    }
+    throw new Error('no response')
+  },
+
+  // Size of the DHT routing table and, given "peer_id", whether it holds it.
+  async routing_table (msg) {
+    const rt = needDht().routingTable
+    const has = msg.peer_id == null ? null : (await rt.find(peerIdFromString(str(msg, 'peer_id')))) != null
+    return { size: rt.size, has }
+  },
+
+  // Reserve a slot on a relay; resolves once our circuit address is announced.
+  async reserve (msg) {
+    if (!relayClient) throw new Error('start this peer with --relay-client to reserve')
+    const relay = str(msg, 'addr')
+    const opts = withTimeout(msg)
+    const circuit = multiaddr(`${relay}/p2p-circuit`)
+    await node.components.transportManager.listen([circuit])
+    while (!addrs().some((a) => a.includes('/p2p-circuit'))) {
+      if (opts.signal.aborted) throw new Error('no relay reservation before the timeout')
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    return { addrs: addrs() }
+  },
+
+  async addrs () {
+    return { addrs: addrs() }
+  },
+
+  async peers () {
+    return {
+      peers: node.getConnections().map((c) => ({
+        peer_id: c.remotePeer.toString(),
+        remote_addr: c.remoteAddr.toString(),
+        direction: c.direction
+      }))
+    }
+  },
+
+  async relay_reservations () {
+    const relay = node.services.relay
+    if (relay == null) throw new Error('this peer runs without --relay-server')
+    return { peers: [...relay.reservations.keys()].map(String) }
+  },
+
+  async stop () {
+    return {}
+  }
+}
+
+async function handle (line) {
+  let msg
+  try {
+    if (line.length > MAX_LINE) throw new Error('line too long')
+    msg = JSON.parse(line)
+    if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) throw new Error('not a JSON object')
+  } catch (err) {
+    emit({ id: null, ok: false, error: `bad command line: ${err.message}` })
+    return
+  }
+  const id = msg.id ?? null
+  const fn = Object.hasOwn(commands, msg.cmd) ? commands[msg.cmd] : null
+  if (fn == null) {
+    emit({ id, ok: false, error: `unknown command ${JSON.stringify(msg.cmd)}` })
+    return
+  }
+  try {
+    const result = await fn(msg)
+    emit({ id, ok: true, result })
+  } catch (err) {
+    log(`command ${msg.cmd} failed:`, err.stack ?? err)
+    emit({ id, ok: false, error: `${err.name ?? 'Error'}: ${err.message}` })
+  }
+  if (msg.cmd === 'stop') await shutdown(0)
+}
+
+let stopping = false
+async function shutdown (code) {
+  if (stopping) return
+  stopping = true
+  log('stopping')
+  const timer = setTimeout(() => process.exit(code), 3000)
+  timer.unref()
+  try { await node.stop() } catch (err) { log('stop failed:', err.message) }
+  process.exit(code)
+}
+
+process.on('SIGTERM', () => { shutdown(0) })
+process.on('SIGINT', () => { shutdown(130) })
+
+await node.start()
+log('started', node.peerId.toString(), 'services:', Object.keys(services).join(','))
+emit({ event: 'ready', peer_id: node.peerId.toString(), addrs: addrs() })
+
+const rl = createInterface({ input: process.stdin, crlfDelay: Infinity })
+rl.on('line', (line) => { if (line.trim() !== '') handle(line) })
+// The test harness closing our stdin means it is gone: do not outlive it.
+rl.on('close', () => { shutdown(0) })
