@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     cs = csub.add_parser("show", help="print the decoded fields of a code as JSON")
     cs.add_argument("code", metavar="CODE")
     cs.add_argument("--reveal-key", action="store_true", help="include the encryption key")
+    from node.cmd_relay import add_relay_parser
+
+    add_relay_parser(sub)
     return p
 
 
@@ -121,6 +124,10 @@ def _dispatch(args: Any, reporter: Reporter) -> int:
         from node.cmd_get import run_get
 
         return run_get(args, reporter)
+    if args.command == "relay":
+        from node.cmd_relay import run_relay
+
+        return run_relay(args, reporter)
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -183,8 +183,13 @@ class RelayClient:
         raise RelayError(f"could not reach {peer_id} via relay {relay_id} within {timeout:g}s")
 
     async def _dial(self, peer_id: str, relay_id: str, relay_text: str, timeout: float) -> None:
-        await self.host.connect(relay_id, [relay_text], timeout=timeout)
-        hop = await self.host.open_stream(relay_id, HOP_PROTOCOL_ID)
+        try:
+            await self.host.connect(relay_id, [relay_text], timeout=timeout)
+            hop = await self.host.open_stream(relay_id, HOP_PROTOCOL_ID)
+        except RelayError:
+            raise
+        except DialError as e:
+            raise RelayError(f"relay {relay_id} unreachable: {e}") from e
         try:
             target = Peer(_peer_bytes(peer_id))
             await hop.write(encode_hop(HopMessage(HopType.CONNECT, peer=target)))

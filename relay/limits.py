@@ -1,0 +1,197 @@
+"""The relay's resource policy: reservations and circuits (pure, no trio).
+
+A :class:`ReservationBook` answers "may this peer reserve?" and "may this
+circuit open?" with a spec status code and a one-line reason naming the
+command-line flag that set the limit, so operators can see which knob to turn.
+Time is passed in (``now``, monotonic seconds); the trio adapter in
+``relay.server`` owns the clock, the connections and the logging.
+
+A reservation belongs to one connection of one peer (as in rust-libp2p): a
+RESERVE on the connection that already holds one refreshes it and never counts
+twice; the same peer on another connection counts against the per-peer limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+from relay.wire import Limit, Status
+
+__all__ = ["RelayLimits", "Decision", "ReservationBook", "ReservationInfo"]
+
+
+@dataclass(frozen=True)
+class RelayLimits:
+    """Every limit the relay enforces. ``circuit_duration``/``circuit_data``:
+    0 means unlimited (the spec's meaning). Defaults suit a self-hosted relay
+    for file transfer: transfers are long and large, so circuits are not cut
+    by default (go/rust/js cut at 2 min / 128 KiB, which no file survives);
+    counts bound the resources instead."""
+
+    max_reservations: int = 128
+    max_reservations_per_peer: int = 4
+    max_reservations_per_ip: int = 8
+    reservation_ttl: int = 3600  # seconds
+    max_circuits_per_reservation: int = 8
+    max_circuits: int = 64
+    circuit_duration: int = 0  # seconds, 0 = unlimited
+    circuit_data: int = 0  # bytes per direction, 0 = unlimited
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_reservations",
+            "max_reservations_per_peer",
+            "max_reservations_per_ip",
+            "reservation_ttl",
+            "max_circuits_per_reservation",
+            "max_circuits",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if not 0 <= self.circuit_duration < 1 << 32:
+            raise ValueError("circuit_duration must be between 0 and 2^32-1 seconds")
+        if not 0 <= self.circuit_data < 1 << 64:
+            raise ValueError("circuit_data must be between 0 and 2^64-1 bytes")
+
+    def wire_limit(self) -> Limit | None:
+        """The ``Limit`` field to send; omitted when nothing is limited, which
+        tells go/js clients the connection is not "limited" (they refuse
+        most protocols over limited connections)."""
+        limit = Limit(self.circuit_duration, self.circuit_data)
+        return None if limit.unlimited else limit
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: Status
+    reason: str = ""  # empty when OK
+    ttl: int = 0  # seconds of validity granted by a reservation
+    refreshed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status == Status.OK
+
+
+@dataclass
+class ReservationInfo:
+    peer: str
+    conn: Hashable
+    ip: str | None
+    expires: float  # monotonic
+    circuits: int = 0
+
+
+@dataclass
+class _Circuit:
+    src: str
+    dst: str
+
+
+@dataclass
+class ReservationBook:
+    limits: RelayLimits
+    _by_conn: dict[Hashable, ReservationInfo] = field(default_factory=dict)
+    _circuits: dict[int, _Circuit] = field(default_factory=dict)
+    _next_circuit: int = 0
+
+    # -- reservations ----------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._by_conn)
+
+    def reserve(self, peer: str, conn: Hashable, ip: str | None, now: float) -> Decision:
+        """Grant, refresh or refuse a reservation for ``peer`` on ``conn``."""
+        self.expire(now)
+        lim = self.limits
+        existing = self._by_conn.get(conn)
+        if existing is not None and existing.peer == peer:
+            existing.expires = now + lim.reservation_ttl
+            existing.ip = ip
+            return Decision(Status.OK, ttl=lim.reservation_ttl, refreshed=True)
+        if existing is not None:  # a connection never changes peer; be safe
+            del self._by_conn[conn]
+        others = list(self._by_conn.values())
+        if len(others) >= lim.max_reservations:
+            return Decision(
+                Status.RESERVATION_REFUSED,
+                f"{len(others)} reservations in use (--max-reservations {lim.max_reservations})",
+            )
+        same_peer = sum(1 for r in others if r.peer == peer)
+        if same_peer >= lim.max_reservations_per_peer:
+            return Decision(
+                Status.RESERVATION_REFUSED,
+                f"peer holds {same_peer} reservations "
+                f"(--max-reservations-per-peer {lim.max_reservations_per_peer})",
+            )
+        if ip is not None:
+            same_ip = sum(1 for r in others if r.ip == ip)
+            if same_ip >= lim.max_reservations_per_ip:
+                return Decision(
+                    Status.RESERVATION_REFUSED,
+                    f"{same_ip} reservations from {ip} "
+                    f"(--max-reservations-per-ip {lim.max_reservations_per_ip})",
+                )
+        self._by_conn[conn] = ReservationInfo(peer, conn, ip, now + lim.reservation_ttl)
+        return Decision(Status.OK, ttl=lim.reservation_ttl)
+
+    def expire(self, now: float) -> list[ReservationInfo]:
+        """Drop and return the reservations whose time is up."""
+        gone = [r for r in self._by_conn.values() if r.expires <= now]
+        for r in gone:
+            del self._by_conn[r.conn]
+        return gone
+
+    def drop_connection(self, conn: Hashable) -> ReservationInfo | None:
+        """The connection closed: its reservation ends with it (spec)."""
+        return self._by_conn.pop(conn, None)
+
+    def reservations_of(self, peer: str, now: float) -> list[ReservationInfo]:
+        """Live reservations of ``peer``, newest expiry first."""
+        found = [r for r in self._by_conn.values() if r.peer == peer and r.expires > now]
+        return sorted(found, key=lambda r: r.expires, reverse=True)
+
+    def connections(self) -> list[Hashable]:
+        return list(self._by_conn)
+
+    # -- circuits --------------------------------------------------------
+
+    @property
+    def circuit_count(self) -> int:
+        return len(self._circuits)
+
+    def circuits_to(self, dst: str) -> int:
+        return sum(1 for c in self._circuits.values() if c.dst == dst)
+
+    def open_circuit(self, src: str, dst: str, now: float) -> tuple[Decision, int | None]:
+        """Admit a circuit ``src`` → ``dst``; the id is for :meth:`close_circuit`."""
+        if src == dst:
+            return Decision(Status.PERMISSION_DENIED, "a peer cannot relay to itself"), None
+        if not self.reservations_of(dst, now):
+            return Decision(Status.NO_RESERVATION, "target has no reservation"), None
+        lim = self.limits
+        if len(self._circuits) >= lim.max_circuits:
+            return (
+                Decision(
+                    Status.RESOURCE_LIMIT_EXCEEDED,
+                    f"{len(self._circuits)} circuits open (--max-circuits {lim.max_circuits})",
+                ),
+                None,
+            )
+        to_dst = self.circuits_to(dst)
+        if to_dst >= lim.max_circuits_per_reservation:
+            return (
+                Decision(
+                    Status.RESOURCE_LIMIT_EXCEEDED,
+                    f"target has {to_dst} circuits open "
+                    f"(--max-circuits-per-reservation {lim.max_circuits_per_reservation})",
+                ),
+                None,
+            )
+        self._next_circuit += 1
+        self._circuits[self._next_circuit] = _Circuit(src, dst)
+        return Decision(Status.OK), self._next_circuit
+
+    def close_circuit(self, circuit_id: int) -> None:
+        self._circuits.pop(circuit_id, None)

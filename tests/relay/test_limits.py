@@ -1,0 +1,81 @@
+"""relay.limits: the reservation/circuit policy (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from relay.limits import RelayLimits, ReservationBook
+from relay.wire import Limit, Status
+
+
+def book(**kw: int) -> ReservationBook:
+    return ReservationBook(RelayLimits(**kw))
+
+
+def test_total_reservations() -> None:
+    b = book(max_reservations=2)
+    assert b.reserve("A", 1, "10.0.0.1", 0).ok
+    assert b.reserve("B", 2, "10.0.0.2", 0).ok
+    d = b.reserve("C", 3, "10.0.0.3", 0)
+    assert d.status == Status.RESERVATION_REFUSED and "--max-reservations 2" in d.reason
+    assert b.reserve("A", 1, "10.0.0.1", 1).refreshed  # a refresh never counts twice
+
+
+def test_per_peer_and_per_ip() -> None:
+    b = book(max_reservations_per_peer=2, max_reservations_per_ip=3)
+    assert b.reserve("A", 1, "10.0.0.1", 0).ok
+    assert b.reserve("A", 2, "10.0.0.2", 0).ok  # same peer, another connection
+    d = b.reserve("A", 3, "10.0.0.3", 0)
+    assert d.status == Status.RESERVATION_REFUSED and "--max-reservations-per-peer 2" in d.reason
+    assert b.reserve("B", 4, "10.0.0.9", 0).ok
+    assert b.reserve("C", 5, "10.0.0.9", 0).ok
+    assert b.reserve("D", 6, "10.0.0.9", 0).ok
+    d = b.reserve("E", 7, "10.0.0.9", 0)
+    assert d.status == Status.RESERVATION_REFUSED and "--max-reservations-per-ip 3" in d.reason
+
+
+def test_ttl_expiry_and_refresh() -> None:
+    b = book(reservation_ttl=10)
+    assert b.reserve("A", 1, None, 0).ttl == 10
+    assert b.reservations_of("A", 9.9)
+    assert b.reserve("A", 1, None, 9).refreshed
+    assert b.reservations_of("A", 18)
+    assert [r.peer for r in b.expire(19)] == ["A"]
+    assert not b.reservations_of("A", 19)
+    assert len(b) == 0
+
+
+def test_connection_close_ends_the_reservation() -> None:
+    b = book()
+    b.reserve("A", "conn", None, 0)
+    assert b.drop_connection("conn") is not None
+    assert b.open_circuit("B", "A", 1)[0].status == Status.NO_RESERVATION
+
+
+def test_circuits() -> None:
+    b = book(max_circuits_per_reservation=2, max_circuits=3)
+    b.reserve("A", 1, None, 0)
+    b.reserve("Z", 2, None, 0)
+    assert b.open_circuit("B", "nobody", 0)[0].status == Status.NO_RESERVATION
+    assert b.open_circuit("A", "A", 0)[0].status == Status.PERMISSION_DENIED
+    ids = [b.open_circuit("B", "A", 0)[1], b.open_circuit("C", "A", 0)[1]]
+    d, cid = b.open_circuit("D", "A", 0)
+    assert d.status == Status.RESOURCE_LIMIT_EXCEEDED and cid is None
+    assert "--max-circuits-per-reservation 2" in d.reason
+    assert b.open_circuit("B", "Z", 0)[0].ok
+    d, _ = b.open_circuit("C", "Z", 0)
+    assert d.status == Status.RESOURCE_LIMIT_EXCEEDED and "--max-circuits 3" in d.reason
+    b.close_circuit(ids[0])  # type: ignore[arg-type]
+    assert b.open_circuit("D", "A", 0)[0].ok
+
+
+def test_wire_limit_omitted_only_when_unlimited() -> None:
+    assert RelayLimits().wire_limit() is None
+    assert RelayLimits(circuit_data=5).wire_limit() == Limit(0, 5)
+    assert RelayLimits(circuit_duration=9).wire_limit() == Limit(9, 0)
+
+
+@pytest.mark.parametrize("field", ["max_reservations", "reservation_ttl", "max_circuits"])
+def test_bad_limits(field: str) -> None:
+    with pytest.raises(ValueError):
+        RelayLimits(**{field: 0})
