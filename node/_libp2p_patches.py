@@ -26,23 +26,27 @@ import struct
 from typing import Any
 
 import trio
+from cryptography.exceptions import InvalidTag
 from libp2p.io import utils as io_utils
 from libp2p.io.exceptions import ConnectionClosedError, IncompleteReadError
 from libp2p.security import secure_session
 from libp2p.security.noise import io as noise_io
 from libp2p.stream_muxer import exceptions as mux_exc
 from libp2p.stream_muxer.yamux import yamux
+from noise import state as noise_state  # type: ignore[import-untyped]
+from noise.connection import NoiseConnection  # type: ignore[import-untyped]
+from noise.exceptions import NoiseInvalidMessage  # type: ignore[import-untyped]
 
-__all__ = ["apply", "is_applied", "PATCHES", "upstream_fingerprint", "RECV_WINDOW"]
+__all__ = ["apply", "is_applied", "write_piece", "PATCHES", "upstream_fingerprint", "RECV_WINDOW"]
 
 logger = logging.getLogger(__name__)
 
 # Bytes pulled from the socket per read under Noise (many messages at once).
 READ_CHUNK = 256 * 1024
 # Plaintext per Noise transport message (65535 minus the 16-byte tag).
-NOISE_MAX_PLAINTEXT = noise_io.MAX_PLAINTEXT_LENGTH
+NOISE_MAX_PLAINTEXT: int = int(noise_io.MAX_PLAINTEXT_LENGTH)
 # A yamux DATA frame (12-byte header + payload) that fills one Noise message.
-FRAME_PAYLOAD = NOISE_MAX_PLAINTEXT - yamux.HEADER_SIZE
+FRAME_PAYLOAD: int = NOISE_MAX_PLAINTEXT - int(yamux.HEADER_SIZE)
 # Most bytes one stream write hands to the connection under its write lock.
 WRITE_BATCH = 1 << 20
 # Receive window we grant per stream (upstream's autotune ceiling, reached at
@@ -54,12 +58,16 @@ WINDOW_STALL_TIMEOUT = 120.0
 _WINDOW_POLL = 0.25  # re-check close/reset while waiting for credit
 
 _applied = False
+_UPSTREAM_TRANSPORT_DECRYPT = noise_io.NoiseTransportReadWriter.decrypt
 
 
 # -- P1: buffered Noise reads ------------------------------------------------
 # Upstream NoiseTransportReadWriter.read_msg does read_exactly(2) then
-# read_exactly(len) on the socket: several recv() calls per message. We read
-# up to READ_CHUNK bytes at once and cut as many messages from it as it holds.
+# read_exactly(len) on the socket: several recv() calls per message, then
+# copies the ciphertext because noise.NoiseConnection.decrypt only takes
+# bytes. We read up to READ_CHUNK bytes at once, cut as many messages from it
+# as it holds, and decrypt each in place with the session's CipherState (the
+# exact call NoiseConnection.decrypt makes, same error on a bad tag).
 
 
 async def _noise_read_msg(self: Any, prefix_encoded: bool = False) -> bytes:
@@ -87,10 +95,31 @@ async def _noise_read_msg(self: Any, prefix_encoded: bool = False) -> bytes:
             )
         buf += data
     skip = 2 + (len(self.prefix) if prefix_encoded else 0)
-    with memoryview(buf) as view:
-        body = bytes(view[skip : 2 + size])  # the noise library insists on bytes
-    del buf[: 2 + size]
-    return bytes(self.decrypt(body))
+    cipher = _direct_decrypt(self)
+    if cipher is None:
+        body = bytes(buf[skip : 2 + size])
+        del buf[: 2 + size]  # consumed even if it fails to decrypt, as upstream
+        return bytes(self.decrypt(body))
+    try:
+        # The cipher takes the buffer as it is; noise.NoiseConnection.decrypt
+        # would insist on a bytes copy (and then make exactly this call).
+        with memoryview(buf) as view, view[skip : 2 + size] as body_view:
+            return bytes(cipher.decrypt_with_ad(None, body_view))
+    except InvalidTag:
+        raise NoiseInvalidMessage("Failed authentication of message") from None
+    finally:
+        del buf[: 2 + size]
+
+
+def _direct_decrypt(rw: Any) -> Any:
+    """The session's receiving CipherState, if decrypting through it is exact."""
+    state = rw.noise_state
+    if type(state) is not NoiseConnection or not state.handshake_finished:
+        return None
+    if type(rw).decrypt is not _UPSTREAM_TRANSPORT_DECRYPT:
+        return None
+    cipher = state.noise_protocol.cipher_state_decrypt
+    return cipher if cipher is not None and cipher.has_key() else None
 
 
 # -- P2: one socket write per Noise batch -------------------------------------
@@ -349,6 +378,8 @@ _YS, _YC = yamux.YamuxStream, yamux.Yamux
 DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
     "noise_read_msg": (
         (noise_io.BaseNoiseMsgReadWriter, "__init__", "e6b51bace4fa3dda4a04e7367a9d40f2658344a4320ae477ff4a34afb6246d98"),
+        (NoiseConnection, "decrypt", "dbc62074807476314bf31be5bb5d8ffa9bf77f0779e99a9c23cb80154c97c016"),
+        (noise_state.CipherState, "decrypt_with_ad", "1493b737bc5cf71f1979b2bb36f356dd459de35f1fbb576de7d7a4c71938b6c4"),
         (noise_io.NoiseTransportReadWriter, "decrypt", "d9d398b4d8b92c753c410265cfb7b5d710b913446be61047609779bd34f1951c"),
     ),
     "noise_write_msg": ((noise_io.NoiseTransportReadWriter, "encrypt", "c03978a143638cd3cfe64d2a8e8c58d404e8013151cce47b8058b66131423a5e"),),
@@ -418,6 +449,17 @@ def apply() -> None:
             setattr(yamux.YamuxStream, "send_window", window)
         setattr(owner, attr, replacement)
     _applied = True
+
+
+def write_piece() -> int:
+    """Bytes per ``INetStream.write`` call that suit the active yamux writer.
+
+    With the batching writer, a large buffer is framed by it; stock yamux
+    needs pieces that make one frame that fits one Noise message.
+    """
+    if "yamux_write" in _ORIGINALS:
+        return WRITE_BATCH
+    return FRAME_PAYLOAD
 
 
 def is_applied() -> bool:

@@ -51,15 +51,10 @@ __all__ = [
     "StreamHandler",
     "open_host",
     "configure_libp2p_logging",
-    "WRITE_PIECE",
 ]
 
 logger = logging.getLogger(__name__)
 
-# One yamux DATA frame (12-byte header + payload) must fit one Noise message
-# (65535 - 16 byte tag = 65519 bytes of plaintext); bigger pieces make Noise
-# split every frame into a full and a tiny message.
-WRITE_PIECE = 65519 - 12
 # How long addresses learned from a dial stay in the peerstore.
 _ADDR_TTL = 3600
 # Bound on addresses dialled in parallel for one peer.
@@ -181,11 +176,15 @@ class LibP2PByteStream:
             raise StreamError(f"stream from {self.remote_peer_id} broke: {_short(e)}") from e
 
     async def write(self, data: bytes) -> None:
-        """Send all of ``data`` in pieces that fit one yamux frame / Noise message."""
-        view = memoryview(data)
+        """Send all of ``data`` (yamux frames of one Noise message each)."""
+        piece = _libp2p_patches.write_piece()
         try:
-            for start in range(0, len(view), WRITE_PIECE):
-                await self._s.write(bytes(view[start : start + WRITE_PIECE]))
+            if len(data) <= piece:
+                await self._s.write(bytes(data))
+                return
+            with memoryview(data) as view:
+                for start in range(0, len(view), piece):
+                    await self._s.write(bytes(view[start : start + piece]))
         except Exception as e:
             raise StreamError(f"stream to {self.remote_peer_id} broke: {_short(e)}") from e
 
@@ -456,16 +455,37 @@ async def open_host(
     except Exception as e:
         raise ListenError(f"bad listen address: {_short(e)}") from None
     libp2p_host = _build_libp2p_host(key_pair, maddrs)
-    async with libp2p_host.run(listen_addrs=maddrs):
+    try:
+        async with libp2p_host.run(listen_addrs=maddrs):
+            try:
+                network: Any = libp2p_host.get_network()
+                failed = [str(m) for m in maddrs if str(m) not in network.listeners]
+                if failed:
+                    raise ListenError(f"could not listen on {', '.join(failed)}")
+                # We connect to the peers we need; never dial the whole peerstore.
+                await network.auto_connector.stop()
+                yield Host(libp2p_host)
+            finally:
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(_CLOSE_TIMEOUT):
+                        await libp2p_host.close()
+    except BaseExceptionGroup as group:
+        # py-libp2p runs our body inside its own nurseries, which wrap
+        # whatever the body raises (a DialError, KeyboardInterrupt, ...) in
+        # exception groups. Hand callers the exception itself when alone.
+        leaf = _sole_exception(group)
+        if leaf is None:
+            raise
+        saved = leaf.__cause__, leaf.__context__, leaf.__suppress_context__
         try:
-            network: Any = libp2p_host.get_network()
-            failed = [str(m) for m in maddrs if str(m) not in network.listeners]
-            if failed:
-                raise ListenError(f"could not listen on {', '.join(failed)}")
-            # We connect to the peers we need; never dial the whole peerstore.
-            await network.auto_connector.stop()
-            yield Host(libp2p_host)
-        finally:
-            with trio.CancelScope(shield=True):
-                with trio.move_on_after(_CLOSE_TIMEOUT):
-                    await libp2p_host.close()
+            raise leaf
+        finally:  # keep the leaf's own chain, not "during handling of the group"
+            leaf.__cause__, leaf.__context__, leaf.__suppress_context__ = saved
+
+
+def _sole_exception(exc: BaseException) -> BaseException | None:
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc

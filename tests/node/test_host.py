@@ -1,0 +1,166 @@
+"""node.host against peers in other processes (real TCP, Noise, yamux)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+
+import pytest
+import trio
+from libp2p.crypto.ed25519 import create_new_key_pair
+
+from node.host import DialError, ListenError, StreamError, open_host
+from tests.node import _peer
+from tests.node.conftest import BIG, Peer
+
+
+async def _read_all(stream: object, limit: int = 1 << 30) -> bytes:
+    out = bytearray()
+    while chunk := await stream.read(1 << 20):  # type: ignore[attr-defined]
+        out += chunk
+        assert len(out) <= limit
+    return bytes(out)
+
+
+async def test_connect_echo_and_metadata(peer_procs: dict[str, Peer]) -> None:
+    peer = peer_procs["ours"]
+    async with open_host(create_new_key_pair()) as host:
+        with trio.fail_after(5):
+            await host.connect(peer.peer_id, peer.addrs, timeout=5)
+        assert host.connection_path(peer.peer_id) == "direct"
+        stream = await host.open_stream(peer.peer_id, _peer.ECHO)
+        assert stream.remote_peer_id == peer.peer_id
+        assert len(stream.remote_peer_id_bytes) > 30
+        msg = os.urandom(200_000)
+        async with trio.open_nursery() as n:
+            async def send() -> None:
+                await stream.write(msg)
+                await stream.close_write()
+
+            n.start_soon(send)
+            with trio.fail_after(10):
+                assert await _read_all(stream) == msg
+
+
+@pytest.mark.parametrize("which", ["ours", "stock"])
+async def test_large_payload_integrity_both_ways(peer_procs: dict[str, Peer], which: str) -> None:
+    # "stock" is py-libp2p without our patches: the wire format is unchanged.
+    peer = peer_procs[which]
+    payload = os.urandom(BIG)
+    async with open_host(create_new_key_pair()) as host:
+        await host.connect(peer.peer_id, peer.addrs, timeout=5)
+        with trio.fail_after(30):
+            up = await host.open_stream(peer.peer_id, _peer.SHA)
+            await up.write(payload)
+            await up.close_write()
+            reply = (await _read_all(up, 200)).decode()
+            assert reply == f"{BIG} {hashlib.sha256(payload).hexdigest()}"
+            down = await host.open_stream(peer.peer_id, f"{_peer.SEND}/{BIG}")
+            await down.close_write()
+            got = await _read_all(down)
+            assert hashlib.sha256(got).digest() == hashlib.sha256(_peer.pattern(BIG)).digest()
+
+
+async def test_connect_unknown_learns_peer_id(peer_procs: dict[str, Peer]) -> None:
+    peer = peer_procs["ours"]
+    async with open_host(create_new_key_pair()) as host:
+        with trio.fail_after(5):
+            assert await host.connect_unknown(peer.addrs[0], timeout=5) == peer.peer_id
+            stream = await host.open_stream(peer.peer_id, _peer.ECHO)
+            await stream.write(b"legacy")
+            await stream.close_write()
+            assert await _read_all(stream) == b"legacy"
+            # A second call reuses the connection and still answers.
+            assert await host.connect_unknown(peer.addrs[0], timeout=5) == peer.peer_id
+
+
+async def test_failing_handler_does_not_break_the_connection(peer_procs: dict[str, Peer]) -> None:
+    peer = peer_procs["ours"]
+    async with open_host(create_new_key_pair()) as host:
+        await host.connect(peer.peer_id, peer.addrs, timeout=5)
+        for _ in range(3):
+            with trio.fail_after(3):  # upstream would hang ~10 s here
+                # The reset may beat the protocol confirmation: either way
+                # it surfaces as a StreamError.
+                with pytest.raises(StreamError):
+                    boom = await host.open_stream(peer.peer_id, _peer.BOOM)
+                    await _read_all(boom)
+                echo = await host.open_stream(peer.peer_id, _peer.ECHO)
+                await echo.write(b"still fine")
+                await echo.close_write()
+                assert await _read_all(echo) == b"still fine"
+
+
+@pytest.mark.parametrize("which", ["plaintext", "secio"])
+async def test_insecure_peers_are_refused(peer_procs: dict[str, Peer], which: str) -> None:
+    peer = peer_procs[which]
+    async with open_host(create_new_key_pair()) as host:
+        with trio.fail_after(5):
+            with pytest.raises(DialError):
+                await host.connect(peer.peer_id, peer.addrs, timeout=4)
+            with pytest.raises(DialError):
+                await host.connect_unknown(peer.addrs[0], timeout=4)
+        assert not host.is_connected(peer.peer_id)
+
+
+async def test_listen_addrs_are_concrete() -> None:
+    async with open_host(create_new_key_pair(), ["/ip4/0.0.0.0/tcp/0"]) as host:
+        addrs = host.listen_addrs()
+        assert addrs and "/ip4/127.0.0.1/tcp/" in addrs[0]
+        assert all("0.0.0.0" not in a and not a.endswith("/tcp/0") for a in addrs)
+
+
+async def test_unreachable_and_bad_input_are_clear() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    other = create_new_key_pair()
+    from libp2p.peer.id import ID
+
+    other_id = ID.from_pubkey(other.public_key).to_base58()
+    async with open_host(create_new_key_pair()) as host:
+        with trio.fail_after(5):
+            with pytest.raises(DialError, match="could not reach"):
+                await host.connect(other_id, [f"/ip4/127.0.0.1/tcp/{port}"], timeout=3)
+            with pytest.raises(DialError, match="bad peer ID"):
+                await host.connect("not-a-peer", ["/ip4/127.0.0.1/tcp/1"], timeout=1)
+            with pytest.raises(DialError, match="bad multiaddr"):
+                await host.connect(other_id, ["/ip4/nope"], timeout=1)
+            with socket.socket() as mute:  # accepts TCP, never speaks
+                mute.bind(("127.0.0.1", 0))
+                mute.listen()
+                mute_addr = f"/ip4/127.0.0.1/tcp/{mute.getsockname()[1]}"
+                with pytest.raises(DialError, match="within"):
+                    await host.connect(other_id, [mute_addr], timeout=0.5)
+                with pytest.raises(DialError, match="within"):
+                    await host.connect_unknown(mute_addr, timeout=0.5)
+
+
+async def test_close_releases_listener_even_on_cancel() -> None:
+    with trio.CancelScope() as cs:
+        async with open_host(create_new_key_pair()) as host:
+            port = int(host.listen_addrs()[0].rsplit("/", 1)[1])
+            cs.cancel()
+            await trio.sleep(1)
+    assert cs.cancelled_caught
+    with socket.socket() as s:  # the port is free again
+        s.bind(("127.0.0.1", port))
+    with pytest.raises(ListenError):
+        async with open_host(create_new_key_pair(), ["/ip4/127.0.0.1/tcp/x"]):
+            pass
+
+
+async def test_errors_leave_open_host_unwrapped() -> None:
+    # py-libp2p runs the body in its nurseries; callers still get plain errors.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(OSError, match="could not listen"):  # ListenError is an OSError
+            async with open_host(create_new_key_pair(), [f"/ip4/127.0.0.1/tcp/{port}"]):
+                pass
+    with pytest.raises(KeyError) as e:
+        async with open_host(create_new_key_pair()):
+            raise KeyError("mine")
+    assert e.value.args == ("mine",)

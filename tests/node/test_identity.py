@@ -1,0 +1,94 @@
+"""The identity file: created once, private, stable, and loud when corrupt."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from libp2p.peer.id import ID
+
+from node.identity import (
+    IdentityError,
+    decode_private_key,
+    default_identity_path,
+    encode_private_key,
+    load_or_create_identity,
+)
+
+
+def _pid(kp: object) -> str:
+    return str(ID.from_pubkey(kp.public_key).to_base58())  # type: ignore[attr-defined]
+
+
+def test_created_private_and_stable(tmp_path: Path) -> None:
+    path = tmp_path / "home" / "sub" / "identity.key"
+    kp = load_or_create_identity(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert _pid(load_or_create_identity(path)) == _pid(kp)
+    assert not [p for p in path.parent.iterdir() if p.name != "identity.key"]  # no temp left
+
+
+def test_standard_libp2p_encoding(tmp_path: Path) -> None:
+    path = tmp_path / "identity.key"
+    kp = load_or_create_identity(path)
+    data = path.read_bytes()
+    # protobuf PrivateKey{Type=Ed25519(1), Data=64 bytes seed||pub}
+    assert data[:4] == b"\x08\x01\x12\x40" and len(data) == 68
+    assert data[4 + 32 :] == kp.public_key.to_bytes()
+    # py-libp2p's own 32-byte-seed serialization is accepted too.
+    assert _pid(decode_private_key(kp.private_key.serialize())) == _pid(kp)
+    assert encode_private_key(decode_private_key(data)) == data
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"garbage\n", b"\x08\x01\x12\x40" + b"\x00" * 10, b"\x08\x00\x12\x02ab", b"x" * 5000],
+)
+def test_corrupt_file_is_one_line_error(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "identity.key"
+    path.write_bytes(content)
+    with pytest.raises(IdentityError) as e:
+        load_or_create_identity(path)
+    assert "\n" not in str(e.value) and str(path) in str(e.value)
+    assert path.read_bytes() == content  # never overwritten
+
+
+def test_mismatched_public_key_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "identity.key"
+    load_or_create_identity(path)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(IdentityError, match="does not match"):
+        load_or_create_identity(path)
+
+
+def test_unreadable_is_identity_error(tmp_path: Path) -> None:
+    path = tmp_path / "identity.key"
+    path.mkdir()
+    with pytest.raises(IdentityError, match="not a regular file"):
+        load_or_create_identity(path)
+    if os.geteuid() != 0:  # root reads anything
+        f = tmp_path / "locked.key"
+        load_or_create_identity(f)
+        f.chmod(0)
+        with pytest.raises(IdentityError, match="cannot read"):
+            load_or_create_identity(f)
+
+
+def test_unwritable_dir_is_identity_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    with pytest.raises(IdentityError):
+        load_or_create_identity(blocker / "identity.key")
+
+
+def test_default_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("P2PSHARE_HOME", str(tmp_path))
+    assert default_identity_path() == tmp_path / "identity.key"
+    monkeypatch.delenv("P2PSHARE_HOME")
+    p = default_identity_path()
+    assert p.name == "identity.key" and "p2pshare" in str(p)
