@@ -21,10 +21,12 @@ from typing import Any
 import trio
 
 import sharecode
-from node.errors import LocalNodeError, PeerUnreachableError
+from node.errors import LocalNodeError, PeerUnreachableError, RelayLimitedError
 from node.host import Host, LibP2PByteStream, open_host
 from node.identity import load_or_create_identity
 from node.ping import PING_PROTOCOL, measure_rtt
+from node.relay_client import RelayClient, RelayError, open_relay_client
+from relay.wire import Limit
 from transfer import PROTOCOL_ID, PreparedShare, ShareRegistry, build_manifest, fetch, serve_transfer
 from transfer.errors import TransferError
 from transfer.events import Progress
@@ -32,6 +34,7 @@ from transfer.events import Progress
 log = logging.getLogger("p2pshare.node")
 
 DEFAULT_LISTEN = ("/ip4/0.0.0.0/tcp/0",)
+RELAY_DELAY = 1.5  # seconds a direct dial runs alone before relays join the race
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class NodeConfig:
     identity_path: Path | None = None
     listen_addrs: Sequence[str] = DEFAULT_LISTEN
     fallback_listen_addrs: Sequence[str] | None = None
+    relays: Sequence[str] = ()
+    force_relay: bool = False  # receivers: dial only through relays (tests, benchmarks)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -80,6 +85,7 @@ class Node:
         self.on_transfer_event: Callable[[object], None] | None = None
         self._stack = contextlib.AsyncExitStack()
         self._host: Host | None = None
+        self._relay: RelayClient | None = None
 
     # -- lifecycle -----------------------------------------------------------
     async def __aenter__(self) -> Node:
@@ -105,6 +111,11 @@ class Node:
             await self._stack.aclose()
             raise LocalNodeError(f"cannot listen on {', '.join(cfg.listen_addrs)}: {exc.strerror or exc}") from None
         self._host.set_stream_handler(PROTOCOL_ID, self._handle_transfer)
+        try:
+            self._relay = await self._stack.enter_async_context(open_relay_client(self._host, list(cfg.relays)))
+        except RelayError as exc:
+            await self._stack.aclose()
+            raise LocalNodeError(f"bad relay: {exc}") from None
         return self
 
     async def __aexit__(
@@ -125,10 +136,22 @@ class Node:
     def peer_id(self) -> str:
         return self.host.peer_id
 
+    @property
+    def relay(self) -> RelayClient:
+        if self._relay is None:
+            raise RuntimeError("Node used outside its 'async with'")
+        return self._relay
+
     def addresses(self) -> list[str]:
-        """Dialable addresses, public/LAN first and loopback last."""
-        addrs = self.host.listen_addrs()
-        return sorted(addrs, key=lambda a: ("/127." in a or "/::1/" in a, a))
+        """Dialable addresses: public/LAN first, loopback, then relayed ones."""
+        addrs = sorted(self.host.listen_addrs(), key=lambda a: ("/127." in a or "/::1/" in a, a))
+        return addrs + self.relay.relayed_addrs()
+
+    async def wait_relays(self, timeout: float = 10.0) -> bool:
+        """With relays configured, wait (bounded) for a first reservation."""
+        if not self.config.relays:
+            return True
+        return await self.relay.wait_reserved(timeout)
 
     # -- sharing -------------------------------------------------------------
     async def start_sharing(
@@ -152,6 +175,8 @@ class Node:
             )
         )
         share_id = self.registry.add(prepared, key, human_code)
+        if not await self.wait_relays():
+            log.warning("no relay reservation yet; the code carries direct addresses only")
         addrs = tuple(self.addresses())
         code = sharecode.ShareCode(
             peer_id=self.peer_id, addresses=addrs, encryption_key=key, share_code=human_code
@@ -194,8 +219,9 @@ class Node:
         last_error: Exception | None = None
         for _attempt in range(10_000):
             peer_id = await self._reach_until(parsed, deadline, last_error)
-            emit(Connected(peer_id=peer_id, path=self.host.connection_path(peer_id) or "direct",
-                           rtt_ms=await self._rtt(peer_id)))
+            path = self.host.connection_path(peer_id) or "direct"
+            limit = self.relay.circuit_limit(peer_id) if path == "relayed" else None
+            emit(Connected(peer_id=peer_id, path=path, rtt_ms=await self._rtt(peer_id)))
             progressed = False
 
             def track(event: object) -> None:
@@ -222,6 +248,8 @@ class Node:
             except TransferError as exc:
                 if not exc.retryable:
                     raise
+                if limit is not None:
+                    raise RelayLimitedError(_limited_message(limit)) from None
                 last_error = exc
                 log.info("transfer interrupted (%s); reconnecting", exc)
                 if progressed:
@@ -253,13 +281,53 @@ class Node:
 
     async def _reach(self, parsed: sharecode.ShareCode | sharecode.LegacyCode, deadline: float) -> str:
         remaining = max(0.1, deadline - trio.current_time())
-        try:
-            if isinstance(parsed, sharecode.LegacyCode):
+        if isinstance(parsed, sharecode.LegacyCode):
+            try:
                 return await self.host.connect_unknown(parsed.multiaddr(), timeout=remaining)
-            await self.host.connect(parsed.peer_id, list(parsed.addresses), timeout=remaining)
-            return parsed.peer_id
-        except (OSError, ConnectionError, TimeoutError) as exc:
-            raise PeerUnreachableError(f"could not reach the sharer: {exc}") from None
+            except (OSError, ConnectionError, TimeoutError) as exc:
+                raise PeerUnreachableError(f"could not reach the sharer: {exc}") from None
+        circuits = [a for a in parsed.addresses if "/p2p-circuit" in a]
+        direct = [] if self.config.force_relay else [a for a in parsed.addresses if "/p2p-circuit" not in a]
+        await self.connect_any(parsed.peer_id, direct, circuits, timeout=remaining)
+        return parsed.peer_id
+
+    async def connect_any(self, peer_id: str, direct: Sequence[str], circuits: Sequence[str], *, timeout: float) -> None:
+        """Race a direct dial against relayed ones (given a head start of
+        ``RELAY_DELAY``); the first connection wins and cancels the rest."""
+        if self.host.is_connected(peer_id):
+            return
+        errors: list[str] = []
+        with trio.move_on_after(timeout):
+            async with trio.open_nursery() as nursery:
+
+                async def via_direct() -> None:
+                    try:
+                        await self.host.connect(peer_id, list(direct), timeout=timeout)
+                        nursery.cancel_scope.cancel()
+                    except (OSError, ConnectionError, TimeoutError) as exc:
+                        errors.append(f"direct: {exc}")
+
+                async def via_relays() -> None:
+                    if direct:
+                        await trio.sleep(RELAY_DELAY)
+                    for circuit in circuits:
+                        try:
+                            await self.relay.dial_via_relay(peer_id, circuit, timeout=timeout)
+                            nursery.cancel_scope.cancel()
+                            return
+                        except (OSError, ConnectionError, TimeoutError) as exc:
+                            errors.append(f"relay: {exc}")
+
+                if direct:
+                    nursery.start_soon(via_direct)
+                if circuits:
+                    nursery.start_soon(via_relays)
+        if self.host.is_connected(peer_id):
+            return
+        if not direct and not circuits:
+            raise PeerUnreachableError("the code carries no address to dial")
+        detail = "; ".join(errors[-3:]) or f"no answer within {timeout:.0f}s"
+        raise PeerUnreachableError(f"could not reach the sharer: {detail}")
 
     async def _rtt(self, peer_id: str) -> float | None:
         with trio.move_on_after(2):
@@ -273,6 +341,19 @@ class Node:
             except Exception:  # noqa: BLE001 - RTT is informative only
                 return None
         return None
+
+
+def _limited_message(limit: Limit) -> str:
+    caps = []
+    if limit.data:
+        caps.append(f"{limit.data} bytes")
+    if limit.duration:
+        caps.append(f"{limit.duration} s")
+    return (
+        f"the relay cut the connection: it limits each relayed connection to {' / '.join(caps)}, "
+        "and no direct path (hole punching) could be made; the data received so far is kept — "
+        "ask the sharer to use a relay without such limits (e.g. `p2pshare relay`)"
+    )
 
 
 def _legacy_for(human_code: str, key: bytes, addrs: Sequence[str]) -> sharecode.LegacyCode | None:

@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sharer", default="", help="your name, shown to receivers")
     s.add_argument("--listen", action="append", metavar="MULTIADDR", help="listen address (repeatable)")
     s.add_argument("--identity", type=Path, metavar="FILE", help="identity key file")
+    s.add_argument("--relay", action="append", default=[], metavar="MULTIADDR",
+                   help="circuit relay to reserve a slot on (repeatable; /p2p/<id> required)")
     s.add_argument("--once", action="store_true", help="exit after one receiver has completed")
     s.add_argument("--new-code", action="store_true", help="do not reuse the code of an earlier share of the same paths")
     s.add_argument("--json", action="store_true", help="JSON lines on stdout")
@@ -54,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="give up when the sharer cannot be reached (or stalls) this long (default 60)")
     g.add_argument("--listen", action="append", metavar="MULTIADDR", help="listen address (repeatable)")
     g.add_argument("--identity", type=Path, metavar="FILE", help="identity key file")
+    g.add_argument("--relay", action="append", default=[], metavar="MULTIADDR",
+                   help="circuit relay to use (repeatable)")
+    g.add_argument("--force-relay", action="store_true",
+                   help="dial only through relays, never directly (for testing relays)")
     g.add_argument("--json", action="store_true", help="JSON lines on stdout")
 
     c = sub.add_parser("code", help="inspect share codes")

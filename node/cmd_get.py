@@ -42,7 +42,12 @@ async def _get(args: Any, reporter: Reporter, code: sharecode.ShareCode | sharec
 
     # The receiver uses a fresh identity unless told otherwise: two downloads
     # at once never collide, and receivers are not linkable across shares.
-    config = NodeConfig(identity_path=args.identity, listen_addrs=args.listen or ["/ip4/0.0.0.0/tcp/0"])
+    config = NodeConfig(
+        identity_path=args.identity,
+        listen_addrs=args.listen or ["/ip4/0.0.0.0/tcp/0"],
+        relays=args.relay,
+        force_relay=args.force_relay,
+    )
     with trio.open_signal_receiver(signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             terminated = False

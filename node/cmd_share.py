@@ -81,7 +81,9 @@ async def _serve(
             reporter.event("receiver_failed", peer_id=peer, reason=event.reason)
             reporter.say(f"Receiver …{peer[-8:]} stopped: {event.reason}")
 
-    config = NodeConfig(identity_path=identity, listen_addrs=listen, fallback_listen_addrs=fallback)
+    config = NodeConfig(
+        identity_path=identity, listen_addrs=listen, fallback_listen_addrs=fallback, relays=args.relay
+    )
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with Node(config) as node:
             node.on_transfer_event = on_event

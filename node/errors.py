@@ -36,3 +36,9 @@ class PeerUnreachableError(RemoteNodeError):
     """The sharer could not be found or reached in time."""
 
     exit_code = EXIT_UNREACHABLE
+
+
+class RelayLimitedError(RemoteNodeError):
+    """Only a limited relayed connection reaches the sharer, and it was cut."""
+
+    exit_code = EXIT_UNREACHABLE

@@ -134,6 +134,7 @@ class RelayClient:
         self._wake = trio.Event()
         self._changed = trio.Event()
         self._circuit_scopes: set[trio.CancelScope] = set()
+        self._circuit_limits: dict[str, Limit] = {}
 
     # -- what the node publishes ----------------------------------------
 
@@ -162,6 +163,11 @@ class RelayClient:
 
     def is_relayed(self, peer_id: str) -> bool:
         return self.host.connection_path(peer_id) == "relayed"
+
+    def circuit_limit(self, peer_id: str) -> Limit | None:
+        """The limit the relay announced for our circuit to ``peer_id`` (None: unlimited)."""
+        limit = self._circuit_limits.get(peer_id)
+        return None if limit is None or limit.unlimited else limit
 
     # -- dialing through a relay -----------------------------------------
 
@@ -199,6 +205,10 @@ class RelayClient:
             if answer.status != Status.OK:
                 status = answer.status or Status.UNUSED
                 raise RelayError(f"relay {relay_id} refused the circuit: {status.name}", status)
+            if answer.limit is not None:
+                self._circuit_limits[peer_id] = answer.limit
+            else:
+                self._circuit_limits.pop(peer_id, None)
             await upgrade_relayed(self.host, hop.net_stream, relay_id, peer_id, initiator=True)
         except RelayError:
             await hop.reset()

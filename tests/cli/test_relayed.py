@@ -1,0 +1,45 @@
+"""share and get through a real `p2pshare relay` process (all on loopback)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.cli.helpers import Proc, run, start, tree_digest, write_random
+
+
+def start_relay(tmp_path: Path, procs: list[Proc], *extra: str) -> str:
+    relay = start(["relay", "--json", "--listen", "/ip4/127.0.0.1/tcp/0", *extra], tmp_path / "relay-home")
+    procs.append(relay)
+    first = next(relay.events(timeout=60))
+    assert first["peer_id"] and all(f"/p2p/{first['peer_id']}" in a for a in first["addrs"])
+    return str(first["addrs"][0])
+
+
+def test_get_through_relay_when_forced(tmp_path: Path, procs: list[Proc], sharer) -> None:  # type: ignore[no-untyped-def]
+    relay_addr = start_relay(tmp_path, procs)
+    src = tmp_path / "src"
+    write_random(src / "data.bin", 6 << 20)
+    _, shared = sharer(src, extra=("--relay", relay_addr))
+    circuits = [a for a in shared["addresses"] if "/p2p-circuit/" in a]
+    assert circuits, "a sharer with a relay reservation must put its circuit address in the code"
+    res = run(["get", shared["code"], "-o", str(tmp_path / "out"), "--force-relay", "--json"], tmp_path / "rx")
+    assert res.returncode == 0, res.stderr
+    events = [json.loads(line) for line in res.stdout.splitlines()]
+    assert events[0]["event"] == "connected" and events[0]["path"] == "relayed"
+    assert tree_digest(tmp_path / "out" / "src") == tree_digest(src)
+
+
+def test_relay_data_limit_is_reported_not_silent(tmp_path: Path, procs: list[Proc], sharer) -> None:  # type: ignore[no-untyped-def]
+    """A relay that caps circuits (as public go/js relays do, 128 KiB) cannot
+    carry the file: `get` must fail with a clear message, never hang or lie."""
+    relay_addr = start_relay(tmp_path, procs, "--circuit-data", "128KiB")
+    src = tmp_path / "src"
+    write_random(src / "data.bin", 4 << 20)
+    _, shared = sharer(src, extra=("--relay", relay_addr))
+    res = run(["get", shared["code"], "-o", str(tmp_path / "out"), "--force-relay", "--timeout", "8"],
+              tmp_path / "rx")
+    assert res.returncode == 3, res.stderr
+    assert "Traceback" not in res.stderr
+    assert "limits each relayed connection to 131072 bytes" in res.stderr
+    assert not (tmp_path / "out" / "src" / "data.bin").exists()
