@@ -73,6 +73,8 @@ def _targets(addrs: Sequence[str]) -> list[Target]:
 
 async def _bootstrap(disc: Discovery, targets: list[Target]) -> bool:
     """Probe targets in parallel, a few rounds; True once the table has a peer."""
+    if not targets:
+        return disc.is_bootstrapped()
     limiter = trio.CapacityLimiter(_BOOTSTRAP_PARALLEL)
     for round_no in range(_BOOTSTRAP_ROUNDS):
         pending = [t for t in targets if t.peer_id not in disc.routing_table_peers()]
@@ -121,14 +123,18 @@ async def _serve_routing(
     targets = _targets(addrs) + remembered
     await _bootstrap(disc, targets)
     while True:
-        if refresh_interval is not None:
-            if disc.is_bootstrapped():
-                await disc.closest_peers(disc.host.peer_id_bytes, timeout=_SELF_LOOKUP_TIMEOUT)
-            else:
-                await _bootstrap(disc, targets)
-        if peers_file is not None:
-            await trio.to_thread.run_sync(_save, disc, peers_file)
-        disc.dht.provider_store.cleanup_expired()
+        try:
+            if refresh_interval is not None:
+                if disc.is_bootstrapped():
+                    await disc.closest_peers(disc.host.peer_id_bytes, timeout=_SELF_LOOKUP_TIMEOUT)
+                else:
+                    await _bootstrap(disc, targets)
+            if peers_file is not None:
+                await trio.to_thread.run_sync(_save, disc, peers_file)
+            disc.dht.provider_store.cleanup_expired()
+        except Exception as e:  # a bug here must not take the node down
+            logger.warning("DHT maintenance failed: %s: %s", type(e).__name__, e)
+            logger.debug("traceback", exc_info=True)
         await trio.sleep(refresh_interval if refresh_interval is not None else 300.0)
 
 

@@ -17,7 +17,7 @@ from libp2p.peer.peerstore import env_to_send_in_RPC
 from node.host import Host, HostError, LibP2PByteStream
 
 from . import wire
-from .peers import is_dialable_tcp
+from .peers import is_dialable_tcp, normalize_addr
 
 __all__ = ["PROTOCOL_ID", "RpcError", "KadClient"]
 
@@ -26,8 +26,8 @@ logger = logging.getLogger(__name__)
 PROTOCOL_ID = "/ipfs/kad/1.0.0"
 _READ_CHUNK = 64 * 1024
 # Waiting for a server's ADD_PROVIDER echo (py-libp2p sends one, go and js
-# just read on until our end of stream): enough for a loopback or WAN peer.
-_ADD_PROVIDER_LINGER = 3.0
+# just read on until our end of stream): a WAN round trip with room to spare.
+_ADD_PROVIDER_LINGER = 1.5
 
 
 class RpcError(Exception):
@@ -59,7 +59,14 @@ class KadClient:
         self.timeout = timeout
 
     def sender_record(self) -> bytes | None:
-        """Our signed peer record (py-libp2p servers learn our addresses from it)."""
+        """Our signed peer record (py-libp2p servers learn our addresses from it).
+
+        Left out while the host advertises a wildcard (``0.0.0.0``) address:
+        a record *replaces* the addresses a server knows for us, and one
+        holding only ``0.0.0.0`` would make us unfindable.
+        """
+        if any(normalize_addr(str(a), self.host.peer_id) is None for a in self.host.libp2p.get_addrs()):
+            return None
         try:
             return bytes(env_to_send_in_RPC(self.host.libp2p)[0])
         except Exception as e:  # never fail an RPC over an optional field
@@ -86,11 +93,13 @@ class KadClient:
     ) -> wire.Answer:
         """Send ``request`` (a frame) and parse the one answer."""
         stream: LibP2PByteStream | None = None
+        clean = False
         try:
             with trio.fail_after(self.timeout):
                 stream = await self._open(peer_id, addrs)
                 await stream.write(request)
                 payload = await _read_frame(stream)
+            clean = True
             answer = wire.parse_answer(payload, expect=expect, sender=sender, verify_for=verify_for)
         except trio.TooSlowError:
             raise RpcError(f"{peer_id} did not answer within {self.timeout:g}s") from None
@@ -100,7 +109,7 @@ class KadClient:
             raise RpcError(f"{type(e).__name__}: {e}"[:300]) from None
         finally:
             if stream is not None:
-                await _close(stream)
+                await _close(stream, clean)
         return answer
 
     async def find_node(
@@ -120,19 +129,24 @@ class KadClient:
     ) -> None:
         """Store our provider record at ``peer_id``; raises ``RpcError`` if not sent.
 
-        Success means the record was written and the stream ended cleanly
-        (or echoed, as py-libp2p does); a reset means the server refused it
-        (rate limit, bad key).
+        Success means the record was written and the server echoed it (as
+        py-libp2p does), ended the stream, or said nothing for a moment (as
+        go and js do); a reset means it refused (rate limit, bad key).
         """
         req = wire.add_provider_request(key, self_id, my_addrs, self.sender_record())
         stream: LibP2PByteStream | None = None
+        clean = False
         try:
             with trio.fail_after(self.timeout):
                 stream = await self._open(peer_id, addrs)
                 await stream.write(req)
-                await stream.close_write()
+            # py-libp2p echoes at once, then resets the stream when it reads
+            # our end of stream (and its yamux may drop an echo that a reset
+            # overtakes), so wait for the echo before half-closing; go and
+            # js answer nothing and wait for our end of stream instead.
             with trio.move_on_after(_ADD_PROVIDER_LINGER):
                 await stream.read(_READ_CHUNK)  # echo, or b"" at end of stream
+            clean = True
         except trio.TooSlowError:
             raise RpcError(f"{peer_id} did not take the record within {self.timeout:g}s") from None
         except HostError as e:
@@ -141,12 +155,16 @@ class KadClient:
             raise RpcError(f"{type(e).__name__}: {e}"[:300]) from None
         finally:
             if stream is not None:
-                await _close(stream)
+                await _close(stream, clean)
 
 
-async def _close(stream: LibP2PByteStream) -> None:
-    with trio.CancelScope(shield=True), trio.move_on_after(2):
-        try:
-            await stream.close_write()
-        except Exception:
-            await stream.reset()
+async def _close(stream: LibP2PByteStream, clean: bool) -> None:
+    """Half-close after a full exchange, reset otherwise; bounded even when cancelled."""
+    with trio.CancelScope(shield=True), trio.move_on_after(0.5):
+        if clean:
+            try:
+                await stream.close_write()
+                return
+            except Exception:
+                pass
+        await stream.reset()

@@ -29,6 +29,7 @@ __all__ = [
 MAX_ADDRS_PER_PEER = 16
 MAX_ADDR_CHARS = 512
 _HOSTS = ("ip4", "ip6", "dns", "dns4", "dns6")
+_UNSPECIFIED = frozenset({"0.0.0.0", "::", "0:0:0:0:0:0:0:0"})
 
 
 @dataclass(frozen=True)
@@ -43,13 +44,17 @@ def normalize_addr(addr: str, peer_id: str) -> str | None:
     """Strip a trailing ``/p2p/<peer_id>``; None for what is not an address.
 
     Addresses ending in another peer's ``/p2p`` are refused (a relay address
-    keeps its ``/p2p/<relay>/p2p-circuit``, which does not end that way).
+    keeps its ``/p2p/<relay>/p2p-circuit``, which does not end that way), as
+    are unspecified hosts (``0.0.0.0``: py-libp2p advertises its listen
+    addresses as they are).
     """
     if not addr or len(addr) > MAX_ADDR_CHARS or not addr.startswith("/"):
         return None
     if not addr.isprintable() or " " in addr:
         return None
     parts = addr.rstrip("/").split("/")
+    if len(parts) >= 3 and parts[1] in ("ip4", "ip6") and parts[2] in _UNSPECIFIED:
+        return None  # a listen address, never a reachable one
     if len(parts) >= 3 and parts[-2] in ("p2p", "ipfs"):
         if parts[-1] != peer_id:
             return None

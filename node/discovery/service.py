@@ -378,7 +378,11 @@ class Discovery:
                 ad.next_due = math.inf
                 stored = 0
                 with trio.move_on_after(_PROVIDE_TIMEOUT):
-                    stored = await self._provide(key)
+                    try:
+                        stored = await self._provide(key)
+                    except Exception as e:  # a bug here must not take the node down
+                        logger.warning("advertising failed: %s: %s", type(e).__name__, e)
+                        logger.debug("traceback", exc_info=True)
                 self._reschedule(key, stored)
                 await trio.sleep(_KEY_PACING)
             self._wake = trio.Event()

@@ -1,0 +1,150 @@
+"""Discovery with real hosts in this process: bounds, policy, and a stock peer."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.kad_dht.pb.kademlia_pb2 import Message, Record
+from libp2p.peer.id import ID
+
+from node.discovery import Discovery, DiscoveryError, open_discovery, provider_cid
+from node.discovery import wire
+from node.discovery._rpc import KadClient, RpcError
+from node.discovery.service import Target
+from node.host import Host, open_host
+
+
+@asynccontextmanager
+async def _node(
+    bootstrap: list[str] | None = None, peers_file: Path | None = None, server: bool = True
+) -> AsyncIterator[tuple[Host, Discovery]]:
+    async with open_host(create_new_key_pair()) as host:
+        async with open_discovery(
+            host,
+            bootstrap=bootstrap or [],
+            peers_file=peers_file,
+            server_mode=server,
+            dns_lookup=_no_dns,
+        ) as disc:
+            yield host, disc
+
+
+def _no_dns(name: str) -> list[str]:
+    raise OSError("tests never use the internet")
+
+
+def _p2p(host: Host) -> str:
+    return f"{host.listen_addrs()[0]}/p2p/{host.peer_id}"
+
+
+async def test_unreachable_bootstrap_never_hangs_the_caller(tmp_path: Path) -> None:
+    with socket_closed_port() as port:
+        ghost = ID.from_pubkey(create_new_key_pair().public_key).to_base58()
+        dead = f"/ip4/127.0.0.1/tcp/{port}/p2p/{ghost}"
+        with trio.fail_after(10):
+            async with _node([dead, "/dnsaddr/example.invalid", "/not/an/addr"]) as (_, disc):
+                assert await disc.wait_bootstrapped(0.5) is False
+                assert await disc.advertise(os.urandom(32), timeout=0.5) == 0
+                assert await disc.find_providers(os.urandom(32), timeout=2) == []
+                assert await disc.find_peer(ghost, timeout=2) == []
+
+
+class socket_closed_port:
+    """A loopback port nothing listens on (bound then closed)."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+async def test_bad_input_is_one_clear_error() -> None:
+    async with _node() as (_, disc):
+        with pytest.raises(DiscoveryError, match="32 bytes, got 5"):
+            await disc.advertise(b"short")
+        with pytest.raises(DiscoveryError, match="bad peer ID"):
+            await disc.find_peer("not-a-peer-id", timeout=1)
+
+
+async def test_stock_py_libp2p_finds_our_record_by_cid_and_we_refuse_values() -> None:
+    """A stock KadDHT (another implementation's key parsing) looks up
+    ``provider_cid`` and finds the provider we advertised; our servers
+    refuse PUT_VALUE (no namespace is registered)."""
+    async with _node() as (server_host, server):
+        async with _node([_p2p(server_host)]) as (sharer_host, sharer):
+            assert await sharer.wait_bootstrapped(5)
+            key = os.urandom(32)
+            assert await sharer.advertise(key, timeout=10) == 1
+            async with open_host(create_new_key_pair()) as stock_host:
+                dht = KadDHT(stock_host.libp2p, DHTMode.CLIENT)
+                await stock_host.connect(server_host.peer_id, server_host.listen_addrs(), timeout=5)
+                assert await dht.add_peer(ID.from_base58(server_host.peer_id), skip_server_mode_check=True)
+                with trio.fail_after(10):
+                    infos = await dht.find_providers(provider_cid(key))
+                assert sharer_host.peer_id in {i.peer_id.to_base58() for i in infos}
+
+                # PUT_VALUE of a key without namespace (upstream's default
+                # accepts it): our server resets the stream, stores nothing.
+                msg = Message(type=Message.PUT_VALUE, key=b"plain", record=Record(key=b"plain", value=b"v"))
+                client = KadClient(stock_host, timeout=5)
+                with pytest.raises(RpcError):
+                    await client.request(
+                        server_host.peer_id,
+                        server_host.listen_addrs(),
+                        wire.encode_frame(msg.SerializeToString()),
+                        expect=Message.PUT_VALUE,
+                        sender=server_host.peer_id_bytes,
+                    )
+                assert server.dht.get_value_store_size() == 0
+
+
+async def test_withdraw_stops_readvertising_and_drops_our_local_record() -> None:
+    async with _node() as (server_host, _):
+        async with _node([_p2p(server_host)]) as (host, disc):
+            key = os.urandom(32)
+            assert await disc.advertise(key, timeout=10) == 1
+            assert disc.advertised_count() == 1
+            found = await disc.find_providers(key, timeout=5)
+            assert found == []  # we exclude ourselves
+            disc.withdraw(key)
+            assert disc.advertised_count() == 0
+            from node.discovery import provider_key
+
+            assert host.peer_id not in {
+                i.peer_id.to_base58() for i in disc.dht.provider_store.get_providers(provider_key(key))
+            }
+
+
+async def test_client_mode_does_not_serve_kad_but_can_look_up() -> None:
+    async with _node() as (server_host, _):
+        async with _node([_p2p(server_host)], server=False) as (client_host, client):
+            assert await client.wait_bootstrapped(5)
+            async with _node([_p2p(server_host)]) as (_, other):
+                assert await other.wait_bootstrapped(5)
+                # The client is not a Kademlia server: probing it fails.
+                target = Target(client_host.peer_id, tuple(client_host.listen_addrs()))
+                assert await other.probe(target) is None
+                addrs = await client.find_peer(server_host.peer_id, timeout=5)
+                assert server_host.listen_addrs()[0] in addrs
+
+
+async def test_bootstrap_address_without_peer_id_learns_the_id(tmp_path: Path) -> None:
+    async with _node() as (server_host, _):
+        peers = tmp_path / "peers.json"
+        async with _node([server_host.listen_addrs()[0]], peers_file=peers) as (_, disc):
+            assert await disc.wait_bootstrapped(5)
+            assert disc.routing_table_peers() == [server_host.peer_id]
+        # Written on exit, with the ID Noise proved.
+        assert server_host.peer_id in peers.read_text()
