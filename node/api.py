@@ -21,6 +21,7 @@ from typing import Any
 import trio
 
 import sharecode
+from node.discovery import Discovery, open_discovery
 from node.errors import LocalNodeError, PeerUnreachableError, RelayLimitedError
 from node.host import Host, LibP2PByteStream, open_host
 from node.identity import load_or_create_identity
@@ -35,6 +36,7 @@ log = logging.getLogger("p2pshare.node")
 
 DEFAULT_LISTEN = ("/ip4/0.0.0.0/tcp/0",)
 RELAY_DELAY = 1.5  # seconds a direct dial runs alone before relays join the race
+DHT_DELAY = 1.0  # seconds the code's own addresses are tried alone before asking the DHT
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ class NodeConfig:
     fallback_listen_addrs: Sequence[str] | None = None
     relays: Sequence[str] = ()
     force_relay: bool = False  # receivers: dial only through relays (tests, benchmarks)
+    bootstrap: Sequence[str] = ()
+    peers_file: Path | None = None
+    dht_server: bool = False  # answer others' DHT queries (publicly reachable nodes only)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -86,6 +91,9 @@ class Node:
         self._stack = contextlib.AsyncExitStack()
         self._host: Host | None = None
         self._relay: RelayClient | None = None
+        self._discovery: Discovery | None = None
+        self._nursery: trio.Nursery | None = None
+        self.advertised: dict[bytes, int] = {}  # share_id -> DHT peers that took the record
 
     # -- lifecycle -----------------------------------------------------------
     async def __aenter__(self) -> Node:
@@ -116,6 +124,19 @@ class Node:
         except RelayError as exc:
             await self._stack.aclose()
             raise LocalNodeError(f"bad relay: {exc}") from None
+        self._discovery = await self._stack.enter_async_context(
+            open_discovery(
+                self._host,
+                bootstrap=list(cfg.bootstrap),
+                peers_file=cfg.peers_file,
+                server_mode=cfg.dht_server,
+                addrs=self.addresses,
+            )
+        )
+        self._nursery = await self._stack.enter_async_context(trio.open_nursery())
+        # Background work (advertising) must not hold the node open: cancel it
+        # first on exit (exit-stack callbacks run before the nursery's exit).
+        self._stack.callback(self._nursery.cancel_scope.cancel)
         return self
 
     async def __aexit__(
@@ -146,6 +167,12 @@ class Node:
         """Dialable addresses: public/LAN first, loopback, then relayed ones."""
         addrs = sorted(self.host.listen_addrs(), key=lambda a: ("/127." in a or "/::1/" in a, a))
         return addrs + self.relay.relayed_addrs()
+
+    @property
+    def discovery(self) -> Discovery:
+        if self._discovery is None:
+            raise RuntimeError("Node used outside its 'async with'")
+        return self._discovery
 
     async def wait_relays(self, timeout: float = 10.0) -> bool:
         """With relays configured, wait (bounded) for a first reservation."""
@@ -182,11 +209,24 @@ class Node:
             peer_id=self.peer_id, addresses=addrs, encryption_key=key, share_code=human_code
         )
         legacy = _legacy_for(human_code, key, addrs)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._advertise, share_id, sharecode.dht_key(human_code))
         return ShareInfo(code=code, legacy=legacy, prepared=prepared, share_id=share_id,
                          warnings=tuple(prepared.warnings))
 
     def stop_sharing(self, info: ShareInfo) -> None:
         self.registry.remove(info.share_id)
+        self.discovery.withdraw(sharecode.dht_key(info.code.share_code))
+
+    async def _advertise(self, share_id: bytes, key: bytes) -> None:
+        """Put a provider record in the DHT (only the hashed key; re-advertised by discovery)."""
+        if not self.config.bootstrap and self.config.peers_file is None:
+            return
+        await self.discovery.wait_bootstrapped(30)
+        try:
+            self.advertised[share_id] = await self.discovery.advertise(key)
+        except Exception as exc:  # noqa: BLE001 - discovery is best effort; direct codes still work
+            log.warning("could not advertise the share in the DHT: %s", exc)
 
     async def _handle_transfer(self, stream: LibP2PByteStream) -> None:
         await serve_transfer(
@@ -286,10 +326,72 @@ class Node:
                 return await self.host.connect_unknown(parsed.multiaddr(), timeout=remaining)
             except (OSError, ConnectionError, TimeoutError) as exc:
                 raise PeerUnreachableError(f"could not reach the sharer: {exc}") from None
-        circuits = [a for a in parsed.addresses if "/p2p-circuit" in a]
-        direct = [] if self.config.force_relay else [a for a in parsed.addresses if "/p2p-circuit" not in a]
-        await self.connect_any(parsed.peer_id, direct, circuits, timeout=remaining)
-        return parsed.peer_id
+        return await self._reach_share(parsed, remaining)
+
+    async def _reach_share(self, code: sharecode.ShareCode, timeout: float) -> str:
+        """Dial the code's addresses and, in parallel (after a head start for
+        those), whatever the DHT knows: the sharer's current addresses by
+        peer ID, and every provider of the share. First connection wins."""
+        winner: str | None = None
+        errors: list[str] = []
+        tried: set[tuple[str, tuple[str, ...]]] = set()
+
+        with trio.move_on_after(timeout):
+            async with trio.open_nursery() as nursery:
+
+                async def attempt(peer_id: str, addrs: Sequence[str]) -> None:
+                    nonlocal winner
+                    circuits = [a for a in addrs if "/p2p-circuit" in a]
+                    direct = [] if self.config.force_relay else [a for a in addrs if "/p2p-circuit" not in a]
+                    try:
+                        await self.connect_any(peer_id, direct, circuits, timeout=timeout)
+                    except PeerUnreachableError as exc:
+                        errors.append(str(exc))
+                        return
+                    if winner is None:
+                        winner = peer_id
+                        nursery.cancel_scope.cancel()
+
+                async def via_dht() -> None:
+                    if code.addresses:
+                        await trio.sleep(DHT_DELAY)
+                    if not await self.discovery.wait_bootstrapped(min(10.0, timeout)):
+                        errors.append("the DHT has no peers (no bootstrap node reachable)")
+                        return
+                    try:
+                        fresh = await self.discovery.find_peer(code.peer_id, timeout=timeout)
+                    except Exception as exc:  # noqa: BLE001 - a failed lookup is one more error line
+                        errors.append(f"DHT peer lookup: {exc}")
+                        fresh = []
+                    new = [a for a in fresh if a not in code.addresses]
+                    if new:
+                        tried.add((code.peer_id, tuple(sorted(new))))
+                        nursery.start_soon(attempt, code.peer_id, new)
+                    try:
+                        providers = await self.discovery.find_providers(
+                            sharecode.dht_key(code.share_code), timeout=timeout, limit=8
+                        )
+                    except Exception as exc:  # noqa: BLE001
+                        errors.append(f"DHT provider lookup: {exc}")
+                        return
+                    for info in providers:
+                        ident = (info.peer_id, tuple(sorted(info.addrs)))
+                        if ident not in tried:
+                            tried.add(ident)
+                            nursery.start_soon(attempt, info.peer_id, info.addrs)
+                    if not providers and not new:
+                        errors.append("the DHT knows no peer serving this share")
+
+                if code.addresses:
+                    tried.add((code.peer_id, tuple(sorted(code.addresses))))
+                    nursery.start_soon(attempt, code.peer_id, list(code.addresses))
+                if self.config.bootstrap or self.config.peers_file is not None:
+                    nursery.start_soon(via_dht)
+        if winner is not None:
+            return winner
+        if not errors:
+            errors.append(f"no answer within {timeout:.0f}s")
+        raise PeerUnreachableError("could not reach the sharer: " + "; ".join(dict.fromkeys(errors[-4:])))
 
     async def connect_any(self, peer_id: str, direct: Sequence[str], circuits: Sequence[str], *, timeout: float) -> None:
         """Race a direct dial against relayed ones (given a head start of

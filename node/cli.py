@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--identity", type=Path, metavar="FILE", help="identity key file")
     s.add_argument("--relay", action="append", default=[], metavar="MULTIADDR",
                    help="circuit relay to reserve a slot on (repeatable; /p2p/<id> required)")
+    _add_network_flags(s)
     s.add_argument("--once", action="store_true", help="exit after one receiver has completed")
     s.add_argument("--new-code", action="store_true", help="do not reuse the code of an earlier share of the same paths")
     s.add_argument("--json", action="store_true", help="JSON lines on stdout")
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--identity", type=Path, metavar="FILE", help="identity key file")
     g.add_argument("--relay", action="append", default=[], metavar="MULTIADDR",
                    help="circuit relay to use (repeatable)")
+    _add_network_flags(g)
     g.add_argument("--force-relay", action="store_true",
                    help="dial only through relays, never directly (for testing relays)")
     g.add_argument("--json", action="store_true", help="JSON lines on stdout")
@@ -71,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_relay_parser(sub)
     return p
+
+
+def _add_network_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bootstrap", action="append", default=[], metavar="MULTIADDR",
+                   help="DHT bootstrap peer (repeatable); adds to the config file and defaults")
+    p.add_argument("--no-default-bootstrap", action="store_true",
+                   help="do not join the public libp2p DHT (a closed group of your own nodes)")
 
 
 def _positive_float(text: str) -> float:

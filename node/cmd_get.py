@@ -42,11 +42,19 @@ async def _get(args: Any, reporter: Reporter, code: sharecode.ShareCode | sharec
 
     # The receiver uses a fresh identity unless told otherwise: two downloads
     # at once never collide, and receivers are not linkable across shares.
+    from node.cli import data_home
+    from node.config import load_network_config
+
+    net = load_network_config(
+        data_home(), bootstrap=args.bootstrap, relays=args.relay, no_default_bootstrap=args.no_default_bootstrap
+    )
     config = NodeConfig(
         identity_path=args.identity,
         listen_addrs=args.listen or ["/ip4/0.0.0.0/tcp/0"],
-        relays=args.relay,
+        relays=net.relays,
         force_relay=args.force_relay,
+        bootstrap=net.bootstrap,
+        peers_file=net.peers_file,
     )
     with trio.open_signal_receiver(signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:

@@ -87,6 +87,10 @@ def add_relay_parser(subparsers: Any) -> argparse.ArgumentParser:
     r.add_argument("--identity", type=Path, metavar="FILE",
                    help=f"identity key file (default <data dir>/{RELAY_IDENTITY_FILE})")
     r.add_argument("--json", action="store_true", help="JSON lines on stdout")
+    r.add_argument("--bootstrap", action="append", default=[], metavar="MULTIADDR",
+                   help="other DHT nodes to join (repeatable)")
+    r.add_argument("--no-default-bootstrap", action="store_true",
+                   help="do not join the public libp2p DHT")
     g = r.add_argument_group("limits")
     g.add_argument("--max-reservations", type=_count, default=d.max_reservations, metavar="N",
                    help=f"reservations held at once (default {d.max_reservations})")
@@ -135,6 +139,8 @@ async def _serve(args: Any, reporter: Reporter, limits: Any) -> int:
     from node.cli import data_home
     from node.host import open_host
     from node.identity import IdentityError, load_or_create_identity
+    from node.config import load_network_config
+    from node.discovery import open_discovery
     from relay.server import serve_relay
 
     identity = args.identity or data_home() / RELAY_IDENTITY_FILE
@@ -153,12 +159,20 @@ async def _serve(args: Any, reporter: Reporter, limits: Any) -> int:
                 relay = await nursery.start(
                     partial(serve_relay, host, limits, private_key=key_pair.private_key, announce=args.announce)
                 )
-                addrs = relay.addrs()
-                reporter.event("relay", peer_id=host.peer_id, addrs=addrs)
-                reporter.result(" ".join([host.peer_id, *addrs]))
-                reporter.say(f"Relay {host.peer_id} serving; Ctrl-C stops it.")
-                async for _ in signals:
-                    break
+                # A relay is public by definition: it doubles as a DHT server (bootstrap node).
+                net = load_network_config(
+                    data_home(), bootstrap=args.bootstrap, no_default_bootstrap=args.no_default_bootstrap
+                )
+                async with open_discovery(
+                    host, bootstrap=list(net.bootstrap), peers_file=net.peers_file, server_mode=True,
+                    addrs=relay.addrs,
+                ):
+                    addrs = relay.addrs()
+                    reporter.event("relay", peer_id=host.peer_id, addrs=addrs)
+                    reporter.result(" ".join([host.peer_id, *addrs]))
+                    reporter.say(f"Relay {host.peer_id} serving; Ctrl-C stops it.")
+                    async for _ in signals:
+                        break
                 nursery.cancel_scope.cancel()
     reporter.event("stopped")
     reporter.say("Relay stopped.")

@@ -57,6 +57,7 @@ async def _serve(
     fallback: list[str] | None,
 ) -> int:
     from node.api import Node, NodeConfig
+    from node.config import load_network_config
     from transfer.events import ReceiverConnected, ReceiverFailed, ReceiverFinished
 
     identity = args.identity or home / "identity.key"
@@ -81,8 +82,16 @@ async def _serve(
             reporter.event("receiver_failed", peer_id=peer, reason=event.reason)
             reporter.say(f"Receiver …{peer[-8:]} stopped: {event.reason}")
 
+    net = load_network_config(
+        home, bootstrap=args.bootstrap, relays=args.relay, no_default_bootstrap=args.no_default_bootstrap
+    )
     config = NodeConfig(
-        identity_path=identity, listen_addrs=listen, fallback_listen_addrs=fallback, relays=args.relay
+        identity_path=identity,
+        listen_addrs=listen,
+        fallback_listen_addrs=fallback,
+        relays=net.relays,
+        bootstrap=net.bootstrap,
+        peers_file=net.peers_file,
     )
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with Node(config) as node:

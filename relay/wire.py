@@ -78,9 +78,10 @@ _MAX_VARINT_BYTES = 10
 _U32 = (1 << 32) - 1
 _U64 = (1 << 64) - 1
 
-# Signed envelope domain and multicodec (0x0302, as an unsigned varint).
+# Signed envelope domain and payload type: multicodec 0x0302 as raw bytes, as
+# go-libp2p (proto.RecordCodec) and js-libp2p write it — not its varint.
 VOUCHER_DOMAIN = "libp2p-relay-rsvp"
-VOUCHER_PAYLOAD_TYPE = b"\x82\x06"
+VOUCHER_PAYLOAD_TYPE = b"\x03\x02"
 
 
 class Status(enum.IntEnum):

@@ -237,7 +237,8 @@ def run_scenario(product: list[str], sharer: str, receiver: str, logdir: Path, *
             def env(host: str) -> dict[str, str]:
                 home = tmp / f"home-{host}"
                 home.mkdir(exist_ok=True)
-                return dict(os.environ, P2PSHARE_HOME=str(home))
+                # A closed lab: never join the public DHT from inside it.
+                return dict(os.environ, P2PSHARE_HOME=str(home), P2PSHARE_NO_DEFAULT_BOOTSTRAP="1")
 
             extra: list[str] = []
             if use_relay:

@@ -30,15 +30,20 @@ import { kadDHT, passthroughMapper, MessageType } from '@libp2p/kad-dht'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { dcutr } from '@libp2p/dcutr'
 import { autoNAT } from '@libp2p/autonat'
-import { peerIdFromString } from '@libp2p/peer-id'
+import { peerIdFromMultihash, peerIdFromPublicKey, peerIdFromString } from '@libp2p/peer-id'
+import { publicKeyFromProtobuf } from '@libp2p/crypto/keys'
+import { RecordEnvelope } from '@libp2p/peer-record'
 import { multiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
+import * as Digest from 'multiformats/hashes/digest'
 
 const MAX_LINE = 64 * 1024
 const DEFAULT_TIMEOUT_MS = 10_000
 // Records under /interop/... are accepted by both sides (py registers the same
 // namespace), so put/get can be tested across implementations.
 const INTEROP_NS = 'interop'
+// Signed-envelope domain of circuit relay v2 reservation vouchers.
+const VOUCHER_DOMAIN = 'libp2p-relay-rsvp'
 
 function log (...parts) {
   process.stderr.write(`[peer.mjs ${new Date().toISOString()}] ${parts.join(' ')}\n`)
@@ -152,6 +157,24 @@ function str (msg, name) {
 function target (msg) {
   if (msg.addr != null) return multiaddr(str(msg, 'addr'))
   return peerIdFromString(str(msg, 'peer_id'))
+}
+
+// The canonical protobuf encoding of a circuit v2 Voucher (fields in order:
+// relay = 1, peer = 2 as bytes, expiration = 3 as a varint).
+function canonicalVoucher ({ relay, peer, expiration }) {
+  const varint = (n) => {
+    const out = []
+    let x = BigInt(n)
+    do {
+      let b = Number(x & 0x7fn)
+      x >>= 7n
+      if (x > 0n) b |= 0x80
+      out.push(b)
+    } while (x > 0n)
+    return out
+  }
+  const field = (tag, bytes) => [tag, ...varint(bytes.length), ...bytes]
+  return Uint8Array.from([...field(0x0a, relay), ...field(0x12, peer), 0x18, ...varint(expiration)])
 }
 
 function needDht () {
@@ -278,8 +301,47 @@ const commands = {
       peers: node.getConnections().map((c) => ({
         peer_id: c.remotePeer.toString(),
         remote_addr: c.remoteAddr.toString(),
-        direction: c.direction
+        direction: c.direction,
+        // What js believes is left of a relayed connection's limits (null: none).
+        limits: c.limits == null
+          ? null
+          : { bytes: c.limits.bytes == null ? null : String(c.limits.bytes), seconds: c.limits.seconds ?? null }
       }))
+    }
+  },
+
+  // The reservation this peer holds on relay "peer_id", as js's circuit
+  // transport stored it, and js's verdict on its voucher. js decodes the
+  // voucher as an Envelope message whose payload is already a decoded
+  // ReservationVoucher (raw bytes are not kept) and never checks the
+  // signature itself; here the payload is re-encoded canonically, as the spec
+  // requires relays to sign it, and the signature checked with js's own
+  // RecordEnvelope. Uses the transport's internal reservationStore.
+  async relay_voucher (msg) {
+    const relay = peerIdFromString(str(msg, 'peer_id'))
+    const transport = node.components.transportManager.getTransports().find((t) => t.reservationStore != null)
+    if (transport == null) throw new Error('no circuit relay transport (start with --relay-client)')
+    const entry = transport.reservationStore.getReservation(relay)
+    if (entry == null) throw new Error(`no reservation on ${relay}`)
+    const v = entry.voucher
+    if (v == null) return { expire: String(entry.expire), voucher: null }
+    const payload = canonicalVoucher(v.payload)
+    const envelope = new RecordEnvelope({
+      publicKey: publicKeyFromProtobuf(v.publicKey),
+      payloadType: v.payloadType,
+      payload,
+      signature: v.signature
+    })
+    return {
+      expire: String(entry.expire),
+      voucher: {
+        signer: peerIdFromPublicKey(envelope.publicKey).toString(),
+        payload_type_hex: Buffer.from(v.payloadType).toString('hex'),
+        signature_valid: await envelope.validate(VOUCHER_DOMAIN),
+        relay: peerIdFromMultihash(Digest.decode(v.payload.relay)).toString(),
+        peer: peerIdFromMultihash(Digest.decode(v.payload.peer)).toString(),
+        expiration: String(v.payload.expiration)
+      }
     }
   },
 

@@ -1,0 +1,75 @@
+"""Where a node finds the network: flags, the config file, and defaults.
+
+A fresh install with no flags bootstraps into the public libp2p (IPFS
+Amino) DHT, so it can find peers worldwide with no server of ours.
+``--bootstrap``, ``--relay`` and ``$P2PSHARE_HOME/config.toml`` add to that;
+``--no-default-bootstrap``, ``default_bootstrap = false`` in the config file,
+or ``P2PSHARE_NO_DEFAULT_BOOTSTRAP=1`` keep a closed group off the public DHT
+(the test suites set the latter: tests never touch the internet).
+
+config.toml::
+
+    bootstrap = ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW..."]
+    relays = ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW..."]
+    default_bootstrap = false
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from node.errors import LocalNodeError
+
+CONFIG_FILE = "config.toml"
+ENV_NO_DEFAULT = "P2PSHARE_NO_DEFAULT_BOOTSTRAP"
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    bootstrap: tuple[str, ...]
+    relays: tuple[str, ...]
+    peers_file: Path
+
+
+def _str_list(raw: object, key: str, path: Path) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw) or len(raw) > 64:
+        raise LocalNodeError(f"{path}: '{key}' must be a list of at most 64 multiaddr strings")
+    return tuple(raw)
+
+
+def load_network_config(
+    home: Path,
+    *,
+    bootstrap: list[str] | None = None,
+    relays: list[str] | None = None,
+    no_default_bootstrap: bool = False,
+) -> NetworkConfig:
+    """Merge flags, the config file and defaults (flags first)."""
+    path = home / CONFIG_FILE
+    file_cfg: dict[str, object] = {}
+    if path.exists():
+        try:
+            file_cfg = tomllib.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise LocalNodeError(f"cannot read {path}: {exc}") from None
+    file_boot = _str_list(file_cfg.get("bootstrap"), "bootstrap", path)
+    file_relays = _str_list(file_cfg.get("relays"), "relays", path)
+    use_default = file_cfg.get("default_bootstrap", True)
+    if not isinstance(use_default, bool):
+        raise LocalNodeError(f"{path}: 'default_bootstrap' must be true or false")
+    if no_default_bootstrap or os.environ.get(ENV_NO_DEFAULT, "") not in ("", "0"):
+        use_default = False
+    all_relays = tuple(dict.fromkeys([*(relays or []), *file_relays]))
+    boot: list[str] = [*(bootstrap or []), *file_boot, *all_relays]  # relay nodes are DHT servers too
+    if use_default:
+        from node.discovery import DEFAULT_BOOTSTRAP
+
+        boot.extend(DEFAULT_BOOTSTRAP)
+    return NetworkConfig(
+        bootstrap=tuple(dict.fromkeys(boot)), relays=all_relays, peers_file=home / "dht-peers.json"
+    )
