@@ -88,7 +88,10 @@ async def punch_tcp(
             for t in targets:
                 nursery.start_soon(dial_target, t, nursery.cancel_scope)
     if not winner:
+        logger.debug("dcutr: no connection from :%d after %d dial(s) to %s", local[1],
+                     sum(counts.values()), ", ".join(t.multiaddr() for t in targets))
         return None
     won = winner[0]
     won.dials = sum(counts.values())
     return won
+

@@ -1,0 +1,43 @@
+"""An AutoNAT server in its own process, for the AutoNAT tests.
+
+    python -m tests.autonat._server_main [--dial-private] [--listen ADDR]
+
+Prints one JSON line ``{"peer", "addrs"}`` when ready and runs until stdin
+closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import trio
+
+
+async def _main(args: argparse.Namespace) -> None:
+    from node.autonat._trio_server import serve_autonat_server
+    from node.autonat.server import ServerConfig
+    from node.host import open_host
+    from node.identity import generate_identity
+
+    async with open_host(generate_identity(), [args.listen]) as host:
+        async with trio.open_nursery() as nursery:
+            cfg = ServerConfig(dial_private=args.dial_private, dial_timeout=args.dial_timeout)
+            await nursery.start(serve_autonat_server, host, cfg)
+            addrs = [a for a in host.listen_addrs() if "127.0.0.1" in a or "0.0.0.0" not in args.listen]
+            print(json.dumps({"peer": host.peer_id, "addrs": addrs}), flush=True)
+            await trio.to_thread.run_sync(sys.stdin.read, abandon_on_cancel=True)
+            nursery.cancel_scope.cancel()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--dial-private", action="store_true")
+    p.add_argument("--dial-timeout", type=float, default=3.0)
+    p.add_argument("--listen", default="/ip4/127.0.0.1/tcp/0")
+    trio.run(_main, p.parse_args())
+
+
+if __name__ == "__main__":
+    main()

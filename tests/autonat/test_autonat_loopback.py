@@ -1,0 +1,108 @@
+"""AutoNAT over loopback with real server processes (both roles are ours)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from node.autonat._trio_client import open_autonat, parse_servers
+from node.autonat.client import AutoNATConfig, Outcome, Reachability
+from node.host import open_host
+from node.identity import generate_identity
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = AutoNATConfig(boot_delay=3600, retry_interval=3600, refresh_interval=3600, request_timeout=8)
+
+
+class Server:
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.autonat._server_main", *args],
+                                     cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._info: dict[str, object] | None = None
+
+    @property
+    def addr(self) -> str:
+        if self._info is None:
+            assert self.proc.stdout is not None
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"server died ({self.proc.wait()})")
+            self._info = json.loads(line)
+        addrs = self._info["addrs"]
+        assert isinstance(addrs, list)
+        return f"{addrs[0]}/p2p/{self._info['peer']}"
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[list[Server]]:
+    procs = [Server("--dial-private"), Server("--dial-private"), Server("--dial-private"), Server()]
+    try:
+        for p in procs:
+            p.addr
+        yield procs
+    finally:
+        for p in procs:
+            p.stop()
+
+
+async def test_reachable_node_is_public_confirmed(servers: list[Server]) -> None:
+    async with open_host(generate_identity()) as host:
+        async with open_autonat(host, [s.addr for s in servers[:3]], FAST) as autonat:
+            v = await autonat.check_once()
+            mine = set(host.listen_addrs())
+    assert v.reachability is Reachability.PUBLIC and v.confirmed, autonat.last_results
+    assert v.ok == 3 and v.addrs and set(v.addrs) <= mine
+
+
+async def test_existing_connection_never_counts(servers: list[Server]) -> None:
+    """Connected to every server, but the tested port has no listener: a server
+    that reused the existing connection would say OK."""
+    closed = trio.socket.socket()
+    await closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    async with open_host(generate_identity()) as host:
+        async with open_autonat(host, [s.addr for s in servers[:3]], FAST,
+                                addrs=lambda: [f"/ip4/127.0.0.1/tcp/{port}"]) as autonat:
+            v = await autonat.check_once()
+            assert all(host.is_connected(p) for p in parse_servers([s.addr for s in servers[:3]]))
+    assert v.reachability is Reachability.PRIVATE and v.confirmed, autonat.last_results
+    assert {r.outcome for r in autonat.last_results} == {Outcome.DIAL_ERROR}
+
+
+async def test_single_server_is_unconfirmed_and_watch_publishes(servers: list[Server]) -> None:
+    async with open_host(generate_identity()) as host:
+        cfg = AutoNATConfig(boot_delay=0, retry_interval=3600, refresh_interval=3600, request_timeout=8)
+        async with open_autonat(host, [servers[0].addr], cfg) as autonat:
+            seen = []
+            with trio.fail_after(15):
+                async for v in autonat.watch():
+                    seen.append(v)
+                    if v.reachability is not Reachability.UNKNOWN:
+                        break
+    assert seen[0].reachability is Reachability.UNKNOWN
+    assert seen[-1].reachability is Reachability.PUBLIC and not seen[-1].confirmed
+
+
+async def test_server_refuses_private_requesters(servers: list[Server]) -> None:
+    async with open_host(generate_identity()) as host:
+        async with open_autonat(host, [servers[3].addr], FAST) as autonat:
+            v = await autonat.check_once()
+    assert v.reachability is Reachability.UNKNOWN
+    (r,) = autonat.last_results
+    assert r.outcome is Outcome.REFUSED and "not public" in r.detail

@@ -1,0 +1,184 @@
+"""AutoNAT pure parts: codec, verdict tracker, server dial policy, rate limits."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from node.autonat.client import AutoNATConfig, Outcome, Reachability, ReachabilityTracker, ServerResult
+from node.autonat.pbwire import PbError, encode_uvarint, field_bytes, field_varint, frame, read_frame
+from node.autonat.server import RateLimiter, ServerConfig, plan_dial
+from node.autonat.wire import (
+    MAX_ADDRS,
+    Dial,
+    DialResponse,
+    ResponseStatus,
+    WireError,
+    decode_message,
+    encode_dial,
+    encode_response,
+    read_message,
+)
+from node.natinfo.addrs import TcpAddr, encode_addr
+
+PID = bytes.fromhex("0024080112205d1e0d1b3a3f52e5c3b8d6a5b6f0b4a2b7e1f2c3d4e5f60718293a4b5c6d7e8f")
+A1 = encode_addr("/ip4/100.64.1.2/tcp/4001")
+A2 = encode_addr("/ip4/203.0.113.9/tcp/4002")
+
+
+def _body(framed: bytes) -> bytes:
+    from node.autonat.pbwire import decode_uvarint
+
+    size, pos = decode_uvarint(framed)
+    assert len(framed) - pos == size
+    return framed[pos:]
+
+
+def test_dial_roundtrip() -> None:
+    msg = Dial(PID, (A1, A2))
+    assert decode_message(_body(encode_dial(msg))) == msg
+
+
+def test_response_roundtrip() -> None:
+    for msg in (
+        DialResponse(ResponseStatus.OK, "", A2),
+        DialResponse(ResponseStatus.E_DIAL_ERROR, "dial failed"),
+        DialResponse(ResponseStatus.E_DIAL_REFUSED, "x" * 1000),
+    ):
+        got = decode_message(_body(encode_response(msg)))
+        assert isinstance(got, DialResponse)
+        assert got.status == msg.status and got.addr == msg.addr
+        assert got.text == msg.text[:256]
+
+
+def test_go_encoding_is_read() -> None:
+    # Field order and nesting as go-libp2p's generated code writes them.
+    peer = field_bytes(1, PID) + field_bytes(2, A1)
+    body = field_varint(1, 0) + field_bytes(2, field_bytes(1, peer)) + field_bytes(99, b"future")
+    assert decode_message(body) == Dial(PID, (A1,))
+
+
+@pytest.mark.parametrize(
+    "body, why",
+    [
+        (field_varint(1, 7), "unknown"),
+        (field_varint(1, 0), "without dial"),
+        (field_varint(1, 1) + field_bytes(3, field_bytes(2, b"t")), "without status"),
+        (field_varint(1, 1) + field_bytes(3, field_varint(1, 55)), "unknown response status"),
+        (b"\x0a\xff\x01", "malformed"),
+        (field_varint(1, 0) + field_bytes(2, field_bytes(1, field_bytes(1, b"x" * 200))), "too long"),
+    ],
+)
+def test_bad_messages(body: bytes, why: str) -> None:
+    with pytest.raises(WireError, match=why):
+        decode_message(body)
+
+
+def test_addrs_are_bounded() -> None:
+    msg = Dial(PID, tuple(encode_addr(f"/ip4/203.0.113.1/tcp/{p}") for p in range(1, 40)))
+    got = decode_message(_body(encode_dial(msg)))
+    assert isinstance(got, Dial) and len(got.addrs) == MAX_ADDRS
+
+
+async def test_read_frame_bounds() -> None:
+    data = encode_uvarint(5000) + b"x" * 5000
+    pos = 0
+
+    async def read(n: int) -> bytes:
+        nonlocal pos
+        out = data[pos : pos + n]
+        pos += len(out)
+        return out
+
+    with pytest.raises(WireError, match="exceeds"):
+        await read_message(read)
+    with pytest.raises(EOFError):
+        data2 = frame(b"abc")[:-1]
+
+        async def read2(n: int, buf: list[bytes] = [data2]) -> bytes:
+            out, buf[0] = buf[0][:n], buf[0][n:]
+            return out
+
+        await read_frame(read2, 100)
+    with pytest.raises(PbError):
+        from node.autonat.pbwire import decode_uvarint
+
+        decode_uvarint(b"\xff" * 11)
+
+
+def _r(server: str, outcome: Outcome, addr: str | None = None) -> ServerResult:
+    return ServerResult(server, outcome, addr)
+
+
+def test_tracker_schedule_and_agreement() -> None:
+    cfg = AutoNATConfig(boot_delay=5, retry_interval=30, refresh_interval=60)
+    t = ReachabilityTracker(cfg, now=100.0)
+    assert not t.due(104.9) and t.due(105.0)
+    # 1 of 3 says OK, 2 say error: private, confirmed.
+    v = t.complete_round([_r("a", Outcome.OK, "/ip4/1.1.1.1/tcp/1"), _r("b", Outcome.DIAL_ERROR),
+                          _r("c", Outcome.DIAL_ERROR)], 3, now=105.0)
+    assert v is not None and v.reachability is Reachability.PRIVATE and v.confirmed
+    assert t.next_check_at() == 165.0
+    # Disagreement (1-1, one refused) keeps the verdict, retries sooner.
+    assert t.complete_round([_r("a", Outcome.OK), _r("b", Outcome.DIAL_ERROR),
+                             _r("c", Outcome.REFUSED)], 3, now=165.0) is None
+    assert t.verdict.reachability is Reachability.PRIVATE and t.next_check_at() == 195.0
+    # Two OKs flip it to public with the reached addrs.
+    v = t.complete_round([_r("a", Outcome.OK, "/ip4/1.1.1.1/tcp/1"), _r("b", Outcome.OK, "/ip4/1.1.1.1/tcp/1"),
+                          _r("c", Outcome.FAILED)], 3, now=195.0)
+    assert v is not None and v.reachability is Reachability.PUBLIC and v.addrs == ("/ip4/1.1.1.1/tcp/1",)
+    t.addrs_changed(200.0)
+    assert t.due(200.0)
+
+
+def test_single_server_is_unconfirmed() -> None:
+    t = ReachabilityTracker(AutoNATConfig(), now=0.0)
+    v = t.complete_round([_r("a", Outcome.DIAL_ERROR)], 1, now=5.0)
+    assert v is not None and v.reachability is Reachability.PRIVATE and not v.confirmed
+    # With three configured servers one answer is not enough.
+    t2 = ReachabilityTracker(AutoNATConfig(), now=0.0)
+    assert t2.complete_round([_r("a", Outcome.OK)], 3, now=5.0) is None
+    assert t2.verdict.reachability is Reachability.UNKNOWN
+
+
+def test_pick_servers_rotates() -> None:
+    t = ReachabilityTracker(AutoNATConfig(servers_per_round=2), now=0.0)
+    assert t.pick_servers(["a", "b", "c"]) == ["a", "b"]
+    assert t.pick_servers(["a", "b", "c"]) == ["c", "a"]
+    assert t.pick_servers([]) == []
+
+
+def test_plan_dial_protections() -> None:
+    cfg = ServerConfig()
+    req = Dial(PID, (A1, A2, encode_addr("/ip4/203.0.113.9/tcp/4002/p2p-circuit"),
+                     encode_addr("/ip6/2001:db8::1/tcp/9")))
+    # LAN/other IPs are replaced by the observed IP; circuit and other families skipped.
+    assert plan_dial(PID, "198.51.100.7", False, req, cfg) == [
+        TcpAddr("198.51.100.7", 4001), TcpAddr("198.51.100.7", 4002)]
+    refused = [
+        plan_dial(PID, "198.51.100.7", True, req, cfg),  # relayed
+        plan_dial(PID, None, False, req, cfg),  # unknown IP
+        plan_dial(PID, "100.64.3.4", False, req, cfg),  # private requester
+        plan_dial(PID, "198.51.100.7", False, Dial(PID, ()), cfg),  # nothing to dial
+    ]
+    for r in refused:
+        assert isinstance(r, DialResponse) and r.status == ResponseStatus.E_DIAL_REFUSED
+    bad = plan_dial(b"other", "198.51.100.7", False, req, cfg)
+    assert isinstance(bad, DialResponse) and bad.status == ResponseStatus.E_BAD_REQUEST
+    assert plan_dial(PID, "127.0.0.1", False, req, ServerConfig(dial_private=True)) == [
+        TcpAddr("127.0.0.1", 4001), TcpAddr("127.0.0.1", 4002)]
+
+
+def test_rate_limiter() -> None:
+    lim = RateLimiter(ServerConfig(per_peer_max=2, global_max=3, window=10), now=0.0)
+    assert lim.allow(b"a", 1) and lim.allow(b"a", 2) and not lim.allow(b"a", 3)
+    assert lim.allow(b"b", 3) and not lim.allow(b"c", 4)  # global cap
+    assert lim.allow(b"a", 10.0)  # new window
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError):
+        AutoNATConfig(agree=0)
+    with pytest.raises(ValueError):
+        ServerConfig(dial_timeout=0)
+    assert trio  # imported for pytest-trio's async test above

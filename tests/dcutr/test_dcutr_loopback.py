@@ -1,0 +1,79 @@
+"""DCUtR between real processes on loopback, through the project's relay.
+
+Loopback has no NAT, so this proves the protocol and the upgrade path (CONNECT/
+SYNC, the timed dial from the listen port, the Noise roles, the swarm keeping
+the new connection, streams moving to it), not NAT traversal: see
+``test_dcutr_natlab.py`` for that.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def _events(proc: subprocess.Popen[str], until: str, timeout: float) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    end = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < end:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        ev = json.loads(line)
+        out.append(ev)
+        if ev.get("event") == until:
+            break
+    return out
+
+
+def _stop(*procs: subprocess.Popen[str]) -> None:
+    for p in procs:
+        try:
+            assert p.stdin is not None
+            p.stdin.close()
+            p.wait(timeout=10)
+        except Exception:
+            p.kill()
+            p.wait()
+
+
+def test_relayed_connection_is_upgraded_by_hole_punch() -> None:
+    relay = _start("tests.dcutr._relay_side", "--dial-private")
+    procs = [relay]
+    try:
+        info = json.loads(relay.stdout.readline())  # type: ignore[union-attr]
+        raddr = f"{info['addrs'][0]}/p2p/{info['peer']}"
+        common = ["--relay", raddr, "--listen", "/ip4/127.0.0.1/tcp/0", "--allow-loopback", "--exit-after", "60"]
+        # --no-unilateral: the initiator must punch, not just dial the dialer's address.
+        sharer = _start("tests.dcutr._peer_main", *common, "--no-unilateral")
+        procs.append(sharer)
+        shr = _events(sharer, "reserved", 30)
+        assert shr[-1] == {**shr[-1], "event": "reserved", "ok": True}
+        getter = _start("tests.dcutr._peer_main", *common, "--dial", shr[0]["peer"], "--wait-upgrade", "15")
+        procs.append(getter)
+        got = _events(getter, "stream", 60)
+        shr += _events(sharer, "upgraded", 15)
+    finally:
+        _stop(*procs)
+    names = [e["event"] for e in got]
+    assert "relayed" in names and "upgraded" in names, got
+    relayed = next(e for e in got if e["event"] == "relayed")
+    assert relayed["path"] == "relayed"
+    up_a = next(e for e in got if e["event"] == "upgraded")
+    up_b = next(e for e in shr if e["event"] == "upgraded")
+    assert up_a["role"] == "responder" and up_b["role"] == "initiator"
+    assert up_b["method"] == "hole-punch" and up_b["rounds"] == 1 and up_b["rtt"] > 0
+    stream = got[-1]
+    assert stream["event"] == "stream" and stream["path"] == "direct" and stream["echo_ok"]
