@@ -22,6 +22,9 @@ import trio
 
 import sharecode
 from node.discovery import Discovery, open_discovery
+from node.autonat.client import AutoNATConfig
+from node.reach import Reacher
+from node.traversal import Traversal, TraversalEvent, open_traversal
 from node.errors import LocalNodeError, PeerUnreachableError, RelayLimitedError
 from node.host import Host, LibP2PByteStream, open_host
 from node.identity import load_or_create_identity
@@ -35,8 +38,9 @@ from transfer.events import Progress
 log = logging.getLogger("p2pshare.node")
 
 DEFAULT_LISTEN = ("/ip4/0.0.0.0/tcp/0",)
-RELAY_DELAY = 1.5  # seconds a direct dial runs alone before relays join the race
-DHT_DELAY = 1.0  # seconds the code's own addresses are tried alone before asking the DHT
+PROBE_WAIT = 3.0  # seconds a receiver spends learning its NAT mapping from the code's relays
+UPGRADE_WAIT = 4.0  # seconds a relayed receiver waits for hole punching before it starts
+UPGRADE_WAIT_LIMITED = 15.0  # ... when the relay limits the circuit (it cannot carry the data)
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,16 @@ class Connected:
     peer_id: str
     path: str  # "direct" | "relayed" | "hole-punched"
     rtt_ms: float | None
+
+
+@dataclass(frozen=True)
+class PathUpgraded:
+    """A relayed connection to the sharer became direct."""
+
+    peer_id: str
+    path: str  # "hole-punched" | "direct"
+    seconds: float  # from the start of the upgrade attempt
+    rounds: int
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,7 @@ class NodeConfig:
     bootstrap: Sequence[str] = ()
     peers_file: Path | None = None
     dht_server: bool = False  # answer others' DHT queries (publicly reachable nodes only)
+    autonat: AutoNATConfig | None = None  # check reachability against the relays
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -94,6 +109,9 @@ class Node:
         self._discovery: Discovery | None = None
         self._nursery: trio.Nursery | None = None
         self.advertised: dict[bytes, int] = {}  # share_id -> DHT peers that took the record
+        self.on_traversal_event: Callable[[TraversalEvent], None] | None = None
+        self._traversal: Traversal | None = None
+        self._reacher: Reacher | None = None
 
     # -- lifecycle -----------------------------------------------------------
     async def __aenter__(self) -> Node:
@@ -119,6 +137,14 @@ class Node:
             await self._stack.aclose()
             raise LocalNodeError(f"cannot listen on {', '.join(cfg.listen_addrs)}: {exc.strerror or exc}") from None
         self._host.set_stream_handler(PROTOCOL_ID, self._handle_transfer)
+        self._traversal = await self._stack.enter_async_context(
+            open_traversal(
+                self._host,
+                relays=list(cfg.relays),
+                autonat=cfg.autonat,
+                on_event=self._on_traversal_event,
+            )
+        )
         try:
             self._relay = await self._stack.enter_async_context(open_relay_client(self._host, list(cfg.relays)))
         except RelayError as exc:
@@ -132,6 +158,13 @@ class Node:
                 server_mode=cfg.dht_server,
                 addrs=self.addresses,
             )
+        )
+        self._reacher = Reacher(
+            self._host,
+            self._relay,
+            self._discovery,
+            force_relay=cfg.force_relay,
+            use_dht=bool(cfg.bootstrap) or cfg.peers_file is not None,
         )
         self._nursery = await self._stack.enter_async_context(trio.open_nursery())
         # Background work (advertising) must not hold the node open: cancel it
@@ -167,6 +200,16 @@ class Node:
         """Dialable addresses: public/LAN first, loopback, then relayed ones."""
         addrs = sorted(self.host.listen_addrs(), key=lambda a: ("/127." in a or "/::1/" in a, a))
         return addrs + self.relay.relayed_addrs()
+
+    @property
+    def traversal(self) -> Traversal:
+        if self._traversal is None:
+            raise RuntimeError("Node used outside its 'async with'")
+        return self._traversal
+
+    def _on_traversal_event(self, event: TraversalEvent) -> None:
+        if self.on_traversal_event is not None:
+            self.on_traversal_event(event)
 
     @property
     def discovery(self) -> Discovery:
@@ -257,11 +300,15 @@ class Node:
         _check_output_dir(output_dir)
         deadline = trio.current_time() + timeout
         last_error: Exception | None = None
+        assert self._reacher is not None
+        await self._learn_mapping(parsed)
         for _attempt in range(10_000):
-            peer_id = await self._reach_until(parsed, deadline, last_error)
-            path = self.host.connection_path(peer_id) or "direct"
-            limit = self.relay.circuit_limit(peer_id) if path == "relayed" else None
+            peer_id = await self._reacher.reach_until(parsed, deadline, last_error)
+            path = self._path(peer_id)
             emit(Connected(peer_id=peer_id, path=path, rtt_ms=await self._rtt(peer_id)))
+            if path == "relayed":
+                path = await self._settle_path(peer_id, emit)
+            limit = self.relay.circuit_limit(peer_id) if path == "relayed" else None
             progressed = False
 
             def track(event: object) -> None:
@@ -275,20 +322,45 @@ class Node:
                 last_error = exc
                 await trio.sleep(0.2)
                 continue
+            switched = False
             try:
-                return await fetch(
-                    stream,
-                    key=parsed.encryption_key,
-                    share_code=parsed.share_code,
-                    output_dir=output_dir,
-                    local_peer_id=self.host.peer_id_bytes,
-                    remote_peer_id=stream.remote_peer_id_bytes,
-                    on_event=track,
-                )
+                async with trio.open_nursery() as nursery:
+                    if path == "relayed":
+                        # Hole punching that succeeds mid-transfer moves the rest
+                        # of the transfer to the direct connection: verified data
+                        # is kept, so the new stream fetches only what is missing.
+                        async def watch_upgrade() -> None:
+                            nonlocal switched
+                            if await self.traversal.wait_upgrade(peer_id, float("inf")) is not None:
+                                switched = True
+                                nursery.cancel_scope.cancel()
+
+                        nursery.start_soon(watch_upgrade)
+                    # Caught here, not around the nursery: trio would wrap it in a group.
+                    failure: TransferError | None = None
+                    try:
+                        result = await fetch(
+                            stream,
+                            key=parsed.encryption_key,
+                            share_code=parsed.share_code,
+                            output_dir=output_dir,
+                            local_peer_id=self.host.peer_id_bytes,
+                            remote_peer_id=stream.remote_peer_id_bytes,
+                            on_event=track,
+                        )
+                    except TransferError as exc:
+                        failure = exc
+                    nursery.cancel_scope.cancel()
+                if failure is not None:
+                    raise failure
+                if not switched:
+                    return result
+                self._emit_upgrade(peer_id, emit)
+                continue
             except TransferError as exc:
                 if not exc.retryable:
                     raise
-                if limit is not None:
+                if limit is not None and self.traversal.upgrade(peer_id) is None:
                     raise RelayLimitedError(_limited_message(limit)) from None
                 last_error = exc
                 log.info("transfer interrupted (%s); reconnecting", exc)
@@ -300,136 +372,38 @@ class Node:
             await trio.sleep(0.2)
         raise PeerUnreachableError("gave up after too many reconnects; run the same command again to resume")
 
-    async def _reach_until(
-        self, parsed: sharecode.ShareCode | sharecode.LegacyCode, deadline: float, last_error: Exception | None
-    ) -> str:
-        """Dial until it works or ``deadline`` passes (the sharer may be restarting)."""
-        delay = 0.25
-        while True:
-            try:
-                return await self._reach(parsed, deadline)
-            except PeerUnreachableError as exc:
-                if trio.current_time() + delay >= deadline:
-                    if last_error is not None:
-                        raise PeerUnreachableError(
-                            f"lost the sharer ({last_error}) and could not reach it again: {exc}; "
-                            "run the same command again to resume"
-                        ) from None
-                    raise
-            await trio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-
-    async def _reach(self, parsed: sharecode.ShareCode | sharecode.LegacyCode, deadline: float) -> str:
-        remaining = max(0.1, deadline - trio.current_time())
-        if isinstance(parsed, sharecode.LegacyCode):
-            try:
-                return await self.host.connect_unknown(parsed.multiaddr(), timeout=remaining)
-            except (OSError, ConnectionError, TimeoutError) as exc:
-                raise PeerUnreachableError(f"could not reach the sharer: {exc}") from None
-        return await self._reach_share(parsed, remaining)
-
-    async def _reach_share(self, code: sharecode.ShareCode, timeout: float) -> str:
-        """Dial the code's addresses and, in parallel (after a head start for
-        those), whatever the DHT knows: the sharer's current addresses by
-        peer ID, and every provider of the share. First connection wins."""
-        winner: str | None = None
-        errors: list[str] = []
-        tried: set[tuple[str, tuple[str, ...]]] = set()
-
-        with trio.move_on_after(timeout):
-            async with trio.open_nursery() as nursery:
-
-                async def attempt(peer_id: str, addrs: Sequence[str]) -> None:
-                    nonlocal winner
-                    circuits = [a for a in addrs if "/p2p-circuit" in a]
-                    direct = [] if self.config.force_relay else [a for a in addrs if "/p2p-circuit" not in a]
-                    try:
-                        await self.connect_any(peer_id, direct, circuits, timeout=timeout)
-                    except PeerUnreachableError as exc:
-                        errors.append(str(exc))
-                        return
-                    if winner is None:
-                        winner = peer_id
-                        nursery.cancel_scope.cancel()
-
-                async def via_dht() -> None:
-                    if code.addresses:
-                        await trio.sleep(DHT_DELAY)
-                    if not await self.discovery.wait_bootstrapped(min(10.0, timeout)):
-                        errors.append("the DHT has no peers (no bootstrap node reachable)")
-                        return
-                    try:
-                        fresh = await self.discovery.find_peer(code.peer_id, timeout=timeout)
-                    except Exception as exc:  # noqa: BLE001 - a failed lookup is one more error line
-                        errors.append(f"DHT peer lookup: {exc}")
-                        fresh = []
-                    new = [a for a in fresh if a not in code.addresses]
-                    if new:
-                        tried.add((code.peer_id, tuple(sorted(new))))
-                        nursery.start_soon(attempt, code.peer_id, new)
-                    try:
-                        providers = await self.discovery.find_providers(
-                            sharecode.dht_key(code.share_code), timeout=timeout, limit=8
-                        )
-                    except Exception as exc:  # noqa: BLE001
-                        errors.append(f"DHT provider lookup: {exc}")
-                        return
-                    for info in providers:
-                        ident = (info.peer_id, tuple(sorted(info.addrs)))
-                        if ident not in tried:
-                            tried.add(ident)
-                            nursery.start_soon(attempt, info.peer_id, info.addrs)
-                    if not providers and not new:
-                        errors.append("the DHT knows no peer serving this share")
-
-                if code.addresses:
-                    tried.add((code.peer_id, tuple(sorted(code.addresses))))
-                    nursery.start_soon(attempt, code.peer_id, list(code.addresses))
-                if self.config.bootstrap or self.config.peers_file is not None:
-                    nursery.start_soon(via_dht)
-        if winner is not None:
-            return winner
-        if not errors:
-            errors.append(f"no answer within {timeout:.0f}s")
-        raise PeerUnreachableError("could not reach the sharer: " + "; ".join(dict.fromkeys(errors[-4:])))
-
-    async def connect_any(self, peer_id: str, direct: Sequence[str], circuits: Sequence[str], *, timeout: float) -> None:
-        """Race a direct dial against relayed ones (given a head start of
-        ``RELAY_DELAY``); the first connection wins and cancels the rest."""
-        if self.host.is_connected(peer_id):
+    async def _learn_mapping(self, parsed: sharecode.ShareCode | sharecode.LegacyCode) -> None:
+        """Before dialling through the relays a code names, learn our listen
+        port's public mapping from them, so hole punching can announce it."""
+        if not isinstance(parsed, sharecode.ShareCode) or self.traversal.nat is not None:
             return
-        errors: list[str] = []
-        with trio.move_on_after(timeout):
-            async with trio.open_nursery() as nursery:
+        circuits = [a.split("/p2p-circuit")[0] for a in parsed.addresses if "/p2p-circuit" in a]
+        if circuits:
+            with trio.move_on_after(PROBE_WAIT):
+                await self.traversal.probe(circuits)
 
-                async def via_direct() -> None:
-                    try:
-                        await self.host.connect(peer_id, list(direct), timeout=timeout)
-                        nursery.cancel_scope.cancel()
-                    except (OSError, ConnectionError, TimeoutError) as exc:
-                        errors.append(f"direct: {exc}")
+    def _path(self, peer_id: str) -> str:
+        path = self.host.connection_path(peer_id) or "direct"
+        return "hole-punched" if path == "direct" and self._punched(peer_id) else path
 
-                async def via_relays() -> None:
-                    if direct:
-                        await trio.sleep(RELAY_DELAY)
-                    for circuit in circuits:
-                        try:
-                            await self.relay.dial_via_relay(peer_id, circuit, timeout=timeout)
-                            nursery.cancel_scope.cancel()
-                            return
-                        except (OSError, ConnectionError, TimeoutError) as exc:
-                            errors.append(f"relay: {exc}")
+    async def _settle_path(self, peer_id: str, emit: Callable[[object], None]) -> str:
+        """On a relayed connection give hole punching a moment before the
+        transfer starts (longer when the relay's limits cannot carry it)."""
+        limited = self.relay.circuit_limit(peer_id) is not None
+        wait = UPGRADE_WAIT_LIMITED if limited else UPGRADE_WAIT
+        if await self.traversal.wait_upgrade(peer_id, wait) is not None:
+            self._emit_upgrade(peer_id, emit)
+        return self._path(peer_id)
 
-                if direct:
-                    nursery.start_soon(via_direct)
-                if circuits:
-                    nursery.start_soon(via_relays)
-        if self.host.is_connected(peer_id):
-            return
-        if not direct and not circuits:
-            raise PeerUnreachableError("the code carries no address to dial")
-        detail = "; ".join(errors[-3:]) or f"no answer within {timeout:.0f}s"
-        raise PeerUnreachableError(f"could not reach the sharer: {detail}")
+    def _punched(self, peer_id: str) -> bool:
+        up = self.traversal.upgrade(peer_id)
+        return up is not None and up.method == "hole-punch"
+
+    def _emit_upgrade(self, peer_id: str, emit: Callable[[object], None]) -> None:
+        up = self.traversal.upgrade(peer_id)
+        if up is not None:
+            emit(PathUpgraded(peer_id, "hole-punched" if up.method == "hole-punch" else "direct",
+                              round(up.elapsed, 3), up.rounds))
 
     async def _rtt(self, peer_id: str) -> float | None:
         with trio.move_on_after(2):

@@ -18,7 +18,7 @@ def run_get(args: Any, reporter: Reporter) -> int:
 
 
 async def _get(args: Any, reporter: Reporter, code: sharecode.ShareCode | sharecode.LegacyCode) -> int:
-    from node.api import Connected, Node, NodeConfig
+    from node.api import Connected, Node, NodeConfig, PathUpgraded
     from transfer.events import ManifestReceived, Progress, TransferCompleted
 
     output: Path = args.output
@@ -29,6 +29,10 @@ async def _get(args: Any, reporter: Reporter, code: sharecode.ShareCode | sharec
             rtt = f", rtt {event.rtt_ms:.1f} ms" if event.rtt_ms is not None else ""
             reporter.event("connected", peer_id=event.peer_id, path=event.path, rtt_ms=event.rtt_ms)
             reporter.say(f"Connected to {event.peer_id} ({event.path}{rtt})")
+        elif isinstance(event, PathUpgraded):
+            reporter.event("upgraded", peer_id=event.peer_id, path=event.path, seconds=event.seconds,
+                           rounds=event.rounds)
+            reporter.say(f"Upgraded the relayed connection: now {event.path} (after {event.seconds:.2f} s)")
         elif isinstance(event, ManifestReceived):
             m = event.manifest
             have = f", {human_bytes(event.already_have_bytes)} already here" if event.already_have_bytes else ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import re
 import signal
 from functools import partial
@@ -91,6 +92,11 @@ def add_relay_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="other DHT nodes to join (repeatable)")
     r.add_argument("--no-default-bootstrap", action="store_true",
                    help="do not join the public libp2p DHT")
+    r.add_argument("--stun-ip", default="0.0.0.0", metavar="IP",
+                   help="address of the STUN-over-TCP responder (ports 3478, 3479) clients use to "
+                        "learn their NAT mapping (default 0.0.0.0)")
+    r.add_argument("--autonat-dial-private", action="store_true",
+                   help="also dial back AutoNAT requesters seen from private addresses (LAN-only tests)")
     g = r.add_argument_group("limits")
     g.add_argument("--max-reservations", type=_count, default=d.max_reservations, metavar="N",
                    help=f"reservations held at once (default {d.max_reservations})")
@@ -139,8 +145,12 @@ async def _serve(args: Any, reporter: Reporter, limits: Any) -> int:
     from node.cli import data_home
     from node.host import open_host
     from node.identity import IdentityError, load_or_create_identity
+    from node.autonat._trio_server import serve_autonat_server
+    from node.autonat.server import ServerConfig
     from node.config import load_network_config
     from node.discovery import open_discovery
+    from node.natinfo._trio_stun import DEFAULT_PORTS as DEFAULT_STUN_PORTS
+    from node.natinfo._trio_stun import serve_stun_tcp
     from relay.server import serve_relay
 
     identity = args.identity or data_home() / RELAY_IDENTITY_FILE
@@ -159,7 +169,17 @@ async def _serve(args: Any, reporter: Reporter, limits: Any) -> int:
                 relay = await nursery.start(
                     partial(serve_relay, host, limits, private_key=key_pair.private_key, announce=args.announce)
                 )
-                # A relay is public by definition: it doubles as a DHT server (bootstrap node).
+                # A relay is public by definition: it answers AutoNAT dial-back
+                # requests and STUN-over-TCP mapping probes for its clients...
+                await nursery.start(serve_autonat_server, host, ServerConfig(dial_private=args.autonat_dial_private))
+                try:
+                    stun_ports = await nursery.start(serve_stun_tcp, args.stun_ip, DEFAULT_STUN_PORTS)
+                    reporter.say(f"STUN (TCP) on {args.stun_ip} ports {stun_ports}")
+                except OSError as e:
+                    logging.getLogger("p2pshare.relay").warning(
+                        "no STUN responder (ports %s busy?): %s; clients learn their mapping from identify only",
+                        DEFAULT_STUN_PORTS, e)
+                # ... and doubles as a DHT server (bootstrap node).
                 net = load_network_config(
                     data_home(), bootstrap=args.bootstrap, no_default_bootstrap=args.no_default_bootstrap
                 )

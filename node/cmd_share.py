@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from node._output import Reporter, human_bytes
 from node.errors import LocalNodeError
+if TYPE_CHECKING:
+    from node.traversal import TraversalEvent
+
 from node.shares_db import ShareRecord, forget_record, load_record, save_record
 
 
@@ -57,6 +60,7 @@ async def _serve(
     fallback: list[str] | None,
 ) -> int:
     from node.api import Node, NodeConfig
+    from node.autonat.client import AutoNATConfig
     from node.config import load_network_config
     from transfer.events import ReceiverConnected, ReceiverFailed, ReceiverFinished
 
@@ -86,6 +90,7 @@ async def _serve(
         home, bootstrap=args.bootstrap, relays=args.relay, no_default_bootstrap=args.no_default_bootstrap
     )
     config = NodeConfig(
+        autonat=AutoNATConfig() if net.relays else None,
         identity_path=identity,
         listen_addrs=listen,
         fallback_listen_addrs=fallback,
@@ -96,6 +101,9 @@ async def _serve(
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with Node(config) as node:
             node.on_transfer_event = on_event
+            # The code must be the first line of stdout: hold NAT events until it is out.
+            held: list[TraversalEvent] = []
+            node.on_traversal_event = held.append
             info = await node.start_sharing(
                 name or None,
                 args.description,
@@ -117,6 +125,9 @@ async def _serve(
                 addresses=list(info.code.addresses),
             )
             reporter.result(code)
+            for ev in held:
+                _report_traversal(reporter, ev)
+            node.on_traversal_event = lambda ev: _report_traversal(reporter, ev)
             for warning in info.warnings:
                 reporter.say(f"warning: {warning}")
             m = info.prepared.manifest
@@ -145,6 +156,22 @@ async def _serve(
     reporter.event("stopped", receivers_completed=done_receivers)
     reporter.say("Stopped sharing.")
     return 0
+
+
+def _report_traversal(reporter: Reporter, ev: TraversalEvent) -> None:
+    """Sharer-side NAT facts as JSON events (and a human line on upgrades)."""
+    from node.dcutr.policy import Upgraded, UpgradeFailed
+    from node.traversal import NatDiscovered, ReachabilityChanged
+
+    if isinstance(ev, NatDiscovered):
+        reporter.event("nat", mapping=ev.mapping, public=ev.public, punchable=ev.punchable)
+    elif isinstance(ev, ReachabilityChanged):
+        reporter.event("reachability", reachability=ev.reachability, confirmed=ev.confirmed, addrs=list(ev.addrs))
+    elif isinstance(ev, Upgraded):
+        reporter.event("upgraded", peer_id=ev.peer_id, method=ev.method, seconds=round(ev.elapsed, 3))
+        reporter.say(f"Connection to …{ev.peer_id[-8:]} upgraded to direct ({ev.method})")
+    elif isinstance(ev, UpgradeFailed):
+        reporter.event("upgrade_failed", peer_id=ev.peer_id, reason=ev.reason)
 
 
 def _b58(peer: bytes) -> str:

@@ -1,0 +1,165 @@
+"""How a receiver reaches a sharer: the dial policy, apart from the Node.
+
+The code's direct addresses race its relayed ones (direct first, relays after
+a head start); in parallel, after a head start for the code itself, the DHT
+is asked for the sharer's current addresses and for every provider of the
+share. The first connection wins and cancels the rest (one nursery). A
+sharer that is restarting is re-dialled with backoff until the deadline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import trio
+
+import sharecode
+from node.discovery import Discovery
+from node.errors import PeerUnreachableError
+from node.host import Host
+from node.relay_client import RelayClient
+
+RELAY_DELAY = 1.5  # seconds a direct dial runs alone before relays join the race
+DHT_DELAY = 1.0  # seconds the code's own addresses are tried alone before asking the DHT
+
+
+@dataclass
+class Reacher:
+    host: Host
+    relay: RelayClient
+    discovery: Discovery
+    force_relay: bool = False
+    use_dht: bool = True
+
+    async def reach_until(
+        self, parsed: sharecode.ShareCode | sharecode.LegacyCode, deadline: float, last_error: Exception | None
+    ) -> str:
+        """Dial until it works or ``deadline`` passes (the sharer may be restarting)."""
+        delay = 0.25
+        while True:
+            try:
+                return await self.reach(parsed, deadline)
+            except PeerUnreachableError as exc:
+                if trio.current_time() + delay >= deadline:
+                    if last_error is not None:
+                        raise PeerUnreachableError(
+                            f"lost the sharer ({last_error}) and could not reach it again: {exc}; "
+                            "run the same command again to resume"
+                        ) from None
+                    raise
+            await trio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def reach(self, parsed: sharecode.ShareCode | sharecode.LegacyCode, deadline: float) -> str:
+        remaining = max(0.1, deadline - trio.current_time())
+        if isinstance(parsed, sharecode.LegacyCode):
+            try:
+                return await self.host.connect_unknown(parsed.multiaddr(), timeout=remaining)
+            except (OSError, ConnectionError, TimeoutError) as exc:
+                raise PeerUnreachableError(f"could not reach the sharer: {exc}") from None
+        return await self._reach_share(parsed, remaining)
+
+    async def _reach_share(self, code: sharecode.ShareCode, timeout: float) -> str:
+        """Dial the code's addresses and, in parallel (after a head start for
+        those), whatever the DHT knows: the sharer's current addresses by
+        peer ID, and every provider of the share. First connection wins."""
+        winner: str | None = None
+        errors: list[str] = []
+        tried: set[tuple[str, tuple[str, ...]]] = set()
+
+        with trio.move_on_after(timeout):
+            async with trio.open_nursery() as nursery:
+
+                async def attempt(peer_id: str, addrs: Sequence[str]) -> None:
+                    nonlocal winner
+                    circuits = [a for a in addrs if "/p2p-circuit" in a]
+                    direct = [] if self.force_relay else [a for a in addrs if "/p2p-circuit" not in a]
+                    try:
+                        await self.connect_any(peer_id, direct, circuits, timeout=timeout)
+                    except PeerUnreachableError as exc:
+                        errors.append(str(exc))
+                        return
+                    if winner is None:
+                        winner = peer_id
+                        nursery.cancel_scope.cancel()
+
+                async def via_dht() -> None:
+                    if code.addresses:
+                        await trio.sleep(DHT_DELAY)
+                    if not await self.discovery.wait_bootstrapped(min(10.0, timeout)):
+                        errors.append("the DHT has no peers (no bootstrap node reachable)")
+                        return
+                    try:
+                        fresh = await self.discovery.find_peer(code.peer_id, timeout=timeout)
+                    except Exception as exc:  # noqa: BLE001 - a failed lookup is one more error line
+                        errors.append(f"DHT peer lookup: {exc}")
+                        fresh = []
+                    new = [a for a in fresh if a not in code.addresses]
+                    if new:
+                        tried.add((code.peer_id, tuple(sorted(new))))
+                        nursery.start_soon(attempt, code.peer_id, new)
+                    try:
+                        providers = await self.discovery.find_providers(
+                            sharecode.dht_key(code.share_code), timeout=timeout, limit=8
+                        )
+                    except Exception as exc:  # noqa: BLE001
+                        errors.append(f"DHT provider lookup: {exc}")
+                        return
+                    for info in providers:
+                        ident = (info.peer_id, tuple(sorted(info.addrs)))
+                        if ident not in tried:
+                            tried.add(ident)
+                            nursery.start_soon(attempt, info.peer_id, info.addrs)
+                    if not providers and not new:
+                        errors.append("the DHT knows no peer serving this share")
+
+                if code.addresses:
+                    tried.add((code.peer_id, tuple(sorted(code.addresses))))
+                    nursery.start_soon(attempt, code.peer_id, list(code.addresses))
+                if self.use_dht:
+                    nursery.start_soon(via_dht)
+        if winner is not None:
+            return winner
+        if not errors:
+            errors.append(f"no answer within {timeout:.0f}s")
+        raise PeerUnreachableError("could not reach the sharer: " + "; ".join(dict.fromkeys(errors[-4:])))
+
+    async def connect_any(self, peer_id: str, direct: Sequence[str], circuits: Sequence[str], *, timeout: float) -> None:
+        """Race a direct dial against relayed ones (given a head start of
+        ``RELAY_DELAY``); the first connection wins and cancels the rest."""
+        if self.host.is_connected(peer_id):
+            return
+        errors: list[str] = []
+        with trio.move_on_after(timeout):
+            async with trio.open_nursery() as nursery:
+
+                async def via_direct() -> None:
+                    try:
+                        await self.host.connect(peer_id, list(direct), timeout=timeout)
+                        nursery.cancel_scope.cancel()
+                    except (OSError, ConnectionError, TimeoutError) as exc:
+                        errors.append(f"direct: {exc}")
+
+                async def via_relays() -> None:
+                    if direct:
+                        await trio.sleep(RELAY_DELAY)
+                    for circuit in circuits:
+                        try:
+                            await self.relay.dial_via_relay(peer_id, circuit, timeout=timeout)
+                            nursery.cancel_scope.cancel()
+                            return
+                        except (OSError, ConnectionError, TimeoutError) as exc:
+                            errors.append(f"relay: {exc}")
+
+                if direct:
+                    nursery.start_soon(via_direct)
+                if circuits:
+                    nursery.start_soon(via_relays)
+        if self.host.is_connected(peer_id):
+            return
+        if not direct and not circuits:
+            raise PeerUnreachableError("the code carries no address to dial")
+        detail = "; ".join(errors[-3:]) or f"no answer within {timeout:.0f}s"
+        raise PeerUnreachableError(f"could not reach the sharer: {detail}")
+

@@ -1,0 +1,138 @@
+"""NAT traversal for one node: hole punching (DCUtR), the listen port's true
+public mapping (STUN over TCP against the relays) and reachability (AutoNAT).
+
+The node wires this between its host and its relay client: DCUtR must be
+serving before the first relayed connection arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import trio
+
+from node.autonat._trio_client import open_autonat
+from node.autonat.client import AutoNATConfig, Reachability, Verdict
+from node.dcutr._trio_libp2p import listen_tcp
+from node.dcutr._trio_service import open_dcutr
+from node.dcutr.policy import PunchConfig, Upgraded, UpgradeFailed
+from node.host import Host
+from node.natinfo import NatReport
+from node.natinfo._trio_stun import DEFAULT_PORTS, probe_nat
+
+log = logging.getLogger("p2pshare.traversal")
+
+
+@dataclass(frozen=True)
+class ReachabilityChanged:
+    reachability: str  # public | private | unknown
+    confirmed: bool
+    addrs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NatDiscovered:
+    mapping: str
+    public: str | None  # the listen port's public mapping, when predictable
+    punchable: bool
+
+
+TraversalEvent = Upgraded | UpgradeFailed | ReachabilityChanged | NatDiscovered
+
+
+def _relay_ip(addr: str) -> str | None:
+    parts = addr.strip("/").split("/")
+    return parts[1] if len(parts) > 1 and parts[0] in ("ip4", "ip6") else None
+
+
+class Traversal:
+    """What the node knows about its NAT, and the upgrades DCUtR made."""
+
+    def __init__(self, host: Host, on_event: Callable[[TraversalEvent], None] | None) -> None:
+        self.host = host
+        self.observed: list[str] = []
+        self.nat: NatReport | None = None
+        self.verdict: Verdict | None = None
+        self._on_event = on_event
+        self._upgrades: dict[str, Upgraded] = {}
+        self._failures: dict[str, UpgradeFailed] = {}
+        self._changed = trio.Event()
+
+    def _emit(self, event: TraversalEvent) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
+
+    def on_dcutr(self, event: Upgraded | UpgradeFailed) -> None:
+        if isinstance(event, Upgraded):
+            self._upgrades[event.peer_id] = event
+            self._failures.pop(event.peer_id, None)
+        else:
+            self._failures[event.peer_id] = event
+        log.info("dcutr %s: %s", event.event, event)
+        self._changed.set()
+        self._changed = trio.Event()
+        self._emit(event)
+
+    def upgrade(self, peer_id: str) -> Upgraded | None:
+        return self._upgrades.get(peer_id)
+
+    async def wait_upgrade(self, peer_id: str, timeout: float) -> Upgraded | None:
+        """Wait (bounded) until DCUtR upgraded or gave up on ``peer_id``."""
+        with trio.move_on_after(timeout):
+            while peer_id not in self._upgrades and peer_id not in self._failures:
+                await self._changed.wait()
+        return self._upgrades.get(peer_id)
+
+    def forget(self, peer_id: str) -> None:
+        self._failures.pop(peer_id, None)
+
+    async def probe(self, relays: Sequence[str]) -> None:
+        """Learn the listen port's public mapping from the relays' STUN responders."""
+        servers = [(ip, port) for ip in dict.fromkeys(filter(None, map(_relay_ip, relays))) for port in DEFAULT_PORTS]
+        local = next(iter(listen_tcp(self.host)), None)
+        if not servers or local is None:
+            return
+        try:
+            report = await probe_nat(local, servers)
+        except OSError as exc:
+            log.info("NAT mapping probe failed: %s", exc)
+            return
+        self.nat = report
+        public = f"/ip4/{report.public[0]}/tcp/{report.public[1]}" if report.public else None
+        if report.punchable and public:
+            self.observed = [public]
+        self._emit(NatDiscovered(report.mapping.value, public, report.punchable))
+
+    async def watch_reachability(self, servers: Sequence[str], config: AutoNATConfig) -> None:
+        async with open_autonat(self.host, servers, config) as autonat:
+            async for verdict in autonat.watch():
+                self.verdict = verdict
+                if verdict.reachability != Reachability.UNKNOWN or verdict.asked:
+                    self._emit(ReachabilityChanged(verdict.reachability.value, verdict.confirmed, verdict.addrs))
+
+
+@asynccontextmanager
+async def open_traversal(
+    host: Host,
+    *,
+    relays: Sequence[str],
+    autonat: AutoNATConfig | None,
+    on_event: Callable[[TraversalEvent], None] | None = None,
+    punch: PunchConfig | None = None,
+) -> AsyncIterator[Traversal]:
+    """Serve DCUtR on ``host``; with relays, probe the NAT and (given a config) run AutoNAT."""
+    traversal = Traversal(host, on_event)
+    async with open_dcutr(host, punch or PunchConfig(), observed=lambda: traversal.observed,
+                          on_event=traversal.on_dcutr):
+        async with trio.open_nursery() as nursery:
+            if relays:
+                nursery.start_soon(traversal.probe, list(relays))
+                if autonat is not None:
+                    nursery.start_soon(traversal.watch_reachability, list(relays), autonat)
+            try:
+                yield traversal
+            finally:
+                nursery.cancel_scope.cancel()
