@@ -199,6 +199,9 @@ class Node:
     def addresses(self) -> list[str]:
         """Dialable addresses: public/LAN first, loopback, then relayed ones."""
         addrs = sorted(self.host.listen_addrs(), key=lambda a: ("/127." in a or "/::1/" in a, a))
+        verdict = self._traversal.verdict if self._traversal is not None else None
+        if verdict is not None and verdict.confirmed and verdict.reachability.value == "public":
+            return addrs  # AutoNAT: others reach us directly; relayed addresses would only slow them
         return addrs + self.relay.relayed_addrs()
 
     @property

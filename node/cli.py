@@ -69,9 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     cs = csub.add_parser("show", help="print the decoded fields of a code as JSON")
     cs.add_argument("code", metavar="CODE")
     cs.add_argument("--reveal-key", action="store_true", help="include the encryption key")
+    from node.cmd_node import add_node_parser
     from node.cmd_relay import add_relay_parser
 
     add_relay_parser(sub)
+    add_node_parser(sub)
     return p
 
 
@@ -139,6 +141,10 @@ def _dispatch(args: Any, reporter: Reporter) -> int:
         from node.cmd_get import run_get
 
         return run_get(args, reporter)
+    if args.command == "node":
+        from node.cmd_node import run_node
+
+        return run_node(args, reporter)
     if args.command == "relay":
         from node.cmd_relay import run_relay
 

@@ -1,0 +1,112 @@
+"""``p2pshare node``: a long-lived peer — DHT, AutoNAT, relay client and
+hole punching — that prints its ID, reachability and addresses as they change."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from node._output import Reporter
+
+if TYPE_CHECKING:
+    from node.traversal import TraversalEvent
+
+ADDR_POLL = 1.0  # seconds between checks of our advertised addresses
+
+
+def add_node_parser(sub: Any) -> argparse.ArgumentParser:
+    n: argparse.ArgumentParser = sub.add_parser(
+        "node", help="run a long-lived peer (DHT, AutoNAT, relay client, hole punching)"
+    )
+    n.add_argument("--listen", action="append", metavar="MULTIADDR",
+                   help="listen address (repeatable; default /ip4/0.0.0.0/tcp/0)")
+    n.add_argument("--identity", type=Path, metavar="FILE", help="identity key file")
+    n.add_argument("--relay", action="append", default=[], metavar="MULTIADDR",
+                   help="circuit relay to reserve a slot on (repeatable)")
+    n.add_argument("--bootstrap", action="append", default=[], metavar="MULTIADDR",
+                   help="DHT bootstrap peer (repeatable)")
+    n.add_argument("--no-default-bootstrap", action="store_true",
+                   help="do not join the public libp2p DHT")
+    n.add_argument("--dht-server", action="store_true",
+                   help="answer other peers' DHT queries (only for publicly reachable nodes)")
+    n.add_argument("--json", action="store_true", help="JSON lines on stdout")
+    return n
+
+
+def run_node(args: Any, reporter: Reporter) -> int:
+    return trio.run(_serve, args, reporter)
+
+
+def _say_traversal(reporter: Reporter, ev: TraversalEvent) -> None:
+    from node.dcutr.policy import Upgraded, UpgradeFailed
+    from node.traversal import NatDiscovered, ReachabilityChanged
+
+    if isinstance(ev, ReachabilityChanged):
+        reporter.event("reachability", reachability=ev.reachability, confirmed=ev.confirmed, addrs=list(ev.addrs))
+        note = "" if ev.confirmed else " (one server only: unconfirmed)"
+        reporter.result(f"reachability: {ev.reachability}{note}")
+    elif isinstance(ev, NatDiscovered):
+        reporter.event("nat", mapping=ev.mapping, public=ev.public, punchable=ev.punchable)
+        reporter.result(f"nat: mapping {ev.mapping}, public {ev.public or 'unknown'}, "
+                        f"hole punching {'possible' if ev.punchable else 'unlikely'}")
+    elif isinstance(ev, Upgraded):
+        reporter.event("upgraded", peer_id=ev.peer_id, method=ev.method, seconds=round(ev.elapsed, 3))
+        reporter.result(f"upgraded: {ev.peer_id} now direct ({ev.method}, {ev.elapsed:.2f} s)")
+    elif isinstance(ev, UpgradeFailed):
+        reporter.event("upgrade_failed", peer_id=ev.peer_id, reason=ev.reason)
+
+
+async def _serve(args: Any, reporter: Reporter) -> int:
+    from node.api import Node, NodeConfig
+    from node.autonat.client import AutoNATConfig
+    from node.cli import data_home
+    from node.config import load_network_config
+
+    home = data_home()
+    net = load_network_config(home, bootstrap=args.bootstrap, relays=args.relay,
+                              no_default_bootstrap=args.no_default_bootstrap)
+    config = NodeConfig(
+        identity_path=args.identity or home / "identity.key",
+        listen_addrs=args.listen or ["/ip4/0.0.0.0/tcp/0"],
+        relays=net.relays,
+        bootstrap=net.bootstrap,
+        peers_file=net.peers_file,
+        dht_server=args.dht_server,
+        autonat=AutoNATConfig(),
+    )
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with Node(config) as node:
+            held: list[TraversalEvent] = []
+            node.on_traversal_event = held.append
+            addrs = node.addresses()
+            reporter.event("node", peer_id=node.peer_id, addrs=addrs)
+            reporter.result(" ".join([node.peer_id, *addrs]))
+            for ev in held:
+                _say_traversal(reporter, ev)
+            node.on_traversal_event = lambda ev: _say_traversal(reporter, ev)
+            async with trio.open_nursery() as nursery:
+
+                async def watch_addresses() -> None:
+                    last = addrs
+                    while True:
+                        await trio.sleep(ADDR_POLL)
+                        now = node.addresses()
+                        if now != last:
+                            last = now
+                            reporter.event("addresses", addrs=now)
+                            reporter.result("addresses: " + " ".join(now))
+
+                async def stop_on_signal() -> None:
+                    async for _ in signals:
+                        break
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(watch_addresses)
+                nursery.start_soon(stop_on_signal)
+    reporter.event("stopped")
+    reporter.say("Node stopped.")
+    return 0
