@@ -310,7 +310,7 @@ class Node:
             path = self._path(peer_id)
             emit(Connected(peer_id=peer_id, path=path, rtt_ms=await self._rtt(peer_id)))
             if path == "relayed":
-                path = await self._settle_path(peer_id, emit)
+                path = await self._settle_path(peer_id, emit, deadline)
             limit = self.relay.circuit_limit(peer_id) if path == "relayed" else None
             progressed = False
 
@@ -389,11 +389,12 @@ class Node:
         path = self.host.connection_path(peer_id) or "direct"
         return "hole-punched" if path == "direct" and self._punched(peer_id) else path
 
-    async def _settle_path(self, peer_id: str, emit: Callable[[object], None]) -> str:
+    async def _settle_path(self, peer_id: str, emit: Callable[[object], None], deadline: float) -> str:
         """On a relayed connection give hole punching a moment before the
-        transfer starts (longer when the relay's limits cannot carry it)."""
+        transfer starts (longer when the relay's limits cannot carry it),
+        never past the caller's deadline."""
         limited = self.relay.circuit_limit(peer_id) is not None
-        wait = UPGRADE_WAIT_LIMITED if limited else UPGRADE_WAIT
+        wait = min(UPGRADE_WAIT_LIMITED if limited else UPGRADE_WAIT, max(0.0, deadline - trio.current_time()))
         if await self.traversal.wait_upgrade(peer_id, wait) is not None:
             self._emit_upgrade(peer_id, emit)
         return self._path(peer_id)

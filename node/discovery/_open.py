@@ -12,13 +12,16 @@ from typing import TYPE_CHECKING
 
 import trio
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.peer.id import ID
 from libp2p.records.validator import NamespacedValidator
+from multiaddr import Multiaddr
 
 from node.host import Host
 
 from .dnsaddr import TxtLookup, resolve_bootstrap
 from .peers import normalize_addr
 from .peers_file import load_peers_file, merge_remembered, save_peers_file
+from ._rpc import PROTOCOL_ID as KAD_PROTOCOL_ID
 from .service import Discovery, Target
 
 __all__ = ["open_discovery", "DEFAULT_ADVERTISE_INTERVAL", "DEFAULT_REFRESH_INTERVAL"]
@@ -104,6 +107,39 @@ def _save(disc: Discovery, path: Path) -> None:
         logger.warning("cannot write peers file %s: %s", path, e.strerror or e)
 
 
+_SELF_ADDR_TTL = 3 * 3600
+
+
+def _publish_self_addrs(disc: Discovery) -> None:
+    """py-libp2p answers FIND_NODE for itself from its peerstore, which lacks
+    our own addresses: a peer (js findPeer) would take an address-less answer.
+    Keep our advertised addresses in our own peerstore entry."""
+    lib = disc.host.libp2p
+    try:
+        maddrs = [Multiaddr(a) for a in disc.my_addrs()]
+        store = lib.get_peerstore()
+        store.clear_addrs(lib.get_id())
+        store.add_addrs(lib.get_id(), maddrs, _SELF_ADDR_TTL)
+    except Exception as e:  # noqa: BLE001 - best effort; lookups do not depend on it
+        logger.debug("cannot publish our addresses in our peerstore: %s", e)
+
+
+def _servers_only(dht: KadDHT, host: Host) -> None:
+    """py-libp2p adds every peer that queries us to the routing table, DHT
+    clients too; the Kademlia spec (and go/js) admit only peers that serve
+    the protocol. In 0.8.1 the inbound handler is ``KadDHT.add_peer``'s only
+    caller; our own lookups use ``routing_table.add_peer`` directly."""
+
+    async def add_inbound(peer_id: ID, *, skip_server_mode_check: bool = False) -> bool:
+        try:
+            protocols = host.libp2p.get_peerstore().get_protocols(peer_id)
+        except Exception:  # noqa: BLE001 - unknown peer: not a server we know of
+            return False
+        return KAD_PROTOCOL_ID in protocols and bool(await dht.routing_table.add_peer(peer_id))
+
+    dht.add_peer = add_inbound  # type: ignore[method-assign]
+
+
 async def _serve_routing(
     disc: Discovery,
     bootstrap: Sequence[str],
@@ -123,6 +159,7 @@ async def _serve_routing(
     targets = _targets(addrs) + remembered
     await _bootstrap(disc, targets)
     while True:
+        _publish_self_addrs(disc)
         try:
             if refresh_interval is not None:
                 if disc.is_bootstrapped():
@@ -176,6 +213,7 @@ async def open_discovery(
         strict_validation=True,
         enable_random_walk=False,
     )
+    _servers_only(dht, host)
     disc = Discovery(
         host,
         dht,
@@ -183,6 +221,7 @@ async def open_discovery(
         rpc_timeout=rpc_timeout,
         addrs=addrs or host.listen_addrs,
     )
+    _publish_self_addrs(disc)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(disc.serve_table_updates)

@@ -331,6 +331,10 @@ class Discovery:
             ad.next_due = now + delay
         self._wake.set()
 
+    def my_addrs(self) -> list[str]:
+        """The addresses we advertise, normalised (no ``/p2p``), bounded."""
+        return self._my_addrs()
+
     def _my_addrs(self) -> list[str]:
         out = []
         for a in self._addrs():
