@@ -23,6 +23,7 @@ import hashlib
 import inspect
 import logging
 import struct
+import sys
 from typing import Any
 
 import trio
@@ -452,13 +453,15 @@ def apply() -> None:
 
 
 def write_piece() -> int:
-    """Bytes per ``INetStream.write`` call that suit the active yamux writer.
+    """Most bytes per ``INetStream.write`` call that suit the active yamux writer.
 
-    With the batching writer, a large buffer is framed by it; stock yamux
+    The batching writer (P6) frames any buffer itself, WRITE_BATCH bytes per
+    lock round trip over a memoryview: hand it the whole buffer (splitting
+    it in the adapter only costs copies and per-write overhead). Stock yamux
     needs pieces that make one frame that fits one Noise message.
     """
     if "yamux_write" in _ORIGINALS:
-        return WRITE_BATCH
+        return sys.maxsize
     return FRAME_PAYLOAD
 
 

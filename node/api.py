@@ -58,8 +58,7 @@ class PathUpgraded:
 
     peer_id: str
     path: str  # "hole-punched" | "direct"
-    seconds: float  # from the start of the upgrade attempt
-    rounds: int
+    seconds: float  # from the relayed connection to the direct one
 
 
 @dataclass(frozen=True)
@@ -326,6 +325,8 @@ class Node:
                 await trio.sleep(0.2)
                 continue
             switched = False
+            new_path: str | None = None
+            upgrade_took = 0.0
             try:
                 async with trio.open_nursery() as nursery:
                     if path == "relayed":
@@ -333,9 +334,12 @@ class Node:
                         # of the transfer to the direct connection: verified data
                         # is kept, so the new stream fetches only what is missing.
                         async def watch_upgrade() -> None:
-                            nonlocal switched
-                            if await self.traversal.wait_upgrade(peer_id, float("inf")) is not None:
+                            nonlocal switched, new_path
+                            started = trio.current_time()
+                            new_path = await self.traversal.wait_direct(peer_id, float("inf"))
+                            if new_path is not None:
                                 switched = True
+                                upgrade_took = trio.current_time() - started
                                 nursery.cancel_scope.cancel()
 
                         nursery.start_soon(watch_upgrade)
@@ -358,7 +362,7 @@ class Node:
                     raise failure
                 if not switched:
                     return result
-                self._emit_upgrade(peer_id, emit)
+                emit(PathUpgraded(peer_id, new_path or "direct", round(upgrade_took, 3)))
                 continue
             except TransferError as exc:
                 if not exc.retryable:
@@ -387,7 +391,8 @@ class Node:
 
     def _path(self, peer_id: str) -> str:
         path = self.host.connection_path(peer_id) or "direct"
-        return "hole-punched" if path == "direct" and self._punched(peer_id) else path
+        up = self.traversal.upgrade(peer_id)
+        return "hole-punched" if path == "direct" and up is not None and up.method == "hole-punch" else path
 
     async def _settle_path(self, peer_id: str, emit: Callable[[object], None], deadline: float) -> str:
         """On a relayed connection give hole punching a moment before the
@@ -395,19 +400,12 @@ class Node:
         never past the caller's deadline."""
         limited = self.relay.circuit_limit(peer_id) is not None
         wait = min(UPGRADE_WAIT_LIMITED if limited else UPGRADE_WAIT, max(0.0, deadline - trio.current_time()))
-        if await self.traversal.wait_upgrade(peer_id, wait) is not None:
-            self._emit_upgrade(peer_id, emit)
-        return self._path(peer_id)
-
-    def _punched(self, peer_id: str) -> bool:
-        up = self.traversal.upgrade(peer_id)
-        return up is not None and up.method == "hole-punch"
-
-    def _emit_upgrade(self, peer_id: str, emit: Callable[[object], None]) -> None:
-        up = self.traversal.upgrade(peer_id)
-        if up is not None:
-            emit(PathUpgraded(peer_id, "hole-punched" if up.method == "hole-punch" else "direct",
-                              round(up.elapsed, 3), up.rounds))
+        started = trio.current_time()
+        path = await self.traversal.wait_direct(peer_id, wait)
+        if path is None:
+            return "relayed"
+        emit(PathUpgraded(peer_id, path, round(trio.current_time() - started, 3)))
+        return path
 
     async def _rtt(self, peer_id: str) -> float | None:
         with trio.move_on_after(2):

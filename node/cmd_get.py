@@ -30,8 +30,7 @@ async def _get(args: Any, reporter: Reporter, code: sharecode.ShareCode | sharec
             reporter.event("connected", peer_id=event.peer_id, path=event.path, rtt_ms=event.rtt_ms)
             reporter.say(f"Connected to {event.peer_id} ({event.path}{rtt})")
         elif isinstance(event, PathUpgraded):
-            reporter.event("upgraded", peer_id=event.peer_id, path=event.path, seconds=event.seconds,
-                           rounds=event.rounds)
+            reporter.event("upgraded", peer_id=event.peer_id, path=event.path, seconds=event.seconds)
             reporter.say(f"Upgraded the relayed connection: now {event.path} (after {event.seconds:.2f} s)")
         elif isinstance(event, ManifestReceived):
             m = event.manifest

@@ -176,11 +176,12 @@ class LibP2PByteStream:
             raise StreamError(f"stream from {self.remote_peer_id} broke: {_short(e)}") from e
 
     async def write(self, data: bytes) -> None:
-        """Send all of ``data`` (yamux frames of one Noise message each)."""
+        """Send all of ``data``: whole to the patched yamux writer (it frames
+        and batches it), else in pieces of one yamux frame per Noise message."""
         piece = _libp2p_patches.write_piece()
         try:
             if len(data) <= piece:
-                await self._s.write(bytes(data))
+                await self._s.write(data)
                 return
             with memoryview(data) as view:
                 for start in range(0, len(view), piece):
@@ -414,6 +415,13 @@ def _expand_wildcard(maddr: multiaddr.Multiaddr) -> list[str]:
     return [f"/{parts[1]}/{a}/{rest}" for a in dict.fromkeys(ips)]
 
 
+def _expand_wildcards(addrs: list[multiaddr.Multiaddr]) -> list[multiaddr.Multiaddr]:
+    out: list[multiaddr.Multiaddr] = []
+    for maddr in addrs:
+        out.extend(multiaddr.Multiaddr(a) for a in _expand_wildcard(maddr))
+    return out
+
+
 async def _aclose_quietly(conn: Any) -> None:
     try:
         await conn.close()
@@ -436,6 +444,9 @@ def _build_libp2p_host(key_pair: KeyPair, maddrs: list[multiaddr.Multiaddr]) -> 
         muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},  # no mplex
         listen_addrs=maddrs,
         connection_config=config,
+        # identify (and signed peer records) would advertise /ip4/0.0.0.0:
+        # useless to peers, and DCUtR then finds no public address to dial.
+        addrs_factory=_expand_wildcards,
     )
     # Our dial race and callers' timeouts decide; no hidden retry backoff.
     host.get_network().retry_config = RetryConfig(max_retries=0)  # type: ignore[attr-defined]

@@ -24,6 +24,7 @@ from node.natinfo import NatReport
 from node.natinfo._trio_stun import DEFAULT_PORTS, probe_nat
 
 log = logging.getLogger("p2pshare.traversal")
+_DIRECT_POLL = 0.05  # seconds between looks at the peer's connections
 
 
 @dataclass(frozen=True)
@@ -79,12 +80,26 @@ class Traversal:
     def upgrade(self, peer_id: str) -> Upgraded | None:
         return self._upgrades.get(peer_id)
 
-    async def wait_upgrade(self, peer_id: str, timeout: float) -> Upgraded | None:
-        """Wait (bounded) until DCUtR upgraded or gave up on ``peer_id``."""
+    async def wait_direct(self, peer_id: str, timeout: float) -> str | None:
+        """Wait (bounded) until ``peer_id`` is reachable without the relay.
+
+        Returns "hole-punched" (DCUtR punched through), "direct" (a plain
+        direct connection: one side was publicly reachable and dialled the
+        other, which raises no DCUtR event on the dialled side), or None when
+        DCUtR gave up or time ran out.
+        """
         with trio.move_on_after(timeout):
-            while peer_id not in self._upgrades and peer_id not in self._failures:
-                await self._changed.wait()
-        return self._upgrades.get(peer_id)
+            while True:
+                up = self._upgrades.get(peer_id)
+                if up is not None:
+                    return "hole-punched" if up.method == "hole-punch" else "direct"
+                if self.host.connection_path(peer_id) == "direct":
+                    return "direct"
+                if peer_id in self._failures:
+                    return None
+                with trio.move_on_after(_DIRECT_POLL):
+                    await self._changed.wait()
+        return None
 
     def forget(self, peer_id: str) -> None:
         self._failures.pop(peer_id, None)

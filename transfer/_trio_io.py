@@ -17,11 +17,11 @@ READ_SIZE = 1 << 20
 GOODBYE_SECONDS = 2.0
 
 
-async def read_some(stream: ByteStream, timeout: float, what: str) -> bytes:
-    """Read up to READ_SIZE bytes; map silence and transport failures to StreamEndedError."""
+async def read_some(stream: ByteStream, timeout: float, what: str, max_bytes: int = READ_SIZE) -> bytes:
+    """Read up to ``max_bytes``; map silence and transport failures to StreamEndedError."""
     with trio.move_on_after(timeout):
         try:
-            return await stream.read(READ_SIZE)
+            return await stream.read(max_bytes)
         except TransferError:
             raise
         except Exception as exc:  # any transport: reset, broken pipe, closed

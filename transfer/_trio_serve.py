@@ -2,8 +2,8 @@
 
 A producer task reads, verifies and seals chunks in a worker thread and
 hands whole frames through a small bounded channel to the writer, so disk,
-hashing and AES overlap with the stream write while at most a few chunks
-are in memory. A watcher reads the stream meanwhile (an ERROR or EOF from the
+hashing and AES overlap with the stream write while at most a few batches
+(``BATCH_BYTES`` each, written with one ``write``) are in memory. A watcher reads the stream meanwhile (an ERROR or EOF from the
 receiver stops the send at once) and waits for DONE at the end.
 
 ``serve_transfer`` never raises (except cancellation): an exception escaping
@@ -28,8 +28,8 @@ from transfer.stream import ByteStream
 
 log = logging.getLogger("p2pshare.transfer")
 
-PIPELINE_DEPTH = 3  # sealed batches waiting for the stream
-BATCH_BYTES = 1 << 20
+PIPELINE_DEPTH = 2  # sealed batches waiting for the stream (plus one sealing, one writing)
+BATCH_BYTES = 4 << 20
 HANDSHAKE_TIMEOUT = 30.0
 
 
@@ -142,8 +142,7 @@ class _Session:
         send, recv = trio.open_memory_channel[bytes](PIPELINE_DEPTH)
 
         def batch() -> tuple[bytes, bool]:
-            frames, finished = produce_frames(reader, material.cipher, indices, BATCH_BYTES)
-            return (frames[0] if len(frames) == 1 else b"".join(frames)), finished
+            return produce_frames(reader, material.cipher, indices, BATCH_BYTES)
 
         async def producer() -> None:
             finished = False
@@ -160,6 +159,7 @@ class _Session:
                 async for blob in recv:
                     await write_all(self.stream, blob, self.timeout, "receiver")
                     self.bytes_sent += len(blob)
+                    del blob  # not held while waiting for the next batch
             self.proto.send_end()
             await write_all(self.stream, self.proto.data_to_send(), self.timeout, "receiver")
             # While chunks flow the receiver is silent; after END it must answer.

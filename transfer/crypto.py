@@ -148,7 +148,9 @@ class ChunkCipher:
         aad = chunk_aad(self._keys, self._digest, file_index, chunk_index, is_last)
         return nonce, self._aead.encrypt(nonce, plaintext, aad)
 
-    def open(self, file_index: int, chunk_index: int, is_last: bool, nonce: bytes, ciphertext: bytes) -> bytes:
+    def open(
+        self, file_index: int, chunk_index: int, is_last: bool, nonce: bytes, ciphertext: bytes | bytearray
+    ) -> bytes:
         aad = chunk_aad(self._keys, self._digest, file_index, chunk_index, is_last)
         try:
             return self._aead.decrypt(nonce, ciphertext, aad)

@@ -63,7 +63,7 @@ class ChunkArrived:
     chunk_index: int
     is_last: bool
     nonce: bytes
-    ciphertext: bytes
+    ciphertext: bytes | bytearray
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 Every chunk read is hashed and compared with the manifest before it is
 encrypted: if a shared file changed since the manifest was built the sharer
 reports "source changed" instead of sending data that would fail (or worse,
-confuse) the receiver. ``produce_frames`` batches small chunks so that a tree
-of many tiny files costs one thread hop per batch, not per file.
+confuse) the receiver. ``produce_frames`` batches chunks so that a tree of
+many tiny files (or a big file) costs one thread hop and one write per batch.
 """
 
 from __future__ import annotations
@@ -71,20 +71,22 @@ class ChunkReader:
 
 def produce_frames(
     reader: ChunkReader, cipher: ChunkCipher, indices: Iterator[int], budget: int
-) -> tuple[list[bytes], bool]:
+) -> tuple[bytes, bool]:
     """Read+verify+seal chunks until ``budget`` bytes of frames are ready.
 
-    Returns (frames, finished). Runs in a worker thread: ``indices`` and
-    ``reader`` must only be used by one thread at a time.
+    Returns (the frames in one buffer, finished): one copy of the data (the
+    join) and one stream write per batch. Runs in a worker thread:
+    ``indices`` and ``reader`` must only be used by one thread at a time.
     """
-    frames: list[bytes] = []
+    parts: list[bytes | bytearray] = []
     size = 0
     for index in indices:
         file_index, chunk_index, is_last, data = reader.read(index)
         nonce, ciphertext = cipher.seal(file_index, chunk_index, is_last, data)
-        frame = wire.chunk_frame(index, nonce, ciphertext)
-        frames.append(frame)
-        size += len(frame)
+        del data
+        frame = wire.chunk_frame_parts(index, nonce, ciphertext)
+        parts.extend(frame)
+        size += sum(map(len, frame))
         if size >= budget:
-            return frames, False
-    return frames, True
+            return b"".join(parts), False
+    return b"".join(parts), True

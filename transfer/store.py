@@ -162,14 +162,15 @@ class Store:
         return got
 
     # -- writing -------------------------------------------------------------------
-    def write_chunk(self, file_index: int, chunk_index: int, data: bytes, *, verify: bool = True) -> str | None:
-        """Store one chunk; return the path if it completed its file.
+    def write_chunk(
+        self, file_index: int, chunk_index: int, data: bytes | memoryview, *, verify: bool = True
+    ) -> str | None:
+        """Store one chunk after checking its SHA-256; return the path if it completed its file.
 
-        ``verify=False`` skips the per-chunk hash for chunks that passed
-        AES-GCM (authenticated by the key holder, bound to position and
-        manifest digest): the whole-file SHA-256 before the rename still
-        catches a sharer whose data disagrees with its manifest, and halving
-        the hashing keeps the receiver off the critical path.
+        Both hashes (this chunk's, and the running whole-file one) are taken
+        here in one pass over data that is still in cache; hashlib releases
+        the GIL, so call this from a worker thread. ``verify=False`` exists
+        only for tests of the whole-file check; the runner always verifies.
         """
         m = self.manifest
         entry = m.files[file_index]

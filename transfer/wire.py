@@ -98,7 +98,7 @@ class Want:
 class Chunk:
     index: int
     nonce: bytes
-    ciphertext: bytes
+    ciphertext: bytes | bytearray  # ciphertext + tag; the decoder hands out its own buffer
 
 
 @dataclass(frozen=True)
@@ -143,9 +143,13 @@ def frame(kind: MsgType, *body: bytes) -> bytes:
     return b"".join((HEADER.pack(kind, sum(len(b) for b in body)), *body))
 
 
-def chunk_frame(index: int, nonce: bytes, ciphertext: bytes) -> bytes:
-    """A CHUNK frame in one allocation-light join (hot path)."""
-    return b"".join((HEADER.pack(MsgType.CHUNK, 8 + len(nonce) + len(ciphertext)), _U64.pack(index), nonce, ciphertext))
+def chunk_frame_parts(index: int, nonce: bytes, ciphertext: bytes | bytearray) -> tuple[bytes | bytearray, ...]:
+    """The pieces of a CHUNK frame, for one join of many frames (hot path)."""
+    return (HEADER.pack(MsgType.CHUNK, 8 + len(nonce) + len(ciphertext)), _U64.pack(index), nonce, ciphertext)
+
+
+def chunk_frame(index: int, nonce: bytes, ciphertext: bytes | bytearray) -> bytes:
+    return b"".join(chunk_frame_parts(index, nonce, ciphertext))
 
 
 def encode(msg: Message) -> bytes:
@@ -220,14 +224,19 @@ class FrameDecoder:
     """Incremental decoder: ``feed(bytes) -> [Message]``.
 
     Holds at most one partial frame; a header announcing a body larger than
-    its type allows is rejected before the body is buffered.
+    its type allows is rejected before the body is buffered. A CHUNK body is
+    copied once, straight from the fed data into a buffer of its exact size
+    (the hot path: no re-buffering, slicing or second copy of a megabyte).
     """
 
     def __init__(self, accept: frozenset[MsgType]) -> None:
         self._accept = accept
         self._limits = dict(MAX_BODY)
-        self._buf = bytearray()
+        self._buf = bytearray()  # header, CHUNK prefix, or a whole small body
         self._need: tuple[MsgType, int] | None = None
+        self._body: bytearray | None = None  # ciphertext of the CHUNK being filled
+        self._filled = 0
+        self._chunk_head: tuple[int, bytes] = (0, b"")
 
     def set_chunk_size(self, chunk_size: int) -> None:
         """Tighten the CHUNK limit once the manifest's chunk size is known."""
@@ -235,16 +244,36 @@ class FrameDecoder:
 
     @property
     def buffered(self) -> int:
-        return len(self._buf)
+        return len(self._buf) + (self._filled if self._body is not None else 0)
 
-    def feed(self, data: bytes) -> list[Message]:
-        buf = self._buf
-        buf += data
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
         out: list[Message] = []
+        with memoryview(data) as view:
+            self._feed(view, out)
+        return out
+
+    def _feed(self, view: memoryview, out: list[Message]) -> None:
+        buf = self._buf
+        pos, end = 0, len(view)
         while True:
+            body = self._body
+            if body is not None:
+                take = min(len(body) - self._filled, end - pos)
+                body[self._filled : self._filled + take] = view[pos : pos + take]
+                self._filled += take
+                pos += take
+                if self._filled < len(body):
+                    return
+                self._body = None
+                out.append(Chunk(self._chunk_head[0], self._chunk_head[1], body))
+                continue
             if self._need is None:
                 if len(buf) < HEADER_BYTES:
-                    return out
+                    take = min(HEADER_BYTES - len(buf), end - pos)
+                    buf += view[pos : pos + take]
+                    pos += take
+                    if len(buf) < HEADER_BYTES:
+                        return
                 raw_kind, length = HEADER.unpack_from(buf)
                 try:
                     kind = MsgType(raw_kind)
@@ -254,17 +283,24 @@ class FrameDecoder:
                     raise ProtocolError(f"unexpected message type {kind.name}")
                 if length > self._limits[kind]:
                     raise ProtocolError(f"{kind.name} message too large ({length} bytes)")
-                del buf[:HEADER_BYTES]
+                buf.clear()
                 self._need = (kind, length)
             kind, length = self._need
-            if len(buf) < length:
-                return out
+            is_chunk = kind is MsgType.CHUNK and length >= CHUNK_OVERHEAD
+            want = CHUNK_OVERHEAD - TAG_BYTES if is_chunk else length  # CHUNK: index + nonce first
+            if len(buf) < want:
+                take = min(want - len(buf), end - pos)
+                buf += view[pos : pos + take]
+                pos += take
+                if len(buf) < want:
+                    return
             self._need = None
-            if kind is MsgType.CHUNK and length >= CHUNK_OVERHEAD:
-                # Hot path: one copy of the ciphertext out of the buffer.
-                out.append(Chunk(_U64.unpack_from(buf)[0], bytes(buf[8:20]), bytes(buf[20:length])))
-                del buf[:length]
+            if is_chunk:
+                self._chunk_head = (_U64.unpack_from(buf)[0], bytes(buf[8:20]))
+                buf.clear()
+                self._body = bytearray(length - want)  # bounded by the CHUNK limit above
+                self._filled = 0
                 continue
-            body = bytes(buf[:length])
-            del buf[:length]
-            out.append(parse(kind, body))
+            body_bytes = bytes(buf)
+            buf.clear()
+            out.append(parse(kind, body_bytes))

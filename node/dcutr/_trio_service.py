@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 Networks = Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
 _MAX_PARALLEL = 8  # upgrades running at once
 _POLL = 0.05
+_MARK_POLLS = 60  # up to 3 s for a new connection to be marked relayed
 _LATE_ARRIVAL = 0.5
 
 
@@ -264,9 +265,22 @@ class DCUtR:
                 await trio.sleep(0.5)
 
     async def _on_connection(self, peer_id: str, conn: Any) -> None:
-        await trio.sleep(_POLL)  # the relay client marks the connection RELAYED after adding it
+        # The relay client marks a connection RELAYED only after the swarm
+        # announced it, sometimes well after (a loaded machine): poll, bounded.
+        for _ in range(_MARK_POLLS):
+            await trio.sleep(_POLL)
+            if lp.is_relayed(conn) or getattr(conn, "is_closed", False):
+                break
         if not (lp.is_relayed(conn) and lp.is_inbound(conn)) or peer_id in self._active:
             return
+        # Identify over the new connection tells us the peer's listen
+        # addresses; without them a public peer gets punched at instead of
+        # dialled normally, and a punched socket that lands on its listener
+        # meets a Noise responder on both ends. Wait for it, bounded.
+        for _ in range(_MARK_POLLS):
+            if lp.peerstore_addrs(self.host, peer_id) or getattr(conn, "is_closed", False):
+                break
+            await trio.sleep(_POLL)
         self._active.add(peer_id)
         try:
             async with self._slots:

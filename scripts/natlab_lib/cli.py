@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from . import matrix, netns, probe
+from . import cli_extra, matrix, netns, probe
 from .profiles import ALL_PROFILES, DESCRIPTIONS, parse_profiles
 from .topology import plan, probe_spec
 
@@ -97,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cleanup", help="delete namespaces left by crashed runs")
     p.add_argument("--prefix", help="only this run prefix (nlXXXX)")
     p.add_argument("--all", action="store_true", help="also runs whose owner is alive")
+
+    cli_extra.add_parsers(sub, _size)
 
     for sp in sub.choices.values():
         if sp.prog.split()[-1] != "cleanup":
@@ -185,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_up(args)
         if args.cmd == "run":
             return _cmd_matrix(args, [(args.sharer, args.receiver)])
+        if args.cmd in cli_extra.COMMANDS:
+            return cli_extra.run(args)
         return _cmd_matrix(args, None)
     except netns.LabError as e:
         print(str(e), file=sys.stderr)

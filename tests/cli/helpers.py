@@ -98,7 +98,18 @@ class Proc:
                 f.close()
 
 
+def _loopback_only(args: list[str]) -> list[str]:
+    """Test nodes listen on loopback only: left to the default (0.0.0.0) a
+    receiver would advertise this machine's own interface address, and peers
+    would dial it. Tests keep their traffic on loopback."""
+    sub = next((a for a in args if not a.startswith("-")), "")
+    if sub in ("get", "node") and "--listen" not in args:
+        return [*args, "--listen", "/ip4/127.0.0.1/tcp/0"]
+    return args
+
+
 def start(args: list[str], home: Path) -> Proc:
+    args = _loopback_only(args)
     popen = subprocess.Popen(
         CLI + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env_for(home), cwd=str(ROOT)
     )
@@ -106,6 +117,7 @@ def start(args: list[str], home: Path) -> Proc:
 
 
 def run(args: list[str], home: Path, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    args = _loopback_only(args)
     return subprocess.run(
         CLI + args, capture_output=True, text=True, env=env_for(home), cwd=str(ROOT), timeout=timeout
     )

@@ -257,7 +257,7 @@ async def test_product_get_finds_sharer_only_through_js_dht_servers(
     cid = provider_cid(sharecode.dht_key(code.share_code))
     assert code.peer_id in await _js_providers(for_get.peer, cid, trio.current_time() + 20)
 
-    args = [*CLI, "get", bare.encode(), "-o", str(tmp_path / "out"), "--json",
+    args = [*CLI, "get", bare.encode(), "-o", str(tmp_path / "out"), "--json", "--listen", "/ip4/127.0.0.1/tcp/0",
             "--bootstrap", for_get.addr, "--timeout", "30"]
     with trio.fail_after(60):
         res = await trio.run_process(

@@ -66,7 +66,8 @@ async def _share(tmp_path: Path, procs: list[Proc], src: Path, relay_addr: str) 
 
 async def _get(tmp_path: Path, code: str, *extra: str, timeout: float = 60.0) -> subprocess.CompletedProcess[bytes]:
     """``p2pshare get CODE --force-relay --json`` run to completion (bounded)."""
-    args = [*CLI, "get", code, "-o", str(tmp_path / "out"), "--json", "--force-relay", *extra]
+    args = [*CLI, "get", code, "-o", str(tmp_path / "out"), "--json", "--force-relay",
+            "--listen", "/ip4/127.0.0.1/tcp/0", *extra]
     with trio.fail_after(timeout):
         return await trio.run_process(
             args, capture_stdout=True, capture_stderr=True, check=False,

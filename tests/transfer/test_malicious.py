@@ -205,6 +205,11 @@ async def test_inconsistent_manifest_whole_hash(tmp_path: Path) -> None:
     err = await against_evil(tmp_path, behave)
     assert isinstance(err, IntegrityError)
     assert not (tmp_path / "out" / "f").exists()
+    # Caught at the chunk itself (its SHA-256 is checked on live data, not
+    # only the whole file at the end), before anything was written.
+    assert "chunk 0" in str(err) and "does not match its hash" in str(err), err
+    partial = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert all(other not in p.read_bytes() for p in partial)
 
 
 class FlippingStream(MemByteStream):

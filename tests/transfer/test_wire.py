@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 
 import pytest
@@ -112,3 +113,24 @@ def test_garbage_only_raises_protocol_error(pieces: list[bytes]) -> None:
             dec.feed(piece)
     except ProtocolError:
         pass
+
+
+def test_chunk_frames_split_anywhere() -> None:
+    """CHUNK bodies are assembled straight from the fed pieces, wherever they split."""
+    import random
+
+    rng = random.Random(7)
+    msgs: list[wire.Message] = [
+        wire.Chunk(i, bytes([i]) * 12, os.urandom(n)) for i, n in enumerate([16, 17, 70_000, 1 << 20, 16])
+    ]
+    msgs.insert(2, wire.End())
+    stream = b"".join(wire.encode(m) for m in msgs)
+    for _ in range(20):
+        dec = wire.FrameDecoder(ALL)
+        out: list[wire.Message] = []
+        pos = 0
+        while pos < len(stream):
+            step = rng.choice([1, 5, 24, 25, 26, 1000, 65536, 300_000])
+            out.extend(dec.feed(memoryview(stream)[pos : pos + step]))
+            pos += step
+        assert out == msgs and dec.buffered == 0
