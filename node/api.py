@@ -38,6 +38,7 @@ from transfer.events import Progress
 log = logging.getLogger("p2pshare.node")
 
 DEFAULT_LISTEN = ("/ip4/0.0.0.0/tcp/0",)
+RELAYS_WANTED = 2  # reservations a node holds (and names in its codes) at once
 PROBE_WAIT = 3.0  # seconds a receiver spends learning its NAT mapping from the code's relays
 UPGRADE_WAIT = 4.0  # seconds a relayed receiver waits for hole punching before it starts
 UPGRADE_WAIT_LIMITED = 15.0  # ... when the relay limits the circuit (it cannot carry the data)
@@ -145,7 +146,9 @@ class Node:
             )
         )
         try:
-            self._relay = await self._stack.enter_async_context(open_relay_client(self._host, list(cfg.relays)))
+            self._relay = await self._stack.enter_async_context(
+                open_relay_client(self._host, list(cfg.relays), want=RELAYS_WANTED)
+            )
         except RelayError as exc:
             await self._stack.aclose()
             raise LocalNodeError(f"bad relay: {exc}") from None
@@ -197,11 +200,11 @@ class Node:
 
     def addresses(self) -> list[str]:
         """Dialable addresses: public/LAN first, loopback, then relayed ones."""
-        addrs = sorted(self.host.listen_addrs(), key=lambda a: ("/127." in a or "/::1/" in a, a))
+        addrs = _without_loopback(sorted(self.host.listen_addrs()))
         verdict = self._traversal.verdict if self._traversal is not None else None
         if verdict is not None and verdict.confirmed and verdict.reachability.value == "public":
             return addrs  # AutoNAT: others reach us directly; relayed addresses would only slow them
-        return addrs + self.relay.relayed_addrs()
+        return addrs + _without_loopback(self.relay.relayed_addrs())
 
     @property
     def traversal(self) -> Traversal:
@@ -219,11 +222,18 @@ class Node:
             raise RuntimeError("Node used outside its 'async with'")
         return self._discovery
 
-    async def wait_relays(self, timeout: float = 10.0) -> bool:
-        """With relays configured, wait (bounded) for a first reservation."""
+    async def wait_relays(self, timeout: float = 10.0, all_grace: float = 2.0) -> bool:
+        """With relays configured, wait (bounded) for a first reservation, then
+        briefly for the others, so a code names every relay that will carry it."""
         if not self.config.relays:
             return True
-        return await self.relay.wait_reserved(timeout)
+        if not await self.relay.wait_reserved(timeout):
+            return False
+        want = min(len(self.config.relays), RELAYS_WANTED)
+        with trio.move_on_after(all_grace):
+            while len(self.relay.reservations()) < want:
+                await trio.sleep(0.05)
+        return True
 
     # -- sharing -------------------------------------------------------------
     async def start_sharing(
@@ -336,7 +346,7 @@ class Node:
                         async def watch_upgrade() -> None:
                             nonlocal switched, new_path
                             started = trio.current_time()
-                            new_path = await self.traversal.wait_direct(peer_id, float("inf"))
+                            new_path = await self.traversal.wait_direct(peer_id, float("inf"), until_failure=False)
                             if new_path is not None:
                                 switched = True
                                 upgrade_took = trio.current_time() - started
@@ -419,6 +429,17 @@ class Node:
             except Exception:  # noqa: BLE001 - RTT is informative only
                 return None
         return None
+
+
+def _is_loopback(addr: str) -> bool:
+    return addr.startswith(("/ip4/127.", "/ip6/::1/"))
+
+
+def _without_loopback(addrs: list[str]) -> list[str]:
+    """Loopback addresses only help on this machine: keep them only when
+    there is nothing else (all-local tests and demos)."""
+    others = [a for a in addrs if not _is_loopback(a)]
+    return others or addrs
 
 
 def _limited_message(limit: Limit) -> str:

@@ -80,13 +80,13 @@ class Traversal:
     def upgrade(self, peer_id: str) -> Upgraded | None:
         return self._upgrades.get(peer_id)
 
-    async def wait_direct(self, peer_id: str, timeout: float) -> str | None:
+    async def wait_direct(self, peer_id: str, timeout: float, *, until_failure: bool = True) -> str | None:
         """Wait (bounded) until ``peer_id`` is reachable without the relay.
 
         Returns "hole-punched" (DCUtR punched through), "direct" (a plain
         direct connection: one side was publicly reachable and dialled the
         other, which raises no DCUtR event on the dialled side), or None when
-        DCUtR gave up or time ran out.
+        DCUtR gave up (``until_failure``) or time ran out.
         """
         with trio.move_on_after(timeout):
             while True:
@@ -95,7 +95,7 @@ class Traversal:
                     return "hole-punched" if up.method == "hole-punch" else "direct"
                 if self.host.connection_path(peer_id) == "direct":
                     return "direct"
-                if peer_id in self._failures:
+                if until_failure and peer_id in self._failures:
                     return None
                 with trio.move_on_after(_DIRECT_POLL):
                     await self._changed.wait()

@@ -155,6 +155,11 @@ class DCUtR:
         except (WireError, EOFError, HostError, trio.TooSlowError) as e:
             logger.debug("dcutr: exchange with %s failed: %s", peer, e)
             await stream.reset()
+            # The responder learns of a failed round only here; telling the
+            # node lets a waiting receiver start over the relay at once (a
+            # later round that succeeds still moves the transfer).
+            self._emit(UpgradeFailed(peer, Role.RESPONDER.value, trio.current_time() - started, 1,
+                                     f"exchange failed: {e or type(e).__name__}"))
             return
         if lp.direct_conns(self.host, peer):
             return
@@ -163,6 +168,9 @@ class DCUtR:
             self._emit(Upgraded(peer, Role.RESPONDER.value, "hole-punch", trio.current_time() - started,
                                 1, result[1], ready.rtt, result[0]))
             self._retire_relayed(peer)
+        else:
+            self._emit(UpgradeFailed(peer, Role.RESPONDER.value, trio.current_time() - started, 1,
+                                     "no direct connection in this round"))
 
     # -- initiator (B) -----------------------------------------------------
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from . import cli_extra, matrix, netns, probe
-from .profiles import ALL_PROFILES, DESCRIPTIONS, parse_profiles
+from .profiles import ALL_PROFILES, DESCRIPTIONS, SAME_LAN, parse_profiles
 from .topology import plan, probe_spec
 
 
@@ -33,6 +33,16 @@ class Terminated(BaseException):
 
 def _on_signal(signum: int, _frame: FrameType | None) -> None:
     raise Terminated(signum)
+
+
+def _cells(text: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for item in text.split(","):
+        s, sep, r = item.strip().partition(":")
+        if not sep or s not in ALL_PROFILES or r not in ALL_PROFILES or (SAME_LAN in (s, r) and s != r):
+            raise argparse.ArgumentTypeError(f"bad cell {item!r}: want SHARER:RECEIVER from {', '.join(ALL_PROFILES)}")
+        out.append((s, r))
+    return out
 
 
 def _profiles(text: str) -> list[str]:
@@ -87,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("matrix", help="every ordered pair of profiles with the product CLI")
     p.add_argument("--profiles", type=_profiles, default=list(ALL_PROFILES),
                    help=f"comma-separated subset (default {every})")
+    p.add_argument("--cells", type=_cells, default=None, metavar="S:R,...",
+                   help="only these (sharer:receiver) cells, e.g. cone:cone,symmetric:cone")
     product_args(p)
 
     p = sub.add_parser("up", help="build the probe topology and hold it for manual use")
@@ -189,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_matrix(args, [(args.sharer, args.receiver)])
         if args.cmd in cli_extra.COMMANDS:
             return cli_extra.run(args)
-        return _cmd_matrix(args, None)
+        return _cmd_matrix(args, args.cells)
     except netns.LabError as e:
         print(str(e), file=sys.stderr)
         return 2
