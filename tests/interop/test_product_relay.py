@@ -27,7 +27,7 @@ import trio
 
 from tests.cli.helpers import CLI, ROOT, Proc, env_for, free_port, start, tree_digest, write_random
 
-from .conftest import JsPeer, JsPeerFactory
+from .conftest import JsPeer, JsPeerError, JsPeerFactory
 
 pytestmark = pytest.mark.interop
 
@@ -198,7 +198,19 @@ async def test_product_relay_limits_read_by_js_as_spec_seconds_and_bytes(
     await _wait_circuit_addr(target, circuit)
     dialer = await js_peer("--relay-client")
     await dialer.call("dial", addr=circuit, timeout_ms=10_000)
-    assert (await dialer.call("ping", addr=circuit, timeout_ms=5_000))["rtt_ms"] >= 0
+    # The first ping on a fresh limited circuit sometimes races js's own
+    # identify exchange on it (EOF, about 1 run in 3 under load); a ping must
+    # get through within three tries.
+    rtts: list[float] = []
+    errors: list[str] = []
+    for _ in range(3):
+        try:
+            rtts.append((await dialer.call("ping", addr=circuit, timeout_ms=5_000))["rtt_ms"])
+            break
+        except JsPeerError as e:
+            errors.append(str(e))
+            await trio.sleep(0.3)
+    assert rtts and rtts[0] >= 0, errors
     for me, other in ((dialer, target), (target, dialer)):
         conns = [c for c in (await me.call("peers"))["peers"] if c["peer_id"] == other.peer_id]
         assert conns, f"{me.name} has no connection to {other.name}"
