@@ -122,7 +122,12 @@ class Traversal:
         self._emit(NatDiscovered(report.mapping.value, public, report.punchable))
 
     async def watch_reachability(self, servers: Sequence[str], config: AutoNATConfig) -> None:
-        async with open_autonat(self.host, servers, config) as autonat:
+        # Servers dial back only addresses on the IP they see us on (the
+        # spec's protection): offer our public mapping too, not just the
+        # (private) listen addresses, or a NATed node never gets a verdict.
+        async with open_autonat(
+            self.host, servers, config, addrs=lambda: [*self.observed, *self.host.listen_addrs()]
+        ) as autonat:
             async for verdict in autonat.watch():
                 self.verdict = verdict
                 if verdict.reachability != Reachability.UNKNOWN or verdict.asked:

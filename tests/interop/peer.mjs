@@ -12,6 +12,10 @@
 //   --relay-client        add the circuit relay transport (needed by `reserve`)
 //   --reserve MA          reserve a slot on this relay at start-up (implies --relay-client)
 //   --dcutr / --autonat   add those services
+//   --public-cidr CIDR    NAT lab only: treat this documentation range
+//                         (203.0.113.0/24 or 198.51.100.0/24, repeatable) as
+//                         public. js counts them private, so without this it
+//                         never dials them for DCUtR or AutoNAT.
 //
 // Control channel: one JSON object per line on stdin, {"id": 1, "cmd": "ping",
 // ...args}; one JSON object per line on stdout, {"id": 1, "ok": true,
@@ -36,6 +40,7 @@ import { RecordEnvelope } from '@libp2p/peer-record'
 import { multiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
+import { Netmask } from 'netmask'
 
 const MAX_LINE = 64 * 1024
 const DEFAULT_TIMEOUT_MS = 10_000
@@ -70,7 +75,8 @@ try {
       'relay-client': { type: 'boolean' },
       reserve: { type: 'string' },
       dcutr: { type: 'boolean' },
-      autonat: { type: 'boolean' }
+      autonat: { type: 'boolean' },
+      'public-cidr': { type: 'string', multiple: true }
     },
     strict: true
   }).values
@@ -83,6 +89,24 @@ if (args.dht != null && args.dht !== 'server' && args.dht !== 'client') {
 }
 if (args['relay-limits'] !== 'default' && args['relay-limits'] !== 'none') {
   fail(`--relay-limits must be "default" or "none", not ${JSON.stringify(args['relay-limits'])}`)
+}
+
+// The NAT lab's "internet" uses documentation ranges, which @libp2p/utils
+// lists as private (its isPrivateIp checks a list of Netmask objects). The
+// lab ranges named here are taken out of that list by making exactly those
+// Netmask ranges contain nothing; every other range is left as it is.
+const LAB_RANGES = ['203.0.113.0/24', '198.51.100.0/24']
+const publicCidrs = args['public-cidr'] ?? []
+for (const cidr of publicCidrs) {
+  if (!LAB_RANGES.includes(cidr)) fail(`--public-cidr must be one of ${LAB_RANGES.join(', ')}, not ${JSON.stringify(cidr)}`)
+}
+if (publicCidrs.length > 0) {
+  const lab = publicCidrs.map((c) => new Netmask(c))
+  const contains = Netmask.prototype.contains
+  Netmask.prototype.contains = function (ip) {
+    if (lab.some((n) => n.base === this.base && n.bitmask === this.bitmask)) return false
+    return contains.call(this, ip)
+  }
 }
 
 const listen = args.listen ?? ['/ip4/127.0.0.1/tcp/0']
@@ -294,6 +318,19 @@ const commands = {
 
   async addrs () {
     return { addrs: addrs() }
+  },
+
+  // Our addresses as js's address manager rates them: `verified` is what
+  // AutoNAT (or js's own rules) concluded; `type` is transport/observed/...
+  async addr_info () {
+    return {
+      addrs: node.components.addressManager.getAddressesWithMetadata().map((a) => ({
+        addr: a.multiaddr.toString(),
+        type: a.type,
+        verified: a.verified,
+        expires: a.expires
+      }))
+    }
   },
 
   async peers () {
