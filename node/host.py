@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -175,13 +176,17 @@ class LibP2PByteStream:
         except Exception as e:
             raise StreamError(f"stream from {self.remote_peer_id} broke: {_short(e)}") from e
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
         """Send all of ``data``: whole to the patched yamux writer (it frames
-        and batches it), else in pieces of one yamux frame per Noise message."""
+        and batches any buffer without copying it), else in ``bytes`` pieces
+        of one yamux frame per Noise message (what stock yamux expects)."""
         piece = _libp2p_patches.write_piece()
         try:
+            if piece == sys.maxsize:  # the patched writer only takes a memoryview of it
+                await cast(Any, self._s).write(data)
+                return
             if len(data) <= piece:
-                await self._s.write(data)
+                await self._s.write(bytes(data))  # no copy if it is bytes already
                 return
             with memoryview(data) as view:
                 for start in range(0, len(view), piece):

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from transfer.errors import StreamEndedError, TransferError
-from transfer.stream import ByteStream
+from transfer.stream import Buffer, BufferStream, ByteStream
 
 log = logging.getLogger("p2pshare.transfer")
 
@@ -31,11 +31,20 @@ async def read_some(stream: ByteStream, timeout: float, what: str, max_bytes: in
 
 
 async def write_all(stream: ByteStream, data: bytes, timeout: float, what: str) -> None:
-    if not data:
-        return
+    if data:
+        await _guarded_write(lambda: stream.write(data), timeout, what)
+
+
+async def write_buffer(stream: BufferStream, data: Buffer, timeout: float, what: str) -> None:
+    """``write_all`` for any buffer (the sharer's batches, sealed in place)."""
+    if len(data):
+        await _guarded_write(lambda: stream.write(data), timeout, what)
+
+
+async def _guarded_write(write: Callable[[], Awaitable[None]], timeout: float, what: str) -> None:
     with trio.move_on_after(timeout):
         try:
-            await stream.write(data)
+            await write()
             return
         except TransferError:
             raise

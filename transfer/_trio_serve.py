@@ -18,13 +18,13 @@ from collections.abc import Callable
 import trio
 
 from transfer import ranges, wire
-from transfer._trio_io import TaskGroup, await_eof, goodbye, read_some, reset_quietly, write_all
+from transfer._trio_io import TaskGroup, await_eof, goodbye, read_some, reset_quietly, write_all, write_buffer
 from transfer.errors import SourceError, StreamEndedError, TransferError
 from transfer.events import ReceiverConnected, ReceiverFailed, ReceiverFinished, TransferEvent
 from transfer.registry import ServedShare, ShareRegistry
 from transfer.sharer import ReceiverAuthenticated, ReceiverDone, SharerProtocol, WantReceived
 from transfer.source import ChunkReader, produce_frames
-from transfer.stream import ByteStream
+from transfer.stream import BufferStream
 
 log = logging.getLogger("p2pshare.transfer")
 
@@ -34,7 +34,7 @@ HANDSHAKE_TIMEOUT = 30.0
 
 
 async def serve_transfer(
-    stream: ByteStream,
+    stream: BufferStream,
     *,
     registry: ShareRegistry,
     local_peer_id: bytes,
@@ -89,7 +89,7 @@ async def serve_transfer(
 class _Session:
     def __init__(
         self,
-        stream: ByteStream,
+        stream: BufferStream,
         registry: ShareRegistry,
         local: bytes,
         remote: bytes,
@@ -139,9 +139,9 @@ class _Session:
         material = self.proto.share
         assert material is not None
         indices = ranges.iter_ranges(want)
-        send, recv = trio.open_memory_channel[bytes](PIPELINE_DEPTH)
+        send, recv = trio.open_memory_channel[bytearray](PIPELINE_DEPTH)
 
-        def batch() -> tuple[bytes, bool]:
+        def batch() -> tuple[bytearray, bool]:
             return produce_frames(reader, material.cipher, indices, BATCH_BYTES)
 
         async def producer() -> None:
@@ -157,7 +157,7 @@ class _Session:
         async def writer() -> None:
             with recv:
                 async for blob in recv:
-                    await write_all(self.stream, blob, self.timeout, "receiver")
+                    await write_buffer(self.stream, blob, self.timeout, "receiver")
                     self.bytes_sent += len(blob)
                     del blob  # not held while waiting for the next batch
             self.proto.send_end()

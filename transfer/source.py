@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from transfer import wire
-from transfer.crypto import ChunkCipher
+from transfer.crypto import TAG_BYTES, ChunkCipher
 from transfer.errors import SourceError
 from transfer.manifest import Manifest
 
@@ -71,22 +71,34 @@ class ChunkReader:
 
 def produce_frames(
     reader: ChunkReader, cipher: ChunkCipher, indices: Iterator[int], budget: int
-) -> tuple[bytes, bool]:
+) -> tuple[bytearray, bool]:
     """Read+verify+seal chunks until ``budget`` bytes of frames are ready.
 
-    Returns (the frames in one buffer, finished): one copy of the data (the
-    join) and one stream write per batch. Runs in a worker thread:
-    ``indices`` and ``reader`` must only be used by one thread at a time.
+    Returns (the frames in one buffer, finished). Chunks are sealed straight
+    into that buffer (no join copy, one stream write per batch). Runs in a
+    worker thread: ``indices`` and ``reader`` must only be used by one thread
+    at a time.
     """
-    parts: list[bytes | bytearray] = []
+    chunks: list[tuple[int, int, int, bool, bytes]] = []
     size = 0
+    finished = True
     for index in indices:
         file_index, chunk_index, is_last, data = reader.read(index)
-        nonce, ciphertext = cipher.seal(file_index, chunk_index, is_last, data)
-        del data
-        frame = wire.chunk_frame_parts(index, nonce, ciphertext)
-        parts.extend(frame)
-        size += sum(map(len, frame))
+        chunks.append((index, file_index, chunk_index, is_last, data))
+        size += wire.HEADER_BYTES + wire.CHUNK_OVERHEAD + len(data)
         if size >= budget:
-            return b"".join(parts), False
-    return b"".join(parts), True
+            finished = False
+            break
+    out = bytearray(size)
+    pos = 0
+    with memoryview(out) as view:
+        for index, file_index, chunk_index, is_last, data in chunks:
+            sealed = len(data) + TAG_BYTES
+            head_len = wire.HEADER_BYTES + wire.CHUNK_OVERHEAD - TAG_BYTES
+            body = view[pos + head_len : pos + head_len + sealed]
+            nonce = cipher.seal_into(file_index, chunk_index, is_last, data, body)
+            body.release()
+            view[pos : pos + head_len] = wire.chunk_frame_head(index, nonce, sealed)
+            pos += head_len + sealed
+    assert pos == size
+    return out, finished

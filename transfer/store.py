@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transfer import _fsutil as fs
@@ -34,9 +34,21 @@ class ResumePlan:
     completed: list[str]  # files finished during prepare (already present/empty/resumed)
 
 
+@dataclass(frozen=True)
+class Verified:
+    """A chunk that passed ``Store.verify_chunk``, on its way to ``write_verified``."""
+
+    file_index: int
+    chunk_index: int
+    data: bytes | memoryview = field(repr=False)
+    #: Set on the chunk that completes its file: the whole-file hash so far.
+    final: tuple[hashlib._Hash, int] | None = field(default=None, repr=False)
+
+
 class Store:
-    """Writes one manifest's files under ``output_dir``. Not thread-safe:
-    use from one thread at a time (the runner's single writer task)."""
+    """Writes one manifest's files under ``output_dir``. Not thread-safe,
+    except that the two write stages (``verify_chunk``, ``write_verified``)
+    may run in two threads at once, each stage in one thread at a time."""
 
     def __init__(self, output_dir: Path, manifest: Manifest, share_id: bytes) -> None:
         self.output_dir = output_dir
@@ -79,7 +91,7 @@ class Store:
                 continue
             have_bytes += self._scan_partial(i)
             if self._remaining[i] == 0:
-                self._finalize(i)
+                self._finalize(i, self._hasher.pop(i, (hashlib.sha256(), 0)))
                 completed.append(entry.path)
         missing = ranges.to_ranges(g for g in range(m.total_chunks) if not self._have[g])
         return ResumePlan(missing, have_bytes, completed)
@@ -162,27 +174,29 @@ class Store:
         return got
 
     # -- writing -------------------------------------------------------------------
-    def write_chunk(
-        self, file_index: int, chunk_index: int, data: bytes | memoryview, *, verify: bool = True
-    ) -> str | None:
-        """Store one chunk after checking its SHA-256; return the path if it completed its file.
+    # Two stages, so the runner can overlap them in two threads: ``verify_chunk``
+    # (chunk hash + running whole-file hash: owns the hashers and the
+    # have-bitmap) and ``write_verified`` (pwrite, then whole-file check and
+    # rename: owns the write fd and ``_done``). Each stage runs in one thread
+    # at a time; every chunk goes through both, in the same order. A chunk is
+    # written only after its hash matched.
 
-        Both hashes (this chunk's, and the running whole-file one) are taken
-        here in one pass over data that is still in cache; hashlib releases
-        the GIL, so call this from a worker thread. ``verify=False`` exists
-        only for tests of the whole-file check; the runner always verifies.
+    def verify_chunk(
+        self, file_index: int, chunk_index: int, data: bytes | memoryview, *, verify: bool = True
+    ) -> Verified | None:
+        """Stage 1: check the chunk's SHA-256 and feed the whole-file SHA-256.
+
+        Returns what ``write_verified`` needs, or None when the chunk is not
+        needed (its file is already complete: WANT ranges may be coarsened).
+        ``verify=False`` exists only for tests of the whole-file check; the
+        runner always verifies.
         """
         m = self.manifest
         entry = m.files[file_index]
         if verify and hashlib.sha256(data).digest() != entry.chunk_hashes[chunk_index]:
             raise IntegrityError(f"chunk {chunk_index} of {self._shown(entry.path)} does not match its hash")
-        if self._done[file_index]:
-            return None  # re-sent because WANT ranges were coarsened; already in place
-        fd = self._open_part(file_index)
-        try:
-            fs.pwrite_all(fd, data, chunk_index * m.chunk_size)
-        except OSError as exc:
-            raise OutputError(f"cannot write {self._shown(entry.path)}: {exc.strerror or exc}") from None
+        if self._remaining[file_index] == 0:
+            return None
         hasher, upto = self._hasher.get(file_index) or (hashlib.sha256(), 0)
         if upto == chunk_index:
             hasher.update(data)
@@ -192,10 +206,30 @@ class Store:
         if not self._have[g]:
             self._have[g] = 1
             self._remaining[file_index] -= 1
-        if self._remaining[file_index] == 0:
-            self._finalize(file_index)
-            return entry.path
-        return None
+        final = self._hasher.pop(file_index) if self._remaining[file_index] == 0 else None
+        return Verified(file_index, chunk_index, data, final)
+
+    def write_verified(self, chunk: Verified) -> str | None:
+        """Stage 2: write a verified chunk; if it completed its file, check the
+        whole-file hash and move the file to its final name (returns its path)."""
+        m = self.manifest
+        entry = m.files[chunk.file_index]
+        fd = self._open_part(chunk.file_index)
+        try:
+            fs.pwrite_all(fd, chunk.data, chunk.chunk_index * m.chunk_size)
+        except OSError as exc:
+            raise OutputError(f"cannot write {self._shown(entry.path)}: {exc.strerror or exc}") from None
+        if chunk.final is None:
+            return None
+        self._finalize(chunk.file_index, chunk.final)
+        return entry.path
+
+    def write_chunk(
+        self, file_index: int, chunk_index: int, data: bytes | memoryview, *, verify: bool = True
+    ) -> str | None:
+        """Both stages in one call; return the path if the chunk completed its file."""
+        chunk = self.verify_chunk(file_index, chunk_index, data, verify=verify)
+        return None if chunk is None else self.write_verified(chunk)
 
     def _open_part(self, index: int) -> int:
         if self._fd_index != index:
@@ -225,12 +259,16 @@ class Store:
             hasher.update(data)
             offset += len(data)
 
-    def _finalize(self, index: int) -> None:
-        """Verify the whole file, then move it to its final name (never replacing)."""
+    def _finalize(self, index: int, hashed: tuple[hashlib._Hash, int]) -> None:
+        """Verify the whole file, then move it to its final name (never replacing).
+
+        ``hashed`` is the running hash and how many leading chunks it covers;
+        the rest (chunks kept from an earlier run) is read back from disk.
+        """
         entry = self.manifest.files[index]
         fd = self._open_part(index)
         os.ftruncate(fd, entry.size)
-        hasher, upto = self._hasher.pop(index, (hashlib.sha256(), 0))
+        hasher, upto = hashed
         if upto < len(entry.chunk_hashes):
             hasher = self._hash_fd(fd, upto, hasher)
         self._close_part()

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
+#: A contiguous bytes-like object, as ``BufferStream.write`` takes.
+Buffer = bytes | bytearray | memoryview
+
 
 class ByteStream(Protocol):
     """An ordered, reliable, half-closable byte stream."""
@@ -28,3 +31,11 @@ class ByteStream(Protocol):
     async def reset(self) -> None:
         """Abort the stream in both directions."""
         ...
+
+
+class BufferStream(ByteStream, Protocol):
+    """A ``ByteStream`` whose ``write`` takes any contiguous buffer, so the
+    sharer hands over the batch it sealed in place without a ``bytes`` copy
+    (the caller does not touch the buffer until ``write`` returns)."""
+
+    async def write(self, data: Buffer) -> None: ...

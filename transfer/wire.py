@@ -148,6 +148,11 @@ def chunk_frame_parts(index: int, nonce: bytes, ciphertext: bytes | bytearray) -
     return (HEADER.pack(MsgType.CHUNK, 8 + len(nonce) + len(ciphertext)), _U64.pack(index), nonce, ciphertext)
 
 
+def chunk_frame_head(index: int, nonce: bytes, ciphertext_len: int) -> bytes:
+    """Everything of a CHUNK frame before its ciphertext (to seal in place after it)."""
+    return HEADER.pack(MsgType.CHUNK, 8 + len(nonce) + ciphertext_len) + _U64.pack(index) + nonce
+
+
 def chunk_frame(index: int, nonce: bytes, ciphertext: bytes | bytearray) -> bytes:
     return b"".join(chunk_frame_parts(index, nonce, ciphertext))
 

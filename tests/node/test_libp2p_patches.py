@@ -260,6 +260,65 @@ async def test_interop_with_unpatched_process(peer_procs: dict[str, Peer]) -> No
             assert reply.decode() == f"{total} {sent.hexdigest()}"
 
 
+async def test_buffers_are_written_whole_and_arrive_intact(peer_procs: dict[str, Peer]) -> None:
+    """``LibP2PByteStream.write`` hands bytearray/memoryview batches (the
+    sharer's sealed-in-place frames) to the patched yamux writer as they are;
+    a stock peer reads exactly those bytes."""
+    peer = peer_procs["stock"]
+    async with open_host(create_new_key_pair()) as host:
+        await host.connect(peer.peer_id, peer.addrs, timeout=5)
+        with trio.fail_after(20):
+            s = await host.open_stream(peer.peer_id, _peer.SHA)
+            sent = hashlib.sha256()
+            total = 0
+            big = bytearray(os.urandom(3 << 20))
+            for data in (bytearray(b"x" * 13), memoryview(big)[5 : (2 << 20) + 77], big, memoryview(b"tail")):
+                await s.write(data)
+                sent.update(data)
+                total += len(data)
+            await s.close_write()
+            reply = b""
+            while chunk := await s.read(100):
+                reply += chunk
+            assert reply.decode() == f"{total} {sent.hexdigest()}"
+
+
+async def test_stock_writer_gets_bytes_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the batching writer, buffers go out as ``bytes`` pieces of one
+    yamux frame each (what stock yamux and Noise accept)."""
+    from node.host import LibP2PByteStream
+
+    class FakeNetStream:
+        class muxed_conn:  # noqa: N801 - mimics the attribute
+            class peer_id:  # noqa: N801
+                @staticmethod
+                def to_base58() -> str:
+                    return "peer"
+
+                @staticmethod
+                def to_bytes() -> bytes:
+                    return b"peer"
+
+        def __init__(self) -> None:
+            self.writes: list[object] = []
+
+        def get_protocol(self) -> str:
+            return "/t"
+
+        async def write(self, data: object) -> None:
+            self.writes.append(data)
+
+    monkeypatch.setattr(P, "write_piece", lambda: P.FRAME_PAYLOAD)
+    fake = FakeNetStream()
+    stream = LibP2PByteStream(fake)  # type: ignore[arg-type]
+    payload = os.urandom(3 * P.FRAME_PAYLOAD + 5)
+    await stream.write(bytearray(payload))
+    await stream.write(memoryview(payload)[:10])
+    assert all(type(w) is bytes for w in fake.writes)
+    assert [len(w) for w in fake.writes] == [P.FRAME_PAYLOAD] * 3 + [5, 10]  # type: ignore[arg-type]
+    assert b"".join(fake.writes) == payload + payload[:10]  # type: ignore[arg-type]
+
+
 async def test_flow_control_holds_a_writer_until_the_reader_reads() -> None:
     released = trio.Event()
     received = hashlib.sha256()

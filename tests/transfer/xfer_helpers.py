@@ -13,7 +13,7 @@ RECEIVER_ID = b"\x00\x24receiver-peer-id-0123456789abcdef"
 
 
 class MemByteStream:
-    """``transfer.stream.ByteStream`` over one end of a trio memory stream pair.
+    """``transfer.stream.BufferStream`` over one end of a trio memory stream pair.
 
     ``cut_after``: after that many bytes were written, the stream resets
     itself mid-write (the peer sees EOF), like a dropped connection.
@@ -33,7 +33,7 @@ class MemByteStream:
         self.read_bytes += len(data)
         return data
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
         if self.cut_after is not None and self.written + len(data) > self.cut_after:
             keep = max(0, self.cut_after - self.written)
             if keep:
