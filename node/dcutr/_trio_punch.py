@@ -7,11 +7,18 @@ socket to connect wins and cancels the rest. A refused SYN (the peer's NAT
 answered with RST because our SYN arrived before theirs had left) is
 re-dialed after a small random delay, a bounded number of times, until the
 round's deadline.
+
+With a fresh port per round the port also listens (``listener``): once both
+NATs hold the right mappings, a peer SYN that arrives between two of our
+dials (our last one just refused by the peer's own kernel) is accepted
+instead of answered with RST, so the two sides need not hit the moment when
+both sockets are in SYN-SENT.
 """
 
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import random
 import socket as stdlib_socket
@@ -28,6 +35,14 @@ logger = logging.getLogger(__name__)
 
 # errno values after which dialing the same 4-tuple again is pointless.
 _FATAL = {errno.EADDRNOTAVAIL, errno.EADDRINUSE, errno.EINVAL, errno.EAFNOSUPPORT}
+_MAX_STRAY = 16  # connections from strangers accepted (and closed) per round
+
+
+def _plain_ip(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
 
 
 @dataclass
@@ -51,10 +66,24 @@ async def punch_tcp(
     cfg: PunchConfig,
     rng: random.Random,
     deadline: float,
+    listener: trio.socket.SocketType | None = None,
 ) -> Punched | None:
-    """Dial every target from ``local`` until one connects or ``deadline`` passes."""
+    """Dial every target from ``local`` (and accept from them on ``listener``,
+    a socket listening on ``local``) until one connects or ``deadline`` passes."""
     winner: list[Punched] = []
     counts = {t: 0 for t in targets}
+    wanted = {(ipaddress.ip_address(t.ip), t.port): t for t in targets}
+
+    async def accept(lst: trio.socket.SocketType, done: trio.CancelScope) -> None:
+        for _ in range(_MAX_STRAY):
+            sock, addr = await lst.accept()
+            target = wanted.get((_plain_ip(str(addr[0])), int(addr[1])))
+            if target is None or winner:
+                sock.close()  # a stranger, or we already have one
+                continue
+            winner.append(Punched(sock, target, 0))
+            done.cancel()
+            return
 
     async def dial_target(target: TcpAddr, done: trio.CancelScope) -> None:
         local_ip = local[0]
@@ -62,6 +91,8 @@ async def punch_tcp(
             local_ip = "::" if ":" in target.ip else "0.0.0.0"
         while counts[target] < cfg.max_dials_per_target and trio.current_time() < deadline:
             counts[target] += 1
+            if counts[target] == 1:
+                logger.debug("dcutr: first dial %s from :%d", target.multiaddr(), local[1])
             sock = reuse_socket(local_ip)
             try:
                 await sock.bind((local_ip, local[1]))
@@ -85,6 +116,8 @@ async def punch_tcp(
 
     with trio.move_on_at(deadline):
         async with trio.open_nursery() as nursery:
+            if listener is not None:
+                nursery.start_soon(accept, listener, nursery.cancel_scope)
             for t in targets:
                 nursery.start_soon(dial_target, t, nursery.cancel_scope)
     if not winner:

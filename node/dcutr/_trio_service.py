@@ -4,7 +4,8 @@
 each new inbound relayed connection, runs the initiator role: a short direct
 dial when the peer announced public addresses, then up to ``rounds``
 CONNECT/SYNC exchanges, each followed by a timed TCP simultaneous open from
-our listen port. The punched socket becomes a normal swarm connection
+our listen port, or from a new port per round when the NAT keeps port
+numbers (see :mod:`node.dcutr.policy`). The punched socket becomes a normal swarm connection
 (Noise + yamux, spec roles), so new streams to that peer use it; the relayed
 connection stays until it carries no stream. Each outcome is an event
 (:class:`~node.dcutr.policy.Upgraded` / :class:`~node.dcutr.policy.UpgradeFailed`)
@@ -19,12 +20,13 @@ import logging
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import trio
 
 from node.dcutr import _trio_libp2p as lp
-from node.dcutr._trio_punch import punch_tcp
+from node.dcutr._trio_punch import punch_tcp, reuse_socket
 from node.dcutr.policy import (
     DCUtREvent,
     InitiatorExchange,
@@ -34,7 +36,9 @@ from node.dcutr.policy import (
     Role,
     Upgraded,
     UpgradeFailed,
+    fresh_port_ok,
     our_addrs,
+    with_port,
 )
 from node.dcutr.wire import PROTOCOL_ID, WireError, read_message
 from node.host import Host, HostError, LibP2PByteStream
@@ -48,7 +52,19 @@ Networks = Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
 _MAX_PARALLEL = 8  # upgrades running at once
 _POLL = 0.05
 _MARK_POLLS = 60  # up to 3 s for a new connection to be marked relayed
-_LATE_ARRIVAL = 0.5
+_LATE_ARRIVAL = 0.5  # after our dials stop, how long a peer's dial to our listener may still land
+_NEXT_ROUND_GRACE = 1.5  # a responder round's failure is final when no new round starts by then
+_LATE_ARRIVAL_FRESH = 0.1  # ... on a fresh port nothing listens: only a crossing SYN can still finish
+
+
+@dataclass(frozen=True)
+class RoundPort:
+    """Where one round dials from (None: no TCP listener) and what it announces."""
+
+    local: tuple[str, int] | None
+    ours: list[TcpAddr]
+    fresh: bool
+    listener: trio.socket.SocketType | None = None  # listening on ``local`` (fresh ports only)
 
 
 class DCUtR:
@@ -70,6 +86,7 @@ class DCUtR:
         self._nets = local_networks
         self._rng = rng
         self._active: set[str] = set()
+        self._responder_rounds: dict[str, int] = {}  # peer -> rounds answered in the current upgrade
         self._slots = trio.Semaphore(_MAX_PARALLEL)
         self._nursery: trio.Nursery | None = None
         self.events: list[DCUtREvent] = []
@@ -82,10 +99,42 @@ class DCUtR:
         pick = v4 or bound
         return pick[0] if pick else None
 
-    def _ours(self) -> list[TcpAddr]:
+    def _ours(self, port: tuple[int, int] | None = None) -> list[TcpAddr]:
+        """Our CONNECT addresses; ``port`` = (listen port, new port) swaps the port."""
         observed = [a for a in (parse_tcp_addr(x) for x in self._observed()) if a is not None]
         listen = [a for a in (parse_tcp_addr(x) for x in self.host.listen_addrs()) if a is not None]
+        if port is not None:
+            observed, listen = with_port(observed, *port), with_port(listen, *port)
         return our_addrs(observed, listen, self.config.allow_loopback)
+
+    @asynccontextmanager
+    async def _round_port(self) -> AsyncIterator[RoundPort]:
+        """A new local port for this round when its public mapping is
+        predictable (held by a bound, never-listening socket until the round
+        ends, so nothing else takes it), else the listen port."""
+        local = self._local()
+        observed = [a for a in (parse_tcp_addr(x) for x in self._observed()) if a is not None]
+        if local is None or not self.config.fresh_ports or not fresh_port_ok(observed, local[1]):
+            yield RoundPort(local, self._ours(), False)
+            return
+        holder = reuse_socket(local[0])
+        try:
+            try:
+                await holder.bind((local[0], 0))
+            except OSError as e:
+                logger.debug("dcutr: no fresh port (%s); punching from the listen port", e)
+                yield RoundPort(local, self._ours(), False)
+                return
+            port = int(holder.getsockname()[1])
+            listener: trio.socket.SocketType | None = holder
+            try:
+                holder.listen(4)
+            except OSError as e:
+                logger.debug("dcutr: fresh port %d cannot listen: %s", port, e)
+                listener = None
+            yield RoundPort((local[0], port), self._ours((local[1], port)), True, listener)
+        finally:
+            holder.close()
 
     def _emit(self, event: DCUtREvent) -> None:
         self.events.append(event)
@@ -99,20 +148,21 @@ class DCUtR:
 
     # -- the punch itself --------------------------------------------------
 
-    async def _attempt(self, peer_id: str, ready: Ready, role: Role) -> tuple[str, int] | None:
-        """Dial at ``ready.dial_at``; the first direct connection (ours, or the
-        peer's arriving at our listener) wins. Returns (addr, dials) or None."""
-        local = self._local()
+    async def _attempt(self, peer_id: str, ready: Ready, role: Role, rp: RoundPort) -> tuple[str, int] | None:
+        """Dial from ``local`` at ``ready.dial_at``; the first direct connection
+        (ours, or the peer's arriving at our listener) wins. Returns (addr, dials) or None."""
+        local = rp.local
         if local is None:
             return None
         await trio.sleep_until(ready.dial_at)
-        deadline = trio.current_time() + self.config.round_window
+        deadline = trio.current_time() + (self.config.fresh_round_window if rp.fresh else self.config.round_window)
+        late = _LATE_ARRIVAL_FRESH if rp.fresh else _LATE_ARRIVAL
         won: list[tuple[str, int]] = []
 
         async def punch(cancel: trio.CancelScope) -> None:
-            got = await punch_tcp(local, list(ready.targets), self.config, self._rng, deadline)
+            got = await punch_tcp(local, list(ready.targets), self.config, self._rng, deadline, rp.listener)
             if got is None:
-                await trio.sleep_until(deadline + _LATE_ARRIVAL)  # a peer's dial may still land
+                await trio.sleep_until(deadline + late)  # a peer's dial may still land
                 cancel.cancel()
                 return
             try:
@@ -144,7 +194,14 @@ class DCUtR:
             await stream.reset()  # DCUtR only makes sense over a relayed connection
             return
         started = trio.current_time()
-        exchange = ResponderExchange(self._ours(), self._nets, self.config.allow_loopback)
+        if peer not in self._responder_rounds and len(self._responder_rounds) >= 4 * _MAX_PARALLEL:
+            self._responder_rounds.pop(next(iter(self._responder_rounds)))
+        self._responder_rounds[peer] = self._responder_rounds.get(peer, 0) + 1
+        async with self._round_port() as rp:
+            await self._respond(stream, peer, started, rp)
+
+    async def _respond(self, stream: LibP2PByteStream, peer: str, started: float, rp: RoundPort) -> None:
+        exchange = ResponderExchange(rp.ours, self._nets, self.config.allow_loopback)
         try:
             with trio.fail_after(self.config.exchange_timeout):
                 answer = exchange.receive(await read_message(stream.read), trio.current_time())
@@ -155,22 +212,38 @@ class DCUtR:
         except (WireError, EOFError, HostError, trio.TooSlowError) as e:
             logger.debug("dcutr: exchange with %s failed: %s", peer, e)
             await stream.reset()
-            # The responder learns of a failed round only here; telling the
-            # node lets a waiting receiver start over the relay at once (a
-            # later round that succeeds still moves the transfer).
-            self._emit(UpgradeFailed(peer, Role.RESPONDER.value, trio.current_time() - started, 1,
-                                     f"exchange failed: {e or type(e).__name__}"))
+            self._round_failed(UpgradeFailed(peer, Role.RESPONDER.value, trio.current_time() - started, 1,
+                                             f"exchange failed: {e or type(e).__name__}"))
             return
         if lp.direct_conns(self.host, peer):
             return
-        result = await self._attempt(peer, ready, Role.RESPONDER)
+        result = await self._attempt(peer, ready, Role.RESPONDER, rp)
         if result is not None:
+            self._responder_rounds.pop(peer, None)
             self._emit(Upgraded(peer, Role.RESPONDER.value, "hole-punch", trio.current_time() - started,
                                 1, result[1], ready.rtt, result[0]))
             self._retire_relayed(peer)
         else:
-            self._emit(UpgradeFailed(peer, Role.RESPONDER.value, trio.current_time() - started, 1,
-                                     "no direct connection in this round"))
+            self._round_failed(UpgradeFailed(peer, Role.RESPONDER.value, trio.current_time() - started, 1,
+                                             "no direct connection in this round"))
+
+    def _round_failed(self, event: UpgradeFailed) -> None:
+        """The responder learns of a failed round only here. Telling the node
+        lets a receiver waiting for the punch start over the relay at once,
+        but the initiator usually starts another round right away (with
+        fresh ports, many short ones): report only when none follows within
+        ``_NEXT_ROUND_GRACE``, i.e. when the initiator gave up."""
+        if self._nursery is None:
+            self._emit(event)
+            return
+        self._nursery.start_soon(self._fail_if_last, event, self._responder_rounds.get(event.peer_id, 0))
+
+    async def _fail_if_last(self, event: UpgradeFailed, seen: int) -> None:
+        await trio.sleep(_NEXT_ROUND_GRACE)
+        if self._responder_rounds.get(event.peer_id, 0) != seen or lp.direct_conns(self.host, event.peer_id):
+            return
+        self._responder_rounds.pop(event.peer_id, None)
+        self._emit(UpgradeFailed(event.peer_id, event.role, event.elapsed, seen, event.reason))
 
     # -- initiator (B) -----------------------------------------------------
 
@@ -187,16 +260,20 @@ class DCUtR:
             self._retire_relayed(peer_id)
             return event
         reason = "no round ran"
-        for round_no in range(1, self.config.rounds + 1):
-            try:
-                ready = await self._exchange(peer_id, round_no)
-            except (WireError, EOFError, HostError, trio.TooSlowError, ValueError) as e:
-                reason = f"round {round_no}: {e or type(e).__name__}"
-                logger.debug("dcutr: %s with %s", reason, peer_id)
-                if lp.direct_conns(self.host, peer_id) or not lp.relayed_conns(self.host, peer_id):
-                    break
-                continue
-            result = await self._attempt(peer_id, ready, Role.INITIATOR)
+        round_no, fresh = 0, False
+        while round_no < self.config.rounds or (fresh and round_no < self.config.fresh_rounds):
+            round_no += 1
+            async with self._round_port() as rp:
+                fresh = rp.fresh
+                try:
+                    ready = await self._exchange(peer_id, round_no, rp.ours)
+                except (WireError, EOFError, HostError, trio.TooSlowError, ValueError) as e:
+                    reason = f"round {round_no}: {e or type(e).__name__}"
+                    logger.debug("dcutr: %s with %s", reason, peer_id)
+                    if lp.direct_conns(self.host, peer_id) or not lp.relayed_conns(self.host, peer_id):
+                        break
+                    continue
+                result = await self._attempt(peer_id, ready, Role.INITIATOR, rp)
             if result is not None:
                 event = Upgraded(peer_id, Role.INITIATOR.value, "hole-punch", trio.current_time() - started,
                                  round_no, result[1], ready.rtt, result[0])
@@ -205,7 +282,7 @@ class DCUtR:
                 return event
             reason = f"no direct connection after {round_no} round(s)"
         event = UpgradeFailed(peer_id, Role.INITIATOR.value, trio.current_time() - started,
-                              self.config.rounds, reason)
+                              round_no, reason)
         self._emit(event)
         return event
 
@@ -234,8 +311,8 @@ class DCUtR:
                     nursery.start_soon(one, addr, nursery.cancel_scope)
         return won[0] if won and lp.direct_conns(self.host, peer_id) else None
 
-    async def _exchange(self, peer_id: str, round_no: int) -> Ready:
-        exchange = InitiatorExchange(self._ours(), self.config, round_no, self._nets)
+    async def _exchange(self, peer_id: str, round_no: int, ours: list[TcpAddr]) -> Ready:
+        exchange = InitiatorExchange(ours, self.config, round_no, self._nets)
         with trio.fail_after(self.config.exchange_timeout):
             stream = await self.host.open_stream(peer_id, PROTOCOL_ID)
             try:

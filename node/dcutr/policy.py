@@ -36,6 +36,8 @@ __all__ = [
     "Ready",
     "select_targets",
     "our_addrs",
+    "fresh_port_ok",
+    "with_port",
     "redial_delay",
     "Upgraded",
     "UpgradeFailed",
@@ -73,13 +75,21 @@ class PunchConfig:
     relay_grace: float = 2.0  # keep the relayed connection at least this long after
     relay_idle_max: float = 600.0  # ... and until its streams end, at most this long
     allow_loopback: bool = False  # loopback tests only: announce and dial 127.0.0.1
+    fresh_ports: bool = True  # a new local port per round when the NAT keeps port numbers
+    # With fresh ports a lost round costs only its window, and every round is
+    # an independent try (lab, cone-rst both sides: ~half the rounds win, a
+    # win comes within ~0.6 s): many short rounds instead of a few long ones.
+    fresh_rounds: int = 8
+    fresh_round_window: float = 1.0
 
     def __post_init__(self) -> None:
         if self.rounds < 1 or self.max_dials_per_target < 1:
             raise ValueError("rounds and max_dials_per_target must be at least 1")
         if not 0 <= self.redial_min <= self.redial_max:
             raise ValueError("need 0 <= redial_min <= redial_max")
-        if self.round_window <= 0 or self.exchange_timeout <= 0 or self.upgrade_timeout <= 0:
+        if self.fresh_rounds < 1:
+            raise ValueError("fresh_rounds must be at least 1")
+        if self.round_window <= 0 or self.fresh_round_window <= 0 or self.exchange_timeout <= 0 or self.upgrade_timeout <= 0:
             raise ValueError("timeouts must be positive")
 
     def offset(self, round_no: int) -> float:
@@ -110,6 +120,18 @@ def our_addrs(observed: Sequence[TcpAddr], listen: Sequence[TcpAddr], allow_loop
         if plain not in out:
             out.append(plain)
     return out[:MAX_TARGETS]
+
+
+def fresh_port_ok(observed: Sequence[TcpAddr], listen_port: int) -> bool:
+    """Whether a new local port's public mapping is predictable: we know our
+    mapping and it kept the listen port's number (port-preserving,
+    endpoint-independent NAT, or none). Without an observation we cannot tell."""
+    return bool(observed) and all(a.port == listen_port for a in observed)
+
+
+def with_port(addrs: Sequence[TcpAddr], old: int, new: int) -> list[TcpAddr]:
+    """``addrs`` with port ``old`` replaced by ``new`` (others kept as they are)."""
+    return [TcpAddr(a.ip, new if a.port == old else a.port) for a in addrs]
 
 
 def select_targets(

@@ -201,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_matrix(args, [(args.sharer, args.receiver)])
         if args.cmd in cli_extra.COMMANDS:
             return cli_extra.run(args)
+        if args.cmd == "autonat":
+            from . import autonat
+            return autonat.run(args)
         return _cmd_matrix(args, args.cells)
     except netns.LabError as e:
         print(str(e), file=sys.stderr)

@@ -84,6 +84,9 @@ def add_parsers(sub: Any, size: Callable[[str], int]) -> None:
     p.add_argument("--fetch-extra", type=_positive(int, 0, 10), default=2,
                    help="small shares also fetched by address-less code (default 2)")
 
+    from . import autonat
+    autonat.add_parser(sub)
+
 
 def run(args: argparse.Namespace) -> int:
     from .scenario import resolve_product

@@ -64,6 +64,8 @@ async def _main(args: argparse.Namespace) -> None:
                 observed.append(f"/ip4/{report.public[0]}/tcp/{report.public[1]}")
             emit("nat", mapping=report.mapping.value, public=report.public,
                  preserving=report.port_preserving, answers=report.observations)
+        if args.observe_self:  # loopback: pretend a port-preserving NAT mapped us onto ourselves
+            observed += [a for a in host.listen_addrs() if a.startswith("/ip4/127.")][:1]
         cfg = PunchConfig(rounds=args.rounds, allow_loopback=args.allow_loopback,
                           unilateral_timeout=0 if args.no_unilateral else 2.0,
                           **json.loads(os.environ.get("DCUTR_PUNCH", "{}")))
@@ -169,10 +171,11 @@ def main() -> None:
     p.add_argument("--log", default="WARNING")
     p.add_argument("--no-dcutr", action="store_true")
     p.add_argument("--no-unilateral", action="store_true")
+    p.add_argument("--observe-self", action="store_true")
     args = p.parse_args()
     import logging
 
-    logging.basicConfig(level=args.log, stream=sys.stderr, format="peer: %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log, stream=sys.stderr, format="peer: %(created).6f %(levelname)s %(name)s: %(message)s")
     trio.run(_main, args)
 
 

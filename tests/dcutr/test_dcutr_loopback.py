@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -49,13 +51,17 @@ def _stop(*procs: subprocess.Popen[str]) -> None:
             p.wait()
 
 
-def test_relayed_connection_is_upgraded_by_hole_punch() -> None:
+@pytest.mark.parametrize("fresh", [False, True], ids=["listen-port", "fresh-port"])
+def test_relayed_connection_is_upgraded_by_hole_punch(fresh: bool) -> None:
+    """``fresh``: both peers "observe" their own loopback listen address (a
+    port-preserving mapping), so each round punches from a new port."""
     relay = _start("tests.dcutr._relay_side", "--dial-private")
     procs = [relay]
     try:
         info = json.loads(relay.stdout.readline())  # type: ignore[union-attr]
         raddr = f"{info['addrs'][0]}/p2p/{info['peer']}"
-        common = ["--relay", raddr, "--listen", "/ip4/127.0.0.1/tcp/0", "--allow-loopback", "--exit-after", "60"]
+        common = ["--relay", raddr, "--listen", "/ip4/127.0.0.1/tcp/0", "--allow-loopback", "--exit-after", "60",
+                  *(["--observe-self"] if fresh else [])]
         # --no-unilateral: the initiator must punch, not just dial the dialer's address.
         sharer = _start("tests.dcutr._peer_main", *common, "--no-unilateral")
         procs.append(sharer)
@@ -75,5 +81,9 @@ def test_relayed_connection_is_upgraded_by_hole_punch() -> None:
     up_b = next(e for e in shr if e["event"] == "upgraded")
     assert up_a["role"] == "responder" and up_b["role"] == "initiator"
     assert up_b["method"] == "hole-punch" and up_b["rounds"] == 1 and up_b["rtt"] > 0
+    if fresh:  # dialled the peer's round port, not its listen port
+        listen_ports = {a.rsplit("/", 1)[1] for e in (got[0], shr[0]) for a in e["addrs"]}
+        punched_port = up_b["addr"].rsplit("/", 1)[-1]
+        assert punched_port.isdigit() and punched_port not in listen_ports, (up_b, listen_ports)
     stream = got[-1]
     assert stream["event"] == "stream" and stream["path"] == "direct" and stream["echo_ok"]

@@ -50,11 +50,13 @@ def test_symmetric_keeps_the_relay(tmp_path: Path) -> None:
     assert s["path"] == "relayed" and s["echo_ok"], s
 
 
-@pytest.mark.xfail(reason="both NATs RST early SYNs: needs SYNs that cross in flight; a race in a "
-                          "zero-latency lab (measured 5 of 8 runs direct)", strict=False)
 def test_cone_rst_both_sides(tmp_path: Path) -> None:
-    s = summarize(run_pair("cone-rst", "cone-rst", rounds=2, logdir=tmp_path, wait=12))
-    assert s["path"] == "direct", s
+    """Both NATs RST early SYNs, so a round is a race; each round punches from
+    a fresh port pair (a lost race blocks only its own 4-tuple), up to 8
+    short rounds (measured 13 of 14 runs direct, most within 4 s)."""
+    s = summarize(run_pair("cone-rst", "cone-rst", rounds=3, logdir=tmp_path, wait=15))
+    assert s["path"] == "direct" and s["echo_ok"], s
+    assert s["nat"] == {"shr": ("endpoint-independent", True), "rcv": ("endpoint-independent", True)}, s
 
 
 PROFILES = ("public", "firewall", "cone", "cone-rst", "symmetric", "double")

@@ -127,3 +127,17 @@ def test_config_validation_and_jitter() -> None:
     cfg = PunchConfig(redial_min=0.01, redial_max=0.02)
     rng = random.Random(1)
     assert all(0.01 <= redial_delay(rng, cfg) <= 0.02 for _ in range(100))
+
+
+def test_fresh_ports_only_when_the_mapping_keeps_port_numbers() -> None:
+    from node.dcutr.policy import fresh_port_ok, with_port
+
+    assert fresh_port_ok([PUB_A], 4001)  # port-preserving NAT
+    assert not fresh_port_ok([TcpAddr("203.0.113.2", 61000)], 4001)  # NAT renumbered the port
+    assert not fresh_port_ok([], 4001)  # no observation: cannot tell
+    assert with_port([PUB_A, LAN_A, TcpAddr("100.64.1.2", 5000)], 4001, 40123) == [
+        TcpAddr("203.0.113.2", 40123), TcpAddr("100.64.1.2", 40123), TcpAddr("100.64.1.2", 5000)]
+    with pytest.raises(ValueError):
+        PunchConfig(fresh_rounds=0)
+    with pytest.raises(ValueError):
+        PunchConfig(fresh_round_window=0)
