@@ -28,6 +28,7 @@ from typing import Any
 
 import trio
 from cryptography.exceptions import InvalidTag
+from libp2p.identity.identify import identify as identify_mod
 from libp2p.io import utils as io_utils
 from libp2p.io.exceptions import ConnectionClosedError, IncompleteReadError
 from libp2p.security import secure_session
@@ -328,7 +329,26 @@ async def _window_update(self: Any, *, bytes_read: int = 0) -> None:
 
 
 # name -> (owner, attribute, replacement, sha256 of the upstream source)
+def _observed_addr_on_relay(host: Any, peer_id: Any, fallback: Any) -> Any:
+    """Identify: report no observed address on a relayed connection.
+
+    Upstream reports ``/p2p/<relay>/p2p-circuit/p2p/<peer>`` there: no IP,
+    so js-libp2p throws on it and abandons identify (it then never learns
+    our protocols and never starts DCUtR or AutoNAT with us). The spec's
+    observedAddr is the transport address the peer was seen at; over a
+    relay there is none to report, and the field is optional. ``fallback``
+    is what upstream reports for a direct connection (None when relayed).
+    """
+    return fallback
+
+
 PATCHES: dict[str, tuple[Any, str, Any, str]] = {
+    "identify_observed_addr": (
+        identify_mod,
+        "_prefer_circuit_addr",
+        _observed_addr_on_relay,
+        "cd2e84381c98376a1ebf9526285f22087a764ff1377a1634a686e5fb99d2b2b9",
+    ),
     "noise_read_msg": (
         noise_io.NoiseTransportReadWriter,
         "read_msg",
@@ -439,7 +459,7 @@ def apply() -> None:
         changed = changed_upstream(name)
         if changed:
             logger.warning(
-                "py-libp2p changed (%s): speed patch %s not applied", ", ".join(changed), name
+                "py-libp2p changed (%s): patch %s not applied", ", ".join(changed), name
             )
             continue
         _ORIGINALS[name] = getattr(owner, attr)

@@ -63,9 +63,6 @@ async def _helper(a: argparse.Namespace) -> None:
         fields = {k: v for k, v in dataclasses.asdict(ev).items() if k != "event"}
         emit(type(ev).__name__, **fields)
 
-    if a.fix_identify:
-        _omit_relayed_observed_addr()
-
     async with open_host(generate_identity(), [a.listen]) as host:
         emit("ready", peer=host.peer_id, addrs=host.listen_addrs())
         relays = [a.relay] if a.relay else []
@@ -107,25 +104,6 @@ async def _helper(a: argparse.Namespace) -> None:
                 await trio.sleep(a.exit_after)
 
 
-def _omit_relayed_observed_addr() -> None:
-    """The fix proposed for node/_libp2p_patches.py, applied in this process only.
-
-    py-libp2p 0.8.1 identify reports, on a relayed connection, the
-    connection's address ``/p2p/<relay>/p2p-circuit/p2p/<peer>`` as the
-    peer's observed address: no IP, and the peer's own ID. js-libp2p 3.x
-    throws on it in addObservedAddr, which aborts its whole identify (silently),
-    so js never learns our protocols and never starts DCUtR. Sending no
-    observed address on relayed connections (the socket we see is the relay's)
-    avoids it.
-    """
-    from libp2p.identity.identify import identify as ident
-
-    def prefer(host: Any, peer_id: Any, fallback: Any) -> Any:
-        return fallback  # None on relayed connections: their socket is the relay's
-
-    ident._prefer_circuit_addr = prefer  # type: ignore[attr-defined]
-
-
 def helper_main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="test_natlab_js helper")
     p.add_argument("--listen", default=f"/ip4/0.0.0.0/tcp/{PORT}")
@@ -135,7 +113,6 @@ def helper_main(argv: list[str]) -> None:
     p.add_argument("--peer", help="peer ID that will dial us through --relay")
     p.add_argument("--autonat", action="append", default=[])
     p.add_argument("--with-observed", action="store_true", help="have AutoNAT test the STUN mapping too")
-    p.add_argument("--fix-identify", action="store_true", help="apply the proposed identify fix")
     p.add_argument("--wait", type=float, default=15.0)
     p.add_argument("--exit-after", type=float, default=60.0)
     a = p.parse_args(argv)
@@ -297,13 +274,11 @@ async def _js_announces_public(jslab: JsLab, js: JsPeer) -> None:
     assert any(a.startswith(want) for a in (await js.call("addrs"))["addrs"]), js.log_tail(20)
 
 
-async def _py_dials_js(jslab: JsLab, start_js: Any, start_py: Any, js_role: str,
-                       fix: bool = True) -> tuple[Reader, JsPeer]:
+async def _py_dials_js(jslab: JsLab, start_js: Any, start_py: Any, js_role: str) -> tuple[Reader, JsPeer]:
     js = await start_js(js_role, "--dcutr", "--autonat", "--reserve", jslab.relay)
     if js_role == "jspub":
         await _js_announces_public(jslab, js)
-    py = start_py("pynat", "--relay", jslab.relay, "--dial", js.peer_id, "--wait", "15", "--exit-after", "30",
-                  *(["--fix-identify"] if fix else []))
+    py = start_py("pynat", "--relay", jslab.relay, "--dial", js.peer_id, "--wait", "15", "--exit-after", "30")
     rel = await wait_event(py, "relayed", 30)
     assert rel is not None and rel["path"] == "relayed", _ctx(py, js)
     await wait_event(py, "path", 25)
@@ -337,7 +312,7 @@ async def test_dcutr_js_dials_py_from_public_py_initiates_upgrade(jslab: JsLab, 
     await js.call("dial", addr=jslab.relay)
     await _js_announces_public(jslab, js)
     py = start_py("pynat", "--relay", jslab.relay, "--reserve", "--peer", js.peer_id, "--wait", "20",
-                  "--exit-after", "30", "--fix-identify")
+                  "--exit-after", "30")
     res = await wait_event(py, "reserved", 30)
     assert res is not None and res["ok"], _ctx(py, js)
     ready = py.events[0]
@@ -350,14 +325,14 @@ async def test_dcutr_js_dials_py_from_public_py_initiates_upgrade(jslab: JsLab, 
     assert await js_direct_to(js, ready["peer"]), _ctx(py, js)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ours: py-libp2p identify sends /p2p/<relay>/p2p-circuit/p2p/<js> as js's observed address on a "
-    "relayed connection; js 3.x throws on it (no IP) and abandons identify, so its DCUtR never starts. "
-    "Fix in node/_libp2p_patches.py: send no observedAddr on relayed connections"))
-async def test_dcutr_product_identify_over_relay_observed_addr_without_ip_js_aborts_spec_says_observed_is_transport_addr(
+async def test_dcutr_identify_over_relay_observed_addr_without_ip_js_aborted_spec_says_observed_is_transport_addr(
         jslab: JsLab, start_js: Any, start_py: Any) -> None:
-    """As the first DCUtR test, with our identify exactly as shipped."""
-    py, js = await _py_dials_js(jslab, start_js, start_py, "jspub", fix=False)
+    """py-libp2p's identify, as shipped, reports /p2p/<relay>/p2p-circuit/p2p/<js>
+    as js's observed address on a relayed connection; js 3.x throws on it (no
+    IP) and abandons identify, so its DCUtR never starts. node/_libp2p_patches.py
+    (``identify_observed_addr``) sends no observedAddr on relayed connections:
+    with the product's patches as they are, the upgrade happens."""
+    py, js = await _py_dials_js(jslab, start_js, start_py, "jspub")
     path = py.find("path")
     assert path and path[0]["path"] == "direct", _ctx(py, js)
 

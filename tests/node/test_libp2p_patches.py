@@ -358,3 +358,42 @@ async def test_flow_control_holds_a_writer_until_the_reader_reads() -> None:
                 released.set()
             await done.wait()
         assert received.digest() == hashlib.sha256(payload).digest()
+
+
+class _FakeConn:
+    def __init__(self, addr: str) -> None:
+        self._addr = addr
+
+    def get_transport_addresses(self) -> list[object]:
+        from multiaddr import Multiaddr
+
+        return [Multiaddr(self._addr)]
+
+
+class _FakeNetwork:
+    def __init__(self, conns: dict[object, list[_FakeConn]]) -> None:
+        self.connections = conns
+
+
+class _FakeHost:
+    def __init__(self, conns: dict[object, list[_FakeConn]]) -> None:
+        self._net = _FakeNetwork(conns)
+
+    def get_network(self) -> _FakeNetwork:
+        return self._net
+
+
+def test_identify_reports_no_ip_less_observed_addr_on_relayed_connections() -> None:
+    """Upstream puts an IP-less circuit address in identify's observedAddr on
+    a relayed connection (js-libp2p then aborts identify); ours reports the
+    direct fallback only."""
+    from libp2p.identity.identify import identify as identify_mod
+
+    relay = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
+    circuit = f"/p2p/{relay}/p2p-circuit"
+    host = _FakeHost({"peer": [_FakeConn(circuit)]})
+    upstream = P._ORIGINALS["identify_observed_addr"]
+    assert str(upstream(host, "peer", None)) == circuit  # the behaviour we replace
+    assert identify_mod._prefer_circuit_addr(host, "peer", None) is None
+    marker = object()
+    assert identify_mod._prefer_circuit_addr(host, "peer", marker) is marker
