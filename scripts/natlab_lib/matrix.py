@@ -9,7 +9,7 @@ product that loses a direct or hole-punched path shows up as a failure:
   relayed start followed by ``upgraded``): the lab facts say a timed TCP
   simultaneous open gets through these NATs;
 - ``relay``: must connect; relaying is allowed (a symmetric NAT on a NATed
-  pair, or the cone-rst/cone-rst race).
+  pair: its mapping cannot be predicted).
 
 Every cell must also exit 0, report ``done`` and deliver a byte-identical file.
 """
@@ -30,7 +30,7 @@ _ROWS = {
     "public":    ("direct", "direct", "direct", "direct", "direct", "direct"),
     "firewall":  ("punch",  "punch",  "punch",  "punch",  "relay",  "punch"),
     "cone":      ("punch",  "punch",  "punch",  "punch",  "relay",  "punch"),
-    "cone-rst":  ("punch",  "punch",  "punch",  "relay",  "relay",  "punch"),
+    "cone-rst":  ("punch",  "punch",  "punch",  "punch",  "relay",  "punch"),
     "symmetric": ("punch",  "relay",  "relay",  "relay",  "relay",  "relay"),
     "double":    ("punch",  "punch",  "punch",  "punch",  "relay",  "punch"),
 }

@@ -24,6 +24,7 @@ CI_CELLS = [
     ("same-lan", "same-lan"),  # direct: on the receiver's LAN
     ("cone", "cone"),          # punch: the common home router on both sides
     ("cone-rst", "cone"),      # punch: a NAT that answers strangers with RST
+    ("cone-rst", "cone-rst"),  # punch: RST on both sides (fresh port per round)
     ("firewall", "double"),    # punch: stateful firewall vs double NAT
     ("double", "cone-rst"),    # punch
     ("cone", "public"),        # a NATed sharer, a public receiver: upgraded
