@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import trio
 
-from node.autonat._trio_client import open_autonat
+from node.autonat._trio_client import AutoNAT, open_autonat
 from node.autonat.client import AutoNATConfig, Reachability, Verdict
 from node.dcutr._trio_libp2p import listen_tcp
 from node.dcutr._trio_service import open_dcutr
@@ -61,6 +61,7 @@ class Traversal:
         self._upgrades: dict[str, Upgraded] = {}
         self._failures: dict[str, UpgradeFailed] = {}
         self._changed = trio.Event()
+        self._autonat: AutoNAT | None = None
 
     def _emit(self, event: TraversalEvent) -> None:
         if self._on_event is not None:
@@ -117,8 +118,10 @@ class Traversal:
             return
         self.nat = report
         public = f"/ip4/{report.public[0]}/tcp/{report.public[1]}" if report.public else None
-        if report.punchable and public:
+        if report.punchable and public and self.observed != [public]:
             self.observed = [public]
+            if self._autonat is not None:
+                self._autonat.addrs_changed()  # our addresses changed: re-check reachability now
         self._emit(NatDiscovered(report.mapping.value, public, report.punchable))
 
     async def watch_reachability(self, servers: Sequence[str], config: AutoNATConfig) -> None:
@@ -128,6 +131,7 @@ class Traversal:
         async with open_autonat(
             self.host, servers, config, addrs=lambda: [*self.observed, *self.host.listen_addrs()]
         ) as autonat:
+            self._autonat = autonat
             async for verdict in autonat.watch():
                 self.verdict = verdict
                 if verdict.reachability != Reachability.UNKNOWN or verdict.asked:
