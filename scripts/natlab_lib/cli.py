@@ -204,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "autonat":
             from . import autonat
             return autonat.run(args)
+        if args.cmd == "limited":
+            from . import limited
+            return limited.run(args)
         return _cmd_matrix(args, args.cells)
     except netns.LabError as e:
         print(str(e), file=sys.stderr)

@@ -86,6 +86,8 @@ def add_parsers(sub: Any, size: Callable[[str], int]) -> None:
 
     from . import autonat
     autonat.add_parser(sub)
+    from . import limited
+    limited.add_parser(sub, size)
 
 
 def run(args: argparse.Namespace) -> int:
