@@ -21,6 +21,7 @@ from node.dcutr._trio_service import open_dcutr
 from node.dcutr.policy import PunchConfig, Upgraded, UpgradeFailed
 from node.host import Host
 from node.natinfo import NatReport
+from node.natinfo._trio_identify import observe_via_identify, predict_mapping
 from node.natinfo._trio_stun import DEFAULT_PORTS, probe_nat
 
 log = logging.getLogger("p2pshare.traversal")
@@ -118,11 +119,29 @@ class Traversal:
             return
         self.nat = report
         public = f"/ip4/{report.public[0]}/tcp/{report.public[1]}" if report.public else None
+        if public is None and report.observations == 0:
+            # No STUN answered (go/js relays run none): ask identify instead.
+            await self._probe_identify(relays, local[1])
+            return
         if report.punchable and public and self.observed != [public]:
             self.observed = [public]
             if self._autonat is not None:
                 self._autonat.addrs_changed()  # our addresses changed: re-check reachability now
         self._emit(NatDiscovered(report.mapping.value, public, report.punchable))
+
+    async def _probe_identify(self, relays: Sequence[str], listen_port: int) -> None:
+        for relay in relays:
+            seen = await observe_via_identify(self.host, relay)
+            if seen is None:
+                continue
+            predicted = predict_mapping(seen[0], seen[1], seen[2], listen_port)
+            if predicted is not None and self.observed != [predicted]:
+                self.observed = [predicted]
+                if self._autonat is not None:
+                    self._autonat.addrs_changed()
+            self._emit(NatDiscovered("port-preserving" if predicted else "port-changing", predicted,
+                                     predicted is not None))
+            return
 
     async def watch_reachability(self, servers: Sequence[str], config: AutoNATConfig) -> None:
         # Servers dial back only addresses on the IP they see us on (the

@@ -1,0 +1,141 @@
+"""Learn our public TCP mapping from a relay's identify, when it has no STUN.
+
+Only ``p2pshare relay`` runs our STUN-over-TCP responder; public go/js relays
+do not. Every libp2p peer does answer identify, whose ``observedAddr`` is how
+it sees our connection. If the observed port equals the local port of that
+connection, the NAT preserves ports, and our listen port's public mapping is
+the observed IP with the listen port: what DCUtR must announce. If the ports
+differ (a symmetric NAT), nothing can be predicted and nothing is announced.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import multiaddr
+import trio
+
+from node.host import Host
+
+log = logging.getLogger("p2pshare.natinfo")
+
+IDENTIFY_PROTOCOL = "/ipfs/id/1.0.0"
+_MAX_IDENTIFY = 64 * 1024  # identify messages are small; bound what a peer can make us buffer
+_TRIES = 4  # js allows one identify stream per direction at a time; py-libp2p runs its own on connect
+_RETRY_DELAY = 0.3
+_OBSERVED_ADDR_FIELD = 4  # Identify.observedAddr (bytes)
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int] | None:
+    value = shift = 0
+    for i in range(pos, min(len(buf), pos + 10)):
+        b = buf[i]
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, i + 1
+        shift += 7
+    return None
+
+
+def observed_addr_field(message: bytes) -> bytes | None:
+    """Field 4 (observedAddr) of an Identify protobuf, parsed by hand (bounded)."""
+    pos = 0
+    while pos < len(message):
+        key = _varint(message, pos)
+        if key is None:
+            return None
+        tag, pos = key
+        field, wire = tag >> 3, tag & 7
+        if wire == 0:
+            v = _varint(message, pos)
+            if v is None:
+                return None
+            pos = v[1]
+        elif wire == 2:
+            n = _varint(message, pos)
+            if n is None or n[1] + n[0] > len(message):
+                return None
+            length, pos = n
+            if field == _OBSERVED_ADDR_FIELD:
+                return message[pos : pos + length]
+            pos += length
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        else:
+            return None
+    return None
+
+
+def predict_mapping(obs_ip: str, obs_port: int, local_port: int, listen_port: int) -> str | None:
+    """The listen port's public mapping, if the NAT preserves ports (pure)."""
+    if obs_port != local_port:
+        return None
+    return f"/ip4/{obs_ip}/tcp/{listen_port}"
+
+
+def _local_port(conn: Any) -> int | None:
+    """Local TCP port of a direct py-libp2p connection (SwarmConn → socket)."""
+    obj = conn
+    for attr in ("muxed_conn", "secured_conn", "conn", "conn", "stream", "stream"):
+        obj = getattr(obj, attr, None)
+        if obj is None:
+            return None
+    sock = getattr(obj, "socket", None)
+    try:
+        return int(sock.getsockname()[1]) if sock is not None else None
+    except (OSError, AttributeError, TypeError, IndexError):
+        return None
+
+
+async def _identify_once(host: Host, peer_id: str) -> bytes | None:
+    stream = await host.open_stream(peer_id, IDENTIFY_PROTOCOL)
+    try:
+        buf = b""
+        while len(buf) < _MAX_IDENTIFY:
+            part = await stream.read(_MAX_IDENTIFY - len(buf))
+            if not part:
+                break
+            buf += part
+            head = _varint(buf, 0)
+            if head is not None and len(buf) >= head[1] + head[0]:
+                break
+        head = _varint(buf, 0)
+        if head is None or head[0] > _MAX_IDENTIFY or len(buf) < head[1] + head[0]:
+            return None
+        return observed_addr_field(buf[head[1] : head[1] + head[0]])
+    finally:
+        await stream.reset()
+
+
+async def observe_via_identify(host: Host, relay_addr: str, timeout: float = 5.0) -> tuple[str, int, int] | None:
+    """(observed IP, observed port, our local port) of our connection to a relay."""
+    from node.dcutr import _trio_libp2p as lp
+
+    if "/p2p/" not in relay_addr:
+        return None
+    base, _, rest = relay_addr.partition("/p2p/")
+    peer_id = rest.split("/")[0]
+    with trio.move_on_after(timeout):
+        await host.connect(peer_id, [base], timeout=timeout)
+        conns = lp.direct_conns(host, peer_id)
+        local = _local_port(conns[0]) if conns else None
+        if local is None:
+            return None
+        for attempt in range(_TRIES):
+            try:
+                raw = await _identify_once(host, peer_id)
+            except (OSError, ConnectionError) as exc:
+                log.debug("identify of %s failed (try %d): %s", peer_id, attempt + 1, exc)
+                await trio.sleep(_RETRY_DELAY)
+                continue
+            if raw is None:
+                return None
+            try:
+                obs = multiaddr.Multiaddr(raw)
+                return str(obs.value_for_protocol("ip4")), int(obs.value_for_protocol("tcp")), local
+            except Exception:  # noqa: BLE001 - an IPv6/circuit/garbled observation: nothing to learn
+                return None
+    return None

@@ -1,0 +1,39 @@
+"""Learning our mapping from identify's observedAddr (relays without STUN)."""
+
+from __future__ import annotations
+
+import multiaddr
+
+from node.host import open_host
+from node.identity import generate_identity
+from node.natinfo._trio_identify import observe_via_identify, observed_addr_field, predict_mapping
+
+
+def _field(num: int, payload: bytes) -> bytes:
+    return bytes([(num << 3) | 2, len(payload)]) + payload
+
+
+def test_observed_addr_field_found_among_others() -> None:
+    obs = multiaddr.Multiaddr("/ip4/203.0.113.5/tcp/4001").to_bytes()
+    msg = _field(5, b"/ipfs/id/1.0.0") + bytes([0x08, 0x01]) + _field(4, obs) + _field(6, b"agent")
+    assert observed_addr_field(msg) == obs
+
+
+def test_observed_addr_field_absent_or_truncated() -> None:
+    assert observed_addr_field(_field(5, b"x")) is None
+    assert observed_addr_field(bytes([(4 << 3) | 2, 50]) + b"short") is None
+    assert observed_addr_field(b"\xff" * 12) is None
+
+
+def test_predict_mapping_only_when_the_port_is_preserved() -> None:
+    assert predict_mapping("203.0.113.2", 40000, 40000, 4001) == "/ip4/203.0.113.2/tcp/4001"
+    assert predict_mapping("203.0.113.2", 51234, 40000, 4001) is None  # symmetric: unpredictable
+
+
+async def test_identify_tells_our_address_and_local_port_on_loopback() -> None:
+    async with open_host(generate_identity()) as relay, open_host(generate_identity()) as me:
+        addr = f"{relay.listen_addrs()[0]}/p2p/{relay.peer_id}"
+        seen = await observe_via_identify(me, addr)
+        assert seen is not None
+        ip, port, local = seen
+        assert ip == "127.0.0.1" and port == local  # no NAT on loopback: the port is ours
