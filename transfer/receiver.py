@@ -25,11 +25,11 @@ from transfer.errors import (
     ProtocolError,
     RemoteError,
     SourceChangedError,
-    TransferError,
     UnknownShareError,
 )
 from transfer.manifest import Manifest, ManifestError
 from transfer.manifest import decode as decode_manifest
+from transfer.session import SessionCore
 
 
 class State(enum.Enum):
@@ -97,8 +97,11 @@ def error_for(msg: wire.Error) -> RemoteError:
     return cls(f"{prefix}: {text}")
 
 
-class ReceiverProtocol:
+class ReceiverProtocol(SessionCore["ReceiverEvent"]):
     """One fetch of one share over one stream."""
+
+    _DONE = State.DONE
+    _FAILED = State.FAILED
 
     def __init__(
         self,
@@ -113,20 +116,14 @@ class ReceiverProtocol:
         self._remote = remote_peer_id
         self._nonce_r = nonce if nonce is not None else os.urandom(crypto.NONCE_BYTES)
         self._nonce_s = b""
-        self._decoder = wire.FrameDecoder(wire.TO_RECEIVER)
-        self._out: list[bytes] = []
-        self.state = State.IDLE
+        super().__init__(wire.FrameDecoder(wire.TO_RECEIVER))
+        self.state: State = State.IDLE
         self.manifest: Manifest | None = None
         self.cipher: crypto.ChunkCipher | None = None
         self._expected: Iterator[int] = iter(())
         self._next: int | None = None
 
     # -- outgoing --------------------------------------------------------------
-    def data_to_send(self) -> bytes:
-        out = b"".join(self._out)
-        self._out.clear()
-        return out
-
     def initiate(self) -> None:
         """Queue HELLO."""
         self._require(State.IDLE)
@@ -151,24 +148,7 @@ class ReceiverProtocol:
         self._out.append(wire.encode(wire.Done()))
         self.state = State.DONE
 
-    def send_error(self, code: wire.ErrorCode, message: str) -> None:
-        if self.state not in (State.DONE, State.FAILED):
-            self._out.append(wire.encode(wire.Error(code, message)))
-        self.state = State.FAILED
-
     # -- incoming --------------------------------------------------------------
-    def receive_data(self, data: bytes) -> list[ReceiverEvent]:
-        if self.failed:
-            raise ProtocolError("session already failed")
-        try:
-            messages = self._decoder.feed(data)
-            return [ev for msg in messages for ev in self._handle(msg)]
-        except TransferError as exc:
-            if not self.failed:
-                code = wire.ErrorCode.AUTH_FAILED if isinstance(exc, AuthenticationError) else wire.ErrorCode.PROTOCOL
-                self.send_error(code, str(exc))
-            raise
-
     def _handle(self, msg: wire.Message) -> list[ReceiverEvent]:
         if isinstance(msg, wire.Error):
             self.state = State.FAILED
@@ -241,10 +221,3 @@ class ReceiverProtocol:
         is_last = chunk_index == len(self.manifest.files[file_index].chunk_hashes) - 1
         return ChunkArrived(msg.index, file_index, chunk_index, is_last, msg.nonce, msg.ciphertext)
 
-    @property
-    def failed(self) -> bool:
-        return self.state is State.FAILED
-
-    def _require(self, state: State) -> None:
-        if self.state is not state:
-            raise RuntimeError(f"not allowed in state {self.state.value}")

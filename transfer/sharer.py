@@ -26,6 +26,7 @@ from transfer.errors import (
 )
 from transfer.manifest import Manifest
 from transfer.receiver import error_for
+from transfer.session import SessionCore
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,11 @@ SharerEvent = ReceiverAuthenticated | WantReceived | ReceiverDone
 Lookup = Callable[[bytes], ShareMaterial | None]
 
 
-class SharerProtocol:
+class SharerProtocol(SessionCore["SharerEvent"]):
     """One inbound session: serve whichever share the receiver proves it holds."""
+
+    _DONE = State.DONE
+    _FAILED = State.FAILED
 
     def __init__(
         self,
@@ -90,15 +94,9 @@ class SharerProtocol:
         self._remote = remote_peer_id
         self._nonce_s = nonce if nonce is not None else os.urandom(crypto.NONCE_BYTES)
         self._nonce_r = b""
-        self._decoder = wire.FrameDecoder(wire.TO_SHARER)
-        self._out: list[bytes] = []
-        self.state = State.AWAIT_HELLO
+        super().__init__(wire.FrameDecoder(wire.TO_SHARER))
+        self.state: State = State.AWAIT_HELLO
         self.share: ShareMaterial | None = None
-
-    def data_to_send(self) -> bytes:
-        out = b"".join(self._out)
-        self._out.clear()
-        return out
 
     def send_end(self) -> None:
         """Queue END after the last wanted chunk was written."""
@@ -106,27 +104,10 @@ class SharerProtocol:
         self._out.append(wire.encode(wire.End()))
         self.state = State.AWAIT_DONE
 
-    def send_error(self, code: wire.ErrorCode, message: str) -> None:
-        if self.state not in (State.DONE, State.FAILED):
-            self._out.append(wire.encode(wire.Error(code, message)))
-        self.state = State.FAILED
-
-    def receive_data(self, data: bytes) -> list[SharerEvent]:
-        if self.failed:
-            raise ProtocolError("session already failed")
-        try:
-            messages = self._decoder.feed(data)
-            return [ev for msg in messages for ev in self._handle(msg)]
-        except TransferError as exc:
-            if not self.failed:
-                if isinstance(exc, UnknownShareError):
-                    code = wire.ErrorCode.UNKNOWN_SHARE
-                elif isinstance(exc, AuthenticationError):
-                    code = wire.ErrorCode.AUTH_FAILED
-                else:
-                    code = wire.ErrorCode.PROTOCOL
-                self.send_error(code, str(exc))
-            raise
+    def _error_code(self, exc: TransferError) -> wire.ErrorCode:
+        if isinstance(exc, UnknownShareError):
+            return wire.ErrorCode.UNKNOWN_SHARE
+        return super()._error_code(exc)
 
     def _handle(self, msg: wire.Message) -> list[SharerEvent]:
         if isinstance(msg, wire.Error):
@@ -181,10 +162,3 @@ class SharerProtocol:
         self.state = State.AWAIT_WANT
         return ReceiverAuthenticated(share.keys.share_id)
 
-    @property
-    def failed(self) -> bool:
-        return self.state is State.FAILED
-
-    def _require(self, state: State) -> None:
-        if self.state is not state:
-            raise RuntimeError(f"not allowed in state {self.state.value}")

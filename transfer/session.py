@@ -1,0 +1,63 @@
+"""What both roles' state machines share: the outgoing buffer, frame
+decoding, and turning a failure into an ERROR frame exactly once (pure)."""
+
+from __future__ import annotations
+
+import enum
+from typing import ClassVar, Generic, TypeVar
+
+from transfer import wire
+from transfer.errors import AuthenticationError, ProtocolError, TransferError
+
+EventT = TypeVar("EventT")
+
+
+class SessionCore(Generic[EventT]):
+    """Bytes in (``receive_data``) → events out; bytes out via ``data_to_send``.
+
+    Subclasses set ``state`` (an enum with DONE and FAILED members named in
+    ``_DONE``/``_FAILED``) and implement ``_handle`` for one decoded message.
+    """
+
+    _DONE: ClassVar[enum.Enum]
+    _FAILED: ClassVar[enum.Enum]
+    state: enum.Enum
+
+    def __init__(self, decoder: wire.FrameDecoder) -> None:
+        self._decoder = decoder
+        self._out: list[bytes] = []
+
+    def data_to_send(self) -> bytes:
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    def send_error(self, code: wire.ErrorCode, message: str) -> None:
+        if self.state not in (self._DONE, self._FAILED):
+            self._out.append(wire.encode(wire.Error(code, message)))
+        self.state = self._FAILED
+
+    def receive_data(self, data: bytes) -> list[EventT]:
+        if self.failed:
+            raise ProtocolError("session already failed")
+        try:
+            messages = self._decoder.feed(data)
+            return [ev for msg in messages for ev in self._handle(msg)]
+        except TransferError as exc:
+            if not self.failed:
+                self.send_error(self._error_code(exc), str(exc))
+            raise
+
+    def _error_code(self, exc: TransferError) -> wire.ErrorCode:
+        return wire.ErrorCode.AUTH_FAILED if isinstance(exc, AuthenticationError) else wire.ErrorCode.PROTOCOL
+
+    def _handle(self, msg: wire.Message) -> list[EventT]:
+        raise NotImplementedError
+
+    @property
+    def failed(self) -> bool:
+        return self.state is self._FAILED
+
+    def _require(self, state: enum.Enum) -> None:
+        if self.state is not state:
+            raise RuntimeError(f"not allowed in state {self.state.value}")
