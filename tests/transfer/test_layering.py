@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PURE = [
     "transfer", "transfer.errors", "transfer.paths", "transfer.manifest", "transfer.crypto", "transfer.wire",
     "transfer.ranges", "transfer.receiver", "transfer.sharer", "transfer.registry", "transfer.scan",
-    "transfer.source", "transfer.store", "transfer.events", "transfer.stream",
+    "transfer.source", "transfer.store", "transfer.events", "transfer.stream", "transfer.session",
 ]
 
 
