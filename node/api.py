@@ -344,7 +344,7 @@ class Node:
                         # of the transfer to the direct connection: verified data
                         # is kept, so the new stream fetches only what is missing.
                         async def watch_upgrade() -> None:
-                            nonlocal switched, new_path
+                            nonlocal switched, new_path, upgrade_took
                             started = trio.current_time()
                             new_path = await self.traversal.wait_direct(peer_id, float("inf"), until_failure=False)
                             if new_path is not None:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 from typing import TYPE_CHECKING, Any
 
+from node.pbwire import encode_uvarint
+
 if TYPE_CHECKING:
     from libp2p.relay.circuit_v2.pb import circuit_pb2 as pb
 else:
@@ -163,15 +165,7 @@ class StopMessage:
 def encode_varint(value: int) -> bytes:
     if value < 0:
         raise ValueError("varint must be non-negative")
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+    return encode_uvarint(value)
 
 
 def decode_varint(buf: bytes) -> tuple[int, int] | None:

@@ -95,12 +95,28 @@ def listen_tcp(host: Host) -> list[tuple[str, int]]:
     return out
 
 
+SILENT_PEER_TIMEOUT = 1.0  # seconds a punched responder waits for the initiator's first bytes
+
+
+async def _peer_speaks_first(sock: trio.socket.SocketType) -> bool:
+    """True when the peer sends within SILENT_PEER_TIMEOUT (data is not consumed)."""
+    with trio.move_on_after(SILENT_PEER_TIMEOUT):
+        await trio.lowlevel.wait_readable(sock.fileno())
+        return True
+    return False
+
+
 async def upgrade_punched(
     host: Host, sock: trio.socket.SocketType, peer_id: str, *, client: bool
 ) -> Any:
     """Secure and multiplex a connected socket as ``client`` (Noise initiator)
     or server; the swarm keeps the connection. Raises ConnectionError when the
     peer is not ``peer_id``."""
+    if not client and not await _peer_speaks_first(sock):
+        # Nothing from the peer: our SYN reached its *listener* (not a
+        # simultaneous open), so it runs as an ordinary responder and waits
+        # for us. Both ends waiting would deadlock; take the initiator role.
+        client = True
     stream = trio.SocketStream(sock)
     raw = RawConnection(TrioTCPStream(stream), client)
     expected = _pid(peer_id)

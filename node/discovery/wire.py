@@ -9,6 +9,8 @@ needs them to tell fresh addresses from stale ones).
 
 from __future__ import annotations
 
+from node.pbwire import frame
+
 import logging
 from dataclasses import dataclass
 
@@ -79,17 +81,7 @@ class Answer:
 
 def encode_frame(payload: bytes) -> bytes:
     """Unsigned-varint length prefix + payload."""
-    n = len(payload)
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            break
-    return bytes(out) + payload
+    return frame(payload)
 
 
 def decode_varint_prefix(buf: bytes) -> tuple[int, int] | None:

@@ -17,6 +17,7 @@ import multiaddr
 import trio
 
 from node.host import Host
+from node.pbwire import PbError, iter_fields, try_unframe
 
 log = logging.getLogger("p2pshare.natinfo")
 
@@ -27,45 +28,14 @@ _RETRY_DELAY = 0.3
 _OBSERVED_ADDR_FIELD = 4  # Identify.observedAddr (bytes)
 
 
-def _varint(buf: bytes, pos: int) -> tuple[int, int] | None:
-    value = shift = 0
-    for i in range(pos, min(len(buf), pos + 10)):
-        b = buf[i]
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, i + 1
-        shift += 7
-    return None
-
-
 def observed_addr_field(message: bytes) -> bytes | None:
-    """Field 4 (observedAddr) of an Identify protobuf, parsed by hand (bounded)."""
-    pos = 0
-    while pos < len(message):
-        key = _varint(message, pos)
-        if key is None:
-            return None
-        tag, pos = key
-        field, wire = tag >> 3, tag & 7
-        if wire == 0:
-            v = _varint(message, pos)
-            if v is None:
-                return None
-            pos = v[1]
-        elif wire == 2:
-            n = _varint(message, pos)
-            if n is None or n[1] + n[0] > len(message):
-                return None
-            length, pos = n
-            if field == _OBSERVED_ADDR_FIELD:
-                return message[pos : pos + length]
-            pos += length
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
-        else:
-            return None
+    """Field 4 (observedAddr) of an Identify protobuf; None if absent or malformed."""
+    try:
+        for number, _wire, value in iter_fields(message):
+            if number == _OBSERVED_ADDR_FIELD and isinstance(value, bytes):
+                return value
+    except PbError:
+        return None
     return None
 
 
@@ -99,13 +69,13 @@ async def _identify_once(host: Host, peer_id: str) -> bytes | None:
             if not part:
                 break
             buf += part
-            head = _varint(buf, 0)
-            if head is not None and len(buf) >= head[1] + head[0]:
-                break
-        head = _varint(buf, 0)
-        if head is None or head[0] > _MAX_IDENTIFY or len(buf) < head[1] + head[0]:
-            return None
-        return observed_addr_field(buf[head[1] : head[1] + head[0]])
+            try:
+                got = try_unframe(buf, _MAX_IDENTIFY)
+            except PbError:
+                return None
+            if got is not None:
+                return observed_addr_field(got[0])
+        return None
     finally:
         await stream.reset()
 

@@ -6,7 +6,7 @@ import pytest
 import trio
 
 from node.autonat.client import AutoNATConfig, Outcome, Reachability, ReachabilityTracker, ServerResult
-from node.autonat.pbwire import PbError, encode_uvarint, field_bytes, field_varint, frame, read_frame
+from node.pbwire import PbError, encode_uvarint, field_bytes, field_varint, frame, read_frame
 from node.autonat.server import RateLimiter, ServerConfig, plan_dial
 from node.autonat.wire import (
     MAX_ADDRS,
@@ -27,7 +27,7 @@ A2 = encode_addr("/ip4/203.0.113.9/tcp/4002")
 
 
 def _body(framed: bytes) -> bytes:
-    from node.autonat.pbwire import decode_uvarint
+    from node.pbwire import decode_uvarint
 
     size, pos = decode_uvarint(framed)
     assert len(framed) - pos == size
@@ -101,7 +101,7 @@ async def test_read_frame_bounds() -> None:
 
         await read_frame(read2, 100)
     with pytest.raises(PbError):
-        from node.autonat.pbwire import decode_uvarint
+        from node.pbwire import decode_uvarint
 
         decode_uvarint(b"\xff" * 11)
 

@@ -51,7 +51,13 @@ def _stop(*procs: subprocess.Popen[str]) -> None:
             p.wait()
 
 
-@pytest.mark.parametrize("fresh", [False, True], ids=["listen-port", "fresh-port"])
+@pytest.mark.parametrize("fresh", [
+    pytest.param(False, id="listen-port", marks=pytest.mark.xfail(strict=False, reason=(
+        "loopback has no NAT: both peers' SYNs land on each other's libp2p listeners, giving two "
+        "crossing connections to one peer; about 1 run in 6 under load neither survives. Real NATs "
+        "(tests/dcutr/test_dcutr_natlab.py, the natlab matrix) and the fresh-port variant do not race"))),
+    pytest.param(True, id="fresh-port"),
+])
 def test_relayed_connection_is_upgraded_by_hole_punch(fresh: bool) -> None:
     """``fresh``: both peers "observe" their own loopback listen address (a
     port-preserving mapping), so each round punches from a new port."""

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from node.autonat.pbwire import decode_uvarint, field_bytes, field_varint
+from node.pbwire import decode_uvarint, field_bytes, field_varint
 from node.dcutr.policy import (
     InitiatorExchange,
     PunchConfig,
