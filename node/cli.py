@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import sharecode
+from node import _libp2p_lean_import
 from node._output import Reporter
 from node.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, NodeError
 from transfer.errors import TransferError
@@ -120,6 +121,7 @@ def data_home() -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
+    _libp2p_lean_import.install()  # before any command imports py-libp2p
     reporter = Reporter(json_mode=bool(getattr(args, "json", False)))
     try:
         return _dispatch(args, reporter)

@@ -23,6 +23,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
+from . import _libp2p_lean_import
+
+_libp2p_lean_import.install()  # before the first py-libp2p import below
 import multiaddr
 import trio
 from libp2p import new_host

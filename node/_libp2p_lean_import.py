@@ -1,0 +1,210 @@
+"""Keep ``import libp2p`` from loading parts of py-libp2p p2pshare never uses.
+
+py-libp2p 0.8.1 imports QUIC (aioquic, ~0.3 s), the WebSocket transport,
+AutoTLS (``requests``) and mDNS (``zeroconf``) at every ``import libp2p``;
+we only use TCP + Noise + yamux (``node/host.py``) and no mDNS.
+:func:`install` puts an import hook first on ``sys.meta_path`` that answers
+the modules in :data:`STUBS` with stand-ins holding exactly the names the
+rest of py-libp2p imports from them: classes and functions that raise
+:class:`LeanImportError` when used, and exception classes nothing raises (so
+``except`` clauses and ``isinstance`` checks against them are never true,
+which is right: we never create such objects). Any other name or submodule
+fails to import with the same clear error. It also tells dnspython (which
+py-libp2p's TCP transport imports for ``/dns`` addresses) that
+DNS-over-QUIC is off, through its documented override
+``dns._features.force``; otherwise dnspython imports aioquic itself.
+
+Safety: :func:`install` does nothing (one debug line) unless the installed
+py-libp2p is exactly :data:`LIBP2P_VERSION` and no libp2p module is imported
+yet, or if ``P2PSHARE_FULL_LIBP2P=1``. ``tests/node/test_lean_import.py``
+fails if the names py-libp2p imports from these modules change. Call it
+before anything imports libp2p: ``node.cli.main`` and ``node/host.py`` do.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from types import ModuleType
+from typing import Final
+
+__all__ = ["install", "is_installed", "LeanImportError", "STUBS", "PACKAGES", "LIBP2P_VERSION", "make_stub"]
+
+logger = logging.getLogger(__name__)
+
+LIBP2P_VERSION: Final = "0.8.1"
+DISABLE_ENV: Final = "P2PSHARE_FULL_LIBP2P"
+
+# Kinds of stand-in names.
+CLASS: Final = "class"  # a class whose construction raises LeanImportError
+ERROR: Final = "error"  # an Exception subclass nothing ever raises
+FUNC: Final = "function"  # a function that raises LeanImportError
+IS_QUIC: Final = "is_quic_multiaddr"  # the real predicate, reimplemented
+
+# Every module answered by a stand-in, with the names other py-libp2p modules
+# import from it (found by parsing py-libp2p's source; see the test).
+STUBS: Final[Mapping[str, Mapping[str, str]]] = {
+    "libp2p.transport.quic": {},
+    "libp2p.transport.quic.config": {"QUICTransportConfig": CLASS},
+    "libp2p.transport.quic.connection": {"QUICConnection": CLASS},
+    "libp2p.transport.quic.exceptions": {"QUICStreamClosedError": ERROR, "QUICStreamResetError": ERROR},
+    "libp2p.transport.quic.stream": {"QUICStream": CLASS},
+    "libp2p.transport.quic.transport": {"QUICTransport": CLASS},
+    "libp2p.transport.quic.utils": {"is_quic_multiaddr": IS_QUIC},
+    "libp2p.transport.websocket": {},
+    "libp2p.transport.websocket.connection": {"P2PWebSocketConnection": CLASS},
+    "libp2p.transport.websocket.transport": {"WebsocketTransport": CLASS},
+    "libp2p.security.tls.autotls.acme": {"ACMEClient": CLASS, "compute_b36_peer_id": FUNC},
+    "libp2p.security.tls.autotls.broker": {"BrokerClient": CLASS},
+    "libp2p.discovery.mdns": {},
+    "libp2p.discovery.mdns.mdns": {"MDNSDiscovery": CLASS, "create_mdns_discovery": FUNC},
+}
+# Stand-ins that are packages (submodules not listed above do not exist).
+PACKAGES: Final = frozenset({"libp2p.transport.quic", "libp2p.transport.websocket", "libp2p.discovery.mdns"})
+
+
+class LeanImportError(ImportError):
+    """A part of py-libp2p that p2pshare does not load was used."""
+
+
+def _unavailable(what: str) -> LeanImportError:
+    return LeanImportError(
+        f"{what} is not available: p2pshare loads py-libp2p without QUIC, WebSocket, AutoTLS and mDNS "
+        f"(node/_libp2p_lean_import.py; set {DISABLE_ENV}=1 to load them)"
+    )
+
+
+def _stand_in_class(module: str, name: str) -> type:
+    def __init__(self: object, *args: object, **kwargs: object) -> None:
+        raise _unavailable(f"{module}.{name}")
+
+    return type(name, (), {"__module__": module, "__qualname__": name, "__init__": __init__})
+
+
+def _stand_in_error(module: str, name: str) -> type:
+    return type(name, (Exception,), {"__module__": module, "__qualname__": name})
+
+
+def _stand_in_function(module: str, name: str) -> Callable[..., object]:
+    def stand_in(*args: object, **kwargs: object) -> object:
+        raise _unavailable(f"{module}.{name}")
+
+    stand_in.__module__, stand_in.__name__, stand_in.__qualname__ = module, name, name
+    return stand_in
+
+
+def is_quic_multiaddr(maddr: object) -> bool:
+    """Upstream's test (IP, UDP and /quic*, not WebTransport), kept so a QUIC
+    listen address still selects the QUIC transport, which then fails loudly."""
+    try:
+        text = str(maddr)
+    except Exception:  # noqa: BLE001 - upstream answers False on any error
+        return False
+    has_ip = "/ip4/" in text or "/ip6/" in text
+    return has_ip and "/udp/" in text and "/quic" in text and "/webtransport" not in text
+
+
+def make_stub(name: str) -> ModuleType:
+    """A fresh stand-in module for ``name`` (one of :data:`STUBS`)."""
+    module = ModuleType(name, f"p2pshare stand-in for {name} (see node/_libp2p_lean_import.py)")
+    module.__dict__["__p2pshare_stand_in__"] = True
+    for attr, kind in STUBS[name].items():
+        value: object
+        if kind == CLASS:
+            value = _stand_in_class(name, attr)
+        elif kind == ERROR:
+            value = _stand_in_error(name, attr)
+        elif kind == FUNC:
+            value = _stand_in_function(name, attr)
+        elif kind == IS_QUIC:
+            value = is_quic_multiaddr
+        else:
+            raise AssertionError(f"unknown stand-in kind {kind!r}")
+        setattr(module, attr, value)
+
+    def __getattr__(attr: str) -> object:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        raise _unavailable(f"{name}.{attr}")
+
+    module.__dict__["__getattr__"] = __getattr__
+    return module
+
+
+class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Answers exactly the modules in STUBS, and refuses their other submodules."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname in STUBS:
+            return importlib.machinery.ModuleSpec(fullname, self, is_package=fullname in PACKAGES)
+        parent = fullname.rpartition(".")[0]
+        if parent in PACKAGES:
+            raise _unavailable(fullname)
+        return None
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        module = make_stub(spec.name)
+        if spec.name in PACKAGES:
+            module.__path__ = []
+        return module
+
+    def exec_module(self, module: ModuleType) -> None:
+        pass
+
+
+_FINDER: Final = _StandInFinder()
+
+
+def is_installed() -> bool:
+    return _FINDER in sys.meta_path
+
+
+def _installed_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("libp2p")
+    except PackageNotFoundError:
+        return None
+
+
+def install() -> bool:
+    """Answer :data:`STUBS` with stand-ins from now on; True if active.
+
+    Call before anything imports libp2p. Refuses (stock imports, one debug
+    line) when libp2p is already imported, its version is not exactly
+    :data:`LIBP2P_VERSION`, or ``P2PSHARE_FULL_LIBP2P=1``. Idempotent.
+    """
+    if is_installed():
+        return True
+    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
+        logger.debug("lean libp2p import off: %s is set", DISABLE_ENV)
+        return False
+    loaded = sorted(m for m in sys.modules if m == "libp2p" or m.startswith("libp2p."))
+    if loaded:
+        logger.debug("lean libp2p import skipped: libp2p already imported (%s)", loaded[0])
+        return False
+    found = _installed_version()
+    if found != LIBP2P_VERSION:
+        logger.debug("lean libp2p import skipped: libp2p %s installed, stand-ins are for %s", found, LIBP2P_VERSION)
+        return False
+    sys.meta_path.insert(0, _FINDER)
+    _no_dns_over_quic()
+    return True
+
+
+def _no_dns_over_quic() -> None:
+    if "dns.quic" in sys.modules:
+        return
+    try:
+        from dns import _features
+
+        _features.force("doq", False)
+    except (ImportError, AttributeError) as exc:  # dnspython changed: only slower
+        logger.debug("cannot turn off dnspython's DNS-over-QUIC: %s", exc)
