@@ -208,9 +208,9 @@ def test_fresh_interpreter_is_lean_and_hosts_still_work() -> None:
 _REFUSALS = """
 import logging, os, sys
 logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="%(name)s %(message)s")
-from node import _libp2p_lean_import as L
-os.environ[L.DISABLE_ENV] = "1"
-assert not L.install()
+os.environ["P2PSHARE_FULL_LIBP2P"] = "1"
+from node import _libp2p_lean_import as L  # node/__init__ calls install(): refused
+assert L.DISABLE_ENV == "P2PSHARE_FULL_LIBP2P" and not L.is_installed()
 del os.environ[L.DISABLE_ENV]
 real = L._installed_version
 L._installed_version = lambda: "0.8.2"
