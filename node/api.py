@@ -22,7 +22,9 @@ import trio
 
 import sharecode
 from node.discovery import Discovery, open_discovery
+from node.autonat._trio_server import serve_autonat_server
 from node.autonat.client import AutoNATConfig
+from node.autonat.server import ServerConfig as AutoNATServerConfig
 from node.reach import Reacher
 from node.traversal import Traversal, TraversalEvent, open_traversal
 from node.errors import LocalNodeError, PeerUnreachableError, RelayLimitedError
@@ -89,6 +91,7 @@ class NodeConfig:
     peers_file: Path | None = None
     dht_server: bool = False  # answer others' DHT queries (publicly reachable nodes only)
     autonat: AutoNATConfig | None = None  # check reachability against the relays
+    autonat_server: bool = False  # serve AutoNAT dial-backs for others (long-lived nodes)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -169,6 +172,10 @@ class Node:
             use_dht=bool(cfg.bootstrap) or cfg.peers_file is not None,
         )
         self._nursery = await self._stack.enter_async_context(trio.open_nursery())
+        if cfg.autonat_server:
+            # Every long-lived node answers others' AutoNAT dial-backs (with the
+            # spec's protections: requester's own IP only, rate limits).
+            await self._nursery.start(serve_autonat_server, self._host, AutoNATServerConfig())
         # Background work (advertising) must not hold the node open: cancel it
         # first on exit (exit-stack callbacks run before the nursery's exit).
         self._stack.callback(self._nursery.cancel_scope.cancel)

@@ -77,6 +77,7 @@ async def _serve(args: Any, reporter: Reporter) -> int:
         peers_file=net.peers_file,
         dht_server=args.dht_server,
         autonat=AutoNATConfig(),
+        autonat_server=True,
     )
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with Node(config) as node:

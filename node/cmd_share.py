@@ -91,6 +91,7 @@ async def _serve(
     )
     config = NodeConfig(
         autonat=AutoNATConfig() if net.relays else None,
+        autonat_server=True,
         identity_path=identity,
         listen_addrs=listen,
         fallback_listen_addrs=fallback,

@@ -28,3 +28,27 @@ def test_node_reports_relayed_address_and_stops_cleanly(tmp_path: Path, procs: l
     node.kill(signal.SIGTERM)
     assert node.wait(20) == 0
     assert node.lines[-1].endswith('"stopped"}')
+
+
+async def test_a_node_answers_autonat_requests(tmp_path: Path, procs: list[Proc]) -> None:
+    """Every long-lived node serves AutoNAT for others. On loopback the spec's
+    protection applies (a requester seen from a private address is not dialled
+    back), so the answer is a refusal — which proves the server is there and
+    answers with the protocol, rather than resetting an unknown protocol."""
+    import json
+
+    from node.autonat._trio_client import open_autonat
+    from node.autonat.client import AutoNATConfig, Outcome
+    from node.host import open_host
+    from node.identity import generate_identity
+
+    node = start(["node", "--json", "--listen", "/ip4/127.0.0.1/tcp/0"], tmp_path / "node")
+    procs.append(node)
+    first = json.loads(node.readline(30) or "{}")
+    server = f"{first['addrs'][0]}/p2p/{first['peer_id']}"
+    cfg = AutoNATConfig(boot_delay=0, retry_interval=600, refresh_interval=600, servers_per_round=1, agree=1)
+    async with open_host(generate_identity()) as host:
+        async with open_autonat(host, [server], cfg) as autonat:
+            await autonat.check_once()
+            results = autonat.last_results
+    assert results and results[0].outcome == Outcome.REFUSED, results
