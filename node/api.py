@@ -42,7 +42,7 @@ log = logging.getLogger("p2pshare.node")
 DEFAULT_LISTEN = ("/ip4/0.0.0.0/tcp/0",)
 RELAYS_WANTED = 2  # reservations a node holds (and names in its codes) at once
 PROBE_WAIT = 3.0  # seconds a receiver spends learning its NAT mapping from the code's relays
-UPGRADE_WAIT = 4.0  # seconds a relayed receiver waits for hole punching before it starts
+UPGRADE_WAIT = 4.0  # seconds a relayed receiver waits for hole punching before it starts (failures end it early; a later upgrade still moves the transfer)
 UPGRADE_WAIT_LIMITED = 15.0  # ... when the relay limits the circuit (it cannot carry the data)
 
 

@@ -18,6 +18,7 @@ import sharecode
 from node.discovery import Discovery
 from node.errors import PeerUnreachableError
 from node.host import Host
+from node.natinfo.addrs import is_public_ip
 from node.relay_client import RelayClient
 
 RELAY_DELAY = 1.5  # seconds a direct dial runs alone before relays join the race
@@ -31,6 +32,20 @@ class Reacher:
     discovery: Discovery
     force_relay: bool = False
     use_dht: bool = True
+
+    def _promising(self, addr: str) -> bool:
+        """Could a direct dial to ``addr`` work from here? A public address,
+        loopback, or a private one on one of our own /24s (the same LAN). A
+        peer's private address on another network never answers: it gets no
+        head start over the relays."""
+        parts = addr.strip("/").split("/")
+        if len(parts) < 2 or parts[0] not in ("ip4", "ip6"):
+            return True  # dns names and the like: let them try
+        ip = parts[1]
+        if is_public_ip(ip) or ip.startswith("127.") or ip == "::1":
+            return True
+        prefix = ip.rsplit(".", 1)[0] + "."
+        return any(f"/ip4/{prefix}" in own for own in self.host.listen_addrs())
 
     async def reach_until(
         self, parsed: sharecode.ShareCode | sharecode.LegacyCode, deadline: float, last_error: Exception | None
@@ -142,7 +157,7 @@ class Reacher:
                         errors.append(f"direct: {exc}")
 
                 async def via_relays() -> None:
-                    if direct:
+                    if any(self._promising(a) for a in direct):
                         await trio.sleep(RELAY_DELAY)
                     for circuit in circuits:
                         try:

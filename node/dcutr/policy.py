@@ -71,7 +71,7 @@ class PunchConfig:
     max_sync_wait: float = 2.0  # cap on the RTT/2 wait
     exchange_timeout: float = 10.0  # CONNECT/SYNC over the relay
     upgrade_timeout: float = 10.0  # Noise + yamux on the punched socket
-    unilateral_timeout: float = 2.0  # direct dial to a peer with public addrs first; 0 = skip
+    unilateral_timeout: float = 0.75  # direct dial to a peer with public addrs first (about 2 RTTs on real paths); 0 = skip
     relay_grace: float = 2.0  # keep the relayed connection at least this long after
     relay_idle_max: float = 600.0  # ... and until its streams end, at most this long
     allow_loopback: bool = False  # loopback tests only: announce and dial 127.0.0.1
