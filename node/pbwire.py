@@ -135,6 +135,9 @@ async def read_frame(read: Callable[[int], Awaitable[bytes]], max_size: int) -> 
             break
         if len(prefix) >= _MAX_VARINT_BYTES:
             raise PbError("length prefix longer than 10 bytes")
+    if len(prefix) > 1 and prefix[-1] == 0:
+        # unsigned-varint (multiformats) length prefixes must be minimal
+        raise PbError("non-minimal varint length prefix")
     size, _ = decode_uvarint(bytes(prefix))
     if size > max_size:
         raise PbError(f"message of {size} bytes exceeds the {max_size}-byte limit")

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 from typing import TYPE_CHECKING, Any
 
-from node.pbwire import encode_uvarint
+from node.pbwire import PbError, encode_uvarint
+from node.pbwire import read_frame as read_pb_frame
 
 if TYPE_CHECKING:
     from libp2p.relay.circuit_v2.pb import circuit_pb2 as pb
@@ -194,25 +195,10 @@ async def read_frame(read: Callable[[int], Awaitable[bytes]], max_size: int = MA
     Reads never go past the body. EOF before a full message raises
     :class:`EOFError`; an oversized or bad prefix raises :class:`WireError`.
     """
-    prefix = bytearray()
-    while True:
-        byte = await read(1)
-        if not byte:
-            raise EOFError("stream ended before a relay message" if not prefix else "stream ended inside a length prefix")
-        prefix += byte
-        got = decode_varint(bytes(prefix))
-        if got is not None:
-            length = got[0]
-            break
-    if length > max_size:
-        raise WireError(f"relay message of {length} bytes exceeds the {max_size}-byte bound")
-    body = bytearray()
-    while len(body) < length:
-        chunk = await read(length - len(body))
-        if not chunk:
-            raise EOFError("stream ended inside a relay message")
-        body += chunk
-    return bytes(body)
+    try:
+        return await read_pb_frame(read, max_size)
+    except PbError as e:
+        raise WireError(f"relay message: {e}") from None
 
 
 async def read_hop(read: Callable[[int], Awaitable[bytes]]) -> HopMessage:
