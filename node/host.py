@@ -423,6 +423,39 @@ def _expand_wildcard(maddr: multiaddr.Multiaddr) -> list[str]:
     return [f"/{parts[1]}/{a}/{rest}" for a in dict.fromkeys(ips)]
 
 
+async def upgrade_raw_connection(
+    host: Host, raw: Any, peer_id: str, addr: multiaddr.Multiaddr, *, initiator: bool, what: str
+) -> Any:
+    """Secure and multiplex ``raw`` (Noise initiator or responder) and return the
+    swarm connection; a remote that is not ``peer_id`` is refused and closed.
+
+    Shared by connections that do not come from our own dials: relayed ones
+    (circuit relay) and punched sockets (DCUtR). ``what`` names them in errors.
+    """
+    expected = _parse_peer_id(peer_id)
+    if initiator:
+        conn: Any = await host.libp2p.upgrade_outbound_connection(raw, expected)
+        muxed = conn.muxed_conn
+    else:
+        muxed = await host.libp2p.upgrade_inbound_connection(raw, addr)
+        conn = None
+    if muxed.peer_id != expected:
+        with trio.CancelScope(shield=True):
+            await muxed.close()
+        raise ConnectionError(f"{what} reached {muxed.peer_id}, not {peer_id}")
+    if conn is None:
+        conn = next(
+            (c for c in host.libp2p.get_network().get_connections(expected)
+             if getattr(c, "muxed_conn", None) is muxed),
+            None,
+        )
+    if conn is None:
+        with trio.CancelScope(shield=True):
+            await muxed.close()
+        raise ConnectionError(f"{what} was not kept by the swarm")
+    return conn
+
+
 def _expand_wildcards(addrs: list[multiaddr.Multiaddr]) -> list[multiaddr.Multiaddr]:
     out: list[multiaddr.Multiaddr] = []
     for maddr in addrs:

@@ -18,7 +18,7 @@ from libp2p.io.trio import TrioTCPStream
 from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.peer.id import ID
 
-from node.host import Host
+from node.host import Host, upgrade_raw_connection
 
 __all__ = [
     "upgrade_punched",
@@ -119,17 +119,11 @@ async def upgrade_punched(
         client = True
     stream = trio.SocketStream(sock)
     raw = RawConnection(TrioTCPStream(stream), client)
-    expected = _pid(peer_id)
     ip, port = sock.getpeername()[:2]
     fam = "ip6" if ":" in ip else "ip4"
     maddr = multiaddr.Multiaddr(f"/{fam}/{ip}/tcp/{port}")
     try:
-        if client:
-            conn: Any = await host.libp2p.upgrade_outbound_connection(raw, expected)
-            muxed = conn.muxed_conn
-        else:
-            muxed = await host.libp2p.upgrade_inbound_connection(raw, maddr)
-            conn = None
+        return await upgrade_raw_connection(host, raw, peer_id, maddr, initiator=client, what="punched connection")
     except BaseException:
         with trio.CancelScope(shield=True):
             try:
@@ -137,17 +131,6 @@ async def upgrade_punched(
             except Exception:
                 pass
         raise
-    if muxed.peer_id != expected:
-        with trio.CancelScope(shield=True):
-            await muxed.close()
-        raise ConnectionError(f"punched connection reached {muxed.peer_id}, not {peer_id}")
-    if conn is None:
-        for c in host.libp2p.get_network().get_connections(expected):
-            if getattr(c, "muxed_conn", None) is muxed:
-                conn = c
-        if conn is None:
-            raise ConnectionError("punched connection was not kept by the swarm")
-    return conn
 
 
 async def dial_direct(host: Host, peer_id: str, addr: str) -> Any:

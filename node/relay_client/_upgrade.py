@@ -20,9 +20,8 @@ import trio
 from libp2p.abc import INetStream
 from libp2p.connection_types import ConnectionType
 from libp2p.network.connection.raw_connection import RawConnection
-from libp2p.peer.id import ID
 
-from node.host import Host
+from node.host import Host, upgrade_raw_connection
 
 __all__ = ["upgrade_relayed", "circuit_multiaddr"]
 
@@ -81,27 +80,8 @@ async def upgrade_relayed(
     """
     ma = circuit_multiaddr(relay_peer_id, peer_id)
     raw = RawConnection(_StreamIO(stream), initiator, ConnectionType.RELAYED, [ma])  # type: ignore[arg-type]
-    expected = ID.from_base58(peer_id)
     with trio.fail_after(UPGRADE_TIMEOUT):
-        if initiator:
-            conn: Any = await host.libp2p.upgrade_outbound_connection(raw, expected)
-            muxed = conn.muxed_conn
-        else:
-            muxed = await host.libp2p.upgrade_inbound_connection(raw, ma)
-            conn = None
-    if muxed.peer_id != expected:
-        with trio.CancelScope(shield=True):
-            await muxed.close()
-        raise ConnectionError(f"relayed peer is {muxed.peer_id}, not {peer_id}")
-    if conn is None:
-        for c in host.libp2p.get_network().get_connections(expected):
-            if getattr(c, "muxed_conn", None) is muxed:
-                conn = c
-                break
-    if conn is None:
-        with trio.CancelScope(shield=True):
-            await muxed.close()
-        raise ConnectionError("relayed connection was not kept by the swarm")
+        conn = await upgrade_raw_connection(host, raw, peer_id, ma, initiator=initiator, what="relayed connection")
     try:
         conn.set_transport_info([ma], ConnectionType.RELAYED)
     except Exception:
