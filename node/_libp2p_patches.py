@@ -90,8 +90,7 @@ async def _noise_read_msg(self: Any, prefix_encoded: bool = False) -> bytes:
             # Same numbers as upstream's read_exactly of the length or body.
             expected, got = (2, len(buf)) if len(buf) < 2 else (size, len(buf) - 2)
             raise IncompleteReadError(
-                f"Connection closed during read operation: expected {expected} "
-                f"bytes but received {got} bytes",
+                f"Connection closed during read operation: expected {expected} bytes but received {got} bytes",
                 expected_bytes=expected,
                 received_bytes=got,
             )
@@ -203,9 +202,7 @@ async def _session_read(self: Any, n: int | None = None) -> bytes:
 # usual case for yamux headers and bodies). Same semantics otherwise.
 
 
-async def _read_exactly(
-    reader: Any, n: int, retry_count: int = io_utils.DEFAULT_RETRY_READ_COUNT
-) -> bytes:
+async def _read_exactly(reader: Any, n: int, retry_count: int = io_utils.DEFAULT_RETRY_READ_COUNT) -> bytes:
     first = await reader.read(n)
     if len(first) == n:
         return bytes(first)
@@ -217,8 +214,7 @@ async def _read_exactly(
     if len(buffer) >= n:
         return bytes(buffer)
     raise IncompleteReadError(
-        f"Connection closed during read operation: expected {n} bytes but "
-        f"received {len(buffer)} bytes",
+        f"Connection closed during read operation: expected {n} bytes but received {len(buffer)} bytes",
         expected_bytes=n,
         received_bytes=len(buffer),
     )
@@ -270,9 +266,7 @@ async def _wait_for_window(stream: Any) -> None:
             with trio.move_on_after(_WINDOW_POLL):
                 await event.wait()
     if stall.cancelled_caught:
-        raise mux_exc.MuxedStreamError(
-            f"Timed out waiting for window update after {WINDOW_STALL_TIMEOUT:g} seconds."
-        )
+        raise mux_exc.MuxedStreamError(f"Timed out waiting for window update after {WINDOW_STALL_TIMEOUT:g} seconds.")
 
 
 async def _yamux_write(self: Any, data: bytes) -> None:
@@ -398,18 +392,40 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
 _YS, _YC = yamux.YamuxStream, yamux.Yamux
 DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
     "noise_read_msg": (
-        (noise_io.BaseNoiseMsgReadWriter, "__init__", "e6b51bace4fa3dda4a04e7367a9d40f2658344a4320ae477ff4a34afb6246d98"),
+        (
+            noise_io.BaseNoiseMsgReadWriter,
+            "__init__",
+            "e6b51bace4fa3dda4a04e7367a9d40f2658344a4320ae477ff4a34afb6246d98",
+        ),
         (NoiseConnection, "decrypt", "dbc62074807476314bf31be5bb5d8ffa9bf77f0779e99a9c23cb80154c97c016"),
-        (noise_state.CipherState, "decrypt_with_ad", "1493b737bc5cf71f1979b2bb36f356dd459de35f1fbb576de7d7a4c71938b6c4"),
-        (noise_io.NoiseTransportReadWriter, "decrypt", "d9d398b4d8b92c753c410265cfb7b5d710b913446be61047609779bd34f1951c"),
+        (
+            noise_state.CipherState,
+            "decrypt_with_ad",
+            "1493b737bc5cf71f1979b2bb36f356dd459de35f1fbb576de7d7a4c71938b6c4",
+        ),
+        (
+            noise_io.NoiseTransportReadWriter,
+            "decrypt",
+            "d9d398b4d8b92c753c410265cfb7b5d710b913446be61047609779bd34f1951c",
+        ),
     ),
-    "noise_write_msg": ((noise_io.NoiseTransportReadWriter, "encrypt", "c03978a143638cd3cfe64d2a8e8c58d404e8013151cce47b8058b66131423a5e"),),
-    "session_read": ((secure_session.SecureSession, "write", "0298b065574caeda5be72116ddcd44d5c9065b28c768841fca81895cf912e9a9"),),
+    "noise_write_msg": (
+        (
+            noise_io.NoiseTransportReadWriter,
+            "encrypt",
+            "c03978a143638cd3cfe64d2a8e8c58d404e8013151cce47b8058b66131423a5e",
+        ),
+    ),
+    "session_read": (
+        (secure_session.SecureSession, "write", "0298b065574caeda5be72116ddcd44d5c9065b28c768841fca81895cf912e9a9"),
+    ),
     "yamux_read_body": (
         (_YC, "handle_incoming", "ad15ff6943feac206c7abfbf77f2142a64bb5edbe9085e3ccdda371736abdc7b"),
         (secure_session.SecureSession, "read", "eeba14a89cf12325917fe19497a1bfc3c7c04b377947255a62bacbe854d65338"),
     ),
-    "yamux_read_exactly": ((_YC, "_read_data_body", "54cc06c91ba6ee159e0eefaf4802b3111fdce60fe1de566e267127c5fb2e0c41"),),
+    "yamux_read_exactly": (
+        (_YC, "_read_data_body", "54cc06c91ba6ee159e0eefaf4802b3111fdce60fe1de566e267127c5fb2e0c41"),
+    ),
     "yamux_write": (
         (_YS, "__init__", "ab24c0709285d573f546dc1100b25ed0b8162e72df750004c0c103729256449b"),
         (_YC, "handle_incoming", "ad15ff6943feac206c7abfbf77f2142a64bb5edbe9085e3ccdda371736abdc7b"),
@@ -443,11 +459,7 @@ def changed_upstream(name: str) -> list[str]:
     """Upstream functions patch ``name`` relies on whose source changed."""
     owner, attr, _, expected = PATCHES[name]
     checks = [(owner, attr, expected), *DEPENDS.get(name, ())]
-    return [
-        f"{getattr(o, '__name__', o)}.{a}"
-        for o, a, sha in checks
-        if upstream_fingerprint(_upstream(o, a)) != sha
-    ]
+    return [f"{getattr(o, '__name__', o)}.{a}" for o, a, sha in checks if upstream_fingerprint(_upstream(o, a)) != sha]
 
 
 def apply() -> None:
@@ -458,16 +470,14 @@ def apply() -> None:
     for name, (owner, attr, replacement, _) in PATCHES.items():
         changed = changed_upstream(name)
         if changed:
-            logger.warning(
-                "py-libp2p changed (%s): patch %s not applied", ", ".join(changed), name
-            )
+            logger.warning("py-libp2p changed (%s): patch %s not applied", ", ".join(changed), name)
             continue
         _ORIGINALS[name] = getattr(owner, attr)
         if name == "yamux_write":
             # The window lives under our name in each stream; this property
             # sets the writer's wake-up event whenever the window grows.
             window = property(_get_send_window, _set_send_window)
-            setattr(yamux.YamuxStream, "send_window", window)
+            setattr(yamux.YamuxStream, "send_window", window)  # noqa: B010 - mypy sees an int attribute
         setattr(owner, attr, replacement)
     _applied = True
 

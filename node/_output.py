@@ -26,11 +26,7 @@ class Reporter:
         self.json_mode = json_mode
         self.out = out or sys.stdout
         self.err = err or sys.stderr
-        self.bar = (
-            ProgressBar(self.err)
-            if not json_mode and self.err.isatty() and self.out.isatty()
-            else None
-        )
+        self.bar = ProgressBar(self.err) if not json_mode and self.err.isatty() and self.out.isatty() else None
 
     def event(self, event: str, /, **fields: Any) -> None:
         if self.json_mode:

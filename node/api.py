@@ -20,24 +20,24 @@ from typing import Any
 
 import trio
 
-import sharecode
-from node.discovery import Discovery, open_discovery
-from node.autonat._trio_server import serve_autonat_server
-from node.autonat.client import AutoNATConfig
-from node.autonat.server import ServerConfig as AutoNATServerConfig
-from node.reach import Reacher
-from node.traversal import Traversal, TraversalEvent, open_traversal
-from node.errors import LocalNodeError, PeerUnreachableError, RelayLimitedError
-from node.host import Host, LibP2PByteStream, open_host
-from node.identity import load_or_create_identity
-from node.ping import PING_PROTOCOL, measure_rtt
-from node.relay_client import RelayClient, RelayError, open_relay_client
-from relay.wire import Limit
-from transfer import PROTOCOL_ID, PreparedShare, ShareRegistry, build_manifest, fetch, serve_transfer
-from transfer.errors import TransferError
-from transfer.events import Progress
+from p2pshare import sharecode
+from p2pshare.node.autonat._trio_server import serve_autonat_server
+from p2pshare.node.autonat.client import AutoNATConfig
+from p2pshare.node.autonat.server import ServerConfig as AutoNATServerConfig
+from p2pshare.node.circuit.client import RelayClient, RelayError, open_relay_client
+from p2pshare.node.circuit.wire import Limit
+from p2pshare.node.discovery import Discovery, open_discovery
+from p2pshare.node.errors import LocalNodeError, PeerUnreachableError, RelayLimitedError
+from p2pshare.node.host import Host, LibP2PByteStream, open_host
+from p2pshare.node.identity import load_or_create_identity
+from p2pshare.node.ping import PING_PROTOCOL, measure_rtt
+from p2pshare.node.reach import Reacher
+from p2pshare.node.traversal import Traversal, TraversalEvent, open_traversal
+from p2pshare.transfer import PROTOCOL_ID, PreparedShare, ShareRegistry, build_manifest, fetch, serve_transfer
+from p2pshare.transfer.errors import TransferError
+from p2pshare.transfer.events import Progress
 
-log = logging.getLogger("p2pshare.node")
+log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = ("/ip4/0.0.0.0/tcp/0",)
 RELAYS_WANTED = 2  # reservations a node holds (and names in its codes) at once
@@ -122,20 +122,16 @@ class Node:
         if cfg.identity_path is not None:
             key_pair = load_or_create_identity(cfg.identity_path)
         else:
-            from node.identity import generate_identity
+            from p2pshare.node.identity import generate_identity
 
             key_pair = generate_identity()
         try:
             try:
-                self._host = await self._stack.enter_async_context(
-                    open_host(key_pair, list(cfg.listen_addrs))
-                )
+                self._host = await self._stack.enter_async_context(open_host(key_pair, list(cfg.listen_addrs)))
             except OSError:
                 if not cfg.fallback_listen_addrs:
                     raise
-                self._host = await self._stack.enter_async_context(
-                    open_host(key_pair, list(cfg.fallback_listen_addrs))
-                )
+                self._host = await self._stack.enter_async_context(open_host(key_pair, list(cfg.fallback_listen_addrs)))
         except OSError as exc:
             await self._stack.aclose()
             raise LocalNodeError(f"cannot listen on {', '.join(cfg.listen_addrs)}: {exc.strerror or exc}") from None
@@ -267,14 +263,13 @@ class Node:
         if not await self.wait_relays():
             log.warning("no relay reservation yet; the code carries direct addresses only")
         addrs = tuple(self.addresses())
-        code = sharecode.ShareCode(
-            peer_id=self.peer_id, addresses=addrs, encryption_key=key, share_code=human_code
-        )
+        code = sharecode.ShareCode(peer_id=self.peer_id, addresses=addrs, encryption_key=key, share_code=human_code)
         legacy = _legacy_for(human_code, key, addrs)
         assert self._nursery is not None
         self._nursery.start_soon(self._advertise, share_id, sharecode.dht_key(human_code))
-        return ShareInfo(code=code, legacy=legacy, prepared=prepared, share_id=share_id,
-                         warnings=tuple(prepared.warnings))
+        return ShareInfo(
+            code=code, legacy=legacy, prepared=prepared, share_id=share_id, warnings=tuple(prepared.warnings)
+        )
 
     def stop_sharing(self, info: ShareInfo) -> None:
         self.registry.remove(info.share_id)
@@ -353,7 +348,7 @@ class Node:
                         async def watch_upgrade() -> None:
                             nonlocal switched, new_path, upgrade_took
                             started = trio.current_time()
-                            new_path = await self.traversal.wait_direct(peer_id, float("inf"), until_failure=False)
+                            new_path = await self.traversal.wait_direct(peer_id, float("inf"), until_failure=False)  # noqa: B023 - awaited within this iteration
                             if new_path is not None:
                                 switched = True
                                 upgrade_took = trio.current_time() - started

@@ -8,8 +8,8 @@ from typing import Any
 
 import trio
 
-import sharecode
-from node._output import Reporter, human_bytes
+from p2pshare import sharecode
+from p2pshare.node._output import Reporter, human_bytes
 
 
 def run_get(args: Any, reporter: Reporter) -> int:
@@ -18,8 +18,8 @@ def run_get(args: Any, reporter: Reporter) -> int:
 
 
 async def _get(args: Any, reporter: Reporter, code: sharecode.ShareCode | sharecode.LegacyCode) -> int:
-    from node.api import Connected, Node, NodeConfig, PathUpgraded
-    from transfer.events import ManifestReceived, Progress, TransferCompleted
+    from p2pshare.node.api import Connected, Node, NodeConfig, PathUpgraded
+    from p2pshare.transfer.events import ManifestReceived, Progress, TransferCompleted
 
     output: Path = args.output
     summary: dict[str, Any] = {}
@@ -35,8 +35,9 @@ async def _get(args: Any, reporter: Reporter, code: sharecode.ShareCode | sharec
         elif isinstance(event, ManifestReceived):
             m = event.manifest
             have = f", {human_bytes(event.already_have_bytes)} already here" if event.already_have_bytes else ""
-            reporter.event("manifest", name=m.name, files=len(m.files), total=m.total_bytes,
-                           already_have=event.already_have_bytes)
+            reporter.event(
+                "manifest", name=m.name, files=len(m.files), total=m.total_bytes, already_have=event.already_have_bytes
+            )
             reporter.say(f"Receiving {m.name!r}: {len(m.files)} file(s), {human_bytes(m.total_bytes)}{have}")
         elif isinstance(event, Progress):
             reporter.progress(event.bytes_verified, event.total_bytes)
@@ -45,8 +46,7 @@ async def _get(args: Any, reporter: Reporter, code: sharecode.ShareCode | sharec
 
     # The receiver uses a fresh identity unless told otherwise: two downloads
     # at once never collide, and receivers are not linkable across shares.
-    from node.cli import data_home
-    from node.config import load_network_config
+    from p2pshare.node.config import data_home, load_network_config
 
     net = load_network_config(
         data_home(), bootstrap=args.bootstrap, relays=args.relay, no_default_bootstrap=args.no_default_bootstrap
@@ -80,8 +80,14 @@ async def _get(args: Any, reporter: Reporter, code: sharecode.ShareCode | sharec
     seconds = float(summary.get("seconds") or 0.0)
     nbytes = int(summary.get("bytes") or 0)
     rate = nbytes / seconds / 1e6 if seconds > 0 else 0.0
-    reporter.event("done", files=summary.get("files"), bytes=nbytes, seconds=round(seconds, 3),
-                   mb_per_s=round(rate, 1), output=str(output))
+    reporter.event(
+        "done",
+        files=summary.get("files"),
+        bytes=nbytes,
+        seconds=round(seconds, 3),
+        mb_per_s=round(rate, 1),
+        output=str(output),
+    )
     reporter.result(
         f"Received {summary.get('files')} file(s), {human_bytes(nbytes)} in {seconds:.1f} s "
         f"({rate:.1f} MB/s) into {output}, all verified"

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from node._output import Reporter
+from p2pshare.node._output import Reporter
 
 if TYPE_CHECKING:
-    from node.traversal import TraversalEvent
+    from p2pshare.node.traversal import TraversalEvent
 
 ADDR_POLL = 1.0  # seconds between checks of our advertised addresses
 
@@ -22,17 +22,24 @@ def add_node_parser(sub: Any) -> argparse.ArgumentParser:
     n: argparse.ArgumentParser = sub.add_parser(
         "node", help="run a long-lived peer (DHT, AutoNAT, relay client, hole punching)"
     )
-    n.add_argument("--listen", action="append", metavar="MULTIADDR",
-                   help="listen address (repeatable; default /ip4/0.0.0.0/tcp/0)")
+    n.add_argument(
+        "--listen", action="append", metavar="MULTIADDR", help="listen address (repeatable; default /ip4/0.0.0.0/tcp/0)"
+    )
     n.add_argument("--identity", type=Path, metavar="FILE", help="identity key file")
-    n.add_argument("--relay", action="append", default=[], metavar="MULTIADDR",
-                   help="circuit relay to reserve a slot on (repeatable)")
-    n.add_argument("--bootstrap", action="append", default=[], metavar="MULTIADDR",
-                   help="DHT bootstrap peer (repeatable)")
-    n.add_argument("--no-default-bootstrap", action="store_true",
-                   help="do not join the public libp2p DHT")
-    n.add_argument("--dht-server", action="store_true",
-                   help="answer other peers' DHT queries (only for publicly reachable nodes)")
+    n.add_argument(
+        "--relay",
+        action="append",
+        default=[],
+        metavar="MULTIADDR",
+        help="circuit relay to reserve a slot on (repeatable)",
+    )
+    n.add_argument(
+        "--bootstrap", action="append", default=[], metavar="MULTIADDR", help="DHT bootstrap peer (repeatable)"
+    )
+    n.add_argument("--no-default-bootstrap", action="store_true", help="do not join the public libp2p DHT")
+    n.add_argument(
+        "--dht-server", action="store_true", help="answer other peers' DHT queries (only for publicly reachable nodes)"
+    )
     n.add_argument("--json", action="store_true", help="JSON lines on stdout")
     return n
 
@@ -42,8 +49,8 @@ def run_node(args: Any, reporter: Reporter) -> int:
 
 
 def _say_traversal(reporter: Reporter, ev: TraversalEvent) -> None:
-    from node.dcutr.policy import Upgraded, UpgradeFailed
-    from node.traversal import NatDiscovered, ReachabilityChanged
+    from p2pshare.node.dcutr.policy import Upgraded, UpgradeFailed
+    from p2pshare.node.traversal import NatDiscovered, ReachabilityChanged
 
     if isinstance(ev, ReachabilityChanged):
         reporter.event("reachability", reachability=ev.reachability, confirmed=ev.confirmed, addrs=list(ev.addrs))
@@ -51,8 +58,10 @@ def _say_traversal(reporter: Reporter, ev: TraversalEvent) -> None:
         reporter.result(f"reachability: {ev.reachability}{note}")
     elif isinstance(ev, NatDiscovered):
         reporter.event("nat", mapping=ev.mapping, public=ev.public, punchable=ev.punchable)
-        reporter.result(f"nat: mapping {ev.mapping}, public {ev.public or 'unknown'}, "
-                        f"hole punching {'possible' if ev.punchable else 'unlikely'}")
+        reporter.result(
+            f"nat: mapping {ev.mapping}, public {ev.public or 'unknown'}, "
+            f"hole punching {'possible' if ev.punchable else 'unlikely'}"
+        )
     elif isinstance(ev, Upgraded):
         reporter.event("upgraded", peer_id=ev.peer_id, method=ev.method, seconds=round(ev.elapsed, 3))
         reporter.result(f"upgraded: {ev.peer_id} now direct ({ev.method}, {ev.elapsed:.2f} s)")
@@ -61,14 +70,14 @@ def _say_traversal(reporter: Reporter, ev: TraversalEvent) -> None:
 
 
 async def _serve(args: Any, reporter: Reporter) -> int:
-    from node.api import Node, NodeConfig
-    from node.autonat.client import AutoNATConfig
-    from node.cli import data_home
-    from node.config import load_network_config
+    from p2pshare.node.api import Node, NodeConfig
+    from p2pshare.node.autonat.client import AutoNATConfig
+    from p2pshare.node.config import data_home, load_network_config
 
     home = data_home()
-    net = load_network_config(home, bootstrap=args.bootstrap, relays=args.relay,
-                              no_default_bootstrap=args.no_default_bootstrap)
+    net = load_network_config(
+        home, bootstrap=args.bootstrap, relays=args.relay, no_default_bootstrap=args.no_default_bootstrap
+    )
     config = NodeConfig(
         identity_path=args.identity or home / "identity.key",
         listen_addrs=args.listen or ["/ip4/0.0.0.0/tcp/0"],

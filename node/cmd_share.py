@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from node._output import Reporter, human_bytes
-from node.errors import LocalNodeError
-if TYPE_CHECKING:
-    from node.traversal import TraversalEvent
+from p2pshare.node._output import Reporter, human_bytes
+from p2pshare.node.errors import LocalNodeError
 
-from node.shares_db import ShareRecord, forget_record, load_record, save_record
+if TYPE_CHECKING:
+    from p2pshare.node.traversal import TraversalEvent
+
+from p2pshare.node.shares_db import ShareRecord, forget_record, load_record, save_record
 
 
 def check_paths(paths: list[Path]) -> list[Path]:
@@ -34,7 +35,7 @@ def check_paths(paths: list[Path]) -> list[Path]:
 
 
 def run_share(args: Any, reporter: Reporter) -> int:
-    from node.cli import data_home
+    from p2pshare.node.config import data_home
 
     paths = check_paths(list(args.paths))
     home = data_home()
@@ -59,10 +60,10 @@ async def _serve(
     listen: list[str],
     fallback: list[str] | None,
 ) -> int:
-    from node.api import Node, NodeConfig
-    from node.autonat.client import AutoNATConfig
-    from node.config import load_network_config
-    from transfer.events import ReceiverConnected, ReceiverFailed, ReceiverFinished
+    from p2pshare.node.api import Node, NodeConfig
+    from p2pshare.node.autonat.client import AutoNATConfig
+    from p2pshare.node.config import load_network_config
+    from p2pshare.transfer.events import ReceiverConnected, ReceiverFailed, ReceiverFinished
 
     identity = args.identity or home / "identity.key"
     done_receivers = 0
@@ -161,8 +162,8 @@ async def _serve(
 
 def _report_traversal(reporter: Reporter, ev: TraversalEvent) -> None:
     """Sharer-side NAT facts as JSON events (and a human line on upgrades)."""
-    from node.dcutr.policy import Upgraded, UpgradeFailed
-    from node.traversal import NatDiscovered, ReachabilityChanged
+    from p2pshare.node.dcutr.policy import Upgraded, UpgradeFailed
+    from p2pshare.node.traversal import NatDiscovered, ReachabilityChanged
 
     if isinstance(ev, NatDiscovered):
         reporter.event("nat", mapping=ev.mapping, public=ev.public, punchable=ev.punchable)

@@ -21,7 +21,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from node.errors import LocalNodeError
+from p2pshare.node.errors import LocalNodeError
+
+ENV_HOME = "P2PSHARE_HOME"
 
 CONFIG_FILE = "config.toml"
 ENV_NO_DEFAULT = "P2PSHARE_NO_DEFAULT_BOOTSTRAP"
@@ -67,9 +69,18 @@ def load_network_config(
     all_relays = tuple(dict.fromkeys([*(relays or []), *file_relays]))
     boot: list[str] = [*(bootstrap or []), *file_boot, *all_relays]  # relay nodes are DHT servers too
     if use_default:
-        from node.discovery import DEFAULT_BOOTSTRAP
+        from p2pshare.node.discovery import DEFAULT_BOOTSTRAP
 
         boot.extend(DEFAULT_BOOTSTRAP)
-    return NetworkConfig(
-        bootstrap=tuple(dict.fromkeys(boot)), relays=all_relays, peers_file=home / "dht-peers.json"
-    )
+    return NetworkConfig(bootstrap=tuple(dict.fromkeys(boot)), relays=all_relays, peers_file=home / "dht-peers.json")
+
+
+def data_home() -> Path:
+    """Where identities, share records, the peers file and config.toml live
+    (``$P2PSHARE_HOME`` or the platform's user data directory)."""
+    env = os.environ.get(ENV_HOME)
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("p2pshare"))

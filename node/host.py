@@ -361,9 +361,7 @@ class Host:
         try:
             net_stream = await self.libp2p.new_stream(pid, [TProtocol(protocol)])
         except Exception as e:
-            raise StreamError(
-                f"cannot open {protocol} stream to {peer_id}: {_short(e)}"
-            ) from e
+            raise StreamError(f"cannot open {protocol} stream to {peer_id}: {_short(e)}") from e
         return LibP2PByteStream(net_stream)
 
     def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
@@ -445,8 +443,7 @@ async def upgrade_raw_connection(
         raise ConnectionError(f"{what} reached {muxed.peer_id}, not {peer_id}")
     if conn is None:
         conn = next(
-            (c for c in host.libp2p.get_network().get_connections(expected)
-             if getattr(c, "muxed_conn", None) is muxed),
+            (c for c in host.libp2p.get_network().get_connections(expected) if getattr(c, "muxed_conn", None) is muxed),
             None,
         )
     if conn is None:

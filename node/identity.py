@@ -124,15 +124,12 @@ def _load(path: Path) -> KeyPair:
     except IsADirectoryError:
         raise IdentityError(f"identity file {path} is not a regular file") from None
     except OSError as e:
-        raise IdentityError(
-            f"cannot read identity file {path}: {e.strerror or e}"
-        ) from None
+        raise IdentityError(f"cannot read identity file {path}: {e.strerror or e}") from None
     if len(data) > _MAX_FILE_BYTES:
         raise IdentityError(f"identity file {path} is corrupt: too large")
     if st.st_mode & 0o077:
         logger.warning(
-            "identity file %s is readable by other users (mode %o); "
-            "run: chmod 600 %s",
+            "identity file %s is readable by other users (mode %o); run: chmod 600 %s",
             path,
             stat.S_IMODE(st.st_mode),
             path,
@@ -150,9 +147,7 @@ def _make_private_dir(directory: Path) -> None:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(directory, 0o700)  # mkdir's mode is masked by the umask
     except OSError as e:
-        raise IdentityError(
-            f"cannot create directory {directory}: {e.strerror or e}"
-        ) from None
+        raise IdentityError(f"cannot create directory {directory}: {e.strerror or e}") from None
 
 
 def _publish(path: Path, data: bytes) -> bool:
@@ -175,9 +170,7 @@ def _publish(path: Path, data: bytes) -> bool:
         _fsync_dir(path.parent)
         return True
     except OSError as e:
-        raise IdentityError(
-            f"cannot write identity file {path}: {e.strerror or e}"
-        ) from None
+        raise IdentityError(f"cannot write identity file {path}: {e.strerror or e}") from None
     finally:
         try:
             os.unlink(tmp)

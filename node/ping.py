@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from transfer.stream import ByteStream
+from p2pshare.transfer.stream import ByteStream
 
 PING_PROTOCOL = "/ipfs/ping/1.0.0"
 _PING_SIZE = 32

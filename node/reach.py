@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import trio
 
-import sharecode
-from node.discovery import Discovery
-from node.errors import PeerUnreachableError
-from node.host import Host
-from node.natinfo.addrs import is_public_ip
-from node.relay_client import RelayClient
+from p2pshare import sharecode
+from p2pshare.node.circuit.client import RelayClient
+from p2pshare.node.discovery import Discovery
+from p2pshare.node.errors import PeerUnreachableError
+from p2pshare.node.host import Host
+from p2pshare.node.natinfo.addrs import is_public_ip
 
 RELAY_DELAY = 1.5  # seconds a direct dial runs alone before relays join the race
 DHT_DELAY = 1.0  # seconds the code's own addresses are tried alone before asking the DHT
@@ -140,7 +140,9 @@ class Reacher:
             errors.append(f"no answer within {timeout:.0f}s")
         raise PeerUnreachableError("could not reach the sharer: " + "; ".join(dict.fromkeys(errors[-4:])))
 
-    async def connect_any(self, peer_id: str, direct: Sequence[str], circuits: Sequence[str], *, timeout: float) -> None:
+    async def connect_any(
+        self, peer_id: str, direct: Sequence[str], circuits: Sequence[str], *, timeout: float
+    ) -> None:
         """Race a direct dial against relayed ones (given a head start of
         ``RELAY_DELAY``); the first connection wins and cancels the rest."""
         if self.host.is_connected(peer_id):
@@ -177,4 +179,3 @@ class Reacher:
             raise PeerUnreachableError("the code carries no address to dial")
         detail = "; ".join(errors[-3:]) or f"no answer within {timeout:.0f}s"
         raise PeerUnreachableError(f"could not reach the sharer: {detail}")
-

@@ -14,17 +14,17 @@ from dataclasses import dataclass
 
 import trio
 
-from node.autonat._trio_client import AutoNAT, open_autonat
-from node.autonat.client import AutoNATConfig, Reachability, Verdict
-from node.dcutr._trio_libp2p import listen_tcp
-from node.dcutr._trio_service import open_dcutr
-from node.dcutr.policy import PunchConfig, Upgraded, UpgradeFailed
-from node.host import Host
-from node.natinfo import NatReport
-from node.natinfo._trio_identify import observe_via_identify, predict_mapping
-from node.natinfo._trio_stun import DEFAULT_PORTS, probe_nat
+from p2pshare.node.autonat._trio_client import AutoNAT, open_autonat
+from p2pshare.node.autonat.client import AutoNATConfig, Reachability, Verdict
+from p2pshare.node.dcutr._trio_libp2p import listen_tcp
+from p2pshare.node.dcutr._trio_service import open_dcutr
+from p2pshare.node.dcutr.policy import PunchConfig, Upgraded, UpgradeFailed
+from p2pshare.node.host import Host
+from p2pshare.node.natinfo import NatReport
+from p2pshare.node.natinfo._trio_identify import observe_via_identify, predict_mapping
+from p2pshare.node.natinfo._trio_stun import DEFAULT_PORTS, probe_nat
 
-log = logging.getLogger("p2pshare.traversal")
+log = logging.getLogger(__name__)
 _DIRECT_POLL = 0.05  # seconds between looks at the peer's connections
 
 
@@ -139,8 +139,9 @@ class Traversal:
                 self.observed = [predicted]
                 if self._autonat is not None:
                     self._autonat.addrs_changed()
-            self._emit(NatDiscovered("port-preserving" if predicted else "port-changing", predicted,
-                                     predicted is not None))
+            self._emit(
+                NatDiscovered("port-preserving" if predicted else "port-changing", predicted, predicted is not None)
+            )
             return
 
     async def watch_reachability(self, servers: Sequence[str], config: AutoNATConfig) -> None:
@@ -168,8 +169,9 @@ async def open_traversal(
 ) -> AsyncIterator[Traversal]:
     """Serve DCUtR on ``host``; with relays, probe the NAT and (given a config) run AutoNAT."""
     traversal = Traversal(host, on_event)
-    async with open_dcutr(host, punch or PunchConfig(), observed=lambda: traversal.observed,
-                          on_event=traversal.on_dcutr):
+    async with open_dcutr(
+        host, punch or PunchConfig(), observed=lambda: traversal.observed, on_event=traversal.on_dcutr
+    ):
         async with trio.open_nursery() as nursery:
             if relays:
                 nursery.start_soon(traversal.probe, list(relays))

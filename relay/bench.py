@@ -1,11 +1,11 @@
-"""Relay throughput bench: ``python -m relay.bench [--size MiB] [--runs N] [--json]``.
+"""Relay throughput bench: ``python -m p2pshare.relay.bench [--size MiB] [--runs N] [--json]``.
 
 Three processes: a relay, a sharer-side peer (reserves on the relay, serves
 ``/bench/send/1``: writes SIZE bytes and closes) and a receiver-side peer
 (reads to EOF). Each run measures the same two peers twice: connected
 directly, then through a circuit (``dial_via_relay``; Noise + yamux run
 end to end inside the circuit, as for a real transfer). Prints both medians
-in MB/s (10^6 bytes/s). Roles run as ``python -m relay.bench ROLE ...``.
+in MB/s (10^6 bytes/s). Roles run as ``python -m p2pshare.relay.bench ROLE ...``.
 """
 
 from __future__ import annotations
@@ -37,15 +37,17 @@ async def _stdin_closed() -> None:
 async def _role_relay(args: argparse.Namespace) -> None:
     from libp2p.crypto.ed25519 import create_new_key_pair
 
-    from node.host import open_host
-    from relay.limits import RelayLimits
-    from relay.server import serve_relay
+    from p2pshare.node.circuit.hop import serve_relay
+    from p2pshare.node.circuit.limits import RelayLimits
+    from p2pshare.node.host import open_host
 
     keys = create_new_key_pair()
     async with open_host(keys, ["/ip4/127.0.0.1/tcp/0"]) as host:
         async with trio.open_nursery() as nursery:
             server = await nursery.start(
-                lambda task_status: serve_relay(host, RelayLimits(), private_key=keys.private_key, task_status=task_status)
+                lambda task_status: serve_relay(
+                    host, RelayLimits(), private_key=keys.private_key, task_status=task_status
+                )
             )
             _emit(peer=host.peer_id, addrs=server.addrs())
             await _stdin_closed()
@@ -56,9 +58,9 @@ async def _role_relay(args: argparse.Namespace) -> None:
 async def _role_sharer(args: argparse.Namespace) -> None:
     from libp2p.crypto.ed25519 import create_new_key_pair
 
-    from node.host import LibP2PByteStream, open_host
-    from node.relay_client import open_relay_client
-    from relay.wire import STOP_PROTOCOL_ID, Status, StopMessage, StopType, encode_stop, read_stop
+    from p2pshare.node.circuit.client import open_relay_client
+    from p2pshare.node.circuit.wire import STOP_PROTOCOL_ID, Status, StopMessage, StopType, encode_stop, read_stop
+    from p2pshare.node.host import LibP2PByteStream, open_host
 
     size = args.size
     block = os.urandom(_PIECE)
@@ -89,12 +91,11 @@ async def _role_sharer(args: argparse.Namespace) -> None:
 
 async def _role_receiver(args: argparse.Namespace) -> None:
     from libp2p.crypto.ed25519 import create_new_key_pair
-
-    from node.host import open_host
     from libp2p.peer.id import ID
 
-    from node.relay_client import open_relay_client, parse_relay_addr
-    from relay.wire import HOP_PROTOCOL_ID, HopMessage, HopType, Peer, Status, encode_hop, read_hop
+    from p2pshare.node.circuit.client import open_relay_client, parse_relay_addr
+    from p2pshare.node.circuit.wire import HOP_PROTOCOL_ID, HopMessage, HopType, Peer, Status, encode_hop, read_hop
+    from p2pshare.node.host import open_host
 
     async with open_host(create_new_key_pair(), ["/ip4/127.0.0.1/tcp/0"]) as host:
         async with open_relay_client(host, []) as client:
@@ -146,7 +147,7 @@ async def _role_receiver(args: argparse.Namespace) -> None:
 
 def _spawn(*role_args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "relay.bench", *role_args],
+        [sys.executable, "-m", "p2pshare.relay.bench", *role_args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -182,14 +183,25 @@ def orchestrate(size_mib: int, runs: int, as_json: bool, raw: bool = False) -> d
         procs.append(sharer)
         s = _line(sharer, "sharer")
         recv = _spawn(
-            "receiver", "--peer", s["peer"], "--relayed", s["relayed"][0], "--size", str(size),
-            "--runs", str(runs), *(["--raw"] if raw else []), *[x for a in s["direct"] for x in ("--direct", a)],
+            "receiver",
+            "--peer",
+            s["peer"],
+            "--relayed",
+            s["relayed"][0],
+            "--size",
+            str(size),
+            "--runs",
+            str(runs),
+            *(["--raw"] if raw else []),
+            *[x for a in s["direct"] for x in ("--direct", a)],
         )
         procs.append(recv)
         rows = [_line(recv, "receiver") for _ in range(runs)]
         for row in rows:
             if not as_json:
-                print(f"run {row['run']}: direct {row['direct']:.1f} MB/s, relayed {row['relayed']:.1f} MB/s", flush=True)
+                print(
+                    f"run {row['run']}: direct {row['direct']:.1f} MB/s, relayed {row['relayed']:.1f} MB/s", flush=True
+                )
     finally:
         for p in reversed(procs):
             _stop(p)
@@ -204,7 +216,7 @@ def orchestrate(size_mib: int, runs: int, as_json: bool, raw: bool = False) -> d
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m relay.bench", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m p2pshare.relay.bench", description=__doc__)
     sub = p.add_subparsers(dest="role")
     sub.add_parser("relay")
     sh = sub.add_parser("sharer")
@@ -221,9 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=256, metavar="MiB", help="bytes per transfer, in MiB (default 256)")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--raw", action="store_true",
-                   help="relayed runs carry raw bytes on the circuit, without end-to-end Noise/yamux "
-                   "(isolates the relay's forwarding)")
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="relayed runs carry raw bytes on the circuit, without end-to-end Noise/yamux "
+        "(isolates the relay's forwarding)",
+    )
     args = p.parse_args(argv)
     roles = {"relay": _role_relay, "sharer": _role_sharer, "receiver": _role_receiver}
     if args.role in roles:

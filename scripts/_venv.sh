@@ -22,4 +22,4 @@ export PATH="$VENV/bin:$PATH"
 # Byte-compile our own packages: with PYTHONDONTWRITEBYTECODE set (some
 # environments set it) every p2pshare process would recompile them (~0.1 s
 # of start-up per process); existing .pyc files are still read.
-"$VENV/bin/python" -m compileall -q "$ROOT/node" "$ROOT/transfer" "$ROOT/sharecode" "$ROOT/relay" >/dev/null 2>&1 || true
+"$VENV/bin/python" -m compileall -q "$ROOT/p2pshare" "$ROOT/node" "$ROOT/transfer" "$ROOT/sharecode" "$ROOT/relay" >/dev/null 2>&1 || true

@@ -55,9 +55,7 @@ def _ip6(value: str) -> str:
         ip = ipaddress.IPv6Address(value)
     except ValueError:
         raise _Bad(f"invalid IPv6 address {quote(value)}") from None
-    if ip.is_unspecified or (
-        ip.ipv4_mapped is not None and ip.ipv4_mapped.is_unspecified
-    ):
+    if ip.is_unspecified or (ip.ipv4_mapped is not None and ip.ipv4_mapped.is_unspecified):
         raise _Bad("unspecified address ::")
     return str(ip)
 
@@ -66,9 +64,7 @@ def _dns(value: str) -> str:
     labels = value.split(".")
     # "ab--" labels are reserved for IDNA ("xn--"); the library checks those.
     if len(value) > 253 or not all(
-        _DNS_LABEL.fullmatch(label)
-        and (label[2:4] != "--" or label[:2].lower() == "xn")
-        for label in labels
+        _DNS_LABEL.fullmatch(label) and (label[2:4] != "--" or label[:2].lower() == "xn") for label in labels
     ):
         raise _Bad(f"invalid DNS name {quote(value)}")
     return value
@@ -103,9 +99,7 @@ def _canonical(text: str, peer_id: str) -> str:
     out: list[str] = []
     host = parts[0]
     if host not in _HOSTS:
-        raise _Bad(
-            f"unsupported host protocol {quote(host)} (want ip4, ip6, dns, dns4 or dns6)"
-        )
+        raise _Bad(f"unsupported host protocol {quote(host)} (want ip4, ip6, dns, dns4 or dns6)")
     value = _take(parts, 1, f"{host} value")
     out += [
         host,
@@ -118,15 +112,11 @@ def _canonical(text: str, peer_id: str) -> str:
     elif transport == "udp":
         out += ["udp", _port(_take(parts, 3, "udp port"))]
         if _take(parts, 4, "quic-v1 after udp") != "quic-v1":
-            raise _Bad(
-                f"unsupported protocol {quote(parts[4])} after udp (want quic-v1)"
-            )
+            raise _Bad(f"unsupported protocol {quote(parts[4])} after udp (want quic-v1)")
         out.append("quic-v1")
         i = 5
     else:
-        raise _Bad(
-            f"unsupported transport {quote(transport)} (want tcp or udp/quic-v1)"
-        )
+        raise _Bad(f"unsupported transport {quote(transport)} (want tcp or udp/quic-v1)")
     rest = parts[i:]
     if not rest:
         return "/" + "/".join(out)
@@ -139,9 +129,7 @@ def _canonical(text: str, peer_id: str) -> str:
             raise _Bad("/p2p/ peer ID differs from the code's peer_id")
         return "/" + "/".join(out + ["p2p", first])
     if rest[0] != "p2p-circuit":
-        raise _Bad(
-            f"unsupported protocol {quote(rest[0])} after p2p (want p2p-circuit)"
-        )
+        raise _Bad(f"unsupported protocol {quote(rest[0])} after p2p (want p2p-circuit)")
     out += ["p2p", first, "p2p-circuit"]
     rest = rest[1:]
     if rest:
@@ -162,9 +150,7 @@ def validate_multiaddr(text: object, peer_id: str, index: int = 1) -> str:
     if not isinstance(text, str):
         raise ShareCodeError(f"{label}: expected a string, got {type(text).__name__}")
     if len(text) > MAX_ADDRESS_CHARS:
-        raise ShareCodeError(
-            f"{label}: too long ({len(text)} characters, at most {MAX_ADDRESS_CHARS})"
-        )
+        raise ShareCodeError(f"{label}: too long ({len(text)} characters, at most {MAX_ADDRESS_CHARS})")
     try:
         canon = _canonical(text, peer_id)
     except _Bad as exc:
@@ -177,9 +163,7 @@ def validate_multiaddr(text: object, peer_id: str, index: int = 1) -> str:
     except (multiaddr.exceptions.Error, ValueError, TypeError, LookupError):
         stable = False
     if not stable:
-        raise ShareCodeError(
-            f"{label} {quote(text)}: rejected by the multiaddr library"
-        )
+        raise ShareCodeError(f"{label} {quote(text)}: rejected by the multiaddr library")
     return lib
 
 

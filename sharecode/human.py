@@ -41,19 +41,13 @@ def normalize_human_code(code: str) -> str:
     if not isinstance(code, str):
         raise ShareCodeError(f"share code must be a string, got {type(code).__name__}")
     if len(code) > _MAX_RAW:
-        raise ShareCodeError(
-            f"share code too long ({len(code)} characters, at most {MAX_HUMAN_CODE})"
-        )
+        raise ShareCodeError(f"share code too long ({len(code)} characters, at most {MAX_HUMAN_CODE})")
     norm = code.replace("-", "").upper()
     for pos, ch in enumerate(norm, 1):
         if ch not in _ALLOWED:
-            raise ShareCodeError(
-                f"share code has a character outside {HUMAN_ALPHABET} at position {pos}"
-            )
+            raise ShareCodeError(f"share code has a character outside {HUMAN_ALPHABET} at position {pos}")
     if not MIN_HUMAN_CODE <= len(norm) <= MAX_HUMAN_CODE:
-        raise ShareCodeError(
-            f"share code is {len(norm)} characters, expected {MIN_HUMAN_CODE} to {MAX_HUMAN_CODE}"
-        )
+        raise ShareCodeError(f"share code is {len(norm)} characters, expected {MIN_HUMAN_CODE} to {MAX_HUMAN_CODE}")
     return norm
 
 

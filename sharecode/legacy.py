@@ -22,17 +22,13 @@ _FORM = "expected CODE:KEY:IP:PORT"
 
 def _check_host(host: object) -> str:
     if not isinstance(host, str):
-        raise ShareCodeError(
-            f"legacy code: host must be a string, got {type(host).__name__}"
-        )
+        raise ShareCodeError(f"legacy code: host must be a string, got {type(host).__name__}")
     if "%" in host:
         raise ShareCodeError("legacy code: IPv6 zone IDs are not allowed")
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        raise ShareCodeError(
-            f"legacy code: {quote(host)} is not an IP address"
-        ) from None
+        raise ShareCodeError(f"legacy code: {quote(host)} is not an IP address") from None
     if ip.is_unspecified:
         raise ShareCodeError(f"legacy code: unspecified address {ip} is not reachable")
     return str(ip)
@@ -40,9 +36,7 @@ def _check_host(host: object) -> str:
 
 def _check_port(port: object) -> int:
     if not isinstance(port, int) or isinstance(port, bool):
-        raise ShareCodeError(
-            f"legacy code: port must be an integer, got {type(port).__name__}"
-        )
+        raise ShareCodeError(f"legacy code: port must be an integer, got {type(port).__name__}")
     if not 1 <= port <= 65535:
         raise ShareCodeError(f"legacy code: port {port} is not in 1-65535")
     return port
@@ -80,14 +74,10 @@ def _decode_key(text: str) -> bytes:
     if len(text) == 64:
         raise ShareCodeError("legacy code: KEY is 64 characters but not hex")
     if _HEX_DIGITS.fullmatch(text) and len(text) not in (43, 44):
-        raise ShareCodeError(
-            f"legacy code: KEY has {len(text)} hex digits, expected 64"
-        )
+        raise ShareCodeError(f"legacy code: KEY has {len(text)} hex digits, expected 64")
     key = b64decode_forgiving(text, "legacy code: KEY")
     if len(key) != KEY_BYTES:
-        raise ShareCodeError(
-            f"legacy code: KEY is {len(key)} bytes, expected {KEY_BYTES}"
-        )
+        raise ShareCodeError(f"legacy code: KEY is {len(key)} bytes, expected {KEY_BYTES}")
     return key
 
 
@@ -109,12 +99,8 @@ def parse_legacy(text: str) -> LegacyCode:
         if not sep3:
             raise ShareCodeError(f"legacy code: {_FORM}")
         if ":" in host:
-            raise ShareCodeError(
-                "legacy code: an IPv6 address must be in brackets: [IP]:PORT"
-            )
+            raise ShareCodeError("legacy code: an IPv6 address must be in brackets: [IP]:PORT")
     if not _PORT.fullmatch(port_text):
         raise ShareCodeError("legacy code: PORT must be a number 1-65535")
     key = _decode_key(key_text)
-    return LegacyCode(
-        share_code=code, encryption_key=key, host=host, port=int(port_text)
-    )
+    return LegacyCode(share_code=code, encryption_key=key, host=host, port=int(port_text))

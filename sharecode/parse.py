@@ -22,9 +22,7 @@ def parse_code(text: str) -> ShareCode | LegacyCode:
     if not isinstance(text, str):
         raise ShareCodeError(f"share code must be text, got {type(text).__name__}")
     if len(text) > MAX_CODE_CHARS:
-        raise ShareCodeError(
-            f"code too long: {len(text)} characters (at most {MAX_CODE_CHARS})"
-        )
+        raise ShareCodeError(f"code too long: {len(text)} characters (at most {MAX_CODE_CHARS})")
     compact = "".join(text.split())
     if not compact:
         raise ShareCodeError("share code is empty")
@@ -33,9 +31,7 @@ def parse_code(text: str) -> ShareCode | LegacyCode:
     return parse_v1(compact)
 
 
-def describe(
-    code: ShareCode | LegacyCode, *, reveal_key: bool = False
-) -> dict[str, object]:
+def describe(code: ShareCode | LegacyCode, *, reveal_key: bool = False) -> dict[str, object]:
     """All decoded fields as JSON-able values; the key is ``"<redacted>"``
     unless ``reveal_key`` (then standard base64 for v1, hex for legacy,
     matching each format's own spelling)."""
@@ -46,9 +42,7 @@ def describe(
             "peer_id": code.peer_id,
             "addresses": list(code.addresses),
             "share_code": code.share_code,
-            "encryption_key": encode_key_field(code.encryption_key)
-            if reveal_key
-            else REDACTED,
+            "encryption_key": encode_key_field(code.encryption_key) if reveal_key else REDACTED,
             "extra": thaw(code.extra),
         }
     return {

@@ -27,17 +27,13 @@ __all__ = ["MAX_CODE_CHARS", "VERSION", "ShareCode", "parse_v1", "thaw"]
 VERSION = 1
 MAX_CODE_CHARS = 16 * 1024
 MAX_EXTRA_DEPTH = 16
-KNOWN_FIELDS = frozenset(
-    {"version", "peer_id", "addresses", "encryption_key", "share_code"}
-)
+KNOWN_FIELDS = frozenset({"version", "peer_id", "addresses", "encryption_key", "share_code"})
 
 
 def _freeze(value: object, where: str, depth: int = 0) -> object:
     """A deep immutable copy of a JSON value (dict -> mappingproxy, list -> tuple)."""
     if depth > MAX_EXTRA_DEPTH:
-        raise ShareCodeError(
-            f"field {where} is nested too deeply (at most {MAX_EXTRA_DEPTH})"
-        )
+        raise ShareCodeError(f"field {where} is nested too deeply (at most {MAX_EXTRA_DEPTH})")
     if value is None or isinstance(value, (str, bool, int)):
         return value
     if isinstance(value, float):
@@ -53,9 +49,7 @@ def _freeze(value: object, where: str, depth: int = 0) -> object:
                 raise ShareCodeError(f"field {where} has a non-string key")
             out[k] = _freeze(v, where, depth + 1)
         return MappingProxyType(out)
-    raise ShareCodeError(
-        f"field {where} has wrong type: {type(value).__name__} is not JSON"
-    )
+    raise ShareCodeError(f"field {where} has wrong type: {type(value).__name__} is not JSON")
 
 
 def thaw(value: object) -> Any:
@@ -69,9 +63,7 @@ def thaw(value: object) -> Any:
 
 def _freeze_extra(extra: object) -> Mapping[str, object]:
     if not isinstance(extra, Mapping):
-        raise ShareCodeError(
-            f"extra fields must be a mapping, got {type(extra).__name__}"
-        )
+        raise ShareCodeError(f"extra fields must be a mapping, got {type(extra).__name__}")
     out: dict[str, object] = {}
     for key, value in extra.items():
         if not isinstance(key, str):
@@ -95,30 +87,22 @@ class ShareCode:
     version: int = VERSION
     # Unknown JSON fields, kept for round trips; excluded from the hash
     # (a mappingproxy is not hashable) but part of equality.
-    extra: Mapping[str, object] = dataclasses.field(
-        default_factory=lambda: MappingProxyType({}), hash=False
-    )
+    extra: Mapping[str, object] = dataclasses.field(default_factory=lambda: MappingProxyType({}), hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.version, int) or isinstance(self.version, bool):
             raise ShareCodeError("field version has wrong type: expected integer")
         if self.version != VERSION:
             shown = str(self.version) if abs(self.version) < 10**9 else "(huge)"
-            raise ShareCodeError(
-                f"unknown version {shown} (this program reads version {VERSION})"
-            )
+            raise ShareCodeError(f"unknown version {shown} (this program reads version {VERSION})")
         validate_peer_id(self.peer_id)
         check_key(self.encryption_key)
         object.__setattr__(self, "share_code", normalize_human_code(self.share_code))
-        object.__setattr__(
-            self, "addresses", _check_addresses(self.addresses, self.peer_id)
-        )
+        object.__setattr__(self, "addresses", _check_addresses(self.addresses, self.peer_id))
         object.__setattr__(self, "extra", _freeze_extra(self.extra))
         size = len(self.encode())
         if size > MAX_CODE_CHARS:
-            raise ShareCodeError(
-                f"code too long: {size} characters (at most {MAX_CODE_CHARS})"
-            )
+            raise ShareCodeError(f"code too long: {size} characters (at most {MAX_CODE_CHARS})")
 
     def to_json_obj(self) -> dict[str, Any]:
         """The JSON object (extra fields included), key in standard base64."""
@@ -134,9 +118,7 @@ class ShareCode:
 
     def encode(self) -> str:
         """Compact key-sorted JSON in URL-safe base64 without padding."""
-        text = json.dumps(
-            self.to_json_obj(), sort_keys=True, separators=(",", ":"), allow_nan=False
-        )
+        text = json.dumps(self.to_json_obj(), sort_keys=True, separators=(",", ":"), allow_nan=False)
         return b64encode_urlsafe(text.encode("utf-8"))
 
     def with_addresses(self, addrs: Iterable[str]) -> ShareCode:
@@ -146,13 +128,9 @@ class ShareCode:
 
 def _check_addresses(addrs: object, peer_id: str) -> tuple[str, ...]:
     if isinstance(addrs, (str, bytes)) or not isinstance(addrs, (list, tuple)):
-        raise ShareCodeError(
-            f"field addresses has wrong type: expected a list, got {type(addrs).__name__}"
-        )
+        raise ShareCodeError(f"field addresses has wrong type: expected a list, got {type(addrs).__name__}")
     if len(addrs) > MAX_ADDRESSES:
-        raise ShareCodeError(
-            f"too many addresses: {len(addrs)} (at most {MAX_ADDRESSES})"
-        )
+        raise ShareCodeError(f"too many addresses: {len(addrs)} (at most {MAX_ADDRESSES})")
     return tuple(validate_multiaddr(a, peer_id, i) for i, a in enumerate(addrs, 1))
 
 
@@ -186,9 +164,7 @@ def _field(obj: dict[str, Any], name: str, kind: type) -> Any:
     value = obj[name]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         got = _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
-        raise ShareCodeError(
-            f"field {name} has wrong type: expected {_JSON_TYPE_NAMES[kind]}, got {got}"
-        )
+        raise ShareCodeError(f"field {name} has wrong type: expected {_JSON_TYPE_NAMES[kind]}, got {got}")
     return value
 
 
@@ -200,9 +176,7 @@ def parse_v1(text: str) -> ShareCode:
     except UnicodeDecodeError:
         raise ShareCodeError("not JSON: not UTF-8 text") from None
     try:
-        obj = json.loads(
-            decoded, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant
-        )
+        obj = json.loads(decoded, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
     except ShareCodeError:
         raise
     except json.JSONDecodeError as exc:
@@ -210,15 +184,11 @@ def parse_v1(text: str) -> ShareCode:
     except (ValueError, RecursionError):  # e.g. 5000-digit integers, deep nesting
         raise ShareCodeError("not JSON: unsupported number or nesting") from None
     if not isinstance(obj, dict):
-        raise ShareCodeError(
-            f"JSON is not an object (got {_JSON_TYPE_NAMES.get(type(obj), 'value')})"
-        )
+        raise ShareCodeError(f"JSON is not an object (got {_JSON_TYPE_NAMES.get(type(obj), 'value')})")
     version = _field(obj, "version", int)
     if version != VERSION:
         shown = str(version) if abs(version) < 10**9 else "(huge)"
-        raise ShareCodeError(
-            f"unknown version {shown} (this program reads version {VERSION})"
-        )
+        raise ShareCodeError(f"unknown version {shown} (this program reads version {VERSION})")
     peer_id = _field(obj, "peer_id", str)
     key = decode_key_field(_field(obj, "encryption_key", str))
     share_code = _field(obj, "share_code", str)

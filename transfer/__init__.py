@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from transfer.crypto import ShareKeys, share_id_for
-from transfer.manifest import FileEntry, Manifest
-from transfer.registry import ServedShare, ShareRegistry
-from transfer.scan import PreparedShare, build_manifest
+from p2pshare.transfer.crypto import ShareKeys, share_id_for
+from p2pshare.transfer.manifest import FileEntry, Manifest
+from p2pshare.transfer.registry import ServedShare, ShareRegistry
+from p2pshare.transfer.scan import PreparedShare, build_manifest
 
 if TYPE_CHECKING:
-    from transfer._trio_fetch import FetchResult, fetch
-    from transfer._trio_serve import serve_transfer
+    from p2pshare.transfer._trio_fetch import FetchResult, fetch
+    from p2pshare.transfer._trio_serve import serve_transfer
 
 PROTOCOL_ID = "/p2pshare/transfer/1.0.0"
 
@@ -37,9 +37,9 @@ __all__ = [
 ]
 
 _LAZY = {
-    "fetch": "transfer._trio_fetch",
-    "FetchResult": "transfer._trio_fetch",
-    "serve_transfer": "transfer._trio_serve",
+    "fetch": "p2pshare.transfer._trio_fetch",
+    "FetchResult": "p2pshare.transfer._trio_fetch",
+    "serve_transfer": "p2pshare.transfer._trio_serve",
 }
 
 

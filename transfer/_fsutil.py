@@ -13,7 +13,7 @@ import errno
 import os
 import stat
 
-from transfer.errors import OutputError
+from p2pshare.transfer.errors import OutputError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -48,9 +48,7 @@ def open_dir(root_fd: int, parts: tuple[str, ...], *, create: bool, shown: str) 
                 return None
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise OutputError(
-                        f"refusing to write {shown}: a symlink or non-directory is in the way"
-                    ) from None
+                    raise OutputError(f"refusing to write {shown}: a symlink or non-directory is in the way") from None
                 raise OutputError(f"cannot open directory for {shown}: {exc.strerror or exc}") from None
             os.close(fd)
             fd = child

@@ -21,16 +21,16 @@ from typing import Any, TypeVar
 
 import trio
 
-from transfer import crypto, ranges, wire
-from transfer._trio_io import TaskGroup, await_eof, goodbye, read_some, write_all
-from transfer.errors import (
+from p2pshare.transfer import crypto, ranges, wire
+from p2pshare.transfer._trio_io import TaskGroup, await_eof, goodbye, read_some, write_all
+from p2pshare.transfer.errors import (
     IntegrityError,
     LocalError,
     OutputError,
     StreamEndedError,
     TransferError,
 )
-from transfer.events import (
+from p2pshare.transfer.events import (
     Authenticated,
     FileCompleted,
     ManifestReceived,
@@ -38,12 +38,12 @@ from transfer.events import (
     TransferCompleted,
     TransferEvent,
 )
-from transfer.manifest import Manifest
-from transfer.receiver import ChunkArrived, EndOfChunks, HandshakeComplete, ManifestReady, ReceiverProtocol
-from transfer.store import Store, Verified
-from transfer.stream import ByteStream
+from p2pshare.transfer.manifest import Manifest
+from p2pshare.transfer.receiver import ChunkArrived, EndOfChunks, HandshakeComplete, ManifestReady, ReceiverProtocol
+from p2pshare.transfer.store import Store, Verified
+from p2pshare.transfer.stream import ByteStream
 
-log = logging.getLogger("p2pshare.transfer")
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 #: Received but not yet stored bytes before the reader stops reading (the
@@ -69,9 +69,7 @@ class FetchResult:
     seconds: float
 
 
-def _verify_batch(
-    store: Store, cipher: crypto.ChunkCipher, batch: list[ChunkArrived]
-) -> tuple[list[Verified], int]:
+def _verify_batch(store: Store, cipher: crypto.ChunkCipher, batch: list[ChunkArrived]) -> tuple[list[Verified], int]:
     """Stage 1 (worker thread): authenticate (GCM) and hash-check a batch.
 
     Returns the chunks for stage 2 and the plaintext bytes received (also

@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from transfer.errors import StreamEndedError, TransferError
-from transfer.stream import Buffer, BufferStream, ByteStream
+from p2pshare.transfer.errors import StreamEndedError, TransferError
+from p2pshare.transfer.stream import Buffer, BufferStream, ByteStream
 
-log = logging.getLogger("p2pshare.transfer")
+log = logging.getLogger(__name__)
 
 READ_SIZE = 1 << 20
 #: How long to wait for a best-effort goodbye (ERROR frame, half-close).
@@ -111,8 +111,6 @@ class TaskGroup:
             await task()
         except Exception as exc:
             # Prefer a meaningful TransferError over a knock-on failure of a sibling.
-            if self.failure is None or (
-                isinstance(exc, TransferError) and not isinstance(self.failure, TransferError)
-            ):
+            if self.failure is None or (isinstance(exc, TransferError) and not isinstance(self.failure, TransferError)):
                 self.failure = exc
             scope.cancel()

@@ -17,16 +17,16 @@ from collections.abc import Callable
 
 import trio
 
-from transfer import ranges, wire
-from transfer._trio_io import TaskGroup, await_eof, goodbye, read_some, reset_quietly, write_all, write_buffer
-from transfer.errors import SourceError, StreamEndedError, TransferError
-from transfer.events import ReceiverConnected, ReceiverFailed, ReceiverFinished, TransferEvent
-from transfer.registry import ServedShare, ShareRegistry
-from transfer.sharer import ReceiverAuthenticated, ReceiverDone, SharerProtocol, WantReceived
-from transfer.source import ChunkReader, produce_frames
-from transfer.stream import BufferStream
+from p2pshare.transfer import ranges, wire
+from p2pshare.transfer._trio_io import TaskGroup, await_eof, goodbye, read_some, reset_quietly, write_all, write_buffer
+from p2pshare.transfer.errors import SourceError, StreamEndedError, TransferError
+from p2pshare.transfer.events import ReceiverConnected, ReceiverFailed, ReceiverFinished, TransferEvent
+from p2pshare.transfer.registry import ServedShare, ShareRegistry
+from p2pshare.transfer.sharer import ReceiverAuthenticated, ReceiverDone, SharerProtocol, WantReceived
+from p2pshare.transfer.source import ChunkReader, produce_frames
+from p2pshare.transfer.stream import BufferStream
 
-log = logging.getLogger("p2pshare.transfer")
+log = logging.getLogger(__name__)
 
 PIPELINE_DEPTH = 2  # sealed batches waiting for the stream (plus one sealing, one writing)
 BATCH_BYTES = 4 << 20

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from transfer.manifest import Manifest
+from p2pshare.transfer.manifest import Manifest
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from transfer import paths
-from transfer.paths import PathRuleError, check_tree
+from p2pshare.transfer import paths
+from p2pshare.transfer.paths import PathRuleError, check_tree
 
 MANIFEST_VERSION = 1
 MIN_CHUNK_SIZE = 64 * 1024
@@ -124,8 +124,10 @@ def make_manifest(
     _check_text(description, "description", MAX_DESCRIPTION_CHARS, allow_newlines=True)
     if sharer is not None:
         _check_text(sharer, "sharer", MAX_NAME_CHARS, allow_newlines=False)
-    if type(chunk_size) is not int or not (MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE) or chunk_size & (
-        chunk_size - 1
+    if (
+        type(chunk_size) is not int
+        or not (MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE)
+        or chunk_size & (chunk_size - 1)
     ):
         raise ManifestError("chunk_size must be a power of two from 64 KiB to 16 MiB")
     files = tuple(files)

@@ -17,8 +17,8 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from transfer import crypto, ranges, wire
-from transfer.errors import (
+from p2pshare.transfer import crypto, ranges, wire
+from p2pshare.transfer.errors import (
     AuthenticationError,
     BusyError,
     IntegrityError,
@@ -27,9 +27,9 @@ from transfer.errors import (
     SourceChangedError,
     UnknownShareError,
 )
-from transfer.manifest import Manifest, ManifestError
-from transfer.manifest import decode as decode_manifest
-from transfer.session import SessionCore
+from p2pshare.transfer.manifest import Manifest, ManifestError
+from p2pshare.transfer.manifest import decode as decode_manifest
+from p2pshare.transfer.session import SessionCore
 
 
 class State(enum.Enum):
@@ -220,4 +220,3 @@ class ReceiverProtocol(SessionCore["ReceiverEvent"]):
         self._next = next(self._expected, None)
         is_last = chunk_index == len(self.manifest.files[file_index].chunk_hashes) - 1
         return ChunkArrived(msg.index, file_index, chunk_index, is_last, msg.nonce, msg.ciphertext)
-

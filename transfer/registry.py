@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transfer.crypto import ShareKeys
-from transfer.scan import PreparedShare
-from transfer.sharer import ShareMaterial
+from p2pshare.transfer.crypto import ShareKeys
+from p2pshare.transfer.scan import PreparedShare
+from p2pshare.transfer.sharer import ShareMaterial
 
 
 @dataclass(frozen=True)

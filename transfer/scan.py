@@ -17,16 +17,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transfer.crypto import share_id_for
-from transfer.errors import SourceError
-from transfer.manifest import (
+from p2pshare.transfer.crypto import share_id_for
+from p2pshare.transfer.errors import SourceError
+from p2pshare.transfer.manifest import (
     DEFAULT_CHUNK_SIZE,
     FileEntry,
     Manifest,
     ManifestError,
     make_manifest,
 )
-from transfer.paths import MAX_PATH_BYTES, PathRuleError, check_component, fold
+from p2pshare.transfer.paths import MAX_PATH_BYTES, PathRuleError, check_component, fold
 
 
 @dataclass(frozen=True)

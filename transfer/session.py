@@ -6,8 +6,8 @@ from __future__ import annotations
 import enum
 from typing import ClassVar, Generic, TypeVar
 
-from transfer import wire
-from transfer.errors import AuthenticationError, ProtocolError, TransferError
+from p2pshare.transfer import wire
+from p2pshare.transfer.errors import AuthenticationError, ProtocolError, TransferError
 
 EventT = TypeVar("EventT")
 

@@ -17,16 +17,16 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from transfer import crypto, ranges, wire
-from transfer.errors import (
+from p2pshare.transfer import crypto, ranges, wire
+from p2pshare.transfer.errors import (
     AuthenticationError,
     ProtocolError,
     TransferError,
     UnknownShareError,
 )
-from transfer.manifest import Manifest
-from transfer.receiver import error_for
-from transfer.session import SessionCore
+from p2pshare.transfer.manifest import Manifest
+from p2pshare.transfer.receiver import error_for
+from p2pshare.transfer.session import SessionCore
 
 
 @dataclass(frozen=True)
@@ -142,6 +142,7 @@ class SharerProtocol(SessionCore["SharerEvent"]):
     def _on_proof(self, msg: wire.Proof) -> ReceiverAuthenticated:
         share = self.share
         assert share is not None
+
         def mac(sharer: bool) -> bytes:
             return crypto.proof(
                 share.keys,
@@ -161,4 +162,3 @@ class SharerProtocol(SessionCore["SharerEvent"]):
         self._out.append(wire.encode(wire.ManifestMsg(nonce, ciphertext)))
         self.state = State.AWAIT_WANT
         return ReceiverAuthenticated(share.keys.share_id)
-

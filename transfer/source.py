@@ -14,10 +14,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from transfer import wire
-from transfer.crypto import TAG_BYTES, ChunkCipher
-from transfer.errors import SourceError
-from transfer.manifest import Manifest
+from p2pshare.transfer import wire
+from p2pshare.transfer.crypto import TAG_BYTES, ChunkCipher
+from p2pshare.transfer.errors import SourceError
+from p2pshare.transfer.manifest import Manifest
 
 
 class SourceChanged(SourceError):

@@ -18,11 +18,11 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transfer import _fsutil as fs
-from transfer import ranges
-from transfer.errors import IntegrityError, OutputError
-from transfer.manifest import Manifest
-from transfer.paths import PARTIAL_DIR_NAME
+from p2pshare.transfer import _fsutil as fs
+from p2pshare.transfer import ranges
+from p2pshare.transfer.errors import IntegrityError, OutputError
+from p2pshare.transfer.manifest import Manifest
+from p2pshare.transfer.paths import PARTIAL_DIR_NAME
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
-from transfer.crypto import GCM_NONCE_BYTES, MAC_BYTES, NONCE_BYTES, SHARE_ID_BYTES, TAG_BYTES
-from transfer.errors import MAX_MESSAGE_CHARS, ProtocolError, sanitize_text
-from transfer.manifest import MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES
+from p2pshare.transfer.crypto import GCM_NONCE_BYTES, MAC_BYTES, NONCE_BYTES, SHARE_ID_BYTES, TAG_BYTES
+from p2pshare.transfer.errors import MAX_MESSAGE_CHARS, ProtocolError, sanitize_text
+from p2pshare.transfer.manifest import MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES
 
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct(">BI")

@@ -5,9 +5,9 @@ Pure parts: ``wire`` (messages), ``client`` (verdict + schedule), ``server``
 and ``_trio_server`` (:func:`serve_autonat_server`).
 """
 
-from node.autonat.client import AutoNATConfig, Outcome, Reachability, ServerResult, Verdict
-from node.autonat.server import ServerConfig
-from node.autonat.wire import PROTOCOL_ID
+from p2pshare.node.autonat.client import AutoNATConfig, Outcome, Reachability, ServerResult, Verdict
+from p2pshare.node.autonat.server import ServerConfig
+from p2pshare.node.autonat.wire import PROTOCOL_ID
 
 __all__ = [
     "PROTOCOL_ID",

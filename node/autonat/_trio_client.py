@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING
 import multiaddr
 import trio
 
-from node.autonat.client import (
+from p2pshare.node.autonat.client import (
     AutoNATConfig,
     Outcome,
     ReachabilityTracker,
     ServerResult,
     Verdict,
 )
-from node.autonat.wire import (
+from p2pshare.node.autonat.wire import (
     PROTOCOL_ID,
     Dial,
     DialResponse,
@@ -34,8 +34,8 @@ from node.autonat.wire import (
     encode_dial,
     read_message,
 )
-from node.host import Host, HostError
-from node.natinfo.addrs import encode_addr, parse_tcp_addr
+from p2pshare.node.host import Host, HostError
+from p2pshare.node.natinfo.addrs import encode_addr, parse_tcp_addr
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from node.autonat.server import RateLimiter, ServerConfig, plan_dial
-from node.autonat.wire import (
+from p2pshare.node.autonat.server import RateLimiter, ServerConfig, plan_dial
+from p2pshare.node.autonat.wire import (
     PROTOCOL_ID,
     Dial,
     DialResponse,
@@ -24,8 +24,8 @@ from node.autonat.wire import (
     encode_response,
     read_message,
 )
-from node.host import DialError, Host, LibP2PByteStream
-from node.natinfo.addrs import TcpAddr, encode_addr
+from p2pshare.node.host import DialError, Host, LibP2PByteStream
+from p2pshare.node.natinfo.addrs import TcpAddr, encode_addr
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -84,9 +84,7 @@ class AutoNATServer:
         await stream.write(encode_response(answer))
 
     async def _answer(self, stream: LibP2PByteStream, msg: Dial) -> DialResponse:
-        plan = plan_dial(
-            stream.remote_peer_id_bytes, _remote_ip(stream), _is_relayed(stream), msg, self.config
-        )
+        plan = plan_dial(stream.remote_peer_id_bytes, _remote_ip(stream), _is_relayed(stream), msg, self.config)
         if isinstance(plan, DialResponse):
             logger.info("autonat: refused %s: %s", stream.remote_peer_id, plan.text)
             return plan

@@ -108,9 +108,7 @@ class ReachabilityTracker:
         self._cursor += n
         return [uniq[(start + i) % len(uniq)] for i in range(n)]
 
-    def complete_round(
-        self, results: Sequence[ServerResult], configured: int, now: float
-    ) -> Verdict | None:
+    def complete_round(self, results: Sequence[ServerResult], configured: int, now: float) -> Verdict | None:
         """Fold one round in; return the new verdict when it changed."""
         self.rounds += 1
         ok = [r for r in results if r.outcome is Outcome.OK]

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from node.autonat.wire import MAX_ADDRS, Dial, DialResponse, ResponseStatus
-from node.natinfo.addrs import TcpAddr, is_public_ip, parse_tcp_addr
+from p2pshare.node.autonat.wire import MAX_ADDRS, Dial, DialResponse, ResponseStatus
+from p2pshare.node.natinfo.addrs import TcpAddr, is_public_ip, parse_tcp_addr
 
 __all__ = ["ServerConfig", "RateLimiter", "plan_dial"]
 

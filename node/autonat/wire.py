@@ -13,7 +13,7 @@ import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from node.pbwire import (
+from p2pshare.node.pbwire import (
     LEN,
     VARINT,
     PbError,

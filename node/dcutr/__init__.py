@@ -5,7 +5,7 @@ address filters, timing, events). Trio adapters: ``_trio_punch`` (sockets),
 ``_trio_libp2p`` (swarm upgrade), ``_trio_service`` (:func:`open_dcutr`).
 """
 
-from node.dcutr.policy import PunchConfig, Role, Upgraded, UpgradeFailed
-from node.dcutr.wire import PROTOCOL_ID
+from p2pshare.node.dcutr.policy import PunchConfig, Role, Upgraded, UpgradeFailed
+from p2pshare.node.dcutr.wire import PROTOCOL_ID
 
 __all__ = ["PROTOCOL_ID", "PunchConfig", "Role", "Upgraded", "UpgradeFailed"]

@@ -18,7 +18,7 @@ from libp2p.io.trio import TrioTCPStream
 from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.peer.id import ID
 
-from node.host import Host, upgrade_raw_connection
+from p2pshare.node.host import Host, upgrade_raw_connection
 
 __all__ = [
     "upgrade_punched",
@@ -106,9 +106,7 @@ async def _peer_speaks_first(sock: trio.socket.SocketType) -> bool:
     return False
 
 
-async def upgrade_punched(
-    host: Host, sock: trio.socket.SocketType, peer_id: str, *, client: bool
-) -> Any:
+async def upgrade_punched(host: Host, sock: trio.socket.SocketType, peer_id: str, *, client: bool) -> Any:
     """Secure and multiplex a connected socket as ``client`` (Noise initiator)
     or server; the swarm keeps the connection. Raises ConnectionError when the
     peer is not ``peer_id``."""

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import trio
 
-from node.dcutr.policy import PunchConfig, redial_delay
-from node.natinfo.addrs import TcpAddr
+from p2pshare.node.dcutr.policy import PunchConfig, redial_delay
+from p2pshare.node.natinfo.addrs import TcpAddr
 
 __all__ = ["Punched", "punch_tcp", "reuse_socket"]
 
@@ -121,10 +121,13 @@ async def punch_tcp(
             for t in targets:
                 nursery.start_soon(dial_target, t, nursery.cancel_scope)
     if not winner:
-        logger.debug("dcutr: no connection from :%d after %d dial(s) to %s", local[1],
-                     sum(counts.values()), ", ".join(t.multiaddr() for t in targets))
+        logger.debug(
+            "dcutr: no connection from :%d after %d dial(s) to %s",
+            local[1],
+            sum(counts.values()),
+            ", ".join(t.multiaddr() for t in targets),
+        )
         return None
     won = winner[0]
     won.dials = sum(counts.values())
     return won
-

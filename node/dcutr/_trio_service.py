@@ -25,9 +25,9 @@ from typing import Any
 
 import trio
 
-from node.dcutr import _trio_libp2p as lp
-from node.dcutr._trio_punch import punch_tcp, reuse_socket
-from node.dcutr.policy import (
+from p2pshare.node.dcutr import _trio_libp2p as lp
+from p2pshare.node.dcutr._trio_punch import punch_tcp, reuse_socket
+from p2pshare.node.dcutr.policy import (
     DCUtREvent,
     InitiatorExchange,
     PunchConfig,
@@ -40,9 +40,9 @@ from node.dcutr.policy import (
     our_addrs,
     with_port,
 )
-from node.dcutr.wire import PROTOCOL_ID, WireError, read_message
-from node.host import Host, HostError, LibP2PByteStream
-from node.natinfo.addrs import TcpAddr, parse_tcp_addr
+from p2pshare.node.dcutr.wire import PROTOCOL_ID, WireError, read_message
+from p2pshare.node.host import Host, HostError, LibP2PByteStream
+from p2pshare.node.natinfo.addrs import TcpAddr, parse_tcp_addr
 
 __all__ = ["DCUtR", "open_dcutr"]
 
@@ -212,20 +212,40 @@ class DCUtR:
         except (WireError, EOFError, HostError, trio.TooSlowError) as e:
             logger.debug("dcutr: exchange with %s failed: %s", peer, e)
             await stream.reset()
-            self._round_failed(UpgradeFailed(peer, Role.RESPONDER.value, trio.current_time() - started, 1,
-                                             f"exchange failed: {e or type(e).__name__}"))
+            self._round_failed(
+                UpgradeFailed(
+                    peer,
+                    Role.RESPONDER.value,
+                    trio.current_time() - started,
+                    1,
+                    f"exchange failed: {e or type(e).__name__}",
+                )
+            )
             return
         if lp.direct_conns(self.host, peer):
             return
         result = await self._attempt(peer, ready, Role.RESPONDER, rp)
         if result is not None:
             self._responder_rounds.pop(peer, None)
-            self._emit(Upgraded(peer, Role.RESPONDER.value, "hole-punch", trio.current_time() - started,
-                                1, result[1], ready.rtt, result[0]))
+            self._emit(
+                Upgraded(
+                    peer,
+                    Role.RESPONDER.value,
+                    "hole-punch",
+                    trio.current_time() - started,
+                    1,
+                    result[1],
+                    ready.rtt,
+                    result[0],
+                )
+            )
             self._retire_relayed(peer)
         else:
-            self._round_failed(UpgradeFailed(peer, Role.RESPONDER.value, trio.current_time() - started, 1,
-                                             "no direct connection in this round"))
+            self._round_failed(
+                UpgradeFailed(
+                    peer, Role.RESPONDER.value, trio.current_time() - started, 1, "no direct connection in this round"
+                )
+            )
 
     def _round_failed(self, event: UpgradeFailed) -> None:
         """The responder learns of a failed round only here. Telling the node
@@ -254,8 +274,9 @@ class DCUtR:
             return Upgraded(peer_id, Role.INITIATOR.value, "already-direct", 0.0, 0, 0, None, "")
         reached = await self._unilateral(peer_id)
         if reached is not None:
-            event: DCUtREvent = Upgraded(peer_id, Role.INITIATOR.value, "unilateral",
-                                         trio.current_time() - started, 0, 1, None, reached)
+            event: DCUtREvent = Upgraded(
+                peer_id, Role.INITIATOR.value, "unilateral", trio.current_time() - started, 0, 1, None, reached
+            )
             self._emit(event)
             self._retire_relayed(peer_id)
             return event
@@ -275,14 +296,21 @@ class DCUtR:
                     continue
                 result = await self._attempt(peer_id, ready, Role.INITIATOR, rp)
             if result is not None:
-                event = Upgraded(peer_id, Role.INITIATOR.value, "hole-punch", trio.current_time() - started,
-                                 round_no, result[1], ready.rtt, result[0])
+                event = Upgraded(
+                    peer_id,
+                    Role.INITIATOR.value,
+                    "hole-punch",
+                    trio.current_time() - started,
+                    round_no,
+                    result[1],
+                    ready.rtt,
+                    result[0],
+                )
                 self._emit(event)
                 self._retire_relayed(peer_id)
                 return event
             reason = f"no direct connection after {round_no} round(s)"
-        event = UpgradeFailed(peer_id, Role.INITIATOR.value, trio.current_time() - started,
-                              round_no, reason)
+        event = UpgradeFailed(peer_id, Role.INITIATOR.value, trio.current_time() - started, round_no, reason)
         self._emit(event)
         return event
 

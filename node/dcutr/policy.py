@@ -25,8 +25,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from node.dcutr.wire import HolePunch, MsgType, WireError, encode
-from node.natinfo.addrs import TcpAddr, decode_addrs, encode_addr, same_public_ip
+from p2pshare.node.dcutr.wire import HolePunch, MsgType, WireError, encode
+from p2pshare.node.natinfo.addrs import TcpAddr, decode_addrs, encode_addr, same_public_ip
 
 __all__ = [
     "Role",
@@ -71,7 +71,9 @@ class PunchConfig:
     max_sync_wait: float = 2.0  # cap on the RTT/2 wait
     exchange_timeout: float = 10.0  # CONNECT/SYNC over the relay
     upgrade_timeout: float = 10.0  # Noise + yamux on the punched socket
-    unilateral_timeout: float = 0.75  # direct dial to a peer with public addrs first (about 2 RTTs on real paths); 0 = skip
+    unilateral_timeout: float = (
+        0.75  # direct dial to a peer with public addrs first (about 2 RTTs on real paths); 0 = skip
+    )
     relay_grace: float = 2.0  # keep the relayed connection at least this long after
     relay_idle_max: float = 600.0  # ... and until its streams end, at most this long
     allow_loopback: bool = False  # loopback tests only: announce and dial 127.0.0.1
@@ -89,7 +91,12 @@ class PunchConfig:
             raise ValueError("need 0 <= redial_min <= redial_max")
         if self.fresh_rounds < 1:
             raise ValueError("fresh_rounds must be at least 1")
-        if self.round_window <= 0 or self.fresh_round_window <= 0 or self.exchange_timeout <= 0 or self.upgrade_timeout <= 0:
+        if (
+            self.round_window <= 0
+            or self.fresh_round_window <= 0
+            or self.exchange_timeout <= 0
+            or self.upgrade_timeout <= 0
+        ):
             raise ValueError("timeouts must be positive")
 
     def offset(self, round_no: int) -> float:
@@ -172,8 +179,13 @@ def _encode_addrs(addrs: Sequence[TcpAddr]) -> tuple[bytes, ...]:
 class InitiatorExchange:
     """B's side of one round: CONNECT → (peer's CONNECT) → SYNC, then dial at RTT/2."""
 
-    def __init__(self, ours: Sequence[TcpAddr], cfg: PunchConfig, round_no: int,
-                 local_networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()) -> None:
+    def __init__(
+        self,
+        ours: Sequence[TcpAddr],
+        cfg: PunchConfig,
+        round_no: int,
+        local_networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+    ) -> None:
         if not ours:
             raise ValueError("no address of ours to announce")
         self._ours = list(ours)
@@ -206,9 +218,12 @@ class InitiatorExchange:
 class ResponderExchange:
     """A's side of one round: answer CONNECT with ours, dial when SYNC arrives."""
 
-    def __init__(self, ours: Sequence[TcpAddr],
-                 local_networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
-                 allow_loopback: bool = False) -> None:
+    def __init__(
+        self,
+        ours: Sequence[TcpAddr],
+        local_networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+        allow_loopback: bool = False,
+    ) -> None:
         self._ours = list(ours)
         self._nets = local_networks
         self._loopback = allow_loopback

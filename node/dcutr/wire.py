@@ -12,7 +12,7 @@ import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from node.pbwire import LEN, VARINT, PbError, field_bytes, field_varint, frame, iter_fields, read_frame
+from p2pshare.node.pbwire import LEN, VARINT, PbError, field_bytes, field_varint, frame, iter_fields, read_frame
 
 __all__ = [
     "PROTOCOL_ID",

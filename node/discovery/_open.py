@@ -16,12 +16,12 @@ from libp2p.peer.id import ID
 from libp2p.records.validator import NamespacedValidator
 from multiaddr import Multiaddr
 
-from node.host import Host
+from p2pshare.node.host import Host
 
+from ._rpc import PROTOCOL_ID as KAD_PROTOCOL_ID
 from .dnsaddr import TxtLookup, resolve_bootstrap
 from .peers import normalize_addr
 from .peers_file import load_peers_file, merge_remembered, save_peers_file
-from ._rpc import PROTOCOL_ID as KAD_PROTOCOL_ID
 from .service import Discovery, Target
 
 __all__ = ["open_discovery", "DEFAULT_ADVERTISE_INTERVAL", "DEFAULT_REFRESH_INTERVAL"]
@@ -229,7 +229,11 @@ async def open_discovery(
 
             async def serve_routing(*, task_status: TaskStatus[None]) -> None:
                 await _serve_routing(
-                    disc, list(bootstrap), peers_file, refresh_interval, dns_lookup,
+                    disc,
+                    list(bootstrap),
+                    peers_file,
+                    refresh_interval,
+                    dns_lookup,
                     task_status=task_status,
                 )
 

@@ -14,7 +14,7 @@ import trio
 from libp2p.kad_dht.pb.kademlia_pb2 import Message
 from libp2p.peer.peerstore import env_to_send_in_RPC
 
-from node.host import Host, HostError, LibP2PByteStream
+from p2pshare.node.host import Host, HostError, LibP2PByteStream
 
 from . import wire
 from .peers import is_dialable_tcp, normalize_addr
@@ -116,9 +116,7 @@ class KadClient:
         self, peer_id: str, addrs: list[str], sender: bytes, key: bytes, *, verify_for: bytes | None = None
     ) -> wire.Answer:
         req = wire.find_node_request(key, self.sender_record())
-        return await self.request(
-            peer_id, addrs, req, expect=Message.FIND_NODE, sender=sender, verify_for=verify_for
-        )
+        return await self.request(peer_id, addrs, req, expect=Message.FIND_NODE, sender=sender, verify_for=verify_for)
 
     async def get_providers(self, peer_id: str, addrs: list[str], sender: bytes, key: bytes) -> wire.Answer:
         req = wire.get_providers_request(key, self.sender_record())

@@ -110,9 +110,7 @@ async def _resolve_one(addr: str, lookup: TxtLookup, depth: int) -> list[str]:
     return out[:MAX_RESULTS]
 
 
-async def resolve_bootstrap(
-    addrs: Sequence[str], *, timeout: float, lookup: TxtLookup | None = None
-) -> list[str]:
+async def resolve_bootstrap(addrs: Sequence[str], *, timeout: float, lookup: TxtLookup | None = None) -> list[str]:
     """``addrs`` with each ``/dnsaddr`` replaced by what it resolves to.
 
     Failures (no resolver, no network, timeout) drop that address with one

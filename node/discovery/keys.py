@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from node.errors import LocalNodeError
+from p2pshare.node.errors import LocalNodeError
 
 __all__ = [
     "DHT_KEY_BYTES",

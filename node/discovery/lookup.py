@@ -104,9 +104,7 @@ class Lookup:
             elif cand.state is _State.NEW and hops < cand.hops:
                 cand.hops = hops
 
-    def on_response(
-        self, peer_id: bytes, closer: Iterable[tuple[bytes, Sequence[str]]], *, hit: bool = False
-    ) -> None:
+    def on_response(self, peer_id: bytes, closer: Iterable[tuple[bytes, Sequence[str]]], *, hit: bool = False) -> None:
         """``peer_id`` answered, naming ``closer`` peers; ``hit``: it had results."""
         cand = self._peers.get(peer_id)
         if cand is None or cand.state is not _State.WAITING:

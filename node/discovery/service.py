@@ -28,12 +28,12 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo as Libp2pPeerInfo
 from multiaddr import Multiaddr
 
-from node.host import Host, HostError
+from p2pshare.node.host import Host, HostError
 
 from . import wire
 from ._rpc import PROTOCOL_ID, KadClient, RpcError
 from .keys import DiscoveryError, provider_key
-from .lookup import K, Candidate, Lookup, LookupStats
+from .lookup import Candidate, K, Lookup, LookupStats
 from .peers import (
     MAX_ADDRS_PER_PEER,
     PeerInfo,
@@ -107,9 +107,7 @@ class Discovery:
         self._ads: dict[bytes, _Ad] = {}
         self._wake = trio.Event()
         self._good: dict[str, RememberedPeer] = {}
-        self._table_send, self._table_recv = trio.open_memory_channel[tuple[str, tuple[str, ...]]](
-            _TABLE_QUEUE
-        )
+        self._table_send, self._table_recv = trio.open_memory_channel[tuple[str, tuple[str, ...]]](_TABLE_QUEUE)
         #: Stats of the latest finished lookup (for logs, tests, measurements).
         self.last_lookup: LookupStats | None = None
 
@@ -174,9 +172,7 @@ class Discovery:
             if not maddrs:
                 continue
             with trio.move_on_after(5):
-                await self.dht.routing_table.add_peer(
-                    Libp2pPeerInfo(pid, maddrs), skip_server_mode_check=True
-                )
+                await self.dht.routing_table.add_peer(Libp2pPeerInfo(pid, maddrs), skip_server_mode_check=True)
 
     def good_peers(self) -> list[RememberedPeer]:
         """Peers that answered an RPC during this run, newest first."""
@@ -280,9 +276,7 @@ class Discovery:
         with trio.move_on_after(timeout):
             await self._run_lookup(lookup, query, on_answer, lambda: len(distinct) >= limit)
         result = merge_peer_infos(found, exclude=self.peer_id)[:limit]
-        self.last_lookup = lookup.stats(
-            entries=entries, results=len(result), seconds=trio.current_time() - start
-        )
+        self.last_lookup = lookup.stats(entries=entries, results=len(result), seconds=trio.current_time() - start)
         logger.debug("find_providers: %s", self.last_lookup)
         return result
 
@@ -349,9 +343,7 @@ class Discovery:
             logger.warning("not advertising: this node has no address to advertise")
             return 0
         me = ID(self._self)
-        self.dht.provider_store.add_provider(
-            key, Libp2pPeerInfo(me, [Multiaddr(a) for a in addrs])
-        )
+        self.dht.provider_store.add_provider(key, Libp2pPeerInfo(me, [Multiaddr(a) for a in addrs]))
         closest = await self.closest_peers(key, timeout=_PROVIDE_TIMEOUT / 2)
         stored = 0
 
@@ -440,9 +432,7 @@ class Discovery:
         records.sort(key=lambda r: r.seq, reverse=True)
         ordered = [a for r in records[:1] for a in r.addrs] + plain
         merged = merge_peer_infos([PeerInfo(peer_id, ordered)])
-        self.last_lookup = lookup.stats(
-            entries=len(plain), results=len(merged), seconds=trio.current_time() - start
-        )
+        self.last_lookup = lookup.stats(entries=len(plain), results=len(merged), seconds=trio.current_time() - start)
         return merged[0].addrs if merged else []
 
     # -- bootstrap -----------------------------------------------------

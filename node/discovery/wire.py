@@ -9,8 +9,6 @@ needs them to tell fresh addresses from stale ones).
 
 from __future__ import annotations
 
-from node.pbwire import frame
-
 import logging
 from dataclasses import dataclass
 
@@ -19,6 +17,8 @@ import multiaddr
 from libp2p.kad_dht.pb.kademlia_pb2 import Message
 from libp2p.peer.envelope import consume_envelope
 from libp2p.peer.id import ID
+
+from p2pshare.node.pbwire import frame
 
 from .peers import MAX_ADDRS_PER_PEER, normalize_addr
 
@@ -131,9 +131,7 @@ def get_providers_request(key: bytes, sender_record: bytes | None = None) -> byt
     return encode_frame(_request(Message.GET_PROVIDERS, key, sender_record).SerializeToString())
 
 
-def add_provider_request(
-    key: bytes, self_id: bytes, addrs: list[str], sender_record: bytes | None = None
-) -> bytes:
+def add_provider_request(key: bytes, self_id: bytes, addrs: list[str], sender_record: bytes | None = None) -> bytes:
     """ADD_PROVIDER for ourselves (servers refuse records for other peers)."""
     msg = _request(Message.ADD_PROVIDER, key, sender_record)
     peer = msg.providerPeers.add()

@@ -5,6 +5,6 @@ aioice), ``classify`` (mapping behaviour, punching strategy). Trio adapter:
 ``_trio_stun`` (responder :func:`serve_stun_tcp`, prober :func:`probe_nat`).
 """
 
-from node.natinfo.classify import Mapping, NatReport, Strategy, classify, strategy
+from p2pshare.node.natinfo.classify import Mapping, NatReport, Strategy, classify, strategy
 
 __all__ = ["Mapping", "NatReport", "Strategy", "classify", "strategy"]

@@ -16,10 +16,10 @@ from typing import Any
 import multiaddr
 import trio
 
-from node.host import Host
-from node.pbwire import PbError, iter_fields, try_unframe
+from p2pshare.node.host import Host
+from p2pshare.node.pbwire import PbError, iter_fields, try_unframe
 
-log = logging.getLogger("p2pshare.natinfo")
+log = logging.getLogger(__name__)
 
 IDENTIFY_PROTOCOL = "/ipfs/id/1.0.0"
 _MAX_IDENTIFY = 64 * 1024  # identify messages are small; bound what a peer can make us buffer
@@ -82,7 +82,7 @@ async def _identify_once(host: Host, peer_id: str) -> bytes | None:
 
 async def observe_via_identify(host: Host, relay_addr: str, timeout: float = 5.0) -> tuple[str, int, int] | None:
     """(observed IP, observed port, our local port) of our connection to a relay."""
-    from node.dcutr import _trio_libp2p as lp
+    from p2pshare.node.dcutr import _trio_libp2p as lp
 
     if "/p2p/" not in relay_addr:
         return None

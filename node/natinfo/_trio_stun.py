@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from node.natinfo.classify import NatReport, classify
-from node.natinfo.stun import (
+from p2pshare.node.natinfo.classify import NatReport, classify
+from p2pshare.node.natinfo.stun import (
     HEADER_LENGTH,
     Observation,
     StunError,
@@ -130,8 +130,6 @@ async def observe(
     return out
 
 
-async def probe_nat(
-    local: tuple[str, int], servers: Sequence[tuple[str, int]], timeout: float = 5.0
-) -> NatReport:
+async def probe_nat(local: tuple[str, int], servers: Sequence[tuple[str, int]], timeout: float = 5.0) -> NatReport:
     """Observe ``local`` from every server and classify the NAT's mapping."""
     return classify(await observe(local, servers, timeout))

@@ -14,8 +14,8 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from node.natinfo.addrs import is_public_ip
-from node.natinfo.stun import Observation
+from p2pshare.node.natinfo.addrs import is_public_ip
+from p2pshare.node.natinfo.stun import Observation
 
 __all__ = ["Mapping", "NatReport", "Strategy", "classify", "strategy"]
 
@@ -67,8 +67,7 @@ def classify(observations: Sequence[Observation]) -> NatReport:
     return NatReport(mapping, first, preserving, len(observations), len(servers))
 
 
-def strategy(ours: NatReport, theirs: NatReport, ours_public: bool = False,
-             theirs_public: bool = False) -> Strategy:
+def strategy(ours: NatReport, theirs: NatReport, ours_public: bool = False, theirs_public: bool = False) -> Strategy:
     """How to get a direct connection between two peers, from both reports
     and their AutoNAT verdicts (``*_public``)."""
     if ours_public or theirs_public:

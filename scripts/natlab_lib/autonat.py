@@ -54,8 +54,7 @@ def judge(profile: str, verdicts: Sequence[dict[str, Any]]) -> list[str]:
     want = EXPECTED[profile]
     confirmed = [v for v in verdicts if v.get("confirmed") is True]
     if not confirmed:
-        seen = ", ".join(f"{v.get('reachability')}{'' if v.get('confirmed') else '?'}"
-                         for v in verdicts) or "nothing"
+        seen = ", ".join(f"{v.get('reachability')}{'' if v.get('confirmed') else '?'}" for v in verdicts) or "nothing"
         return [f"no confirmed verdict (saw {seen})"]
     wrong = [v for v in confirmed if v.get("reachability") != want]
     if wrong:
@@ -98,8 +97,15 @@ def _collect(nodes: dict[str, Proc], deadline: float) -> dict[str, list[tuple[fl
     return got
 
 
-def run_autonat(product: list[str], out: Path, *, profiles: Sequence[str], timeout: float,
-                prefix: str | None = None, concrete: bool = False) -> list[Outcome]:
+def run_autonat(
+    product: list[str],
+    out: Path,
+    *,
+    profiles: Sequence[str],
+    timeout: float,
+    prefix: str | None = None,
+    concrete: bool = False,
+) -> list[Outcome]:
     """One lab, all profiles at once; one :class:`Outcome` per profile."""
     topo, where = spec(profiles)
     results = {p: Outcome(COMMAND, p) for p in profiles}
@@ -113,8 +119,7 @@ def run_autonat(product: list[str], out: Path, *, profiles: Sequence[str], timeo
             nodes: dict[str, Proc] = {}
             for prof in profiles:
                 host = where[prof]
-                nodes[prof] = proc = fleet.start(host, host, _node_args(fleet.listen(host), relays),
-                                                 fleet.home(host))
+                nodes[prof] = proc = fleet.start(host, host, _node_args(fleet.listen(host), relays), fleet.home(host))
                 ev = first_event(proc, f"node on {host} ({prof})")
                 results[prof].metrics["peer_id"] = ev.get("peer_id")
             started = time.monotonic()
@@ -122,17 +127,23 @@ def run_autonat(product: list[str], out: Path, *, profiles: Sequence[str], timeo
             for prof in profiles:
                 res = results[prof]
                 verdicts = [b for t, b in events[prof] if b.get("event") == "reachability"]
-                first = next(((t, b) for t, b in events[prof]
-                              if b.get("event") == "reachability" and b.get("confirmed")), None)
+                first = next(
+                    ((t, b) for t, b in events[prof] if b.get("event") == "reachability" and b.get("confirmed")), None
+                )
                 nat = next((b for t, b in events[prof] if b.get("event") == "nat"), None)
                 res.metrics.update(
-                    host=where[prof], expected=EXPECTED[prof],
+                    host=where[prof],
+                    expected=EXPECTED[prof],
                     verdict=first[1].get("reachability") if first else None,
                     confirmed_after_s=first[0] if first else None,
                     addrs=first[1].get("addrs") if first else None,
                     nat=(nat or {}).get("mapping"),
-                    events=[[t, b.get("reachability"), b.get("confirmed")] for t, b in events[prof]
-                            if b.get("event") == "reachability"][:20])
+                    events=[
+                        [t, b.get("reachability"), b.get("confirmed")]
+                        for t, b in events[prof]
+                        if b.get("event") == "reachability"
+                    ][:20],
+                )
                 res.reasons += judge(prof, verdicts)
     except LabError as e:
         for res in results.values():
@@ -145,6 +156,7 @@ def run_autonat(product: list[str], out: Path, *, profiles: Sequence[str], timeo
 
 
 # -- CLI -------------------------------------------------------------------------
+
 
 def _profiles(text: str) -> list[str]:
     try:
@@ -165,32 +177,44 @@ def _timeout(text: str) -> float:
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(COMMAND, help="AutoNAT's verdict per host profile (3 relays as servers)")
-    p.add_argument("--p2pshare", help="product command (default <repo>/.venv/bin/p2pshare;"
-                   " env NATLAB_P2PSHARE)")
-    p.add_argument("--profiles", type=_profiles, default=list(SIDE_PROFILES),
-                   help=f"comma-separated subset (default {','.join(SIDE_PROFILES)})")
-    p.add_argument("--timeout", type=_timeout, default=60.0,
-                   help="seconds to wait for every confirmed verdict (default 60)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output dir (default $TMPDIR/natlab-autonat-<time>)")
-    p.add_argument("--listen", choices=("any", "host"), default="any",
-                   help="nodes listen on 0.0.0.0 (any) or on their host's own IP (host)")
+    p.add_argument("--p2pshare", help="product command (default <repo>/.venv/bin/p2pshare; env NATLAB_P2PSHARE)")
+    p.add_argument(
+        "--profiles",
+        type=_profiles,
+        default=list(SIDE_PROFILES),
+        help=f"comma-separated subset (default {','.join(SIDE_PROFILES)})",
+    )
+    p.add_argument(
+        "--timeout", type=_timeout, default=60.0, help="seconds to wait for every confirmed verdict (default 60)"
+    )
+    p.add_argument("--out", type=Path, default=None, help="output dir (default $TMPDIR/natlab-autonat-<time>)")
+    p.add_argument(
+        "--listen",
+        choices=("any", "host"),
+        default="any",
+        help="nodes listen on 0.0.0.0 (any) or on their host's own IP (host)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from .scenario import resolve_product
+
     product = resolve_product(args.p2pshare)
     out: Path = args.out or Path(tempfile.gettempdir()) / time.strftime("natlab-autonat-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    results = run_autonat(product, out, profiles=args.profiles, timeout=args.timeout,
-                          prefix=args.prefix, concrete=args.listen == "host")
-    passed, failed = write_results(out, COMMAND, results,
-                                   {"product": product, "timeout": args.timeout, "listen": args.listen})
+    results = run_autonat(
+        product, out, profiles=args.profiles, timeout=args.timeout, prefix=args.prefix, concrete=args.listen == "host"
+    )
+    passed, failed = write_results(
+        out, COMMAND, results, {"product": product, "timeout": args.timeout, "listen": args.listen}
+    )
     for r in results:
         m = r.metrics
         verdict = "pass" if r.passed else "FAIL: " + "; ".join(r.reasons)
-        print(f"autonat/{r.variant}: {verdict} (verdict {m.get('verdict')}, expected "
-              f"{m.get('expected')}, after {m.get('confirmed_after_s')} s)")
+        print(
+            f"autonat/{r.variant}: {verdict} (verdict {m.get('verdict')}, expected "
+            f"{m.get('expected')}, after {m.get('confirmed_after_s')} s)"
+        )
     print(json.dumps({r.variant: r.metrics.get("verdict") for r in results}), file=sys.stderr)
     print(f"natlab: results in {out}/{COMMAND}.md and {out}/{COMMAND}.json")
     print(f"{passed} passed, {failed} failed")

@@ -66,45 +66,54 @@ def _size(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     profiles_help = "; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items())
     ap = argparse.ArgumentParser(
-        prog="natlab", description="Real Linux NATs in network namespaces (needs root). "
-        f"Profiles — {profiles_help}.")
+        prog="natlab", description=f"Real Linux NATs in network namespaces (needs root). Profiles — {profiles_help}."
+    )
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     every = ",".join(ALL_PROFILES)
 
     p = sub.add_parser("probe", help="check each profile's NAT behaviour with socket probes")
-    p.add_argument("--profiles", type=_profiles, default=list(ALL_PROFILES),
-                   help=f"comma-separated subset (default {every})")
+    p.add_argument(
+        "--profiles", type=_profiles, default=list(ALL_PROFILES), help=f"comma-separated subset (default {every})"
+    )
     p.add_argument("--json", type=Path, help="also write the results to this file")
 
     def product_args(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--p2pshare", help="product command (default <repo>/.venv/bin/p2pshare;"
-                        " env NATLAB_P2PSHARE)")
+        sp.add_argument("--p2pshare", help="product command (default <repo>/.venv/bin/p2pshare; env NATLAB_P2PSHARE)")
         sp.add_argument("--size", type=_size, default=1 << 20, help="file size, e.g. 4m")
         sp.add_argument("--timeout", type=float, default=30.0, help="getter --timeout seconds")
-        sp.add_argument("--relay", choices=("auto", "on", "off"), default="auto",
-                        help="start 'p2pshare relay' on the relay host (auto: when the build "
-                        "has it)")
-        sp.add_argument("--out", type=Path, default=None,
-                        help="output dir (default $TMPDIR/natlab-<time>)")
+        sp.add_argument(
+            "--relay",
+            choices=("auto", "on", "off"),
+            default="auto",
+            help="start 'p2pshare relay' on the relay host (auto: when the build has it)",
+        )
+        sp.add_argument("--out", type=Path, default=None, help="output dir (default $TMPDIR/natlab-<time>)")
 
     p = sub.add_parser("run", help="one scenario with the product CLI")
-    p.add_argument("sharer", choices=ALL_PROFILES, metavar="SHARER",
-                   help=f"sharer's profile: {every}")
-    p.add_argument("receiver", choices=ALL_PROFILES, metavar="RECEIVER",
-                   help="receiver's profile (same-lan only with same-lan)")
+    p.add_argument("sharer", choices=ALL_PROFILES, metavar="SHARER", help=f"sharer's profile: {every}")
+    p.add_argument(
+        "receiver", choices=ALL_PROFILES, metavar="RECEIVER", help="receiver's profile (same-lan only with same-lan)"
+    )
     product_args(p)
 
     p = sub.add_parser("matrix", help="every ordered pair of profiles with the product CLI")
-    p.add_argument("--profiles", type=_profiles, default=list(ALL_PROFILES),
-                   help=f"comma-separated subset (default {every})")
-    p.add_argument("--cells", type=_cells, default=None, metavar="S:R,...",
-                   help="only these (sharer:receiver) cells, e.g. cone:cone,symmetric:cone")
+    p.add_argument(
+        "--profiles", type=_profiles, default=list(ALL_PROFILES), help=f"comma-separated subset (default {every})"
+    )
+    p.add_argument(
+        "--cells",
+        type=_cells,
+        default=None,
+        metavar="S:R,...",
+        help="only these (sharer:receiver) cells, e.g. cone:cone,symmetric:cone",
+    )
     product_args(p)
 
     p = sub.add_parser("up", help="build the probe topology and hold it for manual use")
     p.add_argument("--profiles", type=_profiles, default=list(ALL_PROFILES))
-    p.add_argument("--for", dest="hold", type=float, default=600.0,
-                   help="seconds to hold before tearing down (max 3600)")
+    p.add_argument(
+        "--for", dest="hold", type=float, default=600.0, help="seconds to hold before tearing down (max 3600)"
+    )
 
     p = sub.add_parser("cleanup", help="delete namespaces left by crashed runs")
     p.add_argument("--prefix", help="only this run prefix (nlXXXX)")
@@ -114,13 +123,13 @@ def _parser() -> argparse.ArgumentParser:
 
     for sp in sub.choices.values():
         if sp.prog.split()[-1] != "cleanup":
-            sp.add_argument("--prefix", dest="prefix",
-                            help="run prefix nl+4 hex (default: random, free)")
+            sp.add_argument("--prefix", dest="prefix", help="run prefix nl+4 hex (default: random, free)")
     return ap
 
 
 def _product(args: argparse.Namespace) -> tuple[list[str], bool, Path]:
     from .scenario import product_has_relay, resolve_product
+
     product = resolve_product(args.p2pshare)
     relay = args.relay == "on" or (args.relay == "auto" and product_has_relay(product))
     out = args.out or Path(tempfile.gettempdir()) / time.strftime("natlab-%Y%m%d-%H%M%S")
@@ -140,12 +149,17 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 def _cmd_matrix(args: argparse.Namespace, pairs: list[tuple[str, str]] | None) -> int:
     product, relay, out = _product(args)
     if pairs is None:
-        results = matrix.run_matrix(product, args.profiles, out, size=args.size,
-                                    timeout=args.timeout, use_relay=relay, prefix=args.prefix)
+        results = matrix.run_matrix(
+            product, args.profiles, out, size=args.size, timeout=args.timeout, use_relay=relay, prefix=args.prefix
+        )
     else:
         out.mkdir(parents=True, exist_ok=True)
-        results = [matrix.run_cell(product, s, r, out, size=args.size, timeout=args.timeout,
-                                   use_relay=relay, prefix=args.prefix) for s, r in pairs]
+        results = [
+            matrix.run_cell(
+                product, s, r, out, size=args.size, timeout=args.timeout, use_relay=relay, prefix=args.prefix
+            )
+            for s, r in pairs
+        ]
         matrix.write_outputs(out, results, {"product": product, "relay": relay})
     print(matrix.render(results), end="")
     print(f"natlab: results in {out}/matrix.md and {out}/matrix.json")
@@ -157,10 +171,12 @@ def _cmd_matrix(args: argparse.Namespace, pairs: list[tuple[str, str]] | None) -
 def _cmd_up(args: argparse.Namespace) -> int:
     spec, _ = probe_spec(args.profiles)
     with netns.Lab(plan(spec), args.prefix) as lab:
-        print(json.dumps({"ready": True, "prefix": lab.prefix,
-                          **lab.plan.describe()}), flush=True)
-        print(f"natlab: up; run commands with: ip netns exec {lab.prefix}-<host> CMD; "
-              "Ctrl-C tears down", file=sys.stderr, flush=True)
+        print(json.dumps({"ready": True, "prefix": lab.prefix, **lab.plan.describe()}), flush=True)
+        print(
+            f"natlab: up; run commands with: ip netns exec {lab.prefix}-<host> CMD; Ctrl-C tears down",
+            file=sys.stderr,
+            flush=True,
+        )
         end = time.monotonic() + min(max(args.hold, 0.0), 3600.0)
         while time.monotonic() < end:
             time.sleep(min(1.0, max(0.0, end - time.monotonic())))
@@ -171,8 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.cmd == "run":
         if (args.sharer == "same-lan") != (args.receiver == "same-lan"):
-            print("natlab: same-lan pairs only with itself: natlab run same-lan same-lan",
-                  file=sys.stderr)
+            print("natlab: same-lan pairs only with itself: natlab run same-lan same-lan", file=sys.stderr)
             return 2
     if args.prefix is not None and not netns.PREFIX_RE.match(args.prefix):
         print(f"natlab: bad prefix {args.prefix!r} (want nl + 4 hex digits)", file=sys.stderr)
@@ -203,9 +218,11 @@ def main(argv: list[str] | None = None) -> int:
             return cli_extra.run(args)
         if args.cmd == "autonat":
             from . import autonat
+
             return autonat.run(args)
         if args.cmd == "limited":
             from . import limited
+
             return limited.run(args)
         return _cmd_matrix(args, args.cells)
     except netns.LabError as e:

@@ -50,6 +50,7 @@ class Outcome:
 
 # -- share codes (stdlib only: the lab never imports the product) -------------
 
+
 def decode_code(code: str) -> dict[str, object]:
     """The JSON object of a v1 code (URL-safe base64, padding optional)."""
     body = "".join(code.split()).rstrip("=")
@@ -88,6 +89,7 @@ def relay_ips(addresses: Sequence[str]) -> list[str]:
 
 # -- a getter's story, from its JSON events -----------------------------------
 
+
 @dataclass
 class GetReport:
     exit_code: int | None
@@ -101,15 +103,20 @@ class GetReport:
     def as_metrics(self) -> dict[str, object]:
         first = next((t for t, b, _ in self.progress if b > 0), None)
         complete = next((t for t, b, tot in self.progress if b >= tot), None)
-        return {"exit_code": self.exit_code, "connects": self.connects,
-                "connect_s": self.connects[0][0] if self.connects else None,
-                "first_progress_s": first, "all_verified_s": complete,
-                "done_s": self.done_s, "done_bytes": (self.done or {}).get("bytes"),
-                "error": self.error, "verified": self.verified}
+        return {
+            "exit_code": self.exit_code,
+            "connects": self.connects,
+            "connect_s": self.connects[0][0] if self.connects else None,
+            "first_progress_s": first,
+            "all_verified_s": complete,
+            "done_s": self.done_s,
+            "done_bytes": (self.done or {}).get("bytes"),
+            "error": self.error,
+            "verified": self.verified,
+        }
 
 
-def read_get(proc: Proc, exit_code: int | None, out_dir: Path, name: str, digest: str
-             ) -> GetReport:
+def read_get(proc: Proc, exit_code: int | None, out_dir: Path, name: str, digest: str) -> GetReport:
     """Summarise a finished getter; ``verified`` compares the file's SHA-256."""
     t0 = proc.started
     connects: list[tuple[float, str | None]] = []
@@ -136,11 +143,18 @@ def read_get(proc: Proc, exit_code: int | None, out_dir: Path, name: str, digest
 
 # -- the fleet -------------------------------------------------------------------
 
+
 class Fleet:
     """A built lab plus the product processes started in it (``with Fleet(...)``)."""
 
-    def __init__(self, product: list[str], spec: TopologySpec, logdir: Path,
-                 prefix: str | None = None, concrete_listen: bool = False) -> None:
+    def __init__(
+        self,
+        product: list[str],
+        spec: TopologySpec,
+        logdir: Path,
+        prefix: str | None = None,
+        concrete_listen: bool = False,
+    ) -> None:
         self.product = product
         # Listen on the host's own IP instead of 0.0.0.0 (works around the
         # product advertising 0.0.0.0 in identify and signed peer records).
@@ -162,15 +176,15 @@ class Fleet:
         self.logdir.mkdir(parents=True, exist_ok=True)
         try:
             self._lab = Lab(plan(self.spec), self.prefix).__enter__()
-            (self.logdir / "topology.json").write_text(json.dumps(
-                dict(self.lab.plan.describe(), prefix=self.lab.prefix), indent=1) + "\n")
+            (self.logdir / "topology.json").write_text(
+                json.dumps(dict(self.lab.plan.describe(), prefix=self.lab.prefix), indent=1) + "\n"
+            )
         except BaseException:
             self.close()
             raise
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
     def close(self) -> None:
@@ -211,8 +225,7 @@ class Fleet:
         """Start the product; ``NATLAB_PRODUCT_VERBOSE=N`` adds N ``-v`` (logs in .err)."""
         raw = os.environ.get("NATLAB_PRODUCT_VERBOSE", "0")
         verbose = ["-v"] * min(int(raw), 3) if raw.isdigit() else []
-        proc = Proc(self.lab, host, name, [*self.product, *verbose, *args], self.env(home),
-                    self.logdir)
+        proc = Proc(self.lab, host, name, [*self.product, *verbose, *args], self.env(home), self.logdir)
         self.procs.append(proc)
         return proc
 
@@ -220,8 +233,7 @@ class Fleet:
         return _make_file(self.tmp / f"src-{name}", size, seed)
 
     # -- roles -----------------------------------------------------------------
-    def relay(self, host: str, bootstrap: Sequence[str] = (), limits: Sequence[str] = ()
-              ) -> tuple[Proc, str]:
+    def relay(self, host: str, bootstrap: Sequence[str] = (), limits: Sequence[str] = ()) -> tuple[Proc, str]:
         """Start ``p2pshare relay`` (relay + DHT server) on a public host; its multiaddr."""
         args = ["relay", "--json", "--listen", self.listen(host), *limits]
         for b in bootstrap:
@@ -230,8 +242,15 @@ class Fleet:
         ev = first_event(proc, host)
         return proc, _relay_addr(ev, self.ip(host))
 
-    def share_args(self, host: str, paths: Sequence[Path], *, port: int = LISTEN_PORT,
-                   relays: Sequence[str] = (), bootstrap: Sequence[str] = ()) -> list[str]:
+    def share_args(
+        self,
+        host: str,
+        paths: Sequence[Path],
+        *,
+        port: int = LISTEN_PORT,
+        relays: Sequence[str] = (),
+        bootstrap: Sequence[str] = (),
+    ) -> list[str]:
         args = ["share", *map(str, paths), "--json", "--listen", self.listen(host, port)]
         for r in relays:
             args += ["--relay", r]
@@ -239,22 +258,21 @@ class Fleet:
             args += ["--bootstrap", b]
         return args
 
-    def share(self, host: str, name: str, home: Path, paths: Sequence[Path], **kw: object
-              ) -> tuple[Proc, dict[str, object]]:
+    def share(
+        self, host: str, name: str, home: Path, paths: Sequence[Path], **kw: object
+    ) -> tuple[Proc, dict[str, object]]:
         """Start a sharer and wait (bounded) for its ``shared`` event."""
         proc = self.start(host, name, self.share_args(host, paths, **kw), home)  # type: ignore[arg-type]
         return proc, shared_event(proc, name)
 
-    def get(self, host: str, name: str, code: str, out: Path, *, timeout: float,
-            bootstrap: Sequence[str] = ()) -> Proc:
+    def get(self, host: str, name: str, code: str, out: Path, *, timeout: float, bootstrap: Sequence[str] = ()) -> Proc:
         args = ["get", code, "-o", str(out), "--json", "--timeout", str(timeout)]
         for b in bootstrap:
             args += ["--bootstrap", b]
         out.mkdir(parents=True, exist_ok=True)
         return self.start(host, name, args, self.home(name))
 
-    def finish_get(self, proc: Proc, out: Path, filename: str, digest: str, deadline: float
-                   ) -> GetReport:
+    def finish_get(self, proc: Proc, out: Path, filename: str, digest: str, deadline: float) -> GetReport:
         """Wait for a getter to exit (killed at ``deadline``) and summarise it."""
         code = proc.wait(deadline)
         closed = proc.close(self.lab)
@@ -270,8 +288,11 @@ class Fleet:
 
     def throttle(self, host: str, rate: str, dev: str = "eth0") -> None:
         """Cap ``host``'s egress with a TBF qdisc (the lab kernel has TBF, not netem)."""
-        r = self.lab.run(host, ["tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", rate,
-                                "burst", "64kb", "latency", "400ms"], timeout=10)
+        r = self.lab.run(
+            host,
+            ["tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", rate, "burst", "64kb", "latency", "400ms"],
+            timeout=10,
+        )
         if r.returncode != 0:
             raise LabError(f"natlab: tc tbf on {host} failed: {r.stderr.strip()[:200]}")
 
@@ -312,8 +333,7 @@ def sum_bytes_sent(ss_output: str, peer_ip: str) -> int:
 def first_event(proc: Proc, what: str, timeout: float = START_TIMEOUT) -> dict[str, object]:
     got = proc.next_event(time.monotonic() + timeout)
     if got is None:
-        raise LabError(f"{what} printed no JSON line within {timeout:.0f}s "
-                       f"(see {proc.name}.err)")
+        raise LabError(f"{what} printed no JSON line within {timeout:.0f}s (see {proc.name}.err)")
     return got[1]
 
 
@@ -324,8 +344,7 @@ def shared_event(proc: Proc, what: str) -> dict[str, object]:
     return ev
 
 
-def wait_event(proc: Proc, pred: Callable[[dict[str, object]], bool], deadline: float
-               ) -> dict[str, object] | None:
+def wait_event(proc: Proc, pred: Callable[[dict[str, object]], bool], deadline: float) -> dict[str, object] | None:
     """Consume events until one satisfies ``pred``; None on EOF or ``deadline``."""
     for _ in range(MAX_EVENTS_SCANNED):
         got = proc.next_event(deadline)
@@ -336,8 +355,7 @@ def wait_event(proc: Proc, pred: Callable[[dict[str, object]], bool], deadline: 
     return None
 
 
-def run_variants(variants: Sequence[tuple[str, Callable[[Outcome], None]]], scenario: str
-                 ) -> list[Outcome]:
+def run_variants(variants: Sequence[tuple[str, Callable[[Outcome], None]]], scenario: str) -> list[Outcome]:
     """Run each variant; a lab error fails that variant with its one-line reason."""
     results: list[Outcome] = []
     for name, fn in variants:
@@ -350,26 +368,31 @@ def run_variants(variants: Sequence[tuple[str, Callable[[Outcome], None]]], scen
         res.wall_s = round(time.monotonic() - wall, 3)
         res.passed = not res.reasons
         results.append(res)
-        print(f"natlab: {scenario}/{name}: "
-              + ("pass" if res.passed else "FAIL " + "; ".join(res.reasons)),
-              file=sys.stderr, flush=True)
+        print(
+            f"natlab: {scenario}/{name}: " + ("pass" if res.passed else "FAIL " + "; ".join(res.reasons)),
+            file=sys.stderr,
+            flush=True,
+        )
     return results
 
 
-def write_results(out: Path, scenario: str, results: list[Outcome], meta: dict[str, object]
-                  ) -> tuple[int, int]:
+def write_results(out: Path, scenario: str, results: list[Outcome], meta: dict[str, object]) -> tuple[int, int]:
     """``out/<scenario>.json`` and a readable ``out/<scenario>.md``; (passed, failed)."""
     passed = sum(r.passed for r in results)
     failed = len(results) - passed
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{scenario}.json").write_text(json.dumps(
-        {"scenario": scenario, "passed": passed, "failed": failed, **meta,
-         "outcomes": [vars(r) for r in results]}, indent=1, default=str) + "\n")
+    (out / f"{scenario}.json").write_text(
+        json.dumps(
+            {"scenario": scenario, "passed": passed, "failed": failed, **meta, "outcomes": [vars(r) for r in results]},
+            indent=1,
+            default=str,
+        )
+        + "\n"
+    )
     lines = [f"# natlab {scenario}", "", "| variant | result | wall s | metrics |", "|---|---|---|---|"]
     for r in results:
         verdict = "pass" if r.passed else "FAIL: " + "; ".join(r.reasons)
         metrics = json.dumps(r.metrics, default=str)[:600]
-        lines.append(f"| {r.variant} | {verdict.replace('|', '/')} | {r.wall_s:.1f} "
-                     f"| {metrics.replace('|', '/')} |")
+        lines.append(f"| {r.variant} | {verdict.replace('|', '/')} | {r.wall_s:.1f} | {metrics.replace('|', '/')} |")
     (out / f"{scenario}.md").write_text("\n".join(lines) + f"\n\n{passed} passed, {failed} failed\n")
     return passed, failed

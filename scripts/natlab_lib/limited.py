@@ -92,6 +92,7 @@ def js_missing() -> str | None:
 
 # -- the js relay ------------------------------------------------------------------
 
+
 class JsRelay:
     """peer.mjs as a relay server in a lab namespace.
 
@@ -101,23 +102,36 @@ class JsRelay:
     """
 
     def __init__(self, lab: Lab, host: str, logdir: Path) -> None:
-        argv = [str(js_node()), str(PEER_SCRIPT), "--listen", f"/ip4/0.0.0.0/tcp/{JS_PORT}",
-                "--relay-server", "--relay-limits", "default", *JS_PUBLIC]
+        argv = [
+            str(js_node()),
+            str(PEER_SCRIPT),
+            "--listen",
+            f"/ip4/0.0.0.0/tcp/{JS_PORT}",
+            "--relay-server",
+            "--relay-limits",
+            "default",
+            *JS_PUBLIC,
+        ]
         full = lab.exec_argv(host, argv)
         (logdir / "js-relay.cmd").write_text(shlex.join(full) + "\n")
         env = dict(os.environ, DEBUG=os.environ.get("NATLAB_JS_DEBUG", "libp2p:circuit-relay*"))
         with open(logdir / "js-relay.err", "wb") as err:  # the child keeps its own copy
-            self.proc = subprocess.Popen(full, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=err, cwd=str(INTEROP), env=env,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                full,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                cwd=str(INTEROP),
+                env=env,
+                start_new_session=True,
+            )
         lab.procs.append(self.proc)
         self._log: IO[bytes] = open(logdir / "js-relay.out", "wb")  # noqa: SIM115 - close()
         self._next = 0
         ready = self._line(time.monotonic() + JS_READY_TIMEOUT)
         if ready.get("event") != "ready" or not isinstance(ready.get("peer_id"), str):
             self.close()
-            raise LabError(f"natlab: js relay did not start (see {logdir}/js-relay.err): "
-                           f"{str(ready)[:200]}")
+            raise LabError(f"natlab: js relay did not start (see {logdir}/js-relay.err): {str(ready)[:200]}")
         self.peer_id = str(ready["peer_id"])
         self.addr = f"/ip4/{lab.plan.hosts[host].ip}/tcp/{JS_PORT}/p2p/{self.peer_id}"
 
@@ -167,14 +181,18 @@ class JsRelay:
 
 # -- what the relay sent the receiver ---------------------------------------------
 
+
 def _count_to(lab: Lab, host: str, dst: str) -> None:
     """An nft counter of every IP packet ``host`` sends to ``dst`` (cumulative,
     unlike ss, whose sockets vanish when a cut connection closes)."""
-    rules = (f"table ip {COUNTER_TABLE} {{\n chain out {{\n"
-             f"  type filter hook output priority 0; policy accept;\n"
-             f"  ip daddr {dst} counter\n }}\n}}\n")
-    r = subprocess.run(lab.exec_argv(host, ["nft", "-f", "-"]), input=rules, text=True,
-                       capture_output=True, timeout=10, check=False)
+    rules = (
+        f"table ip {COUNTER_TABLE} {{\n chain out {{\n"
+        f"  type filter hook output priority 0; policy accept;\n"
+        f"  ip daddr {dst} counter\n }}\n}}\n"
+    )
+    r = subprocess.run(
+        lab.exec_argv(host, ["nft", "-f", "-"]), input=rules, text=True, capture_output=True, timeout=10, check=False
+    )
     if r.returncode != 0:
         raise LabError(f"natlab: nft counter on {host} failed: {r.stderr.strip()[:200]}")
 
@@ -201,16 +219,17 @@ def _counted(lab: Lab, host: str) -> int | None:
 
 # -- one variant ---------------------------------------------------------------------
 
+
 def _get_events(get: Proc) -> tuple[list[str | None], list[str | None]]:
     """(paths of ``connected`` events, paths of ``upgraded`` events), in order."""
     conns = [normalize_path(e.get("path")) for _, e in get.events if e.get("event") == "connected"]
-    ups = [normalize_path(e.get("path", "direct")) for _, e in get.events
-           if e.get("event") == "upgraded"]
+    ups = [normalize_path(e.get("path", "direct")) for _, e in get.events if e.get("event") == "upgraded"]
     return conns, ups
 
 
-def judge_cut(stderr: str, events: Sequence[dict[str, object]], exit_code: int | None,
-              relay: str, verbose: bool = False) -> list[str]:
+def judge_cut(
+    stderr: str, events: Sequence[dict[str, object]], exit_code: int | None, relay: str, verbose: bool = False
+) -> list[str]:
     """Reasons a no-punch getter failed to report the relay's cut clearly (pure).
 
     ``verbose``: the product ran with ``-v`` (its logs share stderr), so only
@@ -223,11 +242,14 @@ def judge_cut(stderr: str, events: Sequence[dict[str, object]], exit_code: int |
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     cut = [ln for ln in lines if CUT_LINE in ln]
     if len(cut) != 1 or (len(lines) != 1 and not verbose):
-        reasons.append(f"stderr must be exactly one '{CUT_LINE}' line; got {len(lines)} lines, "
-                       f"{len(cut)} of them about the cut: {' | '.join(lines)[:300]}")
+        reasons.append(
+            f"stderr must be exactly one '{CUT_LINE}' line; got {len(lines)} lines, "
+            f"{len(cut)} of them about the cut: {' | '.join(lines)[:300]}"
+        )
     elif f"{LIMIT_BYTES} bytes" not in cut[0] or f"{ANNOUNCED_S[relay]} s" not in cut[0]:
-        reasons.append(f"the line does not name the relay's limit ({LIMIT_BYTES} bytes / "
-                       f"{ANNOUNCED_S[relay]} s): {cut[0][:300]}")
+        reasons.append(
+            f"the line does not name the relay's limit ({LIMIT_BYTES} bytes / {ANNOUNCED_S[relay]} s): {cut[0][:300]}"
+        )
     errors = [e for e in events if e.get("event") == "error"]
     if not errors or errors[-1].get("exit_code") != 3:
         reasons.append(f"no JSON error event with exit_code 3: {errors[-1:]}")
@@ -236,8 +258,9 @@ def judge_cut(stderr: str, events: Sequence[dict[str, object]], exit_code: int |
     return reasons
 
 
-def run_one(product: list[str], out: Path, name: str, *, size: int, timeout: float,
-            prefix: str | None, res: Outcome) -> None:
+def run_one(
+    product: list[str], out: Path, name: str, *, size: int, timeout: float, prefix: str | None, res: Outcome
+) -> None:
     v = variant(name)
     if v.relay == "js":
         why = js_missing()
@@ -253,12 +276,13 @@ def run_one(product: list[str], out: Path, name: str, *, size: int, timeout: flo
             else:
                 _, relay_addr = fleet.relay("relay", limits=OUR_LIMITS)
             src, digest = fleet.make_file(name, size, seed=size)
-            _, shared = fleet.share("shr", "share", fleet.home("sharer"), [src],
-                                    relays=[relay_addr])
+            _, shared = fleet.share("shr", "share", fleet.home("sharer"), [src], relays=[relay_addr])
             code = str(shared["code"])
             res.metrics["relay"] = relay_addr
-            res.check(any(a.startswith(f"{relay_addr}/p2p-circuit") for a in code_addresses(code)),
-                      f"the code names no circuit through the relay: {code_addresses(code)}")
+            res.check(
+                any(a.startswith(f"{relay_addr}/p2p-circuit") for a in code_addresses(code)),
+                f"the code names no circuit through the relay: {code_addresses(code)}",
+            )
             if js is not None:
                 held = len(js.call("relay_reservations").get("peers", []))
                 res.metrics["js_reservations"] = held
@@ -274,57 +298,91 @@ def run_one(product: list[str], out: Path, name: str, *, size: int, timeout: flo
             conns, ups = _get_events(get)
             stderr = (fleet.logdir / "get.err").read_text(errors="replace")
             res.metrics.update(rep.as_metrics())
-            res.metrics.update(getter_s=getter_s, getter_exit=exit_code, upgraded=ups,
-                               relay_bytes_to_receiver=carried,
-                               size=size, stderr=stderr.strip()[:1000])
+            res.metrics.update(
+                getter_s=getter_s,
+                getter_exit=exit_code,
+                upgraded=ups,
+                relay_bytes_to_receiver=carried,
+                size=size,
+                stderr=stderr.strip()[:1000],
+            )
             at_final = [str(p) for p in sorted(dl.rglob(src.name))[:3]]
-            _judge(res, v, rep.exit_code, conns, ups, rep.verified, rep.done is not None,
-                   carried, getter_s, timeout, stderr, [e for _, e in get.events], at_final)
+            _judge(
+                res,
+                v,
+                rep.exit_code,
+                conns,
+                ups,
+                rep.verified,
+                rep.done is not None,
+                carried,
+                getter_s,
+                timeout,
+                stderr,
+                [e for _, e in get.events],
+                at_final,
+            )
         finally:
             if js is not None:
                 js.close()
 
 
-def _judge(res: Outcome, v: Variant, exit_code: int | None, conns: list[str | None],
-           ups: list[str | None], verified: bool, done: bool, carried: int | None,
-           getter_s: float,
-           timeout: float, stderr: str, events: list[dict[str, object]], at_final: list[str]
-           ) -> None:
-    res.check(bool(conns) and conns[0] == "relayed",
-              f"first connection not relayed: {conns[:2]} (the test needs the limited relay)")
+def _judge(
+    res: Outcome,
+    v: Variant,
+    exit_code: int | None,
+    conns: list[str | None],
+    ups: list[str | None],
+    verified: bool,
+    done: bool,
+    carried: int | None,
+    getter_s: float,
+    timeout: float,
+    stderr: str,
+    events: list[dict[str, object]],
+    at_final: list[str],
+) -> None:
+    res.check(
+        bool(conns) and conns[0] == "relayed",
+        f"first connection not relayed: {conns[:2]} (the test needs the limited relay)",
+    )
     if v.punch:
         res.check(exit_code == 0, f"getter exit code {exit_code}: {res.metrics.get('error')}")
-        res.check(bool(ups) and ups[0] in ("hole-punched", "direct"),
-                  f"no 'upgraded' to hole-punched/direct: {ups}")
+        res.check(bool(ups) and ups[0] in ("hole-punched", "direct"), f"no 'upgraded' to hole-punched/direct: {ups}")
         res.check(done, "no 'done' event")
         res.check(verified, "file missing or not byte-identical")
-        res.check(carried is not None and carried <= LIMIT_BYTES + RELAY_SLACK,
-                  f"the relay sent the receiver {carried} bytes: the data did not go direct")
+        res.check(
+            carried is not None and carried <= LIMIT_BYTES + RELAY_SLACK,
+            f"the relay sent the receiver {carried} bytes: the data did not go direct",
+        )
     else:
         verbose = os.environ.get("NATLAB_PRODUCT_VERBOSE", "0") not in ("", "0")
         res.reasons += judge_cut(stderr, events, exit_code, v.relay, verbose)
         res.check(getter_s <= timeout + 5, f"getter took {getter_s} s, --timeout {timeout:g}")
         res.check(not at_final, f"a file at its final name after the cut: {at_final}")
-        res.check(carried is not None and 0 < carried <= LIMIT_BYTES + RELAY_SLACK,
-                  f"the relay sent the receiver {carried} bytes, want 1..{LIMIT_BYTES} + framing")
+        res.check(
+            carried is not None and 0 < carried <= LIMIT_BYTES + RELAY_SLACK,
+            f"the relay sent the receiver {carried} bytes, want 1..{LIMIT_BYTES} + framing",
+        )
 
 
-def run_limited(product: list[str], out: Path, *, variants: Sequence[str], size: int,
-                timeout: float, prefix: str | None = None) -> list[Outcome]:
+def run_limited(
+    product: list[str], out: Path, *, variants: Sequence[str], size: int, timeout: float, prefix: str | None = None
+) -> list[Outcome]:
     def bind(name: str) -> Any:
-        return lambda r: run_one(product, out, name, size=size, timeout=timeout, prefix=prefix,
-                                 res=r)
+        return lambda r: run_one(product, out, name, size=size, timeout=timeout, prefix=prefix, res=r)
+
     return run_variants([(n, bind(n)) for n in variants], COMMAND)
 
 
 # -- CLI ------------------------------------------------------------------------------
 
+
 def _variants(text: str) -> list[str]:
     names = [v.strip() for v in text.split(",") if v.strip()]
     bad = [v for v in names if v not in VARIANTS]
     if bad or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown variant {bad[0] if bad else text!r} (known: {', '.join(VARIANTS)})")
+        raise argparse.ArgumentTypeError(f"unknown variant {bad[0] if bad else text!r} (known: {', '.join(VARIANTS)})")
     return list(dict.fromkeys(names))
 
 
@@ -334,30 +392,28 @@ def _timeout(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"bad number {text!r}") from None
     if not 20 <= value <= 600:
-        raise argparse.ArgumentTypeError("must be 20..600 (the receiver alone waits 15 s "
-                                         "for hole punching on a limited relay)")
+        raise argparse.ArgumentTypeError(
+            "must be 20..600 (the receiver alone waits 15 s for hole punching on a limited relay)"
+        )
     return value
 
 
 def add_parser(sub: Any, size: Any) -> None:
-    p = sub.add_parser(COMMAND, help="a relay capping circuits at 128 KiB / 2 min (ours, js): "
-                       "punch or say so")
-    p.add_argument("--p2pshare", help="product command (default <repo>/.venv/bin/p2pshare;"
-                   " env NATLAB_P2PSHARE)")
-    p.add_argument("--variants", type=_variants, default=list(VARIANTS),
-                   help=f"comma-separated subset of {','.join(VARIANTS)} (default all; js-* "
-                   "need tests/interop/node_modules)")
-    p.add_argument("--size", type=size, default=size("4m"),
-                   help="file size, far above 128 KiB (default 4m)")
-    p.add_argument("--timeout", type=_timeout, default=30.0,
-                   help="getter --timeout seconds (default 30)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output dir (default $TMPDIR/natlab-limited-<time>)")
+    p = sub.add_parser(COMMAND, help="a relay capping circuits at 128 KiB / 2 min (ours, js): punch or say so")
+    p.add_argument("--p2pshare", help="product command (default <repo>/.venv/bin/p2pshare; env NATLAB_P2PSHARE)")
+    p.add_argument(
+        "--variants",
+        type=_variants,
+        default=list(VARIANTS),
+        help=f"comma-separated subset of {','.join(VARIANTS)} (default all; js-* need tests/interop/node_modules)",
+    )
+    p.add_argument("--size", type=size, default=size("4m"), help="file size, far above 128 KiB (default 4m)")
+    p.add_argument("--timeout", type=_timeout, default=30.0, help="getter --timeout seconds (default 30)")
+    p.add_argument("--out", type=Path, default=None, help="output dir (default $TMPDIR/natlab-limited-<time>)")
 
 
 def render(results: Sequence[Outcome]) -> str:
-    head = ("| variant | exit | connected | upgraded | relay→rcv bytes | getter s | verified "
-            "| result |")
+    head = "| variant | exit | connected | upgraded | relay→rcv bytes | getter s | verified | result |"
     rows = [head, "|" + "---|" * 8]
     for r in results:
         m = r.metrics
@@ -365,29 +421,43 @@ def render(results: Sequence[Outcome]) -> str:
         first = conns[0][1] if isinstance(conns, list) and conns else "–"
         up = ",".join(map(str, ups)) if isinstance(ups, list) and ups else "no"
         verdict = "pass" if r.passed else "FAIL: " + "; ".join(r.reasons)
-        rows.append(f"| {r.variant} | {m.get('exit_code', '–')} | {first} "
-                    f"| {up} "
-                    f"| {m.get('relay_bytes_to_receiver', '–')} | {m.get('getter_s', '–')} "
-                    f"| {'yes' if m.get('verified') else 'no'} | {verdict.replace('|', '/')} |")
+        rows.append(
+            f"| {r.variant} | {m.get('exit_code', '–')} | {first} "
+            f"| {up} "
+            f"| {m.get('relay_bytes_to_receiver', '–')} | {m.get('getter_s', '–')} "
+            f"| {'yes' if m.get('verified') else 'no'} | {verdict.replace('|', '/')} |"
+        )
     return "\n".join(rows) + "\n"
 
 
 def run(args: argparse.Namespace) -> int:
     from .scenario import resolve_product
+
     product = resolve_product(args.p2pshare)
-    out: Path = args.out or Path(tempfile.gettempdir()) / time.strftime(
-        f"natlab-{COMMAND}-%Y%m%d-%H%M%S")
+    out: Path = args.out or Path(tempfile.gettempdir()) / time.strftime(f"natlab-{COMMAND}-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    results = run_limited(product, out, variants=args.variants, size=args.size,
-                          timeout=args.timeout, prefix=args.prefix)
-    passed, failed = write_results(out, COMMAND, results, {
-        "product": product, "size": args.size, "timeout": args.timeout,
-        "our_limits": list(OUR_LIMITS), "js_node": str(js_node())})
+    results = run_limited(
+        product, out, variants=args.variants, size=args.size, timeout=args.timeout, prefix=args.prefix
+    )
+    passed, failed = write_results(
+        out,
+        COMMAND,
+        results,
+        {
+            "product": product,
+            "size": args.size,
+            "timeout": args.timeout,
+            "our_limits": list(OUR_LIMITS),
+            "js_node": str(js_node()),
+        },
+    )
     table = render(results)
     with open(out / f"{COMMAND}.md", "a") as md:
         md.write("\n" + table)
     print(table, end="")
-    print(f"natlab: results in {out}/{COMMAND}.md and {out}/{COMMAND}.json; logs per process "
-          f"in {out}/<variant>/", file=sys.stderr)
+    print(
+        f"natlab: results in {out}/{COMMAND}.md and {out}/{COMMAND}.json; logs per process in {out}/<variant>/",
+        file=sys.stderr,
+    )
     print(f"{passed} passed, {failed} failed")
     return 0 if failed == 0 else 1

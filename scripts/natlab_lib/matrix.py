@@ -27,12 +27,12 @@ from .scenario import CellResult, run_scenario
 # R cone-rst, S symmetric, D double.
 _COLS = ("public", "firewall", "cone", "cone-rst", "symmetric", "double")
 _ROWS = {
-    "public":    ("direct", "direct", "direct", "direct", "direct", "direct"),
-    "firewall":  ("punch",  "punch",  "punch",  "punch",  "relay",  "punch"),
-    "cone":      ("punch",  "punch",  "punch",  "punch",  "relay",  "punch"),
-    "cone-rst":  ("punch",  "punch",  "punch",  "punch",  "relay",  "punch"),
-    "symmetric": ("punch",  "relay",  "relay",  "relay",  "relay",  "relay"),
-    "double":    ("punch",  "punch",  "punch",  "punch",  "relay",  "punch"),
+    "public": ("direct", "direct", "direct", "direct", "direct", "direct"),
+    "firewall": ("punch", "punch", "punch", "punch", "relay", "punch"),
+    "cone": ("punch", "punch", "punch", "punch", "relay", "punch"),
+    "cone-rst": ("punch", "punch", "punch", "punch", "relay", "punch"),
+    "symmetric": ("punch", "relay", "relay", "relay", "relay", "relay"),
+    "double": ("punch", "punch", "punch", "punch", "relay", "punch"),
 }
 EXPECT: dict[tuple[str, str], str] = {
     (s, r): level for s, row in _ROWS.items() for r, level in zip(_COLS, row, strict=True)
@@ -72,8 +72,7 @@ def judge(res: CellResult) -> list[str]:
     return reasons
 
 
-def run_cell(product: list[str], sharer: str, receiver: str, out: Path, **kw: object
-             ) -> CellResult:
+def run_cell(product: list[str], sharer: str, receiver: str, out: Path, **kw: object) -> CellResult:
     """Run and judge one cell; its logs and result.json go to ``out/cells/S__R``."""
     logdir = out / "cells" / f"{sharer}__{receiver}"
     res = run_scenario(product, sharer, receiver, logdir, **kw)  # type: ignore[arg-type]
@@ -89,41 +88,49 @@ def _f(x: float | None, fmt: str = "{:.2f}") -> str:
 
 
 def render(results: list[CellResult]) -> str:
-    head = ("| sharer | receiver | expect | connected | path | upgraded (s) | connect s "
-            "| TTFB s | total s | MiB/s | verified | result |")
+    head = (
+        "| sharer | receiver | expect | connected | path | upgraded (s) | connect s "
+        "| TTFB s | total s | MiB/s | verified | result |"
+    )
     rows = [head, "|" + "---|" * 12]
     for r in results:
         up = f"yes ({_f(r.upgrade_s)})" if r.upgraded else "no"
         verdict = "pass" if r.passed else "FAIL: " + "; ".join(r.reasons)
-        rows.append(f"| {r.sharer} | {r.receiver} | {r.expect} | {'yes' if r.connected else 'no'} "
-                    f"| {r.path or '–'} | {up} | {_f(r.connect_s)} | {_f(r.ttfb_s)} "
-                    f"| {_f(r.total_s)} | {_f(r.throughput_mib_s)} "
-                    f"| {'yes' if r.verified else 'no'} | {verdict.replace('|', '/')} |")
+        rows.append(
+            f"| {r.sharer} | {r.receiver} | {r.expect} | {'yes' if r.connected else 'no'} "
+            f"| {r.path or '–'} | {up} | {_f(r.connect_s)} | {_f(r.ttfb_s)} "
+            f"| {_f(r.total_s)} | {_f(r.throughput_mib_s)} "
+            f"| {'yes' if r.verified else 'no'} | {verdict.replace('|', '/')} |"
+        )
     return "\n".join(rows) + "\n"
 
 
 def write_outputs(out: Path, results: list[CellResult], meta: dict[str, object]) -> None:
     passed = sum(r.passed for r in results)
-    summary = {"passed": passed, "failed": len(results) - passed, **meta,
-               "cells": [vars(r) for r in results]}
+    summary = {"passed": passed, "failed": len(results) - passed, **meta, "cells": [vars(r) for r in results]}
     (out / "matrix.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out / "matrix.md").write_text(
-        "# NAT lab matrix\n\n" + render(results)
-        + f"\n{passed} passed, {len(results) - passed} failed\n")
+        "# NAT lab matrix\n\n" + render(results) + f"\n{passed} passed, {len(results) - passed} failed\n"
+    )
 
 
-def run_matrix(product: list[str], profiles: list[str], out: Path, *, size: int,
-               timeout: float, use_relay: bool, prefix: str | None = None
-               ) -> list[CellResult]:
+def run_matrix(
+    product: list[str],
+    profiles: list[str],
+    out: Path,
+    *,
+    size: int,
+    timeout: float,
+    use_relay: bool,
+    prefix: str | None = None,
+) -> list[CellResult]:
     """Run every cell, rewriting the outputs after each so a Ctrl-C keeps them."""
     out.mkdir(parents=True, exist_ok=True)
     results: list[CellResult] = []
-    meta: dict[str, object] = {"product": product, "size": size, "relay": use_relay,
-                               "profiles": profiles}
+    meta: dict[str, object] = {"product": product, "size": size, "relay": use_relay, "profiles": profiles}
     todo = cells(profiles)
     for i, (s, r) in enumerate(todo, 1):
-        res = run_cell(product, s, r, out, size=size, timeout=timeout, use_relay=use_relay,
-                       prefix=prefix)
+        res = run_cell(product, s, r, out, size=size, timeout=timeout, use_relay=use_relay, prefix=prefix)
         results.append(res)
         write_outputs(out, results, meta)
         mark = "pass" if res.passed else "FAIL " + "; ".join(res.reasons)

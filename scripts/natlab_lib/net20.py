@@ -52,8 +52,9 @@ def layout(nodes: int, servers: int) -> tuple[TopologySpec, list[str], str, str]
     return TopologySpec(tuple(sites), tuple(hosts)), [target, *others], target, receiver
 
 
-def _start_all(fleet: Fleet, sharers: list[str], relays: list[str], parallel: int,
-               target_src: Path, res: Outcome) -> dict[str, tuple[Proc, dict[str, object], Path, str]]:
+def _start_all(
+    fleet: Fleet, sharers: list[str], relays: list[str], parallel: int, target_src: Path, res: Outcome
+) -> dict[str, tuple[Proc, dict[str, object], Path, str]]:
     """Start every sharer, ``parallel`` at a time; host -> (proc, shared, file, sha256)."""
     started: dict[str, tuple[Proc, dict[str, object], Path, str]] = {}
     files: dict[str, tuple[Path, str]] = {}
@@ -65,8 +66,7 @@ def _start_all(fleet: Fleet, sharers: list[str], relays: list[str], parallel: in
             args = fleet.share_args(host, [target_src], relays=[relays[-1]], bootstrap=[relays[-1]])
         else:
             files[host] = fleet.make_file(host, 4096 + i, seed=100 + i)
-            args = fleet.share_args(host, [files[host][0]], relays=[relays[i % n]],
-                                    bootstrap=[relays[(i + 1) % n]])
+            args = fleet.share_args(host, [files[host][0]], relays=[relays[i % n]], bootstrap=[relays[(i + 1) % n]])
         batch.append((host, fleet.start(host, f"share-{host}", args, fleet.home(host))))
         if len(batch) >= parallel or i == len(sharers) - 1:
             for h, proc in batch:
@@ -76,12 +76,24 @@ def _start_all(fleet: Fleet, sharers: list[str], relays: list[str], parallel: in
     return started
 
 
-def run_net(product: list[str], out: Path, *, nodes: int, servers: int, size: int,
-            timeout: float, parallel: int, fetch_extra: int, prefix: str | None,
-            concrete: bool, res: Outcome) -> None:
+def run_net(
+    product: list[str],
+    out: Path,
+    *,
+    nodes: int,
+    servers: int,
+    size: int,
+    timeout: float,
+    parallel: int,
+    fetch_extra: int,
+    prefix: str | None,
+    concrete: bool,
+    res: Outcome,
+) -> None:
     spec, sharers, target, receiver = layout(nodes, servers)
-    res.metrics.update(nodes=nodes, dht_servers=servers, target=target, receiver=receiver,
-                       total_processes=nodes + servers)
+    res.metrics.update(
+        nodes=nodes, dht_servers=servers, target=target, receiver=receiver, total_processes=nodes + servers
+    )
     with Fleet(product, spec, out / f"net{nodes}", prefix, concrete) as fleet:
         t0 = time.monotonic()
         relays: list[str] = []
@@ -96,8 +108,10 @@ def run_net(product: list[str], out: Path, *, nodes: int, servers: int, size: in
         res.metrics["rss_mib_total"] = fleet.rss_mib()
         shared = started[target][1]
         code = without_addresses(str(shared["code"]))
-        res.check(code_addresses(str(shared["code"])) != [] and code_addresses(code) == [],
-                  "could not strip the target code's addresses")
+        res.check(
+            code_addresses(str(shared["code"])) != [] and code_addresses(code) == [],
+            "could not strip the target code's addresses",
+        )
         dl = fleet.tmp / "out-target"
         get = fleet.get(receiver, "get-target", code, dl, timeout=timeout, bootstrap=relays[:1])
         rep = fleet.finish_get(get, dl, src.name, digest, time.monotonic() + timeout + 30)
@@ -110,23 +124,49 @@ def run_net(product: list[str], out: Path, *, nodes: int, servers: int, size: in
         for h in extras:
             _, ev, path, dig = started[h]
             dl_h = fleet.tmp / f"out-{h}"
-            g = fleet.get(receiver, f"get-{h}", without_addresses(str(ev["code"])), dl_h,
-                          timeout=timeout, bootstrap=relays[:1])
+            g = fleet.get(
+                receiver, f"get-{h}", without_addresses(str(ev["code"])), dl_h, timeout=timeout, bootstrap=relays[:1]
+            )
             r = fleet.finish_get(g, dl_h, path.name, dig, time.monotonic() + timeout + 30)
             fetched.append({"host": h, **r.as_metrics()})
-            res.check(r.exit_code == 0 and r.verified,
-                      f"{h}: exit {r.exit_code}, verified {r.verified}: {r.error}")
+            res.check(r.exit_code == 0 and r.verified, f"{h}: exit {r.exit_code}, verified {r.verified}: {r.error}")
         res.metrics["extra_fetches"] = fetched
-        dead = [p.name for p in fleet.procs if not p.name.startswith("get")
-                and p.proc.poll() is not None]
+        dead = [p.name for p in fleet.procs if not p.name.startswith("get") and p.proc.poll() is not None]
         res.metrics["alive_at_end"] = len(relay_procs) + len(started) - len(dead)
         res.check(not dead, f"nodes died during the run: {', '.join(dead[:8])}")
 
 
-def run_net20(product: list[str], out: Path, *, nodes: int, servers: int, size: int,
-              timeout: float, parallel: int, fetch_extra: int, prefix: str | None,
-              concrete: bool = False) -> list[Outcome]:
-    return run_variants([(f"{nodes}-nodes", lambda r: run_net(
-        product, out, nodes=nodes, servers=servers, size=size, timeout=timeout,
-        parallel=parallel, fetch_extra=fetch_extra, prefix=prefix, concrete=concrete,
-        res=r))], "net20")
+def run_net20(
+    product: list[str],
+    out: Path,
+    *,
+    nodes: int,
+    servers: int,
+    size: int,
+    timeout: float,
+    parallel: int,
+    fetch_extra: int,
+    prefix: str | None,
+    concrete: bool = False,
+) -> list[Outcome]:
+    return run_variants(
+        [
+            (
+                f"{nodes}-nodes",
+                lambda r: run_net(
+                    product,
+                    out,
+                    nodes=nodes,
+                    servers=servers,
+                    size=size,
+                    timeout=timeout,
+                    parallel=parallel,
+                    fetch_extra=fetch_extra,
+                    prefix=prefix,
+                    concrete=concrete,
+                    res=r,
+                ),
+            )
+        ],
+        "net20",
+    )

@@ -56,10 +56,10 @@ def check_netns() -> str | None:
     return None
 
 
-def _run(argv: Sequence[str], stdin: str | None = None, timeout: float = CMD_TIMEOUT
-         ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), input=stdin, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+def _run(
+    argv: Sequence[str], stdin: str | None = None, timeout: float = CMD_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def _must(argv: Sequence[str], stdin: str | None = None) -> None:
@@ -117,8 +117,7 @@ def cleanup(only_prefix: str | None = None, force: bool = False) -> list[str]:
     """Delete leftovers; runs whose owner is alive are kept unless ``force``."""
     prefixes = sorted({m.group(1) for n in list_namespaces() if (m := NS_RE.match(n))})
     if MARKER_DIR.is_dir():
-        prefixes = sorted(set(prefixes) | {p.name for p in MARKER_DIR.iterdir()
-                                           if PREFIX_RE.match(p.name)})
+        prefixes = sorted(set(prefixes) | {p.name for p in MARKER_DIR.iterdir() if PREFIX_RE.match(p.name)})
     removed: list[str] = []
     for prefix in prefixes:
         if only_prefix is not None and prefix != only_prefix:
@@ -168,38 +167,71 @@ class Lab:
             if role != CORE:
                 _must(["ip", "netns", "add", self.ns(role)])
         for ln in p.links:
-            _must(["ip", "link", "add", "name", ln.a_if, "netns", self.ns(ln.a), "type", "veth",
-                   "peer", "name", ln.b_if, "netns", self.ns(ln.b)])
+            _must(
+                [
+                    "ip",
+                    "link",
+                    "add",
+                    "name",
+                    ln.a_if,
+                    "netns",
+                    self.ns(ln.a),
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    ln.b_if,
+                    "netns",
+                    self.ns(ln.b),
+                ]
+            )
         for role in p.namespaces:
             _must(["ip", "-n", self.ns(role), "-batch", "-"], "\n".join(p.ip_batches[role]) + "\n")
         for role in p.forwarding:
-            _must(["ip", "netns", "exec", self.ns(role), "sysctl", "-qw",
-                   "net.ipv4.ip_forward=1"])
+            _must(["ip", "netns", "exec", self.ns(role), "sysctl", "-qw", "net.ipv4.ip_forward=1"])
         for role, rules in p.rulesets.items():
             _must(["ip", "netns", "exec", self.ns(role), "nft", "-f", "-"], rules)
 
     def exec_argv(self, role: str, argv: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.ns(role), *argv]
 
-    def run(self, role: str, argv: Sequence[str], timeout: float,
-            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, role: str, argv: Sequence[str], timeout: float, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run to completion inside ``role`` (killed when ``timeout`` passes)."""
         try:
-            return subprocess.run(self.exec_argv(role, argv), capture_output=True, text=True,
-                                  timeout=timeout, check=False,
-                                  env=None if env is None else dict(env))
+            return subprocess.run(
+                self.exec_argv(role, argv),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                env=None if env is None else dict(env),
+            )
         except subprocess.TimeoutExpired as e:
             out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
             return subprocess.CompletedProcess(e.cmd, -9, out, "natlab: timed out")
 
-    def spawn(self, role: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-              stdout: int | IO[bytes] | None = None, stderr: int | IO[bytes] | None = None,
-              cwd: str | None = None) -> subprocess.Popen[bytes]:
+    def spawn(
+        self,
+        role: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        stdout: int | IO[bytes] | None = None,
+        stderr: int | IO[bytes] | None = None,
+        cwd: str | None = None,
+    ) -> subprocess.Popen[bytes]:
         """Start a long-running process inside ``role``; teardown ends it."""
-        proc = subprocess.Popen(self.exec_argv(role, argv), stdin=subprocess.DEVNULL,
-                                stdout=stdout, stderr=stderr, cwd=cwd,
-                                env=None if env is None else dict(env),
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            self.exec_argv(role, argv),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            cwd=cwd,
+            env=None if env is None else dict(env),
+            start_new_session=True,
+        )
         self.procs.append(proc)
         return proc
 
@@ -256,6 +288,7 @@ def lab(plan: Plan, prefix: str | None = None) -> Iterator[Lab]:
 def wait_line(stream: IO[bytes], deadline: float) -> bytes:
     """Read one line before ``deadline`` (monotonic); b"" on EOF or time out."""
     import select
+
     buf = b""
     fd = stream.fileno()
     while time.monotonic() < deadline and len(buf) < 65536:

@@ -98,32 +98,36 @@ def _probe_host(lab: Lab, profile: str, host: str, peer: str | None) -> ProfileR
     res.tcp_seen = list(tcp.get("seen") or [])  # type: ignore[call-overload]
     res.udp_mapping = mapping_kind(res.udp_seen, info.ip, info.public_ip, UDP_LOCAL)
     res.tcp_mapping = mapping_kind(res.tcp_seen, info.ip, info.public_ip, TCP_LOCAL)
-    listener = lab.spawn(host, [sys.executable, AGENT, "serve", "--udp", str(LISTEN_PORT),
-                                "--tcp", str(LISTEN_PORT), "--for", "30"],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    listener = lab.spawn(
+        host,
+        [sys.executable, AGENT, "serve", "--udp", str(LISTEN_PORT), "--tcp", str(LISTEN_PORT), "--for", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         assert listener.stdout is not None
         if b"ready" not in wait_line(listener.stdout, time.monotonic() + 10):
             res.failures.append("LAN listener did not start")
             return res
         knock = f"{info.public_ip}:{LISTEN_PORT}"
-        tcp_in = _agent(lab, "out", ["tcp-connect", "--to", knock,
-                                     "--timeout", str(DROP_TIMEOUT)], 10)
-        udp_in = _agent(lab, "out", ["udp-poke", "--to", knock,
-                                     "--timeout", str(DROP_TIMEOUT)], 10)
+        tcp_in = _agent(lab, "out", ["tcp-connect", "--to", knock, "--timeout", str(DROP_TIMEOUT)], 10)
+        udp_in = _agent(lab, "out", ["udp-poke", "--to", knock, "--timeout", str(DROP_TIMEOUT)], 10)
         res.tcp_inbound = str(tcp_in.get("result", tcp_in.get("error")))
         res.udp_inbound = str(udp_in.get("result", udp_in.get("error")))
         if peer is not None:
-            direct = _agent(lab, peer, ["tcp-connect", "--to", f"{info.ip}:{LISTEN_PORT}",
-                                        "--timeout", str(DROP_TIMEOUT)], 10)
+            direct = _agent(
+                lab, peer, ["tcp-connect", "--to", f"{info.ip}:{LISTEN_PORT}", "--timeout", str(DROP_TIMEOUT)], 10
+            )
             res.lan_direct = str(direct.get("result", direct.get("error")))
     finally:
         lab.stop(listener, grace=0.5)
     want_map, want_tcp, want_udp = EXPECTED[profile]
-    for what, got, want in (("UDP mapping", res.udp_mapping, want_map),
-                            ("TCP mapping", res.tcp_mapping, want_map),
-                            ("unsolicited TCP", res.tcp_inbound, want_tcp),
-                            ("unsolicited UDP", res.udp_inbound, want_udp)):
+    for what, got, want in (
+        ("UDP mapping", res.udp_mapping, want_map),
+        ("TCP mapping", res.tcp_mapping, want_map),
+        ("unsolicited TCP", res.tcp_inbound, want_tcp),
+        ("unsolicited UDP", res.udp_inbound, want_udp),
+    ):
         if got != want:
             res.failures.append(f"{what}: got {got}, want {want}")
     if peer is not None and res.lan_direct != "accepted":
@@ -136,9 +140,12 @@ def run_probe(profiles: list[str], prefix: str | None = None) -> list[ProfileRes
     spec, lan_hosts = probe_spec(profiles)
     with Lab(plan(spec), prefix) as lab:
         ports = ",".join(str(p) for p in ECHO_PORTS)
-        echo = lab.spawn("echo", [sys.executable, AGENT, "serve", "--udp", ports,
-                                  "--tcp", ports, "--for", "120"],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        echo = lab.spawn(
+            "echo",
+            [sys.executable, AGENT, "serve", "--udp", ports, "--tcp", ports, "--for", "120"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
         assert echo.stdout is not None
         if b"ready" not in wait_line(echo.stdout, time.monotonic() + 10):
             raise LabError("natlab: the echo server did not start")
@@ -155,12 +162,12 @@ def run_probe(profiles: list[str], prefix: str | None = None) -> list[ProfileRes
 
 
 def render(results: list[ProfileResult]) -> str:
-    rows = ["| profile | UDP map | TCP map | inbound TCP | inbound UDP | verdict |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| profile | UDP map | TCP map | inbound TCP | inbound UDP | verdict |", "|---|---|---|---|---|---|"]
     for r in results:
         verdict = "ok" if r.ok else "FAIL: " + "; ".join(r.failures)
-        rows.append(f"| {r.profile} | {r.udp_mapping} | {r.tcp_mapping} | {r.tcp_inbound} "
-                    f"| {r.udp_inbound} | {verdict} |")
+        rows.append(
+            f"| {r.profile} | {r.udp_mapping} | {r.tcp_mapping} | {r.tcp_inbound} | {r.udp_inbound} | {verdict} |"
+        )
     return "\n".join(rows)
 
 

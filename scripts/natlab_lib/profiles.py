@@ -62,7 +62,7 @@ def ruleset(profile: str) -> str | None:
         body = _NAT % " random,fully-random" + _FILTER
     else:
         raise ValueError(f"unknown router profile {profile!r}")
-    return "table ip natlab {%s}\n" % body
+    return "table ip natlab {" + body + "}\n"
 
 
 def parse_profiles(text: str, allowed: tuple[str, ...] = ALL_PROFILES) -> list[str]:

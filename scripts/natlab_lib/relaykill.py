@@ -24,9 +24,10 @@ KILL_AT = 0.2  # kill once this fraction of the file is verified
 
 
 def spec() -> TopologySpec:
-    return TopologySpec((SiteSpec("sa", "cone"), SiteSpec("sb", "symmetric")),
-                        (HostSpec("ra"), HostSpec("rb"), HostSpec("shr", "sa"),
-                         HostSpec("rcv", "sb")))
+    return TopologySpec(
+        (SiteSpec("sa", "cone"), SiteSpec("sb", "symmetric")),
+        (HostSpec("ra"), HostSpec("rb"), HostSpec("shr", "sa"), HostSpec("rcv", "sb")),
+    )
 
 
 def _mid_transfer(total_seen: list[int]) -> Callable[[dict[str, object]], bool]:
@@ -38,11 +39,21 @@ def _mid_transfer(total_seen: list[int]) -> Callable[[dict[str, object]], bool]:
             return False
         total_seen[:] = [tot]
         return 0 < b < tot and b >= KILL_AT * tot
+
     return pred
 
 
-def run_kill(product: list[str], out: Path, *, size: int, timeout: float, rate: str,
-             prefix: str | None, concrete: bool, res: Outcome) -> None:
+def run_kill(
+    product: list[str],
+    out: Path,
+    *,
+    size: int,
+    timeout: float,
+    rate: str,
+    prefix: str | None,
+    concrete: bool,
+    res: Outcome,
+) -> None:
     with Fleet(product, spec(), out / "relay-kill", prefix, concrete) as fleet:
         relays = {"ra": fleet.relay("ra")}
         relays["rb"] = fleet.relay("rb", bootstrap=[relays["ra"][1]])
@@ -50,8 +61,7 @@ def run_kill(product: list[str], out: Path, *, size: int, timeout: float, rate: 
             fleet.throttle(host, rate)
         src, digest = fleet.make_file("big", size, seed=3)
         addrs = [a for _, a in relays.values()]
-        _, shared = fleet.share("shr", "share", fleet.home("sharer"), [src], relays=addrs,
-                                bootstrap=[addrs[0]])
+        _, shared = fleet.share("shr", "share", fleet.home("sharer"), [src], relays=addrs, bootstrap=[addrs[0]])
         code = str(shared["code"])
         res.metrics["code_relays"] = relay_ips(code_addresses(code))
         dl = fleet.tmp / "out"
@@ -70,9 +80,13 @@ def run_kill(product: list[str], out: Path, *, size: int, timeout: float, rate: 
         killed_at = time.monotonic()
         fleet.kill(relays[victim][0])
         at_kill = ev.get("bytes")
-        res.metrics.update(bytes_at_kill=at_kill, total=total[0] if total else None,
-                           relay_bytes_to_receiver=sent, killed=victim,
-                           killed_at_s=round(killed_at - get.started, 3))
+        res.metrics.update(
+            bytes_at_kill=at_kill,
+            total=total[0] if total else None,
+            relay_bytes_to_receiver=sent,
+            killed=victim,
+            killed_at_s=round(killed_at - get.started, 3),
+        )
         # Sockets vanish from ss when the getter exits: sample while it runs.
         survivor_before = fleet.bytes_sent_to(survivor, rcv_ip)
         survivor_max = survivor_before
@@ -84,30 +98,45 @@ def run_kill(product: list[str], out: Path, *, size: int, timeout: float, rate: 
         res.metrics.update(rep.as_metrics())
         res.metrics["survivor_bytes_after_kill"] = survivor_max - survivor_before
         after = [c for c in rep.connects if c[0] >= killed_at - get.started]
-        res.metrics["resume_connect_s"] = round(after[0][0] - (killed_at - get.started), 3) \
-            if after else None
+        res.metrics["resume_connect_s"] = round(after[0][0] - (killed_at - get.started), 3) if after else None
         res.check(sent[victim] > 0, "no relay had sent the receiver anything: not relayed?")
-        res.check(rep.connects[:1] != [] and rep.connects[0][1] == "relayed",
-                  f"first connection not relayed: {rep.connects[:1]}")
+        res.check(
+            rep.connects[:1] != [] and rep.connects[0][1] == "relayed",
+            f"first connection not relayed: {rep.connects[:1]}",
+        )
         res.check(bool(after), "no new 'connected' event after the relay was killed")
         res.check(rep.exit_code == 0, f"getter exit code {rep.exit_code}: {rep.error}")
         res.check(rep.verified, "file missing or not byte-identical")
         done_bytes = (rep.done or {}).get("bytes")
         if res.check(isinstance(done_bytes, int), "no 'done' event with bytes"):
             assert isinstance(done_bytes, int)
-            res.check(done_bytes < size, f"done.bytes {done_bytes} >= total {size}: "
-                      "the transfer restarted instead of resuming")
+            res.check(
+                done_bytes < size,
+                f"done.bytes {done_bytes} >= total {size}: the transfer restarted instead of resuming",
+            )
             if isinstance(at_kill, int):
-                res.check(done_bytes <= size - at_kill,
-                          f"done.bytes {done_bytes} > total - verified at kill "
-                          f"({size - at_kill}): verified chunks were fetched again")
-        res.check(res.metrics["survivor_bytes_after_kill"] > 0,  # type: ignore[operator]
-                  f"the surviving relay {survivor} carried nothing after the kill")
+                res.check(
+                    done_bytes <= size - at_kill,
+                    f"done.bytes {done_bytes} > total - verified at kill "
+                    f"({size - at_kill}): verified chunks were fetched again",
+                )
+        res.check(
+            res.metrics["survivor_bytes_after_kill"] > 0,  # type: ignore[operator]
+            f"the surviving relay {survivor} carried nothing after the kill",
+        )
 
 
-def run_relay_kill(product: list[str], out: Path, *, size: int, timeout: float, rate: str,
-                   prefix: str | None, concrete: bool = False) -> list[Outcome]:
-    return run_variants([("two-relays", lambda r: run_kill(
-        product, out, size=size, timeout=timeout, rate=rate, prefix=prefix,
-        concrete=concrete, res=r))],
-        "relay-kill")
+def run_relay_kill(
+    product: list[str], out: Path, *, size: int, timeout: float, rate: str, prefix: str | None, concrete: bool = False
+) -> list[Outcome]:
+    return run_variants(
+        [
+            (
+                "two-relays",
+                lambda r: run_kill(
+                    product, out, size=size, timeout=timeout, rate=rate, prefix=prefix, concrete=concrete, res=r
+                ),
+            )
+        ],
+        "relay-kill",
+    )

@@ -43,16 +43,14 @@ def resolve_product(arg: str | None) -> list[str]:
         argv = []
     exe = shutil.which(argv[0]) if argv else None
     if exe is None:
-        raise LabError(f"natlab: p2pshare not found at {text} "
-                       "(build the product into .venv, or pass --p2pshare)")
+        raise LabError(f"natlab: p2pshare not found at {text} (build the product into .venv, or pass --p2pshare)")
     return [exe, *argv[1:]]
 
 
 def product_has_relay(product: list[str]) -> bool:
     """Whether this build has ``p2pshare relay`` (it arrives after share/get)."""
     try:
-        r = subprocess.run([*product, "relay", "--help"], capture_output=True,
-                           timeout=START_TIMEOUT, check=False)
+        r = subprocess.run([*product, "relay", "--help"], capture_output=True, timeout=START_TIMEOUT, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return r.returncode == 0
@@ -61,8 +59,7 @@ def product_has_relay(product: list[str]) -> bool:
 class Proc:
     """A lab process whose stdout lines are logged and timestamped by a thread."""
 
-    def __init__(self, lab: Lab, host: str, name: str, argv: list[str],
-                 env: Mapping[str, str], logdir: Path) -> None:
+    def __init__(self, lab: Lab, host: str, name: str, argv: list[str], env: Mapping[str, str], logdir: Path) -> None:
         self.name = name
         self.events: list[tuple[float, dict[str, object]]] = []
         self._queue: queue.Queue[tuple[float, dict[str, object]] | None] = queue.Queue()
@@ -155,8 +152,7 @@ def normalize_path(raw: object) -> str | None:
 def _first_json(proc: Proc, what: str) -> dict[str, object]:
     got = proc.next_event(time.monotonic() + START_TIMEOUT)
     if got is None:
-        raise LabError(f"{what} printed no JSON line within {START_TIMEOUT:.0f}s "
-                       f"(see {proc.name}.err)")
+        raise LabError(f"{what} printed no JSON line within {START_TIMEOUT:.0f}s (see {proc.name}.err)")
     return got[1]
 
 
@@ -220,9 +216,17 @@ def _measure(res: CellResult, getter: Proc) -> None:
             res.error = str(ev.get("message", ev.get("error", "error")))[:200]
 
 
-def run_scenario(product: list[str], sharer: str, receiver: str, logdir: Path, *,
-                 size: int = 1 << 20, timeout: float = 30.0, use_relay: bool = False,
-                 prefix: str | None = None) -> CellResult:
+def run_scenario(
+    product: list[str],
+    sharer: str,
+    receiver: str,
+    logdir: Path,
+    *,
+    size: int = 1 << 20,
+    timeout: float = 30.0,
+    use_relay: bool = False,
+    prefix: str | None = None,
+) -> CellResult:
     """Share a random file on ``shr``, fetch it on ``rcv``; always torn down."""
     res = CellResult(sharer, receiver, size, relay=use_relay)
     logdir.mkdir(parents=True, exist_ok=True)
@@ -231,8 +235,9 @@ def run_scenario(product: list[str], sharer: str, receiver: str, logdir: Path, *
     procs: list[Proc] = []
     try:
         with Lab(plan(scenario_spec(sharer, receiver)), prefix) as lab:
-            (logdir / "topology.json").write_text(json.dumps(
-                dict(lab.plan.describe(), prefix=lab.prefix), indent=1) + "\n")
+            (logdir / "topology.json").write_text(
+                json.dumps(dict(lab.plan.describe(), prefix=lab.prefix), indent=1) + "\n"
+            )
 
             def env(host: str) -> dict[str, str]:
                 home = tmp / f"home-{host}"
@@ -242,14 +247,20 @@ def run_scenario(product: list[str], sharer: str, receiver: str, logdir: Path, *
 
             extra: list[str] = []
             if use_relay:
-                relay = Proc(lab, "relay", "relay", [*product, "relay", "--json",
-                                                     "--listen", LISTEN], env("relay"), logdir)
+                relay = Proc(
+                    lab, "relay", "relay", [*product, "relay", "--json", "--listen", LISTEN], env("relay"), logdir
+                )
                 procs.append(relay)
-                extra = ["--relay", _relay_addr(_first_json(relay, "relay"),
-                                                lab.plan.hosts["relay"].ip)]
+                extra = ["--relay", _relay_addr(_first_json(relay, "relay"), lab.plan.hosts["relay"].ip)]
             src, digest = _make_file(tmp / "src", size, seed=size)
-            share = Proc(lab, "shr", "share", [*product, "share", str(src), "--json",
-                                               "--listen", LISTEN, *extra], env("shr"), logdir)
+            share = Proc(
+                lab,
+                "shr",
+                "share",
+                [*product, "share", str(src), "--json", "--listen", LISTEN, *extra],
+                env("shr"),
+                logdir,
+            )
             procs.append(share)
             shared = _first_json(share, "share")
             code = shared.get("code")
@@ -257,8 +268,14 @@ def run_scenario(product: list[str], sharer: str, receiver: str, logdir: Path, *
                 raise LabError(f"share's first line is not a 'shared' event: {shared}")
             out = tmp / "out"
             out.mkdir()
-            get = Proc(lab, "rcv", "get", [*product, "get", code, "-o", str(out), "--json",
-                                           "--timeout", str(timeout)], env("rcv"), logdir)
+            get = Proc(
+                lab,
+                "rcv",
+                "get",
+                [*product, "get", code, "-o", str(out), "--json", "--timeout", str(timeout)],
+                env("rcv"),
+                logdir,
+            )
             procs.append(get)
             res.exit_code = get.wait(time.monotonic() + timeout + 15)
             if res.exit_code is None:

@@ -141,8 +141,11 @@ def plan(spec: TopologySpec) -> Plan:
         core_ip, node_ip = f"203.0.113.{4 * i + 1}", f"203.0.113.{4 * i + 2}"
         p.links.append(Link(CORE, f"t{i}", role, ifname))
         p.ip_batches[CORE] += [f"link set t{i} up", f"addr add {core_ip}/30 dev t{i}"]
-        p.ip_batches[role] += [f"link set {ifname} up", f"addr add {node_ip}/30 dev {ifname}",
-                               f"route add default via {core_ip}"]
+        p.ip_batches[role] += [
+            f"link set {ifname} up",
+            f"addr add {node_ip}/30 dev {ifname}",
+            f"route add default via {core_ip}",
+        ]
         return node_ip, core_ip
 
     def lan_addr(site: str) -> tuple[str, str]:
@@ -160,13 +163,15 @@ def plan(spec: TopologySpec) -> Plan:
         plen = 24 if base == 0 else 28
         p.links.append(Link(site, port, role, ifname))
         p.ip_batches[site] += [f"link set {port} master lan", f"link set {port} up"]
-        p.ip_batches[role] += [f"link set {ifname} up", f"addr add {ip}/{plen} dev {ifname}",
-                               f"route add default via {net}.{base + 1}"]
+        p.ip_batches[role] += [
+            f"link set {ifname} up",
+            f"addr add {ip}/{plen} dev {ifname}",
+            f"route add default via {net}.{base + 1}",
+        ]
         return ip
 
     # Parents before children, so a child's WAN can join its parent's LAN.
-    ordered = [s for s in spec.sites if s.upstream is None] + \
-              [s for s in spec.sites if s.upstream is not None]
+    ordered = [s for s in spec.sites if s.upstream is None] + [s for s in spec.sites if s.upstream is not None]
     for s in ordered:
         p.namespaces.append(s.name)
         p.forwarding.append(s.name)
@@ -220,8 +225,7 @@ def side_sites(profile: str, name: str) -> tuple[list[SiteSpec], str]:
     return [SiteSpec(name, profile)], name
 
 
-def scenario_spec(sharer: str, receiver: str, public_hosts: tuple[str, ...] = ("relay",)
-                  ) -> TopologySpec:
+def scenario_spec(sharer: str, receiver: str, public_hosts: tuple[str, ...] = ("relay",)) -> TopologySpec:
     """Two sides (host ``shr`` and host ``rcv``) plus public hosts.
 
     With ``same-lan`` both hosts share one cone site.
@@ -239,8 +243,15 @@ def scenario_spec(sharer: str, receiver: str, public_hosts: tuple[str, ...] = ("
     return TopologySpec(tuple(a + b), tuple(hosts))
 
 
-SHORT = {"public": "pub", "firewall": "fw", "cone": "cone", "cone-rst": "rst",
-         "symmetric": "sym", "double": "dbl", "same-lan": "lan"}
+SHORT = {
+    "public": "pub",
+    "firewall": "fw",
+    "cone": "cone",
+    "cone-rst": "rst",
+    "symmetric": "sym",
+    "double": "dbl",
+    "same-lan": "lan",
+}
 
 
 def probe_spec(profiles: list[str]) -> tuple[TopologySpec, dict[str, list[str]]]:

@@ -16,10 +16,10 @@ import trio
 
 
 async def _main(args: argparse.Namespace) -> None:
-    from node.autonat._trio_server import serve_autonat_server
-    from node.autonat.server import ServerConfig
-    from node.host import open_host
-    from node.identity import generate_identity
+    from p2pshare.node.autonat._trio_server import serve_autonat_server
+    from p2pshare.node.autonat.server import ServerConfig
+    from p2pshare.node.host import open_host
+    from p2pshare.node.identity import generate_identity
 
     async with open_host(generate_identity(), [args.listen]) as host:
         async with trio.open_nursery() as nursery:

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from node.autonat._trio_client import open_autonat, parse_servers
-from node.autonat.client import AutoNATConfig, Outcome, Reachability
-from node.host import open_host
-from node.identity import generate_identity
+from p2pshare.node.autonat._trio_client import open_autonat, parse_servers
+from p2pshare.node.autonat.client import AutoNATConfig, Outcome, Reachability
+from p2pshare.node.host import open_host
+from p2pshare.node.identity import generate_identity
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = AutoNATConfig(boot_delay=3600, retry_interval=3600, refresh_interval=3600, request_timeout=8)
@@ -22,8 +22,13 @@ FAST = AutoNATConfig(boot_delay=3600, retry_interval=3600, refresh_interval=3600
 
 class Server:
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.autonat._server_main", *args],
-                                     cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.autonat._server_main", *args],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self._info: dict[str, object] | None = None
 
     @property
@@ -53,7 +58,7 @@ def servers() -> Iterator[list[Server]]:
     procs = [Server("--dial-private"), Server("--dial-private"), Server("--dial-private"), Server()]
     try:
         for p in procs:
-            p.addr
+            p.addr  # noqa: B018 - waits for the address line
         yield procs
     finally:
         for p in procs:
@@ -77,8 +82,9 @@ async def test_existing_connection_never_counts(servers: list[Server]) -> None:
     port = closed.getsockname()[1]
     closed.close()
     async with open_host(generate_identity()) as host:
-        async with open_autonat(host, [s.addr for s in servers[:3]], FAST,
-                                addrs=lambda: [f"/ip4/127.0.0.1/tcp/{port}"]) as autonat:
+        async with open_autonat(
+            host, [s.addr for s in servers[:3]], FAST, addrs=lambda: [f"/ip4/127.0.0.1/tcp/{port}"]
+        ) as autonat:
             v = await autonat.check_once()
             assert all(host.is_connected(p) for p in parse_servers([s.addr for s in servers[:3]]))
     assert v.reachability is Reachability.PRIVATE and v.confirmed, autonat.last_results

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import trio
 
-from node.autonat.client import AutoNATConfig, Outcome, Reachability, ReachabilityTracker, ServerResult
-from node.pbwire import PbError, encode_uvarint, field_bytes, field_varint, frame, read_frame
-from node.autonat.server import RateLimiter, ServerConfig, plan_dial
-from node.autonat.wire import (
+from p2pshare.node.autonat.client import AutoNATConfig, Outcome, Reachability, ReachabilityTracker, ServerResult
+from p2pshare.node.autonat.server import RateLimiter, ServerConfig, plan_dial
+from p2pshare.node.autonat.wire import (
     MAX_ADDRS,
     Dial,
     DialResponse,
@@ -19,7 +18,8 @@ from node.autonat.wire import (
     encode_response,
     read_message,
 )
-from node.natinfo.addrs import TcpAddr, encode_addr
+from p2pshare.node.natinfo.addrs import TcpAddr, encode_addr
+from p2pshare.node.pbwire import PbError, encode_uvarint, field_bytes, field_varint, frame, read_frame
 
 PID = bytes.fromhex("0024080112205d1e0d1b3a3f52e5c3b8d6a5b6f0b4a2b7e1f2c3d4e5f60718293a4b5c6d7e8f")
 A1 = encode_addr("/ip4/100.64.1.2/tcp/4001")
@@ -27,7 +27,7 @@ A2 = encode_addr("/ip4/203.0.113.9/tcp/4002")
 
 
 def _body(framed: bytes) -> bytes:
-    from node.pbwire import decode_uvarint
+    from p2pshare.node.pbwire import decode_uvarint
 
     size, pos = decode_uvarint(framed)
     assert len(framed) - pos == size
@@ -95,13 +95,13 @@ async def test_read_frame_bounds() -> None:
     with pytest.raises(EOFError):
         data2 = frame(b"abc")[:-1]
 
-        async def read2(n: int, buf: list[bytes] = [data2]) -> bytes:
+        async def read2(n: int, buf: list[bytes] = [data2]) -> bytes:  # noqa: B006 - state kept across calls on purpose
             out, buf[0] = buf[0][:n], buf[0][n:]
             return out
 
         await read_frame(read2, 100)
     with pytest.raises(PbError):
-        from node.pbwire import decode_uvarint
+        from p2pshare.node.pbwire import decode_uvarint
 
         decode_uvarint(b"\xff" * 11)
 
@@ -115,17 +115,25 @@ def test_tracker_schedule_and_agreement() -> None:
     t = ReachabilityTracker(cfg, now=100.0)
     assert not t.due(104.9) and t.due(105.0)
     # 1 of 3 says OK, 2 say error: private, confirmed.
-    v = t.complete_round([_r("a", Outcome.OK, "/ip4/1.1.1.1/tcp/1"), _r("b", Outcome.DIAL_ERROR),
-                          _r("c", Outcome.DIAL_ERROR)], 3, now=105.0)
+    v = t.complete_round(
+        [_r("a", Outcome.OK, "/ip4/1.1.1.1/tcp/1"), _r("b", Outcome.DIAL_ERROR), _r("c", Outcome.DIAL_ERROR)],
+        3,
+        now=105.0,
+    )
     assert v is not None and v.reachability is Reachability.PRIVATE and v.confirmed
     assert t.next_check_at() == 165.0
     # Disagreement (1-1, one refused) keeps the verdict, retries sooner.
-    assert t.complete_round([_r("a", Outcome.OK), _r("b", Outcome.DIAL_ERROR),
-                             _r("c", Outcome.REFUSED)], 3, now=165.0) is None
+    assert (
+        t.complete_round([_r("a", Outcome.OK), _r("b", Outcome.DIAL_ERROR), _r("c", Outcome.REFUSED)], 3, now=165.0)
+        is None
+    )
     assert t.verdict.reachability is Reachability.PRIVATE and t.next_check_at() == 195.0
     # Two OKs flip it to public with the reached addrs.
-    v = t.complete_round([_r("a", Outcome.OK, "/ip4/1.1.1.1/tcp/1"), _r("b", Outcome.OK, "/ip4/1.1.1.1/tcp/1"),
-                          _r("c", Outcome.FAILED)], 3, now=195.0)
+    v = t.complete_round(
+        [_r("a", Outcome.OK, "/ip4/1.1.1.1/tcp/1"), _r("b", Outcome.OK, "/ip4/1.1.1.1/tcp/1"), _r("c", Outcome.FAILED)],
+        3,
+        now=195.0,
+    )
     assert v is not None and v.reachability is Reachability.PUBLIC and v.addrs == ("/ip4/1.1.1.1/tcp/1",)
     t.addrs_changed(200.0)
     assert t.due(200.0)
@@ -150,11 +158,14 @@ def test_pick_servers_rotates() -> None:
 
 def test_plan_dial_protections() -> None:
     cfg = ServerConfig()
-    req = Dial(PID, (A1, A2, encode_addr("/ip4/203.0.113.9/tcp/4002/p2p-circuit"),
-                     encode_addr("/ip6/2001:db8::1/tcp/9")))
+    req = Dial(
+        PID, (A1, A2, encode_addr("/ip4/203.0.113.9/tcp/4002/p2p-circuit"), encode_addr("/ip6/2001:db8::1/tcp/9"))
+    )
     # LAN/other IPs are replaced by the observed IP; circuit and other families skipped.
     assert plan_dial(PID, "198.51.100.7", False, req, cfg) == [
-        TcpAddr("198.51.100.7", 4001), TcpAddr("198.51.100.7", 4002)]
+        TcpAddr("198.51.100.7", 4001),
+        TcpAddr("198.51.100.7", 4002),
+    ]
     refused = [
         plan_dial(PID, "198.51.100.7", True, req, cfg),  # relayed
         plan_dial(PID, None, False, req, cfg),  # unknown IP
@@ -166,7 +177,9 @@ def test_plan_dial_protections() -> None:
     bad = plan_dial(b"other", "198.51.100.7", False, req, cfg)
     assert isinstance(bad, DialResponse) and bad.status == ResponseStatus.E_BAD_REQUEST
     assert plan_dial(PID, "127.0.0.1", False, req, ServerConfig(dial_private=True)) == [
-        TcpAddr("127.0.0.1", 4001), TcpAddr("127.0.0.1", 4002)]
+        TcpAddr("127.0.0.1", 4001),
+        TcpAddr("127.0.0.1", 4002),
+    ]
 
 
 def test_rate_limiter() -> None:

@@ -22,7 +22,9 @@ def procs() -> Iterator[list[Proc]]:
 def sharer(tmp_path: Path, procs: list[Proc]) -> Callable[..., tuple[Proc, dict[str, Any]]]:
     """Start ``p2pshare share --json`` on loopback; return the process and its `shared` event."""
 
-    def _start(*paths: Path, home: Path | None = None, port: int | None = None, extra: tuple[str, ...] = ()) -> tuple[Proc, dict[str, Any]]:
+    def _start(
+        *paths: Path, home: Path | None = None, port: int | None = None, extra: tuple[str, ...] = ()
+    ) -> tuple[Proc, dict[str, Any]]:
         home = home or tmp_path / "sharer-home"
         listen = f"/ip4/127.0.0.1/tcp/{port if port is not None else free_port()}"
         p = start(["share", *map(str, paths), "--json", "--listen", listen, *extra], home)

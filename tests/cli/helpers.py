@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-CLI = [sys.executable, "-m", "node.cli"]
+CLI = [sys.executable, "-m", "p2pshare"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -118,9 +118,7 @@ def start(args: list[str], home: Path) -> Proc:
 
 def run(args: list[str], home: Path, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
     args = _loopback_only(args)
-    return subprocess.run(
-        CLI + args, capture_output=True, text=True, env=env_for(home), cwd=str(ROOT), timeout=timeout
-    )
+    return subprocess.run(CLI + args, capture_output=True, text=True, env=env_for(home), cwd=str(ROOT), timeout=timeout)
 
 
 def tree_digest(root: Path) -> dict[str, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import sharecode
+from p2pshare import sharecode
 from tests.cli.helpers import free_port, run, start, write_random
 
 

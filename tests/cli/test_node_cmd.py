@@ -37,10 +37,10 @@ async def test_a_node_answers_autonat_requests(tmp_path: Path, procs: list[Proc]
     answers with the protocol, rather than resetting an unknown protocol."""
     import json
 
-    from node.autonat._trio_client import open_autonat
-    from node.autonat.client import AutoNATConfig, Outcome
-    from node.host import open_host
-    from node.identity import generate_identity
+    from p2pshare.node.autonat._trio_client import open_autonat
+    from p2pshare.node.autonat.client import AutoNATConfig, Outcome
+    from p2pshare.node.host import open_host
+    from p2pshare.node.identity import generate_identity
 
     node = start(["node", "--json", "--listen", "/ip4/127.0.0.1/tcp/0"], tmp_path / "node")
     procs.append(node)

@@ -37,8 +37,7 @@ def test_relay_data_limit_is_reported_not_silent(tmp_path: Path, procs: list[Pro
     src = tmp_path / "src"
     write_random(src / "data.bin", 4 << 20)
     _, shared = sharer(src, extra=("--relay", relay_addr))
-    res = run(["get", shared["code"], "-o", str(tmp_path / "out"), "--force-relay", "--timeout", "8"],
-              tmp_path / "rx")
+    res = run(["get", shared["code"], "-o", str(tmp_path / "out"), "--force-relay", "--timeout", "8"], tmp_path / "rx")
     assert res.returncode == 3, res.stderr
     assert "Traceback" not in res.stderr
     assert "limits each relayed connection to 131072 bytes" in res.stderr

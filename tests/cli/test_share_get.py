@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import sharecode
+from p2pshare import sharecode
 from tests.cli.helpers import Proc, run, start, tree_digest, write_random
 
 Sharer = Callable[..., tuple[Proc, dict[str, Any]]]

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, IO
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -81,17 +81,38 @@ def _spawn(lab: netns.Lab, role: str, args: list[str], logdir: Path | None) -> R
     return Reader(proc)
 
 
-def run_pair(sharer: str, receiver: str, *, rounds: int = 4, seed: int | None = None,
-             autonat: bool = False, logdir: Path | None = None, prefix: str | None = None,
-             wait: float = 40.0) -> dict[str, Any]:
+def run_pair(
+    sharer: str,
+    receiver: str,
+    *,
+    rounds: int = 4,
+    seed: int | None = None,
+    autonat: bool = False,
+    logdir: Path | None = None,
+    prefix: str | None = None,
+    wait: float = 40.0,
+) -> dict[str, Any]:
     """One scenario in a fresh lab; returns what both peers reported."""
     plan = topology.plan(topology.scenario_spec(sharer, receiver))
     relay_ip = plan.hosts["relay"].ip
     relay_listen = f"/ip4/{relay_ip}/tcp/{PORT}"
     out: dict[str, Any] = {"sharer": sharer, "receiver": receiver}
     with netns.Lab(plan, prefix) as lab:
-        relay = _spawn(lab, "relay", ["-m", "tests.dcutr._relay_side", "--listen", relay_listen,
-                                      "--stun-ip", relay_ip, "--run-for", str(wait + 60)], logdir)
+        relay = _spawn(
+            lab,
+            "relay",
+            [
+                "-m",
+                "tests.dcutr._relay_side",
+                "--listen",
+                relay_listen,
+                "--stun-ip",
+                relay_ip,
+                "--run-for",
+                str(wait + 60),
+            ],
+            logdir,
+        )
         deadline = time.monotonic() + 30
         while not relay.events and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -100,9 +121,24 @@ def run_pair(sharer: str, receiver: str, *, rounds: int = 4, seed: int | None = 
             return out
         info = relay.events[0]
         raddr = f"{relay_listen}/p2p/{info['peer']}"
-        common = ["-m", "tests.dcutr._peer_main", "--relay", raddr, "--listen", f"/ip4/0.0.0.0/tcp/{PORT}",
-                  "--stun", f"{relay_ip}:3478", "--stun", f"{relay_ip}:3479", "--rounds", str(rounds),
-                  "--exit-after", str(wait + 20), "--log", os.environ.get("DCUTR_LAB_LOG", "INFO")]
+        common = [
+            "-m",
+            "tests.dcutr._peer_main",
+            "--relay",
+            raddr,
+            "--listen",
+            f"/ip4/0.0.0.0/tcp/{PORT}",
+            "--stun",
+            f"{relay_ip}:3478",
+            "--stun",
+            f"{relay_ip}:3479",
+            "--rounds",
+            str(rounds),
+            "--exit-after",
+            str(wait + 20),
+            "--log",
+            os.environ.get("DCUTR_LAB_LOG", "INFO"),
+        ]
         if seed is not None:
             common += ["--seed", str(seed)]
         if autonat:
@@ -112,8 +148,7 @@ def run_pair(sharer: str, receiver: str, *, rounds: int = 4, seed: int | None = 
             out["error"] = "sharer did not reserve"
             out["shr"] = shr.events
             return out
-        rcv = _spawn(lab, "rcv", [*common, "--dial", shr.events[0]["peer"], "--wait-upgrade", str(wait)],
-                     logdir)
+        rcv = _spawn(lab, "rcv", [*common, "--dial", shr.events[0]["peer"], "--wait-upgrade", str(wait)], logdir)
         got = rcv.wait("stream", wait + 30)
         shr.wait("upgraded", 2) or shr.wait("upgrade_failed", 2)
         out["stream"] = got
@@ -161,8 +196,9 @@ def main() -> int:
     if logdir:
         logdir.mkdir(parents=True, exist_ok=True)
     for i in range(max(1, min(a.runs, 50))):
-        res = run_pair(a.sharer, a.receiver, rounds=a.rounds,
-                       seed=None if a.seed is None else a.seed + i, logdir=logdir)
+        res = run_pair(
+            a.sharer, a.receiver, rounds=a.rounds, seed=None if a.seed is None else a.seed + i, logdir=logdir
+        )
         print(json.dumps(res if a.raw else summarize(res)), flush=True)
     return 0
 

@@ -42,33 +42,41 @@ async def _echo(stream: Any) -> None:
 
 
 async def _main(args: argparse.Namespace) -> None:
-    from node.autonat._trio_client import open_autonat
-    from node.autonat.client import AutoNATConfig
-    from node.dcutr.policy import PunchConfig
-    from node.host import open_host
-    from node.identity import generate_identity
-    from node.natinfo._trio_stun import probe_nat
-    from node.relay_client import open_relay_client
+    from p2pshare.node.autonat._trio_client import open_autonat
+    from p2pshare.node.autonat.client import AutoNATConfig
+    from p2pshare.node.circuit.client import open_relay_client
+    from p2pshare.node.dcutr.policy import PunchConfig
+    from p2pshare.node.host import open_host
+    from p2pshare.node.identity import generate_identity
+    from p2pshare.node.natinfo._trio_stun import probe_nat
 
     async with open_host(generate_identity(), [args.listen]) as host:
         host.set_stream_handler(ECHO, _echo)
         emit("ready", peer=host.peer_id, addrs=host.listen_addrs())
         observed: list[str] = []
         if args.stun:
-            from node.dcutr._trio_libp2p import listen_tcp
+            from p2pshare.node.dcutr._trio_libp2p import listen_tcp
 
             local = listen_tcp(host)[0]
             servers = [(s.rsplit(":", 1)[0], int(s.rsplit(":", 1)[1])) for s in args.stun]
             report = await probe_nat(local, servers)
             if report.punchable and report.public is not None:
                 observed.append(f"/ip4/{report.public[0]}/tcp/{report.public[1]}")
-            emit("nat", mapping=report.mapping.value, public=report.public,
-                 preserving=report.port_preserving, answers=report.observations)
+            emit(
+                "nat",
+                mapping=report.mapping.value,
+                public=report.public,
+                preserving=report.port_preserving,
+                answers=report.observations,
+            )
         if args.observe_self:  # loopback: pretend a port-preserving NAT mapped us onto ourselves
             observed += [a for a in host.listen_addrs() if a.startswith("/ip4/127.")][:1]
-        cfg = PunchConfig(rounds=args.rounds, allow_loopback=args.allow_loopback,
-                          unilateral_timeout=0 if args.no_unilateral else 2.0,
-                          **json.loads(os.environ.get("DCUTR_PUNCH", "{}")))
+        cfg = PunchConfig(
+            rounds=args.rounds,
+            allow_loopback=args.allow_loopback,
+            unilateral_timeout=0 if args.no_unilateral else 2.0,
+            **json.loads(os.environ.get("DCUTR_PUNCH", "{}")),
+        )
         async with trio.open_nursery() as nursery:
             if args.autonat:
                 acfg = AutoNATConfig(boot_delay=0, retry_interval=5, refresh_interval=600, request_timeout=10)
@@ -76,12 +84,17 @@ async def _main(args: argparse.Namespace) -> None:
                 async def autonat() -> None:
                     async with open_autonat(host, args.autonat, acfg) as client:
                         async for v in client.watch():
-                            emit("autonat", reachability=v.reachability.value, confirmed=v.confirmed,
-                                 addrs=list(v.addrs),
-                                 results=[r.outcome.value for r in client.last_results])
+                            emit(
+                                "autonat",
+                                reachability=v.reachability.value,
+                                confirmed=v.confirmed,
+                                addrs=list(v.addrs),
+                                results=[r.outcome.value for r in client.last_results],
+                            )
 
                 nursery.start_soon(autonat)
             if args.relay:
+
                 def on_event(ev: Any) -> None:
                     emit(ev.event, **{k: v for k, v in dataclasses.asdict(ev).items() if k != "event"})
 
@@ -101,15 +114,15 @@ async def _main(args: argparse.Namespace) -> None:
 
 
 @asynccontextmanager
-async def _maybe_dcutr(args: argparse.Namespace, host: Any, cfg: Any, observed: list[str],
-                       on_event: Any) -> AsyncIterator[None]:
-    from node.dcutr._trio_service import open_dcutr
+async def _maybe_dcutr(
+    args: argparse.Namespace, host: Any, cfg: Any, observed: list[str], on_event: Any
+) -> AsyncIterator[None]:
+    from p2pshare.node.dcutr._trio_service import open_dcutr
 
     if args.no_dcutr:
         yield
         return
-    async with open_dcutr(host, cfg, observed=lambda: observed, on_event=on_event,
-                          rng=random.Random(args.seed)):
+    async with open_dcutr(host, cfg, observed=lambda: observed, on_event=on_event, rng=random.Random(args.seed)):
         yield
 
 
@@ -134,7 +147,7 @@ async def _after_dial(host: Any, peer: str, wait: float) -> None:
 
 
 def _stream_is_direct(host: Any, peer: str, stream: Any) -> bool:
-    from node.dcutr._trio_libp2p import direct_conns
+    from p2pshare.node.dcutr._trio_libp2p import direct_conns
 
     muxed = stream.net_stream.muxed_conn
     return any(c.muxed_conn is muxed for c in direct_conns(host, peer))
@@ -175,7 +188,9 @@ def main() -> None:
     args = p.parse_args()
     import logging
 
-    logging.basicConfig(level=args.log, stream=sys.stderr, format="peer: %(created).6f %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log, stream=sys.stderr, format="peer: %(created).6f %(levelname)s %(name)s: %(message)s"
+    )
     trio.run(_main, args)
 
 

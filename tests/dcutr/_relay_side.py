@@ -18,27 +18,31 @@ import trio
 
 
 async def _main(args: argparse.Namespace) -> None:
-    from node.autonat._trio_server import serve_autonat_server
-    from node.autonat.server import ServerConfig
-    from node.host import open_host
-    from node.identity import generate_identity
-    from node.natinfo._trio_stun import serve_stun_tcp
+    from p2pshare.node.autonat._trio_server import serve_autonat_server
+    from p2pshare.node.autonat.server import ServerConfig
+    from p2pshare.node.host import open_host
+    from p2pshare.node.identity import generate_identity
+    from p2pshare.node.natinfo._trio_stun import serve_stun_tcp
 
     key = generate_identity()
     async with open_host(key, [args.listen]) as host:
         async with trio.open_nursery() as nursery:
             if not args.no_relay:
-                from relay.limits import RelayLimits
-                from relay.server import serve_relay
+                from p2pshare.node.circuit.hop import serve_relay
+                from p2pshare.node.circuit.limits import RelayLimits
 
-                await nursery.start(serve_relay, host, RelayLimits(), )
-            await nursery.start(serve_autonat_server, host,
-                                ServerConfig(dial_private=args.dial_private, dial_timeout=args.dial_timeout))
+                await nursery.start(
+                    serve_relay,
+                    host,
+                    RelayLimits(),
+                )
+            await nursery.start(
+                serve_autonat_server, host, ServerConfig(dial_private=args.dial_private, dial_timeout=args.dial_timeout)
+            )
             stun_ports: list[int] = []
             if args.stun_ip:
                 stun_ports = await nursery.start(serve_stun_tcp, args.stun_ip, args.stun_port)
-            print(json.dumps({"peer": host.peer_id, "addrs": host.listen_addrs(), "stun": stun_ports}),
-                  flush=True)
+            print(json.dumps({"peer": host.peer_id, "addrs": host.listen_addrs(), "stun": stun_ports}), flush=True)
             if args.run_for:
                 await trio.sleep(args.run_for)
             else:
@@ -59,8 +63,9 @@ def main() -> None:
     args.stun_port = args.stun_port or [3478, 3479]
     import logging
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="relay-side: %(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="relay-side: %(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     trio.run(_main, args)
 
 

@@ -21,8 +21,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _start(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
 
 
 def _events(proc: subprocess.Popen[str], until: str, timeout: float) -> list[dict[str, Any]]:
@@ -51,13 +57,24 @@ def _stop(*procs: subprocess.Popen[str]) -> None:
             p.wait()
 
 
-@pytest.mark.parametrize("fresh", [
-    pytest.param(False, id="listen-port", marks=pytest.mark.xfail(strict=False, reason=(
-        "loopback has no NAT: both peers' SYNs land on each other's libp2p listeners, giving two "
-        "crossing connections to one peer; about 1 run in 6 under load neither survives. Real NATs "
-        "(tests/dcutr/test_dcutr_natlab.py, the natlab matrix) and the fresh-port variant do not race"))),
-    pytest.param(True, id="fresh-port"),
-])
+@pytest.mark.parametrize(
+    "fresh",
+    [
+        pytest.param(
+            False,
+            id="listen-port",
+            marks=pytest.mark.xfail(
+                strict=False,
+                reason=(
+                    "loopback has no NAT: both peers' SYNs land on each other's libp2p listeners, giving two "
+                    "crossing connections to one peer; about 1 run in 6 under load neither survives. Real NATs "
+                    "(tests/dcutr/test_dcutr_natlab.py, the natlab matrix) and the fresh-port variant do not race"
+                ),
+            ),
+        ),
+        pytest.param(True, id="fresh-port"),
+    ],
+)
 def test_relayed_connection_is_upgraded_by_hole_punch(fresh: bool) -> None:
     """``fresh``: both peers "observe" their own loopback listen address (a
     port-preserving mapping), so each round punches from a new port."""
@@ -66,8 +83,16 @@ def test_relayed_connection_is_upgraded_by_hole_punch(fresh: bool) -> None:
     try:
         info = json.loads(relay.stdout.readline())  # type: ignore[union-attr]
         raddr = f"{info['addrs'][0]}/p2p/{info['peer']}"
-        common = ["--relay", raddr, "--listen", "/ip4/127.0.0.1/tcp/0", "--allow-loopback", "--exit-after", "60",
-                  *(["--observe-self"] if fresh else [])]
+        common = [
+            "--relay",
+            raddr,
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--allow-loopback",
+            "--exit-after",
+            "60",
+            *(["--observe-self"] if fresh else []),
+        ]
         # --no-unilateral: the initiator must punch, not just dial the dialer's address.
         sharer = _start("tests.dcutr._peer_main", *common, "--no-unilateral")
         procs.append(sharer)

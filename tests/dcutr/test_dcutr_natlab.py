@@ -28,13 +28,16 @@ def lab_ok() -> None:
         pytest.skip(why)
 
 
-@pytest.mark.parametrize("sharer, receiver", [
-    ("cone", "cone"),
-    ("cone", "cone-rst"),
-    ("public", "firewall"),
-    ("firewall", "public"),
-    ("double", "cone"),
-])
+@pytest.mark.parametrize(
+    "sharer, receiver",
+    [
+        ("cone", "cone"),
+        ("cone", "cone-rst"),
+        ("public", "firewall"),
+        ("firewall", "public"),
+        ("double", "cone"),
+    ],
+)
 def test_hole_punch_upgrades_relayed_connection(sharer: str, receiver: str, tmp_path: Path) -> None:
     res = run_pair(sharer, receiver, rounds=3, logdir=tmp_path, wait=25)
     s = summarize(res)
@@ -79,8 +82,12 @@ def test_autonat_classifies_every_profile(tmp_path: Path) -> None:
         servers = []
         for i in (1, 2, 3):
             ip = plan.hosts[f"an{i}"].ip
-            r = _spawn(lab, f"an{i}", ["-m", "tests.dcutr._relay_side", "--no-relay", "--run-for", "60",
-                                       "--listen", f"/ip4/{ip}/tcp/4001"], tmp_path)
+            r = _spawn(
+                lab,
+                f"an{i}",
+                ["-m", "tests.dcutr._relay_side", "--no-relay", "--run-for", "60", "--listen", f"/ip4/{ip}/tcp/4001"],
+                tmp_path,
+            )
             servers.append((r, ip))
         addrs = []
         for r, ip in servers:
@@ -111,7 +118,12 @@ def test_autonat_classifies_every_profile(tmp_path: Path) -> None:
 
 def _spawn(lab: Any, role: str, args: list[str], logdir: Path) -> Reader:
     err = open(logdir / f"{role}.err", "wb")
-    proc = lab.spawn(role, [PY, *args], env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-                     stdout=subprocess.PIPE, stderr=err, cwd=str(ROOT))
+    proc = lab.spawn(
+        role,
+        [PY, *args],
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE,
+        stderr=err,
+        cwd=str(ROOT),
+    )
     return Reader(proc)
-

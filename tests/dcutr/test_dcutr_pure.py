@@ -7,8 +7,7 @@ import random
 
 import pytest
 
-from node.pbwire import decode_uvarint, field_bytes, field_varint
-from node.dcutr.policy import (
+from p2pshare.node.dcutr.policy import (
     InitiatorExchange,
     PunchConfig,
     Ready,
@@ -18,8 +17,9 @@ from node.dcutr.policy import (
     redial_delay,
     select_targets,
 )
-from node.dcutr.wire import MAX_ADDRS, HolePunch, MsgType, WireError, decode, encode
-from node.natinfo.addrs import TcpAddr, encode_addr
+from p2pshare.node.dcutr.wire import MAX_ADDRS, HolePunch, MsgType, WireError, decode, encode
+from p2pshare.node.natinfo.addrs import TcpAddr, encode_addr
+from p2pshare.node.pbwire import decode_uvarint, field_bytes, field_varint
 
 PUB_A = TcpAddr("203.0.113.2", 4001)
 LAN_A = TcpAddr("100.64.1.2", 4001)
@@ -41,20 +41,24 @@ def test_codec_roundtrip_and_go_bytes() -> None:
     assert decode(raw) == HolePunch(MsgType.SYNC)
 
 
-@pytest.mark.parametrize("raw, why", [
-    (b"", "without type"),
-    (field_varint(1, 5), "unknown"),
-    (b"\x12\x05ab", "malformed"),
-    (b"x" * 5000, "too large"),
-])
+@pytest.mark.parametrize(
+    "raw, why",
+    [
+        (b"", "without type"),
+        (field_varint(1, 5), "unknown"),
+        (b"\x12\x05ab", "malformed"),
+        (b"x" * 5000, "too large"),
+    ],
+)
 def test_codec_rejects(raw: bytes, why: str) -> None:
     with pytest.raises(WireError, match=why):
         decode(raw)
 
 
 def test_codec_bounds_addresses() -> None:
-    raw = field_varint(1, 100) + b"".join(field_bytes(2, encode_addr(f"/ip4/203.0.113.9/tcp/{p}"))
-                                          for p in range(1, 40))
+    raw = field_varint(1, 100) + b"".join(
+        field_bytes(2, encode_addr(f"/ip4/203.0.113.9/tcp/{p}")) for p in range(1, 40)
+    )
     assert len(decode(raw).obs_addrs) == MAX_ADDRS
 
 
@@ -99,10 +103,17 @@ def test_offsets_and_sync_cap() -> None:
 
 
 def test_select_targets_policy() -> None:
-    theirs = [encode_addr(a) for a in (
-        "/ip4/100.64.2.2/tcp/4001", "/ip4/203.0.113.6/tcp/4001", "/ip4/127.0.0.1/tcp/4001",
-        "/ip4/203.0.113.6/tcp/4001/p2p-circuit", "/ip6/2001:db8::1/tcp/4001", "/ip4/10.1.1.1/udp/4001/quic-v1",
-    )]
+    theirs = [
+        encode_addr(a)
+        for a in (
+            "/ip4/100.64.2.2/tcp/4001",
+            "/ip4/203.0.113.6/tcp/4001",
+            "/ip4/127.0.0.1/tcp/4001",
+            "/ip4/203.0.113.6/tcp/4001/p2p-circuit",
+            "/ip6/2001:db8::1/tcp/4001",
+            "/ip4/10.1.1.1/udp/4001/quic-v1",
+        )
+    ]
     # Another network: only the public address, no LAN/loopback/circuit/QUIC, no IPv6 without ours.
     assert select_targets(theirs, [PUB_A, LAN_A]) == [PUB_B]
     # Same public IP (both behind one NAT): their LAN address is worth a try, public first.
@@ -130,13 +141,16 @@ def test_config_validation_and_jitter() -> None:
 
 
 def test_fresh_ports_only_when_the_mapping_keeps_port_numbers() -> None:
-    from node.dcutr.policy import fresh_port_ok, with_port
+    from p2pshare.node.dcutr.policy import fresh_port_ok, with_port
 
     assert fresh_port_ok([PUB_A], 4001)  # port-preserving NAT
     assert not fresh_port_ok([TcpAddr("203.0.113.2", 61000)], 4001)  # NAT renumbered the port
     assert not fresh_port_ok([], 4001)  # no observation: cannot tell
     assert with_port([PUB_A, LAN_A, TcpAddr("100.64.1.2", 5000)], 4001, 40123) == [
-        TcpAddr("203.0.113.2", 40123), TcpAddr("100.64.1.2", 40123), TcpAddr("100.64.1.2", 5000)]
+        TcpAddr("203.0.113.2", 40123),
+        TcpAddr("100.64.1.2", 40123),
+        TcpAddr("100.64.1.2", 5000),
+    ]
     with pytest.raises(ValueError):
         PunchConfig(fresh_rounds=0)
     with pytest.raises(ValueError):

@@ -33,9 +33,7 @@ async def _handle(disc: Any, host: Any, req: dict[str, Any]) -> Any:
         disc.withdraw(bytes.fromhex(req["key"]))
         return None
     if cmd == "find_providers":
-        found = await disc.find_providers(
-            bytes.fromhex(req["key"]), timeout=req["timeout"], limit=req.get("limit", 20)
-        )
+        found = await disc.find_providers(bytes.fromhex(req["key"]), timeout=req["timeout"], limit=req.get("limit", 20))
         return {
             "providers": [dataclasses.asdict(p) for p in found],
             "stats": dataclasses.asdict(disc.last_lookup),
@@ -87,9 +85,9 @@ async def _serve(disc: Any, host: Any, stdout_lock: trio.Lock) -> None:
 async def main(args: argparse.Namespace) -> None:
     from libp2p.crypto.ed25519 import create_new_key_pair
 
-    from node.discovery import open_discovery
-    from node.host import open_host
-    from node.identity import load_or_create_identity
+    from p2pshare.node.discovery import open_discovery
+    from p2pshare.node.host import open_host
+    from p2pshare.node.identity import load_or_create_identity
 
     key_pair = load_or_create_identity(Path(args.identity)) if args.identity else create_new_key_pair()
     async with open_host(key_pair, [f"/ip4/127.0.0.1/tcp/{args.port}"]) as host:
@@ -115,5 +113,5 @@ if __name__ == "__main__":
     parser.add_argument("--no-refresh", action="store_true")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     if os.environ.get("DISCOVERY_DEBUG"):  # to look into a failing test
-        logging.getLogger("node.discovery").setLevel(logging.DEBUG)
+        logging.getLogger("p2pshare.node.discovery").setLevel(logging.DEBUG)
     trio.run(main, parser.parse_args())

@@ -14,11 +14,10 @@ from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.kad_dht.pb.kademlia_pb2 import Message, Record
 from libp2p.peer.id import ID
 
-from node.discovery import Discovery, DiscoveryError, open_discovery, provider_cid
-from node.discovery import wire
-from node.discovery._rpc import KadClient, RpcError
-from node.discovery.service import Target
-from node.host import Host, open_host
+from p2pshare.node.discovery import Discovery, DiscoveryError, open_discovery, provider_cid, wire
+from p2pshare.node.discovery._rpc import KadClient, RpcError
+from p2pshare.node.discovery.service import Target
+from p2pshare.node.host import Host, open_host
 
 
 @asynccontextmanager
@@ -120,7 +119,7 @@ async def test_withdraw_stops_readvertising_and_drops_our_local_record() -> None
             assert found == []  # we exclude ourselves
             disc.withdraw(key)
             assert disc.advertised_count() == 0
-            from node.discovery import provider_key
+            from p2pshare.node.discovery import provider_key
 
             assert host.peer_id not in {
                 i.peer_id.to_base58() for i in disc.dht.provider_store.get_providers(provider_key(key))

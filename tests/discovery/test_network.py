@@ -82,8 +82,9 @@ def test_two_providers_found_once_each_from_a_node_three_hops_away(net: Net) -> 
 
     # A tail that joins after the records were stored, each node knowing
     # only its neighbours (no self-lookup): seed <- t1 <- t2 <- t3.
-    from node.identity import load_or_create_identity
     from libp2p.peer.id import ID
+
+    from p2pshare.node.identity import load_or_create_identity
 
     tails: list[NodeProc] = []
     prev = net.seed.p2p_addr
@@ -91,8 +92,11 @@ def test_two_providers_found_once_each_from_a_node_three_hops_away(net: Net) -> 
         key_file = net.root / f"t{i + 1}.key"
         peer = ID.from_pubkey(load_or_create_identity(key_file).public_key).to_base58()
         port = _free_port()
-        tails.append(net.start(f"t{i + 1}", "--no-refresh", "--identity", str(key_file),
-                               "--port", str(port), "--bootstrap", prev))
+        tails.append(
+            net.start(
+                f"t{i + 1}", "--no-refresh", "--identity", str(key_file), "--port", str(port), "--bootstrap", prev
+            )
+        )
         prev = f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer}"
     start_all(tails)  # started together: a tail retries until its predecessor listens
     for node in tails:

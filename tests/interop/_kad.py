@@ -131,7 +131,9 @@ async def start_kad(stack: AsyncExitStack, js_peer: JsPeerFactory, impl: str) ->
     return PyKad(host, dht)
 
 
-async def star(stack: AsyncExitStack, js_peer: JsPeerFactory, hub_impl: str, *spoke_impls: str) -> tuple[KadNode, list[KadNode]]:
+async def star(
+    stack: AsyncExitStack, js_peer: JsPeerFactory, hub_impl: str, *spoke_impls: str
+) -> tuple[KadNode, list[KadNode]]:
     """A hub and spokes that know only the hub (and the hub knows them)."""
     hub = await start_kad(stack, js_peer, hub_impl)
     spokes = []

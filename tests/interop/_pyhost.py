@@ -21,7 +21,7 @@ from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.records.validator import Validator
 from libp2p.tools.anyio_service import background_trio_service
 
-from node.host import open_host
+from p2pshare.node.host import open_host
 
 INTEROP_NS = "interop"  # the namespace peer.mjs registers a validator for
 SELF_ADDR_TTL = 24 * 3600  # seconds; outlives any test

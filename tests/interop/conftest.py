@@ -74,10 +74,7 @@ class JsPeer:
                 raise JsPeerError(f"{self.name}: stdout line longer than {MAX_LINE}")
             chunk = await self.proc.stdout.receive_some(65536)
             if not chunk:
-                raise JsPeerError(
-                    f"{self.name} exited (rc={self.proc.poll()}); stderr tail:\n"
-                    + self.log_tail()
-                )
+                raise JsPeerError(f"{self.name} exited (rc={self.proc.poll()}); stderr tail:\n" + self.log_tail())
             self._buf += chunk
         line, _, rest = bytes(self._buf).partition(b"\n")
         self._buf = bytearray(rest)

@@ -135,4 +135,3 @@ async def test_ping_js_pings_py(js_peer: JsPeerFactory) -> None:
     async with open_py_host() as host:
         res = await js.call("ping", addr=p2p_addrs(host)[0])
         assert 0 <= res["rtt_ms"] < 5000
-

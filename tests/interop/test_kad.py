@@ -67,7 +67,9 @@ async def test_kad_put_then_get_value(js_peer: JsPeerFactory, combo: str) -> Non
         assert await getter.get_value(key) == value
 
 
-async def _find_node_for_itself(js_peer: JsPeerFactory, self_addrs_in_peerstore: bool) -> tuple[str, str, list[dict[str, Any]]]:
+async def _find_node_for_itself(
+    js_peer: JsPeerFactory, self_addrs_in_peerstore: bool
+) -> tuple[str, str, list[dict[str, Any]]]:
     """js sends one FIND_NODE(py's id) to py; returns py's id, addr and the answer."""
     js = JsKad(await js_peer("--dht", "server"))
     async with open_py_host(self_addrs_in_peerstore=self_addrs_in_peerstore) as host, open_py_dht(host) as dht:

@@ -49,15 +49,16 @@ def emit(event: str, **fields: Any) -> None:
 # The py peer (runs inside a namespace; not collected by pytest)
 # --------------------------------------------------------------------------
 
+
 async def _helper(a: argparse.Namespace) -> None:
-    from node.autonat._trio_client import open_autonat
-    from node.autonat.client import AutoNATConfig
-    from node.dcutr._trio_libp2p import direct_conns
-    from node.host import open_host
-    from node.identity import generate_identity
-    from node.ping import measure_rtt
-    from node.relay_client import open_relay_client
-    from node.traversal import open_traversal
+    from p2pshare.node.autonat._trio_client import open_autonat
+    from p2pshare.node.autonat.client import AutoNATConfig
+    from p2pshare.node.circuit.client import open_relay_client
+    from p2pshare.node.dcutr._trio_libp2p import direct_conns
+    from p2pshare.node.host import open_host
+    from p2pshare.node.identity import generate_identity
+    from p2pshare.node.ping import measure_rtt
+    from p2pshare.node.traversal import open_traversal
 
     def on_event(ev: Any) -> None:
         fields = {k: v for k, v in dataclasses.asdict(ev).items() if k != "event"}
@@ -79,8 +80,12 @@ async def _helper(a: argparse.Namespace) -> None:
                 async with open_autonat(host, a.autonat, cfg, addrs=addrs) as client:
                     with trio.move_on_after(a.exit_after):
                         async for v in client.watch():
-                            emit("autonat", reachability=v.reachability.value, confirmed=v.confirmed,
-                                 results=[(r.outcome.value, r.detail) for r in client.last_results])
+                            emit(
+                                "autonat",
+                                reachability=v.reachability.value,
+                                confirmed=v.confirmed,
+                                results=[(r.outcome.value, r.detail) for r in client.last_results],
+                            )
                 return
             async with open_relay_client(host, [a.relay] if a.reserve else []) as relay:
                 if a.reserve:
@@ -118,8 +123,12 @@ def helper_main(argv: list[str]) -> None:
     a = p.parse_args(argv)
     import logging
 
-    logging.basicConfig(level=os.environ.get("NATLAB_PY_LOG", "INFO"), stream=sys.stderr,
-                        format="py: %(asctime)s %(name)s: %(message)s", force=True)
+    logging.basicConfig(
+        level=os.environ.get("NATLAB_PY_LOG", "INFO"),
+        stream=sys.stderr,
+        format="py: %(asctime)s %(name)s: %(message)s",
+        force=True,
+    )
     try:
         trio.run(_helper, a)
     except KeyboardInterrupt:  # the harness stops us with SIGINT
@@ -193,8 +202,13 @@ def jslab() -> Iterator[JsLab]:
         home.mkdir()
         env = dict(os.environ, P2PSHARE_HOME=str(home), P2PSHARE_NO_DEFAULT_BOOTSTRAP="1")
         with (logdir / "relay.err").open("wb") as err:  # the child keeps its own copy
-            proc = lab.spawn("relay", [P2PSHARE, "relay", "--json", "--listen", f"/ip4/{ip}/tcp/{PORT}"],
-                             env=env, stdout=subprocess.PIPE, stderr=err)
+            proc = lab.spawn(
+                "relay",
+                [P2PSHARE, "relay", "--json", "--listen", f"/ip4/{ip}/tcp/{PORT}"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=err,
+            )
         ev = _wait_json(proc, "relay", 40)
         if ev is None:
             pytest.fail(f"p2pshare relay did not start; see {logdir}/relay.err")
@@ -212,11 +226,13 @@ async def start_js(jslab: JsLab) -> AsyncIterator[Any]:
     async def start(role: str, *flags: str) -> JsPeer:
         log_path = jslab.logdir / f"js-{role}-{len(peers)}.log"
         env = dict(os.environ, DEBUG=os.environ.get("NATLAB_JS_DEBUG", "libp2p:dcutr*,libp2p:auto-nat*"))
-        argv = jslab.lab.exec_argv(role, [str(node), str(PEER_SCRIPT), "--listen", f"/ip4/0.0.0.0/tcp/{PORT}",
-                                          *LAB_PUBLIC, *flags])
+        argv = jslab.lab.exec_argv(
+            role, [str(node), str(PEER_SCRIPT), "--listen", f"/ip4/0.0.0.0/tcp/{PORT}", *LAB_PUBLIC, *flags]
+        )
         with log_path.open("wb") as log:
-            proc = await trio.lowlevel.open_process(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                                    stderr=log, cwd=HERE, env=env)
+            proc = await trio.lowlevel.open_process(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, cwd=HERE, env=env
+            )
         peer = JsPeer(proc, log_path, f"js@{role}")
         peers.append(peer)
         await peer.wait_ready()
@@ -238,8 +254,14 @@ def start_py(jslab: JsLab) -> Iterator[Any]:
     def start(role: str, *args: str) -> Reader:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         with (jslab.logdir / f"py-{role}-{len(procs)}.err").open("wb") as err:
-            proc = jslab.lab.spawn(role, [PY, "-m", "tests.interop.test_natlab_js", "helper", *args],
-                                   env=env, stdout=subprocess.PIPE, stderr=err, cwd=str(ROOT))
+            proc = jslab.lab.spawn(
+                role,
+                [PY, "-m", "tests.interop.test_natlab_js", "helper", *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                cwd=str(ROOT),
+            )
         procs.append(proc)
         return Reader(proc)
 
@@ -264,6 +286,7 @@ def _ctx(reader: Reader, js: JsPeer) -> str:
 
 # -- DCUtR ------------------------------------------------------------------
 
+
 async def _js_announces_public(jslab: JsLab, js: JsPeer) -> None:
     """js puts only AutoNAT-verified public addresses in its DCUtR CONNECT and
     identify; our relay's AutoNAT server verifies jspub's listen address."""
@@ -285,8 +308,7 @@ async def _py_dials_js(jslab: JsLab, start_js: Any, start_py: Any, js_role: str)
     return py, js
 
 
-async def test_dcutr_py_dials_js_behind_public_js_initiates_upgrade(jslab: JsLab, start_js: Any,
-                                                                    start_py: Any) -> None:
+async def test_dcutr_py_dials_js_behind_public_js_initiates_upgrade(jslab: JsLab, start_js: Any, start_py: Any) -> None:
     """py (cone NAT) dials js (public) through our relay: js is B (DCUtR
     initiator), we are A; the relayed connection must become direct, and a
     ping must run over the direct connection on both sides."""
@@ -303,16 +325,16 @@ async def test_dcutr_py_dials_js_behind_public_js_initiates_upgrade(jslab: JsLab
     assert ups and ups[0]["role"] == "responder", _ctx(py, js)
 
 
-async def test_dcutr_js_dials_py_from_public_py_initiates_upgrade(jslab: JsLab, start_js: Any,
-                                                                  start_py: Any) -> None:
+async def test_dcutr_js_dials_py_from_public_py_initiates_upgrade(jslab: JsLab, start_js: Any, start_py: Any) -> None:
     """js (public) dials py (cone NAT, reserved) through our relay: we are B
     (DCUtR initiator); js announced a public address, so the spec's unilateral
     upgrade (B dials A directly) must succeed."""
     js = await start_js("jspub", "--dcutr", "--autonat", "--relay-client")
     await js.call("dial", addr=jslab.relay)
     await _js_announces_public(jslab, js)
-    py = start_py("pynat", "--relay", jslab.relay, "--reserve", "--peer", js.peer_id, "--wait", "20",
-                  "--exit-after", "30")
+    py = start_py(
+        "pynat", "--relay", jslab.relay, "--reserve", "--peer", js.peer_id, "--wait", "20", "--exit-after", "30"
+    )
     res = await wait_event(py, "reserved", 30)
     assert res is not None and res["ok"], _ctx(py, js)
     ready = py.events[0]
@@ -326,7 +348,8 @@ async def test_dcutr_js_dials_py_from_public_py_initiates_upgrade(jslab: JsLab, 
 
 
 async def test_dcutr_identify_over_relay_observed_addr_without_ip_js_aborted_spec_says_observed_is_transport_addr(
-        jslab: JsLab, start_js: Any, start_py: Any) -> None:
+    jslab: JsLab, start_js: Any, start_py: Any
+) -> None:
     """py-libp2p's identify, as shipped, reports /p2p/<relay>/p2p-circuit/p2p/<js>
     as js's observed address on a relayed connection; js 3.x throws on it (no
     IP) and abandons identify, so its DCUtR never starts. node/_libp2p_patches.py
@@ -337,12 +360,17 @@ async def test_dcutr_identify_over_relay_observed_addr_without_ip_js_aborted_spe
     assert path and path[0]["path"] == "direct", _ctx(py, js)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "js-libp2p 3.x drops every TCP observed address (identify: js-libp2p#2620), so behind a NAT "
-    "its CONNECT carries only private and /p2p-circuit addresses, and it dials from an ephemeral "
-    "port, not its listen port: no simultaneous open can form through a port-restricted NAT"))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "js-libp2p 3.x drops every TCP observed address (identify: js-libp2p#2620), so behind a NAT "
+        "its CONNECT carries only private and /p2p-circuit addresses, and it dials from an ephemeral "
+        "port, not its listen port: no simultaneous open can form through a port-restricted NAT"
+    ),
+)
 async def test_dcutr_cone_cone_js_sends_no_observed_addrs_spec_says_connect_carries_observed(
-        jslab: JsLab, start_js: Any, start_py: Any) -> None:
+    jslab: JsLab, start_js: Any, start_py: Any
+) -> None:
     """Both behind cone NATs (what hole punching is for): py dials js through
     the relay; the spec (relay/DCUtR.md) has A and B exchange observed
     addresses and dial each other, which must give a direct connection."""
@@ -354,6 +382,7 @@ async def test_dcutr_cone_cone_js_sends_no_observed_addrs_spec_says_connect_carr
 
 # -- AutoNAT ----------------------------------------------------------------
 
+
 async def _js_autonat_servers(jslab: JsLab, start_js: Any) -> list[str]:
     servers = []
     for role in ("an1", "an2"):
@@ -363,7 +392,8 @@ async def _js_autonat_servers(jslab: JsLab, start_js: Any) -> list[str]:
 
 
 async def test_autonat_js_server_dials_over_requesters_conn_and_closes_it_spec_says_dial_back_and_respond(
-        jslab: JsLab, start_js: Any, start_py: Any) -> None:
+    jslab: JsLab, start_js: Any, start_py: Any
+) -> None:
     """Our AutoNAT client (public host, and behind a cone NAT with its STUN
     mapping as observed address) against two js AutoNAT v1 servers.
 
@@ -393,8 +423,11 @@ async def _js_public_addr_state(js: JsPeer, timeout: float) -> list[dict[str, An
     """js's public (non-100.64) TCP addresses once each has a verdict, or as they are at timeout."""
     end = trio.current_time() + timeout
     while True:
-        info = [a for a in (await js.call("addr_info"))["addrs"]
-                if "/p2p-circuit" not in a["addr"] and "/ip4/100." not in a["addr"] and "/ip4/127." not in a["addr"]]
+        info = [
+            a
+            for a in (await js.call("addr_info"))["addrs"]
+            if "/p2p-circuit" not in a["addr"] and "/ip4/100." not in a["addr"] and "/ip4/127." not in a["addr"]
+        ]
         if (info and all(a["verified"] for a in info)) or trio.current_time() > end:
             return info
         await trio.sleep(0.25)

@@ -20,10 +20,8 @@ in worker threads so the loop driving the js peers never stalls.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +30,10 @@ import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
 
-import sharecode
-from node.discovery import Discovery, open_discovery, provider_cid
-from node.discovery._rpc import KadClient
-from node.host import Host, open_host
+from p2pshare import sharecode
+from p2pshare.node.discovery import Discovery, open_discovery, provider_cid
+from p2pshare.node.discovery._rpc import KadClient
+from p2pshare.node.host import open_host
 from tests.cli.helpers import CLI, ROOT, Proc, env_for, free_port, start, tree_digest, write_random
 
 from ._kad import JsKad
@@ -257,12 +255,28 @@ async def test_product_get_finds_sharer_only_through_js_dht_servers(
     cid = provider_cid(sharecode.dht_key(code.share_code))
     assert code.peer_id in await _js_providers(for_get.peer, cid, trio.current_time() + 20)
 
-    args = [*CLI, "get", bare.encode(), "-o", str(tmp_path / "out"), "--json", "--listen", "/ip4/127.0.0.1/tcp/0",
-            "--bootstrap", for_get.addr, "--timeout", "30"]
+    args = [
+        *CLI,
+        "get",
+        bare.encode(),
+        "-o",
+        str(tmp_path / "out"),
+        "--json",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--bootstrap",
+        for_get.addr,
+        "--timeout",
+        "30",
+    ]
     with trio.fail_after(60):
         res = await trio.run_process(
-            args, capture_stdout=True, capture_stderr=True, check=False,
-            env=env_for(tmp_path / "rx-home"), cwd=str(ROOT),
+            args,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=env_for(tmp_path / "rx-home"),
+            cwd=str(ROOT),
         )
     err = res.stderr.decode(errors="replace")
     assert res.returncode == 0, err
@@ -290,9 +304,7 @@ async def test_js_find_node_exact_match_lists_target_twice_spec_says_exactly_one
     async with _our_node([hub.addr]) as disc:
         client = KadClient(disc.host, timeout=5)
         hub_id = ID.from_base58(hub.peer_id).to_bytes()
-        answer = await client.find_node(
-            hub.peer_id, [hub.addr], hub_id, ID.from_base58(target.peer_id).to_bytes()
-        )
+        answer = await client.find_node(hub.peer_id, [hub.addr], hub_id, ID.from_base58(target.peer_id).to_bytes())
         matches = [p for p in answer.closer if p.peer_id_str == target.peer_id]
         assert len(matches) == 2, answer
         assert all(_has_endpoint(target.addr, p.addrs) for p in matches), matches

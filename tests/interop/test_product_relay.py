@@ -66,12 +66,26 @@ async def _share(tmp_path: Path, procs: list[Proc], src: Path, relay_addr: str) 
 
 async def _get(tmp_path: Path, code: str, *extra: str, timeout: float = 60.0) -> subprocess.CompletedProcess[bytes]:
     """``p2pshare get CODE --force-relay --json`` run to completion (bounded)."""
-    args = [*CLI, "get", code, "-o", str(tmp_path / "out"), "--json", "--force-relay",
-            "--listen", "/ip4/127.0.0.1/tcp/0", *extra]
+    args = [
+        *CLI,
+        "get",
+        code,
+        "-o",
+        str(tmp_path / "out"),
+        "--json",
+        "--force-relay",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        *extra,
+    ]
     with trio.fail_after(timeout):
         return await trio.run_process(
-            args, capture_stdout=True, capture_stderr=True, check=False,
-            env=env_for(tmp_path / "rx-home"), cwd=str(ROOT),
+            args,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=env_for(tmp_path / "rx-home"),
+            cwd=str(ROOT),
         )
 
 
@@ -190,9 +204,7 @@ async def test_product_relay_limits_read_by_js_as_spec_seconds_and_bytes(
     Limit on CONNECT and STOP; js accepts it, marks both ends of the relayed
     connection as limited and reads the duration in seconds (js's client
     follows the spec here, unlike js's relay server), and ping still runs."""
-    _, relay_addr = await _start_our_relay(
-        tmp_path, procs, "--circuit-duration", "120", "--circuit-data", "128KiB"
-    )
+    _, relay_addr = await _start_our_relay(tmp_path, procs, "--circuit-duration", "120", "--circuit-data", "128KiB")
     target = await js_peer("--relay-client", "--reserve", relay_addr)
     circuit = f"{relay_addr}/p2p-circuit/p2p/{target.peer_id}"
     await _wait_circuit_addr(target, circuit)
@@ -220,9 +232,7 @@ async def test_product_relay_limits_read_by_js_as_spec_seconds_and_bytes(
         assert 0 < int(limits["bytes"]) <= 128 * 1024, limits
 
 
-async def test_product_relay_voucher_verified_by_js(
-    tmp_path: Path, js_peer: JsPeerFactory, procs: list[Proc]
-) -> None:
+async def test_product_relay_voucher_verified_by_js(tmp_path: Path, js_peer: JsPeerFactory, procs: list[Proc]) -> None:
     """js's own RecordEnvelope accepts our voucher's signature under the
     ``libp2p-relay-rsvp`` domain over the canonical payload, and the payload,
     as js decodes it, names our relay, the js peer and the reservation's

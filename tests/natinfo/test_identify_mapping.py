@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import multiaddr
 
-from node.host import open_host
-from node.identity import generate_identity
-from node.natinfo._trio_identify import observe_via_identify, observed_addr_field, predict_mapping
+from p2pshare.node.host import open_host
+from p2pshare.node.identity import generate_identity
+from p2pshare.node.natinfo._trio_identify import observe_via_identify, observed_addr_field, predict_mapping
 
 
 def _field(num: int, payload: bytes) -> bytes:

@@ -7,10 +7,10 @@ import socket
 import pytest
 import trio
 
-from node.natinfo._trio_stun import observe, probe_nat, serve_stun_tcp
-from node.natinfo.addrs import is_public_ip, parse_tcp_addr
-from node.natinfo.classify import Mapping, NatReport, Strategy, classify, strategy
-from node.natinfo.stun import (
+from p2pshare.node.natinfo._trio_stun import observe, probe_nat, serve_stun_tcp
+from p2pshare.node.natinfo.addrs import is_public_ip, parse_tcp_addr
+from p2pshare.node.natinfo.classify import Mapping, NatReport, Strategy, classify, strategy
+from p2pshare.node.natinfo.stun import (
     HEADER_LENGTH,
     Observation,
     StunError,
@@ -24,11 +24,23 @@ LAN = ("100.64.1.2", 4001)
 S1, S2 = ("203.0.113.10", 3478), ("203.0.113.10", 3479)
 
 
-@pytest.mark.parametrize("ip, public", [
-    ("203.0.113.5", True), ("198.51.100.17", True), ("8.8.8.8", True), ("2001:db8::1", True),
-    ("100.64.1.2", False), ("10.0.0.1", False), ("192.168.1.1", False), ("127.0.0.1", False),
-    ("::1", False), ("fe80::1", False), ("not-an-ip", False), ("::ffff:10.0.0.1", False),
-])
+@pytest.mark.parametrize(
+    "ip, public",
+    [
+        ("203.0.113.5", True),
+        ("198.51.100.17", True),
+        ("8.8.8.8", True),
+        ("2001:db8::1", True),
+        ("100.64.1.2", False),
+        ("10.0.0.1", False),
+        ("192.168.1.1", False),
+        ("127.0.0.1", False),
+        ("::1", False),
+        ("fe80::1", False),
+        ("not-an-ip", False),
+        ("::ffff:10.0.0.1", False),
+    ],
+)
 def test_is_public_ip(ip: str, public: bool) -> None:
     assert is_public_ip(ip) is public
 
@@ -36,8 +48,14 @@ def test_is_public_ip(ip: str, public: bool) -> None:
 def test_parse_tcp_addr() -> None:
     a = parse_tcp_addr("/ip4/203.0.113.5/tcp/4001")
     assert a is not None and a.public and a.port == 4001
-    for bad in ("/ip4/1.2.3.4/tcp/1/p2p-circuit", "/ip4/1.2.3.4/udp/1", "/dns4/x/tcp/1", "junk",
-                "/ip4/1.2.3.4/tcp/0", b"\x04\x01"):
+    for bad in (
+        "/ip4/1.2.3.4/tcp/1/p2p-circuit",
+        "/ip4/1.2.3.4/udp/1",
+        "/dns4/x/tcp/1",
+        "junk",
+        "/ip4/1.2.3.4/tcp/0",
+        b"\x04\x01",
+    ):
         assert parse_tcp_addr(bad) is None
 
 
@@ -67,8 +85,12 @@ def test_classify() -> None:
     assert moved.mapping is Mapping.ENDPOINT_INDEPENDENT and not moved.port_preserving
     sym = classify([obs(("203.0.113.2", 40001)), obs(("203.0.113.2", 51234), S2)])
     assert sym.mapping is Mapping.ENDPOINT_DEPENDENT and sym.public is None and not sym.punchable
-    none = classify([obs(("198.51.100.18", 4001), S1, ("198.51.100.18", 4001)),
-                     obs(("198.51.100.18", 4001), S2, ("198.51.100.18", 4001))])
+    none = classify(
+        [
+            obs(("198.51.100.18", 4001), S1, ("198.51.100.18", 4001)),
+            obs(("198.51.100.18", 4001), S2, ("198.51.100.18", 4001)),
+        ]
+    )
     assert none.mapping is Mapping.NONE
     assert classify([obs(("203.0.113.2", 4001))]).mapping is Mapping.UNKNOWN
     assert classify([]).mapping is Mapping.UNKNOWN

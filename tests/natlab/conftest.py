@@ -20,17 +20,18 @@ sys.path.insert(0, str(REPO / "scripts"))
 from natlab_lib import netns  # noqa: E402
 
 
-def natlab(*args: str, timeout: float = 120, python: str = sys.executable,
-           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([python, str(NATLAB), *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, check=False)
+def natlab(
+    *args: str, timeout: float = 120, python: str = sys.executable, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [python, str(NATLAB), *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
 
 
 def leftovers(prefix: str) -> list[str]:
     """Namespaces, root-namespace links and marker files that carry ``prefix``."""
     found = [n for n in netns.list_namespaces() if n.startswith(prefix)]
-    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True,
-                           check=False).stdout
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=False).stdout
     found += [ln for ln in links.splitlines() if prefix in ln]
     if (netns.MARKER_DIR / prefix).exists():
         found.append(f"marker {prefix}")

@@ -66,10 +66,15 @@ def share(path: str, listen: str, once: bool, relay_addr: str | None) -> int:
     srv.bind(("0.0.0.0", port))
     srv.listen(8)
     addr = f"{own_ip()}:{port}"
-    code = base64.urlsafe_b64encode(json.dumps(
-        {"addrs": [addr], "name": os.path.basename(path)}).encode()).decode()
-    emit(event="shared", code=code, legacy_code=f"FAKE:KEY:{addr}", peer_id="fake",
-         addresses=[f"/ip4/{addr.replace(':', '/tcp/')}"], relay=relay_addr)
+    code = base64.urlsafe_b64encode(json.dumps({"addrs": [addr], "name": os.path.basename(path)}).encode()).decode()
+    emit(
+        event="shared",
+        code=code,
+        legacy_code=f"FAKE:KEY:{addr}",
+        peer_id="fake",
+        addresses=[f"/ip4/{addr.replace(':', '/tcp/')}"],
+        relay=relay_addr,
+    )
     srv.settimeout(1.0)
     end = time.monotonic() + 300
     for _ in range(100):

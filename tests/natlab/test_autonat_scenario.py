@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from natlab_lib import autonat, topology
 from natlab_lib.profiles import SIDE_PROFILES
 from natlab_lib.scenario import DEFAULT_PRODUCT, product_has_relay

@@ -23,15 +23,18 @@ FOUR_MIB = 4 << 20
 
 
 def test_judge_cut_wants_one_line_naming_the_limit() -> None:
-    line = ("p2pshare: error: the relay cut the connection: it limits each relayed connection "
-            "to 131072 bytes / 120 s, and no direct path (hole punching) could be made")
+    line = (
+        "p2pshare: error: the relay cut the connection: it limits each relayed connection "
+        "to 131072 bytes / 120 s, and no direct path (hole punching) could be made"
+    )
     ev = [{"event": "error", "exit_code": 3, "message": line.split("error: ", 1)[1]}]
     assert limited.judge_cut(line + "\n", ev, 3, "ours") == []
     assert limited.judge_cut(line.replace("120 s", "120000 s"), ev, 3, "js") == []
     assert any("120 s" in r for r in limited.judge_cut(line, ev, 3, "js"))
     assert any("exactly one" in r for r in limited.judge_cut(line + "\n" + line, ev, 3, "ours"))
-    assert any("traceback" in r for r in limited.judge_cut("Traceback (most recent call last):\n"
-                                                           + line, ev, 3, "ours"))
+    assert any(
+        "traceback" in r for r in limited.judge_cut("Traceback (most recent call last):\n" + line, ev, 3, "ours")
+    )
     assert any("exit code 0" in r for r in limited.judge_cut(line, ev, 0, "ours"))
     assert any("JSON error" in r for r in limited.judge_cut(line, [], 3, "ours"))
     # With -v the product's logs share stderr: only the cut line must be unique.
@@ -39,8 +42,13 @@ def test_judge_cut_wants_one_line_naming_the_limit() -> None:
 
 
 def test_parse_counter_reads_nft_json() -> None:
-    out = {"nftables": [{"metainfo": {}}, {"chain": {"name": "out"}},
-                        {"rule": {"expr": [{"match": {}}, {"counter": {"packets": 9, "bytes": 4242}}]}}]}
+    out = {
+        "nftables": [
+            {"metainfo": {}},
+            {"chain": {"name": "out"}},
+            {"rule": {"expr": [{"match": {}}, {"counter": {"packets": 9, "bytes": 4242}}]}},
+        ]
+    }
     assert limited.parse_counter(json.dumps(out)) == 4242
     assert limited.parse_counter("not json") is None
     assert limited.parse_counter('{"nftables": []}') is None
@@ -59,16 +67,32 @@ def run(lab_ok: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
     variants = [v for v in limited.VARIANTS if v.startswith("ours") or limited.js_missing() is None]
     out = tmp_path_factory.mktemp("limited")
     prefix = fresh_prefix()
-    r = natlab("limited", "--variants", ",".join(variants), "--size", "4m", "--timeout", "30",
-               "--out", str(out), "--prefix", prefix, timeout=170)
+    r = natlab(
+        "limited",
+        "--variants",
+        ",".join(variants),
+        "--size",
+        "4m",
+        "--timeout",
+        "30",
+        "--out",
+        str(out),
+        "--prefix",
+        prefix,
+        timeout=170,
+    )
     assert leftovers(prefix) == []
     summary = json.loads((out / "limited.json").read_text())
     last = r.stdout.strip().splitlines()[-1]
     assert last == f"{summary['passed']} passed, {summary['failed']} failed"
     assert summary["passed"] + summary["failed"] == len(variants)
     assert (out / "limited.md").exists()
-    yield {"out": out, "rc": r.returncode, "log": r.stdout[-3000:] + r.stderr[-3000:],
-           "outcomes": {o["variant"]: o for o in summary["outcomes"]}}
+    yield {
+        "out": out,
+        "rc": r.returncode,
+        "log": r.stdout[-3000:] + r.stderr[-3000:],
+        "outcomes": {o["variant"]: o for o in summary["outcomes"]},
+    }
 
 
 def _outcome(run: dict[str, Any], variant: str) -> dict[str, Any]:

@@ -20,15 +20,15 @@ pytestmark = pytest.mark.natlab
 
 PRODUCT = REPO / ".venv" / "bin" / "p2pshare"
 CI_CELLS = [
-    ("public", "cone"),        # direct: the sharer is reachable
+    ("public", "cone"),  # direct: the sharer is reachable
     ("same-lan", "same-lan"),  # direct: on the receiver's LAN
-    ("cone", "cone"),          # punch: the common home router on both sides
-    ("cone-rst", "cone"),      # punch: a NAT that answers strangers with RST
+    ("cone", "cone"),  # punch: the common home router on both sides
+    ("cone-rst", "cone"),  # punch: a NAT that answers strangers with RST
     ("cone-rst", "cone-rst"),  # punch: RST on both sides (fresh port per round)
-    ("firewall", "double"),    # punch: stateful firewall vs double NAT
-    ("double", "cone-rst"),    # punch
-    ("cone", "public"),        # a NATed sharer, a public receiver: upgraded
-    ("symmetric", "cone"),     # relay: symmetric NAT, relayed and verified
+    ("firewall", "double"),  # punch: stateful firewall vs double NAT
+    ("double", "cone-rst"),  # punch
+    ("cone", "public"),  # a NATed sharer, a public receiver: upgraded
+    ("symmetric", "cone"),  # relay: symmetric NAT, relayed and verified
 ]
 
 
@@ -36,8 +36,20 @@ def test_matrix_subset_with_the_real_product(prefix: str, tmp_path: Path) -> Non
     if not PRODUCT.exists():
         pytest.skip(f"{PRODUCT} missing: run ./scripts/test (it installs the project)")
     cells = ",".join(f"{s}:{r}" for s, r in CI_CELLS)
-    res = natlab("matrix", "--cells", cells, "--size", "4m", "--timeout", "40", "--prefix", prefix,
-                 "--out", str(tmp_path), timeout=900)
+    res = natlab(
+        "matrix",
+        "--cells",
+        cells,
+        "--size",
+        "4m",
+        "--timeout",
+        "40",
+        "--prefix",
+        prefix,
+        "--out",
+        str(tmp_path),
+        timeout=900,
+    )
     table = (tmp_path / "matrix.md").read_text() if (tmp_path / "matrix.md").exists() else res.stdout
     assert res.returncode == 0, f"{table}\n{res.stderr[-3000:]}"
     assert res.stdout.strip().splitlines()[-1] == f"{len(CI_CELLS)} passed, 0 failed"

@@ -5,15 +5,13 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-
 from natlab_lib import matrix, probe, topology
 from natlab_lib.profiles import ALL_PROFILES, SIDE_PROFILES, ruleset
 from natlab_lib.scenario import CellResult, normalize_path
 
 pytestmark = pytest.mark.natlab
 
-ALLOWED = [ipaddress.ip_network(n) for n in ("203.0.113.0/24", "198.51.100.0/24",
-                                             "100.64.0.0/10")]
+ALLOWED = [ipaddress.ip_network(n) for n in ("203.0.113.0/24", "198.51.100.0/24", "100.64.0.0/10")]
 
 
 def _addresses(p: topology.Plan) -> list[str]:
@@ -23,11 +21,14 @@ def _addresses(p: topology.Plan) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("spec", [
-    topology.probe_spec(list(ALL_PROFILES))[0],
-    *(topology.scenario_spec(s, r) for s in SIDE_PROFILES for r in SIDE_PROFILES),
-    topology.scenario_spec("same-lan", "same-lan"),
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        topology.probe_spec(list(ALL_PROFILES))[0],
+        *(topology.scenario_spec(s, r) for s in SIDE_PROFILES for r in SIDE_PROFILES),
+        topology.scenario_spec("same-lan", "same-lan"),
+    ],
+)
 def test_plan_uses_only_the_allowed_ranges_and_short_names(spec: topology.TopologySpec) -> None:
     p = topology.plan(spec)
     addrs = _addresses(p)
@@ -71,8 +72,9 @@ def test_validate_rejects_bad_topologies() -> None:
     with pytest.raises(ValueError, match="bad name"):
         topology.plan(topology.TopologySpec((topology.SiteSpec("Way-Too-Long", "cone"),), ()))
     with pytest.raises(ValueError, match="behind a NAT"):
-        topology.plan(topology.TopologySpec((topology.SiteSpec("a", "public"),
-                                             topology.SiteSpec("b", "cone", "a")), ()))
+        topology.plan(
+            topology.TopologySpec((topology.SiteSpec("a", "public"), topology.SiteSpec("b", "cone", "a")), ())
+        )
     hosts = tuple(topology.HostSpec(f"h{i}", "a") for i in range(14))
     with pytest.raises(ValueError, match="LAN hosts"):
         topology.plan(topology.TopologySpec((topology.SiteSpec("a", "cone"),), hosts))
@@ -91,13 +93,16 @@ def test_every_cell_has_an_expectation() -> None:
     pairs = matrix.cells(list(ALL_PROFILES))
     assert len(pairs) == len(SIDE_PROFILES) ** 2 + 1
     assert all(p in matrix.EXPECT for p in pairs)
-    assert matrix.cells(["cone", "public"]) == [("public", "public"), ("public", "cone"),
-                                                ("cone", "public"), ("cone", "cone")]
+    assert matrix.cells(["cone", "public"]) == [
+        ("public", "public"),
+        ("public", "cone"),
+        ("cone", "public"),
+        ("cone", "cone"),
+    ]
 
 
 def _ok(sharer: str, receiver: str, **kw: object) -> CellResult:
-    base: dict[str, object] = dict(connected=True, path="direct", exit_code=0, total_s=1.0,
-                                   verified=True)
+    base: dict[str, object] = dict(connected=True, path="direct", exit_code=0, total_s=1.0, verified=True)
     base.update(kw)
     return CellResult(sharer, receiver, 10, **base)  # type: ignore[arg-type]
 
@@ -106,8 +111,7 @@ def test_judge_enforces_the_expected_path() -> None:
     assert matrix.judge(_ok("public", "cone")) == []
     assert matrix.judge(_ok("public", "cone", path="relayed"))
     assert matrix.judge(_ok("cone", "cone", path="relayed"))
-    assert matrix.judge(_ok("cone", "cone", path="relayed", upgraded=True,
-                            upgraded_path="hole-punched")) == []
+    assert matrix.judge(_ok("cone", "cone", path="relayed", upgraded=True, upgraded_path="hole-punched")) == []
     assert matrix.judge(_ok("symmetric", "cone", path="relayed")) == []
     assert matrix.judge(_ok("cone", "cone", verified=False))
     assert matrix.judge(_ok("cone", "cone", exit_code=3))

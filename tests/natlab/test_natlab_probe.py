@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from natlab_lib.probe import TCP_LOCAL, UDP_LOCAL
 
 from .conftest import leftovers, natlab
@@ -33,8 +32,7 @@ def test_probe_passes_for_every_profile(probed: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("profile", ["cone", "cone-rst", "double", "same-lan"])
-def test_cone_nats_preserve_the_port_for_every_destination(probed: dict[str, Any],
-                                                           profile: str) -> None:
+def test_cone_nats_preserve_the_port_for_every_destination(probed: dict[str, Any], profile: str) -> None:
     r = probed["by"][profile]
     assert r["public_ip"].startswith("203.0.113.") and r["host_ip"].startswith("100.64.")
     for seen, local in ((r["udp_seen"], UDP_LOCAL), (r["tcp_seen"], TCP_LOCAL)):
@@ -58,14 +56,17 @@ def test_no_translation_without_nat(probed: dict[str, Any], profile: str) -> Non
     assert {s[0] for s in r["udp_seen"] + r["tcp_seen"]} == {r["host_ip"]}
 
 
-@pytest.mark.parametrize("profile,tcp,udp", [
-    ("public", "accepted", "accepted"),
-    ("firewall", "timeout", "timeout"),
-    ("cone", "timeout", "timeout"),
-    ("symmetric", "timeout", "timeout"),
-    ("double", "timeout", "timeout"),
-    ("cone-rst", "refused", "refused"),
-])
+@pytest.mark.parametrize(
+    "profile,tcp,udp",
+    [
+        ("public", "accepted", "accepted"),
+        ("firewall", "timeout", "timeout"),
+        ("cone", "timeout", "timeout"),
+        ("symmetric", "timeout", "timeout"),
+        ("double", "timeout", "timeout"),
+        ("cone-rst", "refused", "refused"),
+    ],
+)
 def test_unsolicited_inbound(probed: dict[str, Any], profile: str, tcp: str, udp: str) -> None:
     r = probed["by"][profile]
     assert (r["tcp_inbound"], r["udp_inbound"]) == (tcp, udp)
@@ -76,6 +77,5 @@ def test_same_lan_hosts_reach_each_other_directly(probed: dict[str, Any]) -> Non
 
 
 def test_probe_leaves_nothing_behind(probed: dict[str, Any]) -> None:
-    prefix = next(line.split()[-1] for line in probed["stderr"].splitlines()
-                  if line.startswith("natlab: run prefix"))
+    prefix = next(line.split()[-1] for line in probed["stderr"].splitlines() if line.startswith("natlab: run prefix"))
     assert leftovers(prefix) == []

@@ -17,8 +17,20 @@ pytestmark = pytest.mark.natlab
 
 
 def test_run_one_scenario_writes_results_and_logs(prefix: str, tmp_path: Path) -> None:
-    r = natlab("run", "public", "cone", "--p2pshare", FAKE_CMD, "--out", str(tmp_path),
-               "--size", "300k", "--prefix", prefix, timeout=90)
+    r = natlab(
+        "run",
+        "public",
+        "cone",
+        "--p2pshare",
+        FAKE_CMD,
+        "--out",
+        str(tmp_path),
+        "--size",
+        "300k",
+        "--prefix",
+        prefix,
+        timeout=90,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip().splitlines()[-1] == "1 passed, 0 failed"
     cell = tmp_path / "cells" / "public__cone"
@@ -42,24 +54,40 @@ def test_run_one_scenario_writes_results_and_logs(prefix: str, tmp_path: Path) -
 
 
 def test_matrix_records_passes_and_failures(prefix: str, tmp_path: Path) -> None:
-    r = natlab("matrix", "--profiles", "public,cone,same-lan", "--p2pshare", FAKE_CMD,
-               "--out", str(tmp_path), "--size", "64k", "--prefix", prefix, "--relay", "off",
-               timeout=150)
+    r = natlab(
+        "matrix",
+        "--profiles",
+        "public,cone,same-lan",
+        "--p2pshare",
+        FAKE_CMD,
+        "--out",
+        str(tmp_path),
+        "--size",
+        "64k",
+        "--prefix",
+        prefix,
+        "--relay",
+        "off",
+        timeout=150,
+    )
     assert r.returncode == 1, r.stdout + r.stderr
     assert r.stdout.strip().splitlines()[-1] == "3 passed, 2 failed"
     summary = json.loads((tmp_path / "matrix.json").read_text())
     verdict = {(c["sharer"], c["receiver"]): c["passed"] for c in summary["cells"]}
-    assert verdict == {("public", "public"): True, ("public", "cone"): True,
-                       ("cone", "public"): False, ("cone", "cone"): False,
-                       ("same-lan", "same-lan"): True}
+    assert verdict == {
+        ("public", "public"): True,
+        ("public", "cone"): True,
+        ("cone", "public"): False,
+        ("cone", "cone"): False,
+        ("same-lan", "same-lan"): True,
+    }
     failed = next(c for c in summary["cells"] if c["sharer"] == "cone")
     assert not failed["connected"] and failed["exit_code"] == 3 and failed["reasons"]
     md = (tmp_path / "matrix.md").read_text()
     assert "| cone | cone | punch | no |" in md and md.strip().endswith("3 passed, 2 failed")
     for s, rcv in verdict:
         cell = tmp_path / "cells" / f"{s}__{rcv}"
-        assert {"share.out", "share.err", "get.out", "get.err", "result.json"} <= \
-            {p.name for p in cell.iterdir()}
+        assert {"share.out", "share.err", "get.out", "get.err", "result.json"} <= {p.name for p in cell.iterdir()}
     # A failing scenario is torn down like a passing one.
     assert leftovers(prefix) == []
 
@@ -72,11 +100,14 @@ def test_missing_product_is_one_clear_line(lab_ok: None, tmp_path: Path) -> None
     assert r.returncode == 2 and "p2pshare not found" in r.stderr
 
 
-@pytest.mark.parametrize("args,msg", [
-    (["run", "same-lan", "cone"], "same-lan pairs only with itself"),
-    (["probe", "--prefix", "bad"], "bad prefix"),
-    (["matrix", "--profiles", "cone,nope"], "unknown profile 'nope'"),
-])
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["run", "same-lan", "cone"], "same-lan pairs only with itself"),
+        (["probe", "--prefix", "bad"], "bad prefix"),
+        (["matrix", "--profiles", "cone,nope"], "unknown profile 'nope'"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(args: list[str], msg: str) -> None:
     r = natlab(*args)
     assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr

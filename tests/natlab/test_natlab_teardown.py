@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from natlab_lib import netns
 
 from .conftest import FAKE_CMD, NATLAB, fresh_prefix, leftovers, natlab
@@ -38,25 +37,42 @@ def _wait_for(cond: object, seconds: float) -> bool:
 
 
 def _start_up(prefix: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, str(NATLAB), "up", "--profiles", "cone,double",
-                             "--for", "60", "--prefix", prefix], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(NATLAB), "up", "--profiles", "cone,double", "--for", "60", "--prefix", prefix],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()  # bounded: `up` prints "ready" or exits
     assert json.loads(line)["prefix"] == prefix
     return proc
 
 
-def test_sigint_mid_scenario_kills_processes_and_tears_down(prefix: str,
-                                                            tmp_path: Path) -> None:
+def test_sigint_mid_scenario_kills_processes_and_tears_down(prefix: str, tmp_path: Path) -> None:
     pidfile = tmp_path / "sharer.pid"
     env = dict(os.environ, FAKE_P2PSHARE_STALL="30", FAKE_P2PSHARE_PIDFILE=str(pidfile))
     # Started the way a shell starts a background job: SIGINT ignored on entry.
-    proc = subprocess.Popen([sys.executable, str(NATLAB), "run", "cone", "public",
-                             "--p2pshare", FAKE_CMD, "--out", str(tmp_path / "out"),
-                             "--prefix", prefix], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(NATLAB),
+            "run",
+            "cone",
+            "public",
+            "--p2pshare",
+            FAKE_CMD,
+            "--out",
+            str(tmp_path / "out"),
+            "--prefix",
+            prefix,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     try:
         assert _wait_for(pidfile.exists, 20), "the sharer never started"
         sharer = int(pidfile.read_text())
@@ -105,8 +121,7 @@ def test_refuses_without_root_in_one_line() -> None:
         argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     assert r.returncode == 2
-    assert r.stderr.strip() == "natlab: needs root (network namespaces and nftables); " \
-        "run it as root"
+    assert r.stderr.strip() == "natlab: needs root (network namespaces and nftables); run it as root"
 
 
 def test_two_runs_in_parallel_do_not_collide(lab_ok: None) -> None:
@@ -114,13 +129,23 @@ def test_two_runs_in_parallel_do_not_collide(lab_ok: None) -> None:
     if prefixes[0] == prefixes[1]:
         prefixes[1] = fresh_prefix()
     # One with the venv's python, one with the system python3 (stdlib only).
-    pythons = [sys.executable, "/usr/bin/python3" if Path("/usr/bin/python3").exists()
-               else sys.executable]
+    pythons = [sys.executable, "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable]
     try:
         with ThreadPoolExecutor(2) as pool:
-            runs = list(pool.map(
-                lambda i: natlab("probe", "--profiles", "cone,symmetric,cone-rst", "--prefix",
-                                 prefixes[i], python=pythons[i], timeout=120), range(2)))
+            runs = list(
+                pool.map(
+                    lambda i: natlab(
+                        "probe",
+                        "--profiles",
+                        "cone,symmetric,cone-rst",
+                        "--prefix",
+                        prefixes[i],
+                        python=pythons[i],
+                        timeout=120,
+                    ),
+                    range(2),
+                )
+            )
     finally:
         leaks = [leftovers(p) for p in prefixes]
         for p in prefixes:

@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from natlab_lib import fleet, net20, topology
 from natlab_lib.scenario import DEFAULT_PRODUCT, product_has_relay
 
@@ -31,8 +30,14 @@ ESTAB 0      0      203.0.113.6:4001 203.0.113.22:40999
 
 
 def test_code_without_addresses_keeps_everything_else() -> None:
-    obj = {"addresses": ["/ip4/203.0.113.9/tcp/4001"], "encryption_key": "k" * 44,
-           "peer_id": "12D3KooWtest", "share_code": "ABCD2345EFGH", "version": 1, "x": [1]}
+    obj = {
+        "addresses": ["/ip4/203.0.113.9/tcp/4001"],
+        "encryption_key": "k" * 44,
+        "peer_id": "12D3KooWtest",
+        "share_code": "ABCD2345EFGH",
+        "version": 1,
+        "x": [1],
+    }
     stripped = fleet.decode_code(fleet.without_addresses(fleet.encode_code(obj)))
     assert stripped == dict(obj, addresses=[])
     # Pasted with padding and line breaks, as the product accepts it.
@@ -42,9 +47,12 @@ def test_code_without_addresses_keeps_everything_else() -> None:
 
 
 def test_relay_ips_and_ss_parsing() -> None:
-    addrs = ["/ip4/100.64.1.2/tcp/4001", "/ip4/203.0.113.6/tcp/4001/p2p/R/p2p-circuit/p2p/S",
-             "/ip4/203.0.113.10/tcp/4001/p2p/Q/p2p-circuit/p2p/S",
-             "/ip4/203.0.113.6/tcp/4001/p2p/R/p2p-circuit/p2p/S"]
+    addrs = [
+        "/ip4/100.64.1.2/tcp/4001",
+        "/ip4/203.0.113.6/tcp/4001/p2p/R/p2p-circuit/p2p/S",
+        "/ip4/203.0.113.10/tcp/4001/p2p/Q/p2p-circuit/p2p/S",
+        "/ip4/203.0.113.6/tcp/4001/p2p/R/p2p-circuit/p2p/S",
+    ]
     assert fleet.relay_ips(addrs) == ["203.0.113.6", "203.0.113.10"]
     assert fleet.sum_bytes_sent(SS_SAMPLE, "203.0.113.22") == 2_500_030
     assert fleet.sum_bytes_sent(SS_SAMPLE, "203.0.113.99") == 0
@@ -98,8 +106,7 @@ def test_stale_code_is_found_through_the_dht(product: str, prefix: str, tmp_path
     assert (tmp_path / "move" / "share2.out").exists()
 
 
-def test_relay_killed_mid_transfer_resumes_over_the_other(product: str, prefix: str,
-                                                          tmp_path: Path) -> None:
+def test_relay_killed_mid_transfer_resumes_over_the_other(product: str, prefix: str, tmp_path: Path) -> None:
     s = _run(prefix, tmp_path, "relay-kill", "--size", "8m", "--timeout", "30", timeout=150)
     m = _metrics(s, "two-relays")
     total, at_kill, done = m["total"], m["bytes_at_kill"], m["done_bytes"]
@@ -117,11 +124,14 @@ def test_net20_finds_an_addressless_code(product: str, prefix: str, tmp_path: Pa
     assert m["target"]["verified"] and len(m["extra_fetches"]) == 2  # type: ignore[index,arg-type]
 
 
-@pytest.mark.parametrize("args,msg", [
-    (["net20", "--nodes", "3"], "must be 4..52"),
-    (["stale", "--variants", "port,nope"], "unknown variant 'nope'"),
-    (["relay-kill", "--timeout", "0"], "must be 1..600"),
-])
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["net20", "--nodes", "3"], "must be 4..52"),
+        (["stale", "--variants", "port,nope"], "unknown variant 'nope'"),
+        (["relay-kill", "--timeout", "0"], "must be 1..600"),
+    ],
+)
 def test_bad_input_is_exit_2_without_traceback(args: list[str], msg: str) -> None:
     r = natlab(*args)
     assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr

@@ -92,7 +92,7 @@ async def _wait_stdin_closed() -> None:
 async def run_ours(send_sizes: list[int]) -> None:
     from libp2p.crypto.ed25519 import create_new_key_pair
 
-    from node.host import open_host
+    from p2pshare.node.host import open_host
 
     async with open_host(create_new_key_pair()) as host:
         host.set_stream_handler(ECHO, _echo)
@@ -148,7 +148,7 @@ async def run_stock(sec: str, send_sizes: list[int]) -> None:
             host.set_stream_handler(SHA, wrap(_sha))
             for n in send_sizes:
                 host.set_stream_handler(f"{SEND}/{n}", wrap(_send))
-            from node import _libp2p_patches
+            from p2pshare.node import _libp2p_patches
 
             addrs = [str(a) for a in host.get_transport_addrs()]
             info = {"peer": host.get_id().to_base58(), "addrs": addrs}

@@ -59,7 +59,7 @@ def _peers(*specs: tuple[str, ...]) -> Iterator[list[Peer]]:
     peers = [Peer(*spec) for spec in specs]
     try:
         for p in peers:
-            p.info
+            p.info  # noqa: B018 - waits for the peer to report
         yield peers
     finally:
         for p in peers:
@@ -76,4 +76,4 @@ def peer_procs() -> Iterator[dict[str, Peer]]:
         ("stock", "--sec", "secio"),
     ]
     for peers in _peers(*specs):
-        yield dict(zip(names, peers))
+        yield dict(zip(names, peers, strict=True))

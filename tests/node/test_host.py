@@ -10,7 +10,7 @@ import pytest
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
 
-from node.host import DialError, ListenError, StreamError, open_host
+from p2pshare.node.host import DialError, ListenError, StreamError, open_host
 from tests.node import _peer
 from tests.node.conftest import BIG, Peer
 
@@ -34,6 +34,7 @@ async def test_connect_echo_and_metadata(peer_procs: dict[str, Peer]) -> None:
         assert len(stream.remote_peer_id_bytes) > 30
         msg = os.urandom(200_000)
         async with trio.open_nursery() as n:
+
             async def send() -> None:
                 await stream.write(msg)
                 await stream.close_write()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from libp2p.peer.id import ID
 
-from node.identity import (
+from p2pshare.node.identity import (
     IdentityError,
     decode_private_key,
     default_identity_path,

@@ -23,12 +23,14 @@ from pathlib import Path
 
 import pytest
 
-from node import _libp2p_lean_import as L
+from p2pshare.node import _libp2p_lean_import as L
 
 ROOT = Path(__file__).resolve().parents[2]
 # The stubbed subtrees: imports made inside them do not count.
 SUBTREES = (
-    "libp2p.transport.quic", "libp2p.transport.websocket", "libp2p.security.tls.autotls",
+    "libp2p.transport.quic",
+    "libp2p.transport.websocket",
+    "libp2p.security.tls.autotls",
     "libp2p.discovery.mdns",
 )
 
@@ -96,7 +98,7 @@ def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 _UPSTREAM_KINDS = """
 import importlib, inspect, json, sys
-from node import _libp2p_lean_import as L
+from p2pshare.node import _libp2p_lean_import as L
 assert not L.install()  # switched off by the environment
 kinds = {}
 for mod, names in L.STUBS.items():
@@ -111,16 +113,25 @@ quic = {a: is_quic_multiaddr(Multiaddr(a)) for a in json.loads(sys.argv[1])}
 print(json.dumps({"kinds": kinds, "quic": quic}))
 """
 ADDRS = [
-    "/ip4/127.0.0.1/udp/4001/quic-v1", "/ip6/::1/udp/4001/quic", "/ip4/1.2.3.4/udp/1/quic-v1/p2p-circuit",
-    "/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/udp/4001", "/ip4/127.0.0.1/tcp/443/ws", "/dns4/a.b/udp/1/quic-v1",
+    "/ip4/127.0.0.1/udp/4001/quic-v1",
+    "/ip6/::1/udp/4001/quic",
+    "/ip4/1.2.3.4/udp/1/quic-v1/p2p-circuit",
+    "/ip4/127.0.0.1/tcp/4001",
+    "/ip4/127.0.0.1/udp/4001",
+    "/ip4/127.0.0.1/tcp/443/ws",
+    "/dns4/a.b/udp/1/quic-v1",
     "/ip4/1.2.3.4/udp/1/quic-v1/webtransport",
 ]
 
 
 def test_stand_ins_have_the_kind_of_the_upstream_objects() -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", _UPSTREAM_KINDS, json.dumps(ADDRS)], cwd=ROOT, capture_output=True, text=True,
-        timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT), **{L.DISABLE_ENV: "1"}),
+        [sys.executable, "-c", _UPSTREAM_KINDS, json.dumps(ADDRS)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, PYTHONPATH=str(ROOT), **{L.DISABLE_ENV: "1"}),
     )
     assert proc.returncode == 0, proc.stderr
     upstream = json.loads(proc.stdout)
@@ -148,11 +159,11 @@ def test_stand_ins_raise_a_clear_error() -> None:
 
 _FRESH = """
 import sys, trio
-from node import _libp2p_lean_import as L
+from p2pshare.node import _libp2p_lean_import as L
 assert L.install() and L.install() and L.is_installed()
 from libp2p.crypto.ed25519 import create_new_key_pair
-import node.api
-from node.host import open_host, LibP2PByteStream
+import p2pshare.node.api
+from p2pshare.node.host import open_host, LibP2PByteStream
 import libp2p.transport.quic.stream as qs, dns.quic
 assert qs.__p2pshare_stand_in__ and not dns.quic.have_quic
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("aioquic", "requests", "zeroconf")
@@ -209,8 +220,9 @@ _REFUSALS = """
 import logging, os, sys
 logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="%(name)s %(message)s")
 os.environ["P2PSHARE_FULL_LIBP2P"] = "1"
-from node import _libp2p_lean_import as L  # node/__init__ calls install(): refused
+from p2pshare.node import _libp2p_lean_import as L  # importing installs nothing
 assert L.DISABLE_ENV == "P2PSHARE_FULL_LIBP2P" and not L.is_installed()
+assert not L.install() and not L.is_installed()  # refused: the variable is set
 del os.environ[L.DISABLE_ENV]
 real = L._installed_version
 L._installed_version = lambda: "0.8.2"
@@ -226,7 +238,7 @@ print("OK")
 def test_install_refuses_when_unsafe() -> None:
     proc = _run(_REFUSALS)
     assert proc.returncode == 0, proc.stderr
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("node._libp2p_lean_import ")]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("p2pshare.node._libp2p_lean_import ")]
     assert len(lines) == 3, proc.stdout
     assert "P2PSHARE_FULL_LIBP2P is set" in lines[0]
     assert "libp2p 0.8.2 installed, stand-ins are for 0.8.1" in lines[1]

@@ -24,8 +24,8 @@ from libp2p.security.noise import io as noise_io
 from libp2p.security.secure_session import SecureSession
 from libp2p.stream_muxer.yamux import yamux
 
-from node import _libp2p_patches as P
-from node.host import open_host
+from p2pshare.node import _libp2p_patches as P
+from p2pshare.node.host import open_host
 from tests.node import _peer
 from tests.node.conftest import Peer
 
@@ -286,7 +286,7 @@ async def test_buffers_are_written_whole_and_arrive_intact(peer_procs: dict[str,
 async def test_stock_writer_gets_bytes_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the batching writer, buffers go out as ``bytes`` pieces of one
     yamux frame each (what stock yamux and Noise accept)."""
-    from node.host import LibP2PByteStream
+    from p2pshare.node.host import LibP2PByteStream
 
     class FakeNetStream:
         class muxed_conn:  # noqa: N801 - mimics the attribute

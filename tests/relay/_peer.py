@@ -14,8 +14,8 @@ import sys
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
 
-from node.host import LibP2PByteStream, open_host
-from node.relay_client import open_relay_client
+from p2pshare.node.circuit.client import open_relay_client
+from p2pshare.node.host import LibP2PByteStream, open_host
 
 SHA = "/t/sha"
 

@@ -8,8 +8,8 @@ import argparse
 import logging
 import sys
 
-from node._output import Reporter
-from node.cmd_relay import add_relay_parser, run_relay
+from p2pshare.node._output import Reporter
+from p2pshare.relay.cmd import add_relay_parser, run_relay
 
 
 def main() -> int:

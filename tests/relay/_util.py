@@ -11,13 +11,23 @@ import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
 
-from node.host import Host, LibP2PByteStream, open_host
-from relay.limits import RelayLimits
-from relay.server import RelayServer, serve_relay
-from relay.wire import (
-    HOP_PROTOCOL_ID, STOP_PROTOCOL_ID, HopMessage, HopType, Peer, Status, StopMessage, StopType,
-    encode_hop, encode_stop, read_hop, read_stop,
+from p2pshare.node.circuit.hop import RelayServer, serve_relay
+from p2pshare.node.circuit.limits import RelayLimits
+from p2pshare.node.circuit.wire import (
+    HOP_PROTOCOL_ID,
+    STOP_PROTOCOL_ID,
+    HopMessage,
+    HopType,
+    Peer,
+    Status,
+    StopMessage,
+    StopType,
+    encode_hop,
+    encode_stop,
+    read_hop,
+    read_stop,
 )
+from p2pshare.node.host import Host, LibP2PByteStream, open_host
 
 LOOP = "/ip4/127.0.0.1/tcp/0"
 

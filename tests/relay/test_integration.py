@@ -16,8 +16,8 @@ import pytest
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
 
-from node.host import open_host
-from node.relay_client import RelayError, open_relay_client
+from p2pshare.node.circuit.client import RelayError, open_relay_client
+from p2pshare.node.host import open_host
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -64,8 +64,14 @@ def procs() -> Iterator[list[Proc]]:
 
 
 def relay_proc(tmp_path: Path, name: str, *flags: str) -> Proc:
-    return Proc("tests.relay._relay_main", "--listen", "/ip4/127.0.0.1/tcp/0",
-                "--identity", str(tmp_path / f"{name}.key"), *flags)
+    return Proc(
+        "tests.relay._relay_main",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--identity",
+        str(tmp_path / f"{name}.key"),
+        *flags,
+    )
 
 
 async def test_cli_first_line_and_sigterm(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import ipaddress
 
 from hypothesis import strategies as st
 
-from sharecode import HUMAN_ALPHABET
+from p2pshare.sharecode import HUMAN_ALPHABET
 
 from . import ids
 
@@ -16,11 +16,7 @@ keys = st.binary(min_size=32, max_size=32)
 human_codes = st.text(alphabet=HUMAN_ALPHABET, min_size=8, max_size=64)
 peer_ids = st.one_of(st.sampled_from(ids.ALL), keys.map(ids.ed25519_id))
 
-_ip4 = (
-    st.ip_addresses(v=4)
-    .filter(lambda ip: not ip.is_unspecified)
-    .map(lambda ip: f"/ip4/{ip}")
-)
+_ip4 = st.ip_addresses(v=4).filter(lambda ip: not ip.is_unspecified).map(lambda ip: f"/ip4/{ip}")
 
 
 def _reachable_ip6(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -29,12 +25,10 @@ def _reachable_ip6(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 
 _ip6 = st.ip_addresses(v=6).filter(_reachable_ip6).map(lambda ip: f"/ip6/{ip}")
-_label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True).filter(
-    lambda s: s[2:4] != "--"
+_label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True).filter(lambda s: s[2:4] != "--")
+_dns = st.tuples(st.sampled_from(["dns", "dns4", "dns6"]), st.lists(_label, min_size=1, max_size=4)).map(
+    lambda t: f"/{t[0]}/{'.'.join(t[1])}"
 )
-_dns = st.tuples(
-    st.sampled_from(["dns", "dns4", "dns6"]), st.lists(_label, min_size=1, max_size=4)
-).map(lambda t: f"/{t[0]}/{'.'.join(t[1])}")
 _hosts = st.one_of(_ip4, _ip6, _dns)
 _transports = st.one_of(
     st.integers(1, 65535).map(lambda p: f"/tcp/{p}"),
@@ -61,15 +55,10 @@ json_values = st.recursive(
     | st.integers(-(2**63), 2**63)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=10,
 )
-extras = st.dictionaries(
-    st.text(max_size=12).filter(lambda k: k not in KNOWN), json_values, max_size=4
-)
+extras = st.dictionaries(st.text(max_size=12).filter(lambda k: k not in KNOWN), json_values, max_size=4)
 
 
 @st.composite

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from sharecode import MAX_ADDRESS_CHARS, ShareCodeError, validate_multiaddr
+from p2pshare.sharecode import MAX_ADDRESS_CHARS, ShareCodeError, validate_multiaddr
 
 from .ids import OTHER, PEER, RELAY, SECP256K1
 
@@ -127,7 +127,5 @@ def test_bounds_and_types() -> None:
         match=r"^bad multiaddr #1: too long \(\d+ characters, at most 1024\)$",
     ):
         validate_multiaddr(long, PEER)
-    with pytest.raises(
-        ShareCodeError, match="^bad multiaddr #2: expected a string, got int$"
-    ):
+    with pytest.raises(ShareCodeError, match="^bad multiaddr #2: expected a string, got int$"):
         validate_multiaddr(5, PEER, 2)

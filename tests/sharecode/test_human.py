@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sharecode import (
+from p2pshare.sharecode import (
     HUMAN_ALPHABET,
     ShareCodeError,
     dht_key,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sharecode import HUMAN_ALPHABET, LegacyCode, ShareCodeError, describe, parse_code
+from p2pshare.sharecode import HUMAN_ALPHABET, LegacyCode, ShareCodeError, describe, parse_code
 
 KEY = bytes(range(100, 132))
 HEX = KEY.hex()
@@ -27,9 +27,7 @@ B64URL = base64.urlsafe_b64encode(KEY).decode().rstrip("=")
 )
 def test_key_forms(text: str) -> None:
     code = parse_code(text)
-    assert code == LegacyCode(
-        share_code="ABCD2345", encryption_key=KEY, host="192.168.1.5", port=4000
-    )
+    assert code == LegacyCode(share_code="ABCD2345", encryption_key=KEY, host="192.168.1.5", port=4000)
     assert code.encode() == f"ABCD2345:{HEX}:192.168.1.5:4000"
     assert code.multiaddr() == "/ip4/192.168.1.5/tcp/4000"
 
@@ -136,17 +134,13 @@ def test_bad(text: str, message: str) -> None:
 
 
 def test_constructor_validates() -> None:
-    with pytest.raises(
-        ShareCodeError, match="^legacy code: port must be an integer, got bool$"
-    ):
+    with pytest.raises(ShareCodeError, match="^legacy code: port must be an integer, got bool$"):
         LegacyCode(share_code="ABCD2345", encryption_key=KEY, host="::1", port=True)
     with pytest.raises(ShareCodeError, match="^encryption key must be bytes, got str$"):
         LegacyCode(share_code="ABCD2345", encryption_key=HEX, host="::1", port=1)  # type: ignore[arg-type]
 
 
-ips = st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).filter(
-    lambda ip: not ip.is_unspecified
-)
+ips = st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).filter(lambda ip: not ip.is_unspecified)
 
 
 @given(
@@ -163,9 +157,7 @@ def test_round_trip(
     port: int,
     key_form: str,
 ) -> None:
-    legacy = LegacyCode(
-        share_code=code.lower(), encryption_key=key, host=str(ip), port=port
-    )
+    legacy = LegacyCode(share_code=code.lower(), encryption_key=key, host=str(ip), port=port)
     assert legacy.share_code == code
     assert parse_code(legacy.encode()) == legacy
     key_text = {

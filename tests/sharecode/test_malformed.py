@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sharecode import HUMAN_ALPHABET, ShareCode, ShareCodeError, parse_code
+from p2pshare.sharecode import HUMAN_ALPHABET, ShareCode, ShareCodeError, parse_code
 
 from .ids import OTHER, PEER, RELAY
 from .strategies import json_values
@@ -156,13 +156,11 @@ CORPUS: list[tuple[str, str]] = [
     ),
     (
         code(addresses=["/ip4/1.2.3.4/tcp/1/ws"]),
-        BAD_MULTI
-        + "'/ip4/1.2.3.4/tcp/1/ws': unsupported protocol 'ws' (want p2p or p2p-circuit)",
+        BAD_MULTI + "'/ip4/1.2.3.4/tcp/1/ws': unsupported protocol 'ws' (want p2p or p2p-circuit)",
     ),
     (
         code(addresses=[f"/ip4/1.2.3.4/tcp/1/p2p/{OTHER}"]),
-        BAD_MULTI
-        + f"'/ip4/1.2.3.4/tcp/1/p2p/{OTHER}': /p2p/ peer ID differs from the code's peer_id",
+        BAD_MULTI + f"'/ip4/1.2.3.4/tcp/1/p2p/{OTHER}': /p2p/ peer ID differs from the code's peer_id",
     ),
     (
         code(addresses=[f"/ip4/1.2.3.4/tcp/1/p2p/{RELAY}/p2p-circuit/p2p/{OTHER}"]),
@@ -221,9 +219,7 @@ def test_nesting_bound_is_inclusive() -> None:
 
 
 def test_legacy_detection_by_colon() -> None:
-    with pytest.raises(
-        ShareCodeError, match="^legacy code: expected CODE:KEY:IP:PORT$"
-    ):
+    with pytest.raises(ShareCodeError, match="^legacy code: expected CODE:KEY:IP:PORT$"):
         parse_code(code()[:10] + ":" + code()[10:])
 
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sharecode import (
+from p2pshare.sharecode import (
     ShareCodeError,
     is_valid_peer_id,
     peer_id_to_bytes,
@@ -97,9 +97,7 @@ def test_bad_ids(pid: str, message: str) -> None:
 
 
 def test_non_string() -> None:
-    with pytest.raises(
-        ShareCodeError, match="^bad peer ID: expected a string, got bytes$"
-    ):
+    with pytest.raises(ShareCodeError, match="^bad peer ID: expected a string, got bytes$"):
         peer_id_to_bytes(b"12D3KooW")  # type: ignore[arg-type]
 
 

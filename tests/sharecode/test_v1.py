@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from multiaddr import Multiaddr
 
-from sharecode import ShareCode, ShareCodeError, describe, parse_code
+from p2pshare.sharecode import ShareCode, ShareCodeError, describe, parse_code
 
 from .ids import PEER, RELAY
 from .strategies import addresses_for, share_code_kwargs
@@ -72,7 +72,7 @@ def test_paste_tolerance(kwargs: dict[str, Any], data: st.DataObject) -> None:
     if data.draw(st.booleans(), "padded"):
         text += "=" * (-len(text) % 4)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=5), "cuts"))
-    pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+    pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
     seps = data.draw(
         st.lists(
             st.sampled_from([" ", "\n", "\r\n", "\t", "  \n "]),
@@ -80,21 +80,17 @@ def test_paste_tolerance(kwargs: dict[str, Any], data: st.DataObject) -> None:
             max_size=len(pieces) - 1,
         )
     )
-    mangled = pieces[0] + "".join(s + p for s, p in zip(seps, pieces[1:]))
+    mangled = pieces[0] + "".join(s + p for s, p in zip(seps, pieces[1:], strict=True))
     assert parse_code(f"\n  {mangled} \n") == code
 
 
 def test_std_and_padding_explicitly() -> None:
     code = make(extra={"note": "??>>"})  # makes '+' '/' likely in the std form
     text = code.encode()
-    std = base64.b64encode(
-        base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    ).decode()
+    std = base64.b64encode(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))).decode()
     assert parse_code(std) == code
     assert parse_code(std.rstrip("=")) == code
-    assert (
-        parse_code("\r\n".join(std[i : i + 64] for i in range(0, len(std), 64))) == code
-    )
+    assert parse_code("\r\n".join(std[i : i + 64] for i in range(0, len(std), 64))) == code
 
 
 def test_extra_fields_are_kept_and_frozen() -> None:
@@ -156,10 +152,7 @@ def test_repr_and_describe_hide_the_key() -> None:
         "extra": {},
     }
     json.dumps(shown)
-    assert (
-        describe(code, reveal_key=True)["encryption_key"]
-        == base64.b64encode(KEY).decode()
-    )
+    assert describe(code, reveal_key=True)["encryption_key"] == base64.b64encode(KEY).decode()
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from transfer import crypto
+from p2pshare.transfer import crypto
 
 KEY = bytes(range(32))
 

@@ -8,9 +8,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PURE = [
-    "transfer", "transfer.errors", "transfer.paths", "transfer.manifest", "transfer.crypto", "transfer.wire",
-    "transfer.ranges", "transfer.receiver", "transfer.sharer", "transfer.registry", "transfer.scan",
-    "transfer.source", "transfer.store", "transfer.events", "transfer.stream", "transfer.session",
+    "p2pshare.transfer",
+    "p2pshare.transfer.errors",
+    "p2pshare.transfer.paths",
+    "p2pshare.transfer.manifest",
+    "p2pshare.transfer.crypto",
+    "p2pshare.transfer.wire",
+    "p2pshare.transfer.ranges",
+    "p2pshare.transfer.receiver",
+    "p2pshare.transfer.sharer",
+    "p2pshare.transfer.registry",
+    "p2pshare.transfer.scan",
+    "p2pshare.transfer.source",
+    "p2pshare.transfer.store",
+    "p2pshare.transfer.events",
+    "p2pshare.transfer.stream",
+    "p2pshare.transfer.session",
 ]
 
 
@@ -22,6 +35,6 @@ def test_pure_modules_do_not_import_trio() -> None:
 
 
 def test_runners_load_lazily() -> None:
-    code = "import transfer\nprint(transfer.fetch.__module__, transfer.serve_transfer.__module__)"
+    code = "from p2pshare import transfer\nprint(transfer.fetch.__module__, transfer.serve_transfer.__module__)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert out.stdout.split() == ["transfer._trio_fetch", "transfer._trio_serve"], out.stderr
+    assert out.stdout.split() == ["p2pshare.transfer._trio_fetch", "p2pshare.transfer._trio_serve"], out.stderr

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import trio
-
-from transfer import ShareRegistry, build_manifest, crypto, fetch, serve_transfer, wire
-from transfer.errors import IntegrityError, OutputError, ProtocolError, StreamEndedError, TransferError
 from xfer_helpers import RECEIVER_ID, SHARER_ID, MemByteStream, make_tree, stream_pair
+
+from p2pshare.transfer import ShareRegistry, build_manifest, crypto, fetch, serve_transfer, wire
+from p2pshare.transfer.errors import IntegrityError, OutputError, ProtocolError, StreamEndedError, TransferError
 
 CS = 64 * 1024
 
@@ -43,8 +43,12 @@ class EvilSharer:
         await self.s.write(wire.encode(wire.Challenge(nonce_s)))
         assert isinstance(await self.recv(), wire.Proof)
         mac = crypto.proof(
-            self.keys, sharer=True, nonce_r=hello.nonce, nonce_s=nonce_s,
-            sharer_peer_id=SHARER_ID, receiver_peer_id=RECEIVER_ID,
+            self.keys,
+            sharer=True,
+            nonce_r=hello.nonce,
+            nonce_s=nonce_s,
+            sharer_peer_id=SHARER_ID,
+            receiver_peer_id=RECEIVER_ID,
         )
         nonce, ct = crypto.seal_manifest(self.keys, manifest_json)
         await self.s.write(wire.encode(wire.Accept(mac)) + wire.encode(wire.ManifestMsg(nonce, ct)))
@@ -59,19 +63,27 @@ def manifest_json(files: list[tuple[str, bytes]], dirs: list[str] | None = None)
     entries = []
     for path, data in files:
         chunks = b"".join(hashlib.sha256(data[o : o + CS]).digest() for o in range(0, len(data), CS))
-        entries.append({"path": path, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "chunks": chunks.hex()})
-    obj = {"version": 1, "name": "evil", "description": "", "sharer": None, "chunk_size": CS,
-           "dirs": dirs or [], "files": entries}
+        entries.append(
+            {"path": path, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "chunks": chunks.hex()}
+        )
+    obj = {
+        "version": 1,
+        "name": "evil",
+        "description": "",
+        "sharer": None,
+        "chunk_size": CS,
+        "dirs": dirs or [],
+        "files": entries,
+    }
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-async def against_evil(
-    tmp_path: Path, behave: Callable[[EvilSharer, bytes], Awaitable[None]]
-) -> TransferError | None:
+async def against_evil(tmp_path: Path, behave: Callable[[EvilSharer, bytes], Awaitable[None]]) -> TransferError | None:
     key = secrets.token_bytes(32)
     r, s = stream_pair()
     evil = EvilSharer(s, key)
     caught: TransferError | None = None
+
     async def run_evil() -> None:
         await behave(evil, key)
         await evil.s.close_write()  # like a real peer after ERROR: lets the receiver finish at once
@@ -80,8 +92,9 @@ async def against_evil(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(run_evil)
             try:
-                await fetch(r, key=key, output_dir=tmp_path / "out", local_peer_id=RECEIVER_ID,
-                            remote_peer_id=SHARER_ID)
+                await fetch(
+                    r, key=key, output_dir=tmp_path / "out", local_peer_id=RECEIVER_ID, remote_peer_id=SHARER_ID
+                )
             except TransferError as exc:
                 caught = exc
             await r.reset()
@@ -95,7 +108,15 @@ def all_files(root: Path) -> set[str]:
 
 @pytest.mark.parametrize(
     "path",
-    ["../escaped", "a/../../escaped", "/ABS/escaped", "sub/../../escaped", "..", ".p2pshare-partial/0", "x\\..\\escaped"],
+    [
+        "../escaped",
+        "a/../../escaped",
+        "/ABS/escaped",
+        "sub/../../escaped",
+        "..",
+        ".p2pshare-partial/0",
+        "x\\..\\escaped",
+    ],
 )
 async def test_path_traversal_rejected(tmp_path: Path, path: str) -> None:
     path = path.replace("/ABS", str(tmp_path))
@@ -143,11 +164,13 @@ async def test_real_sharer_cannot_write_through_output_symlink(tmp_path: Path) -
     r, s = stream_pair()
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(lambda: serve_transfer(s, registry=registry, local_peer_id=SHARER_ID,
-                                                      remote_peer_id=RECEIVER_ID))
+            nursery.start_soon(
+                lambda: serve_transfer(s, registry=registry, local_peer_id=SHARER_ID, remote_peer_id=RECEIVER_ID)
+            )
             with pytest.raises(OutputError):
-                await fetch(r, key=key, output_dir=tmp_path / "out", local_peer_id=RECEIVER_ID,
-                            remote_peer_id=SHARER_ID)
+                await fetch(
+                    r, key=key, output_dir=tmp_path / "out", local_peer_id=RECEIVER_ID, remote_peer_id=SHARER_ID
+                )
     assert list(outside.iterdir()) == []
 
 
@@ -197,7 +220,8 @@ async def test_inconsistent_manifest_whole_hash(tmp_path: Path) -> None:
         await evil.handshake(m)
         await evil.recv()
         await evil.s.write(
-            evil.chunk(digest, 0, 0, 0, False, other) + evil.chunk(digest, 1, 0, 1, True, data[CS:])
+            evil.chunk(digest, 0, 0, 0, False, other)
+            + evil.chunk(digest, 1, 0, 1, True, data[CS:])
             + wire.encode(wire.End())
         )
         await evil.recv()
@@ -236,9 +260,11 @@ async def test_tampering_in_flight(tmp_path: Path) -> None:
     flipping = FlippingStream(r, 1_000_000)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(lambda: serve_transfer(s, registry=registry, local_peer_id=SHARER_ID,
-                                                      remote_peer_id=RECEIVER_ID))
+            nursery.start_soon(
+                lambda: serve_transfer(s, registry=registry, local_peer_id=SHARER_ID, remote_peer_id=RECEIVER_ID)
+            )
             with pytest.raises(IntegrityError):
-                await fetch(flipping, key=key, output_dir=tmp_path / "out", local_peer_id=RECEIVER_ID,
-                            remote_peer_id=SHARER_ID)
+                await fetch(
+                    flipping, key=key, output_dir=tmp_path / "out", local_peer_id=RECEIVER_ID, remote_peer_id=SHARER_ID
+                )
     assert not (tmp_path / "out" / "tree" / "big.bin").exists()

@@ -8,8 +8,8 @@ import unicodedata
 
 import pytest
 
-from transfer import paths
-from transfer.manifest import (
+from p2pshare.transfer import paths
+from p2pshare.transfer.manifest import (
     EMPTY_SHA256,
     MAX_MANIFEST_BYTES,
     FileEntry,

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 import trio
-
-from transfer import _trio_fetch, crypto, ranges, wire
-from transfer.errors import IntegrityError
-from transfer.scan import PreparedShare, build_manifest
-from transfer.sharer import ShareMaterial
-from transfer.source import ChunkReader, produce_frames
-from transfer.store import Store, Verified
-from test_runners import run_pair, share
+from test_runners import run_pair
 from xfer_helpers import make_tree, snapshot, write_file
+
+from p2pshare.transfer import _trio_fetch, crypto, ranges, wire
+from p2pshare.transfer.errors import IntegrityError
+from p2pshare.transfer.scan import PreparedShare, build_manifest
+from p2pshare.transfer.sharer import ShareMaterial
+from p2pshare.transfer.source import ChunkReader, produce_frames
+from p2pshare.transfer.store import Store, Verified
 
 CS = 64 * 1024
 SID = b"\x02" * 16
@@ -144,16 +144,14 @@ def test_chunks_of_a_complete_file_are_skipped(tmp_path: Path) -> None:
     store.close()
 
 
-async def test_reader_stops_while_the_write_stage_is_blocked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_reader_stops_while_the_write_stage_is_blocked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Backpressure: with stage 2 stuck, the receiver reads at most its byte
     budget plus one read (and whatever the transport buffers), then waits."""
     top = tmp_path / "src"
     write_file(top / "big.bin", 12 << 20)
     key = secrets.token_bytes(32)
     p = build_manifest([top], name="t", chunk_size=CS, key=key)
-    from transfer import ShareRegistry
+    from p2pshare.transfer import ShareRegistry
 
     registry = ShareRegistry()
     registry.add(p)

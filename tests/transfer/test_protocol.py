@@ -7,12 +7,12 @@ import os
 
 import pytest
 
-from transfer import crypto, wire
-from transfer.errors import AuthenticationError, IntegrityError, ProtocolError, UnknownShareError
-from transfer.manifest import FileEntry, Manifest, make_manifest
-from transfer.receiver import ChunkArrived, EndOfChunks, HandshakeComplete, ManifestReady, ReceiverProtocol
-from transfer.receiver import State as RState
-from transfer.sharer import ReceiverAuthenticated, ReceiverDone, ShareMaterial, SharerProtocol, WantReceived
+from p2pshare.transfer import crypto, wire
+from p2pshare.transfer.errors import AuthenticationError, IntegrityError, ProtocolError, UnknownShareError
+from p2pshare.transfer.manifest import FileEntry, Manifest, make_manifest
+from p2pshare.transfer.receiver import ChunkArrived, EndOfChunks, HandshakeComplete, ManifestReady, ReceiverProtocol
+from p2pshare.transfer.receiver import State as RState
+from p2pshare.transfer.sharer import ReceiverAuthenticated, ReceiverDone, ShareMaterial, SharerProtocol, WantReceived
 
 CS = 64 * 1024
 S_ID, R_ID = b"sharer-id", b"receiver-id"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import trio
-
-from transfer import ShareRegistry, build_manifest, fetch, ranges, serve_transfer, wire
 from xfer_helpers import RECEIVER_ID, SHARER_ID, make_tree, snapshot, stream_pair
+
+from p2pshare.transfer import ShareRegistry, build_manifest, fetch, ranges, serve_transfer, wire
 
 CS = 64 * 1024
 

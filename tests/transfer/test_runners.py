@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import trio
+from xfer_helpers import RECEIVER_ID, SHARER_ID, MemByteStream, make_tree, snapshot, stream_pair
 
-from transfer import PROTOCOL_ID, ShareRegistry, build_manifest, fetch, serve_transfer
-from transfer.errors import (
+from p2pshare.transfer import PROTOCOL_ID, ShareRegistry, build_manifest, fetch, serve_transfer
+from p2pshare.transfer.errors import (
     BusyError,
     LocalError,
     OutputError,
@@ -19,7 +20,7 @@ from transfer.errors import (
     StreamEndedError,
     UnknownShareError,
 )
-from transfer.events import (
+from p2pshare.transfer.events import (
     Authenticated,
     FileCompleted,
     ManifestReceived,
@@ -30,8 +31,7 @@ from transfer.events import (
     TransferCompleted,
     TransferEvent,
 )
-from transfer.scan import PreparedShare
-from xfer_helpers import RECEIVER_ID, SHARER_ID, MemByteStream, make_tree, snapshot, stream_pair
+from p2pshare.transfer.scan import PreparedShare
 
 CS = 64 * 1024
 
@@ -197,7 +197,9 @@ async def test_bad_key_length_is_local_error(tmp_path: Path) -> None:
         await fetch(r, key=b"short", output_dir=tmp_path, local_peer_id=b"a", remote_peer_id=b"b")
 
 
-@pytest.mark.parametrize("garbage", [b"", b"\x07\xff\xff\xff\xff", os.urandom(300), b"\x01\x00\x00\x00\x31" + b"x" * 49])
+@pytest.mark.parametrize(
+    "garbage", [b"", b"\x07\xff\xff\xff\xff", os.urandom(300), b"\x01\x00\x00\x00\x31" + b"x" * 49]
+)
 async def test_sharer_survives_garbage(tmp_path: Path, garbage: bytes) -> None:
     _, _, registry = share(tmp_path)
     r, s = stream_pair()
@@ -206,7 +208,10 @@ async def test_sharer_survives_garbage(tmp_path: Path, garbage: bytes) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(
                 lambda: serve_transfer(
-                    s, registry=registry, local_peer_id=SHARER_ID, remote_peer_id=RECEIVER_ID,
+                    s,
+                    registry=registry,
+                    local_peer_id=SHARER_ID,
+                    remote_peer_id=RECEIVER_ID,
                     on_event=sharer_events.append,
                 )
             )
@@ -239,8 +244,14 @@ async def test_output_is_a_file(tmp_path: Path) -> None:
 async def test_silent_sharer_times_out(tmp_path: Path) -> None:
     r, _s = stream_pair()  # nobody serves the other end
     with trio.fail_after(5), pytest.raises(StreamEndedError, match="stopped responding"):
-        await fetch(r, key=secrets.token_bytes(32), output_dir=tmp_path, local_peer_id=b"a",
-                    remote_peer_id=b"b", idle_timeout=0.2)
+        await fetch(
+            r,
+            key=secrets.token_bytes(32),
+            output_dir=tmp_path,
+            local_peer_id=b"a",
+            remote_peer_id=b"b",
+            idle_timeout=0.2,
+        )
 
 
 async def test_share_of_only_empty_things(tmp_path: Path) -> None:

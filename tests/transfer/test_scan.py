@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
-
-from transfer.errors import SourceError
-from transfer.manifest import EMPTY_SHA256
-from transfer.scan import build_manifest
 from xfer_helpers import make_tree, write_file
+
+from p2pshare.transfer.errors import SourceError
+from p2pshare.transfer.manifest import EMPTY_SHA256
+from p2pshare.transfer.scan import build_manifest
 
 CS = 64 * 1024
 

@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
-
-from transfer.errors import IntegrityError, OutputError
-from transfer.scan import PreparedShare, build_manifest
-from transfer.store import Store
 from xfer_helpers import make_tree, snapshot
+
+from p2pshare.transfer.errors import IntegrityError, OutputError
+from p2pshare.transfer.scan import PreparedShare, build_manifest
+from p2pshare.transfer.store import Store
 
 CS = 64 * 1024
 SID = b"\x01" * 16

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transfer import wire
-from transfer.errors import ProtocolError
+from p2pshare.transfer import wire
+from p2pshare.transfer.errors import ProtocolError
 
 ALL = frozenset(wire.MsgType)
 MESSAGES: list[wire.Message] = [

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
-from relay.wire import Limit, Status
+from p2pshare.node.circuit.wire import Limit, Status
 
 __all__ = ["RelayLimits", "Decision", "ReservationBook", "ReservationInfo"]
 
@@ -122,16 +122,14 @@ class ReservationBook:
         if same_peer >= lim.max_reservations_per_peer:
             return Decision(
                 Status.RESERVATION_REFUSED,
-                f"peer holds {same_peer} reservations "
-                f"(--max-reservations-per-peer {lim.max_reservations_per_peer})",
+                f"peer holds {same_peer} reservations (--max-reservations-per-peer {lim.max_reservations_per_peer})",
             )
         if ip is not None:
             same_ip = sum(1 for r in others if r.ip == ip)
             if same_ip >= lim.max_reservations_per_ip:
                 return Decision(
                     Status.RESERVATION_REFUSED,
-                    f"{same_ip} reservations from {ip} "
-                    f"(--max-reservations-per-ip {lim.max_reservations_per_ip})",
+                    f"{same_ip} reservations from {ip} (--max-reservations-per-ip {lim.max_reservations_per_ip})",
                 )
         self._by_conn[conn] = ReservationInfo(peer, conn, ip, now + lim.reservation_ttl)
         return Decision(Status.OK, ttl=lim.reservation_ttl)

@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING, Any
 import multiaddr
 import trio
 
-from node.host import DialError, Host, LibP2PByteStream, StreamError
-from node.relay_client._upgrade import upgrade_relayed
-from relay.wire import (
+from p2pshare.node.circuit._upgrade import upgrade_relayed
+from p2pshare.node.circuit.wire import (
     HOP_PROTOCOL_ID,
     STOP_PROTOCOL_ID,
     HopMessage,
@@ -39,6 +38,7 @@ from relay.wire import (
     read_hop,
     read_stop,
 )
+from p2pshare.node.host import DialError, Host, LibP2PByteStream, StreamError
 
 __all__ = ["RelayClient", "RelayError", "ReservationState", "open_relay_client", "parse_relay_addr"]
 
@@ -323,7 +323,9 @@ class RelayClient:
                 self._failures.pop(relay.peer_id, None)
                 logger.info(
                     "relay client: %s reservation on %s until %d",
-                    "refreshed" if renewed else "holding", relay.peer_id, state.expire,
+                    "refreshed" if renewed else "holding",
+                    relay.peer_id,
+                    state.expire,
                 )
                 if not renewed:
                     self._notify()
@@ -338,7 +340,9 @@ class RelayClient:
             self._retry_at[relay.peer_id] = trio.current_time() + backoff
             logger.warning(
                 "relay client: relay %s unusable (%s); retry in %.0fs",
-                relay.peer_id, str(e) or type(e).__name__, backoff,
+                relay.peer_id,
+                str(e) or type(e).__name__,
+                backoff,
             )
         finally:
             self._holding.discard(relay.peer_id)
@@ -348,7 +352,9 @@ class RelayClient:
 
     async def _wait_disconnected(self, peer_id: str) -> None:
         conns = [
-            c for c in self.host.libp2p.get_network().get_connections(_peer_obj(peer_id)) if not getattr(c, "is_closed", False)
+            c
+            for c in self.host.libp2p.get_network().get_connections(_peer_obj(peer_id))
+            if not getattr(c, "is_closed", False)
         ]
         if not conns:
             return

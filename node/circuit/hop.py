@@ -26,11 +26,10 @@ from libp2p.connection_types import ConnectionType
 from libp2p.crypto.keys import PrivateKey
 from libp2p.peer.id import ID
 
-from node.host import Host, LibP2PByteStream, StreamError
-from relay.limits import Decision, RelayLimits, ReservationBook
-from relay.pump import splice
-from relay.voucher import make_voucher
-from relay.wire import (
+from p2pshare.node.circuit.limits import Decision, RelayLimits, ReservationBook
+from p2pshare.node.circuit.pump import splice
+from p2pshare.node.circuit.voucher import make_voucher
+from p2pshare.node.circuit.wire import (
     HOP_PROTOCOL_ID,
     STOP_PROTOCOL_ID,
     HopMessage,
@@ -46,6 +45,7 @@ from relay.wire import (
     read_hop,
     read_stop,
 )
+from p2pshare.node.host import Host, LibP2PByteStream, StreamError
 
 __all__ = ["RelayServer", "RelayStats", "serve_relay", "HANDSHAKE_TIMEOUT"]
 
@@ -146,7 +146,10 @@ class RelayServer:
             self.stats.reservations_refused += 1
             logger.warning(
                 "relay: refused reservation for %s (%s): %s: %s",
-                peer, ip, decision.status.name, decision.reason,
+                peer,
+                ip,
+                decision.status.name,
+                decision.reason,
             )
             await self._answer(stream, decision.status)
             return
@@ -159,7 +162,10 @@ class RelayServer:
         logger.info(
             "relay: %s reservation for %s (%s) until %d (%d active)",
             "refreshed" if decision.refreshed else "granted",
-            peer, ip, expire, len(self.book),
+            peer,
+            ip,
+            expire,
+            len(self.book),
         )
         await self._answer(stream, Status.OK, reservation=reservation, limit=self.limits.wire_limit())
 
@@ -177,7 +183,10 @@ class RelayServer:
             self.stats.circuits_refused += 1
             logger.warning(
                 "relay: refused circuit %s -> %s: %s: %s",
-                _short_id(src), _short_id(dst), decision.status.name, decision.reason,
+                _short_id(src),
+                _short_id(dst),
+                decision.status.name,
+                decision.reason,
             )
             await self._answer(stream, decision.status)
             return
@@ -202,7 +211,9 @@ class RelayServer:
             self.stats.circuits_refused += 1
             logger.warning(
                 "relay: circuit %s -> %s failed at the target: CONNECTION_FAILED: %s",
-                _short_id(src), _short_id(dst), str(e) or type(e).__name__,
+                _short_id(src),
+                _short_id(dst),
+                str(e) or type(e).__name__,
             )
             if stop is not None:
                 await stop.reset()
@@ -222,7 +233,11 @@ class RelayServer:
                 log = logger.info if result.clean else logger.warning
                 log(
                     "relay: circuit %s -> %s ended (%s) after %d + %d bytes",
-                    _short_id(src), _short_id(dst), result.reason, result.bytes_ab, result.bytes_ba,
+                    _short_id(src),
+                    _short_id(dst),
+                    result.reason,
+                    result.bytes_ab,
+                    result.bytes_ba,
                 )
         finally:
             self._circuit_scopes.discard(scope)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import trio
 
-from relay.pump import splice
-from relay.wire import Limit
+from p2pshare.node.circuit.pump import splice
+from p2pshare.node.circuit.wire import Limit
 
 
 class Mem:

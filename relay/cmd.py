@@ -20,8 +20,8 @@ from typing import Any
 
 import trio
 
-from node._output import Reporter
-from node.errors import LocalNodeError
+from p2pshare.node._output import Reporter
+from p2pshare.node.errors import LocalNodeError
 
 __all__ = ["add_relay_parser", "run_relay", "parse_size", "limits_from_args"]
 
@@ -72,7 +72,7 @@ def _positive_seconds(text: str) -> int:
 
 def add_relay_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``relay`` command to the CLI's subparsers."""
-    from relay.limits import RelayLimits
+    from p2pshare.node.circuit.limits import RelayLimits
 
     d = RelayLimits()
     r: argparse.ArgumentParser = subparsers.add_parser(
@@ -81,44 +81,97 @@ def add_relay_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Relay connections for peers that cannot reach each other directly. "
         "Limits of 0 for --circuit-duration/--circuit-data mean unlimited.",
     )
-    r.add_argument("--listen", action="append", metavar="MULTIADDR",
-                   help=f"listen address (repeatable; default {DEFAULT_LISTEN})")
-    r.add_argument("--announce", action="append", metavar="MULTIADDR",
-                   help="public address given to clients (repeatable; default: the listen addresses)")
-    r.add_argument("--identity", type=Path, metavar="FILE",
-                   help=f"identity key file (default <data dir>/{RELAY_IDENTITY_FILE})")
+    r.add_argument(
+        "--listen", action="append", metavar="MULTIADDR", help=f"listen address (repeatable; default {DEFAULT_LISTEN})"
+    )
+    r.add_argument(
+        "--announce",
+        action="append",
+        metavar="MULTIADDR",
+        help="public address given to clients (repeatable; default: the listen addresses)",
+    )
+    r.add_argument(
+        "--identity", type=Path, metavar="FILE", help=f"identity key file (default <data dir>/{RELAY_IDENTITY_FILE})"
+    )
     r.add_argument("--json", action="store_true", help="JSON lines on stdout")
-    r.add_argument("--bootstrap", action="append", default=[], metavar="MULTIADDR",
-                   help="other DHT nodes to join (repeatable)")
-    r.add_argument("--no-default-bootstrap", action="store_true",
-                   help="do not join the public libp2p DHT")
-    r.add_argument("--stun-ip", default="0.0.0.0", metavar="IP",
-                   help="address of the STUN-over-TCP responder (ports 3478, 3479) clients use to "
-                        "learn their NAT mapping (default 0.0.0.0)")
-    r.add_argument("--autonat-dial-private", action="store_true",
-                   help="also dial back AutoNAT requesters seen from private addresses (LAN-only tests)")
+    r.add_argument(
+        "--bootstrap", action="append", default=[], metavar="MULTIADDR", help="other DHT nodes to join (repeatable)"
+    )
+    r.add_argument("--no-default-bootstrap", action="store_true", help="do not join the public libp2p DHT")
+    r.add_argument(
+        "--stun-ip",
+        default="0.0.0.0",
+        metavar="IP",
+        help="address of the STUN-over-TCP responder (ports 3478, 3479) clients use to "
+        "learn their NAT mapping (default 0.0.0.0)",
+    )
+    r.add_argument(
+        "--autonat-dial-private",
+        action="store_true",
+        help="also dial back AutoNAT requesters seen from private addresses (LAN-only tests)",
+    )
     g = r.add_argument_group("limits")
-    g.add_argument("--max-reservations", type=_count, default=d.max_reservations, metavar="N",
-                   help=f"reservations held at once (default {d.max_reservations})")
-    g.add_argument("--max-reservations-per-peer", type=_count, default=d.max_reservations_per_peer,
-                   metavar="N", help=f"reservations per peer ID (default {d.max_reservations_per_peer})")
-    g.add_argument("--max-reservations-per-ip", type=_count, default=d.max_reservations_per_ip,
-                   metavar="N", help=f"reservations per IP address (default {d.max_reservations_per_ip})")
-    g.add_argument("--reservation-ttl", type=_positive_seconds, default=d.reservation_ttl,
-                   metavar="SECONDS", help=f"reservation lifetime before refresh (default {d.reservation_ttl})")
-    g.add_argument("--max-circuits-per-reservation", type=_count, default=d.max_circuits_per_reservation,
-                   metavar="N", help=f"open circuits to one reserved peer (default {d.max_circuits_per_reservation})")
-    g.add_argument("--max-circuits", type=_count, default=d.max_circuits, metavar="N",
-                   help=f"open circuits in total (default {d.max_circuits})")
-    g.add_argument("--circuit-duration", type=_seconds, default=d.circuit_duration, metavar="SECONDS",
-                   help="longest life of one circuit; 0 = unlimited (default 0)")
-    g.add_argument("--circuit-data", type=parse_size, default=d.circuit_data, metavar="BYTES",
-                   help="bytes per direction per circuit, e.g. 128KiB; 0 = unlimited (default 0)")
+    g.add_argument(
+        "--max-reservations",
+        type=_count,
+        default=d.max_reservations,
+        metavar="N",
+        help=f"reservations held at once (default {d.max_reservations})",
+    )
+    g.add_argument(
+        "--max-reservations-per-peer",
+        type=_count,
+        default=d.max_reservations_per_peer,
+        metavar="N",
+        help=f"reservations per peer ID (default {d.max_reservations_per_peer})",
+    )
+    g.add_argument(
+        "--max-reservations-per-ip",
+        type=_count,
+        default=d.max_reservations_per_ip,
+        metavar="N",
+        help=f"reservations per IP address (default {d.max_reservations_per_ip})",
+    )
+    g.add_argument(
+        "--reservation-ttl",
+        type=_positive_seconds,
+        default=d.reservation_ttl,
+        metavar="SECONDS",
+        help=f"reservation lifetime before refresh (default {d.reservation_ttl})",
+    )
+    g.add_argument(
+        "--max-circuits-per-reservation",
+        type=_count,
+        default=d.max_circuits_per_reservation,
+        metavar="N",
+        help=f"open circuits to one reserved peer (default {d.max_circuits_per_reservation})",
+    )
+    g.add_argument(
+        "--max-circuits",
+        type=_count,
+        default=d.max_circuits,
+        metavar="N",
+        help=f"open circuits in total (default {d.max_circuits})",
+    )
+    g.add_argument(
+        "--circuit-duration",
+        type=_seconds,
+        default=d.circuit_duration,
+        metavar="SECONDS",
+        help="longest life of one circuit; 0 = unlimited (default 0)",
+    )
+    g.add_argument(
+        "--circuit-data",
+        type=parse_size,
+        default=d.circuit_data,
+        metavar="BYTES",
+        help="bytes per direction per circuit, e.g. 128KiB; 0 = unlimited (default 0)",
+    )
     return r
 
 
 def limits_from_args(args: Any) -> Any:
-    from relay.limits import RelayLimits
+    from p2pshare.node.circuit.limits import RelayLimits
 
     return RelayLimits(
         max_reservations=args.max_reservations,
@@ -142,16 +195,15 @@ def run_relay(args: Any, reporter: Reporter) -> int:
 
 
 async def _serve(args: Any, reporter: Reporter, limits: Any) -> int:
-    from node.cli import data_home
-    from node.host import open_host
-    from node.identity import IdentityError, load_or_create_identity
-    from node.autonat._trio_server import serve_autonat_server
-    from node.autonat.server import ServerConfig
-    from node.config import load_network_config
-    from node.discovery import open_discovery
-    from node.natinfo._trio_stun import DEFAULT_PORTS as DEFAULT_STUN_PORTS
-    from node.natinfo._trio_stun import serve_stun_tcp
-    from relay.server import serve_relay
+    from p2pshare.node.autonat._trio_server import serve_autonat_server
+    from p2pshare.node.autonat.server import ServerConfig
+    from p2pshare.node.circuit.hop import serve_relay
+    from p2pshare.node.config import data_home, load_network_config
+    from p2pshare.node.discovery import open_discovery
+    from p2pshare.node.host import open_host
+    from p2pshare.node.identity import IdentityError, load_or_create_identity
+    from p2pshare.node.natinfo._trio_stun import DEFAULT_PORTS as DEFAULT_STUN_PORTS
+    from p2pshare.node.natinfo._trio_stun import serve_stun_tcp
 
     identity = args.identity or data_home() / RELAY_IDENTITY_FILE
     try:
@@ -176,15 +228,20 @@ async def _serve(args: Any, reporter: Reporter, limits: Any) -> int:
                     stun_ports = await nursery.start(serve_stun_tcp, args.stun_ip, DEFAULT_STUN_PORTS)
                     reporter.say(f"STUN (TCP) on {args.stun_ip} ports {stun_ports}")
                 except OSError as e:
-                    logging.getLogger("p2pshare.relay").warning(
+                    logging.getLogger(__name__).warning(
                         "no STUN responder (ports %s busy?): %s; clients learn their mapping from identify only",
-                        DEFAULT_STUN_PORTS, e)
+                        DEFAULT_STUN_PORTS,
+                        e,
+                    )
                 # ... and doubles as a DHT server (bootstrap node).
                 net = load_network_config(
                     data_home(), bootstrap=args.bootstrap, no_default_bootstrap=args.no_default_bootstrap
                 )
                 async with open_discovery(
-                    host, bootstrap=list(net.bootstrap), peers_file=net.peers_file, server_mode=True,
+                    host,
+                    bootstrap=list(net.bootstrap),
+                    peers_file=net.peers_file,
+                    server_mode=True,
                     addrs=relay.addrs,
                 ):
                     addrs = relay.addrs()

@@ -1,4 +1,4 @@
-"""``p2pshare``: a thin command line over ``node.api.Node``.
+"""``p2pshare``: a thin command line over ``p2pshare.node.api.Node``.
 
 Exit codes: 0 success; 2 bad input; 3 sharer not found or unreachable in
 time; 4 authentication or integrity failure; 130 interrupted (SIGINT).
@@ -11,17 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import sharecode
-from node import _libp2p_lean_import
-from node._output import Reporter
-from node.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, NodeError
-from transfer.errors import TransferError
+from p2pshare import sharecode
+from p2pshare.node import _libp2p_lean_import
+from p2pshare.node._output import Reporter
+from p2pshare.node.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, NodeError
+from p2pshare.transfer.errors import TransferError
 
 PROG = "p2pshare"
 
@@ -44,25 +43,39 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sharer", default="", help="your name, shown to receivers")
     s.add_argument("--listen", action="append", metavar="MULTIADDR", help="listen address (repeatable)")
     s.add_argument("--identity", type=Path, metavar="FILE", help="identity key file")
-    s.add_argument("--relay", action="append", default=[], metavar="MULTIADDR",
-                   help="circuit relay to reserve a slot on (repeatable; /p2p/<id> required)")
+    s.add_argument(
+        "--relay",
+        action="append",
+        default=[],
+        metavar="MULTIADDR",
+        help="circuit relay to reserve a slot on (repeatable; /p2p/<id> required)",
+    )
     _add_network_flags(s)
     s.add_argument("--once", action="store_true", help="exit after one receiver has completed")
-    s.add_argument("--new-code", action="store_true", help="do not reuse the code of an earlier share of the same paths")
+    s.add_argument(
+        "--new-code", action="store_true", help="do not reuse the code of an earlier share of the same paths"
+    )
     s.add_argument("--json", action="store_true", help="JSON lines on stdout")
 
     g = sub.add_parser("get", help="download what a code shares")
     g.add_argument("code", metavar="CODE")
     g.add_argument("-o", "--output", type=Path, default=Path("."), metavar="DIR", help="output directory (default .)")
-    g.add_argument("--timeout", type=_positive_float, default=60.0, metavar="SECONDS",
-                   help="give up when the sharer cannot be reached (or stalls) this long (default 60)")
+    g.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="give up when the sharer cannot be reached (or stalls) this long (default 60)",
+    )
     g.add_argument("--listen", action="append", metavar="MULTIADDR", help="listen address (repeatable)")
     g.add_argument("--identity", type=Path, metavar="FILE", help="identity key file")
-    g.add_argument("--relay", action="append", default=[], metavar="MULTIADDR",
-                   help="circuit relay to use (repeatable)")
+    g.add_argument(
+        "--relay", action="append", default=[], metavar="MULTIADDR", help="circuit relay to use (repeatable)"
+    )
     _add_network_flags(g)
-    g.add_argument("--force-relay", action="store_true",
-                   help="dial only through relays, never directly (for testing relays)")
+    g.add_argument(
+        "--force-relay", action="store_true", help="dial only through relays, never directly (for testing relays)"
+    )
     g.add_argument("--json", action="store_true", help="JSON lines on stdout")
 
     c = sub.add_parser("code", help="inspect share codes")
@@ -70,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     cs = csub.add_parser("show", help="print the decoded fields of a code as JSON")
     cs.add_argument("code", metavar="CODE")
     cs.add_argument("--reveal-key", action="store_true", help="include the encryption key")
-    from node.cmd_node import add_node_parser
-    from node.cmd_relay import add_relay_parser
+    from p2pshare.node.cmd_node import add_node_parser
+    from p2pshare.relay.cmd import add_relay_parser
 
     add_relay_parser(sub)
     add_node_parser(sub)
@@ -79,10 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_network_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bootstrap", action="append", default=[], metavar="MULTIADDR",
-                   help="DHT bootstrap peer (repeatable); adds to the config file and defaults")
-    p.add_argument("--no-default-bootstrap", action="store_true",
-                   help="do not join the public libp2p DHT (a closed group of your own nodes)")
+    p.add_argument(
+        "--bootstrap",
+        action="append",
+        default=[],
+        metavar="MULTIADDR",
+        help="DHT bootstrap peer (repeatable); adds to the config file and defaults",
+    )
+    p.add_argument(
+        "--no-default-bootstrap",
+        action="store_true",
+        help="do not join the public libp2p DHT (a closed group of your own nodes)",
+    )
 
 
 def _positive_float(text: str) -> float:
@@ -109,15 +130,6 @@ def _setup_logging(verbose: int) -> None:
     logging.basicConfig(level=level, format="p2pshare: %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-def data_home() -> Path:
-    env = os.environ.get("P2PSHARE_HOME")
-    if env:
-        return Path(env)
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("p2pshare"))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
@@ -136,19 +148,19 @@ def _dispatch(args: Any, reporter: Reporter) -> int:
     if args.command == "code":
         return _cmd_code_show(args)
     if args.command == "share":
-        from node.cmd_share import run_share
+        from p2pshare.node.cmd_share import run_share
 
         return run_share(args, reporter)
     if args.command == "get":
-        from node.cmd_get import run_get
+        from p2pshare.node.cmd_get import run_get
 
         return run_get(args, reporter)
     if args.command == "node":
-        from node.cmd_node import run_node
+        from p2pshare.node.cmd_node import run_node
 
         return run_node(args, reporter)
     if args.command == "relay":
-        from node.cmd_relay import run_relay
+        from p2pshare.relay.cmd import run_relay
 
         return run_relay(args, reporter)
     raise AssertionError(f"unhandled command {args.command}")

@@ -10,9 +10,9 @@ import multiaddr
 import pytest
 import trio
 
-from node.host import StreamError
-from relay.voucher import open_voucher
-from relay.wire import HOP_PROTOCOL_ID, HopType, Limit, Status, read_hop
+from p2pshare.node.circuit.voucher import open_voucher
+from p2pshare.node.circuit.wire import HOP_PROTOCOL_ID, HopType, Limit, Status, read_hop
+from p2pshare.node.host import StreamError
 from tests.relay._util import RawTarget, connect, pid_bytes, relay_and_hosts, reserve
 
 
@@ -33,12 +33,15 @@ async def test_reservation_answer() -> None:
 
 @pytest.mark.parametrize(
     "limits, flag",
-    [({"max_reservations": 1}, "--max-reservations 1"), ({"max_reservations_per_ip": 1}, "--max-reservations-per-ip 1")],
+    [
+        ({"max_reservations": 1}, "--max-reservations 1"),
+        ({"max_reservations_per_ip": 1}, "--max-reservations-per-ip 1"),
+    ],
 )
 async def test_reservation_limits(limits: dict[str, int], flag: str, caplog: pytest.LogCaptureFixture) -> None:
     async with relay_and_hosts(2, **limits) as (relay, server, (a, b)):
         assert (await reserve(a, relay)).status == Status.OK
-        with caplog.at_level(logging.WARNING, "relay.server"):
+        with caplog.at_level(logging.WARNING, "p2pshare.node.circuit.hop"):
             answer = await reserve(b, relay)
         assert answer.status == Status.RESERVATION_REFUSED and answer.reservation is None
         assert any(flag in r.getMessage() and b.peer_id in r.getMessage() for r in caplog.records)
@@ -67,7 +70,7 @@ async def test_circuits_per_reservation(caplog: pytest.LogCaptureFixture) -> Non
         assert (await reserve(a, relay)).status == Status.OK
         first, stream = await connect(b, relay, a)
         assert first.status == Status.OK
-        with caplog.at_level(logging.WARNING, "relay.server"):
+        with caplog.at_level(logging.WARNING, "p2pshare.node.circuit.hop"):
             second, _ = await connect(c, relay, a)
         assert second.status == Status.RESOURCE_LIMIT_EXCEEDED
         assert any("--max-circuits-per-reservation 1" in r.getMessage() for r in caplog.records)

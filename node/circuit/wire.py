@@ -18,11 +18,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING, Any
 
-from node.pbwire import PbError, encode_uvarint
-from node.pbwire import read_frame as read_pb_frame
+from p2pshare.node.pbwire import PbError, encode_uvarint
+from p2pshare.node.pbwire import read_frame as read_pb_frame
 
 if TYPE_CHECKING:
     from libp2p.relay.circuit_v2.pb import circuit_pb2 as pb

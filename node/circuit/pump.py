@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import trio
 
-from relay.wire import Limit
-from transfer.stream import ByteStream
+from p2pshare.node.circuit.wire import Limit
+from p2pshare.transfer.stream import ByteStream
 
 __all__ = ["splice", "SpliceResult", "READ_SIZE"]
 

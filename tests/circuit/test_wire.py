@@ -9,10 +9,18 @@ from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
 from libp2p.relay.circuit_v2.pb import circuit_pb2 as pb
 
-from relay import wire
-from relay.voucher import VoucherError, make_voucher, open_voucher
-from relay.wire import (
-    HopMessage, HopType, Limit, Peer, Reservation, Status, StopMessage, StopType, WireError,
+from p2pshare.node.circuit import wire
+from p2pshare.node.circuit.voucher import VoucherError, make_voucher, open_voucher
+from p2pshare.node.circuit.wire import (
+    HopMessage,
+    HopType,
+    Limit,
+    Peer,
+    Reservation,
+    Status,
+    StopMessage,
+    StopType,
+    WireError,
 )
 
 PID = ID.from_pubkey(create_new_key_pair().public_key).to_bytes()
@@ -38,9 +46,12 @@ def _body(framed: bytes) -> bytes:
     [
         HopMessage(HopType.RESERVE),
         HopMessage(HopType.CONNECT, peer=Peer(PID, (b"\x04\x7f\x00\x00\x01\x06\x0f\xa1",))),
-        HopMessage(HopType.STATUS, status=Status.OK,
-                   reservation=Reservation(1_900_000_000, (b"\x04\x7f\x00\x00\x01",), b"v" * 100),
-                   limit=Limit(120, 131072)),
+        HopMessage(
+            HopType.STATUS,
+            status=Status.OK,
+            reservation=Reservation(1_900_000_000, (b"\x04\x7f\x00\x00\x01",), b"v" * 100),
+            limit=Limit(120, 131072),
+        ),
         HopMessage(HopType.STATUS, status=Status.RESERVATION_REFUSED),
         HopMessage(HopType.STATUS, status=Status.OK, limit=Limit(0, 5)),
     ],
@@ -88,9 +99,7 @@ async def test_eof_inside_a_message() -> None:
         await wire.read_frame(_Reader(b"").read)
 
 
-@pytest.mark.parametrize(
-    "prefix", [b"\xff" * 11, b"\x80\x00"], ids=["too-long", "non-minimal"]
-)
+@pytest.mark.parametrize("prefix", [b"\xff" * 11, b"\x80\x00"], ids=["too-long", "non-minimal"])
 async def test_bad_varints(prefix: bytes) -> None:
     with pytest.raises(WireError):
         await wire.read_frame(_Reader(prefix + b"x" * 20).read)
@@ -115,8 +124,19 @@ def _hop_bytes(**fields: Any) -> bytes:
         _hop_bytes(type=pb.HopMessage.STATUS, status=100, reservation=pb.Reservation(addrs=[b"a"])),  # no expire
         b"\x08\x00" + b"\x32\xff\x1f" + b"x" * 4095,  # oversize body
     ],
-    ids=["garbage", "no-type", "bad-type", "no-peer", "short-id", "bad-hash", "addrs", "no-status",
-         "bad-status", "no-expire", "oversize"],
+    ids=[
+        "garbage",
+        "no-type",
+        "bad-type",
+        "no-peer",
+        "short-id",
+        "bad-hash",
+        "addrs",
+        "no-status",
+        "bad-status",
+        "no-expire",
+        "oversize",
+    ],
 )
 def test_malformed_hop(body: bytes) -> None:
     with pytest.raises(WireError) as e:

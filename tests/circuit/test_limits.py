@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from relay.limits import RelayLimits, ReservationBook
-from relay.wire import Limit, Status
+from p2pshare.node.circuit.limits import RelayLimits, ReservationBook
+from p2pshare.node.circuit.wire import Limit, Status
 
 
 def book(**kw: int) -> ReservationBook:

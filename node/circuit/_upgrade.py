@@ -21,7 +21,7 @@ from libp2p.abc import INetStream
 from libp2p.connection_types import ConnectionType
 from libp2p.network.connection.raw_connection import RawConnection
 
-from node.host import Host, upgrade_raw_connection
+from p2pshare.node.host import Host, upgrade_raw_connection
 
 __all__ = ["upgrade_relayed", "circuit_multiaddr"]
 
@@ -70,9 +70,7 @@ def circuit_multiaddr(relay_peer_id: str, peer_id: str) -> multiaddr.Multiaddr:
     return multiaddr.Multiaddr(f"/p2p/{relay_peer_id}/p2p-circuit/p2p/{peer_id}")
 
 
-async def upgrade_relayed(
-    host: Host, stream: INetStream, relay_peer_id: str, peer_id: str, *, initiator: bool
-) -> Any:
+async def upgrade_relayed(host: Host, stream: INetStream, relay_peer_id: str, peer_id: str, *, initiator: bool) -> Any:
     """Secure and multiplex ``stream``; return the swarm connection to ``peer_id``.
 
     Noise proves the remote identity; a target that turns out to be someone
