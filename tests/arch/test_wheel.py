@@ -11,6 +11,7 @@ that the CLI and the library work from a directory holding a user's own
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -21,6 +22,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
+_NOT_SOURCE = (
+    ".git",
+    ".venv",
+    "node_modules",
+    "build",
+    ".natlab-runs",
+    "bench-out",
+    "*.egg-info",
+    "__pycache__",
+    ".*_cache",
+)
 
 
 def _run(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
@@ -31,8 +43,12 @@ def _run(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # Build from a copy: an in-tree build leaves build/lib behind, and a stale
+    # build/lib would put modules deleted from the source into later wheels.
+    src = tmp_path_factory.mktemp("src") / "p2pshare"
+    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(*_NOT_SOURCE))
     build = _run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(ROOT)]
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)]
     )
     assert build.returncode == 0, build.stderr[-3000:]
     (whl,) = out.glob("p2pshare-*.whl")
