@@ -38,7 +38,7 @@ from p2pshare.transfer.events import (
     TransferCompleted,
     TransferEvent,
 )
-from p2pshare.transfer.manifest import Manifest
+from p2pshare.transfer.manifest import Manifest, name_warnings
 from p2pshare.transfer.receiver import ChunkArrived, EndOfChunks, HandshakeComplete, ManifestReady, ReceiverProtocol
 from p2pshare.transfer.store import Store, Verified
 from p2pshare.transfer.stream import ByteStream
@@ -130,7 +130,9 @@ async def fetch(
             data = await read_some(stream, idle_timeout, "sharer")
             if not data:
                 raise StreamEndedError("the sharer closed the connection")
-            for ev in proto.receive_data(data):
+            # Off the event loop: decoding and checking a manifest of up to
+            # 64 MiB (JSON, hashes, the path tree) takes CPU seconds.
+            for ev in await trio.to_thread.run_sync(proto.receive_data, data):
                 if isinstance(ev, HandshakeComplete):
                     emit(Authenticated(remote_peer_id))
                 elif isinstance(ev, ManifestReady):
@@ -138,7 +140,8 @@ async def fetch(
             await write_all(stream, proto.data_to_send(), idle_timeout, "sharer")
         store = await _disk(output_dir, _open_store, output_dir, manifest, keys.share_id)
         plan = await _disk(output_dir, store.prepare)
-        emit(ManifestReceived(manifest, plan.already_have_bytes))
+        warnings = await trio.to_thread.run_sync(name_warnings, manifest)
+        emit(ManifestReceived(manifest, plan.already_have_bytes, warnings))
         for path in plan.completed:
             emit(FileCompleted(path))
         proto.send_want(ranges.coarsen(plan.missing, wire.MAX_WANT_RANGES))

@@ -25,6 +25,8 @@ class ManifestReceived:
 
     manifest: Manifest
     already_have_bytes: int
+    #: Names that may mislead a person (bidi overrides, lookalikes): received, but said.
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

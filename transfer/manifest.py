@@ -29,6 +29,11 @@ MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 MAX_NAME_CHARS = 255
 MAX_DESCRIPTION_CHARS = 4096
 MAX_FILE_SIZE = 1 << 62
+#: Chunk hashes in one manifest. Each costs ~100 bytes once decoded, so this
+#: bounds a hostile manifest's memory (1M hashes took 1.7 GB) while a share
+#: of up to 256 GiB keeps 1 MiB chunks and 4 TiB fits with 16 MiB chunks
+#: (``chunk_size_for`` picks the size).
+MAX_TOTAL_CHUNKS = 1 << 18
 EMPTY_SHA256 = hashlib.sha256(b"").digest()
 
 
@@ -38,6 +43,16 @@ class ManifestError(ValueError):
 
 def chunk_count(size: int, chunk_size: int) -> int:
     return -(-size // chunk_size)
+
+
+def chunk_size_for(sizes: list[int], preferred: int = DEFAULT_CHUNK_SIZE) -> int:
+    """The smallest power-of-two chunk size from ``preferred`` up that keeps
+    the share within ``MAX_TOTAL_CHUNKS`` (``MAX_CHUNK_SIZE`` if none does;
+    ``make_manifest`` then refuses the share with a clear message)."""
+    size = preferred
+    while size < MAX_CHUNK_SIZE and sum(chunk_count(s, size) for s in sizes) > MAX_TOTAL_CHUNKS:
+        size *= 2
+    return size
 
 
 @dataclass(frozen=True)
@@ -110,6 +125,25 @@ class Manifest:
         return hashlib.sha256(self.encode()).digest()
 
 
+#: Name warnings listed one by one; more are summed up in one line.
+MAX_NAME_WARNINGS = 20
+
+
+def name_warnings(manifest: Manifest) -> tuple[str, ...]:
+    """Warnings for names that may mislead the receiver (see ``paths.name_warnings``)."""
+    out: list[str] = []
+    extra = 0
+    for path in (*(f.path for f in manifest.files), *manifest.dirs):
+        found = paths.name_warnings(path)
+        if len(out) + len(found) > MAX_NAME_WARNINGS:
+            extra += len(found)
+        else:
+            out.extend(found)
+    if extra:
+        out.append(f"... and {extra} more names with lookalike or invisible characters")
+    return tuple(out)
+
+
 def make_manifest(
     *,
     name: str,
@@ -136,6 +170,8 @@ def make_manifest(
     for f in files:
         _check_file(f, chunk_size)
         firsts.append(firsts[-1] + len(f.chunk_hashes))
+        if firsts[-1] > MAX_TOTAL_CHUNKS:
+            raise ManifestError(f"more than {MAX_TOTAL_CHUNKS} chunks (the share is too large for one manifest)")
     try:
         check_tree((f.path for f in files), dirs)
     except PathRuleError as exc:
@@ -204,6 +240,7 @@ def decode(data: bytes) -> Manifest:
     if not all(isinstance(d, str) for d in raw_dirs):
         raise ManifestError("directory path is not a string")
     files = []
+    total_chunks = 0
     for item in raw_files:
         if not isinstance(item, dict) or set(item) != _FILE_KEYS:
             raise ManifestError("file entry has missing or unknown fields")
@@ -215,6 +252,9 @@ def decode(data: bytes) -> Manifest:
         chunks_hex = item["chunks"]
         if not isinstance(chunks_hex, str) or len(chunks_hex) % 64:
             raise ManifestError("chunk hashes have the wrong length")
+        total_chunks += len(chunks_hex) // 64
+        if total_chunks > MAX_TOTAL_CHUNKS:  # before the hashes are decoded
+            raise ManifestError(f"more than {MAX_TOTAL_CHUNKS} chunks (the share is too large for one manifest)")
         raw_chunks = _hex(chunks_hex, len(chunks_hex) // 2, "chunk hashes")
         hashes = tuple(raw_chunks[i : i + 32] for i in range(0, len(raw_chunks), 32))
         files.append(FileEntry(item["path"], size, _hex(item["sha256"], 32, "file sha256"), hashes))

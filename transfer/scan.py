@@ -24,6 +24,7 @@ from p2pshare.transfer.manifest import (
     FileEntry,
     Manifest,
     ManifestError,
+    chunk_size_for,
     make_manifest,
 )
 from p2pshare.transfer.paths import MAX_PATH_BYTES, PathRuleError, check_component, fold
@@ -185,6 +186,7 @@ def build_manifest(
             _walk(path.absolute(), top, files, dirs, warnings)
         else:
             raise SourceError(f"cannot share {path}: not a regular file or directory")
+    chunk_size = chunk_size_for([size for _, _, size in files], chunk_size)
     n_workers = workers or min(4, os.cpu_count() or 1)
     entries: list[FileEntry] = []
     with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="p2pshare-hash") as pool:

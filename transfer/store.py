@@ -76,6 +76,7 @@ class Store:
         present = [self._final_matches(i) for i in range(len(m.files))]
         for d in m.dirs:
             self._check_dir(d)
+        self._check_space(present)
         self._open_partial_dirs()
         for d in m.dirs:
             fd = fs.open_dir(self._root, tuple(d.split("/")), create=True, shown=d)
@@ -95,6 +96,37 @@ class Store:
                 completed.append(entry.path)
         missing = ranges.to_ranges(g for g in range(m.total_chunks) if not self._have[g])
         return ResumePlan(missing, have_bytes, completed)
+
+    def _check_space(self, present: list[bool]) -> None:
+        """Refuse, before anything is written, a share that cannot fit.
+
+        Needed: every file not already in place, less what its partial file
+        already holds (resumed data is reused in place). Free: what an
+        unprivileged writer may use. A share declaring terabytes is refused
+        here, not after filling the disk.
+        """
+        m = self.manifest
+        part_dir = fs.open_dir(
+            self._root, (PARTIAL_DIR_NAME, self._share_dir_name), create=False, shown=PARTIAL_DIR_NAME
+        )
+        needed = 0
+        try:
+            for i, entry in enumerate(m.files):
+                if present[i]:
+                    continue
+                st = fs.lstat_at(part_dir, str(i)) if part_dir is not None else None
+                held = min(st.st_size, entry.size) if st is not None and fs.is_regular(st) else 0
+                needed += entry.size - held
+        finally:
+            if part_dir is not None:
+                os.close(part_dir)
+        vfs = os.fstatvfs(self._root)
+        free = vfs.f_bavail * vfs.f_frsize
+        if needed > free:
+            raise OutputError(
+                f"not enough space in {self.output_dir}: the share needs {_size(needed)} more, "
+                f"{_size(free)} is free; free some space or choose another directory with -o"
+            )
 
     def _final_matches(self, index: int) -> bool:
         """True if the final file is already there and correct; raise on conflict."""
@@ -327,3 +359,13 @@ class Store:
 
     def _shown(self, path: str) -> str:
         return str(self.output_dir / path)
+
+
+def _size(n: int) -> str:
+    """Bytes for a person, in one unit family (binary, like the progress display)."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")

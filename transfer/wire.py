@@ -137,6 +137,9 @@ TO_SHARER = frozenset({MsgType.HELLO, MsgType.PROOF, MsgType.WANT, MsgType.DONE,
 TO_RECEIVER = frozenset(
     {MsgType.CHALLENGE, MsgType.ACCEPT, MsgType.MANIFEST, MsgType.CHUNK, MsgType.END, MsgType.ERROR}
 )
+#: The receiver's decoder takes the large frames only after the sharer's
+#: ACCEPT: before it proved the key, a peer gets no 64 MiB of our memory.
+RECEIVER_ORDER = {MsgType.MANIFEST: MsgType.ACCEPT, MsgType.CHUNK: MsgType.ACCEPT}
 
 
 def frame(kind: MsgType, *body: bytes) -> bytes:
@@ -234,8 +237,10 @@ class FrameDecoder:
     (the hot path: no re-buffering, slicing or second copy of a megabyte).
     """
 
-    def __init__(self, accept: frozenset[MsgType]) -> None:
+    def __init__(self, accept: frozenset[MsgType], after: dict[MsgType, MsgType] | None = None) -> None:
         self._accept = accept
+        self._after = dict(after or {})  # kind -> the kind that must have come first
+        self._seen: set[MsgType] = set()
         self._limits = dict(MAX_BODY)
         self._buf = bytearray()  # header, CHUNK prefix, or a whole small body
         self._need: tuple[MsgType, int] | None = None
@@ -286,6 +291,9 @@ class FrameDecoder:
                     raise ProtocolError(f"unknown message type {raw_kind}") from None
                 if kind not in self._accept:
                     raise ProtocolError(f"unexpected message type {kind.name}")
+                first = self._after.get(kind)
+                if first is not None and first not in self._seen:
+                    raise ProtocolError(f"{kind.name} message before {first.name}")
                 if length > self._limits[kind]:
                     raise ProtocolError(f"{kind.name} message too large ({length} bytes)")
                 buf.clear()
@@ -309,3 +317,4 @@ class FrameDecoder:
             body_bytes = bytes(buf)
             buf.clear()
             out.append(parse(kind, body_bytes))
+            self._seen.add(kind)

@@ -1,0 +1,194 @@
+"""Manifests built to exhaust the receiver (issue 9, finding 3) and misleading names.
+
+The hostile sharer holds the key (it is the sharer), so it passes the
+handshake and hands over whatever manifest it likes. Each attack must be
+refused by a cap, in time and memory linear in the manifest's bytes, before
+anything is written; the manifest frame must not be buffered before the
+sharer proved the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+import trio
+from test_malicious import CS, EvilSharer, against_evil, all_files, manifest_json
+
+from p2pshare.transfer import fetch, manifest, paths, wire
+from p2pshare.transfer.errors import OutputError, ProtocolError
+from p2pshare.transfer.events import ManifestReceived, TransferEvent
+
+
+def _deep(depth: int, leaf: str) -> str:
+    return "/".join(["a"] * (depth - 1) + [leaf])
+
+
+def _raw_manifest(chunk_size: int, files: list[tuple[str, int, int]]) -> bytes:
+    """(path, declared size, number of chunk hashes) -> JSON; hashes are random."""
+    entries = [
+        {"path": p, "size": size, "sha256": os.urandom(32).hex(), "chunks": os.urandom(32 * n).hex()}
+        for p, size, n in files
+    ]
+    obj = {"version": 1, "name": "evil", "description": "", "sharer": None, "chunk_size": chunk_size}
+    obj |= {"dirs": [], "files": entries}
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def test_tree_check_caps_depth() -> None:
+    paths.check_tree([_deep(paths.MAX_DEPTH, "f")], [])
+    with pytest.raises(paths.PathRuleError, match="deeper than 128"):
+        paths.check_tree([_deep(paths.MAX_DEPTH + 1, "f")], [])
+
+
+def test_tree_check_still_finds_every_collision() -> None:
+    for files, dirs, rule in [
+        (["a/b", "a/b"], [], "duplicate path"),
+        (["a/b", "A/c"], [], "case or Unicode"),
+        (["a", "a/b"], [], "both a file and a directory"),
+        (["a/b"], ["a/b"], "both a file and a directory"),
+        ([], ["d", "d"], "duplicate path"),
+        (["caf\u00e9/x", "cafe\u0301/y"], [], "case or Unicode"),
+    ]:
+        with pytest.raises(paths.PathRuleError, match=rule):
+            paths.check_tree(files, dirs)
+    paths.check_tree(["a/b", "a/c", "d"], ["a", "e/f"])
+
+
+def test_tree_check_caps_directories(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(paths, "MAX_DIRS", 10)
+    paths.check_tree([f"d{i}/f" for i in range(10)], [])
+    with pytest.raises(paths.PathRuleError, match="more than 10 directories"):
+        paths.check_tree([f"d{i}/f" for i in range(11)], [])
+
+
+async def test_deep_manifest_is_refused_and_nothing_is_created(tmp_path: Path) -> None:
+    # Was: 300 paths 2,046 levels deep (1.2 MB) -> 2.68 GB RSS, 613,800 directories.
+    evil_json = manifest_json([(_deep(2046, f"f{i}"), b"") for i in range(300)])
+    assert len(evil_json) > 1_000_000
+
+    async def behave(evil: EvilSharer, key: bytes) -> None:
+        await evil.handshake(evil_json)
+        await evil.recv()
+
+    before = all_files(tmp_path)
+    err = await against_evil(tmp_path, behave)
+    assert isinstance(err, ProtocolError) and "deeper than 128 levels" in str(err)
+    assert all_files(tmp_path) - before <= {"out"}
+
+
+async def test_too_many_chunk_hashes_are_refused(tmp_path: Path) -> None:
+    # Was: 1M chunk hashes declaring 15.3 TiB accepted at 1.67 GB RSS.
+    n = manifest.MAX_TOTAL_CHUNKS + 1
+    evil_json = _raw_manifest(CS, [("big", n * CS, n)])
+
+    async def behave(evil: EvilSharer, key: bytes) -> None:
+        await evil.handshake(evil_json)
+        await evil.recv()
+
+    err = await against_evil(tmp_path, behave)
+    assert isinstance(err, ProtocolError) and f"more than {manifest.MAX_TOTAL_CHUNKS} chunks" in str(err)
+    assert all_files(tmp_path) <= {"out"}
+
+
+async def test_share_larger_than_the_free_space_is_refused_before_any_write(tmp_path: Path) -> None:
+    size = manifest.MAX_TOTAL_CHUNKS * manifest.MAX_CHUNK_SIZE  # 4 TiB: within every cap
+    if shutil.disk_usage(tmp_path).free >= size:
+        pytest.skip("this filesystem has 4 TiB free")
+    evil_json = _raw_manifest(manifest.MAX_CHUNK_SIZE, [("huge.bin", size, manifest.MAX_TOTAL_CHUNKS)])
+
+    async def behave(evil: EvilSharer, key: bytes) -> None:
+        await evil.handshake(evil_json)
+        await evil.recv()
+
+    err = await against_evil(tmp_path, behave)
+    assert isinstance(err, OutputError), err
+    assert "not enough space" in str(err) and "4.0 TiB" in str(err)
+    assert all_files(tmp_path) <= {"out"}  # no partial directory, no file
+
+
+def test_manifest_frame_before_accept_is_refused_from_its_header() -> None:
+    dec = wire.FrameDecoder(wire.TO_RECEIVER, wire.RECEIVER_ORDER)
+    dec.feed(wire.encode(wire.Challenge(os.urandom(32))))
+    header = struct.pack(">BI", wire.MsgType.MANIFEST, 60 << 20)
+    with pytest.raises(ProtocolError, match="MANIFEST message before ACCEPT"):
+        dec.feed(header + b"x" * 1000)
+    assert dec.buffered <= len(header)
+    dec2 = wire.FrameDecoder(wire.TO_RECEIVER, wire.RECEIVER_ORDER)
+    with pytest.raises(ProtocolError, match="CHUNK message before ACCEPT"):
+        dec2.feed(struct.pack(">BI", wire.MsgType.CHUNK, 1 << 20))
+
+
+async def test_unauthenticated_peer_cannot_park_a_manifest(tmp_path: Path) -> None:
+    async def behave(evil: EvilSharer, key: bytes) -> None:
+        await evil.recv()  # HELLO
+        await evil.s.write(wire.encode(wire.Challenge(os.urandom(32))))
+        await evil.recv()  # PROOF; now skip ACCEPT and start a huge MANIFEST
+        await evil.s.write(struct.pack(">BI", wire.MsgType.MANIFEST, 64 << 20) + b"\0" * 65536)
+
+    err = await against_evil(tmp_path, behave)
+    assert isinstance(err, ProtocolError) and "before ACCEPT" in str(err)
+
+
+def test_name_warnings() -> None:
+    assert paths.name_warnings("report.pdf") == []
+    assert paths.name_warnings("caf\u00e9/men\u00fc.txt") == []
+    (bidi,) = paths.name_warnings("invoice\u202efdp.exe")
+    assert "invisible or direction-changing" in bidi and "\\u202e" in bidi
+    (look,) = paths.name_warnings("\uff0e\uff0e/x")
+    assert "lookalike" in look and "'../x'" in look
+    (zw,) = paths.name_warnings("pay\u200bpal.html")
+    assert "invisible" in zw
+
+
+def test_chunk_size_grows_only_for_huge_shares() -> None:
+    assert manifest.chunk_size_for([10 << 30]) == manifest.DEFAULT_CHUNK_SIZE
+    assert manifest.chunk_size_for([300 << 30]) == 2 << 20
+    assert manifest.chunk_size_for([5 << 40]) == manifest.MAX_CHUNK_SIZE
+
+
+async def test_misleading_names_are_received_with_warnings(tmp_path: Path) -> None:
+    data = b"not a pdf"
+    names = ["invoice\u202efdp.exe", "\uff0e\uff0e", "plain.txt"]
+    events: list[TransferEvent] = []
+
+    async def behave(evil: EvilSharer, key: bytes) -> None:
+        body = manifest_json([(n, data) for n in names])
+        await evil.handshake(body)
+        want = await evil.recv()
+        assert isinstance(want, wire.Want)
+        digest = hashlib.sha256(manifest.decode(body).encode()).digest()
+        for i in range(len(names)):
+            await evil.s.write(evil.chunk(digest, i, i, 0, True, data))
+        await evil.s.write(wire.encode(wire.End()))
+        await evil.recv()  # DONE
+
+    from xfer_helpers import RECEIVER_ID, SHARER_ID, stream_pair
+
+    key = os.urandom(32)
+    r, s = stream_pair()
+    evil = EvilSharer(s, key)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+
+            async def run_evil() -> None:
+                await behave(evil, key)
+                await evil.s.close_write()
+
+            nursery.start_soon(run_evil)
+            await fetch(
+                r,
+                key=key,
+                output_dir=tmp_path,
+                local_peer_id=RECEIVER_ID,
+                remote_peer_id=SHARER_ID,
+                on_event=events.append,
+            )
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != paths.PARTIAL_DIR_NAME) == sorted(names)
+    (got,) = [e for e in events if isinstance(e, ManifestReceived)]
+    assert len(got.warnings) == 2
