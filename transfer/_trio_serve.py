@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 PIPELINE_DEPTH = 2  # sealed batches waiting for the stream (plus one sealing, one writing)
 BATCH_BYTES = 4 << 20
 HANDSHAKE_TIMEOUT = 30.0
+#: A receiver that stops reading chunks for this long is cut: it holds a
+#: session slot and a few batches of memory while it stalls.
+WRITE_STALL_TIMEOUT = 30.0
 
 
 async def serve_transfer(
@@ -52,16 +55,19 @@ async def serve_transfer(
         except Exception:
             log.exception("transfer event handler failed")
 
+    if not registry.try_begin_handshake(remote_peer_id):
+        # Unauthenticated and over budget: nothing is owed to this peer.
+        log.info("too many handshakes: refusing a stream from %s", remote_peer_id.hex()[:16])
+        await reset_quietly(stream)
+        return
     session = _Session(stream, registry, local_peer_id, remote_peer_id, emit, idle_timeout)
-    if not registry.try_acquire():
+    try:
+        await session.run()
+    except _Busy:
         log.info("busy: refusing a transfer from %s", remote_peer_id.hex()[:16])
-        session.proto.send_error(wire.ErrorCode.BUSY, "too many transfers at once; try again later")
         await goodbye(stream, session.proto.data_to_send())
         await await_eof(stream)
         await reset_quietly(stream)
-        return
-    try:
-        await session.run()
     except TransferError as exc:
         if isinstance(exc, SourceError):
             log.warning("stopped serving %s: %s", remote_peer_id.hex()[:16], exc)
@@ -83,7 +89,11 @@ async def serve_transfer(
         await reset_quietly(stream)  # cancelled: tell the peer, then propagate
         raise
     finally:
-        registry.release()
+        session.release()
+
+
+class _Busy(Exception):
+    """Authenticated, but every session slot is taken (BUSY is queued)."""
 
 
 class _Session:
@@ -105,6 +115,25 @@ class _Session:
         self.share_id: bytes | None = None
         self.bytes_sent = 0
         self.watch_scope = trio.CancelScope()
+        self._handshaking = True  # holds a pre-authentication slot
+        self._slot = False  # holds a session slot
+
+    def _authenticated(self) -> None:
+        """Trade the pre-authentication slot for a session slot (or BUSY)."""
+        self.registry.end_handshake(self.remote)
+        self._handshaking = False
+        if not self.registry.try_acquire():
+            self.proto.refuse_busy()
+            raise _Busy
+        self._slot = True
+
+    def release(self) -> None:
+        if self._handshaking:
+            self.registry.end_handshake(self.remote)
+            self._handshaking = False
+        if self._slot:
+            self.registry.release()
+            self._slot = False
 
     async def run(self) -> None:
         start = trio.current_time()
@@ -119,6 +148,7 @@ class _Session:
                 raise StreamEndedError("the receiver closed the connection")
             for ev in self.proto.receive_data(data):
                 if isinstance(ev, ReceiverAuthenticated):
+                    self._authenticated()
                     self.share_id = ev.share_id
                     served = self.registry.get(ev.share_id)  # same tick as the lookup: present
                     self.emit(ReceiverConnected(self.remote, ev.share_id))
@@ -157,7 +187,7 @@ class _Session:
         async def writer() -> None:
             with recv:
                 async for blob in recv:
-                    await write_buffer(self.stream, blob, self.timeout, "receiver")
+                    await write_buffer(self.stream, blob, min(self.timeout, WRITE_STALL_TIMEOUT), "receiver")
                     self.bytes_sent += len(blob)
                     del blob  # not held while waiting for the next batch
             self.proto.send_end()

@@ -26,14 +26,38 @@ class ShareRegistry:
     the first receiver that confirmed a full, verified transfer.
     """
 
-    def __init__(self, max_sessions: int = 64) -> None:
+    def __init__(self, max_sessions: int = 64, max_handshakes: int = 256, max_handshakes_per_peer: int = 8) -> None:
         self._shares: dict[bytes, ServedShare] = {}
         self._completed: dict[bytes, int] = {}
         self.max_sessions = max_sessions
         self.active_sessions = 0
+        # Before the key proof a stream costs little (small frames, a short
+        # timeout) and gets its own, larger budget: a peer that only knows
+        # our address cannot take the session slots receivers need.
+        self.max_handshakes = max_handshakes
+        self.max_handshakes_per_peer = max_handshakes_per_peer
+        self._handshakes: dict[bytes, int] = {}
+        self.active_handshakes = 0
+
+    def try_begin_handshake(self, peer: bytes) -> bool:
+        """Claim a pre-authentication slot for ``peer`` (total and per-peer caps)."""
+        held = self._handshakes.get(peer, 0)
+        if self.active_handshakes >= self.max_handshakes or held >= self.max_handshakes_per_peer:
+            return False
+        self._handshakes[peer] = held + 1
+        self.active_handshakes += 1
+        return True
+
+    def end_handshake(self, peer: bytes) -> None:
+        held = self._handshakes.get(peer, 0) - 1
+        if held > 0:
+            self._handshakes[peer] = held
+        else:
+            self._handshakes.pop(peer, None)
+        self.active_handshakes -= 1
 
     def try_acquire(self) -> bool:
-        """Claim a session slot (bounds memory and threads under a flood)."""
+        """Claim a session slot after the key proof (bounds memory and threads)."""
         if self.active_sessions >= self.max_sessions:
             return False
         self.active_sessions += 1

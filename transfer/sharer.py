@@ -139,6 +139,14 @@ class SharerProtocol(SessionCore["SharerEvent"]):
             return [ReceiverDone()]
         raise ProtocolError(f"unexpected {type(msg).__name__} message in state {self.state.value}")
 
+    def refuse_busy(self) -> None:
+        """After ``ReceiverAuthenticated``, when no session slot is free.
+
+        Drops the queued ACCEPT and MANIFEST (a manifest can be 64 MiB) and
+        answers BUSY instead; the receiver retries."""
+        self._out.clear()
+        self.send_error(wire.ErrorCode.BUSY, "too many transfers at once; try again later")
+
     def _on_proof(self, msg: wire.Proof) -> ReceiverAuthenticated:
         share = self.share
         assert share is not None

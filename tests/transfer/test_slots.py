@@ -1,0 +1,148 @@
+"""Session slots under a flood (issue 9, finding 5), with real runners over memory streams.
+
+Slots used to be taken before HELLO: 64 silent streams from anyone who
+knew the sharer's address made every receiver wait for BUSY. Now a stream
+gets a cheap pre-authentication slot (total and per-peer caps, a short
+timeout) and a session slot only once it proved the key; a receiver that
+stops reading is cut after ``WRITE_STALL_TIMEOUT``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+from test_runners import run_pair, share
+from xfer_helpers import SHARER_ID, MemByteStream, stream_pair
+
+from p2pshare.transfer import _trio_serve, fetch, serve_transfer, wire
+from p2pshare.transfer.events import ReceiverFailed, TransferEvent
+from p2pshare.transfer.registry import ShareRegistry
+
+
+async def _silent_streams(nursery: trio.Nursery, registry: ShareRegistry, peers: list[bytes]) -> list[object]:
+    """Open one stream per entry of ``peers`` that never says anything."""
+    ends = []
+    for peer in peers:
+        r, s = stream_pair()
+        ends.append(r)
+        nursery.start_soon(
+            lambda s=s, peer=peer: serve_transfer(s, registry=registry, local_peer_id=SHARER_ID, remote_peer_id=peer)
+        )
+    await trio.testing.wait_all_tasks_blocked()
+    return ends
+
+
+async def test_silent_strangers_do_not_take_the_receivers_slots(tmp_path: Path) -> None:
+    _, key, registry = share(tmp_path)
+    registry.max_sessions = 2
+    async with trio.open_nursery() as nursery:
+        # 100 silent streams from 25 peers (4 each): more than the old 64 slots.
+        await _silent_streams(nursery, registry, [b"stranger-%d" % (i % 25) for i in range(100)])
+        assert registry.active_handshakes == 100 and registry.active_sessions == 0
+        result, _ = await run_pair(registry, key, tmp_path / "out")
+        assert not isinstance(result, Exception), result
+        nursery.cancel_scope.cancel()
+    assert registry.active_handshakes == 0 and registry.active_sessions == 0
+
+
+async def test_handshake_budget_is_capped_per_peer_and_in_total(tmp_path: Path) -> None:
+    _, _, registry = share(tmp_path)
+    registry.max_handshakes, registry.max_handshakes_per_peer = 10, 3
+    async with trio.open_nursery() as nursery:
+        ends = await _silent_streams(nursery, registry, [b"greedy"] * 5)
+        assert registry.active_handshakes == 3
+        refused = 0
+        for end in ends:  # over the per-peer cap: reset at once, nothing sent; the others wait for HELLO
+            with trio.move_on_after(0.3):
+                try:
+                    got = await end.read(100)  # type: ignore[attr-defined]
+                except ConnectionResetError:
+                    got = b""
+                assert got == b""
+                refused += 1
+        assert refused == 2
+        await _silent_streams(nursery, registry, [b"other-%d" % i for i in range(10)])
+        assert registry.active_handshakes == 10
+        nursery.cancel_scope.cancel()
+    assert registry.active_handshakes == 0
+
+
+async def test_silent_stranger_is_dropped_after_the_handshake_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_trio_serve, "HANDSHAKE_TIMEOUT", 0.2)
+    _, _, registry = share(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await _silent_streams(nursery, registry, [b"quiet"])
+        with trio.fail_after(5):
+            while registry.active_handshakes:
+                await trio.sleep(0.05)
+    assert registry.active_sessions == 0
+
+
+async def test_receiver_that_stops_reading_is_cut_and_frees_its_slot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_trio_serve, "WRITE_STALL_TIMEOUT", 0.3)
+    _, key, registry = share(tmp_path)
+    events: list[TransferEvent] = []
+    a, b = trio.testing.lockstep_stream_pair()  # a write waits for the reader, like a transport window
+    r, s = MemByteStream(a), MemByteStream(b)
+
+    class Stalling:
+        """A real receiver until the first chunk arrives; then it never reads again."""
+
+        def __init__(self) -> None:
+            self.seen = 0
+
+        async def read(self, n: int) -> bytes:
+            if self.seen > 200_000:
+                await trio.sleep_forever()
+            data = await r.read(n)
+            self.seen += len(data)
+            return data
+
+        async def write(self, data: bytes) -> None:
+            await r.write(data)
+
+        async def close_write(self) -> None:
+            await r.close_write()
+
+        async def reset(self) -> None:
+            await r.reset()
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+
+            async def receive() -> None:
+                await fetch(
+                    Stalling(),
+                    key=key,
+                    output_dir=tmp_path / "out",
+                    local_peer_id=b"stalling",
+                    remote_peer_id=SHARER_ID,
+                    idle_timeout=60,
+                )
+
+            nursery.start_soon(receive)
+            await serve_transfer(
+                s, registry=registry, local_peer_id=SHARER_ID, remote_peer_id=b"stalling", on_event=events.append
+            )
+            nursery.cancel_scope.cancel()
+    assert registry.active_sessions == 0
+    failed = [e for e in events if isinstance(e, ReceiverFailed)]
+    assert failed and "stopped reading" in failed[-1].reason, events
+
+
+def test_busy_after_the_proof_sends_no_manifest() -> None:
+    from p2pshare.transfer.sharer import SharerProtocol
+
+    registry = ShareRegistry()
+    proto = SharerProtocol(registry.material, local_peer_id=b"s", remote_peer_id=b"r")
+    proto._out.append(b"ACCEPT+MANIFEST")  # what _on_proof queues
+    proto.refuse_busy()
+    (msg,) = wire.FrameDecoder(wire.TO_RECEIVER).feed(proto.data_to_send())
+    assert isinstance(msg, wire.Error) and msg.code == wire.ErrorCode.BUSY
+    assert proto.failed
