@@ -33,6 +33,7 @@ from p2pshare.node.identity import load_or_create_identity
 from p2pshare.node.ping import PING_PROTOCOL, measure_rtt
 from p2pshare.node.reach import Reacher
 from p2pshare.node.traversal import Traversal, TraversalEvent, open_traversal
+from p2pshare.sharecode.multiaddrs import is_circuit, legacy_endpoint, relay_part, without_loopback
 from p2pshare.transfer import PROTOCOL_ID, PreparedShare, ShareRegistry, build_manifest, fetch, serve_transfer
 from p2pshare.transfer.errors import TransferError
 from p2pshare.transfer.events import Progress
@@ -203,11 +204,11 @@ class Node:
 
     def addresses(self) -> list[str]:
         """Dialable addresses: public/LAN first, loopback, then relayed ones."""
-        addrs = _without_loopback(sorted(self.host.listen_addrs()))
+        addrs = without_loopback(sorted(self.host.listen_addrs()))
         verdict = self._traversal.verdict if self._traversal is not None else None
         if verdict is not None and verdict.confirmed and verdict.reachability.value == "public":
             return addrs  # AutoNAT: others reach us directly; relayed addresses would only slow them
-        return addrs + _without_loopback(self.relay.relayed_addrs())
+        return addrs + without_loopback(self.relay.relayed_addrs())
 
     @property
     def traversal(self) -> Traversal:
@@ -396,7 +397,7 @@ class Node:
         port's public mapping from them, so hole punching can announce it."""
         if not isinstance(parsed, sharecode.ShareCode) or self.traversal.nat is not None:
             return
-        circuits = [a.split("/p2p-circuit")[0] for a in parsed.addresses if "/p2p-circuit" in a]
+        circuits = [relay_part(a) for a in parsed.addresses if is_circuit(a)]
         if circuits:
             with trio.move_on_after(PROBE_WAIT):
                 await self.traversal.probe(circuits)
@@ -433,17 +434,6 @@ class Node:
         return None
 
 
-def _is_loopback(addr: str) -> bool:
-    return addr.startswith(("/ip4/127.", "/ip6/::1/"))
-
-
-def _without_loopback(addrs: list[str]) -> list[str]:
-    """Loopback addresses only help on this machine: keep them only when
-    there is nothing else (all-local tests and demos)."""
-    others = [a for a in addrs if not _is_loopback(a)]
-    return others or addrs
-
-
 def _limited_message(limit: Limit) -> str:
     caps = []
     if limit.data:
@@ -459,15 +449,10 @@ def _limited_message(limit: Limit) -> str:
 
 def _legacy_for(human_code: str, key: bytes, addrs: Sequence[str]) -> sharecode.LegacyCode | None:
     """A legacy code needs one plain IP:PORT; prefer a non-loopback IPv4."""
-    candidates: list[tuple[str, int]] = []
-    for addr in addrs:
-        parts = addr.strip("/").split("/")
-        if len(parts) >= 4 and parts[0] in ("ip4", "ip6") and parts[2] == "tcp" and "p2p-circuit" not in parts:
-            candidates.append((parts[1], int(parts[3])))
-    if not candidates:
+    picked = legacy_endpoint(addrs)
+    if picked is None:
         return None
-    candidates.sort(key=lambda hp: (hp[0].startswith("127.") or hp[0] == "::1", ":" in hp[0]))
-    host, port = candidates[0]
+    host, port = picked
     return sharecode.LegacyCode(share_code=human_code, encryption_key=key, host=host, port=port)
 
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from p2pshare.node.traversal import TraversalEvent
 
 from p2pshare.node.shares_db import ShareRecord, forget_record, load_record, save_record
+from p2pshare.sharecode.multiaddrs import first_tcp_port
 
 
 def check_paths(paths: list[Path]) -> list[Path]:
@@ -114,7 +115,7 @@ async def _serve(
                 key=record.key if record else None,
                 human_code=record.human_code if record else None,
             )
-            port = _tcp_port(node.addresses())
+            port = first_tcp_port(node.addresses())
             save_record(home, paths, name, ShareRecord(info.code.encryption_key, info.code.share_code, port))
             code = info.encode()
             legacy = info.legacy.encode() if info.legacy else None
@@ -180,14 +181,6 @@ def _b58(peer: bytes) -> str:
     import base58
 
     return base58.b58encode(peer).decode()
-
-
-def _tcp_port(addrs: list[str]) -> int | None:
-    for addr in addrs:
-        parts = addr.strip("/").split("/")
-        if len(parts) >= 4 and parts[2] == "tcp":
-            return int(parts[3])
-    return None
 
 
 __all__ = ["run_share", "check_paths", "forget_record"]

@@ -15,7 +15,6 @@ known peer is stopped, and the ``libp2p`` logger is routed to ours.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import sys
@@ -42,6 +41,8 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from multiaddr.utils import get_network_addrs
+
+from p2pshare.sharecode.multiaddrs import unspecified_host
 
 from . import _libp2p_patches
 
@@ -403,22 +404,15 @@ class Host:
 
 def _expand_wildcard(maddr: multiaddr.Multiaddr) -> list[str]:
     text = str(maddr)
-    parts = text.split("/")
-    # parts: ["", "ip4", "0.0.0.0", "tcp", "PORT", ...]
-    if len(parts) < 3 or parts[1] not in ("ip4", "ip6"):
+    wild = unspecified_host(text)
+    if wild is None:
         return [text]
-    try:
-        ip = ipaddress.ip_address(parts[2])
-    except ValueError:
-        return [text]
-    if not ip.is_unspecified:
-        return [text]
-    rest = "/".join(parts[3:])
-    if parts[1] == "ip4":
+    family, rest = wild
+    if family == "ip4":
         ips = ["127.0.0.1", *get_network_addrs(4)]
     else:
         ips = ["::1", *get_network_addrs(6)]
-    return [f"/{parts[1]}/{a}/{rest}" for a in dict.fromkeys(ips)]
+    return [f"/{family}/{a}/{rest}" for a in dict.fromkeys(ips)]
 
 
 async def upgrade_raw_connection(

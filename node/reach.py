@@ -19,7 +19,7 @@ from p2pshare.node.circuit.client import RelayClient
 from p2pshare.node.discovery import Discovery
 from p2pshare.node.errors import PeerUnreachableError
 from p2pshare.node.host import Host
-from p2pshare.node.natinfo.addrs import is_public_ip
+from p2pshare.sharecode.multiaddrs import ip_text, is_circuit, is_loopback_ip, is_public_ip, same_ip4_prefix
 
 RELAY_DELAY = 1.5  # seconds a direct dial runs alone before relays join the race
 DHT_DELAY = 1.0  # seconds the code's own addresses are tried alone before asking the DHT
@@ -38,14 +38,12 @@ class Reacher:
         loopback, or a private one on one of our own /24s (the same LAN). A
         peer's private address on another network never answers: it gets no
         head start over the relays."""
-        parts = addr.strip("/").split("/")
-        if len(parts) < 2 or parts[0] not in ("ip4", "ip6"):
+        ip = ip_text(addr)
+        if ip is None:
             return True  # dns names and the like: let them try
-        ip = parts[1]
-        if is_public_ip(ip) or ip.startswith("127.") or ip == "::1":
+        if is_public_ip(ip) or is_loopback_ip(ip):
             return True
-        prefix = ip.rsplit(".", 1)[0] + "."
-        return any(f"/ip4/{prefix}" in own for own in self.host.listen_addrs())
+        return same_ip4_prefix(ip, self.host.listen_addrs())
 
     async def reach_until(
         self, parsed: sharecode.ShareCode | sharecode.LegacyCode, deadline: float, last_error: Exception | None
@@ -88,8 +86,8 @@ class Reacher:
 
                 async def attempt(peer_id: str, addrs: Sequence[str]) -> None:
                     nonlocal winner
-                    circuits = [a for a in addrs if "/p2p-circuit" in a]
-                    direct = [] if self.force_relay else [a for a in addrs if "/p2p-circuit" not in a]
+                    circuits = [a for a in addrs if is_circuit(a)]
+                    direct = [] if self.force_relay else [a for a in addrs if not is_circuit(a)]
                     try:
                         await self.connect_any(peer_id, direct, circuits, timeout=timeout)
                     except PeerUnreachableError as exc:

@@ -23,6 +23,7 @@ from p2pshare.node.host import Host
 from p2pshare.node.natinfo import NatReport
 from p2pshare.node.natinfo._trio_identify import observe_via_identify, predict_mapping
 from p2pshare.node.natinfo._trio_stun import DEFAULT_PORTS, probe_nat
+from p2pshare.sharecode.multiaddrs import ip_text
 
 log = logging.getLogger(__name__)
 _DIRECT_POLL = 0.05  # seconds between looks at the peer's connections
@@ -43,11 +44,6 @@ class NatDiscovered:
 
 
 TraversalEvent = Upgraded | UpgradeFailed | ReachabilityChanged | NatDiscovered
-
-
-def _relay_ip(addr: str) -> str | None:
-    parts = addr.strip("/").split("/")
-    return parts[1] if len(parts) > 1 and parts[0] in ("ip4", "ip6") else None
 
 
 class Traversal:
@@ -108,7 +104,7 @@ class Traversal:
 
     async def probe(self, relays: Sequence[str]) -> None:
         """Learn the listen port's public mapping from the relays' STUN responders."""
-        servers = [(ip, port) for ip in dict.fromkeys(filter(None, map(_relay_ip, relays))) for port in DEFAULT_PORTS]
+        servers = [(ip, port) for ip in dict.fromkeys(filter(None, map(ip_text, relays))) for port in DEFAULT_PORTS]
         local = next(iter(listen_tcp(self.host)), None)
         if not servers or local is None:
             return

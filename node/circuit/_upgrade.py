@@ -22,6 +22,7 @@ from libp2p.connection_types import ConnectionType
 from libp2p.network.connection.raw_connection import RawConnection
 
 from p2pshare.node.host import Host, upgrade_raw_connection
+from p2pshare.sharecode import multiaddrs as addrs
 
 __all__ = ["upgrade_relayed", "circuit_multiaddr"]
 
@@ -67,7 +68,7 @@ class _StreamIO:
 
 
 def circuit_multiaddr(relay_peer_id: str, peer_id: str) -> multiaddr.Multiaddr:
-    return multiaddr.Multiaddr(f"/p2p/{relay_peer_id}/p2p-circuit/p2p/{peer_id}")
+    return multiaddr.Multiaddr(addrs.circuit_multiaddr(f"/p2p/{relay_peer_id}", peer_id))
 
 
 async def upgrade_relayed(host: Host, stream: INetStream, relay_peer_id: str, peer_id: str, *, initiator: bool) -> Any:

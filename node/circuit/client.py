@@ -39,6 +39,7 @@ from p2pshare.node.circuit.wire import (
     read_stop,
 )
 from p2pshare.node.host import DialError, Host, LibP2PByteStream, StreamError
+from p2pshare.sharecode.multiaddrs import circuit_multiaddr, circuit_names_other, is_circuit, relay_of, with_peer
 
 __all__ = ["RelayClient", "RelayError", "ReservationState", "open_relay_client", "parse_relay_addr"]
 
@@ -81,30 +82,28 @@ class _Relay:
 
 def parse_relay_addr(addr: str) -> tuple[str, str]:
     """``(relay peer ID, relay multiaddr with /p2p/<relay>)`` from a relay or circuit addr."""
-    text = addr.split("/p2p-circuit", 1)[0]
-    try:
-        maddr = multiaddr.Multiaddr(text)
-        relay = maddr.value_for_protocol("p2p")
-    except Exception:
-        raise RelayError(f"bad relay address {addr[:200]!r}") from None
+    found = relay_of(addr)
+    if found is None:
+        raise RelayError(f"bad relay address {addr[:200]!r}")
+    relay, text = found
     if not relay:
         raise RelayError(f"relay address {addr[:200]!r} has no /p2p/<relay-id>")
-    return str(relay), text
+    return relay, text
 
 
 def _decode_addrs(raw: Sequence[bytes], relay_peer_id: str) -> tuple[str, ...]:
     out: list[str] = []
-    suffix = f"/p2p/{relay_peer_id}"
     for b in raw[:_MAX_ADDRS_PER_RELAY]:
         try:
             text = str(multiaddr.Multiaddr(b))
         except Exception:
             continue
-        if "/p2p-circuit" in text:
+        if is_circuit(text):
             continue
-        if "/p2p/" in text and not text.endswith(suffix):
+        full = with_peer(text, relay_peer_id)
+        if full is None:
             continue  # names another peer: not usable as this relay's address
-        out.append(text if text.endswith(suffix) else text + suffix)
+        out.append(full)
     return tuple(dict.fromkeys(out))
 
 
@@ -143,14 +142,13 @@ class RelayClient:
 
     def relayed_addrs(self) -> list[str]:
         """Our circuit addrs (``<relay addr>/p2p/R/p2p-circuit/p2p/<us>``) for share codes."""
-        tail = f"/p2p-circuit/p2p/{self.host.peer_id}"
         out: list[str] = []
         for relay in self._relays:  # configured order: the operator's preference
             state = self._active.get(relay.peer_id)
             if state is None:
                 continue
-            out.append(relay.addr + tail)
-            out.extend(a + tail for a in state.addrs)
+            out.append(circuit_multiaddr(relay.addr, self.host.peer_id))
+            out.extend(circuit_multiaddr(a, self.host.peer_id) for a in state.addrs)
         return list(dict.fromkeys(out))
 
     async def wait_reserved(self, timeout: float) -> bool:
@@ -176,7 +174,7 @@ class RelayClient:
         or a full ``.../p2p-circuit/p2p/<peer>`` addr). Returns at once if a
         connection exists. Raises :class:`RelayError` (a ``DialError``)."""
         relay_id, relay_text = parse_relay_addr(relay_addr)
-        if "/p2p-circuit/p2p/" in relay_addr and not relay_addr.rstrip("/").endswith(peer_id):
+        if circuit_names_other(relay_addr, peer_id):
             raise RelayError(f"circuit address {relay_addr[:200]!r} names another peer")
         if peer_id in (self.host.peer_id, relay_id):
             raise RelayError("refusing to relay to ourselves or to the relay")

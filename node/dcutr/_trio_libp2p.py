@@ -19,6 +19,7 @@ from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.peer.id import ID
 
 from p2pshare.node.host import Host, upgrade_raw_connection
+from p2pshare.sharecode.multiaddrs import tcp_multiaddr
 
 __all__ = [
     "upgrade_punched",
@@ -118,8 +119,7 @@ async def upgrade_punched(host: Host, sock: trio.socket.SocketType, peer_id: str
     stream = trio.SocketStream(sock)
     raw = RawConnection(TrioTCPStream(stream), client)
     ip, port = sock.getpeername()[:2]
-    fam = "ip6" if ":" in ip else "ip4"
-    maddr = multiaddr.Multiaddr(f"/{fam}/{ip}/tcp/{port}")
+    maddr = multiaddr.Multiaddr(tcp_multiaddr(ip, port))
     try:
         return await upgrade_raw_connection(host, raw, peer_id, maddr, initiator=client, what="punched connection")
     except BaseException:

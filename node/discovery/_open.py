@@ -17,6 +17,7 @@ from libp2p.records.validator import NamespacedValidator
 from multiaddr import Multiaddr
 
 from p2pshare.node.host import Host
+from p2pshare.sharecode.multiaddrs import trailing_peer
 
 from ._rpc import PROTOCOL_ID as KAD_PROTOCOL_ID
 from .dnsaddr import TxtLookup, resolve_bootstrap
@@ -64,11 +65,11 @@ def _targets(addrs: Sequence[str]) -> list[Target]:
     by_peer: dict[str, list[str]] = {}
     bare: list[Target] = []
     for addr in addrs:
-        parts = addr.rstrip("/").split("/")
-        if len(parts) >= 3 and parts[-2] in ("p2p", "ipfs"):
-            norm = normalize_addr(addr, parts[-1])
+        peer = trailing_peer(addr)
+        if peer is not None:
+            norm = normalize_addr(addr, peer)
             if norm:
-                by_peer.setdefault(parts[-1], []).append(norm)
+                by_peer.setdefault(peer, []).append(norm)
         elif addr.startswith("/"):
             bare.append(Target(None, (addr,)))
     return [Target(p, tuple(a)) for p, a in by_peer.items()] + bare

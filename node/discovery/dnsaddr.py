@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 
 import trio
 
+from p2pshare.sharecode.multiaddrs import split_dnsaddr
+
 __all__ = [
     "DEFAULT_BOOTSTRAP",
     "TxtLookup",
@@ -42,19 +44,6 @@ _PREFIX = "dnsaddr="
 
 #: ``name -> TXT strings``; blocking (it runs in a worker thread).
 TxtLookup = Callable[[str], list[str]]
-
-
-def split_dnsaddr(addr: str) -> tuple[str, str | None] | None:
-    """``(hostname, peer_id or None)`` for a ``/dnsaddr/...`` address, else None."""
-    parts = addr.strip("/").split("/")
-    if len(parts) < 2 or parts[0] != "dnsaddr" or not parts[1]:
-        return None
-    peer = None
-    if len(parts) == 4 and parts[2] in ("p2p", "ipfs"):
-        peer = parts[3]
-    elif len(parts) != 2:
-        return None
-    return parts[1], peer
 
 
 def parse_dnsaddr_txt(records: Sequence[str], peer_id: str | None) -> list[str]:

@@ -8,10 +8,10 @@ into one entry per peer with the union of its addresses.
 
 from __future__ import annotations
 
-import enum
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from p2pshare.sharecode.multiaddrs import AddrScope, addr_scope, is_dialable_tcp, normalize_peer_addr
 
 __all__ = [
     "MAX_ADDRS_PER_PEER",
@@ -28,8 +28,6 @@ __all__ = [
 # Same bound as node.host's parallel dial; more is noise (or an attack).
 MAX_ADDRS_PER_PEER = 16
 MAX_ADDR_CHARS = 512
-_HOSTS = ("ip4", "ip6", "dns", "dns4", "dns6")
-_UNSPECIFIED = frozenset({"0.0.0.0", "::", "0:0:0:0:0:0:0:0"})
 
 
 @dataclass(frozen=True)
@@ -41,26 +39,9 @@ class PeerInfo:
 
 
 def normalize_addr(addr: str, peer_id: str) -> str | None:
-    """Strip a trailing ``/p2p/<peer_id>``; None for what is not an address.
-
-    Addresses ending in another peer's ``/p2p`` are refused (a relay address
-    keeps its ``/p2p/<relay>/p2p-circuit``, which does not end that way), as
-    are unspecified hosts (``0.0.0.0``: py-libp2p advertises its listen
-    addresses as they are).
-    """
-    if not addr or len(addr) > MAX_ADDR_CHARS or not addr.startswith("/"):
-        return None
-    if not addr.isprintable() or " " in addr:
-        return None
-    parts = addr.rstrip("/").split("/")
-    if len(parts) >= 3 and parts[1] in ("ip4", "ip6") and parts[2] in _UNSPECIFIED:
-        return None  # a listen address, never a reachable one
-    if len(parts) >= 3 and parts[-2] in ("p2p", "ipfs"):
-        if parts[-1] != peer_id:
-            return None
-        parts = parts[:-2]
-    out = "/".join(parts)
-    return out if len(out) > 1 else None
+    """Strip a trailing ``/p2p/<peer_id>``; None for what is not an address
+    (see :func:`p2pshare.sharecode.multiaddrs.normalize_peer_addr`)."""
+    return normalize_peer_addr(addr, peer_id, MAX_ADDR_CHARS)
 
 
 def merge_peer_infos(infos: Iterable[PeerInfo], *, exclude: str | None = None) -> list[PeerInfo]:
@@ -83,33 +64,6 @@ def merge_peer_infos(infos: Iterable[PeerInfo], *, exclude: str | None = None) -
     return [PeerInfo(pid, list(addrs[pid])) for pid in order]
 
 
-class AddrScope(enum.IntEnum):
-    """How far an address reaches; larger is wider."""
-
-    LOOPBACK = 0
-    PRIVATE = 1
-    PUBLIC = 2
-
-
-def addr_scope(addr: str) -> AddrScope:
-    """Scope of a multiaddr by its first host component (DNS counts as public)."""
-    parts = addr.split("/")
-    if len(parts) < 3 or parts[1] not in ("ip4", "ip6"):
-        return AddrScope.PUBLIC
-    try:
-        ip = ipaddress.ip_address(parts[2])
-    except ValueError:
-        return AddrScope.PUBLIC
-    if ip.is_loopback:
-        return AddrScope.LOOPBACK
-    if ip.is_private or ip.is_link_local or ip in _CGNAT or ip.is_unspecified:
-        return AddrScope.PRIVATE
-    return AddrScope.PUBLIC
-
-
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
-
-
 def min_scope(addrs: Iterable[str]) -> AddrScope:
     """The narrowest address scope a peer known at ``addrs`` may tell us about.
 
@@ -119,18 +73,3 @@ def min_scope(addrs: Iterable[str]) -> AddrScope:
     """
     scopes = [addr_scope(a) for a in addrs]
     return min(scopes) if scopes else AddrScope.PUBLIC
-
-
-def is_dialable_tcp(addr: str) -> bool:
-    """``/HOST/<h>/tcp/<port>`` exactly: what our host can dial for a Kad RPC."""
-    parts = addr.split("/")
-    if len(parts) != 5 or parts[0] or parts[1] not in _HOSTS or parts[3] != "tcp":
-        return False
-    if parts[1] in ("ip4", "ip6"):
-        try:
-            ip = ipaddress.ip_address(parts[2])
-        except ValueError:
-            return False
-        if ip.is_unspecified or ip.is_multicast:
-            return False
-    return parts[4].isdigit() and 0 < int(parts[4]) < 65536

@@ -18,6 +18,7 @@ import trio
 
 from p2pshare.node.host import Host
 from p2pshare.node.pbwire import PbError, iter_fields, try_unframe
+from p2pshare.sharecode.multiaddrs import split_first_peer
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +85,10 @@ async def observe_via_identify(host: Host, relay_addr: str, timeout: float = 5.0
     """(observed IP, observed port, our local port) of our connection to a relay."""
     from p2pshare.node.dcutr import _trio_libp2p as lp
 
-    if "/p2p/" not in relay_addr:
+    split = split_first_peer(relay_addr)
+    if split is None:
         return None
-    base, _, rest = relay_addr.partition("/p2p/")
-    peer_id = rest.split("/")[0]
+    base, peer_id = split
     with trio.move_on_after(timeout):
         await host.connect(peer_id, [base], timeout=timeout)
         conns = lp.direct_conns(host, peer_id)

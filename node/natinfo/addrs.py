@@ -1,19 +1,17 @@
-"""Address facts shared by AutoNAT, DCUtR and NAT discovery (pure).
+"""Binary address lists shared by AutoNAT, DCUtR and NAT discovery (pure).
 
-"Private" here means a range a host sits behind a NAT in, or that never
-leaves the host: loopback, RFC 1918, carrier-grade NAT space
-(100.64.0.0/10), link-local, unique-local IPv6, unspecified, multicast and
-reserved. Documentation ranges count as public, so a lab built from them
-behaves like the internet.
+The typed address and the public/private rule live in
+:mod:`p2pshare.sharecode.multiaddrs` (the one multiaddr module); they are
+re-exported here for the protocol code that imports them from this place.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import multiaddr
+
+from p2pshare.sharecode.multiaddrs import TcpAddr, is_public_ip, parse_tcp_addr, tcp_multiaddr
 
 __all__ = [
     "TcpAddr",
@@ -24,94 +22,6 @@ __all__ = [
     "encode_addr",
     "same_public_ip",
 ]
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-_NON_PUBLIC = [
-    ipaddress.ip_network(n)
-    for n in (
-        "0.0.0.0/8",
-        "10.0.0.0/8",
-        "100.64.0.0/10",
-        "127.0.0.0/8",
-        "169.254.0.0/16",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "224.0.0.0/4",
-        "240.0.0.0/4",
-        "::/128",
-        "::1/128",
-        "fc00::/7",
-        "fe80::/10",
-        "ff00::/8",
-    )
-]
-_MAX_ADDR_BYTES = 512
-
-
-def is_public_ip(ip: str | IPAddress) -> bool:
-    """True unless ``ip`` is loopback/private/CGNAT/link-local/reserved."""
-    try:
-        addr = ipaddress.ip_address(ip) if isinstance(ip, str) else ip
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return not any(addr.version == net.version and addr in net for net in _NON_PUBLIC)
-
-
-@dataclass(frozen=True)
-class TcpAddr:
-    """A plain ``/ip4|ip6/<ip>/tcp/<port>`` address (optionally ``/p2p/<id>``)."""
-
-    ip: str
-    port: int
-    peer_id: str | None = None
-
-    @property
-    def version(self) -> int:
-        return ipaddress.ip_address(self.ip).version
-
-    @property
-    def public(self) -> bool:
-        return is_public_ip(self.ip)
-
-    def multiaddr(self) -> str:
-        return tcp_multiaddr(self.ip, self.port)
-
-
-def tcp_multiaddr(ip: str, port: int) -> str:
-    fam = "ip6" if ":" in ip else "ip4"
-    return f"/{fam}/{ip}/tcp/{port}"
-
-
-def parse_tcp_addr(addr: str | bytes) -> TcpAddr | None:
-    """A :class:`TcpAddr` for a direct TCP multiaddr; None for anything else
-    (circuit, QUIC, websocket, DNS, malformed, port 0)."""
-    if isinstance(addr, bytes) and len(addr) > _MAX_ADDR_BYTES:
-        return None
-    if isinstance(addr, str) and len(addr) > 4 * _MAX_ADDR_BYTES:
-        return None
-    try:
-        maddr = multiaddr.Multiaddr(addr)
-        parts = [(p.name, v) for p, v in maddr.items()]
-    except Exception:
-        return None
-    if len(parts) < 2 or parts[0][0] not in ("ip4", "ip6") or parts[1][0] != "tcp":
-        return None
-    peer: str | None = None
-    if len(parts) == 3 and parts[2][0] == "p2p":
-        peer = str(parts[2][1])
-    elif len(parts) != 2:
-        return None
-    try:
-        ip = str(ipaddress.ip_address(str(parts[0][1])))
-        port = int(str(parts[1][1]))
-    except ValueError:
-        return None
-    if not 0 < port < 65536:
-        return None
-    return TcpAddr(ip, port, peer)
 
 
 def decode_addrs(raw: Iterable[bytes], limit: int) -> list[TcpAddr]:

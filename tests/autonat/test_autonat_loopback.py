@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import trio
@@ -15,42 +11,23 @@ from p2pshare.node.autonat._trio_client import open_autonat, parse_servers
 from p2pshare.node.autonat.client import AutoNATConfig, Outcome, Reachability
 from p2pshare.node.host import open_host
 from p2pshare.node.identity import generate_identity
+from tests.harness import PeerProcess, python_module, stop_all
 
-ROOT = Path(__file__).resolve().parents[2]
 FAST = AutoNATConfig(boot_delay=3600, retry_interval=3600, refresh_interval=3600, request_timeout=8)
 
 
 class Server:
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.autonat._server_main", *args],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        self.proc: PeerProcess = python_module("tests.autonat._server_main", *args, name="autonat-server")
         self._info: dict[str, object] | None = None
 
     @property
     def addr(self) -> str:
         if self._info is None:
-            assert self.proc.stdout is not None
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"server died ({self.proc.wait()})")
-            self._info = json.loads(line)
+            self._info = self.proc.json(timeout=60)
         addrs = self._info["addrs"]
         assert isinstance(addrs, list)
         return f"{addrs[0]}/p2p/{self._info['peer']}"
-
-    def stop(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +38,7 @@ def servers() -> Iterator[list[Server]]:
             p.addr  # noqa: B018 - waits for the address line
         yield procs
     finally:
-        for p in procs:
-            p.stop()
+        stop_all([p.proc for p in procs])
 
 
 async def test_reachable_node_is_public_confirmed(servers: list[Server]) -> None:

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import select
-import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from tests.harness import PeerProcess
 
 CLI = [sys.executable, "-m", "p2pshare"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,69 +28,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@dataclass
-class Proc:
-    """A running CLI process whose stdout is read line by line with deadlines."""
-
-    popen: subprocess.Popen[bytes]
-    lines: list[str] = field(default_factory=list)
-    _buf: bytes = b""
-
-    def readline(self, timeout: float = 30.0) -> str | None:
-        """Next stdout line, or None at EOF; fails the test on timeout."""
-        deadline = time.monotonic() + timeout
-        assert self.popen.stdout is not None
-        fd = self.popen.stdout.fileno()
-        while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no stdout line within {timeout}s; stderr: {self.stderr_tail()}")
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                continue
-            data = os.read(fd, 65536)
-            if not data:
-                if self._buf:
-                    line, self._buf = self._buf.decode(), b""
-                    self.lines.append(line)
-                    return line
-                return None
-            self._buf += data
-        raw, self._buf = self._buf.split(b"\n", 1)
-        line = raw.decode()
-        self.lines.append(line)
-        return line
-
-    def events(self, timeout: float = 60.0) -> Iterator[dict[str, Any]]:
-        while True:
-            line = self.readline(timeout)
-            if line is None:
-                return
-            yield json.loads(line)
-
-    def wait(self, timeout: float = 60.0) -> int:
-        """Wait for exit, then read what is left of stdout into ``lines``."""
-        code = self.popen.wait(timeout)
-        while self.readline(5) is not None:
-            pass
-        return code
-
-    def stderr_tail(self) -> str:
-        if self.popen.poll() is None or self.popen.stderr is None:
-            return "<still running>"
-        return self.popen.stderr.read().decode(errors="replace")[-2000:]
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
+class Proc(PeerProcess):
+    """A running CLI process (the shared harness): stdout read line by line
+    with deadlines, ``lines`` keeps what was read, ``close`` stops and reaps."""
 
     def close(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.kill()
-        self.popen.wait(10)
-        for f in (self.popen.stdout, self.popen.stderr):
-            if f is not None:
-                f.close()
+        self.stop(grace=0)
 
 
 def _loopback_only(args: list[str]) -> list[str]:
@@ -110,10 +48,8 @@ def _loopback_only(args: list[str]) -> list[str]:
 
 def start(args: list[str], home: Path) -> Proc:
     args = _loopback_only(args)
-    popen = subprocess.Popen(
-        CLI + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env_for(home), cwd=str(ROOT)
-    )
-    return Proc(popen)
+    sub = next((a for a in args if not a.startswith("-")), "cli")
+    return Proc(CLI + args, name=f"p2pshare-{sub}", env=env_for(home), cwd=ROOT, log_dir=home.parent / "logs")
 
 
 def run(args: list[str], home: Path, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:

@@ -8,53 +8,13 @@ the new connection, streams moving to it), not NAT traversal: see
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import time
-from pathlib import Path
-from typing import Any
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.harness import PeerProcess, python_module, stop_all
 
 
-def _start(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", *args],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-
-
-def _events(proc: subprocess.Popen[str], until: str, timeout: float) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    end = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < end:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        ev = json.loads(line)
-        out.append(ev)
-        if ev.get("event") == until:
-            break
-    return out
-
-
-def _stop(*procs: subprocess.Popen[str]) -> None:
-    for p in procs:
-        try:
-            assert p.stdin is not None
-            p.stdin.close()
-            p.wait(timeout=10)
-        except Exception:
-            p.kill()
-            p.wait()
+def _start(*args: str) -> PeerProcess:
+    return python_module(*args, name=args[0].rsplit(".", 1)[-1])
 
 
 @pytest.mark.parametrize(
@@ -81,7 +41,7 @@ def test_relayed_connection_is_upgraded_by_hole_punch(fresh: bool) -> None:
     relay = _start("tests.dcutr._relay_side", "--dial-private")
     procs = [relay]
     try:
-        info = json.loads(relay.stdout.readline())  # type: ignore[union-attr]
+        info = relay.json(timeout=60)
         raddr = f"{info['addrs'][0]}/p2p/{info['peer']}"
         common = [
             "--relay",
@@ -96,14 +56,14 @@ def test_relayed_connection_is_upgraded_by_hole_punch(fresh: bool) -> None:
         # --no-unilateral: the initiator must punch, not just dial the dialer's address.
         sharer = _start("tests.dcutr._peer_main", *common, "--no-unilateral")
         procs.append(sharer)
-        shr = _events(sharer, "reserved", 30)
+        shr = sharer.events_until("reserved", 30)
         assert shr[-1] == {**shr[-1], "event": "reserved", "ok": True}
         getter = _start("tests.dcutr._peer_main", *common, "--dial", shr[0]["peer"], "--wait-upgrade", "15")
         procs.append(getter)
-        got = _events(getter, "stream", 60)
-        shr += _events(sharer, "upgraded", 15)
+        got = getter.events_until("stream", 60)
+        shr += sharer.events_until("upgraded", 15)
     finally:
-        _stop(*procs)
+        stop_all(procs)
     names = [e["event"] for e in got]
     assert "relayed" in names and "upgraded" in names, got
     relayed = next(e for e in got if e["event"] == "relayed")

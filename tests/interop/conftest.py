@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+
+from tests.harness import PeerProcess, PeerTimeout
 
 HERE = Path(__file__).resolve().parent
 PEER_SCRIPT = HERE / "peer.mjs"
@@ -48,15 +48,14 @@ class JsPeerError(Exception):
 
 
 class JsPeer:
-    """One running peer.mjs process and its control channel."""
+    """One running peer.mjs process (the shared harness) and its control channel."""
 
-    def __init__(self, proc: trio.Process, log_path: Path, name: str) -> None:
+    def __init__(self, proc: PeerProcess, name: str) -> None:
         self.proc = proc
-        self.log_path = log_path
+        self.log_path = proc.stderr_path
         self.name = name
         self.peer_id = ""
         self.addrs: list[str] = []
-        self._buf = bytearray()
         self._next_id = 0
         self._lock = trio.Lock()
 
@@ -67,26 +66,24 @@ class JsPeer:
             return "(no log)"
         return "\n".join(lines[-n:])
 
-    async def _read_line(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        while b"\n" not in self._buf:
-            if len(self._buf) > MAX_LINE:
-                raise JsPeerError(f"{self.name}: stdout line longer than {MAX_LINE}")
-            chunk = await self.proc.stdout.receive_some(65536)
-            if not chunk:
-                raise JsPeerError(f"{self.name} exited (rc={self.proc.poll()}); stderr tail:\n" + self.log_tail())
-            self._buf += chunk
-        line, _, rest = bytes(self._buf).partition(b"\n")
-        self._buf = bytearray(rest)
-        obj = json.loads(line)
+    async def _read_line(self, timeout: float) -> dict[str, Any] | None:
+        """The next JSON object line; None when none came within ``timeout``."""
+        try:
+            text = await trio.to_thread.run_sync(self.proc.readline, timeout)
+        except PeerTimeout:
+            return None
+        if text is None:
+            raise JsPeerError(f"{self.name} exited (rc={self.proc.poll()}); stderr tail:\n" + self.log_tail())
+        if len(text) > MAX_LINE:
+            raise JsPeerError(f"{self.name}: stdout line longer than {MAX_LINE}")
+        obj = json.loads(text)
         if not isinstance(obj, dict):
-            raise JsPeerError(f"{self.name}: non-object line {line!r}")
+            raise JsPeerError(f"{self.name}: non-object line {text!r}")
         return obj
 
     async def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        with trio.move_on_after(timeout) as scope:
-            msg = await self._read_line()
-        if scope.cancelled_caught:
+        msg = await self._read_line(timeout)
+        if msg is None:
             raise JsPeerError(f"{self.name}: no ready line in {timeout}s:\n{self.log_tail()}")
         if msg.get("event") != "ready":
             raise JsPeerError(f"{self.name}: first line is not ready: {msg!r}")
@@ -101,18 +98,19 @@ class JsPeer:
     async def call(self, cmd: str, *, timeout: float = 15.0, **args: Any) -> dict[str, Any]:
         """Send one command; return its result or raise JsPeerError with the js error."""
         async with self._lock:
-            assert self.proc.stdin is not None
             self._next_id += 1
             msg_id = self._next_id
-            line = json.dumps({"id": msg_id, "cmd": cmd, **args}) + "\n"
-            with trio.move_on_after(timeout) as scope:
-                await self.proc.stdin.send_all(line.encode())
-                while True:
-                    reply = await self._read_line()
-                    if reply.get("id") == msg_id:
-                        break
-            if scope.cancelled_caught:
-                raise JsPeerError(f"{self.name}: {cmd} got no answer in {timeout}s:\n{self.log_tail()}")
+            try:
+                self.proc.send({"id": msg_id, "cmd": cmd, **args})
+            except OSError:
+                pass  # it died: the read below says so, with its log
+            end = trio.current_time() + timeout
+            while True:
+                reply = await self._read_line(end - trio.current_time())
+                if reply is None:
+                    raise JsPeerError(f"{self.name}: {cmd} got no answer in {timeout}s:\n{self.log_tail()}")
+                if reply.get("id") == msg_id:
+                    break
         if not reply.get("ok"):
             raise JsPeerError(f"{self.name}: {cmd} failed: {reply.get('error')}")
         result = reply.get("result")
@@ -120,19 +118,8 @@ class JsPeer:
         return result
 
     async def stop(self) -> None:
-        """Ask the peer to stop, then kill it if it has not exited within 3 s."""
-        if self.proc.poll() is None:
-            with trio.move_on_after(3.0):
-                try:
-                    if self.proc.stdin is not None:
-                        await self.proc.stdin.aclose()
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    pass
-                await self.proc.wait()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            with trio.move_on_after(3.0):
-                await self.proc.wait()
+        """Ask the peer to stop (close stdin), then kill it if it has not exited within 3 s."""
+        await trio.to_thread.run_sync(lambda: self.proc.stop(grace=3.0, term_wait=0))
 
 
 JsPeerFactory = Callable[..., Awaitable[JsPeer]]
@@ -163,16 +150,8 @@ async def js_peer(tmp_path: Path, node_for_interop: Path) -> AsyncIterator[JsPee
 
     async def start(*flags: str) -> JsPeer:
         name = f"js{len(peers)}"
-        log_path = tmp_path / f"{name}.log"
-        with log_path.open("wb") as log:
-            proc = await trio.lowlevel.open_process(
-                [str(node), str(PEER_SCRIPT), *flags],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                cwd=HERE,
-            )
-        peer = JsPeer(proc, log_path, name)
+        proc = PeerProcess([str(node), str(PEER_SCRIPT), *flags], name=name, cwd=HERE, log_dir=tmp_path)
+        peer = JsPeer(proc, name)
         peers.append(peer)
         await peer.wait_ready()
         return peer

@@ -143,6 +143,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from natlab_lib import netns, topology
 
 from tests.dcutr._lab import Reader
+from tests.harness import PeerProcess
 from tests.interop.conftest import (
     HERE,
     PEER_SCRIPT,
@@ -224,16 +225,12 @@ async def start_js(jslab: JsLab) -> AsyncIterator[Any]:
     peers: list[JsPeer] = []
 
     async def start(role: str, *flags: str) -> JsPeer:
-        log_path = jslab.logdir / f"js-{role}-{len(peers)}.log"
         env = dict(os.environ, DEBUG=os.environ.get("NATLAB_JS_DEBUG", "libp2p:dcutr*,libp2p:auto-nat*"))
         argv = jslab.lab.exec_argv(
             role, [str(node), str(PEER_SCRIPT), "--listen", f"/ip4/0.0.0.0/tcp/{PORT}", *LAB_PUBLIC, *flags]
         )
-        with log_path.open("wb") as log:
-            proc = await trio.lowlevel.open_process(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, cwd=HERE, env=env
-            )
-        peer = JsPeer(proc, log_path, f"js@{role}")
+        proc = PeerProcess(argv, name=f"js-{role}", cwd=HERE, env=env, log_dir=jslab.logdir)
+        peer = JsPeer(proc, f"js@{role}")
         peers.append(peer)
         await peer.wait_ready()
         return peer

@@ -2,38 +2,27 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.harness import PeerProcess, python_module, stop_all
+
 BIG = 32 << 20
 
 
 class Peer:
+    """``python -m tests.node._peer ARGS``: its first line is its info."""
+
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.node._peer", *args],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        self.proc: PeerProcess = python_module("tests.node._peer", *args, name=f"node-peer-{'-'.join(args[:3])}")
         self._info: dict[str, Any] | None = None
 
     @property
     def info(self) -> dict[str, Any]:
         if self._info is None:
-            assert self.proc.stdout is not None
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"peer process died (exit {self.proc.wait()})")
-            self._info = json.loads(line)
+            self._info = self.proc.json(timeout=60)
         return self._info
 
     @property
@@ -45,13 +34,7 @@ class Peer:
         return list(self.info["addrs"])
 
     def stop(self) -> None:
-        try:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-            self.proc.wait(timeout=10)
-        except Exception:
-            self.proc.kill()
-            self.proc.wait()
+        self.proc.stop(grace=10)
 
 
 def _peers(*specs: tuple[str, ...]) -> Iterator[list[Peer]]:
@@ -62,8 +45,7 @@ def _peers(*specs: tuple[str, ...]) -> Iterator[list[Peer]]:
             p.info  # noqa: B018 - waits for the peer to report
         yield peers
     finally:
-        for p in peers:
-            p.stop()
+        stop_all([p.proc for p in peers])
 
 
 @pytest.fixture(scope="session")
