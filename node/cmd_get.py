@@ -9,6 +9,7 @@ from typing import Any
 import trio
 
 from p2pshare import sharecode
+from p2pshare.errors import Terminated
 from p2pshare.node._output import Reporter, human_bytes
 
 
@@ -75,8 +76,7 @@ async def _get(args: Any, reporter: Reporter, code: sharecode.ShareCode | sharec
                 await node.start_receiving(code, output, timeout=args.timeout, on_event=on_event)
             nursery.cancel_scope.cancel()
     if terminated:
-        reporter.error("terminated; run the same command again to resume", 128 + signal.SIGTERM)
-        return 128 + signal.SIGTERM
+        raise Terminated("terminated; run the same command again to resume")
     seconds = float(summary.get("seconds") or 0.0)
     nbytes = int(summary.get("bytes") or 0)
     rate = nbytes / seconds / 1e6 if seconds > 0 else 0.0

@@ -1,7 +1,10 @@
 """``p2pshare``: a thin command line over ``p2pshare.node.api.Node``.
 
-Exit codes: 0 success; 2 bad input; 3 sharer not found or unreachable in
-time; 4 authentication or integrity failure; 130 interrupted (SIGINT).
+Exit codes (:class:`ExitCode`): 0 success; 2 bad input; 3 sharer not found
+or unreachable in time; 4 authentication or integrity failure; 130
+interrupted (SIGINT); 143 terminated (SIGTERM); 1 internal error. They are
+decided here only, from the error's class (:data:`EXIT_CODES`): the errors
+themselves say what went wrong, not how a program should exit.
 Every error is one line on stderr (and an ``error`` event with ``--json``).
 Slow imports (py-libp2p takes ~1 s) happen only after the input is checked.
 """
@@ -9,25 +12,58 @@ Slow imports (py-libp2p takes ~1 s) happen only after the input is checked.
 from __future__ import annotations
 
 import argparse
+import enum
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 from p2pshare import sharecode
+from p2pshare.errors import LocalError, P2PShareError, ProtocolViolation, RemoteError, Terminated
 from p2pshare.node import _libp2p_lean_import
 from p2pshare.node._output import Reporter
-from p2pshare.node.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, NodeError
-from p2pshare.transfer.errors import TransferError
+from p2pshare.transfer.errors import AuthenticationError, IntegrityError
 
 PROG = "p2pshare"
 
 
+class ExitCode(enum.IntEnum):
+    OK = 0
+    INTERNAL = 1
+    BAD_INPUT = 2
+    UNREACHABLE = 3
+    AUTH_OR_INTEGRITY = 4
+    INTERRUPTED = 130
+    TERMINATED = 128 + signal.SIGTERM
+
+
+#: Error class -> exit code. The first row the error is an instance of wins,
+#: so narrower classes come before their branch; anything else is internal.
+EXIT_CODES: Final[tuple[tuple[type[BaseException], ExitCode], ...]] = (
+    (KeyboardInterrupt, ExitCode.INTERRUPTED),
+    (Terminated, ExitCode.TERMINATED),
+    (LocalError, ExitCode.BAD_INPUT),
+    (AuthenticationError, ExitCode.AUTH_OR_INTEGRITY),
+    (IntegrityError, ExitCode.AUTH_OR_INTEGRITY),
+    (ProtocolViolation, ExitCode.AUTH_OR_INTEGRITY),
+    (RemoteError, ExitCode.UNREACHABLE),
+)
+
+
+def exit_code_for(exc: BaseException) -> ExitCode:
+    """The exit code an error ends the CLI with (:data:`EXIT_CODES`)."""
+    for cls, code in EXIT_CODES:
+        if isinstance(exc, cls):
+            return code
+    return ExitCode.INTERNAL
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(ExitCode.BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,7 +207,7 @@ def _leaf(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup):
         inner = [e for e in exc.exceptions if not _is_cancel(e)] or list(exc.exceptions)
         # Prefer an error we know how to explain over a secondary one.
-        known = [e for e in inner if isinstance(_leaf(e), (NodeError, TransferError, sharecode.ShareCodeError))]
+        known = [e for e in inner if isinstance(_leaf(e), P2PShareError)]
         exc = (known or inner)[0]
     return exc
 
@@ -183,24 +219,24 @@ def _is_cancel(exc: BaseException) -> bool:
 
 
 def _report(exc: BaseException, reporter: Reporter) -> int:
-    if isinstance(exc, KeyboardInterrupt):
-        reporter.error("interrupted", EXIT_INTERRUPTED)
-        return EXIT_INTERRUPTED
-    if isinstance(exc, (NodeError, TransferError)):
-        reporter.error(str(exc), exc.exit_code)
-        return exc.exit_code
-    if isinstance(exc, sharecode.ShareCodeError):
-        reporter.error(f"bad share code: {exc}", EXIT_BAD_INPUT)
-        return EXIT_BAD_INPUT
-    logging.getLogger("p2pshare").debug("internal error", exc_info=exc)
-    reporter.error(f"internal error: {type(exc).__name__}: {exc} (run with -vv for details)", EXIT_INTERNAL)
-    return EXIT_INTERNAL
+    code = exit_code_for(exc)
+    if code is ExitCode.INTERNAL:
+        logging.getLogger("p2pshare").debug("internal error", exc_info=exc)
+        message = f"internal error: {type(exc).__name__}: {exc} (run with -vv for details)"
+    elif isinstance(exc, KeyboardInterrupt):
+        message = "interrupted"
+    elif isinstance(exc, sharecode.ShareCodeError):
+        message = f"bad share code: {exc}"
+    else:
+        message = str(exc)
+    reporter.error(message, code)
+    return code
 
 
 def _cmd_code_show(args: Any) -> int:
     code = sharecode.parse_code(args.code)
     print(json.dumps(sharecode.describe(code, reveal_key=args.reveal_key), indent=2, sort_keys=True))
-    return 0
+    return ExitCode.OK
 
 
 def entry() -> NoReturn:

@@ -201,15 +201,12 @@ async def _serve(args: Any, reporter: Reporter, limits: Any) -> int:
     from p2pshare.node.config import data_home, load_network_config
     from p2pshare.node.discovery import open_discovery
     from p2pshare.node.host import open_host
-    from p2pshare.node.identity import IdentityError, load_or_create_identity
+    from p2pshare.node.identity import load_or_create_identity
     from p2pshare.node.natinfo._trio_stun import DEFAULT_PORTS as DEFAULT_STUN_PORTS
     from p2pshare.node.natinfo._trio_stun import serve_stun_tcp
 
     identity = args.identity or data_home() / RELAY_IDENTITY_FILE
-    try:
-        key_pair = load_or_create_identity(Path(identity))
-    except IdentityError as e:
-        raise LocalNodeError(f"identity {identity}: {e}") from None
+    key_pair = load_or_create_identity(Path(identity))  # an IdentityError is bad input (exit 2)
     listen = list(args.listen or [DEFAULT_LISTEN])
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with contextlib.AsyncExitStack() as stack:
