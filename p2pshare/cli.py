@@ -18,13 +18,18 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Final, NoReturn, assert_never
 
 from p2pshare import sharecode
 from p2pshare.errors import LocalError, P2PShareError, ProtocolViolation, RemoteError, Terminated
 from p2pshare.node import _libp2p_lean_import
 from p2pshare.node._output import Reporter
+from p2pshare.node.cmd_get import GetOptions
+from p2pshare.node.cmd_node import NodeOptions, add_node_parser
+from p2pshare.node.cmd_share import ShareOptions
+from p2pshare.relay.cmd import RelayOptions, add_relay_parser
 from p2pshare.transfer.errors import AuthenticationError, IntegrityError
 
 PROG = "p2pshare"
@@ -59,6 +64,17 @@ def exit_code_for(exc: BaseException) -> ExitCode:
         if isinstance(exc, cls):
             return code
     return ExitCode.INTERNAL
+
+
+@dataclass(frozen=True)
+class CodeShowOptions:
+    """What ``p2pshare code show`` was asked to do."""
+
+    code: str
+    reveal_key: bool = False
+
+
+CommandOptions = CodeShowOptions | ShareOptions | GetOptions | NodeOptions | RelayOptions
 
 
 class _Parser(argparse.ArgumentParser):
@@ -119,9 +135,6 @@ def build_parser() -> argparse.ArgumentParser:
     cs = csub.add_parser("show", help="print the decoded fields of a code as JSON")
     cs.add_argument("code", metavar="CODE")
     cs.add_argument("--reveal-key", action="store_true", help="include the encryption key")
-    from p2pshare.node.cmd_node import add_node_parser
-    from p2pshare.relay.cmd import add_relay_parser
-
     add_relay_parser(sub)
     add_node_parser(sub)
     return p
@@ -166,13 +179,53 @@ def _setup_logging(verbose: int) -> None:
     logging.basicConfig(level=level, format="p2pshare: %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
+def command_options(ns: argparse.Namespace) -> CommandOptions:
+    """The one place a parsed ``Namespace`` becomes typed options; the
+    ``node`` and ``relay`` commands read the flags their own parsers define."""
+    if ns.command == "code":
+        return CodeShowOptions(code=ns.code, reveal_key=ns.reveal_key)
+    if ns.command == "share":
+        return ShareOptions(
+            paths=tuple(ns.paths),
+            name=ns.name,
+            description=ns.description,
+            sharer=ns.sharer,
+            listen=tuple(ns.listen or ()),
+            identity=ns.identity,
+            relays=tuple(ns.relay),
+            bootstrap=tuple(ns.bootstrap),
+            no_default_bootstrap=ns.no_default_bootstrap,
+            once=ns.once,
+            new_code=ns.new_code,
+            json=ns.json,
+        )
+    if ns.command == "get":
+        return GetOptions(
+            code=ns.code,
+            output=ns.output,
+            timeout=ns.timeout,
+            listen=tuple(ns.listen or ()),
+            identity=ns.identity,
+            relays=tuple(ns.relay),
+            bootstrap=tuple(ns.bootstrap),
+            no_default_bootstrap=ns.no_default_bootstrap,
+            force_relay=ns.force_relay,
+            json=ns.json,
+        )
+    if ns.command == "node":
+        return NodeOptions.from_namespace(ns)
+    if ns.command == "relay":
+        return RelayOptions.from_namespace(ns)
+    raise AssertionError(f"unhandled command {ns.command}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    ns = build_parser().parse_args(argv)
+    _setup_logging(ns.verbose)
     _libp2p_lean_import.install()  # before any command imports py-libp2p
-    reporter = Reporter(json_mode=bool(getattr(args, "json", False)))
+    reporter = Reporter(json_mode=bool(getattr(ns, "json", False)))
     try:
-        return _dispatch(args, reporter)
+        return _dispatch(command_options(ns), reporter)
     except BaseException as exc:  # noqa: BLE001 - mapped to one line and an exit code
         leaf = _leaf(exc)
         if isinstance(leaf, (SystemExit, GeneratorExit)):
@@ -180,26 +233,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(leaf, reporter)
 
 
-def _dispatch(args: Any, reporter: Reporter) -> int:
-    if args.command == "code":
-        return _cmd_code_show(args)
-    if args.command == "share":
-        from p2pshare.node.cmd_share import run_share
+def _dispatch(opts: CommandOptions, reporter: Reporter) -> int:
+    match opts:
+        case CodeShowOptions():
+            return _cmd_code_show(opts)
+        case ShareOptions():
+            from p2pshare.node.cmd_share import run_share
 
-        return run_share(args, reporter)
-    if args.command == "get":
-        from p2pshare.node.cmd_get import run_get
+            return run_share(opts, reporter)
+        case GetOptions():
+            from p2pshare.node.cmd_get import run_get
 
-        return run_get(args, reporter)
-    if args.command == "node":
-        from p2pshare.node.cmd_node import run_node
+            return run_get(opts, reporter)
+        case NodeOptions():
+            from p2pshare.node.cmd_node import run_node
 
-        return run_node(args, reporter)
-    if args.command == "relay":
-        from p2pshare.relay.cmd import run_relay
+            return run_node(opts, reporter)
+        case RelayOptions():
+            from p2pshare.relay.cmd import run_relay
 
-        return run_relay(args, reporter)
-    raise AssertionError(f"unhandled command {args.command}")
+            return run_relay(opts, reporter)
+    assert_never(opts)
 
 
 def _leaf(exc: BaseException) -> BaseException:
@@ -233,9 +287,9 @@ def _report(exc: BaseException, reporter: Reporter) -> int:
     return code
 
 
-def _cmd_code_show(args: Any) -> int:
-    code = sharecode.parse_code(args.code)
-    print(json.dumps(sharecode.describe(code, reveal_key=args.reveal_key), indent=2, sort_keys=True))
+def _cmd_code_show(opts: CodeShowOptions) -> int:
+    code = sharecode.parse_code(opts.code)
+    print(json.dumps(sharecode.describe(code, reveal_key=opts.reveal_key), indent=2, sort_keys=True))
     return ExitCode.OK
 
 
