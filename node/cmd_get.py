@@ -3,25 +3,43 @@
 from __future__ import annotations
 
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import trio
 
 from p2pshare import sharecode
+from p2pshare.errors import Terminated
 from p2pshare.node._output import Reporter, human_bytes
 
 
-def run_get(args: Any, reporter: Reporter) -> int:
-    code = sharecode.parse_code(args.code)  # bad codes fail before slow imports
-    return trio.run(_get, args, reporter, code)
+@dataclass(frozen=True)
+class GetOptions:
+    """What ``p2pshare get`` was asked to do (built by ``p2pshare.cli``)."""
+
+    code: str
+    output: Path = Path(".")
+    timeout: float = 60.0
+    listen: tuple[str, ...] = ()
+    identity: Path | None = None
+    relays: tuple[str, ...] = ()
+    bootstrap: tuple[str, ...] = ()
+    no_default_bootstrap: bool = False
+    force_relay: bool = False
+    json: bool = False
 
 
-async def _get(args: Any, reporter: Reporter, code: sharecode.ShareCode | sharecode.LegacyCode) -> int:
+def run_get(opts: GetOptions, reporter: Reporter) -> int:
+    code = sharecode.parse_code(opts.code)  # bad codes fail before slow imports
+    return trio.run(_get, opts, reporter, code)
+
+
+async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode | sharecode.LegacyCode) -> int:
     from p2pshare.node.api import Connected, Node, NodeConfig, PathUpgraded
     from p2pshare.transfer.events import ManifestReceived, Progress, TransferCompleted
 
-    output: Path = args.output
+    output = opts.output
     summary: dict[str, Any] = {}
 
     def on_event(event: object) -> None:
@@ -49,13 +67,16 @@ async def _get(args: Any, reporter: Reporter, code: sharecode.ShareCode | sharec
     from p2pshare.node.config import data_home, load_network_config
 
     net = load_network_config(
-        data_home(), bootstrap=args.bootstrap, relays=args.relay, no_default_bootstrap=args.no_default_bootstrap
+        data_home(),
+        bootstrap=list(opts.bootstrap),
+        relays=list(opts.relays),
+        no_default_bootstrap=opts.no_default_bootstrap,
     )
     config = NodeConfig(
-        identity_path=args.identity,
-        listen_addrs=args.listen or ["/ip4/0.0.0.0/tcp/0"],
+        identity_path=opts.identity,
+        listen_addrs=list(opts.listen) or ["/ip4/0.0.0.0/tcp/0"],
         relays=net.relays,
-        force_relay=args.force_relay,
+        force_relay=opts.force_relay,
         bootstrap=net.bootstrap,
         peers_file=net.peers_file,
     )
@@ -72,11 +93,10 @@ async def _get(args: Any, reporter: Reporter, code: sharecode.ShareCode | sharec
 
             nursery.start_soon(stop_on_sigterm)
             async with Node(config) as node:
-                await node.start_receiving(code, output, timeout=args.timeout, on_event=on_event)
+                await node.start_receiving(code, output, timeout=opts.timeout, on_event=on_event)
             nursery.cancel_scope.cancel()
     if terminated:
-        reporter.error("terminated; run the same command again to resume", 128 + signal.SIGTERM)
-        return 128 + signal.SIGTERM
+        raise Terminated("terminated; run the same command again to resume")
     seconds = float(summary.get("seconds") or 0.0)
     nbytes = int(summary.get("bytes") or 0)
     rate = nbytes / seconds / 1e6 if seconds > 0 else 0.0

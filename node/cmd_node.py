@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,32 @@ if TYPE_CHECKING:
     from p2pshare.node.traversal import TraversalEvent
 
 ADDR_POLL = 1.0  # seconds between checks of our advertised addresses
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    """What ``p2pshare node`` was asked to do."""
+
+    listen: tuple[str, ...] = ()
+    identity: Path | None = None
+    relays: tuple[str, ...] = ()
+    bootstrap: tuple[str, ...] = ()
+    no_default_bootstrap: bool = False
+    dht_server: bool = False
+    json: bool = False
+
+    @classmethod
+    def from_namespace(cls, ns: argparse.Namespace) -> NodeOptions:
+        """Read what :func:`add_node_parser` defined: its ``dest`` names live here only."""
+        return cls(
+            listen=tuple(ns.listen or ()),
+            identity=ns.identity,
+            relays=tuple(ns.relay),
+            bootstrap=tuple(ns.bootstrap),
+            no_default_bootstrap=ns.no_default_bootstrap,
+            dht_server=ns.dht_server,
+            json=ns.json,
+        )
 
 
 def add_node_parser(sub: Any) -> argparse.ArgumentParser:
@@ -44,8 +71,8 @@ def add_node_parser(sub: Any) -> argparse.ArgumentParser:
     return n
 
 
-def run_node(args: Any, reporter: Reporter) -> int:
-    return trio.run(_serve, args, reporter)
+def run_node(opts: NodeOptions, reporter: Reporter) -> int:
+    return trio.run(_serve, opts, reporter)
 
 
 def _say_traversal(reporter: Reporter, ev: TraversalEvent) -> None:
@@ -69,22 +96,22 @@ def _say_traversal(reporter: Reporter, ev: TraversalEvent) -> None:
         reporter.event("upgrade_failed", peer_id=ev.peer_id, reason=ev.reason)
 
 
-async def _serve(args: Any, reporter: Reporter) -> int:
+async def _serve(opts: NodeOptions, reporter: Reporter) -> int:
     from p2pshare.node.api import Node, NodeConfig
     from p2pshare.node.autonat.client import AutoNATConfig
     from p2pshare.node.config import data_home, load_network_config
 
     home = data_home()
     net = load_network_config(
-        home, bootstrap=args.bootstrap, relays=args.relay, no_default_bootstrap=args.no_default_bootstrap
+        home, bootstrap=list(opts.bootstrap), relays=list(opts.relays), no_default_bootstrap=opts.no_default_bootstrap
     )
     config = NodeConfig(
-        identity_path=args.identity or home / "identity.key",
-        listen_addrs=args.listen or ["/ip4/0.0.0.0/tcp/0"],
+        identity_path=opts.identity or home / "identity.key",
+        listen_addrs=list(opts.listen) or ["/ip4/0.0.0.0/tcp/0"],
         relays=net.relays,
         bootstrap=net.bootstrap,
         peers_file=net.peers_file,
-        dht_server=args.dht_server,
+        dht_server=opts.dht_server,
         autonat=AutoNATConfig(),
         autonat_server=True,
     )

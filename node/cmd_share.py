@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -17,6 +18,24 @@ if TYPE_CHECKING:
 
 from p2pshare.node.shares_db import ShareRecord, forget_record, load_record, save_record
 from p2pshare.sharecode.multiaddrs import first_tcp_port
+
+
+@dataclass(frozen=True)
+class ShareOptions:
+    """What ``p2pshare share`` was asked to do (built by ``p2pshare.cli``)."""
+
+    paths: tuple[Path, ...]
+    name: str | None = None
+    description: str = ""
+    sharer: str = ""
+    listen: tuple[str, ...] = ()
+    identity: Path | None = None
+    relays: tuple[str, ...] = ()
+    bootstrap: tuple[str, ...] = ()
+    no_default_bootstrap: bool = False
+    once: bool = False
+    new_code: bool = False
+    json: bool = False
 
 
 def check_paths(paths: list[Path]) -> list[Path]:
@@ -35,24 +54,24 @@ def check_paths(paths: list[Path]) -> list[Path]:
     return resolved
 
 
-def run_share(args: Any, reporter: Reporter) -> int:
+def run_share(opts: ShareOptions, reporter: Reporter) -> int:
     from p2pshare.node.config import data_home
 
-    paths = check_paths(list(args.paths))
+    paths = check_paths(list(opts.paths))
     home = data_home()
-    name = args.name or ""
-    record = None if args.new_code else load_record(home, paths, name)
-    if args.listen:
-        listen, fallback = list(args.listen), None
+    name = opts.name or ""
+    record = None if opts.new_code else load_record(home, paths, name)
+    if opts.listen:
+        listen, fallback = list(opts.listen), None
     else:
         port = record.port if record and record.port else 0
         listen = [f"/ip4/0.0.0.0/tcp/{port}"]
         fallback = ["/ip4/0.0.0.0/tcp/0"] if port else None
-    return trio.run(_serve, args, reporter, paths, home, name, record, listen, fallback)
+    return trio.run(_serve, opts, reporter, paths, home, name, record, listen, fallback)
 
 
 async def _serve(
-    args: Any,
+    opts: ShareOptions,
     reporter: Reporter,
     paths: list[Path],
     home: Path,
@@ -66,7 +85,7 @@ async def _serve(
     from p2pshare.node.config import load_network_config
     from p2pshare.transfer.events import ReceiverConnected, ReceiverFailed, ReceiverFinished
 
-    identity = args.identity or home / "identity.key"
+    identity = opts.identity or home / "identity.key"
     done_receivers = 0
     finished = trio.Event()
 
@@ -81,7 +100,7 @@ async def _serve(
             reporter.event("receiver_done", peer_id=peer, bytes=event.bytes_sent, seconds=round(event.seconds, 3))
             reporter.say(f"Receiver …{peer[-8:]} finished ({human_bytes(event.bytes_sent)} sent)")
             done_receivers += 1
-            if args.once:
+            if opts.once:
                 finished.set()
         elif isinstance(event, ReceiverFailed):
             peer = _b58(event.peer)
@@ -89,7 +108,7 @@ async def _serve(
             reporter.say(f"Receiver …{peer[-8:]} stopped: {event.reason}")
 
     net = load_network_config(
-        home, bootstrap=args.bootstrap, relays=args.relay, no_default_bootstrap=args.no_default_bootstrap
+        home, bootstrap=list(opts.bootstrap), relays=list(opts.relays), no_default_bootstrap=opts.no_default_bootstrap
     )
     config = NodeConfig(
         autonat=AutoNATConfig() if net.relays else None,
@@ -109,9 +128,9 @@ async def _serve(
             node.on_traversal_event = held.append
             info = await node.start_sharing(
                 name or None,
-                args.description,
+                opts.description,
                 paths,
-                args.sharer or None,
+                opts.sharer or None,
                 key=record.key if record else None,
                 human_code=record.human_code if record else None,
             )
@@ -183,4 +202,4 @@ def _b58(peer: bytes) -> str:
     return base58.b58encode(peer).decode()
 
 
-__all__ = ["run_share", "check_paths", "forget_record"]
+__all__ = ["ShareOptions", "run_share", "check_paths", "forget_record"]

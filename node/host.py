@@ -42,6 +42,7 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from multiaddr.utils import get_network_addrs
 
+from p2pshare.errors import LocalError, P2PShareError, RemoteError
 from p2pshare.sharecode.multiaddrs import unspecified_host
 
 from . import _libp2p_patches
@@ -81,19 +82,19 @@ _NOISY_LOGGERS = {
 StreamHandler = Callable[["LibP2PByteStream"], Awaitable[None]]
 
 
-class HostError(Exception):
+class HostError(P2PShareError):
     """A failure of the libp2p host; ``str()`` is one line."""
 
 
-class ListenError(HostError, OSError):
+class ListenError(HostError, LocalError, OSError):
     """A listen address could not be bound (an ``OSError``, as binds are)."""
 
 
-class DialError(HostError, ConnectionError):
+class DialError(HostError, RemoteError, ConnectionError):
     """The peer could not be reached or authenticated in time."""
 
 
-class StreamError(HostError, ConnectionError):
+class StreamError(HostError, RemoteError, ConnectionError):
     """The stream was reset, or its connection broke."""
 
 

@@ -22,6 +22,8 @@ from libp2p.crypto.ed25519 import Ed25519PrivateKey, create_new_key_pair
 from libp2p.crypto.keys import KeyPair, KeyType
 from libp2p.crypto.pb import crypto_pb2
 
+from p2pshare.errors import LocalError
+
 __all__ = [
     "IdentityError",
     "default_identity_path",
@@ -40,7 +42,7 @@ _SEED_LEN = 32
 _PUB_LEN = 32
 
 
-class IdentityError(Exception):
+class IdentityError(LocalError):
     """The identity file cannot be read, parsed or written (one-line message)."""
 
 
@@ -127,6 +129,11 @@ def _load(path: Path) -> KeyPair:
         raise IdentityError(f"cannot read identity file {path}: {e.strerror or e}") from None
     if len(data) > _MAX_FILE_BYTES:
         raise IdentityError(f"identity file {path} is corrupt: too large")
+    try:
+        key_pair = decode_private_key(data)
+    except IdentityError as e:
+        raise IdentityError(f"identity file {path} is corrupt: {e}") from None
+    # Only about a usable key: a corrupt file's error stays the one line printed.
     if st.st_mode & 0o077:
         logger.warning(
             "identity file %s is readable by other users (mode %o); run: chmod 600 %s",
@@ -134,10 +141,7 @@ def _load(path: Path) -> KeyPair:
             stat.S_IMODE(st.st_mode),
             path,
         )
-    try:
-        return decode_private_key(data)
-    except IdentityError as e:
-        raise IdentityError(f"identity file {path} is corrupt: {e}") from None
+    return key_pair
 
 
 def _make_private_dir(directory: Path) -> None:

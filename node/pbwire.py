@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
 
+from p2pshare.errors import ProtocolViolation
+
 __all__ = [
     "PbError",
     "encode_uvarint",
@@ -32,7 +34,7 @@ LEN = 2
 I32 = 5
 
 
-class PbError(ValueError):
+class PbError(ProtocolViolation, ValueError):
     """Malformed or oversized protobuf bytes from a peer (one-line message)."""
 
 

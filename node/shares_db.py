@@ -16,6 +16,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from p2pshare.node.errors import LocalNodeError
+
 
 @dataclass(frozen=True)
 class ShareRecord:
@@ -47,8 +49,19 @@ def load_record(home: Path, paths: list[Path], name: str) -> ShareRecord | None:
 
 
 def save_record(home: Path, paths: list[Path], name: str, record: ShareRecord) -> None:
-    """Write atomically with mode 0600 (the file holds the share key)."""
+    """Write atomically with mode 0600 (the file holds the share key).
+
+    A data directory we cannot write is a local problem the user must fix
+    (``LocalNodeError``), not an internal error.
+    """
     path = _record_path(home, paths, name)
+    try:
+        _write_record(path, paths, name, record)
+    except OSError as exc:
+        raise LocalNodeError(f"cannot save the share record {path}: {exc.strerror or exc}") from None
+
+
+def _write_record(path: Path, paths: list[Path], name: str, record: ShareRecord) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     body = json.dumps(
         {
@@ -66,7 +79,11 @@ def save_record(home: Path, paths: list[Path], name: str, record: ShareRecord) -
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def forget_record(home: Path, paths: list[Path], name: str) -> None:

@@ -1,7 +1,10 @@
 """``p2pshare``: a thin command line over ``p2pshare.node.api.Node``.
 
-Exit codes: 0 success; 2 bad input; 3 sharer not found or unreachable in
-time; 4 authentication or integrity failure; 130 interrupted (SIGINT).
+Exit codes (:class:`ExitCode`): 0 success; 2 bad input; 3 sharer not found
+or unreachable in time; 4 authentication or integrity failure; 130
+interrupted (SIGINT); 143 terminated (SIGTERM); 1 internal error. They are
+decided here only, from the error's class (:data:`EXIT_CODES`): the errors
+themselves say what went wrong, not how a program should exit.
 Every error is one line on stderr (and an ``error`` event with ``--json``).
 Slow imports (py-libp2p takes ~1 s) happen only after the input is checked.
 """
@@ -9,25 +12,74 @@ Slow imports (py-libp2p takes ~1 s) happen only after the input is checked.
 from __future__ import annotations
 
 import argparse
+import enum
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Final, NoReturn, assert_never
 
 from p2pshare import sharecode
+from p2pshare.errors import LocalError, P2PShareError, ProtocolViolation, RemoteError, Terminated
 from p2pshare.node import _libp2p_lean_import
 from p2pshare.node._output import Reporter
-from p2pshare.node.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, NodeError
-from p2pshare.transfer.errors import TransferError
+from p2pshare.node.cmd_get import GetOptions
+from p2pshare.node.cmd_node import NodeOptions, add_node_parser
+from p2pshare.node.cmd_share import ShareOptions
+from p2pshare.relay.cmd import RelayOptions, add_relay_parser
+from p2pshare.transfer.errors import AuthenticationError, IntegrityError
 
 PROG = "p2pshare"
 
 
+class ExitCode(enum.IntEnum):
+    OK = 0
+    INTERNAL = 1
+    BAD_INPUT = 2
+    UNREACHABLE = 3
+    AUTH_OR_INTEGRITY = 4
+    INTERRUPTED = 130
+    TERMINATED = 128 + signal.SIGTERM
+
+
+#: Error class -> exit code. The first row the error is an instance of wins,
+#: so narrower classes come before their branch; anything else is internal.
+EXIT_CODES: Final[tuple[tuple[type[BaseException], ExitCode], ...]] = (
+    (KeyboardInterrupt, ExitCode.INTERRUPTED),
+    (Terminated, ExitCode.TERMINATED),
+    (LocalError, ExitCode.BAD_INPUT),
+    (AuthenticationError, ExitCode.AUTH_OR_INTEGRITY),
+    (IntegrityError, ExitCode.AUTH_OR_INTEGRITY),
+    (ProtocolViolation, ExitCode.AUTH_OR_INTEGRITY),
+    (RemoteError, ExitCode.UNREACHABLE),
+)
+
+
+def exit_code_for(exc: BaseException) -> ExitCode:
+    """The exit code an error ends the CLI with (:data:`EXIT_CODES`)."""
+    for cls, code in EXIT_CODES:
+        if isinstance(exc, cls):
+            return code
+    return ExitCode.INTERNAL
+
+
+@dataclass(frozen=True)
+class CodeShowOptions:
+    """What ``p2pshare code show`` was asked to do."""
+
+    code: str
+    reveal_key: bool = False
+
+
+CommandOptions = CodeShowOptions | ShareOptions | GetOptions | NodeOptions | RelayOptions
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(ExitCode.BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,9 +135,6 @@ def build_parser() -> argparse.ArgumentParser:
     cs = csub.add_parser("show", help="print the decoded fields of a code as JSON")
     cs.add_argument("code", metavar="CODE")
     cs.add_argument("--reveal-key", action="store_true", help="include the encryption key")
-    from p2pshare.node.cmd_node import add_node_parser
-    from p2pshare.relay.cmd import add_relay_parser
-
     add_relay_parser(sub)
     add_node_parser(sub)
     return p
@@ -130,13 +179,53 @@ def _setup_logging(verbose: int) -> None:
     logging.basicConfig(level=level, format="p2pshare: %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
+def command_options(ns: argparse.Namespace) -> CommandOptions:
+    """The one place a parsed ``Namespace`` becomes typed options; the
+    ``node`` and ``relay`` commands read the flags their own parsers define."""
+    if ns.command == "code":
+        return CodeShowOptions(code=ns.code, reveal_key=ns.reveal_key)
+    if ns.command == "share":
+        return ShareOptions(
+            paths=tuple(ns.paths),
+            name=ns.name,
+            description=ns.description,
+            sharer=ns.sharer,
+            listen=tuple(ns.listen or ()),
+            identity=ns.identity,
+            relays=tuple(ns.relay),
+            bootstrap=tuple(ns.bootstrap),
+            no_default_bootstrap=ns.no_default_bootstrap,
+            once=ns.once,
+            new_code=ns.new_code,
+            json=ns.json,
+        )
+    if ns.command == "get":
+        return GetOptions(
+            code=ns.code,
+            output=ns.output,
+            timeout=ns.timeout,
+            listen=tuple(ns.listen or ()),
+            identity=ns.identity,
+            relays=tuple(ns.relay),
+            bootstrap=tuple(ns.bootstrap),
+            no_default_bootstrap=ns.no_default_bootstrap,
+            force_relay=ns.force_relay,
+            json=ns.json,
+        )
+    if ns.command == "node":
+        return NodeOptions.from_namespace(ns)
+    if ns.command == "relay":
+        return RelayOptions.from_namespace(ns)
+    raise AssertionError(f"unhandled command {ns.command}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    ns = build_parser().parse_args(argv)
+    _setup_logging(ns.verbose)
     _libp2p_lean_import.install()  # before any command imports py-libp2p
-    reporter = Reporter(json_mode=bool(getattr(args, "json", False)))
+    reporter = Reporter(json_mode=bool(getattr(ns, "json", False)))
     try:
-        return _dispatch(args, reporter)
+        return _dispatch(command_options(ns), reporter)
     except BaseException as exc:  # noqa: BLE001 - mapped to one line and an exit code
         leaf = _leaf(exc)
         if isinstance(leaf, (SystemExit, GeneratorExit)):
@@ -144,26 +233,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(leaf, reporter)
 
 
-def _dispatch(args: Any, reporter: Reporter) -> int:
-    if args.command == "code":
-        return _cmd_code_show(args)
-    if args.command == "share":
-        from p2pshare.node.cmd_share import run_share
+def _dispatch(opts: CommandOptions, reporter: Reporter) -> int:
+    match opts:
+        case CodeShowOptions():
+            return _cmd_code_show(opts)
+        case ShareOptions():
+            from p2pshare.node.cmd_share import run_share
 
-        return run_share(args, reporter)
-    if args.command == "get":
-        from p2pshare.node.cmd_get import run_get
+            return run_share(opts, reporter)
+        case GetOptions():
+            from p2pshare.node.cmd_get import run_get
 
-        return run_get(args, reporter)
-    if args.command == "node":
-        from p2pshare.node.cmd_node import run_node
+            return run_get(opts, reporter)
+        case NodeOptions():
+            from p2pshare.node.cmd_node import run_node
 
-        return run_node(args, reporter)
-    if args.command == "relay":
-        from p2pshare.relay.cmd import run_relay
+            return run_node(opts, reporter)
+        case RelayOptions():
+            from p2pshare.relay.cmd import run_relay
 
-        return run_relay(args, reporter)
-    raise AssertionError(f"unhandled command {args.command}")
+            return run_relay(opts, reporter)
+    assert_never(opts)
 
 
 def _leaf(exc: BaseException) -> BaseException:
@@ -171,7 +261,7 @@ def _leaf(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup):
         inner = [e for e in exc.exceptions if not _is_cancel(e)] or list(exc.exceptions)
         # Prefer an error we know how to explain over a secondary one.
-        known = [e for e in inner if isinstance(_leaf(e), (NodeError, TransferError, sharecode.ShareCodeError))]
+        known = [e for e in inner if isinstance(_leaf(e), P2PShareError)]
         exc = (known or inner)[0]
     return exc
 
@@ -183,24 +273,24 @@ def _is_cancel(exc: BaseException) -> bool:
 
 
 def _report(exc: BaseException, reporter: Reporter) -> int:
-    if isinstance(exc, KeyboardInterrupt):
-        reporter.error("interrupted", EXIT_INTERRUPTED)
-        return EXIT_INTERRUPTED
-    if isinstance(exc, (NodeError, TransferError)):
-        reporter.error(str(exc), exc.exit_code)
-        return exc.exit_code
-    if isinstance(exc, sharecode.ShareCodeError):
-        reporter.error(f"bad share code: {exc}", EXIT_BAD_INPUT)
-        return EXIT_BAD_INPUT
-    logging.getLogger("p2pshare").debug("internal error", exc_info=exc)
-    reporter.error(f"internal error: {type(exc).__name__}: {exc} (run with -vv for details)", EXIT_INTERNAL)
-    return EXIT_INTERNAL
+    code = exit_code_for(exc)
+    if code is ExitCode.INTERNAL:
+        logging.getLogger("p2pshare").debug("internal error", exc_info=exc)
+        message = f"internal error: {type(exc).__name__}: {exc} (run with -vv for details)"
+    elif isinstance(exc, KeyboardInterrupt):
+        message = "interrupted"
+    elif isinstance(exc, sharecode.ShareCodeError):
+        message = f"bad share code: {exc}"
+    else:
+        message = str(exc)
+    reporter.error(message, code)
+    return code
 
 
-def _cmd_code_show(args: Any) -> int:
-    code = sharecode.parse_code(args.code)
-    print(json.dumps(sharecode.describe(code, reveal_key=args.reveal_key), indent=2, sort_keys=True))
-    return 0
+def _cmd_code_show(opts: CodeShowOptions) -> int:
+    code = sharecode.parse_code(opts.code)
+    print(json.dumps(sharecode.describe(code, reveal_key=opts.reveal_key), indent=2, sort_keys=True))
+    return ExitCode.OK
 
 
 def entry() -> NoReturn:

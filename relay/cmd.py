@@ -14,16 +14,20 @@ import contextlib
 import logging
 import re
 import signal
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from p2pshare.node._output import Reporter
 from p2pshare.node.errors import LocalNodeError
 
-__all__ = ["add_relay_parser", "run_relay", "parse_size", "limits_from_args"]
+if TYPE_CHECKING:
+    from p2pshare.node.circuit.limits import RelayLimits
+
+__all__ = ["RelayOptions", "add_relay_parser", "run_relay", "parse_size", "limits_from_args"]
 
 DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4001"
 RELAY_IDENTITY_FILE = "relay-identity.key"
@@ -170,47 +174,74 @@ def add_relay_parser(subparsers: Any) -> argparse.ArgumentParser:
     return r
 
 
-def limits_from_args(args: Any) -> Any:
+def limits_from_args(args: argparse.Namespace) -> RelayLimits:
+    """The relay's limits from the flags; bad combinations are bad input."""
     from p2pshare.node.circuit.limits import RelayLimits
 
-    return RelayLimits(
-        max_reservations=args.max_reservations,
-        max_reservations_per_peer=args.max_reservations_per_peer,
-        max_reservations_per_ip=args.max_reservations_per_ip,
-        reservation_ttl=args.reservation_ttl,
-        max_circuits_per_reservation=args.max_circuits_per_reservation,
-        max_circuits=args.max_circuits,
-        circuit_duration=args.circuit_duration,
-        circuit_data=args.circuit_data,
-    )
-
-
-def run_relay(args: Any, reporter: Reporter) -> int:
-    """Entry point for ``p2pshare relay`` (after argument parsing)."""
     try:
-        limits = limits_from_args(args)
+        return RelayLimits(
+            max_reservations=args.max_reservations,
+            max_reservations_per_peer=args.max_reservations_per_peer,
+            max_reservations_per_ip=args.max_reservations_per_ip,
+            reservation_ttl=args.reservation_ttl,
+            max_circuits_per_reservation=args.max_circuits_per_reservation,
+            max_circuits=args.max_circuits,
+            circuit_duration=args.circuit_duration,
+            circuit_data=args.circuit_data,
+        )
     except ValueError as e:
         raise LocalNodeError(str(e)) from None
-    return trio.run(_serve, args, reporter, limits)
 
 
-async def _serve(args: Any, reporter: Reporter, limits: Any) -> int:
+@dataclass(frozen=True)
+class RelayOptions:
+    """What ``p2pshare relay`` was asked to do."""
+
+    limits: RelayLimits
+    listen: tuple[str, ...] = ()
+    announce: tuple[str, ...] | None = None
+    identity: Path | None = None
+    json: bool = False
+    bootstrap: tuple[str, ...] = ()
+    no_default_bootstrap: bool = False
+    stun_ip: str = "0.0.0.0"
+    autonat_dial_private: bool = False
+
+    @classmethod
+    def from_namespace(cls, ns: argparse.Namespace) -> RelayOptions:
+        """Read what :func:`add_relay_parser` defined: its ``dest`` names live here only."""
+        return cls(
+            limits=limits_from_args(ns),
+            listen=tuple(ns.listen or ()),
+            announce=tuple(ns.announce) if ns.announce else None,
+            identity=ns.identity,
+            json=ns.json,
+            bootstrap=tuple(ns.bootstrap),
+            no_default_bootstrap=ns.no_default_bootstrap,
+            stun_ip=ns.stun_ip,
+            autonat_dial_private=ns.autonat_dial_private,
+        )
+
+
+def run_relay(opts: RelayOptions, reporter: Reporter) -> int:
+    """Entry point for ``p2pshare relay`` (after argument parsing)."""
+    return trio.run(_serve, opts, reporter)
+
+
+async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
     from p2pshare.node.autonat._trio_server import serve_autonat_server
     from p2pshare.node.autonat.server import ServerConfig
     from p2pshare.node.circuit.hop import serve_relay
     from p2pshare.node.config import data_home, load_network_config
     from p2pshare.node.discovery import open_discovery
     from p2pshare.node.host import open_host
-    from p2pshare.node.identity import IdentityError, load_or_create_identity
+    from p2pshare.node.identity import load_or_create_identity
     from p2pshare.node.natinfo._trio_stun import DEFAULT_PORTS as DEFAULT_STUN_PORTS
     from p2pshare.node.natinfo._trio_stun import serve_stun_tcp
 
-    identity = args.identity or data_home() / RELAY_IDENTITY_FILE
-    try:
-        key_pair = load_or_create_identity(Path(identity))
-    except IdentityError as e:
-        raise LocalNodeError(f"identity {identity}: {e}") from None
-    listen = list(args.listen or [DEFAULT_LISTEN])
+    identity = opts.identity or data_home() / RELAY_IDENTITY_FILE
+    key_pair = load_or_create_identity(identity)  # an IdentityError is bad input (exit 2)
+    listen = list(opts.listen or [DEFAULT_LISTEN])
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with contextlib.AsyncExitStack() as stack:
             try:
@@ -219,14 +250,20 @@ async def _serve(args: Any, reporter: Reporter, limits: Any) -> int:
                 raise LocalNodeError(str(e)) from None
             async with trio.open_nursery() as nursery:
                 relay = await nursery.start(
-                    partial(serve_relay, host, limits, private_key=key_pair.private_key, announce=args.announce)
+                    partial(
+                        serve_relay,
+                        host,
+                        opts.limits,
+                        private_key=key_pair.private_key,
+                        announce=opts.announce,
+                    )
                 )
                 # A relay is public by definition: it answers AutoNAT dial-back
                 # requests and STUN-over-TCP mapping probes for its clients...
-                await nursery.start(serve_autonat_server, host, ServerConfig(dial_private=args.autonat_dial_private))
+                await nursery.start(serve_autonat_server, host, ServerConfig(dial_private=opts.autonat_dial_private))
                 try:
-                    stun_ports = await nursery.start(serve_stun_tcp, args.stun_ip, DEFAULT_STUN_PORTS)
-                    reporter.say(f"STUN (TCP) on {args.stun_ip} ports {stun_ports}")
+                    stun_ports = await nursery.start(serve_stun_tcp, opts.stun_ip, DEFAULT_STUN_PORTS)
+                    reporter.say(f"STUN (TCP) on {opts.stun_ip} ports {stun_ports}")
                 except OSError as e:
                     logging.getLogger(__name__).warning(
                         "no STUN responder (ports %s busy?): %s; clients learn their mapping from identify only",
@@ -235,7 +272,7 @@ async def _serve(args: Any, reporter: Reporter, limits: Any) -> int:
                     )
                 # ... and doubles as a DHT server (bootstrap node).
                 net = load_network_config(
-                    data_home(), bootstrap=args.bootstrap, no_default_bootstrap=args.no_default_bootstrap
+                    data_home(), bootstrap=list(opts.bootstrap), no_default_bootstrap=opts.no_default_bootstrap
                 )
                 async with open_discovery(
                     host,

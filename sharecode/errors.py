@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
+from p2pshare.errors import LocalError
+
 __all__ = ["ShareCodeError", "quote"]
 
 _QUOTE_MAX = 80
 
 
-class ShareCodeError(ValueError):
+class ShareCodeError(LocalError, ValueError):
     """A share code (or one of its parts) is malformed.
 
     ``str()`` is always a single line, fit to print after ``error:`` in the
-    CLI (exit code 2). Messages never contain the encryption key.
+    CLI (exit code 2); the root class keeps it to one line. Messages never
+    contain the encryption key.
     """
-
-    def __init__(self, message: str) -> None:
-        # Guarantee the one-line contract even if a caller slips up.
-        super().__init__(" ".join(message.split()))
 
 
 def quote(value: str) -> str:

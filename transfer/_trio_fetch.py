@@ -27,6 +27,7 @@ from p2pshare.transfer.errors import (
     IntegrityError,
     LocalError,
     OutputError,
+    ShareKeyError,
     StreamEndedError,
     TransferError,
 )
@@ -118,7 +119,7 @@ async def fetch(
     try:
         keys = crypto.ShareKeys.derive(key, share_code)
     except ValueError as exc:
-        raise LocalError(str(exc)) from None
+        raise ShareKeyError(str(exc)) from None
     proto = ReceiverProtocol(keys, local_peer_id=local_peer_id, remote_peer_id=remote_peer_id)
     start = trio.current_time()
     store: Store | None = None

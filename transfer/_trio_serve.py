@@ -19,7 +19,7 @@ import trio
 
 from p2pshare.transfer import ranges, wire
 from p2pshare.transfer._trio_io import TaskGroup, await_eof, goodbye, read_some, reset_quietly, write_all, write_buffer
-from p2pshare.transfer.errors import SourceError, StreamEndedError, TransferError
+from p2pshare.transfer.errors import SourceChangedError, StreamEndedError, TransferError
 from p2pshare.transfer.events import ReceiverConnected, ReceiverFailed, ReceiverFinished, TransferEvent
 from p2pshare.transfer.registry import ServedShare, ShareRegistry
 from p2pshare.transfer.sharer import ReceiverAuthenticated, ReceiverDone, SharerProtocol, WantReceived
@@ -69,7 +69,7 @@ async def serve_transfer(
         await await_eof(stream)
         await reset_quietly(stream)
     except TransferError as exc:
-        if isinstance(exc, SourceError):
+        if isinstance(exc, SourceChangedError):
             log.warning("stopped serving %s: %s", remote_peer_id.hex()[:16], exc)
             session.proto.send_error(wire.ErrorCode.SOURCE_CHANGED, "source changed")
         else:

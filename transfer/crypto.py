@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from p2pshare.errors import P2PShareError
+
 KEY_BYTES = 32
 SHARE_ID_BYTES = 16
 NONCE_BYTES = 32  # handshake nonces
@@ -37,8 +39,8 @@ _LABEL_MANIFEST = b"p2pshare/v1 manifest"
 _LABEL_CHUNK = b"p2pshare/v1 chunk"
 
 
-class DecryptError(ValueError):
-    """Authentication tag did not verify."""
+class DecryptError(P2PShareError, ValueError):
+    """Authentication tag did not verify (callers raise ``IntegrityError``)."""
 
 
 def _hkdf(key: bytes, info: bytes, length: int) -> bytes:

@@ -1,16 +1,35 @@
 """Transfer errors, split by whose fault they are.
 
-``LocalError`` is this machine's (bad input paths, unwritable or conflicting
-output); ``RemoteError`` is the peer's or the network's. Every error carries a
-one-line ``str()`` for the user and the CLI ``exit_code`` it maps to, so the
-CLI never needs to inspect types beyond ``TransferError``.
+Each class is a ``TransferError`` (what the transfer code catches) placed on
+a branch of ``p2pshare.errors``: ``LocalError`` is this machine's (bad input
+paths, unwritable or conflicting output), ``RemoteError`` the peer's or the
+network's, ``ProtocolViolation`` a peer breaking the wire protocol. Every
+error carries a one-line ``str()`` for the user; the CLI maps the classes to
+exit codes, and ``retryable`` tells the receiver whether to reconnect.
 """
 
 from __future__ import annotations
 
-EXIT_BAD_INPUT = 2
-EXIT_UNREACHABLE = 3
-EXIT_AUTH_OR_INTEGRITY = 4
+from p2pshare.errors import LocalError, P2PShareError, ProtocolViolation, RemoteError
+
+__all__ = [
+    "MAX_MESSAGE_CHARS",
+    "sanitize_text",
+    "TransferError",
+    "LocalError",
+    "RemoteError",
+    "ShareKeyError",
+    "OutputError",
+    "SourceError",
+    "PeerReportedError",
+    "AuthenticationError",
+    "IntegrityError",
+    "SourceChangedError",
+    "ProtocolError",
+    "UnknownShareError",
+    "BusyError",
+    "StreamEndedError",
+]
 
 MAX_MESSAGE_CHARS = 200
 
@@ -30,79 +49,63 @@ def sanitize_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     return result
 
 
-class TransferError(Exception):
+class TransferError(P2PShareError):
     """Base of every transfer failure; ``str(err)`` is one line."""
 
-    exit_code = EXIT_UNREACHABLE
-    #: True when running the same command again may succeed (and resume).
-    retryable = False
 
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(message.split()))
+class ShareKeyError(TransferError, LocalError):
+    """The share key we were given cannot be used (e.g. wrong length)."""
 
 
-class LocalError(TransferError):
-    """A problem on our side."""
-
-    exit_code = EXIT_BAD_INPUT
-
-
-class OutputError(LocalError):
+class OutputError(TransferError, LocalError):
     """The output cannot be written: unwritable, conflicting or unsafe."""
 
 
-class SourceError(LocalError):
+class SourceError(TransferError, LocalError):
     """A path to share is missing or unreadable."""
 
 
-class RemoteError(TransferError):
-    """A problem with the peer or the connection."""
-
-    exit_code = EXIT_UNREACHABLE
+class PeerReportedError(TransferError, RemoteError):
+    """The peer sent an ERROR frame with a code we have no class for."""
 
 
-class AuthenticationError(RemoteError):
+class AuthenticationError(TransferError, RemoteError):
     """Wrong key, or the peer failed to prove it holds the key."""
 
-    exit_code = EXIT_AUTH_OR_INTEGRITY
 
-
-class IntegrityError(RemoteError):
+class IntegrityError(TransferError, RemoteError):
     """Data failed verification: bad tag or hash, truncated or reordered."""
-
-    exit_code = EXIT_AUTH_OR_INTEGRITY
 
 
 class SourceChangedError(IntegrityError):
-    """The sharer's files changed since the share was created."""
+    """The shared files no longer match the manifest.
+
+    Raised on the sharer when a file it reads changed (it then tells the
+    receiver so) and on the receiver when the sharer says so: either way the
+    bytes the share promises are gone, which the receiver sees as integrity.
+    """
 
 
-class ProtocolError(RemoteError):
+class ProtocolError(TransferError, ProtocolViolation):
     """The peer sent malformed or unexpected frames."""
 
-    exit_code = EXIT_AUTH_OR_INTEGRITY
 
-
-class UnknownShareError(RemoteError):
+class UnknownShareError(TransferError, RemoteError):
     """The peer does not serve this share (wrong or expired code)."""
 
-    exit_code = EXIT_UNREACHABLE
 
-
-class BusyError(RemoteError):
+class BusyError(TransferError, RemoteError):
     """The sharer is too busy to serve us now."""
 
-    exit_code = EXIT_UNREACHABLE
     retryable = True
 
 
-class StreamEndedError(RemoteError):
+class StreamEndedError(TransferError, RemoteError):
     """The stream ended (EOF, reset, timeout) before the transfer finished.
 
     Verified data stays in ``.p2pshare-partial`` and is reused next time.
     """
 
-    exit_code = EXIT_UNREACHABLE
     retryable = True
 
     def __init__(self, detail: str = "the connection ended") -> None:

@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from p2pshare.errors import P2PShareError
 from p2pshare.transfer import paths
 from p2pshare.transfer.paths import PathRuleError, check_tree
 
@@ -37,8 +38,12 @@ MAX_TOTAL_CHUNKS = 1 << 18
 EMPTY_SHA256 = hashlib.sha256(b"").digest()
 
 
-class ManifestError(ValueError):
-    """The manifest is malformed or unsafe; the message says which rule."""
+class ManifestError(P2PShareError, ValueError):
+    """The manifest is malformed or unsafe; the message says which rule.
+
+    Neither local nor remote by itself: the receiver turns it into a
+    ``ProtocolError`` (the peer's manifest), the scanner into a ``SourceError``.
+    """
 
 
 def chunk_count(size: int, chunk_size: int) -> int:

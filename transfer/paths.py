@@ -23,6 +23,8 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 
+from p2pshare.errors import P2PShareError
+
 MAX_COMPONENT_BYTES = 255
 MAX_PATH_BYTES = 4096
 MAX_ENTRIES = 1_000_000
@@ -35,8 +37,11 @@ MAX_DIRS = 200_000
 PARTIAL_DIR_NAME = ".p2pshare-partial"
 
 
-class PathRuleError(ValueError):
-    """A path breaks the rules; the message names the rule, not the path."""
+class PathRuleError(P2PShareError, ValueError):
+    """A path breaks the rules; the message names the rule, not the path.
+
+    Callers turn it into a local or remote error (whose path it was).
+    """
 
 
 def _bad_char(ch: str) -> bool:

@@ -22,9 +22,10 @@ from p2pshare.transfer.errors import (
     AuthenticationError,
     BusyError,
     IntegrityError,
+    PeerReportedError,
     ProtocolError,
-    RemoteError,
     SourceChangedError,
+    TransferError,
     UnknownShareError,
 )
 from p2pshare.transfer.manifest import Manifest, ManifestError
@@ -74,10 +75,10 @@ class EndOfChunks:
 ReceiverEvent = HandshakeComplete | ManifestReady | ChunkArrived | EndOfChunks
 
 
-def error_for(msg: wire.Error) -> RemoteError:
+def error_for(msg: wire.Error) -> TransferError:
     """Map a peer's ERROR frame to the exception we raise."""
     text = msg.message or "no details"
-    codes: dict[int, type[RemoteError]] = {
+    codes: dict[int, type[TransferError]] = {
         wire.ErrorCode.UNKNOWN_SHARE: UnknownShareError,
         wire.ErrorCode.AUTH_FAILED: AuthenticationError,
         wire.ErrorCode.SOURCE_CHANGED: SourceChangedError,
@@ -90,7 +91,7 @@ def error_for(msg: wire.Error) -> RemoteError:
         wire.ErrorCode.AUTH_FAILED: "the sharer rejected our proof of the share key",
         wire.ErrorCode.SOURCE_CHANGED: "the shared files changed on the sharer's side; the sharer must share them again",
     }
-    cls = codes.get(msg.code, RemoteError)
+    cls = codes.get(msg.code, PeerReportedError)
     if msg.code in fixed:
         return cls(fixed[msg.code])
     prefix = "the sharer is busy" if msg.code == wire.ErrorCode.BUSY else "the peer reported an error"

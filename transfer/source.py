@@ -16,12 +16,8 @@ from pathlib import Path
 
 from p2pshare.transfer import wire
 from p2pshare.transfer.crypto import TAG_BYTES, ChunkCipher
-from p2pshare.transfer.errors import SourceError
+from p2pshare.transfer.errors import SourceChangedError
 from p2pshare.transfer.manifest import Manifest
-
-
-class SourceChanged(SourceError):
-    """A shared file no longer matches the manifest."""
 
 
 class ChunkReader:
@@ -49,9 +45,9 @@ class ChunkReader:
                     break
                 data += more
         except OSError as exc:
-            raise SourceChanged(f"cannot read {path}: {exc.strerror or exc}") from None
+            raise SourceChangedError(f"cannot read {path}: {exc.strerror or exc}") from None
         if len(data) != length or hashlib.sha256(data).digest() != entry.chunk_hashes[chunk_index]:
-            raise SourceChanged(f"{path} changed since it was shared")
+            raise SourceChangedError(f"{path} changed since it was shared")
         return file_index, chunk_index, chunk_index == len(entry.chunk_hashes) - 1, data
 
     def _open(self, file_index: int) -> int:

@@ -13,6 +13,7 @@ import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from p2pshare.errors import ProtocolViolation
 from p2pshare.node.pbwire import (
     LEN,
     VARINT,
@@ -57,7 +58,7 @@ class ResponseStatus(enum.IntEnum):
     E_INTERNAL_ERROR = 300
 
 
-class WireError(ValueError):
+class WireError(ProtocolViolation, ValueError):
     """A malformed, oversized or out-of-place AutoNAT message."""
 
 

@@ -13,12 +13,13 @@ from libp2p.peer.envelope import Envelope, make_unsigned, unmarshal_envelope
 from libp2p.peer.id import ID
 from libp2p.relay.circuit_v2.pb import circuit_pb2 as pb
 
+from p2pshare.errors import ProtocolViolation
 from p2pshare.node.circuit.wire import VOUCHER_DOMAIN, VOUCHER_PAYLOAD_TYPE, encode_voucher_payload
 
 __all__ = ["make_voucher", "open_voucher", "VoucherInfo", "VoucherError"]
 
 
-class VoucherError(Exception):
+class VoucherError(ProtocolViolation):
     """The voucher is malformed or its signature does not hold."""
 
 

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from p2pshare.errors import ProtocolViolation
 from p2pshare.node.pbwire import PbError, encode_uvarint
 from p2pshare.node.pbwire import read_frame as read_pb_frame
 
@@ -109,7 +110,7 @@ class StopType(enum.IntEnum):
     STATUS = 1
 
 
-class WireError(Exception):
+class WireError(ProtocolViolation):
     """A peer's message is unusable; ``status`` is what to answer with."""
 
     def __init__(self, message: str, status: Status = Status.MALFORMED_MESSAGE) -> None:

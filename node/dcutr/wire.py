@@ -12,6 +12,7 @@ import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from p2pshare.errors import ProtocolViolation
 from p2pshare.node.pbwire import LEN, VARINT, PbError, field_bytes, field_varint, frame, iter_fields, read_frame
 
 __all__ = [
@@ -37,7 +38,7 @@ class MsgType(enum.IntEnum):
     SYNC = 300
 
 
-class WireError(ValueError):
+class WireError(ProtocolViolation, ValueError):
     """A malformed, oversized or unexpected DCUtR message."""
 
 

@@ -14,6 +14,7 @@ import trio
 from libp2p.kad_dht.pb.kademlia_pb2 import Message
 from libp2p.peer.peerstore import env_to_send_in_RPC
 
+from p2pshare.errors import RemoteError
 from p2pshare.node.host import Host, HostError, LibP2PByteStream
 
 from . import wire
@@ -30,7 +31,7 @@ _READ_CHUNK = 64 * 1024
 _ADD_PROVIDER_LINGER = 1.5
 
 
-class RpcError(Exception):
+class RpcError(RemoteError):
     """The RPC failed: unreachable peer, broken stream, bad answer (one line)."""
 
 

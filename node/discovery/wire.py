@@ -18,6 +18,7 @@ from libp2p.kad_dht.pb.kademlia_pb2 import Message
 from libp2p.peer.envelope import consume_envelope
 from libp2p.peer.id import ID
 
+from p2pshare.errors import ProtocolViolation
 from p2pshare.node.pbwire import frame
 
 from .peers import MAX_ADDRS_PER_PEER, normalize_addr
@@ -49,7 +50,7 @@ _MAX_ADDR_BYTES = 256
 _MAX_RECORD_BYTES = 8 * 1024
 
 
-class WireError(Exception):
+class WireError(ProtocolViolation):
     """A malformed or oversized message from a peer (one line)."""
 
 

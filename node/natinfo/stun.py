@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from aioice import stun
 
+from p2pshare.errors import ProtocolViolation
+
 __all__ = [
     "HEADER_LENGTH",
     "MAX_BODY",
@@ -29,7 +31,7 @@ MAX_BODY = 512
 _MAGIC = stun.COOKIE.to_bytes(4, "big")
 
 
-class StunError(ValueError):
+class StunError(ProtocolViolation, ValueError):
     """A malformed, oversized or unrelated STUN message."""
 
 

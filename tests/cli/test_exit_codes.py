@@ -92,6 +92,20 @@ def test_sigint_during_get_is_exit_130(tmp_path: Path) -> None:
         proc.close()
 
 
+def test_sigterm_during_get_is_exit_143(tmp_path: Path) -> None:
+    args = ["get", a_code(free_port()), "-o", str(tmp_path / "o"), "--timeout", "60", "--json"]
+    proc = start(args, tmp_path / "h")
+    try:
+        time.sleep(3)  # past start-up, dialling a port nobody listens on
+        proc.kill(signal.SIGTERM)
+        assert proc.wait(20) == 128 + signal.SIGTERM
+        error = json.loads(proc.lines[-1])
+        assert error["event"] == "error" and error["exit_code"] == 143 and "terminated" in error["message"]
+        assert "Traceback" not in proc.stderr_tail()
+    finally:
+        proc.close()
+
+
 def test_refuses_to_overwrite_a_different_file(tmp_path: Path, sharer) -> None:  # type: ignore[no-untyped-def]
     src = tmp_path / "src"
     write_random(src / "a.bin", 4096)
@@ -120,3 +134,133 @@ def test_code_show_redacts_the_key(tmp_path: Path) -> None:
     res = run(["code", "show", "garbage"], tmp_path / "h")
     assert res.returncode == 2
     assert_one_line_error(res.stderr, "bad share code")
+
+
+# --- Bad local files: each is exit 2 with one line, never "internal error". ---
+
+needs_non_root = pytest.mark.skipif(os.geteuid() == 0, reason="root can read and write anything")
+
+
+def _identity_commands(tmp_path: Path, identity: Path) -> dict[str, list[str]]:
+    """Every command that takes ``--identity``, pointed at ``identity``."""
+    shared = tmp_path / "shared.txt"
+    shared.write_text("hello")
+    loopback = ["--listen", "/ip4/127.0.0.1/tcp/0", "--identity", str(identity)]
+    return {
+        "share": ["share", str(shared), *loopback],
+        "get": ["get", a_code(free_port()), "-o", str(tmp_path / "out"), "--timeout", "5", *loopback],
+        "node": ["node", *loopback],
+        "relay": ["relay", *loopback],
+    }
+
+
+@pytest.mark.parametrize("command", ["share", "get", "node", "relay"])
+def test_corrupt_identity_is_exit_2(tmp_path: Path, command: str) -> None:
+    identity = tmp_path / "identity.key"
+    identity.write_bytes(b"this is not a key\n")
+    identity.chmod(0o644)  # the permission warning must not add a line to a corrupt file's error
+    res = run(_identity_commands(tmp_path, identity)[command], tmp_path / "h", timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert_one_line_error(res.stderr, str(identity), "corrupt")
+    assert "internal error" not in res.stderr and "WARNING" not in res.stderr
+
+
+@pytest.mark.parametrize("command", ["share", "relay"])
+def test_identity_that_is_a_directory_is_exit_2(tmp_path: Path, command: str) -> None:
+    identity = tmp_path / "keys"
+    identity.mkdir()
+    res = run(_identity_commands(tmp_path, identity)[command], tmp_path / "h", timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert_one_line_error(res.stderr, str(identity), "not a regular file")
+
+
+def test_identity_below_a_file_is_exit_2(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    identity = blocker / "identity.key"
+    res = run(_identity_commands(tmp_path, identity)["node"], tmp_path / "h", timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert_one_line_error(res.stderr, "identity file", str(identity))
+
+
+@needs_non_root
+def test_unreadable_identity_is_exit_2(tmp_path: Path) -> None:
+    identity = tmp_path / "identity.key"
+    identity.write_bytes(b"\x00" * 68)
+    identity.chmod(0)
+    res = run(_identity_commands(tmp_path, identity)["share"], tmp_path / "h", timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert_one_line_error(res.stderr, "cannot read identity file", str(identity))
+
+
+@needs_non_root
+def test_identity_in_unwritable_directory_is_exit_2(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    keys.chmod(0o500)
+    try:
+        res = run(_identity_commands(tmp_path, keys / "identity.key")["node"], tmp_path / "h", timeout=60)
+    finally:
+        keys.chmod(0o700)
+    assert res.returncode == 2, res.stderr
+    assert_one_line_error(res.stderr, "identity file")
+
+
+@pytest.mark.parametrize(
+    ("config", "fragment"),
+    [
+        ("bootstrap = [", "cannot read"),  # not TOML
+        ("bootstrap = 5", "'bootstrap' must be a list"),
+        ("default_bootstrap = 'yes'", "'default_bootstrap' must be true or false"),
+        (b"\xff\xfe", "cannot read"),  # not UTF-8
+    ],
+)
+def test_corrupt_config_is_exit_2(tmp_path: Path, config: str | bytes, fragment: str) -> None:
+    home = tmp_path / "h"
+    home.mkdir()
+    path = home / "config.toml"
+    if isinstance(config, bytes):
+        path.write_bytes(config)
+    else:
+        path.write_text(config)
+    for command in ("get", "node"):
+        args = _identity_commands(tmp_path, tmp_path / "fresh.key")[command]
+        res = run(args, home, timeout=60)
+        assert res.returncode == 2, (command, res.stderr)
+        assert_one_line_error(res.stderr, "config.toml", fragment)
+
+
+def test_corrupt_share_record_is_replaced(tmp_path: Path, sharer) -> None:  # type: ignore[no-untyped-def]
+    """A share record that is not ours to trust gives a new code, not an error."""
+    src = tmp_path / "src.bin"
+    write_random(src, 1000)
+    home = tmp_path / "sharer-home"
+    proc, first = sharer(src, home=home)
+    proc.kill(signal.SIGINT)
+    assert proc.wait(20) == 0
+    records = list((home / "shares").glob("*.json"))
+    assert records
+    for record in records:
+        record.write_text('{"key": "not base64!", "human_code": 7')
+    _, again = sharer(src, home=home)
+    assert again["code"] != first["code"]
+    assert all(json.loads(r.read_text())["human_code"] == again["share_code"] for r in records)
+
+
+def test_unwritable_share_record_is_exit_2(tmp_path: Path) -> None:
+    src = tmp_path / "src.bin"
+    write_random(src, 1000)
+    home = tmp_path / "h"
+    first = start(["share", str(src), "--json", "--listen", "/ip4/127.0.0.1/tcp/0"], home)
+    try:
+        assert json.loads(first.readline(60) or "{}").get("event") == "shared"
+        first.kill(signal.SIGINT)
+        assert first.wait(20) == 0
+    finally:
+        first.close()
+    for record in (home / "shares").glob("*.json"):
+        record.unlink()
+        record.mkdir()  # in the way of the record's file
+    res = run(["share", str(src), "--listen", "/ip4/127.0.0.1/tcp/0"], home, timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert_one_line_error(res.stderr, "cannot save the share record")

@@ -9,7 +9,7 @@ import logging
 import sys
 
 from p2pshare.node._output import Reporter
-from p2pshare.relay.cmd import add_relay_parser, run_relay
+from p2pshare.relay.cmd import RelayOptions, add_relay_parser, run_relay
 
 
 def main() -> int:
@@ -18,7 +18,7 @@ def main() -> int:
     add_relay_parser(sub)
     args = parser.parse_args(["relay", *sys.argv[1:]])
     logging.basicConfig(level=logging.INFO, format="relay: %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    return run_relay(args, Reporter(json_mode=args.json))
+    return run_relay(RelayOptions.from_namespace(args), Reporter(json_mode=args.json))
 
 
 if __name__ == "__main__":

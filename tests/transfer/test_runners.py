@@ -10,6 +10,7 @@ import pytest
 import trio
 from xfer_helpers import RECEIVER_ID, SHARER_ID, MemByteStream, make_tree, snapshot, stream_pair
 
+from p2pshare.cli import exit_code_for
 from p2pshare.transfer import PROTOCOL_ID, ShareRegistry, build_manifest, fetch, serve_transfer
 from p2pshare.transfer.errors import (
     BusyError,
@@ -142,7 +143,7 @@ async def test_changed_source(tmp_path: Path) -> None:
     sharer_events: list[TransferEvent] = []
     result, _ = await run_pair(registry, key, tmp_path / "out", sharer_events=sharer_events)
     assert isinstance(result, SourceChangedError), result
-    assert result.exit_code == 4
+    assert exit_code_for(result) == 4
     assert not (tmp_path / "out" / "tree" / "big.bin").exists()
     assert isinstance(sharer_events[-1], ReceiverFailed)
     assert registry.completed(prepared.share_id) == 0
@@ -168,7 +169,7 @@ async def test_wrong_key(tmp_path: Path) -> None:
     sharer_events: list[TransferEvent] = []
     result, _ = await run_pair(registry, secrets.token_bytes(32), tmp_path / "out", sharer_events=sharer_events)
     assert isinstance(result, UnknownShareError), result
-    assert result.exit_code == 3
+    assert exit_code_for(result) == 3
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
     assert isinstance(sharer_events[-1], ReceiverFailed)
 
@@ -186,7 +187,7 @@ async def test_output_conflict(tmp_path: Path) -> None:
     (out / "tree").mkdir(parents=True)
     (out / "tree" / "big.bin").write_bytes(b"precious")
     result, _ = await run_pair(registry, key, out)
-    assert isinstance(result, OutputError) and result.exit_code == 2
+    assert isinstance(result, OutputError) and exit_code_for(result) == 2
     assert "refusing to overwrite" in str(result)
     assert (out / "tree" / "big.bin").read_bytes() == b"precious"
 
@@ -238,7 +239,7 @@ async def test_output_is_a_file(tmp_path: Path) -> None:
     _, key, registry = share(tmp_path)
     (tmp_path / "out").write_bytes(b"")
     result, _ = await run_pair(registry, key, tmp_path / "out")
-    assert isinstance(result, OutputError) and result.exit_code == 2
+    assert isinstance(result, OutputError) and exit_code_for(result) == 2
 
 
 async def test_silent_sharer_times_out(tmp_path: Path) -> None:
