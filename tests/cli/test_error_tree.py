@@ -18,7 +18,7 @@ from p2pshare.errors import LocalError, P2PShareError, ProtocolViolation, Remote
 ROOT = Path(__file__).resolve().parents[2]
 # Private control flow that never leaves its module, and the lean-import
 # stand-in that must stay an ImportError for py-libp2p's own import fallbacks.
-NOT_IN_TREE = {"_OverLimit", "_Bad", "LeanImportError"}
+NOT_IN_TREE = {"_OverLimit", "_Bad", "_Busy", "LeanImportError"}  # private control flow; an ImportError
 
 
 def _our_exception_classes() -> list[type[BaseException]]:
