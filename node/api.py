@@ -25,44 +25,34 @@ from p2pshare.node.autonat._trio_server import serve_autonat_server
 from p2pshare.node.autonat.client import AutoNATConfig
 from p2pshare.node.autonat.server import ServerConfig as AutoNATServerConfig
 from p2pshare.node.circuit.client import RelayClient, RelayError, open_relay_client
-from p2pshare.node.circuit.wire import Limit
 from p2pshare.node.discovery import Discovery, open_discovery
-from p2pshare.node.errors import LocalNodeError, PeerUnreachableError, RelayLimitedError
+from p2pshare.node.errors import LocalNodeError
+from p2pshare.node.events import Connected, NodeEvent, PathUpgraded, RelaysChanged
 from p2pshare.node.host import Host, LibP2PByteStream, open_host
 from p2pshare.node.identity import load_or_create_identity
-from p2pshare.node.ping import PING_PROTOCOL, measure_rtt
 from p2pshare.node.reach import Reacher
-from p2pshare.node.traversal import Traversal, TraversalEvent, open_traversal
-from p2pshare.sharecode.multiaddrs import is_circuit, legacy_endpoint, relay_part, without_loopback
-from p2pshare.transfer import PROTOCOL_ID, PreparedShare, ShareRegistry, build_manifest, fetch, serve_transfer
-from p2pshare.transfer.errors import TransferError
-from p2pshare.transfer.events import Progress
+from p2pshare.node.receive.core import PROBE_WAIT, UPGRADE_WAIT, UPGRADE_WAIT_LIMITED, ReceiveResult
+from p2pshare.node.receive.driver import ReceiveDriver
+from p2pshare.node.traversal import Traversal, open_traversal
+from p2pshare.sharecode.multiaddrs import legacy_endpoint, without_loopback
+from p2pshare.transfer import PROTOCOL_ID, PreparedShare, ShareRegistry, build_manifest, serve_transfer
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = ("/ip4/0.0.0.0/tcp/0",)
 RELAYS_WANTED = 2  # reservations a node holds (and names in its codes) at once
-PROBE_WAIT = 3.0  # seconds a receiver spends learning its NAT mapping from the code's relays
-UPGRADE_WAIT = 4.0  # seconds a relayed receiver waits for hole punching before it starts (failures end it early; a later upgrade still moves the transfer)
-UPGRADE_WAIT_LIMITED = 15.0  # ... when the relay limits the circuit (it cannot carry the data)
 
-
-@dataclass(frozen=True)
-class Connected:
-    """The receiver reached the sharer."""
-
-    peer_id: str
-    path: str  # "direct" | "relayed" | "hole-punched"
-    rtt_ms: float | None
-
-
-@dataclass(frozen=True)
-class PathUpgraded:
-    """A relayed connection to the sharer became direct."""
-
-    peer_id: str
-    path: str  # "hole-punched" | "direct"
-    seconds: float  # from the relayed connection to the direct one
+__all__ = [
+    "Connected",
+    "PathUpgraded",
+    "Node",
+    "NodeConfig",
+    "ReceiveResult",
+    "ShareInfo",
+    "PROBE_WAIT",
+    "UPGRADE_WAIT",
+    "UPGRADE_WAIT_LIMITED",
+]
 
 
 @dataclass(frozen=True)
@@ -103,17 +93,20 @@ class Node:
     starts live inside the ``async with`` and are gone when it exits.
     """
 
-    def __init__(self, config: NodeConfig | None = None) -> None:
+    def __init__(
+        self, config: NodeConfig | None = None, *, on_event: Callable[[NodeEvent], None] | None = None
+    ) -> None:
         self.config = config or NodeConfig()
         self.registry = ShareRegistry()
-        self.on_transfer_event: Callable[[object], None] | None = None
+        # Every event of the node (transfers both ways, NAT traversal, the
+        # receiver's connection, relay reservations); may be replaced any time.
+        self.on_event = on_event
         self._stack = contextlib.AsyncExitStack()
         self._host: Host | None = None
         self._relay: RelayClient | None = None
         self._discovery: Discovery | None = None
         self._nursery: trio.Nursery | None = None
         self.advertised: dict[bytes, int] = {}  # share_id -> DHT peers that took the record
-        self.on_traversal_event: Callable[[TraversalEvent], None] | None = None
         self._traversal: Traversal | None = None
         self._reacher: Reacher | None = None
 
@@ -142,12 +135,17 @@ class Node:
                 self._host,
                 relays=list(cfg.relays),
                 autonat=cfg.autonat,
-                on_event=self._on_traversal_event,
+                on_event=self._emit,
             )
         )
         try:
             self._relay = await self._stack.enter_async_context(
-                open_relay_client(self._host, list(cfg.relays), want=RELAYS_WANTED)
+                open_relay_client(
+                    self._host,
+                    list(cfg.relays),
+                    want=RELAYS_WANTED,
+                    on_change=lambda addrs: self._emit(RelaysChanged(tuple(addrs))),
+                )
             )
         except RelayError as exc:
             await self._stack.aclose()
@@ -216,9 +214,9 @@ class Node:
             raise RuntimeError("Node used outside its 'async with'")
         return self._traversal
 
-    def _on_traversal_event(self, event: TraversalEvent) -> None:
-        if self.on_traversal_event is not None:
-            self.on_traversal_event(event)
+    def _emit(self, event: NodeEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
 
     @property
     def discovery(self) -> Discovery:
@@ -292,7 +290,7 @@ class Node:
             registry=self.registry,
             local_peer_id=self.host.peer_id_bytes,
             remote_peer_id=stream.remote_peer_id_bytes,
-            on_event=self.on_transfer_event,
+            on_event=self._emit,
         )
 
     # -- receiving -----------------------------------------------------------
@@ -303,148 +301,21 @@ class Node:
         receiver_name: str | None = None,
         *,
         timeout: float = 60.0,
-        on_event: Callable[[object], None] | None = None,
-    ) -> Any:
+    ) -> ReceiveResult:
         """Reach the sharer, then fetch into ``output_dir``, resuming what is there.
 
         A connection that drops mid-transfer is re-dialled until ``timeout``
         seconds pass without progress; what was verified is kept either way.
+        Events (``Connected``, ``PathUpgraded``, the transfer's) go to
+        ``on_event``. The decisions live in :mod:`p2pshare.node.receive.core`.
         """
         parsed = sharecode.parse_code(code) if isinstance(code, str) else code
-        emit = on_event or (lambda _e: None)
         _check_output_dir(output_dir)
-        deadline = trio.current_time() + timeout
-        last_error: Exception | None = None
         assert self._reacher is not None
-        await self._learn_mapping(parsed)
-        for _attempt in range(10_000):
-            peer_id = await self._reacher.reach_until(parsed, deadline, last_error)
-            path = self._path(peer_id)
-            emit(Connected(peer_id=peer_id, path=path, rtt_ms=await self._rtt(peer_id)))
-            if path == "relayed":
-                path = await self._settle_path(peer_id, emit, deadline)
-            limit = self.relay.circuit_limit(peer_id) if path == "relayed" else None
-            progressed = False
-
-            def track(event: object) -> None:
-                nonlocal progressed
-                progressed = progressed or isinstance(event, Progress)
-                emit(event)
-
-            try:
-                stream = await self.host.open_stream(peer_id, PROTOCOL_ID)
-            except (OSError, ConnectionError) as exc:
-                last_error = exc
-                await trio.sleep(0.2)
-                continue
-            switched = False
-            new_path: str | None = None
-            upgrade_took = 0.0
-            try:
-                async with trio.open_nursery() as nursery:
-                    if path == "relayed":
-                        # Hole punching that succeeds mid-transfer moves the rest
-                        # of the transfer to the direct connection: verified data
-                        # is kept, so the new stream fetches only what is missing.
-                        async def watch_upgrade() -> None:
-                            nonlocal switched, new_path, upgrade_took
-                            started = trio.current_time()
-                            new_path = await self.traversal.wait_direct(peer_id, float("inf"), until_failure=False)  # noqa: B023 - awaited within this iteration
-                            if new_path is not None:
-                                switched = True
-                                upgrade_took = trio.current_time() - started
-                                nursery.cancel_scope.cancel()
-
-                        nursery.start_soon(watch_upgrade)
-                    # Caught here, not around the nursery: trio would wrap it in a group.
-                    failure: TransferError | None = None
-                    try:
-                        result = await fetch(
-                            stream,
-                            key=parsed.encryption_key,
-                            share_code=parsed.share_code,
-                            output_dir=output_dir,
-                            local_peer_id=self.host.peer_id_bytes,
-                            remote_peer_id=stream.remote_peer_id_bytes,
-                            on_event=track,
-                        )
-                    except TransferError as exc:
-                        failure = exc
-                    nursery.cancel_scope.cancel()
-                if failure is not None:
-                    raise failure
-                if not switched:
-                    return result
-                emit(PathUpgraded(peer_id, new_path or "direct", round(upgrade_took, 3)))
-                continue
-            except TransferError as exc:
-                if not exc.retryable:
-                    raise
-                if limit is not None and self.traversal.upgrade(peer_id) is None:
-                    raise RelayLimitedError(_limited_message(limit)) from None
-                last_error = exc
-                log.info("transfer interrupted (%s); reconnecting", exc)
-                if progressed:
-                    deadline = trio.current_time() + timeout
-            finally:
-                with contextlib.suppress(Exception):
-                    await stream.reset()
-            await trio.sleep(0.2)
-        raise PeerUnreachableError("gave up after too many reconnects; run the same command again to resume")
-
-    async def _learn_mapping(self, parsed: sharecode.ShareCode | sharecode.LegacyCode) -> None:
-        """Before dialling through the relays a code names, learn our listen
-        port's public mapping from them, so hole punching can announce it."""
-        if not isinstance(parsed, sharecode.ShareCode) or self.traversal.nat is not None:
-            return
-        circuits = [relay_part(a) for a in parsed.addresses if is_circuit(a)]
-        if circuits:
-            with trio.move_on_after(PROBE_WAIT):
-                await self.traversal.probe(circuits)
-
-    def _path(self, peer_id: str) -> str:
-        path = self.host.connection_path(peer_id) or "direct"
-        up = self.traversal.upgrade(peer_id)
-        return "hole-punched" if path == "direct" and up is not None and up.method == "hole-punch" else path
-
-    async def _settle_path(self, peer_id: str, emit: Callable[[object], None], deadline: float) -> str:
-        """On a relayed connection give hole punching a moment before the
-        transfer starts (longer when the relay's limits cannot carry it),
-        never past the caller's deadline."""
-        limited = self.relay.circuit_limit(peer_id) is not None
-        wait = min(UPGRADE_WAIT_LIMITED if limited else UPGRADE_WAIT, max(0.0, deadline - trio.current_time()))
-        started = trio.current_time()
-        path = await self.traversal.wait_direct(peer_id, wait)
-        if path is None:
-            return "relayed"
-        emit(PathUpgraded(peer_id, path, round(trio.current_time() - started, 3)))
-        return path
-
-    async def _rtt(self, peer_id: str) -> float | None:
-        with trio.move_on_after(2):
-            try:
-                stream = await self.host.open_stream(peer_id, PING_PROTOCOL)
-                try:
-                    return round(await measure_rtt(stream), 3)
-                finally:
-                    with contextlib.suppress(Exception):
-                        await stream.reset()
-            except Exception:  # noqa: BLE001 - RTT is informative only
-                return None
-        return None
-
-
-def _limited_message(limit: Limit) -> str:
-    caps = []
-    if limit.data:
-        caps.append(f"{limit.data} bytes")
-    if limit.duration:
-        caps.append(f"{limit.duration} s")
-    return (
-        f"the relay cut the connection: it limits each relayed connection to {' / '.join(caps)}, "
-        "and no direct path (hole punching) could be made; the data received so far is kept — "
-        "ask the sharer to use a relay without such limits (e.g. `p2pshare relay`)"
-    )
+        driver = ReceiveDriver(
+            host=self.host, relay=self.relay, traversal=self.traversal, reacher=self._reacher, emit=self._emit
+        )
+        return await driver.run(parsed, output_dir, timeout)
 
 
 def _legacy_for(human_code: str, key: bytes, addrs: Sequence[str]) -> sharecode.LegacyCode | None:

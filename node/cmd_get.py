@@ -36,19 +36,20 @@ def run_get(opts: GetOptions, reporter: Reporter) -> int:
 
 
 async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode | sharecode.LegacyCode) -> int:
-    from p2pshare.node.api import Connected, Node, NodeConfig, PathUpgraded
+    from p2pshare.node.api import Node, NodeConfig
+    from p2pshare.node.events import Connected, NodeEvent, PathUpgraded
     from p2pshare.transfer.events import ManifestReceived, Progress, TransferCompleted
 
     output = opts.output
     summary: dict[str, Any] = {}
 
-    def on_event(event: object) -> None:
+    def on_event(event: NodeEvent) -> None:
         if isinstance(event, Connected):
             rtt = f", rtt {event.rtt_ms:.1f} ms" if event.rtt_ms is not None else ""
-            reporter.event("connected", peer_id=event.peer_id, path=event.path, rtt_ms=event.rtt_ms)
+            reporter.event("connected", peer_id=event.peer_id, path=event.path.value, rtt_ms=event.rtt_ms)
             reporter.say(f"Connected to {event.peer_id} ({event.path}{rtt})")
         elif isinstance(event, PathUpgraded):
-            reporter.event("upgraded", peer_id=event.peer_id, path=event.path, seconds=event.seconds)
+            reporter.event("upgraded", peer_id=event.peer_id, path=event.path.value, seconds=event.seconds)
             reporter.say(f"Upgraded the relayed connection: now {event.path} (after {event.seconds:.2f} s)")
         elif isinstance(event, ManifestReceived):
             m = event.manifest
@@ -92,8 +93,8 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
                     return
 
             nursery.start_soon(stop_on_sigterm)
-            async with Node(config) as node:
-                await node.start_receiving(code, output, timeout=opts.timeout, on_event=on_event)
+            async with Node(config, on_event=on_event) as node:
+                await node.start_receiving(code, output, timeout=opts.timeout)
             nursery.cancel_scope.cancel()
     if terminated:
         raise Terminated("terminated; run the same command again to resume")

@@ -14,7 +14,7 @@ import trio
 from p2pshare.node._output import Reporter
 
 if TYPE_CHECKING:
-    from p2pshare.node.traversal import TraversalEvent
+    from p2pshare.node.events import NodeEvent
 
 ADDR_POLL = 1.0  # seconds between checks of our advertised addresses
 
@@ -75,9 +75,9 @@ def run_node(opts: NodeOptions, reporter: Reporter) -> int:
     return trio.run(_serve, opts, reporter)
 
 
-def _say_traversal(reporter: Reporter, ev: TraversalEvent) -> None:
+def _say_traversal(reporter: Reporter, ev: NodeEvent) -> None:
     from p2pshare.node.dcutr.policy import Upgraded, UpgradeFailed
-    from p2pshare.node.traversal import NatDiscovered, ReachabilityChanged
+    from p2pshare.node.events import NatDiscovered, ReachabilityChanged
 
     if isinstance(ev, ReachabilityChanged):
         reporter.event("reachability", reachability=ev.reachability, confirmed=ev.confirmed, addrs=list(ev.addrs))
@@ -116,15 +116,15 @@ async def _serve(opts: NodeOptions, reporter: Reporter) -> int:
         autonat_server=True,
     )
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with Node(config) as node:
-            held: list[TraversalEvent] = []
-            node.on_traversal_event = held.append
+        # The node's line comes first: events wait until it is out.
+        held: list[NodeEvent] = []
+        async with Node(config, on_event=held.append) as node:
             addrs = node.addresses()
             reporter.event("node", peer_id=node.peer_id, addrs=addrs)
             reporter.result(" ".join([node.peer_id, *addrs]))
             for ev in held:
                 _say_traversal(reporter, ev)
-            node.on_traversal_event = lambda ev: _say_traversal(reporter, ev)
+            node.on_event = lambda ev: _say_traversal(reporter, ev)
             async with trio.open_nursery() as nursery:
 
                 async def watch_addresses() -> None:

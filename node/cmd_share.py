@@ -14,7 +14,7 @@ from p2pshare.node._output import Reporter, human_bytes
 from p2pshare.node.errors import LocalNodeError
 
 if TYPE_CHECKING:
-    from p2pshare.node.traversal import TraversalEvent
+    from p2pshare.node.events import NodeEvent
 
 from p2pshare.node.shares_db import ShareRecord, forget_record, load_record, save_record
 from p2pshare.sharecode.multiaddrs import first_tcp_port
@@ -89,7 +89,10 @@ async def _serve(
     done_receivers = 0
     finished = trio.Event()
 
-    def on_event(event: object) -> None:
+    # The code must be the first line of stdout: NAT events wait until it is out.
+    held: list[NodeEvent] | None = []
+
+    def on_event(event: NodeEvent) -> None:
         nonlocal done_receivers
         if isinstance(event, ReceiverConnected):
             peer = _b58(event.peer)
@@ -106,6 +109,10 @@ async def _serve(
             peer = _b58(event.peer)
             reporter.event("receiver_failed", peer_id=peer, reason=event.reason)
             reporter.say(f"Receiver …{peer[-8:]} stopped: {event.reason}")
+        elif held is not None:
+            held.append(event)
+        else:
+            _report_traversal(reporter, event)
 
     net = load_network_config(
         home, bootstrap=list(opts.bootstrap), relays=list(opts.relays), no_default_bootstrap=opts.no_default_bootstrap
@@ -121,11 +128,7 @@ async def _serve(
         peers_file=net.peers_file,
     )
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with Node(config) as node:
-            node.on_transfer_event = on_event
-            # The code must be the first line of stdout: hold NAT events until it is out.
-            held: list[TraversalEvent] = []
-            node.on_traversal_event = held.append
+        async with Node(config, on_event=on_event) as node:
             info = await node.start_sharing(
                 name or None,
                 opts.description,
@@ -147,9 +150,9 @@ async def _serve(
                 addresses=list(info.code.addresses),
             )
             reporter.result(code)
-            for ev in held:
+            for ev in held or ():
                 _report_traversal(reporter, ev)
-            node.on_traversal_event = lambda ev: _report_traversal(reporter, ev)
+            held = None
             for warning in info.warnings:
                 reporter.say(f"warning: {warning}")
             m = info.prepared.manifest
@@ -180,10 +183,10 @@ async def _serve(
     return 0
 
 
-def _report_traversal(reporter: Reporter, ev: TraversalEvent) -> None:
+def _report_traversal(reporter: Reporter, ev: NodeEvent) -> None:
     """Sharer-side NAT facts as JSON events (and a human line on upgrades)."""
     from p2pshare.node.dcutr.policy import Upgraded, UpgradeFailed
-    from p2pshare.node.traversal import NatDiscovered, ReachabilityChanged
+    from p2pshare.node.events import NatDiscovered, ReachabilityChanged
 
     if isinstance(ev, NatDiscovered):
         reporter.event("nat", mapping=ev.mapping, public=ev.public, punchable=ev.punchable)

@@ -3,13 +3,32 @@
 ``ConnectionPath`` is how a connection to a peer runs. Its values are the
 strings the CLI's ``--json`` events always carried, so the wire of our own
 output does not change.
+
+``NodeEvent`` is every event a :class:`~p2pshare.node.api.Node` hands to its
+one ``on_event`` callback: the transfer's (both sides), NAT traversal's
+(hole punching, the NAT mapping, reachability), and the receiver's
+connection events. Consumers dispatch with ``isinstance`` and ignore the
+rest, so a new event type never breaks them.
 """
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
-__all__ = ["ConnectionPath"]
+from p2pshare.node.dcutr.policy import Upgraded, UpgradeFailed
+from p2pshare.transfer.events import TransferEvent
+
+__all__ = [
+    "ConnectionPath",
+    "Connected",
+    "PathUpgraded",
+    "ReachabilityChanged",
+    "NatDiscovered",
+    "RelaysChanged",
+    "TraversalEvent",
+    "NodeEvent",
+]
 
 
 class ConnectionPath(str, enum.Enum):
@@ -25,3 +44,51 @@ class ConnectionPath(str, enum.Enum):
     @property
     def is_direct(self) -> bool:
         return self is not ConnectionPath.RELAYED
+
+
+@dataclass(frozen=True)
+class Connected:
+    """The receiver reached the sharer."""
+
+    peer_id: str
+    path: ConnectionPath
+    rtt_ms: float | None
+
+
+@dataclass(frozen=True)
+class PathUpgraded:
+    """A relayed connection to the sharer became direct (receiver side)."""
+
+    peer_id: str
+    path: ConnectionPath  # HOLE_PUNCHED or DIRECT
+    seconds: float  # from the relayed connection (or the transfer's start) to the direct one
+
+
+@dataclass(frozen=True)
+class ReachabilityChanged:
+    """AutoNAT's verdict on whether others can dial us."""
+
+    reachability: str  # public | private | unknown
+    confirmed: bool
+    addrs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NatDiscovered:
+    """What the relays' STUN responders (or identify) showed of our NAT."""
+
+    mapping: str
+    public: str | None  # the listen port's public mapping, when predictable
+    punchable: bool
+
+
+@dataclass(frozen=True)
+class RelaysChanged:
+    """A relay reservation started or ended: our relayed addresses now."""
+
+    addrs: tuple[str, ...]
+
+
+TraversalEvent = Upgraded | UpgradeFailed | ReachabilityChanged | NatDiscovered
+
+NodeEvent = TransferEvent | TraversalEvent | Connected | PathUpgraded | RelaysChanged

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 import trio
 
@@ -19,6 +18,7 @@ from p2pshare.node.autonat.client import AutoNATConfig, Reachability, Verdict
 from p2pshare.node.dcutr._trio_libp2p import listen_tcp
 from p2pshare.node.dcutr._trio_service import open_dcutr
 from p2pshare.node.dcutr.policy import PunchConfig, Upgraded, UpgradeFailed
+from p2pshare.node.events import NatDiscovered, ReachabilityChanged, TraversalEvent
 from p2pshare.node.host import Host
 from p2pshare.node.natinfo import NatReport
 from p2pshare.node.natinfo._trio_identify import observe_via_identify, predict_mapping
@@ -27,23 +27,6 @@ from p2pshare.sharecode.multiaddrs import ip_text
 
 log = logging.getLogger(__name__)
 _DIRECT_POLL = 0.05  # seconds between looks at the peer's connections
-
-
-@dataclass(frozen=True)
-class ReachabilityChanged:
-    reachability: str  # public | private | unknown
-    confirmed: bool
-    addrs: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class NatDiscovered:
-    mapping: str
-    public: str | None  # the listen port's public mapping, when predictable
-    punchable: bool
-
-
-TraversalEvent = Upgraded | UpgradeFailed | ReachabilityChanged | NatDiscovered
 
 
 class Traversal:

@@ -22,6 +22,7 @@ import multiaddr
 import trio
 
 from p2pshare.node.circuit._upgrade import upgrade_relayed
+from p2pshare.node.circuit.schedule import ReservationSchedule, accept_expiry
 from p2pshare.node.circuit.wire import (
     HOP_PROTOCOL_ID,
     STOP_PROTOCOL_ID,
@@ -50,9 +51,6 @@ logger = logging.getLogger(__name__)
 
 DIAL_TIMEOUT = 10.0
 HANDSHAKE_TIMEOUT = 10.0
-_BACKOFF_MIN = 1.0
-_BACKOFF_MAX = 60.0
-_MAX_EXPIRY = 24 * 3600  # never trust an expiry further out than this
 _MAX_ADDRS_PER_RELAY = 8
 
 
@@ -124,12 +122,9 @@ class RelayClient:
             if pid == host.peer_id:
                 raise RelayError("a node cannot use itself as its relay")
             self._relays.append(_Relay(pid, text))
-        self._want = max(1, want)
         self._on_change = on_change
+        self._schedule = ReservationSchedule([r.peer_id for r in self._relays], want)
         self._active: dict[str, ReservationState] = {}
-        self._holding: set[str] = set()
-        self._retry_at: dict[str, float] = {}
-        self._failures: dict[str, int] = {}
         self._wake = trio.Event()
         self._changed = trio.Event()
         self._circuit_scopes: set[trio.CancelScope] = set()
@@ -296,10 +291,9 @@ class RelayClient:
         r = answer.reservation
         if r is None:
             raise RelayError(f"relay {relay.peer_id} accepted without a reservation", Status.MALFORMED_MESSAGE)
-        now = int(time.time())
-        if r.expire <= now:
+        expire = accept_expiry(r.expire, time.time())
+        if expire is None:
             raise RelayError(f"relay {relay.peer_id} granted a reservation already expired")
-        expire = min(r.expire, now + _MAX_EXPIRY)
         return ReservationState(
             relay.peer_id,
             relay.addr,
@@ -318,7 +312,7 @@ class RelayClient:
                     state = await self._reserve_once(relay)
                 renewed = relay.peer_id in self._active
                 self._active[relay.peer_id] = state
-                self._failures.pop(relay.peer_id, None)
+                delay = self._schedule.reserved(relay.peer_id, state.expire, time.time())
                 logger.info(
                     "relay client: %s reservation on %s until %d",
                     "refreshed" if renewed else "holding",
@@ -327,15 +321,11 @@ class RelayClient:
                 )
                 if not renewed:
                     self._notify()
-                delay = max(0.5, (state.expire - time.time()) / 2)
                 with trio.move_on_after(delay):
                     await self._wait_disconnected(relay.peer_id)
                     raise RelayError(f"connection to relay {relay.peer_id} lost")
         except (RelayError, DialError, StreamError, trio.TooSlowError, OSError) as e:
-            fails = self._failures.get(relay.peer_id, 0) + 1
-            self._failures[relay.peer_id] = fails
-            backoff = min(_BACKOFF_MAX, _BACKOFF_MIN * 2 ** (fails - 1))
-            self._retry_at[relay.peer_id] = trio.current_time() + backoff
+            backoff = self._schedule.failed(relay.peer_id, trio.current_time())
             logger.warning(
                 "relay client: relay %s unusable (%s); retry in %.0fs",
                 relay.peer_id,
@@ -343,7 +333,7 @@ class RelayClient:
                 backoff,
             )
         finally:
-            self._holding.discard(relay.peer_id)
+            self._schedule.released(relay.peer_id)
             if self._active.pop(relay.peer_id, None) is not None:
                 self._notify()
             self._wake.set()
@@ -378,22 +368,15 @@ class RelayClient:
         try:
             async with trio.open_nursery() as nursery:
                 task_status.started()
+                by_id: dict[str, _Relay] = {}
+                for r in self._relays:
+                    by_id.setdefault(r.peer_id, r)  # the first address configured for a relay
                 while True:
-                    now = trio.current_time()
-                    next_retry = now + 30.0
-                    for relay in self._relays:
-                        if len(self._holding) >= self._want:
-                            break
-                        if relay.peer_id in self._holding:
-                            continue
-                        at = self._retry_at.get(relay.peer_id, 0.0)
-                        if at > now:
-                            next_retry = min(next_retry, at)
-                            continue
-                        self._holding.add(relay.peer_id)
-                        nursery.start_soon(self._hold, relay)
+                    plan = self._schedule.plan(trio.current_time())
+                    for relay_id in plan.start:
+                        nursery.start_soon(self._hold, by_id[relay_id])
                     self._wake = trio.Event()
-                    with trio.move_on_at(next_retry):
+                    with trio.move_on_at(plan.wake_at):
                         await self._wake.wait()
         finally:
             self.host.remove_stream_handler(STOP_PROTOCOL_ID)

@@ -1,0 +1,391 @@
+"""The receive session's decisions, pure (no trio, no py-libp2p), aioquic style.
+
+The driver feeds the core what happened (an *input*: the sharer was reached,
+the upgrade wait ended, the transfer failed, a timer fired) together with
+``now`` (monotonic seconds); the core answers with *actions*: events to emit
+and at most one operation for the driver to perform next (probe, reach, wait
+for an upgrade, transfer, sleep), or the end (``Finish`` / ``Fail``). Keeping
+the choices here lets unit tests walk every transition with fake time, where
+the trio driver could only be exercised through real processes and NATs.
+
+The rules (the ``Node`` always had them; one is new):
+
+* Before dialling through the code's relays, learn our NAT mapping from them
+  for at most ``PROBE_WAIT`` s, so hole punching can announce it.
+* On a relayed connection wait up to ``UPGRADE_WAIT`` s (``UPGRADE_WAIT_LIMITED``
+  when the relay limits the circuit, which cannot carry a file) for hole
+  punching before the transfer starts; a transfer that still runs relayed
+  watches for an upgrade and moves to the direct path when one appears
+  (verified data is kept, the next stream fetches only what is missing).
+* A retryable failure is retried after ``RETRY_DELAY`` until ``timeout`` s
+  pass without progress; an attempt that made progress restarts that clock.
+* When a limited relay cut the circuit and no direct path exists, fail with
+  :class:`RelayLimitedError` (retrying would be cut again at the same point).
+* New: every retry and every wait respects the deadline. Before, a retryable
+  failure on a connection that stayed open (BUSY, a reset stream) was retried
+  without looking at the deadline, as re-reaching a connected peer succeeds at
+  once (issue 9, finding 2).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from p2pshare.node.circuit.wire import Limit
+from p2pshare.node.errors import PeerUnreachableError, RelayLimitedError
+from p2pshare.node.events import Connected, ConnectionPath, NodeEvent, PathUpgraded
+from p2pshare.sharecode.multiaddrs import is_circuit, relay_part
+from p2pshare.transfer.events import Progress, TransferEvent
+
+if TYPE_CHECKING:
+    from p2pshare.transfer._trio_fetch import FetchResult
+
+__all__ = [
+    "PROBE_WAIT",
+    "UPGRADE_WAIT",
+    "UPGRADE_WAIT_LIMITED",
+    "RETRY_DELAY",
+    "MAX_ATTEMPTS",
+    "State",
+    "ReceiveResult",
+    "ReceiveSession",
+    "probe_targets",
+    # inputs
+    "ProbeDone",
+    "Reached",
+    "ReachFailed",
+    "UpgradeWaitEnded",
+    "StreamOpenFailed",
+    "TransferDone",
+    "TransferMoved",
+    "TransferFailed",
+    "TimerFired",
+    "Input",
+    # actions
+    "Emit",
+    "Probe",
+    "Reach",
+    "WaitUpgrade",
+    "Transfer",
+    "Sleep",
+    "Finish",
+    "Fail",
+    "Action",
+]
+
+PROBE_WAIT = 3.0  # seconds a receiver spends learning its NAT mapping from the code's relays
+UPGRADE_WAIT = 4.0  # seconds a relayed receiver waits for hole punching before it starts (failures end it early; a later upgrade still moves the transfer)
+UPGRADE_WAIT_LIMITED = 15.0  # ... when the relay limits the circuit (it cannot carry the data)
+RETRY_DELAY = 0.2  # seconds between a failed attempt and the next one
+MAX_ATTEMPTS = 10_000  # a last bound on reconnects, should time never run out
+
+
+class State(enum.Enum):
+    PROBING = "probing"  # learning our NAT mapping from the code's relays
+    REACHING = "reaching"  # dialling the sharer (the code, the DHT, relays)
+    WAITING_UPGRADE = "waiting-upgrade"  # relayed: giving hole punching a moment
+    TRANSFERRING = "transferring"
+    SWITCHING_PATH = "switching-path"  # a direct path appeared: re-reaching over it
+    BACKING_OFF = "backing-off"  # an attempt failed; the next one waits a little
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ReceiveResult:
+    """What ``Node.start_receiving`` returns."""
+
+    peer_id: str  # the sharer that delivered
+    path: ConnectionPath  # the path the last (successful) attempt ran on
+    attempts: int  # streams opened to the sharer, the successful one included
+    transfer: FetchResult
+
+
+# -- inputs: what happened ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProbeDone:
+    """The NAT mapping probe ended (learned or not: it is best effort)."""
+
+
+@dataclass(frozen=True)
+class Reached:
+    peer_id: str
+    path: ConnectionPath
+    rtt_ms: float | None
+    limit: Limit | None  # the relay's limit on a relayed circuit (None: unlimited or not relayed)
+
+
+@dataclass(frozen=True)
+class ReachFailed:
+    error: Exception  # the dialler gave up at the deadline
+
+
+@dataclass(frozen=True)
+class UpgradeWaitEnded:
+    path: ConnectionPath | None  # None: no direct path in time (or DCUtR gave up)
+    seconds: float
+
+
+@dataclass(frozen=True)
+class StreamOpenFailed:
+    error: Exception
+
+
+@dataclass(frozen=True)
+class TransferDone:
+    result: FetchResult
+
+
+@dataclass(frozen=True)
+class TransferMoved:
+    """A direct path appeared while the transfer ran relayed; the driver stopped it."""
+
+    path: ConnectionPath | None
+    seconds: float  # from the start of the transfer to the upgrade
+
+
+@dataclass(frozen=True)
+class TransferFailed:
+    error: Exception
+    retryable: bool
+    upgraded: bool  # a direct path to the peer exists (DCUtR or a direct dial)
+
+
+@dataclass(frozen=True)
+class TimerFired:
+    """The driver slept until the time of the last :class:`Sleep`."""
+
+
+Input = (
+    ProbeDone
+    | Reached
+    | ReachFailed
+    | UpgradeWaitEnded
+    | StreamOpenFailed
+    | TransferDone
+    | TransferMoved
+    | TransferFailed
+    | TimerFired
+)
+
+
+# -- actions: what to do -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Emit:
+    event: NodeEvent
+
+
+@dataclass(frozen=True)
+class Probe:
+    relays: tuple[str, ...]  # relay multiaddrs (the code's circuit addrs without /p2p-circuit)
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Reach:
+    deadline: float
+    last_error: Exception | None  # said in the message should the dial fail
+
+
+@dataclass(frozen=True)
+class WaitUpgrade:
+    peer_id: str
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Transfer:
+    peer_id: str
+    path: ConnectionPath
+    watch_upgrade: bool  # relayed: move to a direct path as soon as one appears
+
+
+@dataclass(frozen=True)
+class Sleep:
+    until: float  # then feed TimerFired
+
+
+@dataclass(frozen=True)
+class Finish:
+    result: ReceiveResult
+
+
+@dataclass(frozen=True)
+class Fail:
+    error: Exception
+
+
+Action = Emit | Probe | Reach | WaitUpgrade | Transfer | Sleep | Finish | Fail
+
+
+def probe_targets(addresses: Sequence[str], nat_known: bool) -> tuple[str, ...]:
+    """The relays to learn our NAT mapping from: those the code's circuit
+    addresses go through, unless the mapping is known already."""
+    if nat_known:
+        return ()
+    return tuple(dict.fromkeys(relay_part(a) for a in addresses if is_circuit(a)))
+
+
+def limited_message(limit: Limit) -> str:
+    caps = []
+    if limit.data:
+        caps.append(f"{limit.data} bytes")
+    if limit.duration:
+        caps.append(f"{limit.duration} s")
+    return (
+        f"the relay cut the connection: it limits each relayed connection to {' / '.join(caps)}, "
+        "and no direct path (hole punching) could be made; the data received so far is kept — "
+        "ask the sharer to use a relay without such limits (e.g. `p2pshare relay`)"
+    )
+
+
+class ReceiveSession:
+    """One ``start_receiving``: feed it inputs, perform its actions.
+
+    ``start(now)`` gives the first actions; after performing the operation
+    among them, call ``handle(outcome, now)``. Transfer events go through
+    ``transfer_event`` (it notes progress and re-emits them).
+    """
+
+    def __init__(self, *, timeout: float, probe: Sequence[str] = ()) -> None:
+        self.timeout = timeout
+        self.state = State.PROBING
+        self.deadline = 0.0
+        self.attempts = 0
+        self.peer_id: str | None = None
+        self.path: ConnectionPath | None = None
+        self.last_error: Exception | None = None
+        self._probe = tuple(probe)
+        self._limit: Limit | None = None
+        self._progressed = False  # in the current attempt
+
+    # -- entry points --------------------------------------------------------
+
+    def start(self, now: float) -> list[Action]:
+        self.deadline = now + self.timeout
+        if self._probe:
+            self.state = State.PROBING
+            return [Probe(self._probe, self._bounded(PROBE_WAIT, now))]
+        return self._reach()
+
+    def transfer_event(self, event: TransferEvent) -> list[Action]:
+        if isinstance(event, Progress):
+            self._progressed = True
+        return [Emit(event)]
+
+    def handle(self, outcome: Input, now: float) -> list[Action]:
+        if self.state in (State.DONE, State.FAILED):
+            raise RuntimeError(f"the receive session has ended ({self.state.value})")
+        if isinstance(outcome, ProbeDone) and self.state is State.PROBING:
+            return self._reach()
+        if isinstance(outcome, Reached) and self.state in (State.REACHING, State.SWITCHING_PATH):
+            return self._on_reached(outcome, now)
+        if isinstance(outcome, ReachFailed) and self.state in (State.REACHING, State.SWITCHING_PATH):
+            return self._fail(outcome.error)
+        if isinstance(outcome, UpgradeWaitEnded) and self.state is State.WAITING_UPGRADE:
+            return self._on_upgrade_wait(outcome)
+        if self.state is State.TRANSFERRING:
+            if isinstance(outcome, TransferDone):
+                return self._on_done(outcome)
+            if isinstance(outcome, StreamOpenFailed):
+                self.last_error = outcome.error
+                return self._retry(now)
+            if isinstance(outcome, TransferMoved):
+                return self._on_moved(outcome, now)
+            if isinstance(outcome, TransferFailed):
+                return self._on_failed(outcome, now)
+        if isinstance(outcome, TimerFired) and self.state is State.BACKING_OFF:
+            if now >= self.deadline:
+                return self._out_of_time()
+            return self._reach()
+        raise RuntimeError(f"unexpected {type(outcome).__name__} while {self.state.value}")
+
+    # -- transitions ---------------------------------------------------------
+
+    def _bounded(self, wait: float, now: float) -> float:
+        return min(wait, max(0.0, self.deadline - now))
+
+    def _reach(self) -> list[Action]:
+        if self.attempts >= MAX_ATTEMPTS:
+            return self._fail(
+                PeerUnreachableError("gave up after too many reconnects; run the same command again to resume")
+            )
+        if self.state is not State.SWITCHING_PATH:
+            self.state = State.REACHING
+        return [Reach(self.deadline, self.last_error)]
+
+    def _on_reached(self, r: Reached, now: float) -> list[Action]:
+        self.peer_id = r.peer_id
+        self.path = r.path
+        self.state = State.REACHING
+        out: list[Action] = [Emit(Connected(peer_id=r.peer_id, path=r.path, rtt_ms=r.rtt_ms))]
+        if r.path is ConnectionPath.RELAYED:
+            self._limit = r.limit
+            self.state = State.WAITING_UPGRADE
+            wait = UPGRADE_WAIT_LIMITED if r.limit is not None else UPGRADE_WAIT
+            return [*out, WaitUpgrade(r.peer_id, self._bounded(wait, now))]
+        self._limit = None
+        return [*out, *self._transfer()]
+
+    def _on_upgrade_wait(self, w: UpgradeWaitEnded) -> list[Action]:
+        assert self.peer_id is not None
+        if w.path is None:
+            return self._transfer()
+        self.path = w.path
+        self._limit = None  # the transfer runs direct: the relay's limit no longer applies
+        return [Emit(PathUpgraded(self.peer_id, w.path, round(w.seconds, 3))), *self._transfer()]
+
+    def _transfer(self) -> list[Action]:
+        assert self.peer_id is not None and self.path is not None
+        self.state = State.TRANSFERRING
+        self.attempts += 1
+        self._progressed = False
+        return [Transfer(self.peer_id, self.path, watch_upgrade=self.path is ConnectionPath.RELAYED)]
+
+    def _on_done(self, d: TransferDone) -> list[Action]:
+        assert self.peer_id is not None and self.path is not None
+        self.state = State.DONE
+        return [Finish(ReceiveResult(self.peer_id, self.path, self.attempts, d.result))]
+
+    def _on_moved(self, m: TransferMoved, now: float) -> list[Action]:
+        assert self.peer_id is not None
+        if self._progressed:
+            self.deadline = now + self.timeout
+        path = m.path or ConnectionPath.DIRECT
+        self.state = State.SWITCHING_PATH
+        return [Emit(PathUpgraded(self.peer_id, path, round(m.seconds, 3))), *self._reach()]
+
+    def _on_failed(self, f: TransferFailed, now: float) -> list[Action]:
+        if not f.retryable:
+            return self._fail(f.error)
+        if self._limit is not None and not f.upgraded:
+            return self._fail(RelayLimitedError(limited_message(self._limit)))
+        self.last_error = f.error
+        if self._progressed:
+            self.deadline = now + self.timeout
+        return self._retry(now)
+
+    def _retry(self, now: float) -> list[Action]:
+        if now + RETRY_DELAY >= self.deadline:
+            return self._out_of_time()
+        self.state = State.BACKING_OFF
+        return [Sleep(now + RETRY_DELAY)]
+
+    def _out_of_time(self) -> list[Action]:
+        why = f" ({self.last_error})" if self.last_error is not None else ""
+        return self._fail(
+            PeerUnreachableError(
+                f"the sharer made no progress for {self.timeout:g} s{why}; run the same command again to resume"
+            )
+        )
+
+    def _fail(self, error: Exception) -> list[Action]:
+        self.state = State.FAILED
+        return [Fail(error)]

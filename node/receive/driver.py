@@ -1,0 +1,210 @@
+"""The receive session's trio driver: performs what :mod:`.core` decides.
+
+Each operation the core asks for is one await here (probe the NAT, reach the
+sharer, wait for hole punching, run one transfer); its outcome goes back to
+the core with the current time. Nothing here decides whether to retry,
+wait or give up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+from p2pshare import sharecode
+from p2pshare.node.circuit.client import RelayClient
+from p2pshare.node.errors import PeerUnreachableError
+from p2pshare.node.events import ConnectionPath, NodeEvent
+from p2pshare.node.host import Host
+from p2pshare.node.ping import PING_PROTOCOL, measure_rtt
+from p2pshare.node.reach import Reacher
+from p2pshare.node.receive.core import (
+    Action,
+    Emit,
+    Fail,
+    Finish,
+    Input,
+    Probe,
+    ProbeDone,
+    Reach,
+    Reached,
+    ReachFailed,
+    ReceiveResult,
+    ReceiveSession,
+    Sleep,
+    StreamOpenFailed,
+    TimerFired,
+    Transfer,
+    TransferDone,
+    TransferFailed,
+    TransferMoved,
+    UpgradeWaitEnded,
+    WaitUpgrade,
+    probe_targets,
+)
+from p2pshare.node.traversal import Traversal
+from p2pshare.transfer import PROTOCOL_ID, fetch
+from p2pshare.transfer.errors import TransferError
+from p2pshare.transfer.events import TransferEvent
+
+log = logging.getLogger(__name__)
+
+RTT_TIMEOUT = 2.0  # the ping in the Connected event is informative only
+
+
+class ReceiveDriver:
+    """Runs one :class:`ReceiveSession` against the node's host and services."""
+
+    def __init__(
+        self,
+        *,
+        host: Host,
+        relay: RelayClient,
+        traversal: Traversal,
+        reacher: Reacher,
+        emit: Callable[[NodeEvent], None],
+    ) -> None:
+        self.host = host
+        self.relay = relay
+        self.traversal = traversal
+        self.reacher = reacher
+        self.emit = emit
+
+    async def run(
+        self, parsed: sharecode.ShareCode | sharecode.LegacyCode, output_dir: Path, timeout: float
+    ) -> ReceiveResult:
+        addresses = parsed.addresses if isinstance(parsed, sharecode.ShareCode) else ()
+        session = ReceiveSession(timeout=timeout, probe=probe_targets(addresses, self.traversal.nat is not None))
+        actions = session.start(trio.current_time())
+        while True:
+            operation: Action | None = None
+            for action in actions:
+                if isinstance(action, Emit):
+                    self.emit(action.event)
+                elif isinstance(action, Finish):
+                    return action.result
+                elif isinstance(action, Fail):
+                    raise action.error
+                else:
+                    operation = action
+            assert operation is not None, "the receive core gave no next step"
+            outcome = await self._perform(operation, session, parsed, output_dir)
+            actions = session.handle(outcome, trio.current_time())
+
+    async def _perform(
+        self,
+        op: Action,
+        session: ReceiveSession,
+        parsed: sharecode.ShareCode | sharecode.LegacyCode,
+        output_dir: Path,
+    ) -> Input:
+        if isinstance(op, Probe):
+            with trio.move_on_after(op.timeout):
+                await self.traversal.probe(list(op.relays))
+            return ProbeDone()
+        if isinstance(op, Reach):
+            try:
+                peer_id = await self.reacher.reach_until(parsed, op.deadline, op.last_error)
+            except PeerUnreachableError as exc:
+                return ReachFailed(exc)
+            path = self._path(peer_id)
+            rtt = await self._rtt(peer_id)
+            limit = self.relay.circuit_limit(peer_id) if path is ConnectionPath.RELAYED else None
+            return Reached(peer_id, path, rtt, limit)
+        if isinstance(op, WaitUpgrade):
+            started = trio.current_time()
+            found = await self.traversal.wait_direct(op.peer_id, op.timeout)
+            return UpgradeWaitEnded(_as_path(found), trio.current_time() - started)
+        if isinstance(op, Sleep):
+            await trio.sleep_until(op.until)
+            return TimerFired()
+        if isinstance(op, Transfer):
+            return await self._transfer(op, session, parsed, output_dir)
+        raise AssertionError(f"not an operation: {op!r}")
+
+    async def _transfer(
+        self,
+        op: Transfer,
+        session: ReceiveSession,
+        parsed: sharecode.ShareCode | sharecode.LegacyCode,
+        output_dir: Path,
+    ) -> Input:
+        """One stream, one fetch; relayed, raced against an upgrade to a direct path."""
+        try:
+            stream = await self.host.open_stream(op.peer_id, PROTOCOL_ID)
+        except (OSError, ConnectionError) as exc:
+            return StreamOpenFailed(exc)
+
+        def on_transfer_event(event: TransferEvent) -> None:
+            for action in session.transfer_event(event):
+                assert isinstance(action, Emit)
+                self.emit(action.event)
+
+        moved: TransferMoved | None = None
+        outcome: Input | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                if op.watch_upgrade:
+
+                    async def watch_upgrade() -> None:
+                        nonlocal moved
+                        started = trio.current_time()
+                        found = await self.traversal.wait_direct(op.peer_id, math.inf, until_failure=False)
+                        moved = TransferMoved(_as_path(found), trio.current_time() - started)
+                        nursery.cancel_scope.cancel()
+
+                    nursery.start_soon(watch_upgrade)
+                # Caught here, not around the nursery: trio would wrap it in a group.
+                try:
+                    result = await fetch(
+                        stream,
+                        key=parsed.encryption_key,
+                        share_code=parsed.share_code,
+                        output_dir=output_dir,
+                        local_peer_id=self.host.peer_id_bytes,
+                        remote_peer_id=stream.remote_peer_id_bytes,
+                        on_event=on_transfer_event,
+                    )
+                    outcome = TransferDone(result)
+                except TransferError as exc:
+                    if exc.retryable:
+                        log.info("transfer interrupted (%s); reconnecting", exc)
+                    upgraded = self.traversal.upgrade(op.peer_id) is not None
+                    outcome = TransferFailed(exc, exc.retryable, upgraded)
+                nursery.cancel_scope.cancel()
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.reset()
+        if outcome is None:
+            assert moved is not None  # only the upgrade watcher cancels an unfinished fetch
+            return moved
+        return outcome
+
+    def _path(self, peer_id: str) -> ConnectionPath:
+        path = _as_path(self.host.connection_path(peer_id)) or ConnectionPath.DIRECT
+        up = self.traversal.upgrade(peer_id)
+        if path is ConnectionPath.DIRECT and up is not None and up.method == "hole-punch":
+            return ConnectionPath.HOLE_PUNCHED
+        return path
+
+    async def _rtt(self, peer_id: str) -> float | None:
+        with trio.move_on_after(RTT_TIMEOUT):
+            try:
+                stream = await self.host.open_stream(peer_id, PING_PROTOCOL)
+                try:
+                    return round(await measure_rtt(stream), 3)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await stream.reset()
+            except Exception:  # noqa: BLE001 - RTT is informative only
+                return None
+        return None
+
+
+def _as_path(path: str | None) -> ConnectionPath | None:
+    return None if path is None else ConnectionPath(path)

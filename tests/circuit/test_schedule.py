@@ -1,0 +1,106 @@
+"""The relay client's reservation schedule, with fake time: which relays to
+hold, refresh, backoff and failover."""
+
+from __future__ import annotations
+
+import pytest
+
+from p2pshare.node.circuit.schedule import (
+    BACKOFF_MAX,
+    IDLE_RECHECK,
+    MAX_EXPIRY,
+    MIN_REFRESH,
+    Plan,
+    ReservationSchedule,
+    accept_expiry,
+    backoff,
+)
+
+
+def test_holds_the_first_want_relays_in_configured_order() -> None:
+    s = ReservationSchedule(["A", "B", "C"], want=2)
+    assert s.plan(0.0) == Plan(("A", "B"), IDLE_RECHECK)
+    assert s.holding == {"A", "B"}
+    assert s.plan(1.0) == Plan((), 1.0 + IDLE_RECHECK)  # nothing new while both hold
+
+
+def test_want_is_at_least_one_and_duplicates_count_once() -> None:
+    s = ReservationSchedule(["A", "A", "B"], want=0)
+    assert s.want == 1
+    assert s.relays == ("A", "B")
+    assert s.plan(0.0).start == ("A",)
+
+
+def test_no_relays_means_nothing_to_do() -> None:
+    assert ReservationSchedule([], want=2).plan(5.0) == Plan((), 5.0 + IDLE_RECHECK)
+
+
+def test_refresh_halfway_to_expiry() -> None:
+    s = ReservationSchedule(["A"], want=1)
+    s.plan(0.0)
+    assert s.reserved("A", expire=10_003_600, wall_now=10_000_000.0) == 1800.0
+    assert s.reserved("A", expire=10_000_000, wall_now=9_999_999.5) == MIN_REFRESH  # never a busy loop
+
+
+def test_failover_to_the_next_relay_and_backoff_for_the_failed_one() -> None:
+    s = ReservationSchedule(["A", "B", "C"], want=2)
+    s.plan(0.0)
+    assert s.failed("A", 10.0) == 1.0
+    s.released("A")
+    plan = s.plan(10.0)
+    assert plan.start == ("C",)  # A backs off: C takes its slot
+    assert plan.wake_at == 11.0  # when A's backoff ends
+
+
+def test_a_failed_relay_is_retried_when_its_backoff_ends() -> None:
+    s = ReservationSchedule(["A", "B"], want=2)
+    s.plan(0.0)
+    s.failed("A", 10.0)
+    s.released("A")
+    assert s.plan(10.0) == Plan((), 11.0)  # B still holds; A in 1 s
+    assert s.plan(11.0).start == ("A",)
+
+
+def test_backoff_doubles_up_to_the_cap_and_resets_on_success() -> None:
+    s = ReservationSchedule(["A"], want=1)
+    delays = []
+    now = 0.0
+    for _ in range(9):
+        assert s.plan(now).start == ("A",)
+        delays.append(s.failed("A", now))
+        s.released("A")
+        assert s.plan(now).start == ()
+        now += delays[-1]
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, BACKOFF_MAX, BACKOFF_MAX, BACKOFF_MAX]
+    assert s.plan(now).start == ("A",)
+    s.reserved("A", expire=100, wall_now=0.0)
+    assert s.failed("A", now) == 1.0
+
+
+def test_a_lost_reservation_frees_the_slot_for_the_next_relay() -> None:
+    s = ReservationSchedule(["A", "B"], want=1)
+    assert s.plan(0.0).start == ("A",)
+    s.reserved("A", expire=3600, wall_now=0.0)
+    assert s.plan(1.0).start == ()
+    s.failed("A", 2.0)  # connection lost
+    s.released("A")
+    assert s.plan(2.0) == Plan(("B",), 3.0)
+
+
+def test_cancelled_hold_without_failure_is_free_at_once() -> None:
+    s = ReservationSchedule(["A"], want=1)
+    s.plan(0.0)
+    s.released("A")
+    assert s.plan(0.0).start == ("A",)
+
+
+@pytest.mark.parametrize(
+    ("expire", "now", "accepted"),
+    [(100, 99.9, 100), (100, 100.0, None), (100, 150.0, None), (10**12, 1000.0, 1000 + MAX_EXPIRY)],
+)
+def test_accept_expiry(expire: int, now: float, accepted: int | None) -> None:
+    assert accept_expiry(expire, now) == accepted
+
+
+def test_backoff_values() -> None:
+    assert [backoff(n) for n in (0, 1, 2, 3, 7, 100)] == [1.0, 1.0, 2.0, 4.0, BACKOFF_MAX, BACKOFF_MAX]
