@@ -62,6 +62,7 @@ __all__ = [
     "TransferDone",
     "TransferMoved",
     "TransferFailed",
+    "TransferTimedOut",
     "TimerFired",
     "Input",
     # actions
@@ -157,6 +158,11 @@ class TransferFailed:
 
 
 @dataclass(frozen=True)
+class TransferTimedOut:
+    """The transfer's deadline (:attr:`Transfer.deadline`, moved by progress) passed; the driver stopped it."""
+
+
+@dataclass(frozen=True)
 class TimerFired:
     """The driver slept until the time of the last :class:`Sleep`."""
 
@@ -170,6 +176,7 @@ Input = (
     | TransferDone
     | TransferMoved
     | TransferFailed
+    | TransferTimedOut
     | TimerFired
 )
 
@@ -205,6 +212,10 @@ class Transfer:
     peer_id: str
     path: ConnectionPath
     watch_upgrade: bool  # relayed: move to a direct path as soon as one appears
+    #: Stop the transfer at this time, unless progress moves it (see ``ReceiveSession.deadline``
+    #: after each ``transfer_event``): a sharer that stalls, trickles or never answers cannot
+    #: hold ``get`` past ``--timeout`` (issue 9, finding 2).
+    deadline: float
 
 
 @dataclass(frozen=True)
@@ -275,9 +286,12 @@ class ReceiveSession:
             return [Probe(self._probe, self._bounded(PROBE_WAIT, now))]
         return self._reach()
 
-    def transfer_event(self, event: TransferEvent) -> list[Action]:
+    def transfer_event(self, event: TransferEvent, now: float | None = None) -> list[Action]:
+        """Note a transfer event; progress at ``now`` moves the deadline to ``now + timeout``."""
         if isinstance(event, Progress):
             self._progressed = True
+            if now is not None:
+                self.deadline = max(self.deadline, now + self.timeout)
         return [Emit(event)]
 
     def handle(self, outcome: Input, now: float) -> list[Action]:
@@ -301,6 +315,9 @@ class ReceiveSession:
                 return self._on_moved(outcome, now)
             if isinstance(outcome, TransferFailed):
                 return self._on_failed(outcome, now)
+            if isinstance(outcome, TransferTimedOut):
+                self.last_error = TimeoutError(f"no data arrived for {self.timeout:g} s")
+                return self._out_of_time()
         if isinstance(outcome, TimerFired) and self.state is State.BACKING_OFF:
             if now >= self.deadline:
                 return self._out_of_time()
@@ -347,7 +364,9 @@ class ReceiveSession:
         self.state = State.TRANSFERRING
         self.attempts += 1
         self._progressed = False
-        return [Transfer(self.peer_id, self.path, watch_upgrade=self.path is ConnectionPath.RELAYED)]
+        return [
+            Transfer(self.peer_id, self.path, watch_upgrade=self.path is ConnectionPath.RELAYED, deadline=self.deadline)
+        ]
 
     def _on_done(self, d: TransferDone) -> list[Action]:
         assert self.peer_id is not None and self.path is not None

@@ -43,6 +43,7 @@ from p2pshare.node.receive.core import (
     TransferDone,
     TransferFailed,
     TransferMoved,
+    TransferTimedOut,
     UpgradeWaitEnded,
     WaitUpgrade,
     probe_targets,
@@ -140,46 +141,53 @@ class ReceiveDriver:
         except (OSError, ConnectionError) as exc:
             return StreamOpenFailed(exc)
 
+        # The caller's deadline is a cancel scope around the fetch; progress moves it.
+        deadline = trio.CancelScope(deadline=op.deadline)
+
         def on_transfer_event(event: TransferEvent) -> None:
-            for action in session.transfer_event(event):
+            for action in session.transfer_event(event, trio.current_time()):
                 assert isinstance(action, Emit)
                 self.emit(action.event)
+            deadline.deadline = session.deadline
 
         moved: TransferMoved | None = None
         outcome: Input | None = None
         try:
-            async with trio.open_nursery() as nursery:
-                if op.watch_upgrade:
+            with deadline:
+                async with trio.open_nursery() as nursery:
+                    if op.watch_upgrade:
 
-                    async def watch_upgrade() -> None:
-                        nonlocal moved
-                        started = trio.current_time()
-                        found = await self.traversal.wait_direct(op.peer_id, math.inf, until_failure=False)
-                        moved = TransferMoved(_as_path(found), trio.current_time() - started)
-                        nursery.cancel_scope.cancel()
+                        async def watch_upgrade() -> None:
+                            nonlocal moved
+                            started = trio.current_time()
+                            found = await self.traversal.wait_direct(op.peer_id, math.inf, until_failure=False)
+                            moved = TransferMoved(_as_path(found), trio.current_time() - started)
+                            nursery.cancel_scope.cancel()
 
-                    nursery.start_soon(watch_upgrade)
-                # Caught here, not around the nursery: trio would wrap it in a group.
-                try:
-                    result = await fetch(
-                        stream,
-                        key=parsed.encryption_key,
-                        share_code=parsed.share_code,
-                        output_dir=output_dir,
-                        local_peer_id=self.host.peer_id_bytes,
-                        remote_peer_id=stream.remote_peer_id_bytes,
-                        on_event=on_transfer_event,
-                    )
-                    outcome = TransferDone(result)
-                except TransferError as exc:
-                    if exc.retryable:
-                        log.info("transfer interrupted (%s); reconnecting", exc)
-                    upgraded = self.traversal.upgrade(op.peer_id) is not None
-                    outcome = TransferFailed(exc, exc.retryable, upgraded)
-                nursery.cancel_scope.cancel()
+                        nursery.start_soon(watch_upgrade)
+                    # Caught here, not around the nursery: trio would wrap it in a group.
+                    try:
+                        result = await fetch(
+                            stream,
+                            key=parsed.encryption_key,
+                            share_code=parsed.share_code,
+                            output_dir=output_dir,
+                            local_peer_id=self.host.peer_id_bytes,
+                            remote_peer_id=stream.remote_peer_id_bytes,
+                            on_event=on_transfer_event,
+                        )
+                        outcome = TransferDone(result)
+                    except TransferError as exc:
+                        if exc.retryable:
+                            log.info("transfer interrupted (%s); reconnecting", exc)
+                        upgraded = self.traversal.upgrade(op.peer_id) is not None
+                        outcome = TransferFailed(exc, exc.retryable, upgraded)
+                    nursery.cancel_scope.cancel()
         finally:
             with contextlib.suppress(Exception):
                 await stream.reset()
+        if deadline.cancelled_caught and outcome is None:
+            return TransferTimedOut()
         if outcome is None:
             assert moved is not None  # only the upgrade watcher cancels an unfinished fetch
             return moved

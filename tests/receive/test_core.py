@@ -38,6 +38,7 @@ from p2pshare.node.receive.core import (
     TransferDone,
     TransferFailed,
     TransferMoved,
+    TransferTimedOut,
     UpgradeWaitEnded,
     WaitUpgrade,
     probe_targets,
@@ -125,7 +126,7 @@ def test_direct_connection_transfers_and_finishes() -> None:
     s.start(0.0)
     actions = s.handle(reached(DIRECT), 1.0)
     assert events(actions) == [Connected(PEER, DIRECT, 1.5)]
-    assert op(actions) == Transfer(PEER, DIRECT, watch_upgrade=False)
+    assert op(actions) == Transfer(PEER, DIRECT, watch_upgrade=False, deadline=60.0)
     assert s.handle(TransferDone(RESULT), 5.0) == [Finish(ReceiveResult(PEER, DIRECT, 1, RESULT))]
     assert s.state is State.DONE
 
@@ -135,7 +136,7 @@ def test_hole_punched_connection_does_not_wait_or_watch() -> None:
     s.start(0.0)
     actions = s.handle(reached(PUNCHED, rtt=None), 1.0)
     assert events(actions) == [Connected(PEER, PUNCHED, None)]
-    assert op(actions) == Transfer(PEER, PUNCHED, watch_upgrade=False)
+    assert op(actions) == Transfer(PEER, PUNCHED, watch_upgrade=False, deadline=60.0)
 
 
 @pytest.mark.parametrize(("limit", "wait"), [(None, UPGRADE_WAIT), (LIMIT, UPGRADE_WAIT_LIMITED)])
@@ -162,7 +163,7 @@ def test_no_upgrade_in_time_transfers_relayed_and_watches() -> None:
     s.start(0.0)
     s.handle(reached(RELAYED), 1.0)
     actions = s.handle(UpgradeWaitEnded(None, 4.0), 5.0)
-    assert actions == [Transfer(PEER, RELAYED, watch_upgrade=True)]
+    assert actions == [Transfer(PEER, RELAYED, watch_upgrade=True, deadline=60.0)]
     assert s.state is State.TRANSFERRING
 
 
@@ -172,7 +173,7 @@ def test_upgrade_before_the_transfer_moves_it_to_the_direct_path() -> None:
     s.handle(reached(RELAYED, LIMIT), 1.0)
     actions = s.handle(UpgradeWaitEnded(PUNCHED, 1.23456), 2.3)
     assert events(actions) == [PathUpgraded(PEER, PUNCHED, 1.235)]
-    assert op(actions) == Transfer(PEER, PUNCHED, watch_upgrade=False)
+    assert op(actions) == Transfer(PEER, PUNCHED, watch_upgrade=False, deadline=60.0)
     assert s.handle(TransferDone(RESULT), 9.0) == [Finish(ReceiveResult(PEER, PUNCHED, 1, RESULT))]
 
 
@@ -191,7 +192,7 @@ def test_upgrade_during_the_transfer_switches_path(found: ConnectionPath | None,
     assert s.state is State.SWITCHING_PATH
     actions = s.handle(reached(PUNCHED), 12.1)
     assert events(actions) == [Connected(PEER, PUNCHED, 1.5)]
-    assert op(actions) == Transfer(PEER, PUNCHED, watch_upgrade=False)
+    assert op(actions) == Transfer(PEER, PUNCHED, watch_upgrade=False, deadline=60.0)
     assert s.handle(TransferDone(RESULT), 20.0) == [Finish(ReceiveResult(PEER, PUNCHED, 2, RESULT))]
 
 
@@ -381,3 +382,25 @@ def test_the_result_names_the_path_and_attempts() -> None:
     assert isinstance(finish, Finish)
     assert (finish.result.peer_id, finish.result.path, finish.result.attempts) == (PEER, DIRECT, 1)
     assert finish.result.transfer is RESULT
+
+
+# -- the deadline holds during a transfer (issue 9, finding 2) ------------------
+
+
+def test_progress_moves_the_transfer_deadline() -> None:
+    s = connected_direct(timeout=10.0, now=100.0)
+    assert s.deadline == 110.0
+    s.transfer_event(FileCompleted("a"), 105.0)  # not progress
+    assert s.deadline == 110.0
+    s.transfer_event(Progress(1, 2), 107.0)
+    assert s.deadline == 117.0
+    s.transfer_event(Progress(2, 3), 103.0)  # a late report never pulls it back
+    assert s.deadline == 117.0
+
+
+def test_a_transfer_that_outlives_its_deadline_fails_with_the_reason() -> None:
+    s = connected_direct(timeout=10.0, now=100.0)
+    (fail,) = s.handle(TransferTimedOut(), 110.0)
+    assert isinstance(fail, Fail) and isinstance(fail.error, PeerUnreachableError)
+    assert "no progress for 10 s" in str(fail.error) and "no data arrived for 10 s" in str(fail.error)
+    assert s.state is State.FAILED
