@@ -316,6 +316,8 @@ class ReceiveSession:
             if isinstance(outcome, TransferFailed):
                 return self._on_failed(outcome, now)
             if isinstance(outcome, TransferTimedOut):
+                if self._limit is not None:  # on a relay that cannot carry the data, and no direct path came
+                    return self._fail(RelayLimitedError(limited_message(self._limit)))
                 self.last_error = TimeoutError(f"no data arrived for {self.timeout:g} s")
                 return self._out_of_time()
         if isinstance(outcome, TimerFired) and self.state is State.BACKING_OFF:

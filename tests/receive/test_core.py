@@ -404,3 +404,13 @@ def test_a_transfer_that_outlives_its_deadline_fails_with_the_reason() -> None:
     assert isinstance(fail, Fail) and isinstance(fail.error, PeerUnreachableError)
     assert "no progress for 10 s" in str(fail.error) and "no data arrived for 10 s" in str(fail.error)
     assert s.state is State.FAILED
+
+
+def test_a_limited_relay_that_runs_out_the_clock_says_so() -> None:
+    s = ReceiveSession(timeout=8.0)
+    s.start(0.0)
+    s.handle(reached(RELAYED, LIMIT), 0.1)
+    assert op(s.handle(UpgradeWaitEnded(None, 7.9), 8.0)) == Transfer(PEER, RELAYED, watch_upgrade=True, deadline=8.0)
+    (fail,) = s.handle(TransferTimedOut(), 8.0)
+    assert isinstance(fail, Fail) and isinstance(fail.error, RelayLimitedError)
+    assert "limits each relayed connection" in str(fail.error)
