@@ -56,6 +56,8 @@ __all__ = [
     "relayed_raw_connection",
     "signed_peer_record",
     "tcp_raw_connection",
+    "tcp_listen_sockets",
+    "upgrade_raw",
     "ConnNotifee",
     "StreamIO",
     "mark_relayed",
@@ -148,6 +150,53 @@ def build_host(key_pair: KeyPair, maddrs: list[multiaddr.Multiaddr]) -> IHost:
 
 
 # -- connections ----------------------------------------------------------------
+
+
+def tcp_listen_sockets(host: IHost) -> list[tuple[str, int]]:
+    """The host's bound TCP listen sockets as (ip, port); wildcards kept."""
+    out: list[tuple[str, int]] = []
+    for maddr in host.get_transport_addrs():
+        try:
+            ip = maddr.value_for_protocol("ip4") or maddr.value_for_protocol("ip6")
+        except Exception:
+            try:
+                ip = maddr.value_for_protocol("ip6")
+            except Exception:
+                continue
+        try:
+            port = int(maddr.value_for_protocol("tcp"))
+        except Exception:
+            continue
+        out.append((str(ip), port))
+    return out
+
+
+async def upgrade_raw(
+    host: IHost, raw: Any, expected: ID, addr: multiaddr.Multiaddr, *, initiator: bool, what: str
+) -> Any:
+    """Secure and multiplex ``raw`` (Noise initiator or responder) and return
+    the swarm connection; a remote that is not ``expected`` is refused and
+    closed. For connections we did not dial: punched sockets, circuits."""
+    if initiator:
+        conn: Any = await host.upgrade_outbound_connection(raw, expected)
+        muxed = conn.muxed_conn
+    else:
+        muxed = await host.upgrade_inbound_connection(raw, addr)
+        conn = None
+    if muxed.peer_id != expected:
+        with trio.CancelScope(shield=True):
+            await muxed.close()
+        raise ConnectionError(f"{what} reached {muxed.peer_id}, not {expected.to_base58()}")
+    if conn is None:
+        conn = next(
+            (c for c in host.get_network().get_connections(expected) if getattr(c, "muxed_conn", None) is muxed),
+            None,
+        )
+    if conn is None:
+        with trio.CancelScope(shield=True):
+            await muxed.close()
+        raise ConnectionError(f"{what} was not kept by the swarm")
+    return conn
 
 
 def is_relayed(conn: Any) -> bool:

@@ -135,21 +135,7 @@ class Host:
 
     def listen_tcp(self) -> list[tuple[str, int]]:
         """Our bound TCP listen sockets as (ip, port); wildcards kept."""
-        out: list[tuple[str, int]] = []
-        for maddr in self.libp2p.get_transport_addrs():
-            try:
-                ip = maddr.value_for_protocol("ip4") or maddr.value_for_protocol("ip6")
-            except Exception:
-                try:
-                    ip = maddr.value_for_protocol("ip6")
-                except Exception:
-                    continue
-            try:
-                port = int(maddr.value_for_protocol("tcp"))
-            except Exception:
-                continue
-            out.append((str(ip), port))
-        return out
+        return _impl.tcp_listen_sockets(self.libp2p)
 
     def advertised_addrs(self) -> list[str]:
         """The addresses identify and our signed peer record announce."""
@@ -351,7 +337,9 @@ class Host:
         fam = "ip6" if ":" in ip else "ip4"
         maddr = multiaddr.Multiaddr(f"/{fam}/{ip}/tcp/{port}")
         try:
-            conn = await self._upgrade_raw(raw, peer_id, maddr, initiator=initiator, what="punched connection")
+            conn = await _impl.upgrade_raw(
+                self.libp2p, raw, _parse_peer_id(peer_id), maddr, initiator=initiator, what="punched connection"
+            )
         except BaseException:
             with trio.CancelScope(shield=True):
                 try:
@@ -370,40 +358,11 @@ class Host:
         Raises ConnectionError when the peer is not ``peer_id`` (a lying relay)."""
         maddr = multiaddr.Multiaddr(circuit_addr)
         raw = _impl.relayed_raw_connection(_impl.StreamIO(stream.net_stream), initiator, maddr)
-        conn = await self._upgrade_raw(raw, peer_id, maddr, initiator=initiator, what="relayed connection")
+        conn = await _impl.upgrade_raw(
+            self.libp2p, raw, _parse_peer_id(peer_id), maddr, initiator=initiator, what="relayed connection"
+        )
         _impl.mark_relayed(conn, maddr)
         return self._wrap(conn)
-
-    async def _upgrade_raw(
-        self, raw: Any, peer_id: str, addr: multiaddr.Multiaddr, *, initiator: bool, what: str
-    ) -> Any:
-        """Secure and multiplex ``raw`` and return the swarm connection; a
-        remote that is not ``peer_id`` is refused and closed."""
-        expected = _parse_peer_id(peer_id)
-        if initiator:
-            conn: Any = await self.libp2p.upgrade_outbound_connection(raw, expected)
-            muxed = conn.muxed_conn
-        else:
-            muxed = await self.libp2p.upgrade_inbound_connection(raw, addr)
-            conn = None
-        if muxed.peer_id != expected:
-            with trio.CancelScope(shield=True):
-                await muxed.close()
-            raise ConnectionError(f"{what} reached {muxed.peer_id}, not {peer_id}")
-        if conn is None:
-            conn = next(
-                (
-                    c
-                    for c in self.libp2p.get_network().get_connections(expected)
-                    if getattr(c, "muxed_conn", None) is muxed
-                ),
-                None,
-            )
-        if conn is None:
-            with trio.CancelScope(shield=True):
-                await muxed.close()
-            raise ConnectionError(f"{what} was not kept by the swarm")
-        return conn
 
     # -- Kademlia ------------------------------------------------------------
 
