@@ -18,7 +18,9 @@ Safety: :func:`install` does nothing (one debug line) unless the installed
 py-libp2p is exactly :data:`LIBP2P_VERSION` and no libp2p module is imported
 yet, or if ``P2PSHARE_FULL_LIBP2P=1``. ``tests/node/test_lean_import.py``
 fails if the names py-libp2p imports from these modules change. Call it
-before anything imports libp2p: ``node.cli.main`` and ``node/host.py`` do.
+before anything imports libp2p: ``p2pshare.cli.main`` and ``open_host`` do, and
+the host façade does right before its first import of py-libp2p
+(``_libp2p_records.load``). Importing a p2pshare module never does.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import inspect
 import logging
 import struct
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -31,6 +32,9 @@ from cryptography.exceptions import InvalidTag
 from libp2p.identity.identify import identify as identify_mod
 from libp2p.io import utils as io_utils
 from libp2p.io.exceptions import ConnectionClosedError, IncompleteReadError
+from libp2p.kad_dht.kad_dht import KadDHT
+from libp2p.network.config import RetryConfig
+from libp2p.network.swarm import Swarm
 from libp2p.security import secure_session
 from libp2p.security.noise import io as noise_io
 from libp2p.stream_muxer import exceptions as mux_exc
@@ -39,7 +43,17 @@ from noise import state as noise_state  # type: ignore[import-untyped]
 from noise.connection import NoiseConnection  # type: ignore[import-untyped]
 from noise.exceptions import NoiseInvalidMessage  # type: ignore[import-untyped]
 
-__all__ = ["apply", "is_applied", "write_piece", "PATCHES", "upstream_fingerprint", "RECV_WINDOW"]
+__all__ = [
+    "apply",
+    "is_applied",
+    "write_piece",
+    "PATCHES",
+    "INSTANCE_PATCHES",
+    "upstream_fingerprint",
+    "RECV_WINDOW",
+    "no_dial_retries",
+    "kad_servers_only",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -498,3 +512,70 @@ def write_piece() -> int:
 def is_applied() -> bool:
     """True once :func:`apply` has run in this process."""
     return _applied
+
+
+# -- instance patches -----------------------------------------------------------
+# Patches to one object (a host's swarm, a KadDHT) rather than to a class.
+# name -> the upstream code each relies on: ((owner, attribute, sha256), ...).
+# When that code changed, the object is left stock (one warning) and
+# tests/node/test_libp2p_patches.py fails.
+INSTANCE_PATCHES: dict[str, tuple[tuple[Any, str, str], ...]] = {
+    # Swarm.retry_config is read only by _dial_with_retry.
+    "no_dial_retries": (
+        (Swarm, "_dial_with_retry", "bd2025f00c84dddb6edaebd5555399123c0dbd99a46f8aca930809c2636fb418"),
+    ),
+    # KadDHT.add_peer's only caller is the inbound handler, _do_handle_stream.
+    "kad_servers_only": (
+        (KadDHT, "add_peer", "6a2b045848b918ec5f9bd9458167f94bfaac7530d22636b6911e286c896672b2"),
+        (KadDHT, "_do_handle_stream", "5bbaed4d3cdf488c3c63e54f8434bd2de8c0b5050b800cc94ee623fc8e0c63b4"),
+    ),
+}
+
+
+def changed_instance_upstream(name: str) -> list[str]:
+    """Upstream functions instance patch ``name`` relies on whose source changed."""
+    return [f"{o.__name__}.{a}" for o, a, sha in INSTANCE_PATCHES[name] if upstream_fingerprint(getattr(o, a)) != sha]
+
+
+def _instance_patch_ok(name: str) -> bool:
+    changed = changed_instance_upstream(name)
+    if changed:
+        logger.warning("py-libp2p changed (%s): patch %s not applied", ", ".join(changed), name)
+    return not changed
+
+
+def no_dial_retries(network: Any) -> bool:
+    """No hidden retry backoff on dials: our dial race and the callers'
+    timeouts decide (upstream retries a failed dial 3 times, up to ~7 s)."""
+    if not _instance_patch_ok("no_dial_retries"):
+        return False
+    network.retry_config = RetryConfig(max_retries=0)
+    return True
+
+
+def kad_servers_only(dht: Any, host: Any, kad_protocol: str, on_added: Callable[[], None] | None = None) -> bool:
+    """Admit only Kademlia servers to ``dht``'s routing table from inbound RPCs.
+
+    py-libp2p adds every peer that queries us to the routing table, DHT
+    clients too; the Kademlia spec (and go/js) admit only peers that serve
+    the protocol. In 0.8.1 the inbound handler is ``KadDHT.add_peer``'s only
+    caller; our own lookups use ``routing_table.add_peer`` directly.
+    ``on_added`` is called after every peer added this way.
+    """
+    if not _instance_patch_ok("kad_servers_only"):
+        return False
+
+    async def add_inbound(peer_id: Any, *, skip_server_mode_check: bool = False) -> bool:
+        try:
+            protocols = host.get_peerstore().get_protocols(peer_id)
+        except Exception:  # noqa: BLE001 - unknown peer: not a server we know of
+            return False
+        if kad_protocol not in protocols:
+            return False
+        added = bool(await dht.routing_table.add_peer(peer_id))
+        if added and on_added is not None:
+            on_added()
+        return added
+
+    dht.add_peer = add_inbound
+    return True

@@ -232,9 +232,7 @@ class Node:
         if not await self.relay.wait_reserved(timeout):
             return False
         want = min(len(self.config.relays), RELAYS_WANTED)
-        with trio.move_on_after(all_grace):
-            while len(self.relay.reservations()) < want:
-                await trio.sleep(0.05)
+        await self.relay.wait_reserved(all_grace, count=want)
         return True
 
     # -- sharing -------------------------------------------------------------

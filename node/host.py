@@ -1,8 +1,16 @@
-"""Our small interface over a py-libp2p host (TCP + Noise + yamux only).
+"""The host façade: our one door to a py-libp2p host (TCP + Noise + yamux only).
 
-Only this module and ``node/_libp2p_patches.py`` touch py-libp2p's connection
-layer. The rest of the code sees :class:`Host` and :class:`LibP2PByteStream`
-(which satisfies ``transfer.stream.ByteStream``).
+Only this module and the private ``node/_libp2p_*.py`` modules behind it
+(``_libp2p_impl``: the connection layer; ``_libp2p_records``: peer IDs, keys,
+envelopes, schemas; ``_libp2p_patches``; ``_libp2p_lean_import``) import
+py-libp2p; ``tests/test_layering_libp2p.py`` enforces it. The rest of the
+code sees :class:`Host`, :class:`Connection` (typed: path, direction, stream
+count, close), :class:`ConnectionEvent` (an async stream of opened/closed
+connections instead of polling) and :class:`LibP2PByteStream` (which
+satisfies ``transfer.stream.ByteStream``).
+
+Importing this module has no side effect: py-libp2p is imported (after the
+lean import is installed) and patched only when :func:`open_host` runs.
 
 The measured traps of py-libp2p 0.8.1 (docs in /work/shared/notes) are
 avoided here: Noise is the only security protocol (the defaults also accept
@@ -16,36 +24,35 @@ known peer is stopped, and the ``libp2p`` logger is routed to ours.
 from __future__ import annotations
 
 import logging
-import os
-import sys
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 
-from . import _libp2p_lean_import
-
-_libp2p_lean_import.install()  # before the first py-libp2p import below
 import multiaddr
 import trio
-from libp2p import new_host
-from libp2p.abc import IHost, INetStream
-from libp2p.connection_types import ConnectionType
-from libp2p.crypto.keys import KeyPair
-from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
-from libp2p.custom_types import TProtocol
-from libp2p.network.config import ConnectionConfig, RetryConfig
-from libp2p.network.stream.exceptions import StreamEOF
-from libp2p.peer.id import ID
-from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
-from libp2p.security.noise.transport import Transport as NoiseTransport
-from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
-from libp2p.stream_muxer.yamux.yamux import Yamux
-from multiaddr.utils import get_network_addrs
 
-from p2pshare.errors import LocalError, P2PShareError, RemoteError
-from p2pshare.sharecode.multiaddrs import unspecified_host
+from ._libp2p_conn import (
+    Connection,
+    ConnectionEvent,
+    DialError,
+    Direction,
+    HostError,
+    LibP2PByteStream,
+    ListenError,
+    StreamError,
+)
+from ._libp2p_conn import impl as _impl
+from ._libp2p_conn import short_error as _short
+from .events import ConnectionPath
 
-from . import _libp2p_patches
+if TYPE_CHECKING:
+    from libp2p.abc import IHost, INetStream
+    from libp2p.crypto.keys import KeyPair as KeyPair
+    from libp2p.crypto.keys import PrivateKey as PrivateKey
+    from libp2p.peer.id import ID
+
+    from ._libp2p_impl import KadTable as KadTable
 
 __all__ = [
     "Host",
@@ -53,6 +60,10 @@ __all__ = [
     "DialError",
     "ListenError",
     "StreamError",
+    "Connection",
+    "ConnectionEvent",
+    "ConnectionPath",
+    "Direction",
     "LibP2PByteStream",
     "StreamHandler",
     "open_host",
@@ -66,68 +77,21 @@ _ADDR_TTL = 3600
 # Bound on addresses dialled in parallel for one peer.
 _MAX_DIAL_ADDRS = 16
 _CLOSE_TIMEOUT = 5.0
-# Loggers that report normal events (peer EOF, cancelled dials) at WARNING or
-# ERROR; they are capped at CRITICAL/ERROR unless LIBP2P_DEBUG asks otherwise.
-_NOISY_LOGGERS = {
-    "libp2p.kad_dht": logging.ERROR,  # "Failed to read DHT message" on every EOF
-    "libp2p.network.swarm": logging.ERROR,  # [ADDCONN_FAIL] on cancelled dial races
-    "libp2p.host.basic_host": logging.CRITICAL,  # multi-line error we re-raise
-    "libp2p.stream_muxer.yamux.yamux": logging.CRITICAL,  # peer vanished mid-frame
-    "libp2p.transport.tcp.tcp": logging.CRITICAL,  # refused dials we re-raise
-    "libp2p.identity.identify": logging.ERROR,
-    "libp2p.protocol_muxer": logging.CRITICAL,  # failed negotiations we re-raise
-    "libp2p.network.auto_connector": logging.WARNING,  # sets itself to INFO
-}
+# Connection events buffered per subscriber; beyond it events are dropped
+# (the swarm must never block on us), so subscribers re-check state.
+_EVENT_BUFFER = 1024
 
 StreamHandler = Callable[["LibP2PByteStream"], Awaitable[None]]
 
 
-class HostError(P2PShareError):
-    """A failure of the libp2p host; ``str()`` is one line."""
-
-
-class ListenError(HostError, LocalError, OSError):
-    """A listen address could not be bound (an ``OSError``, as binds are)."""
-
-
-class DialError(HostError, RemoteError, ConnectionError):
-    """The peer could not be reached or authenticated in time."""
-
-
-class StreamError(HostError, RemoteError, ConnectionError):
-    """The stream was reset, or its connection broke."""
-
-
 def configure_libp2p_logging() -> None:
-    """Send py-libp2p's records through our logging, quietly.
-
-    ``import libp2p`` sets its logger to ``propagate=False`` with no handler,
-    so its warnings reach stderr through ``logging.lastResort`` and bypass
-    our handlers. With ``LIBP2P_DEBUG`` set, py-libp2p's own setup is kept.
-    """
-    if os.environ.get("LIBP2P_DEBUG"):
-        return
-    root = logging.getLogger("libp2p")
-    root.propagate = True
-    root.setLevel(logging.WARNING)
-    for name, level in _NOISY_LOGGERS.items():
-        logging.getLogger(name).setLevel(level)
-
-
-def _short(exc: BaseException) -> str:
-    """One line naming the innermost cause, for error messages."""
-    seen: list[str] = []
-    cur: BaseException | None = exc
-    while cur is not None and len(seen) < 4:
-        text = str(cur).strip().splitlines()[0] if str(cur).strip() else ""
-        seen.append(f"{type(cur).__name__}: {text}" if text else type(cur).__name__)
-        cur = cur.__cause__ or cur.__context__
-    return seen[-1] if len(seen) == 1 else f"{seen[0]} ({seen[-1]})"
+    """Send py-libp2p's records through our logging, quietly (see ``_libp2p_impl``)."""
+    _impl.configure_logging()
 
 
 def _parse_peer_id(peer_id: str) -> ID:
     try:
-        return ID.from_base58(peer_id)
+        return _impl.ID.from_base58(peer_id)
     except Exception:
         raise DialError(f"bad peer ID {peer_id[:64]!r}") from None
 
@@ -149,86 +113,16 @@ def _parse_addr(addr: str, peer_id: ID | None) -> multiaddr.Multiaddr:
     return maddr
 
 
-class LibP2PByteStream:
-    """A libp2p stream as a ``transfer.stream.ByteStream``."""
-
-    def __init__(self, net_stream: INetStream) -> None:
-        self._s = net_stream
-        peer = net_stream.muxed_conn.peer_id
-        self.remote_peer_id: str = peer.to_base58()
-        self.remote_peer_id_bytes: bytes = peer.to_bytes()
-        self.protocol: str = str(net_stream.get_protocol() or "")
-        self._write_closed = False
-        self._reset = False
-
-    @property
-    def net_stream(self) -> INetStream:
-        """The underlying py-libp2p stream (escape hatch)."""
-        return self._s
-
-    async def read(self, max_bytes: int) -> bytes:
-        """Up to ``max_bytes`` bytes; ``b""`` only at end of stream."""
-        if max_bytes <= 0:
-            raise ValueError("max_bytes must be positive")
-        try:
-            return bytes(await self._s.read(max_bytes))
-        except StreamEOF:
-            # py-libp2p's yamux drops a stream's state when a RST arrives and
-            # then reports EOF: tell a reset apart from a clean end here.
-            if getattr(getattr(self._s, "muxed_stream", None), "reset_received", False):
-                raise StreamError(f"stream from {self.remote_peer_id} was reset") from None
-            return b""
-        except Exception as e:
-            raise StreamError(f"stream from {self.remote_peer_id} broke: {_short(e)}") from e
-
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Send all of ``data``: whole to the patched yamux writer (it frames
-        and batches any buffer without copying it), else in ``bytes`` pieces
-        of one yamux frame per Noise message (what stock yamux expects)."""
-        piece = _libp2p_patches.write_piece()
-        try:
-            if piece == sys.maxsize:  # the patched writer only takes a memoryview of it
-                await cast(Any, self._s).write(data)
-                return
-            if len(data) <= piece:
-                await self._s.write(bytes(data))  # no copy if it is bytes already
-                return
-            with memoryview(data) as view:
-                for start in range(0, len(view), piece):
-                    await self._s.write(bytes(view[start : start + piece]))
-        except Exception as e:
-            raise StreamError(f"stream to {self.remote_peer_id} broke: {_short(e)}") from e
-
-    async def close_write(self) -> None:
-        """Half-close: the peer reads EOF after what was written."""
-        if self._write_closed or self._reset:
-            return
-        self._write_closed = True
-        try:
-            await cast(Any, self._s).close_write()  # NetStream has it; INetStream not
-        except Exception as e:
-            raise StreamError(f"closing stream to {self.remote_peer_id}: {_short(e)}") from e
-
-    async def reset(self) -> None:
-        """Abort both directions; never raises."""
-        if self._reset:
-            return
-        self._reset = True
-        with trio.CancelScope(shield=True):
-            try:
-                await self._s.reset()
-            except Exception as e:  # the connection may already be gone
-                logger.debug("reset of stream to %s failed: %s", self.remote_peer_id, e)
-
-
 class Host:
-    """A running libp2p host: dial, open streams, serve protocols."""
+    """A running libp2p host: dial, open streams, serve protocols, watch connections."""
 
     def __init__(self, libp2p_host: IHost) -> None:
+        #: The py-libp2p host, for the façade's private modules and for tests.
         self.libp2p: IHost = libp2p_host
         pid = libp2p_host.get_id()
         self.peer_id: str = pid.to_base58()
         self.peer_id_bytes: bytes = pid.to_bytes()
+        self._punched: weakref.WeakSet[Any] = weakref.WeakSet()
 
     # -- addresses -------------------------------------------------------
 
@@ -236,8 +130,34 @@ class Host:
         """Concrete dialable addresses (real ports, wildcards expanded)."""
         out: list[str] = []
         for maddr in self.libp2p.get_transport_addrs():
-            out.extend(_expand_wildcard(maddr))
+            out.extend(_impl.expand_wildcard(maddr))
         return list(dict.fromkeys(out))
+
+    def listen_tcp(self) -> list[tuple[str, int]]:
+        """Our bound TCP listen sockets as (ip, port); wildcards kept."""
+        return _impl.tcp_listen_sockets(self.libp2p)
+
+    def advertised_addrs(self) -> list[str]:
+        """The addresses identify and our signed peer record announce."""
+        return [str(a) for a in self.libp2p.get_addrs()]
+
+    def signed_peer_record(self) -> bytes:
+        """Our signed peer record (envelope bytes), as Kademlia requests carry it."""
+        return _impl.signed_peer_record(self.libp2p)
+
+    def peer_addrs(self, peer_id: str) -> list[str]:
+        """Addresses the peerstore holds for ``peer_id`` (identify, dials)."""
+        try:
+            return [str(a) for a in self.libp2p.get_peerstore().addrs(_parse_peer_id(peer_id))]
+        except Exception:
+            return []
+
+    def set_own_addrs(self, addrs: Sequence[str], ttl: int) -> None:
+        """Put ``addrs`` (replacing the others) under our own peer ID in the peerstore."""
+        maddrs = [multiaddr.Multiaddr(a) for a in addrs]
+        store = self.libp2p.get_peerstore()
+        store.clear_addrs(self.libp2p.get_id())
+        store.add_addrs(self.libp2p.get_id(), maddrs, ttl)
 
     # -- connections -----------------------------------------------------
 
@@ -247,6 +167,63 @@ class Host:
     def _connections(self, pid: ID) -> list[Any]:
         conns = self.libp2p.get_network().get_connections(pid)
         return [c for c in conns if not getattr(c, "is_closed", False)]
+
+    def _wrap(self, conn: Any) -> Connection:
+        return Connection(conn, punched=conn in self._punched)
+
+    def connections(self, peer_id: str) -> list[Connection]:
+        """Live connections to ``peer_id``."""
+        return [self._wrap(c) for c in self._connections(_parse_peer_id(peer_id))]
+
+    def connection_path(self, peer_id: str) -> ConnectionPath | None:
+        """DIRECT when some live connection is not relayed, RELAYED when all
+        are, else None. (Whether a direct one was punched: :class:`Connection`.)"""
+        conns = self._connections(_parse_peer_id(peer_id))
+        if not conns:
+            return None
+        if any(not _impl.is_relayed(c) for c in conns):
+            return ConnectionPath.DIRECT
+        return ConnectionPath.RELAYED
+
+    @asynccontextmanager
+    async def connection_events(self) -> AsyncIterator[trio.MemoryReceiveChannel[ConnectionEvent]]:
+        """A stream of connections opened and closed, from now until the block exits.
+
+        The swarm never waits for a subscriber: events beyond a generous
+        buffer are dropped, so a subscriber re-checks the state it waits for.
+        """
+        send, recv = trio.open_memory_channel[ConnectionEvent](_EVENT_BUFFER)
+
+        def on_event(kind: str, conn: Any) -> None:
+            try:
+                wrapped = self._wrap(conn)
+                send.send_nowait(ConnectionEvent(kind == "opened", wrapped.peer_id, wrapped.path, wrapped))
+            except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+                logger.debug("connection event dropped")
+            except Exception as e:  # a half-built connection: nothing to report
+                logger.debug("connection event unreadable: %s", e)
+
+        notifee = _impl.ConnNotifee(on_event)
+        network: Any = self.libp2p.get_network()
+        network.register_notifee(notifee)
+        try:
+            with recv:
+                yield recv
+        finally:
+            try:
+                network.remove_notifee(notifee)
+            except Exception:
+                pass
+            send.close()
+
+    async def wait_disconnected(self, peer_id: str) -> None:
+        """Return once no live connection to ``peer_id`` is left."""
+        async with self.connection_events() as events:
+            while self.is_connected(peer_id):
+                with trio.move_on_after(1.0):  # a dropped event costs at most this
+                    async for event in events:
+                        if not event.opened and event.peer_id == peer_id:
+                            break
 
     async def connect(self, peer_id: str, addrs: Sequence[str], *, timeout: float) -> None:
         """Connect to ``peer_id``, dialling all ``addrs`` at once; first wins."""
@@ -282,6 +259,12 @@ class Host:
         if deadline.cancelled_caught:
             raise DialError(f"could not reach {peer_id} within {timeout:g}s")
         raise DialError(f"could not reach {peer_id}: {'; '.join(errors)[:500]}")
+
+    async def dial_direct(self, peer_id: str, addr: str) -> Connection:
+        """A NEW direct connection to ``addr`` even if a (relayed) one exists;
+        py-libp2p's errors pass through (callers race several of these)."""
+        network: Any = self.libp2p.get_network()
+        return self._wrap(await network.dial_addr(multiaddr.Multiaddr(addr), _parse_peer_id(peer_id)))
 
     async def connect_unknown(self, addr: str, *, timeout: float) -> str:
         """Dial ``addr`` without knowing the peer ID; return the one Noise proved."""
@@ -329,19 +312,6 @@ class Host:
         self.libp2p.get_peerstore().add_addrs(pid, [maddr], _ADDR_TTL)
         return str(pid.to_base58())
 
-    def connection_path(self, peer_id: str) -> str | None:
-        """``"direct"`` or ``"relayed"`` for a live connection, else None."""
-        conns = self._connections(_parse_peer_id(peer_id))
-        if not conns:
-            return None
-        for conn in conns:
-            try:
-                if conn.get_connection_type() != ConnectionType.RELAYED:
-                    return "direct"
-            except Exception:
-                return "direct"
-        return "relayed"
-
     def rtt(self, peer_id: str) -> float | None:
         """Smoothed yamux ping RTT in seconds (measured ~0.5 s after connect)."""
         for conn in self._connections(_parse_peer_id(peer_id)):
@@ -355,13 +325,58 @@ class Host:
     async def disconnect(self, peer_id: str) -> None:
         await self.libp2p.disconnect(_parse_peer_id(peer_id))
 
+    # -- connections we did not dial ourselves ------------------------------
+
+    async def upgrade_punched(self, sock: trio.socket.SocketType, peer_id: str, *, initiator: bool) -> Connection:
+        """Secure and multiplex a punched TCP socket (Noise ``initiator`` or
+        responder); the swarm keeps the connection, whose path is HOLE_PUNCHED.
+        Raises ConnectionError when the peer is not ``peer_id``."""
+        stream = trio.SocketStream(sock)
+        raw = _impl.tcp_raw_connection(stream, initiator)
+        ip, port = sock.getpeername()[:2]
+        fam = "ip6" if ":" in ip else "ip4"
+        maddr = multiaddr.Multiaddr(f"/{fam}/{ip}/tcp/{port}")
+        try:
+            conn = await _impl.upgrade_raw(
+                self.libp2p, raw, _parse_peer_id(peer_id), maddr, initiator=initiator, what="punched connection"
+            )
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                try:
+                    await stream.aclose()
+                except Exception:
+                    pass
+            raise
+        self._punched.add(conn)
+        return self._wrap(conn)
+
+    async def upgrade_relayed(
+        self, stream: LibP2PByteStream, circuit_addr: str, peer_id: str, *, initiator: bool
+    ) -> Connection:
+        """Secure and multiplex a circuit (the HOP or STOP ``stream`` after
+        ``STATUS: OK``); the swarm keeps the connection, whose path is RELAYED.
+        Raises ConnectionError when the peer is not ``peer_id`` (a lying relay)."""
+        maddr = multiaddr.Multiaddr(circuit_addr)
+        raw = _impl.relayed_raw_connection(_impl.StreamIO(stream.net_stream), initiator, maddr)
+        conn = await _impl.upgrade_raw(
+            self.libp2p, raw, _parse_peer_id(peer_id), maddr, initiator=initiator, what="relayed connection"
+        )
+        _impl.mark_relayed(conn, maddr)
+        return self._wrap(conn)
+
+    # -- Kademlia ------------------------------------------------------------
+
+    def new_kad_dht(self, *, server_mode: bool, protocol: str) -> KadTable:
+        """py-libp2p's Kademlia on this host (serves inbound RPCs in server mode)."""
+        return _impl.new_kad_dht(self.libp2p, server_mode=server_mode, server_protocol=protocol)
+
     # -- streams ---------------------------------------------------------
 
     async def open_stream(self, peer_id: str, protocol: str) -> LibP2PByteStream:
         """Open a stream speaking ``protocol`` (dials known addrs if needed)."""
         pid = _parse_peer_id(peer_id)
         try:
-            net_stream = await self.libp2p.new_stream(pid, [TProtocol(protocol)])
+            net_stream = await self.libp2p.new_stream(pid, [_impl.TProtocol(protocol)])
         except Exception as e:
             raise StreamError(f"cannot open {protocol} stream to {peer_id}: {_short(e)}") from e
         return LibP2PByteStream(net_stream)
@@ -397,62 +412,10 @@ class Host:
             except Exception:
                 pass
 
-        self.libp2p.set_stream_handler(TProtocol(protocol), guarded)
+        self.libp2p.set_stream_handler(_impl.TProtocol(protocol), guarded)
 
     def remove_stream_handler(self, protocol: str) -> None:
-        self.libp2p.remove_stream_handler(TProtocol(protocol))
-
-
-def _expand_wildcard(maddr: multiaddr.Multiaddr) -> list[str]:
-    text = str(maddr)
-    wild = unspecified_host(text)
-    if wild is None:
-        return [text]
-    family, rest = wild
-    if family == "ip4":
-        ips = ["127.0.0.1", *get_network_addrs(4)]
-    else:
-        ips = ["::1", *get_network_addrs(6)]
-    return [f"/{family}/{a}/{rest}" for a in dict.fromkeys(ips)]
-
-
-async def upgrade_raw_connection(
-    host: Host, raw: Any, peer_id: str, addr: multiaddr.Multiaddr, *, initiator: bool, what: str
-) -> Any:
-    """Secure and multiplex ``raw`` (Noise initiator or responder) and return the
-    swarm connection; a remote that is not ``peer_id`` is refused and closed.
-
-    Shared by connections that do not come from our own dials: relayed ones
-    (circuit relay) and punched sockets (DCUtR). ``what`` names them in errors.
-    """
-    expected = _parse_peer_id(peer_id)
-    if initiator:
-        conn: Any = await host.libp2p.upgrade_outbound_connection(raw, expected)
-        muxed = conn.muxed_conn
-    else:
-        muxed = await host.libp2p.upgrade_inbound_connection(raw, addr)
-        conn = None
-    if muxed.peer_id != expected:
-        with trio.CancelScope(shield=True):
-            await muxed.close()
-        raise ConnectionError(f"{what} reached {muxed.peer_id}, not {peer_id}")
-    if conn is None:
-        conn = next(
-            (c for c in host.libp2p.get_network().get_connections(expected) if getattr(c, "muxed_conn", None) is muxed),
-            None,
-        )
-    if conn is None:
-        with trio.CancelScope(shield=True):
-            await muxed.close()
-        raise ConnectionError(f"{what} was not kept by the swarm")
-    return conn
-
-
-def _expand_wildcards(addrs: list[multiaddr.Multiaddr]) -> list[multiaddr.Multiaddr]:
-    out: list[multiaddr.Multiaddr] = []
-    for maddr in addrs:
-        out.extend(multiaddr.Multiaddr(a) for a in _expand_wildcard(maddr))
-    return out
+        self.libp2p.remove_stream_handler(_impl.TProtocol(protocol))
 
 
 async def _aclose_quietly(conn: Any) -> None:
@@ -462,43 +425,28 @@ async def _aclose_quietly(conn: Any) -> None:
         pass
 
 
-def _build_libp2p_host(key_pair: KeyPair, maddrs: list[multiaddr.Multiaddr]) -> IHost:
-    noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
-    config = ConnectionConfig(
-        max_connections_per_peer=1,  # default 3 makes every dial wait 250 ms
-        min_connections=0,  # below it the auto-connector polls every 10 s
-        low_watermark=64,
-        high_watermark=192,
-        max_connections=256,
-    )
-    host = new_host(
-        key_pair=key_pair,
-        sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},  # no plaintext/secio/TLS
-        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},  # no mplex
-        listen_addrs=maddrs,
-        connection_config=config,
-        # identify (and signed peer records) would advertise /ip4/0.0.0.0:
-        # useless to peers, and DCUtR then finds no public address to dial.
-        addrs_factory=_expand_wildcards,
-    )
-    # Our dial race and callers' timeouts decide; no hidden retry backoff.
-    host.get_network().retry_config = RetryConfig(max_retries=0)  # type: ignore[attr-defined]
-    return host
-
-
 @asynccontextmanager
 async def open_host(
     key_pair: KeyPair,
     listen_addrs: Sequence[str] = ("/ip4/127.0.0.1/tcp/0",),
 ) -> AsyncIterator[Host]:
-    """Run a host listening on ``listen_addrs``; everything stops on exit."""
+    """Run a host listening on ``listen_addrs``; everything stops on exit.
+
+    The first call in a process installs the lean import of py-libp2p
+    (unless py-libp2p is imported already) and applies the patches.
+    """
+    from . import _libp2p_lean_import
+
+    _libp2p_lean_import.install()
+    from . import _libp2p_patches
+
     _libp2p_patches.apply()
     configure_libp2p_logging()
     try:
         maddrs = [multiaddr.Multiaddr(a) for a in listen_addrs]
     except Exception as e:
         raise ListenError(f"bad listen address: {_short(e)}") from None
-    libp2p_host = _build_libp2p_host(key_pair, maddrs)
+    libp2p_host = _impl.build_host(key_pair, maddrs)
     try:
         async with libp2p_host.run(listen_addrs=maddrs):
             try:

@@ -17,10 +17,12 @@ import os
 import secrets
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from libp2p.crypto.ed25519 import Ed25519PrivateKey, create_new_key_pair
-from libp2p.crypto.keys import KeyPair, KeyType
-from libp2p.crypto.pb import crypto_pb2
+from p2pshare.node import _libp2p_records as records
+
+if TYPE_CHECKING:
+    from p2pshare.node.host import KeyPair
 
 from p2pshare.errors import LocalError
 
@@ -58,41 +60,37 @@ def default_identity_path() -> Path:
 
 def encode_private_key(key_pair: KeyPair) -> bytes:
     """Standard libp2p protobuf serialisation (Ed25519: seed || public key)."""
-    priv = key_pair.private_key
-    if priv.get_type() != KeyType.Ed25519:
+    parts = records.ed25519_parts(key_pair)
+    if parts is None:
         raise IdentityError("only Ed25519 identities are supported")
-    seed = priv.to_bytes()
-    pub = key_pair.public_key.to_bytes()
+    seed, pub = parts
     if len(seed) != _SEED_LEN or len(pub) != _PUB_LEN:
         raise IdentityError("unexpected Ed25519 key length")
-    msg = crypto_pb2.PrivateKey(key_type=KeyType.Ed25519.value, data=seed + pub)
-    return bytes(msg.SerializeToString())
+    return records.encode_private_key(records.ED25519, seed + pub)
 
 
 def decode_private_key(data: bytes) -> KeyPair:
     """Parse :func:`encode_private_key` output (or py-libp2p's 32-byte form)."""
     try:
-        msg = crypto_pb2.PrivateKey.FromString(data)
-    except Exception:
-        raise IdentityError("not a libp2p protobuf private key") from None
-    if msg.key_type != KeyType.Ed25519.value:
+        key_type, raw = records.decode_private_key(data)
+    except ValueError as e:
+        raise IdentityError(str(e)) from None
+    if key_type != records.ED25519:
         raise IdentityError("not an Ed25519 private key")
-    raw = bytes(msg.data)
     if len(raw) not in (_SEED_LEN, _SEED_LEN + _PUB_LEN):
         raise IdentityError(f"bad Ed25519 private key length {len(raw)}")
     try:
-        priv = Ed25519PrivateKey.from_bytes(raw[:_SEED_LEN])
-        pub = priv.get_public_key()
-    except Exception:
-        raise IdentityError("invalid Ed25519 private key") from None
-    if len(raw) == _SEED_LEN + _PUB_LEN and pub.to_bytes() != raw[_SEED_LEN:]:
+        key_pair = records.ed25519_key_pair(raw[:_SEED_LEN])
+    except ValueError as e:
+        raise IdentityError(str(e)) from None
+    if len(raw) == _SEED_LEN + _PUB_LEN and key_pair.public_key.to_bytes() != raw[_SEED_LEN:]:
         raise IdentityError("Ed25519 public key does not match the private key")
-    return KeyPair(priv, pub)
+    return key_pair
 
 
 def generate_identity() -> KeyPair:
     """A fresh throwaway Ed25519 identity (never written anywhere)."""
-    return create_new_key_pair()
+    return records.new_ed25519_key_pair()
 
 
 def load_or_create_identity(path: Path) -> KeyPair:
@@ -103,7 +101,7 @@ def load_or_create_identity(path: Path) -> KeyPair:
     except FileNotFoundError:
         pass
     _make_private_dir(path.parent)
-    key_pair = create_new_key_pair()
+    key_pair = records.new_ed25519_key_pair()
     if _publish(path, encode_private_key(key_pair)):
         logger.info("created a new identity at %s", path)
         return key_pair

@@ -7,8 +7,10 @@ installed package holds them as ``p2pshare.node``, ``p2pshare.transfer``,
 
 Importing this package (or any module under it) has no effect on the rest of
 the process: py-libp2p stays whole and unpatched until a host is opened
-(``p2pshare.node.host.open_host``) or the CLI runs, both of which call
-``p2pshare.node.libp2p_setup.install`` explicitly.
+(``p2pshare.node.host.open_host``) or the CLI runs, both of which install
+the lean import (``p2pshare.node._libp2p_lean_import.install``) explicitly;
+``open_host`` also applies the patches. ``tests/node/test_import_side_effects.py``
+checks it.
 """
 
 from __future__ import annotations

@@ -35,13 +35,12 @@ async def _stdin_closed() -> None:
 
 
 async def _role_relay(args: argparse.Namespace) -> None:
-    from libp2p.crypto.ed25519 import create_new_key_pair
-
     from p2pshare.node.circuit.hop import serve_relay
     from p2pshare.node.circuit.limits import RelayLimits
     from p2pshare.node.host import open_host
+    from p2pshare.node.identity import generate_identity
 
-    keys = create_new_key_pair()
+    keys = generate_identity()
     async with open_host(keys, ["/ip4/127.0.0.1/tcp/0"]) as host:
         async with trio.open_nursery() as nursery:
             server = await nursery.start(
@@ -56,11 +55,10 @@ async def _role_relay(args: argparse.Namespace) -> None:
 
 
 async def _role_sharer(args: argparse.Namespace) -> None:
-    from libp2p.crypto.ed25519 import create_new_key_pair
-
     from p2pshare.node.circuit.client import open_relay_client
     from p2pshare.node.circuit.wire import STOP_PROTOCOL_ID, Status, StopMessage, StopType, encode_stop, read_stop
     from p2pshare.node.host import LibP2PByteStream, open_host
+    from p2pshare.node.identity import generate_identity
 
     size = args.size
     block = os.urandom(_PIECE)
@@ -78,7 +76,7 @@ async def _role_sharer(args: argparse.Namespace) -> None:
         await stream.write(encode_stop(StopMessage(StopType.STATUS, status=Status.OK)))
         await send(stream)
 
-    async with open_host(create_new_key_pair(), ["/ip4/127.0.0.1/tcp/0"]) as host:
+    async with open_host(generate_identity(), ["/ip4/127.0.0.1/tcp/0"]) as host:
         host.set_stream_handler(SEND_PROTOCOL, send)
         async with open_relay_client(host, [args.relay], want=1) as client:
             if not await client.wait_reserved(10):
@@ -90,14 +88,13 @@ async def _role_sharer(args: argparse.Namespace) -> None:
 
 
 async def _role_receiver(args: argparse.Namespace) -> None:
-    from libp2p.crypto.ed25519 import create_new_key_pair
-    from libp2p.peer.id import ID
-
+    from p2pshare.node import _libp2p_records as records
     from p2pshare.node.circuit.client import open_relay_client, parse_relay_addr
     from p2pshare.node.circuit.wire import HOP_PROTOCOL_ID, HopMessage, HopType, Peer, Status, encode_hop, read_hop
     from p2pshare.node.host import open_host
+    from p2pshare.node.identity import generate_identity
 
-    async with open_host(create_new_key_pair(), ["/ip4/127.0.0.1/tcp/0"]) as host:
+    async with open_host(generate_identity(), ["/ip4/127.0.0.1/tcp/0"]) as host:
         async with open_relay_client(host, []) as client:
 
             async def fetch(path: str) -> float:
@@ -115,7 +112,7 @@ async def _role_receiver(args: argparse.Namespace) -> None:
                 relay_id, relay_addr = parse_relay_addr(args.relayed)
                 await host.connect(relay_id, [relay_addr], timeout=10)
                 hop = await host.open_stream(relay_id, HOP_PROTOCOL_ID)
-                target = Peer(ID.from_base58(args.peer).to_bytes())
+                target = Peer(records.peer_id_to_bytes(args.peer))
                 await hop.write(encode_hop(HopMessage(HopType.CONNECT, peer=target)))
                 answer = await read_hop(hop.read)
                 if answer.status != Status.OK:

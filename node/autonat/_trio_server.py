@@ -10,7 +10,7 @@ That connection is closed again and never handed to the swarm.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -24,7 +24,7 @@ from p2pshare.node.autonat.wire import (
     encode_response,
     read_message,
 )
-from p2pshare.node.host import DialError, Host, LibP2PByteStream
+from p2pshare.node.host import ConnectionPath, DialError, Host, LibP2PByteStream
 from p2pshare.node.natinfo.addrs import TcpAddr, encode_addr
 
 if TYPE_CHECKING:
@@ -38,25 +38,12 @@ READ_TIMEOUT = 10.0
 
 
 def _remote_ip(stream: LibP2PByteStream) -> str | None:
-    conn: Any = stream.net_stream.muxed_conn
-    try:
-        addr = conn.get_remote_address()
-    except Exception:
-        return None
-    return str(addr[0]) if addr else None
+    addr = stream.connection.remote_address()
+    return addr[0] if addr else None
 
 
 def _is_relayed(stream: LibP2PByteStream) -> bool:
-    from libp2p.connection_types import ConnectionType
-
-    conn: Any = stream.net_stream.muxed_conn
-    for obj in (conn, getattr(conn, "secured_conn", None)):
-        try:
-            if obj is not None and obj.get_connection_type() == ConnectionType.RELAYED:
-                return True
-        except Exception:
-            continue
-    return False
+    return stream.connection.path is ConnectionPath.RELAYED
 
 
 class AutoNATServer:

@@ -16,11 +16,12 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import multiaddr
 import trio
 
+from p2pshare.node import _libp2p_records as records
 from p2pshare.node.circuit._upgrade import upgrade_relayed
 from p2pshare.node.circuit.schedule import ReservationSchedule, accept_expiry
 from p2pshare.node.circuit.wire import (
@@ -146,10 +147,10 @@ class RelayClient:
             out.extend(circuit_multiaddr(a, self.host.peer_id) for a in state.addrs)
         return list(dict.fromkeys(out))
 
-    async def wait_reserved(self, timeout: float) -> bool:
-        """Wait until at least one reservation is held; False on timeout."""
+    async def wait_reserved(self, timeout: float, count: int = 1) -> bool:
+        """Wait until at least ``count`` reservations are held; False on timeout."""
         with trio.move_on_after(timeout):
-            while not self._active:
+            while len(self._active) < count:
                 await self._changed.wait()
             return True
         return False
@@ -202,7 +203,7 @@ class RelayClient:
                 self._circuit_limits[peer_id] = answer.limit
             else:
                 self._circuit_limits.pop(peer_id, None)
-            await upgrade_relayed(self.host, hop.net_stream, relay_id, peer_id, initiator=True)
+            await upgrade_relayed(self.host, hop, relay_id, peer_id, initiator=True)
         except RelayError:
             await hop.reset()
             raise
@@ -233,15 +234,13 @@ class RelayClient:
             logger.warning("relay client: STOP from %s, which holds no reservation of ours", relay)
             await _answer_stop(stream, Status.PERMISSION_DENIED)
             return
-        from libp2p.peer.id import ID
-
-        src = ID(msg.peer.id).to_base58()
+        src = records.peer_id_to_text(msg.peer.id)
         if src == self.host.peer_id:
             await _answer_stop(stream, Status.PERMISSION_DENIED)
             return
         await _answer_stop(stream, Status.OK)
         try:
-            conn = await upgrade_relayed(self.host, stream.net_stream, relay, src, initiator=False)
+            conn = await upgrade_relayed(self.host, stream, relay, src, initiator=False)
         except Exception as e:
             logger.warning("relay client: circuit from %s via %s failed: %s", src, relay, e)
             await stream.reset()
@@ -253,15 +252,11 @@ class RelayClient:
         self._circuit_scopes.add(scope)
         try:
             with scope:
-                await conn.event_closed.wait()
+                await conn.wait_closed()
         finally:
             self._circuit_scopes.discard(scope)
             if scope.cancelled_caught:
-                with trio.CancelScope(shield=True):
-                    try:
-                        await conn.close()
-                    except Exception:
-                        pass
+                await conn.close()
 
     # -- reservations ----------------------------------------------------
 
@@ -339,19 +334,7 @@ class RelayClient:
             self._wake.set()
 
     async def _wait_disconnected(self, peer_id: str) -> None:
-        conns = [
-            c
-            for c in self.host.libp2p.get_network().get_connections(_peer_obj(peer_id))
-            if not getattr(c, "is_closed", False)
-        ]
-        if not conns:
-            return
-        event = getattr(conns[0], "event_closed", None)
-        if event is not None:
-            await event.wait()
-            return
-        while self.host.is_connected(peer_id):  # pragma: no cover - no event on this conn type
-            await trio.sleep(0.5)
+        await self.host.wait_disconnected(peer_id)
 
     def _notify(self) -> None:
         self._changed.set()
@@ -391,16 +374,10 @@ async def _answer_stop(stream: LibP2PByteStream, status: Status) -> None:
         logger.debug("could not answer STOP: %s", e)
 
 
-def _peer_obj(peer_id: str) -> Any:
-    from libp2p.peer.id import ID
-
-    return ID.from_base58(peer_id)
-
-
 def _peer_bytes(peer_id: str) -> bytes:
     try:
-        return bytes(_peer_obj(peer_id).to_bytes())
-    except Exception:
+        return records.peer_id_to_bytes(peer_id)
+    except ValueError:
         raise RelayError(f"bad peer ID {peer_id[:64]!r}") from None
 
 

@@ -22,10 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import multiaddr
 import trio
-from libp2p.connection_types import ConnectionType
-from libp2p.crypto.keys import PrivateKey
-from libp2p.peer.id import ID
 
+from p2pshare.node import _libp2p_records as records
 from p2pshare.node.circuit.limits import Decision, RelayLimits, ReservationBook
 from p2pshare.node.circuit.pump import splice
 from p2pshare.node.circuit.voucher import make_voucher
@@ -45,12 +43,14 @@ from p2pshare.node.circuit.wire import (
     read_hop,
     read_stop,
 )
-from p2pshare.node.host import Host, LibP2PByteStream, StreamError
+from p2pshare.node.host import Connection, ConnectionPath, Host, LibP2PByteStream, StreamError
 
 __all__ = ["RelayServer", "RelayStats", "serve_relay", "HANDSHAKE_TIMEOUT"]
 
 if TYPE_CHECKING:
-    from trio_typing import TaskStatus  # trio's own name is hidden by trio-stubs
+    from trio_typing import TaskStatus
+
+    from p2pshare.node.host import PrivateKey  # trio's own name is hidden by trio-stubs
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class RelayServer:
             return
         except (EOFError, trio.TooSlowError):
             return
-        conn = stream.net_stream.muxed_conn
+        conn = stream.connection
         if msg.type == HopType.RESERVE:
             await self._reserve(stream, peer, conn)
         elif msg.type == HopType.CONNECT:
@@ -170,7 +170,7 @@ class RelayServer:
         await self._answer(stream, Status.OK, reservation=reservation, limit=self.limits.wire_limit())
 
     async def _connect(self, stream: LibP2PByteStream, src: str, conn: Any, dst_bytes: bytes) -> None:
-        dst = ID(dst_bytes).to_base58()
+        dst = records.peer_id_to_text(dst_bytes)
         now = trio.current_time()
         if _is_relayed(conn):
             decision, circuit = Decision(Status.PERMISSION_DENIED, "CONNECT over a relayed connection"), None
@@ -271,7 +271,7 @@ class _PumpStream:
 
     def __init__(self, stream: LibP2PByteStream) -> None:
         self._b = stream
-        self._write = stream.net_stream.write
+        self._write = stream.write_whole
         self.read = stream.read
         self.close_write = stream.close_write
         self.reset = stream.reset
@@ -283,24 +283,17 @@ class _PumpStream:
             raise StreamError(f"stream to {self._b.remote_peer_id} broke: {type(e).__name__}: {e}") from e
 
 
-def _remote_ip(conn: Any) -> str | None:
-    try:
-        addr = conn.get_remote_address()
-    except Exception:
-        return None
-    return str(addr[0]) if addr else None
+def _remote_ip(conn: Connection) -> str | None:
+    addr = conn.remote_address()
+    return addr[0] if addr else None
 
 
-def _is_relayed(conn: Any) -> bool:
-    try:
-        return bool(conn.get_connection_type() == ConnectionType.RELAYED)
-    except Exception:
-        return False
+def _is_relayed(conn: Connection) -> bool:
+    return conn.path is ConnectionPath.RELAYED
 
 
 def _is_closed(conn: Any) -> bool:
-    state = getattr(conn, "is_closed", True)  # a property on py-libp2p's muxers
-    return bool(state() if callable(state) else state)
+    return bool(getattr(conn, "is_closed", True))
 
 
 async def serve_relay(

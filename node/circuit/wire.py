@@ -21,22 +21,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from p2pshare.errors import ProtocolViolation
+from p2pshare.node import _libp2p_records
 from p2pshare.node.pbwire import PbError, encode_uvarint
 from p2pshare.node.pbwire import read_frame as read_pb_frame
 
 if TYPE_CHECKING:
-    from libp2p.relay.circuit_v2.pb import circuit_pb2 as pb
+    from p2pshare.node._libp2p_records import circuit_pb as pb
 else:
 
     class _LazyPb:
-        """py-libp2p's generated schema, imported on first use: importing it
-        runs ``libp2p/__init__`` (~1 s), which ``p2pshare --help`` should not pay."""
+        """py-libp2p's generated schema (through the host façade), imported on
+        first use: importing it runs ``libp2p/__init__`` (~1 s), which
+        ``p2pshare --help`` should not pay."""
 
         def __getattr__(self, name: str) -> Any:
-            import importlib
-
-            module = importlib.import_module("libp2p.relay.circuit_v2.pb.circuit_pb2")
-            return getattr(module, name)
+            return getattr(_libp2p_records.circuit_pb, name)
 
     pb = _LazyPb()
 

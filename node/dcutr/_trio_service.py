@@ -190,7 +190,7 @@ class DCUtR:
 
     async def handle_stream(self, stream: LibP2PByteStream) -> None:
         peer = stream.remote_peer_id
-        if not lp.is_relayed(stream.net_stream.muxed_conn) and not lp.relayed_conns(self.host, peer):
+        if not lp.is_relayed(stream.connection) and not lp.relayed_conns(self.host, peer):
             await stream.reset()  # DCUtR only makes sense over a relayed connection
             return
         started = trio.current_time()
@@ -402,19 +402,15 @@ class DCUtR:
             self._active.discard(peer_id)
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        send, recv = trio.open_memory_channel[tuple[str, Any]](64)
-        watcher = lp.RelayedConnWatcher(send)
         self.host.set_stream_handler(PROTOCOL_ID, self.handle_stream)
-        lp.register_watcher(self.host, watcher)
         try:
-            async with trio.open_nursery() as nursery:
+            async with lp.watch_connections(self.host) as recv, trio.open_nursery() as nursery:
                 self._nursery = nursery
                 task_status.started()
                 async for peer_id, conn in recv:
                     nursery.start_soon(self._on_connection, peer_id, conn)
         finally:
             self._nursery = None
-            lp.unregister_watcher(self.host, watcher)
             self.host.remove_stream_handler(PROTOCOL_ID)
 
 

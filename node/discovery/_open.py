@@ -11,10 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
-from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
-from libp2p.peer.id import ID
-from libp2p.records.validator import NamespacedValidator
-from multiaddr import Multiaddr
 
 from p2pshare.node.host import Host
 from p2pshare.sharecode.multiaddrs import trailing_peer
@@ -115,30 +111,10 @@ def _publish_self_addrs(disc: Discovery) -> None:
     """py-libp2p answers FIND_NODE for itself from its peerstore, which lacks
     our own addresses: a peer (js findPeer) would take an address-less answer.
     Keep our advertised addresses in our own peerstore entry."""
-    lib = disc.host.libp2p
     try:
-        maddrs = [Multiaddr(a) for a in disc.my_addrs()]
-        store = lib.get_peerstore()
-        store.clear_addrs(lib.get_id())
-        store.add_addrs(lib.get_id(), maddrs, _SELF_ADDR_TTL)
+        disc.host.set_own_addrs(disc.my_addrs(), _SELF_ADDR_TTL)
     except Exception as e:  # noqa: BLE001 - best effort; lookups do not depend on it
         logger.debug("cannot publish our addresses in our peerstore: %s", e)
-
-
-def _servers_only(dht: KadDHT, host: Host) -> None:
-    """py-libp2p adds every peer that queries us to the routing table, DHT
-    clients too; the Kademlia spec (and go/js) admit only peers that serve
-    the protocol. In 0.8.1 the inbound handler is ``KadDHT.add_peer``'s only
-    caller; our own lookups use ``routing_table.add_peer`` directly."""
-
-    async def add_inbound(peer_id: ID, *, skip_server_mode_check: bool = False) -> bool:
-        try:
-            protocols = host.libp2p.get_peerstore().get_protocols(peer_id)
-        except Exception:  # noqa: BLE001 - unknown peer: not a server we know of
-            return False
-        return KAD_PROTOCOL_ID in protocols and bool(await dht.routing_table.add_peer(peer_id))
-
-    dht.add_peer = add_inbound  # type: ignore[method-assign]
 
 
 async def _serve_routing(
@@ -169,7 +145,7 @@ async def _serve_routing(
                     await _bootstrap(disc, targets)
             if peers_file is not None:
                 await trio.to_thread.run_sync(_save, disc, peers_file)
-            disc.dht.provider_store.cleanup_expired()
+            disc.table.cleanup_expired()
         except Exception as e:  # a bug here must not take the node down
             logger.warning("DHT maintenance failed: %s: %s", type(e).__name__, e)
             logger.debug("traceback", exc_info=True)
@@ -205,19 +181,13 @@ async def open_discovery(
     if advertise_interval <= 0 or (refresh_interval is not None and refresh_interval <= 0):
         raise ValueError("intervals must be positive")
     quiet_kad_logs()
-    dht = KadDHT(
-        host.libp2p,
-        DHTMode.SERVER if server_mode else DHTMode.CLIENT,
-        # No namespace is registered: every PUT_VALUE is refused.
-        validator=NamespacedValidator({}, strict_validation=True),
-        validator_changed=True,
-        strict_validation=True,
-        enable_random_walk=False,
-    )
-    _servers_only(dht, host)
+    # Records are refused (no namespace is registered); inbound RPCs add
+    # only Kademlia servers to the table (an instance patch, see
+    # node/_libp2p_patches.py: kad_servers_only).
+    table = host.new_kad_dht(server_mode=server_mode, protocol=KAD_PROTOCOL_ID)
     disc = Discovery(
         host,
-        dht,
+        table,
         advertise_interval=advertise_interval,
         rpc_timeout=rpc_timeout,
         addrs=addrs or host.listen_addrs,

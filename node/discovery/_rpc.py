@@ -11,10 +11,9 @@ from __future__ import annotations
 import logging
 
 import trio
-from libp2p.kad_dht.pb.kademlia_pb2 import Message
-from libp2p.peer.peerstore import env_to_send_in_RPC
 
 from p2pshare.errors import RemoteError
+from p2pshare.node import _libp2p_records as records
 from p2pshare.node.host import Host, HostError, LibP2PByteStream
 
 from . import wire
@@ -66,10 +65,10 @@ class KadClient:
         a record *replaces* the addresses a server knows for us, and one
         holding only ``0.0.0.0`` would make us unfindable.
         """
-        if any(normalize_addr(str(a), self.host.peer_id) is None for a in self.host.libp2p.get_addrs()):
+        if any(normalize_addr(str(a), self.host.peer_id) is None for a in self.host.advertised_addrs()):
             return None
         try:
-            return bytes(env_to_send_in_RPC(self.host.libp2p)[0])
+            return self.host.signed_peer_record()
         except Exception as e:  # never fail an RPC over an optional field
             logger.debug("no signed peer record: %s", e)
             return None
@@ -117,11 +116,13 @@ class KadClient:
         self, peer_id: str, addrs: list[str], sender: bytes, key: bytes, *, verify_for: bytes | None = None
     ) -> wire.Answer:
         req = wire.find_node_request(key, self.sender_record())
-        return await self.request(peer_id, addrs, req, expect=Message.FIND_NODE, sender=sender, verify_for=verify_for)
+        return await self.request(
+            peer_id, addrs, req, expect=records.KadMessage.FIND_NODE, sender=sender, verify_for=verify_for
+        )
 
     async def get_providers(self, peer_id: str, addrs: list[str], sender: bytes, key: bytes) -> wire.Answer:
         req = wire.get_providers_request(key, self.sender_record())
-        return await self.request(peer_id, addrs, req, expect=Message.GET_PROVIDERS, sender=sender)
+        return await self.request(peer_id, addrs, req, expect=records.KadMessage.GET_PROVIDERS, sender=sender)
 
     async def add_provider(
         self, peer_id: str, addrs: list[str], key: bytes, self_id: bytes, my_addrs: list[str]

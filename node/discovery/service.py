@@ -23,11 +23,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import trio
-from libp2p.kad_dht.kad_dht import KadDHT
-from libp2p.peer.id import ID
-from libp2p.peer.peerinfo import PeerInfo as Libp2pPeerInfo
 from multiaddr import Multiaddr
 
+from p2pshare.node import _libp2p_records as records
 from p2pshare.node.host import Host, HostError
 
 from . import wire
@@ -49,6 +47,8 @@ __all__ = ["Discovery", "Target"]
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus  # trio's own name is hidden by trio-stubs
+
+    from p2pshare.node.host import KadTable
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +74,10 @@ class _Ad:
     failures: int = 0
 
 
-def _id(peer_id: str) -> ID:
+def _id(peer_id: str) -> bytes:
     try:
-        return ID.from_base58(peer_id)
-    except Exception:
+        return records.peer_id_to_bytes(peer_id)
+    except ValueError:
         raise DiscoveryError(f"bad peer ID {peer_id[:64]!r}") from None
 
 
@@ -91,14 +91,16 @@ class Discovery:
     def __init__(
         self,
         host: Host,
-        dht: KadDHT,
+        table: KadTable,
         *,
         advertise_interval: float,
         rpc_timeout: float,
         addrs: Callable[[], Sequence[str]],
     ) -> None:
         self.host = host
-        self.dht = dht
+        self.table = table
+        #: py-libp2p's KadDHT itself (opaque; for tests).
+        self.dht = table.dht
         self.peer_id = host.peer_id
         self._self = host.peer_id_bytes
         self._client = KadClient(host, timeout=rpc_timeout)
@@ -114,28 +116,24 @@ class Discovery:
     # -- routing table -------------------------------------------------
 
     def routing_table_peers(self) -> list[str]:
-        return [p.to_base58() for p in self.dht.routing_table.get_peer_ids()]
+        return self.table.peer_ids()
 
     async def wait_bootstrapped(self, timeout: float) -> bool:
         """True once the routing table has a peer; False if ``timeout`` passes first."""
         with trio.move_on_after(timeout):
-            while self.dht.get_routing_table_size() == 0:
-                await trio.sleep(0.05)
+            while self.table.size() == 0:
+                await self.table.wait_changed()
             return True
-        return self.dht.get_routing_table_size() > 0
+        return self.table.size() > 0
 
-    def _known_addrs(self, pid: ID) -> list[str]:
-        try:
-            raw = self.host.libp2p.get_peerstore().addrs(pid)
-        except Exception:
-            return []
-        peer = pid.to_base58()
-        out = [normalize_addr(str(a), peer) for a in raw[: 2 * MAX_ADDRS_PER_PEER]]
+    def _known_addrs(self, peer: str) -> list[str]:
+        raw = self.host.peer_addrs(peer)
+        out = [normalize_addr(a, peer) for a in raw[: 2 * MAX_ADDRS_PER_PEER]]
         return [a for a in dict.fromkeys(out) if a]
 
     def _seeds(self, key: bytes) -> list[tuple[bytes, list[str]]]:
-        peers = self.dht.routing_table.find_local_closest_peers(key, K)
-        return [(p.to_bytes(), self._known_addrs(p)) for p in peers]
+        peers = self.table.closest(key, K)
+        return [(p, self._known_addrs(records.peer_id_to_text(p))) for p in peers]
 
     def _answered(self, cand: Candidate) -> None:
         """Queue ``cand`` for the routing table: it answered, so it is a server."""
@@ -150,7 +148,7 @@ class Discovery:
 
     def _failed(self, cand: Candidate) -> None:
         try:
-            self.dht.routing_table.remove_peer(ID(cand.peer_id))
+            self.table.remove(cand.peer_id)
         except Exception:
             pass
 
@@ -162,9 +160,8 @@ class Discovery:
         """
         task_status.started()
         async for peer, addrs in self._table_recv:
-            pid = ID.from_base58(peer)
             maddrs = []
-            for a in addrs or self._known_addrs(pid):
+            for a in addrs or self._known_addrs(peer):
                 try:
                     maddrs.append(Multiaddr(a))
                 except Exception:
@@ -172,7 +169,7 @@ class Discovery:
             if not maddrs:
                 continue
             with trio.move_on_after(5):
-                await self.dht.routing_table.add_peer(Libp2pPeerInfo(pid, maddrs), skip_server_mode_check=True)
+                await self.table.add(peer, maddrs)
 
     def good_peers(self) -> list[RememberedPeer]:
         """Peers that answered an RPC during this run, newest first."""
@@ -249,9 +246,8 @@ class Discovery:
         found: list[PeerInfo] = []
         distinct: set[str] = set()
         entries = 0
-        for info in self.dht.provider_store.get_providers(key):
-            pid = info.peer_id.to_base58()
-            found.append(PeerInfo(pid, [str(a) for a in info.addrs]))
+        for pid, local_addrs in self.table.local_providers(key):
+            found.append(PeerInfo(pid, local_addrs))
             if pid != self.peer_id:
                 distinct.add(pid)
         lookup = Lookup(key, self._self)
@@ -304,9 +300,7 @@ class Discovery:
         """
         key = provider_key(dht_key)
         self._ads.pop(key, None)
-        local = self.dht.provider_store.providers.get(key)
-        if local is not None:
-            local.pop(str(self.host.libp2p.get_id()), None)
+        self.table.drop_local_provider(key, self.host.peer_id)
 
     def advertised_count(self) -> int:
         return len(self._ads)
@@ -342,8 +336,7 @@ class Discovery:
         if not addrs:
             logger.warning("not advertising: this node has no address to advertise")
             return 0
-        me = ID(self._self)
-        self.dht.provider_store.add_provider(key, Libp2pPeerInfo(me, [Multiaddr(a) for a in addrs]))
+        self.table.add_local_provider(key, self._self, addrs)
         closest = await self.closest_peers(key, timeout=_PROVIDE_TIMEOUT / 2)
         stored = 0
 
@@ -395,8 +388,7 @@ class Discovery:
         the others peers reported. The lookup stops early once the peer itself
         answers at the addresses found. ``[]`` if nothing was found in time.
         """
-        target = _id(peer_id)
-        tkey = target.to_bytes()
+        tkey = _id(peer_id)
         if tkey == self._self:
             return self._my_addrs()
         records: list[wire.SignedAddrs] = []
@@ -444,16 +436,16 @@ class Discovery:
         try:
             if peer is None:
                 peer = await self.host.connect_unknown(addrs[0], timeout=self._client.timeout)
-            await self._client.find_node(peer, addrs, _id(peer).to_bytes(), self._self)
+            await self._client.find_node(peer, addrs, _id(peer), self._self)
         except (RpcError, HostError, DiscoveryError) as e:
             logger.debug("bootstrap peer %s: %s", peer or addrs[0], e)
             return None
-        cand = Candidate(_id(peer).to_bytes(), addrs, 0, 1)
+        cand = Candidate(_id(peer), addrs, 0, 1)
         self._answered(cand)
         return peer
 
     def is_bootstrapped(self) -> bool:
-        return self.dht.get_routing_table_size() > 0
+        return self.table.size() > 0
 
     def remove_handler(self) -> None:
         try:

@@ -14,11 +14,9 @@ from dataclasses import dataclass
 
 import base58
 import multiaddr
-from libp2p.kad_dht.pb.kademlia_pb2 import Message
-from libp2p.peer.envelope import consume_envelope
-from libp2p.peer.id import ID
 
 from p2pshare.errors import ProtocolViolation
+from p2pshare.node import _libp2p_records as records
 from p2pshare.node.pbwire import frame
 
 from .peers import MAX_ADDRS_PER_PEER, normalize_addr
@@ -115,8 +113,8 @@ def peer_id_from_bytes(raw: bytes) -> bytes:
     raise WireError("peer ID is not an identity or sha2-256 multihash")
 
 
-def _request(kind: int, key: bytes, sender_record: bytes | None) -> Message:
-    msg = Message()
+def _request(kind: int, key: bytes, sender_record: bytes | None) -> records.KadMessage:
+    msg = records.KadMessage()
     msg.type = kind  # type: ignore[assignment]
     msg.key = key
     if sender_record:
@@ -125,16 +123,16 @@ def _request(kind: int, key: bytes, sender_record: bytes | None) -> Message:
 
 
 def find_node_request(key: bytes, sender_record: bytes | None = None) -> bytes:
-    return encode_frame(_request(Message.FIND_NODE, key, sender_record).SerializeToString())
+    return encode_frame(_request(records.KadMessage.FIND_NODE, key, sender_record).SerializeToString())
 
 
 def get_providers_request(key: bytes, sender_record: bytes | None = None) -> bytes:
-    return encode_frame(_request(Message.GET_PROVIDERS, key, sender_record).SerializeToString())
+    return encode_frame(_request(records.KadMessage.GET_PROVIDERS, key, sender_record).SerializeToString())
 
 
 def add_provider_request(key: bytes, self_id: bytes, addrs: list[str], sender_record: bytes | None = None) -> bytes:
     """ADD_PROVIDER for ourselves (servers refuse records for other peers)."""
-    msg = _request(Message.ADD_PROVIDER, key, sender_record)
+    msg = _request(records.KadMessage.ADD_PROVIDER, key, sender_record)
     peer = msg.providerPeers.add()
     peer.id = self_id
     for a in addrs[:MAX_ADDRS_PER_PEER]:
@@ -160,14 +158,14 @@ def _verify_record(raw: bytes, peer_id: bytes) -> SignedAddrs | None:
     if not raw or len(raw) > _MAX_RECORD_BYTES:
         return None
     try:
-        env, rec = consume_envelope(raw, "libp2p-peer-record")
-        if rec.peer_id.to_bytes() != peer_id:
+        rec = records.open_peer_record(raw)
+        if rec.peer_id != peer_id:
             return None
-        if ID.from_pubkey(env.public_key).to_bytes() != peer_id:
+        if rec.signer != peer_id:
             return None  # signed by someone else
-        pid = rec.peer_id.to_base58()
-        addrs = [_addr_text(a.to_bytes(), pid) for a in rec.addrs[:MAX_ADDRS_PER_PEER]]
-        return SignedAddrs(int(rec.seq), [a for a in addrs if a])
+        pid = records.peer_id_to_text(rec.peer_id)
+        addrs = [_addr_text(a, pid) for a in rec.addrs[:MAX_ADDRS_PER_PEER]]
+        return SignedAddrs(rec.seq, [a for a in addrs if a])
     except Exception:
         return None
 
@@ -206,7 +204,7 @@ def parse_answer(
     """
     if len(payload) > MAX_MESSAGE_BYTES:
         raise WireError("answer too large")
-    msg = Message()
+    msg = records.KadMessage()
     try:
         msg.ParseFromString(payload)
     except Exception:

@@ -11,12 +11,11 @@ differ (a symmetric NAT), nothing can be predicted and nothing is announced.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import multiaddr
 import trio
 
-from p2pshare.node.host import Host
+from p2pshare.node.host import Connection, Host
 from p2pshare.node.pbwire import PbError, iter_fields, try_unframe
 from p2pshare.sharecode.multiaddrs import split_first_peer
 
@@ -47,18 +46,9 @@ def predict_mapping(obs_ip: str, obs_port: int, local_port: int, listen_port: in
     return f"/ip4/{obs_ip}/tcp/{listen_port}"
 
 
-def _local_port(conn: Any) -> int | None:
-    """Local TCP port of a direct py-libp2p connection (SwarmConn → socket)."""
-    obj = conn
-    for attr in ("muxed_conn", "secured_conn", "conn", "conn", "stream", "stream"):
-        obj = getattr(obj, attr, None)
-        if obj is None:
-            return None
-    sock = getattr(obj, "socket", None)
-    try:
-        return int(sock.getsockname()[1]) if sock is not None else None
-    except (OSError, AttributeError, TypeError, IndexError):
-        return None
+def _local_port(conn: Connection) -> int | None:
+    """Local TCP port of a direct connection."""
+    return conn.local_port()
 
 
 async def _identify_once(host: Host, peer_id: str) -> bytes | None:

@@ -149,8 +149,7 @@ async def _after_dial(host: Any, peer: str, wait: float) -> None:
 def _stream_is_direct(host: Any, peer: str, stream: Any) -> bool:
     from p2pshare.node.dcutr._trio_libp2p import direct_conns
 
-    muxed = stream.net_stream.muxed_conn
-    return any(c.muxed_conn is muxed for c in direct_conns(host, peer))
+    return stream.connection in direct_conns(host, peer)
 
 
 async def _wait_exit(after: float) -> None:

@@ -100,8 +100,7 @@ async def _helper(a: argparse.Namespace) -> None:
                 emit("path", path=host.connection_path(peer))
                 if host.connection_path(peer) == "direct":
                     stream = await host.open_stream(peer, PING)
-                    muxed = stream.net_stream.muxed_conn
-                    on_direct = any(c.muxed_conn is muxed for c in direct_conns(host, peer))
+                    on_direct = stream.connection in direct_conns(host, peer)
                     with trio.fail_after(5):
                         rtt = await measure_rtt(stream)
                     await stream.reset()

@@ -397,3 +397,52 @@ def test_identify_reports_no_ip_less_observed_addr_on_relayed_connections() -> N
     assert identify_mod._prefer_circuit_addr(host, "peer", None) is None
     marker = object()
     assert identify_mod._prefer_circuit_addr(host, "peer", marker) is marker
+
+
+# -- instance patches (one object, not a class) --------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(P.INSTANCE_PATCHES))
+def test_upstream_code_is_the_code_an_instance_patch_relies_on(name: str) -> None:
+    assert P.changed_instance_upstream(name) == [], f"py-libp2p changed under instance patch {name}: review it"
+
+
+async def test_hosts_dial_without_hidden_retries() -> None:
+    """Upstream retries a failed dial 3 times with backoff (seconds per
+    unreachable address); our hosts fail at once and let the dial race decide."""
+    from libp2p.network.config import RetryConfig
+
+    assert RetryConfig().max_retries > 0  # the behaviour we replace
+    async with open_host(create_new_key_pair()) as host:
+        network: Any = host.libp2p.get_network()
+        assert network.retry_config.max_retries == 0
+
+
+async def test_kad_routing_table_admits_only_servers_from_inbound_rpcs() -> None:
+    """Upstream's inbound handler adds every peer that queries us, clients
+    too; the patched ``add_peer`` of our DHT admits only peers whose
+    protocols include Kademlia, and says so to ``on_added``."""
+    from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+    from libp2p.peer.id import ID
+    from multiaddr import Multiaddr
+
+    kad = "/ipfs/kad/1.0.0"
+    async with open_host(create_new_key_pair()) as host:
+        stock = KadDHT(host.libp2p, DHTMode.SERVER, enable_random_walk=False)
+        dht = KadDHT(host.libp2p, DHTMode.SERVER, enable_random_walk=False)
+        added: list[int] = []
+        assert P.kad_servers_only(dht, host.libp2p, kad, on_added=lambda: added.append(1))
+        assert "add_peer" in dht.__dict__ and "add_peer" not in stock.__dict__
+        store = host.libp2p.get_peerstore()
+        server, client = (ID.from_pubkey(create_new_key_pair().public_key) for _ in range(2))
+        for pid in (server, client):
+            store.add_addrs(pid, [Multiaddr("/ip4/127.0.0.1/tcp/1")], 3600)
+        store.add_protocols(server, [kad])
+        store.add_protocols(client, ["/ipfs/ping/1.0.0"])
+        # as the inbound handler calls it
+        assert await stock.add_peer(client, skip_server_mode_check=True)  # upstream admits a client
+        assert not await dht.add_peer(client, skip_server_mode_check=True)
+        assert added == []
+        assert await dht.add_peer(server, skip_server_mode_check=True)
+        assert added == [1]
+        assert dht.routing_table.peer_in_table(server) and not dht.routing_table.peer_in_table(client)
