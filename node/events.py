@@ -16,13 +16,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from p2pshare.node.dcutr.policy import Upgraded, UpgradeFailed
 from p2pshare.transfer.events import TransferEvent
 
 __all__ = [
     "ConnectionPath",
     "Connected",
     "PathUpgraded",
+    "Upgraded",
+    "UpgradeFailed",
     "ReachabilityChanged",
     "NatDiscovered",
     "RelaysChanged",
@@ -62,6 +63,33 @@ class PathUpgraded:
     peer_id: str
     path: ConnectionPath  # HOLE_PUNCHED or DIRECT
     seconds: float  # from the relayed connection (or the transfer's start) to the direct one
+
+
+@dataclass(frozen=True)
+class Upgraded:
+    """DCUtR: a relayed connection now has a direct sibling carrying new streams."""
+
+    peer_id: str
+    role: str  # "initiator" | "responder"
+    method: str  # "unilateral" | "hole-punch"
+    elapsed: float  # from the start of the upgrade to the direct connection
+    rounds: int
+    dials: int  # TCP connection attempts in the winning round
+    rtt: float | None
+    addr: str
+
+    event: str = "upgraded"
+
+
+@dataclass(frozen=True)
+class UpgradeFailed:
+    peer_id: str
+    role: str
+    elapsed: float
+    rounds: int
+    reason: str
+
+    event: str = "upgrade_failed"
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from p2pshare.node.dcutr.wire import HolePunch, MsgType, WireError, encode
+from p2pshare.node.events import Upgraded, UpgradeFailed  # the event types live with the node's others
 from p2pshare.node.natinfo.addrs import TcpAddr, decode_addrs, encode_addr, same_public_ip
 
 __all__ = [
@@ -247,33 +248,6 @@ class ResponderExchange:
         if msg.type is not MsgType.SYNC:
             raise WireError(f"expected SYNC, got {msg.type.name}")
         return Ready(tuple(self._targets), now, now - self._answered_at)
-
-
-@dataclass(frozen=True)
-class Upgraded:
-    """A relayed connection now has a direct sibling carrying new streams."""
-
-    peer_id: str
-    role: str  # "initiator" | "responder"
-    method: str  # "unilateral" | "hole-punch"
-    elapsed: float  # from the start of the upgrade to the direct connection
-    rounds: int
-    dials: int  # TCP connection attempts in the winning round
-    rtt: float | None
-    addr: str
-
-    event: str = "upgraded"
-
-
-@dataclass(frozen=True)
-class UpgradeFailed:
-    peer_id: str
-    role: str
-    elapsed: float
-    rounds: int
-    reason: str
-
-    event: str = "upgrade_failed"
 
 
 DCUtREvent = Upgraded | UpgradeFailed

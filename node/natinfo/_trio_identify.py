@@ -73,15 +73,13 @@ async def _identify_once(host: Host, peer_id: str) -> bytes | None:
 
 async def observe_via_identify(host: Host, relay_addr: str, timeout: float = 5.0) -> tuple[str, int, int] | None:
     """(observed IP, observed port, our local port) of our connection to a relay."""
-    from p2pshare.node.dcutr import _trio_libp2p as lp
-
     split = split_first_peer(relay_addr)
     if split is None:
         return None
     base, peer_id = split
     with trio.move_on_after(timeout):
         await host.connect(peer_id, [base], timeout=timeout)
-        conns = lp.direct_conns(host, peer_id)
+        conns = [c for c in host.connections(peer_id) if c.path.is_direct]
         local = _local_port(conns[0]) if conns else None
         if local is None:
             return None
