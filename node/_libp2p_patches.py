@@ -43,6 +43,8 @@ from noise import state as noise_state  # type: ignore[import-untyped]
 from noise.connection import NoiseConnection  # type: ignore[import-untyped]
 from noise.exceptions import NoiseInvalidMessage  # type: ignore[import-untyped]
 
+from . import _libp2p_fixes as _fixes
+
 __all__ = [
     "apply",
     "is_applied",
@@ -351,6 +353,14 @@ def _observed_addr_on_relay(host: Any, peer_id: Any, fallback: Any) -> Any:
 
 
 PATCHES: dict[str, tuple[Any, str, Any, str]] = {
+    # Robustness (``_libp2p_fixes``): the inbound slot is given back when the
+    # connection closes, not when the swarm stops (issue 9, finding 1).
+    "swarm_inbound_slot": (
+        Swarm,
+        "_do_handle_inbound_connection",
+        _fixes.inbound_until_closed,
+        "c22fdfd5289f671c6ca1d2141200153d74bd1b81c873259215d3f2f5b91bc782",
+    ),
     "identify_observed_addr": (
         identify_mod,
         "_prefer_circuit_addr",
@@ -405,6 +415,15 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
 # callers whose expectations it meets): patch name -> ((owner, attr, sha256)).
 _YS, _YC = yamux.YamuxStream, yamux.Yamux
 DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
+    "swarm_inbound_slot": (
+        # Holds the inbound limiter around our call and releases it when we return.
+        (Swarm, "_handle_inbound_connection", "0800fdf9770ed8e691e13b474d972f431755db1dc0a843bb8fa5ecc6f561441c"),
+        # Upgrades, adds the connection to the swarm, returns the muxed connection.
+        (Swarm, "upgrade_inbound_raw_conn", "e24c4285f494767af5707012ad36680c5c34fca838697d0bd955446d2b8670e8"),
+        # Set the events we wait on.
+        (_YC, "close", "d80b27e69ccd1b899351598a89a6fc0cec1028be08c357c8e461ce820b9698ea"),
+        (_YC, "_cleanup_on_error", "4fed61a999a34989b7d5e7bdd28069dd24e5f01142b7bb06c936cbf07a0fac6b"),
+    ),
     "noise_read_msg": (
         (
             noise_io.BaseNoiseMsgReadWriter,
