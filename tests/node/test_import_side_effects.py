@@ -25,7 +25,12 @@ import dns._features
 import p2pshare
 names = sorted(m.name for m in pkgutil.walk_packages(p2pshare.__path__, "p2pshare."))
 # The façade's implementation modules import py-libp2p by design: last.
-private = ("p2pshare.node._libp2p_impl", "p2pshare.node._libp2p_fixes", "p2pshare.node._libp2p_patches")
+private = (
+    "p2pshare.node._libp2p_impl",
+    "p2pshare.node._libp2p_fixes",
+    "p2pshare.node._libp2p_speed",
+    "p2pshare.node._libp2p_patches",
+)
 assert set(private) <= set(names) and "p2pshare.node.api" in names, names
 for name in names:
     if name not in private and not name.endswith("__main__"):

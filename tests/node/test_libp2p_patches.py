@@ -25,6 +25,7 @@ from libp2p.security.secure_session import SecureSession
 from libp2p.stream_muxer.yamux import yamux
 
 from p2pshare.node import _libp2p_patches as P
+from p2pshare.node import _libp2p_speed as S
 from p2pshare.node.host import open_host
 from tests.node import _peer
 from tests.node.conftest import Peer
@@ -165,7 +166,7 @@ async def test_noise_read_msg_real_cipher(tamper: bool) -> None:
         if tamper:
             wire[-3] ^= 1  # inside the last message's tag
         rw = noise_io.NoiseTransportReadWriter(FakeRaw(bytes(wire), 1), receiver)  # type: ignore[arg-type]
-        assert P._direct_decrypt(rw) is not None  # real sessions take the fast path
+        assert S._direct_decrypt(rw) is not None  # real sessions take the fast path
         got: list[Any] = []
         try:
             for _ in msgs:

@@ -1,0 +1,305 @@
+"""Speed patches to py-libp2p 0.8.1's Noise + yamux stream path (replacement functions).
+
+Registered, fingerprinted and applied in ``_libp2p_patches.PATCHES``; the
+why of each is in that module's docstring and beside each function here.
+Every replacement keeps the wire format byte-for-byte and keeps yamux flow
+control.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from typing import Any
+
+import trio
+from cryptography.exceptions import InvalidTag
+from libp2p.io import utils as io_utils
+from libp2p.io.exceptions import ConnectionClosedError, IncompleteReadError
+from libp2p.security.noise import io as noise_io
+from libp2p.stream_muxer import exceptions as mux_exc
+from libp2p.stream_muxer.yamux import yamux
+from noise.connection import NoiseConnection  # type: ignore[import-untyped]
+from noise.exceptions import NoiseInvalidMessage  # type: ignore[import-untyped]
+
+logger = logging.getLogger(__name__)
+
+# Bytes pulled from the socket per read under Noise (many messages at once).
+READ_CHUNK = 256 * 1024
+# Plaintext per Noise transport message (65535 minus the 16-byte tag).
+NOISE_MAX_PLAINTEXT: int = int(noise_io.MAX_PLAINTEXT_LENGTH)
+# A yamux DATA frame (12-byte header + payload) that fills one Noise message.
+FRAME_PAYLOAD: int = NOISE_MAX_PLAINTEXT - int(yamux.HEADER_SIZE)
+# Most bytes one stream write hands to the connection under its write lock.
+WRITE_BATCH = 1 << 20
+# Receive window we grant per stream (upstream's autotune ceiling, reached at
+# once); credit is re-granted once half of it has been consumed (go-yamux).
+RECV_WINDOW = yamux.MAX_WINDOW_SIZE
+# A writer blocked on an empty send window gives up after this long. Upstream
+# gives up after 5 s, which kills transfers whose reader pauses briefly.
+WINDOW_STALL_TIMEOUT = 120.0
+_WINDOW_POLL = 0.25  # re-check close/reset while waiting for credit
+
+#: Upstream functions replaced by ``_libp2p_patches.apply`` (a replacement may
+#: delegate to its original for cases it does not speed up).
+_ORIGINALS: dict[str, Any] = {}
+_UPSTREAM_TRANSPORT_DECRYPT = noise_io.NoiseTransportReadWriter.decrypt
+
+
+# -- P1: buffered Noise reads ------------------------------------------------
+# Upstream NoiseTransportReadWriter.read_msg does read_exactly(2) then
+# read_exactly(len) on the socket: several recv() calls per message, then
+# copies the ciphertext because noise.NoiseConnection.decrypt only takes
+# bytes. We read up to READ_CHUNK bytes at once, cut as many messages from it
+# as it holds, and decrypt each in place with the session's CipherState (the
+# exact call NoiseConnection.decrypt makes, same error on a bad tag).
+
+
+async def _noise_read_msg(self: Any, prefix_encoded: bool = False) -> bytes:
+    buf: bytearray | None = self.__dict__.get("_p2ps_rbuf")
+    if buf is None:
+        buf = self._p2ps_rbuf = bytearray()
+    conn = self.read_writer.read_write_closer
+    while True:
+        if len(buf) >= 2:
+            size = (buf[0] << 8) | buf[1]
+            if len(buf) >= 2 + size:
+                break
+            want = 2 + size - len(buf)
+        else:
+            want = 2 - len(buf)
+        data = await conn.read(max(want, READ_CHUNK))
+        if not data:
+            # Same numbers as upstream's read_exactly of the length or body.
+            expected, got = (2, len(buf)) if len(buf) < 2 else (size, len(buf) - 2)
+            raise IncompleteReadError(
+                f"Connection closed during read operation: expected {expected} bytes but received {got} bytes",
+                expected_bytes=expected,
+                received_bytes=got,
+            )
+        buf += data
+    skip = 2 + (len(self.prefix) if prefix_encoded else 0)
+    cipher = _direct_decrypt(self)
+    if cipher is None:
+        body = bytes(buf[skip : 2 + size])
+        del buf[: 2 + size]  # consumed even if it fails to decrypt, as upstream
+        return bytes(self.decrypt(body))
+    try:
+        # The cipher takes the buffer as it is; noise.NoiseConnection.decrypt
+        # would insist on a bytes copy (and then make exactly this call).
+        with memoryview(buf) as view, view[skip : 2 + size] as body_view:
+            return bytes(cipher.decrypt_with_ad(None, body_view))
+    except InvalidTag:
+        raise NoiseInvalidMessage("Failed authentication of message") from None
+    finally:
+        del buf[: 2 + size]
+
+
+def _direct_decrypt(rw: Any) -> Any:
+    """The session's receiving CipherState, if decrypting through it is exact."""
+    state = rw.noise_state
+    if type(state) is not NoiseConnection or not state.handshake_finished:
+        return None
+    if type(rw).decrypt is not _UPSTREAM_TRANSPORT_DECRYPT:
+        return None
+    cipher = state.noise_protocol.cipher_state_decrypt
+    return cipher if cipher is not None and cipher.has_key() else None
+
+
+# -- P2: one socket write per Noise batch -------------------------------------
+# Upstream BaseNoiseMsgReadWriter.write_msg encrypts each <=65519-byte chunk,
+# prefixes its length (a copy) and writes it with its own send() call. We
+# encrypt every chunk of the buffer and send them with one write.
+
+
+async def _noise_write_msg(self: Any, msg: bytes, prefix_encoded: bool = False) -> None:
+    if prefix_encoded:
+        await _ORIGINALS["noise_write_msg"](self, msg, prefix_encoded)
+        return
+    parts: list[bytes] = []
+    if len(msg) <= NOISE_MAX_PLAINTEXT:
+        chunks = [bytes(msg)]
+    else:
+        chunks = [msg[i : i + NOISE_MAX_PLAINTEXT] for i in range(0, len(msg), NOISE_MAX_PLAINTEXT)]
+    for chunk in chunks:
+        ciphertext = self.encrypt(chunk)  # the noise library insists on bytes
+        parts.append(len(ciphertext).to_bytes(2, "big"))
+        parts.append(ciphertext)
+    await self.read_writer.read_write_closer.write(b"".join(parts))
+
+
+# -- P3: SecureSession.read without the copy chain ---------------------------
+# Upstream keeps leftover plaintext in a BytesIO and rebuilds every result in
+# a bytearray (about four copies per message). We keep the current message
+# and an offset, and return it without copying when it is read whole.
+
+
+async def _session_read(self: Any, n: int | None = None) -> bytes:
+    if n == 0:
+        return b""
+    cur: bytes = self.__dict__.get("_p2ps_cur", b"")
+    pos: int = self.__dict__.get("_p2ps_pos", 0)
+    avail = len(cur) - pos
+    if n is None and avail:
+        self._p2ps_cur, self._p2ps_pos = b"", 0
+        return cur[pos:] if pos else cur
+    if n is None:
+        msg = await self.conn.read_msg()
+        if msg == b"":
+            raise ConnectionClosedError("Connection closed")
+        return bytes(msg)
+    if avail >= n:
+        out = cur if (pos == 0 and n == len(cur)) else cur[pos : pos + n]
+        pos += n
+        self._p2ps_cur, self._p2ps_pos = (b"", 0) if pos == len(cur) else (cur, pos)
+        return out
+    self._p2ps_cur, self._p2ps_pos = b"", 0
+    if not avail:
+        msg = bytes(await self.conn.read_msg())
+        if msg == b"":
+            raise ConnectionClosedError("Connection closed")
+        if len(msg) >= n:
+            if len(msg) > n:
+                self._p2ps_cur, self._p2ps_pos = msg, n
+                return msg[:n]
+            return msg
+        parts = bytearray(msg)
+    else:
+        parts = bytearray(cur[pos:])
+    while len(parts) < n:
+        msg = await self.conn.read_msg()
+        if msg == b"":
+            return bytes(parts)  # upstream: partial data at EOF
+        need = n - len(parts)
+        if len(msg) > need:
+            parts += msg[:need]
+            self._p2ps_cur, self._p2ps_pos = msg, need
+        else:
+            parts += msg
+    return bytes(parts)
+
+
+# -- P4: read_exactly without copying a complete first read -------------------
+# Upstream libp2p.io.utils.read_exactly always copies into a bytearray and
+# back to bytes, even when the first read already returned n bytes (the
+# usual case for yamux headers and bodies). Same semantics otherwise.
+
+
+async def _read_exactly(reader: Any, n: int, retry_count: int = io_utils.DEFAULT_RETRY_READ_COUNT) -> bytes:
+    first = await reader.read(n)
+    if len(first) == n:
+        return bytes(first)
+    buffer = bytearray(first)
+    for _ in range(retry_count):
+        if len(buffer) >= n:
+            return bytes(buffer)
+        buffer.extend(await reader.read(n - len(buffer)))
+    if len(buffer) >= n:
+        return bytes(buffer)
+    raise IncompleteReadError(
+        f"Connection closed during read operation: expected {n} bytes but received {len(buffer)} bytes",
+        expected_bytes=n,
+        received_bytes=len(buffer),
+    )
+
+
+# -- P5: no deadline for a frame body that is already here --------------------
+# Upstream Yamux._read_data_body wraps every DATA body read in
+# trio.fail_after (a cancel scope per frame, ~10% of the receive path). When
+# the decrypted body is already buffered in the session (the usual case) no
+# wait can happen, so we read it directly; otherwise upstream runs.
+
+
+async def _read_data_body(self: Any, length: int) -> bytes:
+    conn = self.secured_conn
+    d = getattr(conn, "__dict__", {})
+    cur = d.get("_p2ps_cur")
+    if cur is not None and len(cur) - d.get("_p2ps_pos", 0) >= length:
+        return await _read_exactly(conn, length)
+    return await _ORIGINALS["yamux_read_body"](self, length)  # type: ignore[no-any-return]
+
+
+# -- P6: yamux stream writes in batches, woken by window updates -------------
+# Upstream YamuxStream.write sends one <=64 KiB frame per lock round trip
+# (its header+payload then re-split by Noise into a full and a tiny message)
+# and, with an empty send window, sleeps in 10 ms steps and fails after 5 s.
+# We send up to WRITE_BATCH bytes of frames that each fill exactly one Noise
+# message in one connection write, and wait on an event that is set whenever
+# the send window grows. ``send_window`` becomes a property to raise it.
+
+
+def _get_send_window(self: Any) -> int:
+    d = self.__dict__
+    return int(d["_p2ps_send_window"] if "_p2ps_send_window" in d else d.get("send_window", 0))
+
+
+def _set_send_window(self: Any, value: int) -> None:
+    old = self.__dict__.get("_p2ps_send_window", 0)
+    self.__dict__["_p2ps_send_window"] = value
+    if value > old:
+        event = self.__dict__.get("_p2ps_window_event")
+        if event is not None:
+            event.set()
+
+
+async def _wait_for_window(stream: Any) -> None:
+    with trio.move_on_after(WINDOW_STALL_TIMEOUT) as stall:
+        while stream.send_window <= 0 and not stream.closed:
+            event = stream._p2ps_window_event = trio.Event()
+            with trio.move_on_after(_WINDOW_POLL):
+                await event.wait()
+    if stall.cancelled_caught:
+        raise mux_exc.MuxedStreamError(f"Timed out waiting for window update after {WINDOW_STALL_TIMEOUT:g} seconds.")
+
+
+async def _yamux_write(self: Any, data: bytes) -> None:
+    if self.send_closed:
+        raise mux_exc.MuxedStreamError("Stream is closed for sending")
+    pack = struct.Struct(yamux.YAMUX_HEADER_FORMAT).pack
+    with memoryview(data) as view:
+        total = len(view)
+        sent = 0
+        async with self.rw_lock.write_lock():
+            while sent < total:
+                if self.send_closed:
+                    raise mux_exc.MuxedStreamError("Stream is closed for sending")
+                async with self.window_lock:
+                    if self.closed:
+                        raise mux_exc.MuxedStreamError("Stream is closed")
+                    allowed = min(self.send_window, total - sent, WRITE_BATCH)
+                    if allowed > 0:
+                        self.send_window -= allowed
+                if allowed <= 0:
+                    self._zero_window_waits += 1
+                    await _wait_for_window(self)
+                    continue
+                parts: list[bytes | memoryview] = []
+                end = sent + allowed
+                for off in range(sent, end, FRAME_PAYLOAD):
+                    size = min(FRAME_PAYLOAD, end - off)
+                    parts.append(pack(0, yamux.TYPE_DATA, 0, self.stream_id, size))
+                    parts.append(view[off : off + size])
+                await self.conn._write_frame(b"".join(parts))
+                sent = end
+
+
+# -- P7: go-yamux window updates ----------------------------------------------
+# Upstream YamuxStream._auto_tune_and_send_window_update sends a WINDOW_UPDATE
+# after nearly every read (its "release on read" mode): one more Noise message
+# each way per read. Like go-yamux, we grant credit up to RECV_WINDOW minus
+# what is still buffered, and only once that delta reaches half the window.
+
+
+async def _window_update(self: Any, *, bytes_read: int = 0) -> None:
+    async with self.window_lock:
+        self.target_recv_window = RECV_WINDOW
+        buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
+        delta = RECV_WINDOW - (self.recv_window + buffered)
+        if delta < RECV_WINDOW // 2:
+            return
+        self.recv_window += delta
+        self._pending_recv_release = 0
+    await self.send_window_update(delta, skip_lock=True)
+
+
+# -- registry -----------------------------------------------------------------
