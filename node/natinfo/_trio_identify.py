@@ -46,10 +46,10 @@ def predict_mapping(obs_ip: str, obs_port: int, local_port: int, listen_port: in
     return f"/ip4/{obs_ip}/tcp/{listen_port}"
 
 
-def _local_port(conn: Any) -> int | None:
-    """Local TCP port of a direct py-libp2p connection (SwarmConn → socket)."""
-    obj = conn
-    for attr in ("muxed_conn", "secured_conn", "conn", "conn", "stream", "stream"):
+def _local_port(muxed_conn: Any) -> int | None:
+    """Local TCP port of a direct py-libp2p connection (muxer → socket)."""
+    obj = muxed_conn
+    for attr in ("secured_conn", "conn", "conn", "stream", "stream"):
         obj = getattr(obj, attr, None)
         if obj is None:
             return None
@@ -60,8 +60,18 @@ def _local_port(conn: Any) -> int | None:
         return None
 
 
-async def _identify_once(host: Host, peer_id: str) -> bytes | None:
+async def _identify_once(host: Host, peer_id: str) -> tuple[bytes | None, int | None]:
+    """(observedAddr, local port of the connection that carried it).
+
+    Both must come from the same connection: at start-up the relay client,
+    the DHT bootstrap and this probe dial the relay at once and py-libp2p
+    keeps every connection, so the peer may see us on several mappings. The
+    swarm puts this stream on whichever it likes best; comparing its
+    observedAddr with another connection's local port made a cone NAT look
+    port-changing (lab: 1 run in 3 announced no public address and never
+    punched)."""
     stream = await host.open_stream(peer_id, IDENTIFY_PROTOCOL)
+    local = _local_port(getattr(stream.net_stream, "muxed_conn", None))
     try:
         buf = b""
         while len(buf) < _MAX_IDENTIFY:
@@ -72,37 +82,31 @@ async def _identify_once(host: Host, peer_id: str) -> bytes | None:
             try:
                 got = try_unframe(buf, _MAX_IDENTIFY)
             except PbError:
-                return None
+                return None, local
             if got is not None:
-                return observed_addr_field(got[0])
-        return None
+                return observed_addr_field(got[0]), local
+        return None, local
     finally:
         await stream.reset()
 
 
 async def observe_via_identify(host: Host, relay_addr: str, timeout: float = 5.0) -> tuple[str, int, int] | None:
-    """(observed IP, observed port, our local port) of our connection to a relay."""
-    from p2pshare.node.dcutr import _trio_libp2p as lp
-
+    """(observed IP, observed port, our local port) of one connection to a relay."""
     if "/p2p/" not in relay_addr:
         return None
     base, _, rest = relay_addr.partition("/p2p/")
     peer_id = rest.split("/")[0]
     with trio.move_on_after(timeout):
         await host.connect(peer_id, [base], timeout=timeout)
-        conns = lp.direct_conns(host, peer_id)
-        local = _local_port(conns[0]) if conns else None
-        if local is None:
-            return None
         for attempt in range(_TRIES):
             try:
-                raw = await _identify_once(host, peer_id)
+                raw, local = await _identify_once(host, peer_id)
             except (OSError, ConnectionError) as exc:
                 log.debug("identify of %s failed (try %d): %s", peer_id, attempt + 1, exc)
                 await trio.sleep(_RETRY_DELAY)
                 continue
-            if raw is None:
-                return None
+            if raw is None or local is None:
+                return None  # no observation, or not over a direct TCP connection
             try:
                 obs = multiaddr.Multiaddr(raw)
                 return str(obs.value_for_protocol("ip4")), int(obs.value_for_protocol("tcp")), local
