@@ -2,10 +2,11 @@
 
 ``open_dcutr(host, ...)`` serves ``/libp2p/dcutr`` (responder role) and, for
 each new inbound relayed connection, runs the initiator role: a short direct
-dial when the peer announced public addresses, then up to ``rounds``
-CONNECT/SYNC exchanges, each followed by a timed TCP simultaneous open from
-our listen port, or from a new port per round when the NAT keeps port
-numbers (see :mod:`node.dcutr.policy`). The punched socket becomes a normal swarm connection
+dial when the peer announced public addresses, then CONNECT/SYNC exchanges,
+each followed by a timed TCP simultaneous open from our listen port, or from
+a new port per round when the NAT keeps port numbers. What to do next, when,
+and when to give up is decided by the pure machines of
+:mod:`node.dcutr.schedule`; this module only performs their actions. The punched socket becomes a normal swarm connection
 (Noise + yamux, spec roles), so new streams to that peer use it; the relayed
 connection stays until it carries no stream. Each outcome is an event
 (:class:`~node.dcutr.policy.Upgraded` / :class:`~node.dcutr.policy.UpgradeFailed`)
@@ -40,6 +41,16 @@ from p2pshare.node.dcutr.policy import (
     our_addrs,
     with_port,
 )
+from p2pshare.node.dcutr.schedule import (
+    Action,
+    DialDirect,
+    Exchange,
+    Finish,
+    InitiatorSchedule,
+    Punch,
+    ResponderRounds,
+    punch_times,
+)
 from p2pshare.node.dcutr.wire import PROTOCOL_ID, WireError, read_message
 from p2pshare.node.host import Host, HostError, LibP2PByteStream
 from p2pshare.node.natinfo.addrs import TcpAddr, parse_tcp_addr
@@ -52,9 +63,6 @@ Networks = Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
 _MAX_PARALLEL = 8  # upgrades running at once
 _POLL = 0.05
 _MARK_POLLS = 60  # up to 3 s for a new connection to be marked relayed
-_LATE_ARRIVAL = 0.5  # after our dials stop, how long a peer's dial to our listener may still land
-_NEXT_ROUND_GRACE = 1.5  # a responder round's failure is final when no new round starts by then
-_LATE_ARRIVAL_FRESH = 0.1  # ... on a fresh port nothing listens: only a crossing SYN can still finish
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,7 @@ class DCUtR:
         self._nets = local_networks
         self._rng = rng
         self._active: set[str] = set()
-        self._responder_rounds: dict[str, int] = {}  # peer -> rounds answered in the current upgrade
+        self._responder_rounds = ResponderRounds(4 * _MAX_PARALLEL)
         self._slots = trio.Semaphore(_MAX_PARALLEL)
         self._nursery: trio.Nursery | None = None
         self.events: list[DCUtREvent] = []
@@ -148,21 +156,22 @@ class DCUtR:
 
     # -- the punch itself --------------------------------------------------
 
-    async def _attempt(self, peer_id: str, ready: Ready, role: Role, rp: RoundPort) -> tuple[str, int] | None:
-        """Dial from ``local`` at ``ready.dial_at``; the first direct connection
+    async def _attempt(
+        self, peer_id: str, ready: Ready, punch_at: Punch, role: Role, rp: RoundPort
+    ) -> tuple[str, int] | None:
+        """Dial from ``local`` at ``punch_at.dial_at``; the first direct connection
         (ours, or the peer's arriving at our listener) wins. Returns (addr, dials) or None."""
         local = rp.local
         if local is None:
             return None
-        await trio.sleep_until(ready.dial_at)
-        deadline = trio.current_time() + (self.config.fresh_round_window if rp.fresh else self.config.round_window)
-        late = _LATE_ARRIVAL_FRESH if rp.fresh else _LATE_ARRIVAL
+        await trio.sleep_until(punch_at.dial_at)
+        deadline = punch_at.until
         won: list[tuple[str, int]] = []
 
         async def punch(cancel: trio.CancelScope) -> None:
             got = await punch_tcp(local, list(ready.targets), self.config, self._rng, deadline, rp.listener)
             if got is None:
-                await trio.sleep_until(deadline + late)  # a peer's dial may still land
+                await trio.sleep_until(punch_at.late_until)  # a peer's dial may still land
                 cancel.cancel()
                 return
             try:
@@ -194,9 +203,7 @@ class DCUtR:
             await stream.reset()  # DCUtR only makes sense over a relayed connection
             return
         started = trio.current_time()
-        if peer not in self._responder_rounds and len(self._responder_rounds) >= 4 * _MAX_PARALLEL:
-            self._responder_rounds.pop(next(iter(self._responder_rounds)))
-        self._responder_rounds[peer] = self._responder_rounds.get(peer, 0) + 1
+        self._responder_rounds.round_started(peer, started)
         async with self._round_port() as rp:
             await self._respond(stream, peer, started, rp)
 
@@ -224,9 +231,10 @@ class DCUtR:
             return
         if lp.direct_conns(self.host, peer):
             return
-        result = await self._attempt(peer, ready, Role.RESPONDER, rp)
+        punch = Punch(1, *punch_times(self.config, ready, rp.fresh, trio.current_time()))
+        result = await self._attempt(peer, ready, punch, Role.RESPONDER, rp)
         if result is not None:
-            self._responder_rounds.pop(peer, None)
+            self._responder_rounds.round_won(peer)
             self._emit(
                 Upgraded(
                     peer,
@@ -248,80 +256,76 @@ class DCUtR:
             )
 
     def _round_failed(self, event: UpgradeFailed) -> None:
-        """The responder learns of a failed round only here. Telling the node
-        lets a receiver waiting for the punch start over the relay at once,
-        but the initiator usually starts another round right away (with
-        fresh ports, many short ones): report only when none follows within
-        ``_NEXT_ROUND_GRACE``, i.e. when the initiator gave up."""
+        """The responder learns of a failed round only here; whether it is
+        the last one (worth telling a waiting receiver) is for
+        :class:`~node.dcutr.schedule.ResponderRounds` to say, at its timer."""
         if self._nursery is None:
             self._emit(event)
             return
-        self._nursery.start_soon(self._fail_if_last, event, self._responder_rounds.get(event.peer_id, 0))
+        due = self._responder_rounds.round_lost(event.peer_id, trio.current_time(), event)
+        self._nursery.start_soon(self._fail_when_due, event.peer_id, due)
 
-    async def _fail_if_last(self, event: UpgradeFailed, seen: int) -> None:
-        await trio.sleep(_NEXT_ROUND_GRACE)
-        if self._responder_rounds.get(event.peer_id, 0) != seen or lp.direct_conns(self.host, event.peer_id):
-            return
-        self._responder_rounds.pop(event.peer_id, None)
-        self._emit(UpgradeFailed(event.peer_id, event.role, event.elapsed, seen, event.reason))
+    async def _fail_when_due(self, peer_id: str, due: float) -> None:
+        await trio.sleep_until(due)
+        failure = self._responder_rounds.due(
+            peer_id, trio.current_time(), direct=bool(lp.direct_conns(self.host, peer_id))
+        )
+        if failure is not None:
+            self._emit(failure)
 
     # -- initiator (B) -----------------------------------------------------
 
     async def upgrade(self, peer_id: str) -> DCUtREvent:
-        """Make the relayed connection to ``peer_id`` direct; never raises."""
-        started = trio.current_time()
-        if lp.direct_conns(self.host, peer_id):
-            return Upgraded(peer_id, Role.INITIATOR.value, "already-direct", 0.0, 0, 0, None, "")
-        reached = await self._unilateral(peer_id)
-        if reached is not None:
-            event: DCUtREvent = Upgraded(
-                peer_id, Role.INITIATOR.value, "unilateral", trio.current_time() - started, 0, 1, None, reached
-            )
-            self._emit(event)
-            self._retire_relayed(peer_id)
-            return event
-        reason = "no round ran"
-        round_no, fresh = 0, False
-        while round_no < self.config.rounds or (fresh and round_no < self.config.fresh_rounds):
-            round_no += 1
-            async with self._round_port() as rp:
-                fresh = rp.fresh
-                try:
-                    ready = await self._exchange(peer_id, round_no, rp.ours)
-                except (WireError, EOFError, HostError, trio.TooSlowError, ValueError) as e:
-                    reason = f"round {round_no}: {e or type(e).__name__}"
-                    logger.debug("dcutr: %s with %s", reason, peer_id)
-                    if lp.direct_conns(self.host, peer_id) or not lp.relayed_conns(self.host, peer_id):
-                        break
-                    continue
-                result = await self._attempt(peer_id, ready, Role.INITIATOR, rp)
-            if result is not None:
-                event = Upgraded(
-                    peer_id,
-                    Role.INITIATOR.value,
-                    "hole-punch",
-                    trio.current_time() - started,
-                    round_no,
-                    result[1],
-                    ready.rtt,
-                    result[0],
-                )
-                self._emit(event)
-                self._retire_relayed(peer_id)
-                return event
-            reason = f"no direct connection after {round_no} round(s)"
-        event = UpgradeFailed(peer_id, Role.INITIATOR.value, trio.current_time() - started, round_no, reason)
+        """Make the relayed connection to ``peer_id`` direct; never raises.
+        Performs the actions of an :class:`~node.dcutr.schedule.InitiatorSchedule`."""
+        sched = InitiatorSchedule(peer_id, self.config, trio.current_time())
+        public = self._public_addrs(peer_id)
+        action = sched.start(
+            trio.current_time(), already_direct=bool(lp.direct_conns(self.host, peer_id)), public_addrs=bool(public)
+        )
+        while not isinstance(action, Finish):
+            if isinstance(action, DialDirect):
+                reached = await self._unilateral(peer_id, public, action.until)
+                action = sched.direct_done(trio.current_time(), reached)
+                continue
+            if isinstance(action, Exchange):
+                action = await self._round(sched, peer_id, action.round_no)
+                continue
+            raise AssertionError(f"unexpected action {action}")  # Punch is handled inside _round
+        event = action.event
+        if isinstance(event, Upgraded) and event.method == "already-direct":
+            return event  # nothing happened: nothing to report
         self._emit(event)
+        if isinstance(event, Upgraded):
+            self._retire_relayed(peer_id)
         return event
 
-    async def _unilateral(self, peer_id: str) -> str | None:
+    async def _round(self, sched: InitiatorSchedule, peer_id: str, round_no: int) -> Action:
+        """One round (the round port lives as long as the exchange and the punch)."""
+        async with self._round_port() as rp:
+            try:
+                ready = await self._exchange(peer_id, round_no, rp.ours)
+            except (WireError, EOFError, HostError, trio.TooSlowError, ValueError) as e:
+                logger.debug("dcutr: round %d: %s with %s", round_no, e or type(e).__name__, peer_id)
+                give_up = bool(lp.direct_conns(self.host, peer_id)) or not lp.relayed_conns(self.host, peer_id)
+                return sched.exchange_failed(
+                    trio.current_time(), str(e or type(e).__name__), fresh=rp.fresh, give_up=give_up
+                )
+            action = sched.exchanged(trio.current_time(), ready, fresh=rp.fresh)
+            assert isinstance(action, Punch)
+            result = await self._attempt(peer_id, ready, action, Role.INITIATOR, rp)
+        return sched.punched(trio.current_time(), result)
+
+    def _public_addrs(self, peer_id: str) -> list[str]:
+        """The peer's public listen addresses (worth a plain direct dial)."""
         public = []
         for text in lp.peerstore_addrs(self.host, peer_id):
             a = parse_tcp_addr(text)
             if a is not None and (a.public or (self.config.allow_loopback and a.ip.startswith("127."))):
                 public.append(a.multiaddr())
-        if not public or self.config.unilateral_timeout <= 0:
-            return None
+        return public
+
+    async def _unilateral(self, peer_id: str, public: list[str], until: float) -> str | None:
         won: list[str] = []
 
         async def one(addr: str, cancel: trio.CancelScope) -> None:
@@ -333,7 +337,7 @@ class DCUtR:
             won.append(addr)
             cancel.cancel()
 
-        with trio.move_on_after(self.config.unilateral_timeout):
+        with trio.move_on_at(until):
             async with trio.open_nursery() as nursery:
                 for addr in public[:4]:
                     nursery.start_soon(one, addr, nursery.cancel_scope)

@@ -15,7 +15,7 @@ import logging
 import multiaddr
 import trio
 
-from p2pshare.node.host import Connection, Host
+from p2pshare.node.host import Host
 from p2pshare.node.pbwire import PbError, iter_fields, try_unframe
 from p2pshare.sharecode.multiaddrs import split_first_peer
 
@@ -46,13 +46,18 @@ def predict_mapping(obs_ip: str, obs_port: int, local_port: int, listen_port: in
     return f"/ip4/{obs_ip}/tcp/{listen_port}"
 
 
-def _local_port(conn: Connection) -> int | None:
-    """Local TCP port of a direct connection."""
-    return conn.local_port()
+async def _identify_once(host: Host, peer_id: str) -> tuple[bytes | None, int | None]:
+    """(observedAddr, local port of the connection that carried it).
 
-
-async def _identify_once(host: Host, peer_id: str) -> bytes | None:
+    Both must come from the same connection: at start-up the relay client,
+    the DHT bootstrap and this probe dial the relay at once and py-libp2p
+    keeps every connection, so the peer may see us on several mappings. The
+    swarm puts this stream on whichever it likes best; comparing its
+    observedAddr with another connection's local port made a cone NAT look
+    port-changing (lab: 1 run in 3 announced no public address and never
+    punched)."""
     stream = await host.open_stream(peer_id, IDENTIFY_PROTOCOL)
+    local = stream.connection.local_port()
     try:
         buf = b""
         while len(buf) < _MAX_IDENTIFY:
@@ -63,35 +68,31 @@ async def _identify_once(host: Host, peer_id: str) -> bytes | None:
             try:
                 got = try_unframe(buf, _MAX_IDENTIFY)
             except PbError:
-                return None
+                return None, local
             if got is not None:
-                return observed_addr_field(got[0])
-        return None
+                return observed_addr_field(got[0]), local
+        return None, local
     finally:
         await stream.reset()
 
 
 async def observe_via_identify(host: Host, relay_addr: str, timeout: float = 5.0) -> tuple[str, int, int] | None:
-    """(observed IP, observed port, our local port) of our connection to a relay."""
+    """(observed IP, observed port, our local port) of one connection to a relay."""
     split = split_first_peer(relay_addr)
     if split is None:
         return None
     base, peer_id = split
     with trio.move_on_after(timeout):
         await host.connect(peer_id, [base], timeout=timeout)
-        conns = [c for c in host.connections(peer_id) if c.path.is_direct]
-        local = _local_port(conns[0]) if conns else None
-        if local is None:
-            return None
         for attempt in range(_TRIES):
             try:
-                raw = await _identify_once(host, peer_id)
+                raw, local = await _identify_once(host, peer_id)
             except (OSError, ConnectionError) as exc:
                 log.debug("identify of %s failed (try %d): %s", peer_id, attempt + 1, exc)
                 await trio.sleep(_RETRY_DELAY)
                 continue
-            if raw is None:
-                return None
+            if raw is None or local is None:
+                return None  # no observation, or not over a direct TCP connection
             try:
                 obs = multiaddr.Multiaddr(raw)
                 return str(obs.value_for_protocol("ip4")), int(obs.value_for_protocol("tcp")), local

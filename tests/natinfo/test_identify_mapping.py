@@ -37,3 +37,21 @@ async def test_identify_tells_our_address_and_local_port_on_loopback() -> None:
         assert seen is not None
         ip, port, local = seen
         assert ip == "127.0.0.1" and port == local  # no NAT on loopback: the port is ours
+
+
+async def test_identify_compares_ports_of_the_same_connection() -> None:
+    """Several connections to the relay (relay client, DHT bootstrap and the
+    probe dial it at once at start-up): the observed port must be compared
+    with the local port of the connection that carried identify, not of
+    another one, or a port-preserving NAT looks port-changing."""
+    from p2pshare.node.dcutr import _trio_libp2p as lp
+
+    async with open_host(generate_identity()) as relay, open_host(generate_identity()) as me:
+        base = str(relay.listen_addrs()[0])
+        await me.connect(relay.peer_id, [base], timeout=5.0)
+        for _ in range(2):
+            await lp.dial_direct(me, relay.peer_id, base)
+        assert len(lp.direct_conns(me, relay.peer_id)) == 3
+        for _ in range(3):
+            seen = await observe_via_identify(me, f"{base}/p2p/{relay.peer_id}")
+            assert seen is not None and seen[1] == seen[2]
