@@ -40,6 +40,11 @@ class Reporter:
             self.bar.clear()
         _write(self.err, line + "\n")
 
+    def warning(self, message: str) -> None:
+        """A warning: a ``warning`` event with ``--json``, else a line on stderr."""
+        self.event("warning", message=message)
+        self.say(f"warning: {message}")
+
     def result(self, line: str) -> None:
         """The one stdout line a human invocation produces."""
         if self.bar is not None:

@@ -58,6 +58,8 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
                 "manifest", name=m.name, files=len(m.files), total=m.total_bytes, already_have=event.already_have_bytes
             )
             reporter.say(f"Receiving {m.name!r}: {len(m.files)} file(s), {human_bytes(m.total_bytes)}{have}")
+            for warning in event.warnings:  # misleading names: received, but said
+                reporter.warning(warning)
         elif isinstance(event, Progress):
             reporter.progress(event.bytes_verified, event.total_bytes)
         elif isinstance(event, TransferCompleted):

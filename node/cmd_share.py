@@ -154,7 +154,7 @@ async def _serve(
                 _report_traversal(reporter, ev)
             held = None
             for warning in info.warnings:
-                reporter.say(f"warning: {warning}")
+                reporter.warning(warning)
             m = info.prepared.manifest
             reporter.say(
                 f"Sharing {len(m.files)} file(s), {human_bytes(m.total_bytes)}, as {m.name!r} "

@@ -1,0 +1,44 @@
+"""Every warning reaches the user: on stderr, or as a ``warning`` event with ``--json``
+(issue 9, finding 6: lookalike and bidi-override names were written without a
+word, and ``share --json`` dropped the skipped-symlink warnings)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.cli.helpers import Proc, run
+
+
+def test_share_json_carries_skipped_symlink_warnings(
+    tmp_path: Path, sharer: Callable[..., tuple[Proc, dict[str, Any]]]
+) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "real.txt").write_text("data")
+    os.symlink(tree / "real.txt", tree / "link.txt")
+    proc, _ = sharer(tree)
+    warning = next(proc.events(timeout=30))
+    assert warning["event"] == "warning" and "link.txt" in warning["message"], warning
+
+
+def test_get_warns_about_misleading_names_and_still_receives(
+    tmp_path: Path, sharer: Callable[..., tuple[Proc, dict[str, Any]]]
+) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    names = ["invoice\u202efdp.exe", "\uff0e\uff0e", "plain.txt"]
+    for name in names:
+        (tree / name).write_text(name)
+    _, shared = sharer(tree)
+    res = run(["get", shared["code"], "-o", str(tmp_path / "out"), "--json"], tmp_path / "rx")
+    assert res.returncode == 0, res.stderr
+    events = [json.loads(line) for line in res.stdout.splitlines()]
+    warnings = [e["message"] for e in events if e["event"] == "warning"]
+    assert len(warnings) == 2 and any("\\u202e" in w for w in warnings) and any("lookalike" in w for w in warnings)
+    assert sorted(p.name for p in (tmp_path / "out" / "tree").iterdir()) == sorted(names)
+    human = run(["get", shared["code"], "-o", str(tmp_path / "out2")], tmp_path / "rx2")
+    assert human.returncode == 0 and human.stderr.count("warning: ") == 2, human.stderr
