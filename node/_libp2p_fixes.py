@@ -12,6 +12,17 @@ with the speed patches in ``_libp2p_patches.PATCHES`` (one registry, one
   lifetime, closed or not, every new one is refused: a relay or a
   long-lived node wedged for good within minutes of ordinary traffic.
   Ours waits until the connection itself is closed (or the swarm stops).
+* ``KadDHT._do_handle_stream`` (issue 10): upstream answers ADD_PROVIDER
+  with an echo. The Kademlia spec defines no answer; go-libp2p-kad-dht
+  sends ADD_PROVIDER one-way and reuses the stream, so after one provide
+  every later answer reached go one request late. The handler now sees the
+  stream through :class:`_NoAddProviderEcho`, which drops that one answer.
+* ``ProviderStore.add_provider`` (issue 9, finding 4): upstream stored
+  every address of an ADD_PROVIDER (one message held 419,410: +47 MB) and
+  any number of keys. Ours keeps at most ``PROVIDER_ADDRS`` addresses per
+  record, ``PROVIDER_KEYS_PER_PEER`` keys per provider and
+  ``PROVIDER_RECORDS`` records in all; when full, new records are ignored
+  (the sender is not told: ADD_PROVIDER has no answer).
 """
 
 from __future__ import annotations
@@ -25,7 +36,15 @@ from libp2p.network.connection.raw_connection import RawConnection
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["inbound_until_closed"]
+__all__ = ["inbound_until_closed", "kad_stream_no_echo", "bounded_add_provider"]
+
+#: Addresses kept per provider record (go keeps what the peerstore holds; 8 dialable addresses suffice).
+PROVIDER_ADDRS = 8
+#: Keys one provider may be recorded under in our store.
+PROVIDER_KEYS_PER_PEER = 256
+#: Provider records in all: with PROVIDER_ADDRS each, a few tens of MB at most.
+PROVIDER_RECORDS = 20_000
+_KAD_ADD_PROVIDER = 2  # Message.MessageType.ADD_PROVIDER
 
 
 async def _wait_closed(muxed: Any, swarm: Any) -> None:
@@ -72,3 +91,76 @@ async def inbound_until_closed(self: Any, read_write_closer: Any, maddr: Any, fa
     # The barrier upstream keeps (trio's serve_listeners closes the socket
     # when this handler returns), but only while the connection lives.
     await _wait_closed(muxed, self)
+
+
+def _is_lone_varint(data: bytes | bytearray | memoryview) -> bool:
+    """A complete unsigned varint and nothing else (how the handler writes a length prefix)."""
+    raw = bytes(data)
+    return 0 < len(raw) <= 10 and all(b & 0x80 for b in raw[:-1]) and not raw[-1] & 0x80
+
+
+def _is_add_provider(data: bytes | bytearray | memoryview) -> bool:
+    """Whether ``data`` is a Kademlia message of type ADD_PROVIDER (field 1, varint)."""
+    raw = bytes(data)
+    if len(raw) < 2 or raw[0] != 0x08:  # field 1, wire type 0 comes first in protobuf's canonical order
+        return False
+    return raw[1] == _KAD_ADD_PROVIDER
+
+
+class _NoAddProviderEcho:
+    """The KAD stream as py-libp2p's handler sees it, minus its ADD_PROVIDER answers.
+
+    The handler writes each answer as a varint length, then the message: the
+    length is held until the message shows what it is; an ADD_PROVIDER
+    answer is dropped with its length, anything else goes out as written.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._held: bytes | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    async def write(self, data: bytes) -> None:
+        held, self._held = self._held, None
+        if held is None:
+            if _is_lone_varint(data):
+                self._held = bytes(data)
+                return
+            await self._stream.write(data)
+            return
+        if _is_add_provider(data):
+            return
+        await self._stream.write(held + bytes(data))
+
+
+async def kad_stream_no_echo(self: Any, stream: Any) -> None:
+    """``KadDHT._do_handle_stream`` over a stream that sends no ADD_PROVIDER answer."""
+    from ._libp2p_speed import _ORIGINALS
+
+    await _ORIGINALS["kad_no_add_provider_answer"](self, _NoAddProviderEcho(stream))
+
+
+def bounded_add_provider(self: Any, key: bytes, provider: Any) -> None:
+    """``ProviderStore.add_provider`` with bounds on addresses, keys per provider and records."""
+    from libp2p.peer.peerinfo import PeerInfo
+
+    from ._libp2p_speed import _ORIGINALS
+
+    if not provider or not provider.peer_id:
+        return
+    peer = str(provider.peer_id)
+    records = self.providers
+    known = key in records and peer in records[key]
+    if not known:
+        total = sum(len(v) for v in records.values())
+        if total >= PROVIDER_RECORDS:
+            logger.debug("provider store full (%d records): ignoring %s", total, peer)
+            return
+        mine = sum(1 for v in records.values() if peer in v)
+        if mine >= PROVIDER_KEYS_PER_PEER:
+            logger.debug("provider %s already holds %d keys: ignoring another", peer, mine)
+            return
+    trimmed = PeerInfo(provider.peer_id, list(provider.addrs)[:PROVIDER_ADDRS])
+    _ORIGINALS["kad_provider_bounds"](self, key, trimmed)

@@ -35,6 +35,7 @@ from typing import Any
 
 from libp2p.identity.identify import identify as identify_mod
 from libp2p.kad_dht.kad_dht import KadDHT
+from libp2p.kad_dht.provider_store import ProviderStore
 from libp2p.network.config import RetryConfig
 from libp2p.network.swarm import Swarm
 from libp2p.security import secure_session
@@ -97,6 +98,20 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
         _fixes.inbound_until_closed,
         "c22fdfd5289f671c6ca1d2141200153d74bd1b81c873259215d3f2f5b91bc782",
     ),
+    # The spec defines no answer to ADD_PROVIDER; go reads the next answer late (issue 10).
+    "kad_no_add_provider_answer": (
+        KadDHT,
+        "_do_handle_stream",
+        _fixes.kad_stream_no_echo,
+        "5bbaed4d3cdf488c3c63e54f8434bd2de8c0b5050b800cc94ee623fc8e0c63b4",
+    ),
+    # Bounded provider records: addresses, keys per provider, records in all (issue 9, finding 4).
+    "kad_provider_bounds": (
+        ProviderStore,
+        "add_provider",
+        _fixes.bounded_add_provider,
+        "989cf22708d6789fdd8e9dfef308d055206c8f5c4fdc17f8fbb9d6e7d356ed8d",
+    ),
     "identify_observed_addr": (
         identify_mod,
         "_prefer_circuit_addr",
@@ -151,6 +166,10 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
 # callers whose expectations it meets): patch name -> ((owner, attr, sha256)).
 _YS, _YC = yamux.YamuxStream, yamux.Yamux
 DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
+    # Calls _do_handle_stream with the stream (under the inbound limiter).
+    "kad_no_add_provider_answer": (
+        (KadDHT, "handle_stream", "e3870244e45195576713faa7e077f15224bb3d5a951f350a738a62b676bd3b34"),
+    ),
     "swarm_inbound_slot": (
         # Holds the inbound limiter around our call and releases it when we return.
         (Swarm, "_handle_inbound_connection", "0800fdf9770ed8e691e13b474d972f431755db1dc0a843bb8fa5ecc6f561441c"),
@@ -289,7 +308,7 @@ INSTANCE_PATCHES: dict[str, tuple[tuple[Any, str, str], ...]] = {
 
 def changed_instance_upstream(name: str) -> list[str]:
     """Upstream functions instance patch ``name`` relies on whose source changed."""
-    return [f"{o.__name__}.{a}" for o, a, sha in INSTANCE_PATCHES[name] if upstream_fingerprint(getattr(o, a)) != sha]
+    return [f"{o.__name__}.{a}" for o, a, sha in INSTANCE_PATCHES[name] if upstream_fingerprint(_upstream(o, a)) != sha]
 
 
 def _instance_patch_ok(name: str) -> bool:
