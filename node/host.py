@@ -415,7 +415,20 @@ class Host:
         self.libp2p.set_stream_handler(_impl.TProtocol(protocol), guarded)
 
     def remove_stream_handler(self, protocol: str) -> None:
-        self.libp2p.remove_stream_handler(_impl.TProtocol(protocol))
+        """Stop serving ``protocol``: its streams are reset from now on.
+
+        The handler is replaced, not deleted: py-libp2p's multiselect checks
+        that a protocol has a handler, awaits a write, then looks the handler
+        up again, so deleting it while a peer negotiates that protocol raises
+        a KeyError inside the swarm, which tore down the whole host (seen
+        when a service stopped while a peer opened a DCUtR stream: a finished
+        get exited 1 with "internal error: KeyError: '/libp2p/dcutr'").
+        """
+
+        async def refuse(stream: LibP2PByteStream) -> None:
+            await stream.reset()
+
+        self.set_stream_handler(protocol, refuse)
 
 
 async def _aclose_quietly(conn: Any) -> None:

@@ -3,8 +3,10 @@ TCP + Noise + yamux, in one process)."""
 
 from __future__ import annotations
 
+import pytest
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
 
 from p2pshare.node.host import Connection, ConnectionEvent, ConnectionPath, Direction, LibP2PByteStream, open_host
 
@@ -53,3 +55,58 @@ async def test_connections_are_typed_and_announced() -> None:
                 assert closed.connection == inbound
                 await a.wait_disconnected(b.peer_id)
                 assert not a.is_connected(b.peer_id) and inbound.is_closed and outbound.is_closed
+
+
+async def test_removing_a_handler_while_a_peer_negotiates_it_keeps_the_host_alive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A service that stops while a peer opens its protocol must not crash the swarm.
+
+    py-libp2p's multiselect checks that the protocol has a handler, awaits the
+    write of its answer, then looks the handler up again; a handler deleted in
+    that await raised a KeyError inside the swarm (a finished get exited 1 with
+    "internal error: KeyError: '/libp2p/dcutr'"). The removal is made to land in
+    exactly that await here; removal now resets the protocol's streams instead.
+    """
+    proto = "/p2pshare/test/removed/1.0.0"
+    async with (
+        open_host(create_new_key_pair(), ["/ip4/127.0.0.1/tcp/0"]) as a,
+        open_host(create_new_key_pair(), ["/ip4/127.0.0.1/tcp/0"]) as b,
+    ):
+
+        async def hold(stream: LibP2PByteStream) -> None:
+            await stream.read(1)
+
+        a.set_stream_handler(proto, hold)
+        await b.connect(a.peer_id, a.listen_addrs(), timeout=10)
+        upstream_write = MultiselectCommunicator.write
+        removed = False
+
+        async def write(self: MultiselectCommunicator, msg: str) -> None:
+            nonlocal removed
+            conn = getattr(self.read_writer, "muxed_conn", None)
+            if msg == proto and not removed and str(getattr(conn, "peer_id", "")) == b.peer_id:
+                removed = True  # a's answer to b's proposal: the handler goes away mid-negotiation
+                a.remove_stream_handler(proto)
+            await upstream_write(self, msg)
+
+        monkeypatch.setattr(MultiselectCommunicator, "write", write)
+        with trio.fail_after(20):
+            try:
+                s = await b.open_stream(a.peer_id, proto)
+                await s.write(b"x")
+                assert await s.read(10) == b""  # reset, or ended: refused
+            except Exception:  # refused: fine, as long as a lives on
+                pass
+        assert removed
+        monkeypatch.undo()
+
+        # The host is alive: a new protocol still works both ways.
+        async def echo(stream: LibP2PByteStream) -> None:
+            await stream.write(await stream.read(10))
+
+        a.set_stream_handler("/p2pshare/test/echo/1.0.0", echo)
+        with trio.fail_after(10):
+            s = await b.open_stream(a.peer_id, "/p2pshare/test/echo/1.0.0")
+            await s.write(b"ping")
+            assert await s.read(10) == b"ping"
