@@ -101,6 +101,15 @@ def test_two_providers_found_once_each_from_a_node_three_hops_away(net: Net) -> 
     start_all(tails)  # started together: a tail retries until its predecessor listens
     for node in tails:
         assert node.call("wait_bootstrapped", timeout=15, wait=20) is True
+    # "Bootstrapped" means a non-empty table, and t3 joining puts itself into
+    # t2's table: without this wait t2 could answer t3 before its own
+    # bootstrap to t1 had landed (then t3 heard of nobody; seen twice in
+    # full-suite runs under load).
+    for node, pred in zip(tails, [net.seed, *tails[:-1]], strict=True):
+        deadline = time.monotonic() + 15
+        while pred.peer_id not in node.call("table") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pred.peer_id in node.call("table"), (node.name, node.call("table"))
     t2, t3 = tails[1], tails[2]
     assert t3.call("table") == [t2.peer_id]
     assert not t3.call("connected", peer_id=p1.peer_id)
