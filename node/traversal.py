@@ -8,7 +8,7 @@ serving before the first relayed connection arrives.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import trio
@@ -26,7 +26,6 @@ from p2pshare.node.natinfo._trio_stun import DEFAULT_PORTS, probe_nat
 from p2pshare.sharecode.multiaddrs import ip_text
 
 log = logging.getLogger(__name__)
-_DIRECT_POLL = 0.05  # seconds between looks at the peer's connections
 
 
 class Traversal:
@@ -70,16 +69,19 @@ class Traversal:
         DCUtR gave up (``until_failure``) or time ran out.
         """
         with trio.move_on_after(timeout):
-            while True:
-                up = self._upgrades.get(peer_id)
-                if up is not None:
-                    return "hole-punched" if up.method == "hole-punch" else "direct"
-                if self.host.connection_path(peer_id) == "direct":
-                    return "direct"
-                if until_failure and peer_id in self._failures:
-                    return None
-                with trio.move_on_after(_DIRECT_POLL):
-                    await self._changed.wait()
+            # Wake on what can change the answer: a DCUtR result, or a
+            # connection to the peer opening or closing. Subscribe first,
+            # then look, so nothing falls between the look and the wait.
+            async with self.host.connection_events() as events:
+                while True:
+                    up = self._upgrades.get(peer_id)
+                    if up is not None:
+                        return "hole-punched" if up.method == "hole-punch" else "direct"
+                    if self.host.connection_path(peer_id) == "direct":
+                        return "direct"
+                    if until_failure and peer_id in self._failures:
+                        return None
+                    await _first_of(self._changed.wait, events.receive)
         return None
 
     def forget(self, peer_id: str) -> None:
@@ -160,3 +162,15 @@ async def open_traversal(
                 yield traversal
             finally:
                 nursery.cancel_scope.cancel()
+
+
+async def _first_of(*waits: Callable[[], Awaitable[object]]) -> None:
+    """Return when the first of ``waits`` returns; the others are cancelled."""
+    async with trio.open_nursery() as nursery:
+
+        async def run(wait: Callable[[], Awaitable[object]]) -> None:
+            await wait()
+            nursery.cancel_scope.cancel()
+
+        for wait in waits:
+            nursery.start_soon(run, wait)

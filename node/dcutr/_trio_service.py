@@ -184,8 +184,9 @@ class DCUtR:
             cancel.cancel()
 
         async def watch(cancel: trio.CancelScope) -> None:
-            while not lp.direct_conns(self.host, peer_id):
-                await trio.sleep(_POLL)
+            async with self.host.connection_events() as events:  # subscribe, then look
+                while not lp.direct_conns(self.host, peer_id):
+                    await events.receive()
             won.append(("(peer's dial)", 0))
             cancel.cancel()
 
