@@ -318,7 +318,7 @@ class ReceiveSession:
             if isinstance(outcome, TransferTimedOut):
                 if self._limit is not None:  # on a relay that cannot carry the data, and no direct path came
                     return self._fail(RelayLimitedError(limited_message(self._limit)))
-                self.last_error = TimeoutError(f"no data arrived for {self.timeout:g} s")
+                self.last_error = TimeoutError(f"no verified data arrived for {self.timeout:g} s")
                 return self._out_of_time()
         if isinstance(outcome, TimerFired) and self.state is State.BACKING_OFF:
             if now >= self.deadline:

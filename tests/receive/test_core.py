@@ -402,7 +402,7 @@ def test_a_transfer_that_outlives_its_deadline_fails_with_the_reason() -> None:
     s = connected_direct(timeout=10.0, now=100.0)
     (fail,) = s.handle(TransferTimedOut(), 110.0)
     assert isinstance(fail, Fail) and isinstance(fail.error, PeerUnreachableError)
-    assert "no progress for 10 s" in str(fail.error) and "no data arrived for 10 s" in str(fail.error)
+    assert "no progress for 10 s" in str(fail.error) and "no verified data arrived for 10 s" in str(fail.error)
     assert s.state is State.FAILED
 
 
