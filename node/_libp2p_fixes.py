@@ -34,6 +34,8 @@ from typing import Any
 import trio
 from libp2p.network.connection.raw_connection import RawConnection
 
+from ._trio_race import first_of
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["inbound_until_closed", "kad_stream_no_echo", "bounded_add_provider"]
@@ -54,15 +56,7 @@ async def _wait_closed(muxed: Any, swarm: Any) -> None:
     if not events:  # not yamux: keep upstream's barrier
         await swarm.manager.wait_finished()
         return
-    async with trio.open_nursery() as nursery:
-
-        async def first(wait: Any) -> None:
-            await wait()
-            nursery.cancel_scope.cancel()
-
-        for event in events:
-            nursery.start_soon(first, event.wait)
-        nursery.start_soon(first, swarm.manager.wait_finished)
+    await first_of(*(e.wait for e in events), swarm.manager.wait_finished)
 
 
 async def inbound_until_closed(self: Any, read_write_closer: Any, maddr: Any, failure_event: Any) -> None:

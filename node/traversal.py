@@ -8,11 +8,12 @@ serving before the first relayed connection arrives.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import trio
 
+from p2pshare.node._trio_race import first_of
 from p2pshare.node.autonat._trio_client import AutoNAT, open_autonat
 from p2pshare.node.autonat.client import AutoNATConfig, Reachability, Verdict
 from p2pshare.node.dcutr._trio_libp2p import listen_tcp
@@ -81,7 +82,7 @@ class Traversal:
                         return "direct"
                     if until_failure and peer_id in self._failures:
                         return None
-                    await _first_of(self._changed.wait, events.receive)
+                    await first_of(self._changed.wait, events.receive)
         return None
 
     def forget(self, peer_id: str) -> None:
@@ -162,15 +163,3 @@ async def open_traversal(
                 yield traversal
             finally:
                 nursery.cancel_scope.cancel()
-
-
-async def _first_of(*waits: Callable[[], Awaitable[object]]) -> None:
-    """Return when the first of ``waits`` returns; the others are cancelled."""
-    async with trio.open_nursery() as nursery:
-
-        async def run(wait: Callable[[], Awaitable[object]]) -> None:
-            await wait()
-            nursery.cancel_scope.cancel()
-
-        for wait in waits:
-            nursery.start_soon(run, wait)
