@@ -11,7 +11,9 @@ with the speed patches in ``_libp2p_patches.PATCHES`` (one registry, one
   closes. After ``max_connections`` inbound connections in a process's
   lifetime, closed or not, every new one is refused: a relay or a
   long-lived node wedged for good within minutes of ordinary traffic.
-  Ours waits until the connection itself is closed (or the swarm stops).
+  Ours waits until the connection itself is closed (or the swarm stops),
+  counts it in the resource manager (``node/rcmgr``: transient while its
+  handshake runs, then its peer's) and gives a handshake HANDSHAKE_TIMEOUT.
 * ``KadDHT._do_handle_stream`` (issue 10): upstream answers ADD_PROVIDER
   with an echo. The Kademlia spec defines no answer; go-libp2p-kad-dht
   sends ADD_PROVIDER one-way and reuses the stream, so after one provide
@@ -34,7 +36,10 @@ from typing import Any
 import trio
 from libp2p.network.connection.raw_connection import RawConnection
 
+from ._libp2p_originals import ORIGINALS as _ORIGINALS
+from ._libp2p_rcmgr import manager_of
 from ._trio_race import first_of
+from .rcmgr import ResourceLimitExceeded
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +51,8 @@ PROVIDER_ADDRS = 8
 PROVIDER_KEYS_PER_PEER = 256
 #: Provider records in all: with PROVIDER_ADDRS each, a few tens of MB at most.
 PROVIDER_RECORDS = 20_000
+#: Seconds an inbound connection's Noise + yamux handshake may take.
+HANDSHAKE_TIMEOUT = 15.0
 _KAD_ADD_PROVIDER = 2  # Message.MessageType.ADD_PROVIDER
 
 
@@ -57,6 +64,15 @@ async def _wait_closed(muxed: Any, swarm: Any) -> None:
         await swarm.manager.wait_finished()
         return
     await first_of(*(e.wait for e in events), swarm.manager.wait_finished)
+
+
+def _ip_of(maddr: Any) -> str | None:
+    for proto in ("ip4", "ip6"):
+        try:
+            return str(maddr.value_for_protocol(proto))
+        except Exception:  # noqa: BLE001, S112 - not this family, or no address
+            continue
+    return None
 
 
 async def inbound_until_closed(self: Any, read_write_closer: Any, maddr: Any, failure_event: Any) -> None:
@@ -74,17 +90,42 @@ async def inbound_until_closed(self: Any, read_write_closer: Any, maddr: Any, fa
             if self.metric_send_channel is not None:
                 await self.metric_send_channel.send(failure_event)
         return
-    raw_conn = RawConnection(read_write_closer, False)
+    manager = manager_of(self)
     try:
-        muxed = await self.upgrade_inbound_raw_conn(raw_conn, maddr)
-    except Exception as exc:  # noqa: BLE001 - a stranger's failed handshake is routine
-        logger.debug("inbound connection from %s failed: %s", remote_maddr, exc)
+        scope = manager.open_connection(_ip_of(remote_maddr)) if manager is not None else None
+    except ResourceLimitExceeded as exc:
+        logger.debug("refusing a connection from %s: %s", remote_maddr, exc)
         with contextlib.suppress(Exception):
-            await raw_conn.close()
+            await read_write_closer.close()
         return
-    # The barrier upstream keeps (trio's serve_listeners closes the socket
-    # when this handler returns), but only while the connection lives.
-    await _wait_closed(muxed, self)
+    try:
+        raw_conn = RawConnection(read_write_closer, False)
+        muxed = None
+        # A stranger that starts a handshake and stalls holds a transient
+        # slot: only for HANDSHAKE_TIMEOUT.
+        with trio.move_on_after(HANDSHAKE_TIMEOUT):
+            try:
+                muxed = await self.upgrade_inbound_raw_conn(raw_conn, maddr)
+            except Exception as exc:  # noqa: BLE001 - a stranger's failed handshake is routine
+                logger.debug("inbound connection from %s failed: %s", remote_maddr, exc)
+        if muxed is None:
+            with contextlib.suppress(Exception), trio.CancelScope(shield=True):
+                await raw_conn.close()
+            return
+        if scope is not None:
+            try:
+                scope.set_peer(str(muxed.peer_id))
+            except ResourceLimitExceeded as exc:
+                logger.debug("refusing a connection from %s: %s", muxed.peer_id, exc)
+                with contextlib.suppress(Exception), trio.CancelScope(shield=True):
+                    await muxed.close()
+                return
+        # The barrier upstream keeps (trio's serve_listeners closes the socket
+        # when this handler returns), but only while the connection lives.
+        await _wait_closed(muxed, self)
+    finally:
+        if scope is not None:
+            scope.close()
 
 
 def _is_lone_varint(data: bytes | bytearray | memoryview) -> bool:
@@ -131,16 +172,12 @@ class _NoAddProviderEcho:
 
 async def kad_stream_no_echo(self: Any, stream: Any) -> None:
     """``KadDHT._do_handle_stream`` over a stream that sends no ADD_PROVIDER answer."""
-    from ._libp2p_speed import _ORIGINALS
-
     await _ORIGINALS["kad_no_add_provider_answer"](self, _NoAddProviderEcho(stream))
 
 
 def bounded_add_provider(self: Any, key: bytes, provider: Any) -> None:
     """``ProviderStore.add_provider`` with bounds on addresses, keys per provider and records."""
     from libp2p.peer.peerinfo import PeerInfo
-
-    from ._libp2p_speed import _ORIGINALS
 
     if not provider or not provider.peer_id:
         return

@@ -39,7 +39,8 @@ from multiaddr.utils import get_network_addrs
 
 from p2pshare.sharecode.multiaddrs import unspecified_host
 
-from . import _libp2p_patches
+from . import _libp2p_patches, _libp2p_rcmgr
+from .rcmgr import DEFAULT_LIMITS, Limits, ResourceManager
 
 __all__ = [
     "ID",
@@ -118,7 +119,7 @@ def _expand_wildcards(addrs: list[multiaddr.Multiaddr]) -> list[multiaddr.Multia
     return out
 
 
-def build_host(key_pair: KeyPair, maddrs: list[multiaddr.Multiaddr]) -> IHost:
+def build_host(key_pair: KeyPair, maddrs: list[multiaddr.Multiaddr], limits: Limits | None = None) -> IHost:
     """A Noise-only, yamux-only host with one connection per peer."""
     noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
     config = ConnectionConfig(
@@ -126,7 +127,8 @@ def build_host(key_pair: KeyPair, maddrs: list[multiaddr.Multiaddr]) -> IHost:
         min_connections=0,  # below it the auto-connector polls every 10 s
         low_watermark=64,
         high_watermark=192,
-        max_connections=256,
+        # Above the resource manager's inbound limit (node/rcmgr), which decides.
+        max_connections=DEFAULT_LIMITS.system.conns + 128,
     )
     host = new_host(
         key_pair=key_pair,
@@ -140,6 +142,7 @@ def build_host(key_pair: KeyPair, maddrs: list[multiaddr.Multiaddr]) -> IHost:
     )
     # Our dial race and callers' timeouts decide; no hidden retry backoff.
     _libp2p_patches.no_dial_retries(host.get_network())
+    _libp2p_rcmgr.attach(host.get_network(), ResourceManager(limits or DEFAULT_LIMITS))
     return host
 
 

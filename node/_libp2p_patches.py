@@ -33,6 +33,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from libp2p.host.basic_host import BasicHost
 from libp2p.identity.identify import identify as identify_mod
 from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.kad_dht.provider_store import ProviderStore
@@ -45,8 +46,9 @@ from noise import state as noise_state  # type: ignore[import-untyped]
 from noise.connection import NoiseConnection  # type: ignore[import-untyped]
 
 from . import _libp2p_fixes as _fixes
+from . import _libp2p_rcmgr as _rcmgr
+from ._libp2p_originals import ORIGINALS as _ORIGINALS
 from ._libp2p_speed import (  # the replacements this table registers
-    _ORIGINALS,
     FRAME_PAYLOAD,
     RECV_WINDOW,
     _get_send_window,
@@ -111,6 +113,21 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
         "add_provider",
         _fixes.bounded_add_provider,
         "989cf22708d6789fdd8e9dfef308d055206c8f5c4fdc17f8fbb9d6e7d356ed8d",
+    ),
+    # Resource manager (``_libp2p_rcmgr``, issue 9): inbound streams are
+    # counted and refused over a limit before negotiation ...
+    "host_inbound_stream_scopes": (
+        BasicHost,
+        "_swarm_stream_handler",
+        _rcmgr.handle_inbound_stream,
+        "cec985884b1ba2699de5bf4cf6ba8f4e85b6338279777c812068a176c10bc4cd",
+    ),
+    # ... and yamux data beyond the granted window closes the connection.
+    "yamux_flow_control": (
+        yamux.Yamux,
+        "__init__",
+        _rcmgr.yamux_init_bounded,
+        "3b11a2a71ca444ca7b621d7deac2caa2254260af54e2cac958ce275cafbeb691",
     ),
     "identify_observed_addr": (
         identify_mod,
@@ -218,6 +235,20 @@ DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
         (_YS, "__init__", "ab24c0709285d573f546dc1100b25ed0b8162e72df750004c0c103729256449b"),
         (_YC, "handle_incoming", "ad15ff6943feac206c7abfbf77f2142a64bb5edbe9085e3ccdda371736abdc7b"),
         (_YC, "_write_frame", "16ff969cdd0d2b1b296bf1b1765471239ce96e18c8b00784ef77a2fb808c4d5b"),
+    ),
+    "host_inbound_stream_scopes": (
+        # Hands each new inbound stream to the host's handler, in its own task.
+        (Swarm, "set_stream_handler", "2a7fda1f18e0bb71d588808a483551fe6ddc2788740b8846fdd6101a2aa49e4c"),
+        # Registers the bound ``_swarm_stream_handler`` with the swarm (so this
+        # patch must be applied before a host is built: ``open_host`` does).
+        (BasicHost, "__init__", "6a81506e92fbd211f79be58f0cd6c86f2193760f99100bd42fe77181e09698c1"),
+    ),
+    "yamux_flow_control": (
+        # Creates each stream's buffer with ``stream_buffers[sid] = bytearray()``,
+        # grows it with ``.extend`` before debiting ``recv_window``, and closes
+        # the connection when ``event_shutting_down`` is set.
+        (_YC, "handle_incoming", "ad15ff6943feac206c7abfbf77f2142a64bb5edbe9085e3ccdda371736abdc7b"),
+        (_YC, "open_stream", "f3e0ef79ec21d0cb287994314e8ab226c6d58145b0a24c43806072438e39583f"),
     ),
     "yamux_window_update": (
         (_YS, "read", "ca585f2199fd4e83cc1ceffe0b28c0d2c176c0af426ce6fe0c155d79038bd9e9"),

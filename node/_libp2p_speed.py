@@ -22,6 +22,9 @@ from libp2p.stream_muxer.yamux import yamux
 from noise.connection import NoiseConnection  # type: ignore[import-untyped]
 from noise.exceptions import NoiseInvalidMessage  # type: ignore[import-untyped]
 
+from ._libp2p_originals import ORIGINALS as _ORIGINALS
+from ._libp2p_rcmgr import window_target
+
 logger = logging.getLogger(__name__)
 
 # Bytes pulled from the socket per read under Noise (many messages at once).
@@ -40,9 +43,6 @@ RECV_WINDOW = yamux.MAX_WINDOW_SIZE
 WINDOW_STALL_TIMEOUT = 120.0
 _WINDOW_POLL = 0.25  # re-check close/reset while waiting for credit
 
-#: Upstream functions replaced by ``_libp2p_patches.apply`` (a replacement may
-#: delegate to its original for cases it does not speed up).
-_ORIGINALS: dict[str, Any] = {}
 _UPSTREAM_TRANSPORT_DECRYPT = noise_io.NoiseTransportReadWriter.decrypt
 
 
@@ -292,10 +292,12 @@ async def _yamux_write(self: Any, data: bytes) -> None:
 
 async def _window_update(self: Any, *, bytes_read: int = 0) -> None:
     async with self.window_lock:
-        self.target_recv_window = RECV_WINDOW
+        # An inbound stream grows past 256 KiB only with memory reserved for it.
+        window = window_target(self, RECV_WINDOW)
+        self.target_recv_window = window
         buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
-        delta = RECV_WINDOW - (self.recv_window + buffered)
-        if delta < RECV_WINDOW // 2:
+        delta = window - (self.recv_window + buffered)
+        if delta < window // 2:
             return
         self.recv_window += delta
         self._pending_recv_release = 0

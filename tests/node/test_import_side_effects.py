@@ -30,6 +30,8 @@ private = (
     "p2pshare.node._libp2p_fixes",
     "p2pshare.node._libp2p_speed",
     "p2pshare.node._libp2p_patches",
+    "p2pshare.node._libp2p_rcmgr",
+    "p2pshare.node._libp2p_originals",
 )
 assert set(private) <= set(names) and "p2pshare.node.api" in names, names
 for name in names:

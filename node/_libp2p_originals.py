@@ -1,0 +1,14 @@
+"""The upstream py-libp2p functions our patches replaced, by patch name.
+
+Filled by ``_libp2p_patches.apply``; read by the replacements that call
+through to upstream (``_libp2p_speed``, ``_libp2p_fixes``, ``_libp2p_rcmgr``).
+A module of its own so that those modules need not import each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["ORIGINALS"]
+
+ORIGINALS: dict[str, Any] = {}

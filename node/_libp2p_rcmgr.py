@@ -1,0 +1,186 @@
+"""Feeds the resource manager (``node/rcmgr``) from py-libp2p 0.8.1's internals.
+
+Three hooks, each registered and fingerprinted in ``_libp2p_patches``:
+
+* **Inbound streams** (``BasicHost._swarm_stream_handler``): a stream is
+  counted in the system, peer and transient scopes before multistream
+  negotiation starts, and in its protocol's scopes once agreed; over a limit
+  it is reset at once, before it costs more than yamux's bookkeeping.
+* **Stream memory** (the yamux window patch in ``_libp2p_speed`` asks
+  :func:`window_target`): an inbound stream is granted a window beyond the
+  spec's 256 KiB only when its scopes can reserve the extra memory, as
+  go-yamux asks go-libp2p's resource manager.
+* **Flow control** (``Yamux.__init__``): upstream only *warns* when a peer
+  sends more than the window it was granted, and keeps buffering, so a
+  hostile peer could fill memory through a stream nobody reads. Here each
+  stream's buffer refuses data beyond the granted window (plus one frame of
+  slack) and the connection is closed, as go-yamux does.
+
+Inbound connections are counted in ``_libp2p_fixes.inbound_until_closed``
+(the swarm's inbound handler, which already holds each connection until it
+closes) through :func:`open_connection_scope` and the manager attached to the
+swarm by :func:`attach`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import trio
+from libp2p.protocol_muxer.exceptions import MultiselectError
+from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
+from libp2p.stream_muxer.yamux import yamux
+
+from p2pshare.errors import ProtocolViolation
+
+from ._libp2p_originals import ORIGINALS as _ORIGINALS
+from .rcmgr import ResourceLimitExceeded, ResourceManager
+from .rcmgr.limits import STREAM_BASE_MEMORY
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "attach",
+    "manager_of",
+    "handle_inbound_stream",
+    "window_target",
+    "yamux_init_bounded",
+    "YamuxFlowControlViolation",
+    "FLOW_CONTROL_SLACK",
+]
+
+_ATTR = "_p2ps_rcmgr"
+_SCOPE = "_p2ps_scope"
+_GROWN = "_p2ps_window_reserved"
+#: Bytes a peer may send beyond the window we granted before we call it a
+#: violation: one Noise message's worth, for credit that crossed in flight.
+FLOW_CONTROL_SLACK = 64 * 1024
+#: Seconds a multistream negotiation may take on an inbound stream.
+NEGOTIATE_TIMEOUT = 10.0
+
+
+def attach(swarm: Any, manager: ResourceManager) -> None:
+    """Make ``manager`` count this swarm's inbound connections and streams."""
+    setattr(swarm, _ATTR, manager)
+
+
+def manager_of(swarm: Any) -> ResourceManager | None:
+    found = getattr(swarm, _ATTR, None)
+    return found if isinstance(found, ResourceManager) else None
+
+
+async def _reset(net_stream: Any) -> None:
+    with trio.CancelScope(shield=True):
+        try:
+            await net_stream.reset()
+        except Exception:
+            pass
+
+
+async def handle_inbound_stream(self: Any, net_stream: Any) -> None:
+    """``BasicHost._swarm_stream_handler`` with the resource manager's scopes.
+
+    Same steps as upstream for TCP + yamux (negotiate, set the protocol, run
+    its handler in this task); the QUIC negotiation semaphores are not
+    loaded by p2pshare.
+    """
+    manager = manager_of(self.get_network())
+    if manager is None:
+        await _ORIGINALS["host_inbound_stream_scopes"](self, net_stream)
+        return
+    peer = str(net_stream.muxed_conn.peer_id)
+    try:
+        scope = manager.open_stream(peer)
+    except ResourceLimitExceeded as e:
+        logger.debug("refusing a stream from %s: %s", peer, e)
+        await _reset(net_stream)
+        return
+    muxed_stream = getattr(net_stream, "muxed_stream", None)
+    if muxed_stream is not None:
+        setattr(muxed_stream, _SCOPE, scope)
+    try:
+        try:
+            with trio.fail_after(NEGOTIATE_TIMEOUT):
+                protocol, handler = await self.multiselect.negotiate(
+                    MultiselectCommunicator(net_stream), NEGOTIATE_TIMEOUT
+                )
+        except (MultiselectError, trio.TooSlowError) as e:
+            logger.debug("failed to accept a stream from %s: %s", peer, e)
+            await _reset(net_stream)
+            return
+        if protocol is None or handler is None:
+            await _reset(net_stream)
+            return
+        try:
+            scope.set_protocol(str(protocol))
+        except ResourceLimitExceeded as e:
+            logger.debug("refusing a %s stream from %s: %s", protocol, peer, e)
+            await _reset(net_stream)
+            return
+        net_stream.set_protocol(protocol)
+        await handler(net_stream)
+    finally:
+        scope.close()
+
+
+def window_target(stream: Any, wanted: int) -> int:
+    """The receive window ``stream`` may be granted: ``wanted``, or the spec's initial one.
+
+    Streams we opened are not counted (our own code bounds them); an
+    inbound stream keeps 256 KiB unless its scopes reserve the rest.
+    """
+    scope = getattr(stream, _SCOPE, None)
+    if scope is None or wanted <= STREAM_BASE_MEMORY:
+        return wanted
+    if getattr(stream, _GROWN, 0) >= wanted - STREAM_BASE_MEMORY:
+        return wanted if not scope.closed else STREAM_BASE_MEMORY
+    extra = wanted - STREAM_BASE_MEMORY
+    if scope.reserve_memory(extra):
+        setattr(stream, _GROWN, extra)
+        return wanted
+    return STREAM_BASE_MEMORY
+
+
+class YamuxFlowControlViolation(ProtocolViolation, ConnectionError):
+    """A peer sent more on a yamux stream than the window it was granted."""
+
+
+class _StreamBuffer(bytearray):
+    """A yamux stream's receive buffer that refuses data beyond the granted window."""
+
+    __slots__ = ("_conn", "_sid")
+
+    def __init__(self, conn: Any, sid: int) -> None:
+        super().__init__()
+        self._conn = conn
+        self._sid = sid
+
+    def extend(self, data: Any) -> None:
+        stream = self._conn.streams.get(self._sid)
+        credit = stream.recv_window if stream is not None else yamux.DEFAULT_WINDOW_SIZE
+        if len(data) > max(credit, 0) + FLOW_CONTROL_SLACK:
+            self._conn.event_shutting_down.set()  # upstream then closes the connection
+            raise YamuxFlowControlViolation(
+                f"peer {self._conn.peer_id} sent {len(data)} bytes on stream {self._sid} with {credit} bytes of credit"
+            )
+        super().extend(data)
+
+
+class _StreamBuffers(dict[int, bytearray]):
+    """``Yamux.stream_buffers`` whose new buffers are :class:`_StreamBuffer`."""
+
+    def __init__(self, conn: Any) -> None:
+        super().__init__()
+        self._conn = conn
+
+    def __setitem__(self, sid: int, value: bytearray) -> None:
+        if type(value) is bytearray and not value:
+            value = _StreamBuffer(self._conn, sid)
+        super().__setitem__(sid, value)
+
+
+def yamux_init_bounded(self: Any, *args: Any, **kwargs: Any) -> None:
+    """``Yamux.__init__``, then stream buffers that enforce flow control."""
+    _ORIGINALS["yamux_flow_control"](self, *args, **kwargs)
+    self.stream_buffers = _StreamBuffers(self)

@@ -1,0 +1,129 @@
+"""Resource limits: how much of each resource each scope may hold.
+
+In the spirit of go-libp2p's resource manager (``p2p/host/resource-manager``):
+every inbound connection and stream is counted in a chain of scopes before it
+may cost more than a few bytes, and refused at once when any scope in the
+chain is full. The chains:
+
+* an inbound connection: *system*, *transient* and its *source* (the
+  remote IP address) while its Noise handshake runs (the peer is not yet
+  authenticated), then *system* and its *peer*;
+* an inbound stream: *system* and its *peer*, plus *transient* and its
+  *source* (the peer) until its protocol is negotiated, then the *protocol*
+  (all peers together) and the *protocol-peer* scope (that protocol for that
+  peer).
+
+Memory is reserved, not measured: a stream reserves the yamux receive window
+it may be sent without reading (256 KiB), and more only when it is granted a
+larger window (the window stays small when the reservation is refused, as in
+go-yamux). So the bytes a peer can make us buffer are bounded by the sum of
+its reservations, whatever it sends: yamux data beyond the granted window
+closes the connection.
+
+The numbers are for a long-lived node or a community relay on a small
+machine: 1,024 inbound connections, far fewer handshakes in flight, and
+budgets before authentication far below those after it. Outbound
+connections and streams are made by our own code, which bounds them where
+it makes them; they are not counted here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = [
+    "KiB",
+    "MiB",
+    "ScopeLimit",
+    "Limits",
+    "DEFAULT_LIMITS",
+    "STREAM_BASE_MEMORY",
+    "CONN_MEMORY",
+]
+
+KiB = 1024
+MiB = 1024 * KiB
+
+#: What one yamux stream may buffer before its first read: the spec's initial window.
+STREAM_BASE_MEMORY = 256 * KiB
+#: Noise and yamux buffers of one connection (an estimate, reserved per connection).
+CONN_MEMORY = 64 * KiB
+
+
+@dataclass(frozen=True)
+class ScopeLimit:
+    """The most one scope may hold at once (inbound only, see the module docstring)."""
+
+    conns: int = 0
+    streams: int = 0
+    memory: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.conns, self.streams, self.memory) < 0:
+            raise ValueError("limits cannot be negative")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Every scope's limit; ``protocol`` and ``protocol_peer`` fall back to the defaults."""
+
+    system: ScopeLimit
+    transient: ScopeLimit
+    peer: ScopeLimit
+    protocol_default: ScopeLimit
+    protocol_peer_default: ScopeLimit
+    #: Handshakes in flight from one IP address (IPv6: one /64), and streams
+    #: of one peer not yet past negotiation: no one source can take the
+    #: whole transient budget.
+    transient_source: ScopeLimit = ScopeLimit(conns=16, streams=16, memory=16 * 256 * KiB + 16 * CONN_MEMORY)
+    protocol: Mapping[str, ScopeLimit] = field(default_factory=dict)
+    protocol_peer: Mapping[str, ScopeLimit] = field(default_factory=dict)
+
+    def for_protocol(self, protocol: str) -> ScopeLimit:
+        return self.protocol.get(protocol, self.protocol_default)
+
+    def for_protocol_peer(self, protocol: str) -> ScopeLimit:
+        return self.protocol_peer.get(protocol, self.protocol_peer_default)
+
+
+_KAD = "/ipfs/kad/1.0.0"
+_IDENTIFY = "/ipfs/id/1.0.0"
+_IDENTIFY_PUSH = "/ipfs/id/push/1.0.0"
+_PING = "/ipfs/ping/1.0.0"
+_AUTONAT = "/libp2p/autonat/1.0.0"
+_DCUTR = "/libp2p/dcutr"
+_HOP = "/libp2p/circuit/relay/0.2.0/hop"
+_STOP = "/libp2p/circuit/relay/0.2.0/stop"
+_TRANSFER = "/p2pshare/transfer/1.0.0"
+
+DEFAULT_LIMITS = Limits(
+    # 1,024 inbound connections; streams and memory for all of them busy at once.
+    system=ScopeLimit(conns=1024, streams=4096, memory=1024 * MiB),
+    # Before authentication (handshakes in flight) and before a protocol is
+    # agreed: small, so strangers cannot hold what authenticated peers need.
+    transient=ScopeLimit(conns=128, streams=128, memory=128 * 256 * KiB + 128 * CONN_MEMORY),
+    # One peer: a few connections (punched + relayed + a redial), enough
+    # streams for a transfer, DHT queries and the control protocols.
+    peer=ScopeLimit(conns=8, streams=128, memory=96 * MiB),
+    protocol_default=ScopeLimit(conns=0, streams=1024, memory=512 * MiB),
+    protocol_peer_default=ScopeLimit(conns=0, streams=16, memory=64 * MiB),
+    protocol={
+        _TRANSFER: ScopeLimit(streams=512, memory=768 * MiB),
+        _HOP: ScopeLimit(streams=1024, memory=512 * MiB),
+        _STOP: ScopeLimit(streams=1024, memory=512 * MiB),
+    },
+    protocol_peer={
+        _KAD: ScopeLimit(streams=32, memory=16 * MiB),
+        _IDENTIFY: ScopeLimit(streams=4, memory=2 * MiB),
+        _IDENTIFY_PUSH: ScopeLimit(streams=4, memory=2 * MiB),
+        _PING: ScopeLimit(streams=2, memory=1 * MiB),
+        _AUTONAT: ScopeLimit(streams=4, memory=2 * MiB),
+        _DCUTR: ScopeLimit(streams=4, memory=2 * MiB),
+        # A relay's circuits from one peer (the circuit limits apply too).
+        _HOP: ScopeLimit(streams=32, memory=64 * MiB),
+        _STOP: ScopeLimit(streams=32, memory=64 * MiB),
+        # A receiver's retries and the sharer's per-session streams.
+        _TRANSFER: ScopeLimit(streams=16, memory=80 * MiB),
+    },
+)

@@ -1,0 +1,161 @@
+"""The resource manager's accounting, in-process with small limits."""
+
+from __future__ import annotations
+
+import pytest
+
+from p2pshare.node.rcmgr import (
+    DEFAULT_LIMITS,
+    Limits,
+    Resource,
+    ResourceLimitExceeded,
+    ResourceManager,
+    ScopeKind,
+    ScopeLimit,
+)
+from p2pshare.node.rcmgr.limits import CONN_MEMORY, STREAM_BASE_MEMORY
+from p2pshare.node.rcmgr.manager import source_of
+
+BIG = 1 << 40
+
+
+def _limits(**over: ScopeLimit) -> Limits:
+    base = dict(
+        system=ScopeLimit(conns=10, streams=20, memory=BIG),
+        transient=ScopeLimit(conns=4, streams=4, memory=BIG),
+        peer=ScopeLimit(conns=2, streams=6, memory=BIG),
+        protocol_default=ScopeLimit(streams=10, memory=BIG),
+        protocol_peer_default=ScopeLimit(streams=3, memory=BIG),
+        transient_source=ScopeLimit(conns=3, streams=3, memory=BIG),
+    )
+    base.update(over)
+    return Limits(**base)  # type: ignore[arg-type]
+
+
+def test_connection_moves_from_transient_to_its_peer() -> None:
+    rm = ResourceManager(_limits())
+    scope = rm.open_connection("203.0.113.5")
+    assert rm.usage()["transient"]["conns"] == 1
+    scope.set_peer("peerA")
+    assert rm.usage()["transient"]["conns"] == 0
+    assert rm.usage()["system"] == {"conns": 1, "streams": 0, "memory": CONN_MEMORY}
+    scope.close()
+    scope.close()  # idempotent
+    assert rm.usage()["system"] == {"conns": 0, "streams": 0, "memory": 0}
+    assert rm.usage()["peers"] == {"count": 0}
+
+
+def test_handshakes_in_flight_are_bounded_in_total_and_per_source() -> None:
+    rm = ResourceManager(_limits())
+    held = [rm.open_connection("203.0.113.5") for _ in range(3)]
+    with pytest.raises(ResourceLimitExceeded) as e:
+        rm.open_connection("203.0.113.5")
+    assert e.value.scope is ScopeKind.SOURCE and e.value.resource is Resource.CONNS
+    held.append(rm.open_connection("203.0.113.6"))  # another source still gets in
+    with pytest.raises(ResourceLimitExceeded) as e:
+        rm.open_connection("203.0.113.7")
+    assert e.value.scope is ScopeKind.TRANSIENT
+    held[0].set_peer("p")  # authenticated: no longer counts as in flight
+    rm.open_connection("203.0.113.7")
+    assert rm.refused[(ScopeKind.SOURCE, Resource.CONNS)] == 1
+
+
+def test_a_refusal_changes_nothing() -> None:
+    rm = ResourceManager(_limits())
+    a = rm.open_connection("203.0.113.1")
+    b = rm.open_connection("203.0.113.2")
+    c = rm.open_connection("203.0.113.3")
+    a.set_peer("p")
+    b.set_peer("p")
+    before = rm.usage()
+    with pytest.raises(ResourceLimitExceeded) as e:
+        c.set_peer("p")  # third connection of one peer
+    assert e.value.scope is ScopeKind.PEER
+    assert rm.usage() == before
+    c.close()  # still releases its transient reservation
+    assert rm.usage()["transient"]["conns"] == 0
+
+
+def test_system_connection_limit_counts_authenticated_ones() -> None:
+    rm = ResourceManager(_limits())
+    for i in range(10):
+        s = rm.open_connection(f"198.51.100.{i}")
+        s.set_peer(f"p{i}")
+    with pytest.raises(ResourceLimitExceeded) as e:
+        rm.open_connection("198.51.100.99")
+    assert e.value.scope is ScopeKind.SYSTEM
+
+
+def test_streams_before_negotiation_are_bounded_per_peer() -> None:
+    rm = ResourceManager(_limits())
+    held = [rm.open_stream("A") for _ in range(3)]
+    with pytest.raises(ResourceLimitExceeded) as e:
+        rm.open_stream("A")
+    assert e.value.scope is ScopeKind.SOURCE and e.value.resource is Resource.STREAMS
+    rm.open_stream("B")  # another peer is not locked out by A
+    held[0].set_protocol("/x")
+    rm.open_stream("A")
+
+
+def test_protocol_limits_per_peer_and_in_total() -> None:
+    rm = ResourceManager(_limits(protocol_peer_default=ScopeLimit(streams=2, memory=BIG)))
+    for _ in range(2):
+        rm.open_stream("A").set_protocol("/x")
+    s = rm.open_stream("A")
+    with pytest.raises(ResourceLimitExceeded) as e:
+        s.set_protocol("/x")
+    assert e.value.scope is ScopeKind.PROTOCOL_PEER
+    s.set_protocol("/y")  # other protocols are not affected
+    s.close()
+    assert rm.usage()["protocol /x"]["streams"] == 2
+
+
+def test_protocol_overrides_apply() -> None:
+    limits = _limits(protocol_peer_default=ScopeLimit(streams=5, memory=BIG))
+    limits = Limits(**{**vars(limits), "protocol_peer": {"/ping": ScopeLimit(streams=1, memory=BIG)}})
+    rm = ResourceManager(limits)
+    rm.open_stream("A").set_protocol("/ping")
+    with pytest.raises(ResourceLimitExceeded):
+        rm.open_stream("A").set_protocol("/ping")
+
+
+def test_memory_reservations_are_refused_not_raised_and_released() -> None:
+    limits = _limits(peer=ScopeLimit(conns=2, streams=6, memory=STREAM_BASE_MEMORY * 2 + 1000))
+    rm = ResourceManager(limits)
+    a = rm.open_stream("A")
+    a.set_protocol("/x")
+    assert a.reserve_memory(STREAM_BASE_MEMORY)
+    assert not a.reserve_memory(1001)  # peer scope full: refused, nothing held
+    assert rm.usage()["system"]["memory"] == 2 * STREAM_BASE_MEMORY
+    a.release_memory(STREAM_BASE_MEMORY)
+    assert a.reserve_memory(1000)
+    a.close()
+    assert not a.reserve_memory(1)
+    assert rm.usage()["system"] == {"conns": 0, "streams": 0, "memory": 0}
+
+
+def test_state_is_forgotten_when_released() -> None:
+    rm = ResourceManager()
+    for i in range(500):
+        c = rm.open_connection(f"2001:db8:{i:x}::1")
+        c.set_peer(f"peer{i}")
+        s = rm.open_stream(f"peer{i}")
+        s.set_protocol(f"/p/{i}")
+        s.close()
+        c.close()
+    assert not rm._peers and not rm._sources and not rm._protocols and not rm._protocol_peers
+
+
+def test_ipv6_sources_are_prefixes() -> None:
+    assert source_of("2001:db8:1:2:aaaa::1") == source_of("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
+    assert source_of("2001:db8:1:3::1") != source_of("2001:db8:1:2::1")
+    assert source_of("203.0.113.4") == "203.0.113.4"
+
+
+def test_default_limits_put_pre_authentication_far_below_after() -> None:
+    d = DEFAULT_LIMITS
+    assert d.transient.conns * 8 <= d.system.conns
+    assert d.transient_source.conns < d.transient.conns
+    assert d.transient.memory * 8 <= d.system.memory
+    with pytest.raises(ValueError):
+        ScopeLimit(conns=-1)
