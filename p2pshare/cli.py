@@ -223,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     _setup_logging(ns.verbose)
     _libp2p_lean_import.install()  # before any command imports py-libp2p
+    _raise_fd_limit()
     reporter = Reporter(json_mode=bool(getattr(ns, "json", False)))
     try:
         return _dispatch(command_options(ns), reporter)
@@ -231,6 +232,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(leaf, (SystemExit, GeneratorExit)):
             raise
         return _report(leaf, reporter)
+
+
+def _raise_fd_limit() -> None:
+    """Let a long-lived node hold as many sockets as the resource manager admits.
+
+    The resource manager (``node/rcmgr``) admits 1,024 inbound connections,
+    each a file descriptor, and many systems start processes with a soft
+    limit of 1,024 descriptors; raise the soft limit to the hard one (as Go
+    programs do at start-up) so the manager, not ``EMFILE``, decides.
+    """
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = hard if hard != resource.RLIM_INFINITY else 65536
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ImportError, ValueError, OSError):
+        pass  # not on this platform, or not allowed: keep what we have
 
 
 def _dispatch(opts: CommandOptions, reporter: Reporter) -> int:
