@@ -78,6 +78,7 @@ class DelayLine:
         if self.report is not None:
             return self.report
         ns = self.lab.ns(self.router)
+        kernel_drops = self._kernel_drops(ns)
         for rule in self.rules:  # first, so nothing is routed into vanishing devices
             _run(["ip", "-n", ns, "rule", "del", *rule.split()])
         for table in (TABLE_BASE + 2 * self.index, TABLE_BASE + 2 * self.index + 1):
@@ -89,7 +90,11 @@ class DelayLine:
         except subprocess.TimeoutExpired:
             self.lab.stop(self.proc, grace=0.1)
             out, err = self.proc.communicate(timeout=timeout)
-        self.report = {"exit": self.proc.returncode, "stderr": err.decode(errors="replace")[-2000:]}
+        self.report = {
+            "exit": self.proc.returncode,
+            "stderr": err.decode(errors="replace")[-2000:],
+            "kernel_drops": kernel_drops,
+        }
         for line in out.decode(errors="replace").splitlines():
             try:
                 msg = json.loads(line)
@@ -98,6 +103,17 @@ class DelayLine:
             if isinstance(msg, dict) and "counters" in msg:
                 self.report.update(msg)
         return self.report
+
+    def _kernel_drops(self, ns: str) -> dict[str, int]:
+        """Packets the kernel dropped because the TUN queue was full: the delay line fell behind."""
+        out: dict[str, int] = {}
+        for dev in self.devs:
+            try:
+                stats = json.loads(_run(["ip", "-n", ns, "-j", "-s", "link", "show", "dev", dev]).stdout)
+                out[dev] = int(stats[0]["stats64"]["tx"]["dropped"])
+            except (ValueError, LookupError, TypeError):
+                continue
+        return out
 
 
 def _free_index(ns: str) -> int:
