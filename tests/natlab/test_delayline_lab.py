@@ -81,7 +81,8 @@ def test_rtt_median_jitter_and_tcp_connect_time(lab: Lab, delay: list[DelayLine]
     assert got["received"] == 500
     assert 68 <= ms["median"] <= 92, ms  # +-15% of 80
     # Two one-way trips of +-5 ms each: a p10..p90 spread of ~11 ms, nothing past +-10.
-    assert ms["p90"] - ms["p10"] >= 5, ms
+    # A busy machine only adds delay, so the low side (p10 ~74.5) is what shows jitter.
+    assert ms["p10"] <= 77 and ms["p90"] - ms["p10"] >= 5, ms
     assert ms["min"] >= 69 and ms["max"] <= 130, ms  # the top leaves room for a busy machine
     conn = probe(lab, "tcp-connect", "--count", "20")
     assert conn["failed"] == 0
@@ -90,7 +91,8 @@ def test_rtt_median_jitter_and_tcp_connect_time(lab: Lab, delay: list[DelayLine]
 
     delay.append(add_delay(lab, "inet", "t0", "t1", rtt_ms=80, jitter_ms=0, loss=0, seed=7))
     flat = rtt(lab, 200, 0.003)["rtt_ms"]
-    assert flat["p90"] - flat["p10"] < 3, f"without jitter the RTT should be flat: {flat}"
+    # Nothing leaves early without jitter; the top may spread with the machine's load.
+    assert flat["min"] >= 79.5 and flat["median"] <= 86, f"without jitter nothing is early: {flat}"
 
 
 def test_loss_matches_configured_and_is_seeded(lab: Lab, delay: list[DelayLine]) -> None:
