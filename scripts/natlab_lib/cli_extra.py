@@ -117,6 +117,9 @@ def add_parsers(sub: Any, size: Callable[[str], int]) -> None:
     from . import limited
 
     limited.add_parser(sub, size)
+    from . import delaycheck
+
+    delaycheck.add_parser(sub, size)
 
 
 def run(args: argparse.Namespace) -> int:

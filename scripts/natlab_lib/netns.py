@@ -2,7 +2,9 @@
 
 Every namespace is named ``<prefix>-<role>`` with a per-run prefix
 ``nl`` + 4 hex digits (namespace and interface names are capped at 15
-chars). veth pairs are created straight into their namespaces, so a run puts
+chars). The delay line tests use a second family, ``dl`` + 4 hex digits:
+they share machines with other engineers' natlab runs, and a ``natlab
+cleanup --all`` from a checkout that only knows ``nl`` cannot reach them. veth pairs are created straight into their namespaces, so a run puts
 nothing in the root namespace and deleting its namespaces removes all of it.
 A marker file holding the owner's pid lets ``cleanup`` tell leftovers of a
 crashed run from a run still going.
@@ -25,8 +27,9 @@ from typing import IO
 
 from .topology import CORE, Plan
 
-PREFIX_RE = re.compile(r"^nl[0-9a-f]{4}$")
-NS_RE = re.compile(r"^(nl[0-9a-f]{4})-[a-z0-9]+$")
+PREFIX_RE = re.compile(r"^(?:nl|dl)[0-9a-f]{4}$")
+NS_RE = re.compile(r"^((?:nl|dl)[0-9a-f]{4})-[a-z0-9]+$")
+FAMILIES = ("nl", "dl")
 MARKER_DIR = Path("/run/natlab")
 CMD_TIMEOUT = 20.0
 
@@ -128,13 +131,15 @@ def cleanup(only_prefix: str | None = None, force: bool = False) -> list[str]:
     return removed
 
 
-def claim_prefix(wanted: str | None = None) -> str:
+def claim_prefix(wanted: str | None = None, family: str = "nl") -> str:
     """Reserve a prefix by creating its core namespace (atomic: add fails if taken)."""
+    if family not in FAMILIES:
+        raise LabError(f"natlab: bad prefix family {family!r} (want one of {', '.join(FAMILIES)})")
     tries = 1 if wanted else 20
     for _ in range(tries):
-        prefix = wanted or "nl" + secrets.token_hex(2)
+        prefix = wanted or family + secrets.token_hex(2)
         if not PREFIX_RE.match(prefix):
-            raise LabError(f"natlab: bad prefix {prefix!r} (want nl + 4 hex digits)")
+            raise LabError(f"natlab: bad prefix {prefix!r} (want nl or dl + 4 hex digits)")
         if any(n.startswith(prefix + "-") for n in list_namespaces()):
             continue
         r = _run(["ip", "netns", "add", f"{prefix}-{CORE}"])
@@ -151,9 +156,9 @@ def claim_prefix(wanted: str | None = None) -> str:
 class Lab:
     """A built topology; use as a context manager so teardown always runs."""
 
-    def __init__(self, plan: Plan, prefix: str | None = None) -> None:
+    def __init__(self, plan: Plan, prefix: str | None = None, family: str = "nl") -> None:
         self.plan = plan
-        self.prefix = claim_prefix(prefix)
+        self.prefix = claim_prefix(prefix, family)
         print(f"natlab: run prefix {self.prefix}", file=sys.stderr, flush=True)
         self.procs: list[subprocess.Popen[bytes]] = []
         self._down = False
