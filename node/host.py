@@ -322,6 +322,21 @@ class Host:
                     return value
         return None
 
+    def protect(self, peer_id: str, tag: str) -> None:
+        """Keep the connection manager from pruning ``peer_id``'s connections (per ``tag``).
+
+        py-libp2p's pruner closes idle connections once a node holds more
+        than its high watermark; a relay's reservation holders and a NATed
+        node's relays are idle most of the time and must not be its victims.
+        """
+        self.libp2p.get_network().protect(_parse_peer_id(peer_id), tag)
+
+    def unprotect(self, peer_id: str, tag: str) -> None:
+        try:
+            self.libp2p.get_network().unprotect(_parse_peer_id(peer_id), tag)
+        except Exception:  # noqa: BLE001 - nothing to undo
+            pass
+
     async def disconnect(self, peer_id: str) -> None:
         await self.libp2p.disconnect(_parse_peer_id(peer_id))
 

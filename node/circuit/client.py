@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Connection-manager protection held on each relay we hold a reservation on.
+PROTECT_TAG = "relay"
+
 DIAL_TIMEOUT = 10.0
 HANDSHAKE_TIMEOUT = 10.0
 _MAX_ADDRS_PER_RELAY = 8
@@ -315,6 +318,7 @@ class RelayClient:
                     state.expire,
                 )
                 if not renewed:
+                    self.host.protect(relay.peer_id, PROTECT_TAG)  # not pruned while idle
                     self._notify()
                 with trio.move_on_after(delay):
                     await self._wait_disconnected(relay.peer_id)
@@ -329,6 +333,7 @@ class RelayClient:
             )
         finally:
             self._schedule.released(relay.peer_id)
+            self.host.unprotect(relay.peer_id, PROTECT_TAG)
             if self._active.pop(relay.peer_id, None) is not None:
                 self._notify()
             self._wake.set()

@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Connection-manager protection held for each peer with a live reservation.
+PROTECT_TAG = "relay-reservation"
+
 HANDSHAKE_TIMEOUT = 10.0  # seconds for a peer (or the target) to answer
 _SWEEP_INTERVAL = 5.0
 
@@ -154,6 +157,7 @@ class RelayServer:
             await self._answer(stream, decision.status)
             return
         self.stats.reservations_granted += 1
+        self.host.protect(peer, PROTECT_TAG)  # its idle connection is what the reservation needs
         expire = int(time.time()) + decision.ttl
         voucher = None
         if self._key is not None:
@@ -252,11 +256,17 @@ class RelayServer:
         """Drop expired reservations and those whose connection closed."""
         for r in self.book.expire(trio.current_time()):
             logger.info("relay: reservation of %s expired", r.peer)
+            self._unprotect(r.peer)
         for conn in self.book.connections():
             if _is_closed(conn):
                 r2 = self.book.drop_connection(conn)
                 if r2 is not None:
                     logger.info("relay: reservation of %s ended with its connection", r2.peer)
+                    self._unprotect(r2.peer)
+
+    def _unprotect(self, peer: str) -> None:
+        if not self.book.reservations_of(peer, trio.current_time()):
+            self.host.unprotect(peer, PROTECT_TAG)
 
     def close(self) -> None:
         self._closing = True

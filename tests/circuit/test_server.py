@@ -122,3 +122,20 @@ async def test_data_limit_and_unlimited() -> None:
             await stream.close_write()
             reply = await stream.read(200)
         assert reply == f"{len(payload)} {hashlib.sha256(payload).hexdigest()}".encode()
+
+
+async def test_a_reservation_protects_its_connection_from_pruning() -> None:
+    """py-libp2p's pruner closes idle connections above its high watermark;
+    a reservation holder's connection is idle by design and must survive."""
+    from libp2p.peer.id import ID
+
+    async with relay_and_hosts(1) as (relay, server, (a,)):
+        tags = relay.libp2p.get_network().tag_store
+        assert (await reserve(a, relay)).status == Status.OK
+        assert tags.is_protected(ID.from_base58(a.peer_id))
+        for conn in relay.connections(a.peer_id):
+            await conn.close()
+        with trio.fail_after(5):
+            await relay.wait_disconnected(a.peer_id)
+        server.sweep()
+        assert not tags.is_protected(ID.from_base58(a.peer_id))
