@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+import multiaddr
 import trio
 
 from p2pshare.errors import LocalError, P2PShareError, RemoteError
@@ -40,6 +41,9 @@ else:
     impl = _Lazy()
 
 __all__ = [
+    "parse_addr",
+    "parse_peer_id",
+    "sole_exception",
     "HostError",
     "ListenError",
     "DialError",
@@ -280,3 +284,35 @@ class LibP2PByteStream:
                 await self._s.reset()
             except Exception as e:  # the connection may already be gone
                 logger.debug("reset of stream to %s failed: %s", self.remote_peer_id, e)
+
+
+def parse_peer_id(peer_id: str) -> Any:
+    try:
+        return impl.ID.from_base58(peer_id)
+    except Exception:
+        raise DialError(f"bad peer ID {peer_id[:64]!r}") from None
+
+
+def parse_addr(addr: str, peer_id: Any) -> multiaddr.Multiaddr:
+    """Parse a dialable multiaddr, dropping a matching ``/p2p/<id>`` suffix."""
+    try:
+        maddr = multiaddr.Multiaddr(addr)
+    except Exception:
+        raise DialError(f"bad multiaddr {addr[:200]!r}") from None
+    try:
+        p2p = maddr.value_for_protocol("p2p")
+    except Exception:
+        p2p = None
+    if p2p:
+        if peer_id is not None and str(p2p) != peer_id.to_base58():
+            raise DialError(f"address {addr[:200]!r} names another peer")
+        maddr = maddr.decapsulate(multiaddr.Multiaddr(f"/p2p/{p2p}"))
+    return maddr
+
+
+def sole_exception(exc: BaseException) -> BaseException | None:
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc

@@ -43,7 +43,10 @@ from ._libp2p_conn import (
     StreamError,
 )
 from ._libp2p_conn import impl as _impl
+from ._libp2p_conn import parse_addr as _parse_addr
+from ._libp2p_conn import parse_peer_id as _parse_peer_id
 from ._libp2p_conn import short_error as _short
+from ._libp2p_conn import sole_exception as _sole_exception
 from .events import ConnectionPath
 
 if TYPE_CHECKING:
@@ -89,30 +92,6 @@ def configure_libp2p_logging() -> None:
     _impl.configure_logging()
 
 
-def _parse_peer_id(peer_id: str) -> ID:
-    try:
-        return _impl.ID.from_base58(peer_id)
-    except Exception:
-        raise DialError(f"bad peer ID {peer_id[:64]!r}") from None
-
-
-def _parse_addr(addr: str, peer_id: ID | None) -> multiaddr.Multiaddr:
-    """Parse a dialable multiaddr, dropping a matching ``/p2p/<id>`` suffix."""
-    try:
-        maddr = multiaddr.Multiaddr(addr)
-    except Exception:
-        raise DialError(f"bad multiaddr {addr[:200]!r}") from None
-    try:
-        p2p = maddr.value_for_protocol("p2p")
-    except Exception:
-        p2p = None
-    if p2p:
-        if peer_id is not None and str(p2p) != peer_id.to_base58():
-            raise DialError(f"address {addr[:200]!r} names another peer")
-        maddr = maddr.decapsulate(multiaddr.Multiaddr(f"/p2p/{p2p}"))
-    return maddr
-
-
 class Host:
     """A running libp2p host: dial, open streams, serve protocols, watch connections."""
 
@@ -151,6 +130,18 @@ class Host:
             return [str(a) for a in self.libp2p.get_peerstore().addrs(_parse_peer_id(peer_id))]
         except Exception:
             return []
+
+    def peer_protocols(self, peer_id: str) -> frozenset[str]:
+        """Protocols ``peer_id`` announced in identify (empty until identified)."""
+        try:
+            return frozenset(str(p) for p in self.libp2p.get_peerstore().get_protocols(_parse_peer_id(peer_id)))
+        except Exception:
+            return frozenset()
+
+    def connected_peers(self) -> list[str]:
+        """Peers with at least one live connection."""
+        network: Any = self.libp2p.get_network()
+        return [str(pid) for pid in list(network.connections) if self._connections(pid)]
 
     def set_own_addrs(self, addrs: Sequence[str], ttl: int) -> None:
         """Put ``addrs`` (replacing the others) under our own peer ID in the peerstore."""
@@ -501,11 +492,3 @@ async def open_host(
             raise leaf
         finally:  # keep the leaf's own chain, not "during handling of the group"
             leaf.__cause__, leaf.__context__, leaf.__suppress_context__ = saved
-
-
-def _sole_exception(exc: BaseException) -> BaseException | None:
-    while isinstance(exc, BaseExceptionGroup):
-        if len(exc.exceptions) != 1:
-            return None
-        exc = exc.exceptions[0]
-    return exc

@@ -58,6 +58,18 @@ HANDSHAKE_TIMEOUT = 10.0
 _MAX_ADDRS_PER_RELAY = 8
 
 
+#: A relay whose circuits may carry at least this much per direction (or
+#: are unlimited) can carry a transfer; others only help to hole-punch.
+CARRIES_DATA_BYTES = 64 * 1024 * 1024
+
+
+def carries_data(limit: Limit | None) -> bool:
+    """Whether circuits under ``limit`` can carry a file transfer (not only a punch)."""
+    if limit is None or limit.data == 0:
+        return limit is None or limit.duration == 0 or limit.duration >= 600
+    return limit.data >= CARRIES_DATA_BYTES and (limit.duration == 0 or limit.duration >= 600)
+
+
 class RelayError(DialError):
     """A relay refused or failed; ``status`` is the spec's code when it sent one."""
 
@@ -120,14 +132,20 @@ class RelayClient:
         on_change: Callable[[list[str]], None] | None,
     ) -> None:
         self.host = host
-        self._relays: list[_Relay] = []
+        configured: list[_Relay] = []
         for a in relays:
             pid, text = parse_relay_addr(a)
             if pid == host.peer_id:
                 raise RelayError("a node cannot use itself as its relay")
-            self._relays.append(_Relay(pid, text))
+            configured.append(_Relay(pid, text))
+        # The address to dial each candidate at: the first configured one, or
+        # the one AutoRelay offered (configured relays keep theirs).
+        self._relays: dict[str, _Relay] = {}
+        for r in configured:
+            self._relays.setdefault(r.peer_id, r)
         self._on_change = on_change
-        self._schedule = ReservationSchedule([r.peer_id for r in self._relays], want)
+        self._schedule = ReservationSchedule([r.peer_id for r in configured], want)
+        self._holds: dict[str, trio.CancelScope] = {}
         self._active: dict[str, ReservationState] = {}
         self._wake = trio.Event()
         self._changed = trio.Event()
@@ -142,13 +160,33 @@ class RelayClient:
     def relayed_addrs(self) -> list[str]:
         """Our circuit addrs (``<relay addr>/p2p/R/p2p-circuit/p2p/<us>``) for share codes."""
         out: list[str] = []
-        for relay in self._relays:  # configured order: the operator's preference
-            state = self._active.get(relay.peer_id)
+        for relay_id in self._schedule.candidates():  # configured first, then the best found
+            state = self._active.get(relay_id)
             if state is None:
                 continue
-            out.append(circuit_multiaddr(relay.addr, self.host.peer_id))
+            out.append(circuit_multiaddr(self._relays[relay_id].addr, self.host.peer_id))
             out.extend(circuit_multiaddr(a, self.host.peer_id) for a in state.addrs)
         return list(dict.fromkeys(out))
+
+    def offer(self, relay_addr: str, *, carries_data: bool | None = None, rtt: float | None = None) -> None:
+        """A relay found by the node itself (AutoRelay): hold a reservation on it if it ranks.
+
+        ``relay_addr`` is a dialable address with ``/p2p/<relay>``;
+        ``carries_data``: the relay says it carries transfers (a community
+        relay), ``rtt``: seconds, when measured. Bad addresses are ignored.
+        """
+        try:
+            relay_id, text = parse_relay_addr(relay_addr)
+        except RelayError:
+            return
+        if relay_id == self.host.peer_id:
+            return
+        self._relays.setdefault(relay_id, _Relay(relay_id, text))
+        if self._schedule.offer(relay_id, trio.current_time(), carries_data=carries_data, rtt=rtt):
+            self._wake.set()
+        live = set(self._schedule.candidates()) | self._schedule.holding
+        if len(self._relays) > 2 * len(live) + 16:  # forgotten candidates' addresses go too
+            self._relays = {k: v for k, v in self._relays.items() if k in live}
 
     async def wait_reserved(self, timeout: float, count: int = 1) -> bool:
         """Wait until at least ``count`` reservations are held; False on timeout."""
@@ -301,6 +339,14 @@ class RelayClient:
             r.voucher is not None,
         )
 
+    async def _hold_in(self, scope: trio.CancelScope, relay: _Relay) -> None:
+        try:
+            with scope:
+                await self._hold(relay)
+        finally:  # _hold's own ``finally`` releases the slot, also when the plan stopped it
+            if self._holds.get(relay.peer_id) is scope:
+                del self._holds[relay.peer_id]
+
     async def _hold(self, relay: _Relay) -> None:
         """Hold a reservation on ``relay`` until it fails; then back off."""
         try:
@@ -311,6 +357,9 @@ class RelayClient:
                 renewed = relay.peer_id in self._active
                 self._active[relay.peer_id] = state
                 delay = self._schedule.reserved(relay.peer_id, state.expire, time.time())
+                # What the relay granted says whether it can carry a transfer.
+                self._schedule.offer(relay.peer_id, trio.current_time(), carries_data=carries_data(state.limit))
+                self._wake.set()  # the plan may now upgrade, or stop a worse relay
                 logger.info(
                     "relay client: %s reservation on %s until %d",
                     "refreshed" if renewed else "holding",
@@ -356,13 +405,14 @@ class RelayClient:
         try:
             async with trio.open_nursery() as nursery:
                 task_status.started()
-                by_id: dict[str, _Relay] = {}
-                for r in self._relays:
-                    by_id.setdefault(r.peer_id, r)  # the first address configured for a relay
                 while True:
                     plan = self._schedule.plan(trio.current_time())
                     for relay_id in plan.start:
-                        nursery.start_soon(self._hold, by_id[relay_id])
+                        scope = self._holds[relay_id] = trio.CancelScope()
+                        nursery.start_soon(self._hold_in, scope, self._relays[relay_id])
+                    for relay_id in plan.stop:
+                        logger.info("relay client: letting %s go for a better relay", relay_id)
+                        self._holds[relay_id].cancel()
                     self._wake = trio.Event()
                     with trio.move_on_at(plan.wake_at):
                         await self._wake.wait()

@@ -7,8 +7,11 @@ import pytest
 
 from p2pshare.node.circuit.schedule import (
     BACKOFF_MAX,
+    FORGET_FOR,
     IDLE_RECHECK,
+    MAX_CANDIDATES,
     MAX_EXPIRY,
+    MAX_FAILURES,
     MIN_REFRESH,
     Plan,
     ReservationSchedule,
@@ -104,3 +107,71 @@ def test_accept_expiry(expire: int, now: float, accepted: int | None) -> None:
 
 def test_backoff_values() -> None:
     assert [backoff(n) for n in (0, 1, 2, 3, 7, 100)] == [1.0, 1.0, 2.0, 4.0, BACKOFF_MAX, BACKOFF_MAX]
+
+
+# -- AutoRelay: candidates the node found by itself ---------------------------
+
+
+def test_found_relays_are_held_with_none_configured() -> None:
+    s = ReservationSchedule([], want=2)
+    assert s.plan(0.0).start == ()
+    assert s.offer("A", 0.0, rtt=0.2) and s.offer("B", 0.0, rtt=0.05) and s.offer("C", 0.0)
+    assert s.plan(0.0).start == ("B", "A")  # lowest RTT first, unknown RTT last
+
+
+def test_configured_relays_come_first_then_those_that_carry_data() -> None:
+    s = ReservationSchedule(["CONF"], want=2)
+    s.offer("LIMITED", 0.0, rtt=0.001)
+    s.offer("COMMUNITY", 0.0, carries_data=True, rtt=0.3)
+    assert s.candidates() == ["CONF", "COMMUNITY", "LIMITED"]
+    assert s.plan(0.0).start == ("CONF", "COMMUNITY")
+
+
+def test_a_better_relay_replaces_the_worst_once_reserved() -> None:
+    s = ReservationSchedule([], want=2)
+    s.offer("L1", 0.0)
+    s.offer("L2", 0.0)
+    assert s.plan(0.0).start == ("L1", "L2")
+    s.reserved("L1", 1000, 0.0)
+    assert s.offer("C", 1.0, carries_data=True)
+    assert s.plan(1.0).start == ()  # no upgrade while a hold is still connecting
+    s.reserved("L2", 1000, 0.0)
+    p = s.plan(1.0)
+    assert p.start == ("C",) and p.stop == ()  # one extra hold, nothing stopped yet
+    assert s.plan(1.0).start == ()  # only one upgrade in flight
+    s.reserved("C", 1000, 0.0)
+    assert s.plan(2.0).stop == ("L2",)  # the worst (latest seen, same class) goes
+    s.released("L2")
+    assert s.plan(2.0) == Plan((), 2.0 + IDLE_RECHECK)
+
+
+def test_no_upgrade_within_the_same_class() -> None:
+    s = ReservationSchedule([], want=1)
+    s.offer("L1", 0.0, rtt=0.5)
+    s.plan(0.0)
+    s.reserved("L1", 1000, 0.0)
+    s.offer("L2", 0.0, rtt=0.01)
+    assert s.plan(0.0).start == ()  # faster, but not worth churning a reservation for
+
+
+def test_a_found_relay_that_keeps_failing_is_forgotten_for_a_while() -> None:
+    s = ReservationSchedule(["CONF"], want=2)
+    s.offer("X", 0.0)
+    for i in range(MAX_FAILURES):
+        s.plan(1000.0 * i)
+        s.failed("X", 1000.0 * i)
+        s.failed("CONF", 1000.0 * i)
+        s.released("X")
+        s.released("CONF")
+    assert "X" not in s.candidates() and "CONF" in s.candidates()  # configured ones stay
+    last = 1000.0 * (MAX_FAILURES - 1)
+    assert not s.offer("X", last + 1.0)
+    assert s.offer("X", last + FORGET_FOR)
+
+
+def test_remembered_candidates_are_bounded() -> None:
+    s = ReservationSchedule(["CONF"], want=2)
+    for i in range(MAX_CANDIDATES * 3):
+        s.offer(f"P{i}", 0.0, rtt=float(i))
+    cands = s.candidates()
+    assert len(cands) == MAX_CANDIDATES + 1 and cands[:3] == ["CONF", "P0", "P1"]
