@@ -10,6 +10,8 @@ exit codes, and ``retryable`` tells the receiver whether to reconnect.
 
 from __future__ import annotations
 
+import enum
+
 from p2pshare.errors import LocalError, P2PShareError, ProtocolViolation, RemoteError
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "AuthenticationError",
     "IntegrityError",
     "SourceChangedError",
+    "UnavailableReason",
     "ProtocolError",
     "UnknownShareError",
     "BusyError",
@@ -75,6 +78,32 @@ class AuthenticationError(TransferError, RemoteError):
 
 class IntegrityError(TransferError, RemoteError):
     """Data failed verification: bad tag or hash, truncated or reordered."""
+
+
+class UnavailableReason(enum.IntEnum):
+    """Why the sharer stopped serving one file; the values go on the wire
+    (``FILE_UNAVAILABLE``), so they never change meaning."""
+
+    CHANGED = 1  # the bytes read no longer match the manifest's hashes
+    REMOVED = 2  # the file is gone
+    UNREADABLE = 3  # any other error reading it (permissions, I/O, replaced by a symlink)
+
+    @property
+    def text(self) -> str:
+        """Why, as the end of a sentence about the file."""
+        return _REASON_TEXT[self]
+
+    @property
+    def label(self) -> str:
+        """Why, as one word for ``--json`` output."""
+        return self.name.lower()
+
+
+_REASON_TEXT = {
+    UnavailableReason.CHANGED: "changed on the sharer's side after it was shared",
+    UnavailableReason.REMOVED: "removed on the sharer's side after it was shared",
+    UnavailableReason.UNREADABLE: "no longer readable on the sharer's side",
+}
 
 
 class SourceChangedError(IntegrityError):
