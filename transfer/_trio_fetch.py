@@ -30,6 +30,7 @@ from p2pshare.transfer.errors import (
     ShareKeyError,
     StreamEndedError,
     TransferError,
+    UnavailableFile,
 )
 from p2pshare.transfer.events import (
     Authenticated,
@@ -68,6 +69,8 @@ class FetchResult:
     bytes_received: int  # plaintext bytes received in this session
     already_had_bytes: int  # verified bytes found on disk at start
     seconds: float
+    #: Files the sharer stopped serving and that are not here (the rest are).
+    unavailable: tuple[UnavailableFile, ...] = ()
 
 
 def _verify_batch(store: Store, cipher: crypto.ChunkCipher, batch: list[ChunkArrived]) -> tuple[list[Verified], int]:

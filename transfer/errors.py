@@ -11,6 +11,8 @@ exit codes, and ``retryable`` tells the receiver whether to reconnect.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from p2pshare.errors import LocalError, P2PShareError, ProtocolViolation, RemoteError
 
@@ -28,6 +30,8 @@ __all__ = [
     "IntegrityError",
     "SourceChangedError",
     "UnavailableReason",
+    "UnavailableFile",
+    "FilesUnavailableError",
     "ProtocolError",
     "UnknownShareError",
     "BusyError",
@@ -106,6 +110,14 @@ _REASON_TEXT = {
 }
 
 
+@dataclass(frozen=True)
+class UnavailableFile:
+    """A file of the manifest (its path there) that the sharer stopped serving."""
+
+    path: str
+    reason: UnavailableReason
+
+
 class SourceChangedError(IntegrityError):
     """The shared files no longer match the manifest.
 
@@ -113,6 +125,44 @@ class SourceChangedError(IntegrityError):
     receiver so) and on the receiver when the sharer says so: either way the
     bytes the share promises are gone, which the receiver sees as integrity.
     """
+
+
+class FilesUnavailableError(SourceChangedError):
+    """Everything the sharer still serves arrived, but it stopped serving these files.
+
+    The files that arrived are verified and in place; each missing one keeps
+    its verified part under ``.p2pshare-partial`` (a later share of the new
+    content reuses the chunks that still match). Not retryable: the sharer
+    remembers the files it stopped serving and would say so again at once.
+    """
+
+    #: Files named in the message; the rest are counted (``details`` has them all).
+    MAX_NAMED = 3
+
+    def __init__(self, *, files: int, output_dir: str, unavailable: Sequence[UnavailableFile]) -> None:
+        self.files = files
+        self.output_dir = output_dir
+        self.unavailable = tuple(unavailable)
+        named = ", ".join(f"{sanitize_text(u.path)} ({u.reason.text})" for u in self.unavailable[: self.MAX_NAMED])
+        more = len(self.unavailable) - self.MAX_NAMED
+        if more > 0:
+            named += f" and {more} more"
+        noun = "file" if files == 1 else "files"
+        super().__init__(
+            f"{self.received} of {files} {noun} received into {sanitize_text(output_dir)}; not received: {named}"
+        )
+
+    @property
+    def received(self) -> int:
+        return self.files - len(self.unavailable)
+
+    def details(self) -> dict[str, object]:
+        return {
+            "files": self.files,
+            "files_received": self.received,
+            "output": self.output_dir,
+            "not_received": [{"path": u.path, "reason": u.reason.label} for u in self.unavailable],
+        }
 
 
 class ProtocolError(TransferError, ProtocolViolation):
