@@ -121,10 +121,19 @@ class UnavailableFile:
 class SourceChangedError(IntegrityError):
     """The shared files no longer match the manifest.
 
-    Raised on the sharer when a file it reads changed (it then tells the
-    receiver so) and on the receiver when the sharer says so: either way the
-    bytes the share promises are gone, which the receiver sees as integrity.
+    Raised on the sharer when a file it reads changed (``file_index`` and
+    ``reason`` say which and how: the sharer then stops serving that file
+    only) and on the receiver when an older sharer ends the whole session
+    with ERROR SOURCE_CHANGED: either way the bytes the share promises are
+    gone, which the receiver sees as integrity.
     """
+
+    def __init__(
+        self, message: str, *, file_index: int | None = None, reason: UnavailableReason = UnavailableReason.CHANGED
+    ) -> None:
+        super().__init__(message)
+        self.file_index = file_index
+        self.reason = reason
 
 
 class FilesUnavailableError(SourceChangedError):

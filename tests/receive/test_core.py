@@ -53,7 +53,7 @@ from p2pshare.transfer.errors import (
     UnavailableFile,
     UnavailableReason,
 )
-from p2pshare.transfer.events import FileCompleted, Progress
+from p2pshare.transfer.events import FileCompleted, FileUnavailable, Progress
 
 PEER = "12D3KooWPeer"
 DIRECT = ConnectionPath.DIRECT
@@ -437,6 +437,9 @@ def partial(*unavailable: UnavailableFile, files: int = 4) -> Any:
 
 def test_files_the_sharer_stopped_serving_fail_at_once_naming_them() -> None:
     s = connected_direct()
+    assert s.transfer_event(FileUnavailable("share/a.bin", UnavailableReason.CHANGED), 100.5) == [
+        Emit(FileUnavailable("share/a.bin", UnavailableReason.CHANGED))
+    ]
     (fail,) = s.handle(TransferDone(partial(CHANGED_A)), 101.0)
     assert isinstance(fail, Fail) and isinstance(fail.error, FilesUnavailableError)
     assert str(fail.error) == (
