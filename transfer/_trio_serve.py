@@ -220,7 +220,7 @@ class _Session:
         self.proto.file_unavailable(exc.file_index, exc.reason)
         if self.registry.mark_unavailable(self.share_id, exc.file_index, exc.reason):
             path = self.proto.share.manifest.files[exc.file_index].path
-            log.warning("stopped serving %s: %s", path, exc)
+            log.info("stopped serving %s: %s", path, exc)  # said to people by the event
             self.emit(StoppedServingFile(self.share_id, path, exc.reason, str(exc)))
         return self.proto.data_to_send()
 
