@@ -57,10 +57,11 @@ class Reporter:
         if self.bar is not None:
             self.bar.update(done, total)
 
-    def error(self, message: str, exit_code: int) -> None:
+    def error(self, message: str, exit_code: int, **details: Any) -> None:
+        """The one error line; ``details`` (the error's facts) go into the JSON event only."""
         if self.bar is not None:
             self.bar.clear()
-        self.event("error", message=message, exit_code=exit_code)
+        self.event("error", message=message, exit_code=exit_code, **details)
         _write(self.err, f"p2pshare: error: {message}\n")
 
 

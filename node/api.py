@@ -304,6 +304,8 @@ class Node:
 
         A connection that drops mid-transfer is re-dialled until ``timeout``
         seconds pass without progress; what was verified is kept either way.
+        Files the sharer stopped serving (changed on its side) end it with
+        ``FilesUnavailableError`` naming them, once every other file arrived.
         Events (``Connected``, ``PathUpgraded``, the transfer's) go to
         ``on_event``. The decisions live in :mod:`p2pshare.node.receive.core`.
         """

@@ -38,7 +38,8 @@ def run_get(opts: GetOptions, reporter: Reporter) -> int:
 async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode | sharecode.LegacyCode) -> int:
     from p2pshare.node.api import Node, NodeConfig
     from p2pshare.node.events import Connected, NodeEvent, PathUpgraded
-    from p2pshare.transfer.events import ManifestReceived, Progress, TransferCompleted
+    from p2pshare.transfer.errors import sanitize_text
+    from p2pshare.transfer.events import FileUnavailable, ManifestReceived, Progress, TransferCompleted
 
     output = opts.output
     summary: dict[str, Any] = {}
@@ -62,6 +63,10 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
                 reporter.warning(warning)
         elif isinstance(event, Progress):
             reporter.progress(event.bytes_verified, event.total_bytes)
+        elif isinstance(event, FileUnavailable):
+            reporter.event("file_unavailable", path=event.path, reason=event.reason.label)
+            shown = sanitize_text(event.path)  # the sharer's name for it: one printable line
+            reporter.say(f"The sharer stopped serving {shown} ({event.reason.text}); receiving the rest")
         elif isinstance(event, TransferCompleted):
             summary.update(files=event.files, bytes=event.bytes, seconds=event.seconds)
 

@@ -83,7 +83,7 @@ async def _serve(
     from p2pshare.node.api import Node, NodeConfig
     from p2pshare.node.autonat.client import AutoNATConfig
     from p2pshare.node.config import load_network_config
-    from p2pshare.transfer.events import ReceiverConnected, ReceiverFailed, ReceiverFinished
+    from p2pshare.transfer.events import ReceiverConnected, ReceiverFailed, ReceiverFinished, StoppedServingFile
 
     identity = opts.identity or home / "identity.key"
     done_receivers = 0
@@ -105,6 +105,12 @@ async def _serve(
             done_receivers += 1
             if opts.once:
                 finished.set()
+        elif isinstance(event, StoppedServingFile):
+            reporter.event("file_unavailable", path=event.path, reason=event.reason.label, detail=event.detail)
+            reporter.say(
+                f"Stopped serving {event.path}: {event.detail}; receivers still get the other files "
+                "(share again to serve its new content)"
+            )
         elif isinstance(event, ReceiverFailed):
             peer = _b58(event.peer)
             reporter.event("receiver_failed", peer_id=peer, reason=event.reason)

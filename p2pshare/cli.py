@@ -294,6 +294,7 @@ def _is_cancel(exc: BaseException) -> bool:
 
 def _report(exc: BaseException, reporter: Reporter) -> int:
     code = exit_code_for(exc)
+    details = exc.details() if isinstance(exc, P2PShareError) else {}
     if code is ExitCode.INTERNAL:
         logging.getLogger("p2pshare").debug("internal error", exc_info=exc)
         message = f"internal error: {type(exc).__name__}: {exc} (run with -vv for details)"
@@ -303,7 +304,7 @@ def _report(exc: BaseException, reporter: Reporter) -> int:
         message = f"bad share code: {exc}"
     else:
         message = str(exc)
-    reporter.error(message, code)
+    reporter.error(message, code, **details)
     return code
 
 

@@ -38,6 +38,11 @@ class P2PShareError(Exception):
         # wrapped library messages).
         super().__init__(" ".join(str(message).split()))
 
+    def details(self) -> dict[str, object]:
+        """Facts a script needs beside the message (JSON-safe), for the
+        ``--json`` error event; most errors have none."""
+        return {}
+
 
 class LocalError(P2PShareError):
     """Something on this side: usage, paths, identity, config, output, listen."""

@@ -9,6 +9,10 @@ and pwrite release the GIL, so on two cores reading, hashing and writing
 overlap (one thread doing all of it was the bottleneck: ~0.7 s wall per 256
 MiB, much of it in pwrite). Memory is bounded in bytes (``PIPELINE_BYTES``
 received and not yet through stage 2, plus one read), not in chunks.
+
+When the sharer stops serving a file (FILE_UNAVAILABLE), the other files
+are still received, verified and put in place; the result names the files
+that did not arrive, and their verified parts stay in ``.p2pshare-partial``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from p2pshare.transfer import crypto, ranges, wire
+from p2pshare.transfer import crypto, wire
 from p2pshare.transfer._trio_io import TaskGroup, await_eof, goodbye, read_some, write_all
 from p2pshare.transfer.errors import (
     IntegrityError,
@@ -30,17 +34,26 @@ from p2pshare.transfer.errors import (
     ShareKeyError,
     StreamEndedError,
     TransferError,
+    UnavailableFile,
 )
 from p2pshare.transfer.events import (
     Authenticated,
     FileCompleted,
+    FileUnavailable,
     ManifestReceived,
     Progress,
     TransferCompleted,
     TransferEvent,
 )
 from p2pshare.transfer.manifest import Manifest, name_warnings
-from p2pshare.transfer.receiver import ChunkArrived, EndOfChunks, HandshakeComplete, ManifestReady, ReceiverProtocol
+from p2pshare.transfer.receiver import (
+    ChunkArrived,
+    EndOfChunks,
+    FileNotServed,
+    HandshakeComplete,
+    ManifestReady,
+    ReceiverProtocol,
+)
 from p2pshare.transfer.store import Store, Verified
 from p2pshare.transfer.stream import ByteStream
 
@@ -68,6 +81,8 @@ class FetchResult:
     bytes_received: int  # plaintext bytes received in this session
     already_had_bytes: int  # verified bytes found on disk at start
     seconds: float
+    #: Files the sharer stopped serving and that are not here (the rest are).
+    unavailable: tuple[UnavailableFile, ...] = ()
 
 
 def _verify_batch(store: Store, cipher: crypto.ChunkCipher, batch: list[ChunkArrived]) -> tuple[list[Verified], int]:
@@ -114,6 +129,8 @@ async def fetch(
 
     Raises ``transfer.errors.TransferError`` subclasses; verified data of an
     interrupted transfer stays in ``.p2pshare-partial`` for the next run.
+    Files the sharer stopped serving do not fail the fetch: the others are
+    finished and ``FetchResult.unavailable`` names them.
     """
     emit = on_event or (lambda _e: None)
     try:
@@ -127,6 +144,7 @@ async def fetch(
         proto.initiate()
         await write_all(stream, proto.data_to_send(), idle_timeout, "sharer")
         manifest: Manifest | None = None
+        early: list[FileNotServed] = []  # notices that came with the manifest
         while manifest is None:
             data = await read_some(stream, idle_timeout, "sharer")
             if not data:
@@ -138,6 +156,8 @@ async def fetch(
                     emit(Authenticated(remote_peer_id))
                 elif isinstance(ev, ManifestReady):
                     manifest = ev.manifest
+                elif isinstance(ev, FileNotServed):
+                    early.append(ev)
             await write_all(stream, proto.data_to_send(), idle_timeout, "sharer")
         store = await _disk(output_dir, _open_store, output_dir, manifest, keys.share_id)
         plan = await _disk(output_dir, store.prepare)
@@ -145,16 +165,27 @@ async def fetch(
         emit(ManifestReceived(manifest, plan.already_have_bytes, warnings))
         for path in plan.completed:
             emit(FileCompleted(path))
-        proto.send_want(ranges.coarsen(plan.missing, wire.MAX_WANT_RANGES))
+        opened = store
+
+        def not_served(ev: FileNotServed) -> None:
+            # A file already here (resumed, or complete before the notice) is not lost.
+            if not opened.is_complete(ev.file_index):
+                emit(FileUnavailable(opened.manifest.files[ev.file_index].path, ev.reason))
+
+        for ev in early:
+            not_served(ev)
+        proto.send_want(proto.plan_want(plan.missing))
         await write_all(stream, proto.data_to_send(), idle_timeout, "sharer")
-        received = await _receive(stream, proto, store, emit, plan.already_have_bytes, idle_timeout)
-        await _disk(output_dir, store.finish)
+        received = await _receive(stream, proto, store, emit, plan.already_have_bytes, idle_timeout, not_served)
+        lost = {i: why for i, why in proto.unavailable.items() if not store.is_complete(i)}
+        await _disk(output_dir, store.finish, frozenset(lost))
         proto.send_done()
         await goodbye(stream, proto.data_to_send())
         await await_eof(stream)  # the sharer has read DONE once it closes its side
         seconds = trio.current_time() - start
-        emit(Progress(manifest.total_bytes, manifest.total_bytes))
-        emit(TransferCompleted(len(manifest.files), received, seconds))
+        if not lost:
+            emit(Progress(manifest.total_bytes, manifest.total_bytes))
+        emit(TransferCompleted(len(manifest.files) - len(lost), received, seconds))
         return FetchResult(
             manifest=manifest,
             output_dir=output_dir,
@@ -163,6 +194,7 @@ async def fetch(
             bytes_received=received,
             already_had_bytes=plan.already_have_bytes,
             seconds=seconds,
+            unavailable=tuple(UnavailableFile(manifest.files[i].path, why) for i, why in sorted(lost.items())),
         )
     except TransferError as exc:
         if isinstance(exc, LocalError):
@@ -222,6 +254,7 @@ async def _receive(
     emit: Callable[[TransferEvent], None],
     verified: int,
     idle_timeout: float,
+    not_served: Callable[[FileNotServed], None],
 ) -> int:
     """Read chunks until END while the two stages store them; return bytes received."""
     assert proto.cipher is not None and proto.manifest is not None
@@ -248,6 +281,9 @@ async def _receive(
                     return
                 events = proto.receive_data(data)
                 del data
+                for ev in events:
+                    if isinstance(ev, FileNotServed):
+                        not_served(ev)
                 batch = [e for e in events if isinstance(e, ChunkArrived)]
                 if batch:
                     budget.take(sum(len(c.ciphertext) for c in batch))

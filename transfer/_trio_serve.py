@@ -4,7 +4,9 @@ A producer task reads, verifies and seals chunks in a worker thread and
 hands whole frames through a small bounded channel to the writer, so disk,
 hashing and AES overlap with the stream write while at most a few batches
 (``BATCH_BYTES`` each, written with one ``write``) are in memory. A watcher reads the stream meanwhile (an ERROR or EOF from the
-receiver stops the send at once) and waits for DONE at the end.
+receiver stops the send at once) and waits for DONE at the end. A shared
+file that changed on disk is not served any more (this session, and the
+registry tells every later one at once), and the other files still go out.
 
 ``serve_transfer`` never raises (except cancellation): an exception escaping
 a py-libp2p stream handler breaks the whole connection.
@@ -20,7 +22,13 @@ import trio
 from p2pshare.transfer import ranges, wire
 from p2pshare.transfer._trio_io import TaskGroup, await_eof, goodbye, read_some, reset_quietly, write_all, write_buffer
 from p2pshare.transfer.errors import SourceChangedError, StreamEndedError, TransferError
-from p2pshare.transfer.events import ReceiverConnected, ReceiverFailed, ReceiverFinished, TransferEvent
+from p2pshare.transfer.events import (
+    ReceiverConnected,
+    ReceiverFailed,
+    ReceiverFinished,
+    StoppedServingFile,
+    TransferEvent,
+)
 from p2pshare.transfer.registry import ServedShare, ShareRegistry
 from p2pshare.transfer.sharer import ReceiverAuthenticated, ReceiverDone, SharerProtocol, WantReceived
 from p2pshare.transfer.source import ChunkReader, produce_frames
@@ -151,6 +159,9 @@ class _Session:
                     self._authenticated()
                     self.share_id = ev.share_id
                     served = self.registry.get(ev.share_id)  # same tick as the lookup: present
+                    # Right behind the manifest, before the receiver plans its WANT.
+                    for file_index, reason in self.registry.unavailable(ev.share_id).items():
+                        self.proto.file_unavailable(file_index, reason)
                     self.emit(ReceiverConnected(self.remote, ev.share_id))
                 elif isinstance(ev, WantReceived):
                     want = ev.ranges
@@ -168,18 +179,22 @@ class _Session:
     async def _send(self, reader: ChunkReader, want: tuple[ranges.Range, ...]) -> None:
         material = self.proto.share
         assert material is not None
-        indices = ranges.iter_ranges(want)
+        indices = self.proto.chunks_to_send(want)
         send, recv = trio.open_memory_channel[bytearray](PIPELINE_DEPTH)
 
-        def batch() -> tuple[bytearray, bool]:
+        def batch() -> tuple[bytearray, bool, SourceChangedError | None]:
             return produce_frames(reader, material.cipher, indices, BATCH_BYTES)
 
         async def producer() -> None:
             finished = False
             while not finished:
-                blob, finished = await trio.to_thread.run_sync(batch)
+                blob, finished, failed = await trio.to_thread.run_sync(batch)
                 if blob:
                     await send.send(blob)
+                if failed is not None:
+                    # Behind the chunks before it, ahead of any later one; the
+                    # next batch (not yet started) skips the file.
+                    await send.send(bytearray(self._stop_serving(failed)))
             # Close only on success: after a failure the writer must not see
             # a clean end of chunks and send END.
             await send.aclose()
@@ -196,6 +211,18 @@ class _Session:
             self.watch_scope.deadline = trio.current_time() + self.timeout
 
         await TaskGroup().run(producer, writer)
+
+    def _stop_serving(self, exc: SourceChangedError) -> bytes:
+        """Stop serving the file ``exc`` names, here and in later sessions; the notice to send."""
+        if exc.file_index is None:
+            raise exc  # not pinned to one file: the whole session ends with SOURCE_CHANGED
+        assert self.share_id is not None and self.proto.share is not None
+        self.proto.file_unavailable(exc.file_index, exc.reason)
+        if self.registry.mark_unavailable(self.share_id, exc.file_index, exc.reason):
+            path = self.proto.share.manifest.files[exc.file_index].path
+            log.info("stopped serving %s: %s", path, exc)  # said to people by the event
+            self.emit(StoppedServingFile(self.share_id, path, exc.reason, str(exc)))
+        return self.proto.data_to_send()
 
     async def _watch(self) -> None:
         """Read while sending: only ERROR (abort) or, after END, DONE may come."""

@@ -10,6 +10,10 @@ exit codes, and ``retryable`` tells the receiver whether to reconnect.
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from p2pshare.errors import LocalError, P2PShareError, ProtocolViolation, RemoteError
 
 __all__ = [
@@ -25,6 +29,9 @@ __all__ = [
     "AuthenticationError",
     "IntegrityError",
     "SourceChangedError",
+    "UnavailableReason",
+    "UnavailableFile",
+    "FilesUnavailableError",
     "ProtocolError",
     "UnknownShareError",
     "BusyError",
@@ -77,13 +84,94 @@ class IntegrityError(TransferError, RemoteError):
     """Data failed verification: bad tag or hash, truncated or reordered."""
 
 
+class UnavailableReason(enum.IntEnum):
+    """Why the sharer stopped serving one file; the values go on the wire
+    (``FILE_UNAVAILABLE``), so they never change meaning."""
+
+    CHANGED = 1  # the bytes read no longer match the manifest's hashes
+    REMOVED = 2  # the file is gone
+    UNREADABLE = 3  # any other error reading it (permissions, I/O, replaced by a symlink)
+
+    @property
+    def text(self) -> str:
+        """Why, as the end of a sentence about the file."""
+        return _REASON_TEXT[self]
+
+    @property
+    def label(self) -> str:
+        """Why, as one word for ``--json`` output."""
+        return self.name.lower()
+
+
+_REASON_TEXT = {
+    UnavailableReason.CHANGED: "changed on the sharer's side after it was shared",
+    UnavailableReason.REMOVED: "removed on the sharer's side after it was shared",
+    UnavailableReason.UNREADABLE: "no longer readable on the sharer's side",
+}
+
+
+@dataclass(frozen=True)
+class UnavailableFile:
+    """A file of the manifest (its path there) that the sharer stopped serving."""
+
+    path: str
+    reason: UnavailableReason
+
+
 class SourceChangedError(IntegrityError):
     """The shared files no longer match the manifest.
 
-    Raised on the sharer when a file it reads changed (it then tells the
-    receiver so) and on the receiver when the sharer says so: either way the
-    bytes the share promises are gone, which the receiver sees as integrity.
+    Raised on the sharer when a file it reads changed (``file_index`` and
+    ``reason`` say which and how: the sharer then stops serving that file
+    only) and on the receiver when an older sharer ends the whole session
+    with ERROR SOURCE_CHANGED: either way the bytes the share promises are
+    gone, which the receiver sees as integrity.
     """
+
+    def __init__(
+        self, message: str, *, file_index: int | None = None, reason: UnavailableReason = UnavailableReason.CHANGED
+    ) -> None:
+        super().__init__(message)
+        self.file_index = file_index
+        self.reason = reason
+
+
+class FilesUnavailableError(SourceChangedError):
+    """Everything the sharer still serves arrived, but it stopped serving these files.
+
+    The files that arrived are verified and in place; each missing one keeps
+    its verified part under ``.p2pshare-partial`` (a later share of the new
+    content reuses the chunks that still match). Not retryable: the sharer
+    remembers the files it stopped serving and would say so again at once.
+    """
+
+    #: Files named in the message; the rest are counted (``details`` has them all).
+    MAX_NAMED = 3
+
+    def __init__(self, *, files: int, output_dir: str, unavailable: Sequence[UnavailableFile]) -> None:
+        self.files = files
+        self.output_dir = output_dir
+        self.unavailable = tuple(unavailable)
+        named = ", ".join(f"{sanitize_text(u.path)} ({u.reason.text})" for u in self.unavailable[: self.MAX_NAMED])
+        more = len(self.unavailable) - self.MAX_NAMED
+        if more > 0:
+            named += f" and {more} more"
+        noun = "file" if files == 1 else "files"
+        super().__init__(
+            f"{self.received} of {files} {noun} received into {sanitize_text(output_dir)}; not received: {named}"
+        )
+
+    @property
+    def received(self) -> int:
+        return self.files - len(self.unavailable)
+
+    def details(self) -> dict[str, object]:
+        return {
+            "files": self.files,
+            "files_received": self.received,
+            "output": self.output_dir,
+            "not_received": [{"path": u.path, "reason": u.reason.label} for u in self.unavailable],
+        }
 
 
 class ProtocolError(TransferError, ProtocolViolation):

@@ -1,14 +1,16 @@
 """Events the transfer runners report through ``on_event`` (frozen dataclasses).
 
 Receiver side: ``Authenticated``, ``ManifestReceived``, ``Progress``,
-``FileCompleted``, ``TransferCompleted``. Sharer side: ``ReceiverConnected``,
-``ReceiverFinished``, ``ReceiverFailed``. Peers are raw peer-ID bytes.
+``FileCompleted``, ``FileUnavailable``, ``TransferCompleted``. Sharer side:
+``ReceiverConnected``, ``ReceiverFinished``, ``ReceiverFailed``,
+``StoppedServingFile``. Peers are raw peer-ID bytes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from p2pshare.transfer.errors import UnavailableReason
 from p2pshare.transfer.manifest import Manifest
 
 
@@ -45,6 +47,17 @@ class FileCompleted:
 
 
 @dataclass(frozen=True)
+class FileUnavailable:
+    """The sharer stopped serving this file (manifest path): the rest still comes.
+
+    Said as soon as the sharer's notice arrives, so a person knows at once;
+    the final result names every file that did not arrive."""
+
+    path: str
+    reason: UnavailableReason
+
+
+@dataclass(frozen=True)
 class TransferCompleted:
     files: int
     bytes: int  # bytes received over the wire in this session
@@ -78,13 +91,29 @@ class ReceiverFailed:
     reason: str
 
 
+@dataclass(frozen=True)
+class StoppedServingFile:
+    """A shared file no longer matches its manifest: it is not served any more.
+
+    Emitted once per file, by the first session that read it; later sessions
+    tell their receivers without reading it again. ``path`` is the manifest
+    path, ``detail`` one line naming the local file and the error."""
+
+    share_id: bytes
+    path: str
+    reason: UnavailableReason
+    detail: str
+
+
 TransferEvent = (
     Authenticated
     | ManifestReceived
     | Progress
     | FileCompleted
+    | FileUnavailable
     | TransferCompleted
     | ReceiverConnected
     | ReceiverFinished
     | ReceiverFailed
+    | StoppedServingFile
 )

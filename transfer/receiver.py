@@ -8,6 +8,10 @@ sharer's proof is verified before the manifest is read, chunks must arrive
 exactly in the order requested, and END is only accepted once every
 requested chunk has arrived. Failures raise ``transfer.errors`` after
 queueing an ERROR frame for the peer.
+
+FILE_UNAVAILABLE (after the manifest) takes one file out of the session:
+its remaining chunks are no longer expected, END is accepted without them,
+and ``FileNotServed`` tells the runner, which finishes the other files.
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ from p2pshare.transfer.errors import (
     ProtocolError,
     SourceChangedError,
     TransferError,
+    UnavailableReason,
     UnknownShareError,
 )
 from p2pshare.transfer.manifest import Manifest, ManifestError
 from p2pshare.transfer.manifest import decode as decode_manifest
-from p2pshare.transfer.session import SessionCore
+from p2pshare.transfer.session import SessionCore, wanted_chunks
 
 
 class State(enum.Enum):
@@ -72,7 +77,15 @@ class EndOfChunks:
     """Every requested chunk arrived and the sharer sent END."""
 
 
-ReceiverEvent = HandshakeComplete | ManifestReady | ChunkArrived | EndOfChunks
+@dataclass(frozen=True)
+class FileNotServed:
+    """The sharer stopped serving this file; its chunks will not come."""
+
+    file_index: int
+    reason: UnavailableReason
+
+
+ReceiverEvent = HandshakeComplete | ManifestReady | ChunkArrived | EndOfChunks | FileNotServed
 
 
 def error_for(msg: wire.Error) -> TransferError:
@@ -123,6 +136,8 @@ class ReceiverProtocol(SessionCore["ReceiverEvent"]):
         self.cipher: crypto.ChunkCipher | None = None
         self._expected: Iterator[int] = iter(())
         self._next: int | None = None
+        #: Files the sharer said it no longer serves (file index -> why).
+        self.unavailable: dict[int, UnavailableReason] = {}
 
     # -- outgoing --------------------------------------------------------------
     def initiate(self) -> None:
@@ -131,15 +146,26 @@ class ReceiverProtocol(SessionCore["ReceiverEvent"]):
         self._out.append(wire.encode(wire.Hello(self.keys.share_id, self._nonce_r)))
         self.state = State.AWAIT_CHALLENGE
 
+    def plan_want(self, missing: list[ranges.Range]) -> list[ranges.Range]:
+        """What to ask for: ``missing`` less the files the sharer already said
+        it no longer serves, coarsened to at most ``wire.MAX_WANT_RANGES``."""
+        assert self.manifest is not None
+        if self.unavailable:
+            missing = ranges.to_ranges(wanted_chunks(missing, self.manifest, self.unavailable))
+        return ranges.coarsen(missing, wire.MAX_WANT_RANGES)
+
     def send_want(self, wanted: list[ranges.Range]) -> None:
-        """Ask for these global chunk ranges (at most ``wire.MAX_WANT_RANGES``)."""
+        """Ask for these global chunk ranges (at most ``wire.MAX_WANT_RANGES``).
+
+        Chunks of unavailable files are not expected even where ``wanted``
+        covers them (coarsening may): the sharer leaves them out too."""
         self._require(State.MANIFEST_READY)
         assert self.manifest is not None
         ranges.check_ranges(wanted, self.manifest.total_chunks)
         if len(wanted) > wire.MAX_WANT_RANGES:
             raise ValueError("too many ranges; coarsen them first")
         self._out.append(wire.encode(wire.Want(tuple(wanted))))
-        self._expected = ranges.iter_ranges(wanted)
+        self._expected = wanted_chunks(wanted, self.manifest, self.unavailable)
         self._next = next(self._expected, None)
         self.state = State.RECEIVING
 
@@ -156,6 +182,8 @@ class ReceiverProtocol(SessionCore["ReceiverEvent"]):
             raise error_for(msg)
         if isinstance(msg, wire.Chunk):
             return [self._on_chunk(msg)]
+        if isinstance(msg, wire.FileUnavailable):
+            return [self._on_unavailable(msg)]
         if isinstance(msg, wire.Challenge) and self.state is State.AWAIT_CHALLENGE:
             self._nonce_s = msg.nonce
             mac = crypto.proof(
@@ -205,6 +233,21 @@ class ReceiverProtocol(SessionCore["ReceiverEvent"]):
         self._decoder.set_chunk_size(manifest.chunk_size)
         self.state = State.MANIFEST_READY
         return ManifestReady(manifest)
+
+    def _on_unavailable(self, msg: wire.FileUnavailable) -> FileNotServed:
+        if self.state not in (State.MANIFEST_READY, State.RECEIVING):
+            raise ProtocolError(f"unexpected FileUnavailable message in state {self.state.value}")
+        assert self.manifest is not None
+        if msg.file_index >= len(self.manifest.files):
+            raise ProtocolError(f"FILE_UNAVAILABLE names file {msg.file_index}, not in the manifest")
+        if msg.file_index in self.unavailable:
+            raise ProtocolError(f"FILE_UNAVAILABLE for file {msg.file_index} twice")
+        self.unavailable[msg.file_index] = msg.reason
+        # The chunk we wait for may be the file's next one: move past the
+        # whole file (the expected walk skips unavailable files).
+        if self._next is not None and self.manifest.locate(self._next)[0] == msg.file_index:
+            self._next = next(self._expected, None)
+        return FileNotServed(msg.file_index, msg.reason)
 
     def _on_chunk(self, msg: wire.Chunk) -> ChunkArrived:
         if self.state is not State.RECEIVING:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from p2pshare.transfer.crypto import ShareKeys
+from p2pshare.transfer.errors import UnavailableReason
 from p2pshare.transfer.scan import PreparedShare
 from p2pshare.transfer.sharer import ShareMaterial
 
@@ -23,12 +25,16 @@ class ShareRegistry:
     """Maps share IDs to served shares and counts receivers that finished.
 
     Used from one event loop; ``completed`` lets ``share --once`` stop after
-    the first receiver that confirmed a full, verified transfer.
+    the first receiver that confirmed a full, verified transfer. It also
+    remembers the files of a share that stopped matching their manifest, so
+    every later session says so right after the manifest instead of reading
+    (and hashing) them again.
     """
 
     def __init__(self, max_sessions: int = 64, max_handshakes: int = 256, max_handshakes_per_peer: int = 8) -> None:
         self._shares: dict[bytes, ServedShare] = {}
         self._completed: dict[bytes, int] = {}
+        self._unavailable: dict[bytes, dict[int, UnavailableReason]] = {}
         self.max_sessions = max_sessions
         self.active_sessions = 0
         # Before the key proof a stream costs little (small frames, a short
@@ -74,10 +80,26 @@ class ShareRegistry:
         keys = ShareKeys.derive(key, share_code)
         self._shares[keys.share_id] = ServedShare(prepared, ShareMaterial.build(keys, prepared.manifest))
         self._completed.setdefault(keys.share_id, 0)
+        self._unavailable.pop(keys.share_id, None)  # a new manifest: its files match again
         return keys.share_id
 
     def remove(self, share_id: bytes) -> None:
         self._shares.pop(share_id, None)
+        self._unavailable.pop(share_id, None)
+
+    def mark_unavailable(self, share_id: bytes, file_index: int, reason: UnavailableReason) -> bool:
+        """Remember that a file of the share no longer matches; True the first time."""
+        if share_id not in self._shares:
+            return False
+        marked = self._unavailable.setdefault(share_id, {})
+        if file_index in marked:
+            return False
+        marked[file_index] = reason
+        return True
+
+    def unavailable(self, share_id: bytes) -> Mapping[int, UnavailableReason]:
+        """The files of the share it stopped serving (file index -> why)."""
+        return dict(self._unavailable.get(share_id, {}))
 
     def get(self, share_id: bytes) -> ServedShare | None:
         return self._shares.get(share_id)

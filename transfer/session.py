@@ -1,15 +1,38 @@
 """What both roles' state machines share: the outgoing buffer, frame
-decoding, and turning a failure into an ERROR frame exactly once (pure)."""
+decoding, turning a failure into an ERROR frame exactly once, and the one
+rule for which wanted chunks still travel once files are unavailable (pure)."""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Container, Iterable, Iterator
 from typing import ClassVar, Generic, TypeVar
 
-from p2pshare.transfer import wire
+from p2pshare.transfer import ranges, wire
 from p2pshare.transfer.errors import AuthenticationError, ProtocolError, TransferError
+from p2pshare.transfer.manifest import Manifest
 
 EventT = TypeVar("EventT")
+
+
+def wanted_chunks(want: Iterable[ranges.Range], manifest: Manifest, unavailable: Container[int]) -> Iterator[int]:
+    """The wanted global chunk indices in order, without the chunks of files in ``unavailable``.
+
+    Both sides walk the WANT with this and the same set of files, so after a
+    FILE_UNAVAILABLE neither sends nor expects that file's chunks. The set is
+    looked at before every chunk: a file marked while the walk is under way
+    is skipped from its next chunk on (whole, not chunk by chunk). It must
+    not change while a ``next`` runs; the sharer marks files between batches.
+    """
+    for start, end in want:
+        g = start
+        while g < end:
+            file_index, _ = manifest.locate(g)
+            if file_index in unavailable:
+                g = manifest.first_chunk(file_index) + len(manifest.files[file_index].chunk_hashes)
+                continue
+            yield g
+            g += 1
 
 
 class SessionCore(Generic[EventT]):

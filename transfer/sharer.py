@@ -7,6 +7,11 @@ whether the share exists), verifies the receiver's proof in constant time,
 and only then reveals the sharer's proof and the encrypted manifest. Chunks
 are sealed outside the machine (``ShareMaterial.cipher``, thread-safe) so the
 runner can read, hash and encrypt them off the event loop.
+
+A file that no longer matches the manifest costs only that file: the runner
+reports it with ``file_unavailable``, the machine queues FILE_UNAVAILABLE
+and ``chunks_to_send`` leaves the file's remaining chunks out, so the
+receiver still gets everything else it asked for.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from p2pshare.transfer import crypto, ranges, wire
@@ -22,11 +27,12 @@ from p2pshare.transfer.errors import (
     AuthenticationError,
     ProtocolError,
     TransferError,
+    UnavailableReason,
     UnknownShareError,
 )
 from p2pshare.transfer.manifest import Manifest
 from p2pshare.transfer.receiver import error_for
-from p2pshare.transfer.session import SessionCore
+from p2pshare.transfer.session import SessionCore, wanted_chunks
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,32 @@ class SharerProtocol(SessionCore["SharerEvent"]):
         super().__init__(wire.FrameDecoder(wire.TO_SHARER))
         self.state: State = State.AWAIT_HELLO
         self.share: ShareMaterial | None = None
+        #: Files this session no longer serves (file index -> why), each said once.
+        self.unavailable: dict[int, UnavailableReason] = {}
+
+    def file_unavailable(self, file_index: int, reason: UnavailableReason) -> bool:
+        """Stop serving one file in this session: queue FILE_UNAVAILABLE for it.
+
+        Allowed once the manifest is out (the index means nothing before it):
+        right after the proof for files already known to be gone, or while
+        sending, between batches. Returns False if it was already said.
+        """
+        if self.state not in (State.AWAIT_WANT, State.SENDING):
+            raise RuntimeError(f"not allowed in state {self.state.value}")
+        assert self.share is not None
+        if not 0 <= file_index < len(self.share.manifest.files):
+            raise ValueError(f"no file {file_index} in the manifest")
+        if file_index in self.unavailable:
+            return False
+        self.unavailable[file_index] = reason
+        self._out.append(wire.encode(wire.FileUnavailable(file_index, reason)))
+        return True
+
+    def chunks_to_send(self, want: tuple[ranges.Range, ...]) -> Iterator[int]:
+        """The chunks to read and send for ``want``, in order, skipping every
+        file this session stopped serving (also one marked during the walk)."""
+        assert self.share is not None
+        return wanted_chunks(want, self.share.manifest, self.unavailable)
 
     def send_end(self) -> None:
         """Queue END after the last wanted chunk was written."""

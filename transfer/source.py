@@ -2,13 +2,16 @@
 
 Every chunk read is hashed and compared with the manifest before it is
 encrypted: if a shared file changed since the manifest was built the sharer
-reports "source changed" instead of sending data that would fail (or worse,
-confuse) the receiver. ``produce_frames`` batches chunks so that a tree of
-many tiny files (or a big file) costs one thread hop and one write per batch.
+reports "source changed" (for that file: ``SourceChangedError.file_index``)
+instead of sending data that would fail (or worse, confuse) the receiver.
+``produce_frames`` batches chunks so that a tree of many tiny files (or a
+big file) costs one thread hop and one write per batch; it ends a batch at
+a changed file, so the runner can stop serving that file and go on.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Iterator
@@ -16,7 +19,7 @@ from pathlib import Path
 
 from p2pshare.transfer import wire
 from p2pshare.transfer.crypto import TAG_BYTES, ChunkCipher
-from p2pshare.transfer.errors import SourceChangedError
+from p2pshare.transfer.errors import SourceChangedError, UnavailableReason
 from p2pshare.transfer.manifest import Manifest
 
 
@@ -45,9 +48,13 @@ class ChunkReader:
                     break
                 data += more
         except OSError as exc:
-            raise SourceChangedError(f"cannot read {path}: {exc.strerror or exc}") from None
+            gone = exc.errno in (errno.ENOENT, errno.ENOTDIR)
+            reason = UnavailableReason.REMOVED if gone else UnavailableReason.UNREADABLE
+            raise SourceChangedError(
+                f"cannot read {path}: {exc.strerror or exc}", file_index=file_index, reason=reason
+            ) from None
         if len(data) != length or hashlib.sha256(data).digest() != entry.chunk_hashes[chunk_index]:
-            raise SourceChangedError(f"{path} changed since it was shared")
+            raise SourceChangedError(f"{path} changed since it was shared", file_index=file_index)
         return file_index, chunk_index, chunk_index == len(entry.chunk_hashes) - 1, data
 
     def _open(self, file_index: int) -> int:
@@ -67,19 +74,27 @@ class ChunkReader:
 
 def produce_frames(
     reader: ChunkReader, cipher: ChunkCipher, indices: Iterator[int], budget: int
-) -> tuple[bytearray, bool]:
+) -> tuple[bytearray, bool, SourceChangedError | None]:
     """Read+verify+seal chunks until ``budget`` bytes of frames are ready.
 
-    Returns (the frames in one buffer, finished). Chunks are sealed straight
-    into that buffer (no join copy, one stream write per batch). Runs in a
-    worker thread: ``indices`` and ``reader`` must only be used by one thread
-    at a time.
+    Returns (the frames in one buffer, finished, the file that failed). A
+    chunk whose file changed ends the batch early (not finished) with the
+    chunks before it and the error: the caller marks that file unavailable
+    before it asks for the next batch, so ``indices`` skips the rest of it.
+    Chunks are sealed straight into that buffer (no join copy, one stream
+    write per batch). Runs in a worker thread: ``indices`` and ``reader``
+    must only be used by one thread at a time.
     """
     chunks: list[tuple[int, int, int, bool, bytes]] = []
     size = 0
     finished = True
+    failed: SourceChangedError | None = None
     for index in indices:
-        file_index, chunk_index, is_last, data = reader.read(index)
+        try:
+            file_index, chunk_index, is_last, data = reader.read(index)
+        except SourceChangedError as exc:
+            failed, finished = exc, False
+            break
         chunks.append((index, file_index, chunk_index, is_last, data))
         size += wire.HEADER_BYTES + wire.CHUNK_OVERHEAD + len(data)
         if size >= budget:
@@ -97,4 +112,4 @@ def produce_frames(
             view[pos : pos + head_len] = wire.chunk_frame_head(index, nonce, sealed)
             pos += head_len + sealed
     assert pos == size
-    return out, finished
+    return out, finished, failed

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -329,15 +330,28 @@ class Store:
     def complete(self) -> bool:
         return all(self._done)
 
-    def finish(self) -> None:
-        """Check every file is in place and remove the partial directory."""
-        if not self.complete:
-            missing = sum(1 for d in self._done if not d)
-            raise IntegrityError(f"the transfer ended with {missing} file(s) incomplete")
+    def is_complete(self, index: int) -> bool:
+        """The file is verified and in its final place."""
+        return self._done[index]
+
+    def finish(self, unavailable: Container[int] = frozenset()) -> None:
+        """Check every file is in place and remove the partial directory.
+
+        Files in ``unavailable`` (the sharer stopped serving them) may be
+        missing: their partial files are kept, under their index in the
+        partial directory, where nothing mistakes them for complete files
+        and a later fetch of the same share re-checks them chunk by chunk —
+        when the sharer shares the new content under the same code, every
+        chunk that did not change is reused instead of fetched again.
+        """
+        missing = [i for i, done in enumerate(self._done) if not done and i not in unavailable]
+        if missing:
+            raise IntegrityError(f"the transfer ended with {len(missing)} file(s) incomplete")
         self._close_part()
         assert self._partial is not None and self._partial_root is not None
+        keep = {str(i) for i, done in enumerate(self._done) if not done}
         for name in os.listdir(self._partial):
-            if name.isdigit():  # leftovers of an older version of this share
+            if name.isdigit() and name not in keep:  # leftovers of an older version of this share
                 os.unlink(name, dir_fd=self._partial)
         try:
             os.rmdir(self._share_dir_name, dir_fd=self._partial_root)

@@ -18,6 +18,12 @@ Bodies (R = receiver, S = sharer)::
     END        S->R  (empty)
     DONE       R->S  (empty)
     ERROR      both  code u8 | UTF-8 message (<= 200 chars)
+    FILE_UNAVAILABLE  S->R  file index u32 | reason u8 (``UnavailableReason``)
+
+FILE_UNAVAILABLE tells the receiver, after the manifest and before any later
+CHUNK, that the sharer stopped serving one file (it changed on disk): the
+session goes on with the other files instead of ending, and neither side
+expects that file's chunks from then on.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from p2pshare.transfer.crypto import GCM_NONCE_BYTES, MAC_BYTES, NONCE_BYTES, SHARE_ID_BYTES, TAG_BYTES
-from p2pshare.transfer.errors import MAX_MESSAGE_CHARS, ProtocolError, sanitize_text
+from p2pshare.transfer.errors import MAX_MESSAGE_CHARS, ProtocolError, UnavailableReason, sanitize_text
 from p2pshare.transfer.manifest import MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES
 
 PROTOCOL_VERSION = 1
@@ -37,6 +43,7 @@ MAX_WANT_RANGES = 1 << 16
 CHUNK_OVERHEAD = 8 + GCM_NONCE_BYTES + TAG_BYTES  # index + nonce + tag
 _U64 = struct.Struct(">Q")
 _RANGE = struct.Struct(">QQ")
+_UNAVAILABLE = struct.Struct(">IB")
 
 
 class MsgType(IntEnum):
@@ -50,6 +57,7 @@ class MsgType(IntEnum):
     END = 8
     DONE = 9
     ERROR = 10
+    FILE_UNAVAILABLE = 11
 
 
 class ErrorCode(IntEnum):
@@ -117,7 +125,13 @@ class Error:
     message: str
 
 
-Message = Hello | Challenge | Proof | Accept | ManifestMsg | Want | Chunk | End | Done | Error
+@dataclass(frozen=True)
+class FileUnavailable:
+    file_index: int
+    reason: UnavailableReason
+
+
+Message = Hello | Challenge | Proof | Accept | ManifestMsg | Want | Chunk | End | Done | Error | FileUnavailable
 
 MAX_ERROR_BODY = 1 + 4 * MAX_MESSAGE_CHARS
 #: Largest body per type (CHUNK is tightened per manifest with ``set_chunk_size``).
@@ -132,14 +146,28 @@ MAX_BODY: dict[MsgType, int] = {
     MsgType.END: 0,
     MsgType.DONE: 0,
     MsgType.ERROR: MAX_ERROR_BODY,
+    MsgType.FILE_UNAVAILABLE: _UNAVAILABLE.size,
 }
 TO_SHARER = frozenset({MsgType.HELLO, MsgType.PROOF, MsgType.WANT, MsgType.DONE, MsgType.ERROR})
 TO_RECEIVER = frozenset(
-    {MsgType.CHALLENGE, MsgType.ACCEPT, MsgType.MANIFEST, MsgType.CHUNK, MsgType.END, MsgType.ERROR}
+    {
+        MsgType.CHALLENGE,
+        MsgType.ACCEPT,
+        MsgType.MANIFEST,
+        MsgType.CHUNK,
+        MsgType.END,
+        MsgType.ERROR,
+        MsgType.FILE_UNAVAILABLE,
+    }
 )
 #: The receiver's decoder takes the large frames only after the sharer's
 #: ACCEPT: before it proved the key, a peer gets no 64 MiB of our memory.
-RECEIVER_ORDER = {MsgType.MANIFEST: MsgType.ACCEPT, MsgType.CHUNK: MsgType.ACCEPT}
+#: A file index means nothing before the manifest that numbers the files.
+RECEIVER_ORDER = {
+    MsgType.MANIFEST: MsgType.ACCEPT,
+    MsgType.CHUNK: MsgType.ACCEPT,
+    MsgType.FILE_UNAVAILABLE: MsgType.MANIFEST,
+}
 
 
 def frame(kind: MsgType, *body: bytes) -> bytes:
@@ -181,6 +209,8 @@ def encode(msg: Message) -> bytes:
         return frame(MsgType.END)
     if isinstance(msg, Done):
         return frame(MsgType.DONE)
+    if isinstance(msg, FileUnavailable):
+        return frame(MsgType.FILE_UNAVAILABLE, _UNAVAILABLE.pack(msg.file_index, msg.reason))
     text = sanitize_text(msg.message)[:MAX_MESSAGE_CHARS].encode("utf-8")
     return frame(MsgType.ERROR, bytes([msg.code]), text)
 
@@ -222,6 +252,14 @@ def parse(kind: MsgType, body: bytes) -> Message:
         return End()
     if kind is MsgType.DONE:
         return Done()
+    if kind is MsgType.FILE_UNAVAILABLE:
+        _exact(body, _UNAVAILABLE.size, "FILE_UNAVAILABLE")
+        file_index, raw_reason = _UNAVAILABLE.unpack(body)
+        try:
+            reason = UnavailableReason(raw_reason)
+        except ValueError:
+            raise ProtocolError(f"unknown FILE_UNAVAILABLE reason {raw_reason}") from None
+        return FileUnavailable(file_index, reason)
     if len(body) < 1:
         raise ProtocolError("malformed ERROR message")
     text = body[1:].decode("utf-8", errors="replace")

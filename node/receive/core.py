@@ -25,6 +25,11 @@ The rules (the ``Node`` always had them; one is new):
   failure on a connection that stayed open (BUSY, a reset stream) was retried
   without looking at the deadline, as re-reaching a connected peer succeeds at
   once (issue 9, finding 2).
+* New: a transfer that ends with files the sharer stopped serving (they
+  changed on its side) fails at once with :class:`FilesUnavailableError`
+  naming them, after every other file arrived. It is not retried: the
+  sharer remembers those files and would say the same at once (issue 9,
+  "changed source").
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from p2pshare.node.circuit.wire import Limit
 from p2pshare.node.errors import PeerUnreachableError, RelayLimitedError
 from p2pshare.node.events import Connected, ConnectionPath, NodeEvent, PathUpgraded
 from p2pshare.sharecode.multiaddrs import is_circuit, relay_part
+from p2pshare.transfer.errors import FilesUnavailableError
 from p2pshare.transfer.events import Progress, TransferEvent
 
 if TYPE_CHECKING:
@@ -372,8 +378,15 @@ class ReceiveSession:
 
     def _on_done(self, d: TransferDone) -> list[Action]:
         assert self.peer_id is not None and self.path is not None
+        result = d.result
+        if result.unavailable:
+            return self._fail(
+                FilesUnavailableError(
+                    files=result.files, output_dir=str(result.output_dir), unavailable=result.unavailable
+                )
+            )
         self.state = State.DONE
-        return [Finish(ReceiveResult(self.peer_id, self.path, self.attempts, d.result))]
+        return [Finish(ReceiveResult(self.peer_id, self.path, self.attempts, result))]
 
     def _on_moved(self, m: TransferMoved, now: float) -> list[Action]:
         assert self.peer_id is not None

@@ -115,6 +115,7 @@ def test_exit_code_table() -> None:
         t.AuthenticationError("x"): 4,
         t.IntegrityError("x"): 4,
         t.SourceChangedError("x"): 4,
+        t.FilesUnavailableError(files=2, output_dir="o", unavailable=()): 4,
         t.ProtocolError("x"): 4,
         HostError("x"): 1,
         RuntimeError("x"): 1,

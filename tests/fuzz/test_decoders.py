@@ -26,6 +26,7 @@ from p2pshare.node.discovery import wire as dht_wire
 from p2pshare.node.natinfo import stun
 from p2pshare.node.natinfo._trio_identify import observed_addr_field
 from p2pshare.transfer import manifest, wire
+from p2pshare.transfer.errors import UnavailableReason
 
 EXAMPLES = int(os.environ.get("P2PSHARE_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(
@@ -96,6 +97,11 @@ _FRAMES = [
     wire.encode(wire.ManifestMsg(bytes(12), b"x" * 40)),
     wire.chunk_frame(3, bytes(12), b"y" * 80) + wire.encode(wire.End()),
     wire.encode(wire.Error(wire.ErrorCode.BUSY, "busy")),
+    # The receiver's decoder parses FILE_UNAVAILABLE only after ACCEPT and MANIFEST.
+    wire.encode(wire.Accept(bytes(32)))
+    + wire.encode(wire.ManifestMsg(bytes(12), b"x" * 40))
+    + wire.encode(wire.FileUnavailable(1, UnavailableReason.CHANGED))
+    + wire.encode(wire.FileUnavailable(7, UnavailableReason.REMOVED)),
 ]
 _HOP = [
     circuit_wire.encode_hop(circuit_wire.HopMessage(circuit_wire.HopType.RESERVE)),
@@ -143,6 +149,12 @@ def test_transfer_frame_decoder(data: bytes, step: int) -> None:
         except wire.ProtocolError:
             pass
         assert dec.buffered <= max(len(data), wire.HEADER_BYTES)
+
+
+@FUZZ
+@given(inputs([wire.encode(wire.FileUnavailable(3, UnavailableReason.UNREADABLE))[wire.HEADER_BYTES :]], 64))
+def test_file_unavailable_body(data: bytes) -> None:
+    check(lambda d: wire.parse(wire.MsgType.FILE_UNAVAILABLE, d), (wire.ProtocolError,))(data)
 
 
 @FUZZ

@@ -6,6 +6,8 @@ No trio, no network: the tests play the driver, feeding outcomes and a
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -43,15 +45,22 @@ from p2pshare.node.receive.core import (
     WaitUpgrade,
     probe_targets,
 )
-from p2pshare.transfer.errors import AuthenticationError, BusyError, StreamEndedError
-from p2pshare.transfer.events import FileCompleted, Progress
+from p2pshare.transfer.errors import (
+    AuthenticationError,
+    BusyError,
+    FilesUnavailableError,
+    StreamEndedError,
+    UnavailableFile,
+    UnavailableReason,
+)
+from p2pshare.transfer.events import FileCompleted, FileUnavailable, Progress
 
 PEER = "12D3KooWPeer"
 DIRECT = ConnectionPath.DIRECT
 RELAYED = ConnectionPath.RELAYED
 PUNCHED = ConnectionPath.HOLE_PUNCHED
 LIMIT = Limit(duration=120, data=131072)
-RESULT: Any = object()  # stands for a FetchResult: the core only passes it on
+RESULT: Any = SimpleNamespace(unavailable=())  # stands for a FetchResult: the core passes a whole one on
 
 
 def op(actions: list[Action]) -> Action:
@@ -414,3 +423,57 @@ def test_a_limited_relay_that_runs_out_the_clock_says_so() -> None:
     (fail,) = s.handle(TransferTimedOut(), 8.0)
     assert isinstance(fail, Fail) and isinstance(fail.error, RelayLimitedError)
     assert "limits each relayed connection" in str(fail.error)
+
+
+# -- files the sharer stopped serving (issue 9, "changed source") ---------------
+
+CHANGED_A = UnavailableFile("share/a.bin", UnavailableReason.CHANGED)
+
+
+def partial(*unavailable: UnavailableFile, files: int = 4) -> Any:
+    """A FetchResult of a transfer that ended without ``unavailable``."""
+    return SimpleNamespace(files=files, output_dir=Path("DIR"), unavailable=unavailable)
+
+
+def test_files_the_sharer_stopped_serving_fail_at_once_naming_them() -> None:
+    s = connected_direct()
+    assert s.transfer_event(FileUnavailable("share/a.bin", UnavailableReason.CHANGED), 100.5) == [
+        Emit(FileUnavailable("share/a.bin", UnavailableReason.CHANGED))
+    ]
+    (fail,) = s.handle(TransferDone(partial(CHANGED_A)), 101.0)
+    assert isinstance(fail, Fail) and isinstance(fail.error, FilesUnavailableError)
+    assert str(fail.error) == (
+        "3 of 4 files received into DIR; not received: share/a.bin (changed on the sharer's side after it was shared)"
+    )
+    assert not fail.error.retryable  # the sharer would say the same at once
+    assert s.state is State.FAILED
+    with pytest.raises(RuntimeError, match="ended"):
+        s.handle(TimerFired(), 102.0)
+
+
+def test_after_a_retry_the_unavailable_files_still_end_the_session() -> None:
+    """A dropped stream is retried; the attempt that finishes without the file fails, once."""
+    s = connected_direct(now=100.0)
+    s.handle(TransferFailed(StreamEndedError("cut"), retryable=True, upgraded=False), 101.0)
+    s.handle(TimerFired(), 101.2)
+    s.handle(reached(), 101.3)
+    (fail,) = s.handle(TransferDone(partial(CHANGED_A)), 101.5)
+    assert isinstance(fail, Fail) and isinstance(fail.error, FilesUnavailableError)
+    assert s.attempts == 2
+
+
+def test_unavailable_files_error_names_a_few_and_counts_the_rest() -> None:
+    many = [UnavailableFile(f"d/f{i}", UnavailableReason.REMOVED) for i in range(5)]
+    err = FilesUnavailableError(files=5, output_dir="out", unavailable=many)
+    assert str(err).startswith("0 of 5 files received into out; not received: d/f0 (removed on the sharer's side")
+    assert str(err).endswith("d/f2 (removed on the sharer's side after it was shared) and 2 more")
+    assert err.details() == {
+        "files": 5,
+        "files_received": 0,
+        "output": "out",
+        "not_received": [{"path": f"d/f{i}", "reason": "removed"} for i in range(5)],
+    }
+    one = FilesUnavailableError(
+        files=1, output_dir="o", unavailable=[UnavailableFile("x\x1b[2Jy", UnavailableReason.UNREADABLE)]
+    )
+    assert str(one) == "0 of 1 file received into o; not received: x?[2Jy (no longer readable on the sharer's side)"

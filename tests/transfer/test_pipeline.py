@@ -14,7 +14,7 @@ from test_runners import run_pair
 from xfer_helpers import make_tree, snapshot, write_file
 
 from p2pshare.transfer import _trio_fetch, crypto, ranges, wire
-from p2pshare.transfer.errors import IntegrityError
+from p2pshare.transfer.errors import IntegrityError, UnavailableReason
 from p2pshare.transfer.scan import PreparedShare, build_manifest
 from p2pshare.transfer.sharer import ShareMaterial
 from p2pshare.transfer.source import ChunkReader, produce_frames
@@ -215,8 +215,8 @@ def test_produce_frames_seals_in_place(tmp_path: Path) -> None:
     got: dict[int, bytes] = {}
     batches = 0
     for _ in range(100):
-        blob, finished = produce_frames(reader, material.cipher, indices, 3 * CS)
-        assert isinstance(blob, bytearray)
+        blob, finished, failed = produce_frames(reader, material.cipher, indices, 3 * CS)
+        assert isinstance(blob, bytearray) and failed is None
         if not finished:
             assert len(blob) >= 3 * CS  # a batch fills its budget
         batches += 1
@@ -231,6 +231,46 @@ def test_produce_frames_seals_in_place(tmp_path: Path) -> None:
     assert batches > 1 and decoder.buffered == 0
     assert sorted(got) == list(range(p.manifest.total_chunks))
     assert all(got[g] == chunk(p, g)[2] for g in got)
+
+
+def _decode_indices(blob: bytearray) -> list[int]:
+    decoder = wire.FrameDecoder(wire.TO_RECEIVER)
+    return [msg.index for msg in decoder.feed(blob) if isinstance(msg, wire.Chunk)]
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ("rewrite", UnavailableReason.CHANGED),
+        ("truncate", UnavailableReason.CHANGED),
+        ("remove", UnavailableReason.REMOVED),
+    ],
+)
+def test_produce_frames_ends_a_batch_at_a_changed_file(tmp_path: Path, damage: str, reason: UnavailableReason) -> None:
+    """The chunks before the changed one go out; the error names its file and why."""
+    key = secrets.token_bytes(32)
+    p = tree(tmp_path)
+    material = ShareMaterial.build(crypto.ShareKeys.derive(key), p.manifest)
+    victim = next(i for i, f in enumerate(p.manifest.files) if f.path.endswith("many/f2.bin"))
+    path = p.sources[victim]
+    if damage == "rewrite":
+        with open(path, "r+b") as fh:
+            fh.seek(CS + 3)  # its second chunk
+            fh.write(b"changed")
+    elif damage == "truncate":
+        os.truncate(path, CS + 3)
+    else:
+        path.unlink()
+    first = p.manifest.first_chunk(victim)
+    bad = first + (1 if damage != "remove" else 0)
+    reader = ChunkReader(p.manifest, p.sources)
+    indices = ranges.iter_ranges([(0, p.manifest.total_chunks)])
+    blob, finished, failed = produce_frames(reader, material.cipher, indices, 1 << 30)
+    assert not finished and failed is not None
+    assert failed.file_index == victim and failed.reason is reason
+    assert _decode_indices(blob) == list(range(bad))
+    assert next(indices) == bad + 1  # the failed chunk was taken: the caller skips the rest of its file
+    reader.close()
 
 
 def test_seal_into_needs_the_exact_size_and_opens_like_seal() -> None:

@@ -11,28 +11,32 @@ import trio
 from xfer_helpers import RECEIVER_ID, SHARER_ID, MemByteStream, make_tree, snapshot, stream_pair
 
 from p2pshare.cli import exit_code_for
-from p2pshare.transfer import PROTOCOL_ID, ShareRegistry, build_manifest, fetch, serve_transfer
+from p2pshare.transfer import PROTOCOL_ID, FetchResult, ShareRegistry, build_manifest, fetch, serve_transfer
 from p2pshare.transfer.errors import (
     BusyError,
     LocalError,
     OutputError,
     RemoteError,
-    SourceChangedError,
     StreamEndedError,
+    UnavailableFile,
+    UnavailableReason,
     UnknownShareError,
 )
 from p2pshare.transfer.events import (
     Authenticated,
     FileCompleted,
+    FileUnavailable,
     ManifestReceived,
     Progress,
     ReceiverConnected,
     ReceiverFailed,
     ReceiverFinished,
+    StoppedServingFile,
     TransferCompleted,
     TransferEvent,
 )
 from p2pshare.transfer.scan import PreparedShare
+from p2pshare.transfer.source import ChunkReader
 
 CS = 64 * 1024
 
@@ -134,19 +138,76 @@ async def test_resume_after_cut(tmp_path: Path) -> None:
     assert result3.bytes_received == 0  # type: ignore[attr-defined]
 
 
-async def test_changed_source(tmp_path: Path) -> None:
+def _partial_dir(out: Path, prepared: PreparedShare) -> Path:
+    return out / ".p2pshare-partial" / prepared.share_id.hex()
+
+
+@pytest.mark.parametrize("victim", ["tree/big.bin", "tree/sub/exact.bin"])  # mid-share, and the last file
+async def test_changed_file_costs_only_that_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, victim: str) -> None:
     prepared, key, registry = share(tmp_path)
-    big = tmp_path / "src" / "tree" / "big.bin"
-    with open(big, "r+b") as fh:
-        fh.seek(CS * 5)
+    m = prepared.manifest
+    index = next(i for i, f in enumerate(m.files) if f.path == victim)
+    with open(prepared.sources[index], "r+b") as fh:
+        fh.seek(CS + 5)  # its second chunk: the first one still goes out
         fh.write(b"changed!")
+    out = tmp_path / "out"
+    events: list[TransferEvent] = []
     sharer_events: list[TransferEvent] = []
-    result, _ = await run_pair(registry, key, tmp_path / "out", sharer_events=sharer_events)
-    assert isinstance(result, SourceChangedError), result
-    assert exit_code_for(result) == 4
-    assert not (tmp_path / "out" / "tree" / "big.bin").exists()
-    assert isinstance(sharer_events[-1], ReceiverFailed)
-    assert registry.completed(prepared.share_id) == 0
+    result, _ = await run_pair(registry, key, out, events=events, sharer_events=sharer_events)
+    assert isinstance(result, FetchResult), result
+    gone = UnavailableFile(victim, UnavailableReason.CHANGED)
+    assert result.unavailable == (gone,) and result.files == len(m.files)
+    want = snapshot(tmp_path / "src")
+    del want[victim]
+    assert snapshot(out) == want  # every other file, byte for byte; the changed one not in place
+    assert (_partial_dir(out, prepared) / str(index)).stat().st_size >= CS  # its verified part, kept
+    assert FileUnavailable(victim, UnavailableReason.CHANGED) in events
+    assert [type(e) for e in sharer_events] == [ReceiverConnected, StoppedServingFile, ReceiverFinished]
+    stopped = sharer_events[1]
+    assert isinstance(stopped, StoppedServingFile) and stopped.path == victim and "changed" in stopped.detail
+    assert registry.unavailable(prepared.share_id) == {index: UnavailableReason.CHANGED}
+    assert registry.completed(prepared.share_id) == 1  # the receiver confirmed all it could get
+
+    # Again: the sharer says so at once, without reading the file again, and
+    # the receiver (with everything else in place) fetches nothing.
+    read_files: list[int] = []
+    real_read = ChunkReader.read
+
+    def counting_read(self: ChunkReader, global_index: int) -> tuple[int, int, bool, bytes]:
+        read_files.append(m.locate(global_index)[0])
+        return real_read(self, global_index)
+
+    monkeypatch.setattr(ChunkReader, "read", counting_read)
+    events.clear()
+    sharer_events.clear()
+    again, _ = await run_pair(registry, key, out, events=events, sharer_events=sharer_events)
+    assert isinstance(again, FetchResult) and again.unavailable == (gone,), again
+    assert again.bytes_received == 0 and index not in read_files
+    assert FileUnavailable(victim, UnavailableReason.CHANGED) in events
+    assert [type(e) for e in sharer_events] == [ReceiverConnected, ReceiverFinished]  # said once per share
+    assert snapshot(out) == want
+
+
+async def test_removed_file_is_named_and_the_rest_arrives(tmp_path: Path) -> None:
+    prepared, key, registry = share(tmp_path)
+    (tmp_path / "src" / "tree" / "sub" / "deeper" / "small.bin").unlink()
+    result, _ = await run_pair(registry, key, tmp_path / "out")
+    assert isinstance(result, FetchResult), result
+    assert result.unavailable == (UnavailableFile("tree/sub/deeper/small.bin", UnavailableReason.REMOVED),)
+    assert snapshot(tmp_path / "out") == snapshot(tmp_path / "src")  # small.bin is gone from both
+
+
+async def test_a_file_completed_before_the_notice_is_not_lost(tmp_path: Path) -> None:
+    """Unavailable on the sharer, already here: the receiver has the file, so nothing is missing."""
+    prepared, key, registry = share(tmp_path)
+    out = tmp_path / "out"
+    assert isinstance((await run_pair(registry, key, out))[0], FetchResult)
+    registry.mark_unavailable(prepared.share_id, 0, UnavailableReason.CHANGED)
+    events: list[TransferEvent] = []
+    result, _ = await run_pair(registry, key, out, events=events)
+    assert isinstance(result, FetchResult) and result.unavailable == (), result
+    assert not any(isinstance(e, FileUnavailable) for e in events)
+    assert not (out / ".p2pshare-partial").exists()
 
 
 async def test_two_receivers_at_once(tmp_path: Path) -> None:

@@ -181,3 +181,30 @@ def test_inconsistent_data_never_becomes_final(tmp_path: Path, prepared: Prepare
             store2.finish()
         finally:
             store2.close()
+
+
+def test_finish_without_files_the_sharer_stopped_serving(tmp_path: Path, prepared: PreparedShare) -> None:
+    """Their verified parts stay where nothing mistakes them for complete files,
+    for a later fetch of the same share to re-check and reuse."""
+    out = tmp_path / "out"
+    out.mkdir()
+    m = prepared.manifest
+    big = next(i for i, f in enumerate(m.files) if f.path == "tree/big.bin")
+    first, n = m.first_chunk(big), len(m.files[big].chunk_hashes)
+    store = Store(out, m, SID)
+    store.prepare()
+    write(store, prepared, [g for g in range(m.total_chunks) if not first + 2 <= g < first + n])
+    assert not store.is_complete(big) and not store.complete
+    with pytest.raises(IntegrityError, match="1 file"):
+        store.finish()
+    store.finish(frozenset({big}))
+    store.close()
+    want = snapshot(tmp_path / "src")
+    del want["tree/big.bin"]
+    assert snapshot(out) == want
+    assert (partial_dir(out) / str(big)).stat().st_size >= 2 * CS
+    # The next fetch of the share keeps those two chunks and asks for the rest.
+    again = Store(out, m, SID)
+    plan = again.prepare()
+    assert plan.missing == [(first + 2, first + n)]
+    again.close()

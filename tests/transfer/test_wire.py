@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2pshare.transfer import wire
-from p2pshare.transfer.errors import ProtocolError
+from p2pshare.transfer.errors import ProtocolError, UnavailableReason
 
 ALL = frozenset(wire.MsgType)
 MESSAGES: list[wire.Message] = [
@@ -25,6 +25,8 @@ MESSAGES: list[wire.Message] = [
     wire.End(),
     wire.Done(),
     wire.Error(wire.ErrorCode.BUSY, "try later"),
+    wire.FileUnavailable(2**32 - 1, UnavailableReason.CHANGED),
+    wire.FileUnavailable(0, UnavailableReason.UNREADABLE),
 ]
 
 
@@ -81,11 +83,32 @@ def test_chunk_limit_tightens_with_chunk_size() -> None:
         (wire.MsgType.WANT, struct.pack(">I", 2) + b"\x00" * 16),
         (wire.MsgType.CHUNK, b"x" * 35),
         (wire.MsgType.ERROR, b""),
+        (wire.MsgType.FILE_UNAVAILABLE, b"\x00\x00\x00\x01"),
     ],
 )
 def test_malformed_bodies(kind: wire.MsgType, body: bytes) -> None:
     with pytest.raises(ProtocolError, match="malformed"):
         wire.FrameDecoder(ALL).feed(struct.pack(">BI", kind, len(body)) + body)
+
+
+@pytest.mark.parametrize("reason", [0, 4, 255])
+def test_file_unavailable_with_an_unknown_reason(reason: int) -> None:
+    body = struct.pack(">IB", 1, reason)
+    with pytest.raises(ProtocolError, match="unknown FILE_UNAVAILABLE reason"):
+        wire.FrameDecoder(ALL).feed(struct.pack(">BI", wire.MsgType.FILE_UNAVAILABLE, len(body)) + body)
+
+
+def test_file_unavailable_only_to_the_receiver_and_only_after_the_manifest() -> None:
+    """A file index means nothing before the manifest that numbers the files."""
+    notice = wire.encode(wire.FileUnavailable(0, UnavailableReason.CHANGED))
+    with pytest.raises(ProtocolError, match="unexpected message type FILE_UNAVAILABLE"):
+        wire.FrameDecoder(wire.TO_SHARER).feed(notice)
+    accept = wire.encode(wire.Accept(b"a" * 32))
+    with pytest.raises(ProtocolError, match="FILE_UNAVAILABLE message before MANIFEST"):
+        wire.FrameDecoder(wire.TO_RECEIVER, wire.RECEIVER_ORDER).feed(accept + notice)
+    manifest = wire.encode(wire.ManifestMsg(b"m" * 12, b"x" * 16))
+    got = wire.FrameDecoder(wire.TO_RECEIVER, wire.RECEIVER_ORDER).feed(accept + manifest + notice)
+    assert got[-1] == wire.FileUnavailable(0, UnavailableReason.CHANGED)
 
 
 def test_end_with_body_is_oversize() -> None:
