@@ -24,6 +24,7 @@ from p2pshare import sharecode
 from p2pshare.node.autonat._trio_server import serve_autonat_server
 from p2pshare.node.autonat.client import AutoNATConfig
 from p2pshare.node.autonat.server import ServerConfig as AutoNATServerConfig
+from p2pshare.node.autorelay import AutoRelay
 from p2pshare.node.circuit.client import RelayClient, RelayError, open_relay_client
 from p2pshare.node.discovery import Discovery, open_discovery
 from p2pshare.node.errors import LocalNodeError
@@ -34,7 +35,7 @@ from p2pshare.node.reach import Reacher
 from p2pshare.node.receive.core import PROBE_WAIT, UPGRADE_WAIT, UPGRADE_WAIT_LIMITED, ReceiveResult
 from p2pshare.node.receive.driver import ReceiveDriver
 from p2pshare.node.traversal import Traversal, open_traversal
-from p2pshare.sharecode.multiaddrs import legacy_endpoint, without_loopback
+from p2pshare.sharecode.multiaddrs import is_loopback_addr, legacy_endpoint, without_loopback
 from p2pshare.transfer import PROTOCOL_ID, PreparedShare, ShareRegistry, build_manifest, serve_transfer
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class NodeConfig:
     dht_server: bool = False  # answer others' DHT queries (publicly reachable nodes only)
     autonat: AutoNATConfig | None = None  # check reachability against the relays
     autonat_server: bool = False  # serve AutoNAT dial-backs for others (long-lived nodes)
+    autorelay: bool = True  # find relays by itself while not confirmed public (sharers, nodes)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -109,6 +111,7 @@ class Node:
         self.advertised: dict[bytes, int] = {}  # share_id -> DHT peers that took the record
         self._traversal: Traversal | None = None
         self._reacher: Reacher | None = None
+        self._autorelay: AutoRelay | None = None
 
     # -- lifecycle -----------------------------------------------------------
     async def __aenter__(self) -> Node:
@@ -144,7 +147,7 @@ class Node:
                     self._host,
                     list(cfg.relays),
                     want=RELAYS_WANTED,
-                    on_change=lambda addrs: self._emit(RelaysChanged(tuple(addrs))),
+                    on_change=self._relays_changed,
                 )
             )
         except RelayError as exc:
@@ -167,6 +170,15 @@ class Node:
             use_dht=bool(cfg.bootstrap) or cfg.peers_file is not None,
         )
         self._nursery = await self._stack.enter_async_context(trio.open_nursery())
+        if cfg.autorelay:
+            self._autorelay = AutoRelay(
+                self._host,
+                self._relay,
+                self._discovery if self._reacher.use_dht else None,
+                confirmed_public=self.confirmed_public,
+                allow_loopback=_loopback_only(self._host.listen_addrs()),
+            )
+            await self._nursery.start(self._autorelay.serve)
         if cfg.autonat_server:
             # Every long-lived node answers others' AutoNAT dial-backs (with the
             # spec's protections: requester's own IP only, rate limits).
@@ -203,10 +215,19 @@ class Node:
     def addresses(self) -> list[str]:
         """Dialable addresses: public/LAN first, loopback, then relayed ones."""
         addrs = without_loopback(sorted(self.host.listen_addrs()))
-        verdict = self._traversal.verdict if self._traversal is not None else None
-        if verdict is not None and verdict.confirmed and verdict.reachability.value == "public":
+        if self.confirmed_public():
             return addrs  # AutoNAT: others reach us directly; relayed addresses would only slow them
         return addrs + without_loopback(self.relay.relayed_addrs())
+
+    def confirmed_public(self) -> bool:
+        """AutoNAT confirmed that others reach this node directly."""
+        verdict = self._traversal.verdict if self._traversal is not None else None
+        return verdict is not None and verdict.confirmed and verdict.reachability.value == "public"
+
+    def _relays_changed(self, addrs: list[str]) -> None:
+        self._emit(RelaysChanged(tuple(addrs)))
+        if self._discovery is not None:
+            self._discovery.addresses_changed()  # DHT records carry the new circuit addresses
 
     @property
     def traversal(self) -> Traversal:
@@ -325,6 +346,11 @@ def _legacy_for(human_code: str, key: bytes, addrs: Sequence[str]) -> sharecode.
         return None
     host, port = picked
     return sharecode.LegacyCode(share_code=human_code, encryption_key=key, host=host, port=port)
+
+
+def _loopback_only(addrs: Sequence[str]) -> bool:
+    """A node listening on loopback only (tests, demos) can only meet peers on this host."""
+    return bool(addrs) and all(is_loopback_addr(a) for a in addrs)
 
 
 def _check_output_dir(output_dir: Path) -> None:

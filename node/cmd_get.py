@@ -87,6 +87,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
         force_relay=opts.force_relay,
         bootstrap=net.bootstrap,
         peers_file=net.peers_file,
+        autorelay=False,  # a receiver dials out; it needs no relay of its own
     )
     with trio.open_signal_receiver(signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:

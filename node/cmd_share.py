@@ -192,12 +192,14 @@ async def _serve(
 def _report_traversal(reporter: Reporter, ev: NodeEvent) -> None:
     """Sharer-side NAT facts as JSON events (and a human line on upgrades)."""
     from p2pshare.node.dcutr.policy import Upgraded, UpgradeFailed
-    from p2pshare.node.events import NatDiscovered, ReachabilityChanged
+    from p2pshare.node.events import NatDiscovered, ReachabilityChanged, RelaysChanged
 
     if isinstance(ev, NatDiscovered):
         reporter.event("nat", mapping=ev.mapping, public=ev.public, punchable=ev.punchable)
     elif isinstance(ev, ReachabilityChanged):
         reporter.event("reachability", reachability=ev.reachability, confirmed=ev.confirmed, addrs=list(ev.addrs))
+    elif isinstance(ev, RelaysChanged):
+        reporter.event("relays", addrs=list(ev.addrs))
     elif isinstance(ev, Upgraded):
         reporter.event("upgraded", peer_id=ev.peer_id, method=ev.method, seconds=round(ev.elapsed, 3))
         reporter.say(f"Connection to …{ev.peer_id[-8:]} upgraded to direct ({ev.method})")

@@ -63,7 +63,7 @@ _MAX_ADDRS_PER_RELAY = 8
 CARRIES_DATA_BYTES = 64 * 1024 * 1024
 
 
-def carries_data(limit: Limit | None) -> bool:
+def limit_carries_data(limit: Limit | None) -> bool:
     """Whether circuits under ``limit`` can carry a file transfer (not only a punch)."""
     if limit is None or limit.data == 0:
         return limit is None or limit.duration == 0 or limit.duration >= 600
@@ -86,6 +86,11 @@ class ReservationState:
     addrs: tuple[str, ...]  # the relay's announced addrs, with /p2p/<relay>
     limit: Limit | None  # None: the relay limits nothing
     has_voucher: bool
+
+    @property
+    def carries_data(self) -> bool:
+        """Circuits through this relay can carry a transfer, not only a hole punch."""
+        return limit_carries_data(self.limit)
 
 
 @dataclass(frozen=True)
@@ -358,7 +363,7 @@ class RelayClient:
                 self._active[relay.peer_id] = state
                 delay = self._schedule.reserved(relay.peer_id, state.expire, time.time())
                 # What the relay granted says whether it can carry a transfer.
-                self._schedule.offer(relay.peer_id, trio.current_time(), carries_data=carries_data(state.limit))
+                self._schedule.offer(relay.peer_id, trio.current_time(), carries_data=limit_carries_data(state.limit))
                 self._wake.set()  # the plan may now upgrade, or stop a worse relay
                 logger.info(
                     "relay client: %s reservation on %s until %d",

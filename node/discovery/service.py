@@ -56,6 +56,7 @@ logger = logging.getLogger(__name__)
 # 11th ADD_PROVIDER within 10 s, and every key goes to the same k peers.
 _KEY_PACING = 1.1
 _RETRY_FIRST = 30.0  # re-advertise after a round that reached nobody
+_MIN_READVERTISE = 5.0  # seconds between rounds for one key when addresses change
 _PROVIDE_TIMEOUT = 60.0
 _TABLE_QUEUE = 256
 
@@ -70,8 +71,10 @@ class Target:
 
 @dataclass
 class _Ad:
-    next_due: float
+    next_due: float  # math.inf while a round runs
     failures: int = 0
+    last_sent: float = -math.inf  # when the latest round started
+    dirty: bool = False  # our addresses changed since that round started
 
 
 def _id(peer_id: str) -> bytes:
@@ -284,7 +287,7 @@ class Discovery:
         none in time; the background loop then retries, first after 30 s).
         """
         key = provider_key(dht_key)
-        self._ads[key] = _Ad(next_due=math.inf)
+        self._ads[key] = _Ad(next_due=math.inf, last_sent=trio.current_time())
         stored = 0
         with trio.move_on_after(timeout):
             if await self.wait_bootstrapped(timeout):
@@ -302,6 +305,22 @@ class Discovery:
         self._ads.pop(key, None)
         self.table.drop_local_provider(key, self.host.peer_id)
 
+    def addresses_changed(self) -> None:
+        """Our addresses changed (a relay reservation came or went): re-advertise soon.
+
+        A code printed before the node had a relay still works because the
+        receiver also looks the sharer up in the DHT; the records there must
+        carry the new circuit addresses. Re-advertising is paced by
+        ``serve_advertising`` (one key at a time), at most once per
+        ``_MIN_READVERTISE`` seconds per key.
+        """
+        now = trio.current_time()
+        for ad in self._ads.values():
+            ad.dirty = True
+            if ad.next_due != math.inf:  # else the running round's reschedule sees ``dirty``
+                ad.next_due = min(ad.next_due, max(now, ad.last_sent + _MIN_READVERTISE))
+        self._wake.set()
+
     def advertised_count(self) -> int:
         return len(self._ads)
 
@@ -317,6 +336,8 @@ class Discovery:
             delay = min(_RETRY_FIRST * 2**ad.failures, self._advertise_interval)
             ad.failures = min(ad.failures + 1, 16)
             ad.next_due = now + delay
+        if ad.dirty:
+            ad.next_due = min(ad.next_due, max(now, ad.last_sent + _MIN_READVERTISE))
         self._wake.set()
 
     def my_addrs(self) -> list[str]:
@@ -365,6 +386,7 @@ class Discovery:
                 if ad is None:
                     continue
                 ad.next_due = math.inf
+                ad.last_sent, ad.dirty = trio.current_time(), False
                 stored = 0
                 with trio.move_on_after(_PROVIDE_TIMEOUT):
                     try:

@@ -1,0 +1,34 @@
+"""Which address AutoRelay dials a relay candidate at (pure)."""
+
+from __future__ import annotations
+
+from p2pshare.node.autorelay import relay_addr_for
+
+P = "12D3KooWFqrL88Tw96io4dUpU8u3vR6AsW5u7YEaPnfEpjEcGDuP"
+
+
+def test_public_before_private_and_never_loopback_or_link_local() -> None:
+    addrs = [
+        "/ip4/127.0.0.1/tcp/4001",
+        "/ip4/169.254.1.2/tcp/4001",
+        "/ip4/100.64.0.9/tcp/4001",
+        "/ip4/203.0.113.7/tcp/4001",
+    ]
+    assert relay_addr_for(P, addrs) == f"/ip4/203.0.113.7/tcp/4001/p2p/{P}"
+    assert relay_addr_for(P, addrs[:2]) is None
+
+
+def test_circuits_and_non_tcp_are_not_relay_addresses() -> None:
+    addrs = [f"/ip4/203.0.113.7/tcp/4001/p2p/{P}/p2p-circuit", "/ip4/203.0.113.7/udp/4001/quic-v1"]
+    assert relay_addr_for(P, addrs) is None
+
+
+def test_loopback_only_when_allowed() -> None:
+    assert relay_addr_for(P, ["/ip4/127.0.0.1/tcp/4001"], allow_loopback=True) == f"/ip4/127.0.0.1/tcp/4001/p2p/{P}"
+
+
+def test_an_address_naming_another_peer_is_skipped() -> None:
+    other = "12D3KooWF4WWdtePbo6jtJ2qq5AEqrFFp4GbvaBCrRvrZyTbsGAH"
+    assert relay_addr_for(P, [f"/ip4/203.0.113.7/tcp/4001/p2p/{other}", "/ip4/198.51.100.2/tcp/1"]) == (
+        f"/ip4/198.51.100.2/tcp/1/p2p/{P}"
+    )
