@@ -142,7 +142,13 @@ def build_host(key_pair: KeyPair, maddrs: list[multiaddr.Multiaddr], limits: Lim
     )
     # Our dial race and callers' timeouts decide; no hidden retry backoff.
     _libp2p_patches.no_dial_retries(host.get_network())
-    _libp2p_rcmgr.attach(host.get_network(), ResourceManager(limits or DEFAULT_LIMITS))
+    # py-libp2p 0.8.1 attaches a resource manager of its own by default (256
+    # established inbound connections, its own stream and memory rules):
+    # measured, it capped a node at 256 concurrent peers whatever ours said.
+    # One resource manager, ours (node/rcmgr), decides.
+    network: Any = host.get_network()
+    network.set_resource_manager(None)
+    _libp2p_rcmgr.attach(network, ResourceManager(limits or DEFAULT_LIMITS))
     return host
 
 

@@ -133,6 +133,8 @@ def window_target(stream: Any, wanted: int) -> int:
     scope = getattr(stream, _SCOPE, None)
     if scope is None or wanted <= STREAM_BASE_MEMORY:
         return wanted
+    if scope.protocol is None:  # still negotiating: no protocol may grow it yet
+        return STREAM_BASE_MEMORY
     if getattr(stream, _GROWN, 0) >= wanted - STREAM_BASE_MEMORY:
         return wanted if not scope.closed else STREAM_BASE_MEMORY
     extra = wanted - STREAM_BASE_MEMORY
