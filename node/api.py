@@ -14,6 +14,7 @@ import os
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -26,9 +27,11 @@ from p2pshare.node.autonat.client import AutoNATConfig
 from p2pshare.node.autonat.server import ServerConfig as AutoNATServerConfig
 from p2pshare.node.autorelay import AutoRelay
 from p2pshare.node.circuit.client import RelayClient, RelayError, open_relay_client
+from p2pshare.node.circuit.limits import RelayLimits
+from p2pshare.node.community import RelayServiceMode, serve_community_relay
 from p2pshare.node.discovery import Discovery, open_discovery
 from p2pshare.node.errors import LocalNodeError
-from p2pshare.node.events import Connected, NodeEvent, PathUpgraded, RelaysChanged
+from p2pshare.node.events import Connected, NodeEvent, PathUpgraded, ReachabilityChanged, RelaysChanged
 from p2pshare.node.host import Host, LibP2PByteStream, open_host
 from p2pshare.node.identity import load_or_create_identity
 from p2pshare.node.reach import Reacher
@@ -85,6 +88,8 @@ class NodeConfig:
     autonat: AutoNATConfig | None = None  # check reachability against the relays
     autonat_server: bool = False  # serve AutoNAT dial-backs for others (long-lived nodes)
     autorelay: bool = True  # find relays by itself while not confirmed public (sharers, nodes)
+    relay_service: RelayServiceMode = RelayServiceMode.OFF  # relay for others (a community relay)
+    relay_limits: RelayLimits = field(default_factory=RelayLimits)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -112,6 +117,7 @@ class Node:
         self._traversal: Traversal | None = None
         self._reacher: Reacher | None = None
         self._autorelay: AutoRelay | None = None
+        self._reachability_event = trio.Event()
 
     # -- lifecycle -----------------------------------------------------------
     async def __aenter__(self) -> Node:
@@ -122,6 +128,7 @@ class Node:
             from p2pshare.node.identity import generate_identity
 
             key_pair = generate_identity()
+        self._key_pair = key_pair
         try:
             try:
                 self._host = await self._stack.enter_async_context(open_host(key_pair, list(cfg.listen_addrs)))
@@ -177,8 +184,22 @@ class Node:
                 self._discovery if self._reacher.use_dht else None,
                 confirmed_public=self.confirmed_public,
                 allow_loopback=_loopback_only(self._host.listen_addrs()),
+                on_autonat_server=self._traversal.add_autonat_server,
             )
             await self._nursery.start(self._autorelay.serve)
+        await self._nursery.start(
+            partial(
+                serve_community_relay,
+                self._host,
+                mode=cfg.relay_service,
+                limits=cfg.relay_limits,
+                private_key=key_pair.private_key,
+                discovery=self._discovery if self._reacher.use_dht else None,
+                is_public=self.confirmed_public,
+                reachability_changed=self._reachability_changed,
+                emit=self._emit,
+            )
+        )
         if cfg.autonat_server:
             # Every long-lived node answers others' AutoNAT dial-backs (with the
             # spec's protections: requester's own IP only, rate limits).
@@ -236,8 +257,15 @@ class Node:
         return self._traversal
 
     def _emit(self, event: NodeEvent) -> None:
+        if isinstance(event, ReachabilityChanged):
+            self._reachability_event.set()
+            self._reachability_event = trio.Event()
         if self.on_event is not None:
             self.on_event(event)
+
+    async def _reachability_changed(self) -> None:
+        """Until AutoNAT's verdict next changes."""
+        await self._reachability_event.wait()
 
     @property
     def discovery(self) -> Discovery:

@@ -16,7 +16,9 @@ decides which candidates to hold) every relay the node comes across:
   as relays that carry data, which the schedule ranks first.
 
 It starts with the node, before AutoNAT has a verdict, and offers nothing
-once AutoNAT confirms the node public (others reach it directly).
+once AutoNAT confirms the node public (others reach it directly). Peers
+that serve AutoNAT are handed to the AutoNAT client the same way, so a node
+with no relay configured can still learn whether it is reachable.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from p2pshare.node.autonat.wire import PROTOCOL_ID as AUTONAT_PROTOCOL_ID
 from p2pshare.node.circuit.client import RelayClient
 from p2pshare.node.circuit.wire import HOP_PROTOCOL_ID
 from p2pshare.node.discovery import Discovery
@@ -93,21 +96,33 @@ class AutoRelay:
         *,
         confirmed_public: Callable[[], bool],
         allow_loopback: bool = False,
+        on_autonat_server: Callable[[str], object] | None = None,
     ) -> None:
         self.host = host
         self.relay = relay
         self.discovery = discovery
         self._public = confirmed_public
         self._loopback = allow_loopback
+        self._on_autonat = on_autonat_server
         #: Peers offered so far (for logs and tests).
         self.offered: set[str] = set()
 
     def consider(self, peer_id: str) -> bool:
-        """Offer ``peer_id`` if it speaks the hop protocol; True if offered."""
-        if self._public() or HOP_PROTOCOL_ID not in self.host.peer_protocols(peer_id):
+        """Offer ``peer_id`` if it speaks the hop protocol; True if offered.
+
+        A peer that serves AutoNAT is handed to ``on_autonat_server`` too:
+        with no relay configured, the peers met are the only servers a
+        node can ask whether it is reachable.
+        """
+        protocols = self.host.peer_protocols(peer_id)
+        if not protocols:
             return False
         addr = relay_addr_for(peer_id, self.host.peer_addrs(peer_id), allow_loopback=self._loopback)
         if addr is None:
+            return False
+        if AUTONAT_PROTOCOL_ID in protocols and self._on_autonat is not None:
+            self._on_autonat(addr)
+        if self._public() or HOP_PROTOCOL_ID not in protocols:
             return False
         if peer_id not in self.offered:
             logger.info("autorelay: %s is a relay candidate", peer_id)

@@ -29,6 +29,7 @@ class NodeOptions:
     bootstrap: tuple[str, ...] = ()
     no_default_bootstrap: bool = False
     dht_server: bool = False
+    relay_service: str = "auto"
     json: bool = False
 
     @classmethod
@@ -41,6 +42,7 @@ class NodeOptions:
             bootstrap=tuple(ns.bootstrap),
             no_default_bootstrap=ns.no_default_bootstrap,
             dht_server=ns.dht_server,
+            relay_service=ns.relay_service,
             json=ns.json,
         )
 
@@ -67,6 +69,12 @@ def add_node_parser(sub: Any) -> argparse.ArgumentParser:
     n.add_argument(
         "--dht-server", action="store_true", help="answer other peers' DHT queries (only for publicly reachable nodes)"
     )
+    n.add_argument(
+        "--relay-service",
+        choices=("off", "auto", "on"),
+        default="auto",
+        help="relay transfers for others (a community relay): auto = while AutoNAT confirms this node public",
+    )
     n.add_argument("--json", action="store_true", help="JSON lines on stdout")
     return n
 
@@ -77,9 +85,12 @@ def run_node(opts: NodeOptions, reporter: Reporter) -> int:
 
 def _say_traversal(reporter: Reporter, ev: NodeEvent) -> None:
     from p2pshare.node.dcutr.policy import Upgraded, UpgradeFailed
-    from p2pshare.node.events import NatDiscovered, ReachabilityChanged
+    from p2pshare.node.events import NatDiscovered, ReachabilityChanged, RelayServiceChanged
 
-    if isinstance(ev, ReachabilityChanged):
+    if isinstance(ev, RelayServiceChanged):
+        reporter.event("relay_service", serving=ev.serving, reason=ev.reason)
+        reporter.result(f"relay service: {'serving' if ev.serving else 'stopped'} ({ev.reason})")
+    elif isinstance(ev, ReachabilityChanged):
         reporter.event("reachability", reachability=ev.reachability, confirmed=ev.confirmed, addrs=list(ev.addrs))
         note = "" if ev.confirmed else " (one server only: unconfirmed)"
         reporter.result(f"reachability: {ev.reachability}{note}")
@@ -99,6 +110,7 @@ def _say_traversal(reporter: Reporter, ev: NodeEvent) -> None:
 async def _serve(opts: NodeOptions, reporter: Reporter) -> int:
     from p2pshare.node.api import Node, NodeConfig
     from p2pshare.node.autonat.client import AutoNATConfig
+    from p2pshare.node.community import RelayServiceMode
     from p2pshare.node.config import data_home, load_network_config
 
     home = data_home()
@@ -114,6 +126,7 @@ async def _serve(opts: NodeOptions, reporter: Reporter) -> int:
         dht_server=opts.dht_server,
         autonat=AutoNATConfig(),
         autonat_server=True,
+        relay_service=RelayServiceMode(opts.relay_service),
     )
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         # The node's line comes first: events wait until it is out.

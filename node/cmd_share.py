@@ -35,6 +35,7 @@ class ShareOptions:
     no_default_bootstrap: bool = False
     once: bool = False
     new_code: bool = False
+    relay_service: str = "off"  # relay for others: off, auto (when confirmed public), on
     json: bool = False
 
 
@@ -82,6 +83,7 @@ async def _serve(
 ) -> int:
     from p2pshare.node.api import Node, NodeConfig
     from p2pshare.node.autonat.client import AutoNATConfig
+    from p2pshare.node.community import RelayServiceMode
     from p2pshare.node.config import load_network_config
     from p2pshare.transfer.events import ReceiverConnected, ReceiverFailed, ReceiverFinished, StoppedServingFile
 
@@ -124,7 +126,9 @@ async def _serve(
         home, bootstrap=list(opts.bootstrap), relays=list(opts.relays), no_default_bootstrap=opts.no_default_bootstrap
     )
     config = NodeConfig(
-        autonat=AutoNATConfig() if net.relays else None,
+        # Servers: the relays, and peers met that serve AutoNAT (AutoRelay).
+        autonat=AutoNATConfig(),
+        relay_service=RelayServiceMode(opts.relay_service),
         autonat_server=True,
         identity_path=identity,
         listen_addrs=listen,
@@ -192,7 +196,7 @@ async def _serve(
 def _report_traversal(reporter: Reporter, ev: NodeEvent) -> None:
     """Sharer-side NAT facts as JSON events (and a human line on upgrades)."""
     from p2pshare.node.dcutr.policy import Upgraded, UpgradeFailed
-    from p2pshare.node.events import NatDiscovered, ReachabilityChanged, RelaysChanged
+    from p2pshare.node.events import NatDiscovered, ReachabilityChanged, RelaysChanged, RelayServiceChanged
 
     if isinstance(ev, NatDiscovered):
         reporter.event("nat", mapping=ev.mapping, public=ev.public, punchable=ev.punchable)
@@ -200,6 +204,9 @@ def _report_traversal(reporter: Reporter, ev: NodeEvent) -> None:
         reporter.event("reachability", reachability=ev.reachability, confirmed=ev.confirmed, addrs=list(ev.addrs))
     elif isinstance(ev, RelaysChanged):
         reporter.event("relays", addrs=list(ev.addrs))
+    elif isinstance(ev, RelayServiceChanged):
+        reporter.event("relay_service", serving=ev.serving, reason=ev.reason)
+        reporter.say(f"{'Relaying' if ev.serving else 'Stopped relaying'} for others ({ev.reason})")
     elif isinstance(ev, Upgraded):
         reporter.event("upgraded", peer_id=ev.peer_id, method=ev.method, seconds=round(ev.elapsed, 3))
         reporter.say(f"Connection to …{ev.peer_id[-8:]} upgraded to direct ({ev.method})")

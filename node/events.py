@@ -27,6 +27,7 @@ __all__ = [
     "ReachabilityChanged",
     "NatDiscovered",
     "RelaysChanged",
+    "RelayServiceChanged",
     "TraversalEvent",
     "NodeEvent",
 ]
@@ -117,6 +118,14 @@ class RelaysChanged:
     addrs: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class RelayServiceChanged:
+    """This node started or stopped relaying for others (a community relay)."""
+
+    serving: bool
+    reason: str
+
+
 TraversalEvent = Upgraded | UpgradeFailed | ReachabilityChanged | NatDiscovered
 
-NodeEvent = TransferEvent | TraversalEvent | Connected | PathUpgraded | RelaysChanged
+NodeEvent = TransferEvent | TraversalEvent | Connected | PathUpgraded | RelaysChanged | RelayServiceChanged

@@ -126,6 +126,10 @@ class Traversal:
             )
             return
 
+    def add_autonat_server(self, addr: str) -> bool:
+        """A peer that serves AutoNAT (``addr`` with ``/p2p/<id>``): ask it too."""
+        return self._autonat is not None and self._autonat.add_server(addr)
+
     async def watch_reachability(self, servers: Sequence[str], config: AutoNATConfig) -> None:
         # Servers dial back only addresses on the IP they see us on (the
         # spec's protection): offer our public mapping too, not just the
@@ -157,8 +161,10 @@ async def open_traversal(
         async with trio.open_nursery() as nursery:
             if relays:
                 nursery.start_soon(traversal.probe, list(relays))
-                if autonat is not None:
-                    nursery.start_soon(traversal.watch_reachability, list(relays), autonat)
+            if autonat is not None:
+                # Servers: the configured relays, plus peers found to serve
+                # AutoNAT (AutoRelay's scout offers them: add_autonat_server).
+                nursery.start_soon(traversal.watch_reachability, list(relays), autonat)
             try:
                 yield traversal
             finally:

@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_network_flags(s)
     s.add_argument("--once", action="store_true", help="exit after one receiver has completed")
     s.add_argument(
+        "--relay-service",
+        choices=("off", "auto", "on"),
+        default="off",
+        help="relay transfers for others: auto = while AutoNAT confirms this node public (default off)",
+    )
+    s.add_argument(
         "--new-code", action="store_true", help="do not reuse the code of an earlier share of the same paths"
     )
     s.add_argument("--json", action="store_true", help="JSON lines on stdout")
@@ -197,6 +203,7 @@ def command_options(ns: argparse.Namespace) -> CommandOptions:
             no_default_bootstrap=ns.no_default_bootstrap,
             once=ns.once,
             new_code=ns.new_code,
+            relay_service=ns.relay_service,
             json=ns.json,
         )
     if ns.command == "get":

@@ -232,6 +232,7 @@ async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
     from p2pshare.node.autonat._trio_server import serve_autonat_server
     from p2pshare.node.autonat.server import ServerConfig
     from p2pshare.node.circuit.hop import serve_relay
+    from p2pshare.node.community import advertise_community_relay
     from p2pshare.node.config import data_home, load_network_config
     from p2pshare.node.discovery import open_discovery
     from p2pshare.node.host import open_host
@@ -280,7 +281,9 @@ async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
                     peers_file=net.peers_file,
                     server_mode=True,
                     addrs=relay.addrs,
-                ):
+                ) as discovery:
+                    # Where NATed nodes' AutoRelay looks for relays that carry data.
+                    nursery.start_soon(advertise_community_relay, discovery)
                     addrs = relay.addrs()
                     reporter.event("relay", peer_id=host.peer_id, addrs=addrs)
                     reporter.result(" ".join([host.peer_id, *addrs]))

@@ -40,7 +40,10 @@ from p2pshare.node.natinfo.addrs import encode_addr, parse_tcp_addr
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
-__all__ = ["AutoNAT", "open_autonat", "parse_servers"]
+__all__ = ["AutoNAT", "open_autonat", "parse_servers", "MAX_SERVERS"]
+
+#: AutoNAT servers remembered (configured plus found among peers).
+MAX_SERVERS = 32
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +99,21 @@ class AutoNAT:
                 yield current
             if self._tracker.verdict == last:
                 await event.wait()
+
+    def add_server(self, addr: str) -> bool:
+        """A peer found to serve AutoNAT (``addr`` with ``/p2p/<id>``); at most
+        ``MAX_SERVERS`` are kept. True if it was new."""
+        try:
+            found = parse_servers([addr])
+        except ValueError:
+            return False
+        ((pid, addrs),) = found.items()
+        if pid == self.host.peer_id or pid in self._servers or len(self._servers) >= MAX_SERVERS:
+            return False
+        self._servers[pid] = addrs
+        self._tracker.server_added(trio.current_time(), len(self._servers))
+        self._wake.set()
+        return True
 
     def addrs_changed(self) -> None:
         """Our addresses changed: re-check now."""

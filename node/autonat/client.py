@@ -98,6 +98,12 @@ class ReachabilityTracker:
         """Our listen/observed addresses changed: check again right away."""
         self._next = min(self._next, now)
 
+    def server_added(self, now: float, known: int) -> None:
+        """A server was found (``known`` now): check right away while the
+        verdict is unconfirmed and a round could not ask enough servers."""
+        if not self.verdict.confirmed and known <= self.config.servers_per_round:
+            self._next = min(self._next, now)
+
     def pick_servers(self, candidates: Sequence[str]) -> list[str]:
         """Up to ``servers_per_round`` distinct servers, rotating between rounds."""
         uniq = list(dict.fromkeys(candidates))
