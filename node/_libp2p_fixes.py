@@ -33,8 +33,11 @@ import contextlib
 import logging
 from typing import Any
 
+import multiaddr
 import trio
 from libp2p.network.connection.raw_connection import RawConnection
+
+from p2pshare.sharecode.multiaddrs import IpClass, ip_class, ip_text
 
 from ._libp2p_originals import ORIGINALS as _ORIGINALS
 from ._libp2p_rcmgr import manager_of
@@ -43,7 +46,7 @@ from .rcmgr import ResourceLimitExceeded
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["inbound_until_closed", "kad_stream_no_echo", "bounded_add_provider"]
+__all__ = ["inbound_until_closed", "kad_stream_no_echo", "bounded_add_provider", "identify_scoped_addrs"]
 
 #: Addresses kept per provider record (go keeps what the peerstore holds; 8 dialable addresses suffice).
 PROVIDER_ADDRS = 8
@@ -195,3 +198,45 @@ def bounded_add_provider(self: Any, key: bytes, provider: Any) -> None:
             return
     trimmed = PeerInfo(provider.peer_id, list(provider.addrs)[:PROVIDER_ADDRS])
     _ORIGINALS["kad_provider_bounds"](self, key, trimmed)
+
+
+def _addr_fits(raw: bytes, peer_class: IpClass | None) -> bool:
+    """Whether our address ``raw`` can help a peer whose address is of ``peer_class``."""
+    try:
+        text = str(multiaddr.Multiaddr(raw))
+    except Exception:  # noqa: BLE001 - not ours to judge: keep it
+        return True
+    ip = ip_text(text)
+    if ip is None:
+        return True  # DNS names, circuits
+    ours = ip_class(ip)
+    if ours is IpClass.LOOPBACK:
+        return peer_class is IpClass.LOOPBACK
+    if ours is IpClass.LINK_LOCAL:
+        return peer_class is IpClass.LINK_LOCAL
+    if ours is IpClass.PRIVATE:
+        return peer_class is not IpClass.PUBLIC
+    return True
+
+
+def identify_scoped_addrs(host: Any, observed_multiaddr: Any) -> Any:
+    """``identify._mk_identify_protobuf`` that lists only addresses that can help this peer (issue 10).
+
+    Upstream announces every address to everyone: a peer on another host
+    learnt our ``127.0.0.1`` and dialled it (its own loopback), and public
+    peers (go/js DHT servers) stored our private LAN addresses and handed
+    them out. Loopback goes only to a peer on loopback, link-local only to
+    a link-local peer, private addresses not to a peer seen at a public one;
+    over a relay (no observed address) private addresses stay, since the
+    peer may share our LAN.
+    """
+    msg = _ORIGINALS["identify_scoped_addrs"](host, observed_multiaddr)
+    peer_class = None
+    if observed_multiaddr is not None:
+        ip = ip_text(str(observed_multiaddr))
+        peer_class = ip_class(ip) if ip is not None else None
+    keep = [a for a in msg.listen_addrs if _addr_fits(a, peer_class)]
+    if len(keep) != len(msg.listen_addrs):
+        del msg.listen_addrs[:]
+        msg.listen_addrs.extend(keep)
+    return msg

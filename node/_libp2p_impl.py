@@ -37,7 +37,7 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from multiaddr.utils import get_network_addrs
 
-from p2pshare.sharecode.multiaddrs import unspecified_host
+from p2pshare.sharecode.multiaddrs import IpClass, ip_class, ip_text, unspecified_host
 
 from . import _libp2p_patches, _libp2p_rcmgr
 from .rcmgr import DEFAULT_LIMITS, Limits, ResourceManager
@@ -122,6 +122,17 @@ def _expand_wildcards(addrs: list[multiaddr.Multiaddr]) -> list[multiaddr.Multia
 def build_host(key_pair: KeyPair, maddrs: list[multiaddr.Multiaddr], limits: Limits | None = None) -> IHost:
     """A Noise-only, yamux-only host with one connection per peer."""
     noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
+    extras: list[multiaddr.Multiaddr] = []
+
+    def announce(addrs: list[multiaddr.Multiaddr]) -> list[multiaddr.Multiaddr]:
+        """What identify and our signed peer record announce: concrete
+        addresses, no loopback or link-local unless that is all we have
+        (a peer elsewhere would dial its own loopback), then the circuit
+        addresses of our relay reservations (``announce_also``)."""
+        expanded = _expand_wildcards(addrs)
+        wide = [m for m in expanded if ip_class(ip_text(str(m)) or "") not in (IpClass.LOOPBACK, IpClass.LINK_LOCAL)]
+        return (wide or expanded) + extras
+
     config = ConnectionConfig(
         max_connections_per_peer=1,  # default 3 makes every dial wait 250 ms
         min_connections=0,  # below it the auto-connector polls every 10 s
@@ -138,8 +149,9 @@ def build_host(key_pair: KeyPair, maddrs: list[multiaddr.Multiaddr], limits: Lim
         connection_config=config,
         # identify (and signed peer records) would advertise /ip4/0.0.0.0:
         # useless to peers, and DCUtR then finds no public address to dial.
-        addrs_factory=_expand_wildcards,
+        addrs_factory=announce,
     )
+    host._p2ps_announce_extra = extras  # type: ignore[attr-defined]  # see announce_also
     # Our dial race and callers' timeouts decide; no hidden retry backoff.
     _libp2p_patches.no_dial_retries(host.get_network())
     # py-libp2p 0.8.1 attaches a resource manager of its own by default (256
@@ -378,3 +390,17 @@ def new_kad_dht(host: IHost, *, server_mode: bool, server_protocol: str) -> KadT
     table = KadTable(dht)
     _libp2p_patches.kad_servers_only(dht, host, server_protocol, on_added=table.notify_changed)
     return table
+
+
+def announce_also(host: IHost, addrs: list[str]) -> None:
+    """Announce ``addrs`` (our relayed addresses) besides the listen addresses."""
+    extras = getattr(host, "_p2ps_announce_extra", None)
+    if extras is None:
+        return
+    parsed = []
+    for a in addrs:
+        try:
+            parsed.append(multiaddr.Multiaddr(a))
+        except Exception:  # noqa: BLE001 - ours, but never worth a crash
+            continue
+    extras[:] = parsed

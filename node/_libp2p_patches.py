@@ -35,6 +35,7 @@ from typing import Any
 
 from libp2p.host.basic_host import BasicHost
 from libp2p.identity.identify import identify as identify_mod
+from libp2p.identity.identify_push import identify_push as identify_push_mod
 from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.kad_dht.provider_store import ProviderStore
 from libp2p.network.config import RetryConfig
@@ -128,6 +129,19 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
         "__init__",
         _rcmgr.yamux_init_bounded,
         "3b11a2a71ca444ca7b621d7deac2caa2254260af54e2cac958ce275cafbeb691",
+    ),
+    # Identify lists only addresses that can help the peer it answers (issue 10).
+    "identify_scoped_addrs": (
+        identify_mod,
+        "_mk_identify_protobuf",
+        _fixes.identify_scoped_addrs,
+        "5361becff806511c71d9b3b0a2c3ed5b74789f1ff35ee6daeeca9d735ea06e03",
+    ),
+    "identify_push_scoped_addrs": (
+        identify_push_mod,
+        "_mk_identify_protobuf",
+        _fixes.identify_scoped_addrs,
+        "5361becff806511c71d9b3b0a2c3ed5b74789f1ff35ee6daeeca9d735ea06e03",
     ),
     "identify_observed_addr": (
         identify_mod,
@@ -242,6 +256,17 @@ DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
         # Registers the bound ``_swarm_stream_handler`` with the swarm (so this
         # patch must be applied before a host is built: ``open_host`` does).
         (BasicHost, "__init__", "6a81506e92fbd211f79be58f0cd6c86f2193760f99100bd42fe77181e09698c1"),
+    ),
+    "identify_scoped_addrs": (
+        # Passes the remote's address as ``observed_multiaddr`` (None over a relay).
+        (identify_mod, "identify_handler_for", "3968e074757157b5cf39fad032b82366d4f794b1e5d784eac917284c64fc10f1"),
+    ),
+    "identify_push_scoped_addrs": (
+        (
+            identify_push_mod,
+            "push_identify_to_peer",
+            "d4e668ceb7e236df56fa268ffd53dcd5e808391163573201ae5894a44c696d63",
+        ),
     ),
     "yamux_flow_control": (
         # Creates each stream's buffer with ``stream_buffers[sid] = bytearray()``,

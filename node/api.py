@@ -246,6 +246,7 @@ class Node:
         return verdict is not None and verdict.confirmed and verdict.reachability.value == "public"
 
     def _relays_changed(self, addrs: list[str]) -> None:
+        self.host.announce_also(addrs)  # identify and the peer record carry them too
         self._emit(RelaysChanged(tuple(addrs)))
         if self._discovery is not None:
             self._discovery.addresses_changed()  # DHT records carry the new circuit addresses

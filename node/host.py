@@ -143,6 +143,10 @@ class Host:
         network: Any = self.libp2p.get_network()
         return [str(pid) for pid in list(network.connections) if self._connections(pid)]
 
+    def announce_also(self, addrs: Sequence[str]) -> None:
+        """Announce ``addrs`` (relayed addresses) in identify and our peer record, too."""
+        _impl.announce_also(self.libp2p, list(addrs))
+
     def set_own_addrs(self, addrs: Sequence[str], ttl: int) -> None:
         """Put ``addrs`` (replacing the others) under our own peer ID in the peerstore."""
         maddrs = [multiaddr.Multiaddr(a) for a in addrs]

@@ -19,7 +19,15 @@ from p2pshare.node.circuit.client import RelayClient
 from p2pshare.node.discovery import Discovery
 from p2pshare.node.errors import PeerUnreachableError
 from p2pshare.node.host import Host
-from p2pshare.sharecode.multiaddrs import ip_text, is_circuit, is_loopback_ip, is_public_ip, same_ip4_prefix
+from p2pshare.sharecode.multiaddrs import (
+    IpClass,
+    ip_class,
+    ip_text,
+    is_circuit,
+    is_loopback_ip,
+    is_public_ip,
+    same_ip4_prefix,
+)
 
 RELAY_DELAY = 1.5  # seconds a direct dial runs alone before relays join the race
 DHT_DELAY = 1.0  # seconds the code's own addresses are tried alone before asking the DHT
@@ -44,6 +52,21 @@ class Reacher:
         if is_public_ip(ip) or is_loopback_ip(ip):
             return True
         return same_ip4_prefix(ip, self.host.listen_addrs())
+
+    def _from_network(self, addrs: Sequence[str]) -> list[str]:
+        """Addresses the DHT handed out for a peer, minus those that can only
+        reach ourselves: loopback and link-local name this host (or link),
+        not the peer's, unless we too only listen on loopback (one machine)."""
+        ours = self.host.listen_addrs()
+        local_only = bool(ours) and all(is_loopback_ip(ip_text(a) or "") for a in ours)
+        out = []
+        for a in addrs:
+            ip = ip_text(a)
+            cls = ip_class(ip) if ip is not None else None
+            if cls is IpClass.LINK_LOCAL or (cls is IpClass.LOOPBACK and not local_only):
+                continue
+            out.append(a)
+        return out
 
     async def reach_until(
         self, parsed: sharecode.ShareCode | sharecode.LegacyCode, deadline: float, last_error: Exception | None
@@ -108,7 +131,7 @@ class Reacher:
                     except Exception as exc:  # noqa: BLE001 - a failed lookup is one more error line
                         errors.append(f"DHT peer lookup: {exc}")
                         fresh = []
-                    new = [a for a in fresh if a not in code.addresses]
+                    new = [a for a in self._from_network(fresh) if a not in code.addresses]
                     if new:
                         tried.add((code.peer_id, tuple(sorted(new))))
                         nursery.start_soon(attempt, code.peer_id, new)
@@ -120,10 +143,11 @@ class Reacher:
                         errors.append(f"DHT provider lookup: {exc}")
                         return
                     for info in providers:
-                        ident = (info.peer_id, tuple(sorted(info.addrs)))
-                        if ident not in tried:
+                        addrs = self._from_network(info.addrs)
+                        ident = (info.peer_id, tuple(sorted(addrs)))
+                        if addrs and ident not in tried:
                             tried.add(ident)
-                            nursery.start_soon(attempt, info.peer_id, info.addrs)
+                            nursery.start_soon(attempt, info.peer_id, addrs)
                     if not providers and not new:
                         errors.append("the DHT knows no peer serving this share")
 
