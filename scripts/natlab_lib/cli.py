@@ -228,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
             from . import delaycheck
 
             return delaycheck.run(args)
+        if args.cmd == "internet":
+            from . import internet
+
+            return internet.run(args)
         return _cmd_matrix(args, args.cells)
     except netns.LabError as e:
         print(str(e), file=sys.stderr)
