@@ -123,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
 
     for sp in sub.choices.values():
         if sp.prog.split()[-1] != "cleanup":
-            sp.add_argument("--prefix", dest="prefix", help="run prefix nl or dl + 4 hex (default: random, free)")
+            sp.add_argument("--prefix", dest="prefix", help="run prefix nl, dl or in + 4 hex (default: random, free)")
     return ap
 
 
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             print("natlab: same-lan pairs only with itself: natlab run same-lan same-lan", file=sys.stderr)
             return 2
     if args.prefix is not None and not netns.PREFIX_RE.match(args.prefix):
-        print(f"natlab: bad prefix {args.prefix!r} (want nl or dl + 4 hex digits)", file=sys.stderr)
+        print(f"natlab: bad prefix {args.prefix!r} (want nl, dl or in + 4 hex digits)", file=sys.stderr)
         return 2
     why = netns.preflight()
     if why is None and args.cmd != "cleanup":
@@ -228,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
             from . import delaycheck
 
             return delaycheck.run(args)
+        if args.cmd == "internet":
+            from . import internet
+
+            return internet.run(args)
         return _cmd_matrix(args, args.cells)
     except netns.LabError as e:
         print(str(e), file=sys.stderr)

@@ -120,6 +120,9 @@ def add_parsers(sub: Any, size: Callable[[str], int]) -> None:
     from . import delaycheck
 
     delaycheck.add_parser(sub, size)
+    from . import internet
+
+    internet.add_parser(sub, size)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -93,29 +93,27 @@ def js_missing() -> str | None:
 # -- the js relay ------------------------------------------------------------------
 
 
+RELAY_ARGS = ("--relay-server", "--relay-limits", "default")
+
+
 class JsRelay:
     """peer.mjs as a relay server in a lab namespace.
 
     peer.mjs exits when its stdin closes, so (unlike ``Lab.spawn``) stdin is
     a pipe held open until the lab is torn down; the process is registered
-    with the lab, whose teardown stops it on every exit path.
+    with the lab, whose teardown stops it on every exit path. ``args``
+    choose its services (``natlab internet`` adds a DHT server and AutoNAT);
+    ``name`` names its log files.
     """
 
-    def __init__(self, lab: Lab, host: str, logdir: Path) -> None:
-        argv = [
-            str(js_node()),
-            str(PEER_SCRIPT),
-            "--listen",
-            f"/ip4/0.0.0.0/tcp/{JS_PORT}",
-            "--relay-server",
-            "--relay-limits",
-            "default",
-            *JS_PUBLIC,
-        ]
+    def __init__(
+        self, lab: Lab, host: str, logdir: Path, args: Sequence[str] = RELAY_ARGS, name: str = "js-relay"
+    ) -> None:
+        argv = [str(js_node()), str(PEER_SCRIPT), "--listen", f"/ip4/0.0.0.0/tcp/{JS_PORT}", *args, *JS_PUBLIC]
         full = lab.exec_argv(host, argv)
-        (logdir / "js-relay.cmd").write_text(shlex.join(full) + "\n")
+        (logdir / f"{name}.cmd").write_text(shlex.join(full) + "\n")
         env = dict(os.environ, DEBUG=os.environ.get("NATLAB_JS_DEBUG", "libp2p:circuit-relay*"))
-        with open(logdir / "js-relay.err", "wb") as err:  # the child keeps its own copy
+        with open(logdir / f"{name}.err", "wb") as err:  # the child keeps its own copy
             self.proc = subprocess.Popen(
                 full,
                 stdin=subprocess.PIPE,
@@ -126,12 +124,12 @@ class JsRelay:
                 start_new_session=True,
             )
         lab.procs.append(self.proc)
-        self._log: IO[bytes] = open(logdir / "js-relay.out", "wb")  # noqa: SIM115 - close()
+        self._log: IO[bytes] = open(logdir / f"{name}.out", "wb")  # noqa: SIM115 - close()
         self._next = 0
         ready = self._line(time.monotonic() + JS_READY_TIMEOUT)
         if ready.get("event") != "ready" or not isinstance(ready.get("peer_id"), str):
             self.close()
-            raise LabError(f"natlab: js relay did not start (see {logdir}/js-relay.err): {str(ready)[:200]}")
+            raise LabError(f"natlab: {name} did not start (see {logdir}/{name}.err): {str(ready)[:200]}")
         self.peer_id = str(ready["peer_id"])
         self.addr = f"/ip4/{lab.plan.hosts[host].ip}/tcp/{JS_PORT}/p2p/{self.peer_id}"
 
@@ -151,12 +149,12 @@ class JsRelay:
                 return obj
         return {}
 
-    def call(self, cmd: str, timeout: float = 10.0) -> dict[str, Any]:
-        """One control command; its result, or {} when it failed or timed out."""
+    def call(self, cmd: str, timeout: float = 10.0, **fields: object) -> dict[str, Any]:
+        """One control command (``fields`` are its arguments); its result, or {} when it failed or timed out."""
         assert self.proc.stdin is not None
         self._next += 1
         try:
-            self.proc.stdin.write(json.dumps({"id": self._next, "cmd": cmd}).encode() + b"\n")
+            self.proc.stdin.write(json.dumps({"id": self._next, "cmd": cmd, **fields}).encode() + b"\n")
             self.proc.stdin.flush()
         except OSError:
             return {}

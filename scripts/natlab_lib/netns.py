@@ -4,7 +4,10 @@ Every namespace is named ``<prefix>-<role>`` with a per-run prefix
 ``nl`` + 4 hex digits (namespace and interface names are capped at 15
 chars). The delay line tests use a second family, ``dl`` + 4 hex digits:
 they share machines with other engineers' natlab runs, and a ``natlab
-cleanup --all`` from a checkout that only knows ``nl`` cannot reach them. veth pairs are created straight into their namespaces, so a run puts
+cleanup --all`` from a checkout that only knows ``nl`` cannot reach them.
+``natlab internet`` uses a third, ``in``, for the same reason: its public
+network lives for many minutes beside other runs. veth pairs are created
+straight into their namespaces, so a run puts
 nothing in the root namespace and deleting its namespaces removes all of it.
 A marker file holding the owner's pid lets ``cleanup`` tell leftovers of a
 crashed run from a run still going.
@@ -27,9 +30,10 @@ from typing import IO
 
 from .topology import CORE, Plan
 
-PREFIX_RE = re.compile(r"^(?:nl|dl)[0-9a-f]{4}$")
-NS_RE = re.compile(r"^((?:nl|dl)[0-9a-f]{4})-[a-z0-9]+$")
-FAMILIES = ("nl", "dl")
+FAMILIES = ("nl", "dl", "in")
+_FAMILY = "|".join(FAMILIES)
+PREFIX_RE = re.compile(rf"^(?:{_FAMILY})[0-9a-f]{{4}}$")
+NS_RE = re.compile(rf"^((?:{_FAMILY})[0-9a-f]{{4}})-[a-z0-9]+$")
 MARKER_DIR = Path("/run/natlab")
 CMD_TIMEOUT = 20.0
 
@@ -139,7 +143,7 @@ def claim_prefix(wanted: str | None = None, family: str = "nl") -> str:
     for _ in range(tries):
         prefix = wanted or family + secrets.token_hex(2)
         if not PREFIX_RE.match(prefix):
-            raise LabError(f"natlab: bad prefix {prefix!r} (want nl or dl + 4 hex digits)")
+            raise LabError(f"natlab: bad prefix {prefix!r} (want {'/'.join(FAMILIES)} + 4 hex digits)")
         if any(n.startswith(prefix + "-") for n in list_namespaces()):
             continue
         r = _run(["ip", "netns", "add", f"{prefix}-{CORE}"])
@@ -167,9 +171,12 @@ class Lab:
         return f"{self.prefix}-{role}"
 
     def build(self) -> None:
-        p = self.plan
+        self._apply(self.plan, set())
+
+    def _apply(self, p: Plan, old: set[str]) -> None:
+        """Build ``p``; namespaces in ``old`` (and the core, made by claim_prefix) exist already."""
         for role in p.namespaces:
-            if role != CORE:
+            if role != CORE and role not in old:
                 _must(["ip", "netns", "add", self.ns(role)])
         for ln in p.links:
             _must(
@@ -195,7 +202,42 @@ class Lab:
         for role in p.forwarding:
             _must(["ip", "netns", "exec", self.ns(role), "sysctl", "-qw", "net.ipv4.ip_forward=1"])
         for role, rules in p.rulesets.items():
-            _must(["ip", "netns", "exec", self.ns(role), "nft", "-f", "-"], rules)
+            if role not in old:
+                _must(["ip", "netns", "exec", self.ns(role), "nft", "-f", "-"], rules)
+
+    def extend(self, part: Plan) -> None:
+        """Add ``part``'s namespaces, links, addresses and rulesets to the built lab.
+
+        Why: a scenario whose costly part (a public network of many nodes)
+        outlives the small parts built and torn down per cell. ``part`` may
+        add lines to an existing namespace's batch (the core's new transit
+        links); namespaces that exist are not created again and keep their
+        rulesets. What was added is removed again when this fails.
+        """
+        try:
+            self._apply(part, set(self.plan.namespaces))
+        except BaseException:
+            self.retract(part)
+            raise
+
+    def retract(self, part: Plan) -> None:
+        """Undo :meth:`extend`: the core's ends of ``part``'s links, then its own namespaces.
+
+        The core's veth ends are deleted first and by name, so the next
+        ``extend`` can reuse the names at once (a deleted namespace's devices
+        vanish asynchronously). Processes still running in the namespaces are
+        killed; stop them gracefully before, when that matters.
+        """
+        mine = [r for r in part.namespaces if r != CORE and r not in self.plan.namespaces]
+        for ln in part.links:
+            for role, ifname in ((ln.a, ln.a_if), (ln.b, ln.b_if)):
+                if role not in mine:
+                    _run(["ip", "-n", self.ns(role), "link", "del", ifname])
+        for role in mine:
+            _kill_pids(_ns_pids(self.ns(role)))
+        for role in mine:
+            _run(["ip", "netns", "del", self.ns(role)])
+        self.procs = [proc for proc in self.procs if proc.poll() is None]
 
     def exec_argv(self, role: str, argv: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.ns(role), *argv]

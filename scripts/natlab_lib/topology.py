@@ -117,14 +117,18 @@ def validate(spec: TopologySpec) -> None:
             raise ValueError(f"host {h.name}: no site {h.site!r}")
 
 
-def plan(spec: TopologySpec) -> Plan:
-    """Turn a spec into namespaces, links, addresses, routes and rulesets."""
+def plan(spec: TopologySpec, transit_base: int = 0) -> Plan:
+    """Turn a spec into namespaces, links, addresses, routes and rulesets.
+
+    ``transit_base`` is the first /30 of 203.0.113.0/24 to use: a part added
+    to a running lab (``Lab.extend``) takes /30s its base plan left free.
+    """
     validate(spec)
     p = Plan()
     p.namespaces.append(CORE)
     p.ip_batches[CORE] = ["link set lo up"]
     p.forwarding.append(CORE)
-    transit = iter(range(MAX_TRANSIT))
+    transit = iter(range(transit_base, MAX_TRANSIT))
     public_lans = iter(range(1, MAX_PUBLIC_LANS))  # /28 number 0 left unused
     nat_lans = iter(range(1, 256))
     lan_ports: dict[str, int] = {}  # next free LAN port per site

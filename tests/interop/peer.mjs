@@ -5,6 +5,11 @@
 // Flags (all optional):
 //   --listen MA           listen address, repeatable (default /ip4/127.0.0.1/tcp/0)
 //   --dht server|client   run @libp2p/kad-dht in that mode (loopback addresses kept)
+//   --dht-addrs all|public
+//                         which of a peer's addresses the DHT hands out: "all"
+//                         (passthroughMapper, the default, so loopback tests
+//                         work) or "public" (js's own default, as public DHT
+//                         nodes run it: private and loopback ones dropped)
 //   --relay-server        run a circuit relay v2 server
 //   --relay-limits L      "default" (js defaults: 2 min / 128 KiB per circuit)
 //                         or "none" (applyDefaultLimit: false; the default)
@@ -30,7 +35,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
-import { kadDHT, passthroughMapper, MessageType } from '@libp2p/kad-dht'
+import { kadDHT, passthroughMapper, removePrivateAddressesMapper, MessageType } from '@libp2p/kad-dht'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { dcutr } from '@libp2p/dcutr'
 import { autoNAT } from '@libp2p/autonat'
@@ -69,6 +74,7 @@ try {
     options: {
       listen: { type: 'string', multiple: true },
       dht: { type: 'string' },
+      'dht-addrs': { type: 'string', default: 'all' },
       'relay-server': { type: 'boolean' },
       'relay-limits': { type: 'string', default: 'none' },
       'relay-max-reservations': { type: 'string' },
@@ -86,6 +92,9 @@ try {
 
 if (args.dht != null && args.dht !== 'server' && args.dht !== 'client') {
   fail(`--dht must be "server" or "client", not ${JSON.stringify(args.dht)}`)
+}
+if (args['dht-addrs'] !== 'all' && args['dht-addrs'] !== 'public') {
+  fail(`--dht-addrs must be "all" or "public", not ${JSON.stringify(args['dht-addrs'])}`)
 }
 if (args['relay-limits'] !== 'default' && args['relay-limits'] !== 'none') {
   fail(`--relay-limits must be "default" or "none", not ${JSON.stringify(args['relay-limits'])}`)
@@ -123,8 +132,9 @@ if (args.dht != null) {
   services.dht = kadDHT({
     clientMode: args.dht === 'client',
     // The default mapper drops private and loopback addresses, so no
-    // loopback test could ever find a peer.
-    peerInfoMapper: passthroughMapper,
+    // loopback test could ever find a peer; the NAT lab's "internet" wants
+    // it (with --public-cidr its ranges count as public).
+    peerInfoMapper: args['dht-addrs'] === 'public' ? removePrivateAddressesMapper : passthroughMapper,
     validators: { [INTEROP_NS]: async () => {} },
     selectors: { [INTEROP_NS]: () => 0 }
   })
