@@ -48,7 +48,10 @@ LAB_LAN = ipaddress.ip_network("100.64.0.0/10")
 # (``--dht-server``; ``p2pshare node`` always serves AutoNAT). Any of these
 # flags that the build's help lists is added, so the lab picks the feature
 # up the day it exists; ``NATLAB_COMMUNITY_ARGS`` adds arguments by hand.
-COMMUNITY_FLAGS = ("--autonat-server", "--relay-server", "--serve-relay", "--community-relay", "--relay-service")
+# Flags that take no value; ``p2pshare node`` relays for others by default
+# (``--relay-service auto``: while AutoNAT confirms it public), which is
+# exactly what the lab's community node must show working.
+COMMUNITY_FLAGS = ("--autonat-server", "--relay-server", "--serve-relay", "--community-relay")
 
 
 def community_args(node_help: str, extra: Sequence[str] = ()) -> list[str]:
