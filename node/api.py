@@ -184,7 +184,7 @@ class Node:
                 self._discovery if self._reacher.use_dht else None,
                 confirmed_public=self.confirmed_public,
                 allow_loopback=_loopback_only(self._host.listen_addrs()),
-                on_autonat_server=self._traversal.add_autonat_server,
+                on_autonat_server=partial(self._traversal.add_autonat_server, avoid=self._holds_reservation),
             )
             await self._nursery.start(self._autorelay.serve)
         await self._nursery.start(
@@ -244,6 +244,9 @@ class Node:
         """AutoNAT confirmed that others reach this node directly."""
         verdict = self._traversal.verdict if self._traversal is not None else None
         return verdict is not None and verdict.confirmed and verdict.reachability.value == "public"
+
+    def _holds_reservation(self, peer_id: str) -> bool:
+        return any(r.relay_peer_id == peer_id for r in self.relay.reservations())
 
     def _relays_changed(self, addrs: list[str]) -> None:
         self.host.announce_also(addrs)  # identify and the peer record carry them too

@@ -33,6 +33,9 @@ RELAY_DELAY = 1.5  # seconds a direct dial runs alone before relays join the rac
 DHT_DELAY = 1.0  # seconds the code's own addresses are tried alone before asking the DHT
 
 
+_UNREACHABLE = "could not reach the sharer: "
+
+
 @dataclass
 class Reacher:
     host: Host
@@ -93,7 +96,7 @@ class Reacher:
             try:
                 return await self.host.connect_unknown(parsed.multiaddr(), timeout=remaining)
             except (OSError, ConnectionError, TimeoutError) as exc:
-                raise PeerUnreachableError(f"could not reach the sharer: {exc}") from None
+                raise PeerUnreachableError(f"{_UNREACHABLE}{exc}") from None
         return await self._reach_share(parsed, remaining)
 
     async def _reach_share(self, code: sharecode.ShareCode, timeout: float) -> str:
@@ -114,7 +117,7 @@ class Reacher:
                     try:
                         await self.connect_any(peer_id, direct, circuits, timeout=timeout)
                     except PeerUnreachableError as exc:
-                        errors.append(str(exc))
+                        errors.append(str(exc).removeprefix(_UNREACHABLE))  # said once, below
                         return
                     if winner is None:
                         winner = peer_id
@@ -160,7 +163,7 @@ class Reacher:
             return winner
         if not errors:
             errors.append(f"no answer within {timeout:.0f}s")
-        raise PeerUnreachableError("could not reach the sharer: " + "; ".join(dict.fromkeys(errors[-4:])))
+        raise PeerUnreachableError(_UNREACHABLE + "; ".join(dict.fromkeys(errors[-4:])))
 
     async def connect_any(
         self, peer_id: str, direct: Sequence[str], circuits: Sequence[str], *, timeout: float
@@ -199,5 +202,5 @@ class Reacher:
             return
         if not direct and not circuits:
             raise PeerUnreachableError("the code carries no address to dial")
-        detail = "; ".join(errors[-3:]) or f"no answer within {timeout:.0f}s"
-        raise PeerUnreachableError(f"could not reach the sharer: {detail}")
+        detail = "; ".join(errors[-3:]) or f"no answer within {max(timeout, 1.0):.0f}s"
+        raise PeerUnreachableError(_UNREACHABLE + detail)

@@ -126,9 +126,14 @@ class Traversal:
             )
             return
 
-    def add_autonat_server(self, addr: str) -> bool:
-        """A peer that serves AutoNAT (``addr`` with ``/p2p/<id>``): ask it too."""
-        return self._autonat is not None and self._autonat.add_server(addr)
+    def add_autonat_server(self, addr: str, *, avoid: Callable[[str], bool] | None = None) -> bool:
+        """A peer that serves AutoNAT (``addr`` with ``/p2p/<id>``): ask it too,
+        unless ``avoid`` says not now (see ``AutoNAT.avoid``)."""
+        if self._autonat is None:
+            return False
+        if avoid is not None:
+            self._autonat.avoid = avoid
+        return self._autonat.add_server(addr)
 
     async def watch_reachability(self, servers: Sequence[str], config: AutoNATConfig) -> None:
         # Servers dial back only addresses on the IP they see us on (the

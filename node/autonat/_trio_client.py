@@ -78,6 +78,12 @@ class AutoNAT:
         self.host = host
         self.config = config
         self._servers = {p: a for p, a in parse_servers(servers).items() if p != host.peer_id}
+        self._found: set[str] = set()  # servers met, not configured
+        #: Found servers not to ask now (``Traversal`` sets it): js-libp2p's
+        #: AutoNAT server closes the connection its dial-back returns, which
+        #: for a peer already connected is ours, and with it a relay
+        #: reservation held on that peer.
+        self.avoid: Callable[[str], bool] = lambda pid: False
         self._addrs = addrs or host.listen_addrs
         self._tracker = ReachabilityTracker(config, trio.current_time())
         self._changed = trio.Event()
@@ -111,6 +117,7 @@ class AutoNAT:
         if pid == self.host.peer_id or pid in self._servers or len(self._servers) >= MAX_SERVERS:
             return False
         self._servers[pid] = addrs
+        self._found.add(pid)
         self._tracker.server_added(trio.current_time(), len(self._servers))
         self._wake.set()
         return True
@@ -126,7 +133,7 @@ class AutoNAT:
         return self._tracker.verdict
 
     async def _round(self) -> None:
-        picked = self._tracker.pick_servers(list(self._servers))
+        picked = self._tracker.pick_servers([p for p in self._servers if p not in self._found or not self.avoid(p)])
         results: list[ServerResult] = []
 
         async def ask(pid: str) -> None:
