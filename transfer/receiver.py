@@ -196,6 +196,9 @@ class ReceiverProtocol(SessionCore["ReceiverEvent"]):
             plain = crypto.open_manifest(self.keys, msg.nonce, msg.ciphertext)
         except crypto.DecryptError:
             raise IntegrityError("the manifest failed authentication") from None
+        finally:
+            if isinstance(msg.ciphertext, bytearray):
+                msg.ciphertext.clear()  # the decoder's buffer: freed before decoding, not after
         try:
             manifest = decode_manifest(plain)
         except ManifestError as exc:

@@ -86,7 +86,9 @@ class Accept:
 @dataclass(frozen=True)
 class ManifestMsg:
     nonce: bytes
-    ciphertext: bytes
+    #: ciphertext + tag. From the decoder: its own buffer, which the
+    #: receiver clears once decrypted (a manifest is not held twice).
+    ciphertext: bytes | bytearray
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ TO_RECEIVER = frozenset(
 RECEIVER_ORDER = {MsgType.MANIFEST: MsgType.ACCEPT, MsgType.CHUNK: MsgType.ACCEPT}
 
 
-def frame(kind: MsgType, *body: bytes) -> bytes:
+def frame(kind: MsgType, *body: bytes | bytearray) -> bytes:
     return b"".join((HEADER.pack(kind, sum(len(b) for b in body)), *body))
 
 
@@ -183,6 +185,16 @@ def encode(msg: Message) -> bytes:
         return frame(MsgType.DONE)
     text = sanitize_text(msg.message)[:MAX_MESSAGE_CHARS].encode("utf-8")
     return frame(MsgType.ERROR, bytes([msg.code]), text)
+
+
+def parse_manifest(body: bytearray) -> ManifestMsg:
+    """``parse`` for the decoder's own MANIFEST buffer: the nonce is cut off
+    in place (at the front of a bytearray, O(1)), the rest is the ciphertext."""
+    if len(body) < GCM_NONCE_BYTES + TAG_BYTES:
+        raise ProtocolError("malformed MANIFEST message")
+    nonce = bytes(body[:GCM_NONCE_BYTES])
+    del body[:GCM_NONCE_BYTES]
+    return ManifestMsg(nonce, body)
 
 
 def _exact(body: bytes, n: int, what: str) -> None:
@@ -235,6 +247,8 @@ class FrameDecoder:
     its type allows is rejected before the body is buffered. A CHUNK body is
     copied once, straight from the fed data into a buffer of its exact size
     (the hot path: no re-buffering, slicing or second copy of a megabyte).
+    A MANIFEST body grows in place as it arrives (only what the sharer sent
+    is held) and is handed out as that buffer, not copied.
     """
 
     def __init__(self, accept: frozenset[MsgType], after: dict[MsgType, MsgType] | None = None) -> None:
@@ -314,7 +328,13 @@ class FrameDecoder:
                 self._body = bytearray(length - want)  # bounded by the CHUNK limit above
                 self._filled = 0
                 continue
-            body_bytes = bytes(buf)
-            buf.clear()
-            out.append(parse(kind, body_bytes))
+            if kind is MsgType.MANIFEST:
+                # Handed over as is, not copied: a manifest is tens of MB.
+                self._buf = bytearray()
+                out.append(parse_manifest(buf))
+                buf = self._buf
+            else:
+                body_bytes = bytes(buf)
+                buf.clear()
+                out.append(parse(kind, body_bytes))
             self._seen.add(kind)
