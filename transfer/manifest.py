@@ -29,7 +29,16 @@ MANIFEST_VERSION = 1
 MIN_CHUNK_SIZE = 64 * 1024
 MAX_CHUNK_SIZE = 16 * 1024 * 1024
 DEFAULT_CHUNK_SIZE = 1024 * 1024
-MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+#: What the other caps let a real share need, in canonical JSON: every
+#: chunk hash (``MAX_TOTAL_CHUNKS`` x 64 hex digits = 16 MiB) and, for each
+#: of ``paths.MAX_ENTRIES`` (131,072) entries, 127 bytes of keys, file hash,
+#: size and punctuation plus 65 bytes of path on average (24 MiB): 40 MiB.
+#: 100,000 small files (issue 12: one chunk hash each, 6.1 MiB) leave 33.9
+#: MiB, 227 bytes of path per file. The whole ``get`` process must stay
+#: under 200 MB against any manifest (issue 9), and a frame at this cap is
+#: held twice for a moment (ciphertext and plaintext): it was 64 MiB, and a
+#: frame of garbage at 64 MiB alone took the receiver to 221 MB.
+MAX_MANIFEST_BYTES = 40 * 1024 * 1024
 MAX_NAME_CHARS = 255
 MAX_DESCRIPTION_CHARS = 4096
 MAX_FILE_SIZE = 1 << 62

@@ -28,12 +28,19 @@ from p2pshare.errors import P2PShareError
 
 MAX_COMPONENT_BYTES = 255
 MAX_PATH_BYTES = 4096
-MAX_ENTRIES = 1_000_000
+#: Files and directories in one share. What a manifest costs the receiver
+#: grows with its entries (a few hundred bytes each once decoded and
+#: checked), so this bounds a hostile manifest's memory; issue 12 wants
+#: 100,000 small files in a share, which leaves 31,072 for their directories.
+MAX_ENTRIES = 1 << 17
 #: Components per path. Real trees rarely pass 30; 128 leaves room and keeps
 #: a hostile manifest from creating 2,000-level directory chains.
 MAX_DEPTH = 128
 #: Distinct directories (explicit or implied) a manifest may make us create.
-MAX_DIRS = 200_000
+#: The scanner lists every directory it shares, so a real manifest implies
+#: none it does not list: no more than ``MAX_ENTRIES``. Implied ones are the
+#: hostile case (files 128 levels deep imply 127 directories each).
+MAX_DIRS = MAX_ENTRIES
 #: Top-level name the receiver keeps its partial files under.
 PARTIAL_DIR_NAME = ".p2pshare-partial"
 

@@ -2,7 +2,7 @@
 
 Every frame is ``type (u8) | length (u32, big-endian) | body``. Each type has
 a strict maximum body size and a fixed layout; a decoder only accepts the
-types its role may receive, so a receiver never buffers a 64 MiB "manifest"
+types its role may receive, so a receiver never buffers a 40 MiB "manifest"
 sent to a sharer. Anything unknown, oversize or malformed is a
 ``ProtocolError``.
 
@@ -12,7 +12,7 @@ Bodies (R = receiver, S = sharer)::
     CHALLENGE  S->R  nonce_s 32
     PROOF      R->S  mac_r 32
     ACCEPT     S->R  mac_s 32
-    MANIFEST   S->R  gcm nonce 12 | ciphertext+tag (<= 64 MiB)
+    MANIFEST   S->R  gcm nonce 12 | ciphertext+tag (<= 40 MiB)
     WANT       R->S  count u32 | count x (start u64 | end u64)
     CHUNK      S->R  global index u64 | gcm nonce 12 | ciphertext+tag
     END        S->R  (empty)
@@ -140,7 +140,7 @@ TO_RECEIVER = frozenset(
     {MsgType.CHALLENGE, MsgType.ACCEPT, MsgType.MANIFEST, MsgType.CHUNK, MsgType.END, MsgType.ERROR}
 )
 #: The receiver's decoder takes the large frames only after the sharer's
-#: ACCEPT: before it proved the key, a peer gets no 64 MiB of our memory.
+#: ACCEPT: before it proved the key, a peer gets no 40 MiB of our memory.
 RECEIVER_ORDER = {MsgType.MANIFEST: MsgType.ACCEPT, MsgType.CHUNK: MsgType.ACCEPT}
 
 

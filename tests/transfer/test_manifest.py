@@ -268,3 +268,23 @@ def test_only_the_canonical_encoding_is_decoded() -> None:
     spaced = json.dumps(json.loads(raw([raw_file("a")]))).encode()
     with pytest.raises(ManifestError, match="canonical"):
         decode(spaced)
+
+
+def test_a_share_of_100000_small_files_fits_the_caps() -> None:
+    # Issue 12 wants 100,000 small files in one share; the caps that bound a
+    # hostile manifest (issue 9) must leave room for that, with real paths.
+    dirs = [f"photos/{y}/{m:02d}" for y in range(2000, 2025) for m in range(1, 13)]
+    files = [
+        FileEntry(
+            f"{dirs[i % len(dirs)]}/IMG_{i:06d} holiday on the beach with everyone.jpg",
+            1000,
+            b"\x02" * 32,
+            (b"\x03" * 32,),
+        )
+        for i in range(100_000)
+    ]
+    all_dirs = ["photos", *(f"photos/{y}" for y in range(2000, 2025)), *dirs]
+    m = make_manifest(name="n", description="", sharer=None, chunk_size=CS, files=files, dirs=all_dirs)
+    data = m.encode()
+    assert len(data) <= MAX_MANIFEST_BYTES
+    assert len(decode(data).files) == 100_000
