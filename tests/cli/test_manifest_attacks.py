@@ -4,9 +4,9 @@ The sharer is a real process holding the key (tests/hostile/sharer.py): it
 passes the handshake and the key proof, then sends an attack manifest
 sealed with the share key. The whole receiving process must refuse it with
 exit 4 (or 2 where only the free-space check can tell) and one error line,
-write nothing, and stay under 200 MB peak RSS (its own high-water mark from
-``wait4``: a bound, not a speed). Before: the 1M-hash manifest took get to
-339 MB, the entry cap of empty files to 689 MB.
+write nothing, and stay under 200 MB peak RSS (its own VmHWM: a bound, not
+a speed). Before: the 1M-hash manifest took get to 339 MB, the entry cap of
+empty files to 689 MB.
 
 ``scripts/bench_manifest_attacks.py --process`` measures every attack.
 """
