@@ -5,8 +5,8 @@ passes the handshake and the key proof, then sends an attack manifest
 sealed with the share key. The whole receiving process must refuse it with
 exit 4 (or 2 where only the free-space check can tell) and one error line,
 write nothing, and stay under 200 MB peak RSS (its own VmHWM: a bound, not
-a speed). Before: the 1M-hash manifest took get to 339 MB, the entry cap of
-empty files to 689 MB.
+a speed). Before: the 1M-hash manifest took get to 341 MB, 430,183 empty
+files (the 64 MiB cap) to 725 MB.
 
 ``scripts/bench_manifest_attacks.py --process`` measures every attack.
 """
