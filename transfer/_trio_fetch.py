@@ -150,7 +150,7 @@ async def fetch(
             if not data:
                 raise StreamEndedError("the sharer closed the connection")
             # Off the event loop: decoding and checking a manifest of up to
-            # 64 MiB (JSON, hashes, the path tree) takes CPU seconds.
+            # 40 MiB (JSON, hashes, the path tree) takes CPU seconds.
             for ev in await trio.to_thread.run_sync(proto.receive_data, data):
                 if isinstance(ev, HandshakeComplete):
                     emit(Authenticated(remote_peer_id))

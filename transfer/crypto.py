@@ -122,7 +122,7 @@ def seal_manifest(keys: ShareKeys, plaintext: bytes) -> tuple[bytes, bytes]:
     return nonce, keys.aead().encrypt(nonce, plaintext, _LABEL_MANIFEST + keys.share_id)
 
 
-def open_manifest(keys: ShareKeys, nonce: bytes, ciphertext: bytes) -> bytes:
+def open_manifest(keys: ShareKeys, nonce: bytes, ciphertext: bytes | bytearray) -> bytes:
     try:
         return keys.aead().decrypt(nonce, ciphertext, _LABEL_MANIFEST + keys.share_id)
     except InvalidTag:

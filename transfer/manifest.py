@@ -12,9 +12,12 @@ a global index back to (file index, chunk index).
 
 from __future__ import annotations
 
+import binascii
 import bisect
 import hashlib
 import json
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +29,16 @@ MANIFEST_VERSION = 1
 MIN_CHUNK_SIZE = 64 * 1024
 MAX_CHUNK_SIZE = 16 * 1024 * 1024
 DEFAULT_CHUNK_SIZE = 1024 * 1024
-MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+#: What the other caps let a real share need, in canonical JSON: every
+#: chunk hash (``MAX_TOTAL_CHUNKS`` x 64 hex digits = 16 MiB) and, for each
+#: of ``paths.MAX_ENTRIES`` (131,072) entries, 127 bytes of keys, file hash,
+#: size and punctuation plus 65 bytes of path on average (24 MiB): 40 MiB.
+#: 100,000 small files (issue 12: one chunk hash each, 6.1 MiB) leave 33.9
+#: MiB, 227 bytes of path per file. The whole ``get`` process must stay
+#: under 200 MB against any manifest (issue 9), and a frame at this cap is
+#: held twice for a moment (ciphertext and plaintext): it was 64 MiB, and a
+#: frame of garbage at 64 MiB alone took the receiver to 221 MB.
+MAX_MANIFEST_BYTES = 40 * 1024 * 1024
 MAX_NAME_CHARS = 255
 MAX_DESCRIPTION_CHARS = 4096
 MAX_FILE_SIZE = 1 << 62
@@ -60,7 +72,7 @@ def chunk_size_for(sizes: list[int], preferred: int = DEFAULT_CHUNK_SIZE) -> int
     return size
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileEntry:
     """One regular file: relative POSIX path, size and hashes."""
 
@@ -107,27 +119,37 @@ class Manifest:
 
     def encode(self) -> bytes:
         """Canonical encoding; equal manifests encode to equal bytes."""
-        obj: dict[str, Any] = {
-            "version": MANIFEST_VERSION,
-            "name": self.name,
-            "description": self.description,
-            "sharer": self.sharer,
-            "chunk_size": self.chunk_size,
-            "dirs": list(self.dirs),
-            "files": [
-                {
-                    "path": f.path,
-                    "size": f.size,
-                    "sha256": f.sha256.hex(),
-                    "chunks": b"".join(f.chunk_hashes).hex(),
-                }
-                for f in self.files
-            ],
-        }
-        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return b"".join(self._encoded_parts())
 
     def digest(self) -> bytes:
-        return hashlib.sha256(self.encode()).digest()
+        """SHA-256 of ``encode()``, hashed piece by piece: the receiver never
+        holds the whole encoding (one dict per entry, then a str and bytes
+        of it all: 64 MB more at the peak for 131,072 entries)."""
+        h = hashlib.sha256()
+        for part in self._encoded_parts():
+            h.update(part)
+        return h.digest()
+
+    def _encoded_parts(self) -> Iterator[bytes]:
+        """``json.dumps`` of the whole manifest (sorted keys, no spaces, UTF-8),
+        one file entry at a time; keys are written in sorted order."""
+        yield b'{"chunk_size":%d,"description":%s,"dirs":[' % (self.chunk_size, _dumps(self.description))
+        yield b",".join(_dumps(d) for d in self.dirs)
+        yield b'],"files":['
+        for i, f in enumerate(self.files):
+            yield b',{"chunks":"' if i else b'{"chunks":"'
+            hashes = f.chunk_hashes
+            for at in range(0, len(hashes), _HASHES_PER_PART):  # no 16 MiB str for one big file
+                yield b"".join(hashes[at : at + _HASHES_PER_PART]).hex().encode()
+            yield b'","path":%s,"sha256":"%s","size":%d}' % (_dumps(f.path), f.sha256.hex().encode(), f.size)
+        yield b'],"name":%s,"sharer":%s,"version":%d}' % (_dumps(self.name), _dumps(self.sharer), MANIFEST_VERSION)
+
+
+_HASHES_PER_PART = 4096
+
+
+def _dumps(value: str | None) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode("utf-8")
 
 
 #: Name warnings listed one by one; more are summed up in one line.
@@ -210,7 +232,25 @@ def _check_file(f: FileEntry, chunk_size: int) -> None:
 
 
 _TOP_KEYS = {"version", "name", "description", "sharer", "chunk_size", "dirs", "files"}
-_FILE_KEYS = {"path", "size", "sha256", "chunks"}
+_FILE_KEYS = {"path", "size", "sha256"}  # and "chunks", first, read on its own
+# The canonical layout's landmarks. Each begins or ends with a quote that no
+# backslash precedes, which inside a string would end it, and is followed by
+# a character that cannot follow a string's end: so in valid JSON each only
+# occurs where the encoder put it, never inside a name.
+_DIRS = b',"dirs":['
+_FILES = b'],"files":['
+_ENTRY = b'{"chunks":"'
+_NEXT_ENTRY = b'},{"chunks":"'
+_FILES_END = b'}],"'
+#: Bytes of the fields besides dirs and files: name and sharer (255
+#: characters), description (4,096), each at most 6 bytes a character
+#: escaped, and the keys.
+_MAX_OTHER_BYTES = 6 * (2 * MAX_NAME_CHARS + MAX_DESCRIPTION_CHARS) + 1024
+#: Bytes of a file entry after its chunk hashes: the path (4,096 bytes, at
+#: most 2 each escaped), the file hash, the size (19 digits) and the keys.
+_MAX_ENTRY_REST = 2 * paths.MAX_PATH_BYTES + 256
+_LOWER_HEX = re.compile(rb"[0-9a-f]*")
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # one JSON string token
 
 
 def _hex(value: object, length: int, what: str) -> bytes:
@@ -225,49 +265,148 @@ def _hex(value: object, length: int, what: str) -> bytes:
     return raw
 
 
-def decode(data: bytes) -> Manifest:
-    """Parse and validate a manifest received from a peer."""
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise ManifestError("manifest too large")
+def _json(data: bytes | bytearray) -> Any:
     try:
-        obj = json.loads(data.decode("utf-8"))
+        return json.loads(data)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise ManifestError("manifest is not valid JSON") from None
+
+
+def _files_end(data: bytes | bytearray, start: int) -> int:
+    """Where the ``]`` of the files array is (``start``: just inside its ``[``)."""
+    if data[start : start + 1] == b"]":
+        return start
+    if not data.startswith(_ENTRY, start):
+        raise ManifestError("manifest is not canonical JSON (file entry)")
+    end = data.find(_FILES_END, start)
+    if end < 0:
+        raise ManifestError("manifest is not canonical JSON (end of files)")
+    return end + 1
+
+
+def _file_spans(data: bytes | bytearray, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each file entry between the files array's brackets:
+    offsets only, one at a time (a list of 300,000 of them is 20 MB)."""
+    if start == end:
+        return
+    i = start
+    while (j := data.find(_NEXT_ENTRY, i, end)) >= 0:
+        yield i, j + 1
+        i = j + 2
+    yield i, end
+
+
+def _check_dirs(data: bytes | bytearray, start: int, end: int) -> None:
+    """The dirs array's contents must be strings, at most ``MAX_ENTRIES``:
+    checked token by token, no object made (``json.loads`` of 30 MB of
+    short names or numbers is millions of objects before a count is known)."""
+    pos, count = start, 0
+    while pos < end:
+        if count:
+            if data[pos : pos + 1] != b",":
+                raise ManifestError("directory path is not a string")
+            pos += 1
+        token = _STRING.match(data, pos, end)
+        if token is None:
+            raise ManifestError("directory path is not a string")
+        pos = token.end()
+        count += 1
+        if count > paths.MAX_ENTRIES:
+            raise ManifestError("too many entries")
+
+
+@dataclass(frozen=True)
+class ParsedManifest:
+    """A manifest's fields, parsed but not yet validated (``validate``).
+
+    Two steps so the receiver can drop the encoded bytes (up to
+    ``MAX_MANIFEST_BYTES``) before the tree check builds its own structures."""
+
+    top: dict[str, Any] = field(repr=False)
+    files: list[FileEntry] = field(repr=False)
+    dirs: list[str] = field(repr=False)
+
+
+def decode(data: bytes | bytearray) -> Manifest:
+    """Parse and validate a manifest received from a peer."""
+    return validate(parse(data))
+
+
+def validate(parsed: ParsedManifest) -> Manifest:
+    top = parsed.top
+    return make_manifest(
+        name=top["name"],
+        description=top["description"],
+        sharer=top["sharer"],
+        chunk_size=top["chunk_size"],
+        files=parsed.files,
+        dirs=parsed.dirs,
+    )
+
+
+def parse(data: bytes | bytearray) -> ParsedManifest:
+    """The first half of ``decode``: every cap on counts and sizes, the JSON.
+
+    The input must be canonical (what ``encode`` writes: sorted keys, no
+    spaces), which lets it be decoded one file entry at a time instead of as
+    one JSON document: a document is one ``str`` of up to 4 bytes per
+    character (a single emoji makes every character take 4) and one dict per
+    entry, all alive at once, before a single cap can be checked (a 64 MB
+    manifest of 430,183 empty files took ``p2pshare get`` to 691 MB, 939 MB
+    with one emoji). Here the entry and chunk caps are checked on byte offsets
+    before an entry is parsed, each entry becomes a ``FileEntry`` at once,
+    and no copy of the whole input is made.
+    """
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError("manifest too large")
+    d = data.find(_DIRS)
+    f = data.find(_FILES, d) if d >= 0 else -1
+    if f < 0:
+        raise ManifestError("manifest is not canonical JSON (dirs and files)")
+    files_start = f + len(_FILES)
+    files_end = _files_end(data, files_start)
+    # Everything but dirs and files: a few short fields, parsed as one document.
+    if d + len(data) - files_end > _MAX_OTHER_BYTES:
+        raise ManifestError("manifest has missing or unknown fields")
+    obj = _json(b"".join((data[:d], b',"dirs":[],"files":[', data[files_end:])))
     if not isinstance(obj, dict) or set(obj) != _TOP_KEYS:
         raise ManifestError("manifest has missing or unknown fields")
     if obj["version"] != MANIFEST_VERSION or type(obj["version"]) is not int:
         raise ManifestError("unsupported manifest version")
-    raw_files, raw_dirs = obj["files"], obj["dirs"]
-    if not isinstance(raw_files, list) or not isinstance(raw_dirs, list):
-        raise ManifestError("files and dirs must be lists")
-    if len(raw_files) + len(raw_dirs) > paths.MAX_ENTRIES:
-        raise ManifestError("too many entries")
-    if not all(isinstance(d, str) for d in raw_dirs):
-        raise ManifestError("directory path is not a string")
-    files = []
+    dirs_start = d + len(_DIRS)
+    _check_dirs(data, dirs_start, f)
+    raw_dirs = _json(b"[%s]" % data[dirs_start:f])
+    files: list[FileEntry] = []
     total_chunks = 0
-    for item in raw_files:
-        if not isinstance(item, dict) or set(item) != _FILE_KEYS:
-            raise ManifestError("file entry has missing or unknown fields")
-        if not isinstance(item["path"], str):
-            raise ManifestError("file path is not a string")
-        size = item["size"]
-        if type(size) is not int:
-            raise ManifestError("file size is not an integer")
-        chunks_hex = item["chunks"]
-        if not isinstance(chunks_hex, str) or len(chunks_hex) % 64:
+    for start, end in _file_spans(data, files_start, files_end):
+        if len(files) + len(raw_dirs) >= paths.MAX_ENTRIES:
+            raise ManifestError("too many entries")
+        hex_start = start + len(_ENTRY)
+        hex_end = data.find(b'"', hex_start, end)
+        if hex_end < 0 or (hex_end - hex_start) % 64:
             raise ManifestError("chunk hashes have the wrong length")
-        total_chunks += len(chunks_hex) // 64
-        if total_chunks > MAX_TOTAL_CHUNKS:  # before the hashes are decoded
+        total_chunks += (hex_end - hex_start) // 64
+        if total_chunks > MAX_TOTAL_CHUNKS:  # before the entry is parsed
             raise ManifestError(f"more than {MAX_TOTAL_CHUNKS} chunks (the share is too large for one manifest)")
-        raw_chunks = _hex(chunks_hex, len(chunks_hex) // 2, "chunk hashes")
+        if end - hex_end > _MAX_ENTRY_REST:
+            raise ManifestError("file entry too long")
+        if _LOWER_HEX.fullmatch(data, hex_start, hex_end) is None:
+            raise ManifestError("chunk hashes are not lower-case hex")
+        # The hashes straight from the input (no str of up to 16 MiB), the
+        # rest of the entry (a few short fields) as JSON.
+        raw_chunks = binascii.unhexlify(memoryview(data)[hex_start:hex_end])
         hashes = tuple(raw_chunks[i : i + 32] for i in range(0, len(raw_chunks), 32))
-        files.append(FileEntry(item["path"], size, _hex(item["sha256"], 32, "file sha256"), hashes))
-    return make_manifest(
-        name=obj["name"],
-        description=obj["description"],
-        sharer=obj["sharer"],
-        chunk_size=obj["chunk_size"],
-        files=files,
-        dirs=raw_dirs,
-    )
+        del raw_chunks
+        files.append(_file_entry(_json(b"{" + data[hex_end + 2 : end]), hashes))
+    return ParsedManifest(obj, files, raw_dirs)
+
+
+def _file_entry(item: object, hashes: tuple[bytes, ...]) -> FileEntry:
+    if not isinstance(item, dict) or set(item) != _FILE_KEYS:
+        raise ManifestError("file entry has missing or unknown fields")
+    if not isinstance(item["path"], str):
+        raise ManifestError("file path is not a string")
+    size = item["size"]
+    if type(size) is not int:
+        raise ManifestError("file size is not an integer")
+    return FileEntry(item["path"], size, _hex(item["sha256"], 32, "file sha256"), hashes)

@@ -34,7 +34,8 @@ from p2pshare.transfer.errors import (
     UnknownShareError,
 )
 from p2pshare.transfer.manifest import Manifest, ManifestError
-from p2pshare.transfer.manifest import decode as decode_manifest
+from p2pshare.transfer.manifest import parse as parse_manifest
+from p2pshare.transfer.manifest import validate as validate_manifest
 from p2pshare.transfer.session import SessionCore, wanted_chunks
 
 
@@ -224,8 +225,14 @@ class ReceiverProtocol(SessionCore["ReceiverEvent"]):
             plain = crypto.open_manifest(self.keys, msg.nonce, msg.ciphertext)
         except crypto.DecryptError:
             raise IntegrityError("the manifest failed authentication") from None
+        finally:
+            if isinstance(msg.ciphertext, bytearray):
+                msg.ciphertext.clear()  # the decoder's buffer: freed before decoding, not after
         try:
-            manifest = decode_manifest(plain)
+            parsed = parse_manifest(plain)
+            del plain  # not held while the tree is checked
+            manifest = validate_manifest(parsed)
+            del parsed
         except ManifestError as exc:
             raise ProtocolError(f"bad manifest: {exc}") from None
         self.manifest = manifest

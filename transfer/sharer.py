@@ -174,7 +174,7 @@ class SharerProtocol(SessionCore["SharerEvent"]):
     def refuse_busy(self) -> None:
         """After ``ReceiverAuthenticated``, when no session slot is free.
 
-        Drops the queued ACCEPT and MANIFEST (a manifest can be 64 MiB) and
+        Drops the queued ACCEPT and MANIFEST (a manifest can be 40 MiB) and
         answers BUSY instead; the receiver retries."""
         self._out.clear()
         self.send_error(wire.ErrorCode.BUSY, "too many transfers at once; try again later")

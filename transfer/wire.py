@@ -2,7 +2,7 @@
 
 Every frame is ``type (u8) | length (u32, big-endian) | body``. Each type has
 a strict maximum body size and a fixed layout; a decoder only accepts the
-types its role may receive, so a receiver never buffers a 64 MiB "manifest"
+types its role may receive, so a receiver never buffers a 40 MiB "manifest"
 sent to a sharer. Anything unknown, oversize or malformed is a
 ``ProtocolError``.
 
@@ -12,7 +12,7 @@ Bodies (R = receiver, S = sharer)::
     CHALLENGE  S->R  nonce_s 32
     PROOF      R->S  mac_r 32
     ACCEPT     S->R  mac_s 32
-    MANIFEST   S->R  gcm nonce 12 | ciphertext+tag (<= 64 MiB)
+    MANIFEST   S->R  gcm nonce 12 | ciphertext+tag (<= 40 MiB)
     WANT       R->S  count u32 | count x (start u64 | end u64)
     CHUNK      S->R  global index u64 | gcm nonce 12 | ciphertext+tag
     END        S->R  (empty)
@@ -94,7 +94,9 @@ class Accept:
 @dataclass(frozen=True)
 class ManifestMsg:
     nonce: bytes
-    ciphertext: bytes
+    #: ciphertext + tag. From the decoder: its own buffer, which the
+    #: receiver clears once decrypted (a manifest is not held twice).
+    ciphertext: bytes | bytearray
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,7 @@ TO_RECEIVER = frozenset(
     }
 )
 #: The receiver's decoder takes the large frames only after the sharer's
-#: ACCEPT: before it proved the key, a peer gets no 64 MiB of our memory.
+#: ACCEPT: before it proved the key, a peer gets no 40 MiB of our memory.
 #: A file index means nothing before the manifest that numbers the files.
 RECEIVER_ORDER = {
     MsgType.MANIFEST: MsgType.ACCEPT,
@@ -170,7 +172,7 @@ RECEIVER_ORDER = {
 }
 
 
-def frame(kind: MsgType, *body: bytes) -> bytes:
+def frame(kind: MsgType, *body: bytes | bytearray) -> bytes:
     return b"".join((HEADER.pack(kind, sum(len(b) for b in body)), *body))
 
 
@@ -213,6 +215,16 @@ def encode(msg: Message) -> bytes:
         return frame(MsgType.FILE_UNAVAILABLE, _UNAVAILABLE.pack(msg.file_index, msg.reason))
     text = sanitize_text(msg.message)[:MAX_MESSAGE_CHARS].encode("utf-8")
     return frame(MsgType.ERROR, bytes([msg.code]), text)
+
+
+def parse_manifest(body: bytearray) -> ManifestMsg:
+    """``parse`` for the decoder's own MANIFEST buffer: the nonce is cut off
+    in place (at the front of a bytearray, O(1)), the rest is the ciphertext."""
+    if len(body) < GCM_NONCE_BYTES + TAG_BYTES:
+        raise ProtocolError("malformed MANIFEST message")
+    nonce = bytes(body[:GCM_NONCE_BYTES])
+    del body[:GCM_NONCE_BYTES]
+    return ManifestMsg(nonce, body)
 
 
 def _exact(body: bytes, n: int, what: str) -> None:
@@ -273,6 +285,8 @@ class FrameDecoder:
     its type allows is rejected before the body is buffered. A CHUNK body is
     copied once, straight from the fed data into a buffer of its exact size
     (the hot path: no re-buffering, slicing or second copy of a megabyte).
+    A MANIFEST body grows in place as it arrives (only what the sharer sent
+    is held) and is handed out as that buffer, not copied.
     """
 
     def __init__(self, accept: frozenset[MsgType], after: dict[MsgType, MsgType] | None = None) -> None:
@@ -352,7 +366,13 @@ class FrameDecoder:
                 self._body = bytearray(length - want)  # bounded by the CHUNK limit above
                 self._filled = 0
                 continue
-            body_bytes = bytes(buf)
-            buf.clear()
-            out.append(parse(kind, body_bytes))
+            if kind is MsgType.MANIFEST:
+                # Handed over as is, not copied: a manifest is tens of MB.
+                self._buf = bytearray()
+                out.append(parse_manifest(buf))
+                buf = self._buf
+            else:
+                body_bytes = bytes(buf)
+                buf.clear()
+                out.append(parse(kind, body_bytes))
             self._seen.add(kind)

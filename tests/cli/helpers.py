@@ -7,6 +7,9 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.harness import PeerProcess
@@ -55,6 +58,74 @@ def start(args: list[str], home: Path) -> Proc:
 def run(args: list[str], home: Path, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
     args = _loopback_only(args)
     return subprocess.run(CLI + args, capture_output=True, text=True, env=env_for(home), cwd=str(ROOT), timeout=timeout)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A finished CLI process and what it cost: peak RSS (the kernel's
+    high-water mark of the process's own memory, all threads) and CPU
+    (user + system)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    peak_rss: int  # bytes
+    cpu_seconds: float
+    wall_seconds: float
+
+
+def _vm_hwm(pid: int) -> int:
+    """VmHWM of ``pid`` in bytes; 0 once it has exited."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def run_measured(args: list[str], home: Path, timeout: float = 120.0, cwd: Path | None = None) -> Measured:
+    """``run``, with the process's own peak RSS and CPU time.
+
+    Peak RSS is VmHWM, read every 10 ms while the process runs: it only
+    grows, so the last read holds the peak unless that came in the last few
+    milliseconds (the CLI spends longer than that shutting down). Not the
+    ``ru_maxrss`` of ``wait4``: it also counts the parent's own peak (the
+    child is spawned with vfork, whose exec folds the parent's high-water
+    mark into the child's), which under pytest can be hundreds of MB. CPU
+    comes from ``wait4``. Output goes through files (no pipe can fill up
+    and stall the child).
+    """
+    args = _loopback_only(args)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.monotonic()
+        proc = subprocess.Popen(CLI + args, stdout=out, stderr=err, env=env_for(home), cwd=str(cwd or ROOT))
+        deadline = started + timeout
+        peak = 0
+        while True:
+            peak = max(peak, _vm_hwm(proc.pid))
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.01)
+        wall = time.monotonic() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: tell Popen
+        out.seek(0)
+        err.seek(0)
+        return Measured(
+            returncode=proc.returncode,
+            stdout=out.read().decode(errors="replace"),
+            stderr=err.read().decode(errors="replace"),
+            peak_rss=peak,
+            cpu_seconds=usage.ru_utime + usage.ru_stime,
+            wall_seconds=wall,
+        )
 
 
 def tree_digest(root: Path) -> dict[str, str]:

@@ -192,3 +192,40 @@ async def test_misleading_names_are_received_with_warnings(tmp_path: Path) -> No
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != paths.PARTIAL_DIR_NAME) == sorted(names)
     (got,) = [e for e in events if isinstance(e, ManifestReceived)]
     assert len(got.warnings) == 2
+
+
+def test_attack_documents_are_what_the_encoder_writes() -> None:
+    # tests/hostile/manifest_attacks.py assembles manifests as bytes; they
+    # must be canonical, or the attacks would only test the canonical check.
+    from tests.hostile import manifest_attacks as attacks
+
+    for doc in (
+        attacks.small_valid(),
+        attacks.document([attacks.entry('x/\u00e9 "q"', 0, attacks.EMPTY), attacks.huge_file()], ["x", "z"]),
+    ):
+        assert manifest.decode(doc).encode() == doc
+
+
+def test_dirs_are_counted_and_typed_before_they_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(paths, "MAX_ENTRIES", 4)
+    ok = manifest_json([("f", b"x")], ["a", "b", 'c"d,"e'])
+    manifest.decode(ok)
+    with pytest.raises(manifest.ManifestError, match="too many entries"):
+        manifest.decode(manifest_json([], [f"d{i}" for i in range(5)]))
+    with pytest.raises(manifest.ManifestError, match="too many entries"):
+        manifest.decode(manifest_json([("f", b"x"), ("g", b"y")], ["a", "b", "c"]))
+    numbers = ok.replace(b'"dirs":["a","b",', b'"dirs":[1,2,')
+    with pytest.raises(manifest.ManifestError, match="not a string"):
+        manifest.decode(numbers)
+
+
+def test_an_entry_is_bounded_before_it_is_parsed() -> None:
+    # A 40 MB number (or path) in one entry is refused from its length, not
+    # read into a str of its own.
+    doc = manifest_json([("a", b"")]).replace(b'"size":0', b'"size":' + b"9" * 100_000)
+    with pytest.raises(manifest.ManifestError, match="file entry too long"):
+        manifest.decode(doc)
+    upper = manifest_json([("a", b"x" * 10)])
+    start = upper.index(b'"chunks":"') + 10
+    with pytest.raises(manifest.ManifestError, match="lower-case hex"):
+        manifest.decode(upper[:start] + upper[start : start + 64].upper() + upper[start + 64 :])

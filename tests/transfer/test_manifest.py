@@ -44,7 +44,7 @@ def raw(file_list: list[dict[str, object]], dir_list: list[object] | None = None
         "files": file_list,
     }
     obj.update(top)
-    return json.dumps(obj).encode()
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def raw_file(path: object, size: int = 10, **extra: object) -> dict[str, object]:
@@ -116,7 +116,7 @@ def test_unsafe_dir_paths_rejected(path: str) -> None:
 
 
 def test_lone_surrogate_rejected() -> None:
-    data = raw([raw_file("a")]).replace(b'"path": "a"', b'"path": "\\ud800"')
+    data = raw([raw_file("a")]).replace(b'"path":"a"', b'"path":"\\ud800"')
     with pytest.raises(ManifestError):
         decode(data)
 
@@ -230,3 +230,61 @@ def test_entry_count_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     build([entry(f"f{i}") for i in range(3)], ["a/b/c/d", "e"])
     with pytest.raises(ManifestError, match="more than 5 entries"):
         build([entry(f"f{i}") for i in range(3)], ["a/b/c/d", "e", "f"])
+
+
+def test_encoding_is_canonical_json_piece_by_piece() -> None:
+    # encode() and digest() write the manifest entry by entry (and the hashes
+    # of a big file in parts); the bytes are still exactly json.dumps of it.
+    big = FileEntry("big", 5000 * CS, b"\x01" * 32, tuple(i.to_bytes(32, "big") for i in range(5000)))
+    m = make_manifest(
+        name='say "hi" \u00e9',
+        description="two\nlines\t\\ \U0001f608",
+        sharer=None,
+        chunk_size=CS,
+        files=[entry("a/b"), big, entry('caf\u00e9 "q"', 0)],
+        dirs=["a", "d \u202e"],
+    )
+    obj = {
+        "version": 1,
+        "name": m.name,
+        "description": m.description,
+        "sharer": None,
+        "chunk_size": CS,
+        "dirs": list(m.dirs),
+        "files": [
+            {"path": f.path, "size": f.size, "sha256": f.sha256.hex(), "chunks": b"".join(f.chunk_hashes).hex()}
+            for f in m.files
+        ],
+    }
+    expected = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert m.encode() == expected
+    assert m.digest() == hashlib.sha256(expected).digest()
+    assert decode(expected) == m
+
+
+def test_only_the_canonical_encoding_is_decoded() -> None:
+    # Decoding one entry at a time needs the encoder's layout; a real sharer
+    # never sends anything else (the manifest digest is over that layout).
+    spaced = json.dumps(json.loads(raw([raw_file("a")]))).encode()
+    with pytest.raises(ManifestError, match="canonical"):
+        decode(spaced)
+
+
+def test_a_share_of_100000_small_files_fits_the_caps() -> None:
+    # Issue 12 wants 100,000 small files in one share; the caps that bound a
+    # hostile manifest (issue 9) must leave room for that, with real paths.
+    dirs = [f"photos/{y}/{m:02d}" for y in range(2000, 2025) for m in range(1, 13)]
+    files = [
+        FileEntry(
+            f"{dirs[i % len(dirs)]}/IMG_{i:06d} holiday on the beach with everyone.jpg",
+            1000,
+            b"\x02" * 32,
+            (b"\x03" * 32,),
+        )
+        for i in range(100_000)
+    ]
+    all_dirs = ["photos", *(f"photos/{y}" for y in range(2000, 2025)), *dirs]
+    m = make_manifest(name="n", description="", sharer=None, chunk_size=CS, files=files, dirs=all_dirs)
+    data = m.encode()
+    assert len(data) <= MAX_MANIFEST_BYTES
+    assert len(decode(data).files) == 100_000

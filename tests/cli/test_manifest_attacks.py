@@ -1,0 +1,69 @@
+"""Hostile manifests against the real ``p2pshare get`` (issue 9, finding 3).
+
+The sharer is a real process holding the key (tests/hostile/sharer.py): it
+passes the handshake and the key proof, then sends an attack manifest
+sealed with the share key. The whole receiving process must refuse it with
+exit 4 (or 2 where only the free-space check can tell) and one error line,
+write nothing, and stay under 200 MB peak RSS (its own VmHWM: a bound, not
+a speed). Before: the 1M-hash manifest took get to 341 MB, 430,183 empty
+files (the 64 MiB cap) to 725 MB.
+
+``scripts/bench_manifest_attacks.py --process`` measures every attack.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cli.helpers import ROOT, env_for, run_measured
+from tests.harness import PeerProcess
+from tests.hostile.manifest_attacks import HUGE_BYTES
+
+pytestmark = pytest.mark.slow
+PEAK_RSS_LIMIT = 200_000_000
+
+
+@pytest.mark.parametrize(
+    ("attack", "exit_code", "message"),
+    [
+        ("deep", 4, "bad manifest: unsafe path in manifest: path deeper than 128 levels"),
+        ("chunks-1m", 4, "MANIFEST message too large"),
+        ("entries-cap", 2, "not enough space"),
+        ("garbage", 4, "the manifest failed authentication"),
+    ],
+)
+def test_get_refuses_a_hostile_manifest_within_bounds(
+    tmp_path: Path, attack: str, exit_code: int, message: str
+) -> None:
+    if exit_code == 2 and shutil.disk_usage(tmp_path).free >= HUGE_BYTES:
+        pytest.skip("this filesystem has room for the attack's 4 TiB file")
+    sharer = PeerProcess(
+        [sys.executable, "-m", "tests.hostile.sharer", attack],
+        name=f"hostile-{attack}",
+        env=env_for(tmp_path / "sharer"),
+        cwd=ROOT,
+        log_dir=tmp_path / "logs",
+    )
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    out = tmp_path / "out"
+    try:
+        line = sharer.readline(timeout=60)
+        assert line, sharer.stderr_tail()
+        res = run_measured(
+            ["get", line.strip(), "-o", str(out), "--timeout", "30"], tmp_path / "rx", timeout=60, cwd=cwd
+        )
+    finally:
+        sharer.stop(grace=0)
+    costs = f"peak RSS {res.peak_rss / 1e6:.0f} MB, CPU {res.cpu_seconds:.2f} s"
+    assert res.returncode == exit_code, f"{costs}\n{res.stderr}"
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("p2pshare: error:")]
+    assert len(errors) == 1 and message in errors[0], res.stderr
+    assert errors[0] == res.stderr.strip().splitlines()[-1], res.stderr
+    assert not out.exists() or [p.name for p in out.iterdir()] in ([], [".p2pshare-partial"])
+    assert list(cwd.iterdir()) == []
+    assert res.peak_rss < PEAK_RSS_LIMIT, costs
