@@ -105,7 +105,8 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
         _fixes.kad_stream_no_echo,
         "5bbaed4d3cdf488c3c63e54f8434bd2de8c0b5050b800cc94ee623fc8e0c63b4",
     ),
-    # Bounded provider records: addresses, keys per provider, records in all (issue 9, finding 4).
+    # Bounded provider records: addresses, keys per provider, records and bytes in all,
+    # counted in O(1) (issue 9, finding 4).
     "kad_provider_bounds": (
         ProviderStore,
         "add_provider",
@@ -169,6 +170,11 @@ DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
     # Calls _do_handle_stream with the stream (under the inbound limiter).
     "kad_no_add_provider_answer": (
         (KadDHT, "handle_stream", "e3870244e45195576713faa7e077f15224bb3d5a951f350a738a62b676bd3b34"),
+    ),
+    # Expire records with ``del`` on our ProviderTable, which keeps the counts.
+    "kad_provider_bounds": (
+        (ProviderStore, "get_providers", "b9fcf8e6b889a127f71e1eba2e1a8e3350d2204af97f984ee3d7b75ee2ea83f6"),
+        (ProviderStore, "cleanup_expired", "054a33657d16a419381e4436bb67edde6934fe3eaee09045a59a4a5594208e1c"),
     ),
     "swarm_inbound_slot": (
         # Holds the inbound limiter around our call and releases it when we return.

@@ -1,0 +1,204 @@
+"""node._libp2p_fixes: the DHT server's state stays bounded, counted in O(1).
+
+Provider records (``bounded_add_provider`` over a :class:`ProviderTable`):
+the counts stay exact through every path py-libp2p adds or expires records
+by, admission never scans the store, each bound refuses what it should, and
+the bounds together stay under ``PROVIDER_MEMORY_MB`` of Python objects.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import random
+import time
+import tracemalloc
+from typing import Any
+
+import pytest
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.kad_dht.provider_store import PROVIDER_RECORD_EXPIRATION_INTERVAL, ProviderStore
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from multiaddr import Multiaddr
+
+from p2pshare.node import _libp2p_fixes as F
+from p2pshare.node import _libp2p_patches as P
+
+P.apply()
+
+PEERS = [ID.from_pubkey(create_new_key_pair().public_key) for _ in range(6)]
+LOCAL = ID.from_pubkey(create_new_key_pair().public_key)
+
+
+class _Host:
+    def get_id(self) -> ID:
+        return LOCAL
+
+
+def _store() -> Any:
+    return ProviderStore(_Host())  # type: ignore[arg-type]
+
+
+def _addrs(n: int, size: int = 0) -> list[Multiaddr]:
+    """``n`` addresses; with ``size``, ``/unix/`` ones of ``size`` bytes or one more."""
+    if not size:
+        return [Multiaddr(f"/ip4/10.0.0.{i % 250}/tcp/{4001 + i}") for i in range(n)]
+    return [Multiaddr(f"/unix/{'a' * (size - 8)}{i:04d}") for i in range(n)]
+
+
+def _recount(store: Any) -> tuple[int, int, dict[str, int]]:
+    """(records, bytes, keys per peer) by scanning the store, as the old code did."""
+    records, size, per_peer = 0, 0, {}
+    for key, recs in store.providers.items():
+        for peer, rec in recs.items():
+            records += 1
+            size += len(key) + sum(len(a.to_bytes()) for a in rec.provider_info.addrs)
+            per_peer[peer] = per_peer.get(peer, 0) + 1
+    return records, size, per_peer
+
+
+def _check_counts(store: Any) -> None:
+    table = F.provider_table(store)
+    records, size, per_peer = _recount(store)
+    assert (table.records, table.bytes) == (records, size)
+    assert {p: table.keys_of(p) for p in per_peer} == per_peer
+    assert sum(per_peer.values()) == records
+
+
+def test_counts_stay_exact_through_every_upstream_path() -> None:
+    """Adds, refreshes, py-libp2p's own expiry in get_providers and
+    cleanup_expired, our drop (``pop``): the kept totals equal a recount."""
+    rng = random.Random(9)
+    store = _store()
+    keys = [os.urandom(34) for _ in range(12)]
+    for step in range(600):
+        op = rng.random()
+        key = rng.choice(keys)
+        if op < 0.6:
+            store.add_provider(key, PeerInfo(rng.choice(PEERS), _addrs(rng.randint(1, 12))))
+        elif op < 0.7:
+            store.get_providers(key)
+        elif op < 0.8:
+            recs = store.providers.get(key)
+            if recs:
+                recs.pop(next(iter(recs)), None)
+        elif op < 0.9:  # age a few records past expiry, then let upstream expire them
+            for recs in store.providers.values():
+                for rec in recs.values():
+                    if rng.random() < 0.2:
+                        rec.timestamp -= PROVIDER_RECORD_EXPIRATION_INTERVAL + 1
+            (store.get_providers if rng.random() < 0.5 else lambda _k: store.cleanup_expired())(key)
+        else:
+            store.cleanup_expired()
+        if step % 25 == 0:
+            _check_counts(store)
+    _check_counts(store)
+    assert F.provider_table(store).records > 0
+
+
+def test_an_existing_store_is_converted_once() -> None:
+    store = _store()
+    store.providers = {}
+    P._upstream(ProviderStore, "add_provider")(store, b"k1", PeerInfo(PEERS[0], _addrs(2)))
+    assert not isinstance(store.providers, F.ProviderTable)
+    store.add_provider(b"k2", PeerInfo(PEERS[0], _addrs(3)))
+    assert isinstance(store.providers, F.ProviderTable)
+    _check_counts(store)
+    assert F.provider_table(store).keys_of(str(PEERS[0])) == 2
+
+
+def test_admission_never_scans_the_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = _store()
+    for i in range(300):
+        store.add_provider(os.urandom(34), PeerInfo(PEERS[i % len(PEERS)], _addrs(3)))
+
+    def scan(*_: Any) -> Any:
+        raise AssertionError("the store was scanned")
+
+    for name in ("__iter__", "values", "items", "keys"):
+        monkeypatch.setattr(F.ProviderTable, name, scan)
+    before = F.provider_table(store).records
+    store.add_provider(os.urandom(34), PeerInfo(PEERS[0], _addrs(3)))
+    store.add_provider(os.urandom(34), PeerInfo(PEERS[1], _addrs(3)))
+    assert F.provider_table(store).records == before + 2
+
+
+def test_addresses_are_trimmed_by_count_and_size() -> None:
+    store = _store()
+    long = _addrs(3, size=F.PROVIDER_ADDR_BYTES + 40)
+    assert all(len(a.to_bytes()) > F.PROVIDER_ADDR_BYTES for a in long)
+    store.add_provider(b"k", PeerInfo(PEERS[0], long + _addrs(20)))
+    (got,) = store.get_providers(b"k")
+    assert got.addrs == _addrs(F.PROVIDER_ADDRS)
+
+
+def test_keys_per_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(F, "PROVIDER_KEYS_PER_PEER", 5)
+    store = _store()
+    keys = [os.urandom(34) for _ in range(7)]
+    for key in keys:
+        store.add_provider(key, PeerInfo(PEERS[0], _addrs(1)))
+        store.add_provider(key, PeerInfo(PEERS[1], _addrs(1)))
+    table = F.provider_table(store)
+    assert table.keys_of(str(PEERS[0])) == table.keys_of(str(PEERS[1])) == 5
+    store.add_provider(keys[0], PeerInfo(PEERS[0], _addrs(2)))  # a refresh is not a new key
+    assert len(store.get_providers(keys[0])[0].addrs) == 2
+    store.providers[keys[1]].pop(str(PEERS[0]))  # one expires: room for one more
+    store.add_provider(keys[6], PeerInfo(PEERS[0], _addrs(1)))
+    assert table.keys_of(str(PEERS[0])) == 5 and store.get_providers(keys[6])
+
+
+def test_records_in_all_and_our_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(F, "PROVIDER_RECORDS", 10)
+    store = _store()
+    for i in range(15):
+        store.add_provider(os.urandom(34), PeerInfo(PEERS[i % len(PEERS)], _addrs(1)))
+    table = F.provider_table(store)
+    assert table.records == 10
+    store.add_provider(b"mine", PeerInfo(LOCAL, _addrs(1)))  # our own record is never refused
+    assert table.records == 11 and store.get_providers(b"mine")
+
+
+def test_bytes_in_all_and_refresh_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(F, "PROVIDER_BYTES", 4000)
+    store = _store()
+    big = _addrs(F.PROVIDER_ADDRS, size=200)
+    for i in range(6):
+        store.add_provider(bytes([i]) * 34, PeerInfo(PEERS[i], big))
+    table = F.provider_table(store)
+    assert table.records == 2 and table.bytes <= 4000  # ~1.6 KB each
+    store.add_provider(bytes([9]) * 34, PeerInfo(PEERS[3], _addrs(1)))  # a small one still fits
+    assert table.records == 3
+    # The store is full: a provider refreshing its record keeps it, without addresses.
+    store.add_provider(bytes([9]) * 34, PeerInfo(PEERS[3], big))
+    (got,) = store.get_providers(bytes([9]) * 34)
+    assert got.addrs == [] and table.bytes <= 4000
+    _check_counts(store)
+
+
+@pytest.mark.slow
+def test_full_store_stays_under_the_stated_memory() -> None:
+    """The worst case of both bounds: PROVIDER_RECORDS records, each with
+    PROVIDER_ADDRS addresses, as many address bytes as PROVIDER_BYTES allows."""
+    per_addr = (F.PROVIDER_BYTES // F.PROVIDER_RECORDS - 34) // F.PROVIDER_ADDRS
+    pattern = _addrs(1, size=per_addr)[0].to_bytes()  # ends in 4 ASCII digits
+    peers = [ID.from_pubkey(create_new_key_pair().public_key) for _ in range(F.PROVIDER_RECORDS // 200 + 1)]
+    store = _store()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        started = time.perf_counter()
+        for i in range(F.PROVIDER_RECORDS + 500):
+            addrs = [Multiaddr(pattern[:-4] + b"%04d" % ((i * 8 + j) % 10_000)) for j in range(8)]
+            store.add_provider(os.urandom(34), PeerInfo(peers[i // 200 % len(peers)], addrs))
+        elapsed = time.perf_counter() - started
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    table = F.provider_table(store)
+    assert table.records == F.PROVIDER_RECORDS and table.bytes > F.PROVIDER_BYTES * 0.9
+    print(f"{table.records} records, {table.bytes} bytes: {used / 1e6:.1f} MB in {elapsed:.1f} s")
+    assert used < F.PROVIDER_MEMORY_MB * 1e6, f"{used / 1e6:.1f} MB"
+    assert elapsed < 30  # O(1) each: a scan per record made this minutes
