@@ -13,11 +13,23 @@ with the speed patches in ``_libp2p_patches.PATCHES`` (one registry, one
   lifetime, closed or not, every new one is refused: a relay or a
   long-lived node wedged for good within minutes of ordinary traffic.
   Ours waits until the connection itself is closed (or the swarm stops).
-* ``KadDHT._do_handle_stream`` (issue 10): upstream answers ADD_PROVIDER
-  with an echo. The Kademlia spec defines no answer; go-libp2p-kad-dht
-  sends ADD_PROVIDER one-way and reuses the stream, so after one provide
-  every later answer reached go one request late. The handler now sees the
-  stream through :class:`_NoAddProviderEcho`, which drops that one answer.
+* ``KadDHT._do_handle_stream`` (issues 10 and 9): upstream answers
+  ADD_PROVIDER with an echo. The Kademlia spec defines no answer;
+  go-libp2p-kad-dht sends ADD_PROVIDER one-way and reuses the stream, so
+  after one provide every later answer reached go one request late. The
+  handler now sees the stream through :class:`_GuardedKadStream`, which
+  drops that one answer. Upstream also serves at most 12 KAD streams at once
+  (the 13th is reset) but lets each wait for its next request forever and
+  take a 4 MiB request: one peer holding 12 idle streams stopped the DHT
+  server for everyone (tested: still refused 20 s later), and each of 12
+  requests of 4 MiB of addresses is parsed into Python objects before any
+  bound applies (finding 4: 419,410 addresses, +47 MB). Ours serves at most
+  ``KAD_STREAMS_PER_PEER`` streams per peer, resets a stream that brings no
+  whole request within ``KAD_STREAM_IDLE`` s of its opening or of our last
+  answer (go-libp2p-kad-dht resets after 1 min idle), and refuses a request
+  over ``KAD_REQUEST_BYTES`` at its length prefix, before its body. Each is
+  an error, and "on any error, the stream is reset" (kad-dht spec, RPC
+  messages); clients open a new stream.
 * ``ProviderStore.add_provider`` (issue 9, finding 4): upstream stored
   every address of an ADD_PROVIDER (one message held 419,410: +47 MB) and
   any number of keys. Ours keeps at most ``PROVIDER_ADDRS`` addresses of at
@@ -44,17 +56,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 import trio
+from libp2p.io.exceptions import MessageTooLarge
 from libp2p.network.connection.raw_connection import RawConnection
 
 from ._trio_race import first_of
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["inbound_until_closed", "kad_stream_no_echo", "bounded_add_provider", "ProviderTable", "provider_table"]
+__all__ = ["inbound_until_closed", "kad_inbound_stream", "bounded_add_provider", "ProviderTable", "provider_table"]
 
 #: Addresses kept per provider record (go keeps what the peerstore holds; 8 dialable addresses suffice).
 PROVIDER_ADDRS = 8
@@ -68,6 +81,12 @@ PROVIDER_RECORDS = 20_000
 PROVIDER_BYTES = 8 << 20
 #: What these bounds come to in Python objects at worst (tests/node/test_libp2p_kad_bounds.py: 38 MB).
 PROVIDER_MEMORY_MB = 40
+#: Largest request a KAD stream may carry (go and py-libp2p allow 4 MiB; ours are a few KiB, PUT_VALUE is refused).
+KAD_REQUEST_BYTES = 64 << 10
+#: Seconds a KAD stream may wait for its next whole request (go: 1 min; py-libp2p serves only 12 streams at once).
+KAD_STREAM_IDLE = 10.0
+#: KAD streams one peer may have served at once (of py-libp2p's 12).
+KAD_STREAMS_PER_PEER = 4
 _KAD_ADD_PROVIDER = 2  # Message.MessageType.ADD_PROVIDER
 
 
@@ -109,6 +128,9 @@ async def inbound_until_closed(self: Any, read_write_closer: Any, maddr: Any, fa
     await _wait_closed(muxed, self)
 
 
+# -- inbound Kademlia streams ----------------------------------------------------
+
+
 def _is_lone_varint(data: bytes | bytearray | memoryview) -> bool:
     """A complete unsigned varint and nothing else (how the handler writes a length prefix)."""
     raw = bytes(data)
@@ -123,20 +145,51 @@ def _is_add_provider(data: bytes | bytearray | memoryview) -> bool:
     return raw[1] == _KAD_ADD_PROVIDER
 
 
-class _NoAddProviderEcho:
-    """The KAD stream as py-libp2p's handler sees it, minus its ADD_PROVIDER answers.
+class _GuardedKadStream:
+    """The KAD stream as py-libp2p's handler sees it: bounded requests, no ADD_PROVIDER answers.
 
-    The handler writes each answer as a varint length, then the message: the
-    length is held until the message shows what it is; an ADD_PROVIDER
-    answer is dropped with its length, anything else goes out as written.
+    Reads: the varint length of every request is checked as it arrives; one
+    over ``KAD_REQUEST_BYTES`` raises ``MessageTooLarge`` before its body is
+    read (the handler then resets the stream, as for its own 4 MiB limit).
+    Writes: the handler writes each answer as a varint length, then the
+    message; the length is held until the message shows what it is: an
+    ADD_PROVIDER answer is dropped with its length, anything else goes out as
+    written. ``answered`` is called after each answer (sent or dropped).
     """
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: Any, answered: Callable[[], None]) -> None:
         self._stream = stream
+        self._answered = answered
         self._held: bytes | None = None
+        self._prefix = bytearray()  # the request length read so far
+        self._body_left = 0  # bytes of the current request still to come
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+    async def read(self, n: int | None = None) -> bytes:
+        data: bytes = await self._stream.read(n)
+        self._check(data)
+        return data
+
+    def _check(self, data: bytes) -> None:
+        pos = 0
+        while pos < len(data):
+            if self._body_left:
+                step = min(self._body_left, len(data) - pos)
+                self._body_left -= step
+                pos += step
+                continue
+            byte = data[pos]
+            pos += 1
+            self._prefix.append(byte)
+            if byte & 0x80 and len(self._prefix) < 10:
+                continue
+            length = sum((b & 0x7F) << (7 * i) for i, b in enumerate(self._prefix))
+            self._prefix.clear()
+            if length > KAD_REQUEST_BYTES:
+                raise MessageTooLarge(f"request of {length} bytes (at most {KAD_REQUEST_BYTES})")
+            self._body_left = length
 
     async def write(self, data: bytes) -> None:
         held, self._held = self._held, None
@@ -145,17 +198,50 @@ class _NoAddProviderEcho:
                 self._held = bytes(data)
                 return
             await self._stream.write(data)
-            return
-        if _is_add_provider(data):
-            return
-        await self._stream.write(held + bytes(data))
+        elif not _is_add_provider(data):
+            await self._stream.write(held + bytes(data))
+        self._answered()
 
 
-async def kad_stream_no_echo(self: Any, stream: Any) -> None:
-    """``KadDHT._do_handle_stream`` over a stream that sends no ADD_PROVIDER answer."""
+async def _reset_quietly(stream: Any) -> None:
+    with contextlib.suppress(Exception), trio.move_on_after(1.0):
+        await stream.reset()
+
+
+async def kad_inbound_stream(self: Any, stream: Any) -> None:
+    """``KadDHT._do_handle_stream`` with a per-peer cap, an idle deadline and bounded requests.
+
+    At most ``KAD_STREAMS_PER_PEER`` streams per peer are served at once (a
+    further one is reset at once); a stream is reset when no whole request
+    arrives within ``KAD_STREAM_IDLE`` s of its opening or of our previous
+    answer, or when a request is over ``KAD_REQUEST_BYTES``; ADD_PROVIDER
+    gets no answer (:class:`_GuardedKadStream`).
+    """
     from ._libp2p_speed import _ORIGINALS
 
-    await _ORIGINALS["kad_no_add_provider_answer"](self, _NoAddProviderEcho(stream))
+    peer = str(stream.muxed_conn.peer_id)
+    active: dict[str, int] = self.__dict__.setdefault("_p2ps_kad_streams", {})
+    if active.get(peer, 0) >= KAD_STREAMS_PER_PEER:
+        logger.debug("kad: %s already has %d streams open: reset", peer, active[peer])
+        await _reset_quietly(stream)
+        return
+    active[peer] = active.get(peer, 0) + 1
+    try:
+        with trio.CancelScope(deadline=trio.current_time() + KAD_STREAM_IDLE) as scope:
+
+            def answered() -> None:
+                scope.deadline = trio.current_time() + KAD_STREAM_IDLE
+
+            await _ORIGINALS["kad_inbound_stream"](self, _GuardedKadStream(stream, answered))
+        if scope.cancelled_caught:
+            logger.debug("kad: no request from %s within %g s: reset", peer, KAD_STREAM_IDLE)
+            await _reset_quietly(stream)
+    finally:
+        left = active[peer] - 1
+        if left:
+            active[peer] = left
+        else:
+            del active[peer]
 
 
 # -- provider records -------------------------------------------------------------

@@ -98,11 +98,13 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
         _fixes.inbound_until_closed,
         "c22fdfd5289f671c6ca1d2141200153d74bd1b81c873259215d3f2f5b91bc782",
     ),
-    # The spec defines no answer to ADD_PROVIDER; go reads the next answer late (issue 10).
-    "kad_no_add_provider_answer": (
+    # Inbound KAD streams: no answer to ADD_PROVIDER (the spec defines none; go
+    # read the next answer late, issue 10); requests of at most 64 KiB, an
+    # idle deadline and a per-peer cap on streams (issue 9).
+    "kad_inbound_stream": (
         KadDHT,
         "_do_handle_stream",
-        _fixes.kad_stream_no_echo,
+        _fixes.kad_inbound_stream,
         "5bbaed4d3cdf488c3c63e54f8434bd2de8c0b5050b800cc94ee623fc8e0c63b4",
     ),
     # Bounded provider records: addresses, keys per provider, records and bytes in all,
@@ -168,7 +170,7 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
 _YS, _YC = yamux.YamuxStream, yamux.Yamux
 DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
     # Calls _do_handle_stream with the stream (under the inbound limiter).
-    "kad_no_add_provider_answer": (
+    "kad_inbound_stream": (
         (KadDHT, "handle_stream", "e3870244e45195576713faa7e077f15224bb3d5a951f350a738a62b676bd3b34"),
     ),
     # Expire records with ``del`` on our ProviderTable, which keeps the counts.

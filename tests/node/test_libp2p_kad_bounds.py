@@ -8,6 +8,7 @@ the bounds together stay under ``PROVIDER_MEMORY_MB`` of Python objects.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import random
@@ -202,3 +203,142 @@ def test_full_store_stays_under_the_stated_memory() -> None:
     print(f"{table.records} records, {table.bytes} bytes: {used / 1e6:.1f} MB in {elapsed:.1f} s")
     assert used < F.PROVIDER_MEMORY_MB * 1e6, f"{used / 1e6:.1f} MB"
     assert elapsed < 30  # O(1) each: a scan per record made this minutes
+
+
+# -- inbound KAD streams ----------------------------------------------------------
+
+KAD = "/ipfs/kad/1.0.0"
+
+
+class _Wire:
+    """A stream that hands out ``data`` and records what is written."""
+
+    def __init__(self, data: bytes = b"") -> None:
+        self.data = data
+        self.read_upto = 0
+        self.written: list[bytes] = []
+
+    async def read(self, n: int | None = None) -> bytes:
+        n = len(self.data) if n is None else n
+        chunk = self.data[self.read_upto : self.read_upto + n]
+        self.read_upto += len(chunk)
+        return chunk
+
+    async def write(self, data: bytes) -> None:
+        self.written.append(bytes(data))
+
+
+async def test_request_over_the_cap_fails_on_its_length_before_its_body() -> None:
+    from libp2p.io.exceptions import MessageTooLarge
+    from libp2p.utils.varint import encode_uvarint, read_varint_prefixed_bytes_limited
+
+    ok = encode_uvarint(F.KAD_REQUEST_BYTES) + b"a" * F.KAD_REQUEST_BYTES
+    over = encode_uvarint(F.KAD_REQUEST_BYTES + 1) + b"b" * 100
+    wire = _Wire(ok + encode_uvarint(3) + b"xyz" + over)
+    guarded = F._GuardedKadStream(wire, lambda: None)
+    read = read_varint_prefixed_bytes_limited  # how the handler reads, with its 4 MiB limit
+    assert await read(guarded, 4 << 20) == b"a" * F.KAD_REQUEST_BYTES
+    assert await read(guarded, 4 << 20) == b"xyz"
+    with pytest.raises(MessageTooLarge):
+        await read(guarded, 4 << 20)
+    assert wire.read_upto == len(ok) + 4 + 3  # the length only, none of the body
+
+
+async def test_answers_pass_add_provider_answers_are_dropped_each_counts() -> None:
+    from libp2p.kad_dht.pb.kademlia_pb2 import Message
+    from libp2p.utils.varint import encode_uvarint
+
+    wire = _Wire()
+    answers: list[int] = []
+    guarded = F._GuardedKadStream(wire, lambda: answers.append(1))
+    for kind in (Message.ADD_PROVIDER, Message.FIND_NODE, Message.ADD_PROVIDER, Message.GET_PROVIDERS):
+        body = Message(type=kind, key=b"k").SerializeToString()
+        await guarded.write(encode_uvarint(len(body)))
+        await guarded.write(body)
+    assert len(answers) == 4
+    assert [Message.FromString(w[1:]).type for w in wire.written] == [Message.FIND_NODE, Message.GET_PROVIDERS]
+
+
+async def _answer_or_end(stream: Any, timeout: float) -> bytes | None:
+    """The next answer on ``stream``; None when the server ends or resets it."""
+    import trio
+
+    from p2pshare.node.host import StreamError
+    from p2pshare.node.pbwire import try_unframe
+
+    buf = b""
+    with trio.fail_after(timeout):
+        while True:
+            got = try_unframe(buf, 1 << 20)
+            if got is not None:
+                return got[0]
+            try:
+                part = await stream.read(65536)
+            except StreamError:
+                return None
+            if not part:
+                return None
+            buf += part
+
+
+def _find_node() -> bytes:
+    from p2pshare.node.discovery import wire
+
+    return wire.find_node_request(b"\x00\x24" + os.urandom(36))
+
+
+def _body(framed: bytes) -> bytes:
+    from p2pshare.node.pbwire import try_unframe
+
+    got = try_unframe(framed, 1 << 20)
+    assert got is not None
+    return got[0]
+
+
+async def test_kad_server_streams_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real server: a request over the cap is reset at its length; an idle
+    stream is reset after KAD_STREAM_IDLE, one that keeps asking is not; a
+    peer's extra stream is reset at once while other peers are served."""
+    import trio
+
+    from p2pshare.node.host import StreamError, open_host
+    from p2pshare.node.pbwire import field_bytes, frame
+
+    monkeypatch.setattr(F, "KAD_STREAM_IDLE", 1.0)
+    async with open_host(create_new_key_pair()) as server, open_host(create_new_key_pair()) as client:
+        server.new_kad_dht(server_mode=True, protocol=KAD)
+        await client.connect(server.peer_id, server.listen_addrs(), timeout=5)
+
+        big = await client.open_stream(server.peer_id, KAD)
+        padded = _body(_find_node()) + field_bytes(30, b"x" * (F.KAD_REQUEST_BYTES - 200))  # unknown field: ignored
+        await big.write(frame(padded))
+        assert await _answer_or_end(big, 5) is not None  # under the cap: answered
+        await big.write(frame(b"\x08\x04" + b"y" * F.KAD_REQUEST_BYTES)[:4])  # only the length of one over it
+        started = trio.current_time()
+        assert await _answer_or_end(big, 5) is None
+        assert trio.current_time() - started < 0.5  # not after the idle deadline
+
+        idle, busy = await client.open_stream(server.peer_id, KAD), await client.open_stream(server.peer_id, KAD)
+        for _ in range(4):  # 2 s of requests 0.5 s apart: each answer moves the deadline
+            await busy.write(_find_node())
+            assert await _answer_or_end(busy, 5) is not None
+            await trio.sleep(0.5)
+        assert await _answer_or_end(idle, 5) is None  # reset ~1 s after it opened
+        await busy.reset()
+
+        monkeypatch.setattr(F, "KAD_STREAM_IDLE", 30.0)
+        held = [await client.open_stream(server.peer_id, KAD) for _ in range(F.KAD_STREAMS_PER_PEER)]
+        await trio.sleep(0.3)  # the server has taken them all up
+        extra = await client.open_stream(server.peer_id, KAD)
+        with contextlib.suppress(StreamError):  # may be reset before we write
+            await extra.write(_find_node())
+        assert await _answer_or_end(extra, 5) is None
+        async with open_host(create_new_key_pair()) as other:
+            await other.connect(server.peer_id, server.listen_addrs(), timeout=5)
+            stream = await other.open_stream(server.peer_id, KAD)
+            await stream.write(_find_node())
+            assert await _answer_or_end(stream, 5) is not None
+        await held[0].write(_find_node())  # the held streams are served
+        assert await _answer_or_end(held[0], 5) is not None
+        for s in held:
+            await s.reset()
