@@ -30,6 +30,16 @@ with the speed patches in ``_libp2p_patches.PATCHES`` (one registry, one
   over ``KAD_REQUEST_BYTES`` at its length prefix, before its body. Each is
   an error, and "on any error, the stream is reset" (kad-dht spec, RPC
   messages); clients open a new stream.
+* ``kad_dht.maybe_consume_signed_record`` (issue 9): py-libp2p's KAD
+  handler puts the signed peer record of every request (``senderRecord``)
+  and of every provider (``signedRecord``) into the peerstore, all its
+  addresses, deduplicated one by one in O(n^2): one record of 20,000
+  addresses held the event loop for 12 s, and the peerstore keeps them 2 h
+  and sends them in every answer that names that peer. Records over
+  ``SIGNED_RECORD_BYTES`` or ``SIGNED_RECORD_ADDRS`` addresses are not
+  stored and the request is served as if it carried none: the field is
+  py-libp2p's own (the spec and go/js have no such field), so ignoring it is
+  what every other implementation does.
 * ``ProviderStore.add_provider`` (issue 9, finding 4): upstream stored
   every address of an ADD_PROVIDER (one message held 419,410: +47 MB) and
   any number of keys. Ours keeps at most ``PROVIDER_ADDRS`` addresses of at
@@ -64,10 +74,18 @@ from libp2p.io.exceptions import MessageTooLarge
 from libp2p.network.connection.raw_connection import RawConnection
 
 from ._trio_race import first_of
+from .pbwire import LEN, PbError, iter_fields
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["inbound_until_closed", "kad_inbound_stream", "bounded_add_provider", "ProviderTable", "provider_table"]
+__all__ = [
+    "inbound_until_closed",
+    "kad_inbound_stream",
+    "bounded_add_provider",
+    "ProviderTable",
+    "provider_table",
+    "bounded_signed_record",
+]
 
 #: Addresses kept per provider record (go keeps what the peerstore holds; 8 dialable addresses suffice).
 PROVIDER_ADDRS = 8
@@ -87,6 +105,10 @@ KAD_REQUEST_BYTES = 64 << 10
 KAD_STREAM_IDLE = 10.0
 #: KAD streams one peer may have served at once (of py-libp2p's 12).
 KAD_STREAMS_PER_PEER = 4
+#: Signed peer records (a request's senderRecord, a provider's signedRecord) over this size are not stored.
+SIGNED_RECORD_BYTES = 4096
+#: Nor those with more addresses than this (go-libp2p's AutoNAT and our discovery keep 16 per peer).
+SIGNED_RECORD_ADDRS = 16
 _KAD_ADD_PROVIDER = 2  # Message.MessageType.ADD_PROVIDER
 
 
@@ -242,6 +264,39 @@ async def kad_inbound_stream(self: Any, stream: Any) -> None:
             active[peer] = left
         else:
             del active[peer]
+
+
+# -- signed peer records in KAD requests ------------------------------------------
+
+
+def _record_addrs(envelope: bytes) -> int | None:
+    """Addresses in a signed peer record envelope, None when it cannot be read (upstream refuses it)."""
+    try:
+        payload = next((v for n, w, v in iter_fields(envelope) if n == 3 and w == LEN), None)
+        if not isinstance(payload, bytes):
+            return None
+        return sum(1 for n, w, _ in iter_fields(payload) if n == 3 and w == LEN)
+    except PbError:
+        return None
+
+
+def bounded_signed_record(msg: Any, host: Any, peer_id: Any = None) -> bool:
+    """``maybe_consume_signed_record`` as the KAD handler calls it, for records of bounded size.
+
+    A record over ``SIGNED_RECORD_BYTES`` or with more than
+    ``SIGNED_RECORD_ADDRS`` addresses is not stored and the request is
+    served as if it carried none (``True``): go and js send no such field.
+    """
+    from ._libp2p_speed import _ORIGINALS
+
+    name = "senderRecord" if "senderRecord" in msg.DESCRIPTOR.fields_by_name else "signedRecord"
+    if msg.HasField(name):
+        raw = bytes(getattr(msg, name))
+        addrs = _record_addrs(raw)
+        if len(raw) > SIGNED_RECORD_BYTES or (addrs is not None and addrs > SIGNED_RECORD_ADDRS):
+            logger.debug("kad: signed peer record of %d bytes, %s addresses: not stored", len(raw), addrs)
+            return True
+    return bool(_ORIGINALS["kad_signed_record_bounds"](msg, host, peer_id))
 
 
 # -- provider records -------------------------------------------------------------

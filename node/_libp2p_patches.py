@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 from libp2p.identity.identify import identify as identify_mod
+from libp2p.kad_dht import kad_dht as kad_dht_mod
 from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.kad_dht.provider_store import ProviderStore
 from libp2p.network.config import RetryConfig
@@ -115,6 +116,14 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
         _fixes.bounded_add_provider,
         "989cf22708d6789fdd8e9dfef308d055206c8f5c4fdc17f8fbb9d6e7d356ed8d",
     ),
+    # Signed peer records in KAD requests go to the peerstore, every address
+    # (deduplicated in O(n^2)): at most 4 KiB and 16 addresses (issue 9).
+    "kad_signed_record_bounds": (
+        kad_dht_mod,
+        "maybe_consume_signed_record",
+        _fixes.bounded_signed_record,
+        "fccef20585107b27303258cb016aed8faa54b611203c8c00e47fc377e9fecaba",
+    ),
     "identify_observed_addr": (
         identify_mod,
         "_prefer_circuit_addr",
@@ -172,6 +181,10 @@ DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
     # Calls _do_handle_stream with the stream (under the inbound limiter).
     "kad_inbound_stream": (
         (KadDHT, "handle_stream", "e3870244e45195576713faa7e077f15224bb3d5a951f350a738a62b676bd3b34"),
+    ),
+    # Looks the name up in its module at each call (the inbound handler).
+    "kad_signed_record_bounds": (
+        (KadDHT, "_do_handle_stream", "5bbaed4d3cdf488c3c63e54f8434bd2de8c0b5050b800cc94ee623fc8e0c63b4"),
     ),
     # Expire records with ``del`` on our ProviderTable, which keeps the counts.
     "kad_provider_bounds": (

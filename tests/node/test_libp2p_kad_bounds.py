@@ -25,6 +25,7 @@ from multiaddr import Multiaddr
 
 from p2pshare.node import _libp2p_fixes as F
 from p2pshare.node import _libp2p_patches as P
+from tests.discovery._kad import signed_record
 
 P.apply()
 
@@ -342,3 +343,44 @@ async def test_kad_server_streams_are_bounded(monkeypatch: pytest.MonkeyPatch) -
         assert await _answer_or_end(held[0], 5) is not None
         for s in held:
             await s.reset()
+
+
+# -- signed peer records in KAD requests -------------------------------------------
+
+
+class _StoreHost:
+    def __init__(self) -> None:
+        from libp2p.peer.peerstore import PeerStore
+
+        self.store = PeerStore()
+
+    def get_peerstore(self) -> Any:
+        return self.store
+
+
+@pytest.mark.parametrize("where", ["senderRecord", "signedRecord"])
+def test_signed_records_are_stored_only_when_small(where: str) -> None:
+    from libp2p.kad_dht.kad_dht import maybe_consume_signed_record
+    from libp2p.kad_dht.pb.kademlia_pb2 import Message
+
+    assert maybe_consume_signed_record is F.bounded_signed_record
+    cases = {  # addresses -> stored?
+        "few": (_addrs(3), True),
+        "many": (_addrs(F.SIGNED_RECORD_ADDRS + 1), False),
+        "large": (_addrs(F.SIGNED_RECORD_ADDRS, size=F.SIGNED_RECORD_BYTES // 12), False),
+    }
+    for name, (addrs, stored) in cases.items():
+        key_pair = create_new_key_pair()
+        peer = ID.from_pubkey(key_pair.public_key)
+        host = _StoreHost()
+        raw = signed_record(key_pair, [a.to_bytes() for a in addrs])
+        if where == "senderRecord":
+            msg: Any = Message(type=Message.FIND_NODE, senderRecord=raw)
+        else:
+            msg = Message.Peer(id=peer.to_bytes(), signedRecord=raw)
+        assert F.bounded_signed_record(msg, host, peer if where == "senderRecord" else None), name
+        assert (host.store.get_peer_record(peer) is not None) is stored, name
+        kept = host.store.peer_info(peer).addrs if host.store.has_peer(peer) else []
+        assert len(kept) == (len(addrs) if stored else 0), name
+    # A record upstream cannot read is upstream's to refuse, as before.
+    assert not F.bounded_signed_record(Message(type=Message.FIND_NODE, senderRecord=b"\xff" * 10), _StoreHost(), None)
