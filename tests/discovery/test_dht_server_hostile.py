@@ -23,7 +23,7 @@ import os
 import pytest
 import trio
 
-from p2pshare.node import _libp2p_fixes, _libp2p_records
+from p2pshare.node import _libp2p_fixes, _libp2p_provider_table, _libp2p_records
 from p2pshare.node.discovery import wire
 from p2pshare.node.host import LibP2PByteStream, StreamError, open_host
 from p2pshare.node.identity import generate_identity
@@ -71,7 +71,7 @@ async def test_add_provider_is_bounded_and_unanswered(tmp_path: os.PathLike[str]
             got = wire.parse_answer(await _answer(stream), expect=_libp2p_records.KadMessage.GET_PROVIDERS, sender=b"")
             await stream.reset()
             (mine,) = [p for p in got.providers if p.peer_id == me]
-            assert 0 < len(mine.addrs) <= _libp2p_fixes.PROVIDER_ADDRS
+            assert 0 < len(mine.addrs) <= _libp2p_provider_table.PROVIDER_ADDRS
     finally:
         relay.close()
 

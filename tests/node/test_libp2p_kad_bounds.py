@@ -25,6 +25,7 @@ from multiaddr import Multiaddr
 
 from p2pshare.node import _libp2p_fixes as F
 from p2pshare.node import _libp2p_patches as P
+from p2pshare.node import _libp2p_provider_table as T
 from tests.discovery._kad import signed_record
 
 P.apply()
@@ -61,7 +62,7 @@ def _recount(store: Any) -> tuple[int, int, dict[str, int]]:
 
 
 def _check_counts(store: Any) -> None:
-    table = F.provider_table(store)
+    table = T.provider_table(store)
     records, size, per_peer = _recount(store)
     assert (table.records, table.bytes) == (records, size)
     assert {p: table.keys_of(p) for p in per_peer} == per_peer
@@ -96,18 +97,18 @@ def test_counts_stay_exact_through_every_upstream_path() -> None:
         if step % 25 == 0:
             _check_counts(store)
     _check_counts(store)
-    assert F.provider_table(store).records > 0
+    assert T.provider_table(store).records > 0
 
 
 def test_an_existing_store_is_converted_once() -> None:
     store = _store()
     store.providers = {}
     P._upstream(ProviderStore, "add_provider")(store, b"k1", PeerInfo(PEERS[0], _addrs(2)))
-    assert not isinstance(store.providers, F.ProviderTable)
+    assert not isinstance(store.providers, T.ProviderTable)
     store.add_provider(b"k2", PeerInfo(PEERS[0], _addrs(3)))
-    assert isinstance(store.providers, F.ProviderTable)
+    assert isinstance(store.providers, T.ProviderTable)
     _check_counts(store)
-    assert F.provider_table(store).keys_of(str(PEERS[0])) == 2
+    assert T.provider_table(store).keys_of(str(PEERS[0])) == 2
 
 
 def test_admission_never_scans_the_store(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,30 +120,30 @@ def test_admission_never_scans_the_store(monkeypatch: pytest.MonkeyPatch) -> Non
         raise AssertionError("the store was scanned")
 
     for name in ("__iter__", "values", "items", "keys"):
-        monkeypatch.setattr(F.ProviderTable, name, scan)
-    before = F.provider_table(store).records
+        monkeypatch.setattr(T.ProviderTable, name, scan)
+    before = T.provider_table(store).records
     store.add_provider(os.urandom(34), PeerInfo(PEERS[0], _addrs(3)))
     store.add_provider(os.urandom(34), PeerInfo(PEERS[1], _addrs(3)))
-    assert F.provider_table(store).records == before + 2
+    assert T.provider_table(store).records == before + 2
 
 
 def test_addresses_are_trimmed_by_count_and_size() -> None:
     store = _store()
-    long = _addrs(3, size=F.PROVIDER_ADDR_BYTES + 40)
-    assert all(len(a.to_bytes()) > F.PROVIDER_ADDR_BYTES for a in long)
+    long = _addrs(3, size=T.PROVIDER_ADDR_BYTES + 40)
+    assert all(len(a.to_bytes()) > T.PROVIDER_ADDR_BYTES for a in long)
     store.add_provider(b"k", PeerInfo(PEERS[0], long + _addrs(20)))
     (got,) = store.get_providers(b"k")
-    assert got.addrs == _addrs(F.PROVIDER_ADDRS)
+    assert got.addrs == _addrs(T.PROVIDER_ADDRS)
 
 
 def test_keys_per_provider(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(F, "PROVIDER_KEYS_PER_PEER", 5)
+    monkeypatch.setattr(T, "PROVIDER_KEYS_PER_PEER", 5)
     store = _store()
     keys = [os.urandom(34) for _ in range(7)]
     for key in keys:
         store.add_provider(key, PeerInfo(PEERS[0], _addrs(1)))
         store.add_provider(key, PeerInfo(PEERS[1], _addrs(1)))
-    table = F.provider_table(store)
+    table = T.provider_table(store)
     assert table.keys_of(str(PEERS[0])) == table.keys_of(str(PEERS[1])) == 5
     store.add_provider(keys[0], PeerInfo(PEERS[0], _addrs(2)))  # a refresh is not a new key
     assert len(store.get_providers(keys[0])[0].addrs) == 2
@@ -152,23 +153,23 @@ def test_keys_per_provider(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_records_in_all_and_our_own(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(F, "PROVIDER_RECORDS", 10)
+    monkeypatch.setattr(T, "PROVIDER_RECORDS", 10)
     store = _store()
     for i in range(15):
         store.add_provider(os.urandom(34), PeerInfo(PEERS[i % len(PEERS)], _addrs(1)))
-    table = F.provider_table(store)
+    table = T.provider_table(store)
     assert table.records == 10
     store.add_provider(b"mine", PeerInfo(LOCAL, _addrs(1)))  # our own record is never refused
     assert table.records == 11 and store.get_providers(b"mine")
 
 
 def test_bytes_in_all_and_refresh_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(F, "PROVIDER_BYTES", 4000)
+    monkeypatch.setattr(T, "PROVIDER_BYTES", 4000)
     store = _store()
-    big = _addrs(F.PROVIDER_ADDRS, size=200)
+    big = _addrs(T.PROVIDER_ADDRS, size=200)
     for i in range(6):
         store.add_provider(bytes([i]) * 34, PeerInfo(PEERS[i], big))
-    table = F.provider_table(store)
+    table = T.provider_table(store)
     assert table.records == 2 and table.bytes <= 4000  # ~1.6 KB each
     store.add_provider(bytes([9]) * 34, PeerInfo(PEERS[3], _addrs(1)))  # a small one still fits
     assert table.records == 3
@@ -183,15 +184,15 @@ def test_bytes_in_all_and_refresh_when_full(monkeypatch: pytest.MonkeyPatch) -> 
 def test_full_store_stays_under_the_stated_memory() -> None:
     """The worst case of both bounds: PROVIDER_RECORDS records, each with
     PROVIDER_ADDRS addresses, as many address bytes as PROVIDER_BYTES allows."""
-    per_addr = (F.PROVIDER_BYTES // F.PROVIDER_RECORDS - 34) // F.PROVIDER_ADDRS
+    per_addr = (T.PROVIDER_BYTES // T.PROVIDER_RECORDS - 34) // T.PROVIDER_ADDRS
     pattern = _addrs(1, size=per_addr)[0].to_bytes()  # ends in 4 ASCII digits
-    peers = [ID.from_pubkey(create_new_key_pair().public_key) for _ in range(F.PROVIDER_RECORDS // 200 + 1)]
+    peers = [ID.from_pubkey(create_new_key_pair().public_key) for _ in range(T.PROVIDER_RECORDS // 200 + 1)]
     store = _store()
     gc.collect()
     tracemalloc.start()
     try:
         started = time.perf_counter()
-        for i in range(F.PROVIDER_RECORDS + 500):
+        for i in range(T.PROVIDER_RECORDS + 500):
             addrs = [Multiaddr(pattern[:-4] + b"%04d" % ((i * 8 + j) % 10_000)) for j in range(8)]
             store.add_provider(os.urandom(34), PeerInfo(peers[i // 200 % len(peers)], addrs))
         elapsed = time.perf_counter() - started
@@ -199,10 +200,10 @@ def test_full_store_stays_under_the_stated_memory() -> None:
         used = tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
-    table = F.provider_table(store)
-    assert table.records == F.PROVIDER_RECORDS and table.bytes > F.PROVIDER_BYTES * 0.9
+    table = T.provider_table(store)
+    assert table.records == T.PROVIDER_RECORDS and table.bytes > T.PROVIDER_BYTES * 0.9
     print(f"{table.records} records, {table.bytes} bytes: {used / 1e6:.1f} MB in {elapsed:.1f} s")
-    assert used < F.PROVIDER_MEMORY_MB * 1e6, f"{used / 1e6:.1f} MB"
+    assert used < T.PROVIDER_MEMORY_MB * 1e6, f"{used / 1e6:.1f} MB"
     assert elapsed < 30  # O(1) each: a scan per record made this minutes
 
 
