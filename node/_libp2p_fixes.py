@@ -30,6 +30,12 @@ with the speed patches in ``_libp2p_patches.PATCHES`` (one registry, one
   over ``KAD_REQUEST_BYTES`` at its length prefix, before its body. Each is
   an error, and "on any error, the stream is reset" (kad-dht spec, RPC
   messages); clients open a new stream.
+* ``YamuxStream.reset`` (issue 9): upstream keeps a stream's unread data,
+  and the stream's entry, for 60 s after we reset it, in case someone reads
+  it; after our own reset nobody does. A DHT server resets every stream of
+  a rate-limited or refused request, each with up to a receive window of
+  pipelined requests in it: under a flood that was the bulk of its growth.
+  Ours drops the data when it resets.
 * ``kad_dht.maybe_consume_signed_record`` (issue 9): py-libp2p's KAD
   handler puts the signed peer record of every request (``senderRecord``)
   and of every provider (``signedRecord``) into the peerstore, all its
@@ -85,6 +91,7 @@ __all__ = [
     "kad_inbound_stream",
     "bounded_add_provider",
     "bounded_signed_record",
+    "reset_dropping_buffer",
 ]
 
 #: Largest request a KAD stream may carry (go and py-libp2p allow 4 MiB; ours are a few KiB, PUT_VALUE is refused).
@@ -136,6 +143,26 @@ async def inbound_until_closed(self: Any, read_write_closer: Any, maddr: Any, fa
     # The barrier upstream keeps (trio's serve_listeners closes the socket
     # when this handler returns), but only while the connection lives.
     await _wait_closed(muxed, self)
+
+
+# -- yamux streams we reset -------------------------------------------------------
+
+
+async def reset_dropping_buffer(self: Any) -> None:
+    """``YamuxStream.reset`` that also drops what the peer sent and we had not read.
+
+    Upstream keeps a reset stream's unread data (and the stream's entry) for
+    60 s in case it is read; after our own reset it never is.
+    """
+    from ._libp2p_speed import _ORIGINALS
+
+    await _ORIGINALS["yamux_reset_drops_buffer"](self)
+    conn = self.conn
+    async with conn.streams_lock:
+        buffer = conn.stream_buffers.get(self.stream_id)
+        if buffer and conn.streams.get(self.stream_id) is self:
+            buffer.clear()
+            conn._finalize_stream_locked(self, fully_closed=True)
 
 
 # -- inbound Kademlia streams ----------------------------------------------------
@@ -222,8 +249,9 @@ async def kad_inbound_stream(self: Any, stream: Any) -> None:
     """``KadDHT._do_handle_stream`` with a per-peer cap, an idle deadline and bounded requests.
 
     At most ``KAD_STREAMS_PER_PEER`` streams per peer are served at once (a
-    further one is reset at once); a stream is reset when no whole request
-    arrives within ``KAD_STREAM_IDLE`` s of its opening or of our previous
+    further one is reset at once), each with a receive window of yamux's
+    initial 256 KiB (``_libp2p_speed`` P7); a stream is reset when no whole
+    request arrives within ``KAD_STREAM_IDLE`` s of its opening or of our previous
     answer, or when a request is over ``KAD_REQUEST_BYTES``; ADD_PROVIDER
     gets no answer (:class:`_GuardedKadStream`).
     """

@@ -124,6 +124,13 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
         _fixes.bounded_signed_record,
         "fccef20585107b27303258cb016aed8faa54b611203c8c00e47fc377e9fecaba",
     ),
+    # A stream we reset drops the peer's unread data now, not after 60 s (issue 9).
+    "yamux_reset_drops_buffer": (
+        yamux.YamuxStream,
+        "reset",
+        _fixes.reset_dropping_buffer,
+        "8e40f901761d3ac07412b848763afb59e0f87f0ef8bc2a7b9f62508e0dbedced",
+    ),
     "identify_observed_addr": (
         identify_mod,
         "_prefer_circuit_addr",
@@ -185,6 +192,12 @@ DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
     # Looks the name up in its module at each call (the inbound handler).
     "kad_signed_record_bounds": (
         (KadDHT, "_do_handle_stream", "5bbaed4d3cdf488c3c63e54f8434bd2de8c0b5050b800cc94ee623fc8e0c63b4"),
+    ),
+    # Frees the stream's entries once its buffer is empty; frames for a stream
+    # without an entry are dropped.
+    "yamux_reset_drops_buffer": (
+        (_YC, "_finalize_stream_locked", "95b60e92421133b491d8008f297f1a9e10f73875a3e0c6c07ffd846743422099"),
+        (_YC, "handle_incoming", "ad15ff6943feac206c7abfbf77f2142a64bb5edbe9085e3ccdda371736abdc7b"),
     ),
     # Expire records with ``del`` on our ProviderTable, which keeps the counts.
     "kad_provider_bounds": (

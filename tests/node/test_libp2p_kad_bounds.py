@@ -385,3 +385,43 @@ def test_signed_records_are_stored_only_when_small(where: str) -> None:
         assert len(kept) == (len(addrs) if stored else 0), name
     # A record upstream cannot read is upstream's to refuse, as before.
     assert not F.bounded_signed_record(Message(type=Message.FIND_NODE, senderRecord=b"\xff" * 10), _StoreHost(), None)
+
+
+# -- yamux: what a peer can park in our buffers ---------------------------------------
+
+
+async def test_py_libp2p_handlers_keep_the_small_window_and_a_reset_frees_the_buffer() -> None:
+    """A stream served by a py-libp2p handler (the KAD server's kind; no
+    LibP2PByteStream) never grants more than yamux's initial 256 KiB, so a
+    writer stalls there; when we reset it, its unread data is dropped at
+    once (upstream kept it, and the stream's entry, for 60 s)."""
+    import trio
+    from libp2p.custom_types import TProtocol
+    from libp2p.stream_muxer.yamux import yamux
+
+    from p2pshare.node.host import open_host
+
+    served: dict[str, Any] = {}
+    done = trio.Event()
+
+    async def raw_handler(net_stream: Any) -> None:
+        served["stream"] = net_stream
+        await net_stream.read(1)  # a read: any window update goes out now
+        await done.wait()
+
+    async with open_host(create_new_key_pair()) as server, open_host(create_new_key_pair()) as client:
+        server.libp2p.set_stream_handler(TProtocol("/t/raw"), raw_handler)
+        await client.connect(server.peer_id, server.listen_addrs(), timeout=5)
+        stream = await client.open_stream(server.peer_id, "/t/raw")
+        written = 0
+        with trio.move_on_after(1.5):
+            while True:
+                await stream.write(b"x" * 65536)
+                written += 65536
+        assert 0 < written <= 2 * yamux.DEFAULT_WINDOW_SIZE
+        muxed = served["stream"].muxed_stream
+        conn, sid = muxed.conn, muxed.stream_id
+        assert len(conn.stream_buffers[sid]) > yamux.DEFAULT_WINDOW_SIZE // 2
+        await served["stream"].reset()
+        assert sid not in conn.stream_buffers and sid not in conn.streams
+        done.set()
