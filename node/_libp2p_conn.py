@@ -207,6 +207,11 @@ class LibP2PByteStream:
 
     def __init__(self, net_stream: INetStream) -> None:
         self._s = net_stream
+        # Our protocols read what they are sent: grant the large receive window
+        # (``_libp2p_speed`` P7; py-libp2p's own handlers keep 256 KiB).
+        muxed = getattr(net_stream, "muxed_stream", None)
+        if muxed is not None and hasattr(muxed, "__dict__"):
+            muxed.__dict__["_p2ps_bulk"] = True
         peer = net_stream.muxed_conn.peer_id
         self.remote_peer_id: str = peer.to_base58()
         self.remote_peer_id_bytes: bytes = peer.to_bytes()

@@ -2,7 +2,8 @@
 
 Replacement functions only; they are registered, fingerprinted and applied
 with the speed patches in ``_libp2p_patches.PATCHES`` (one registry, one
-``apply``), and tested in ``tests/node/test_libp2p_patches.py``.
+``apply``), and tested in ``tests/node/test_libp2p_patches.py`` and
+``tests/node/test_libp2p_kad_bounds.py``.
 
 * ``Swarm._do_handle_inbound_connection`` (issue 9, finding 1): upstream
   keeps each inbound connection's handler -- and with it one slot of the
@@ -14,48 +15,123 @@ with the speed patches in ``_libp2p_patches.PATCHES`` (one registry, one
   Ours waits until the connection itself is closed (or the swarm stops),
   counts it in the resource manager (``node/rcmgr``: transient while its
   handshake runs, then its peer's) and gives a handshake HANDSHAKE_TIMEOUT.
-* ``KadDHT._do_handle_stream`` (issue 10): upstream answers ADD_PROVIDER
-  with an echo. The Kademlia spec defines no answer; go-libp2p-kad-dht
-  sends ADD_PROVIDER one-way and reuses the stream, so after one provide
-  every later answer reached go one request late. The handler now sees the
-  stream through :class:`_NoAddProviderEcho`, which drops that one answer.
+* ``KadDHT._do_handle_stream`` (issues 10 and 9): upstream answers
+  ADD_PROVIDER with an echo. The Kademlia spec defines no answer;
+  go-libp2p-kad-dht sends ADD_PROVIDER one-way and reuses the stream, so
+  after one provide every later answer reached go one request late. The
+  handler now sees the stream through :class:`_GuardedKadStream`, which
+  drops that one answer. Upstream also serves at most 12 KAD streams at once
+  (the 13th is reset) but lets each wait for its next request forever and
+  take a 4 MiB request: one peer holding 12 idle streams stopped the DHT
+  server for everyone (tested: still refused 20 s later), and each of 12
+  requests of 4 MiB of addresses is parsed into Python objects before any
+  bound applies (finding 4: 419,410 addresses, +47 MB). Ours serves at most
+  ``KAD_STREAMS_PER_PEER`` streams per peer, resets a stream that brings no
+  whole request within ``KAD_STREAM_IDLE`` s of its opening or of our last
+  answer (go-libp2p-kad-dht resets after 1 min idle), and refuses a request
+  over ``KAD_REQUEST_BYTES`` at its length prefix, before its body. Each is
+  an error, and "on any error, the stream is reset" (kad-dht spec, RPC
+  messages); clients open a new stream.
+* ``YamuxStream.reset`` (issue 9): upstream keeps a stream's unread data,
+  and the stream's entry, for 60 s after we reset it, in case someone reads
+  it; after our own reset nobody does. A DHT server resets every stream of
+  a rate-limited or refused request, each with up to a receive window of
+  pipelined requests in it: under a flood that was the bulk of its growth.
+  Ours drops the data when it resets.
+* ``kad_dht.maybe_consume_signed_record`` (issue 9): py-libp2p's KAD
+  handler puts the signed peer record of every request (``senderRecord``)
+  and of every provider (``signedRecord``) into the peerstore, all its
+  addresses, deduplicated one by one in O(n^2): one record of 20,000
+  addresses held the event loop for 12 s, and the peerstore keeps them 2 h
+  and sends them in every answer that names that peer. Records over
+  ``SIGNED_RECORD_BYTES`` or ``SIGNED_RECORD_ADDRS`` addresses are not
+  stored and the request is served as if it carried none: the field is
+  py-libp2p's own (the spec and go/js have no such field), so ignoring it is
+  what every other implementation does.
 * ``ProviderStore.add_provider`` (issue 9, finding 4): upstream stored
   every address of an ADD_PROVIDER (one message held 419,410: +47 MB) and
-  any number of keys. Ours keeps at most ``PROVIDER_ADDRS`` addresses per
-  record, ``PROVIDER_KEYS_PER_PEER`` keys per provider and
-  ``PROVIDER_RECORDS`` records in all; when full, new records are ignored
-  (the sender is not told: ADD_PROVIDER has no answer).
+  any number of keys. Ours (bounds and store in ``_libp2p_provider_table``)
+  keeps at most ``PROVIDER_ADDRS`` addresses of at
+  most ``PROVIDER_ADDR_BYTES`` each per record, ``PROVIDER_KEYS_PER_PEER``
+  keys per provider, ``PROVIDER_RECORDS`` records and ``PROVIDER_BYTES`` of
+  keys and addresses in all: **at most 40 MB of provider records**
+  (``PROVIDER_MEMORY_MB``; 38 MB measured for the worst case of both
+  bounds). The store is a :class:`ProviderTable` that keeps these totals as
+  records come and go -- py-libp2p expires records itself, with ``del``, in
+  ``get_providers`` and ``cleanup_expired`` -- so admission is O(1): the
+  first version counted by scanning the store on every new record (12 s of
+  event loop to fill 20,000 records, ~1 ms per record at the end; 0.2 s now).
+
+  When full: the Kademlia spec sets no capacity, and ADD_PROVIDER has no
+  answer to refuse with, so a record that does not fit is dropped and the
+  stream goes on (rust-libp2p's memory store likewise keeps its records and
+  ignores new providers when full). A provider refreshing a record it holds
+  keeps it, without addresses when the new ones do not fit: the spec lets a
+  node store no addresses at all, only the provider's peer ID. Our own
+  records are never refused. Under ``scripts/dht_flood.py`` (60 s, 200
+  identities, 16 at once) the whole server's peak RSS went from 73 to 93 MB.
+
+The rest of what the DHT server keeps for a peer's input (issue 9):
+
+* PUT_VALUE: no record namespace is registered (``_libp2p_impl.new_kad_dht``),
+  so every PUT_VALUE fails validation and its stream is reset -- the spec's
+  answer to a record that is not stored (no echo), as rust-libp2p does when
+  its store refuses one. The value store stays empty
+  (tests/discovery/test_inprocess.py); upstream's own bound would have been
+  50,000 values of up to 1 MB, each eviction a scan of all of them.
+* The routing table: k-buckets of 20, at most 256, servers only
+  (``_libp2p_patches.kad_servers_only``).
+* Streams: 12 served at once (upstream), 4 per peer, a request of at most
+  64 KiB, 10 s idle (above), a 256 KiB receive window (``_libp2p_speed`` P7).
+* py-libp2p's ADD_PROVIDER rate limit (10 per peer per 10 s) keeps one
+  entry per peer seen in the last 10 s, pruned once past 200.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import multiaddr
 import trio
+from libp2p.io.exceptions import MessageTooLarge
 from libp2p.network.connection.raw_connection import RawConnection
 
 from p2pshare.sharecode.multiaddrs import IpClass, ip_class, ip_text
 
+from . import _libp2p_provider_table as _table
 from ._libp2p_originals import ORIGINALS as _ORIGINALS
 from ._libp2p_rcmgr import manager_of
 from ._trio_race import first_of
+from .pbwire import LEN, PbError, iter_fields
 from .rcmgr import ResourceLimitExceeded
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["inbound_until_closed", "kad_stream_no_echo", "bounded_add_provider", "identify_scoped_addrs"]
+__all__ = [
+    "inbound_until_closed",
+    "kad_inbound_stream",
+    "bounded_add_provider",
+    "bounded_signed_record",
+    "reset_dropping_buffer",
+    "identify_scoped_addrs",
+]
 
-#: Addresses kept per provider record (go keeps what the peerstore holds; 8 dialable addresses suffice).
-PROVIDER_ADDRS = 8
-#: Keys one provider may be recorded under in our store.
-PROVIDER_KEYS_PER_PEER = 256
-#: Provider records in all: with PROVIDER_ADDRS each, a few tens of MB at most.
-PROVIDER_RECORDS = 20_000
 #: Seconds an inbound connection's Noise + yamux handshake may take.
 HANDSHAKE_TIMEOUT = 15.0
+
+#: Largest request a KAD stream may carry (go and py-libp2p allow 4 MiB; ours are a few KiB, PUT_VALUE is refused).
+KAD_REQUEST_BYTES = 64 << 10
+#: Seconds a KAD stream may wait for its next whole request (go: 1 min; py-libp2p serves only 12 streams at once).
+KAD_STREAM_IDLE = 10.0
+#: KAD streams one peer may have served at once (of py-libp2p's 12).
+KAD_STREAMS_PER_PEER = 4
+#: Signed peer records (a request's senderRecord, a provider's signedRecord) over this size are not stored.
+SIGNED_RECORD_BYTES = 4096
+#: Nor those with more addresses than this (go-libp2p's AutoNAT and our discovery keep 16 per peer).
+SIGNED_RECORD_ADDRS = 16
 _KAD_ADD_PROVIDER = 2  # Message.MessageType.ADD_PROVIDER
 
 
@@ -131,6 +207,24 @@ async def inbound_until_closed(self: Any, read_write_closer: Any, maddr: Any, fa
             scope.close()
 
 
+async def reset_dropping_buffer(self: Any) -> None:
+    """``YamuxStream.reset`` that also drops what the peer sent and we had not read.
+
+    Upstream keeps a reset stream's unread data (and the stream's entry) for
+    60 s in case it is read; after our own reset it never is.
+    """
+    await _ORIGINALS["yamux_reset_drops_buffer"](self)
+    conn = self.conn
+    async with conn.streams_lock:
+        buffer = conn.stream_buffers.get(self.stream_id)
+        if buffer and conn.streams.get(self.stream_id) is self:
+            buffer.clear()
+            conn._finalize_stream_locked(self, fully_closed=True)
+
+
+# -- inbound Kademlia streams ----------------------------------------------------
+
+
 def _is_lone_varint(data: bytes | bytearray | memoryview) -> bool:
     """A complete unsigned varint and nothing else (how the handler writes a length prefix)."""
     raw = bytes(data)
@@ -145,20 +239,51 @@ def _is_add_provider(data: bytes | bytearray | memoryview) -> bool:
     return raw[1] == _KAD_ADD_PROVIDER
 
 
-class _NoAddProviderEcho:
-    """The KAD stream as py-libp2p's handler sees it, minus its ADD_PROVIDER answers.
+class _GuardedKadStream:
+    """The KAD stream as py-libp2p's handler sees it: bounded requests, no ADD_PROVIDER answers.
 
-    The handler writes each answer as a varint length, then the message: the
-    length is held until the message shows what it is; an ADD_PROVIDER
-    answer is dropped with its length, anything else goes out as written.
+    Reads: the varint length of every request is checked as it arrives; one
+    over ``KAD_REQUEST_BYTES`` raises ``MessageTooLarge`` before its body is
+    read (the handler then resets the stream, as for its own 4 MiB limit).
+    Writes: the handler writes each answer as a varint length, then the
+    message; the length is held until the message shows what it is: an
+    ADD_PROVIDER answer is dropped with its length, anything else goes out as
+    written. ``answered`` is called after each answer (sent or dropped).
     """
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: Any, answered: Callable[[], None]) -> None:
         self._stream = stream
+        self._answered = answered
         self._held: bytes | None = None
+        self._prefix = bytearray()  # the request length read so far
+        self._body_left = 0  # bytes of the current request still to come
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+    async def read(self, n: int | None = None) -> bytes:
+        data: bytes = await self._stream.read(n)
+        self._check(data)
+        return data
+
+    def _check(self, data: bytes) -> None:
+        pos = 0
+        while pos < len(data):
+            if self._body_left:
+                step = min(self._body_left, len(data) - pos)
+                self._body_left -= step
+                pos += step
+                continue
+            byte = data[pos]
+            pos += 1
+            self._prefix.append(byte)
+            if byte & 0x80 and len(self._prefix) < 10:
+                continue
+            length = sum((b & 0x7F) << (7 * i) for i, b in enumerate(self._prefix))
+            self._prefix.clear()
+            if length > KAD_REQUEST_BYTES:
+                raise MessageTooLarge(f"request of {length} bytes (at most {KAD_REQUEST_BYTES})")
+            self._body_left = length
 
     async def write(self, data: bytes) -> None:
         held, self._held = self._held, None
@@ -167,37 +292,111 @@ class _NoAddProviderEcho:
                 self._held = bytes(data)
                 return
             await self._stream.write(data)
-            return
-        if _is_add_provider(data):
-            return
-        await self._stream.write(held + bytes(data))
+        elif not _is_add_provider(data):
+            await self._stream.write(held + bytes(data))
+        self._answered()
 
 
-async def kad_stream_no_echo(self: Any, stream: Any) -> None:
-    """``KadDHT._do_handle_stream`` over a stream that sends no ADD_PROVIDER answer."""
-    await _ORIGINALS["kad_no_add_provider_answer"](self, _NoAddProviderEcho(stream))
+async def _reset_quietly(stream: Any) -> None:
+    with contextlib.suppress(Exception), trio.move_on_after(1.0):
+        await stream.reset()
+
+
+async def kad_inbound_stream(self: Any, stream: Any) -> None:
+    """``KadDHT._do_handle_stream`` with a per-peer cap, an idle deadline and bounded requests.
+
+    At most ``KAD_STREAMS_PER_PEER`` streams per peer are served at once (a
+    further one is reset at once), each with a receive window of yamux's
+    initial 256 KiB (``_libp2p_speed`` P7); a stream is reset when no whole
+    request arrives within ``KAD_STREAM_IDLE`` s of its opening or of our previous
+    answer, or when a request is over ``KAD_REQUEST_BYTES``; ADD_PROVIDER
+    gets no answer (:class:`_GuardedKadStream`).
+    """
+    peer = str(stream.muxed_conn.peer_id)
+    active: dict[str, int] = self.__dict__.setdefault("_p2ps_kad_streams", {})
+    if active.get(peer, 0) >= KAD_STREAMS_PER_PEER:
+        logger.debug("kad: %s already has %d streams open: reset", peer, active[peer])
+        await _reset_quietly(stream)
+        return
+    active[peer] = active.get(peer, 0) + 1
+    try:
+        with trio.CancelScope(deadline=trio.current_time() + KAD_STREAM_IDLE) as scope:
+
+            def answered() -> None:
+                scope.deadline = trio.current_time() + KAD_STREAM_IDLE
+
+            await _ORIGINALS["kad_inbound_stream"](self, _GuardedKadStream(stream, answered))
+        if scope.cancelled_caught:
+            logger.debug("kad: no request from %s within %g s: reset", peer, KAD_STREAM_IDLE)
+            await _reset_quietly(stream)
+    finally:
+        left = active[peer] - 1
+        if left:
+            active[peer] = left
+        else:
+            del active[peer]
+
+
+# -- signed peer records in KAD requests ------------------------------------------
+
+
+def _record_addrs(envelope: bytes) -> int | None:
+    """Addresses in a signed peer record envelope, None when it cannot be read (upstream refuses it)."""
+    try:
+        payload = next((v for n, w, v in iter_fields(envelope) if n == 3 and w == LEN), None)
+        if not isinstance(payload, bytes):
+            return None
+        return sum(1 for n, w, _ in iter_fields(payload) if n == 3 and w == LEN)
+    except PbError:
+        return None
+
+
+def bounded_signed_record(msg: Any, host: Any, peer_id: Any = None) -> bool:
+    """``maybe_consume_signed_record`` as the KAD handler calls it, for records of bounded size.
+
+    A record over ``SIGNED_RECORD_BYTES`` or with more than
+    ``SIGNED_RECORD_ADDRS`` addresses is not stored and the request is
+    served as if it carried none (``True``): go and js send no such field.
+    """
+    name = "senderRecord" if "senderRecord" in msg.DESCRIPTOR.fields_by_name else "signedRecord"
+    if msg.HasField(name):
+        raw = bytes(getattr(msg, name))
+        addrs = _record_addrs(raw)
+        if len(raw) > SIGNED_RECORD_BYTES or (addrs is not None and addrs > SIGNED_RECORD_ADDRS):
+            logger.debug("kad: signed peer record of %d bytes, %s addresses: not stored", len(raw), addrs)
+            return True
+    return bool(_ORIGINALS["kad_signed_record_bounds"](msg, host, peer_id))
+
+
+# -- provider records -------------------------------------------------------------
 
 
 def bounded_add_provider(self: Any, key: bytes, provider: Any) -> None:
-    """``ProviderStore.add_provider`` with bounds on addresses, keys per provider and records."""
+    """``ProviderStore.add_provider`` within the provider-record bounds (O(1) per call).
+
+    A new record that does not fit is ignored (ADD_PROVIDER has no answer to
+    tell the sender); a provider refreshing a record it holds is kept, without
+    addresses if its new ones do not fit (the spec lets a node store no
+    addresses). Our own records are never refused.
+    """
     from libp2p.peer.peerinfo import PeerInfo
 
     if not provider or not provider.peer_id:
         return
+    table = _table.provider_table(self)
     peer = str(provider.peer_id)
-    records = self.providers
-    known = key in records and peer in records[key]
-    if not known:
-        total = sum(len(v) for v in records.values())
-        if total >= PROVIDER_RECORDS:
-            logger.debug("provider store full (%d records): ignoring %s", total, peer)
+    addrs = _table.kept_addrs(provider.addrs)
+    size = len(key) + sum(len(a.to_bytes()) for a in addrs)
+    current = table.get(key)
+    if current is not None and peer in current:
+        if table.bytes - current.size_of(peer) + size > _table.PROVIDER_BYTES:
+            addrs = []
+    elif provider.peer_id != self.local_peer_id:
+        why = table.refusal(peer, size)
+        if why is not None:
+            logger.debug("provider record of %s not stored: %s", peer, why)
             return
-        mine = sum(1 for v in records.values() if peer in v)
-        if mine >= PROVIDER_KEYS_PER_PEER:
-            logger.debug("provider %s already holds %d keys: ignoring another", peer, mine)
-            return
-    trimmed = PeerInfo(provider.peer_id, list(provider.addrs)[:PROVIDER_ADDRS])
-    _ORIGINALS["kad_provider_bounds"](self, key, trimmed)
+    _ORIGINALS["kad_provider_bounds"](self, key, PeerInfo(provider.peer_id, addrs))
 
 
 def _addr_fits(raw: bytes, peer_class: IpClass | None) -> bool:

@@ -36,6 +36,7 @@ from typing import Any
 from libp2p.host.basic_host import BasicHost
 from libp2p.identity.identify import identify as identify_mod
 from libp2p.identity.identify_push import identify_push as identify_push_mod
+from libp2p.kad_dht import kad_dht as kad_dht_mod
 from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.kad_dht.provider_store import ProviderStore
 from libp2p.network.config import RetryConfig
@@ -101,14 +102,17 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
         _fixes.inbound_until_closed,
         "c22fdfd5289f671c6ca1d2141200153d74bd1b81c873259215d3f2f5b91bc782",
     ),
-    # The spec defines no answer to ADD_PROVIDER; go reads the next answer late (issue 10).
-    "kad_no_add_provider_answer": (
+    # Inbound KAD streams: no answer to ADD_PROVIDER (the spec defines none; go
+    # read the next answer late, issue 10); requests of at most 64 KiB, an
+    # idle deadline and a per-peer cap on streams (issue 9).
+    "kad_inbound_stream": (
         KadDHT,
         "_do_handle_stream",
-        _fixes.kad_stream_no_echo,
+        _fixes.kad_inbound_stream,
         "5bbaed4d3cdf488c3c63e54f8434bd2de8c0b5050b800cc94ee623fc8e0c63b4",
     ),
-    # Bounded provider records: addresses, keys per provider, records in all (issue 9, finding 4).
+    # Bounded provider records: addresses, keys per provider, records and bytes in all,
+    # counted in O(1) (issue 9, finding 4).
     "kad_provider_bounds": (
         ProviderStore,
         "add_provider",
@@ -142,6 +146,21 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
         "_mk_identify_protobuf",
         _fixes.identify_scoped_addrs,
         "5361becff806511c71d9b3b0a2c3ed5b74789f1ff35ee6daeeca9d735ea06e03",
+    ),
+    # Signed peer records in KAD requests go to the peerstore, every address
+    # (deduplicated in O(n^2)): at most 4 KiB and 16 addresses (issue 9).
+    "kad_signed_record_bounds": (
+        kad_dht_mod,
+        "maybe_consume_signed_record",
+        _fixes.bounded_signed_record,
+        "fccef20585107b27303258cb016aed8faa54b611203c8c00e47fc377e9fecaba",
+    ),
+    # A stream we reset drops the peer's unread data now, not after 60 s (issue 9).
+    "yamux_reset_drops_buffer": (
+        yamux.YamuxStream,
+        "reset",
+        _fixes.reset_dropping_buffer,
+        "8e40f901761d3ac07412b848763afb59e0f87f0ef8bc2a7b9f62508e0dbedced",
     ),
     "identify_observed_addr": (
         identify_mod,
@@ -198,8 +217,23 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
 _YS, _YC = yamux.YamuxStream, yamux.Yamux
 DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
     # Calls _do_handle_stream with the stream (under the inbound limiter).
-    "kad_no_add_provider_answer": (
+    "kad_inbound_stream": (
         (KadDHT, "handle_stream", "e3870244e45195576713faa7e077f15224bb3d5a951f350a738a62b676bd3b34"),
+    ),
+    # Looks the name up in its module at each call (the inbound handler).
+    "kad_signed_record_bounds": (
+        (KadDHT, "_do_handle_stream", "5bbaed4d3cdf488c3c63e54f8434bd2de8c0b5050b800cc94ee623fc8e0c63b4"),
+    ),
+    # Frees the stream's entries once its buffer is empty; frames for a stream
+    # without an entry are dropped.
+    "yamux_reset_drops_buffer": (
+        (_YC, "_finalize_stream_locked", "95b60e92421133b491d8008f297f1a9e10f73875a3e0c6c07ffd846743422099"),
+        (_YC, "handle_incoming", "ad15ff6943feac206c7abfbf77f2142a64bb5edbe9085e3ccdda371736abdc7b"),
+    ),
+    # Expire records with ``del`` on our ProviderTable, which keeps the counts.
+    "kad_provider_bounds": (
+        (ProviderStore, "get_providers", "b9fcf8e6b889a127f71e1eba2e1a8e3350d2204af97f984ee3d7b75ee2ea83f6"),
+        (ProviderStore, "cleanup_expired", "054a33657d16a419381e4436bb67edde6934fe3eaee09045a59a4a5594208e1c"),
     ),
     "swarm_inbound_slot": (
         # Holds the inbound limiter around our call and releases it when we return.

@@ -288,12 +288,19 @@ async def _yamux_write(self: Any, data: bytes) -> None:
 # after nearly every read (its "release on read" mode): one more Noise message
 # each way per read. Like go-yamux, we grant credit up to RECV_WINDOW minus
 # what is still buffered, and only once that delta reaches half the window.
+# Only streams our own protocols read get RECV_WINDOW: ``LibP2PByteStream``
+# marks them (``_p2ps_bulk``). The others -- py-libp2p's KAD server, identify,
+# ping, and every stream while its protocol is negotiated -- keep yamux's
+# initial 256 KiB, so a peer cannot park 16 MiB of unread requests per stream
+# in a server that reads a few KiB at a time (issue 9).
 
 
 async def _window_update(self: Any, *, bytes_read: int = 0) -> None:
+    limit = RECV_WINDOW if self.__dict__.get("_p2ps_bulk") else int(yamux.DEFAULT_WINDOW_SIZE)
     async with self.window_lock:
-        # An inbound stream grows past 256 KiB only with memory reserved for it.
-        window = window_target(self, RECV_WINDOW)
+        # Our own protocols' streams may grow past 256 KiB (py-libp2p's own
+        # handlers never do), and an inbound one only with memory reserved.
+        window = window_target(self, limit)
         self.target_recv_window = window
         buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
         delta = window - (self.recv_window + buffered)

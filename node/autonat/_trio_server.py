@@ -5,6 +5,11 @@ handshake that proves the requester's peer ID (``Host.connect_unknown``), so
 an existing connection can never make a NATed peer look public (py-libp2p's
 own server calls ``host.connect()``, which returns the existing connection).
 That connection is closed again and never handed to the swarm.
+
+What one peer may hold (streams being served, dial-backs in flight) and
+ask for (requests per window, per peer and per IP) is bounded by
+:class:`~node.autonat.server.ServerConfig`; what does not fit is refused at
+once, never queued.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from p2pshare.node.autonat.server import RateLimiter, ServerConfig, plan_dial
+from p2pshare.node.autonat.server import RateLimiter, ServerConfig, Slots, plan_dial
 from p2pshare.node.autonat.wire import (
     PROTOCOL_ID,
     Dial,
@@ -53,9 +58,22 @@ class AutoNATServer:
         self.host = host
         self.config = config
         self._limiter = RateLimiter(config, trio.current_time())
+        self.streams = Slots(config.max_streams, config.max_streams_per_peer)
+        self.jobs = Slots(config.max_jobs, config.max_jobs_per_peer)
         self.answered: dict[str, int] = {}
 
     async def handle(self, stream: LibP2PByteStream) -> None:
+        peer = stream.remote_peer_id_bytes
+        if not self.streams.take(peer):
+            logger.debug("autonat: %s has too many requests open: reset", stream.remote_peer_id)
+            await stream.reset()
+            return
+        try:
+            await self._serve(stream)
+        finally:
+            self.streams.give_back(peer)
+
+    async def _serve(self, stream: LibP2PByteStream) -> None:
         try:
             with trio.fail_after(READ_TIMEOUT):
                 msg = await read_message(stream.read)
@@ -71,13 +89,20 @@ class AutoNATServer:
         await stream.write(encode_response(answer))
 
     async def _answer(self, stream: LibP2PByteStream, msg: Dial) -> DialResponse:
-        plan = plan_dial(stream.remote_peer_id_bytes, _remote_ip(stream), _is_relayed(stream), msg, self.config)
+        ip = _remote_ip(stream)
+        peer = stream.remote_peer_id_bytes
+        plan = plan_dial(peer, ip, _is_relayed(stream), msg, self.config)
         if isinstance(plan, DialResponse):
             logger.info("autonat: refused %s: %s", stream.remote_peer_id, plan.text)
             return plan
-        if not self._limiter.allow(stream.remote_peer_id_bytes, trio.current_time()):
-            return DialResponse(ResponseStatus.E_DIAL_REFUSED, "too many dials")
-        reached = await self._dial_any(stream.remote_peer_id, plan)
+        if not self.jobs.take(peer):  # before the rate limit: a busy refusal costs no budget
+            return DialResponse(ResponseStatus.E_DIAL_REFUSED, "busy")
+        try:
+            if not self._limiter.allow(peer, trio.current_time(), ip):
+                return DialResponse(ResponseStatus.E_DIAL_REFUSED, "too many dials")
+            reached = await self._dial_any(stream.remote_peer_id, plan)
+        finally:
+            self.jobs.give_back(peer)
         if reached is None:
             return DialResponse(ResponseStatus.E_DIAL_ERROR, "dial failed")
         return DialResponse(ResponseStatus.OK, "", encode_addr(reached.multiaddr()))

@@ -6,7 +6,7 @@ import pytest
 import trio
 
 from p2pshare.node.autonat.client import AutoNATConfig, Outcome, Reachability, ReachabilityTracker, ServerResult
-from p2pshare.node.autonat.server import RateLimiter, ServerConfig, plan_dial
+from p2pshare.node.autonat.server import RateLimiter, ServerConfig, Slots, ip_group, plan_dial
 from p2pshare.node.autonat.wire import (
     MAX_ADDRS,
     Dial,
@@ -189,9 +189,53 @@ def test_rate_limiter() -> None:
     assert lim.allow(b"a", 10.0)  # new window
 
 
+def test_rate_limiter_per_ip() -> None:
+    lim = RateLimiter(ServerConfig(per_peer_max=3, per_ip_max=2, global_max=30, window=10), now=0.0)
+    assert lim.allow(b"a", 1, "198.51.100.7") and lim.allow(b"b", 1, "198.51.100.7")
+    assert not lim.allow(b"c", 2, "198.51.100.7")  # a third identity on the same IP
+    assert lim.allow(b"c", 2, "198.51.100.8")
+    assert lim.allow(b"d", 3, "2001:db8:1:2::1") and lim.allow(b"e", 3, "2001:db8:1:2:ffff::9")
+    assert not lim.allow(b"f", 3, "2001:db8:1:2:abcd::1")  # same /64
+    assert lim.allow(b"f", 3, "2001:db8:1:3::1")
+    assert lim.allow(b"g", 10, "198.51.100.7")  # new window
+
+
+def test_rate_limiter_tables_hold_only_what_was_allowed() -> None:
+    cfg = ServerConfig(per_peer_max=1, per_ip_max=1, global_max=5, window=60)
+    lim = RateLimiter(cfg, now=0.0)
+    allowed = sum(
+        lim.allow(i.to_bytes(4, "big"), 1, f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}") for i in range(10_000)
+    )
+    assert allowed == 5 and lim.tracked() == 10
+
+
+def test_ip_group() -> None:
+    assert ip_group("198.51.100.7") == "198.51.100.7"
+    assert ip_group("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
+    assert ip_group("not an ip") == "not an ip"
+
+
+def test_slots_total_and_per_key_no_queue() -> None:
+    slots = Slots(total=3, per_key=2)
+    assert slots.take("a") and slots.take("a") and not slots.take("a")  # per key
+    assert slots.take("b") and not slots.take("c")  # in all
+    slots.give_back("a")
+    assert slots.take("c") and slots.in_use == 3
+    for key in ("a", "b", "c"):
+        slots.give_back(key)
+    assert slots.in_use == 0 and slots.keys() == 0  # nothing kept for idle keys
+    for i in range(1000):  # many keys come and go: the table never grows past total
+        assert slots.take(i)
+        assert slots.keys() <= 3
+        slots.give_back(i)
+    assert slots.keys() == 0
+
+
 def test_config_validation() -> None:
     with pytest.raises(ValueError):
         AutoNATConfig(agree=0)
     with pytest.raises(ValueError):
         ServerConfig(dial_timeout=0)
+    with pytest.raises(ValueError):
+        ServerConfig(max_jobs=0)
     assert trio  # imported for pytest-trio's async test above

@@ -10,6 +10,10 @@ this test, over the façade:
   one-way and reuses the stream, so an echo made every later answer one
   request late (issue 10). The next request on the same stream must be
   answered by its own answer.
+* a signed peer record with 5,000 addresses in a request is not stored
+  (upstream put every address in the peerstore, deduplicating in O(n^2):
+  with 20,000, 12 s of blocked event loop for one request; that one is
+  now over the 64 KiB request cap and reset at its length).
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ import os
 import pytest
 import trio
 
-from p2pshare.node import _libp2p_fixes, _libp2p_records
+from p2pshare.node import _libp2p_fixes, _libp2p_provider_table, _libp2p_records
 from p2pshare.node.discovery import wire
-from p2pshare.node.host import LibP2PByteStream, open_host
+from p2pshare.node.host import LibP2PByteStream, StreamError, open_host
 from p2pshare.node.identity import generate_identity
 from p2pshare.node.pbwire import try_unframe
 from tests.cli.helpers import start
+from tests.discovery._kad import signed_record, tcp_addrs
 
 pytestmark = pytest.mark.slow
 KAD = "/ipfs/kad/1.0.0"
@@ -66,6 +71,38 @@ async def test_add_provider_is_bounded_and_unanswered(tmp_path: os.PathLike[str]
             got = wire.parse_answer(await _answer(stream), expect=_libp2p_records.KadMessage.GET_PROVIDERS, sender=b"")
             await stream.reset()
             (mine,) = [p for p in got.providers if p.peer_id == me]
-            assert 0 < len(mine.addrs) <= _libp2p_fixes.PROVIDER_ADDRS
+            assert 0 < len(mine.addrs) <= _libp2p_provider_table.PROVIDER_ADDRS
+    finally:
+        relay.close()
+
+
+async def test_a_huge_signed_peer_record_is_not_stored(tmp_path: os.PathLike[str]) -> None:
+    relay = start(["relay", "--listen", "/ip4/127.0.0.1/tcp/0", "--json"], tmp_path / "relay-home")  # type: ignore[operator]
+    try:
+        first = next(relay.events(timeout=60))
+        server = first["peer_id"]
+        addr = next(a for a in first["addrs"] if a.startswith("/ip4/127.0.0.1/")).split("/p2p/")[0]
+        identity = generate_identity()
+        async with open_host(identity, ["/ip4/127.0.0.1/tcp/0"]) as host:
+            await host.connect(server, [addr], timeout=10)
+            stream = await host.open_stream(server, KAD)
+            await stream.write(wire.find_node_request(os.urandom(34), signed_record(identity, tcp_addrs(20_000))))
+            with pytest.raises(StreamError, match="reset"):
+                await _answer(stream)
+            stream = await host.open_stream(server, KAD)
+            await stream.write(wire.find_node_request(os.urandom(34), signed_record(identity, tcp_addrs(5_000))))
+            await _answer(stream)
+            await stream.reset()
+            async with open_host(
+                generate_identity(), ["/ip4/127.0.0.1/tcp/0"]
+            ) as other:  # the server leaves the requester out
+                await other.connect(server, [addr], timeout=10)
+                stream = await other.open_stream(server, KAD)
+                await stream.write(wire.find_node_request(host.peer_id_bytes))
+                answer = _libp2p_records.KadMessage()
+                answer.ParseFromString(await _answer(stream))
+                await stream.reset()
+            mine = [p for p in answer.closerPeers if p.id == host.peer_id_bytes]
+            assert mine and 0 < len(mine[0].addrs) <= _libp2p_fixes.SIGNED_RECORD_ADDRS  # from identify
     finally:
         relay.close()
