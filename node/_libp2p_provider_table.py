@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
+from p2pshare.sharecode.multiaddrs import IpClass, ip_class, ip_text
+
 __all__ = ["ProviderTable", "provider_table", "kept_addrs"]
 
 #: Addresses kept per provider record (go keeps what the peerstore holds; 8 dialable addresses suffice).
@@ -157,8 +159,24 @@ def provider_table(store: Any) -> ProviderTable:
     return table
 
 
+def _narrow(addr: str) -> bool:
+    ip = ip_text(addr)
+    return ip is not None and ip_class(ip) in (IpClass.LOOPBACK, IpClass.LINK_LOCAL)
+
+
 def kept_addrs(addrs: Iterable[Any]) -> list[Any]:
-    """The first ``PROVIDER_ADDRS`` addresses of at most ``PROVIDER_ADDR_BYTES`` each."""
+    """The first ``PROVIDER_ADDRS`` addresses of at most ``PROVIDER_ADDR_BYTES`` each.
+
+    Loopback and link-local addresses are not kept beside others (issue
+    10): whoever asks us for providers would dial their own host or link,
+    not the provider's (natlab internet saw receivers dial 127.0.0.1 for a
+    sharer elsewhere, handed out by our DHT server). A record with nothing
+    else comes from a peer on our own host (one machine, tests) and is kept.
+    """
+    addrs = list(addrs)
+    narrow = [a for a in addrs if _narrow(str(a))]
+    if len(narrow) < len(addrs):
+        addrs = [a for a in addrs if not _narrow(str(a))]
     kept: list[Any] = []
     for addr in addrs:
         if len(addr.to_bytes()) <= PROVIDER_ADDR_BYTES:

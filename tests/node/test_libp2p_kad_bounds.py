@@ -425,3 +425,17 @@ async def test_py_libp2p_handlers_keep_the_small_window_and_a_reset_frees_the_bu
         await served["stream"].reset()
         assert sid not in conn.stream_buffers and sid not in conn.streams
         done.set()
+
+
+def test_provider_records_keep_no_loopback_beside_other_addresses() -> None:
+    """Issue 10: our DHT server handed out a remote sharer's 127.0.0.1."""
+    import multiaddr
+
+    from p2pshare.node._libp2p_provider_table import kept_addrs
+
+    mixed = [
+        multiaddr.Multiaddr(a) for a in ("/ip4/127.0.0.1/tcp/1", "/ip4/169.254.0.9/tcp/2", "/ip4/100.64.1.2/tcp/4001")
+    ]
+    assert [str(a) for a in kept_addrs(mixed)] == ["/ip4/100.64.1.2/tcp/4001"]
+    local = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/1")]
+    assert [str(a) for a in kept_addrs(local)] == ["/ip4/127.0.0.1/tcp/1"]  # a peer on this host only
