@@ -133,7 +133,13 @@ class AutoNAT:
         return self._tracker.verdict
 
     async def _round(self) -> None:
-        picked = self._tracker.pick_servers([p for p in self._servers if p not in self._found or not self.avoid(p)])
+        # Avoid found servers we hold a relay reservation on, unless that
+        # leaves too few to ask: a verdict is worth a reservation re-made
+        # (a node that asks no one stays "unknown" and never relays for others).
+        eligible = [p for p in self._servers if p not in self._found or not self.avoid(p)]
+        if len(eligible) < self.config.servers_per_round:
+            eligible = list(self._servers)
+        picked = self._tracker.pick_servers(eligible)
         results: list[ServerResult] = []
 
         async def ask(pid: str) -> None:

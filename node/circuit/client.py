@@ -41,7 +41,16 @@ from p2pshare.node.circuit.wire import (
     read_stop,
 )
 from p2pshare.node.host import DialError, Host, LibP2PByteStream, StreamError
-from p2pshare.sharecode.multiaddrs import circuit_multiaddr, circuit_names_other, is_circuit, relay_of, with_peer
+from p2pshare.sharecode.multiaddrs import (
+    IpClass,
+    circuit_multiaddr,
+    circuit_names_other,
+    ip_class,
+    ip_text,
+    is_circuit,
+    relay_of,
+    with_peer,
+)
 
 __all__ = ["RelayClient", "RelayError", "ReservationState", "open_relay_client", "parse_relay_addr"]
 
@@ -110,7 +119,13 @@ def parse_relay_addr(addr: str) -> tuple[str, str]:
     return relay, text
 
 
-def _decode_addrs(raw: Sequence[bytes], relay_peer_id: str) -> tuple[str, ...]:
+def _decode_addrs(raw: Sequence[bytes], relay_peer_id: str, *, keep_loopback: bool = False) -> tuple[str, ...]:
+    """The relay's announced addresses, fit for our circuit addresses.
+
+    Loopback and link-local ones are dropped (js-libp2p relays announce
+    their 127.0.0.1: a receiver elsewhere would dial its own host), unless
+    we reached the relay on loopback ourselves (one machine).
+    """
     out: list[str] = []
     for b in raw[:_MAX_ADDRS_PER_RELAY]:
         try:
@@ -118,6 +133,9 @@ def _decode_addrs(raw: Sequence[bytes], relay_peer_id: str) -> tuple[str, ...]:
         except Exception:
             continue
         if is_circuit(text):
+            continue
+        cls = ip_class(ip_text(text) or "")
+        if cls is IpClass.LINK_LOCAL or (cls is IpClass.LOOPBACK and not keep_loopback):
             continue
         full = with_peer(text, relay_peer_id)
         if full is None:
@@ -339,7 +357,9 @@ class RelayClient:
             relay.peer_id,
             relay.addr,
             expire,
-            _decode_addrs(r.addrs, relay.peer_id),
+            _decode_addrs(
+                r.addrs, relay.peer_id, keep_loopback=ip_class(ip_text(relay.addr) or "") is IpClass.LOOPBACK
+            ),
             answer.limit,
             r.voucher is not None,
         )
