@@ -171,6 +171,20 @@ def add_relay_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="BYTES",
         help="bytes per direction per circuit, e.g. 128KiB; 0 = unlimited (default 0)",
     )
+    g.add_argument(
+        "--circuit-rate",
+        type=parse_size,
+        default=d.circuit_rate,
+        metavar="BYTES",
+        help="bytes per second per direction of one circuit, e.g. 10MiB; 0 = unlimited (default 0)",
+    )
+    g.add_argument(
+        "--total-rate",
+        type=parse_size,
+        default=d.total_rate,
+        metavar="BYTES",
+        help="bytes per second over all circuits, e.g. 50MiB; 0 = unlimited (default 0)",
+    )
     return r
 
 
@@ -188,6 +202,8 @@ def limits_from_args(args: argparse.Namespace) -> RelayLimits:
             max_circuits=args.max_circuits,
             circuit_duration=args.circuit_duration,
             circuit_data=args.circuit_data,
+            circuit_rate=args.circuit_rate,
+            total_rate=args.total_rate,
         )
     except ValueError as e:
         raise LocalNodeError(str(e)) from None

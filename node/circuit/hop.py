@@ -24,7 +24,7 @@ import multiaddr
 import trio
 
 from p2pshare.node import _libp2p_records as records
-from p2pshare.node.circuit.limits import Decision, RelayLimits, ReservationBook
+from p2pshare.node.circuit.limits import Decision, RelayLimits, ReservationBook, TokenBucket
 from p2pshare.node.circuit.pump import splice
 from p2pshare.node.circuit.voucher import make_voucher
 from p2pshare.node.circuit.wire import (
@@ -86,6 +86,8 @@ class RelayServer:
     ) -> None:
         self.host = host
         self.limits = limits
+        #: All circuits' bytes together, when the operator capped them.
+        self._total_rate = TokenBucket(limits.total_rate) if limits.total_rate else None
         self.book = ReservationBook(limits)
         self.stats = RelayStats()
         self._key = private_key
@@ -232,7 +234,13 @@ class RelayServer:
             with scope:
                 if self._closing:
                     scope.cancel()
-                result = await splice(_PumpStream(hop), _PumpStream(stop), limit)
+                result = await splice(
+                    _PumpStream(hop),
+                    _PumpStream(stop),
+                    limit,
+                    circuit_rate=self.limits.circuit_rate,
+                    total=self._total_rate,
+                )
                 self.stats.bytes_relayed += result.bytes_ab + result.bytes_ba
                 log = logger.info if result.clean else logger.warning
                 log(

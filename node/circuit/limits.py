@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from p2pshare.node.circuit.wire import Limit, Status
 
-__all__ = ["RelayLimits", "Decision", "ReservationBook", "ReservationInfo"]
+__all__ = ["RelayLimits", "Decision", "ReservationBook", "ReservationInfo", "TokenBucket"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ class RelayLimits:
     max_circuits: int = 64
     circuit_duration: int = 0  # seconds, 0 = unlimited
     circuit_data: int = 0  # bytes per direction, 0 = unlimited
+    circuit_rate: int = 0  # bytes per second per direction of one circuit, 0 = unlimited
+    total_rate: int = 0  # bytes per second over all circuits and directions, 0 = unlimited
 
     def __post_init__(self) -> None:
         for name in (
@@ -53,6 +55,8 @@ class RelayLimits:
             raise ValueError("circuit_duration must be between 0 and 2^32-1 seconds")
         if not 0 <= self.circuit_data < 1 << 64:
             raise ValueError("circuit_data must be between 0 and 2^64-1 bytes")
+        if self.circuit_rate < 0 or self.total_rate < 0:
+            raise ValueError("rates cannot be negative")
 
     def wire_limit(self) -> Limit | None:
         """The ``Limit`` field to send; omitted when nothing is limited, which
@@ -193,3 +197,30 @@ class ReservationBook:
 
     def close_circuit(self, circuit_id: int) -> None:
         self._circuits.pop(circuit_id, None)
+
+
+class TokenBucket:
+    """A byte-rate cap (pure): ``take(n, now)`` books ``n`` bytes and says how
+    long to wait before sending them so the average stays at ``rate``.
+
+    A community relay caps each circuit (so one transfer cannot take the
+    whole uplink) and all circuits together (so relaying never starves its
+    operator). Bursts up to ``burst`` bytes pass at once; debt is paid by
+    waiting, never by dropping bytes (TCP under the circuit needs them all).
+    """
+
+    def __init__(self, rate: int, burst: int | None = None) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = float(rate)
+        self.burst = float(burst if burst is not None else max(rate // 4, 64 * 1024))
+        self._tokens = self.burst
+        self._at: float | None = None
+
+    def take(self, n: int, now: float) -> float:
+        """Book ``n`` bytes at ``now``; seconds to wait before sending them (0: at once)."""
+        if self._at is not None:
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        self._tokens -= n
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate

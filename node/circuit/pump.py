@@ -6,16 +6,20 @@ read and the writer's frame splitting. A direction's EOF is propagated as a
 half-close; the circuit ends when both directions have ended, when either
 stream breaks (both are reset), when the duration limit passes or when a
 direction carries more than the data limit (both reset, as the spec asks).
-Limits of 0 are unlimited: no timer, no byte budget.
+Limits of 0 are unlimited: no timer, no byte budget. Rate caps (a community
+relay's per-circuit and total bandwidth) delay a direction's next write by
+what its token buckets say; no byte is dropped.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import trio
 
+from p2pshare.node.circuit.limits import TokenBucket
 from p2pshare.node.circuit.wire import Limit
 from p2pshare.transfer.stream import ByteStream
 
@@ -36,11 +40,18 @@ class SpliceResult:
 
 
 class _Direction:
-    def __init__(self, src: ByteStream, dst: ByteStream, budget: int) -> None:
+    def __init__(self, src: ByteStream, dst: ByteStream, budget: int, buckets: Sequence[TokenBucket] = ()) -> None:
         self.src = src
         self.dst = dst
         self.budget = budget  # 0: unlimited
+        self.buckets = tuple(buckets)  # rate caps: this direction's, and the relay's total
         self.moved = 0
+
+    async def _paced(self, n: int) -> None:
+        now = trio.current_time()
+        wait = max(b.take(n, now) for b in self.buckets)
+        if wait > 0:
+            await trio.sleep(wait)
 
     async def run(self) -> None:
         src, dst = self.src, self.dst
@@ -50,6 +61,8 @@ class _Direction:
                 if not data:
                     break
                 self.moved += len(data)
+                if self.buckets:
+                    await self._paced(len(data))
                 await dst.write(data)
         else:
             left = self.budget
@@ -64,6 +77,8 @@ class _Direction:
                     raise _OverLimit()
                 left -= len(data)
                 self.moved += len(data)
+                if self.buckets:
+                    await self._paced(len(data))
                 await dst.write(data)
         await dst.close_write()
 
@@ -72,11 +87,27 @@ class _OverLimit(Exception):
     pass
 
 
-async def splice(a: ByteStream, b: ByteStream, limit: Limit | None = None) -> SpliceResult:
-    """Forward ``a`` ⇄ ``b`` until both ends close or a limit is hit."""
+async def splice(
+    a: ByteStream,
+    b: ByteStream,
+    limit: Limit | None = None,
+    *,
+    circuit_rate: int = 0,
+    total: TokenBucket | None = None,
+) -> SpliceResult:
+    """Forward ``a`` ⇄ ``b`` until both ends close or a limit is hit.
+
+    ``circuit_rate``: bytes per second each direction may carry (0: no cap);
+    ``total``: the relay's bucket shared by all circuits (None: no cap).
+    """
     budget = limit.data if limit else 0
     duration = limit.duration if limit else 0
-    ab, ba = _Direction(a, b, budget), _Direction(b, a, budget)
+
+    def buckets() -> list[TokenBucket]:
+        own = [TokenBucket(circuit_rate)] if circuit_rate else []
+        return own + ([total] if total is not None else [])
+
+    ab, ba = _Direction(a, b, budget, buckets()), _Direction(b, a, budget, buckets())
     failure: list[str] = []
 
     async def guard(direction: _Direction, cancel: trio.CancelScope) -> None:

@@ -143,3 +143,48 @@ async def test_zero_means_unlimited_beyond_py_libp2p_default() -> None:
     src, sink = _Source(1100), _Sink()
     r = await splice(src, sink, Limit(0, 0))
     assert r.clean and sink.got == 1100 << 20 > 1 << 30
+
+
+async def _timed_transfer(size: int, **rates: object) -> float:
+    """Seconds (trio's clock) for ``size`` bytes a -> b through a rate-capped splice."""
+    peer_a, relay_a = pair()
+    relay_b, peer_b = pair()
+    started = trio.current_time()
+    async with trio.open_nursery() as n:
+        n.start_soon(lambda: splice(relay_a, relay_b, **rates))  # type: ignore[arg-type]
+        for _ in range(size // 65536):
+            await peer_a.write(b"z" * 65536)
+        await peer_a.close_write()
+        got = await _drain(peer_b)
+        await peer_b.close_write()
+    assert len(got) == size  # paced, never dropped
+    return trio.current_time() - started
+
+
+async def test_circuit_rate_paces_each_circuit(autojump_clock: trio.testing.MockClock) -> None:
+    took = await _timed_transfer(4 << 20, circuit_rate=1 << 20)  # 4 MiB at 1 MiB/s
+    assert 3.5 <= took <= 4.5, took
+
+
+async def test_total_rate_is_shared_by_circuits(autojump_clock: trio.testing.MockClock) -> None:
+    from p2pshare.node.circuit.limits import TokenBucket
+
+    shared = TokenBucket(2 << 20)  # 2 MiB/s for the whole relay
+    took: list[float] = []
+
+    async def one() -> None:
+        took.append(await _timed_transfer(4 << 20, total=shared))
+
+    async with trio.open_nursery() as n:
+        n.start_soon(one)
+        n.start_soon(one)
+    assert all(3.5 <= t <= 4.5 for t in took), took  # 8 MiB at 2 MiB/s, shared
+
+
+def test_token_bucket_passes_a_burst_then_paces() -> None:
+    from p2pshare.node.circuit.limits import TokenBucket
+
+    b = TokenBucket(1000, burst=500)
+    assert b.take(500, 0.0) == 0.0
+    assert b.take(1000, 0.0) == 1.0  # in debt: wait until it is paid
+    assert b.take(0, 2.0) == 0.0
