@@ -69,7 +69,10 @@ __all__ = [
 # ERROR; they are capped at CRITICAL/ERROR unless LIBP2P_DEBUG asks otherwise.
 _NOISY_LOGGERS = {
     "libp2p.kad_dht": logging.ERROR,  # "Failed to read DHT message" on every EOF
-    "libp2p.network.swarm": logging.ERROR,  # [ADDCONN_FAIL] on cancelled dial races
+    # [ADDCONN_FAIL] on cancelled dial races; "failed to upgrade security"
+    # for every stranger's or punch attempt's failed handshake (issue 10:
+    # routine failures print no ERROR lines; LIBP2P_DEBUG=1 shows them).
+    "libp2p.network.swarm": logging.CRITICAL,
     "libp2p.host.basic_host": logging.CRITICAL,  # multi-line error we re-raise
     "libp2p.stream_muxer.yamux.yamux": logging.CRITICAL,  # peer vanished mid-frame
     "libp2p.transport.tcp.tcp": logging.CRITICAL,  # refused dials we re-raise
