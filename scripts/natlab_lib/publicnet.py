@@ -29,7 +29,24 @@ from .topology import CORE
 from .wan import DelayLine, add_delay
 
 # What a public js-libp2p node of the lab runs: js's defaults where js has them.
-JS_ARGS = ("--dht", "server", "--dht-addrs", "public", "--relay-server", "--relay-limits", "default", "--autonat")
+# --public-cidr: js counts the documentation ranges the lab's internet is
+# made of as private, and would then refuse AutoNAT dial-backs to public
+# nodes and hand out none of their addresses from the DHT; on the real
+# internet those nodes' addresses are public, so here they must count so too.
+JS_ARGS = (
+    "--dht",
+    "server",
+    "--dht-addrs",
+    "public",
+    "--relay-server",
+    "--relay-limits",
+    "default",
+    "--autonat",
+    "--public-cidr",
+    "203.0.113.0/24",
+    "--public-cidr",
+    "198.51.100.0/24",
+)
 MESH_TIMEOUT = 15.0  # seconds for the public nodes to dial each other
 COMMUNITY_ENV = "NATLAB_COMMUNITY_ARGS"
 
