@@ -23,6 +23,14 @@ with the speed patches in ``_libp2p_patches.PATCHES`` (one registry, one
   record, ``PROVIDER_KEYS_PER_PEER`` keys per provider and
   ``PROVIDER_RECORDS`` records in all; when full, new records are ignored
   (the sender is not told: ADD_PROVIDER has no answer).
+* ``PeerStore._enforce_peer_limit`` (issue 9, the soak): past ``max_peers``
+  (1000) entries upstream evicts entries without addresses first, then the
+  oldest, and our own entry is both: it holds only our keys (and, from the
+  DHT, addresses inserted first). Then ``host.get_public_key()`` raised in
+  the next identify handler and the exception ended the process: the
+  15-minute soak's relay exited 1 ("PeerStoreError: 'peer ID not found'")
+  after ~4,000 peers. Ours never evicts an entry holding a private key:
+  that is this host.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from ._trio_race import first_of
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["inbound_until_closed", "kad_stream_no_echo", "bounded_add_provider"]
+__all__ = ["inbound_until_closed", "kad_stream_no_echo", "bounded_add_provider", "peer_limit_keeps_self"]
 
 #: Addresses kept per provider record (go keeps what the peerstore holds; 8 dialable addresses suffice).
 PROVIDER_ADDRS = 8
@@ -158,3 +166,25 @@ def bounded_add_provider(self: Any, key: bytes, provider: Any) -> None:
             return
     trimmed = PeerInfo(provider.peer_id, list(provider.addrs)[:PROVIDER_ADDRS])
     _ORIGINALS["kad_provider_bounds"](self, key, trimmed)
+
+
+def peer_limit_keeps_self(self: Any) -> None:
+    """``PeerStore._enforce_peer_limit`` that never evicts our own entry.
+
+    Same order as upstream (entries without addresses, then expired ones,
+    then the oldest), over every entry except those holding a private key:
+    only the host's own entry has one, and without it the host cannot sign
+    or answer identify.
+    """
+    if len(self.peer_data_map) <= self.max_peers:
+        return
+    to_evict = len(self.peer_data_map) - self.max_peers
+
+    def evict_priority(item: tuple[Any, Any]) -> tuple[bool, bool]:
+        _, data = item
+        return (not data.get_addrs(), data.is_expired())
+
+    others = [item for item in self.peer_data_map.items() if getattr(item[1], "privkey", None) is None]
+    for peer_id, _ in sorted(others, key=evict_priority, reverse=True)[:to_evict]:
+        self.peer_record_map.pop(peer_id, None)
+        del self.peer_data_map[peer_id]

@@ -38,6 +38,7 @@ from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.kad_dht.provider_store import ProviderStore
 from libp2p.network.config import RetryConfig
 from libp2p.network.swarm import Swarm
+from libp2p.peer.peerstore import PeerStore
 from libp2p.security import secure_session
 from libp2p.security.noise import io as noise_io
 from libp2p.stream_muxer.yamux import yamux
@@ -112,6 +113,13 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
         _fixes.bounded_add_provider,
         "989cf22708d6789fdd8e9dfef308d055206c8f5c4fdc17f8fbb9d6e7d356ed8d",
     ),
+    # Our own peerstore entry (our keys) is never evicted past max_peers (issue 9, the soak).
+    "peerstore_keeps_self": (
+        PeerStore,
+        "_enforce_peer_limit",
+        _fixes.peer_limit_keeps_self,
+        "9f1adf0db61b34b26424018e0f3dbfcfdedd76989e4915cd629bb37be24c707f",
+    ),
     "identify_observed_addr": (
         identify_mod,
         "_prefer_circuit_addr",
@@ -169,6 +177,10 @@ DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
     # Calls _do_handle_stream with the stream (under the inbound limiter).
     "kad_no_add_provider_answer": (
         (KadDHT, "handle_stream", "e3870244e45195576713faa7e077f15224bb3d5a951f350a738a62b676bd3b34"),
+    ),
+    "peerstore_keeps_self": (
+        # The host's entry is the one holding a private key (new_host adds its key pair).
+        (PeerStore, "add_privkey", "3390d6535b4260c58c3fd57f141143bf1bfa24f2148bfa70138bdd04ee8de706"),
     ),
     "swarm_inbound_slot": (
         # Holds the inbound limiter around our call and releases it when we return.
