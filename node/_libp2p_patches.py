@@ -36,6 +36,7 @@ from typing import Any
 from libp2p.identity.identify import identify as identify_mod
 from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.kad_dht.provider_store import ProviderStore
+from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.config import RetryConfig
 from libp2p.network.swarm import Swarm
 from libp2p.peer.peerstore import PeerStore
@@ -71,6 +72,7 @@ __all__ = [
     "RECV_WINDOW",
     "no_dial_retries",
     "kad_servers_only",
+    "no_disconnect_records",
 ]
 
 logger = logging.getLogger(__name__)
@@ -310,6 +312,14 @@ INSTANCE_PATCHES: dict[str, tuple[tuple[Any, str, str], ...]] = {
     "no_dial_retries": (
         (Swarm, "_dial_with_retry", "bd2025f00c84dddb6edaebd5555399123c0dbd99a46f8aca930809c2636fb418"),
     ),
+    # The swarm records each disconnect for the auto-connector (record_disconnect,
+    # its one caller notify_disconnected); only the connector's own loop
+    # (maybe_connect, a no-op once stopped) reads and prunes the record.
+    "no_disconnect_records": (
+        (AutoConnector, "record_disconnect", "213dfad4e057e706a083c83827ace54418829303baf7a92c4c1a5e08b0ea6307"),
+        (AutoConnector, "maybe_connect", "018fac95eafc2413f4d0e79fd048e93528191ee55afbd083c322b94e2caafab0"),
+        (Swarm, "notify_disconnected", "2d0650609e08818f96352a892bf89b05e2142ba8de22171292e1559f479f2179"),
+    ),
     # KadDHT.add_peer's only caller is the inbound handler, _do_handle_stream.
     "kad_servers_only": (
         (KadDHT, "add_peer", "6a2b045848b918ec5f9bd9458167f94bfaac7530d22636b6911e286c896672b2"),
@@ -336,6 +346,26 @@ def no_dial_retries(network: Any) -> bool:
     if not _instance_patch_ok("no_dial_retries"):
         return False
     network.retry_config = RetryConfig(max_retries=0)
+    return True
+
+
+def no_disconnect_records(network: Any) -> bool:
+    """Keep no per-peer disconnect record in a swarm whose auto-connector is stopped.
+
+    The swarm stores the time of every disconnect, by peer ID, so the
+    auto-connector does not redial at once; only the auto-connector's loop
+    prunes that dict, and ``open_host`` stops the auto-connector (we dial
+    the peers we need, never the whole peerstore). So the dict grew by one
+    entry for every peer ever met: ~80 bytes each, for good (seen in the
+    soak's heap dumps, issue 9). Stopped, nothing reads it.
+    """
+    if not _instance_patch_ok("no_disconnect_records"):
+        return False
+
+    def record_nothing(peer_id: Any) -> None:
+        return None
+
+    network.auto_connector.record_disconnect = record_nothing
     return True
 
 

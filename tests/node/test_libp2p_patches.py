@@ -514,3 +514,26 @@ async def test_kad_routing_table_admits_only_servers_from_inbound_rpcs() -> None
         assert await dht.add_peer(server, skip_server_mode_check=True)
         assert added == [1]
         assert dht.routing_table.peer_in_table(server) and not dht.routing_table.peer_in_table(client)
+
+
+async def test_stopped_auto_connector_keeps_no_record_per_disconnected_peer() -> None:
+    """Upstream records every disconnected peer for the auto-connector and
+    prunes the record only in the connector's loop, which our hosts stop:
+    one entry per peer ever met, for good. Ours record nothing."""
+    from libp2p.network.auto_connector import AutoConnector
+
+    async with open_host(create_new_key_pair()) as server:
+        connector: Any = server.libp2p.get_network().auto_connector
+        for _ in range(3):
+            async with open_host(create_new_key_pair()) as client:
+                await client.connect(server.peer_id, server.listen_addrs(), timeout=5)
+                with trio.fail_after(5):
+                    while not server.is_connected(client.peer_id):
+                        await trio.sleep(0.01)
+            with trio.fail_after(5):
+                while server.is_connected(client.peer_id):
+                    await trio.sleep(0.01)
+        await trio.sleep(0.1)  # the swarm's disconnect notification runs after the close
+        assert connector._recent_disconnects == {}
+        AutoConnector.record_disconnect(connector, server.libp2p.get_id())  # the behaviour we replace
+        assert len(connector._recent_disconnects) == 1
