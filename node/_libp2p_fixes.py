@@ -71,6 +71,15 @@ with the speed patches in ``_libp2p_patches.PATCHES`` (one registry, one
   records are never refused. Under ``scripts/dht_flood.py`` (60 s, 200
   identities, 16 at once) the whole server's peak RSS went from 73 to 93 MB.
 
+* ``PeerStore._enforce_peer_limit`` (issue 9, the soak): past ``max_peers``
+  (1000) entries upstream evicts entries without addresses first, then the
+  oldest, and our own entry is both: it holds only our keys (and, from the
+  DHT, addresses inserted first). Then ``host.get_public_key()`` raised in
+  the next identify handler and the exception ended the process: the
+  15-minute soak's relay exited 1 ("PeerStoreError: 'peer ID not found'")
+  after ~4,000 peers. Ours never evicts an entry holding a private key:
+  that is this host.
+
 The rest of what the DHT server keeps for a peer's input (issue 9):
 
 * PUT_VALUE: no record namespace is registered (``_libp2p_impl.new_kad_dht``),
@@ -117,6 +126,7 @@ __all__ = [
     "bounded_signed_record",
     "reset_dropping_buffer",
     "identify_scoped_addrs",
+    "peer_limit_keeps_self",
 ]
 
 #: Seconds an inbound connection's Noise + yamux handshake may take.
@@ -439,3 +449,25 @@ def identify_scoped_addrs(host: Any, observed_multiaddr: Any) -> Any:
         del msg.listen_addrs[:]
         msg.listen_addrs.extend(keep)
     return msg
+
+
+def peer_limit_keeps_self(self: Any) -> None:
+    """``PeerStore._enforce_peer_limit`` that never evicts our own entry.
+
+    Same order as upstream (entries without addresses, then expired ones,
+    then the oldest), over every entry except those holding a private key:
+    only the host's own entry has one, and without it the host cannot sign
+    or answer identify.
+    """
+    if len(self.peer_data_map) <= self.max_peers:
+        return
+    to_evict = len(self.peer_data_map) - self.max_peers
+
+    def evict_priority(item: tuple[Any, Any]) -> tuple[bool, bool]:
+        _, data = item
+        return (not data.get_addrs(), data.is_expired())
+
+    others = [item for item in self.peer_data_map.items() if getattr(item[1], "privkey", None) is None]
+    for peer_id, _ in sorted(others, key=evict_priority, reverse=True)[:to_evict]:
+        self.peer_record_map.pop(peer_id, None)
+        del self.peer_data_map[peer_id]

@@ -39,8 +39,10 @@ from libp2p.identity.identify_push import identify_push as identify_push_mod
 from libp2p.kad_dht import kad_dht as kad_dht_mod
 from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.kad_dht.provider_store import ProviderStore
+from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.config import RetryConfig
 from libp2p.network.swarm import Swarm
+from libp2p.peer.peerstore import PeerStore
 from libp2p.security import secure_session
 from libp2p.security.noise import io as noise_io
 from libp2p.stream_muxer.yamux import yamux
@@ -74,6 +76,7 @@ __all__ = [
     "RECV_WINDOW",
     "no_dial_retries",
     "kad_servers_only",
+    "no_disconnect_records",
 ]
 
 logger = logging.getLogger(__name__)
@@ -162,6 +165,13 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
         _fixes.reset_dropping_buffer,
         "8e40f901761d3ac07412b848763afb59e0f87f0ef8bc2a7b9f62508e0dbedced",
     ),
+    # Our own peerstore entry (our keys) is never evicted past max_peers (issue 9, the soak).
+    "peerstore_keeps_self": (
+        PeerStore,
+        "_enforce_peer_limit",
+        _fixes.peer_limit_keeps_self,
+        "9f1adf0db61b34b26424018e0f3dbfcfdedd76989e4915cd629bb37be24c707f",
+    ),
     "identify_observed_addr": (
         identify_mod,
         "_prefer_circuit_addr",
@@ -234,6 +244,10 @@ DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
     "kad_provider_bounds": (
         (ProviderStore, "get_providers", "b9fcf8e6b889a127f71e1eba2e1a8e3350d2204af97f984ee3d7b75ee2ea83f6"),
         (ProviderStore, "cleanup_expired", "054a33657d16a419381e4436bb67edde6934fe3eaee09045a59a4a5594208e1c"),
+    ),
+    "peerstore_keeps_self": (
+        # The host's entry is the one holding a private key (new_host adds its key pair).
+        (PeerStore, "add_privkey", "3390d6535b4260c58c3fd57f141143bf1bfa24f2148bfa70138bdd04ee8de706"),
     ),
     "swarm_inbound_slot": (
         # Holds the inbound limiter around our call and releases it when we return.
@@ -388,6 +402,14 @@ INSTANCE_PATCHES: dict[str, tuple[tuple[Any, str, str], ...]] = {
     "no_dial_retries": (
         (Swarm, "_dial_with_retry", "bd2025f00c84dddb6edaebd5555399123c0dbd99a46f8aca930809c2636fb418"),
     ),
+    # The swarm records each disconnect for the auto-connector (record_disconnect,
+    # its one caller notify_disconnected); only the connector's own loop
+    # (maybe_connect, a no-op once stopped) reads and prunes the record.
+    "no_disconnect_records": (
+        (AutoConnector, "record_disconnect", "213dfad4e057e706a083c83827ace54418829303baf7a92c4c1a5e08b0ea6307"),
+        (AutoConnector, "maybe_connect", "018fac95eafc2413f4d0e79fd048e93528191ee55afbd083c322b94e2caafab0"),
+        (Swarm, "notify_disconnected", "2d0650609e08818f96352a892bf89b05e2142ba8de22171292e1559f479f2179"),
+    ),
     # KadDHT.add_peer's only caller is the inbound handler, _do_handle_stream.
     "kad_servers_only": (
         (KadDHT, "add_peer", "6a2b045848b918ec5f9bd9458167f94bfaac7530d22636b6911e286c896672b2"),
@@ -414,6 +436,26 @@ def no_dial_retries(network: Any) -> bool:
     if not _instance_patch_ok("no_dial_retries"):
         return False
     network.retry_config = RetryConfig(max_retries=0)
+    return True
+
+
+def no_disconnect_records(network: Any) -> bool:
+    """Keep no per-peer disconnect record in a swarm whose auto-connector is stopped.
+
+    The swarm stores the time of every disconnect, by peer ID, so the
+    auto-connector does not redial at once; only the auto-connector's loop
+    prunes that dict, and ``open_host`` stops the auto-connector (we dial
+    the peers we need, never the whole peerstore). So the dict grew by one
+    entry for every peer ever met: ~80 bytes each, for good (seen in the
+    soak's heap dumps, issue 9). Stopped, nothing reads it.
+    """
+    if not _instance_patch_ok("no_disconnect_records"):
+        return False
+
+    def record_nothing(peer_id: Any) -> None:
+        return None
+
+    network.auto_connector.record_disconnect = record_nothing
     return True
 
 

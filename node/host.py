@@ -479,6 +479,7 @@ async def open_host(
                     raise ListenError(f"could not listen on {', '.join(failed)}")
                 # We connect to the peers we need; never dial the whole peerstore.
                 await network.auto_connector.stop()
+                _libp2p_patches.no_disconnect_records(network)
                 yield Host(libp2p_host)
             finally:
                 with trio.CancelScope(shield=True):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import trio
 
@@ -27,6 +28,22 @@ from p2pshare.node.natinfo._trio_stun import DEFAULT_PORTS, probe_nat
 from p2pshare.sharecode.multiaddrs import ip_text
 
 log = logging.getLogger(__name__)
+
+# DCUtR results remembered, by peer. Only a receiver reads them, about the
+# one sharer it fetches from, just after the upgrade: the latest ones are
+# enough. Unbounded, a long-lived sharer kept one per relayed receiver it
+# ever had (677 after the 15-minute soak, scripts/soak --heap; issue 9).
+RESULTS_KEPT = 256
+
+_E = TypeVar("_E")
+
+
+def _remember(table: dict[str, _E], peer_id: str, event: _E) -> None:
+    """Put ``event`` as ``peer_id``'s newest entry; drop the oldest beyond RESULTS_KEPT."""
+    table.pop(peer_id, None)
+    table[peer_id] = event
+    while len(table) > RESULTS_KEPT:
+        del table[next(iter(table))]
 
 
 class Traversal:
@@ -49,10 +66,10 @@ class Traversal:
 
     def on_dcutr(self, event: Upgraded | UpgradeFailed) -> None:
         if isinstance(event, Upgraded):
-            self._upgrades[event.peer_id] = event
+            _remember(self._upgrades, event.peer_id, event)
             self._failures.pop(event.peer_id, None)
         else:
-            self._failures[event.peer_id] = event
+            _remember(self._failures, event.peer_id, event)
         log.info("dcutr %s: %s", event.event, event)
         self._changed.set()
         self._changed = trio.Event()

@@ -40,7 +40,7 @@ from p2pshare.node.circuit.wire import (
     read_hop,
     read_stop,
 )
-from p2pshare.node.host import DialError, Host, LibP2PByteStream, StreamError
+from p2pshare.node.host import Connection, DialError, Host, LibP2PByteStream, StreamError
 from p2pshare.sharecode.multiaddrs import (
     IpClass,
     circuit_multiaddr,
@@ -329,10 +329,13 @@ class RelayClient:
         relay_id, text = parse_relay_addr(relay_addr)
         with trio.move_on_after(timeout):
             await self.host.connect(relay_id, [text], timeout=timeout)
-            return await self._reserve_once(_Relay(relay_id, text))
+            state, _ = await self._reserve_once(_Relay(relay_id, text))
+            return state
         raise RelayError(f"relay {relay_id} did not answer RESERVE within {timeout:g}s")
 
-    async def _reserve_once(self, relay: _Relay) -> ReservationState:
+    async def _reserve_once(self, relay: _Relay) -> tuple[ReservationState, Connection]:
+        """One RESERVE; also the connection it went over, which the relay
+        ties the reservation to (it ends when that connection closes)."""
         hop = await self.host.open_stream(relay.peer_id, HOP_PROTOCOL_ID)
         try:
             await hop.write(encode_hop(HopMessage(HopType.RESERVE)))
@@ -353,7 +356,7 @@ class RelayClient:
         expire = accept_expiry(r.expire, time.time())
         if expire is None:
             raise RelayError(f"relay {relay.peer_id} granted a reservation already expired")
-        return ReservationState(
+        state = ReservationState(
             relay.peer_id,
             relay.addr,
             expire,
@@ -363,6 +366,7 @@ class RelayClient:
             answer.limit,
             r.voucher is not None,
         )
+        return state, hop.connection
 
     async def _hold_in(self, scope: trio.CancelScope, relay: _Relay) -> None:
         try:
@@ -373,12 +377,19 @@ class RelayClient:
                 del self._holds[relay.peer_id]
 
     async def _hold(self, relay: _Relay) -> None:
-        """Hold a reservation on ``relay`` until it fails; then back off."""
+        """Hold a reservation on ``relay`` until it fails; then back off.
+
+        The reservation lives as long as the connection it was made on, not
+        as long as we have *a* connection to the relay: start-up dials leave
+        several, and py-libp2p closes the surplus later (one per peer). So
+        the watch is on that connection; when it closes, we reserve again
+        (on another connection if one is left) after the first backoff.
+        """
         try:
             await self.host.connect(relay.peer_id, [relay.addr], timeout=DIAL_TIMEOUT)
             while True:
                 with trio.fail_after(HANDSHAKE_TIMEOUT):
-                    state = await self._reserve_once(relay)
+                    state, conn = await self._reserve_once(relay)
                 renewed = relay.peer_id in self._active
                 self._active[relay.peer_id] = state
                 delay = self._schedule.reserved(relay.peer_id, state.expire, time.time())
@@ -395,8 +406,8 @@ class RelayClient:
                     self.host.protect(relay.peer_id, PROTECT_TAG)  # not pruned while idle
                     self._notify()
                 with trio.move_on_after(delay):
-                    await self._wait_disconnected(relay.peer_id)
-                    raise RelayError(f"connection to relay {relay.peer_id} lost")
+                    await conn.wait_closed()
+                    raise RelayError(f"the connection holding our reservation on relay {relay.peer_id} closed")
         except (RelayError, DialError, StreamError, trio.TooSlowError, OSError) as e:
             backoff = self._schedule.failed(relay.peer_id, trio.current_time())
             logger.warning(
@@ -411,9 +422,6 @@ class RelayClient:
             if self._active.pop(relay.peer_id, None) is not None:
                 self._notify()
             self._wake.set()
-
-    async def _wait_disconnected(self, peer_id: str) -> None:
-        await self.host.wait_disconnected(peer_id)
 
     def _notify(self) -> None:
         self._changed.set()

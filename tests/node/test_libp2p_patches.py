@@ -26,6 +26,7 @@ from libp2p.stream_muxer.yamux import yamux
 
 from p2pshare.node import _libp2p_patches as P
 from p2pshare.node import _libp2p_speed as S
+from p2pshare.node._libp2p_fixes import peer_limit_keeps_self
 from p2pshare.node.host import open_host
 from tests.node import _peer
 from tests.node.conftest import Peer
@@ -400,6 +401,72 @@ def test_identify_reports_no_ip_less_observed_addr_on_relayed_connections() -> N
     assert identify_mod._prefer_circuit_addr(host, "peer", marker) is marker
 
 
+def _store_with_others(max_peers: int, own: bool) -> tuple[Any, Any]:
+    """A PeerStore holding (when ``own``) a host's key pair first, then peers
+    of every eviction class: no addresses, expired, live; in a fixed order."""
+    from libp2p.peer.id import ID
+    from libp2p.peer.peerstore import PeerStore
+    from multiaddr import Multiaddr
+
+    store = PeerStore(max_peers=1000)  # filled first, limited after
+    me = None
+    if own:
+        keys = create_new_key_pair()
+        me = ID.from_pubkey(keys.public_key)
+        store.add_key_pair(me, keys)
+    for i in range(3 * max_peers):
+        pid = ID(hashlib.sha256(b"peer%d" % i).digest())
+        if i % 3 == 0:
+            store.add_protocols(pid, ["/ipfs/ping/1.0.0"])  # no addresses
+        else:
+            store.add_addrs(pid, [Multiaddr(f"/ip4/127.0.0.1/tcp/{1000 + i}")], 3600)
+            if i % 3 == 1:
+                store.peer_data_map[pid].last_identified -= 7200  # expired
+    store.max_peers = max_peers
+    return store, me
+
+
+def test_peerstore_limit_evicts_others_as_upstream_does() -> None:
+    upstream = S._ORIGINALS["peerstore_keeps_self"]
+    a, _ = _store_with_others(7, own=False)
+    b, _ = _store_with_others(7, own=False)
+    upstream(a)
+    peer_limit_keeps_self(b)
+    assert list(a.peer_data_map) == list(b.peer_data_map) and len(a.peer_data_map) == 7
+
+
+def test_peerstore_limit_never_evicts_the_host_itself() -> None:
+    """Upstream evicts our own entry (keys, no addresses) among the first:
+    the soak's relay then died in identify after ~4,000 peers."""
+    upstream = S._ORIGINALS["peerstore_keeps_self"]
+    a, me = _store_with_others(7, own=True)
+    upstream(a)
+    assert me not in a.peer_data_map  # the behaviour we replace
+    b, me = _store_with_others(7, own=True)
+    peer_limit_keeps_self(b)
+    assert me in b.peer_data_map and len(b.peer_data_map) == 7
+    assert b.pubkey(me) is not None and b.privkey(me) is not None
+
+
+async def test_host_answers_identify_after_more_peers_than_the_peerstore_holds() -> None:
+    """The crash itself: a host whose peerstore overflowed still answers
+    identify (upstream raised in the handler and the process exited)."""
+    from libp2p.peer.id import ID
+    from multiaddr import Multiaddr
+
+    async with open_host(create_new_key_pair()) as a, open_host(create_new_key_pair()) as b:
+        store: Any = a.libp2p.get_peerstore()
+        for i in range(store.max_peers + 1):
+            pid = ID(hashlib.sha256(b"other%d" % i).digest())
+            store.add_addrs(pid, [Multiaddr(f"/ip4/127.0.0.1/tcp/{1000 + i % 60000}")], 3600)
+        assert len(store.peer_ids()) == store.max_peers
+        await b.connect(a.peer_id, a.listen_addrs(), timeout=5)
+        stream = await b.open_stream(a.peer_id, "/ipfs/id/1.0.0")
+        with trio.fail_after(5):
+            reply = await stream.read(1 << 16)
+        assert reply and a.libp2p.get_public_key() is not None
+
+
 # -- instance patches (one object, not a class) --------------------------------
 
 
@@ -447,3 +514,26 @@ async def test_kad_routing_table_admits_only_servers_from_inbound_rpcs() -> None
         assert await dht.add_peer(server, skip_server_mode_check=True)
         assert added == [1]
         assert dht.routing_table.peer_in_table(server) and not dht.routing_table.peer_in_table(client)
+
+
+async def test_stopped_auto_connector_keeps_no_record_per_disconnected_peer() -> None:
+    """Upstream records every disconnected peer for the auto-connector and
+    prunes the record only in the connector's loop, which our hosts stop:
+    one entry per peer ever met, for good. Ours record nothing."""
+    from libp2p.network.auto_connector import AutoConnector
+
+    async with open_host(create_new_key_pair()) as server:
+        connector: Any = server.libp2p.get_network().auto_connector
+        for _ in range(3):
+            async with open_host(create_new_key_pair()) as client:
+                await client.connect(server.peer_id, server.listen_addrs(), timeout=5)
+                with trio.fail_after(5):
+                    while not server.is_connected(client.peer_id):
+                        await trio.sleep(0.01)
+            with trio.fail_after(5):
+                while server.is_connected(client.peer_id):
+                    await trio.sleep(0.01)
+        await trio.sleep(0.1)  # the swarm's disconnect notification runs after the close
+        assert connector._recent_disconnects == {}
+        AutoConnector.record_disconnect(connector, server.libp2p.get_id())  # the behaviour we replace
+        assert len(connector._recent_disconnects) == 1

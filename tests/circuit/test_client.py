@@ -1,0 +1,43 @@
+"""The relay client against a real in-process relay: what happens to a held reservation."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import trio
+
+from p2pshare.node.circuit.client import open_relay_client
+from p2pshare.node.circuit.hop import RelayServer
+from p2pshare.node.host import Connection
+from tests.relay._util import relay_and_hosts
+
+
+def _reserved_on(server: RelayServer) -> list[Connection]:
+    """The relay-side connections holding a reservation (the hop server keys them so)."""
+    return [cast(Connection, c) for c in server.book.connections()]
+
+
+async def test_reservation_follows_its_own_connection() -> None:
+    """A reservation lives on one connection (spec); when that one closes
+    while another connection to the relay stays up, the client reserves
+    again at once.
+
+    The soak (scripts/soak) found this: a sharer's start-up leaves two or
+    three parallel connections to its relay; py-libp2p later closes the
+    surplus (one connection per peer). When the closed one carried the
+    reservation, the relay dropped it, every circuit to the sharer was
+    refused NO_RESERVATION, and the client, still connected to the relay,
+    waited for a disconnect that never came (until its refresh, 30 min).
+    """
+    async with relay_and_hosts(1) as (relay, server, (a,)):
+        relay_addr = f"{relay.listen_addrs()[0]}/p2p/{relay.peer_id}"
+        async with open_relay_client(a, [relay_addr], want=1) as client:
+            assert await client.wait_reserved(5)
+            (held,) = _reserved_on(server)
+            await a.dial_direct(relay.peer_id, relay.listen_addrs()[0])  # a second connection, left open
+            assert len(a.connections(relay.peer_id)) == 2
+            await held.close()  # the relay's side ends the reservation's connection
+            with trio.fail_after(10):
+                while not any(c != held and not c.is_closed for c in _reserved_on(server)):
+                    await trio.sleep(0.05)
+            assert a.is_connected(relay.peer_id) and client.reservations()
