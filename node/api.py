@@ -22,6 +22,7 @@ from typing import Any
 import trio
 
 from p2pshare import sharecode
+from p2pshare.node._memory import trim_forever
 from p2pshare.node.autonat._trio_server import serve_autonat_server
 from p2pshare.node.autonat.client import AutoNATConfig
 from p2pshare.node.autonat.server import ServerConfig as AutoNATServerConfig
@@ -204,6 +205,7 @@ class Node:
             # Every long-lived node answers others' AutoNAT dial-backs (with the
             # spec's protections: requester's own IP only, rate limits).
             await self._nursery.start(serve_autonat_server, self._host, AutoNATServerConfig())
+        self._nursery.start_soon(trim_forever)  # a long-lived process gives freed heap back
         # Background work (advertising) must not hold the node open: cancel it
         # first on exit (exit-stack callbacks run before the nursery's exit).
         self._stack.callback(self._nursery.cancel_scope.cancel)

@@ -245,6 +245,7 @@ def run_relay(opts: RelayOptions, reporter: Reporter) -> int:
 
 
 async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
+    from p2pshare.node._memory import trim_forever
     from p2pshare.node.autonat._trio_server import serve_autonat_server
     from p2pshare.node.autonat.server import ServerConfig
     from p2pshare.node.circuit.hop import serve_relay
@@ -300,6 +301,7 @@ async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
                 ) as discovery:
                     # Where NATed nodes' AutoRelay looks for relays that carry data.
                     nursery.start_soon(advertise_community_relay, discovery)
+                    nursery.start_soon(trim_forever)  # give freed heap back (see node/_memory.py)
                     addrs = relay.addrs()
                     reporter.event("relay", peer_id=host.peer_id, addrs=addrs)
                     reporter.result(" ".join([host.peer_id, *addrs]))
