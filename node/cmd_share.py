@@ -36,6 +36,7 @@ class ShareOptions:
     once: bool = False
     new_code: bool = False
     relay_service: str = "off"  # relay for others: off, auto (when confirmed public), on
+    autorelay: bool = True  # also reserve on relays the node finds (not only --relay)
     json: bool = False
 
 
@@ -129,6 +130,7 @@ async def _serve(
         # Servers: the relays, and peers met that serve AutoNAT (AutoRelay).
         autonat=AutoNATConfig(),
         relay_service=RelayServiceMode(opts.relay_service),
+        autorelay=opts.autorelay,
         autonat_server=True,
         identity_path=identity,
         listen_addrs=listen,

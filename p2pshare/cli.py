@@ -105,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_network_flags(s)
     s.add_argument("--once", action="store_true", help="exit after one receiver has completed")
     s.add_argument(
+        "--no-autorelay",
+        action="store_true",
+        help="reserve only on the relays given (--relay, relays =), never on relays found by the node",
+    )
+    s.add_argument(
         "--relay-service",
         choices=("off", "auto", "on"),
         default="off",
@@ -204,6 +209,7 @@ def command_options(ns: argparse.Namespace) -> CommandOptions:
             once=ns.once,
             new_code=ns.new_code,
             relay_service=ns.relay_service,
+            autorelay=not ns.no_autorelay,
             json=ns.json,
         )
     if ns.command == "get":

@@ -250,8 +250,11 @@ class Fleet:
         port: int = LISTEN_PORT,
         relays: Sequence[str] = (),
         bootstrap: Sequence[str] = (),
+        autorelay: bool = True,
     ) -> list[str]:
         args = ["share", *map(str, paths), "--json", "--listen", self.listen(host, port)]
+        if not autorelay:
+            args.append("--no-autorelay")
         for r in relays:
             args += ["--relay", r]
         for b in bootstrap:

@@ -115,10 +115,13 @@ def run_move(
         _, rb = fleet.relay("rb", bootstrap=[ra])
         src, digest = fleet.make_file("move", size, seed=2)
         home = fleet.home("sharer")
-        first, old = fleet.share("s1", "share1", home, [src], relays=[ra], bootstrap=[ra])
+        # Only the configured relays: with AutoRelay the moved sharer would
+        # also reserve on relay A again, the old code would keep working and
+        # the scenario (a stale code found through the DHT) would prove nothing.
+        first, old = fleet.share("s1", "share1", home, [src], relays=[ra], bootstrap=[ra], autorelay=False)
         time.sleep(1.0)
         first.close(fleet.lab)
-        _, new = fleet.share("s2", "share2", home, [src], relays=[rb], bootstrap=[ra])
+        _, new = fleet.share("s2", "share2", home, [src], relays=[rb], bootstrap=[ra], autorelay=False)
         _finish(fleet, res, old, new, src, digest, ra, timeout, control)
 
 
