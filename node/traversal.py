@@ -8,6 +8,7 @@ serving before the first relayed connection arrives.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -17,7 +18,7 @@ from p2pshare.node._trio_race import first_of
 from p2pshare.node.autonat._trio_client import AutoNAT, open_autonat
 from p2pshare.node.autonat.client import AutoNATConfig, Reachability, Verdict
 from p2pshare.node.dcutr._trio_libp2p import listen_tcp
-from p2pshare.node.dcutr._trio_service import open_dcutr
+from p2pshare.node.dcutr._trio_service import DCUtR, open_dcutr
 from p2pshare.node.dcutr.policy import PunchConfig, Upgraded, UpgradeFailed
 from p2pshare.node.events import NatDiscovered, ReachabilityChanged, TraversalEvent
 from p2pshare.node.host import Host
@@ -28,6 +29,8 @@ from p2pshare.node.natinfo.observed import identify_sources, mapping_from_sighti
 from p2pshare.sharecode.multiaddrs import ip_text
 
 log = logging.getLogger(__name__)
+
+_PUNCH_POLL = 0.05  # s between looks while a DCUtR round that may have made the direct connection ends
 
 
 class Traversal:
@@ -46,6 +49,7 @@ class Traversal:
         self._failures: dict[str, UpgradeFailed] = {}
         self._changed = trio.Event()
         self._autonat: AutoNAT | None = None
+        self._dcutr: DCUtR | None = None
         self._probing = trio.Lock()
         self._probed: set[str] = set()  # relays whose STUN was asked
 
@@ -84,12 +88,22 @@ class Traversal:
                     up = self._upgrades.get(peer_id)
                     if up is not None:
                         return "hole-punched" if up.method == "hole-punch" else "direct"
-                    if self.host.connection_path(peer_id) == "direct":
+                    direct = self.host.connection_path(peer_id) == "direct"
+                    # A round's punched connection is in the swarm before the
+                    # round reports it: while one runs, wait for its word
+                    # (polled: a round may end without one) instead of
+                    # calling the path a plain dial.
+                    punching = direct and self._punching(peer_id)
+                    if direct and not punching:
                         return "direct"
                     if until_failure and peer_id in self._failures:
                         return None
-                    await first_of(self._changed.wait, events.receive)
+                    with trio.move_on_after(_PUNCH_POLL if punching else math.inf):
+                        await first_of(self._changed.wait, events.receive)
         return None
+
+    def _punching(self, peer_id: str) -> bool:
+        return self._dcutr is not None and self._dcutr.busy(peer_id)
 
     def forget(self, peer_id: str) -> None:
         self._failures.pop(peer_id, None)
@@ -185,7 +199,8 @@ async def open_traversal(
     traversal = Traversal(host, on_event, peers)
     async with open_dcutr(
         host, punch or PunchConfig(), observed=lambda: traversal.observed, on_event=traversal.on_dcutr
-    ):
+    ) as dcutr:
+        traversal._dcutr = dcutr
         async with trio.open_nursery() as nursery:
             if relays or traversal.can_probe():
                 nursery.start_soon(traversal.probe, list(relays))

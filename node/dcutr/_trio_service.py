@@ -93,7 +93,8 @@ class DCUtR:
         self._on_event = on_event
         self._nets = local_networks
         self._rng = rng
-        self._active: set[str] = set()
+        self._active: set[str] = set()  # peers we run the initiator role for
+        self._answering: dict[str, int] = {}  # peers whose rounds we answer (responder), by stream
         self._responder_rounds = ResponderRounds(4 * _MAX_PARALLEL)
         self._slots = trio.Semaphore(_MAX_PARALLEL)
         self._nursery: trio.Nursery | None = None
@@ -209,8 +210,14 @@ class DCUtR:
             return
         started = trio.current_time()
         self._responder_rounds.round_started(peer, started)
-        async with self._round_port() as rp:
-            await self._respond(stream, peer, started, rp)
+        self._answering[peer] = self._answering.get(peer, 0) + 1
+        try:
+            async with self._round_port() as rp:
+                await self._respond(stream, peer, started, rp)
+        finally:
+            left = self._answering.pop(peer) - 1
+            if left:
+                self._answering[peer] = left
 
     async def _respond(self, stream: LibP2PByteStream, peer: str, started: float, rp: RoundPort) -> None:
         exchange = ResponderExchange(rp.ours, self._nets, self.config.allow_loopback)
@@ -277,6 +284,13 @@ class DCUtR:
         )
         if failure is not None:
             self._emit(failure)
+
+    def busy(self, peer_id: str) -> bool:
+        """A round with ``peer_id`` is under way (either role). Its punched
+        connection reaches the swarm before the round reports it: a watcher
+        that sees a direct connection now should wait for the outcome before
+        calling the path a plain dial ("direct") rather than "hole-punched"."""
+        return peer_id in self._active or peer_id in self._answering
 
     # -- initiator (B) -----------------------------------------------------
 
