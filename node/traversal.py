@@ -20,6 +20,7 @@ from p2pshare.node.autonat.client import AutoNATConfig, Reachability, Verdict
 from p2pshare.node.dcutr._trio_libp2p import listen_tcp
 from p2pshare.node.dcutr._trio_service import DCUtR, open_dcutr
 from p2pshare.node.dcutr.policy import PunchConfig, Upgraded, UpgradeFailed
+from p2pshare.node.discovery.dnsaddr import resolve_bootstrap
 from p2pshare.node.events import NatDiscovered, ReachabilityChanged, TraversalEvent
 from p2pshare.node.host import Host
 from p2pshare.node.natinfo import Mapping, NatReport
@@ -30,6 +31,7 @@ from p2pshare.sharecode.multiaddrs import ip_text
 
 log = logging.getLogger(__name__)
 
+_DNS_TIMEOUT = 5.0  # s per /dnsaddr bootstrap name (the default list's): resolved, they answer identify
 _PUNCH_POLL = 0.05  # s between looks while a DCUtR round that may have made the direct connection ends
 
 
@@ -124,7 +126,7 @@ class Traversal:
 
     async def _probe(self, relays: Sequence[str]) -> None:
         servers = [(ip, port) for ip in dict.fromkeys(filter(None, map(ip_text, relays))) for port in DEFAULT_PORTS]
-        sources = identify_sources(relays, self.peers)
+        sources = identify_sources(relays, await resolve_bootstrap(self.peers, timeout=_DNS_TIMEOUT))
         local = next(iter(listen_tcp(self.host)), None)
         if (not servers and not sources) or local is None:
             return

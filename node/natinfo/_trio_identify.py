@@ -106,23 +106,26 @@ async def observe_via_identify(host: Host, relay_addr: str, timeout: float = 5.0
 async def observe_from(
     host: Host, sources: Sequence[str], *, ask: int = ASK, quorum: int = QUORUM, timeout: float = 5.0
 ) -> list[Sighting]:
-    """Ask the first ``ask`` of ``sources`` at once; return once ``quorum`` of
-    them answered, or all ended (each is bounded by ``timeout``)."""
-    asked = list(sources)[:ask]
-    need = min(quorum, len(asked))
+    """Ask ``sources`` in order, ``ask`` at a time (one that gives no answer
+    makes room for the next); return once ``quorum`` answered, or all were
+    asked and ended (each is bounded by ``timeout``)."""
+    queue = list(sources)
+    need = min(quorum, len(queue))
     out: list[Sighting] = []
-    if not asked:
+    if not queue:
         return out
     async with trio.open_nursery() as nursery:
 
         async def one(addr: str) -> None:
             seen = await observe_via_identify(host, addr, timeout)
             if seen is None:
+                if queue:
+                    nursery.start_soon(one, queue.pop(0))
                 return
             out.append(Sighting(*seen))
             if len(out) >= need:
                 nursery.cancel_scope.cancel()
 
-        for addr in asked:
-            nursery.start_soon(one, addr)
+        for _ in range(min(ask, len(queue))):
+            nursery.start_soon(one, queue.pop(0))
     return out

@@ -37,22 +37,29 @@ class Sighting:
 
 def identify_sources(relays: Sequence[str], peers: Sequence[str]) -> list[str]:
     """Whom to ask, best first: our relays (as before: we hold connections to
-    them), then peers with a public IP or a DNS name. A peer with a private or
-    loopback IP sees our LAN side, not the NAT's: it tells nothing worth
-    announcing, so it is not asked. One address per peer; circuit addresses
-    and addresses without ``/p2p/`` are skipped."""
+    them), then peers with a public IP, then peers known by a DNS name (they
+    may not resolve). A peer with a private or loopback IP sees our LAN side,
+    not the NAT's: it tells nothing worth announcing, so it is not asked. One
+    address per peer; circuit addresses and addresses without ``/p2p/`` are
+    skipped."""
     seen: set[str] = set()
-    out: list[str] = []
+    ranked: list[tuple[int, str]] = []
     for i, addr in enumerate([*relays, *peers]):
         split = split_first_peer(addr)
         if split is None or is_circuit(addr) or split[1] in seen:
             continue
         ip = ip_text(split[0])
-        if i >= len(relays) and ip is not None and not is_public_ip(ip):
+        if i < len(relays):
+            rank = 0
+        elif ip is None:
+            rank = 2
+        elif is_public_ip(ip):
+            rank = 1
+        else:
             continue
         seen.add(split[1])
-        out.append(addr)
-    return out
+        ranked.append((rank, addr))
+    return [addr for _, addr in sorted(ranked, key=lambda r: r[0])]
 
 
 def predict_mapping(obs_ip: str, obs_port: int, local_port: int, listen_port: int) -> str | None:

@@ -10,8 +10,8 @@ B2 = "/ip4/203.0.113.6/tcp/4001/p2p/12D3KooWBoot2"
 DNS = "/dnsaddr/bootstrap.example.org/p2p/12D3KooWBoot3"
 
 
-def test_sources_relays_first_then_public_or_named_peers() -> None:
-    assert identify_sources([R], [B1, DNS]) == [R, B1, DNS]
+def test_sources_relays_first_then_public_peers_then_named_ones() -> None:
+    assert identify_sources([R], [DNS, B1]) == [R, B1, DNS]
 
 
 def test_sources_skip_peers_that_see_only_our_lan_side() -> None:
