@@ -124,6 +124,11 @@ class Traversal:
             self._probed.update(relays)
             await self._probe(relays)
 
+    async def probe_settled(self) -> None:
+        """Return once no probe runs (at once when none does)."""
+        async with self._probing:
+            return
+
     async def _probe(self, relays: Sequence[str]) -> None:
         servers = [(ip, port) for ip in dict.fromkeys(filter(None, map(ip_text, relays))) for port in DEFAULT_PORTS]
         sources = identify_sources(relays, await resolve_bootstrap(self.peers, timeout=_DNS_TIMEOUT))
@@ -200,7 +205,11 @@ async def open_traversal(
     config, run AutoNAT against the relays."""
     traversal = Traversal(host, on_event, peers)
     async with open_dcutr(
-        host, punch or PunchConfig(), observed=lambda: traversal.observed, on_event=traversal.on_dcutr
+        host,
+        punch or PunchConfig(),
+        observed=lambda: traversal.observed,
+        on_event=traversal.on_dcutr,
+        settled=traversal.probe_settled,
     ) as dcutr:
         traversal._dcutr = dcutr
         async with trio.open_nursery() as nursery:

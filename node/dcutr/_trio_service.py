@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +63,7 @@ Networks = Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
 _MAX_PARALLEL = 8  # upgrades running at once
 _POLL = 0.05
 _MARK_POLLS = 60  # up to 3 s for a new connection to be marked relayed
+_SETTLE_WAIT = 3.0  # s the initiator waits for our mapping probe to end before its first CONNECT
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,10 @@ class DCUtR:
         on_event: Callable[[DCUtREvent], None] | None,
         local_networks: Networks,
         rng: random.Random,
+        settled: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.host = host
+        self._settled = settled
         self.config = config
         self._observed = observed or (lambda: ())
         self._on_event = on_event
@@ -417,6 +420,13 @@ class DCUtR:
             if lp.peerstore_addrs(self.host, peer_id) or getattr(conn, "is_closed", False):
                 break
             await trio.sleep(_POLL)
+        if self._settled is not None:
+            # Our own mapping may still be being learned (a node that just
+            # started): CONNECT without it carries only LAN addresses and
+            # the peer refuses every round (issue 10). Waiting here costs
+            # nothing in the exchange's RTT measurement, which starts later.
+            with trio.move_on_after(_SETTLE_WAIT):
+                await self._settled()
         self._active.add(peer_id)
         try:
             async with self._slots:
@@ -446,13 +456,15 @@ async def open_dcutr(
     on_event: Callable[[DCUtREvent], None] | None = None,
     local_networks: Networks = (),
     rng: random.Random | None = None,
+    settled: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[DCUtR]:
     """Hole-punch every relayed connection while the block runs.
 
     ``observed`` returns our public TCP mappings of the listen port (from
-    :mod:`node.natinfo`), announced before our listen addrs.
+    :mod:`node.natinfo`), announced before our listen addrs; ``settled``
+    returns once a probe for them, if one runs, has ended.
     """
-    service = DCUtR(host, config, observed, on_event, local_networks, rng or random.Random())
+    service = DCUtR(host, config, observed, on_event, local_networks, rng or random.Random(), settled)
     async with trio.open_nursery() as nursery:
         await nursery.start(service.serve)
         try:

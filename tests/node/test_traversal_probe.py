@@ -49,3 +49,22 @@ async def test_a_second_probe_waits_for_the_first_and_does_not_repeat_it(monkeyp
         assert calls == [()]
         await trav.probe(["/ip4/198.51.100.1/tcp/4001/p2p/12D3KooWRelay"])  # a relay not asked yet: asked
         assert calls == [(), ("/ip4/198.51.100.1/tcp/4001/p2p/12D3KooWRelay",)]
+
+
+async def test_probe_settled_returns_once_the_running_probe_ended(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DCUtR's initiator waits on this before its first CONNECT (issue 10)."""
+    async with open_host(generate_identity()) as host:
+        trav = Traversal(host, None, [PUBLIC_PEER])
+        with trio.fail_after(0.1):
+            await trav.probe_settled()  # no probe: at once
+
+        async def fake_probe(relays: Sequence[str]) -> None:
+            await trio.sleep(0.3)
+            trav.observed = ["/ip4/203.0.113.194/tcp/4001"]
+
+        monkeypatch.setattr(trav, "_probe", fake_probe)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trav.probe, [])
+            await trio.sleep(0.05)
+            await trav.probe_settled()
+            assert trav.observed == ["/ip4/203.0.113.194/tcp/4001"]
