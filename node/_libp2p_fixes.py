@@ -79,6 +79,14 @@ The rest of what the DHT server keeps for a peer's input (issue 9):
   its store refuses one. The value store stays empty
   (tests/discovery/test_inprocess.py); upstream's own bound would have been
   50,000 values of up to 1 MB, each eviction a scan of all of them.
+* ``BasicHost.get_addrs`` (issue 10): upstream strips every address from
+  its first ``/p2p/`` and appends ours, so a relay reservation's
+  ``/ip4/R/tcp/P/p2p/<relay>/p2p-circuit`` went out in identify and in our
+  signed peer record as ``/ip4/R/tcp/P/p2p/<us>``: the relay's own address
+  under our ID. Peers dialled the relay for us and failed Noise
+  ("PeerIDMismatchesPubkey", logged as ``failed to upgrade security``).
+  Ours keeps circuit addresses whole and appends ``/p2p/<us>`` after
+  ``/p2p-circuit``.
 * The routing table: k-buckets of 20, at most 256, servers only
   (``_libp2p_patches.kad_servers_only``).
 * Streams: 12 served at once (upstream), 4 per peer, a request of at most
@@ -439,3 +447,34 @@ def identify_scoped_addrs(host: Any, observed_multiaddr: Any) -> Any:
         del msg.listen_addrs[:]
         msg.listen_addrs.extend(keep)
     return msg
+
+
+def addrs_keeping_circuits(self: Any) -> list[multiaddr.Multiaddr]:
+    """``BasicHost.get_addrs`` that announces a circuit address as one (issue 10).
+
+    Upstream's candidates and factory, then ``/p2p/<us>`` on every address:
+    a direct one loses any ``/p2p/`` it had (upstream does the same), a
+    circuit one keeps its relay's and gains ours after ``/p2p-circuit``; a
+    circuit address naming another target is not ours and is dropped."""
+    own = f"/p2p/{self.get_id()!s}"
+    candidates = list(self.get_transport_addrs())
+    if self._observed_addr_manager is not None:
+        seen = {str(a) for a in candidates}
+        for obs in self._observed_addr_manager.addrs():
+            if str(obs) not in seen:
+                seen.add(str(obs))
+                candidates.append(obs)
+    addrs = list(self._addrs_factory(candidates)) if self._addrs_factory is not None else candidates
+    out: list[multiaddr.Multiaddr] = []
+    for addr in addrs:
+        text = str(addr)
+        if "/p2p-circuit" in text:
+            tail = text.split("/p2p-circuit", 1)[1]
+            if tail in ("", "/"):
+                out.append(multiaddr.Multiaddr(text.rstrip("/") + own))
+            elif tail == own:
+                out.append(addr)
+            continue
+        base = text.split("/p2p/", 1)[0]
+        out.append(multiaddr.Multiaddr(base + own))
+    return out

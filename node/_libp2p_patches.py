@@ -162,6 +162,14 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
         _fixes.reset_dropping_buffer,
         "8e40f901761d3ac07412b848763afb59e0f87f0ef8bc2a7b9f62508e0dbedced",
     ),
+    # Circuit addresses announced as circuit addresses, not as the relay's
+    # own address under our ID (issue 10).
+    "host_addrs_keep_circuits": (
+        BasicHost,
+        "get_addrs",
+        _fixes.addrs_keeping_circuits,
+        "9d79f88eb0d4824b5afc8df259d18ba847a7cdbe92673d34c22a783ab96e03df",
+    ),
     "identify_observed_addr": (
         identify_mod,
         "_prefer_circuit_addr",
@@ -216,6 +224,11 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
 # callers whose expectations it meets): patch name -> ((owner, attr, sha256)).
 _YS, _YC = yamux.YamuxStream, yamux.Yamux
 DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
+    # Reads the candidates, the observed-address manager and the factory as upstream does.
+    "host_addrs_keep_circuits": (
+        (BasicHost, "get_transport_addrs", "b0671b9f43d04d357007ef102c7c1e8720edde084ee4671bf1d8df67c3be7e6e"),
+        (BasicHost, "__init__", "6a81506e92fbd211f79be58f0cd6c86f2193760f99100bd42fe77181e09698c1"),
+    ),
     # Calls _do_handle_stream with the stream (under the inbound limiter).
     "kad_inbound_stream": (
         (KadDHT, "handle_stream", "e3870244e45195576713faa7e077f15224bb3d5a951f350a738a62b676bd3b34"),
