@@ -88,6 +88,14 @@ The rest of what the DHT server keeps for a peer's input (issue 9):
   its store refuses one. The value store stays empty
   (tests/discovery/test_inprocess.py); upstream's own bound would have been
   50,000 values of up to 1 MB, each eviction a scan of all of them.
+* ``BasicHost.get_addrs`` (issue 10): upstream strips every address from
+  its first ``/p2p/`` and appends ours, so a relay reservation's
+  ``/ip4/R/tcp/P/p2p/<relay>/p2p-circuit`` went out in identify and in our
+  signed peer record as ``/ip4/R/tcp/P/p2p/<us>``: the relay's own address
+  under our ID. Peers dialled the relay for us and failed Noise
+  ("PeerIDMismatchesPubkey", logged as ``failed to upgrade security``).
+  Ours keeps circuit addresses whole and appends ``/p2p/<us>`` after
+  ``/p2p-circuit``.
 * The routing table: k-buckets of 20, at most 256, servers only
   (``_libp2p_patches.kad_servers_only``).
 * Streams: 12 served at once (upstream), 4 per peer, a request of at most
@@ -103,12 +111,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import multiaddr
 import trio
 from libp2p.io.exceptions import MessageTooLarge
 from libp2p.network.connection.raw_connection import RawConnection
-
-from p2pshare.sharecode.multiaddrs import IpClass, ip_class, ip_text
 
 from . import _libp2p_provider_table as _table
 from ._libp2p_originals import ORIGINALS as _ORIGINALS
@@ -125,7 +130,6 @@ __all__ = [
     "bounded_add_provider",
     "bounded_signed_record",
     "reset_dropping_buffer",
-    "identify_scoped_addrs",
     "peer_limit_keeps_self",
 ]
 
@@ -407,48 +411,6 @@ def bounded_add_provider(self: Any, key: bytes, provider: Any) -> None:
             logger.debug("provider record of %s not stored: %s", peer, why)
             return
     _ORIGINALS["kad_provider_bounds"](self, key, PeerInfo(provider.peer_id, addrs))
-
-
-def _addr_fits(raw: bytes, peer_class: IpClass | None) -> bool:
-    """Whether our address ``raw`` can help a peer whose address is of ``peer_class``."""
-    try:
-        text = str(multiaddr.Multiaddr(raw))
-    except Exception:  # noqa: BLE001 - not ours to judge: keep it
-        return True
-    ip = ip_text(text)
-    if ip is None:
-        return True  # DNS names, circuits
-    ours = ip_class(ip)
-    if ours is IpClass.LOOPBACK:
-        return peer_class is IpClass.LOOPBACK
-    if ours is IpClass.LINK_LOCAL:
-        return peer_class is IpClass.LINK_LOCAL
-    if ours is IpClass.PRIVATE:
-        return peer_class is not IpClass.PUBLIC
-    return True
-
-
-def identify_scoped_addrs(host: Any, observed_multiaddr: Any) -> Any:
-    """``identify._mk_identify_protobuf`` that lists only addresses that can help this peer (issue 10).
-
-    Upstream announces every address to everyone: a peer on another host
-    learnt our ``127.0.0.1`` and dialled it (its own loopback), and public
-    peers (go/js DHT servers) stored our private LAN addresses and handed
-    them out. Loopback goes only to a peer on loopback, link-local only to
-    a link-local peer, private addresses not to a peer seen at a public one;
-    over a relay (no observed address) private addresses stay, since the
-    peer may share our LAN.
-    """
-    msg = _ORIGINALS["identify_scoped_addrs"](host, observed_multiaddr)
-    peer_class = None
-    if observed_multiaddr is not None:
-        ip = ip_text(str(observed_multiaddr))
-        peer_class = ip_class(ip) if ip is not None else None
-    keep = [a for a in msg.listen_addrs if _addr_fits(a, peer_class)]
-    if len(keep) != len(msg.listen_addrs):
-        del msg.listen_addrs[:]
-        msg.listen_addrs.extend(keep)
-    return msg
 
 
 def peer_limit_keeps_self(self: Any) -> None:

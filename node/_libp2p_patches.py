@@ -1,13 +1,10 @@
 """Every patch to py-libp2p 0.8.1 internals: one registry, one ``apply``.
 
 The replacement functions live in ``_libp2p_speed`` (the Noise + yamux
-stream path, below) and ``_libp2p_fixes`` (robustness: the swarm's inbound
-slots); this module fingerprints, applies and records them, and holds the
-patches to single objects (``INSTANCE_PATCHES``).
-
-Speed patches to the Noise + yamux stream path:
-
-Every patch keeps the wire format byte-for-byte compatible (other
+stream path), ``_libp2p_fixes`` (robustness), ``_libp2p_rcmgr`` (the
+resource manager's hooks) and ``_libp2p_announce`` (what we announce); this
+module fingerprints, applies and records them, and holds the patches to
+single objects (``INSTANCE_PATCHES``). Speed patches: every patch keeps the wire format byte-for-byte compatible (other
 implementations see ordinary Noise messages and yamux frames) and keeps
 yamux flow control: data is only sent against window credit, and credit is
 only granted for data the application has consumed.
@@ -49,6 +46,7 @@ from libp2p.stream_muxer.yamux import yamux
 from noise import state as noise_state  # type: ignore[import-untyped]
 from noise.connection import NoiseConnection  # type: ignore[import-untyped]
 
+from . import _libp2p_announce as _announce
 from . import _libp2p_fixes as _fixes
 from . import _libp2p_rcmgr as _rcmgr
 from ._libp2p_originals import ORIGINALS as _ORIGINALS
@@ -141,13 +139,13 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
     "identify_scoped_addrs": (
         identify_mod,
         "_mk_identify_protobuf",
-        _fixes.identify_scoped_addrs,
+        _announce.identify_scoped_addrs,
         "5361becff806511c71d9b3b0a2c3ed5b74789f1ff35ee6daeeca9d735ea06e03",
     ),
     "identify_push_scoped_addrs": (
         identify_push_mod,
         "_mk_identify_protobuf",
-        _fixes.identify_scoped_addrs,
+        _announce.identify_scoped_addrs,
         "5361becff806511c71d9b3b0a2c3ed5b74789f1ff35ee6daeeca9d735ea06e03",
     ),
     # Signed peer records in KAD requests go to the peerstore, every address
@@ -171,6 +169,14 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
         "_enforce_peer_limit",
         _fixes.peer_limit_keeps_self,
         "9f1adf0db61b34b26424018e0f3dbfcfdedd76989e4915cd629bb37be24c707f",
+    ),
+    # Circuit addresses announced as circuit addresses, not as the relay's
+    # own address under our ID (issue 10).
+    "host_addrs_keep_circuits": (
+        BasicHost,
+        "get_addrs",
+        _announce.addrs_keeping_circuits,
+        "9d79f88eb0d4824b5afc8df259d18ba847a7cdbe92673d34c22a783ab96e03df",
     ),
     "identify_observed_addr": (
         identify_mod,
@@ -226,6 +232,11 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
 # callers whose expectations it meets): patch name -> ((owner, attr, sha256)).
 _YS, _YC = yamux.YamuxStream, yamux.Yamux
 DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
+    # Reads the candidates, the observed-address manager and the factory as upstream does.
+    "host_addrs_keep_circuits": (
+        (BasicHost, "get_transport_addrs", "b0671b9f43d04d357007ef102c7c1e8720edde084ee4671bf1d8df67c3be7e6e"),
+        (BasicHost, "__init__", "6a81506e92fbd211f79be58f0cd6c86f2193760f99100bd42fe77181e09698c1"),
+    ),
     # Calls _do_handle_stream with the stream (under the inbound limiter).
     "kad_inbound_stream": (
         (KadDHT, "handle_stream", "e3870244e45195576713faa7e077f15224bb3d5a951f350a738a62b676bd3b34"),

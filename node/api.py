@@ -147,6 +147,7 @@ class Node:
                 relays=list(cfg.relays),
                 autonat=cfg.autonat,
                 on_event=self._emit,
+                peers=list(cfg.bootstrap),  # identify tells our public mapping when no relay is configured
             )
         )
         try:

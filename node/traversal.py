@@ -8,6 +8,7 @@ serving before the first relayed connection arrives.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -18,13 +19,15 @@ from p2pshare.node._trio_race import first_of
 from p2pshare.node.autonat._trio_client import AutoNAT, open_autonat
 from p2pshare.node.autonat.client import AutoNATConfig, Reachability, Verdict
 from p2pshare.node.dcutr._trio_libp2p import listen_tcp
-from p2pshare.node.dcutr._trio_service import open_dcutr
+from p2pshare.node.dcutr._trio_service import DCUtR, open_dcutr
 from p2pshare.node.dcutr.policy import PunchConfig, Upgraded, UpgradeFailed
+from p2pshare.node.discovery.dnsaddr import resolve_bootstrap
 from p2pshare.node.events import NatDiscovered, ReachabilityChanged, TraversalEvent
 from p2pshare.node.host import Host
-from p2pshare.node.natinfo import NatReport
-from p2pshare.node.natinfo._trio_identify import observe_via_identify, predict_mapping
+from p2pshare.node.natinfo import Mapping, NatReport
+from p2pshare.node.natinfo._trio_identify import observe_from
 from p2pshare.node.natinfo._trio_stun import DEFAULT_PORTS, probe_nat
+from p2pshare.node.natinfo.observed import identify_sources, mapping_from_sightings
 from p2pshare.sharecode.multiaddrs import ip_text
 
 log = logging.getLogger(__name__)
@@ -46,11 +49,18 @@ def _remember(table: dict[str, _E], peer_id: str, event: _E) -> None:
         del table[next(iter(table))]
 
 
+_DNS_TIMEOUT = 5.0  # s per /dnsaddr bootstrap name (the default list's): resolved, they answer identify
+_PUNCH_POLL = 0.05  # s between looks while a DCUtR round that may have made the direct connection ends
+
+
 class Traversal:
     """What the node knows about its NAT, and the upgrades DCUtR made."""
 
-    def __init__(self, host: Host, on_event: Callable[[TraversalEvent], None] | None) -> None:
+    def __init__(
+        self, host: Host, on_event: Callable[[TraversalEvent], None] | None, peers: Sequence[str] = ()
+    ) -> None:
         self.host = host
+        self.peers = tuple(peers)  # bootstrap peers: they answer identify when no relay is configured
         self.observed: list[str] = []
         self.nat: NatReport | None = None
         self.verdict: Verdict | None = None
@@ -59,6 +69,9 @@ class Traversal:
         self._failures: dict[str, UpgradeFailed] = {}
         self._changed = trio.Event()
         self._autonat: AutoNAT | None = None
+        self._dcutr: DCUtR | None = None
+        self._probing = trio.Lock()
+        self._probed: set[str] = set()  # relays whose STUN was asked
 
     def _emit(self, event: TraversalEvent) -> None:
         if self._on_event is not None:
@@ -95,53 +108,82 @@ class Traversal:
                     up = self._upgrades.get(peer_id)
                     if up is not None:
                         return "hole-punched" if up.method == "hole-punch" else "direct"
-                    if self.host.connection_path(peer_id) == "direct":
+                    direct = self.host.connection_path(peer_id) == "direct"
+                    # A round's punched connection is in the swarm before the
+                    # round reports it: while one runs, wait for its word
+                    # (polled: a round may end without one) instead of
+                    # calling the path a plain dial.
+                    punching = direct and self._punching(peer_id)
+                    if direct and not punching:
                         return "direct"
                     if until_failure and peer_id in self._failures:
                         return None
-                    await first_of(self._changed.wait, events.receive)
+                    with trio.move_on_after(_PUNCH_POLL if punching else math.inf):
+                        await first_of(self._changed.wait, events.receive)
         return None
+
+    def _punching(self, peer_id: str) -> bool:
+        return self._dcutr is not None and self._dcutr.busy(peer_id)
 
     def forget(self, peer_id: str) -> None:
         self._failures.pop(peer_id, None)
 
+    def can_probe(self) -> bool:
+        """Whether :meth:`probe` has someone to ask even without relays."""
+        return bool(identify_sources((), self.peers))
+
     async def probe(self, relays: Sequence[str]) -> None:
-        """Learn the listen port's public mapping from the relays' STUN responders."""
+        """Learn the listen port's public mapping: STUN at ``relays``, else
+        identify at them and at our bootstrap peers. One probe at a time; a
+        caller that finds the work done (by the start-up probe) returns."""
+        async with self._probing:
+            if self.nat is not None and set(relays) <= self._probed:
+                return
+            self._probed.update(relays)
+            await self._probe(relays)
+
+    async def probe_settled(self) -> None:
+        """Return once no probe runs (at once when none does)."""
+        async with self._probing:
+            return
+
+    async def _probe(self, relays: Sequence[str]) -> None:
         servers = [(ip, port) for ip in dict.fromkeys(filter(None, map(ip_text, relays))) for port in DEFAULT_PORTS]
+        sources = identify_sources(relays, await resolve_bootstrap(self.peers, timeout=_DNS_TIMEOUT))
         local = next(iter(listen_tcp(self.host)), None)
-        if not servers or local is None:
+        if (not servers and not sources) or local is None:
             return
-        try:
-            report = await probe_nat(local, servers)
-        except OSError as exc:
-            log.info("NAT mapping probe failed: %s", exc)
-            return
+        report = NatReport(Mapping.UNKNOWN, None, False, 0, 0)
+        if servers:
+            try:
+                report = await probe_nat(local, servers)
+            except OSError as exc:
+                log.info("NAT mapping probe failed: %s", exc)
+                return
         self.nat = report
         public = f"/ip4/{report.public[0]}/tcp/{report.public[1]}" if report.public else None
         if public is None and report.observations == 0:
-            # No STUN answered (go/js relays run none): ask identify instead.
-            await self._probe_identify(relays, local[1])
+            # No STUN answered (go/js relays run none) or no relay to ask: identify.
+            await self._probe_identify(sources, local[1])
             return
         if report.punchable and public and self.observed != [public]:
-            self.observed = [public]
-            if self._autonat is not None:
-                self._autonat.addrs_changed()  # our addresses changed: re-check reachability now
+            self._set_observed(public)
         self._emit(NatDiscovered(report.mapping.value, public, report.punchable))
 
-    async def _probe_identify(self, relays: Sequence[str], listen_port: int) -> None:
-        for relay in relays:
-            seen = await observe_via_identify(self.host, relay)
-            if seen is None:
-                continue
-            predicted = predict_mapping(seen[0], seen[1], seen[2], listen_port)
-            if predicted is not None and self.observed != [predicted]:
-                self.observed = [predicted]
-                if self._autonat is not None:
-                    self._autonat.addrs_changed()
-            self._emit(
-                NatDiscovered("port-preserving" if predicted else "port-changing", predicted, predicted is not None)
-            )
+    async def _probe_identify(self, sources: Sequence[str], listen_port: int) -> None:
+        seen = await observe_from(self.host, sources)
+        if not seen:
             return
+        predicted = mapping_from_sightings(seen, listen_port)
+        log.info("NAT mapping from identify (%d peer(s)): %s", len(seen), predicted or "unpredictable")
+        if predicted is not None and self.observed != [predicted]:
+            self._set_observed(predicted)
+        self._emit(NatDiscovered("port-preserving" if predicted else "port-changing", predicted, predicted is not None))
+
+    def _set_observed(self, addr: str) -> None:
+        self.observed = [addr]
+        if self._autonat is not None:
+            self._autonat.addrs_changed()  # our addresses changed: re-check reachability now
 
     def add_autonat_server(self, addr: str, *, avoid: Callable[[str], bool] | None = None) -> bool:
         """A peer that serves AutoNAT (``addr`` with ``/p2p/<id>``): ask it too,
@@ -174,14 +216,22 @@ async def open_traversal(
     autonat: AutoNATConfig | None,
     on_event: Callable[[TraversalEvent], None] | None = None,
     punch: PunchConfig | None = None,
+    peers: Sequence[str] = (),
 ) -> AsyncIterator[Traversal]:
-    """Serve DCUtR on ``host``; with relays, probe the NAT and (given a config) run AutoNAT."""
-    traversal = Traversal(host, on_event)
+    """Serve DCUtR on ``host``; with relays or ``peers`` (bootstrap) probe the
+    NAT at once, so DCUtR's first CONNECT carries our public mapping; given a
+    config, run AutoNAT against the relays."""
+    traversal = Traversal(host, on_event, peers)
     async with open_dcutr(
-        host, punch or PunchConfig(), observed=lambda: traversal.observed, on_event=traversal.on_dcutr
-    ):
+        host,
+        punch or PunchConfig(),
+        observed=lambda: traversal.observed,
+        on_event=traversal.on_dcutr,
+        settled=traversal.probe_settled,
+    ) as dcutr:
+        traversal._dcutr = dcutr
         async with trio.open_nursery() as nursery:
-            if relays:
+            if relays or traversal.can_probe():
                 nursery.start_soon(traversal.probe, list(relays))
             if autonat is not None:
                 # Servers: the configured relays, plus peers found to serve

@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +63,7 @@ Networks = Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
 _MAX_PARALLEL = 8  # upgrades running at once
 _POLL = 0.05
 _MARK_POLLS = 60  # up to 3 s for a new connection to be marked relayed
+_SETTLE_WAIT = 3.0  # s the initiator waits for our mapping probe to end before its first CONNECT
 
 
 @dataclass(frozen=True)
@@ -86,14 +87,17 @@ class DCUtR:
         on_event: Callable[[DCUtREvent], None] | None,
         local_networks: Networks,
         rng: random.Random,
+        settled: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.host = host
+        self._settled = settled
         self.config = config
         self._observed = observed or (lambda: ())
         self._on_event = on_event
         self._nets = local_networks
         self._rng = rng
-        self._active: set[str] = set()
+        self._active: set[str] = set()  # peers we run the initiator role for
+        self._answering: dict[str, int] = {}  # peers whose rounds we answer (responder), by stream
         self._responder_rounds = ResponderRounds(4 * _MAX_PARALLEL)
         self._slots = trio.Semaphore(_MAX_PARALLEL)
         self._nursery: trio.Nursery | None = None
@@ -209,8 +213,14 @@ class DCUtR:
             return
         started = trio.current_time()
         self._responder_rounds.round_started(peer, started)
-        async with self._round_port() as rp:
-            await self._respond(stream, peer, started, rp)
+        self._answering[peer] = self._answering.get(peer, 0) + 1
+        try:
+            async with self._round_port() as rp:
+                await self._respond(stream, peer, started, rp)
+        finally:
+            left = self._answering.pop(peer) - 1
+            if left:
+                self._answering[peer] = left
 
     async def _respond(self, stream: LibP2PByteStream, peer: str, started: float, rp: RoundPort) -> None:
         exchange = ResponderExchange(rp.ours, self._nets, self.config.allow_loopback)
@@ -277,6 +287,13 @@ class DCUtR:
         )
         if failure is not None:
             self._emit(failure)
+
+    def busy(self, peer_id: str) -> bool:
+        """A round with ``peer_id`` is under way (either role). Its punched
+        connection reaches the swarm before the round reports it: a watcher
+        that sees a direct connection now should wait for the outcome before
+        calling the path a plain dial ("direct") rather than "hole-punched"."""
+        return peer_id in self._active or peer_id in self._answering
 
     # -- initiator (B) -----------------------------------------------------
 
@@ -403,6 +420,13 @@ class DCUtR:
             if lp.peerstore_addrs(self.host, peer_id) or getattr(conn, "is_closed", False):
                 break
             await trio.sleep(_POLL)
+        if self._settled is not None:
+            # Our own mapping may still be being learned (a node that just
+            # started): CONNECT without it carries only LAN addresses and
+            # the peer refuses every round (issue 10). Waiting here costs
+            # nothing in the exchange's RTT measurement, which starts later.
+            with trio.move_on_after(_SETTLE_WAIT):
+                await self._settled()
         self._active.add(peer_id)
         try:
             async with self._slots:
@@ -432,13 +456,15 @@ async def open_dcutr(
     on_event: Callable[[DCUtREvent], None] | None = None,
     local_networks: Networks = (),
     rng: random.Random | None = None,
+    settled: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[DCUtR]:
     """Hole-punch every relayed connection while the block runs.
 
     ``observed`` returns our public TCP mappings of the listen port (from
-    :mod:`node.natinfo`), announced before our listen addrs.
+    :mod:`node.natinfo`), announced before our listen addrs; ``settled``
+    returns once a probe for them, if one runs, has ended.
     """
-    service = DCUtR(host, config, observed, on_event, local_networks, rng or random.Random())
+    service = DCUtR(host, config, observed, on_event, local_networks, rng or random.Random(), settled)
     async with trio.open_nursery() as nursery:
         await nursery.start(service.serve)
         try:

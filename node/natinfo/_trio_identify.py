@@ -6,18 +6,23 @@ it sees our connection. If the observed port equals the local port of that
 connection, the NAT preserves ports, and our listen port's public mapping is
 the observed IP with the listen port: what DCUtR must announce. If the ports
 differ (a symmetric NAT), nothing can be predicted and nothing is announced.
+Whom to ask and what the answers mean is decided in :mod:`.observed`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import multiaddr
 import trio
 
-from p2pshare.node.host import Host
+from p2pshare.node.host import Host, HostError
+from p2pshare.node.natinfo.observed import ASK, QUORUM, Sighting, predict_mapping
 from p2pshare.node.pbwire import PbError, iter_fields, try_unframe
 from p2pshare.sharecode.multiaddrs import split_first_peer
+
+__all__ = ["observe_via_identify", "observe_from", "observed_addr_field", "predict_mapping"]
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +42,6 @@ def observed_addr_field(message: bytes) -> bytes | None:
     except PbError:
         return None
     return None
-
-
-def predict_mapping(obs_ip: str, obs_port: int, local_port: int, listen_port: int) -> str | None:
-    """The listen port's public mapping, if the NAT preserves ports (pure)."""
-    if obs_port != local_port:
-        return None
-    return f"/ip4/{obs_ip}/tcp/{listen_port}"
 
 
 async def _identify_once(host: Host, peer_id: str) -> tuple[bytes | None, int | None]:
@@ -83,7 +81,11 @@ async def observe_via_identify(host: Host, relay_addr: str, timeout: float = 5.0
         return None
     base, peer_id = split
     with trio.move_on_after(timeout):
-        await host.connect(peer_id, [base], timeout=timeout)
+        try:
+            await host.connect(peer_id, [base], timeout=timeout)
+        except (OSError, ConnectionError, ValueError, HostError) as exc:  # unreachable or malformed: no answer
+            log.debug("identify: cannot reach %s: %s", peer_id, exc)
+            return None
         for attempt in range(_TRIES):
             try:
                 raw, local = await _identify_once(host, peer_id)
@@ -99,3 +101,31 @@ async def observe_via_identify(host: Host, relay_addr: str, timeout: float = 5.0
             except Exception:  # noqa: BLE001 - an IPv6/circuit/garbled observation: nothing to learn
                 return None
     return None
+
+
+async def observe_from(
+    host: Host, sources: Sequence[str], *, ask: int = ASK, quorum: int = QUORUM, timeout: float = 5.0
+) -> list[Sighting]:
+    """Ask ``sources`` in order, ``ask`` at a time (one that gives no answer
+    makes room for the next); return once ``quorum`` answered, or all were
+    asked and ended (each is bounded by ``timeout``)."""
+    queue = list(sources)
+    need = min(quorum, len(queue))
+    out: list[Sighting] = []
+    if not queue:
+        return out
+    async with trio.open_nursery() as nursery:
+
+        async def one(addr: str) -> None:
+            seen = await observe_via_identify(host, addr, timeout)
+            if seen is None:
+                if queue:
+                    nursery.start_soon(one, queue.pop(0))
+                return
+            out.append(Sighting(*seen))
+            if len(out) >= need:
+                nursery.cancel_scope.cancel()
+
+        for _ in range(min(ask, len(queue))):
+            nursery.start_soon(one, queue.pop(0))
+    return out

@@ -10,8 +10,11 @@ the trio driver could only be exercised through real processes and NATs.
 
 The rules (the ``Node`` always had them; one is new):
 
-* Before dialling through the code's relays, learn our NAT mapping from them
-  for at most ``PROBE_WAIT`` s, so hole punching can announce it.
+* Before dialling, learn our NAT mapping for at most ``PROBE_WAIT`` s, so
+  hole punching can announce it: from the code's relays, and (new, issue 10)
+  from the node's bootstrap peers when the code names no relay (a sharer
+  found through the DHT, on relays it chose itself). Without it our CONNECT
+  carried only a LAN address and every punch round was refused.
 * On a relayed connection wait up to ``UPGRADE_WAIT`` s (``UPGRADE_WAIT_LIMITED``
   when the relay limits the circuit, which cannot carry a file) for hole
   punching before the transfer starts; a transfer that still runs relayed
@@ -197,7 +200,7 @@ class Emit:
 
 @dataclass(frozen=True)
 class Probe:
-    relays: tuple[str, ...]  # relay multiaddrs (the code's circuit addrs without /p2p-circuit)
+    relays: tuple[str, ...]  # relay multiaddrs (the code's circuit addrs without /p2p-circuit); may be empty
     timeout: float
 
 
@@ -271,7 +274,9 @@ class ReceiveSession:
     ``transfer_event`` (it notes progress and re-emits them).
     """
 
-    def __init__(self, *, timeout: float, probe: Sequence[str] = ()) -> None:
+    def __init__(self, *, timeout: float, probe: Sequence[str] = (), learn_mapping: bool = False) -> None:
+        """``probe``: the code's relays to learn our mapping from; ``learn_mapping``:
+        the mapping is unknown and the node has other peers to learn it from."""
         self.timeout = timeout
         self.state = State.PROBING
         self.deadline = 0.0
@@ -280,6 +285,7 @@ class ReceiveSession:
         self.path: ConnectionPath | None = None
         self.last_error: Exception | None = None
         self._probe = tuple(probe)
+        self._learn = learn_mapping
         self._limit: Limit | None = None
         self._progressed = False  # in the current attempt
 
@@ -287,7 +293,7 @@ class ReceiveSession:
 
     def start(self, now: float) -> list[Action]:
         self.deadline = now + self.timeout
-        if self._probe:
+        if self._probe or self._learn:
             self.state = State.PROBING
             return [Probe(self._probe, self._bounded(PROBE_WAIT, now))]
         return self._reach()

@@ -80,7 +80,12 @@ class ReceiveDriver:
         self, parsed: sharecode.ShareCode | sharecode.LegacyCode, output_dir: Path, timeout: float
     ) -> ReceiveResult:
         addresses = parsed.addresses if isinstance(parsed, sharecode.ShareCode) else ()
-        session = ReceiveSession(timeout=timeout, probe=probe_targets(addresses, self.traversal.nat is not None))
+        nat_known = self.traversal.nat is not None
+        session = ReceiveSession(
+            timeout=timeout,
+            probe=probe_targets(addresses, nat_known),
+            learn_mapping=not nat_known and self.traversal.can_probe(),
+        )
         actions = session.start(trio.current_time())
         while True:
             operation: Action | None = None

@@ -55,3 +55,39 @@ async def test_identify_compares_ports_of_the_same_connection() -> None:
         for _ in range(3):
             seen = await observe_via_identify(me, f"{base}/p2p/{relay.peer_id}")
             assert seen is not None and seen[1] == seen[2]
+
+
+async def test_observe_from_several_peers_returns_at_quorum() -> None:
+    """Three peers asked at once; two answers settle it; an address where
+    nothing listens is no answer (and no error)."""
+    from p2pshare.node.natinfo._trio_identify import observe_from
+
+    async with (
+        open_host(generate_identity()) as a,
+        open_host(generate_identity()) as b,
+        open_host(generate_identity()) as c,
+        open_host(generate_identity()) as me,
+    ):
+        dead = f"/ip4/127.0.0.1/tcp/9/p2p/{c.peer_id}"
+        sources = [f"{a.listen_addrs()[0]}/p2p/{a.peer_id}", dead, f"{b.listen_addrs()[0]}/p2p/{b.peer_id}"]
+        seen = await observe_from(me, sources, timeout=3.0)
+        assert len(seen) == 2
+        assert all(s.ip == "127.0.0.1" and s.port == s.local_port for s in seen)
+
+
+async def test_observe_from_moves_past_peers_that_do_not_answer() -> None:
+    """A bootstrap list may start with dead peers: each one that gives no
+    answer makes room for the next, so the live ones further down count."""
+    from p2pshare.node.natinfo._trio_identify import observe_from
+
+    async with (
+        open_host(generate_identity()) as a,
+        open_host(generate_identity()) as b,
+        open_host(generate_identity()) as c,
+        open_host(generate_identity()) as d,
+        open_host(generate_identity()) as me,
+    ):
+        dead = [f"/ip4/127.0.0.1/tcp/9/p2p/{x.peer_id}" for x in (c, d)]
+        live = [f"{x.listen_addrs()[0]}/p2p/{x.peer_id}" for x in (a, b)]
+        seen = await observe_from(me, [*dead, *live], ask=2, timeout=3.0)
+        assert len(seen) == 2

@@ -467,6 +467,23 @@ async def test_host_answers_identify_after_more_peers_than_the_peerstore_holds()
         assert reply and a.libp2p.get_public_key() is not None
 
 
+async def test_circuit_addresses_are_announced_as_circuit_addresses() -> None:
+    """Upstream announced a reservation's ``.../p2p/<relay>/p2p-circuit`` as
+    ``.../p2p/<us>``: the relay's own address under our ID, which peers then
+    dialled for us (Noise: peer ID mismatch; issue 10). Ours keeps it whole."""
+    async with open_host(create_new_key_pair()) as relay, open_host(create_new_key_pair()) as host:
+        circuit = f"/ip4/203.0.113.10/tcp/4001/p2p/{relay.peer_id}/p2p-circuit"
+        host.announce_also([circuit, f"{circuit}/p2p/{relay.peer_id}"])  # the second names another target
+        upstream = [str(a) for a in P._ORIGINALS["host_addrs_keep_circuits"](host.libp2p)]
+        assert f"/ip4/203.0.113.10/tcp/4001/p2p/{host.peer_id}" in upstream  # the behaviour we replace
+        addrs = host.advertised_addrs()
+        assert f"{circuit}/p2p/{host.peer_id}" in addrs
+        assert not any(a.startswith("/ip4/203.0.113.10/") and "p2p-circuit" not in a for a in addrs)
+        assert not any(a.endswith(f"/p2p/{relay.peer_id}") for a in addrs)
+        listen = [a for a in addrs if "p2p-circuit" not in a]
+        assert listen and all(a.endswith(f"/p2p/{host.peer_id}") for a in listen)
+
+
 # -- instance patches (one object, not a class) --------------------------------
 
 

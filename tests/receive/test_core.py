@@ -102,6 +102,16 @@ def test_start_probes_the_codes_relays_first() -> None:
     assert s.handle(ProbeDone(), 102.0) == [Reach(160.0, None)]  # the deadline counts from the start
 
 
+def test_start_learns_the_mapping_from_other_peers_when_the_code_names_no_relay() -> None:
+    """Issue 10: a sharer found through the DHT on relays it chose itself; the
+    code names none. Without a mapping our DCUtR CONNECT carried only a LAN
+    address and every round was refused: learn it (bootstrap peers) first."""
+    s = ReceiveSession(timeout=60, learn_mapping=True)
+    assert s.start(100.0) == [Probe((), PROBE_WAIT)]
+    assert s.state is State.PROBING
+    assert s.handle(ProbeDone(), 100.4) == [Reach(160.0, None)]
+
+
 def test_probe_wait_is_bounded_by_the_deadline() -> None:
     s = ReceiveSession(timeout=1.0, probe=("/ip4/1.2.3.4/tcp/4001/p2p/R",))
     assert s.start(0.0) == [Probe(("/ip4/1.2.3.4/tcp/4001/p2p/R",), 1.0)]
