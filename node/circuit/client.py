@@ -382,8 +382,8 @@ class RelayClient:
         The reservation lives as long as the connection it was made on, not
         as long as we have *a* connection to the relay: start-up dials leave
         several, and py-libp2p closes the surplus later (one per peer). So
-        the watch is on that connection; when it closes, we reserve again
-        (on another connection if one is left) after the first backoff.
+        the watch is on that connection; when it closes, we reserve again at
+        once on another connection if one is left, else after the backoff.
         """
         try:
             await self.host.connect(relay.peer_id, [relay.addr], timeout=DIAL_TIMEOUT)
@@ -407,7 +407,13 @@ class RelayClient:
                     self._notify()
                 with trio.move_on_after(delay):
                     await conn.wait_closed()
-                    raise RelayError(f"the connection holding our reservation on relay {relay.peer_id} closed")
+                    if not self.host.is_connected(relay.peer_id):
+                        raise RelayError(f"the connection holding our reservation on relay {relay.peer_id} closed")
+                    # Another connection to the relay is left (start-up dials
+                    # leave several): reserve on it now, not after a backoff,
+                    # so circuits are refused NO_RESERVATION for one RTT at most.
+                    logger.info("relay client: reservation connection to %s closed; reserving again", relay.peer_id)
+                    continue
         except (RelayError, DialError, StreamError, trio.TooSlowError, OSError) as e:
             backoff = self._schedule.failed(relay.peer_id, trio.current_time())
             logger.warning(
