@@ -68,7 +68,7 @@ async def sequential(peer_id: str, addr: str, n: int, workers: int) -> dict[str,
     }
 
 
-async def concurrent(peer_id: str, addr: str, m: int, workers: int) -> dict[str, float | int]:
+async def concurrent(peer_id: str, addr: str, m: int, workers: int = 8) -> dict[str, float | int]:
     """M identities connected at once (at most ``workers`` handshakes in flight)."""
     started = time.monotonic()
     results: list[bool] = []
