@@ -7,8 +7,11 @@ thousands of addresses, providers with long address lists.
 
 from __future__ import annotations
 
+import trio
+
 from p2pshare.node import _libp2p_records as records
-from p2pshare.node.pbwire import field_bytes, field_varint
+from p2pshare.node.host import LibP2PByteStream
+from p2pshare.node.pbwire import field_bytes, field_varint, try_unframe
 
 PEER_RECORD_TYPE = b"\x03\x01"  # multicodec libp2p-peer-record, as a varint
 
@@ -31,3 +34,16 @@ def tcp_addrs(n: int, first_octet: int = 10) -> list[bytes]:
         ip = bytes([first_octet, (i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF])
         out.append(b"\x04" + ip + b"\x06" + (4001 + i % 60_000).to_bytes(2, "big"))
     return out
+
+
+async def read_answer(stream: LibP2PByteStream) -> bytes:
+    """One length-prefixed Kademlia message from ``stream`` (10 s at most)."""
+    buf = b""
+    with trio.fail_after(10):
+        while True:
+            got = try_unframe(buf, 4 << 20)
+            if got is not None:
+                return got[0]
+            part = await stream.read(65536)
+            assert part, "the server closed the stream without an answer"
+            buf += part

@@ -19,30 +19,16 @@ from __future__ import annotations
 import os
 
 import pytest
-import trio
 
 from p2pshare.node import _libp2p_fixes, _libp2p_records
 from p2pshare.node.discovery import wire
-from p2pshare.node.host import LibP2PByteStream, StreamError, open_host
+from p2pshare.node.host import StreamError, open_host
 from p2pshare.node.identity import generate_identity
-from p2pshare.node.pbwire import try_unframe
 from tests.cli.helpers import start
-from tests.discovery._kad import signed_record, tcp_addrs
+from tests.discovery._kad import read_answer, signed_record, tcp_addrs
 
 pytestmark = pytest.mark.slow
 KAD = "/ipfs/kad/1.0.0"
-
-
-async def _answer(stream: LibP2PByteStream) -> bytes:
-    buf = b""
-    with trio.fail_after(10):
-        while True:
-            got = try_unframe(buf, 4 << 20)
-            if got is not None:
-                return got[0]
-            part = await stream.read(65536)
-            assert part, "the server closed the stream without an answer"
-            buf += part
 
 
 async def test_a_huge_signed_peer_record_is_not_stored(tmp_path: os.PathLike[str]) -> None:
@@ -57,10 +43,10 @@ async def test_a_huge_signed_peer_record_is_not_stored(tmp_path: os.PathLike[str
             stream = await host.open_stream(server, KAD)
             await stream.write(wire.find_node_request(os.urandom(34), signed_record(identity, tcp_addrs(20_000))))
             with pytest.raises(StreamError, match="reset"):
-                await _answer(stream)
+                await read_answer(stream)
             stream = await host.open_stream(server, KAD)
             await stream.write(wire.find_node_request(os.urandom(34), signed_record(identity, tcp_addrs(5_000))))
-            await _answer(stream)
+            await read_answer(stream)
             await stream.reset()
             async with open_host(
                 generate_identity(), ["/ip4/127.0.0.1/tcp/0"]
@@ -69,7 +55,7 @@ async def test_a_huge_signed_peer_record_is_not_stored(tmp_path: os.PathLike[str
                 stream = await other.open_stream(server, KAD)
                 await stream.write(wire.find_node_request(host.peer_id_bytes))
                 answer = _libp2p_records.KadMessage()
-                answer.ParseFromString(await _answer(stream))
+                answer.ParseFromString(await read_answer(stream))
                 await stream.reset()
             mine = [p for p in answer.closerPeers if p.id == host.peer_id_bytes]
             assert mine and 0 < len(mine[0].addrs) <= _libp2p_fixes.SIGNED_RECORD_ADDRS  # from identify

@@ -16,29 +16,16 @@ from __future__ import annotations
 import os
 
 import pytest
-import trio
 
 from p2pshare.node import _libp2p_provider_table, _libp2p_records
 from p2pshare.node.discovery import wire
-from p2pshare.node.host import LibP2PByteStream, open_host
+from p2pshare.node.host import open_host
 from p2pshare.node.identity import generate_identity
-from p2pshare.node.pbwire import try_unframe
 from tests.cli.helpers import start
+from tests.discovery._kad import read_answer
 
 pytestmark = pytest.mark.interop
 KAD = "/ipfs/kad/1.0.0"
-
-
-async def _answer(stream: LibP2PByteStream) -> bytes:
-    buf = b""
-    with trio.fail_after(10):
-        while True:
-            got = try_unframe(buf, 4 << 20)
-            if got is not None:
-                return got[0]
-            part = await stream.read(65536)
-            assert part, "the server closed the stream without an answer"
-            buf += part
 
 
 async def test_add_provider_is_bounded_and_unanswered(tmp_path: os.PathLike[str]) -> None:
@@ -56,13 +43,15 @@ async def test_add_provider_is_bounded_and_unanswered(tmp_path: os.PathLike[str]
             await stream.write(wire.add_provider_request(key, me, many))
             await stream.write(wire.find_node_request(key))
             answer = _libp2p_records.KadMessage()
-            answer.ParseFromString(await _answer(stream))
+            answer.ParseFromString(await read_answer(stream))
             assert answer.type == _libp2p_records.KadMessage.FIND_NODE, "an ADD_PROVIDER echo came first"
             await stream.reset()
 
             stream = await host.open_stream(server, KAD)
             await stream.write(wire.get_providers_request(key))
-            got = wire.parse_answer(await _answer(stream), expect=_libp2p_records.KadMessage.GET_PROVIDERS, sender=b"")
+            got = wire.parse_answer(
+                await read_answer(stream), expect=_libp2p_records.KadMessage.GET_PROVIDERS, sender=b""
+            )
             await stream.reset()
             (mine,) = [p for p in got.providers if p.peer_id == me]
             assert 0 < len(mine.addrs) <= _libp2p_provider_table.PROVIDER_ADDRS
