@@ -57,6 +57,8 @@ SWEEP_EVERY = 30.0
 LOOKUP_SOON = 60.0
 LOOKUP_LATER = 600.0
 LOOKUP_TIMEOUT = 20.0
+#: Relay candidates remembered for logging once each (state stays bounded).
+OFFERED_KEPT = 1024
 
 
 def relay_addr_for(peer_id: str, addrs: list[str], *, allow_loopback: bool = False) -> str | None:
@@ -104,7 +106,7 @@ class AutoRelay:
         self._public = confirmed_public
         self._loopback = allow_loopback
         self._on_autonat = on_autonat_server
-        #: Peers offered so far (for logs and tests).
+        #: Peers offered lately (to log each once; at most OFFERED_KEPT).
         self.offered: set[str] = set()
 
     def consider(self, peer_id: str) -> bool:
@@ -126,6 +128,8 @@ class AutoRelay:
             return False
         if peer_id not in self.offered:
             logger.info("autorelay: %s is a relay candidate", peer_id)
+            if len(self.offered) >= OFFERED_KEPT:  # a long-lived node meets relays without end
+                self.offered.clear()
             self.offered.add(peer_id)
         self.relay.offer(addr, rtt=self.host.rtt(peer_id))
         return True
