@@ -118,7 +118,7 @@ class AutoNAT:
             return False
         self._servers[pid] = addrs
         self._found.add(pid)
-        self._tracker.server_added(trio.current_time(), len(self._servers))
+        self._tracker.server_added(trio.current_time(), len(self._servers), pid)
         self._wake.set()
         return True
 
@@ -151,6 +151,9 @@ class AutoNAT:
         self.last_results = tuple(results)
         new = self._tracker.complete_round(results, len(self._servers), trio.current_time())
         summary = ", ".join(f"{r.server[-8:]}={r.outcome.value}" for r in results)
+        for r in results:
+            if r.detail:
+                logger.debug("autonat: %s: %s: %s", r.server, r.outcome.value, r.detail[:300])
         logger.info("autonat: round %d: %s", self._tracker.rounds, summary or "no servers")
         if new is not None:
             logger.info(

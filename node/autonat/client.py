@@ -66,9 +66,16 @@ class AutoNATConfig:
     servers_per_round: int = 3
     agree: int = 2
     request_timeout: float = 20.0  # per server: dial-back timeout + slack
+    #: How long one server's answer counts towards ``agree``: answers from
+    #: different rounds add up (peers that can answer come and go; a node
+    #: whose only useful servers are the p2pshare peers it meets would
+    #: otherwise need two of them in the same round).
+    evidence_ttl: float = 180.0
+    #: Least seconds between rounds that a newly found server starts.
+    min_gap: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in ("boot_delay", "retry_interval", "refresh_interval", "request_timeout"):
+        for name in ("boot_delay", "retry_interval", "refresh_interval", "request_timeout", "evidence_ttl", "min_gap"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.servers_per_round < 1 or self.agree < 1:
@@ -87,6 +94,11 @@ class ReachabilityTracker:
         self._next = now + config.boot_delay
         self._cursor = 0
         self.rounds = 0
+        self._last_round = float("-inf")
+        #: server -> its latest conclusive answer (OK or DIAL_ERROR) and when.
+        self._evidence: dict[str, tuple[ServerResult, float]] = {}
+        #: server -> answers in a row that gave no evidence (failed, refused).
+        self._misses: dict[str, int] = {}
 
     def next_check_at(self) -> float:
         return self._next
@@ -95,30 +107,51 @@ class ReachabilityTracker:
         return now >= self._next
 
     def addrs_changed(self, now: float) -> None:
-        """Our listen/observed addresses changed: check again right away."""
+        """Our listen/observed addresses changed: old answers no longer
+        speak for them; check again right away."""
+        self._evidence.clear()
         self._next = min(self._next, now)
 
-    def server_added(self, now: float, known: int) -> None:
-        """A server was found (``known`` now): check right away while the
-        verdict is unconfirmed and a round could not ask enough servers."""
-        if not self.verdict.confirmed and known <= self.config.servers_per_round:
-            self._next = min(self._next, now)
+    def server_added(self, now: float, known: int, server: str | None = None) -> None:
+        """A server was found (``known`` now): while the verdict is
+        unconfirmed, check soon (at most every ``min_gap`` s) when a round
+        could not ask enough servers or ``server`` was never asked."""
+        if self.verdict.confirmed:
+            return
+        untried = server is not None and server not in self._evidence and server not in self._misses
+        if known <= self.config.servers_per_round or untried:
+            self._next = min(self._next, max(now, self._last_round + self.config.min_gap))
 
     def pick_servers(self, candidates: Sequence[str]) -> list[str]:
-        """Up to ``servers_per_round`` distinct servers, rotating between rounds."""
+        """Up to ``servers_per_round`` distinct servers, rotating between
+        rounds; servers that keep answering without evidence (a js-libp2p
+        v1 server that closes our connection, one that refuses) go last."""
         uniq = list(dict.fromkeys(candidates))
         if not uniq:
             return []
-        n = min(self.config.servers_per_round, len(uniq))
         start = self._cursor % len(uniq)
+        rotated = uniq[start:] + uniq[:start]
+        ranked = sorted(rotated, key=lambda s: min(self._misses.get(s, 0), 2))
+        n = min(self.config.servers_per_round, len(uniq))
         self._cursor += n
-        return [uniq[(start + i) % len(uniq)] for i in range(n)]
+        return ranked[:n]
 
     def complete_round(self, results: Sequence[ServerResult], configured: int, now: float) -> Verdict | None:
         """Fold one round in; return the new verdict when it changed."""
         self.rounds += 1
-        ok = [r for r in results if r.outcome is Outcome.OK]
-        err = [r for r in results if r.outcome is Outcome.DIAL_ERROR]
+        self._last_round = now
+        for r in results:
+            if r.outcome in (Outcome.OK, Outcome.DIAL_ERROR):
+                self._evidence[r.server] = (r, now)
+                self._misses.pop(r.server, None)
+            else:
+                self._misses[r.server] = self._misses.get(r.server, 0) + 1
+        expired = [s for s, (_, at) in self._evidence.items() if now - at > self.config.evidence_ttl]
+        for s in expired:
+            del self._evidence[s]
+        latest = [r for r, _ in self._evidence.values()]
+        ok = [r for r in latest if r.outcome is Outcome.OK]
+        err = [r for r in latest if r.outcome is Outcome.DIAL_ERROR]
         need = max(1, min(self.config.agree, configured))
         reach: Reachability | None = None
         if len(ok) >= need and len(ok) > len(err):

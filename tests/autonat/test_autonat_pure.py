@@ -122,12 +122,12 @@ def test_tracker_schedule_and_agreement() -> None:
     )
     assert v is not None and v.reachability is Reachability.PRIVATE and v.confirmed
     assert t.next_check_at() == 165.0
-    # Disagreement (1-1, one refused) keeps the verdict, retries sooner.
+    # 1-1 this round (c refused), but c's error of the last round still counts: private.
     assert (
         t.complete_round([_r("a", Outcome.OK), _r("b", Outcome.DIAL_ERROR), _r("c", Outcome.REFUSED)], 3, now=165.0)
         is None
     )
-    assert t.verdict.reachability is Reachability.PRIVATE and t.next_check_at() == 195.0
+    assert t.verdict.reachability is Reachability.PRIVATE and t.next_check_at() == 225.0
     # Two OKs flip it to public with the reached addrs.
     v = t.complete_round(
         [_r("a", Outcome.OK, "/ip4/1.1.1.1/tcp/1"), _r("b", Outcome.OK, "/ip4/1.1.1.1/tcp/1"), _r("c", Outcome.FAILED)],
@@ -154,6 +154,34 @@ def test_pick_servers_rotates() -> None:
     assert t.pick_servers(["a", "b", "c"]) == ["a", "b"]
     assert t.pick_servers(["a", "b", "c"]) == ["c", "a"]
     assert t.pick_servers([]) == []
+
+
+def test_answers_from_different_rounds_add_up_until_they_expire() -> None:
+    """The p2pshare peers a public node meets answer one by one: two OKs
+    in two rounds confirm it; an answer older than ``evidence_ttl`` or
+    given before our addresses changed no longer counts."""
+    t = ReachabilityTracker(AutoNATConfig(evidence_ttl=100.0), now=0.0)
+    assert t.complete_round([_r("sharer", Outcome.OK, "/ip4/1.1.1.1/tcp/1"), _r("js", Outcome.FAILED)], 5, 5.0) is None
+    v = t.complete_round([_r("getter", Outcome.OK, "/ip4/1.1.1.1/tcp/1")], 5, now=20.0)
+    assert v is not None and v.reachability is Reachability.PUBLIC and v.confirmed
+    late = ReachabilityTracker(AutoNATConfig(evidence_ttl=100.0), now=0.0)
+    late.complete_round([_r("sharer", Outcome.OK)], 5, now=5.0)
+    assert late.complete_round([_r("getter", Outcome.OK)], 5, now=106.0) is None
+    moved = ReachabilityTracker(AutoNATConfig(), now=0.0)
+    moved.complete_round([_r("sharer", Outcome.OK)], 5, now=5.0)
+    moved.addrs_changed(6.0)
+    assert moved.complete_round([_r("getter", Outcome.OK)], 5, now=7.0) is None
+
+
+def test_servers_without_evidence_go_last_and_new_ones_are_asked_soon() -> None:
+    t = ReachabilityTracker(AutoNATConfig(servers_per_round=2, min_gap=2.0), now=0.0)
+    t.complete_round([_r("js1", Outcome.FAILED), _r("js2", Outcome.REFUSED)], 4, now=5.0)
+    assert t.pick_servers(["js1", "js2", "peer", "js3"]) == ["peer", "js3"]
+    assert t.next_check_at() == 35.0
+    t.server_added(6.0, known=5, server="js1")  # asked before: no hurry
+    assert t.next_check_at() == 35.0
+    t.server_added(6.0, known=5, server="new")  # never asked: soon, not sooner than min_gap
+    assert t.next_check_at() == 7.0
 
 
 def test_plan_dial_protections() -> None:
