@@ -10,7 +10,7 @@ sharer that is restarting is re-dialled with backoff until the deadline.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
@@ -26,11 +26,13 @@ from p2pshare.sharecode.multiaddrs import (
     is_circuit,
     is_loopback_ip,
     is_public_ip,
+    relay_of,
     same_ip4_prefix,
 )
 
 RELAY_DELAY = 1.5  # seconds a direct dial runs alone before relays join the race
 DHT_DELAY = 1.0  # seconds the code's own addresses are tried alone before asking the DHT
+_MAX_AVOIDED = 64
 
 
 _UNREACHABLE = "could not reach the sharer: "
@@ -43,6 +45,17 @@ class Reacher:
     discovery: Discovery
     force_relay: bool = False
     use_dht: bool = True
+    #: Relays that limited a circuit of ours (js/go defaults: 128 KiB / 2 min):
+    #: once one cut a transfer, reaching again skips them (issue 10).
+    avoid: set[str] = field(default_factory=set)
+    #: peer -> the relay its relayed connection goes through (the last one we dialled).
+    _via: dict[str, str] = field(default_factory=dict)
+
+    def note_limited(self, peer_id: str) -> None:
+        """Our circuit to ``peer_id`` is limited: avoid its relay from now on."""
+        relay = self._via.get(peer_id)
+        if relay and len(self.avoid) < _MAX_AVOIDED:
+            self.avoid.add(relay)
 
     def _promising(self, addr: str) -> bool:
         """Could a direct dial to ``addr`` work from here? A public address,
@@ -72,13 +85,21 @@ class Reacher:
         return out
 
     async def reach_until(
-        self, parsed: sharecode.ShareCode | sharecode.LegacyCode, deadline: float, last_error: Exception | None
+        self,
+        parsed: sharecode.ShareCode | sharecode.LegacyCode,
+        deadline: float,
+        last_error: Exception | None,
+        *,
+        fresh: bool = False,
     ) -> str:
-        """Dial until it works or ``deadline`` passes (the sharer may be restarting)."""
+        """Dial until it works or ``deadline`` passes (the sharer may be restarting).
+
+        ``fresh``: ask the DHT for the sharer's current addresses at once
+        (the code's relays are the ones that limited us)."""
         delay = 0.25
         while True:
             try:
-                return await self.reach(parsed, deadline)
+                return await self.reach(parsed, deadline, fresh=fresh)
             except PeerUnreachableError as exc:
                 if trio.current_time() + delay >= deadline:
                     if last_error is not None:
@@ -90,16 +111,18 @@ class Reacher:
             await trio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
-    async def reach(self, parsed: sharecode.ShareCode | sharecode.LegacyCode, deadline: float) -> str:
+    async def reach(
+        self, parsed: sharecode.ShareCode | sharecode.LegacyCode, deadline: float, *, fresh: bool = False
+    ) -> str:
         remaining = max(0.1, deadline - trio.current_time())
         if isinstance(parsed, sharecode.LegacyCode):
             try:
                 return await self.host.connect_unknown(parsed.multiaddr(), timeout=remaining)
             except (OSError, ConnectionError, TimeoutError) as exc:
                 raise PeerUnreachableError(f"{_UNREACHABLE}{exc}") from None
-        return await self._reach_share(parsed, remaining)
+        return await self._reach_share(parsed, remaining, fresh)
 
-    async def _reach_share(self, code: sharecode.ShareCode, timeout: float) -> str:
+    async def _reach_share(self, code: sharecode.ShareCode, timeout: float, at_once: bool = False) -> str:
         """Dial the code's addresses and, in parallel (after a head start for
         those), whatever the DHT knows: the sharer's current addresses by
         peer ID, and every provider of the share. First connection wins."""
@@ -124,7 +147,7 @@ class Reacher:
                         nursery.cancel_scope.cancel()
 
                 async def via_dht() -> None:
-                    if code.addresses:
+                    if code.addresses and not at_once:
                         await trio.sleep(DHT_DELAY)
                     if not await self.discovery.wait_bootstrapped(min(10.0, timeout)):
                         errors.append("the DHT has no peers (no bootstrap node reachable)")
@@ -187,8 +210,13 @@ class Reacher:
                     if any(self._promising(a) for a in direct):
                         await trio.sleep(RELAY_DELAY)
                     for circuit in circuits:
+                        relay = (relay_of(circuit) or ("", ""))[0]
+                        if relay in self.avoid:
+                            errors.append(f"relay: {relay} limits circuits")
+                            continue
                         try:
                             await self.relay.dial_via_relay(peer_id, circuit, timeout=timeout)
+                            self._via[peer_id] = relay
                             nursery.cancel_scope.cancel()
                             return
                         except (OSError, ConnectionError, TimeoutError) as exc:

@@ -22,8 +22,12 @@ The rules (the ``Node`` always had them; one is new):
   (verified data is kept, the next stream fetches only what is missing).
 * A retryable failure is retried after ``RETRY_DELAY`` until ``timeout`` s
   pass without progress; an attempt that made progress restarts that clock.
-* When a limited relay cut the circuit and no direct path exists, fail with
-  :class:`RelayLimitedError` (retrying would be cut again at the same point).
+* When a limited relay cut the circuit and no direct path exists, reach the
+  sharer once more through a relay that carries data (``Reach.avoid_limited``:
+  the sharer's current addresses from the DHT, circuits through relays that
+  limited us left out; issue 10). When that finds only limited relays, or
+  none, fail with :class:`RelayLimitedError` saying so in one line (retrying
+  a limited relay would be cut again at the same point).
 * New: every retry and every wait respects the deadline. Before, a retryable
   failure on a connection that stayed open (BUSY, a reset stream) was retried
   without looking at the deadline, as re-reaching a connected peer succeeds at
@@ -62,6 +66,9 @@ __all__ = [
     "ReceiveResult",
     "ReceiveSession",
     "probe_targets",
+    "limit_text",
+    "limited_message",
+    "no_data_relay_message",
     # inputs
     "ProbeDone",
     "Reached",
@@ -208,6 +215,9 @@ class Probe:
 class Reach:
     deadline: float
     last_error: Exception | None  # said in the message should the dial fail
+    #: Only through relays that carry data: drop our limited circuit, skip
+    #: relays that limited a circuit, ask the DHT for the sharer's addresses.
+    avoid_limited: bool = False
 
 
 @dataclass(frozen=True)
@@ -254,16 +264,32 @@ def probe_targets(addresses: Sequence[str], nat_known: bool) -> tuple[str, ...]:
 
 
 def limited_message(limit: Limit) -> str:
-    caps = []
-    if limit.data:
-        caps.append(f"{limit.data} bytes")
-    if limit.duration:
-        caps.append(f"{limit.duration} s")
     return (
-        f"the relay cut the connection: it limits each relayed connection to {' / '.join(caps)}, "
+        f"the relay cut the connection: it limits each relayed connection to {limit_text(limit)}, "
         "and no direct path (hole punching) could be made; the data received so far is kept — "
         "ask the sharer to use a relay without such limits (e.g. `p2pshare relay`)"
     )
+
+
+def no_data_relay_message(limit: Limit) -> str:
+    """One line: the sharer is reachable only through relays that cannot carry the data."""
+    return (
+        f"no relay that carries data reaches the sharer: its relays cap each connection at {limit_text(limit)} "
+        "and hole punching found no direct path; the data received so far is kept — the sharer can run "
+        "`p2pshare relay` on a public host and share with `--relay`, or someone can run `p2pshare node` there"
+    )
+
+
+def limit_text(limit: Limit) -> str:
+    """``128 KiB / 2 min``. js-libp2p sends its duration in milliseconds
+    (120000 for its 2 minutes); a whole number of thousands that large is read so."""
+    caps = []
+    if limit.data:
+        caps.append(f"{limit.data / 1024:g} KiB" if limit.data < 1 << 20 else f"{limit.data / (1 << 20):g} MiB")
+    if limit.duration:
+        seconds = limit.duration // 1000 if limit.duration >= 10_000 and limit.duration % 1000 == 0 else limit.duration
+        caps.append(f"{seconds / 60:g} min" if seconds % 60 == 0 else f"{seconds} s")
+    return " / ".join(caps) or "a limit"
 
 
 class ReceiveSession:
@@ -287,6 +313,7 @@ class ReceiveSession:
         self._probe = tuple(probe)
         self._learn = learn_mapping
         self._limit: Limit | None = None
+        self._seeking_data = False  # reaching again, through a relay that carries data
         self._progressed = False  # in the current attempt
 
     # -- entry points --------------------------------------------------------
@@ -314,6 +341,8 @@ class ReceiveSession:
         if isinstance(outcome, Reached) and self.state in (State.REACHING, State.SWITCHING_PATH):
             return self._on_reached(outcome, now)
         if isinstance(outcome, ReachFailed) and self.state in (State.REACHING, State.SWITCHING_PATH):
+            if self._seeking_data and self._limit is not None:
+                return self._fail(RelayLimitedError(no_data_relay_message(self._limit)))
             return self._fail(outcome.error)
         if isinstance(outcome, UpgradeWaitEnded) and self.state is State.WAITING_UPGRADE:
             return self._on_upgrade_wait(outcome)
@@ -329,7 +358,7 @@ class ReceiveSession:
                 return self._on_failed(outcome, now)
             if isinstance(outcome, TransferTimedOut):
                 if self._limit is not None:  # on a relay that cannot carry the data, and no direct path came
-                    return self._fail(RelayLimitedError(limited_message(self._limit)))
+                    return self._seek_data_relay(self._limit)
                 self.last_error = TimeoutError(f"no verified data arrived for {self.timeout:g} s")
                 return self._out_of_time()
         if isinstance(outcome, TimerFired) and self.state is State.BACKING_OFF:
@@ -350,7 +379,17 @@ class ReceiveSession:
             )
         if self.state is not State.SWITCHING_PATH:
             self.state = State.REACHING
-        return [Reach(self.deadline, self.last_error)]
+        return [Reach(self.deadline, self.last_error, avoid_limited=self._seeking_data)]
+
+    def _seek_data_relay(self, limit: Limit) -> list[Action]:
+        """A limited relay cut us (or would) with no direct path: once, reach
+        the sharer through a relay that carries data; then give up, saying why."""
+        if self._seeking_data:
+            return self._fail(RelayLimitedError(no_data_relay_message(limit)))
+        self._seeking_data = True
+        self.last_error = RelayLimitedError(limited_message(limit))
+        self.state = State.REACHING
+        return self._reach()
 
     def _on_reached(self, r: Reached, now: float) -> list[Action]:
         self.peer_id = r.peer_id
@@ -358,6 +397,8 @@ class ReceiveSession:
         self.state = State.REACHING
         out: list[Action] = [Emit(Connected(peer_id=r.peer_id, path=r.path, rtt_ms=r.rtt_ms))]
         if r.path is ConnectionPath.RELAYED:
+            if self._seeking_data and r.limit is not None:
+                return [*out, *self._fail(RelayLimitedError(no_data_relay_message(r.limit)))]
             self._limit = r.limit
             self.state = State.WAITING_UPGRADE
             wait = UPGRADE_WAIT_LIMITED if r.limit is not None else UPGRADE_WAIT
@@ -406,7 +447,9 @@ class ReceiveSession:
         if not f.retryable:
             return self._fail(f.error)
         if self._limit is not None and not f.upgraded:
-            return self._fail(RelayLimitedError(limited_message(self._limit)))
+            if self._progressed:
+                self.deadline = now + self.timeout
+            return self._seek_data_relay(self._limit)
         self.last_error = f.error
         if self._progressed:
             self.deadline = now + self.timeout

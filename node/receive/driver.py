@@ -114,8 +114,14 @@ class ReceiveDriver:
                 await self.traversal.probe(list(op.relays))
             return ProbeDone()
         if isinstance(op, Reach):
+            if op.avoid_limited and session.peer_id is not None:
+                # The limited circuit (if the relay left it open) must not
+                # satisfy the next reach: drop it, and skip its relay.
+                self.reacher.note_limited(session.peer_id)
+                if self._path(session.peer_id) is ConnectionPath.RELAYED:
+                    await self.host.disconnect(session.peer_id)
             try:
-                peer_id = await self.reacher.reach_until(parsed, op.deadline, op.last_error)
+                peer_id = await self.reacher.reach_until(parsed, op.deadline, op.last_error, fresh=op.avoid_limited)
             except PeerUnreachableError as exc:
                 return ReachFailed(exc)
             path = self._path(peer_id)

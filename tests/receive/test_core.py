@@ -43,6 +43,7 @@ from p2pshare.node.receive.core import (
     TransferTimedOut,
     UpgradeWaitEnded,
     WaitUpgrade,
+    limit_text,
     probe_targets,
 )
 from p2pshare.transfer.errors import (
@@ -280,17 +281,52 @@ def test_progress_restarts_the_deadline() -> None:
     assert s.handle(TimerFired(), 151.2) == [Reach(210.0, err)]
 
 
-def test_limited_relay_cut_without_upgrade_is_relay_limited() -> None:
+def test_limited_relay_cut_without_upgrade_seeks_a_data_relay_once() -> None:
+    """Cut by a limited relay with no direct path: reach the sharer again
+    through a relay that carries data; only limited ones again: one line."""
     s = ReceiveSession(timeout=60)
     s.start(0.0)
     s.handle(reached(RELAYED, LIMIT), 1.0)
     s.handle(UpgradeWaitEnded(None, 15.0), 16.0)
     s.transfer_event(Progress(131072, 10**9))
-    actions = s.handle(TransferFailed(StreamEndedError("reset"), retryable=True, upgraded=False), 30.0)
-    [fail] = actions
+    (reach,) = s.handle(TransferFailed(StreamEndedError("reset"), retryable=True, upgraded=False), 30.0)
+    assert isinstance(reach, Reach) and reach.avoid_limited and reach.deadline == 90.0  # progress moved it
+    assert isinstance(reach.last_error, RelayLimitedError) and "128 KiB / 2 min" in str(reach.last_error)
+    *_, fail = s.handle(reached(RELAYED, LIMIT), 31.0)
     assert isinstance(fail, Fail) and isinstance(fail.error, RelayLimitedError)
-    assert "131072 bytes / 120 s" in str(fail.error)
-    assert "data received so far is kept" in str(fail.error)
+    text = str(fail.error)
+    assert text.startswith("no relay that carries data reaches the sharer") and "\n" not in text
+    assert "data received so far is kept" in text
+
+
+def cut_by_a_limited_relay() -> ReceiveSession:
+    s = ReceiveSession(timeout=60)
+    s.start(0.0)
+    s.handle(reached(RELAYED, LIMIT), 1.0)
+    s.handle(UpgradeWaitEnded(None, 15.0), 16.0)
+    s.handle(TransferFailed(StreamEndedError("reset"), retryable=True, upgraded=False), 30.0)
+    return s
+
+
+def test_a_data_relay_found_after_a_limited_cut_carries_the_transfer() -> None:
+    s = cut_by_a_limited_relay()
+    actions = s.handle(reached(RELAYED, None), 32.0)
+    assert op(actions) == WaitUpgrade(PEER, UPGRADE_WAIT)
+    assert op(s.handle(UpgradeWaitEnded(None, UPGRADE_WAIT), 36.0)) == Transfer(
+        PEER, RELAYED, watch_upgrade=True, deadline=60.0
+    )
+
+
+def test_no_data_relay_at_all_is_said_in_one_line() -> None:
+    s = cut_by_a_limited_relay()
+    (fail,) = s.handle(ReachFailed(PeerUnreachableError("could not reach the sharer: no answer")), 60.0)
+    assert isinstance(fail, Fail) and str(fail.error).startswith("no relay that carries data reaches the sharer")
+
+
+def test_limit_text_reads_js_milliseconds() -> None:
+    assert limit_text(Limit(duration=120000, data=131072)) == "128 KiB / 2 min"
+    assert limit_text(Limit(duration=90, data=None)) == "90 s"
+    assert limit_text(Limit(duration=None, data=8 << 20)) == "8 MiB"
 
 
 def test_limited_relay_cut_with_an_upgrade_retries_on_the_direct_path() -> None:
@@ -430,9 +466,9 @@ def test_a_limited_relay_that_runs_out_the_clock_says_so() -> None:
     s.start(0.0)
     s.handle(reached(RELAYED, LIMIT), 0.1)
     assert op(s.handle(UpgradeWaitEnded(None, 7.9), 8.0)) == Transfer(PEER, RELAYED, watch_upgrade=True, deadline=8.0)
-    (fail,) = s.handle(TransferTimedOut(), 8.0)
-    assert isinstance(fail, Fail) and isinstance(fail.error, RelayLimitedError)
-    assert "limits each relayed connection" in str(fail.error)
+    (reach,) = s.handle(TransferTimedOut(), 8.0)
+    assert isinstance(reach, Reach) and reach.avoid_limited
+    assert "limits each relayed connection" in str(reach.last_error)
 
 
 # -- files the sharer stopped serving (issue 9, "changed source") ---------------
