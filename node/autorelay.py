@@ -54,7 +54,7 @@ IDENTIFY_LOOKS = (1.0, 4.0)
 SWEEP_EVERY = 30.0
 #: Seconds between DHT lookups for community relays: soon while the node
 #: holds no reservation that carries data, rarely once it does.
-LOOKUP_SOON = 60.0
+LOOKUP_SOON = 30.0
 LOOKUP_LATER = 600.0
 LOOKUP_TIMEOUT = 20.0
 #: Relay candidates remembered for logging once each (state stays bounded).

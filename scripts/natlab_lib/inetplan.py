@@ -37,6 +37,11 @@ DEFAULT_CELLS = (
 )
 MAX_JS = 8
 COMMUNITY = "comm"
+# Two public p2pshare users that meet the community node at start-up and
+# leave before the cells run: they stand in for the go-libp2p AutoNAT
+# servers of the real public network (js-libp2p's v1 server can confirm no
+# one that is already connected to it: it closes the connection it asked on).
+WARM_HOSTS = ("user1", "user2")
 SITE_TRANSIT_BASE = 48  # /30 number 48 = 203.0.113.192/30; the public network stays below
 SITE_SLOTS = tuple(f"t{SITE_TRANSIT_BASE + i}" for i in range(2))  # sharer's, receiver's top site
 LAB_PUBLIC = (ipaddress.ip_network("203.0.113.0/24"), ipaddress.ip_network("198.51.100.0/24"))
@@ -94,7 +99,8 @@ def js_hosts(n: int) -> list[str]:
 
 def public_plan(n_js: int, community: bool) -> Plan:
     """The public network: the ``inet`` router and one /30 per public node."""
-    hosts = [HostSpec(h) for h in js_hosts(n_js)] + ([HostSpec(COMMUNITY)] if community else [])
+    extra = [COMMUNITY, *WARM_HOSTS] if community else []
+    hosts = [HostSpec(h) for h in [*js_hosts(n_js), *extra]]
     return plan(TopologySpec((), tuple(hosts)))
 
 

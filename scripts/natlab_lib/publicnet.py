@@ -20,8 +20,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .fleet import first_event
-from .inetplan import COMMUNITY, SITE_SLOTS, community_args, core_ifaces, js_hosts, public_plan
+from .fleet import first_event, wait_event
+from .inetplan import COMMUNITY, SITE_SLOTS, WARM_HOSTS, community_args, core_ifaces, js_hosts, public_plan
 from .limited import JS_PORT, JsRelay
 from .netns import Lab, LabError
 from .scenario import LISTEN, Proc
@@ -84,6 +84,7 @@ class PublicNet:
         self.tmp = Path(tempfile.mkdtemp(prefix="natlab-inet-"))
         self.js: dict[str, JsRelay] = {}
         self.comm: Proc | None = None
+        self.community_serving_s: float | None = None
         self.comm_peer_id: str | None = None
         self.community_argv: list[str] = []
         self.delay: DelayLine | None = None
@@ -166,6 +167,31 @@ class PublicNet:
         ip = self.lab.plan.hosts[COMMUNITY].ip
         self.comm_peer_id = str(ev["peer_id"])
         self.bootstrap.append(f"/ip4/{ip}/tcp/{JS_PORT}/p2p/{ev['peer_id']}")
+        self._warm_community()
+
+    def _warm_community(self, timeout: float = 60.0) -> None:
+        """Let two public p2pshare users meet the community node until its
+        AutoNAT confirms it public and it serves relays, then stop them (see
+        ``inetplan.WARM_HOSTS``): the cells then run with one public p2pshare
+        node that has been online a while, as on the real network."""
+        assert self.comm is not None
+        started = time.monotonic()
+        users = []
+        for h in WARM_HOSTS:
+            argv = [*self.product, "node", "--json", "--listen", LISTEN, "--relay-service", "off"]
+            users.append(Proc(self.lab, h, h, [*argv, "--bootstrap", self.bootstrap[-1]], self.env(h), self.logdir))
+        try:
+            ev = wait_event(
+                self.comm,
+                lambda e: e.get("event") == "relay_service" and e.get("serving") is True,
+                started + timeout,
+            )
+        finally:
+            for u in users:
+                u.close(self.lab)
+        self.community_serving_s = round(time.monotonic() - started, 1) if ev is not None else None
+        if ev is None:
+            print(f"natlab: warning: the community node was not serving relays after {timeout:g} s", file=sys.stderr)
 
     def _wait_tables(self, timeout: float = 40.0) -> None:
         """Until every js node's DHT routing table holds every other public node (bounded).
@@ -199,6 +225,7 @@ class PublicNet:
             "js_args": list(JS_ARGS),
             "community": self.bootstrap[-1] if self.comm else None,
             "community_args": self.community_argv,
+            "community_serving_s": self.community_serving_s,
             "bootstrap": self.bootstrap,
             "dht_table_sizes": self.table_sizes,
             "shape": self.shape,

@@ -44,9 +44,9 @@ def _ips(p: inetplan.Plan) -> set[ipaddress.IPv4Address]:
 
 def test_public_plan_puts_every_node_on_the_internet_below_the_site_slots() -> None:
     p = inetplan.public_plan(4, community=True)
-    assert [h for h in p.hosts] == ["js1", "js2", "js3", "js4", inetplan.COMMUNITY]
+    assert [h for h in p.hosts] == ["js1", "js2", "js3", "js4", inetplan.COMMUNITY, *inetplan.WARM_HOSTS]
     assert p.hosts["js1"].ip == "203.0.113.2" and p.hosts[inetplan.COMMUNITY].ip == "203.0.113.18"
-    assert inetplan.core_ifaces(p) == ["t0", "t1", "t2", "t3", "t4"]
+    assert inetplan.core_ifaces(p) == ["t0", "t1", "t2", "t3", "t4", "t5", "t6"]
     assert not set(inetplan.core_ifaces(inetplan.public_plan(inetplan.MAX_JS, True))) & set(inetplan.SITE_SLOTS)
     assert inetplan.core_ifaces(inetplan.public_plan(1, community=False)) == ["t0"]
     with pytest.raises(ValueError):
