@@ -33,6 +33,7 @@ from p2pshare.sharecode.multiaddrs import (
 RELAY_DELAY = 1.5  # seconds a direct dial runs alone before relays join the race
 DHT_DELAY = 1.0  # seconds the code's own addresses are tried alone before asking the DHT
 _MAX_AVOIDED = 64
+DATA_RELAY_SEARCH = 10.0  # seconds to look for a sharer's data-carrying relay after a limited one cut us
 
 
 _UNREACHABLE = "could not reach the sharer: "
@@ -95,8 +96,16 @@ class Reacher:
         """Dial until it works or ``deadline`` passes (the sharer may be restarting).
 
         ``fresh``: ask the DHT for the sharer's current addresses at once
-        (the code's relays are the ones that limited us)."""
+        (the code's relays are the ones that limited us), in one pass of at
+        most ``DATA_RELAY_SEARCH`` s: a sharer with no relay that carries
+        data is said at once, not at the deadline."""
         delay = 0.25
+        if fresh:  # one pass: the code (minus relays that limited us) and the DHT's answer now
+            deadline = min(deadline, trio.current_time() + DATA_RELAY_SEARCH)
+            try:
+                return await self.reach(parsed, deadline, fresh=True)
+            except PeerUnreachableError as exc:
+                raise PeerUnreachableError(f"{exc}; run the same command again to resume") from None
         while True:
             try:
                 return await self.reach(parsed, deadline, fresh=fresh)
@@ -149,7 +158,7 @@ class Reacher:
                 async def via_dht() -> None:
                     if code.addresses and not at_once:
                         await trio.sleep(DHT_DELAY)
-                    if not await self.discovery.wait_bootstrapped(min(10.0, timeout)):
+                    if not await self.discovery.wait_bootstrapped(min(0.5 if at_once else 10.0, timeout)):
                         errors.append("the DHT has no peers (no bootstrap node reachable)")
                         return
                     try:

@@ -51,7 +51,7 @@ from p2pshare.node.dcutr.schedule import (
     ResponderRounds,
     punch_times,
 )
-from p2pshare.node.dcutr.wire import PROTOCOL_ID, WireError, read_message
+from p2pshare.node.dcutr.wire import PROTOCOL_ID, HolePunch, MsgType, WireError, encode, read_message
 from p2pshare.node.host import Host, HostError, LibP2PByteStream
 from p2pshare.node.natinfo.addrs import TcpAddr, parse_tcp_addr
 
@@ -234,6 +234,12 @@ class DCUtR:
         except (WireError, EOFError, HostError, trio.TooSlowError) as e:
             logger.debug("dcutr: exchange with %s failed: %s", peer, e)
             await stream.reset()
+            if exchange.nothing_offered:  # final: the initiator has no address to punch from
+                self._responder_rounds.forget(peer)
+                self._emit(
+                    UpgradeFailed(peer, Role.RESPONDER.value, trio.current_time() - started, 1, "peer has no address")
+                )
+                return
             self._round_failed(
                 UpgradeFailed(
                     peer,
@@ -329,7 +335,9 @@ class DCUtR:
                 ready = await self._exchange(peer_id, round_no, rp.ours)
             except (WireError, EOFError, HostError, trio.TooSlowError, ValueError) as e:
                 logger.debug("dcutr: round %d: %s with %s", round_no, e or type(e).__name__, peer_id)
-                give_up = bool(lp.direct_conns(self.host, peer_id)) or not lp.relayed_conns(self.host, peer_id)
+                # Nothing to announce (the peer was told so), already direct, or no relay left.
+                give_up = not rp.ours or bool(lp.direct_conns(self.host, peer_id))
+                give_up = give_up or not lp.relayed_conns(self.host, peer_id)
                 return sched.exchange_failed(
                     trio.current_time(), str(e or type(e).__name__), fresh=rp.fresh, give_up=give_up
                 )
@@ -366,6 +374,8 @@ class DCUtR:
         return won[0] if won and lp.direct_conns(self.host, peer_id) else None
 
     async def _exchange(self, peer_id: str, round_no: int, ours: list[TcpAddr]) -> Ready:
+        if not ours:
+            await self._say_nothing_to_announce(peer_id)
         exchange = InitiatorExchange(ours, self.config, round_no, self._nets)
         with trio.fail_after(self.config.exchange_timeout):
             stream = await self.host.open_stream(peer_id, PROTOCOL_ID)
@@ -383,6 +393,22 @@ class DCUtR:
             except HostError:
                 pass
         return ready
+
+    async def _say_nothing_to_announce(self, peer_id: str) -> None:
+        """An empty CONNECT tells the responder at once that no round can work
+        (a receiver on a limited relay would wait out its upgrade wait)."""
+        with trio.move_on_after(self.config.exchange_timeout):
+            try:
+                stream = await self.host.open_stream(peer_id, PROTOCOL_ID)
+            except HostError:
+                return
+            try:
+                await stream.write(encode(HolePunch(MsgType.CONNECT, ())))
+                await read_message(stream.read)  # ours answers nothing; wait for its reset
+            except (HostError, WireError, EOFError):
+                pass
+            finally:
+                await stream.reset()
 
     # -- relayed connection bookkeeping ------------------------------------
 

@@ -245,11 +245,17 @@ class ResponderExchange:
         self._targets: list[TcpAddr] | None = None
         self._answered_at = 0.0
         self.targets: tuple[TcpAddr, ...] = ()
+        #: The CONNECT carried no address at all: the initiator has nothing
+        #: to announce, so no later round can work either.
+        self.nothing_offered = False
 
     def receive(self, msg: HolePunch, now: float) -> bytes | Ready:
         if self._targets is None:
             if msg.type is not MsgType.CONNECT:
                 raise WireError(f"expected CONNECT, got {msg.type.name}")
+            if not msg.obs_addrs:
+                self.nothing_offered = True
+                raise WireError("initiator's CONNECT has no address")
             if not self._ours:
                 raise WireError("we have no address to announce")
             targets = select_targets(msg.obs_addrs, self._ours, self._nets, self._loopback)

@@ -227,6 +227,10 @@ class ResponderRounds:
     def round_won(self, peer_id: str) -> None:
         self._peers.pop(peer_id, None)
 
+    def forget(self, peer_id: str) -> None:
+        """The peer's rounds are over (it has nothing to announce): no timer."""
+        self._peers.pop(peer_id, None)
+
     def round_lost(self, peer_id: str, now: float, event: UpgradeFailed) -> float:
         """Our round failed; returns the time to call :meth:`due` (the timer)."""
         st = self._peers.setdefault(peer_id, _PeerRounds(started=1))

@@ -93,6 +93,19 @@ def test_exchange_rejects_out_of_order() -> None:
         b.receive(HolePunch(MsgType.CONNECT, (encode_addr("/ip4/127.0.0.1/tcp/1"),)), 0.1)
 
 
+def test_an_empty_connect_is_final_a_loopback_one_is_not() -> None:
+    """An initiator with nothing to announce sends CONNECT with no address:
+    the responder learns no later round can work (the receiver stops waiting)."""
+    a = ResponderExchange([PUB_A])
+    with pytest.raises(WireError, match="no address"):
+        a.receive(HolePunch(MsgType.CONNECT, ()), 0.0)
+    assert a.nothing_offered
+    b = ResponderExchange([PUB_A])
+    with pytest.raises(WireError, match="no address we can dial"):
+        b.receive(HolePunch(MsgType.CONNECT, (encode_addr("/ip4/127.0.0.1/tcp/1"),)), 0.0)
+    assert not b.nothing_offered
+
+
 def test_offsets_and_sync_cap() -> None:
     cfg = PunchConfig(offsets=(0.0, -0.02, 0.02), max_sync_wait=0.5)
     assert [cfg.offset(r) for r in (1, 2, 3, 4)] == [0.0, -0.02, 0.02, 0.0]
