@@ -156,7 +156,9 @@ class Reacher:
                         nursery.cancel_scope.cancel()
 
                 async def via_dht() -> None:
-                    if code.addresses and not at_once:
+                    # The code's own addresses get a head start, when one may answer:
+                    # a printed-early code holds only a LAN address of another network.
+                    if not at_once and any(is_circuit(a) or self._promising(a) for a in code.addresses):
                         await trio.sleep(DHT_DELAY)
                     if not await self.discovery.wait_bootstrapped(min(0.5 if at_once else 10.0, timeout)):
                         errors.append("the DHT has no peers (no bootstrap node reachable)")

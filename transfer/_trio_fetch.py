@@ -18,6 +18,7 @@ that did not arrive, and their verified parts stay in ``.p2pshare-partial``.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -315,7 +316,7 @@ async def _receive(
 
     async def writer() -> None:
         nonlocal received, verified
-        last = trio.current_time()
+        last = -math.inf  # the first verified bytes are shown at once
         with recv_verified:
             async for first, taken, nbytes in recv_verified:
                 chunks = list(first)

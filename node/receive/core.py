@@ -10,11 +10,14 @@ the trio driver could only be exercised through real processes and NATs.
 
 The rules (the ``Node`` always had them; one is new):
 
-* Before dialling, learn our NAT mapping for at most ``PROBE_WAIT`` s, so
-  hole punching can announce it: from the code's relays, and (new, issue 10)
+* While dialling, learn our NAT mapping (for at most ``PROBE_WAIT`` s), so
+  hole punching can announce it: from the code's relays, and (issue 10)
   from the node's bootstrap peers when the code names no relay (a sharer
   found through the DHT, on relays it chose itself). Without it our CONNECT
-  carried only a LAN address and every punch round was refused.
+  carried only a LAN address and every punch round was refused. The probe
+  runs beside the dial (``Probe`` is background work, not the one
+  operation): a DCUtR round that starts first waits for it, and the
+  receiver no longer spends the probe's round trips before its first dial.
 * On a relayed connection wait up to ``UPGRADE_WAIT`` s (``UPGRADE_WAIT_LIMITED``
   when the relay limits the circuit, which cannot carry a file) for hole
   punching before the transfer starts; a transfer that still runs relayed
@@ -70,7 +73,6 @@ __all__ = [
     "limited_message",
     "no_data_relay_message",
     # inputs
-    "ProbeDone",
     "Reached",
     "ReachFailed",
     "UpgradeWaitEnded",
@@ -101,7 +103,6 @@ MAX_ATTEMPTS = 10_000  # a last bound on reconnects, should time never run out
 
 
 class State(enum.Enum):
-    PROBING = "probing"  # learning our NAT mapping from the code's relays
     REACHING = "reaching"  # dialling the sharer (the code, the DHT, relays)
     WAITING_UPGRADE = "waiting-upgrade"  # relayed: giving hole punching a moment
     TRANSFERRING = "transferring"
@@ -122,11 +123,6 @@ class ReceiveResult:
 
 
 # -- inputs: what happened ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProbeDone:
-    """The NAT mapping probe ended (learned or not: it is best effort)."""
 
 
 @dataclass(frozen=True)
@@ -184,8 +180,7 @@ class TimerFired:
 
 
 Input = (
-    ProbeDone
-    | Reached
+    Reached
     | ReachFailed
     | UpgradeWaitEnded
     | StreamOpenFailed
@@ -207,6 +202,8 @@ class Emit:
 
 @dataclass(frozen=True)
 class Probe:
+    """Background work: start it and go on (it ends by itself within ``timeout``)."""
+
     relays: tuple[str, ...]  # relay multiaddrs (the code's circuit addrs without /p2p-circuit); may be empty
     timeout: float
 
@@ -304,7 +301,7 @@ class ReceiveSession:
         """``probe``: the code's relays to learn our mapping from; ``learn_mapping``:
         the mapping is unknown and the node has other peers to learn it from."""
         self.timeout = timeout
-        self.state = State.PROBING
+        self.state = State.REACHING
         self.deadline = 0.0
         self.attempts = 0
         self.peer_id: str | None = None
@@ -320,10 +317,10 @@ class ReceiveSession:
 
     def start(self, now: float) -> list[Action]:
         self.deadline = now + self.timeout
+        probe: list[Action] = []
         if self._probe or self._learn:
-            self.state = State.PROBING
-            return [Probe(self._probe, self._bounded(PROBE_WAIT, now))]
-        return self._reach()
+            probe.append(Probe(self._probe, self._bounded(PROBE_WAIT, now)))
+        return [*probe, *self._reach()]
 
     def transfer_event(self, event: TransferEvent, now: float | None = None) -> list[Action]:
         """Note a transfer event; progress at ``now`` moves the deadline to ``now + timeout``."""
@@ -336,8 +333,6 @@ class ReceiveSession:
     def handle(self, outcome: Input, now: float) -> list[Action]:
         if self.state in (State.DONE, State.FAILED):
             raise RuntimeError(f"the receive session has ended ({self.state.value})")
-        if isinstance(outcome, ProbeDone) and self.state is State.PROBING:
-            return self._reach()
         if isinstance(outcome, Reached) and self.state in (State.REACHING, State.SWITCHING_PATH):
             return self._on_reached(outcome, now)
         if isinstance(outcome, ReachFailed) and self.state in (State.REACHING, State.SWITCHING_PATH):

@@ -30,7 +30,6 @@ from p2pshare.node.receive.core import (
     Finish,
     Input,
     Probe,
-    ProbeDone,
     Reach,
     Reached,
     ReachFailed,
@@ -87,20 +86,41 @@ class ReceiveDriver:
             learn_mapping=not nat_known and self.traversal.can_probe(),
         )
         actions = session.start(trio.current_time())
-        while True:
-            operation: Action | None = None
-            for action in actions:
-                if isinstance(action, Emit):
-                    self.emit(action.event)
-                elif isinstance(action, Finish):
-                    return action.result
-                elif isinstance(action, Fail):
-                    raise action.error
-                else:
-                    operation = action
-            assert operation is not None, "the receive core gave no next step"
-            outcome = await self._perform(operation, session, parsed, output_dir)
-            actions = session.handle(outcome, trio.current_time())
+        end: Finish | Fail | None = None
+        # The probe runs here, beside the session; cancelled when it ends. Its
+        # end leaves the nursery before it is acted on (raising inside would
+        # wrap the error in an exception group).
+        async with trio.open_nursery() as background:
+            while end is None:
+                operation: Action | None = None
+                for action in actions:
+                    if isinstance(action, Emit):
+                        self.emit(action.event)
+                    elif isinstance(action, Probe):
+                        background.start_soon(self._probe, action)
+                    elif isinstance(action, Finish | Fail):
+                        end = action
+                        break
+                    else:
+                        operation = action
+                if end is not None:
+                    break
+                assert operation is not None, "the receive core gave no next step"
+                try:
+                    outcome = await self._perform(operation, session, parsed, output_dir)
+                except Exception as exc:  # noqa: BLE001 - raised below, outside the nursery
+                    end = Fail(exc)
+                    break
+                actions = session.handle(outcome, trio.current_time())
+            background.cancel_scope.cancel()
+        if isinstance(end, Fail):
+            raise end.error
+        assert end is not None
+        return end.result
+
+    async def _probe(self, op: Probe) -> None:
+        with trio.move_on_after(op.timeout):
+            await self.traversal.probe(list(op.relays))
 
     async def _perform(
         self,
@@ -109,10 +129,6 @@ class ReceiveDriver:
         parsed: sharecode.ShareCode | sharecode.LegacyCode,
         output_dir: Path,
     ) -> Input:
-        if isinstance(op, Probe):
-            with trio.move_on_after(op.timeout):
-                await self.traversal.probe(list(op.relays))
-            return ProbeDone()
         if isinstance(op, Reach):
             if op.avoid_limited and session.peer_id is not None:
                 # The limited circuit (if the relay left it open) must not

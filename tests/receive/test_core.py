@@ -26,7 +26,6 @@ from p2pshare.node.receive.core import (
     Fail,
     Finish,
     Probe,
-    ProbeDone,
     Reach,
     Reached,
     ReachFailed,
@@ -96,11 +95,12 @@ def test_start_without_probe_reaches_at_once() -> None:
     assert s.state is State.REACHING
 
 
-def test_start_probes_the_codes_relays_first() -> None:
+def test_start_probes_the_codes_relays_beside_the_dial() -> None:
+    """The probe is background work: the dial starts at once beside it
+    (a DCUtR round that comes first waits for the probe)."""
     s = ReceiveSession(timeout=60, probe=("/ip4/1.2.3.4/tcp/4001/p2p/R",))
-    assert s.start(100.0) == [Probe(("/ip4/1.2.3.4/tcp/4001/p2p/R",), PROBE_WAIT)]
-    assert s.state is State.PROBING
-    assert s.handle(ProbeDone(), 102.0) == [Reach(160.0, None)]  # the deadline counts from the start
+    assert s.start(100.0) == [Probe(("/ip4/1.2.3.4/tcp/4001/p2p/R",), PROBE_WAIT), Reach(160.0, None)]
+    assert s.state is State.REACHING
 
 
 def test_start_learns_the_mapping_from_other_peers_when_the_code_names_no_relay() -> None:
@@ -108,14 +108,12 @@ def test_start_learns_the_mapping_from_other_peers_when_the_code_names_no_relay(
     code names none. Without a mapping our DCUtR CONNECT carried only a LAN
     address and every round was refused: learn it (bootstrap peers) first."""
     s = ReceiveSession(timeout=60, learn_mapping=True)
-    assert s.start(100.0) == [Probe((), PROBE_WAIT)]
-    assert s.state is State.PROBING
-    assert s.handle(ProbeDone(), 100.4) == [Reach(160.0, None)]
+    assert s.start(100.0) == [Probe((), PROBE_WAIT), Reach(160.0, None)]
 
 
 def test_probe_wait_is_bounded_by_the_deadline() -> None:
     s = ReceiveSession(timeout=1.0, probe=("/ip4/1.2.3.4/tcp/4001/p2p/R",))
-    assert s.start(0.0) == [Probe(("/ip4/1.2.3.4/tcp/4001/p2p/R",), 1.0)]
+    assert s.start(0.0) == [Probe(("/ip4/1.2.3.4/tcp/4001/p2p/R",), 1.0), Reach(1.0, None)]
 
 
 def test_probe_targets() -> None:
@@ -415,7 +413,7 @@ def test_reconnects_are_bounded_even_with_progress() -> None:
 
 @pytest.mark.parametrize(
     "outcome",
-    [ProbeDone(), UpgradeWaitEnded(None, 1.0), TransferDone(RESULT), TimerFired(), StreamOpenFailed(OSError())],
+    [UpgradeWaitEnded(None, 1.0), TransferDone(RESULT), TimerFired(), StreamOpenFailed(OSError())],
 )
 def test_an_input_out_of_place_is_a_bug(outcome: Any) -> None:
     s = ReceiveSession(timeout=60)
