@@ -1,17 +1,31 @@
-"""``p2pshare get``: reach the sharer, fetch, verify, print one summary line."""
+"""``p2pshare get``: reach the sharer, show what it shares, ask, fetch, verify.
+
+Before anything is written the receiver sees the share (name, sharer, file
+count, size, the first files) and the free space; a share that cannot fit
+is refused (exit 5), and a person at a terminal is asked y/N unless
+``--yes`` (exit 6 on no). The decisions are :mod:`p2pshare.node.consent`'s;
+this module only measures, prints and reads the answer.
+"""
 
 from __future__ import annotations
 
+import shutil
 import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from p2pshare import sharecode
 from p2pshare.errors import Terminated
+from p2pshare.node import consent
 from p2pshare.node._output import Reporter, human_bytes
+from p2pshare.sharecode.pasted import unwrap_pasted
+
+if TYPE_CHECKING:
+    from p2pshare.transfer.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -28,37 +42,78 @@ class GetOptions:
     no_default_bootstrap: bool = False
     force_relay: bool = False
     json: bool = False
+    yes: bool = False  # receive without asking (the fit check still applies)
 
 
 def run_get(opts: GetOptions, reporter: Reporter) -> int:
-    code = sharecode.parse_code(opts.code)  # bad codes fail before slow imports
+    code = sharecode.parse_code(unwrap_pasted(opts.code))  # bad codes fail before slow imports
     return trio.run(_get, opts, reporter, code)
 
 
 async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode | sharecode.LegacyCode) -> int:
     from p2pshare.node.api import Node, NodeConfig
     from p2pshare.node.events import Connected, NodeEvent, PathUpgraded
-    from p2pshare.transfer.errors import sanitize_text
+    from p2pshare.transfer.errors import DeclinedError, NoSpaceError, sanitize_text
     from p2pshare.transfer.events import FileUnavailable, ManifestReceived, Progress, TransferCompleted
 
     output = opts.output
     summary: dict[str, Any] = {}
+    paths: list[str] = []
+    approved = False
+    # Only a person at a terminal is asked; --json is for programs.
+    interactive = sys.stdin.isatty() and not opts.json
+
+    async def approve(manifest: Manifest, needed: int) -> None:
+        """Show the share, refuse it if it cannot fit, ask unless --yes (once per run)."""
+        nonlocal approved
+        files = [(sanitize_text(f.path), f.size) for f in manifest.files]
+        sharer = sanitize_text(manifest.sharer) if manifest.sharer else None
+        share = consent.summary_of(sanitize_text(manifest.name), sharer, files, needed)
+        free = _free_bytes(output)
+        decision = consent.decide(share, free, assume_yes=opts.yes or approved, interactive=interactive)
+        if decision is consent.Decision.NO_SPACE:
+            assert free is not None
+            raise NoSpaceError(consent.no_space_message(share, free, str(output)))
+        if approved:
+            return  # a reconnect: the person already said yes
+        for line in consent.describe(share, free):
+            reporter.say(line)
+        if decision is consent.Decision.ASK:
+            answer = await trio.to_thread.run_sync(  # type: ignore[call-arg]
+                reporter.ask, consent.prompt_text(str(output)), abandon_on_cancel=True
+            )
+            if not consent.parse_answer(answer):
+                raise DeclinedError("not received: you declined the share; nothing was written")
+        elif not opts.yes and not opts.json:
+            reporter.say("(not asking: standard input is not a terminal; --yes says so explicitly)")
+        approved = True
 
     def on_event(event: NodeEvent) -> None:
         if isinstance(event, Connected):
             rtt = f", rtt {event.rtt_ms:.1f} ms" if event.rtt_ms is not None else ""
             reporter.event("connected", peer_id=event.peer_id, path=event.path.value, rtt_ms=event.rtt_ms)
             reporter.say(f"Connected to {event.peer_id} ({event.path}{rtt})")
+            reporter.status("Connected; waiting for the list of files…")
         elif isinstance(event, PathUpgraded):
             reporter.event("upgraded", peer_id=event.peer_id, path=event.path.value, seconds=event.seconds)
             reporter.say(f"Upgraded the relayed connection: now {event.path} (after {event.seconds:.2f} s)")
         elif isinstance(event, ManifestReceived):
             m = event.manifest
             have = f", {human_bytes(event.already_have_bytes)} already here" if event.already_have_bytes else ""
+            paths[:] = [f.path for f in m.files]
             reporter.event(
-                "manifest", name=m.name, files=len(m.files), total=m.total_bytes, already_have=event.already_have_bytes
+                "manifest",
+                name=m.name,
+                sharer=m.sharer,
+                files=len(m.files),
+                total=m.total_bytes,
+                already_have=event.already_have_bytes,
+                entries=[{"path": f.path, "size": f.size} for f in m.files],
             )
-            reporter.say(f"Receiving {m.name!r}: {len(m.files)} file(s), {human_bytes(m.total_bytes)}{have}")
+            reporter.files([(sanitize_text(f.path), f.size) for f in m.files])
+            reporter.say(
+                f"Receiving {sanitize_text(m.name)!r}: {_count(len(m.files))}, {human_bytes(m.total_bytes)}{have}"
+            )
             for warning in event.warnings:  # misleading names: received, but said
                 reporter.warning(warning)
         elif isinstance(event, Progress):
@@ -101,24 +156,39 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
                     return
 
             nursery.start_soon(stop_on_sigterm)
+            reporter.status(f"Looking for the sharer (giving up after {opts.timeout:g} s)…")
             async with Node(config, on_event=on_event) as node:
-                await node.start_receiving(code, output, timeout=opts.timeout)
+                await node.start_receiving(code, output, timeout=opts.timeout, approve=approve)
             nursery.cancel_scope.cancel()
     if terminated:
         raise Terminated("terminated; run the same command again to resume")
     seconds = float(summary.get("seconds") or 0.0)
     nbytes = int(summary.get("bytes") or 0)
-    rate = nbytes / seconds / 1e6 if seconds > 0 else 0.0
+    rate = nbytes / seconds if seconds > 0 else 0.0
+    where, saved_to = consent.landing(output, paths)
     reporter.event(
         "done",
         files=summary.get("files"),
         bytes=nbytes,
         seconds=round(seconds, 3),
-        mb_per_s=round(rate, 1),
+        mb_per_s=round(rate / 1e6, 1),
         output=str(output),
+        saved_to=str(saved_to),
     )
     reporter.result(
-        f"Received {summary.get('files')} file(s), {human_bytes(nbytes)} in {seconds:.1f} s "
-        f"({rate:.1f} MB/s) into {output}, all verified"
+        f"Received {_count(int(summary.get('files') or 0))}, {human_bytes(nbytes)} in {seconds:.1f} s "
+        f"({human_bytes(rate)}/s) {where}, all verified"
     )
     return 0
+
+
+def _count(files: int) -> str:
+    return f"{files} file{'' if files == 1 else 's'}"
+
+
+def _free_bytes(output: Path) -> int | None:
+    """Free bytes at ``output`` (created by then), None if it cannot be measured."""
+    try:
+        return shutil.disk_usage(output).free
+    except OSError:
+        return None

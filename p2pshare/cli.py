@@ -1,7 +1,9 @@
 """``p2pshare``: a thin command line over ``p2pshare.node.api.Node``.
 
 Exit codes (:class:`ExitCode`): 0 success; 2 bad input; 3 sharer not found
-or unreachable in time; 4 authentication or integrity failure; 130
+or unreachable in time; 4 authentication or integrity failure; 5 the share
+does not fit in the output directory (nothing written); 6 the receiver
+declined the share at the prompt (nothing written); 130
 interrupted (SIGINT); 143 terminated (SIGTERM); 1 internal error. They are
 decided here only, from the error's class (:data:`EXIT_CODES`): the errors
 themselves say what went wrong, not how a program should exit.
@@ -30,7 +32,8 @@ from p2pshare.node.cmd_get import GetOptions
 from p2pshare.node.cmd_node import NodeOptions, add_node_parser
 from p2pshare.node.cmd_share import ShareOptions
 from p2pshare.relay.cmd import RelayOptions, add_relay_parser
-from p2pshare.transfer.errors import AuthenticationError, IntegrityError
+from p2pshare.sharecode.pasted import unwrap_pasted
+from p2pshare.transfer.errors import AuthenticationError, DeclinedError, IntegrityError, NoSpaceError
 
 PROG = "p2pshare"
 
@@ -41,6 +44,8 @@ class ExitCode(enum.IntEnum):
     BAD_INPUT = 2
     UNREACHABLE = 3
     AUTH_OR_INTEGRITY = 4
+    NO_SPACE = 5
+    DECLINED = 6
     INTERRUPTED = 130
     TERMINATED = 128 + signal.SIGTERM
 
@@ -50,6 +55,8 @@ class ExitCode(enum.IntEnum):
 EXIT_CODES: Final[tuple[tuple[type[BaseException], ExitCode], ...]] = (
     (KeyboardInterrupt, ExitCode.INTERRUPTED),
     (Terminated, ExitCode.TERMINATED),
+    (NoSpaceError, ExitCode.NO_SPACE),
+    (DeclinedError, ExitCode.DECLINED),
     (LocalError, ExitCode.BAD_INPUT),
     (AuthenticationError, ExitCode.AUTH_OR_INTEGRITY),
     (IntegrityError, ExitCode.AUTH_OR_INTEGRITY),
@@ -140,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--force-relay", action="store_true", help="dial only through relays, never directly (for testing relays)"
     )
     g.add_argument("--json", action="store_true", help="JSON lines on stdout")
+    g.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="receive without asking (a share that does not fit is still refused)",
+    )
 
     c = sub.add_parser("code", help="inspect share codes")
     csub = c.add_subparsers(dest="code_command", required=True, parser_class=_Parser)
@@ -148,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--reveal-key", action="store_true", help="include the encryption key")
     add_relay_parser(sub)
     add_node_parser(sub)
+    for command in sub.choices.values():  # -v after the subcommand too
+        command.add_argument("-v", "--verbose", dest="verbose_after", action="count", default=0, help=argparse.SUPPRESS)
     return p
 
 
@@ -186,8 +201,18 @@ def _version() -> str:
 
 
 def _setup_logging(verbose: int) -> None:
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="p2pshare: %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    """-v: our INFO; -vv: our DEBUG; -vvv: everyone's DEBUG.
+
+    Dependencies stay at WARNING until -vvv: at -vv py-multiaddr alone
+    printed 175 of 186 lines, and the lines that explain our decisions
+    drowned."""
+    ours = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=logging.DEBUG if verbose >= 3 else logging.WARNING,
+        format="p2pshare: %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("p2pshare").setLevel(ours)
 
 
 def command_options(ns: argparse.Namespace) -> CommandOptions:
@@ -224,6 +249,7 @@ def command_options(ns: argparse.Namespace) -> CommandOptions:
             no_default_bootstrap=ns.no_default_bootstrap,
             force_relay=ns.force_relay,
             json=ns.json,
+            yes=ns.yes,
         )
     if ns.command == "node":
         return NodeOptions.from_namespace(ns)
@@ -234,7 +260,7 @@ def command_options(ns: argparse.Namespace) -> CommandOptions:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
-    _setup_logging(ns.verbose)
+    _setup_logging(ns.verbose + getattr(ns, "verbose_after", 0))
     _libp2p_lean_import.install()  # before any command imports py-libp2p
     _raise_fd_limit()
     reporter = Reporter(json_mode=bool(getattr(ns, "json", False)))
@@ -314,7 +340,7 @@ def _report(exc: BaseException, reporter: Reporter) -> int:
     elif isinstance(exc, KeyboardInterrupt):
         message = "interrupted"
     elif isinstance(exc, sharecode.ShareCodeError):
-        message = f"bad share code: {exc}"
+        message = f"bad share code: {exc}; copy the whole code that `p2pshare share` printed first"
     else:
         message = str(exc)
     reporter.error(message, code, **details)
@@ -322,7 +348,7 @@ def _report(exc: BaseException, reporter: Reporter) -> int:
 
 
 def _cmd_code_show(opts: CodeShowOptions) -> int:
-    code = sharecode.parse_code(opts.code)
+    code = sharecode.parse_code(unwrap_pasted(opts.code))
     print(json.dumps(sharecode.describe(code, reveal_key=opts.reveal_key), indent=2, sort_keys=True))
     return ExitCode.OK
 

@@ -20,6 +20,9 @@ PURE_CORES = [
     "p2pshare.node.natinfo.observed",
     "p2pshare.node.rcmgr.manager",
     "p2pshare.node.rcmgr.limits",
+    "p2pshare.node.consent",
+    "p2pshare.node.progress",
+    "p2pshare.sharecode.pasted",
 ]
 
 

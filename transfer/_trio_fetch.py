@@ -18,7 +18,7 @@ that did not arrive, and their verified parts stay in ``.p2pshare-partial``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +28,7 @@ import trio
 from p2pshare.transfer import crypto, wire
 from p2pshare.transfer._trio_io import TaskGroup, await_eof, goodbye, read_some, write_all
 from p2pshare.transfer.errors import (
+    DeclinedError,
     IntegrityError,
     LocalError,
     OutputError,
@@ -70,6 +71,10 @@ PIPELINE_BYTES = 8 << 20
 #: MB/s): huge reads mean huge fresh allocations and longer stalls.
 DATA_READ_SIZE = 2 << 20
 PROGRESS_INTERVAL = 0.1
+
+#: Called with the verified manifest and the bytes it still needs on disk,
+#: before anything is written; raises (``DeclinedError``, ``NoSpaceError``) to refuse.
+Approve = Callable[[Manifest, int], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -124,13 +129,16 @@ async def fetch(
     remote_peer_id: bytes,
     on_event: Callable[[TransferEvent], None] | None = None,
     idle_timeout: float = 120.0,
+    approve: Approve | None = None,
 ) -> FetchResult:
     """Fetch the share ``key`` names into ``output_dir``, resuming what is there.
 
     Raises ``transfer.errors.TransferError`` subclasses; verified data of an
     interrupted transfer stays in ``.p2pshare-partial`` for the next run.
     Files the sharer stopped serving do not fail the fetch: the others are
-    finished and ``FetchResult.unavailable`` names them.
+    finished and ``FetchResult.unavailable`` names them. ``approve`` sees
+    the manifest before anything is written and may refuse it (the consent
+    prompt and the fit check of ``get``).
     """
     emit = on_event or (lambda _e: None)
     try:
@@ -160,6 +168,9 @@ async def fetch(
                     early.append(ev)
             await write_all(stream, proto.data_to_send(), idle_timeout, "sharer")
         store = await _disk(output_dir, _open_store, output_dir, manifest, keys.share_id)
+        needed = await _disk(output_dir, store.assess)
+        if approve is not None:
+            await approve(manifest, needed)
         plan = await _disk(output_dir, store.prepare)
         warnings = await trio.to_thread.run_sync(name_warnings, manifest)
         emit(ManifestReceived(manifest, plan.already_have_bytes, warnings))
@@ -197,7 +208,9 @@ async def fetch(
             unavailable=tuple(UnavailableFile(manifest.files[i].path, why) for i, why in sorted(lost.items())),
         )
     except TransferError as exc:
-        if isinstance(exc, LocalError):
+        if isinstance(exc, DeclinedError):
+            proto.send_error(wire.ErrorCode.INTERNAL, "the receiver declined the share")
+        elif isinstance(exc, LocalError):
             proto.send_error(wire.ErrorCode.INTERNAL, "the receiver cannot write the files")
         elif isinstance(exc, IntegrityError):
             proto.send_error(wire.ErrorCode.PROTOCOL, str(exc))

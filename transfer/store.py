@@ -21,7 +21,7 @@ from pathlib import Path
 
 from p2pshare.transfer import _fsutil as fs
 from p2pshare.transfer import ranges
-from p2pshare.transfer.errors import IntegrityError, OutputError
+from p2pshare.transfer.errors import IntegrityError, NoSpaceError, OutputError
 from p2pshare.transfer.manifest import Manifest
 from p2pshare.transfer.paths import PARTIAL_DIR_NAME
 
@@ -66,17 +66,31 @@ class Store:
         self._fd: int | None = None
         self._fd_index = -1
         self._parent_cache: tuple[tuple[str, ...], int] | None = None
+        self._present: list[bool] | None = None
 
     # -- setup -------------------------------------------------------------------
+    def assess(self) -> int:
+        """Check conflicts; return the bytes the share still needs here. Writes nothing.
+
+        Separate from :meth:`prepare` so the receiver can be asked (and a
+        share that cannot fit refused) before anything is created."""
+        m = self.manifest
+        present = [self._final_matches(i) for i in range(len(m.files))]
+        for d in m.dirs:
+            self._check_dir(d)
+        self._present = present
+        return self._needed(present)
+
     def prepare(self) -> ResumePlan:
         """Check conflicts, reuse verified data, create directories."""
         m = self.manifest
         completed: list[str] = []
         have_bytes = 0
         # Conflicts first, so a refusal leaves nothing behind.
-        present = [self._final_matches(i) for i in range(len(m.files))]
-        for d in m.dirs:
-            self._check_dir(d)
+        if self._present is None:
+            self.assess()
+        assert self._present is not None
+        present = self._present
         self._check_space(present)
         self._open_partial_dirs()
         for d in m.dirs:
@@ -101,11 +115,21 @@ class Store:
     def _check_space(self, present: list[bool]) -> None:
         """Refuse, before anything is written, a share that cannot fit.
 
-        Needed: every file not already in place, less what its partial file
-        already holds (resumed data is reused in place). Free: what an
-        unprivileged writer may use. A share declaring terabytes is refused
-        here, not after filling the disk.
+        Free: what an unprivileged writer may use. A share declaring
+        terabytes is refused here, not after filling the disk.
         """
+        needed = self._needed(present)
+        vfs = os.fstatvfs(self._root)
+        free = vfs.f_bavail * vfs.f_frsize
+        if needed > free:
+            raise NoSpaceError(
+                f"the share does not fit in {self.output_dir}: it needs {_size(needed)}, "
+                f"{_size(free)} is free; free some space or choose another directory with -o"
+            )
+
+    def _needed(self, present: list[bool]) -> int:
+        """Every file not already in place, less what its partial file
+        already holds (resumed data is reused in place)."""
         m = self.manifest
         part_dir = fs.open_dir(
             self._root, (PARTIAL_DIR_NAME, self._share_dir_name), create=False, shown=PARTIAL_DIR_NAME
@@ -121,13 +145,7 @@ class Store:
         finally:
             if part_dir is not None:
                 os.close(part_dir)
-        vfs = os.fstatvfs(self._root)
-        free = vfs.f_bavail * vfs.f_frsize
-        if needed > free:
-            raise OutputError(
-                f"not enough space in {self.output_dir}: the share needs {_size(needed)} more, "
-                f"{_size(free)} is free; free some space or choose another directory with -o"
-            )
+        return needed
 
     def _final_matches(self, index: int) -> bool:
         """True if the final file is already there and correct; raise on conflict."""

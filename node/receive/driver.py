@@ -13,6 +13,7 @@ import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -53,6 +54,10 @@ from p2pshare.transfer import PROTOCOL_ID, fetch
 from p2pshare.transfer.errors import TransferError
 from p2pshare.transfer.events import TransferEvent
 
+if TYPE_CHECKING:
+    from p2pshare.transfer._trio_fetch import Approve
+    from p2pshare.transfer.manifest import Manifest
+
 log = logging.getLogger(__name__)
 
 RTT_TIMEOUT = 2.0  # the ping in the Connected event is informative only
@@ -75,10 +80,16 @@ class ReceiveDriver:
         self.traversal = traversal
         self.reacher = reacher
         self.emit = emit
+        self.approve: Approve | None = None
 
     async def run(
-        self, parsed: sharecode.ShareCode | sharecode.LegacyCode, output_dir: Path, timeout: float
+        self,
+        parsed: sharecode.ShareCode | sharecode.LegacyCode,
+        output_dir: Path,
+        timeout: float,
+        approve: Approve | None = None,
     ) -> ReceiveResult:
+        self.approve = approve
         addresses = parsed.addresses if isinstance(parsed, sharecode.ShareCode) else ()
         nat_known = self.traversal.nat is not None
         session = ReceiveSession(
@@ -155,6 +166,17 @@ class ReceiveDriver:
                 self.emit(action.event)
             deadline.deadline = session.deadline
 
+        async def approve(manifest: Manifest, needed: int) -> None:
+            """A person reading the list is not a stalled sharer: the clock stops meanwhile."""
+            if self.approve is None:
+                return
+            deadline.deadline = math.inf
+            try:
+                await self.approve(manifest, needed)
+            finally:
+                session.waited(trio.current_time())
+                deadline.deadline = session.deadline
+
         moved: TransferMoved | None = None
         outcome: Input | None = None
         try:
@@ -180,6 +202,7 @@ class ReceiveDriver:
                             local_peer_id=self.host.peer_id_bytes,
                             remote_peer_id=stream.remote_peer_id_bytes,
                             on_event=on_transfer_event,
+                            approve=approve,
                         )
                         outcome = TransferDone(result)
                     except TransferError as exc:
