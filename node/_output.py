@@ -79,12 +79,14 @@ class Reporter:
         line = sys.stdin.readline()
         return line if line else None
 
-    def error(self, message: str, exit_code: int, **details: Any) -> None:
-        """The one error line; ``details`` (the error's facts) go into the JSON event only."""
+    def error(self, message: str, exit_code: int, human: str | None = None, **details: Any) -> None:
+        """The one error line; ``details`` (the error's facts) go into the JSON event only.
+
+        ``human``: a shorter line for stderr; the JSON event keeps ``message``."""
         if self.bar is not None:
             self.bar.clear()
         self.event("error", message=message, exit_code=exit_code, **details)
-        _write(self.err, f"p2pshare: error: {message}\n")
+        _write(self.err, f"p2pshare: error: {human or message}\n")
 
 
 def _write(stream: TextIO, text: str) -> None:

@@ -31,6 +31,7 @@ from p2pshare.node._output import Reporter
 from p2pshare.node.cmd_get import GetOptions
 from p2pshare.node.cmd_node import NodeOptions, add_node_parser
 from p2pshare.node.cmd_share import ShareOptions
+from p2pshare.node.plain import plain_message
 from p2pshare.relay.cmd import RelayOptions, add_relay_parser
 from p2pshare.sharecode.pasted import unwrap_pasted
 from p2pshare.transfer.errors import AuthenticationError, DeclinedError, IntegrityError, NoSpaceError
@@ -260,7 +261,8 @@ def command_options(ns: argparse.Namespace) -> CommandOptions:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
-    _setup_logging(ns.verbose + getattr(ns, "verbose_after", 0))
+    verbose = ns.verbose + getattr(ns, "verbose_after", 0)
+    _setup_logging(verbose)
     _libp2p_lean_import.install()  # before any command imports py-libp2p
     _raise_fd_limit()
     reporter = Reporter(json_mode=bool(getattr(ns, "json", False)))
@@ -270,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         leaf = _leaf(exc)
         if isinstance(leaf, (SystemExit, GeneratorExit)):
             raise
-        return _report(leaf, reporter)
+        return _report(leaf, reporter, verbose)
 
 
 def _raise_fd_limit() -> None:
@@ -331,7 +333,7 @@ def _is_cancel(exc: BaseException) -> bool:
     return isinstance(exc, trio.Cancelled)
 
 
-def _report(exc: BaseException, reporter: Reporter) -> int:
+def _report(exc: BaseException, reporter: Reporter, verbose: int = 0) -> int:
     code = exit_code_for(exc)
     details = exc.details() if isinstance(exc, P2PShareError) else {}
     if code is ExitCode.INTERNAL:
@@ -343,7 +345,9 @@ def _report(exc: BaseException, reporter: Reporter) -> int:
         message = f"bad share code: {exc}; copy the whole code that `p2pshare share` printed first"
     else:
         message = str(exc)
-    reporter.error(message, code, **details)
+    short = None if verbose else plain_message(message)
+    # A short line for people; the whole message stays in the JSON event and with -v.
+    reporter.error(message, code, human=f"{short} (-v for details)" if short else None, **details)
     return code
 
 

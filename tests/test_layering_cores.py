@@ -23,6 +23,7 @@ PURE_CORES = [
     "p2pshare.node.consent",
     "p2pshare.node.progress",
     "p2pshare.sharecode.pasted",
+    "p2pshare.node.plain",
 ]
 
 

@@ -110,6 +110,7 @@ class ReceiveDriver:
                 else:
                     operation = action
             assert operation is not None, "the receive core gave no next step"
+            log.debug("receive: %s -> %s", session.state.value, operation)
             outcome = await self._perform(operation, session, parsed, output_dir)
             actions = session.handle(outcome, trio.current_time())
 
