@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from p2pshare.node.progress import FileCursor, RateMeter, format_bytes, render
+from p2pshare.node.progress import FileCursor, RateMeter, ReceiverLine, format_bytes, render, render_receivers
 
 
 class Reporter:
@@ -130,6 +130,32 @@ class ProgressBar:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
             self.visible = False
+
+
+class SendingDisplay:
+    """The sharer's status line: every receiver's progress and rate, redrawn
+    as their progress events arrive (each about every half second)."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self.active: dict[str, tuple[RateMeter, int, int]] = {}
+
+    def update(self, peer: str, sent: int, total: int) -> None:
+        meter = self.active.get(peer, (RateMeter(), 0, 0))[0]
+        meter.add(time.monotonic(), sent)
+        self.active[peer] = (meter, sent, total)
+        self._draw()
+
+    def remove(self, peer: str) -> None:
+        if self.active.pop(peer, None) is not None and self.reporter.bar is not None:
+            self.reporter.bar.clear()
+            self._draw()
+
+    def _draw(self) -> None:
+        if self.reporter.bar is None or not self.active:
+            return
+        lines = [ReceiverLine(f"…{p[-8:]}", sent, total, m.rate()) for p, (m, sent, total) in self.active.items()]
+        self.reporter.bar.show(render_receivers(lines, _columns()))
 
 
 def _columns() -> int:

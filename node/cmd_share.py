@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from p2pshare.node._output import Reporter, human_bytes
+from p2pshare.node._output import Reporter, SendingDisplay, human_bytes
 from p2pshare.node.errors import LocalNodeError
 
 if TYPE_CHECKING:
@@ -86,7 +86,13 @@ async def _serve(
     from p2pshare.node.autonat.client import AutoNATConfig
     from p2pshare.node.community import RelayServiceMode
     from p2pshare.node.config import load_network_config
-    from p2pshare.transfer.events import ReceiverConnected, ReceiverFailed, ReceiverFinished, StoppedServingFile
+    from p2pshare.transfer.events import (
+        ReceiverConnected,
+        ReceiverFailed,
+        ReceiverFinished,
+        ReceiverProgress,
+        StoppedServingFile,
+    )
 
     identity = opts.identity or home / "identity.key"
     done_receivers = 0
@@ -95,16 +101,27 @@ async def _serve(
     # The code must be the first line of stdout: NAT events wait until it is out.
     held: list[NodeEvent] | None = []
 
+    receivers = SendingDisplay(reporter)
+
     def on_event(event: NodeEvent) -> None:
         nonlocal done_receivers
-        if isinstance(event, ReceiverConnected):
+        if isinstance(event, ReceiverProgress):
+            peer = _b58(event.peer)
+            reporter.event("receiver_progress", peer_id=peer, bytes=event.bytes_sent, total=event.total_bytes)
+            receivers.update(peer, event.bytes_sent, event.total_bytes)
+        elif isinstance(event, ReceiverConnected):
             peer = _b58(event.peer)
             reporter.event("receiver_connected", peer_id=peer)
             reporter.say(f"Receiver …{peer[-8:]} connected")
         elif isinstance(event, ReceiverFinished):
             peer = _b58(event.peer)
             reporter.event("receiver_done", peer_id=peer, bytes=event.bytes_sent, seconds=round(event.seconds, 3))
-            reporter.say(f"Receiver …{peer[-8:]} finished ({human_bytes(event.bytes_sent)} sent)")
+            rate = event.bytes_sent / event.seconds if event.seconds > 0 else 0.0
+            receivers.remove(peer)
+            reporter.say(
+                f"Receiver …{peer[-8:]} finished ({human_bytes(event.bytes_sent)} sent "
+                f"in {event.seconds:.1f} s, {human_bytes(rate)}/s)"
+            )
             done_receivers += 1
             if opts.once:
                 finished.set()
@@ -117,6 +134,7 @@ async def _serve(
         elif isinstance(event, ReceiverFailed):
             peer = _b58(event.peer)
             reporter.event("receiver_failed", peer_id=peer, reason=event.reason)
+            receivers.remove(peer)
             reporter.say(f"Receiver …{peer[-8:]} stopped: {event.reason}")
         elif held is not None:
             held.append(event)

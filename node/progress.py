@@ -23,6 +23,8 @@ __all__ = [
     "RATE_WINDOW",
     "FileCursor",
     "RateMeter",
+    "ReceiverLine",
+    "render_receivers",
     "format_bytes",
     "format_eta",
     "format_rate",
@@ -183,3 +185,30 @@ def render(
             if len(prefix) + len(tail) <= room:
                 return prefix + tail
     return fit(pct, room)
+
+
+@dataclass(frozen=True)
+class ReceiverLine:
+    """One receiver as the sharer sees it."""
+
+    name: str  # short peer name, e.g. "…Ab12Cd34"
+    sent: int
+    total: int
+    rate: float | None
+
+
+def render_receivers(receivers: Sequence[ReceiverLine], width: int) -> str:
+    """The sharer's status line: each receiver's percentage and rate, fitted to ``width - 1``.
+
+    Receivers that do not fit are counted (``+2 more``) rather than wrapped."""
+    room = max(1, width - 1)
+    parts = [f"{r.name} {_percent(r.sent, r.total).strip()} {format_rate(r.rate)}" for r in receivers]
+    if not parts:
+        return ""
+    head = "Sending: "
+    for shown in range(len(parts), 0, -1):
+        rest = len(parts) - shown
+        line = head + " · ".join(parts[:shown]) + (f" · +{rest} more" if rest else "")
+        if len(line) <= room:
+            return line
+    return fit(head + parts[0], room)

@@ -97,3 +97,14 @@ def screen_lines(output: str) -> list[str]:
 def segments(output: str) -> list[str]:
     """Every piece of text drawn between line starts (``\\r`` or ``\\n``), escapes removed."""
     return [ANSI.sub("", s) for s in re.split(r"[\r\n]", output)]
+
+
+def redraws(output: str) -> list[str]:
+    """The segments that were drawn and then overwritten in place (``\r``): the
+    progress and status lines. Lines ended by ``\n`` are permanent and may
+    wrap like any long message; a redrawn one must not, or it adds a line."""
+    out: list[str] = []
+    for line in output.replace("\r\n", "\n").split("\n"):
+        parts = line.split("\r")
+        out.extend(ANSI.sub("", p) for p in parts[:-1])
+    return [p for p in out if p]

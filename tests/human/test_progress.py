@@ -95,3 +95,14 @@ def test_file_cursor_only_for_large_files_of_a_multi_file_share() -> None:
 def test_fit_cuts_in_the_middle() -> None:
     assert progress.fit("abcdefghij", 5) == "ab…ij"
     assert progress.fit("abc", 5) == "abc"
+
+
+def test_receivers_line_fits_and_counts_the_rest() -> None:
+    from p2pshare.node.progress import ReceiverLine, render_receivers
+
+    rs = [ReceiverLine(f"…peer{i:04d}", i * MiB, 10 * MiB, (i + 1) * MiB if i else None) for i in range(6)]
+    line = render_receivers(rs, 60)
+    assert len(line) <= 59 and line.startswith("Sending: …peer0000 0% -- /s")
+    assert "more" in line
+    assert render_receivers(rs[:1], 80) == "Sending: …peer0000 0% -- /s"
+    assert render_receivers([], 80) == ""
