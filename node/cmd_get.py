@@ -135,6 +135,8 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
         relays=list(opts.relays),
         no_default_bootstrap=opts.no_default_bootstrap,
     )
+    for warning in net.warnings:
+        reporter.warning(warning)
     config = NodeConfig(
         identity_path=opts.identity,
         listen_addrs=list(opts.listen) or ["/ip4/0.0.0.0/tcp/0"],

@@ -176,6 +176,7 @@ async def _serve(
                 code=code,
                 legacy_code=legacy,
                 share_code=info.code.share_code,
+                reused=record is not None,
                 peer_id=node.peer_id,
                 addresses=list(info.code.addresses),
             )
@@ -183,13 +184,18 @@ async def _serve(
             for ev in held or ():
                 _report_traversal(reporter, ev)
             held = None
-            for warning in info.warnings:
+            for warning in (*info.warnings, *net.warnings):
                 reporter.warning(warning)
             m = info.prepared.manifest
             reporter.say(
                 f"Sharing {len(m.files)} file(s), {human_bytes(m.total_bytes)}, as {m.name!r} "
                 f"(code {info.code.share_code}); peer {node.peer_id}"
             )
+            if record is not None:
+                reporter.say(
+                    "Reusing the code of an earlier share of these paths, so receivers can resume "
+                    "(--new-code gives a new one)"
+                )
             if legacy:
                 reporter.say(f"Legacy code (direct address only): {legacy}")
             reporter.say("Send the code above to the receiver. Ctrl-C stops sharing.")

@@ -85,18 +85,49 @@ class CodeShowOptions:
 CommandOptions = CodeShowOptions | ShareOptions | GetOptions | NodeOptions | RelayOptions
 
 
+MAIN_EXAMPLES = """examples:
+  p2pshare share ~/photos            # prints a code; keep it running
+  p2pshare get CODE                  # on the other machine: shows the files, asks, downloads
+  p2pshare share --help              # more examples per command"""
+
+SHARE_EXAMPLES = """examples:
+  p2pshare share ~/photos report.pdf           # several paths, one code
+  p2pshare share ~/photos --sharer Ann --once  # your name shown; stop after one receiver
+  p2pshare share ~/photos --new-code           # a new code instead of the earlier one
+  p2pshare share ~/photos --json | head -1     # the code as JSON, for scripts"""
+
+GET_EXAMPLES = """examples:
+  p2pshare get CODE                  # into the current directory, after you say yes
+  p2pshare get CODE -o ~/Downloads   # into another directory
+  p2pshare get CODE --yes            # no question (a share that does not fit is still refused)
+  p2pshare get CODE --json           # JSON lines: manifest (every file), progress, done
+exit codes: 0 ok, 2 bad input, 3 sharer not reachable, 4 authentication or
+integrity, 5 does not fit (nothing written), 6 declined (nothing written)"""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(ExitCode.BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Share files with anyone by handing over a code.")
+    p = _Parser(
+        prog=PROG,
+        description="Share files with anyone by handing over a code.",
+        epilog=MAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
     p.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    s = sub.add_parser("share", help="share files and directories; prints the code first")
+    s = sub.add_parser(
+        "share",
+        help="share files and directories; prints the code first",
+        description="Share files and directories until Ctrl-C; the code is the first line on stdout.",
+        epilog=SHARE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument("paths", nargs="+", metavar="PATH", type=Path)
     s.add_argument("--name", help="name shown to receivers")
     s.add_argument("--description", default="", help="description shown to receivers")
@@ -128,7 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--json", action="store_true", help="JSON lines on stdout")
 
-    g = sub.add_parser("get", help="download what a code shares")
+    g = sub.add_parser(
+        "get",
+        help="download what a code shares",
+        description="Show what a code shares, ask, then download and verify it (resumes if run again).",
+        epilog=GET_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     g.add_argument("code", metavar="CODE")
     g.add_argument("-o", "--output", type=Path, default=Path("."), metavar="DIR", help="output directory (default .)")
     g.add_argument(
@@ -157,7 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("code", help="inspect share codes")
     csub = c.add_subparsers(dest="code_command", required=True, parser_class=_Parser)
-    cs = csub.add_parser("show", help="print the decoded fields of a code as JSON")
+    cs = csub.add_parser(
+        "show",
+        help="print the decoded fields of a code as JSON",
+        epilog="example:\n  p2pshare code show eyJhZGRy...   # peer, addresses; the key stays <redacted>",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     cs.add_argument("code", metavar="CODE")
     cs.add_argument("--reveal-key", action="store_true", help="include the encryption key")
     add_relay_parser(sub)

@@ -81,3 +81,11 @@ def test_no_space_message_is_one_line_with_a_next_step() -> None:
 )
 def test_landing_names_the_real_directory(paths: list[str], text: str, where: Path) -> None:
     assert consent.landing(Path("out"), paths) == (text, where)
+
+
+def test_unknown_config_keys_get_a_suggestion() -> None:
+    from p2pshare.node.config import unknown_key_warnings
+
+    assert unknown_key_warnings(["relays", "bootstrap"], Path("c.toml")) == ()
+    [w] = unknown_key_warnings(["bootstarp"], Path("c.toml"))
+    assert w == "c.toml: unknown key 'bootstarp' is ignored (did you mean 'bootstrap'?)"
