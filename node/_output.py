@@ -69,6 +69,21 @@ class Reporter:
         else:
             _write(self.err, line + "\n")
 
+    def qr(self, text: str) -> None:
+        """``text`` as a QR code on stderr, for a phone's camera; not with ``--json``.
+
+        Half-block characters (two modules a character) keep a ~300-character
+        code within about 35 lines of 70 columns."""
+        if self.json_mode:
+            return
+        import io
+
+        import segno
+
+        buf = io.StringIO()
+        segno.make(text, error="l").terminal(out=buf, compact=True, border=2)
+        self.say(buf.getvalue().rstrip("\n"))
+
     def ask(self, prompt: str) -> str | None:
         """Ask a person on stderr, read one line from stdin (blocking: run it in a thread).
 

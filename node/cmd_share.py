@@ -38,6 +38,7 @@ class ShareOptions:
     relay_service: str = "off"  # relay for others: off, auto (when confirmed public), on
     autorelay: bool = True  # also reserve on relays the node finds (not only --relay)
     json: bool = False
+    qr: bool = False  # also print the code as a terminal QR code (stderr)
 
 
 def check_paths(paths: list[Path]) -> list[Path]:
@@ -181,6 +182,8 @@ async def _serve(
                 addresses=list(info.code.addresses),
             )
             reporter.result(code)
+            if opts.qr:
+                reporter.qr(code)
             for ev in held or ():
                 _report_traversal(reporter, ev)
             held = None

@@ -94,6 +94,7 @@ SHARE_EXAMPLES = """examples:
   p2pshare share ~/photos report.pdf           # several paths, one code
   p2pshare share ~/photos --sharer Ann --once  # your name shown; stop after one receiver
   p2pshare share ~/photos --new-code           # a new code instead of the earlier one
+  p2pshare share ~/photos --qr                 # also a QR code of it, for a phone
   p2pshare share ~/photos --json | head -1     # the code as JSON, for scripts"""
 
 GET_EXAMPLES = """examples:
@@ -158,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--new-code", action="store_true", help="do not reuse the code of an earlier share of the same paths"
     )
     s.add_argument("--json", action="store_true", help="JSON lines on stdout")
+    s.add_argument("--qr", action="store_true", help="also show the code as a QR code (stderr), for a phone")
 
     g = sub.add_parser(
         "get",
@@ -279,6 +281,7 @@ def command_options(ns: argparse.Namespace) -> CommandOptions:
             relay_service=ns.relay_service,
             autorelay=not ns.no_autorelay,
             json=ns.json,
+            qr=ns.qr,
         )
     if ns.command == "get":
         return GetOptions(

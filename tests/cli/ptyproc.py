@@ -10,6 +10,7 @@ timing assertions.
 
 from __future__ import annotations
 
+import codecs
 import fcntl
 import os
 import pty
@@ -42,6 +43,8 @@ class PtyProc:
         os.close(slave)
         self.master = master
         self.output = ""
+        # Reads can split a multi-byte character (the QR code's blocks, "…").
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def read_until(self, text: str, timeout: float = 60.0) -> str:
         """Read until ``text`` appeared (or the child ended); fail after ``timeout`` s."""
@@ -64,7 +67,7 @@ class PtyProc:
             return False
         if not data:
             return False
-        self.output += data.decode(errors="replace")
+        self.output += self._decoder.decode(data)
         return True
 
     def send(self, text: str) -> None:

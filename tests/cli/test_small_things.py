@@ -42,3 +42,23 @@ def test_share_says_when_it_reuses_an_earlier_code(tmp_path: Path, sharer: Share
     assert again["reused"] is True and again["share_code"] == shared["share_code"]
     _, fresh = sharer(src, home=home, extra=("--new-code",))
     assert fresh["reused"] is False and fresh["share_code"] != shared["share_code"]
+
+
+def test_share_qr_shows_the_code_as_a_qr_code(tmp_path: Path) -> None:
+    import io
+
+    import segno
+
+    from tests.cli.ptyproc import PtyProc
+
+    src = tmp_path / "doc.txt"
+    src.write_text("x")
+    p = PtyProc(["share", str(src), "--qr", "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}"], tmp_path / "sh", 120)
+    try:
+        shown = p.read_until("Ctrl-C stops sharing", timeout=60).replace("\r\n", "\n")
+    finally:
+        p.close()
+    code = next(line.strip() for line in shown.splitlines() if line.startswith("ey"))
+    expected = io.StringIO()
+    segno.make(code, error="l").terminal(out=expected, compact=True, border=2)
+    assert expected.getvalue().rstrip("\n") in shown  # exactly the code's QR, drawn whole
