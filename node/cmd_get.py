@@ -22,6 +22,7 @@ from p2pshare import sharecode
 from p2pshare.errors import Terminated
 from p2pshare.node import consent
 from p2pshare.node._output import Reporter, human_bytes
+from p2pshare.node.textshare import is_text_share, printable
 from p2pshare.sharecode.pasted import unwrap_pasted
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
     output = opts.output
     summary: dict[str, Any] = {}
     paths: list[str] = []
+    text_file: list[str] = []  # a text share's one file: printed, then removed
     approved = False
     # Only a person at a terminal is asked; --json is for programs.
     interactive = sys.stdin.isatty() and not opts.json
@@ -76,6 +78,10 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
             raise NoSpaceError(consent.no_space_message(share, free, str(output)))
         if approved:
             return  # a reconnect: the person already said yes
+        if is_text_share(manifest.description, [(f.path, f.size) for f in manifest.files]):
+            text_file[:] = [manifest.files[0].path]  # a text is printed, not stored: no question
+            approved = True
+            return
         for line in consent.describe(share, free):
             reporter.say(line)
         if decision is consent.Decision.ASK:
@@ -111,9 +117,10 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
                 entries=[{"path": f.path, "size": f.size} for f in m.files],
             )
             reporter.files([(sanitize_text(f.path), f.size) for f in m.files])
-            reporter.say(
-                f"Receiving {sanitize_text(m.name)!r}: {_count(len(m.files))}, {human_bytes(m.total_bytes)}{have}"
-            )
+            if not text_file:
+                reporter.say(
+                    f"Receiving {sanitize_text(m.name)!r}: {_count(len(m.files))}, {human_bytes(m.total_bytes)}{have}"
+                )
             for warning in event.warnings:  # misleading names: received, but said
                 reporter.warning(warning)
         elif isinstance(event, Progress):
@@ -164,6 +171,8 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
             nursery.cancel_scope.cancel()
     if terminated:
         raise Terminated("terminated; run the same command again to resume")
+    if text_file:
+        return _print_text(output / text_file[0], reporter)
     seconds = float(summary.get("seconds") or 0.0)
     nbytes = int(summary.get("bytes") or 0)
     rate = nbytes / seconds if seconds > 0 else 0.0
@@ -181,6 +190,17 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
         f"Received {_count(int(summary.get('files') or 0))}, {human_bytes(nbytes)} in {seconds:.1f} s "
         f"({human_bytes(rate)}/s) {where}, all verified"
     )
+    return 0
+
+
+def _print_text(path: Path, reporter: Reporter) -> int:
+    """Print a received text (stdout) and remove its file: the text was the point, not a file."""
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    finally:
+        path.unlink(missing_ok=True)
+    reporter.event("text", text=text)
+    reporter.result(printable(text.removesuffix("\n")))
     return 0
 
 

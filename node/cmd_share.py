@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from p2pshare.node.events import NodeEvent
 
 from p2pshare.node.shares_db import ShareRecord, forget_record, load_record, save_record
+from p2pshare.node.textshare import TEXT_MARK
 from p2pshare.sharecode.multiaddrs import first_tcp_port
 
 
@@ -39,6 +40,7 @@ class ShareOptions:
     autorelay: bool = True  # also reserve on relays the node finds (not only --relay)
     json: bool = False
     qr: bool = False  # also print the code as a terminal QR code (stderr)
+    text: str | None = None  # share this text instead of paths ("-": read stdin)
 
 
 def check_paths(paths: list[Path]) -> list[Path]:
@@ -60,6 +62,8 @@ def check_paths(paths: list[Path]) -> list[Path]:
 def run_share(opts: ShareOptions, reporter: Reporter) -> int:
     from p2pshare.node.config import data_home
 
+    if opts.text is not None:
+        return _share_text(opts, reporter)
     paths = check_paths(list(opts.paths))
     home = data_home()
     name = opts.name or ""
@@ -71,6 +75,36 @@ def run_share(opts: ShareOptions, reporter: Reporter) -> int:
         listen = [f"/ip4/0.0.0.0/tcp/{port}"]
         fallback = ["/ip4/0.0.0.0/tcp/0"] if port else None
     return trio.run(_serve, opts, reporter, paths, home, name, record, listen, fallback)
+
+
+def _share_text(opts: ShareOptions, reporter: Reporter) -> int:
+    """Write the text into a private temporary file, share it marked as text, remove it after."""
+    import dataclasses
+    import secrets
+    import shutil
+    import sys
+    import tempfile
+
+    from p2pshare.node.textshare import MAX_TEXT_BYTES, TEXT_MARK
+
+    assert opts.text is not None
+    text = sys.stdin.read() if opts.text == "-" else opts.text
+    data = text.encode()
+    if not data:
+        raise LocalNodeError("the text to send is empty")
+    if len(data) > MAX_TEXT_BYTES:
+        raise LocalNodeError(f"the text is {len(data)} bytes (at most {MAX_TEXT_BYTES}); share it as a file")
+    folder = Path(tempfile.mkdtemp(prefix="p2pshare-text-"))  # mode 0700: ours alone
+    try:
+        path = folder / f"message-{secrets.token_hex(4)}.txt"
+        path.write_bytes(data)
+        # A new code every time: nothing to resume, and no share record to keep.
+        text_opts = dataclasses.replace(
+            opts, paths=(path,), name=opts.name or "text", description=TEXT_MARK, new_code=True
+        )
+        return run_share(dataclasses.replace(text_opts, text=None), reporter)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def _serve(
@@ -169,7 +203,8 @@ async def _serve(
                 human_code=record.human_code if record else None,
             )
             port = first_tcp_port(node.addresses())
-            save_record(home, paths, name, ShareRecord(info.code.encryption_key, info.code.share_code, port))
+            if opts.description != TEXT_MARK:  # a text share is new each time
+                save_record(home, paths, name, ShareRecord(info.code.encryption_key, info.code.share_code, port))
             code = info.encode()
             legacy = info.legacy.encode() if info.legacy else None
             reporter.event(

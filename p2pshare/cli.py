@@ -95,6 +95,8 @@ SHARE_EXAMPLES = """examples:
   p2pshare share ~/photos --sharer Ann --once  # your name shown; stop after one receiver
   p2pshare share ~/photos --new-code           # a new code instead of the earlier one
   p2pshare share ~/photos --qr                 # also a QR code of it, for a phone
+  p2pshare share --text "door code 4711"       # a text; get prints it
+  echo secret | p2pshare share --text -        # the text from stdin
   p2pshare share ~/photos --json | head -1     # the code as JSON, for scripts"""
 
 GET_EXAMPLES = """examples:
@@ -129,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=SHARE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    s.add_argument("paths", nargs="+", metavar="PATH", type=Path)
+    s.add_argument("paths", nargs="*", metavar="PATH", type=Path)
+    s.add_argument("--text", metavar="TEXT", help="send this text instead of files ('-': read it from stdin)")
     s.add_argument("--name", help="name shown to receivers")
     s.add_argument("--description", default="", help="description shown to receivers")
     s.add_argument("--sharer", default="", help="your name, shown to receivers")
@@ -282,6 +285,7 @@ def command_options(ns: argparse.Namespace) -> CommandOptions:
             autorelay=not ns.no_autorelay,
             json=ns.json,
             qr=ns.qr,
+            text=ns.text,
         )
     if ns.command == "get":
         return GetOptions(
@@ -305,7 +309,10 @@ def command_options(ns: argparse.Namespace) -> CommandOptions:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if ns.command == "share" and bool(ns.paths) == (ns.text is not None):
+        parser.error("share needs PATH... or --text, not both")
     verbose = ns.verbose + getattr(ns, "verbose_after", 0)
     _setup_logging(verbose)
     _libp2p_lean_import.install()  # before any command imports py-libp2p

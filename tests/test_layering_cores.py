@@ -24,6 +24,7 @@ PURE_CORES = [
     "p2pshare.node.progress",
     "p2pshare.sharecode.pasted",
     "p2pshare.node.plain",
+    "p2pshare.node.textshare",
 ]
 
 
