@@ -41,6 +41,7 @@ from p2pshare.node.receive.driver import ReceiveDriver
 from p2pshare.node.traversal import Traversal, open_traversal
 from p2pshare.sharecode.multiaddrs import is_loopback_addr, legacy_endpoint, without_loopback
 from p2pshare.transfer import PROTOCOL_ID, PreparedShare, ShareRegistry, build_manifest, serve_transfer
+from p2pshare.transfer.store import Conflict
 
 if TYPE_CHECKING:
     from p2pshare.transfer._trio_fetch import Approve
@@ -359,6 +360,7 @@ class Node:
         *,
         timeout: float = 60.0,
         approve: Approve | None = None,
+        conflict: Conflict = Conflict.REFUSE,
     ) -> ReceiveResult:
         """Reach the sharer, then fetch into ``output_dir``, resuming what is there.
 
@@ -376,7 +378,7 @@ class Node:
         driver = ReceiveDriver(
             host=self.host, relay=self.relay, traversal=self.traversal, reacher=self._reacher, emit=self._emit
         )
-        return await driver.run(parsed, output_dir, timeout, approve)
+        return await driver.run(parsed, output_dir, timeout, approve, conflict)
 
 
 def _legacy_for(human_code: str, key: bytes, addrs: Sequence[str]) -> sharecode.LegacyCode | None:

@@ -44,6 +44,7 @@ class GetOptions:
     force_relay: bool = False
     json: bool = False
     yes: bool = False  # receive without asking (the fit check still applies)
+    on_conflict: str = "refuse"  # a file there with other content: refuse, overwrite or rename
 
 
 def run_get(opts: GetOptions, reporter: Reporter) -> int:
@@ -56,6 +57,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
     from p2pshare.node.events import Connected, NodeEvent, PathUpgraded
     from p2pshare.transfer.errors import DeclinedError, NoSpaceError, sanitize_text
     from p2pshare.transfer.events import FileUnavailable, ManifestReceived, Progress, TransferCompleted
+    from p2pshare.transfer.store import Conflict
 
     output = opts.output
     summary: dict[str, Any] = {}
@@ -167,12 +169,17 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
             nursery.start_soon(stop_on_sigterm)
             reporter.status(f"Looking for the sharer (giving up after {opts.timeout:g} s)…")
             async with Node(config, on_event=on_event) as node:
-                await node.start_receiving(code, output, timeout=opts.timeout, approve=approve)
+                result = await node.start_receiving(
+                    code, output, timeout=opts.timeout, approve=approve, conflict=Conflict(opts.on_conflict)
+                )
             nursery.cancel_scope.cancel()
     if terminated:
         raise Terminated("terminated; run the same command again to resume")
     if text_file:
         return _print_text(output / text_file[0], reporter)
+    for path, name in result.transfer.renamed:
+        reporter.event("renamed", path=path, saved_as=name)
+        reporter.say(f"{sanitize_text(path)} exists with other content: saved as {sanitize_text(name)!r} beside it")
     seconds = float(summary.get("seconds") or 0.0)
     nbytes = int(summary.get("bytes") or 0)
     rate = nbytes / seconds if seconds > 0 else 0.0

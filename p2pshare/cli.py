@@ -103,6 +103,8 @@ GET_EXAMPLES = """examples:
   p2pshare get CODE                  # into the current directory, after you say yes
   p2pshare get CODE -o ~/Downloads   # into another directory
   p2pshare get CODE --yes            # no question (a share that does not fit is still refused)
+  p2pshare get CODE --rename         # a file there with other content: keep it, save 'a (1).txt'
+  p2pshare get CODE --overwrite      # ... or replace it
   p2pshare get CODE --json           # JSON lines: manifest (every file), progress, done
 exit codes: 0 ok, 2 bad input, 3 sharer not reachable, 4 authentication or
 integrity, 5 does not fit (nothing written), 6 declined (nothing written)"""
@@ -190,6 +192,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--force-relay", action="store_true", help="dial only through relays, never directly (for testing relays)"
     )
     g.add_argument("--json", action="store_true", help="JSON lines on stdout")
+    conflicts = g.add_mutually_exclusive_group()
+    conflicts.add_argument(
+        "--overwrite",
+        dest="on_conflict",
+        action="store_const",
+        const="overwrite",
+        default="refuse",
+        help="replace files that exist with other content (once the new one verified)",
+    )
+    conflicts.add_argument(
+        "--rename",
+        dest="on_conflict",
+        action="store_const",
+        const="rename",
+        help="keep files that exist with other content; save the new ones as 'name (1).ext'",
+    )
     g.add_argument(
         "-y",
         "--yes",
@@ -300,6 +318,7 @@ def command_options(ns: argparse.Namespace) -> CommandOptions:
             force_relay=ns.force_relay,
             json=ns.json,
             yes=ns.yes,
+            on_conflict=ns.on_conflict,
         )
     if ns.command == "node":
         return NodeOptions.from_namespace(ns)

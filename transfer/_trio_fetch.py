@@ -55,7 +55,7 @@ from p2pshare.transfer.receiver import (
     ManifestReady,
     ReceiverProtocol,
 )
-from p2pshare.transfer.store import Store, Verified
+from p2pshare.transfer.store import Conflict, Store, Verified
 from p2pshare.transfer.stream import ByteStream
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,8 @@ class FetchResult:
     seconds: float
     #: Files the sharer stopped serving and that are not here (the rest are).
     unavailable: tuple[UnavailableFile, ...] = ()
+    #: (manifest path, the name it was saved under) for files saved beside another (--rename).
+    renamed: tuple[tuple[str, str], ...] = ()
 
 
 def _verify_batch(store: Store, cipher: crypto.ChunkCipher, batch: list[ChunkArrived]) -> tuple[list[Verified], int]:
@@ -130,6 +132,7 @@ async def fetch(
     on_event: Callable[[TransferEvent], None] | None = None,
     idle_timeout: float = 120.0,
     approve: Approve | None = None,
+    conflict: Conflict = Conflict.REFUSE,
 ) -> FetchResult:
     """Fetch the share ``key`` names into ``output_dir``, resuming what is there.
 
@@ -138,7 +141,8 @@ async def fetch(
     Files the sharer stopped serving do not fail the fetch: the others are
     finished and ``FetchResult.unavailable`` names them. ``approve`` sees
     the manifest before anything is written and may refuse it (the consent
-    prompt and the fit check of ``get``).
+    prompt and the fit check of ``get``); ``conflict`` says what to do with
+    a file that exists with other content.
     """
     emit = on_event or (lambda _e: None)
     try:
@@ -167,7 +171,7 @@ async def fetch(
                 elif isinstance(ev, FileNotServed):
                     early.append(ev)
             await write_all(stream, proto.data_to_send(), idle_timeout, "sharer")
-        store = await _disk(output_dir, _open_store, output_dir, manifest, keys.share_id)
+        store = await _disk(output_dir, _open_store, output_dir, manifest, keys.share_id, conflict)
         needed = await _disk(output_dir, store.assess)
         if approve is not None:
             await approve(manifest, needed)
@@ -206,6 +210,7 @@ async def fetch(
             already_had_bytes=plan.already_have_bytes,
             seconds=seconds,
             unavailable=tuple(UnavailableFile(manifest.files[i].path, why) for i, why in sorted(lost.items())),
+            renamed=tuple((manifest.files[i].path, name) for i, name in sorted(store.final_names.items())),
         )
     except TransferError as exc:
         if isinstance(exc, DeclinedError):
@@ -231,12 +236,12 @@ async def _disk(where: Path, fn: Callable[..., T], *args: Any) -> T:
         raise OutputError(f"cannot write into {where}: {exc.strerror or exc}") from None
 
 
-def _open_store(output_dir: Path, manifest: Manifest, share_id: bytes) -> Store:
+def _open_store(output_dir: Path, manifest: Manifest, share_id: bytes, conflict: Conflict) -> Store:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create output directory {output_dir}: {exc.strerror or exc}") from None
-    return Store(output_dir, manifest, share_id)
+    return Store(output_dir, manifest, share_id, conflict)
 
 
 class _Budget:

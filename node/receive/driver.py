@@ -53,6 +53,7 @@ from p2pshare.node.traversal import Traversal
 from p2pshare.transfer import PROTOCOL_ID, fetch
 from p2pshare.transfer.errors import TransferError
 from p2pshare.transfer.events import TransferEvent
+from p2pshare.transfer.store import Conflict
 
 if TYPE_CHECKING:
     from p2pshare.transfer._trio_fetch import Approve
@@ -81,6 +82,7 @@ class ReceiveDriver:
         self.reacher = reacher
         self.emit = emit
         self.approve: Approve | None = None
+        self.conflict = Conflict.REFUSE
 
     async def run(
         self,
@@ -88,8 +90,10 @@ class ReceiveDriver:
         output_dir: Path,
         timeout: float,
         approve: Approve | None = None,
+        conflict: Conflict = Conflict.REFUSE,
     ) -> ReceiveResult:
         self.approve = approve
+        self.conflict = conflict
         addresses = parsed.addresses if isinstance(parsed, sharecode.ShareCode) else ()
         nat_known = self.traversal.nat is not None
         session = ReceiveSession(
@@ -204,6 +208,7 @@ class ReceiveDriver:
                             remote_peer_id=stream.remote_peer_id_bytes,
                             on_event=on_transfer_event,
                             approve=approve,
+                            conflict=self.conflict,
                         )
                         outcome = TransferDone(result)
                     except TransferError as exc:

@@ -89,3 +89,12 @@ def test_unknown_config_keys_get_a_suggestion() -> None:
     assert unknown_key_warnings(["relays", "bootstrap"], Path("c.toml")) == ()
     [w] = unknown_key_warnings(["bootstarp"], Path("c.toml"))
     assert w == "c.toml: unknown key 'bootstarp' is ignored (did you mean 'bootstrap'?)"
+
+
+def test_renamed_names() -> None:
+    from p2pshare.transfer.store import renamed
+
+    assert renamed("report.pdf", 1) == "report (1).pdf"
+    assert renamed("archive.tar.gz", 2) == "archive.tar (2).gz"
+    assert renamed(".bashrc", 1) == ".bashrc (1)"
+    assert renamed("README", 3) == "README (3)"
