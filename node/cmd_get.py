@@ -100,7 +100,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
         if isinstance(event, Connected):
             rtt = f", rtt {event.rtt_ms:.1f} ms" if event.rtt_ms is not None else ""
             reporter.event("connected", peer_id=event.peer_id, path=event.path.value, rtt_ms=event.rtt_ms)
-            reporter.say(f"Connected to {event.peer_id} ({event.path}{rtt})")
+            reporter.say(f"Connected to the sharer …{event.peer_id[-8:]} ({event.path}{rtt})")
             reporter.status("Connected; waiting for the list of files…")
         elif isinstance(event, PathUpgraded):
             reporter.event("upgraded", peer_id=event.peer_id, path=event.path.value, seconds=event.seconds)

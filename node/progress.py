@@ -173,7 +173,8 @@ def render(
             if with_file and current is not None:
                 path, fdone, fsize = current
                 fpct = _percent(fdone, fsize).strip()
-                name_room = room - len(tail) - len(fpct) - 12  # name, its %, a small bar and spaces
+                # "name pct · " before a bar of at least 10 ("[", "]", a space): 17 more columns
+                name_room = min(40, room - len(tail) - len(fpct) - 17)
                 if name_room < 8:
                     continue
                 prefix = f"{fit(path, name_room)} {fpct} · "
@@ -182,8 +183,8 @@ def render(
                 bar_width = min(bar_room, 30)
                 filled = int((done / total if total else 1.0) * bar_width)
                 return f"{prefix}[{'#' * filled}{'.' * (bar_width - filled)}] {tail}"
-            if len(prefix) + len(tail) <= room:
-                return prefix + tail
+            if len(prefix) + len(tail.lstrip()) <= room:
+                return prefix + tail.lstrip()
     return fit(pct, room)
 
 

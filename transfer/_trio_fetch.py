@@ -175,6 +175,7 @@ async def fetch(
         needed = await _disk(output_dir, store.assess)
         if approve is not None:
             await approve(manifest, needed)
+            start = trio.current_time()  # the time a person took to answer is not transfer time
         plan = await _disk(output_dir, store.prepare)
         warnings = await trio.to_thread.run_sync(name_warnings, manifest)
         emit(ManifestReceived(manifest, plan.already_have_bytes, warnings))

@@ -168,6 +168,7 @@ class _Session:
                     self.emit(ReceiverConnected(self.remote, ev.share_id))
                 elif isinstance(ev, WantReceived):
                     want = ev.ranges
+                    start = trio.current_time()  # from the receiver's yes, not from its prompt
             await write_all(self.stream, self.proto.data_to_send(), self.timeout, "receiver")
         assert self.share_id is not None and served is not None
         reader = ChunkReader(served.prepared.manifest, served.prepared.sources)

@@ -106,3 +106,9 @@ def test_receivers_line_fits_and_counts_the_rest() -> None:
     assert "more" in line
     assert render_receivers(rs[:1], 80) == "Sending: …peer0000 0% -- /s"
     assert render_receivers([], 80) == ""
+
+
+def test_render_80_columns_keeps_the_bar_beside_a_long_file_name() -> None:
+    current = ("holiday/a-rather-long-name-of-a-beach-video.mp4", 40 * MiB, 286 * MiB)
+    line = render(121 * MiB, 290 * MiB, 68 * MiB, 2.5, 80, current)
+    assert len(line) <= 79 and "[" in line and "MiB/s" in line and "ETA 2s" in line and "·  " not in line
