@@ -54,7 +54,7 @@ def run_get(opts: GetOptions, reporter: Reporter) -> int:
 
 async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode | sharecode.LegacyCode) -> int:
     from p2pshare.node.api import Node, NodeConfig
-    from p2pshare.node.events import Connected, NodeEvent, PathUpgraded
+    from p2pshare.node.events import Connected, NodeEvent, PathUpgraded, Waiting
     from p2pshare.transfer.errors import DeclinedError, NoSpaceError, sanitize_text
     from p2pshare.transfer.events import FileUnavailable, ManifestReceived, Progress, TransferCompleted
     from p2pshare.transfer.store import Conflict
@@ -97,7 +97,10 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
         approved = True
 
     def on_event(event: NodeEvent) -> None:
-        if isinstance(event, Connected):
+        if isinstance(event, Waiting):
+            reporter.event("waiting", what=event.what)
+            reporter.status(event.what)
+        elif isinstance(event, Connected):
             rtt = f", rtt {event.rtt_ms:.1f} ms" if event.rtt_ms is not None else ""
             reporter.event("connected", peer_id=event.peer_id, path=event.path.value, rtt_ms=event.rtt_ms)
             reporter.say(f"Connected to the sharer …{event.peer_id[-8:]} ({event.path}{rtt})")
@@ -167,7 +170,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
                     return
 
             nursery.start_soon(stop_on_sigterm)
-            reporter.status(f"Looking for the sharer (giving up after {opts.timeout:g} s)…")
+            reporter.status("Starting…")
             async with Node(config, on_event=on_event) as node:
                 result = await node.start_receiving(
                     code, output, timeout=opts.timeout, approve=approve, conflict=Conflict(opts.on_conflict)

@@ -20,7 +20,7 @@ import trio
 from p2pshare import sharecode
 from p2pshare.node.circuit.client import RelayClient
 from p2pshare.node.errors import PeerUnreachableError
-from p2pshare.node.events import ConnectionPath, NodeEvent
+from p2pshare.node.events import ConnectionPath, NodeEvent, Waiting
 from p2pshare.node.host import Host
 from p2pshare.node.ping import PING_PROTOCOL, measure_rtt
 from p2pshare.node.reach import Reacher
@@ -115,6 +115,9 @@ class ReceiveDriver:
                     operation = action
             assert operation is not None, "the receive core gave no next step"
             log.debug("receive: %s -> %s", session.state.value, operation)
+            waiting = _waiting_for(operation, trio.current_time())
+            if waiting is not None:
+                self.emit(Waiting(waiting))
             outcome = await self._perform(operation, session, parsed, output_dir)
             actions = session.handle(outcome, trio.current_time())
 
@@ -246,6 +249,22 @@ class ReceiveDriver:
             except Exception:  # noqa: BLE001 - RTT is informative only
                 return None
         return None
+
+
+def _waiting_for(op: Action, now: float) -> str | None:
+    """The status line for an operation that may take a while (None: the progress bar speaks)."""
+    if isinstance(op, Probe):
+        return f"Learning this machine's NAT mapping (up to {op.timeout:.0f} s)…"
+    if isinstance(op, Reach):
+        left = max(0.0, op.deadline - now)
+        if op.last_error is not None:
+            return f"Reconnecting to the sharer (up to {left:.0f} s)…"
+        return f"Looking for the sharer (up to {left:.0f} s)…"
+    if isinstance(op, WaitUpgrade):
+        return f"Connected through a relay; trying for a direct path (up to {op.timeout:.0f} s)…"
+    if isinstance(op, Sleep):
+        return "The connection dropped; reconnecting…"
+    return None
 
 
 def _as_path(path: str | None) -> ConnectionPath | None:
