@@ -98,8 +98,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
 
     def on_event(event: NodeEvent) -> None:
         if isinstance(event, Waiting):
-            reporter.event("waiting", what=event.what)
-            reporter.status(event.what)
+            reporter.status(event.what)  # for people only: --json's first event stays `connected`
         elif isinstance(event, Connected):
             rtt = f", rtt {event.rtt_ms:.1f} ms" if event.rtt_ms is not None else ""
             reporter.event("connected", peer_id=event.peer_id, path=event.path.value, rtt_ms=event.rtt_ms)
@@ -122,7 +121,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
                 entries=[{"path": f.path, "size": f.size} for f in m.files],
             )
             reporter.files([(sanitize_text(f.path), f.size) for f in m.files])
-            if not text_file:
+            if not text_file and (event.already_have_bytes or not approved):  # else just listed
                 reporter.say(
                     f"Receiving {sanitize_text(m.name)!r}: {_count(len(m.files))}, {human_bytes(m.total_bytes)}{have}"
                 )

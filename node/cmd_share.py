@@ -226,7 +226,8 @@ async def _serve(
                 reporter.warning(warning)
             m = info.prepared.manifest
             reporter.say(
-                f"Sharing {len(m.files)} file(s), {human_bytes(m.total_bytes)}, as {m.name!r} "
+                f"Sharing {len(m.files)} file{'' if len(m.files) == 1 else 's'}, {human_bytes(m.total_bytes)}, "
+                f"as {m.name!r} "
                 f"(code {info.code.share_code}); peer {node.peer_id}"
             )
             if record is not None:
