@@ -9,6 +9,7 @@ this module only measures, prints and reads the answer.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import sys
@@ -49,7 +50,23 @@ class GetOptions:
 
 def run_get(opts: GetOptions, reporter: Reporter) -> int:
     code = sharecode.parse_code(unwrap_pasted(opts.code))  # bad codes fail before slow imports
-    return trio.run(_get, opts, reporter, code)
+    existed = opts.output.exists()
+    try:
+        return trio.run(_get, opts, reporter, code)
+    except BaseException as exc:
+        from p2pshare.transfer.errors import DeclinedError, NoSpaceError
+
+        if not existed and _holds(exc, (DeclinedError, NoSpaceError)):
+            with contextlib.suppress(OSError):  # refused: leave no trace, not even the directory
+                opts.output.rmdir()  # only if empty
+        raise
+
+
+def _holds(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    """``exc`` is one of ``kinds``, or trio's exception groups hold one."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_holds(e, kinds) for e in exc.exceptions)
+    return isinstance(exc, kinds)
 
 
 async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode | sharecode.LegacyCode) -> int:
