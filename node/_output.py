@@ -131,6 +131,8 @@ class ProgressBar:
             return
         self.last_draw = now
         current = self.cursor.at(done) if self.cursor is not None else None
+        if current is not None:  # the sharer's name for it: one printable line
+            current = (_printable(current[0]), current[1], current[2])
         line = render(done, total, self.meter.rate(), self.meter.eta(done, total), _columns(), current)
         self.show(line)
 
@@ -171,6 +173,10 @@ class SendingDisplay:
             return
         lines = [ReceiverLine(f"…{p[-8:]}", sent, total, m.rate()) for p, (m, sent, total) in self.active.items()]
         self.reporter.bar.show(render_receivers(lines, _columns()))
+
+
+def _printable(name: str) -> str:
+    return "".join(ch if ch.isprintable() else "?" for ch in name)
 
 
 def _columns() -> int:

@@ -87,9 +87,16 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
     async def approve(manifest: Manifest, needed: int) -> None:
         """Show the share, refuse it if it cannot fit, ask unless --yes (once per run)."""
         nonlocal approved
-        files = [(sanitize_text(f.path), f.size) for f in manifest.files]
+        first = [(sanitize_text(f.path), f.size) for f in manifest.files[: consent.SHOWN_FILES]]
         sharer = sanitize_text(manifest.sharer) if manifest.sharer else None
-        share = consent.summary_of(sanitize_text(manifest.name), sharer, files, needed)
+        share = consent.summary_of(
+            sanitize_text(manifest.name),
+            sharer,
+            first,
+            needed,
+            file_count=len(manifest.files),
+            total_bytes=manifest.total_bytes,
+        )
         free = _free_bytes(output)
         decision = consent.decide(share, free, assume_yes=opts.yes or approved, interactive=interactive)
         if decision is consent.Decision.NO_SPACE:
@@ -97,7 +104,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
             raise NoSpaceError(consent.no_space_message(share, free, str(output)))
         if approved:
             return  # a reconnect: the person already said yes
-        if is_text_share(manifest.description, [(f.path, f.size) for f in manifest.files]):
+        if is_text_share(manifest.description, [(f.path, f.size) for f in manifest.files[:2]]):
             text_file[:] = [manifest.files[0].path]  # a text is printed, not stored: no question
             approved = True
             return
@@ -128,16 +135,18 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
             m = event.manifest
             have = f", {human_bytes(event.already_have_bytes)} already here" if event.already_have_bytes else ""
             paths[:] = [f.path for f in m.files]
-            reporter.event(
-                "manifest",
-                name=m.name,
-                sharer=m.sharer,
-                files=len(m.files),
-                total=m.total_bytes,
-                already_have=event.already_have_bytes,
-                entries=[{"path": f.path, "size": f.size} for f in m.files],
-            )
-            reporter.files([(sanitize_text(f.path), f.size) for f in m.files])
+            if reporter.json_mode:  # every file: built only for --json (a manifest may list a million)
+                reporter.event(
+                    "manifest",
+                    name=m.name,
+                    sharer=m.sharer,
+                    files=len(m.files),
+                    total=m.total_bytes,
+                    already_have=event.already_have_bytes,
+                    entries=[{"path": f.path, "size": f.size} for f in m.files],
+                )
+            if reporter.bar is not None and len(m.files) <= MAX_NAMED_FILES:
+                reporter.files([(f.path, f.size) for f in m.files])  # sanitized when drawn
             if not text_file and (event.already_have_bytes or not approved):  # else just listed
                 reporter.say(
                     f"Receiving {sanitize_text(m.name)!r}: {_count(len(m.files))}, {human_bytes(m.total_bytes)}{have}"
@@ -228,6 +237,10 @@ def _print_text(path: Path, reporter: Reporter) -> int:
     reporter.event("text", text=text)
     reporter.result(printable(text.removesuffix("\n")))
     return 0
+
+
+#: Up to this many files the progress line names the large one being received.
+MAX_NAMED_FILES = 10_000
 
 
 def _count(files: int) -> str:

@@ -47,7 +47,10 @@ class ShareSummary:
 
     name: str
     sharer: str | None
-    files: tuple[tuple[str, int], ...]  # (path, size) in manifest order
+    #: (path, size) of the first files in manifest order: at most what is shown
+    #: (a manifest may list a million files; only a few are ever printed).
+    files: tuple[tuple[str, int], ...]
+    file_count: int
     total_bytes: int
     #: Bytes this share still needs on disk (less what a partial download holds).
     needed_bytes: int
@@ -73,9 +76,10 @@ def decide(summary: ShareSummary, free_bytes: int | None, *, assume_yes: bool, i
 
 
 def describe(summary: ShareSummary, free_bytes: int | None, shown: int = SHOWN_FILES) -> list[str]:
+    # ``shown`` beyond SHOWN_FILES lists no more: the summary keeps only that many.
     """The lines shown before the question (or before receiving, without one)."""
     by = f" from {summary.sharer}" if summary.sharer else ""
-    count = len(summary.files)
+    count = summary.file_count
     lines = [f"{summary.name!r}{by}: {count} file{'' if count == 1 else 's'}, {format_bytes(summary.total_bytes)}"]
     for path, size in summary.files[:shown]:
         lines.append(f"  {path}  ({format_bytes(size)})")
@@ -104,14 +108,22 @@ def parse_answer(answer: str | None) -> bool:
 
 
 def summary_of(
-    name: str, sharer: str | None, files: Sequence[tuple[str, int]], needed_bytes: int | None = None
+    name: str,
+    sharer: str | None,
+    files: Sequence[tuple[str, int]],
+    needed_bytes: int | None = None,
+    *,
+    file_count: int | None = None,
+    total_bytes: int | None = None,
 ) -> ShareSummary:
-    """A summary; ``needed_bytes`` defaults to the whole share (nothing here yet)."""
-    total = sum(size for _, size in files)
+    """A summary of ``files`` (all of them, or the first few with the count
+    and total given); ``needed_bytes`` defaults to the whole share."""
+    total = sum(size for _, size in files) if total_bytes is None else total_bytes
     return ShareSummary(
         name=name,
         sharer=sharer,
-        files=tuple(files),
+        files=tuple(files[:SHOWN_FILES]),
+        file_count=len(files) if file_count is None else file_count,
         total_bytes=total,
         needed_bytes=total if needed_bytes is None else needed_bytes,
     )
