@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--reveal-key", action="store_true", help="include the encryption key")
     add_relay_parser(sub)
     add_node_parser(sub)
-    for command in sub.choices.values():  # -v after the subcommand too
+    for command in [*sub.choices.values(), cs]:  # -v after the subcommand too
         command.add_argument("-v", "--verbose", dest="verbose_after", action="count", default=0, help=argparse.SUPPRESS)
     return p
 
