@@ -114,3 +114,12 @@ def test_a_share_that_does_not_fit_is_refused_before_writing(
         assert len(errors) == 1, res.stderr
         assert "does not fit" in errors[0] and "2.0 MiB" in errors[0] and "-o" in errors[0]
         assert os.listdir(small) == []  # not a byte, not a directory
+
+
+def test_json_on_a_terminal_never_asks(tmp_path: Path, sharer: Sharer, pty_procs: list[PtyProc]) -> None:
+    share = _tree(tmp_path / "src")
+    _, shared = sharer(share)
+    p = PtyProc(["get", shared["code"], "-o", str(tmp_path / "out"), "--json"], tmp_path / "rx")
+    pty_procs.append(p)
+    assert p.wait() == 0, p.output
+    assert "[y/N]" not in p.output and '"event":"done"' in p.output
