@@ -5,17 +5,12 @@ progress bar for people. Keys never pass through here unless asked for.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from typing import Any, TextIO
 
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+from p2pshare.node.progress import FileCursor, RateMeter, ReceiverLine, format_bytes, render, render_receivers
 
 
 class Reporter:
@@ -57,12 +52,56 @@ class Reporter:
         if self.bar is not None:
             self.bar.update(done, total)
 
-    def error(self, message: str, exit_code: int, **details: Any) -> None:
-        """The one error line; ``details`` (the error's facts) go into the JSON event only."""
+    def files(self, files: list[tuple[str, int]]) -> None:
+        """The share's files (path, size): the bar names the large one being received."""
+        if self.bar is not None:
+            self.bar.cursor = FileCursor.of(files)
+
+    def status(self, line: str) -> None:
+        """What is happening now (searching, connecting): one line, replaced by the next.
+
+        On a terminal it is drawn where the progress bar goes; elsewhere it
+        is a plain line, so logs still show what ``get`` waited for."""
+        if self.json_mode:
+            return
+        if self.bar is not None:
+            self.bar.show(line)
+        else:
+            _write(self.err, line + "\n")
+
+    def qr(self, text: str) -> None:
+        """``text`` as a QR code on stderr, for a phone's camera; not with ``--json``.
+
+        Half-block characters (two modules a character) keep a ~300-character
+        code within about 35 lines of 70 columns."""
+        if self.json_mode:
+            return
+        import io
+
+        import segno
+
+        buf = io.StringIO()
+        segno.make(text, error="l").terminal(out=buf, compact=True, border=2)
+        self.say(buf.getvalue().rstrip("\n"))
+
+    def ask(self, prompt: str) -> str | None:
+        """Ask a person on stderr, read one line from stdin (blocking: run it in a thread).
+
+        None at end of input (Ctrl-D), which counts as no."""
+        if self.bar is not None:
+            self.bar.clear()
+        _write(self.err, prompt)
+        line = sys.stdin.readline()
+        return line if line else None
+
+    def error(self, message: str, exit_code: int, human: str | None = None, **details: Any) -> None:
+        """The one error line; ``details`` (the error's facts) go into the JSON event only.
+
+        ``human``: a shorter line for stderr; the JSON event keeps ``message``."""
         if self.bar is not None:
             self.bar.clear()
         self.event("error", message=message, exit_code=exit_code, **details)
-        _write(self.err, f"p2pshare: error: {message}\n")
+        _write(self.err, f"p2pshare: error: {human or message}\n")
 
 
 def _write(stream: TextIO, text: str) -> None:
@@ -75,33 +114,31 @@ def _write(stream: TextIO, text: str) -> None:
 
 
 class ProgressBar:
-    """bytes, rate, ETA on one terminal line, redrawn at most 10 times a second."""
+    """One terminal line, redrawn at most 10 times a second and never wider
+    than the terminal (:func:`p2pshare.node.progress.render`)."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
-        self.start = time.monotonic()
-        self.first_done: int | None = None
+        self.meter = RateMeter()
+        self.cursor: FileCursor | None = None
         self.last_draw = 0.0
         self.visible = False
 
     def update(self, done: int, total: int) -> None:
         now = time.monotonic()
-        if self.first_done is None:
-            self.first_done, self.start = done, now
+        self.meter.add(now, done)
         if now - self.last_draw < 0.1 and done < total:
             return
         self.last_draw = now
-        elapsed = max(now - self.start, 1e-6)
-        rate = (done - self.first_done) / elapsed
-        frac = done / total if total else 1.0
-        width = 24
-        filled = int(frac * width)
-        eta = (total - done) / rate if rate > 0 else 0.0
-        line = (
-            f"[{'#' * filled}{'.' * (width - filled)}] {frac * 100:5.1f}% "
-            f"{_human_bytes(done)}/{_human_bytes(total)} {_human_bytes(rate)}/s ETA {eta:4.0f}s"
-        )
-        self.stream.write("\r" + line + "\x1b[K")
+        current = self.cursor.at(done) if self.cursor is not None else None
+        if current is not None:  # the sharer's name for it: one printable line
+            current = (_printable(current[0]), current[1], current[2])
+        line = render(done, total, self.meter.rate(), self.meter.eta(done, total), _columns(), current)
+        self.show(line)
+
+    def show(self, line: str) -> None:
+        width = _columns()
+        self.stream.write("\r" + line[: max(1, width - 1)] + "\x1b[K")
         self.stream.flush()
         self.visible = True
 
@@ -112,4 +149,39 @@ class ProgressBar:
             self.visible = False
 
 
-human_bytes = _human_bytes
+class SendingDisplay:
+    """The sharer's status line: every receiver's progress and rate, redrawn
+    as their progress events arrive (each about every half second)."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self.active: dict[str, tuple[RateMeter, int, int]] = {}
+
+    def update(self, peer: str, sent: int, total: int) -> None:
+        meter = self.active.get(peer, (RateMeter(), 0, 0))[0]
+        meter.add(time.monotonic(), sent)
+        self.active[peer] = (meter, sent, total)
+        self._draw()
+
+    def remove(self, peer: str) -> None:
+        if self.active.pop(peer, None) is not None and self.reporter.bar is not None:
+            self.reporter.bar.clear()
+            self._draw()
+
+    def _draw(self) -> None:
+        if self.reporter.bar is None or not self.active:
+            return
+        lines = [ReceiverLine(f"…{p[-8:]}", sent, total, m.rate()) for p, (m, sent, total) in self.active.items()]
+        self.reporter.bar.show(render_receivers(lines, _columns()))
+
+
+def _printable(name: str) -> str:
+    return "".join(ch if ch.isprintable() else "?" for ch in name)
+
+
+def _columns() -> int:
+    """The terminal's width now (it may have been resized), 80 if unknown."""
+    return shutil.get_terminal_size((80, 24)).columns
+
+
+human_bytes = format_bytes

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -41,6 +41,10 @@ from p2pshare.node.receive.driver import ReceiveDriver
 from p2pshare.node.traversal import Traversal, open_traversal
 from p2pshare.sharecode.multiaddrs import is_loopback_addr, legacy_endpoint, without_loopback
 from p2pshare.transfer import PROTOCOL_ID, PreparedShare, ShareRegistry, build_manifest, serve_transfer
+from p2pshare.transfer.store import Conflict
+
+if TYPE_CHECKING:
+    from p2pshare.transfer._trio_fetch import Approve
 
 log = logging.getLogger(__name__)
 
@@ -355,6 +359,8 @@ class Node:
         receiver_name: str | None = None,
         *,
         timeout: float = 60.0,
+        approve: Approve | None = None,
+        conflict: Conflict = Conflict.REFUSE,
     ) -> ReceiveResult:
         """Reach the sharer, then fetch into ``output_dir``, resuming what is there.
 
@@ -363,7 +369,8 @@ class Node:
         Files the sharer stopped serving (changed on its side) end it with
         ``FilesUnavailableError`` naming them, once every other file arrived.
         Events (``Connected``, ``PathUpgraded``, the transfer's) go to
-        ``on_event``. The decisions live in :mod:`p2pshare.node.receive.core`.
+        ``on_event``. ``approve`` sees each verified manifest before anything
+        is written and may refuse it (raising); the deadline waits for it. The decisions live in :mod:`p2pshare.node.receive.core`.
         """
         parsed = sharecode.parse_code(code) if isinstance(code, str) else code
         _check_output_dir(output_dir)
@@ -371,7 +378,7 @@ class Node:
         driver = ReceiveDriver(
             host=self.host, relay=self.relay, traversal=self.traversal, reacher=self._reacher, emit=self._emit
         )
-        return await driver.run(parsed, output_dir, timeout)
+        return await driver.run(parsed, output_dir, timeout, approve, conflict)
 
 
 def _legacy_for(human_code: str, key: bytes, addrs: Sequence[str]) -> sharecode.LegacyCode | None:

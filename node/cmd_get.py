@@ -1,17 +1,33 @@
-"""``p2pshare get``: reach the sharer, fetch, verify, print one summary line."""
+"""``p2pshare get``: reach the sharer, show what it shares, ask, fetch, verify.
+
+Before anything is written the receiver sees the share (name, sharer, file
+count, size, the first files) and the free space; a share that cannot fit
+is refused (exit 5), and a person at a terminal is asked y/N unless
+``--yes`` (exit 6 on no). The decisions are :mod:`p2pshare.node.consent`'s;
+this module only measures, prints and reads the answer.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from p2pshare import sharecode
 from p2pshare.errors import Terminated
+from p2pshare.node import consent
 from p2pshare.node._output import Reporter, human_bytes
+from p2pshare.node.textshare import is_text_share, printable
+from p2pshare.sharecode.pasted import unwrap_pasted
+
+if TYPE_CHECKING:
+    from p2pshare.transfer.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -28,37 +44,113 @@ class GetOptions:
     no_default_bootstrap: bool = False
     force_relay: bool = False
     json: bool = False
+    yes: bool = False  # receive without asking (the fit check still applies)
+    on_conflict: str = "refuse"  # a file there with other content: refuse, overwrite or rename
 
 
 def run_get(opts: GetOptions, reporter: Reporter) -> int:
-    code = sharecode.parse_code(opts.code)  # bad codes fail before slow imports
-    return trio.run(_get, opts, reporter, code)
+    code = sharecode.parse_code(unwrap_pasted(opts.code))  # bad codes fail before slow imports
+    existed = opts.output.exists()
+    try:
+        return trio.run(_get, opts, reporter, code)
+    except BaseException as exc:
+        from p2pshare.transfer.errors import DeclinedError, NoSpaceError
+
+        if not existed and _holds(exc, (DeclinedError, NoSpaceError)):
+            with contextlib.suppress(OSError):  # refused: leave no trace, not even the directory
+                opts.output.rmdir()  # only if empty
+        raise
+
+
+def _holds(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    """``exc`` is one of ``kinds``, or trio's exception groups hold one."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_holds(e, kinds) for e in exc.exceptions)
+    return isinstance(exc, kinds)
 
 
 async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode | sharecode.LegacyCode) -> int:
     from p2pshare.node.api import Node, NodeConfig
-    from p2pshare.node.events import Connected, NodeEvent, PathUpgraded
-    from p2pshare.transfer.errors import sanitize_text
+    from p2pshare.node.events import Connected, NodeEvent, PathUpgraded, Waiting
+    from p2pshare.transfer.errors import DeclinedError, NoSpaceError, sanitize_text
     from p2pshare.transfer.events import FileUnavailable, ManifestReceived, Progress, TransferCompleted
+    from p2pshare.transfer.store import Conflict
 
     output = opts.output
     summary: dict[str, Any] = {}
+    paths: list[str] = []
+    text_file: list[str] = []  # a text share's one file: printed, then removed
+    approved = False
+    # Only a person at a terminal is asked; --json is for programs.
+    interactive = sys.stdin.isatty() and not opts.json
+
+    async def approve(manifest: Manifest, needed: int) -> None:
+        """Show the share, refuse it if it cannot fit, ask unless --yes (once per run)."""
+        nonlocal approved
+        first = [(sanitize_text(f.path), f.size) for f in manifest.files[: consent.SHOWN_FILES]]
+        sharer = sanitize_text(manifest.sharer) if manifest.sharer else None
+        share = consent.summary_of(
+            sanitize_text(manifest.name),
+            sharer,
+            first,
+            needed,
+            file_count=len(manifest.files),
+            total_bytes=manifest.total_bytes,
+        )
+        free = _free_bytes(output)
+        decision = consent.decide(share, free, assume_yes=opts.yes or approved, interactive=interactive)
+        if decision is consent.Decision.NO_SPACE:
+            assert free is not None
+            raise NoSpaceError(consent.no_space_message(share, free, str(output)))
+        if approved:
+            return  # a reconnect: the person already said yes
+        if is_text_share(manifest.description, [(f.path, f.size) for f in manifest.files[:2]]):
+            text_file[:] = [manifest.files[0].path]  # a text is printed, not stored: no question
+            approved = True
+            return
+        for line in consent.describe(share, free):
+            reporter.say(line)
+        if decision is consent.Decision.ASK:
+            answer = await trio.to_thread.run_sync(  # type: ignore[call-arg]
+                reporter.ask, consent.prompt_text(str(output)), abandon_on_cancel=True
+            )
+            if not consent.parse_answer(answer):
+                raise DeclinedError("not received: you declined the share; nothing was written")
+        elif not opts.yes and not opts.json:
+            reporter.say("(not asking: standard input is not a terminal; --yes says so explicitly)")
+        approved = True
 
     def on_event(event: NodeEvent) -> None:
-        if isinstance(event, Connected):
+        if isinstance(event, Waiting):
+            reporter.status(event.what)  # for people only: --json's first event stays `connected`
+        elif isinstance(event, Connected):
             rtt = f", rtt {event.rtt_ms:.1f} ms" if event.rtt_ms is not None else ""
             reporter.event("connected", peer_id=event.peer_id, path=event.path.value, rtt_ms=event.rtt_ms)
-            reporter.say(f"Connected to {event.peer_id} ({event.path}{rtt})")
+            reporter.say(f"Connected to the sharer …{event.peer_id[-8:]} ({event.path}{rtt})")
+            reporter.status("Connected; waiting for the list of files…")
         elif isinstance(event, PathUpgraded):
             reporter.event("upgraded", peer_id=event.peer_id, path=event.path.value, seconds=event.seconds)
             reporter.say(f"Upgraded the relayed connection: now {event.path} (after {event.seconds:.2f} s)")
         elif isinstance(event, ManifestReceived):
             m = event.manifest
             have = f", {human_bytes(event.already_have_bytes)} already here" if event.already_have_bytes else ""
-            reporter.event(
-                "manifest", name=m.name, files=len(m.files), total=m.total_bytes, already_have=event.already_have_bytes
-            )
-            reporter.say(f"Receiving {m.name!r}: {len(m.files)} file(s), {human_bytes(m.total_bytes)}{have}")
+            paths[:] = [f.path for f in m.files]
+            if reporter.json_mode:  # every file: built only for --json (a manifest may list a million)
+                reporter.event(
+                    "manifest",
+                    name=m.name,
+                    sharer=m.sharer,
+                    files=len(m.files),
+                    total=m.total_bytes,
+                    already_have=event.already_have_bytes,
+                    entries=[{"path": f.path, "size": f.size} for f in m.files],
+                )
+            if reporter.bar is not None and len(m.files) <= MAX_NAMED_FILES:
+                reporter.files([(f.path, f.size) for f in m.files])  # sanitized when drawn
+            if not text_file and (event.already_have_bytes or not approved):  # else just listed
+                reporter.say(
+                    f"Receiving {sanitize_text(m.name)!r}: {_count(len(m.files))}, {human_bytes(m.total_bytes)}{have}"
+                )
             for warning in event.warnings:  # misleading names: received, but said
                 reporter.warning(warning)
         elif isinstance(event, Progress):
@@ -80,6 +172,8 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
         relays=list(opts.relays),
         no_default_bootstrap=opts.no_default_bootstrap,
     )
+    for warning in net.warnings:
+        reporter.warning(warning)
     config = NodeConfig(
         identity_path=opts.identity,
         listen_addrs=list(opts.listen) or ["/ip4/0.0.0.0/tcp/0"],
@@ -101,24 +195,61 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
                     return
 
             nursery.start_soon(stop_on_sigterm)
+            reporter.status("Starting…")
             async with Node(config, on_event=on_event) as node:
-                await node.start_receiving(code, output, timeout=opts.timeout)
+                result = await node.start_receiving(
+                    code, output, timeout=opts.timeout, approve=approve, conflict=Conflict(opts.on_conflict)
+                )
             nursery.cancel_scope.cancel()
     if terminated:
         raise Terminated("terminated; run the same command again to resume")
+    if text_file:
+        return _print_text(output / text_file[0], reporter)
+    for path, name in result.transfer.renamed:
+        reporter.event("renamed", path=path, saved_as=name)
+        reporter.say(f"{sanitize_text(path)} exists with other content: saved as {sanitize_text(name)!r} beside it")
     seconds = float(summary.get("seconds") or 0.0)
     nbytes = int(summary.get("bytes") or 0)
-    rate = nbytes / seconds / 1e6 if seconds > 0 else 0.0
+    rate = nbytes / seconds if seconds > 0 else 0.0
+    where, saved_to = consent.landing(output, paths)
     reporter.event(
         "done",
         files=summary.get("files"),
         bytes=nbytes,
         seconds=round(seconds, 3),
-        mb_per_s=round(rate, 1),
+        mb_per_s=round(rate / 1e6, 1),
         output=str(output),
+        saved_to=str(saved_to),
     )
     reporter.result(
-        f"Received {summary.get('files')} file(s), {human_bytes(nbytes)} in {seconds:.1f} s "
-        f"({rate:.1f} MB/s) into {output}, all verified"
+        f"Received {_count(int(summary.get('files') or 0))}, {human_bytes(nbytes)} in {seconds:.1f} s "
+        f"({human_bytes(rate)}/s) {where}, all verified"
     )
     return 0
+
+
+def _print_text(path: Path, reporter: Reporter) -> int:
+    """Print a received text (stdout) and remove its file: the text was the point, not a file."""
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    finally:
+        path.unlink(missing_ok=True)
+    reporter.event("text", text=text)
+    reporter.result(printable(text.removesuffix("\n")))
+    return 0
+
+
+#: Up to this many files the progress line names the large one being received.
+MAX_NAMED_FILES = 10_000
+
+
+def _count(files: int) -> str:
+    return f"{files} file{'' if files == 1 else 's'}"
+
+
+def _free_bytes(output: Path) -> int | None:
+    """Free bytes at ``output`` (created by then), None if it cannot be measured."""
+    try:
+        return shutil.disk_usage(output).free
+    except OSError:
+        return None

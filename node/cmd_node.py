@@ -135,6 +135,8 @@ async def _serve(opts: NodeOptions, reporter: Reporter) -> int:
             addrs = node.addresses()
             reporter.event("node", peer_id=node.peer_id, addrs=addrs)
             reporter.result(" ".join([node.peer_id, *addrs]))
+            for warning in net.warnings:
+                reporter.warning(warning)
             for ev in held:
                 _say_traversal(reporter, ev)
             node.on_event = lambda ev: _say_traversal(reporter, ev)

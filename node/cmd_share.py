@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from p2pshare.node._output import Reporter, human_bytes
+from p2pshare.node._output import Reporter, SendingDisplay, human_bytes
 from p2pshare.node.errors import LocalNodeError
 
 if TYPE_CHECKING:
     from p2pshare.node.events import NodeEvent
 
 from p2pshare.node.shares_db import ShareRecord, forget_record, load_record, save_record
+from p2pshare.node.textshare import TEXT_MARK
 from p2pshare.sharecode.multiaddrs import first_tcp_port
 
 
@@ -38,6 +39,8 @@ class ShareOptions:
     relay_service: str = "off"  # relay for others: off, auto (when confirmed public), on
     autorelay: bool = True  # also reserve on relays the node finds (not only --relay)
     json: bool = False
+    qr: bool = False  # also print the code as a terminal QR code (stderr)
+    text: str | None = None  # share this text instead of paths ("-": read stdin)
 
 
 def check_paths(paths: list[Path]) -> list[Path]:
@@ -59,6 +62,8 @@ def check_paths(paths: list[Path]) -> list[Path]:
 def run_share(opts: ShareOptions, reporter: Reporter) -> int:
     from p2pshare.node.config import data_home
 
+    if opts.text is not None:
+        return _share_text(opts, reporter)
     paths = check_paths(list(opts.paths))
     home = data_home()
     name = opts.name or ""
@@ -70,6 +75,36 @@ def run_share(opts: ShareOptions, reporter: Reporter) -> int:
         listen = [f"/ip4/0.0.0.0/tcp/{port}"]
         fallback = ["/ip4/0.0.0.0/tcp/0"] if port else None
     return trio.run(_serve, opts, reporter, paths, home, name, record, listen, fallback)
+
+
+def _share_text(opts: ShareOptions, reporter: Reporter) -> int:
+    """Write the text into a private temporary file, share it marked as text, remove it after."""
+    import dataclasses
+    import secrets
+    import shutil
+    import sys
+    import tempfile
+
+    from p2pshare.node.textshare import MAX_TEXT_BYTES, TEXT_MARK
+
+    assert opts.text is not None
+    text = sys.stdin.read() if opts.text == "-" else opts.text
+    data = text.encode()
+    if not data:
+        raise LocalNodeError("the text to send is empty")
+    if len(data) > MAX_TEXT_BYTES:
+        raise LocalNodeError(f"the text is {len(data)} bytes (at most {MAX_TEXT_BYTES}); share it as a file")
+    folder = Path(tempfile.mkdtemp(prefix="p2pshare-text-"))  # mode 0700: ours alone
+    try:
+        path = folder / f"message-{secrets.token_hex(4)}.txt"
+        path.write_bytes(data)
+        # A new code every time: nothing to resume, and no share record to keep.
+        text_opts = dataclasses.replace(
+            opts, paths=(path,), name=opts.name or "text", description=TEXT_MARK, new_code=True
+        )
+        return run_share(dataclasses.replace(text_opts, text=None), reporter)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def _serve(
@@ -86,7 +121,13 @@ async def _serve(
     from p2pshare.node.autonat.client import AutoNATConfig
     from p2pshare.node.community import RelayServiceMode
     from p2pshare.node.config import load_network_config
-    from p2pshare.transfer.events import ReceiverConnected, ReceiverFailed, ReceiverFinished, StoppedServingFile
+    from p2pshare.transfer.events import (
+        ReceiverConnected,
+        ReceiverFailed,
+        ReceiverFinished,
+        ReceiverProgress,
+        StoppedServingFile,
+    )
 
     identity = opts.identity or home / "identity.key"
     done_receivers = 0
@@ -95,16 +136,27 @@ async def _serve(
     # The code must be the first line of stdout: NAT events wait until it is out.
     held: list[NodeEvent] | None = []
 
+    receivers = SendingDisplay(reporter)
+
     def on_event(event: NodeEvent) -> None:
         nonlocal done_receivers
-        if isinstance(event, ReceiverConnected):
+        if isinstance(event, ReceiverProgress):
+            peer = _b58(event.peer)
+            reporter.event("receiver_progress", peer_id=peer, bytes=event.bytes_sent, total=event.total_bytes)
+            receivers.update(peer, event.bytes_sent, event.total_bytes)
+        elif isinstance(event, ReceiverConnected):
             peer = _b58(event.peer)
             reporter.event("receiver_connected", peer_id=peer)
             reporter.say(f"Receiver …{peer[-8:]} connected")
         elif isinstance(event, ReceiverFinished):
             peer = _b58(event.peer)
             reporter.event("receiver_done", peer_id=peer, bytes=event.bytes_sent, seconds=round(event.seconds, 3))
-            reporter.say(f"Receiver …{peer[-8:]} finished ({human_bytes(event.bytes_sent)} sent)")
+            rate = event.bytes_sent / event.seconds if event.seconds > 0 else 0.0
+            receivers.remove(peer)
+            reporter.say(
+                f"Receiver …{peer[-8:]} finished ({human_bytes(event.bytes_sent)} sent "
+                f"in {event.seconds:.1f} s, {human_bytes(rate)}/s)"
+            )
             done_receivers += 1
             if opts.once:
                 finished.set()
@@ -117,6 +169,7 @@ async def _serve(
         elif isinstance(event, ReceiverFailed):
             peer = _b58(event.peer)
             reporter.event("receiver_failed", peer_id=peer, reason=event.reason)
+            receivers.remove(peer)
             reporter.say(f"Receiver …{peer[-8:]} stopped: {event.reason}")
         elif held is not None:
             held.append(event)
@@ -150,7 +203,8 @@ async def _serve(
                 human_code=record.human_code if record else None,
             )
             port = first_tcp_port(node.addresses())
-            save_record(home, paths, name, ShareRecord(info.code.encryption_key, info.code.share_code, port))
+            if opts.description != TEXT_MARK:  # a text share is new each time
+                save_record(home, paths, name, ShareRecord(info.code.encryption_key, info.code.share_code, port))
             code = info.encode()
             legacy = info.legacy.encode() if info.legacy else None
             reporter.event(
@@ -158,20 +212,29 @@ async def _serve(
                 code=code,
                 legacy_code=legacy,
                 share_code=info.code.share_code,
+                reused=record is not None,
                 peer_id=node.peer_id,
                 addresses=list(info.code.addresses),
             )
             reporter.result(code)
+            if opts.qr:
+                reporter.qr(code)
             for ev in held or ():
                 _report_traversal(reporter, ev)
             held = None
-            for warning in info.warnings:
+            for warning in (*info.warnings, *net.warnings):
                 reporter.warning(warning)
             m = info.prepared.manifest
             reporter.say(
-                f"Sharing {len(m.files)} file(s), {human_bytes(m.total_bytes)}, as {m.name!r} "
+                f"Sharing {len(m.files)} file{'' if len(m.files) == 1 else 's'}, {human_bytes(m.total_bytes)}, "
+                f"as {m.name!r} "
                 f"(code {info.code.share_code}); peer {node.peer_id}"
             )
+            if record is not None:
+                reporter.say(
+                    "Reusing the code of an earlier share of these paths, so receivers can resume "
+                    "(--new-code gives a new one)"
+                )
             if legacy:
                 reporter.say(f"Legacy code (direct address only): {legacy}")
             reporter.say("Send the code above to the receiver. Ctrl-C stops sharing.")

@@ -16,6 +16,7 @@ config.toml::
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from p2pshare.node.errors import LocalNodeError
 ENV_HOME = "P2PSHARE_HOME"
 
 CONFIG_FILE = "config.toml"
+#: The keys config.toml may hold; any other is said (a misspelt key was ignored silently).
+KNOWN_KEYS = ("bootstrap", "relays", "default_bootstrap")
 ENV_NO_DEFAULT = "P2PSHARE_NO_DEFAULT_BOOTSTRAP"
 
 
@@ -34,6 +37,20 @@ class NetworkConfig:
     bootstrap: tuple[str, ...]
     relays: tuple[str, ...]
     peers_file: Path
+    #: One line per problem that does not stop the command (unknown keys).
+    warnings: tuple[str, ...] = ()
+
+
+def unknown_key_warnings(keys: list[str], path: Path) -> tuple[str, ...]:
+    """A warning for each key we do not read, with the likely intended one."""
+    out = []
+    for key in keys:
+        if key in KNOWN_KEYS:
+            continue
+        close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(KNOWN_KEYS)})"
+        out.append(f"{path}: unknown key '{key}' is ignored{hint}")
+    return tuple(out)
 
 
 def _str_list(raw: object, key: str, path: Path) -> tuple[str, ...]:
@@ -72,7 +89,12 @@ def load_network_config(
         from p2pshare.node.discovery import DEFAULT_BOOTSTRAP
 
         boot.extend(DEFAULT_BOOTSTRAP)
-    return NetworkConfig(bootstrap=tuple(dict.fromkeys(boot)), relays=all_relays, peers_file=home / "dht-peers.json")
+    return NetworkConfig(
+        bootstrap=tuple(dict.fromkeys(boot)),
+        relays=all_relays,
+        peers_file=home / "dht-peers.json",
+        warnings=unknown_key_warnings(list(file_cfg), path),
+    )
 
 
 def data_home() -> Path:

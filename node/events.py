@@ -28,6 +28,7 @@ __all__ = [
     "NatDiscovered",
     "RelaysChanged",
     "RelayServiceChanged",
+    "Waiting",
     "TraversalEvent",
     "NodeEvent",
 ]
@@ -126,6 +127,15 @@ class RelayServiceChanged:
     reason: str
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """What a receiver is waiting for now, in words for the person watching
+    (learning its NAT mapping, looking for the sharer, hole punching, a
+    reconnect): a silent wait of up to a minute looked like a hang."""
+
+    what: str
+
+
 TraversalEvent = Upgraded | UpgradeFailed | ReachabilityChanged | NatDiscovered
 
-NodeEvent = TransferEvent | TraversalEvent | Connected | PathUpgraded | RelaysChanged | RelayServiceChanged
+NodeEvent = TransferEvent | TraversalEvent | Connected | PathUpgraded | RelaysChanged | RelayServiceChanged | Waiting

@@ -1,7 +1,9 @@
 """``p2pshare``: a thin command line over ``p2pshare.node.api.Node``.
 
 Exit codes (:class:`ExitCode`): 0 success; 2 bad input; 3 sharer not found
-or unreachable in time; 4 authentication or integrity failure; 130
+or unreachable in time; 4 authentication or integrity failure; 5 the share
+does not fit in the output directory (nothing written); 6 the receiver
+declined the share at the prompt (nothing written); 130
 interrupted (SIGINT); 143 terminated (SIGTERM); 1 internal error. They are
 decided here only, from the error's class (:data:`EXIT_CODES`): the errors
 themselves say what went wrong, not how a program should exit.
@@ -29,8 +31,10 @@ from p2pshare.node._output import Reporter
 from p2pshare.node.cmd_get import GetOptions
 from p2pshare.node.cmd_node import NodeOptions, add_node_parser
 from p2pshare.node.cmd_share import ShareOptions
+from p2pshare.node.plain import plain_message
 from p2pshare.relay.cmd import RelayOptions, add_relay_parser
-from p2pshare.transfer.errors import AuthenticationError, IntegrityError
+from p2pshare.sharecode.pasted import unwrap_pasted
+from p2pshare.transfer.errors import AuthenticationError, DeclinedError, IntegrityError, NoSpaceError
 
 PROG = "p2pshare"
 
@@ -41,6 +45,8 @@ class ExitCode(enum.IntEnum):
     BAD_INPUT = 2
     UNREACHABLE = 3
     AUTH_OR_INTEGRITY = 4
+    NO_SPACE = 5
+    DECLINED = 6
     INTERRUPTED = 130
     TERMINATED = 128 + signal.SIGTERM
 
@@ -50,6 +56,8 @@ class ExitCode(enum.IntEnum):
 EXIT_CODES: Final[tuple[tuple[type[BaseException], ExitCode], ...]] = (
     (KeyboardInterrupt, ExitCode.INTERRUPTED),
     (Terminated, ExitCode.TERMINATED),
+    (NoSpaceError, ExitCode.NO_SPACE),
+    (DeclinedError, ExitCode.DECLINED),
     (LocalError, ExitCode.BAD_INPUT),
     (AuthenticationError, ExitCode.AUTH_OR_INTEGRITY),
     (IntegrityError, ExitCode.AUTH_OR_INTEGRITY),
@@ -77,19 +85,56 @@ class CodeShowOptions:
 CommandOptions = CodeShowOptions | ShareOptions | GetOptions | NodeOptions | RelayOptions
 
 
+MAIN_EXAMPLES = """examples:
+  p2pshare share ~/photos            # prints a code; keep it running
+  p2pshare get CODE                  # on the other machine: shows the files, asks, downloads
+  p2pshare share --help              # more examples per command"""
+
+SHARE_EXAMPLES = """examples:
+  p2pshare share ~/photos report.pdf           # several paths, one code
+  p2pshare share ~/photos --sharer Ann --once  # your name shown; stop after one receiver
+  p2pshare share ~/photos --new-code           # a new code instead of the earlier one
+  p2pshare share ~/photos --qr                 # also a QR code of it, for a phone
+  p2pshare share --text "door code 4711"       # a text; get prints it
+  echo secret | p2pshare share --text -        # the text from stdin
+  p2pshare share ~/photos --json | head -1     # the code as JSON, for scripts"""
+
+GET_EXAMPLES = """examples:
+  p2pshare get CODE                  # into the current directory, after you say yes
+  p2pshare get CODE -o ~/Downloads   # into another directory
+  p2pshare get CODE --yes            # no question (a share that does not fit is still refused)
+  p2pshare get CODE --rename         # a file there with other content: keep it, save 'a (1).txt'
+  p2pshare get CODE --overwrite      # ... or replace it
+  p2pshare get CODE --json           # JSON lines: manifest (every file), progress, done
+exit codes: 0 ok, 2 bad input, 3 sharer not reachable, 4 authentication or
+integrity, 5 does not fit (nothing written), 6 declined (nothing written)"""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(ExitCode.BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Share files with anyone by handing over a code.")
+    p = _Parser(
+        prog=PROG,
+        description="Share files with anyone by handing over a code.",
+        epilog=MAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
     p.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    s = sub.add_parser("share", help="share files and directories; prints the code first")
-    s.add_argument("paths", nargs="+", metavar="PATH", type=Path)
+    s = sub.add_parser(
+        "share",
+        help="share files and directories; prints the code first",
+        description="Share files and directories until Ctrl-C; the code is the first line on stdout.",
+        epilog=SHARE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument("paths", nargs="*", metavar="PATH", type=Path)
+    s.add_argument("--text", metavar="TEXT", help="send this text instead of files ('-': read it from stdin)")
     s.add_argument("--name", help="name shown to receivers")
     s.add_argument("--description", default="", help="description shown to receivers")
     s.add_argument("--sharer", default="", help="your name, shown to receivers")
@@ -119,8 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--new-code", action="store_true", help="do not reuse the code of an earlier share of the same paths"
     )
     s.add_argument("--json", action="store_true", help="JSON lines on stdout")
+    s.add_argument("--qr", action="store_true", help="also show the code as a QR code (stderr), for a phone")
 
-    g = sub.add_parser("get", help="download what a code shares")
+    g = sub.add_parser(
+        "get",
+        help="download what a code shares",
+        description="Show what a code shares, ask, then download and verify it (resumes if run again).",
+        epilog=GET_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     g.add_argument("code", metavar="CODE")
     g.add_argument("-o", "--output", type=Path, default=Path("."), metavar="DIR", help="output directory (default .)")
     g.add_argument(
@@ -140,14 +192,43 @@ def build_parser() -> argparse.ArgumentParser:
         "--force-relay", action="store_true", help="dial only through relays, never directly (for testing relays)"
     )
     g.add_argument("--json", action="store_true", help="JSON lines on stdout")
+    conflicts = g.add_mutually_exclusive_group()
+    conflicts.add_argument(
+        "--overwrite",
+        dest="on_conflict",
+        action="store_const",
+        const="overwrite",
+        default="refuse",
+        help="replace files that exist with other content (once the new one verified)",
+    )
+    conflicts.add_argument(
+        "--rename",
+        dest="on_conflict",
+        action="store_const",
+        const="rename",
+        help="keep files that exist with other content; save the new ones as 'name (1).ext'",
+    )
+    g.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="receive without asking (a share that does not fit is still refused)",
+    )
 
     c = sub.add_parser("code", help="inspect share codes")
     csub = c.add_subparsers(dest="code_command", required=True, parser_class=_Parser)
-    cs = csub.add_parser("show", help="print the decoded fields of a code as JSON")
+    cs = csub.add_parser(
+        "show",
+        help="print the decoded fields of a code as JSON",
+        epilog="example:\n  p2pshare code show eyJhZGRy...   # peer, addresses; the key stays <redacted>",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     cs.add_argument("code", metavar="CODE")
     cs.add_argument("--reveal-key", action="store_true", help="include the encryption key")
     add_relay_parser(sub)
     add_node_parser(sub)
+    for command in [*sub.choices.values(), cs]:  # -v after the subcommand too
+        command.add_argument("-v", "--verbose", dest="verbose_after", action="count", default=0, help=argparse.SUPPRESS)
     return p
 
 
@@ -186,8 +267,18 @@ def _version() -> str:
 
 
 def _setup_logging(verbose: int) -> None:
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="p2pshare: %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    """-v: our INFO; -vv: our DEBUG; -vvv: everyone's DEBUG.
+
+    Dependencies stay at WARNING until -vvv: at -vv py-multiaddr alone
+    printed 175 of 186 lines, and the lines that explain our decisions
+    drowned."""
+    ours = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=logging.DEBUG if verbose >= 3 else logging.WARNING,
+        format="p2pshare: %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("p2pshare").setLevel(ours)
 
 
 def command_options(ns: argparse.Namespace) -> CommandOptions:
@@ -211,6 +302,8 @@ def command_options(ns: argparse.Namespace) -> CommandOptions:
             relay_service=ns.relay_service,
             autorelay=not ns.no_autorelay,
             json=ns.json,
+            qr=ns.qr,
+            text=ns.text,
         )
     if ns.command == "get":
         return GetOptions(
@@ -224,6 +317,8 @@ def command_options(ns: argparse.Namespace) -> CommandOptions:
             no_default_bootstrap=ns.no_default_bootstrap,
             force_relay=ns.force_relay,
             json=ns.json,
+            yes=ns.yes,
+            on_conflict=ns.on_conflict,
         )
     if ns.command == "node":
         return NodeOptions.from_namespace(ns)
@@ -233,8 +328,12 @@ def command_options(ns: argparse.Namespace) -> CommandOptions:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
-    _setup_logging(ns.verbose)
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if ns.command == "share" and bool(ns.paths) == (ns.text is not None):
+        parser.error("share needs PATH... or --text, not both")
+    verbose = ns.verbose + getattr(ns, "verbose_after", 0)
+    _setup_logging(verbose)
     _libp2p_lean_import.install()  # before any command imports py-libp2p
     _raise_fd_limit()
     reporter = Reporter(json_mode=bool(getattr(ns, "json", False)))
@@ -244,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         leaf = _leaf(exc)
         if isinstance(leaf, (SystemExit, GeneratorExit)):
             raise
-        return _report(leaf, reporter)
+        return _report(leaf, reporter, verbose)
 
 
 def _raise_fd_limit() -> None:
@@ -305,7 +404,7 @@ def _is_cancel(exc: BaseException) -> bool:
     return isinstance(exc, trio.Cancelled)
 
 
-def _report(exc: BaseException, reporter: Reporter) -> int:
+def _report(exc: BaseException, reporter: Reporter, verbose: int = 0) -> int:
     code = exit_code_for(exc)
     details = exc.details() if isinstance(exc, P2PShareError) else {}
     if code is ExitCode.INTERNAL:
@@ -314,15 +413,17 @@ def _report(exc: BaseException, reporter: Reporter) -> int:
     elif isinstance(exc, KeyboardInterrupt):
         message = "interrupted"
     elif isinstance(exc, sharecode.ShareCodeError):
-        message = f"bad share code: {exc}"
+        message = f"bad share code: {exc}; copy the whole code that `p2pshare share` printed first"
     else:
         message = str(exc)
-    reporter.error(message, code, **details)
+    short = None if verbose else plain_message(message)
+    # A short line for people; the whole message stays in the JSON event and with -v.
+    reporter.error(message, code, human=f"{short} (-v for details)" if short else None, **details)
     return code
 
 
 def _cmd_code_show(opts: CodeShowOptions) -> int:
-    code = sharecode.parse_code(opts.code)
+    code = sharecode.parse_code(unwrap_pasted(opts.code))
     print(json.dumps(sharecode.describe(code, reveal_key=opts.reveal_key), indent=2, sort_keys=True))
     return ExitCode.OK
 

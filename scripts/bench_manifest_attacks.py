@@ -109,7 +109,7 @@ def process(names: list[str]) -> None:
             sharer, code = _sharer(name, world)
             try:
                 res = run_measured(
-                    ["get", code, "-o", str(world / "out"), "--timeout", "30"],
+                    ["get", code, "-o", str(world / "out"), "--timeout", "30", "--yes"],
                     world / "rx",
                     timeout=90,
                     cwd=world / "cwd",

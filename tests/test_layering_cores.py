@@ -20,6 +20,11 @@ PURE_CORES = [
     "p2pshare.node.natinfo.observed",
     "p2pshare.node.rcmgr.manager",
     "p2pshare.node.rcmgr.limits",
+    "p2pshare.node.consent",
+    "p2pshare.node.progress",
+    "p2pshare.sharecode.pasted",
+    "p2pshare.node.plain",
+    "p2pshare.node.textshare",
 ]
 
 

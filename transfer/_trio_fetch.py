@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +29,7 @@ import trio
 from p2pshare.transfer import crypto, wire
 from p2pshare.transfer._trio_io import TaskGroup, await_eof, goodbye, read_some, write_all
 from p2pshare.transfer.errors import (
+    DeclinedError,
     IntegrityError,
     LocalError,
     OutputError,
@@ -55,7 +56,7 @@ from p2pshare.transfer.receiver import (
     ManifestReady,
     ReceiverProtocol,
 )
-from p2pshare.transfer.store import Store, Verified
+from p2pshare.transfer.store import Conflict, Store, Verified
 from p2pshare.transfer.stream import ByteStream
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,10 @@ PIPELINE_BYTES = 8 << 20
 DATA_READ_SIZE = 2 << 20
 PROGRESS_INTERVAL = 0.1
 
+#: Called with the verified manifest and the bytes it still needs on disk,
+#: before anything is written; raises (``DeclinedError``, ``NoSpaceError``) to refuse.
+Approve = Callable[[Manifest, int], Awaitable[None]]
+
 
 @dataclass(frozen=True)
 class FetchResult:
@@ -84,6 +89,8 @@ class FetchResult:
     seconds: float
     #: Files the sharer stopped serving and that are not here (the rest are).
     unavailable: tuple[UnavailableFile, ...] = ()
+    #: (manifest path, the name it was saved under) for files saved beside another (--rename).
+    renamed: tuple[tuple[str, str], ...] = ()
 
 
 def _verify_batch(store: Store, cipher: crypto.ChunkCipher, batch: list[ChunkArrived]) -> tuple[list[Verified], int]:
@@ -125,13 +132,18 @@ async def fetch(
     remote_peer_id: bytes,
     on_event: Callable[[TransferEvent], None] | None = None,
     idle_timeout: float = 120.0,
+    approve: Approve | None = None,
+    conflict: Conflict = Conflict.REFUSE,
 ) -> FetchResult:
     """Fetch the share ``key`` names into ``output_dir``, resuming what is there.
 
     Raises ``transfer.errors.TransferError`` subclasses; verified data of an
     interrupted transfer stays in ``.p2pshare-partial`` for the next run.
     Files the sharer stopped serving do not fail the fetch: the others are
-    finished and ``FetchResult.unavailable`` names them.
+    finished and ``FetchResult.unavailable`` names them. ``approve`` sees
+    the manifest before anything is written and may refuse it (the consent
+    prompt and the fit check of ``get``); ``conflict`` says what to do with
+    a file that exists with other content.
     """
     emit = on_event or (lambda _e: None)
     try:
@@ -160,7 +172,11 @@ async def fetch(
                 elif isinstance(ev, FileNotServed):
                     early.append(ev)
             await write_all(stream, proto.data_to_send(), idle_timeout, "sharer")
-        store = await _disk(output_dir, _open_store, output_dir, manifest, keys.share_id)
+        store = await _disk(output_dir, _open_store, output_dir, manifest, keys.share_id, conflict)
+        needed = await _disk(output_dir, store.assess)
+        if approve is not None:
+            await approve(manifest, needed)
+            start = trio.current_time()  # the time a person took to answer is not transfer time
         plan = await _disk(output_dir, store.prepare)
         warnings = await trio.to_thread.run_sync(name_warnings, manifest)
         emit(ManifestReceived(manifest, plan.already_have_bytes, warnings))
@@ -196,9 +212,12 @@ async def fetch(
             already_had_bytes=plan.already_have_bytes,
             seconds=seconds,
             unavailable=tuple(UnavailableFile(manifest.files[i].path, why) for i, why in sorted(lost.items())),
+            renamed=tuple((manifest.files[i].path, name) for i, name in sorted(store.final_names.items())),
         )
     except TransferError as exc:
-        if isinstance(exc, LocalError):
+        if isinstance(exc, DeclinedError):
+            proto.send_error(wire.ErrorCode.INTERNAL, "the receiver declined the share")
+        elif isinstance(exc, LocalError):
             proto.send_error(wire.ErrorCode.INTERNAL, "the receiver cannot write the files")
         elif isinstance(exc, IntegrityError):
             proto.send_error(wire.ErrorCode.PROTOCOL, str(exc))
@@ -219,12 +238,12 @@ async def _disk(where: Path, fn: Callable[..., T], *args: Any) -> T:
         raise OutputError(f"cannot write into {where}: {exc.strerror or exc}") from None
 
 
-def _open_store(output_dir: Path, manifest: Manifest, share_id: bytes) -> Store:
+def _open_store(output_dir: Path, manifest: Manifest, share_id: bytes, conflict: Conflict) -> Store:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create output directory {output_dir}: {exc.strerror or exc}") from None
-    return Store(output_dir, manifest, share_id)
+    return Store(output_dir, manifest, share_id, conflict)
 
 
 class _Budget:

@@ -26,6 +26,7 @@ from p2pshare.transfer.events import (
     ReceiverConnected,
     ReceiverFailed,
     ReceiverFinished,
+    ReceiverProgress,
     StoppedServingFile,
     TransferEvent,
 )
@@ -42,6 +43,8 @@ HANDSHAKE_TIMEOUT = 30.0
 #: A receiver that stops reading chunks for this long is cut: it holds a
 #: session slot and a few batches of memory while it stalls.
 WRITE_STALL_TIMEOUT = 30.0
+#: Seconds between ReceiverProgress events for one receiver (the sharer's display).
+RECEIVER_PROGRESS_INTERVAL = 0.5
 
 
 async def serve_transfer(
@@ -165,6 +168,7 @@ class _Session:
                     self.emit(ReceiverConnected(self.remote, ev.share_id))
                 elif isinstance(ev, WantReceived):
                     want = ev.ranges
+                    start = trio.current_time()  # from the receiver's yes, not from its prompt
             await write_all(self.stream, self.proto.data_to_send(), self.timeout, "receiver")
         assert self.share_id is not None and served is not None
         reader = ChunkReader(served.prepared.manifest, served.prepared.sources)
@@ -199,12 +203,23 @@ class _Session:
             # a clean end of chunks and send END.
             await send.aclose()
 
+        manifest = material.manifest
+        # Whole chunks asked for: the last chunk of a file may be shorter, so cap at the share's size.
+        asked = min(ranges.count(want) * manifest.chunk_size, manifest.total_bytes)
+        assert self.share_id is not None
+        share_id = self.share_id
+
         async def writer() -> None:
+            last = trio.current_time()
             with recv:
                 async for blob in recv:
                     await write_buffer(self.stream, blob, min(self.timeout, WRITE_STALL_TIMEOUT), "receiver")
                     self.bytes_sent += len(blob)
                     del blob  # not held while waiting for the next batch
+                    now = trio.current_time()
+                    if now - last >= RECEIVER_PROGRESS_INTERVAL:
+                        last = now
+                        self.emit(ReceiverProgress(self.remote, share_id, min(self.bytes_sent, asked), asked))
             self.proto.send_end()
             await write_all(self.stream, self.proto.data_to_send(), self.timeout, "receiver")
             # While chunks flow the receiver is silent; after END it must answer.

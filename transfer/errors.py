@@ -68,6 +68,14 @@ class OutputError(TransferError, LocalError):
     """The output cannot be written: unwritable, conflicting or unsafe."""
 
 
+class NoSpaceError(OutputError):
+    """The share cannot fit in the output directory: refused before any byte is written."""
+
+
+class DeclinedError(TransferError, LocalError):
+    """The person receiving said no when shown what the share holds."""
+
+
 class SourceError(TransferError, LocalError):
     """A path to share is missing or unreadable."""
 

@@ -2,7 +2,7 @@
 
 Receiver side: ``Authenticated``, ``ManifestReceived``, ``Progress``,
 ``FileCompleted``, ``FileUnavailable``, ``TransferCompleted``. Sharer side:
-``ReceiverConnected``, ``ReceiverFinished``, ``ReceiverFailed``,
+``ReceiverConnected``, ``ReceiverProgress``, ``ReceiverFinished``, ``ReceiverFailed``,
 ``StoppedServingFile``. Peers are raw peer-ID bytes.
 """
 
@@ -83,6 +83,20 @@ class ReceiverFinished:
 
 
 @dataclass(frozen=True)
+class ReceiverProgress:
+    """Bytes sent to one receiver so far, about every half second (sharer side).
+
+    ``total_bytes`` is what this receiver asked for (whole chunks, so a
+    little more than the files' bytes; a resuming receiver asks for less
+    than the share). Lets the sharer see each receiver's progress and rate."""
+
+    peer: bytes
+    share_id: bytes
+    bytes_sent: int
+    total_bytes: int
+
+
+@dataclass(frozen=True)
 class ReceiverFailed:
     """A session ended without DONE; ``reason`` is one line for logs/UI."""
 
@@ -114,6 +128,7 @@ TransferEvent = (
     | TransferCompleted
     | ReceiverConnected
     | ReceiverFinished
+    | ReceiverProgress
     | ReceiverFailed
     | StoppedServingFile
 )

@@ -12,6 +12,7 @@ time, however large or many the files.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import os
 import stat
@@ -21,9 +22,29 @@ from pathlib import Path
 
 from p2pshare.transfer import _fsutil as fs
 from p2pshare.transfer import ranges
-from p2pshare.transfer.errors import IntegrityError, OutputError
+from p2pshare.transfer.errors import IntegrityError, NoSpaceError, OutputError
 from p2pshare.transfer.manifest import Manifest
 from p2pshare.transfer.paths import PARTIAL_DIR_NAME
+
+
+class Conflict(enum.Enum):
+    """What to do when a file of the share exists with other content (``get``'s flags)."""
+
+    REFUSE = "refuse"  # the default: never lose a file the receiver had
+    OVERWRITE = "overwrite"  # --overwrite: replace it, atomically, once the new one verified
+    RENAME = "rename"  # --rename: keep it; the new one is "name (1).ext"
+
+
+#: Candidates tried for a renamed file before giving up.
+MAX_RENAMES = 1000
+
+
+def renamed(name: str, n: int) -> str:
+    """``report.pdf`` → ``report (n).pdf``; ``.bashrc`` → ``.bashrc (n)``."""
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem:
+        return f"{name} ({n})"
+    return f"{stem} ({n}).{ext}"
 
 
 @dataclass(frozen=True)
@@ -51,9 +72,15 @@ class Store:
     except that the two write stages (``verify_chunk``, ``write_verified``)
     may run in two threads at once, each stage in one thread at a time."""
 
-    def __init__(self, output_dir: Path, manifest: Manifest, share_id: bytes) -> None:
+    def __init__(
+        self, output_dir: Path, manifest: Manifest, share_id: bytes, conflict: Conflict = Conflict.REFUSE
+    ) -> None:
         self.output_dir = output_dir
         self.manifest = manifest
+        self.conflict = conflict
+        #: Files that take another name (--rename) or replace what is there (--overwrite).
+        self.final_names: dict[int, str] = {}
+        self._replace: set[int] = set()
         self._share_dir_name = share_id.hex()
         self._root = fs.open_root(output_dir)
         self._partial_root: int | None = None
@@ -66,17 +93,31 @@ class Store:
         self._fd: int | None = None
         self._fd_index = -1
         self._parent_cache: tuple[tuple[str, ...], int] | None = None
+        self._present: list[bool] | None = None
 
     # -- setup -------------------------------------------------------------------
+    def assess(self) -> int:
+        """Check conflicts; return the bytes the share still needs here. Writes nothing.
+
+        Separate from :meth:`prepare` so the receiver can be asked (and a
+        share that cannot fit refused) before anything is created."""
+        m = self.manifest
+        present = [self._final_matches(i) for i in range(len(m.files))]
+        for d in m.dirs:
+            self._check_dir(d)
+        self._present = present
+        return self._needed(present)
+
     def prepare(self) -> ResumePlan:
         """Check conflicts, reuse verified data, create directories."""
         m = self.manifest
         completed: list[str] = []
         have_bytes = 0
         # Conflicts first, so a refusal leaves nothing behind.
-        present = [self._final_matches(i) for i in range(len(m.files))]
-        for d in m.dirs:
-            self._check_dir(d)
+        if self._present is None:
+            self.assess()
+        assert self._present is not None
+        present = self._present
         self._check_space(present)
         self._open_partial_dirs()
         for d in m.dirs:
@@ -101,11 +142,21 @@ class Store:
     def _check_space(self, present: list[bool]) -> None:
         """Refuse, before anything is written, a share that cannot fit.
 
-        Needed: every file not already in place, less what its partial file
-        already holds (resumed data is reused in place). Free: what an
-        unprivileged writer may use. A share declaring terabytes is refused
-        here, not after filling the disk.
+        Free: what an unprivileged writer may use. A share declaring
+        terabytes is refused here, not after filling the disk.
         """
+        needed = self._needed(present)
+        vfs = os.fstatvfs(self._root)
+        free = vfs.f_bavail * vfs.f_frsize
+        if needed > free:
+            raise NoSpaceError(
+                f"the share does not fit in {self.output_dir}: it needs {_size(needed)}, "
+                f"{_size(free)} is free; free some space or choose another directory with -o"
+            )
+
+    def _needed(self, present: list[bool]) -> int:
+        """Every file not already in place, less what its partial file
+        already holds (resumed data is reused in place)."""
         m = self.manifest
         part_dir = fs.open_dir(
             self._root, (PARTIAL_DIR_NAME, self._share_dir_name), create=False, shown=PARTIAL_DIR_NAME
@@ -121,37 +172,48 @@ class Store:
         finally:
             if part_dir is not None:
                 os.close(part_dir)
-        vfs = os.fstatvfs(self._root)
-        free = vfs.f_bavail * vfs.f_frsize
-        if needed > free:
-            raise OutputError(
-                f"not enough space in {self.output_dir}: the share needs {_size(needed)} more, "
-                f"{_size(free)} is free; free some space or choose another directory with -o"
-            )
+        return needed
 
     def _final_matches(self, index: int) -> bool:
-        """True if the final file is already there and correct; raise on conflict."""
+        """True if the final file is already there and correct; on conflict,
+        raise, or (``conflict``) plan to replace it or to use another name."""
         entry = self.manifest.files[index]
         parts = tuple(entry.path.split("/"))
         parent = fs.open_dir(self._root, parts[:-1], create=False, shown=entry.path)
         if parent is None:
             return False
         try:
-            st = fs.lstat_at(parent, parts[-1])
-            if st is None:
+            same = self._same_file(parent, parts[-1], index)
+            if same is not False:
+                return bool(same)
+            refused = f"refusing to overwrite {self._shown(entry.path)}: it exists with different content"
+            if self.conflict is Conflict.OVERWRITE and fs.is_regular(fs.lstat_at(parent, parts[-1])):
+                self._replace.add(index)
                 return False
-            if not fs.is_regular(st) or st.st_size != entry.size:
-                raise OutputError(f"refusing to overwrite {self._shown(entry.path)}: it exists with different content")
-            fd = fs.open_file(parent, parts[-1], os.O_RDONLY)
-            try:
-                digest = self._hash_fd(fd, 0, hashlib.sha256()).digest()
-            finally:
-                os.close(fd)
-            if digest != entry.sha256:
-                raise OutputError(f"refusing to overwrite {self._shown(entry.path)}: it exists with different content")
-            return True
+            if self.conflict is Conflict.RENAME:
+                for n in range(1, MAX_RENAMES + 1):
+                    name = renamed(parts[-1], n)
+                    same = self._same_file(parent, name, index)
+                    if same is not False:  # free (None), or this file from an earlier run (True)
+                        self.final_names[index] = name
+                        return bool(same)
+            raise OutputError(f"{refused}; --overwrite replaces it, --rename keeps both")
         finally:
             os.close(parent)
+
+    def _same_file(self, parent: int, name: str, index: int) -> bool | None:
+        """None: nothing there; True: this file, verified; False: something else."""
+        entry = self.manifest.files[index]
+        st = fs.lstat_at(parent, name)
+        if st is None:
+            return None
+        if not fs.is_regular(st) or st.st_size != entry.size:
+            return False
+        fd = fs.open_file(parent, name, os.O_RDONLY)
+        try:
+            return self._hash_fd(fd, 0, hashlib.sha256()).digest() == entry.sha256
+        finally:
+            os.close(fd)
 
     def _check_dir(self, path: str) -> None:
         parts = tuple(path.split("/"))
@@ -311,7 +373,11 @@ class Store:
         parts = tuple(entry.path.split("/"))
         parent = self._parent(parts[:-1], entry.path)
         assert self._partial is not None
-        fs.move_noreplace(self._partial, str(index), parent, parts[-1], self._shown(entry.path))
+        name = self.final_names.get(index, parts[-1])
+        if index in self._replace:  # --overwrite: atomic, and only now that the new file verified
+            os.rename(str(index), name, src_dir_fd=self._partial, dst_dir_fd=parent)
+        else:
+            fs.move_noreplace(self._partial, str(index), parent, name, self._shown(entry.path))
         self._done[index] = True
 
     def _parent(self, parts: tuple[str, ...], shown: str) -> int:

@@ -330,6 +330,11 @@ class ReceiveSession:
                 self.deadline = max(self.deadline, now + self.timeout)
         return [Emit(event)]
 
+    def waited(self, now: float) -> None:
+        """The receiver waited for its person (the consent prompt): the
+        sharer gets a whole ``timeout`` again from ``now``."""
+        self.deadline = max(self.deadline, now + self.timeout)
+
     def handle(self, outcome: Input, now: float) -> list[Action]:
         if self.state in (State.DONE, State.FAILED):
             raise RuntimeError(f"the receive session has ended ({self.state.value})")

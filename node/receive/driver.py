@@ -13,13 +13,14 @@ import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
 from p2pshare import sharecode
 from p2pshare.node.circuit.client import RelayClient
 from p2pshare.node.errors import PeerUnreachableError
-from p2pshare.node.events import ConnectionPath, NodeEvent
+from p2pshare.node.events import ConnectionPath, NodeEvent, Waiting
 from p2pshare.node.host import Host
 from p2pshare.node.ping import PING_PROTOCOL, measure_rtt
 from p2pshare.node.reach import Reacher
@@ -51,6 +52,11 @@ from p2pshare.node.traversal import Traversal
 from p2pshare.transfer import PROTOCOL_ID, fetch
 from p2pshare.transfer.errors import TransferError
 from p2pshare.transfer.events import TransferEvent
+from p2pshare.transfer.store import Conflict
+
+if TYPE_CHECKING:
+    from p2pshare.transfer._trio_fetch import Approve
+    from p2pshare.transfer.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +80,19 @@ class ReceiveDriver:
         self.traversal = traversal
         self.reacher = reacher
         self.emit = emit
+        self.approve: Approve | None = None
+        self.conflict = Conflict.REFUSE
 
     async def run(
-        self, parsed: sharecode.ShareCode | sharecode.LegacyCode, output_dir: Path, timeout: float
+        self,
+        parsed: sharecode.ShareCode | sharecode.LegacyCode,
+        output_dir: Path,
+        timeout: float,
+        approve: Approve | None = None,
+        conflict: Conflict = Conflict.REFUSE,
     ) -> ReceiveResult:
+        self.approve = approve
+        self.conflict = conflict
         addresses = parsed.addresses if isinstance(parsed, sharecode.ShareCode) else ()
         nat_known = self.traversal.nat is not None
         session = ReceiveSession(
@@ -106,6 +121,10 @@ class ReceiveDriver:
                 if end is not None:
                     break
                 assert operation is not None, "the receive core gave no next step"
+                log.debug("receive: %s -> %s", session.state.value, operation)
+                waiting = _waiting_for(operation, trio.current_time())
+                if waiting is not None:
+                    self.emit(Waiting(waiting))
                 try:
                     outcome = await self._perform(operation, session, parsed, output_dir)
                 except Exception as exc:  # noqa: BLE001 - raised below, outside the nursery
@@ -177,6 +196,17 @@ class ReceiveDriver:
                 self.emit(action.event)
             deadline.deadline = session.deadline
 
+        async def approve(manifest: Manifest, needed: int) -> None:
+            """A person reading the list is not a stalled sharer: the clock stops meanwhile."""
+            if self.approve is None:
+                return
+            deadline.deadline = math.inf
+            try:
+                await self.approve(manifest, needed)
+            finally:
+                session.waited(trio.current_time())
+                deadline.deadline = session.deadline
+
         moved: TransferMoved | None = None
         outcome: Input | None = None
         try:
@@ -202,6 +232,8 @@ class ReceiveDriver:
                             local_peer_id=self.host.peer_id_bytes,
                             remote_peer_id=stream.remote_peer_id_bytes,
                             on_event=on_transfer_event,
+                            approve=approve,
+                            conflict=self.conflict,
                         )
                         outcome = TransferDone(result)
                     except TransferError as exc:
@@ -239,6 +271,22 @@ class ReceiveDriver:
             except Exception:  # noqa: BLE001 - RTT is informative only
                 return None
         return None
+
+
+def _waiting_for(op: Action, now: float) -> str | None:
+    """The status line for an operation that may take a while (None: the progress bar speaks)."""
+    if isinstance(op, Reach):
+        left = max(0.0, op.deadline - now)
+        if op.avoid_limited:
+            return "The relay limits what it carries; looking for one that carries data…"
+        if op.last_error is not None:
+            return f"Reconnecting to the sharer (up to {left:.0f} s)…"
+        return f"Looking for the sharer (up to {left:.0f} s)…"
+    if isinstance(op, WaitUpgrade):
+        return f"Connected through a relay; trying for a direct path (up to {op.timeout:.0f} s)…"
+    if isinstance(op, Sleep):
+        return "The connection dropped; reconnecting…"
+    return None
 
 
 def _as_path(path: str | None) -> ConnectionPath | None:

@@ -57,7 +57,16 @@ def start(args: list[str], home: Path) -> Proc:
 
 def run(args: list[str], home: Path, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
     args = _loopback_only(args)
-    return subprocess.run(CLI + args, capture_output=True, text=True, env=env_for(home), cwd=str(ROOT), timeout=timeout)
+    # No terminal on stdin: run from a developer's terminal, get would ask (y/N) and wait.
+    return subprocess.run(
+        CLI + args,
+        capture_output=True,
+        text=True,
+        env=env_for(home),
+        cwd=str(ROOT),
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @dataclass(frozen=True)
@@ -101,7 +110,9 @@ def run_measured(args: list[str], home: Path, timeout: float = 120.0, cwd: Path 
     args = _loopback_only(args)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
-        proc = subprocess.Popen(CLI + args, stdout=out, stderr=err, env=env_for(home), cwd=str(cwd or ROOT))
+        proc = subprocess.Popen(
+            CLI + args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env_for(home), cwd=str(cwd or ROOT)
+        )
         deadline = started + timeout
         peak = 0
         while True:

@@ -108,7 +108,7 @@ async def test_share_larger_than_the_free_space_is_refused_before_any_write(tmp_
 
     err = await against_evil(tmp_path, behave)
     assert isinstance(err, OutputError), err
-    assert "not enough space" in str(err) and "4.0 TiB" in str(err)
+    assert "does not fit" in str(err) and "4.0 TiB" in str(err)
     assert all_files(tmp_path) <= {"out"}  # no partial directory, no file
 
 

@@ -1,0 +1,146 @@
+"""Whether ``get`` may write a share: pure decisions, no I/O.
+
+Before this, ``get`` wrote whatever a code named without showing it, and a
+share larger than the disk filled it and then failed. The receiver now sees
+what is coming (name, sharer, file count, total size, the first files) and
+says yes or no before any byte is written; a share that cannot fit is
+refused first, whatever the flags say, because no answer makes it fit.
+
+Everything here takes plain values (a :class:`ShareSummary`, the free bytes,
+the flags) and returns a :class:`Decision` or text, so every case is a unit
+test; ``cmd_get`` only measures the disk, prints and reads the answer.
+
+When standard input is not a terminal and ``--yes`` was not given, ``get``
+proceeds as before (scripts, pipes and CI keep working) and says so on
+stderr; only a person at a terminal is asked. The fit check applies always.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from p2pshare.node.progress import format_bytes
+
+__all__ = [
+    "SHOWN_FILES",
+    "Decision",
+    "ShareSummary",
+    "decide",
+    "describe",
+    "landing",
+    "no_space_message",
+    "summary_of",
+    "parse_answer",
+    "prompt_text",
+]
+
+#: Files listed before the question; the rest are counted ("… and 37 more").
+SHOWN_FILES = 5
+
+
+@dataclass(frozen=True)
+class ShareSummary:
+    """What a person needs to decide: from the verified manifest."""
+
+    name: str
+    sharer: str | None
+    #: (path, size) of the first files in manifest order: at most what is shown
+    #: (a manifest may list a million files; only a few are ever printed).
+    files: tuple[tuple[str, int], ...]
+    file_count: int
+    total_bytes: int
+    #: Bytes this share still needs on disk (less what a partial download holds).
+    needed_bytes: int
+
+
+class Decision(enum.Enum):
+    PROCEED = "proceed"  # --yes, or nobody at a terminal to ask
+    ASK = "ask"  # a person at a terminal: y/N
+    NO_SPACE = "no-space"  # refused: it cannot fit, whatever the answer
+
+
+def decide(summary: ShareSummary, free_bytes: int | None, *, assume_yes: bool, interactive: bool) -> Decision:
+    """The one rule: no fit, no write; else ask a person unless ``--yes``.
+
+    ``free_bytes`` is None when the free space could not be measured (then
+    the store's own check, at open, still refuses a share that cannot fit).
+    """
+    if free_bytes is not None and summary.needed_bytes > free_bytes:
+        return Decision.NO_SPACE
+    if assume_yes or not interactive:
+        return Decision.PROCEED
+    return Decision.ASK
+
+
+def describe(summary: ShareSummary, free_bytes: int | None, shown: int = SHOWN_FILES) -> list[str]:
+    # ``shown`` beyond SHOWN_FILES lists no more: the summary keeps only that many.
+    """The lines shown before the question (or before receiving, without one)."""
+    by = f" from {summary.sharer}" if summary.sharer else ""
+    count = summary.file_count
+    lines = [f"{summary.name!r}{by}: {count} file{'' if count == 1 else 's'}, {format_bytes(summary.total_bytes)}"]
+    for path, size in summary.files[:shown]:
+        lines.append(f"  {path}  ({format_bytes(size)})")
+    if count > shown:
+        lines.append(f"  … and {count - shown} more")
+    if free_bytes is not None:
+        lines.append(f"Needs {format_bytes(summary.needed_bytes)}; {format_bytes(free_bytes)} free here.")
+    return lines
+
+
+def no_space_message(summary: ShareSummary, free_bytes: int, where: str) -> str:
+    """The one-line refusal: what, how much, and what to do."""
+    return (
+        f"the share does not fit in {where}: it needs {format_bytes(summary.needed_bytes)}, "
+        f"{format_bytes(free_bytes)} is free; free some space or choose another directory with -o"
+    )
+
+
+def prompt_text(where: str) -> str:
+    return f"Receive it into {where}? [y/N] "
+
+
+def parse_answer(answer: str | None) -> bool:
+    """y/yes (any case) is yes; anything else, an empty line or end of input is no."""
+    return answer is not None and answer.strip().lower() in ("y", "yes")
+
+
+def summary_of(
+    name: str,
+    sharer: str | None,
+    files: Sequence[tuple[str, int]],
+    needed_bytes: int | None = None,
+    *,
+    file_count: int | None = None,
+    total_bytes: int | None = None,
+) -> ShareSummary:
+    """A summary of ``files`` (all of them, or the first few with the count
+    and total given); ``needed_bytes`` defaults to the whole share."""
+    total = sum(size for _, size in files) if total_bytes is None else total_bytes
+    return ShareSummary(
+        name=name,
+        sharer=sharer,
+        files=tuple(files[:SHOWN_FILES]),
+        file_count=len(files) if file_count is None else file_count,
+        total_bytes=total,
+        needed_bytes=total if needed_bytes is None else needed_bytes,
+    )
+
+
+def landing(output: Path, paths: Sequence[str]) -> tuple[str, Path]:
+    """Where the files went, in words and as a path: ``into out/photos/``.
+
+    Manifest paths start with the shared directory's name, so "into out"
+    named a directory that held only ``out/photos/``; name that instead, or
+    the one file, and fall back to ``output`` when the top levels differ.
+    """
+    if len(paths) == 1:
+        where = output / paths[0]
+        return f"to {where}", where
+    tops = {p.split("/", 1)[0] for p in paths}
+    if len(tops) == 1 and all("/" in p for p in paths):
+        where = output / tops.pop()
+        return f"into {where}/", where
+    return f"into {output}/", output

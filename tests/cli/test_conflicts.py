@@ -1,0 +1,57 @@
+"""A file that exists with other content: refused, --overwrite or --rename."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.cli.helpers import Proc, run
+
+Sharer = Callable[..., tuple[Proc, dict[str, Any]]]
+
+
+def _setup(tmp_path: Path, sharer: Sharer) -> tuple[str, Path]:
+    src = tmp_path / "src" / "docs"
+    src.mkdir(parents=True)
+    (src / "report.txt").write_text("new report\n")
+    (src / "same.txt").write_text("same\n")
+    _, shared = sharer(src)
+    out = tmp_path / "out"
+    (out / "docs").mkdir(parents=True)
+    (out / "docs" / "report.txt").write_text("my own edits\n")
+    (out / "docs" / "same.txt").write_text("same\n")
+    return str(shared["code"]), out
+
+
+def test_default_refuses_and_names_the_flags(tmp_path: Path, sharer: Sharer) -> None:
+    code, out = _setup(tmp_path, sharer)
+    res = run(["get", code, "-o", str(out)], tmp_path / "rx")
+    assert res.returncode == 2, res.stderr
+    assert "refusing to overwrite" in res.stderr and "--overwrite" in res.stderr and "--rename" in res.stderr
+    assert (out / "docs" / "report.txt").read_text() == "my own edits\n"
+
+
+def test_overwrite_replaces_it(tmp_path: Path, sharer: Sharer) -> None:
+    code, out = _setup(tmp_path, sharer)
+    res = run(["get", code, "-o", str(out), "--overwrite"], tmp_path / "rx")
+    assert res.returncode == 0, res.stderr
+    assert (out / "docs" / "report.txt").read_text() == "new report\n"
+    assert sorted(p.name for p in (out / "docs").iterdir()) == ["report.txt", "same.txt"]
+
+
+def test_rename_keeps_both_and_says_so_and_resumes_to_the_same_name(tmp_path: Path, sharer: Sharer) -> None:
+    code, out = _setup(tmp_path, sharer)
+    res = run(["get", code, "-o", str(out), "--rename"], tmp_path / "rx")
+    assert res.returncode == 0, res.stderr
+    assert (out / "docs" / "report.txt").read_text() == "my own edits\n"
+    assert (out / "docs" / "report (1).txt").read_text() == "new report\n"
+    assert "saved as 'report (1).txt'" in res.stderr
+    again = run(["get", code, "-o", str(out), "--rename"], tmp_path / "rx")
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in (out / "docs").iterdir()) == ["report (1).txt", "report.txt", "same.txt"]
+
+
+def test_overwrite_and_rename_exclude_each_other(tmp_path: Path) -> None:
+    res = run(["get", "x", "--overwrite", "--rename"], tmp_path / "h")
+    assert res.returncode == 2 and "not allowed with" in res.stderr

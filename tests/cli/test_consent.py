@@ -1,0 +1,125 @@
+"""Consent and fit through the real CLI: a prompt on a terminal, a refusal on a full disk."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.helpers import Proc, run, tree_digest, write_random
+from tests.cli.ptyproc import PtyProc
+
+Sharer = Callable[..., tuple[Proc, dict[str, Any]]]
+
+
+def _tree(root: Path) -> Path:
+    share = root / "holiday"
+    write_random(share / "beach.jpg", 300_000)
+    (share / "notes.txt").write_text("sun\n")
+    return share
+
+
+@pytest.fixture
+def pty_procs() -> Iterator[list[PtyProc]]:
+    started: list[PtyProc] = []
+    yield started
+    for p in started:
+        p.close()
+
+
+@pytest.mark.parametrize(("answer", "exit_code"), [("y\n", 0), ("n\n", 6), ("\n", 6)])
+def test_get_asks_on_a_terminal(
+    tmp_path: Path, sharer: Sharer, pty_procs: list[PtyProc], answer: str, exit_code: int
+) -> None:
+    share = _tree(tmp_path / "src")
+    _, shared = sharer(share, extra=("--sharer", "Alice"))
+    out = tmp_path / "out"
+    p = PtyProc(["get", shared["code"], "-o", str(out), "--timeout", "30"], tmp_path / "rx")
+    pty_procs.append(p)
+    screen = p.read_until("[y/N]")
+    assert "'holiday' from Alice: 2 files" in screen
+    assert "holiday/beach.jpg  (293.0 KiB)" in screen and "holiday/notes.txt  (4 B)" in screen
+    assert "free here" in screen
+    assert not (out / "holiday").exists() and not (out / ".p2pshare-partial").exists()  # nothing before yes
+    p.send(answer)
+    assert p.wait() == exit_code, p.output
+    if exit_code == 0:
+        assert tree_digest(out / "holiday") == tree_digest(share)
+        assert f"into {out}/holiday/, all verified" in p.output
+    else:
+        assert "declined" in p.output
+        assert not out.exists()  # -o named a new directory: not even that is left
+
+
+def test_yes_on_a_terminal_does_not_ask(tmp_path: Path, sharer: Sharer, pty_procs: list[PtyProc]) -> None:
+    share = _tree(tmp_path / "src")
+    _, shared = sharer(share)
+    out = tmp_path / "out"
+    p = PtyProc(["get", "-v", shared["code"], "-o", str(out), "--yes"], tmp_path / "rx")
+    pty_procs.append(p)
+    assert p.wait() == 0, p.output
+    assert "[y/N]" not in p.output
+    assert tree_digest(out / "holiday") == tree_digest(share)
+
+
+def test_without_a_terminal_get_proceeds_and_json_lists_the_files(tmp_path: Path, sharer: Sharer) -> None:
+    share = _tree(tmp_path / "src")
+    _, shared = sharer(share)
+    res = run(["get", shared["code"], "-o", str(tmp_path / "out"), "--json"], tmp_path / "rx")
+    assert res.returncode == 0, res.stderr
+    import json
+
+    events = [json.loads(line) for line in res.stdout.splitlines()]
+    manifest = next(e for e in events if e["event"] == "manifest")
+    assert sorted(manifest["entries"], key=lambda e: e["path"]) == [
+        {"path": "holiday/beach.jpg", "size": 300_000},
+        {"path": "holiday/notes.txt", "size": 4},
+    ]
+    done = next(e for e in events if e["event"] == "done")
+    assert done["saved_to"] == str(tmp_path / "out" / "holiday")
+
+
+@contextlib.contextmanager
+def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
+    where.mkdir()
+    try:
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True, capture_output=True
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"cannot mount a tmpfs here ({exc})")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+@pytest.mark.parametrize("flags", [("--yes",), ()])
+def test_a_share_that_does_not_fit_is_refused_before_writing(
+    tmp_path: Path, sharer: Sharer, flags: tuple[str, ...]
+) -> None:
+    src = tmp_path / "src" / "big"
+    write_random(src / "big.bin", 2 << 20)
+    _, shared = sharer(src)
+    with small_tmpfs(tmp_path / "small", "1m") as small:
+        res = run(["get", shared["code"], "-o", str(small), *flags, "--timeout", "30"], tmp_path / "rx")
+        assert res.returncode == 5, res.stderr
+        errors = [line for line in res.stderr.splitlines() if line.startswith("p2pshare: error:")]
+        assert len(errors) == 1, res.stderr
+        assert "does not fit" in errors[0] and "2.0 MiB" in errors[0] and "-o" in errors[0]
+        assert os.listdir(small) == []  # not a byte, not a directory
+
+
+def test_json_on_a_terminal_never_asks(tmp_path: Path, sharer: Sharer, pty_procs: list[PtyProc]) -> None:
+    share = _tree(tmp_path / "src")
+    _, shared = sharer(share)
+    p = PtyProc(["get", shared["code"], "-o", str(tmp_path / "out"), "--json"], tmp_path / "rx")
+    pty_procs.append(p)
+    assert p.wait() == 0, p.output
+    assert "[y/N]" not in p.output and '"event":"done"' in p.output

@@ -1,0 +1,64 @@
+"""The small things people expect: help examples, config typos, code reuse said."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.helpers import Proc, free_port, run
+from tests.cli.test_exit_codes import a_code
+
+Sharer = Callable[..., tuple[Proc, dict[str, Any]]]
+
+
+@pytest.mark.parametrize("command", [[], ["share"], ["get"], ["code", "show"]])
+def test_help_has_examples(tmp_path: Path, command: list[str]) -> None:
+    res = run([*command, "--help"], tmp_path / "h")
+    assert res.returncode == 0, res.stderr
+    assert "examples:" in res.stdout or "example:" in res.stdout, res.stdout
+
+
+def test_unknown_config_key_is_warned_about(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    home.mkdir()
+    (home / "config.toml").write_text('relay = ["/ip4/127.0.0.1/tcp/1"]\ncolour = "blue"\n')
+    res = run(["get", a_code(free_port()), "-o", str(tmp_path / "o"), "--timeout", "1"], home)
+    assert res.returncode == 3, res.stderr
+    assert "unknown key 'relay' is ignored (did you mean 'relays'?)" in res.stderr, res.stderr
+    assert "unknown key 'colour' is ignored (known keys:" in res.stderr
+
+
+def test_share_says_when_it_reuses_an_earlier_code(tmp_path: Path, sharer: Sharer) -> None:
+    src = tmp_path / "doc.txt"
+    src.write_text("x")
+    home = tmp_path / "sh"
+    first, shared = sharer(src, home=home)
+    assert shared["reused"] is False
+    first.close()
+    _, again = sharer(src, home=home)
+    assert again["reused"] is True and again["share_code"] == shared["share_code"]
+    _, fresh = sharer(src, home=home, extra=("--new-code",))
+    assert fresh["reused"] is False and fresh["share_code"] != shared["share_code"]
+
+
+def test_share_qr_shows_the_code_as_a_qr_code(tmp_path: Path) -> None:
+    import io
+
+    import segno
+
+    from tests.cli.ptyproc import PtyProc
+
+    src = tmp_path / "doc.txt"
+    src.write_text("x")
+    p = PtyProc(["share", str(src), "--qr", "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}"], tmp_path / "sh", 120)
+    try:
+        shown = p.read_until("Ctrl-C stops sharing", timeout=60).replace("\r\n", "\n")
+    finally:
+        p.close()
+    code = next(line.strip() for line in shown.splitlines() if line.startswith("ey"))
+    expected = io.StringIO()
+    segno.make(code, error="l").terminal(out=expected, compact=True, border=2)
+    assert expected.getvalue().rstrip("\n") in shown  # exactly the code's QR, drawn whole

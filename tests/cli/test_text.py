@@ -1,0 +1,59 @@
+"""share --text: a text goes over an ordinary share and get prints it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tests.cli.helpers import free_port, run, start
+from tests.cli.ptyproc import PtyProc
+
+
+def _shared(proc: object) -> dict[str, object]:
+    first = next(proc.events(timeout=60))  # type: ignore[attr-defined]
+    assert first["event"] == "shared", first
+    return dict(first)
+
+
+def test_text_from_the_command_line_is_printed_and_leaves_no_file(tmp_path: Path) -> None:
+    text = "door code 4711\nsecond line\ttab"
+    sharer = start(["share", "--text", text, "--json", "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}"], tmp_path / "s")
+    try:
+        code = _shared(sharer)["code"]
+        out = tmp_path / "out"
+        res = run(["get", str(code), "-o", str(out)], tmp_path / "rx")
+        assert res.returncode == 0, res.stderr
+        assert res.stdout == text + "\n"
+        assert os.listdir(out) == []  # printed, not stored
+        assert "[y/N]" not in res.stderr and "Receiving" not in res.stderr
+        res_json = run(["get", str(code), "-o", str(out), "--json"], tmp_path / "rx")
+        events = [json.loads(line) for line in res_json.stdout.splitlines()]
+        assert {"event": "text", "text": text} in events
+    finally:
+        sharer.close()
+
+
+def test_text_from_stdin_and_control_characters_are_not_passed_to_the_terminal(tmp_path: Path) -> None:
+    sharer = start(["share", "--text", "-", "--json", "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}"], tmp_path / "s")
+    try:
+        sharer.send("https://example.org/x \x1b]0;pwned\x07 ok")
+        sharer.close_stdin()
+        code = _shared(sharer)["code"]
+        p = PtyProc(["get", str(code), "-o", str(tmp_path / "out")], tmp_path / "rx")
+        try:
+            assert p.wait() == 0, p.output
+        finally:
+            p.close()
+        assert "https://example.org/x \ufffd]0;pwned\ufffd ok" in p.output
+        assert "\x1b]0" not in p.output
+    finally:
+        sharer.close()
+
+
+def test_share_needs_paths_or_text(tmp_path: Path) -> None:
+    res = run(["share"], tmp_path / "h")
+    assert res.returncode == 2 and "PATH... or --text" in res.stderr
+    (tmp_path / "f").write_text("x")
+    res = run(["share", str(tmp_path / "f"), "--text", "x"], tmp_path / "h")
+    assert res.returncode == 2 and "not both" in res.stderr

@@ -1,0 +1,100 @@
+"""The consent and fit rule of ``get``, pure: every case in-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from p2pshare.node import consent
+from p2pshare.node.consent import Decision, decide, summary_of
+
+SHARE = summary_of("photos", "Alice", [("photos/a.jpg", 3_000_000), ("photos/b.jpg", 1_000)])
+
+
+@pytest.mark.parametrize(
+    ("free", "yes", "interactive", "expected"),
+    [
+        (10**9, False, True, Decision.ASK),
+        (10**9, True, True, Decision.PROCEED),
+        (10**9, False, False, Decision.PROCEED),  # a script: proceed as before
+        (100, True, True, Decision.NO_SPACE),  # --yes cannot make it fit
+        (100, False, False, Decision.NO_SPACE),
+        (None, False, True, Decision.ASK),  # unmeasurable: the store checks again at open
+        (SHARE.needed_bytes, False, True, Decision.ASK),  # exactly fits
+        (SHARE.needed_bytes - 1, True, False, Decision.NO_SPACE),
+    ],
+)
+def test_decide(free: int | None, yes: bool, interactive: bool, expected: Decision) -> None:
+    assert decide(SHARE, free, assume_yes=yes, interactive=interactive) is expected
+
+
+def test_needed_counts_only_what_is_missing() -> None:
+    resumed = summary_of("big", None, [("big.iso", 10_000)], needed_bytes=100)
+    assert decide(resumed, 150, assume_yes=False, interactive=False) is Decision.PROCEED
+
+
+@pytest.mark.parametrize(
+    ("answer", "yes"),
+    [
+        ("y\n", True),
+        ("YES", True),
+        (" yes ", True),
+        ("", False),
+        ("\n", False),
+        ("n", False),
+        (None, False),
+        ("yep", False),
+    ],
+)
+def test_parse_answer_defaults_to_no(answer: str | None, yes: bool) -> None:
+    assert consent.parse_answer(answer) is yes
+
+
+def test_describe_lists_first_files_and_counts_the_rest() -> None:
+    files = [(f"d/f{i}.txt", 2048) for i in range(8)]
+    lines = consent.describe(summary_of("d", "Bob", files), 10 * 2**30, shown=3)
+    assert lines[0] == "'d' from Bob: 8 files, 16.0 KiB"
+    assert lines[1:4] == ["  d/f0.txt  (2.0 KiB)", "  d/f1.txt  (2.0 KiB)", "  d/f2.txt  (2.0 KiB)"]
+    assert lines[4] == "  … and 5 more"
+    assert lines[5] == "Needs 16.0 KiB; 10.0 GiB free here."
+
+
+def test_describe_one_file_no_sharer_no_free_figure() -> None:
+    assert consent.describe(summary_of("x", None, [("x", 1)]), None) == ["'x': 1 file, 1 B", "  x  (1 B)"]
+
+
+def test_no_space_message_is_one_line_with_a_next_step() -> None:
+    msg = consent.no_space_message(SHARE, 1024, "/mnt/small")
+    assert "\n" not in msg and "/mnt/small" in msg and "2.9 MiB" in msg and "1.0 KiB" in msg and "-o" in msg
+
+
+@pytest.mark.parametrize(
+    ("paths", "text", "where"),
+    [
+        (["photos/a", "photos/b/c"], "into out/photos/", Path("out/photos")),
+        (["a.txt"], "to out/a.txt", Path("out/a.txt")),
+        (["a.txt", "b.txt"], "into out/", Path("out")),
+        (["x/a", "y/b"], "into out/", Path("out")),
+        (["x", "x/"], "into out/", Path("out")),
+    ],
+)
+def test_landing_names_the_real_directory(paths: list[str], text: str, where: Path) -> None:
+    assert consent.landing(Path("out"), paths) == (text, where)
+
+
+def test_unknown_config_keys_get_a_suggestion() -> None:
+    from p2pshare.node.config import unknown_key_warnings
+
+    assert unknown_key_warnings(["relays", "bootstrap"], Path("c.toml")) == ()
+    [w] = unknown_key_warnings(["bootstarp"], Path("c.toml"))
+    assert w == "c.toml: unknown key 'bootstarp' is ignored (did you mean 'bootstrap'?)"
+
+
+def test_renamed_names() -> None:
+    from p2pshare.transfer.store import renamed
+
+    assert renamed("report.pdf", 1) == "report (1).pdf"
+    assert renamed("archive.tar.gz", 2) == "archive.tar (2).gz"
+    assert renamed(".bashrc", 1) == ".bashrc (1)"
+    assert renamed("README", 3) == "README (3)"
