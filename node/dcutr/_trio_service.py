@@ -27,7 +27,10 @@ from typing import Any
 import trio
 
 from p2pshare.node.dcutr import _trio_libp2p as lp
+from p2pshare.node.dcutr._trio_birthday import PROTOCOL_ID as BIRTHDAY_ID
+from p2pshare.node.dcutr._trio_birthday import Birthday
 from p2pshare.node.dcutr._trio_punch import punch_tcp, reuse_socket
+from p2pshare.node.dcutr.birthday import BirthdayConfig
 from p2pshare.node.dcutr.policy import (
     DCUtREvent,
     InitiatorExchange,
@@ -88,6 +91,7 @@ class DCUtR:
         local_networks: Networks,
         rng: random.Random,
         settled: Callable[[], Awaitable[None]] | None = None,
+        hard_ip: Callable[[], str | None] | None = None,
     ) -> None:
         self.host = host
         self._settled = settled
@@ -102,6 +106,8 @@ class DCUtR:
         self._slots = trio.Semaphore(_MAX_PARALLEL)
         self._nursery: trio.Nursery | None = None
         self.events: list[DCUtREvent] = []
+        self.birthday = Birthday(host, BirthdayConfig(), self._observed, hard_ip or (lambda: None), rng)
+        self.birthday.on_event, self.birthday.on_upgraded = self._emit, self._retire_relayed
 
     # -- addresses ---------------------------------------------------------
 
@@ -285,7 +291,7 @@ class DCUtR:
         failure = self._responder_rounds.due(
             peer_id, trio.current_time(), direct=bool(lp.direct_conns(self.host, peer_id))
         )
-        if failure is not None:
+        if failure is not None and not self.birthday.busy(peer_id):  # its own outcome is the one to tell
             self._emit(failure)
 
     def busy(self, peer_id: str) -> bool:
@@ -293,7 +299,7 @@ class DCUtR:
         connection reaches the swarm before the round reports it: a watcher
         that sees a direct connection now should wait for the outcome before
         calling the path a plain dial ("direct") rather than "hole-punched"."""
-        return peer_id in self._active or peer_id in self._answering
+        return peer_id in self._active or peer_id in self._answering or self.birthday.busy(peer_id)
 
     # -- initiator (B) -----------------------------------------------------
 
@@ -410,8 +416,9 @@ class DCUtR:
             await trio.sleep(_POLL)
             if lp.is_relayed(conn) or getattr(conn, "is_closed", False):
                 break
-        if not (lp.is_relayed(conn) and lp.is_inbound(conn)) or peer_id in self._active:
+        if not lp.is_relayed(conn) or peer_id in self._active:
             return
+        inbound = lp.is_inbound(conn)  # outbound: only a symmetric NAT's birthday probing starts here
         # Identify over the new connection tells us the peer's listen
         # addresses; without them a public peer gets punched at instead of
         # dialled normally, and a punched socket that lands on its listener
@@ -427,15 +434,19 @@ class DCUtR:
             # nothing in the exchange's RTT measurement, which starts later.
             with trio.move_on_after(_SETTLE_WAIT):
                 await self._settled()
+        if not inbound and self.birthday.hard() is None:
+            return
         self._active.add(peer_id)
         try:
             async with self._slots:
-                await self.upgrade(peer_id)
+                if not await self.birthday.first(peer_id) and inbound:
+                    await self.upgrade(peer_id)
         finally:
             self._active.discard(peer_id)
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         self.host.set_stream_handler(PROTOCOL_ID, self.handle_stream)
+        self.host.set_stream_handler(BIRTHDAY_ID, self.birthday.answer)
         try:
             async with lp.watch_connections(self.host) as recv, trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -445,6 +456,7 @@ class DCUtR:
         finally:
             self._nursery = None
             self.host.remove_stream_handler(PROTOCOL_ID)
+            self.host.remove_stream_handler(BIRTHDAY_ID)
 
 
 @asynccontextmanager
@@ -457,14 +469,17 @@ async def open_dcutr(
     local_networks: Networks = (),
     rng: random.Random | None = None,
     settled: Callable[[], Awaitable[None]] | None = None,
+    hard_ip: Callable[[], str | None] | None = None,
 ) -> AsyncIterator[DCUtR]:
     """Hole-punch every relayed connection while the block runs.
 
     ``observed`` returns our public TCP mappings of the listen port (from
     :mod:`node.natinfo`), announced before our listen addrs; ``settled``
-    returns once a probe for them, if one runs, has ended.
+    returns once a probe for them, if one runs, has ended; ``hard_ip`` our
+    public IP when our NAT is symmetric (birthday port probing, see
+    :mod:`node.dcutr.birthday`), else None.
     """
-    service = DCUtR(host, config, observed, on_event, local_networks, rng or random.Random(), settled)
+    service = DCUtR(host, config, observed, on_event, local_networks, rng or random.Random(), settled, hard_ip)
     async with trio.open_nursery() as nursery:
         await nursery.start(service.serve)
         try:
