@@ -9,7 +9,8 @@ product that loses a direct or hole-punched path shows up as a failure:
   relayed start followed by ``upgraded``): the lab facts say a timed TCP
   simultaneous open gets through these NATs;
 - ``relay``: must connect; relaying is allowed (a symmetric NAT on a NATed
-  pair: its mapping cannot be predicted).
+  pair: its mapping cannot be predicted). cone↔symmetric is ``punch``:
+  birthday port probing (node/dcutr/birthday.py) finds a direct path.
 
 Every cell must also exit 0, report ``done`` and deliver a byte-identical file.
 """
@@ -29,9 +30,9 @@ _COLS = ("public", "firewall", "cone", "cone-rst", "symmetric", "double")
 _ROWS = {
     "public": ("direct", "direct", "direct", "direct", "direct", "direct"),
     "firewall": ("punch", "punch", "punch", "punch", "relay", "punch"),
-    "cone": ("punch", "punch", "punch", "punch", "relay", "punch"),
+    "cone": ("punch", "punch", "punch", "punch", "punch", "punch"),
     "cone-rst": ("punch", "punch", "punch", "punch", "relay", "punch"),
-    "symmetric": ("punch", "relay", "relay", "relay", "relay", "relay"),
+    "symmetric": ("punch", "relay", "punch", "relay", "relay", "relay"),
     "double": ("punch", "punch", "punch", "punch", "relay", "punch"),
 }
 EXPECT: dict[tuple[str, str], str] = {
