@@ -347,6 +347,8 @@ class Birthday:
                 elapsed = trio.current_time() - started
                 return Upgraded(peer_id, Role.INITIATOR.value, "birthday", elapsed, round_no, won[1], None, won[0])
             reason = f"round {round_no}: {won}"
+        if lp.direct_conns(self.host, peer_id):
+            return None  # direct some other way (the peer dialled us): nothing of ours to report
         return UpgradeFailed(peer_id, Role.INITIATOR.value, trio.current_time() - started, round_no, reason)
 
     async def _round(self, stream: LibP2PByteStream, peer_id: str, ip: str, port: int) -> tuple[str, int] | str:
