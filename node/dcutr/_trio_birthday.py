@@ -31,6 +31,7 @@ from p2pshare.node.dcutr.birthday import (
     PROBE_TICK,
     PROTOCOL_ID,
     BirthdayConfig,
+    EasyBudget,
     EasyPlan,
     Pacer,
     easy_answer,
@@ -209,6 +210,7 @@ class Birthday:
         self._hard_ip = hard_ip
         self._rng = rng
         self._easy: set[str] = set()  # peers whose probing we answer
+        self._budget = EasyBudget()
         self._dialing: set[str] = set()  # peers we probe for (hard side)
         self.on_event: Callable[[DCUtREvent], None] = lambda _e: None
         self.on_upgraded: Callable[[str], None] = lambda _p: None  # e.g. retire the relayed connection
@@ -220,11 +222,14 @@ class Birthday:
     def busy(self, peer_id: str) -> bool:
         return peer_id in self._easy or peer_id in self._dialing
 
-    async def first(self, peer_id: str) -> bool:
+    async def first(self, peer_id: str, *, fallback: bool) -> bool:
         """Behind a symmetric NAT our DCUtR CONNECT has no address to offer, so
-        plain DCUtR cannot work: probe ports instead (p2pshare peers only).
-        True when that settled it (upgraded, or tried and failed); False:
-        not symmetric, or the peer lacks the protocol (plain DCUtR then)."""
+        plain DCUtR's rounds cannot work: probe ports instead (p2pshare peers
+        only). True when that settled it: upgraded, or failed with no
+        ``fallback`` to try. False: not symmetric, the peer lacks the
+        protocol, or it failed and the caller has a fallback (plain DCUtR's
+        direct dial reaches a public peer that cannot answer us: lab,
+        symmetric:public), which then reports the outcome."""
         if self.hard() is None or peer_id in self._dialing:
             return False
         self._dialing.add(peer_id)
@@ -232,7 +237,7 @@ class Birthday:
             event = await self.dial(peer_id)
         finally:
             self._dialing.discard(peer_id)
-        if event is None:
+        if event is None or (fallback and isinstance(event, UpgradeFailed)):
             return False
         self.on_event(event)
         if isinstance(event, Upgraded):
@@ -257,7 +262,12 @@ class Birthday:
         None: nothing worth reporting (refused)."""
         peer = stream.remote_peer_id
         local = self._local()
-        if peer in self._easy or local is None or not lp.relayed_conns(self.host, peer):
+        if (
+            peer in self._easy
+            or local is None
+            or not lp.relayed_conns(self.host, peer)
+            or not self._budget.allow(peer, trio.current_time())
+        ):
             await stream.reset()
             return None
         started = trio.current_time()
@@ -266,7 +276,7 @@ class Birthday:
         try:
             with trio.fail_after(self.cfg.exchange_timeout):
                 plan = easy_answer(await read_message(stream.read), ours, self._rng, self.cfg)
-            sock = await self._probe_and_answer(stream, local, plan)
+            sock = await self._probe_and_answer(stream, peer, local, plan)
         except (WireError, EOFError, HostError, trio.TooSlowError) as e:
             logger.debug("birthday: answering %s failed: %s", peer, e or type(e).__name__)
             await stream.reset()
@@ -286,10 +296,12 @@ class Birthday:
         return UpgradeFailed(peer, Role.RESPONDER.value, elapsed, 1, reason)
 
     async def _probe_and_answer(
-        self, stream: LibP2PByteStream, local: tuple[str, int], plan: EasyPlan
+        self, stream: LibP2PByteStream, peer: str, local: tuple[str, int], plan: EasyPlan
     ) -> trio.socket.SocketType | None:
         """Hold the probes; answer once all SYNs left; stop at a connected
-        socket, at the deadline, or soon after the hard side closed the stream."""
+        socket, at the deadline, soon after the hard side closed the stream,
+        or once the peer is direct some other way (a public or unfiltered
+        listener of ours took its dial: lab, symmetric:public)."""
         all_sent = trio.Event()
         got: list[trio.socket.SocketType | None] = []
         deadline = trio.current_time() + self.cfg.exchange_timeout + self.cfg.hard_window
@@ -309,9 +321,15 @@ class Birthday:
             await trio.sleep(_AFTER_EOF)  # the hard side is done; our socket may be a moment behind
             cancel.cancel()
 
+        async def direct_anyway(cancel: trio.CancelScope) -> None:
+            while not lp.direct_conns(self.host, peer):
+                await trio.sleep(_POLL)
+            cancel.cancel()
+
         async with trio.open_nursery() as nursery:
             nursery.start_soon(pool, nursery.cancel_scope)
             nursery.start_soon(answer_then_watch, nursery.cancel_scope)
+            nursery.start_soon(direct_anyway, nursery.cancel_scope)
         return got[0] if got else None
 
     # -- hard side -----------------------------------------------------------

@@ -439,7 +439,7 @@ class DCUtR:
         self._active.add(peer_id)
         try:
             async with self._slots:
-                if not await self.birthday.first(peer_id) and inbound:
+                if not await self.birthday.first(peer_id, fallback=inbound) and inbound:
                     await self.upgrade(peer_id)
         finally:
             self._active.discard(peer_id)

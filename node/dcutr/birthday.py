@@ -68,6 +68,7 @@ __all__ = [
     "hard_target",
     "EasyPlan",
     "nofile_target",
+    "EasyBudget",
     "sockets_allowed",
 ]
 
@@ -87,6 +88,8 @@ HARD_TICK = 0.01
 HARD_WINDOW = 4.0  # s the hard side keeps dialing: covers TCP's SYN retransmits at 1 s and 3 s
 ROUNDS = 2  # a lost round (p ≈ 3e-4 each) is retried once with new ports
 EXCHANGE_TIMEOUT = 5.0  # s for the CONNECT/answer over the relay (includes E's probing)
+EASY_PER_MINUTE = 4  # rounds we answer per minute, from all peers together ...
+EASY_PER_PEER = 2  # ... and from one peer (its two rounds)
 FD_HEADROOM = 256  # fds kept free for everything else when raising RLIMIT_NOFILE
 FD_CAP = 8192  # never ask for a soft limit above this
 
@@ -211,3 +214,26 @@ def nofile_target(soft: int, hard: int, in_use: int, need: int) -> int | None:
 def sockets_allowed(soft: int, in_use: int, need: int) -> int:
     """How many of ``need`` sockets fit under ``soft`` with the headroom kept."""
     return max(0, min(need, soft - in_use - FD_HEADROOM))
+
+
+class EasyBudget:
+    """How often we answer as the easy side. Why: one small CONNECT makes us
+    send ~3000 SYNs (with retransmits) to an IP the asker chose, so a peer
+    could aim us at a third party. Bounded to :data:`EASY_PER_MINUTE` rounds
+    a minute in all and :data:`EASY_PER_PEER` per peer (what an honest
+    symmetric peer needs); refused rounds cost nothing but a reset stream."""
+
+    WINDOW = 60.0
+
+    def __init__(self, per_minute: int = EASY_PER_MINUTE, per_peer: int = EASY_PER_PEER) -> None:
+        self._all: list[tuple[float, str]] = []
+        self._per_minute = per_minute
+        self._per_peer = per_peer
+
+    def allow(self, peer_id: str, now: float) -> bool:
+        """Whether to answer ``peer_id`` now; an allowed round is counted."""
+        self._all = [(t, p) for t, p in self._all if now - t < self.WINDOW]
+        if len(self._all) >= self._per_minute or sum(p == peer_id for _, p in self._all) >= self._per_peer:
+            return False
+        self._all.append((now, peer_id))
+        return True

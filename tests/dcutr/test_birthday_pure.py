@@ -15,6 +15,7 @@ from p2pshare.node.dcutr.birthday import (
     PORT_HIGH,
     PORT_LOW,
     BirthdayConfig,
+    EasyBudget,
     Pacer,
     easy_answer,
     hard_connect,
@@ -149,3 +150,13 @@ def test_nat_typing_tells_the_symmetric_side_its_ip() -> None:
     assert symmetric_ip([Sighting(HARD_IP, 5000, 5000), Sighting(HARD_IP, 5001, 5001)]) is None
     assert symmetric_ip([Sighting(HARD_IP, 1, 5000), Sighting("198.51.100.7", 2, 5001)]) is None
     assert symmetric_ip([Sighting("100.64.2.1", 1, 5000)]) is None
+
+
+def test_easy_budget_bounds_rounds_per_peer_and_in_all() -> None:
+    b = EasyBudget(per_minute=4, per_peer=2)
+    assert b.allow("p1", 0.0) and b.allow("p1", 1.0)
+    assert not b.allow("p1", 2.0)  # a peer's two rounds, then no more this minute
+    assert b.allow("p2", 2.0) and b.allow("p3", 3.0)
+    assert not b.allow("p4", 4.0)  # four rounds a minute in all
+    assert b.allow("p4", 60.5)  # the first two have aged out
+    assert b.allow("p1", 61.5)
