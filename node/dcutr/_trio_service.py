@@ -107,7 +107,7 @@ class DCUtR:
         self._nursery: trio.Nursery | None = None
         self.events: list[DCUtREvent] = []
         self.birthday = Birthday(host, BirthdayConfig(), self._observed, hard_ip or (lambda: None), rng)
-        self.birthday.on_event, self.birthday.on_upgraded = self._emit, self._retire_relayed
+        self.birthday.on_event = self._emit
 
     # -- addresses ---------------------------------------------------------
 
@@ -317,7 +317,12 @@ class DCUtR:
                 action = sched.direct_done(trio.current_time(), reached)
                 continue
             if isinstance(action, Exchange):
-                action = await self._round(sched, peer_id, action.round_no)
+                # Behind a symmetric NAT, after the direct dial and before
+                # plain rounds (which then fail fast): birthday port probing.
+                won = await self.birthday.first(peer_id) if action.round_no == 1 else None
+                action = (
+                    Finish(won) if isinstance(won, Upgraded) else await self._round(sched, peer_id, action.round_no)
+                )
                 continue
             raise AssertionError(f"unexpected action {action}")  # Punch is handled inside _round
         event = action.event
@@ -439,8 +444,12 @@ class DCUtR:
         self._active.add(peer_id)
         try:
             async with self._slots:
-                if not await self.birthday.first(peer_id, fallback=inbound) and inbound:
-                    await self.upgrade(peer_id)
+                if inbound:
+                    await self.upgrade(peer_id)  # birthday probing inside, after a direct dial
+                elif (event := await self.birthday.first(peer_id)) is not None:
+                    self._emit(event)
+                    if isinstance(event, Upgraded):
+                        self._retire_relayed(peer_id)
         finally:
             self._active.discard(peer_id)
 
