@@ -42,6 +42,7 @@ from p2pshare.node.dcutr.policy import (
     UpgradeFailed,
     fresh_port_ok,
     our_addrs,
+    public_dial_addrs,
     with_port,
 )
 from p2pshare.node.dcutr.schedule import (
@@ -307,13 +308,13 @@ class DCUtR:
         """Make the relayed connection to ``peer_id`` direct; never raises.
         Performs the actions of an :class:`~node.dcutr.schedule.InitiatorSchedule`."""
         sched = InitiatorSchedule(peer_id, self.config, trio.current_time())
-        public = self._public_addrs(peer_id)
+        public = public_dial_addrs(lp.peerstore_addrs(self.host, peer_id), self.config.allow_loopback)
         action = sched.start(
             trio.current_time(), already_direct=bool(lp.direct_conns(self.host, peer_id)), public_addrs=bool(public)
         )
         while not isinstance(action, Finish):
             if isinstance(action, DialDirect):
-                reached = await self._unilateral(peer_id, public, action.until)
+                reached = await lp.dial_first(self.host, peer_id, public, action.until)
                 action = sched.direct_done(trio.current_time(), reached)
                 continue
             if isinstance(action, Exchange):
@@ -348,33 +349,6 @@ class DCUtR:
             assert isinstance(action, Punch)
             result = await self._attempt(peer_id, ready, action, Role.INITIATOR, rp)
         return sched.punched(trio.current_time(), result)
-
-    def _public_addrs(self, peer_id: str) -> list[str]:
-        """The peer's public listen addresses (worth a plain direct dial)."""
-        public = []
-        for text in lp.peerstore_addrs(self.host, peer_id):
-            a = parse_tcp_addr(text)
-            if a is not None and (a.public or (self.config.allow_loopback and a.ip.startswith("127."))):
-                public.append(a.multiaddr())
-        return public
-
-    async def _unilateral(self, peer_id: str, public: list[str], until: float) -> str | None:
-        won: list[str] = []
-
-        async def one(addr: str, cancel: trio.CancelScope) -> None:
-            try:
-                await lp.dial_direct(self.host, peer_id, addr)
-            except Exception as e:
-                logger.debug("dcutr: direct dial %s failed: %s", addr, e)
-                return
-            won.append(addr)
-            cancel.cancel()
-
-        with trio.move_on_at(until):
-            async with trio.open_nursery() as nursery:
-                for addr in public[:4]:
-                    nursery.start_soon(one, addr, nursery.cancel_scope)
-        return won[0] if won and lp.direct_conns(self.host, peer_id) else None
 
     async def _exchange(self, peer_id: str, round_no: int, ours: list[TcpAddr]) -> Ready:
         exchange = InitiatorExchange(ours, self.config, round_no, self._nets)
