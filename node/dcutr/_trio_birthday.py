@@ -2,13 +2,15 @@
 
 The method, its order of packets and its bounds are explained and decided in
 :mod:`node.dcutr.birthday`; this module only performs them: the easy side's
-fire-and-close SYNs from the listen port (:func:`probe_ports`), the hard
-side's pool of pending dials (:func:`open_mappings`, one nursery, the first
-socket that connects wins and cancels the rest, the caller's deadline bounds
-it), the exchange over the relayed connection, and the hand-over of the
-winning socket to the swarm through the same path a DCUtR punch uses
-(:func:`node.dcutr._trio_libp2p.upgrade_punched`, as the Noise initiator: the
-socket reached the easy side's listener, whose swarm answers as responder).
+pending dials from the listen port (:func:`hold_probes`), the hard side's
+pool of dials from new mappings (:func:`open_mappings`), each one nursery
+whose winner cancels the rest, bounded by the caller's deadline; the
+exchange over the relayed connection; and the hand-over of the connected
+socket to the swarm through the path a DCUtR punch uses
+(:func:`node.dcutr._trio_libp2p.upgrade_punched`): the hard side as the
+Noise initiator, the easy side as the responder. The DCUtR service
+(:mod:`._trio_service`) decides when to run it: the inbound side's upgrade
+after its direct dial, the outbound side at once when it is symmetric.
 """
 
 from __future__ import annotations

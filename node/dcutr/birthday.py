@@ -35,9 +35,13 @@ TCP's retransmits at 1 s and 3 s); H holds at most HARD_SOCKETS fds and
 opens at most HARD_DIALS sockets (a refused one, RST by a cone-rst NAT, is
 replaced by a new mapping: a new ticket); RLIMIT_NOFILE's soft limit is
 raised for that when needed, up to FD_CAP; each side is done within
-EXCHANGE_TIMEOUT + HARD_WINDOW (+ the upgrade) seconds. Only p2pshare
-peers speak this protocol: others never see it (a peer without it makes
-``open_stream`` fail, and H falls back to plain DCUtR, i.e. the relay).
+EXCHANGE_TIMEOUT + HARD_WINDOW (+ the upgrade) seconds; E answers at most
+EASY_PER_MINUTE rounds a minute (:class:`EasyBudget`), as each one makes it
+send SYNs to an IP the asker names. Only p2pshare peers speak this
+protocol: others never see it (a peer without it makes ``open_stream``
+fail, and H goes on with plain DCUtR, i.e. the relay). H tries plain
+DCUtR's direct dial to the peer's public addresses first: a public peer
+needs no probing.
 """
 
 from __future__ import annotations
