@@ -73,7 +73,7 @@ class Upgraded:
 
     peer_id: str
     role: str  # "initiator" | "responder"
-    method: str  # "unilateral" | "hole-punch"
+    method: str  # "unilateral" | "hole-punch" | "birthday" (port probing through a symmetric NAT)
     elapsed: float  # from the start of the upgrade to the direct connection
     rounds: int
     dials: int  # TCP connection attempts in the winning round

@@ -27,8 +27,8 @@ from p2pshare.node.host import Host
 from p2pshare.node.natinfo import Mapping, NatReport
 from p2pshare.node.natinfo._trio_identify import observe_from
 from p2pshare.node.natinfo._trio_stun import DEFAULT_PORTS, probe_nat
-from p2pshare.node.natinfo.observed import identify_sources, mapping_from_sightings
-from p2pshare.sharecode.multiaddrs import ip_text
+from p2pshare.node.natinfo.observed import identify_sources, mapping_from_sightings, symmetric_ip
+from p2pshare.sharecode.multiaddrs import ip_text, is_public_ip
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class Traversal:
         self.peers = tuple(peers)  # bootstrap peers: they answer identify when no relay is configured
         self.observed: list[str] = []
         self.nat: NatReport | None = None
+        self._hard_ip: str | None = None  # our public IP when our NAT is symmetric
         self.verdict: Verdict | None = None
         self._on_event = on_event
         self._upgrades: dict[str, Upgraded] = {}
@@ -88,6 +89,11 @@ class Traversal:
         self._changed = trio.Event()
         self._emit(event)
 
+    def hard_ip(self) -> str | None:
+        """Our public IP when the probe found an endpoint-dependent (symmetric)
+        mapping: DCUtR then tries birthday port probing (node.dcutr.birthday)."""
+        return self._hard_ip
+
     def upgrade(self, peer_id: str) -> Upgraded | None:
         return self._upgrades.get(peer_id)
 
@@ -107,7 +113,7 @@ class Traversal:
                 while True:
                     up = self._upgrades.get(peer_id)
                     if up is not None:
-                        return "hole-punched" if up.method == "hole-punch" else "direct"
+                        return "hole-punched" if up.method in ("hole-punch", "birthday") else "direct"
                     direct = self.host.connection_path(peer_id) == "direct"
                     # A round's punched connection is in the swarm before the
                     # round reports it: while one runs, wait for its word
@@ -161,6 +167,8 @@ class Traversal:
                 log.info("NAT mapping probe failed: %s", exc)
                 return
         self.nat = report
+        if report.mapping is Mapping.ENDPOINT_DEPENDENT and report.public_ip and is_public_ip(report.public_ip):
+            self._hard_ip = report.public_ip
         public = f"/ip4/{report.public[0]}/tcp/{report.public[1]}" if report.public else None
         if public is None and report.observations == 0:
             # No STUN answered (go/js relays run none) or no relay to ask: identify.
@@ -175,6 +183,7 @@ class Traversal:
         if not seen:
             return
         predicted = mapping_from_sightings(seen, listen_port)
+        self._hard_ip = symmetric_ip(seen) if predicted is None else None
         log.info("NAT mapping from identify (%d peer(s)): %s", len(seen), predicted or "unpredictable")
         if predicted is not None and self.observed != [predicted]:
             self._set_observed(predicted)
@@ -228,6 +237,7 @@ async def open_traversal(
         observed=lambda: traversal.observed,
         on_event=traversal.on_dcutr,
         settled=traversal.probe_settled,
+        hard_ip=traversal.hard_ip,
     ) as dcutr:
         traversal._dcutr = dcutr
         async with trio.open_nursery() as nursery:

@@ -17,6 +17,7 @@ PURE_CORES = [
     "p2pshare.node.circuit.schedule",
     "p2pshare.node.circuit.limits",
     "p2pshare.node.dcutr.policy",
+    "p2pshare.node.dcutr.birthday",
     "p2pshare.node.natinfo.observed",
     "p2pshare.node.rcmgr.manager",
     "p2pshare.node.rcmgr.limits",

@@ -8,18 +8,22 @@ connections (the host's connection events).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import trio
 
 from p2pshare.node.host import Connection, ConnectionPath, Direction, Host
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "upgrade_punched",
     "direct_conns",
     "relayed_conns",
     "dial_direct",
+    "dial_first",
     "watch_connections",
     "is_relayed",
     "is_inbound",
@@ -83,6 +87,27 @@ async def upgrade_punched(host: Host, sock: trio.socket.SocketType, peer_id: str
 async def dial_direct(host: Host, peer_id: str, addr: str) -> Connection:
     """A NEW direct connection to ``addr`` even if a relayed one exists."""
     return await host.dial_direct(peer_id, addr)
+
+
+async def dial_first(host: Host, peer_id: str, addrs: Sequence[str], until: float) -> str | None:
+    """Dial up to four of ``addrs`` at once until one connects or ``until``;
+    the address that made a direct connection, or None."""
+    won: list[str] = []
+
+    async def one(addr: str, cancel: trio.CancelScope) -> None:
+        try:
+            await dial_direct(host, peer_id, addr)
+        except Exception as e:
+            logger.debug("dcutr: direct dial %s failed: %s", addr, e)
+            return
+        won.append(addr)
+        cancel.cancel()
+
+    with trio.move_on_at(until):
+        async with trio.open_nursery() as nursery:
+            for addr in addrs[:4]:
+                nursery.start_soon(one, addr, nursery.cancel_scope)
+    return won[0] if won and direct_conns(host, peer_id) else None
 
 
 @asynccontextmanager

@@ -27,7 +27,10 @@ from typing import Any
 import trio
 
 from p2pshare.node.dcutr import _trio_libp2p as lp
+from p2pshare.node.dcutr._trio_birthday import PROTOCOL_ID as BIRTHDAY_ID
+from p2pshare.node.dcutr._trio_birthday import Birthday
 from p2pshare.node.dcutr._trio_punch import punch_tcp, reuse_socket
+from p2pshare.node.dcutr.birthday import BirthdayConfig
 from p2pshare.node.dcutr.policy import (
     DCUtREvent,
     InitiatorExchange,
@@ -39,6 +42,7 @@ from p2pshare.node.dcutr.policy import (
     UpgradeFailed,
     fresh_port_ok,
     our_addrs,
+    public_dial_addrs,
     with_port,
 )
 from p2pshare.node.dcutr.schedule import (
@@ -88,6 +92,7 @@ class DCUtR:
         local_networks: Networks,
         rng: random.Random,
         settled: Callable[[], Awaitable[None]] | None = None,
+        hard_ip: Callable[[], str | None] | None = None,
     ) -> None:
         self.host = host
         self._settled = settled
@@ -102,6 +107,8 @@ class DCUtR:
         self._slots = trio.Semaphore(_MAX_PARALLEL)
         self._nursery: trio.Nursery | None = None
         self.events: list[DCUtREvent] = []
+        self.birthday = Birthday(host, BirthdayConfig(), self._observed, hard_ip or (lambda: None), rng)
+        self.birthday.on_event = self._emit
 
     # -- addresses ---------------------------------------------------------
 
@@ -291,7 +298,7 @@ class DCUtR:
         failure = self._responder_rounds.due(
             peer_id, trio.current_time(), direct=bool(lp.direct_conns(self.host, peer_id))
         )
-        if failure is not None:
+        if failure is not None and not self.birthday.busy(peer_id):  # its own outcome is the one to tell
             self._emit(failure)
 
     def busy(self, peer_id: str) -> bool:
@@ -299,7 +306,7 @@ class DCUtR:
         connection reaches the swarm before the round reports it: a watcher
         that sees a direct connection now should wait for the outcome before
         calling the path a plain dial ("direct") rather than "hole-punched"."""
-        return peer_id in self._active or peer_id in self._answering
+        return peer_id in self._active or peer_id in self._answering or self.birthday.busy(peer_id)
 
     # -- initiator (B) -----------------------------------------------------
 
@@ -307,17 +314,22 @@ class DCUtR:
         """Make the relayed connection to ``peer_id`` direct; never raises.
         Performs the actions of an :class:`~node.dcutr.schedule.InitiatorSchedule`."""
         sched = InitiatorSchedule(peer_id, self.config, trio.current_time())
-        public = self._public_addrs(peer_id)
+        public = public_dial_addrs(lp.peerstore_addrs(self.host, peer_id), self.config.allow_loopback)
         action = sched.start(
             trio.current_time(), already_direct=bool(lp.direct_conns(self.host, peer_id)), public_addrs=bool(public)
         )
         while not isinstance(action, Finish):
             if isinstance(action, DialDirect):
-                reached = await self._unilateral(peer_id, public, action.until)
+                reached = await lp.dial_first(self.host, peer_id, public, action.until)
                 action = sched.direct_done(trio.current_time(), reached)
                 continue
             if isinstance(action, Exchange):
-                action = await self._round(sched, peer_id, action.round_no)
+                # Behind a symmetric NAT, after the direct dial and before
+                # plain rounds (which then fail fast): birthday port probing.
+                won = await self.birthday.first(peer_id) if action.round_no == 1 else None
+                action = (
+                    Finish(won) if isinstance(won, Upgraded) else await self._round(sched, peer_id, action.round_no)
+                )
                 continue
             raise AssertionError(f"unexpected action {action}")  # Punch is handled inside _round
         event = action.event
@@ -345,33 +357,6 @@ class DCUtR:
             assert isinstance(action, Punch)
             result = await self._attempt(peer_id, ready, action, Role.INITIATOR, rp)
         return sched.punched(trio.current_time(), result)
-
-    def _public_addrs(self, peer_id: str) -> list[str]:
-        """The peer's public listen addresses (worth a plain direct dial)."""
-        public = []
-        for text in lp.peerstore_addrs(self.host, peer_id):
-            a = parse_tcp_addr(text)
-            if a is not None and (a.public or (self.config.allow_loopback and a.ip.startswith("127."))):
-                public.append(a.multiaddr())
-        return public
-
-    async def _unilateral(self, peer_id: str, public: list[str], until: float) -> str | None:
-        won: list[str] = []
-
-        async def one(addr: str, cancel: trio.CancelScope) -> None:
-            try:
-                await lp.dial_direct(self.host, peer_id, addr)
-            except Exception as e:
-                logger.debug("dcutr: direct dial %s failed: %s", addr, e)
-                return
-            won.append(addr)
-            cancel.cancel()
-
-        with trio.move_on_at(until):
-            async with trio.open_nursery() as nursery:
-                for addr in public[:4]:
-                    nursery.start_soon(one, addr, nursery.cancel_scope)
-        return won[0] if won and lp.direct_conns(self.host, peer_id) else None
 
     async def _exchange(self, peer_id: str, round_no: int, ours: list[TcpAddr]) -> Ready:
         if not ours:
@@ -436,8 +421,9 @@ class DCUtR:
             await trio.sleep(_POLL)
             if lp.is_relayed(conn) or getattr(conn, "is_closed", False):
                 break
-        if not (lp.is_relayed(conn) and lp.is_inbound(conn)) or peer_id in self._active:
+        if not lp.is_relayed(conn) or peer_id in self._active:
             return
+        inbound = lp.is_inbound(conn)  # outbound: only a symmetric NAT's birthday probing starts here
         # Identify over the new connection tells us the peer's listen
         # addresses; without them a public peer gets punched at instead of
         # dialled normally, and a punched socket that lands on its listener
@@ -453,15 +439,23 @@ class DCUtR:
             # nothing in the exchange's RTT measurement, which starts later.
             with trio.move_on_after(_SETTLE_WAIT):
                 await self._settled()
+        if not inbound and self.birthday.hard() is None:
+            return
         self._active.add(peer_id)
         try:
             async with self._slots:
-                await self.upgrade(peer_id)
+                if inbound:
+                    await self.upgrade(peer_id)  # birthday probing inside, after a direct dial
+                elif (event := await self.birthday.first(peer_id)) is not None:
+                    self._emit(event)
+                    if isinstance(event, Upgraded):
+                        self._retire_relayed(peer_id)
         finally:
             self._active.discard(peer_id)
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         self.host.set_stream_handler(PROTOCOL_ID, self.handle_stream)
+        self.host.set_stream_handler(BIRTHDAY_ID, self.birthday.answer)
         try:
             async with lp.watch_connections(self.host) as recv, trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -471,6 +465,7 @@ class DCUtR:
         finally:
             self._nursery = None
             self.host.remove_stream_handler(PROTOCOL_ID)
+            self.host.remove_stream_handler(BIRTHDAY_ID)
 
 
 @asynccontextmanager
@@ -483,14 +478,17 @@ async def open_dcutr(
     local_networks: Networks = (),
     rng: random.Random | None = None,
     settled: Callable[[], Awaitable[None]] | None = None,
+    hard_ip: Callable[[], str | None] | None = None,
 ) -> AsyncIterator[DCUtR]:
     """Hole-punch every relayed connection while the block runs.
 
     ``observed`` returns our public TCP mappings of the listen port (from
     :mod:`node.natinfo`), announced before our listen addrs; ``settled``
-    returns once a probe for them, if one runs, has ended.
+    returns once a probe for them, if one runs, has ended; ``hard_ip`` our
+    public IP when our NAT is symmetric (birthday port probing, see
+    :mod:`node.dcutr.birthday`), else None.
     """
-    service = DCUtR(host, config, observed, on_event, local_networks, rng or random.Random(), settled)
+    service = DCUtR(host, config, observed, on_event, local_networks, rng or random.Random(), settled, hard_ip)
     async with trio.open_nursery() as nursery:
         await nursery.start(service.serve)
         try:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from p2pshare.node.dcutr.wire import HolePunch, MsgType, WireError, encode
 from p2pshare.node.events import Upgraded, UpgradeFailed  # the event types live with the node's others
-from p2pshare.node.natinfo.addrs import TcpAddr, decode_addrs, encode_addr, same_public_ip
+from p2pshare.node.natinfo.addrs import TcpAddr, decode_addrs, encode_addr, parse_tcp_addr, same_public_ip
 
 __all__ = [
     "Role",
@@ -37,6 +37,7 @@ __all__ = [
     "Ready",
     "select_targets",
     "our_addrs",
+    "public_dial_addrs",
     "fresh_port_ok",
     "with_port",
     "redial_delay",
@@ -142,6 +143,16 @@ def our_addrs(observed: Sequence[TcpAddr], listen: Sequence[TcpAddr], allow_loop
         if plain not in out:
             out.append(plain)
     return out[:MAX_TARGETS]
+
+
+def public_dial_addrs(addrs: Sequence[str], allow_loopback: bool = False) -> list[str]:
+    """The peer's public listen addresses (worth a plain direct dial)."""
+    out = []
+    for text in addrs:
+        a = parse_tcp_addr(text)
+        if a is not None and (a.public or (allow_loopback and a.ip.startswith("127."))):
+            out.append(a.multiaddr())
+    return out
 
 
 def fresh_port_ok(observed: Sequence[TcpAddr], listen_port: int) -> bool:

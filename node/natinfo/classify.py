@@ -41,6 +41,10 @@ class NatReport:
     port_preserving: bool
     observations: int
     distinct_servers: int
+    # The one public IP every server saw, also when the ports differ: a
+    # symmetric NAT's mappings are unpredictable, its IP is not, and the
+    # birthday method (node.dcutr.birthday) needs only that.
+    public_ip: str | None = None
 
     @property
     def punchable(self) -> bool:
@@ -56,15 +60,17 @@ def classify(observations: Sequence[Observation]) -> NatReport:
     mapped = {o.mapped for o in observations}
     first = observations[0].mapped
     preserving = all(m[1] == local[1] for m in mapped)
+    ips = {m[0] for m in mapped}
+    one_ip = next(iter(ips)) if len(ips) == 1 else None
     if len(mapped) > 1:
-        return NatReport(Mapping.ENDPOINT_DEPENDENT, None, False, len(observations), len(servers))
+        return NatReport(Mapping.ENDPOINT_DEPENDENT, None, False, len(observations), len(servers), one_ip)
     if first[0] == local[0] and first[1] == local[1] and is_public_ip(local[0]):
         mapping = Mapping.NONE
     elif len(servers) < 2:
         mapping = Mapping.UNKNOWN  # one endpoint cannot show endpoint dependence
     else:
         mapping = Mapping.ENDPOINT_INDEPENDENT
-    return NatReport(mapping, first, preserving, len(observations), len(servers))
+    return NatReport(mapping, first, preserving, len(observations), len(servers), one_ip)
 
 
 def strategy(ours: NatReport, theirs: NatReport, ours_public: bool = False, theirs_public: bool = False) -> Strategy:

@@ -20,7 +20,15 @@ from dataclasses import dataclass
 
 from p2pshare.sharecode.multiaddrs import ip_text, is_circuit, is_public_ip, split_first_peer
 
-__all__ = ["ASK", "QUORUM", "Sighting", "identify_sources", "predict_mapping", "mapping_from_sightings"]
+__all__ = [
+    "ASK",
+    "QUORUM",
+    "Sighting",
+    "identify_sources",
+    "predict_mapping",
+    "mapping_from_sightings",
+    "symmetric_ip",
+]
 
 ASK = 3  # peers asked at once: a second answer can expose a NAT that changes ports per destination
 QUORUM = 2  # answers that settle it (fewer when fewer peers were asked)
@@ -84,3 +92,14 @@ def mapping_from_sightings(sightings: Sequence[Sighting], listen_port: int) -> s
     if not use or any(s.port != s.local_port for s in use) or len({s.ip for s in use}) != 1:
         return None
     return predict_mapping(use[0].ip, use[0].port, use[0].local_port, listen_port)
+
+
+def symmetric_ip(sightings: Sequence[Sighting]) -> str | None:
+    """Our public IP when the sightings show one public IP but changed ports:
+    the mapping cannot be announced, yet birthday port probing
+    (node.dcutr.birthday) needs only the IP. None when they disagree on the
+    IP, show no public one, or kept every port."""
+    public = [s for s in sightings if is_public_ip(s.ip)]
+    if not public or len({s.ip for s in public}) != 1 or all(s.port == s.local_port for s in public):
+        return None
+    return public[0].ip

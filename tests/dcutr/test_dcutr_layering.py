@@ -7,7 +7,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PURE = ["p2pshare.node.dcutr.wire", "p2pshare.node.dcutr.policy", "p2pshare.node.dcutr.schedule"]
+PURE = [
+    "p2pshare.node.dcutr.wire",
+    "p2pshare.node.dcutr.policy",
+    "p2pshare.node.dcutr.schedule",
+    "p2pshare.node.dcutr.birthday",
+]
 
 
 def test_dcutr_pure_cores_import_neither_trio_nor_libp2p() -> None:

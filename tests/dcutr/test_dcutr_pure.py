@@ -168,3 +168,16 @@ def test_fresh_ports_only_when_the_mapping_keeps_port_numbers() -> None:
         PunchConfig(fresh_rounds=0)
     with pytest.raises(ValueError):
         PunchConfig(fresh_round_window=0)
+
+
+def test_public_dial_addrs_keeps_only_public_tcp_addresses() -> None:
+    from p2pshare.node.dcutr.policy import public_dial_addrs
+
+    addrs = [
+        "/ip4/203.0.113.2/tcp/4001",
+        "/ip4/100.64.1.2/tcp/4001",
+        "/ip4/127.0.0.1/tcp/4001",
+        "/ip4/203.0.113.9/tcp/4001/p2p/12D3KooWP6Kfd9W78AgMKSHQZrn72V9sefgkhxDYZM4dXTFaRz4h/p2p-circuit",
+    ]
+    assert public_dial_addrs(addrs) == ["/ip4/203.0.113.2/tcp/4001"]
+    assert public_dial_addrs(addrs, allow_loopback=True) == ["/ip4/203.0.113.2/tcp/4001", "/ip4/127.0.0.1/tcp/4001"]

@@ -1,5 +1,6 @@
 """The NAT matrix with the real product: a CI subset of cells that covers
-every expectation level (direct, punch, relay) and every profile.
+every expectation level (direct, punch, relay) and every profile;
+cone↔symmetric must end direct (birthday port probing, node/dcutr/birthday.py).
 
 The full matrix (37 cells, ~10 minutes on 2 cores) is one command:
 ``scripts/natlab matrix`` (see README). This subset keeps the NAT suite
@@ -28,7 +29,9 @@ CI_CELLS = [
     ("firewall", "double"),  # punch: stateful firewall vs double NAT
     ("double", "cone-rst"),  # punch
     ("cone", "public"),  # a NATed sharer, a public receiver: upgraded
-    ("symmetric", "cone"),  # relay: symmetric NAT, relayed and verified
+    ("symmetric", "cone"),  # punch: birthday port probing through the symmetric NAT
+    ("cone", "symmetric"),  # punch: the same with the symmetric side receiving
+    ("symmetric", "symmetric"),  # relay: both symmetric, relayed and verified
 ]
 
 

@@ -112,7 +112,15 @@ def test_judge_enforces_the_expected_path() -> None:
     assert matrix.judge(_ok("public", "cone", path="relayed"))
     assert matrix.judge(_ok("cone", "cone", path="relayed"))
     assert matrix.judge(_ok("cone", "cone", path="relayed", upgraded=True, upgraded_path="hole-punched")) == []
-    assert matrix.judge(_ok("symmetric", "cone", path="relayed")) == []
+    # cone↔symmetric must end direct now (birthday port probing) ...
+    assert matrix.judge(_ok("symmetric", "cone", path="relayed"))
+    assert matrix.judge(_ok("cone", "symmetric", path="relayed"))
+    assert matrix.judge(_ok("symmetric", "cone", path="relayed", upgraded=True, upgraded_path="hole-punched")) == []
+    # ... while two symmetric NATs may stay relayed
+    assert matrix.judge(_ok("symmetric", "symmetric", path="relayed")) == []
+    for other in ("firewall", "cone", "cone-rst", "double"):
+        assert matrix.EXPECT[(other, "symmetric")] == matrix.EXPECT[("symmetric", other)] == "punch"
+    assert matrix.EXPECT[("symmetric", "symmetric")] == "relay"
     assert matrix.judge(_ok("cone", "cone", verified=False))
     assert matrix.judge(_ok("cone", "cone", exit_code=3))
     assert normalize_path("hole_punched") == "hole-punched"
