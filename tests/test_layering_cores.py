@@ -20,6 +20,10 @@ PURE_CORES = [
     "p2pshare.node.natinfo.observed",
     "p2pshare.node.rcmgr.manager",
     "p2pshare.node.rcmgr.limits",
+    "p2pshare.node.shortcode",
+    "p2pshare.node.shortcode.core",
+    "p2pshare.node.shortcode.wire",
+    "p2pshare.sharecode.short",
 ]
 
 
