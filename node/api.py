@@ -382,21 +382,18 @@ class Node:
         return offer
 
     async def _advertise_short_code(self, keys: list[bytes], on_event: Callable[[ShortCodeEvent], None]) -> None:
-        """Provider records for every window of the code's life (kept fresh by
-        discovery until ``expire_offer`` withdraws them)."""
+        """Provider records for every window of the code's life, the current
+        window first (kept fresh by discovery until ``expire_offer`` withdraws
+        them); one at a time, as the long code's record goes out."""
         await self.discovery.wait_bootstrapped(30)
-        stored: list[int] = [0] * len(keys)
-
-        async def one(i: int) -> None:
+        for i, key in enumerate(keys):
             try:
-                stored[i] = await self.discovery.advertise(keys[i])
+                stored = await self.discovery.advertise(key)
             except Exception as exc:  # noqa: BLE001 - best effort, as for the long code's record
                 log.warning("could not advertise the short code in the DHT: %s", exc)
-
-        async with trio.open_nursery() as nursery:
-            for i in range(len(keys)):
-                nursery.start_soon(one, i)
-        on_event(ShortCodeAdvertised(keys=len(keys), peers=stored[0]))
+                stored = 0
+            if i == 0:
+                on_event(ShortCodeAdvertised(keys=len(keys), peers=stored))
 
     async def resolve_short_code(self, code: ShortCode, *, timeout: float) -> sharecode.ShareCode:
         """The full code behind ``code``: its number's providers in the DHT,

@@ -8,7 +8,12 @@ from .wire import Refusal
 
 __all__ = [
     "ShortCodeAdvertised",
-    "ShortCodeClaimed", "ShortCodeEvent", "ShortCodeExpired", "ShortCodeFailed", "ShortCodeRefused"]
+    "ShortCodeClaimed",
+    "ShortCodeEvent",
+    "ShortCodeExpired",
+    "ShortCodeFailed",
+    "ShortCodeRefused",
+]
 
 
 @dataclass(frozen=True)
