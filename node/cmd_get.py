@@ -12,6 +12,7 @@ import trio
 from p2pshare import sharecode
 from p2pshare.errors import Terminated
 from p2pshare.node._output import Reporter, human_bytes
+from p2pshare.sharecode.short import ShortCode, looks_like_short_code, parse_short_code
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,22 @@ class GetOptions:
     json: bool = False
 
 
+AnyCode = sharecode.ShareCode | sharecode.LegacyCode | ShortCode
+
+
+def parse_any_code(text: str) -> AnyCode:
+    """A short code (it starts with a digit), a v1 code or a legacy one."""
+    if looks_like_short_code(text):
+        return parse_short_code(text)
+    return sharecode.parse_code(text)
+
+
 def run_get(opts: GetOptions, reporter: Reporter) -> int:
-    code = sharecode.parse_code(opts.code)  # bad codes fail before slow imports
+    code = parse_any_code(opts.code)  # bad codes (unknown words too) fail before slow imports
     return trio.run(_get, opts, reporter, code)
 
 
-async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode | sharecode.LegacyCode) -> int:
+async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode) -> int:
     from p2pshare.node.api import Node, NodeConfig
     from p2pshare.node.events import Connected, NodeEvent, PathUpgraded
     from p2pshare.transfer.errors import sanitize_text
@@ -102,6 +113,10 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
 
             nursery.start_soon(stop_on_sigterm)
             async with Node(config, on_event=on_event) as node:
+                if isinstance(code, ShortCode):
+                    reporter.event("short_code_lookup", number=code.number)
+                    reporter.say(f"Looking up short code {code.redacted} in the DHT…")
+                    code = await node.resolve_short_code(code, timeout=opts.timeout)
                 await node.start_receiving(code, output, timeout=opts.timeout)
             nursery.cancel_scope.cancel()
     if terminated:

@@ -118,10 +118,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--new-code", action="store_true", help="do not reuse the code of an earlier share of the same paths"
     )
+    s.add_argument(
+        "--code-tries",
+        type=_code_tries,
+        default=3,
+        metavar="N",
+        help="refuse the short code after N failed attempts (default 3, at most 20)",
+    )
+    s.add_argument(
+        "--code-ttl",
+        type=_duration,
+        default=3600.0,
+        metavar="DURATION",
+        help="the short code expires after DURATION: 90s, 10m, 1h (default 1h, at most 24h)",
+    )
     s.add_argument("--json", action="store_true", help="JSON lines on stdout")
 
     g = sub.add_parser("get", help="download what a code shares")
-    g.add_argument("code", metavar="CODE")
+    g.add_argument("code", metavar="CODE", help="the code: short (4127-guitar-ocean-velvet) or long")
     g.add_argument("-o", "--output", type=Path, default=Path("."), metavar="DIR", help="output directory (default .)")
     g.add_argument(
         "--timeout",
@@ -164,6 +178,33 @@ def _add_network_flags(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not join the public libp2p DHT (a closed group of your own nodes)",
     )
+
+
+def _code_tries(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 20:
+        raise argparse.ArgumentTypeError("must be 1 to 20")
+    return value
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _duration(text: str) -> float:
+    """``90``, ``90s``, ``10m``, ``1h``, ``1h30m``: seconds, at most a day."""
+    import re
+
+    spelled = text.strip().lower()
+    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)([smh]?))+", spelled)
+    if not parts:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (like 90s, 10m, 1h)")
+    seconds = sum(float(n) * _UNITS[u or "s"] for n, u in re.findall(r"(\d+(?:\.\d+)?)([smh]?)", spelled))
+    if not 1 <= seconds <= 24 * 3600:
+        raise argparse.ArgumentTypeError("must be 1s to 24h")
+    return seconds
 
 
 def _positive_float(text: str) -> float:
@@ -210,6 +251,8 @@ def command_options(ns: argparse.Namespace) -> CommandOptions:
             new_code=ns.new_code,
             relay_service=ns.relay_service,
             autorelay=not ns.no_autorelay,
+            code_tries=ns.code_tries,
+            code_ttl=ns.code_ttl,
             json=ns.json,
         )
     if ns.command == "get":
