@@ -365,6 +365,12 @@ def _report(exc: BaseException, reporter: Reporter) -> int:
 
 
 def _cmd_code_show(opts: CodeShowOptions) -> int:
+    if sharecode.looks_like_short_code(opts.code):
+        short = sharecode.parse_short_code(opts.code)  # checked offline: digits, word count, word list
+        words = "-".join(short.words) if opts.reveal_key else sharecode.REDACTED
+        fields: dict[str, object] = {"format": "short", "number": short.number, "words": words}
+        print(json.dumps(fields, indent=2, sort_keys=True))
+        return ExitCode.OK
     code = sharecode.parse_code(opts.code)
     print(json.dumps(sharecode.describe(code, reveal_key=opts.reveal_key), indent=2, sort_keys=True))
     return ExitCode.OK

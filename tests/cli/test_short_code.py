@@ -89,6 +89,16 @@ def test_typos_fail_locally_with_exit_2(tmp_path: Path) -> None:
         assert says in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
+def test_code_show_checks_a_short_code_offline(tmp_path: Path) -> None:
+    res = run(["code", "show", "4127 Acid zoom yoga"], tmp_path / "h")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == {"format": "short", "number": 4127, "words": "<redacted>"}
+    res = run(["code", "show", "4127-acid-zoom-yoga", "--reveal-key"], tmp_path / "h")
+    assert json.loads(res.stdout)["words"] == "acid-zoom-yoga"
+    res = run(["code", "show", "4127-acid-zoom"], tmp_path / "h")
+    assert res.returncode == 2 and "expected 3" in res.stderr
+
+
 def test_unknown_number_is_exit_3(tmp_path: Path, procs: list[Proc]) -> None:
     boot = start_relay(tmp_path, procs)
     res = _get("4127-acid-zoom-yoga", tmp_path / "out", boot, tmp_path / "rx", "--timeout", "5")
