@@ -360,14 +360,21 @@ class Node:
         return bool(self.config.bootstrap) or self.config.peers_file is not None
 
     def offer_short_code(
-        self, info: ShareInfo, *, tries: int, ttl: float, on_event: Callable[[ShortCodeEvent], None]
+        self,
+        info: ShareInfo,
+        *,
+        tries: int,
+        ttl: float,
+        on_event: Callable[[ShortCodeEvent], None],
+        code: ShortCode | None = None,
     ) -> Offer:
-        """Give ``info`` a fresh short code, advertised under its number for
-        ``ttl`` seconds and refused after ``tries`` failed attempts (one
-        short code per node: a new offer replaces the old)."""
+        """Give ``info`` a short code (fresh unless ``code``: tests force
+        colliding numbers), advertised under its number for ``ttl`` seconds
+        and refused after ``tries`` failed attempts (one short code per
+        node: a new offer replaces the old)."""
         if not self.uses_dht:
             raise LocalNodeError("short codes are found through the DHT: give --bootstrap (or keep the defaults)")
-        code = new_short_code()
+        code = code or new_short_code()
         offer = Offer(code, info.encode().encode(), tries, trio.current_time() + ttl)
         now = time.time()
         keys = window_keys(code.number, now, now + ttl)
