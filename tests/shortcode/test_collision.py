@@ -43,7 +43,8 @@ async def test_colliding_numbers_each_tried_right_one_never_burned(tmp_path: Pat
                 code_b = ShortCode(4127, ("tulip", "viral", "spoon"))
                 info_a = await a.start_sharing("A", "", [tmp_path / "a.txt"])
                 info_b = await b.start_sharing("B", "", [tmp_path / "b.txt"])
-                offer_a = a.offer_short_code(info_a, tries=3, ttl=600, on_event=ev_a, code=code_a)
+                # A gets room for B's receivers: each may try A first and cost it one try.
+                offer_a = a.offer_short_code(info_a, tries=10, ttl=600, on_event=ev_a, code=code_a)
                 offer_b = b.offer_short_code(info_b, tries=3, ttl=600, on_event=ev_b, code=code_b)
                 await ev_a.advertised.wait()
                 await ev_b.advertised.wait()
@@ -53,8 +54,10 @@ async def test_colliding_numbers_each_tried_right_one_never_burned(tmp_path: Pat
                     assert offer_b.failures == 0
                 # B's receivers cost A at most one try each (A may be tried first).
                 assert offer_a.failures <= 4 and offer_a.claims == 0 and offer_b.claims == 4
+                a_before, b_before = offer_a.failures, offer_b.failures
                 got = await rx.resolve_short_code(code_a, timeout=30)
-                assert got.peer_id == a.peer_id and offer_b.failures == 0
+                assert got.peer_id == a.peer_id and offer_a.failures == a_before
+                assert offer_b.failures <= b_before + 1  # B, tried first, may lose one
                 # Words that match neither: both are tried, both count it, one error.
                 before = offer_a.failures + offer_b.failures
                 try:
