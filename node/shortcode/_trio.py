@@ -169,7 +169,8 @@ async def claim_short_code(
 
 
 async def _attempt(host: Host, code: ShortCode, peer_id: str) -> sharecode.ShareCode:
-    stream = await host.open_stream(peer_id, PROTOCOL_ID)
+    with trio.fail_after(STEP_TIMEOUT):  # a silent candidate must not hold up the next
+        stream = await host.open_stream(peer_id, PROTOCOL_ID)
     try:
         session = ReceiverSession(code, receiver_id=host.peer_id_bytes, sharer_id=stream.remote_peer_id_bytes)
         with trio.fail_after(STEP_TIMEOUT):
