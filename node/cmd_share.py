@@ -195,7 +195,7 @@ async def _serve(
             )
             if legacy:
                 reporter.say(f"Legacy code (direct address only): {legacy}")
-            reporter.say("Send the code above to the receiver. Ctrl-C stops sharing.")
+            reporter.say("Send the code above (or the short code) to the receiver. Ctrl-C stops sharing.")
 
             async with trio.open_nursery() as nursery:
 
