@@ -103,7 +103,8 @@ def new_short_code() -> ShortCode:
 
 
 def looks_like_short_code(text: str) -> bool:
-    """True when ``text`` is meant as a short code: it starts with a digit.
+    """True when ``text`` is meant as a short code: it starts with a digit
+    and has separators (or is digits only).
 
     A v1 code is base64 of JSON (it starts with ``e``) and a legacy code's
     human part uses letters too, so a leading digit is unambiguous enough to
@@ -111,7 +112,11 @@ def looks_like_short_code(text: str) -> bool:
     short code should look like.
     """
     stripped = text.strip()
-    return bool(stripped) and stripped[0].isdigit() and ":" not in stripped
+    if not stripped or not stripped[0].isdigit() or ":" in stripped:
+        return False
+    # A bare run of letters and digits ("4ZBEMQFSBY8R", a share's 12-character
+    # name) is not a short code; digits alone are a short code missing its words.
+    return stripped.isdigit() or not stripped.isalnum()
 
 
 def parse_short_code(text: str) -> ShortCode:

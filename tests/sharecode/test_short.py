@@ -93,6 +93,8 @@ def test_detection_routes_short_codes_only() -> None:
     assert not looks_like_short_code("eyJ2IjoxfQ")  # v1: base64 of JSON
     assert not looks_like_short_code("87TW7H8C6FSS:00:127.0.0.1:1")  # legacy
     assert not looks_like_short_code("")
+    assert looks_like_short_code("4127")  # the words are missing: say so
+    assert not looks_like_short_code("4ZBEMQFSBY8R")  # a share's 12-character name, not a short code
 
 
 def test_window_keys_cover_the_life_and_the_clock_skew() -> None:
