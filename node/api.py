@@ -9,9 +9,11 @@ addresses its code carries, or at the legacy code's IP:PORT.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -38,8 +40,12 @@ from p2pshare.node.identity import load_or_create_identity
 from p2pshare.node.reach import Reacher
 from p2pshare.node.receive.core import PROBE_WAIT, UPGRADE_WAIT, UPGRADE_WAIT_LIMITED, ReceiveResult
 from p2pshare.node.receive.driver import ReceiveDriver
+from p2pshare.node.shortcode import PROTOCOL_ID as SHORTCODE_PROTOCOL
+from p2pshare.node.shortcode import Offer, ShortCodeAdvertised, ShortCodeEvent
+from p2pshare.node.shortcode._trio import claim_short_code, expire_offer, serve_attempt
 from p2pshare.node.traversal import Traversal, open_traversal
 from p2pshare.sharecode.multiaddrs import is_loopback_addr, legacy_endpoint, without_loopback
+from p2pshare.sharecode.short import ShortCode, new_short_code, window_keys
 from p2pshare.transfer import PROTOCOL_ID, PreparedShare, ShareRegistry, build_manifest, serve_transfer
 from p2pshare.transfer.store import Conflict
 
@@ -334,7 +340,7 @@ class Node:
 
     async def _advertise(self, share_id: bytes, key: bytes) -> None:
         """Put a provider record in the DHT (only the hashed key; re-advertised by discovery)."""
-        if not self.config.bootstrap and self.config.peers_file is None:
+        if not self.uses_dht:
             return
         await self.discovery.wait_bootstrapped(30)
         try:
@@ -350,6 +356,63 @@ class Node:
             remote_peer_id=stream.remote_peer_id_bytes,
             on_event=self._emit,
         )
+
+    # -- short codes ---------------------------------------------------------
+    @property
+    def uses_dht(self) -> bool:
+        """Short codes are found only through the DHT (bootstrap nodes or a peers file)."""
+        return bool(self.config.bootstrap) or self.config.peers_file is not None
+
+    def offer_short_code(
+        self,
+        info: ShareInfo,
+        *,
+        tries: int,
+        ttl: float,
+        on_event: Callable[[ShortCodeEvent], None],
+        code: ShortCode | None = None,
+    ) -> Offer:
+        """Give ``info`` a short code (fresh unless ``code``: tests force
+        colliding numbers), advertised under its number for ``ttl`` seconds
+        and refused after ``tries`` failed attempts (one short code per
+        node: a new offer replaces the old)."""
+        if not self.uses_dht:
+            raise LocalNodeError("short codes are found through the DHT: give --bootstrap (or keep the defaults)")
+        code = code or new_short_code()
+        offer = Offer(code, info.encode().encode(), tries, trio.current_time() + ttl)
+        now = time.time()
+        keys = window_keys(code.number, now, now + ttl)
+
+        def payload() -> bytes:
+            return dataclasses.replace(info.code, addresses=tuple(self.addresses())).encode().encode()
+
+        self.host.set_stream_handler(SHORTCODE_PROTOCOL, partial(serve_attempt, self.host, offer, payload, on_event))
+        assert self._nursery is not None
+        self._nursery.start_soon(self._advertise_short_code, keys, on_event)
+        self._nursery.start_soon(expire_offer, offer, self.discovery, keys, on_event)
+        return offer
+
+    async def _advertise_short_code(self, keys: list[bytes], on_event: Callable[[ShortCodeEvent], None]) -> None:
+        """Provider records for every window of the code's life, the current
+        window first (kept fresh by discovery until ``expire_offer`` withdraws
+        them); one at a time, as the long code's record goes out."""
+        await self.discovery.wait_bootstrapped(30)
+        for i, key in enumerate(keys):
+            try:
+                stored = await self.discovery.advertise(key)
+            except Exception as exc:  # noqa: BLE001 - best effort, as for the long code's record
+                log.warning("could not advertise the short code in the DHT: %s", exc)
+                stored = 0
+            if i == 0:
+                on_event(ShortCodeAdvertised(keys=len(keys), peers=stored))
+
+    async def resolve_short_code(self, code: ShortCode, *, timeout: float) -> sharecode.ShareCode:
+        """The full code behind ``code``: its number's providers in the DHT,
+        each tried with a PAKE on the words until one hands it over."""
+        if not self.uses_dht:
+            raise LocalNodeError("short codes are found through the DHT: give --bootstrap (or keep the defaults)")
+        assert self._reacher is not None
+        return await claim_short_code(self.host, self._reacher, self.discovery, code, timeout=timeout)
 
     # -- receiving -----------------------------------------------------------
     async def start_receiving(

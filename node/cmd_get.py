@@ -28,6 +28,7 @@ from p2pshare.sharecode.pasted import unwrap_pasted
 
 if TYPE_CHECKING:
     from p2pshare.transfer.manifest import Manifest
+from p2pshare.sharecode.short import ShortCode, looks_like_short_code, parse_short_code
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,18 @@ class GetOptions:
     on_conflict: str = "refuse"  # a file there with other content: refuse, overwrite or rename
 
 
+AnyCode = sharecode.ShareCode | sharecode.LegacyCode | ShortCode
+
+
+def parse_any_code(text: str) -> AnyCode:
+    """A short code (it starts with a digit), a v1 code or a legacy one."""
+    if looks_like_short_code(text):
+        return parse_short_code(text)
+    return sharecode.parse_code(text)
+
+
 def run_get(opts: GetOptions, reporter: Reporter) -> int:
-    code = sharecode.parse_code(unwrap_pasted(opts.code))  # bad codes fail before slow imports
+    code = parse_any_code(unwrap_pasted(opts.code))  # bad codes (unknown words too) fail before slow imports
     existed = opts.output.exists()
     try:
         return trio.run(_get, opts, reporter, code)
@@ -69,7 +80,7 @@ def _holds(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
     return isinstance(exc, kinds)
 
 
-async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode | sharecode.LegacyCode) -> int:
+async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode) -> int:
     from p2pshare.node.api import Node, NodeConfig
     from p2pshare.node.events import Connected, NodeEvent, PathUpgraded, Waiting
     from p2pshare.transfer.errors import DeclinedError, NoSpaceError, sanitize_text
@@ -197,6 +208,10 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
             nursery.start_soon(stop_on_sigterm)
             reporter.status("Starting…")
             async with Node(config, on_event=on_event) as node:
+                if isinstance(code, ShortCode):
+                    reporter.event("short_code_lookup", number=code.number)
+                    reporter.say(f"Looking up short code {code.redacted} in the DHT…")
+                    code = await node.resolve_short_code(code, timeout=opts.timeout)
                 result = await node.start_receiving(
                     code, output, timeout=opts.timeout, approve=approve, conflict=Conflict(opts.on_conflict)
                 )

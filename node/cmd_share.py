@@ -15,6 +15,7 @@ from p2pshare.node.errors import LocalNodeError
 
 if TYPE_CHECKING:
     from p2pshare.node.events import NodeEvent
+    from p2pshare.node.shortcode import ShortCodeEvent
 
 from p2pshare.node.shares_db import ShareRecord, forget_record, load_record, save_record
 from p2pshare.node.textshare import TEXT_MARK
@@ -38,6 +39,8 @@ class ShareOptions:
     new_code: bool = False
     relay_service: str = "off"  # relay for others: off, auto (when confirmed public), on
     autorelay: bool = True  # also reserve on relays the node finds (not only --relay)
+    code_tries: int = 3  # failed short-code attempts before the short code is refused
+    code_ttl: float = 3600.0  # seconds the short code is valid
     json: bool = False
     qr: bool = False  # also print the code as a terminal QR code (stderr)
     text: str | None = None  # share this text instead of paths ("-": read stdin)
@@ -176,6 +179,9 @@ async def _serve(
         else:
             _report_traversal(reporter, event)
 
+    def on_short_event(event: ShortCodeEvent) -> None:
+        _report_short_code(reporter, event, opts.code_tries)
+
     net = load_network_config(
         home, bootstrap=list(opts.bootstrap), relays=list(opts.relays), no_default_bootstrap=opts.no_default_bootstrap
     )
@@ -207,6 +213,11 @@ async def _serve(
                 save_record(home, paths, name, ShareRecord(info.code.encryption_key, info.code.share_code, port))
             code = info.encode()
             legacy = info.legacy.encode() if info.legacy else None
+            offer = (
+                node.offer_short_code(info, tries=opts.code_tries, ttl=opts.code_ttl, on_event=on_short_event)
+                if node.uses_dht
+                else None
+            )
             reporter.event(
                 "shared",
                 code=code,
@@ -215,8 +226,18 @@ async def _serve(
                 reused=record is not None,
                 peer_id=node.peer_id,
                 addresses=list(info.code.addresses),
+                short_code=str(offer.code) if offer else None,
+                short_code_tries=opts.code_tries if offer else None,
+                short_code_ttl=opts.code_ttl if offer else None,
             )
             reporter.result(code)
+            if offer is not None:
+                reporter.say(
+                    f"Short code: {offer.code} (found through the DHT; valid for {human_duration(opts.code_ttl)}, "
+                    f"refused after {opts.code_tries} wrong tries)"
+                )
+            else:
+                reporter.say("No short code: it is found through the DHT, and this node uses none (--bootstrap)")
             if opts.qr:
                 reporter.qr(code)
             for ev in held or ():
@@ -237,7 +258,7 @@ async def _serve(
                 )
             if legacy:
                 reporter.say(f"Legacy code (direct address only): {legacy}")
-            reporter.say("Send the code above to the receiver. Ctrl-C stops sharing.")
+            reporter.say("Send the code above (or the short code) to the receiver. Ctrl-C stops sharing.")
 
             async with trio.open_nursery() as nursery:
 
@@ -277,6 +298,41 @@ def _report_traversal(reporter: Reporter, ev: NodeEvent) -> None:
         reporter.say(f"Connection to …{ev.peer_id[-8:]} upgraded to direct ({ev.method})")
     elif isinstance(ev, UpgradeFailed):
         reporter.event("upgrade_failed", peer_id=ev.peer_id, reason=ev.reason)
+
+
+def _report_short_code(reporter: Reporter, ev: ShortCodeEvent, tries: int) -> None:
+    """What happened to the short code: the sharer sees every failed guess."""
+    from p2pshare.node.shortcode import (
+        ShortCodeAdvertised,
+        ShortCodeClaimed,
+        ShortCodeExpired,
+        ShortCodeFailed,
+        ShortCodeRefused,
+    )
+
+    if isinstance(ev, ShortCodeAdvertised):
+        reporter.event("short_code_advertised", keys=ev.keys, dht_peers=ev.peers)
+        if not ev.peers:
+            reporter.warning("no DHT peer took the short code's record yet; retrying (the long code works now)")
+    elif isinstance(ev, ShortCodeClaimed):
+        reporter.event("short_code_claimed", peer_id=ev.peer_id)
+        reporter.say(f"Receiver …{ev.peer_id[-8:]} gave the right short code")
+    elif isinstance(ev, ShortCodeFailed):
+        reporter.event("short_code_failed", peer_id=ev.peer_id, tries_left=ev.tries_left)
+        left = f"{ev.tries_left} of {tries} tries left" if ev.tries_left else "no tries left: the short code is dead"
+        reporter.say(f"Peer …{ev.peer_id[-8:]} gave wrong short-code words ({left}; the long code still works)")
+    elif isinstance(ev, ShortCodeRefused):
+        reporter.event("short_code_refused", peer_id=ev.peer_id, reason=ev.reason.name.lower())
+    elif isinstance(ev, ShortCodeExpired):
+        reporter.event("short_code_expired")
+        reporter.say("The short code expired (the long code still works)")
+
+
+def human_duration(seconds: float) -> str:
+    """``3600`` -> ``1h``, ``90`` -> ``1m30s``: how the flags spell it."""
+    total = round(seconds)
+    parts = [(total // 3600, "h"), (total % 3600 // 60, "m"), (total % 60, "s")]
+    return "".join(f"{n}{unit}" for n, unit in parts if n) or "0s"
 
 
 def _b58(peer: bytes) -> str:

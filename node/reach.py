@@ -70,7 +70,7 @@ class Reacher:
             return True
         return same_ip4_prefix(ip, self.host.listen_addrs())
 
-    def _from_network(self, addrs: Sequence[str]) -> list[str]:
+    def from_network(self, addrs: Sequence[str]) -> list[str]:
         """Addresses the DHT handed out for a peer, minus those that can only
         reach ourselves: loopback and link-local name this host (or link),
         not the peer's, unless we too only listen on loopback (one machine)."""
@@ -168,7 +168,7 @@ class Reacher:
                     except Exception as exc:  # noqa: BLE001 - a failed lookup is one more error line
                         errors.append(f"DHT peer lookup: {exc}")
                         fresh = []
-                    new = [a for a in self._from_network(fresh) if a not in code.addresses]
+                    new = [a for a in self.from_network(fresh) if a not in code.addresses]
                     if new:
                         tried.add((code.peer_id, tuple(sorted(new))))
                         nursery.start_soon(attempt, code.peer_id, new)
@@ -180,7 +180,7 @@ class Reacher:
                         errors.append(f"DHT provider lookup: {exc}")
                         return
                     for info in providers:
-                        addrs = self._from_network(info.addrs)
+                        addrs = self.from_network(info.addrs)
                         ident = (info.peer_id, tuple(sorted(addrs)))
                         if addrs and ident not in tried:
                             tried.add(ident)

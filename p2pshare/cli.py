@@ -163,6 +163,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--new-code", action="store_true", help="do not reuse the code of an earlier share of the same paths"
     )
+    s.add_argument(
+        "--code-tries",
+        type=_code_tries,
+        default=3,
+        metavar="N",
+        help="refuse the short code after N failed attempts (default 3, at most 20)",
+    )
+    s.add_argument(
+        "--code-ttl",
+        type=_duration,
+        default=3600.0,
+        metavar="DURATION",
+        help="the short code expires after DURATION: 90s, 10m, 1h (default 1h, at most 24h)",
+    )
     s.add_argument("--json", action="store_true", help="JSON lines on stdout")
     s.add_argument("--qr", action="store_true", help="also show the code as a QR code (stderr), for a phone")
 
@@ -173,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=GET_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    g.add_argument("code", metavar="CODE")
+    g.add_argument("code", metavar="CODE", help="the code: short (4127-guitar-ocean-velvet) or long")
     g.add_argument("-o", "--output", type=Path, default=Path("."), metavar="DIR", help="output directory (default .)")
     g.add_argument(
         "--timeout",
@@ -247,6 +261,33 @@ def _add_network_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _code_tries(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 20:
+        raise argparse.ArgumentTypeError("must be 1 to 20")
+    return value
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _duration(text: str) -> float:
+    """``90``, ``90s``, ``10m``, ``1h``, ``1h30m``: seconds, at most a day."""
+    import re
+
+    spelled = text.strip().lower()
+    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)([smh]?))+", spelled)
+    if not parts:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (like 90s, 10m, 1h)")
+    seconds = sum(float(n) * _UNITS[u or "s"] for n, u in re.findall(r"(\d+(?:\.\d+)?)([smh]?)", spelled))
+    if not 1 <= seconds <= 24 * 3600:
+        raise argparse.ArgumentTypeError("must be 1s to 24h")
+    return seconds
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -301,6 +342,8 @@ def command_options(ns: argparse.Namespace) -> CommandOptions:
             new_code=ns.new_code,
             relay_service=ns.relay_service,
             autorelay=not ns.no_autorelay,
+            code_tries=ns.code_tries,
+            code_ttl=ns.code_ttl,
             json=ns.json,
             qr=ns.qr,
             text=ns.text,
@@ -423,7 +466,14 @@ def _report(exc: BaseException, reporter: Reporter, verbose: int = 0) -> int:
 
 
 def _cmd_code_show(opts: CodeShowOptions) -> int:
-    code = sharecode.parse_code(unwrap_pasted(opts.code))
+    text = unwrap_pasted(opts.code)
+    if sharecode.looks_like_short_code(text):
+        short = sharecode.parse_short_code(text)  # checked offline: digits, word count, word list
+        words = "-".join(short.words) if opts.reveal_key else sharecode.REDACTED
+        fields: dict[str, object] = {"format": "short", "number": short.number, "words": words}
+        print(json.dumps(fields, indent=2, sort_keys=True))
+        return ExitCode.OK
+    code = sharecode.parse_code(text)
     print(json.dumps(sharecode.describe(code, reveal_key=opts.reveal_key), indent=2, sort_keys=True))
     return ExitCode.OK
 

@@ -8,6 +8,7 @@ from .human import HUMAN_ALPHABET, dht_key, new_human_code, normalize_human_code
 from .legacy import LegacyCode
 from .parse import REDACTED, describe, parse_code
 from .peerid import is_valid_peer_id, peer_id_to_bytes, validate_peer_id
+from .short import ShortCode, looks_like_short_code, new_short_code, parse_short_code
 from .v1 import MAX_CODE_CHARS, VERSION, ShareCode
 
 __all__ = [
@@ -20,9 +21,13 @@ __all__ = [
     "LegacyCode",
     "ShareCode",
     "ShareCodeError",
+    "ShortCode",
     "describe",
     "dht_key",
     "is_valid_peer_id",
+    "looks_like_short_code",
+    "new_short_code",
+    "parse_short_code",
     "new_human_code",
     "normalize_human_code",
     "parse_code",

@@ -26,6 +26,10 @@ PURE_CORES = [
     "p2pshare.sharecode.pasted",
     "p2pshare.node.plain",
     "p2pshare.node.textshare",
+    "p2pshare.node.shortcode",
+    "p2pshare.node.shortcode.core",
+    "p2pshare.node.shortcode.wire",
+    "p2pshare.sharecode.short",
 ]
 
 

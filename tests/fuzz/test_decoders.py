@@ -25,6 +25,8 @@ from p2pshare.node.dcutr import wire as dcutr_wire
 from p2pshare.node.discovery import wire as dht_wire
 from p2pshare.node.natinfo import stun
 from p2pshare.node.natinfo._trio_identify import observed_addr_field
+from p2pshare.node.shortcode import wire as shortcode_wire
+from p2pshare.sharecode import short as short_code
 from p2pshare.transfer import manifest, wire
 from p2pshare.transfer.errors import UnavailableReason
 
@@ -187,6 +189,32 @@ def test_share_code_parser(text: str) -> None:
 )
 def test_share_code_parser_mutations(raw: bytes) -> None:
     check(sharecode.parse_code, (sharecode.ShareCodeError,))(raw.decode("latin-1"))  # type: ignore[arg-type]
+
+
+@FUZZ
+@given(st.one_of(st.text(max_size=300), st.binary(max_size=300).map(lambda b: b.decode("latin-1"))))
+def test_short_code_parser(text: str) -> None:
+    check(short_code.parse_short_code, (sharecode.ShareCodeError,))(text)  # type: ignore[arg-type]
+
+
+@FUZZ
+@given(mutated([b"4127-acid-zoom-yoga", b"9999 yodel yoga zoom"]))
+def test_short_code_parser_mutations(raw: bytes) -> None:
+    check(short_code.parse_short_code, (sharecode.ShareCodeError,))(raw.decode("latin-1"))  # type: ignore[arg-type]
+
+
+_SHORTCODE = [
+    _body(
+        shortcode_wire.encode(shortcode_wire.ShortCodeMsg(shortcode_wire.MsgType.REPLY, pake=b"B" * 33, box=b"x" * 40))
+    ),
+    _body(shortcode_wire.encode(shortcode_wire.ShortCodeMsg(shortcode_wire.MsgType.CONFIRM, mac=b"m" * 32))),
+]
+
+
+@FUZZ
+@given(inputs(_SHORTCODE))
+def test_shortcode_decoder(data: bytes) -> None:
+    check(shortcode_wire.decode, (shortcode_wire.WireError,))(data)
 
 
 @FUZZ

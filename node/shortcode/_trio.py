@@ -1,0 +1,186 @@
+"""Trio side of short codes: the sharer's stream handler and expiry timer,
+and the receiver's search (DHT providers of the number, each candidate
+tried over its own Noise stream). The decisions are in :mod:`.core`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import trio
+
+from p2pshare import sharecode
+from p2pshare.node.discovery import Discovery
+from p2pshare.node.errors import PeerUnreachableError
+from p2pshare.node.host import Host, LibP2PByteStream, StreamError
+from p2pshare.node.reach import Reacher
+from p2pshare.sharecode.short import ShortCode, window_keys
+
+from .core import CodeRefusedError, Offer, ReceiverSession, WrongWordsError
+from .events import ShortCodeClaimed, ShortCodeEvent, ShortCodeExpired, ShortCodeFailed, ShortCodeRefused
+from .wire import PROTOCOL_ID, MsgType, Refusal, ShortCodeMsg, WireError, encode, read_message
+
+__all__ = ["PROTOCOL_ID", "claim_short_code", "expire_offer", "serve_attempt"]
+
+log = logging.getLogger(__name__)
+
+STEP_TIMEOUT = 10.0  # seconds a peer gets for each message of the exchange
+LOOKUP_LIMIT = 8  # providers of one number tried at most (collisions are rare)
+
+
+async def serve_attempt(
+    host: Host,
+    offer: Offer,
+    payload: Callable[[], bytes],
+    emit: Callable[[ShortCodeEvent], None],
+    stream: LibP2PByteStream,
+) -> None:
+    """One receiver's attempt: HELLO, then REPLY or REFUSED, then CONFIRM."""
+    peer = stream.remote_peer_id
+    try:
+        with trio.fail_after(STEP_TIMEOUT):
+            hello = await read_message(stream.read)
+    except (WireError, EOFError, StreamError, trio.TooSlowError) as exc:
+        log.debug("short code: bad hello from %s: %s", peer, exc)
+        await stream.reset()
+        return
+    offer.payload = payload()  # the addresses as of now (relays come and go)
+    opened = offer.open(trio.current_time(), sharer_id=host.peer_id_bytes, receiver_id=stream.remote_peer_id_bytes)
+    if isinstance(opened, Refusal):
+        emit(ShortCodeRefused(peer, opened))
+        await _send_quietly(stream, ShortCodeMsg(MsgType.REFUSED, reason=opened))
+        return
+    try:
+        reply = opened.on_hello(hello)
+        with trio.fail_after(STEP_TIMEOUT):
+            await stream.write(encode(reply))
+            confirm = await read_message(stream.read)
+        opened.on_confirm(confirm)
+    except (WireError, EOFError, StreamError, trio.TooSlowError) as exc:
+        log.debug("short code: attempt from %s ended: %s", peer, exc)
+    finally:
+        emit(ShortCodeClaimed(peer) if opened.succeeded else ShortCodeFailed(peer, offer.tries_left))
+    await stream.close_write() if opened.succeeded else await stream.reset()
+
+
+async def _send_quietly(stream: LibP2PByteStream, msg: ShortCodeMsg) -> None:
+    try:
+        with trio.move_on_after(STEP_TIMEOUT):
+            await stream.write(encode(msg))
+            await stream.close_write()
+    except StreamError:
+        await stream.reset()
+
+
+async def expire_offer(
+    offer: Offer, discovery: Discovery, keys: Sequence[bytes], emit: Callable[[ShortCodeEvent], None]
+) -> None:
+    """At expiry, stop advertising the number's keys (``Node`` advertised them).
+
+    The handler stays: a receiver who still finds an old provider record
+    (Kademlia has no delete) is told the code expired, not left waiting.
+    """
+    await trio.sleep_until(offer.expires_at)
+    for key in keys:
+        discovery.withdraw(key)
+    emit(ShortCodeExpired())
+
+
+async def claim_short_code(
+    host: Host, reacher: Reacher, discovery: Discovery, code: ShortCode, *, timeout: float
+) -> sharecode.ShareCode:
+    """Find the sharers of ``code``'s number and run the PAKE with each until
+    one opens; return the full code it sealed.
+
+    Candidates are dialled in parallel (a dial costs nobody a try) but the
+    PAKE runs with one at a time, stopping at the first success, so a
+    colliding sharer loses at most one try to this receiver.
+    """
+    now = time.time()
+    keys = window_keys(code.number, now, now)
+    if not await discovery.wait_bootstrapped(min(10.0, timeout)):
+        raise PeerUnreachableError("short codes need the DHT, and no bootstrap node answered; use the long code")
+    found: dict[str, list[str]] = {}
+    with trio.move_on_after(timeout):
+        async with trio.open_nursery() as nursery:
+            for key in keys:
+
+                async def lookup(key: bytes = key) -> None:
+                    for info in await discovery.find_providers(key, timeout=timeout, limit=LOOKUP_LIMIT):
+                        addrs = reacher.from_network(info.addrs)
+                        if addrs:
+                            found.setdefault(info.peer_id, []).extend(a for a in addrs if a not in found[info.peer_id])
+
+                nursery.start_soon(lookup)
+    if not found:
+        raise PeerUnreachableError(
+            f"no sharer of short code {code.redacted} found in the DHT; check the number, "
+            "and that the sharer still runs (short codes expire)"
+        )
+    wrong: list[str] = []
+    refused: list[CodeRefusedError] = []
+    errors: list[str] = []
+    result: sharecode.ShareCode | None = None
+    send, receive = trio.open_memory_channel[str](len(found))
+    with trio.move_on_after(timeout):
+        async with trio.open_nursery() as nursery:
+
+            async def dial(peer_id: str, addrs: list[str]) -> None:
+                circuits = [a for a in addrs if sharecode.multiaddrs.is_circuit(a)]
+                direct = [a for a in addrs if a not in circuits]
+                try:
+                    await reacher.connect_any(peer_id, direct, circuits, timeout=timeout)
+                except PeerUnreachableError as exc:
+                    errors.append(str(exc))
+                    return
+                await send.send(peer_id)
+
+            async def dial_all() -> None:
+                async with send, trio.open_nursery() as dials:
+                    for peer_id, addrs in found.items():
+                        dials.start_soon(dial, peer_id, addrs)
+
+            nursery.start_soon(dial_all)
+            async with receive:
+                async for peer_id in receive:
+                    try:
+                        result = await _attempt(host, code, peer_id)
+                    except WrongWordsError:
+                        wrong.append(peer_id)
+                    except CodeRefusedError as exc:
+                        refused.append(exc)
+                    except (WireError, EOFError, StreamError, trio.TooSlowError) as exc:
+                        errors.append(f"{peer_id[-8:]}: {exc}")
+                    else:
+                        nursery.cancel_scope.cancel()
+                        break
+    if result is not None:
+        return result
+    if wrong:
+        raise WrongWordsError(
+            f"the words of short code {code.redacted} do not match (tried {len(wrong)} sharer(s) with this number); "
+            "check the words"
+        )
+    if refused:
+        raise refused[0]
+    detail = "; ".join(errors[-3:]) or f"no answer within {timeout:.0f}s"
+    raise PeerUnreachableError(f"found a sharer of short code {code.redacted} but could not reach it: {detail}")
+
+
+async def _attempt(host: Host, code: ShortCode, peer_id: str) -> sharecode.ShareCode:
+    with trio.fail_after(STEP_TIMEOUT):  # a silent candidate must not hold up the next
+        stream = await host.open_stream(peer_id, PROTOCOL_ID)
+    try:
+        session = ReceiverSession(code, receiver_id=host.peer_id_bytes, sharer_id=stream.remote_peer_id_bytes)
+        with trio.fail_after(STEP_TIMEOUT):
+            await stream.write(encode(session.hello()))
+            reply = await read_message(stream.read)
+        share = session.on_reply(reply, sharer_peer_id=stream.remote_peer_id)
+        with trio.fail_after(STEP_TIMEOUT):
+            await stream.write(encode(session.confirm()))
+            await stream.close_write()
+        return share
+    except BaseException:
+        await stream.reset()
+        raise

@@ -1,0 +1,106 @@
+"""Short codes through the real CLI: separate processes, a local DHT
+(a relay node as the bootstrap node), loopback only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from p2pshare.sharecode.short import parse_short_code, wordlist
+from tests.cli.helpers import Proc, run, tree_digest, write_random
+from tests.cli.test_relayed import start_relay
+
+
+def _wrong_words(code: str) -> str:
+    """The same number and two words, the last word replaced by another."""
+    short = parse_short_code(code)
+    other = next(w for w in wordlist() if w != short.words[-1])
+    return "-".join((str(short.number), *short.words[:-1], other))
+
+
+def _get(code: str, out: Path, boot: str, home: Path, *extra: str):  # type: ignore[no-untyped-def]
+    return run(["get", code, "-o", str(out), "--bootstrap", boot, "--json", "--timeout", "30", *extra], home)
+
+
+def test_short_code_over_a_local_dht(tmp_path: Path, procs: list[Proc], sharer) -> None:  # type: ignore[no-untyped-def]
+    boot = start_relay(tmp_path, procs)
+    src = tmp_path / "src"
+    write_random(src / "a.bin", 1 << 20)
+    proc, shared = sharer(src, extra=("--bootstrap", boot, "--code-tries", "3", "--code-ttl", "10m"))
+    assert shared["short_code_tries"] == 3 and shared["short_code_ttl"] == 600
+    short = shared["short_code"]
+    assert parse_short_code(short) and short not in shared["code"]
+    proc.wait_for("short_code_advertised", timeout=60)
+    # Spoken codes arrive in any case and with spaces.
+    res = _get(short.upper().replace("-", " "), tmp_path / "out", boot, tmp_path / "rx")
+    assert res.returncode == 0, res.stderr
+    assert tree_digest(tmp_path / "out" / "src") == tree_digest(src)
+    events = [json.loads(line) for line in res.stdout.splitlines()]
+    assert events[0] == {"event": "short_code_lookup", "number": parse_short_code(short).number}
+    assert short.split("-")[1] not in res.stdout + res.stderr  # the words are never printed back
+    claimed = proc.wait_for("short_code_claimed", timeout=30)
+    assert not [e for e in claimed if e["event"] == "short_code_failed"]
+
+
+def test_wrong_words_fail_count_and_exhaust_the_code(tmp_path: Path, procs: list[Proc], sharer) -> None:  # type: ignore[no-untyped-def]
+    boot = start_relay(tmp_path, procs)
+    src = tmp_path / "src"
+    write_random(src / "a.bin", 64 << 10)
+    proc, shared = sharer(src, extra=("--bootstrap", boot, "--code-tries", "2"))
+    short = shared["short_code"]
+    proc.wait_for("short_code_advertised", timeout=60)
+    for left in (1, 0):
+        res = _get(_wrong_words(short), tmp_path / "out", boot, tmp_path / "rx")
+        assert res.returncode == 4, res.stderr
+        assert "do not match" in res.stderr and "Traceback" not in res.stderr
+        assert len(res.stderr.strip().splitlines()) <= 2  # the lookup line and one error line
+        failed = proc.wait_for("short_code_failed", timeout=30)[-1]
+        assert failed["tries_left"] == left
+    # Out of tries: even the right words are refused now, before any PAKE.
+    res = _get(short, tmp_path / "out", boot, tmp_path / "rx")
+    assert res.returncode == 2, res.stderr
+    assert "too many wrong tries" in res.stderr and not (tmp_path / "out" / "src").exists()
+    # The long code still works.
+    res = run(["get", shared["code"], "-o", str(tmp_path / "out2")], tmp_path / "rx")
+    assert res.returncode == 0, res.stderr
+
+
+def test_expired_code_is_refused(tmp_path: Path, procs: list[Proc], sharer) -> None:  # type: ignore[no-untyped-def]
+    boot = start_relay(tmp_path, procs)
+    src = tmp_path / "src"
+    write_random(src / "a.bin", 64 << 10)
+    proc, shared = sharer(src, extra=("--bootstrap", boot, "--code-ttl", "2s"))
+    seen = proc.wait_for("short_code_expired", timeout=60)
+    # Kademlia has no delete: the bootstrap node still names the sharer, who says why it refuses.
+    assert any(e["event"] == "short_code_advertised" and e["dht_peers"] >= 1 for e in seen)
+    res = _get(shared["short_code"], tmp_path / "out", boot, tmp_path / "rx")
+    assert res.returncode == 2, res.stderr
+    assert "has expired" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_typos_fail_locally_with_exit_2(tmp_path: Path) -> None:
+    for code, says in [
+        ("4127-acid-zoom", "expected 3"),
+        ("4127-acid-zoom-yogga", "did you mean 'yoga'"),
+        ("41-acid-zoom-yoga", "4-digit number"),
+    ]:
+        res = run(["get", code, "-o", str(tmp_path / "out")], tmp_path / "rx")
+        assert res.returncode == 2, res.stderr
+        assert says in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_code_show_checks_a_short_code_offline(tmp_path: Path) -> None:
+    res = run(["code", "show", "4127 Acid zoom yoga"], tmp_path / "h")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == {"format": "short", "number": 4127, "words": "<redacted>"}
+    res = run(["code", "show", "4127-acid-zoom-yoga", "--reveal-key"], tmp_path / "h")
+    assert json.loads(res.stdout)["words"] == "acid-zoom-yoga"
+    res = run(["code", "show", "4127-acid-zoom"], tmp_path / "h")
+    assert res.returncode == 2 and "expected 3" in res.stderr
+
+
+def test_unknown_number_is_exit_3(tmp_path: Path, procs: list[Proc]) -> None:
+    boot = start_relay(tmp_path, procs)
+    res = _get("4127-acid-zoom-yoga", tmp_path / "out", boot, tmp_path / "rx", "--timeout", "5")
+    assert res.returncode == 3, res.stderr
+    assert "no sharer of short code 4127-…" in res.stderr and "Traceback" not in res.stderr

@@ -1,0 +1,69 @@
+"""Two sharers whose short codes share a number, in one process over
+loopback with a DHT server node as the bootstrap: the receiver finds both,
+gets the right one, and never costs the right sharer a try."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from p2pshare.node.api import Node, NodeConfig
+from p2pshare.node.shortcode import ShortCodeAdvertised, ShortCodeEvent, WrongWordsError
+from p2pshare.sharecode.short import ShortCode
+
+LOOPBACK = "/ip4/127.0.0.1/tcp/0"
+
+
+class _Events(list[ShortCodeEvent]):
+    """Collects a sharer's short-code events; ``advertised`` is set when the
+    DHT took its record (awaited, no polling; the bound is fail_after)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.advertised = trio.Event()
+
+    def __call__(self, event: ShortCodeEvent) -> None:
+        self.append(event)
+        if isinstance(event, ShortCodeAdvertised):
+            assert event.peers >= 1, event
+            self.advertised.set()
+
+
+async def test_colliding_numbers_each_tried_right_one_never_burned(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("from A")
+    (tmp_path / "b.txt").write_text("from B")
+    with trio.fail_after(90):
+        async with Node(NodeConfig(listen_addrs=[LOOPBACK], dht_server=True, autorelay=False)) as boot:
+            addr = f"{boot.host.listen_addrs()[0]}/p2p/{boot.peer_id}"
+            cfg = NodeConfig(listen_addrs=[LOOPBACK], bootstrap=[addr], autorelay=False)
+            async with Node(cfg) as a, Node(cfg) as b, Node(cfg) as rx:
+                ev_a, ev_b = _Events(), _Events()
+                code_a = ShortCode(4127, ("acid", "zoom", "yoga"))
+                code_b = ShortCode(4127, ("tulip", "viral", "spoon"))
+                info_a = await a.start_sharing("A", "", [tmp_path / "a.txt"])
+                info_b = await b.start_sharing("B", "", [tmp_path / "b.txt"])
+                # A gets room for B's receivers: each may try A first and cost it one try.
+                offer_a = a.offer_short_code(info_a, tries=10, ttl=600, on_event=ev_a, code=code_a)
+                offer_b = b.offer_short_code(info_b, tries=3, ttl=600, on_event=ev_b, code=code_b)
+                await ev_a.advertised.wait()
+                await ev_b.advertised.wait()
+                for _ in range(4):
+                    got = await rx.resolve_short_code(code_b, timeout=30)
+                    assert got.peer_id == b.peer_id and got.encryption_key == info_b.code.encryption_key
+                    assert offer_b.failures == 0
+                # B's receivers cost A at most one try each (A may be tried first).
+                assert offer_a.failures <= 4 and offer_a.claims == 0 and offer_b.claims == 4
+                a_before, b_before = offer_a.failures, offer_b.failures
+                got = await rx.resolve_short_code(code_a, timeout=30)
+                assert got.peer_id == a.peer_id and offer_a.failures == a_before
+                assert offer_b.failures <= b_before + 1  # B, tried first, may lose one
+                # Words that match neither: both are tried, both count it, one error.
+                before = offer_a.failures + offer_b.failures
+                try:
+                    await rx.resolve_short_code(ShortCode(4127, ("acid", "zoom", "zone")), timeout=30)
+                except WrongWordsError as exc:
+                    assert "tried 2 sharer(s)" in str(exc)
+                else:
+                    raise AssertionError("wrong words must fail")
+                assert offer_a.failures + offer_b.failures == before + 2
