@@ -25,6 +25,8 @@ PURE_CORES = [
     "p2pshare.sharecode.pasted",
     "p2pshare.node.plain",
     "p2pshare.node.textshare",
+    "p2pshare.node.mdns.wire",
+    "p2pshare.node.mdns.core",
 ]
 
 
