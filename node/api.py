@@ -31,10 +31,14 @@ from p2pshare.node.circuit.client import RelayClient, RelayError, open_relay_cli
 from p2pshare.node.circuit.limits import RelayLimits
 from p2pshare.node.community import RelayServiceMode, serve_community_relay
 from p2pshare.node.discovery import Discovery, open_discovery
+from p2pshare.node.discovery.peers import normalize_addr
+from p2pshare.node.discovery.service import Target
 from p2pshare.node.errors import LocalNodeError
 from p2pshare.node.events import Connected, NodeEvent, PathUpgraded, ReachabilityChanged, RelaysChanged
 from p2pshare.node.host import Host, LibP2PByteStream, open_host
 from p2pshare.node.identity import load_or_create_identity
+from p2pshare.node.mdns.core import Found
+from p2pshare.node.mdns.service import Mdns, serve_mdns
 from p2pshare.node.reach import Reacher
 from p2pshare.node.receive.core import PROBE_WAIT, UPGRADE_WAIT, UPGRADE_WAIT_LIMITED, ReceiveResult
 from p2pshare.node.receive.driver import ReceiveDriver
@@ -95,6 +99,10 @@ class NodeConfig:
     autorelay: bool = True  # find relays by itself while not confirmed public (sharers, nodes)
     relay_service: RelayServiceMode = RelayServiceMode.OFF  # relay for others (a community relay)
     relay_limits: RelayLimits = field(default_factory=RelayLimits)
+    #: Local discovery (mDNS): announce our LAN addresses, and put peers met
+    #: on the LAN in the DHT's routing table. Off here (tests run many nodes
+    #: on one host); the CLI turns it on unless ``--no-mdns``.
+    mdns: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -122,6 +130,7 @@ class Node:
         self._traversal: Traversal | None = None
         self._reacher: Reacher | None = None
         self._autorelay: AutoRelay | None = None
+        self._mdns: Mdns | None = None
         self._reachability_event = trio.Event()
 
     # -- lifecycle -----------------------------------------------------------
@@ -171,7 +180,7 @@ class Node:
                 self._host,
                 bootstrap=list(cfg.bootstrap),
                 peers_file=cfg.peers_file,
-                server_mode=cfg.dht_server,
+                server_mode=cfg.dht_server or self._lan_dht(),
                 addrs=self.addresses,
             )
         )
@@ -180,7 +189,7 @@ class Node:
             self._relay,
             self._discovery,
             force_relay=cfg.force_relay,
-            use_dht=bool(cfg.bootstrap) or cfg.peers_file is not None,
+            use_dht=bool(cfg.bootstrap) or cfg.peers_file is not None or cfg.mdns,
         )
         self._nursery = await self._stack.enter_async_context(trio.open_nursery())
         if cfg.autorelay:
@@ -210,6 +219,11 @@ class Node:
             # Every long-lived node answers others' AutoNAT dial-backs (with the
             # spec's protections: requester's own IP only, rate limits).
             await self._nursery.start(serve_autonat_server, self._host, AutoNATServerConfig())
+        if cfg.mdns:
+            self._mdns = await self._nursery.start(
+                serve_mdns, self.host.peer_id, self.host.listen_addrs, self._met_on_lan
+            )
+            self._reacher.lan = self._mdns
         self._nursery.start_soon(trim_forever)  # a long-lived process gives freed heap back
         # Background work (advertising) must not hold the node open: cancel it
         # first on exit (exit-stack callbacks run before the nursery's exit).
@@ -251,6 +265,27 @@ class Node:
         """AutoNAT confirmed that others reach this node directly."""
         verdict = self._traversal.verdict if self._traversal is not None else None
         return verdict is not None and verdict.confirmed and verdict.reachability.value == "public"
+
+    def _lan_dht(self) -> bool:
+        """With mDNS and no bootstrap node, the DHT is the LAN's own: every
+        node answers Kademlia queries (server mode), or two laptops in client
+        mode could never look anything up from each other."""
+        return self.config.mdns and not self.config.bootstrap
+
+    async def _met_on_lan(self, found: Found) -> None:
+        """A peer announced itself on the LAN: dial it and, when it answers
+        Kademlia, put it in the routing table, so that DHT lookups (a peer,
+        a share's providers) work with no bootstrap node at all."""
+        addrs = tuple(a for a in (normalize_addr(x, found.peer_id) for x in found.addrs) if a)
+        if not addrs:
+            return
+        log.info("met %s on the LAN at %s", found.peer_id, ", ".join(addrs))
+        await self.discovery.probe(Target(found.peer_id, addrs))
+
+    @property
+    def mdns(self) -> Mdns | None:
+        """Local discovery, when on and started."""
+        return self._mdns
 
     def _holds_reservation(self, peer_id: str) -> bool:
         return any(r.relay_peer_id == peer_id for r in self.relay.reservations())
@@ -334,7 +369,7 @@ class Node:
 
     async def _advertise(self, share_id: bytes, key: bytes) -> None:
         """Put a provider record in the DHT (only the hashed key; re-advertised by discovery)."""
-        if not self.config.bootstrap and self.config.peers_file is None:
+        if not self.config.bootstrap and self.config.peers_file is None and not self.config.mdns:
             return
         await self.discovery.wait_bootstrapped(30)
         try:

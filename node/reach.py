@@ -1,5 +1,6 @@
 """How a receiver reaches a sharer: the dial policy, apart from the Node.
 
+A sharer on our LAN (mDNS) is dialled where it announced itself, at once.
 The code's direct addresses race its relayed ones (direct first, relays after
 a head start); in parallel, after a head start for the code itself, the DHT
 is asked for the sharer's current addresses and for every provider of the
@@ -19,6 +20,7 @@ from p2pshare.node.circuit.client import RelayClient
 from p2pshare.node.discovery import Discovery
 from p2pshare.node.errors import PeerUnreachableError
 from p2pshare.node.host import Host
+from p2pshare.node.mdns.service import Mdns
 from p2pshare.sharecode.multiaddrs import (
     IpClass,
     ip_class,
@@ -32,6 +34,9 @@ from p2pshare.sharecode.multiaddrs import (
 
 RELAY_DELAY = 1.5  # seconds a direct dial runs alone before relays join the race
 DHT_DELAY = 1.0  # seconds the code's own addresses are tried alone before asking the DHT
+#: Seconds one pass waits for an mDNS answer naming the sharer (our queries go
+#: out at 0, 1 and 3 s); bounded so that a pass ends, and the code is re-dialled.
+LAN_WAIT = 3.5
 _MAX_AVOIDED = 64
 DATA_RELAY_SEARCH = 10.0  # seconds to look for a sharer's data-carrying relay after a limited one cut us
 
@@ -46,6 +51,8 @@ class Reacher:
     discovery: Discovery
     force_relay: bool = False
     use_dht: bool = True
+    #: Local discovery: a sharer on our LAN is dialled where it announced itself.
+    lan: Mdns | None = None
     #: Relays that limited a circuit of ours (js/go defaults: 128 KiB / 2 min):
     #: once one cut a transfer, reaching again skips them (issue 10).
     avoid: set[str] = field(default_factory=set)
@@ -188,6 +195,18 @@ class Reacher:
                     if not providers and not new:
                         errors.append("the DHT knows no peer serving this share")
 
+                async def via_lan(lan: Mdns) -> None:
+                    # No head start for the code: a LAN answer is fresh, and
+                    # names the sharer's port now (it may have restarted).
+                    heard = await lan.wait_addrs(code.peer_id, min(timeout, LAN_WAIT))
+                    addrs = [a for a in heard if a not in code.addresses]
+                    ident = (code.peer_id, tuple(sorted(addrs)))
+                    if addrs and ident not in tried:
+                        tried.add(ident)
+                        nursery.start_soon(attempt, code.peer_id, addrs)
+
+                if self.lan is not None and self.lan.interfaces:
+                    nursery.start_soon(via_lan, self.lan)
                 if code.addresses:
                     tried.add((code.peer_id, tuple(sorted(code.addresses))))
                     nursery.start_soon(attempt, code.peer_id, list(code.addresses))
