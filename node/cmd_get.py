@@ -42,6 +42,7 @@ class GetOptions:
     relays: tuple[str, ...] = ()
     bootstrap: tuple[str, ...] = ()
     no_default_bootstrap: bool = False
+    no_mdns: bool = False  # no local discovery (mDNS)
     force_relay: bool = False
     json: bool = False
     yes: bool = False  # receive without asking (the fit check still applies)
@@ -171,6 +172,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
         bootstrap=list(opts.bootstrap),
         relays=list(opts.relays),
         no_default_bootstrap=opts.no_default_bootstrap,
+        no_mdns=opts.no_mdns,
     )
     for warning in net.warnings:
         reporter.warning(warning)
@@ -181,6 +183,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
         force_relay=opts.force_relay,
         bootstrap=net.bootstrap,
         peers_file=net.peers_file,
+        mdns=net.mdns,
         autorelay=False,  # a receiver dials out; it needs no relay of its own
     )
     with trio.open_signal_receiver(signal.SIGTERM) as signals:
