@@ -11,10 +11,14 @@ The sharer and the receiver sit on one Linux bridge (a site's LAN,
   old code is proved stale by a control getter run with ``--no-mdns`` (it
   must fail), then a getter with the OLD code must find the sharer through
   mDNS and the LAN's DHT only, and receive the file intact.
+- ``moved``: as ``stale``, but the second run has a new identity (only the
+  share record is kept): the old code's peer ID is gone, and only the
+  share's provider record in the LAN's DHT (fed by mDNS) leads to it.
 """
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -72,6 +76,24 @@ def run_stale(fleet: Fleet, res: Outcome, size: int) -> None:
     res.metrics.update(old_addresses=code_addresses(old_code), new_addresses=code_addresses(str(new["code"])))
     res.check(new.get("peer_id") == old.get("peer_id"), "the restarted sharer has another peer ID")
     res.check(not set(code_addresses(old_code)) & set(code_addresses(str(new["code"]))), "the old code is not stale")
+    _control_and_get(fleet, res, old_code, src, digest)
+
+
+def run_moved(fleet: Fleet, res: Outcome, size: int) -> None:
+    """The same share (code and key) from a new identity: only the share's
+    provider record, in the LAN's DHT, leads from the old code to it."""
+    src, digest = fleet.make_file("moved", size, seed=5)
+    home1, home2 = fleet.home("sharer1"), fleet.home("sharer2")
+    first, old = fleet.share("shr", "share1", home1, [src], port=4001)
+    first.close(fleet.lab)
+    shutil.copytree(home1 / "shares", home2 / "shares")  # the share record, not identity.key
+    _, new = fleet.share("shr", "share2", home2, [src], port=4002)
+    res.check(new.get("peer_id") != old.get("peer_id"), "the second sharer kept the peer ID")
+    res.check(new.get("share_code") == old.get("share_code"), "the second sharer has another share code")
+    _control_and_get(fleet, res, str(old["code"]), src, digest)
+
+
+def _control_and_get(fleet: Fleet, res: Outcome, old_code: str, src: Path, digest: str) -> None:
     proc, out, exit_code = _run_get(fleet, "control", old_code, CONTROL_TIMEOUT, ("--no-mdns",))
     control = read_get(proc, exit_code, out, src.name, digest)
     res.metrics["control_exit"] = control.exit_code
@@ -99,6 +121,8 @@ def run_lan(
                 run_direct(fleet, res, runs, size)
             elif variant == "stale":
                 run_stale(fleet, res, size)
+            elif variant == "moved":
+                run_moved(fleet, res, size)
             else:
                 raise ValueError(f"unknown lan variant {variant!r}")
         res.passed = not res.reasons
