@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import trio
 
@@ -145,11 +146,12 @@ class Reacher:
         winner: str | None = None
         errors: list[str] = []
         tried: set[tuple[str, tuple[str, ...]]] = set()
+        code_failed = trio.Event()  # the code's own addresses answered "no": the DHT need not wait
 
         with trio.move_on_after(timeout):
             async with trio.open_nursery() as nursery:
 
-                async def attempt(peer_id: str, addrs: Sequence[str]) -> None:
+                async def attempt(peer_id: str, addrs: Sequence[str], *, of_code: bool = False) -> None:
                     nonlocal winner
                     circuits = [a for a in addrs if is_circuit(a)]
                     direct = [] if self.force_relay else [a for a in addrs if not is_circuit(a)]
@@ -157,6 +159,8 @@ class Reacher:
                         await self.connect_any(peer_id, direct, circuits, timeout=timeout)
                     except PeerUnreachableError as exc:
                         errors.append(str(exc).removeprefix(_UNREACHABLE))  # said once, below
+                        if of_code:
+                            code_failed.set()
                         return
                     if winner is None:
                         winner = peer_id
@@ -166,7 +170,8 @@ class Reacher:
                     # The code's own addresses get a head start, when one may answer:
                     # a printed-early code holds only a LAN address of another network.
                     if not at_once and any(is_circuit(a) or self._promising(a) for a in code.addresses):
-                        await trio.sleep(DHT_DELAY)
+                        with trio.move_on_after(DHT_DELAY):
+                            await code_failed.wait()
                     if not await self.discovery.wait_bootstrapped(min(0.5 if at_once else 10.0, timeout)):
                         errors.append("the DHT has no peers (no bootstrap node reachable)")
                         return
@@ -209,7 +214,7 @@ class Reacher:
                     nursery.start_soon(via_lan, self.lan)
                 if code.addresses:
                     tried.add((code.peer_id, tuple(sorted(code.addresses))))
-                    nursery.start_soon(attempt, code.peer_id, list(code.addresses))
+                    nursery.start_soon(partial(attempt, code.peer_id, list(code.addresses), of_code=True))
                 if self.use_dht:
                     nursery.start_soon(via_dht)
         if winner is not None:
