@@ -128,19 +128,26 @@ class MdnsCore:
         self._queries_sent += 1
         return wire.encode(wire.Message(questions=(wire.Question(SERVICE, wire.RecordType.PTR),)))
 
-    def announcement(self, now: float) -> bytes | None:
-        """An unsolicited answer (at start): peers already asking learn of us
-        without waiting for their next query. Counts against the answer rate."""
-        return self._answer(now)
+    def announcement(self) -> bytes | None:
+        """An unsolicited answer (sent once, at start): peers already running
+        learn of us without waiting for their next query. Not counted against
+        the answer rate, which is there for queries from the network: a peer
+        that starts right after us and asks is answered at once."""
+        return self._response()
 
     def _answer(self, now: float) -> bytes | None:
-        addrs = self.lan_addrs()
-        if not addrs:
-            return None  # nothing a LAN peer could dial
         if now - self._last_answer < ANSWER_INTERVAL:
             self.suppressed_answers += 1
             return None
-        self._last_answer = now
+        response = self._response()
+        if response is not None:
+            self._last_answer = now
+        return response
+
+    def _response(self) -> bytes | None:
+        addrs = self.lan_addrs()
+        if not addrs:
+            return None  # nothing a LAN peer could dial
         ptr = wire.Record(SERVICE, wire.RecordType.PTR, TTL, target=self.name)
         txts = tuple(wire.Record(self.name, wire.RecordType.TXT, TTL, texts=(_DNSADDR + a.encode(),)) for a in addrs)
         return wire.encode(wire.Message(flags=wire.FLAG_RESPONSE, answers=(ptr,), additionals=txts))

@@ -135,7 +135,7 @@ async def serve_mdns(
                         log.debug("mDNS peer %s: %s", found.peer_id, exc)
 
             async def ask() -> None:
-                hello = core.announcement(trio.current_time())
+                hello = core.announcement()
                 if hello is not None:
                     await _send(sock, interfaces, hello)
                 while True:

@@ -22,7 +22,7 @@ def test_only_lan_addresses_are_announced() -> None:
 
 def test_no_lan_address_means_no_answer() -> None:
     node = MdnsCore(A, lambda: ["/ip4/127.0.0.1/tcp/1", "/ip4/203.0.113.5/tcp/1"], 0.0)
-    assert node.announcement(0.0) is None
+    assert node.announcement() is None
 
 
 def test_query_answer_learn() -> None:
@@ -39,7 +39,7 @@ def test_query_answer_learn() -> None:
 
 def test_the_same_answer_twice_is_news_once() -> None:
     a, b = _pair()
-    hello = a.announcement(0.0)
+    hello = a.announcement()
     assert hello is not None
     assert len(b.on_packet(hello, 0.0)[1]) == 1
     assert b.on_packet(hello, 0.5)[1] == []
@@ -47,7 +47,7 @@ def test_the_same_answer_twice_is_news_once() -> None:
 
 def test_own_answer_looped_back_is_ignored() -> None:
     a, _ = _pair()
-    hello = a.announcement(0.0)
+    hello = a.announcement()
     assert hello is not None
     assert a.on_packet(hello, 0.0) == (None, [])
 
@@ -59,6 +59,14 @@ def test_answers_are_rate_limited() -> None:
     assert sum(x is not None for x in answers) == 3
     assert a.suppressed_answers == 27
     del b
+
+
+def test_a_query_right_after_our_announcement_is_answered() -> None:
+    a, b = _pair()
+    assert a.announcement() is not None
+    query = b.query(0.1)
+    assert query is not None
+    assert a.on_packet(query, 0.1)[0] is not None
 
 
 def test_unrelated_queries_get_no_answer() -> None:
