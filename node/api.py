@@ -37,7 +37,7 @@ from p2pshare.node.errors import LocalNodeError
 from p2pshare.node.events import Connected, NodeEvent, PathUpgraded, ReachabilityChanged, RelaysChanged
 from p2pshare.node.host import Host, LibP2PByteStream, open_host
 from p2pshare.node.identity import load_or_create_identity
-from p2pshare.node.mdns.core import Found
+from p2pshare.node.mdns.core import Found, is_lan_addr
 from p2pshare.node.mdns.service import Mdns, serve_mdns
 from p2pshare.node.reach import Reacher
 from p2pshare.node.receive.core import PROBE_WAIT, UPGRADE_WAIT, UPGRADE_WAIT_LIMITED, ReceiveResult
@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = ("/ip4/0.0.0.0/tcp/0",)
 RELAYS_WANTED = 2  # reservations a node holds (and names in its codes) at once
+#: Seconds between checks whether the DHT reaches beyond the LAN; with
+#: bootstrap nodes configured but out of reach (no internet), a node that met
+#: peers on the LAN serves the LAN's DHT after this long.
+LAN_DHT_CHECK = 10.0
 
 __all__ = [
     "Connected",
@@ -224,6 +228,8 @@ class Node:
                 serve_mdns, self.host.peer_id, self.host.listen_addrs, self._met_on_lan
             )
             self._reacher.lan = self._mdns
+            if not cfg.dht_server and not self._lan_dht():
+                self._nursery.start_soon(self._serve_lan_dht, self._mdns)
         self._nursery.start_soon(trim_forever)  # a long-lived process gives freed heap back
         # Background work (advertising) must not hold the node open: cancel it
         # first on exit (exit-stack callbacks run before the nursery's exit).
@@ -281,6 +287,24 @@ class Node:
             return
         log.info("met %s on the LAN at %s", found.peer_id, ", ".join(addrs))
         await self.discovery.probe(Target(found.peer_id, addrs))
+
+    async def _serve_lan_dht(self, mdns: Mdns) -> None:
+        """Serve Kademlia while the routing table holds LAN peers only (the
+        bootstrap nodes are out of reach) and we are on a LAN: with no
+        internet, a share's provider record can then still be found there.
+        Not waiting for a peer first: a receiver that arrives later meets a
+        server at once. Back to client mode as soon as a peer beyond the LAN
+        is in the table: a NATed laptop must not pose as a server of the
+        public DHT (between two checks it may, for up to LAN_DHT_CHECK s)."""
+        table = self.discovery.table
+        while True:
+            await trio.sleep(LAN_DHT_CHECK)
+            peers = self.discovery.routing_table_peers()
+            lan_only = all(all(is_lan_addr(a) for a in self.host.peer_addrs(p)) for p in peers)
+            want = lan_only and bool(mdns.interfaces)
+            if want != table.server_mode:
+                log.info("DHT %s: %s", "serves the LAN" if want else "client mode", f"{len(peers)} peers in the table")
+                await table.set_server_mode(want)
 
     @property
     def mdns(self) -> Mdns | None:
@@ -371,9 +395,10 @@ class Node:
         """Put a provider record in the DHT (only the hashed key; re-advertised by discovery)."""
         if not self.config.bootstrap and self.config.peers_file is None and not self.config.mdns:
             return
-        await self.discovery.wait_bootstrapped(30)
+        # advertise() waits for the table itself, after recording us as a
+        # provider locally: a LAN peer that asks us first finds the share.
         try:
-            self.advertised[share_id] = await self.discovery.advertise(key)
+            self.advertised[share_id] = await self.discovery.advertise(key, timeout=60.0)
         except Exception as exc:  # noqa: BLE001 - discovery is best effort; direct codes still work
             log.warning("could not advertise the share in the DHT: %s", exc)
 
