@@ -21,7 +21,7 @@ from .netns import LabError
 
 COMMANDS = ("stale", "relay-kill", "net20", "lan")
 STALE_VARIANTS = ("port", "move")
-LAN_VARIANTS = ("direct", "stale", "moved")
+LAN_VARIANTS = ("direct", "stale", "moved", "offline")
 
 
 def _positive(kind: Callable[[str], Any], lo: float, hi: float) -> Callable[[str], Any]:
@@ -121,7 +121,7 @@ def add_parsers(sub: Any, size: Callable[[str], int]) -> None:
         type=_lan_variants,
         default=list(LAN_VARIANTS),
         help="direct (a good code; first byte timed), stale (sharer restarted on another port), "
-        "moved (the same share from a new identity); default all",
+        "moved (the same share from a new identity), offline (moved, bootstrap out of reach); default all",
     )
     p.add_argument("--runs", type=_positive(int, 1, 20), default=3, help="getter runs of 'direct' (default 3)")
 

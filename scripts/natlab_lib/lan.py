@@ -14,6 +14,9 @@ The sharer and the receiver sit on one Linux bridge (a site's LAN,
 - ``moved``: as ``stale``, but the second run has a new identity (only the
   share record is kept): the old code's peer ID is gone, and only the
   share's provider record in the LAN's DHT (fed by mDNS) leads to it.
+- ``offline``: as ``moved``, with a bootstrap node configured on every node
+  that cannot be reached (default flags, no internet): the sharer serves
+  the LAN's DHT once it sees that, and the getter finds it there.
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ from .topology import HostSpec, SiteSpec, TopologySpec
 
 CONTROL_TIMEOUT = 4.0
 GET_TIMEOUT = 30.0
+#: A bootstrap node that cannot answer: a documentation address no lab
+#: network holds (the lab's core has no route to it), as the public
+#: bootstrap nodes are on a LAN with no internet.
+DEAD_BOOTSTRAP = "/ip4/198.51.100.250/tcp/4001/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN"
+LAN_DHT_WAIT = 14.0  # the node's LAN_DHT_CHECK (10 s) and a margin
 
 
 def lan_spec() -> TopologySpec:
@@ -79,29 +87,37 @@ def run_stale(fleet: Fleet, res: Outcome, size: int) -> None:
     _control_and_get(fleet, res, old_code, src, digest)
 
 
-def run_moved(fleet: Fleet, res: Outcome, size: int) -> None:
+def run_moved(fleet: Fleet, res: Outcome, size: int, *, offline: bool = False) -> None:
     """The same share (code and key) from a new identity: only the share's
-    provider record, in the LAN's DHT, leads from the old code to it."""
+    provider record, in the LAN's DHT, leads from the old code to it.
+    ``offline``: every node has a bootstrap node configured that cannot be
+    reached (default flags on a LAN with no internet)."""
+    boot = [DEAD_BOOTSTRAP] if offline else []
     src, digest = fleet.make_file("moved", size, seed=5)
     home1, home2 = fleet.home("sharer1"), fleet.home("sharer2")
-    first, old = fleet.share("shr", "share1", home1, [src], port=4001)
+    first, old = fleet.share("shr", "share1", home1, [src], port=4001, bootstrap=boot)
     first.close(fleet.lab)
     shutil.copytree(home1 / "shares", home2 / "shares")  # the share record, not identity.key
-    _, new = fleet.share("shr", "share2", home2, [src], port=4002)
+    _, new = fleet.share("shr", "share2", home2, [src], port=4002, bootstrap=boot)
     res.check(new.get("peer_id") != old.get("peer_id"), "the second sharer kept the peer ID")
     res.check(new.get("share_code") == old.get("share_code"), "the second sharer has another share code")
-    _control_and_get(fleet, res, str(old["code"]), src, digest)
+    if offline:
+        time.sleep(LAN_DHT_WAIT)  # the sharer finds its bootstrap node out of reach
+    extra = tuple(a for b in boot for a in ("--bootstrap", b))
+    _control_and_get(fleet, res, str(old["code"]), src, digest, extra)
 
 
-def _control_and_get(fleet: Fleet, res: Outcome, old_code: str, src: Path, digest: str) -> None:
-    proc, out, exit_code = _run_get(fleet, "control", old_code, CONTROL_TIMEOUT, ("--no-mdns",))
+def _control_and_get(
+    fleet: Fleet, res: Outcome, old_code: str, src: Path, digest: str, extra: tuple[str, ...] = ()
+) -> None:
+    proc, out, exit_code = _run_get(fleet, "control", old_code, CONTROL_TIMEOUT, ("--no-mdns", *extra))
     control = read_get(proc, exit_code, out, src.name, digest)
     res.metrics["control_exit"] = control.exit_code
     res.check(
         control.exit_code != 0 and not control.verified,
         f"without mDNS the old code still worked (exit {control.exit_code}): the test proves nothing",
     )
-    proc, out, exit_code = _run_get(fleet, "get", old_code, GET_TIMEOUT)
+    proc, out, exit_code = _run_get(fleet, "get", old_code, GET_TIMEOUT, extra)
     rep = read_get(proc, exit_code, out, src.name, digest)
     res.metrics.update(rep.as_metrics())
     res.check(rep.exit_code == 0, f"getter exit code {rep.exit_code}: {rep.error}")
@@ -123,6 +139,8 @@ def run_lan(
                 run_stale(fleet, res, size)
             elif variant == "moved":
                 run_moved(fleet, res, size)
+            elif variant == "offline":
+                run_moved(fleet, res, size, offline=True)
             else:
                 raise ValueError(f"unknown lan variant {variant!r}")
         res.passed = not res.reasons

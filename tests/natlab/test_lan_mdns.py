@@ -25,7 +25,7 @@ def product(lab_ok: None) -> str:
     return str(DEFAULT_PRODUCT)
 
 
-@pytest.mark.parametrize("variant", ["direct", "stale", "moved"])
+@pytest.mark.parametrize("variant", ["direct", "stale", "moved", "offline"])
 def test_lan_without_bootstrap(product: str, prefix: str, variant: str, tmp_path: Path) -> None:
     (res,) = run_lan([product], tmp_path, variants=[variant], prefix=prefix, runs=1)
     print(json.dumps(res.metrics))
