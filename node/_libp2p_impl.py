@@ -23,6 +23,7 @@ from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.io.trio import TrioTCPStream
+from libp2p.kad_dht.common import PROTOCOL_ID as KAD_PROTOCOL_ID
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.network.config import ConnectionConfig
 from libp2p.network.connection.raw_connection import RawConnection
@@ -377,6 +378,19 @@ class KadTable:
 
     def cleanup_expired(self) -> None:
         self.dht.provider_store.cleanup_expired()
+
+    @property
+    def server_mode(self) -> bool:
+        return bool(self.dht.mode == DHTMode.SERVER)
+
+    async def set_server_mode(self, on: bool) -> None:
+        """Serve Kademlia RPCs from now on, or stop. Stopping keeps the table
+        (py-libp2p's ``switch_mode`` to client would empty it)."""
+        if on and self.dht.mode != DHTMode.SERVER:
+            await self.dht.switch_mode(DHTMode.SERVER)
+        elif not on and self.dht.mode == DHTMode.SERVER:
+            self.dht.mode = DHTMode.CLIENT
+            self.dht.host.remove_stream_handler(KAD_PROTOCOL_ID)
 
 
 def new_kad_dht(host: IHost, *, server_mode: bool, server_protocol: str) -> KadTable:

@@ -37,6 +37,8 @@ from p2pshare.node.errors import LocalNodeError
 from p2pshare.node.events import Connected, NodeEvent, PathUpgraded, ReachabilityChanged, RelaysChanged
 from p2pshare.node.host import Host, LibP2PByteStream, open_host
 from p2pshare.node.identity import load_or_create_identity
+from p2pshare.node.mdns.lan import lan_dht, met_on_lan, serve_lan_dht
+from p2pshare.node.mdns.service import Mdns, serve_mdns
 from p2pshare.node.reach import Reacher
 from p2pshare.node.receive.core import PROBE_WAIT, UPGRADE_WAIT, UPGRADE_WAIT_LIMITED, ReceiveResult
 from p2pshare.node.receive.driver import ReceiveDriver
@@ -101,6 +103,10 @@ class NodeConfig:
     autorelay: bool = True  # find relays by itself while not confirmed public (sharers, nodes)
     relay_service: RelayServiceMode = RelayServiceMode.OFF  # relay for others (a community relay)
     relay_limits: RelayLimits = field(default_factory=RelayLimits)
+    #: Local discovery (mDNS): announce our LAN addresses, and put peers met
+    #: on the LAN in the DHT's routing table. Off here (tests run many nodes
+    #: on one host); the CLI turns it on unless ``--no-mdns``.
+    mdns: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -128,6 +134,7 @@ class Node:
         self._traversal: Traversal | None = None
         self._reacher: Reacher | None = None
         self._autorelay: AutoRelay | None = None
+        self._mdns: Mdns | None = None
         self._reachability_event = trio.Event()
 
     # -- lifecycle -----------------------------------------------------------
@@ -177,7 +184,7 @@ class Node:
                 self._host,
                 bootstrap=list(cfg.bootstrap),
                 peers_file=cfg.peers_file,
-                server_mode=cfg.dht_server,
+                server_mode=cfg.dht_server or lan_dht(cfg.mdns, bool(cfg.bootstrap)),
                 addrs=self.addresses,
             )
         )
@@ -186,7 +193,7 @@ class Node:
             self._relay,
             self._discovery,
             force_relay=cfg.force_relay,
-            use_dht=bool(cfg.bootstrap) or cfg.peers_file is not None,
+            use_dht=bool(cfg.bootstrap) or cfg.peers_file is not None or cfg.mdns,
         )
         self._nursery = await self._stack.enter_async_context(trio.open_nursery())
         if cfg.autorelay:
@@ -216,6 +223,13 @@ class Node:
             # Every long-lived node answers others' AutoNAT dial-backs (with the
             # spec's protections: requester's own IP only, rate limits).
             await self._nursery.start(serve_autonat_server, self._host, AutoNATServerConfig())
+        if cfg.mdns:
+            self._mdns = await self._nursery.start(
+                serve_mdns, self.host.peer_id, self.host.listen_addrs, partial(met_on_lan, self._discovery)
+            )
+            self._reacher.lan = self._mdns
+            if not cfg.dht_server and not lan_dht(cfg.mdns, bool(cfg.bootstrap)):
+                self._nursery.start_soon(serve_lan_dht, self._discovery, self.host, self._mdns)
         self._nursery.start_soon(trim_forever)  # a long-lived process gives freed heap back
         # Background work (advertising) must not hold the node open: cancel it
         # first on exit (exit-stack callbacks run before the nursery's exit).
@@ -257,6 +271,11 @@ class Node:
         """AutoNAT confirmed that others reach this node directly."""
         verdict = self._traversal.verdict if self._traversal is not None else None
         return verdict is not None and verdict.confirmed and verdict.reachability.value == "public"
+
+    @property
+    def mdns(self) -> Mdns | None:
+        """Local discovery, when on and started."""
+        return self._mdns
 
     def _holds_reservation(self, peer_id: str) -> bool:
         return any(r.relay_peer_id == peer_id for r in self.relay.reservations())
@@ -342,9 +361,10 @@ class Node:
         """Put a provider record in the DHT (only the hashed key; re-advertised by discovery)."""
         if not self.uses_dht:
             return
-        await self.discovery.wait_bootstrapped(30)
+        # advertise() waits for the table itself, after recording us as a
+        # provider locally: a LAN peer that asks us first finds the share.
         try:
-            self.advertised[share_id] = await self.discovery.advertise(key)
+            self.advertised[share_id] = await self.discovery.advertise(key, timeout=60.0)
         except Exception as exc:  # noqa: BLE001 - discovery is best effort; direct codes still work
             log.warning("could not advertise the share in the DHT: %s", exc)
 
@@ -360,8 +380,9 @@ class Node:
     # -- short codes ---------------------------------------------------------
     @property
     def uses_dht(self) -> bool:
-        """Short codes are found only through the DHT (bootstrap nodes or a peers file)."""
-        return bool(self.config.bootstrap) or self.config.peers_file is not None
+        """Short codes are found only through the DHT (bootstrap nodes, a peers
+        file, or the LAN's peers found by mDNS)."""
+        return bool(self.config.bootstrap) or self.config.peers_file is not None or self.config.mdns
 
     def offer_short_code(
         self,

@@ -43,6 +43,7 @@ class GetOptions:
     relays: tuple[str, ...] = ()
     bootstrap: tuple[str, ...] = ()
     no_default_bootstrap: bool = False
+    no_mdns: bool = False  # no local discovery (mDNS)
     force_relay: bool = False
     json: bool = False
     yes: bool = False  # receive without asking (the fit check still applies)
@@ -182,6 +183,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode) -> int:
         bootstrap=list(opts.bootstrap),
         relays=list(opts.relays),
         no_default_bootstrap=opts.no_default_bootstrap,
+        no_mdns=opts.no_mdns,
     )
     for warning in net.warnings:
         reporter.warning(warning)
@@ -192,6 +194,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode) -> int:
         force_relay=opts.force_relay,
         bootstrap=net.bootstrap,
         peers_file=net.peers_file,
+        mdns=net.mdns,
         autorelay=False,  # a receiver dials out; it needs no relay of its own
     )
     with trio.open_signal_receiver(signal.SIGTERM) as signals:

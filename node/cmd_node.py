@@ -28,6 +28,7 @@ class NodeOptions:
     relays: tuple[str, ...] = ()
     bootstrap: tuple[str, ...] = ()
     no_default_bootstrap: bool = False
+    no_mdns: bool = False  # no local discovery (mDNS)
     dht_server: bool = False
     relay_service: str = "auto"
     json: bool = False
@@ -41,6 +42,7 @@ class NodeOptions:
             relays=tuple(ns.relay),
             bootstrap=tuple(ns.bootstrap),
             no_default_bootstrap=ns.no_default_bootstrap,
+            no_mdns=ns.no_mdns,
             dht_server=ns.dht_server,
             relay_service=ns.relay_service,
             json=ns.json,
@@ -66,6 +68,7 @@ def add_node_parser(sub: Any) -> argparse.ArgumentParser:
         "--bootstrap", action="append", default=[], metavar="MULTIADDR", help="DHT bootstrap peer (repeatable)"
     )
     n.add_argument("--no-default-bootstrap", action="store_true", help="do not join the public libp2p DHT")
+    n.add_argument("--no-mdns", action="store_true", help="no local discovery of peers on the LAN (mDNS)")
     n.add_argument(
         "--dht-server", action="store_true", help="answer other peers' DHT queries (only for publicly reachable nodes)"
     )
@@ -115,7 +118,11 @@ async def _serve(opts: NodeOptions, reporter: Reporter) -> int:
 
     home = data_home()
     net = load_network_config(
-        home, bootstrap=list(opts.bootstrap), relays=list(opts.relays), no_default_bootstrap=opts.no_default_bootstrap
+        home,
+        bootstrap=list(opts.bootstrap),
+        relays=list(opts.relays),
+        no_default_bootstrap=opts.no_default_bootstrap,
+        no_mdns=opts.no_mdns,
     )
     config = NodeConfig(
         identity_path=opts.identity or home / "identity.key",
@@ -123,6 +130,7 @@ async def _serve(opts: NodeOptions, reporter: Reporter) -> int:
         relays=net.relays,
         bootstrap=net.bootstrap,
         peers_file=net.peers_file,
+        mdns=net.mdns,
         dht_server=opts.dht_server,
         autonat=AutoNATConfig(),
         autonat_server=True,

@@ -35,6 +35,7 @@ class ShareOptions:
     relays: tuple[str, ...] = ()
     bootstrap: tuple[str, ...] = ()
     no_default_bootstrap: bool = False
+    no_mdns: bool = False  # no local discovery (mDNS)
     once: bool = False
     new_code: bool = False
     relay_service: str = "off"  # relay for others: off, auto (when confirmed public), on
@@ -183,7 +184,11 @@ async def _serve(
         _report_short_code(reporter, event, opts.code_tries)
 
     net = load_network_config(
-        home, bootstrap=list(opts.bootstrap), relays=list(opts.relays), no_default_bootstrap=opts.no_default_bootstrap
+        home,
+        bootstrap=list(opts.bootstrap),
+        relays=list(opts.relays),
+        no_default_bootstrap=opts.no_default_bootstrap,
+        no_mdns=opts.no_mdns,
     )
     config = NodeConfig(
         # Servers: the relays, and peers met that serve AutoNAT (AutoRelay).
@@ -197,6 +202,7 @@ async def _serve(
         relays=net.relays,
         bootstrap=net.bootstrap,
         peers_file=net.peers_file,
+        mdns=net.mdns,
     )
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with Node(config, on_event=on_event) as node:

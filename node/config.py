@@ -12,6 +12,10 @@ config.toml::
     bootstrap = ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW..."]
     relays = ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW..."]
     default_bootstrap = false
+    mdns = false          # no local discovery (same as --no-mdns)
+
+Local discovery (mDNS) is on unless ``--no-mdns``, ``mdns = false`` or
+``P2PSHARE_NO_MDNS=1`` turns it off.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ ENV_HOME = "P2PSHARE_HOME"
 
 CONFIG_FILE = "config.toml"
 #: The keys config.toml may hold; any other is said (a misspelt key was ignored silently).
-KNOWN_KEYS = ("bootstrap", "relays", "default_bootstrap")
+KNOWN_KEYS = ("bootstrap", "relays", "default_bootstrap", "mdns")
 ENV_NO_DEFAULT = "P2PSHARE_NO_DEFAULT_BOOTSTRAP"
+ENV_NO_MDNS = "P2PSHARE_NO_MDNS"
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,8 @@ class NetworkConfig:
     bootstrap: tuple[str, ...]
     relays: tuple[str, ...]
     peers_file: Path
+    #: Local discovery (mDNS) on the LAN.
+    mdns: bool = True
     #: One line per problem that does not stop the command (unknown keys).
     warnings: tuple[str, ...] = ()
 
@@ -67,6 +74,7 @@ def load_network_config(
     bootstrap: list[str] | None = None,
     relays: list[str] | None = None,
     no_default_bootstrap: bool = False,
+    no_mdns: bool = False,
 ) -> NetworkConfig:
     """Merge flags, the config file and defaults (flags first)."""
     path = home / CONFIG_FILE
@@ -83,6 +91,11 @@ def load_network_config(
         raise LocalNodeError(f"{path}: 'default_bootstrap' must be true or false")
     if no_default_bootstrap or os.environ.get(ENV_NO_DEFAULT, "") not in ("", "0"):
         use_default = False
+    use_mdns = file_cfg.get("mdns", True)
+    if not isinstance(use_mdns, bool):
+        raise LocalNodeError(f"{path}: 'mdns' must be true or false")
+    if no_mdns or os.environ.get(ENV_NO_MDNS, "") not in ("", "0"):
+        use_mdns = False
     all_relays = tuple(dict.fromkeys([*(relays or []), *file_relays]))
     boot: list[str] = [*(bootstrap or []), *file_boot, *all_relays]  # relay nodes are DHT servers too
     if use_default:
@@ -93,6 +106,7 @@ def load_network_config(
         bootstrap=tuple(dict.fromkeys(boot)),
         relays=all_relays,
         peers_file=home / "dht-peers.json",
+        mdns=use_mdns,
         warnings=unknown_key_warnings(list(file_cfg), path),
     )
 

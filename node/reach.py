@@ -1,5 +1,6 @@
 """How a receiver reaches a sharer: the dial policy, apart from the Node.
 
+A sharer on our LAN (mDNS) is dialled where it announced itself, at once.
 The code's direct addresses race its relayed ones (direct first, relays after
 a head start); in parallel, after a head start for the code itself, the DHT
 is asked for the sharer's current addresses and for every provider of the
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import trio
 
@@ -19,6 +21,7 @@ from p2pshare.node.circuit.client import RelayClient
 from p2pshare.node.discovery import Discovery
 from p2pshare.node.errors import PeerUnreachableError
 from p2pshare.node.host import Host
+from p2pshare.node.mdns.service import Mdns
 from p2pshare.sharecode.multiaddrs import (
     IpClass,
     ip_class,
@@ -32,6 +35,9 @@ from p2pshare.sharecode.multiaddrs import (
 
 RELAY_DELAY = 1.5  # seconds a direct dial runs alone before relays join the race
 DHT_DELAY = 1.0  # seconds the code's own addresses are tried alone before asking the DHT
+#: Seconds one pass waits for an mDNS answer naming the sharer (our queries go
+#: out at 0, 1 and 3 s); bounded so that a pass ends, and the code is re-dialled.
+LAN_WAIT = 3.5
 _MAX_AVOIDED = 64
 DATA_RELAY_SEARCH = 10.0  # seconds to look for a sharer's data-carrying relay after a limited one cut us
 
@@ -46,6 +52,8 @@ class Reacher:
     discovery: Discovery
     force_relay: bool = False
     use_dht: bool = True
+    #: Local discovery: a sharer on our LAN is dialled where it announced itself.
+    lan: Mdns | None = None
     #: Relays that limited a circuit of ours (js/go defaults: 128 KiB / 2 min):
     #: once one cut a transfer, reaching again skips them (issue 10).
     avoid: set[str] = field(default_factory=set)
@@ -138,11 +146,12 @@ class Reacher:
         winner: str | None = None
         errors: list[str] = []
         tried: set[tuple[str, tuple[str, ...]]] = set()
+        code_failed = trio.Event()  # the code's own addresses answered "no": the DHT need not wait
 
         with trio.move_on_after(timeout):
             async with trio.open_nursery() as nursery:
 
-                async def attempt(peer_id: str, addrs: Sequence[str]) -> None:
+                async def attempt(peer_id: str, addrs: Sequence[str], *, of_code: bool = False) -> None:
                     nonlocal winner
                     circuits = [a for a in addrs if is_circuit(a)]
                     direct = [] if self.force_relay else [a for a in addrs if not is_circuit(a)]
@@ -150,6 +159,8 @@ class Reacher:
                         await self.connect_any(peer_id, direct, circuits, timeout=timeout)
                     except PeerUnreachableError as exc:
                         errors.append(str(exc).removeprefix(_UNREACHABLE))  # said once, below
+                        if of_code:
+                            code_failed.set()
                         return
                     if winner is None:
                         winner = peer_id
@@ -159,7 +170,8 @@ class Reacher:
                     # The code's own addresses get a head start, when one may answer:
                     # a printed-early code holds only a LAN address of another network.
                     if not at_once and any(is_circuit(a) or self._promising(a) for a in code.addresses):
-                        await trio.sleep(DHT_DELAY)
+                        with trio.move_on_after(DHT_DELAY):
+                            await code_failed.wait()
                     if not await self.discovery.wait_bootstrapped(min(0.5 if at_once else 10.0, timeout)):
                         errors.append("the DHT has no peers (no bootstrap node reachable)")
                         return
@@ -188,9 +200,21 @@ class Reacher:
                     if not providers and not new:
                         errors.append("the DHT knows no peer serving this share")
 
+                async def via_lan(lan: Mdns) -> None:
+                    # No head start for the code: a LAN answer is fresh, and
+                    # names the sharer's port now (it may have restarted).
+                    heard = await lan.wait_addrs(code.peer_id, min(timeout, LAN_WAIT))
+                    addrs = [a for a in heard if a not in code.addresses]
+                    ident = (code.peer_id, tuple(sorted(addrs)))
+                    if addrs and ident not in tried:
+                        tried.add(ident)
+                        nursery.start_soon(attempt, code.peer_id, addrs)
+
+                if self.lan is not None and self.lan.interfaces:
+                    nursery.start_soon(via_lan, self.lan)
                 if code.addresses:
                     tried.add((code.peer_id, tuple(sorted(code.addresses))))
-                    nursery.start_soon(attempt, code.peer_id, list(code.addresses))
+                    nursery.start_soon(partial(attempt, code.peer_id, list(code.addresses), of_code=True))
                 if self.use_dht:
                     nursery.start_soon(via_dht)
         if winner is not None:

@@ -259,6 +259,11 @@ def _add_network_flags(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not join the public libp2p DHT (a closed group of your own nodes)",
     )
+    p.add_argument(
+        "--no-mdns",
+        action="store_true",
+        help="no local discovery: do not announce or look for peers on the LAN (mDNS)",
+    )
 
 
 def _code_tries(text: str) -> int:
@@ -338,6 +343,7 @@ def command_options(ns: argparse.Namespace) -> CommandOptions:
             relays=tuple(ns.relay),
             bootstrap=tuple(ns.bootstrap),
             no_default_bootstrap=ns.no_default_bootstrap,
+            no_mdns=ns.no_mdns,
             once=ns.once,
             new_code=ns.new_code,
             relay_service=ns.relay_service,
@@ -358,6 +364,7 @@ def command_options(ns: argparse.Namespace) -> CommandOptions:
             relays=tuple(ns.relay),
             bootstrap=tuple(ns.bootstrap),
             no_default_bootstrap=ns.no_default_bootstrap,
+            no_mdns=ns.no_mdns,
             force_relay=ns.force_relay,
             json=ns.json,
             yes=ns.yes,

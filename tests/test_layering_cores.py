@@ -30,6 +30,8 @@ PURE_CORES = [
     "p2pshare.node.shortcode.core",
     "p2pshare.node.shortcode.wire",
     "p2pshare.sharecode.short",
+    "p2pshare.node.mdns.wire",
+    "p2pshare.node.mdns.core",
 ]
 
 

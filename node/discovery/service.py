@@ -288,6 +288,10 @@ class Discovery:
         """
         key = provider_key(dht_key)
         self._ads[key] = _Ad(next_due=math.inf, last_sent=trio.current_time())
+        # Answer GET_PROVIDERS for it at once: on a LAN met through mDNS the
+        # asker may reach us before any other peer took our record.
+        if addrs := self._my_addrs():
+            self.table.add_local_provider(key, self._self, addrs)
         stored = 0
         with trio.move_on_after(timeout):
             if await self.wait_bootstrapped(timeout):

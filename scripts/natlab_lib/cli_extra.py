@@ -1,4 +1,4 @@
-"""The ``stale``, ``relay-kill`` and ``net20`` subcommands of ``scripts/natlab``.
+"""The ``stale``, ``relay-kill``, ``net20`` and ``lan`` subcommands of ``scripts/natlab``.
 
 Each prints a table, ``N passed, N failed`` as its last stdout line, writes
 ``<out>/<scenario>.json`` / ``.md`` plus every process's logs under
@@ -19,8 +19,9 @@ from typing import Any
 from .fleet import Outcome, write_results
 from .netns import LabError
 
-COMMANDS = ("stale", "relay-kill", "net20")
+COMMANDS = ("stale", "relay-kill", "net20", "lan")
 STALE_VARIANTS = ("port", "move")
+LAN_VARIANTS = ("direct", "stale", "moved", "offline")
 
 
 def _positive(kind: Callable[[str], Any], lo: float, hi: float) -> Callable[[str], Any]:
@@ -36,14 +37,16 @@ def _positive(kind: Callable[[str], Any], lo: float, hi: float) -> Callable[[str
     return parse
 
 
-def _variants(text: str) -> list[str]:
+def _variants(text: str, known: tuple[str, ...] = STALE_VARIANTS) -> list[str]:
     names = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [v for v in names if v not in STALE_VARIANTS]
+    bad = [v for v in names if v not in known]
     if bad or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown variant {bad[0] if bad else text!r} (known: {', '.join(STALE_VARIANTS)})"
-        )
+        raise argparse.ArgumentTypeError(f"unknown variant {bad[0] if bad else text!r} (known: {', '.join(known)})")
     return list(dict.fromkeys(names))
+
+
+def _lan_variants(text: str) -> list[str]:
+    return _variants(text, LAN_VARIANTS)
 
 
 def add_parsers(sub: Any, size: Callable[[str], int]) -> None:
@@ -111,6 +114,17 @@ def add_parsers(sub: Any, size: Callable[[str], int]) -> None:
         help="small shares also fetched by address-less code (default 2)",
     )
 
+    p = sub.add_parser("lan", help="two hosts on one bridge, no bootstrap: found by mDNS only")
+    common(p, "1m", 30.0)
+    p.add_argument(
+        "--variants",
+        type=_lan_variants,
+        default=list(LAN_VARIANTS),
+        help="direct (a good code; first byte timed), stale (sharer restarted on another port), "
+        "moved (the same share from a new identity), offline (moved, bootstrap out of reach); default all",
+    )
+    p.add_argument("--runs", type=_positive(int, 1, 20), default=3, help="getter runs of 'direct' (default 3)")
+
     from . import autonat
 
     autonat.add_parser(sub)
@@ -170,6 +184,11 @@ def run(args: argparse.Namespace) -> int:
             prefix=args.prefix,
             concrete=concrete,
         )
+    elif args.cmd == "lan":
+        from .lan import run_lan
+
+        meta["runs"] = args.runs
+        results = run_lan(product, out, variants=args.variants, prefix=args.prefix, runs=args.runs, size=args.size)
     else:  # pragma: no cover - argparse restricts the choices
         raise LabError(f"natlab: unknown command {args.cmd}")
     passed, failed = write_results(out, args.cmd, results, meta)
