@@ -21,7 +21,7 @@ from .netns import LabError
 
 COMMANDS = ("stale", "relay-kill", "net20", "lan")
 STALE_VARIANTS = ("port", "move")
-LAN_VARIANTS = ("direct", "stale", "moved", "offline")
+LAN_VARIANTS = ("direct", "short", "stale", "moved", "offline")
 
 
 def _positive(kind: Callable[[str], Any], lo: float, hi: float) -> Callable[[str], Any]:

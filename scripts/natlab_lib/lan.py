@@ -14,6 +14,9 @@ The sharer and the receiver sit on one Linux bridge (a site's LAN,
 - ``moved``: as ``stale``, but the second run has a new identity (only the
   share record is kept): the old code's peer ID is gone, and only the
   share's provider record in the LAN's DHT (fed by mDNS) leads to it.
+- ``short``: share, then get with the SHORT code (number and words): the
+  number is found in the LAN's DHT fed by mDNS, the words run the PAKE;
+  no bootstrap node anywhere. First byte timed as in ``direct``.
 - ``offline``: as ``moved``, with a bootstrap node configured on every node
   that cannot be reached (default flags, no internet): the sharer serves
   the LAN's DHT once it sees that, and the getter finds it there.
@@ -56,12 +59,16 @@ def _run_get(
     return proc, out, (code_ if code_ is not None else closed)
 
 
-def run_direct(fleet: Fleet, res: Outcome, runs: int, size: int) -> None:
+def run_direct(fleet: Fleet, res: Outcome, runs: int, size: int, *, short: bool = False) -> None:
     src, digest = fleet.make_file("direct", size, seed=3)
     _, shared = fleet.share("shr", "share", fleet.home("sharer"), [src])
+    code = shared.get("short_code") if short else shared["code"]
+    res.check(isinstance(code, str), f"the sharer printed no short code: {shared}")
+    if not isinstance(code, str):
+        return
     firsts: list[float] = []
     for i in range(runs):
-        proc, out, exit_code = _run_get(fleet, f"get{i}", str(shared["code"]), GET_TIMEOUT)
+        proc, out, exit_code = _run_get(fleet, f"get{i}", code, GET_TIMEOUT)
         rep = read_get(proc, exit_code, out, src.name, digest)
         m = rep.as_metrics()
         res.metrics[f"run{i}"] = {k: m[k] for k in ("exit_code", "connect_s", "first_progress_s", "verified", "error")}
@@ -135,6 +142,8 @@ def run_lan(
         with Fleet(product, lan_spec(), out / variant, prefix) as fleet:
             if variant == "direct":
                 run_direct(fleet, res, runs, size)
+            elif variant == "short":
+                run_direct(fleet, res, runs, size, short=True)
             elif variant == "stale":
                 run_stale(fleet, res, size)
             elif variant == "moved":

@@ -3,7 +3,8 @@
 ``share`` on one host and ``get`` on the other, with no bootstrap node and
 ``P2PSHARE_NO_DEFAULT_BOOTSTRAP=1``; then a stale code (the sharer restarted
 on another port): a control getter with ``--no-mdns`` must fail, and the
-getter with mDNS must find the sharer (mDNS + the LAN's DHT) and receive it.
+getter with mDNS must find the sharer (mDNS + the LAN's DHT) and receive it;
+and a short code (number found in the LAN's DHT, words through the PAKE).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def product(lab_ok: None) -> str:
     return str(DEFAULT_PRODUCT)
 
 
-@pytest.mark.parametrize("variant", ["direct", "stale", "moved", "offline"])
+@pytest.mark.parametrize("variant", ["direct", "short", "stale", "moved", "offline"])
 def test_lan_without_bootstrap(product: str, prefix: str, variant: str, tmp_path: Path) -> None:
     (res,) = run_lan([product], tmp_path, variants=[variant], prefix=prefix, runs=1)
     print(json.dumps(res.metrics))
