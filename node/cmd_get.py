@@ -23,6 +23,7 @@ from p2pshare import sharecode
 from p2pshare.errors import Terminated
 from p2pshare.node import consent
 from p2pshare.node._output import Reporter, human_bytes
+from p2pshare.node.progress import format_seconds
 from p2pshare.node.textshare import is_text_share, printable
 from p2pshare.sharecode.pasted import unwrap_pasted
 
@@ -240,7 +241,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode) -> int:
         saved_to=str(saved_to),
     )
     reporter.result(
-        f"Received {_count(int(summary.get('files') or 0))}, {human_bytes(nbytes)} in {seconds:.1f} s "
+        f"Received {_count(int(summary.get('files') or 0))}, {human_bytes(nbytes)} in {format_seconds(seconds)} "
         f"({human_bytes(rate)}/s) {where}, all verified"
     )
     return 0

@@ -12,6 +12,7 @@ import trio
 
 from p2pshare.node._output import Reporter, SendingDisplay, human_bytes
 from p2pshare.node.errors import LocalNodeError
+from p2pshare.node.progress import format_seconds
 
 if TYPE_CHECKING:
     from p2pshare.node.events import NodeEvent
@@ -159,7 +160,7 @@ async def _serve(
             receivers.remove(peer)
             reporter.say(
                 f"Receiver …{peer[-8:]} finished ({human_bytes(event.bytes_sent)} sent "
-                f"in {event.seconds:.1f} s, {human_bytes(rate)}/s)"
+                f"in {format_seconds(event.seconds)}, {human_bytes(rate)}/s)"
             )
             done_receivers += 1
             if opts.once:

@@ -59,6 +59,13 @@ def format_rate(bytes_per_second: float | None) -> str:
     return f"{format_bytes(bytes_per_second)}/s"
 
 
+def format_seconds(seconds: float) -> str:
+    """``0.12 s``, ``4.3 s``, ``95 s``: a fast transfer is not "0.0 s"."""
+    if seconds < 1:
+        return f"{seconds:.2f} s"
+    return f"{seconds:.1f} s" if seconds < 60 else f"{seconds:.0f} s"
+
+
 def format_eta(seconds: float | None) -> str:
     """``ETA 7s``, ``ETA 3:07``, ``ETA 1:02:03``; ``ETA --`` when unknown."""
     if seconds is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from p2pshare.node import progress
-from p2pshare.node.progress import FileCursor, RateMeter, format_bytes, format_eta, format_rate, render
+from p2pshare.node.progress import FileCursor, RateMeter, format_bytes, format_eta, format_rate, format_seconds, render
 
 MiB = 1 << 20
 
@@ -112,3 +112,9 @@ def test_render_80_columns_keeps_the_bar_beside_a_long_file_name() -> None:
     current = ("holiday/a-rather-long-name-of-a-beach-video.mp4", 40 * MiB, 286 * MiB)
     line = render(121 * MiB, 290 * MiB, 68 * MiB, 2.5, 80, current)
     assert len(line) <= 79 and "[" in line and "MiB/s" in line and "ETA 2s" in line and "·  " not in line
+
+
+def test_seconds_of_a_fast_transfer_are_not_zero() -> None:
+    assert format_seconds(0.034) == "0.03 s"
+    assert format_seconds(4.26) == "4.3 s"
+    assert format_seconds(95.4) == "95 s"
