@@ -73,7 +73,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
     from p2pshare.node.api import Node, NodeConfig
     from p2pshare.node.events import Connected, NodeEvent, PathUpgraded, Waiting
     from p2pshare.transfer.errors import DeclinedError, NoSpaceError, sanitize_text
-    from p2pshare.transfer.events import FileUnavailable, ManifestReceived, Progress, TransferCompleted
+    from p2pshare.transfer.events import FileUnavailable, ManifestReceived, Progress, SharerPreparing, TransferCompleted
     from p2pshare.transfer.store import Conflict
 
     output = opts.output
@@ -131,6 +131,9 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
         elif isinstance(event, PathUpgraded):
             reporter.event("upgraded", peer_id=event.peer_id, path=event.path.value, seconds=event.seconds)
             reporter.say(f"Upgraded the relayed connection: now {event.path} (after {event.seconds:.2f} s)")
+        elif isinstance(event, SharerPreparing):
+            reporter.event("preparing", done=event.done, total=event.total, percent=event.percent)
+            reporter.status(f"The sharer is preparing: {event.percent}% (hashing its files; then the list comes)")
         elif isinstance(event, ManifestReceived):
             m = event.manifest
             have = f", {human_bytes(event.already_have_bytes)} already here" if event.already_have_bytes else ""
