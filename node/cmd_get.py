@@ -120,6 +120,8 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
             reporter.say("(not asking: standard input is not a terminal; --yes says so explicitly)")
         approved = True
 
+    shown_preparing = [-1]  # the last percentage said
+
     def on_event(event: NodeEvent) -> None:
         if isinstance(event, Waiting):
             reporter.status(event.what)  # for people only: --json's first event stays `connected`
@@ -133,7 +135,11 @@ async def _get(opts: GetOptions, reporter: Reporter, code: sharecode.ShareCode |
             reporter.say(f"Upgraded the relayed connection: now {event.path} (after {event.seconds:.2f} s)")
         elif isinstance(event, SharerPreparing):
             reporter.event("preparing", done=event.done, total=event.total, percent=event.percent)
-            reporter.status(f"The sharer is preparing: {event.percent}% (hashing its files; then the list comes)")
+            # On a terminal every change redraws one line; in a log, a line per 10 %.
+            step = 1 if reporter.bar is not None else 10
+            if shown_preparing[0] < 0 or event.percent // step != shown_preparing[0] // step:
+                shown_preparing[0] = event.percent
+                reporter.status(f"The sharer is preparing: {event.percent}% (hashing its files; then the list comes)")
         elif isinstance(event, ManifestReceived):
             m = event.manifest
             have = f", {human_bytes(event.already_have_bytes)} already here" if event.already_have_bytes else ""

@@ -12,6 +12,7 @@ the percentage instead of an error.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,11 @@ from p2pshare.transfer.registry import ShareRegistry
 from p2pshare.transfer.scan import HashProgress, PreparedShare, Scan, hash_scan
 
 log = logging.getLogger(__name__)
+
+#: Tests only: a hashed share is not served until this file exists, so a
+#: test can connect a receiver while the share is certainly still preparing
+#: (an ordering to assert on, not a race against the hashing speed).
+HOLD_ENV = "P2PSHARE_TEST_HOLD_PREPARED"
 
 
 @dataclass
@@ -68,6 +74,9 @@ async def prepare(
         prep.progress.failed = str(exc)
         prep.error = exc
     else:
+        hold = os.environ.get(HOLD_ENV)
+        while hold and not os.path.exists(hold):
+            await trio.sleep(0.05)
         prep.prepared = prepared
         if not prep.progress.stop:  # else stop_sharing withdrew it meanwhile
             registry.add(prepared, key, human_code)
