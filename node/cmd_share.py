@@ -272,6 +272,8 @@ async def _serve(
 async def _report_preparation(info: ShareInfo, reporter: Reporter) -> None:
     """Say when hashing (after the code) is done; on a terminal, how far it got."""
     prep = info.preparation
+    with trio.move_on_after(0.3):  # a small share: no "preparing" line at all
+        await prep.ready.wait()
     if not prep.ready.is_set():
         reporter.status("Preparing (hashing the files; receivers can connect and wait)…")
     while not prep.ready.is_set():
@@ -285,7 +287,8 @@ async def _report_preparation(info: ShareInfo, reporter: Reporter) -> None:
     p = prep.progress
     reporter.event("ready", seconds=round(prep.seconds, 3), cached_files=p.cached_files, files=len(prep.scan.files))
     cached = f", {p.cached_files} unchanged since the last share" if p.cached_files else ""
-    reporter.say(f"Ready: {len(prep.scan.files)} files hashed in {prep.seconds:.1f} s{cached}")
+    n = len(prep.scan.files)
+    reporter.say(f"Ready: {n} file{'' if n == 1 else 's'} hashed in {prep.seconds:.1f} s{cached}")
 
 
 def _report_traversal(reporter: Reporter, ev: NodeEvent) -> None:
