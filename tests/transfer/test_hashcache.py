@@ -131,3 +131,13 @@ def test_cache_file_names_the_set_of_paths(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     assert hashcache.cache_file(tmp_path, [a, b]) == hashcache.cache_file(tmp_path, [b, a])
     assert hashcache.cache_file(tmp_path, [a]) != hashcache.cache_file(tmp_path, [a, b])
+
+
+def test_a_large_file_hashes_its_chunks_beside_the_whole_file(tmp_path: Path) -> None:
+    """The two-thread path (``PARALLEL_CHUNKS`` or more chunks) gives the same hashes."""
+    data = os.urandom(5 * CS + 3)
+    (tmp_path / "big").write_bytes(data)
+    entry = build_manifest([tmp_path / "big"], name="b", chunk_size=CS).manifest.files[0]
+    assert entry.sha256 == hashlib.sha256(data).digest()
+    want = tuple(hashlib.sha256(data[o : o + CS]).digest() for o in range(0, len(data), CS))
+    assert entry.chunk_hashes == want and len(want) == 6
