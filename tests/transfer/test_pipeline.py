@@ -286,3 +286,43 @@ def test_seal_into_needs_the_exact_size_and_opens_like_seal() -> None:
     assert cipher.open(1, 2, True, nonce, sealed) == data
     with pytest.raises(crypto.DecryptError):
         cipher.open(1, 2, False, nonce, sealed)  # position is authenticated
+
+
+def test_checked_chunks_need_no_second_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every chunk checked against the authenticated manifest: the file is
+    final after one SHA-256 pass over its bytes — no whole-file hash (a
+    second pass over the same bytes, issue 12), no reading it back."""
+    import hashlib
+    import types
+
+    from p2pshare.transfer import store as store_mod
+
+    hashed = [0]
+
+    class Counting:
+        def __init__(self, data: bytes | memoryview = b"") -> None:
+            self._h = hashlib.sha256()
+            self.update(data)
+
+        def update(self, data: bytes | memoryview) -> None:
+            hashed[0] += len(data)
+            self._h.update(data)
+
+        def digest(self) -> bytes:
+            return self._h.digest()
+
+    p = tree(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    store = Store(out, p.manifest, SID)
+    store.prepare()
+    monkeypatch.setattr(store_mod, "hashlib", types.SimpleNamespace(sha256=Counting))
+    entry = p.manifest.files[0]
+    for g in range(len(entry.chunk_hashes)):
+        v = store.verify_chunk(*chunk(p, g))
+        assert v is not None
+        done = store.write_verified(v)
+    assert done == entry.path
+    store.close()
+    assert hashed[0] == entry.size
+    assert (out / entry.path).read_bytes() == p.sources[0].read_bytes()
