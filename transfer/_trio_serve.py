@@ -179,7 +179,8 @@ class _Session:
                     start = trio.current_time()  # from the receiver's yes, not from its prompt
             await write_all(self.stream, self.proto.data_to_send(), self.timeout, "receiver")
         assert self.share_id is not None and served is not None
-        reader = ChunkReader(served.prepared.manifest, served.prepared.sources)
+        prepared = served.prepared
+        reader = ChunkReader(prepared.manifest, prepared.sources, prepared.identities)
         try:
             await TaskGroup().run(lambda: self._send(reader, want), self._watch)
         finally:

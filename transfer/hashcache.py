@@ -6,9 +6,9 @@ the data directory maps each file's identity — absolute path, size,
 and chunk SHA-256s. A file whose identity differs is hashed again; so is a
 file modified within ``RACY_SECONDS`` of the scan (its mtime may not move
 for an edit that follows at once in the same clock tick, as git's "racy"
-rule). The cache only saves time: the sharer still hashes each chunk it
-reads and the receiver checks every byte, so a stale entry cannot deliver
-wrong data.
+rule). The cache only saves time: the receiver checks every chunk
+against its hash, so a stale entry (content changed with size, mtime and
+inode kept) cannot deliver wrong data; that file's transfer fails instead.
 
 Written to a temporary file and renamed over the old one, so an
 interrupted write never leaves a half-written cache that looks complete;

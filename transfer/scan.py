@@ -47,6 +47,10 @@ class PreparedShare:
     sources: tuple[Path, ...]  # aligned with manifest.files
     warnings: tuple[str, ...] = ()
     key: bytes | None = field(default=None, repr=False)
+    #: (size, mtime_ns, inode) of each source when it was hashed, aligned
+    #: with ``sources``: the sharer checks these around each read instead
+    #: of hashing every chunk again.
+    identities: tuple[tuple[int, int, int], ...] | None = field(default=None, repr=False)
 
     @property
     def share_id(self) -> bytes:
@@ -351,4 +355,5 @@ def hash_scan(
             hashcache.save(cache, fresh)
         except OSError:
             pass  # only time is lost; the next share hashes again
-    return PreparedShare(manifest, tuple(f[1] for f in found.files), found.warnings, key)
+    identities = tuple((f[2], f[3], f[4]) for f in found.files)
+    return PreparedShare(manifest, tuple(f[1] for f in found.files), found.warnings, key, identities)

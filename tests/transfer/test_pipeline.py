@@ -326,3 +326,34 @@ def test_checked_chunks_need_no_second_pass(tmp_path: Path, monkeypatch: pytest.
     store.close()
     assert hashed[0] == entry.size
     assert (out / entry.path).read_bytes() == p.sources[0].read_bytes()
+
+
+def test_the_sharer_hashes_no_chunk_of_an_unchanged_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the files' identities the reader checks ``fstat``, not SHA-256;
+    once a file changed, its chunks are hashed again and a changed one is refused."""
+    from p2pshare.transfer import source as source_mod
+    from p2pshare.transfer.errors import SourceChangedError
+
+    p = tree(tmp_path)
+    assert p.identities is not None
+    reader = ChunkReader(p.manifest, p.sources, p.identities)
+    real = source_mod.hashlib.sha256
+    calls = [0]
+
+    def counting(data: bytes = b"") -> object:
+        calls[0] += 1
+        return real(data)
+
+    monkeypatch.setattr(source_mod.hashlib, "sha256", counting)
+    n = len(p.manifest.files[0].chunk_hashes)
+    for g in range(n):
+        reader.read(g)
+    assert calls[0] == 0
+    with open(p.sources[0], "r+b") as fh:
+        fh.seek(CS + 1)
+        fh.write(b"edited")
+    reader.read(0)  # unchanged chunk of a changed file: hashed, still served
+    assert calls[0] == 1
+    with pytest.raises(SourceChangedError, match="changed since it was shared"):
+        reader.read(1)
+    reader.close()
