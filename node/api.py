@@ -39,16 +39,20 @@ from p2pshare.node.host import Host, LibP2PByteStream, open_host
 from p2pshare.node.identity import load_or_create_identity
 from p2pshare.node.mdns.lan import lan_dht, met_on_lan, serve_lan_dht
 from p2pshare.node.mdns.service import Mdns, serve_mdns
+from p2pshare.node.preparation import Preparation, prepare
 from p2pshare.node.reach import Reacher
 from p2pshare.node.receive.core import PROBE_WAIT, UPGRADE_WAIT, UPGRADE_WAIT_LIMITED, ReceiveResult
 from p2pshare.node.receive.driver import ReceiveDriver
 from p2pshare.node.shortcode import PROTOCOL_ID as SHORTCODE_PROTOCOL
-from p2pshare.node.shortcode import Offer, ShortCodeAdvertised, ShortCodeEvent
-from p2pshare.node.shortcode._trio import claim_short_code, expire_offer, serve_attempt
+from p2pshare.node.shortcode import Offer, ShortCodeEvent
+from p2pshare.node.shortcode._trio import advertise_short_code, claim_short_code, expire_offer, serve_attempt
 from p2pshare.node.traversal import Traversal, open_traversal
-from p2pshare.sharecode.multiaddrs import is_loopback_addr, legacy_endpoint, without_loopback
+from p2pshare.sharecode.legacy import legacy_for
+from p2pshare.sharecode.multiaddrs import is_loopback_addr, without_loopback
 from p2pshare.sharecode.short import ShortCode, new_short_code, window_keys
-from p2pshare.transfer import PROTOCOL_ID, PreparedShare, ShareRegistry, build_manifest, serve_transfer
+from p2pshare.transfer import PROTOCOL_ID, PreparedShare, ShareRegistry, serve_transfer
+from p2pshare.transfer.hashcache import cache_file
+from p2pshare.transfer.scan import HashProgress, scan_paths
 from p2pshare.transfer.store import Conflict
 
 if TYPE_CHECKING:
@@ -78,12 +82,20 @@ class ShareInfo:
 
     code: sharecode.ShareCode
     legacy: sharecode.LegacyCode | None
-    prepared: PreparedShare
+    #: The hashing, which goes on after ``start_sharing`` returned (``ready``).
+    preparation: Preparation
     share_id: bytes
     warnings: tuple[str, ...] = ()
 
     def encode(self) -> str:
         return self.code.encode()
+
+    @property
+    def prepared(self) -> PreparedShare:
+        """The hashed share; only once ``preparation.ready`` is set without error."""
+        if self.preparation.prepared is None:
+            raise RuntimeError("the share is still being hashed (or failed)")
+        return self.preparation.prepared
 
 
 @dataclass
@@ -330,30 +342,46 @@ class Node:
         *,
         key: bytes | None = None,
         human_code: str | None = None,
+        hash_cache: Path | None = None,
     ) -> ShareInfo:
-        """Hash the files, register the share and return its codes."""
+        """Scan the files, register the share and return its codes at once.
+
+        Hashing goes on in the background (``ShareInfo.preparation``): the
+        code does not depend on the hashes, and receivers that come early
+        are told how far it got. ``hash_cache``: a directory of hash caches,
+        so re-sharing unchanged files needs no hashing."""
         key = key if key is not None else secrets.token_bytes(32)
         human_code = human_code or sharecode.new_human_code()
         paths = [Path(f) for f in files]
         share_name = name or (paths[0].name if len(paths) == 1 else "shared files")
-        prepared = await trio.to_thread.run_sync(
-            lambda: build_manifest(
-                paths, key=key, name=share_name, description=description or "", sharer=sharer_name or ""
+        scan = await trio.to_thread.run_sync(scan_paths, paths)
+        prep = Preparation(scan, HashProgress(scan.total_bytes))
+        share_id = self.registry.add_pending(key, human_code, prep.progress)
+        assert self._nursery is not None
+        self._nursery.start_soon(
+            partial(
+                prepare,
+                prep,
+                self.registry,
+                key=key,
+                human_code=human_code,
+                name=share_name,
+                description=description or "",
+                sharer=sharer_name or "",
+                cache=cache_file(hash_cache, paths) if hash_cache is not None else None,
             )
         )
-        share_id = self.registry.add(prepared, key, human_code)
         if not await self.wait_relays():
             log.warning("no relay reservation yet; the code carries direct addresses only")
         addrs = tuple(self.addresses())
         code = sharecode.ShareCode(peer_id=self.peer_id, addresses=addrs, encryption_key=key, share_code=human_code)
-        legacy = _legacy_for(human_code, key, addrs)
+        legacy = legacy_for(human_code, key, addrs)
         assert self._nursery is not None
         self._nursery.start_soon(self._advertise, share_id, sharecode.dht_key(human_code))
-        return ShareInfo(
-            code=code, legacy=legacy, prepared=prepared, share_id=share_id, warnings=tuple(prepared.warnings)
-        )
+        return ShareInfo(code=code, legacy=legacy, preparation=prep, share_id=share_id, warnings=scan.warnings)
 
     def stop_sharing(self, info: ShareInfo) -> None:
+        info.preparation.progress.stop = True  # hashing still under way stops too
         self.registry.remove(info.share_id)
         self.discovery.withdraw(sharecode.dht_key(info.code.share_code))
 
@@ -409,23 +437,9 @@ class Node:
 
         self.host.set_stream_handler(SHORTCODE_PROTOCOL, partial(serve_attempt, self.host, offer, payload, on_event))
         assert self._nursery is not None
-        self._nursery.start_soon(self._advertise_short_code, keys, on_event)
+        self._nursery.start_soon(advertise_short_code, self.discovery, keys, on_event)
         self._nursery.start_soon(expire_offer, offer, self.discovery, keys, on_event)
         return offer
-
-    async def _advertise_short_code(self, keys: list[bytes], on_event: Callable[[ShortCodeEvent], None]) -> None:
-        """Provider records for every window of the code's life, the current
-        window first (kept fresh by discovery until ``expire_offer`` withdraws
-        them); one at a time, as the long code's record goes out."""
-        await self.discovery.wait_bootstrapped(30)
-        for i, key in enumerate(keys):
-            try:
-                stored = await self.discovery.advertise(key)
-            except Exception as exc:  # noqa: BLE001 - best effort, as for the long code's record
-                log.warning("could not advertise the short code in the DHT: %s", exc)
-                stored = 0
-            if i == 0:
-                on_event(ShortCodeAdvertised(keys=len(keys), peers=stored))
 
     async def resolve_short_code(self, code: ShortCode, *, timeout: float) -> sharecode.ShareCode:
         """The full code behind ``code``: its number's providers in the DHT,
@@ -463,15 +477,6 @@ class Node:
             host=self.host, relay=self.relay, traversal=self.traversal, reacher=self._reacher, emit=self._emit
         )
         return await driver.run(parsed, output_dir, timeout, approve, conflict)
-
-
-def _legacy_for(human_code: str, key: bytes, addrs: Sequence[str]) -> sharecode.LegacyCode | None:
-    """A legacy code needs one plain IP:PORT; prefer a non-loopback IPv4."""
-    picked = legacy_endpoint(addrs)
-    if picked is None:
-        return None
-    host, port = picked
-    return sharecode.LegacyCode(share_code=human_code, encryption_key=key, host=host, port=port)
 
 
 def _loopback_only(addrs: Sequence[str]) -> bool:

@@ -86,7 +86,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode) -> int:
     from p2pshare.node.api import Node, NodeConfig
     from p2pshare.node.events import Connected, NodeEvent, PathUpgraded, Waiting
     from p2pshare.transfer.errors import DeclinedError, NoSpaceError, sanitize_text
-    from p2pshare.transfer.events import FileUnavailable, ManifestReceived, Progress, TransferCompleted
+    from p2pshare.transfer.events import FileUnavailable, ManifestReceived, Progress, SharerPreparing, TransferCompleted
     from p2pshare.transfer.store import Conflict
 
     output = opts.output
@@ -133,6 +133,8 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode) -> int:
             reporter.say("(not asking: standard input is not a terminal; --yes says so explicitly)")
         approved = True
 
+    shown_preparing = [-1]  # the last percentage said
+
     def on_event(event: NodeEvent) -> None:
         if isinstance(event, Waiting):
             reporter.status(event.what)  # for people only: --json's first event stays `connected`
@@ -144,6 +146,13 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode) -> int:
         elif isinstance(event, PathUpgraded):
             reporter.event("upgraded", peer_id=event.peer_id, path=event.path.value, seconds=event.seconds)
             reporter.say(f"Upgraded the relayed connection: now {event.path} (after {event.seconds:.2f} s)")
+        elif isinstance(event, SharerPreparing):
+            reporter.event("preparing", done=event.done, total=event.total, percent=event.percent)
+            # On a terminal every change redraws one line; in a log, a line per 10 %.
+            step = 1 if reporter.bar is not None else 10
+            if shown_preparing[0] < 0 or event.percent // step != shown_preparing[0] // step:
+                shown_preparing[0] = event.percent
+                reporter.status(f"The sharer is preparing: {event.percent}% (hashing its files; then the list comes)")
         elif isinstance(event, ManifestReceived):
             m = event.manifest
             have = f", {human_bytes(event.already_have_bytes)} already here" if event.already_have_bytes else ""

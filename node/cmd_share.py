@@ -15,6 +15,7 @@ from p2pshare.node.errors import LocalNodeError
 from p2pshare.node.progress import format_seconds
 
 if TYPE_CHECKING:
+    from p2pshare.node.api import ShareInfo
     from p2pshare.node.events import NodeEvent
     from p2pshare.node.shortcode import ShortCodeEvent
 
@@ -214,6 +215,7 @@ async def _serve(
                 opts.sharer or None,
                 key=record.key if record else None,
                 human_code=record.human_code if record else None,
+                hash_cache=None if opts.description == TEXT_MARK else home / "hash-cache",
             )
             port = first_tcp_port(node.addresses())
             if opts.description != TEXT_MARK:  # a text share is new each time
@@ -252,10 +254,11 @@ async def _serve(
             held = None
             for warning in (*info.warnings, *net.warnings):
                 reporter.warning(warning)
-            m = info.prepared.manifest
+            scan = info.preparation.scan
+            n_files = len(scan.files)
             reporter.say(
-                f"Sharing {len(m.files)} file{'' if len(m.files) == 1 else 's'}, {human_bytes(m.total_bytes)}, "
-                f"as {m.name!r} "
+                f"Sharing {n_files} file{'' if n_files == 1 else 's'}, {human_bytes(scan.total_bytes)}, "
+                f"as {name or (paths[0].name if len(paths) == 1 else 'shared files')!r} "
                 f"(code {info.code.share_code}); peer {node.peer_id}"
             )
             if record is not None:
@@ -278,12 +281,42 @@ async def _serve(
                     await finished.wait()
                     nursery.cancel_scope.cancel()
 
+                async def report_ready(info: ShareInfo, reporter: Reporter) -> None:
+                    await _report_preparation(info, reporter)
+                    if info.preparation.error is not None:
+                        nursery.cancel_scope.cancel()  # nothing to serve: say why and exit
+
                 nursery.start_soon(stop_on_signal)
                 nursery.start_soon(stop_when_done)
+                nursery.start_soon(report_ready, info, reporter)
             node.stop_sharing(info)
+            if info.preparation.error is not None:
+                raise info.preparation.error
     reporter.event("stopped", receivers_completed=done_receivers)
     reporter.say("Stopped sharing.")
     return 0
+
+
+async def _report_preparation(info: ShareInfo, reporter: Reporter) -> None:
+    """Say when hashing (after the code) is done; on a terminal, how far it got."""
+    prep = info.preparation
+    with trio.move_on_after(0.3):  # a small share: no "preparing" line at all
+        await prep.ready.wait()
+    if not prep.ready.is_set():
+        reporter.status("Preparing (hashing the files; receivers can connect and wait)…")
+    while not prep.ready.is_set():
+        with trio.move_on_after(1.0):
+            await prep.ready.wait()
+        p = prep.progress
+        if not prep.ready.is_set() and p.total:
+            reporter.event("preparing", done=p.done, total=p.total)
+    if prep.error is not None:
+        return
+    p = prep.progress
+    reporter.event("ready", seconds=round(prep.seconds, 3), cached_files=p.cached_files, files=len(prep.scan.files))
+    cached = f", {p.cached_files} unchanged since the last share" if p.cached_files else ""
+    n = len(prep.scan.files)
+    reporter.say(f"Ready: {n} file{'' if n == 1 else 's'} hashed in {prep.seconds:.1f} s{cached}")
 
 
 def _report_traversal(reporter: Reporter, ev: NodeEvent) -> None:

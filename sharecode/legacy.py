@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._base64 import KEY_BYTES, b64decode_forgiving, check_key
 from .addresses import host_multiaddr
 from .errors import ShareCodeError, quote
 from .human import normalize_human_code
+from .multiaddrs import legacy_endpoint
 
-__all__ = ["LegacyCode", "parse_legacy"]
+__all__ = ["LegacyCode", "legacy_for", "parse_legacy"]
 
 _HEX_KEY = re.compile(r"[0-9A-Fa-f]{64}")
 _HEX_DIGITS = re.compile(r"[0-9A-Fa-f]+")
@@ -104,3 +106,12 @@ def parse_legacy(text: str) -> LegacyCode:
         raise ShareCodeError("legacy code: PORT must be a number 1-65535")
     key = _decode_key(key_text)
     return LegacyCode(share_code=code, encryption_key=key, host=host, port=int(port_text))
+
+
+def legacy_for(human_code: str, key: bytes, addrs: Sequence[str]) -> LegacyCode | None:
+    """The legacy code for a share: it needs one plain IP:PORT (a non-loopback IPv4 preferred)."""
+    picked = legacy_endpoint(addrs)
+    if picked is None:
+        return None
+    host, port = picked
+    return LegacyCode(share_code=human_code, encryption_key=key, host=host, port=port)

@@ -44,6 +44,7 @@ from p2pshare.transfer.events import (
     FileUnavailable,
     ManifestReceived,
     Progress,
+    SharerPreparing,
     TransferCompleted,
     TransferEvent,
 )
@@ -56,6 +57,7 @@ from p2pshare.transfer.receiver import (
     ManifestReady,
     ReceiverProtocol,
 )
+from p2pshare.transfer.receiver import SharerPreparing as _Preparing
 from p2pshare.transfer.store import Conflict, Store, Verified
 from p2pshare.transfer.stream import ByteStream
 
@@ -167,6 +169,8 @@ async def fetch(
             for ev in await trio.to_thread.run_sync(proto.receive_data, data):
                 if isinstance(ev, HandshakeComplete):
                     emit(Authenticated(remote_peer_id))
+                elif isinstance(ev, _Preparing):
+                    emit(SharerPreparing(ev.done, ev.total))
                 elif isinstance(ev, ManifestReady):
                     manifest = ev.manifest
                 elif isinstance(ev, FileNotServed):

@@ -15,6 +15,7 @@ a py-libp2p stream handler breaks the whole connection.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 import trio
@@ -45,6 +46,9 @@ HANDSHAKE_TIMEOUT = 30.0
 WRITE_STALL_TIMEOUT = 30.0
 #: Seconds between ReceiverProgress events for one receiver (the sharer's display).
 RECEIVER_PROGRESS_INTERVAL = 0.5
+#: While the share is still hashed: how often to look, and to tell the receiver.
+PREPARING_POLL = 0.05
+PREPARING_INTERVAL = 0.5
 
 
 async def serve_transfer(
@@ -161,7 +165,11 @@ class _Session:
                 if isinstance(ev, ReceiverAuthenticated):
                     self._authenticated()
                     self.share_id = ev.share_id
+                    if self.proto.waiting_for_material:
+                        await self._await_material(ev.share_id)
                     served = self.registry.get(ev.share_id)  # same tick as the lookup: present
+                    if served is None:
+                        raise StreamEndedError("the share was withdrawn")
                     # Right behind the manifest, before the receiver plans its WANT.
                     for file_index, reason in self.registry.unavailable(ev.share_id).items():
                         self.proto.file_unavailable(file_index, reason)
@@ -171,7 +179,8 @@ class _Session:
                     start = trio.current_time()  # from the receiver's yes, not from its prompt
             await write_all(self.stream, self.proto.data_to_send(), self.timeout, "receiver")
         assert self.share_id is not None and served is not None
-        reader = ChunkReader(served.prepared.manifest, served.prepared.sources)
+        prepared = served.prepared
+        reader = ChunkReader(prepared.manifest, prepared.sources, prepared.identities)
         try:
             await TaskGroup().run(lambda: self._send(reader, want), self._watch)
         finally:
@@ -179,6 +188,27 @@ class _Session:
         self.registry.record_completed(self.share_id)
         await goodbye(self.stream, b"")
         self.emit(ReceiverFinished(self.remote, self.share_id, self.bytes_sent, trio.current_time() - start))
+
+    async def _await_material(self, share_id: bytes) -> None:
+        """The code went out before hashing ended: tell the receiver how far
+        it got (PREPARING) until the manifest exists, then queue it."""
+        last = -math.inf
+        while True:
+            served = self.registry.get(share_id)
+            if served is not None:
+                self.proto.material_ready(served.material)
+                return
+            progress = self.registry.preparing(share_id)
+            if progress is None:
+                raise StreamEndedError("the share was withdrawn while it was being prepared")
+            if progress.failed is not None:
+                raise SourceChangedError(progress.failed)
+            now = trio.current_time()
+            if now - last >= PREPARING_INTERVAL:
+                last = now
+                self.proto.preparing(progress.done, progress.total)
+                await write_all(self.stream, self.proto.data_to_send(), self.timeout, "receiver")
+            await trio.sleep(PREPARING_POLL)
 
     async def _send(self, reader: ChunkReader, want: tuple[ranges.Range, ...]) -> None:
         material = self.proto.share

@@ -1,6 +1,6 @@
 """Events the transfer runners report through ``on_event`` (frozen dataclasses).
 
-Receiver side: ``Authenticated``, ``ManifestReceived``, ``Progress``,
+Receiver side: ``Authenticated``, ``SharerPreparing``, ``ManifestReceived``, ``Progress``,
 ``FileCompleted``, ``FileUnavailable``, ``TransferCompleted``. Sharer side:
 ``ReceiverConnected``, ``ReceiverProgress``, ``ReceiverFinished``, ``ReceiverFailed``,
 ``StoppedServingFile``. Peers are raw peer-ID bytes.
@@ -19,6 +19,19 @@ class Authenticated:
     """The sharer proved it holds the share key (receiver side)."""
 
     peer: bytes
+
+
+@dataclass(frozen=True)
+class SharerPreparing:
+    """The sharer is still hashing its files (``done`` of ``total`` bytes);
+    the file list follows when it is done. A wait, not an error."""
+
+    done: int
+    total: int
+
+    @property
+    def percent(self) -> int:
+        return 100 * self.done // self.total if self.total else 0
 
 
 @dataclass(frozen=True)
@@ -121,6 +134,7 @@ class StoppedServingFile:
 
 TransferEvent = (
     Authenticated
+    | SharerPreparing
     | ManifestReceived
     | Progress
     | FileCompleted

@@ -12,6 +12,9 @@ queueing an ERROR frame for the peer.
 FILE_UNAVAILABLE (after the manifest) takes one file out of the session:
 its remaining chunks are no longer expected, END is accepted without them,
 and ``FileNotServed`` tells the runner, which finishes the other files.
+
+PREPARING (between ACCEPT and MANIFEST) is ``SharerPreparing``: the sharer
+printed its code before it finished hashing; the runner waits and says so.
 """
 
 from __future__ import annotations
@@ -86,7 +89,15 @@ class FileNotServed:
     reason: UnavailableReason
 
 
-ReceiverEvent = HandshakeComplete | ManifestReady | ChunkArrived | EndOfChunks | FileNotServed
+@dataclass(frozen=True)
+class SharerPreparing:
+    """The sharer is still hashing (``done`` of ``total`` bytes); the manifest follows."""
+
+    done: int
+    total: int
+
+
+ReceiverEvent = SharerPreparing | HandshakeComplete | ManifestReady | ChunkArrived | EndOfChunks | FileNotServed
 
 
 def error_for(msg: wire.Error) -> TransferError:
@@ -211,6 +222,8 @@ class ReceiverProtocol(SessionCore["ReceiverEvent"]):
                 raise AuthenticationError("the peer could not prove it holds the share key")
             self.state = State.AWAIT_MANIFEST
             return [HandshakeComplete()]
+        if isinstance(msg, wire.Preparing) and self.state is State.AWAIT_MANIFEST:
+            return [SharerPreparing(msg.done, msg.total)]
         if isinstance(msg, wire.ManifestMsg) and self.state is State.AWAIT_MANIFEST:
             return [self._on_manifest(msg)]
         if isinstance(msg, wire.End) and self.state is State.RECEIVING:

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 from p2pshare.transfer.crypto import ShareKeys
 from p2pshare.transfer.errors import UnavailableReason
-from p2pshare.transfer.scan import PreparedShare
-from p2pshare.transfer.sharer import ShareMaterial
+from p2pshare.transfer.scan import HashProgress, PreparedShare
+from p2pshare.transfer.sharer import PendingShare, ShareMaterial
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ class ShareRegistry:
 
     def __init__(self, max_sessions: int = 64, max_handshakes: int = 256, max_handshakes_per_peer: int = 8) -> None:
         self._shares: dict[bytes, ServedShare] = {}
+        #: Shares whose code is out and whose manifest is still being hashed.
+        self._pending: dict[bytes, tuple[PendingShare, HashProgress]] = {}
         self._completed: dict[bytes, int] = {}
         self._unavailable: dict[bytes, dict[int, UnavailableReason]] = {}
         self.max_sessions = max_sessions
@@ -78,12 +80,27 @@ class ShareRegistry:
         if key is None:
             raise ValueError("a share key is needed to serve a share")
         keys = ShareKeys.derive(key, share_code)
+        self._pending.pop(keys.share_id, None)
         self._shares[keys.share_id] = ServedShare(prepared, ShareMaterial.build(keys, prepared.manifest))
         self._completed.setdefault(keys.share_id, 0)
         self._unavailable.pop(keys.share_id, None)  # a new manifest: its files match again
         return keys.share_id
 
+    def add_pending(self, key: bytes, share_code: str | None, progress: HashProgress) -> bytes:
+        """Answer for a share still being hashed: receivers that prove the
+        key hear PREPARING with ``progress`` until ``add`` (or its failure)."""
+        keys = ShareKeys.derive(key, share_code)
+        self._pending[keys.share_id] = (PendingShare(keys), progress)
+        self._completed.setdefault(keys.share_id, 0)
+        return keys.share_id
+
+    def preparing(self, share_id: bytes) -> HashProgress | None:
+        """The hashing progress of a pending share (None once served or gone)."""
+        entry = self._pending.get(share_id)
+        return entry[1] if entry is not None else None
+
     def remove(self, share_id: bytes) -> None:
+        self._pending.pop(share_id, None)
         self._shares.pop(share_id, None)
         self._unavailable.pop(share_id, None)
 
@@ -104,12 +121,15 @@ class ShareRegistry:
     def get(self, share_id: bytes) -> ServedShare | None:
         return self._shares.get(share_id)
 
-    def material(self, share_id: bytes) -> ShareMaterial | None:
+    def material(self, share_id: bytes) -> ShareMaterial | PendingShare | None:
         served = self._shares.get(share_id)
-        return served.material if served is not None else None
+        if served is not None:
+            return served.material
+        entry = self._pending.get(share_id)
+        return entry[0] if entry is not None else None
 
     def __len__(self) -> int:
-        return len(self._shares)
+        return len(self._shares) + len(self._pending)
 
     def record_completed(self, share_id: bytes) -> int:
         self._completed[share_id] = self._completed.get(share_id, 0) + 1

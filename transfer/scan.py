@@ -5,18 +5,27 @@ symlinks, special files and names a receiver could not safely create (each
 reported as a warning), and hashes every file in fixed-size reads on a small
 thread pool — hashlib releases the GIL, so hashing uses every core while
 memory stays at one buffer per worker. Call it in a thread from async code.
+
+Two steps, so ``share`` can print its code before hashing: ``scan_paths``
+(walk and stat: fast, and where bad input fails) and ``hash_scan`` (the
+slow part, reporting into a ``HashProgress`` and reusing the hash cache
+for files whose identity did not change).
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from p2pshare.transfer import hashcache
 from p2pshare.transfer.crypto import share_id_for
 from p2pshare.transfer.errors import SourceError
 from p2pshare.transfer.manifest import (
@@ -38,6 +47,10 @@ class PreparedShare:
     sources: tuple[Path, ...]  # aligned with manifest.files
     warnings: tuple[str, ...] = ()
     key: bytes | None = field(default=None, repr=False)
+    #: (size, mtime_ns, inode) of each source when it was hashed, aligned
+    #: with ``sources``: the sharer checks these around each read instead
+    #: of hashing every chunk again.
+    identities: tuple[tuple[int, int, int], ...] | None = field(default=None, repr=False)
 
     @property
     def share_id(self) -> bytes:
@@ -46,11 +59,49 @@ class PreparedShare:
         return share_id_for(self.key)
 
 
+#: A file found by the walk: manifest path, source, size, mtime_ns, inode.
+_Found = tuple[str, Path, int, int, int]
+
+
+class HashProgress:
+    """Bytes hashed so far, updated from the hashing threads (read from anywhere)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.cached_files = 0
+        self.failed: str | None = None
+        #: Set to stop the hashing threads at their next chunk (``share`` was stopped).
+        self.stop = False
+        self._lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        if self.stop:
+            raise SourceError("stopped while hashing")
+        with self._lock:
+            self.done += n
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What ``scan_paths`` found: enough to size the share before hashing."""
+
+    files: tuple[_Found, ...]
+    dirs: tuple[str, ...]
+    warnings: tuple[str, ...]
+    chunk_size: int
+    scanned_at_ns: int
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f[2] for f in self.files)
+
+
 def _describe(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def _walk(top: Path, rel: str, files: list[tuple[str, Path, int]], dirs: list[str], warnings: list[str]) -> None:
+def _walk(top: Path, rel: str, files: list[_Found], dirs: list[str], warnings: list[str]) -> None:
     """Depth-first, sorted, without recursion (trees may be deep)."""
     stack: list[tuple[Path, str]] = [(top, rel)]
     while stack:
@@ -85,7 +136,8 @@ def _walk(top: Path, rel: str, files: list[tuple[str, Path, int]], dirs: list[st
                     dirs.append(rel_child)
                     subdirs.append((child, rel_child))
                 elif entry.is_file(follow_symlinks=False):
-                    files.append((rel_child, child, entry.stat(follow_symlinks=False).st_size))
+                    st = entry.stat(follow_symlinks=False)
+                    files.append((rel_child, child, st.st_size, st.st_mtime_ns, st.st_ino))
                 else:
                     warnings.append(f"skipped special file {child}")
             except OSError as exc:
@@ -93,15 +145,39 @@ def _walk(top: Path, rel: str, files: list[tuple[str, Path, int]], dirs: list[st
         stack.extend(reversed(subdirs))
 
 
-def _hash_file(path: Path, size: int, chunk_size: int) -> tuple[bytes, tuple[bytes, ...]]:
+#: Files of at least this many chunks hash their chunks on a second thread
+#: beside the whole-file hash: one large file then keeps two cores busy.
+PARALLEL_CHUNKS = 4
+
+
+def _digest(piece: memoryview) -> bytes:
+    return hashlib.sha256(piece).digest()
+
+
+def _hash_file(found: _Found, chunk_size: int, progress: HashProgress | None = None) -> tuple[bytes, tuple[bytes, ...]]:
+    """Whole-file and chunk SHA-256s in one read of the file.
+
+    For a large file the chunk hashes run on a helper thread while this one
+    reads and feeds the whole-file hash (hashlib releases the GIL): two
+    buffers alternate, and a buffer is reused only once its chunk hash is
+    done. A 10 GiB file took two SHA-256 passes on one core before."""
+    _, path, size, mtime_ns, ino = found
     whole = hashlib.sha256()
+    length = min(chunk_size, max(size, 1))
+    parallel = size >= PARALLEL_CHUNKS * chunk_size
+    bufs = [bytearray(length) for _ in range(2 if parallel else 1)]
+    futures: list[Future[bytes]] = []
     chunks: list[bytes] = []
-    buf = bytearray(min(chunk_size, max(size, 1)))
-    view = memoryview(buf)
     total = 0
+    helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="p2pshare-hash-chunks") if parallel else None
     try:
         with open(path, "rb", buffering=0) as fh:
+            i = 0
             while True:
+                buf = bufs[i % len(bufs)]
+                if helper is not None and i >= 2:
+                    futures[i - 2].result()  # its buffer is the one about to be refilled
+                view = memoryview(buf)
                 n = 0
                 while n < len(buf):  # fill a whole chunk (short reads happen)
                     got = fh.readinto(view[n:])
@@ -111,30 +187,56 @@ def _hash_file(path: Path, size: int, chunk_size: int) -> tuple[bytes, tuple[byt
                 if n == 0:
                     break
                 piece = view[:n]
+                if helper is not None:
+                    futures.append(helper.submit(_digest, piece))
+                else:
+                    chunks.append(_digest(piece))
                 whole.update(piece)
-                chunks.append(hashlib.sha256(piece).digest())
                 total += n
+                i += 1
+                if progress is not None:
+                    progress.add(n)
                 if n < len(buf):
                     break
+        after = os.stat(path)
     except OSError as exc:
         raise SourceError(f"cannot read {path}: {_describe(exc)}") from None
+    finally:
+        if helper is not None:
+            helper.shutdown(wait=True)  # no thread still reads a buffer when we return
+    if (after.st_size, after.st_mtime_ns, after.st_ino) != (size, mtime_ns, ino):
+        # Hashes of a file that changed meanwhile would go into the manifest and the cache.
+        raise SourceError(f"{path} changed while it was being read")
     if total != size:
         raise SourceError(f"{path} changed while it was being read")
+    if helper is not None:
+        chunks = [f.result() for f in futures]
     return whole.digest(), tuple(chunks)
 
 
 def _bounded_map(
-    pool: ThreadPoolExecutor, items: Sequence[tuple[str, Path, int]], chunk_size: int, window: int
+    pool: ThreadPoolExecutor,
+    items: Sequence[_Found],
+    chunk_size: int,
+    window: int,
+    cached: Callable[[_Found], tuple[bytes, tuple[bytes, ...]] | None],
+    progress: HashProgress | None,
 ) -> Iterator[tuple[bytes, tuple[bytes, ...]]]:
-    """``pool.map`` that keeps at most ``window`` futures alive (1M files)."""
-    pending: list[Future[tuple[bytes, tuple[bytes, ...]]]] = []
-    it = iter(items)
-    for _, path, size in it:
-        pending.append(pool.submit(_hash_file, path, size, chunk_size))
+    """``pool.map`` that keeps at most ``window`` futures alive (1M files);
+    a file the cache knows is answered without a thread."""
+    pending: collections.deque[Future[tuple[bytes, tuple[bytes, ...]]]] = collections.deque()
+    for found in items:
+        hit = cached(found)
+        if hit is not None:
+            fut: Future[tuple[bytes, tuple[bytes, ...]]] = Future()
+            fut.set_result(hit)
+            pending.append(fut)
+        else:
+            pending.append(pool.submit(_hash_file, found, chunk_size, progress))
         if len(pending) >= window:
-            yield pending.pop(0).result()
-    for fut in pending:
-        yield fut.result()
+            yield pending.popleft().result()
+    for f in pending:
+        yield f.result()
 
 
 def build_manifest(
@@ -147,13 +249,20 @@ def build_manifest(
     key: bytes | None = None,
     workers: int | None = None,
 ) -> PreparedShare:
-    """Scan and hash ``paths`` into a ``PreparedShare``.
+    """Scan and hash ``paths`` into a ``PreparedShare`` (``scan_paths`` then ``hash_scan``)."""
+    found = scan_paths(paths, chunk_size=chunk_size)
+    return hash_scan(found, name=name, description=description, sharer=sharer, key=key, workers=workers)
+
+
+def scan_paths(paths: Iterable[Path | str], *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Scan:
+    """Walk and stat ``paths``: every bad input fails here, before any hashing.
 
     Top-level entry names are the basenames of ``paths``; an explicitly given
     symlink is followed (the user named it), symlinks inside directories are
     skipped. Raises ``SourceError`` (one line) for missing/unreadable input.
     """
-    files: list[tuple[str, Path, int]] = []
+    scanned_at = time.time_ns()
+    files: list[_Found] = []
     dirs: list[str] = []
     warnings: list[str] = []
     top_names: set[str] = set()
@@ -180,24 +289,71 @@ def build_manifest(
         if stat.S_ISREG(st.st_mode):
             if not os.access(path, os.R_OK):
                 raise SourceError(f"cannot read {path}: permission denied")
-            files.append((top, path.absolute(), st.st_size))
+            files.append((top, path.absolute(), st.st_size, st.st_mtime_ns, st.st_ino))
         elif stat.S_ISDIR(st.st_mode):
             dirs.append(top)
             _walk(path.absolute(), top, files, dirs, warnings)
         else:
             raise SourceError(f"cannot share {path}: not a regular file or directory")
-    chunk_size = chunk_size_for([size for _, _, size in files], chunk_size)
+    size = chunk_size_for([f[2] for f in files], chunk_size)
+    return Scan(tuple(files), tuple(dirs), tuple(warnings), size, scanned_at)
+
+
+def hash_scan(
+    found: Scan,
+    *,
+    name: str,
+    description: str = "",
+    sharer: str | None = None,
+    key: bytes | None = None,
+    workers: int | None = None,
+    progress: HashProgress | None = None,
+    cache: Path | None = None,
+) -> PreparedShare:
+    """Hash what ``scan_paths`` found into a ``PreparedShare`` (blocking, slow).
+
+    ``cache``: a hash-cache file (``hashcache.cache_file``): files whose
+    identity matches an entry are not read; the cache is rewritten with
+    this share's files afterwards (best effort: a failure costs only time).
+    """
+    chunk_size = found.chunk_size
+    known = hashcache.load(cache) if cache is not None else {}
+    fresh: dict[hashcache.FileId, hashcache.Hashes] = {}
+
+    def fid(f: _Found) -> hashcache.FileId:
+        return hashcache.FileId(str(f[1]), f[2], f[3], f[4], chunk_size)
+
+    def cached(f: _Found) -> hashcache.Hashes | None:
+        hit = known.get(fid(f))
+        if hit is not None and progress is not None:
+            progress.add(f[2])
+            progress.cached_files += 1  # one thread: the caller's
+        return hit
+
     n_workers = workers or min(4, os.cpu_count() or 1)
     entries: list[FileEntry] = []
     with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="p2pshare-hash") as pool:
-        for (rel, _, size), (sha, chunk_hashes) in zip(
-            files, _bounded_map(pool, files, chunk_size, 4 * n_workers), strict=True
-        ):
-            entries.append(FileEntry(rel, size, sha, chunk_hashes))
+        hashed = _bounded_map(pool, found.files, chunk_size, 4 * n_workers, cached, progress)
+        for f, (sha, chunk_hashes) in zip(found.files, hashed, strict=True):
+            entries.append(FileEntry(f[0], f[2], sha, chunk_hashes))
+            ident = fid(f)
+            if cache is not None and hashcache.cacheable(ident, found.scanned_at_ns):
+                fresh[ident] = (sha, chunk_hashes)
     try:
         manifest = make_manifest(
-            name=name, description=description, sharer=sharer, chunk_size=chunk_size, files=entries, dirs=dirs
+            name=name,
+            description=description,
+            sharer=sharer,
+            chunk_size=chunk_size,
+            files=entries,
+            dirs=list(found.dirs),
         )
     except ManifestError as exc:
         raise SourceError(f"cannot share these paths: {exc}") from None
-    return PreparedShare(manifest, tuple(src for _, src, _ in files), tuple(warnings), key)
+    if cache is not None and fresh != known:
+        try:
+            hashcache.save(cache, fresh)
+        except OSError:
+            pass  # only time is lost; the next share hashes again
+    identities = tuple((f[2], f[3], f[4]) for f in found.files)
+    return PreparedShare(manifest, tuple(f[1] for f in found.files), found.warnings, key, identities)

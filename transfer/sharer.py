@@ -12,6 +12,11 @@ A file that no longer matches the manifest costs only that file: the runner
 reports it with ``file_unavailable``, the machine queues FILE_UNAVAILABLE
 and ``chunks_to_send`` leaves the file's remaining chunks out, so the
 receiver still gets everything else it asked for.
+
+A share still being hashed (``PendingShare``: the code is out before the
+manifest exists) is served up to ACCEPT; the machine then waits in
+AWAIT_MATERIAL while the runner queues PREPARING with ``preparing`` and
+hands over the finished material with ``material_ready``.
 """
 
 from __future__ import annotations
@@ -52,9 +57,18 @@ class ShareMaterial:
         return cls(keys, manifest, encoded, digest, crypto.ChunkCipher(keys, digest))
 
 
+@dataclass(frozen=True)
+class PendingShare:
+    """A share whose manifest is still being built: its keys suffice to
+    prove the key both ways, the manifest follows (``material_ready``)."""
+
+    keys: crypto.ShareKeys
+
+
 class State(enum.Enum):
     AWAIT_HELLO = "await-hello"
     AWAIT_PROOF = "await-proof"
+    AWAIT_MATERIAL = "await-material"
     AWAIT_WANT = "await-want"
     SENDING = "sending"
     AWAIT_DONE = "await-done"
@@ -78,7 +92,7 @@ class ReceiverDone:
 
 
 SharerEvent = ReceiverAuthenticated | WantReceived | ReceiverDone
-Lookup = Callable[[bytes], ShareMaterial | None]
+Lookup = Callable[[bytes], ShareMaterial | PendingShare | None]
 
 
 class SharerProtocol(SessionCore["SharerEvent"]):
@@ -103,6 +117,7 @@ class SharerProtocol(SessionCore["SharerEvent"]):
         super().__init__(wire.FrameDecoder(wire.TO_SHARER))
         self.state: State = State.AWAIT_HELLO
         self.share: ShareMaterial | None = None
+        self._keys: crypto.ShareKeys | None = None
         #: Files this session no longer serves (file index -> why), each said once.
         self.unavailable: dict[int, UnavailableReason] = {}
 
@@ -151,7 +166,8 @@ class SharerProtocol(SessionCore["SharerEvent"]):
             share = self._lookup(msg.share_id)
             if share is None:
                 raise UnknownShareError("unknown share")
-            self.share = share
+            self._keys = share.keys
+            self.share = share if isinstance(share, ShareMaterial) else None
             self._nonce_r = msg.nonce
             self._out.append(wire.encode(wire.Challenge(self._nonce_s)))
             self.state = State.AWAIT_PROOF
@@ -171,6 +187,29 @@ class SharerProtocol(SessionCore["SharerEvent"]):
             return [ReceiverDone()]
         raise ProtocolError(f"unexpected {type(msg).__name__} message in state {self.state.value}")
 
+    def preparing(self, done: int, total: int) -> None:
+        """Queue PREPARING: the manifest is not built yet (``done`` of ``total`` bytes hashed)."""
+        self._require(State.AWAIT_MATERIAL)
+        self._out.append(wire.encode(wire.Preparing(min(done, total), total)))
+
+    def material_ready(self, material: ShareMaterial) -> None:
+        """The pending share's manifest is built: queue it, then wait for WANT."""
+        self._require(State.AWAIT_MATERIAL)
+        assert self._keys is not None
+        if material.keys.share_id != self._keys.share_id:
+            raise ValueError("material of another share")
+        self.share = material
+        self._send_manifest(material)
+
+    @property
+    def waiting_for_material(self) -> bool:
+        return self.state is State.AWAIT_MATERIAL
+
+    def _send_manifest(self, share: ShareMaterial) -> None:
+        nonce, ciphertext = crypto.seal_manifest(share.keys, share.manifest_bytes)
+        self._out.append(wire.encode(wire.ManifestMsg(nonce, ciphertext)))
+        self.state = State.AWAIT_WANT
+
     def refuse_busy(self) -> None:
         """After ``ReceiverAuthenticated``, when no session slot is free.
 
@@ -180,12 +219,12 @@ class SharerProtocol(SessionCore["SharerEvent"]):
         self.send_error(wire.ErrorCode.BUSY, "too many transfers at once; try again later")
 
     def _on_proof(self, msg: wire.Proof) -> ReceiverAuthenticated:
-        share = self.share
-        assert share is not None
+        keys = self._keys
+        assert keys is not None
 
         def mac(sharer: bool) -> bytes:
             return crypto.proof(
-                share.keys,
+                keys,
                 sharer=sharer,
                 nonce_r=self._nonce_r,
                 nonce_s=self._nonce_s,
@@ -196,9 +235,9 @@ class SharerProtocol(SessionCore["SharerEvent"]):
         expect = mac(False)
         if not crypto.proofs_equal(expect, msg.mac):
             raise AuthenticationError("receiver failed to prove it holds the share key")
-        mac_s = mac(True)
-        nonce, ciphertext = crypto.seal_manifest(share.keys, share.manifest_bytes)
-        self._out.append(wire.encode(wire.Accept(mac_s)))
-        self._out.append(wire.encode(wire.ManifestMsg(nonce, ciphertext)))
-        self.state = State.AWAIT_WANT
-        return ReceiverAuthenticated(share.keys.share_id)
+        self._out.append(wire.encode(wire.Accept(mac(True))))
+        if self.share is None:
+            self.state = State.AWAIT_MATERIAL  # the runner sends PREPARING, then the manifest
+        else:
+            self._send_manifest(self.share)
+        return ReceiverAuthenticated(keys.share_id)

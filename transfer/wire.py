@@ -19,11 +19,18 @@ Bodies (R = receiver, S = sharer)::
     DONE       R->S  (empty)
     ERROR      both  code u8 | UTF-8 message (<= 200 chars)
     FILE_UNAVAILABLE  S->R  file index u32 | reason u8 (``UnavailableReason``)
+    PREPARING  S->R  bytes hashed u64 | bytes to hash u64
 
 FILE_UNAVAILABLE tells the receiver, after the manifest and before any later
 CHUNK, that the sharer stopped serving one file (it changed on disk): the
 session goes on with the other files instead of ending, and neither side
 expects that file's chunks from then on.
+
+PREPARING (after ACCEPT, before MANIFEST, repeated) says the sharer printed
+its code before it finished hashing: the share key (all the code commits
+to) needs no hash, the manifest does. The receiver waits and shows the
+percentage instead of failing; the MANIFEST follows once hashing is done.
+It comes only after ACCEPT, so only a peer that proved the key learns it.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ class MsgType(IntEnum):
     DONE = 9
     ERROR = 10
     FILE_UNAVAILABLE = 11
+    PREPARING = 12
 
 
 class ErrorCode(IntEnum):
@@ -133,7 +141,15 @@ class FileUnavailable:
     reason: UnavailableReason
 
 
-Message = Hello | Challenge | Proof | Accept | ManifestMsg | Want | Chunk | End | Done | Error | FileUnavailable
+@dataclass(frozen=True)
+class Preparing:
+    done: int
+    total: int
+
+
+Message = (
+    Hello | Challenge | Proof | Accept | ManifestMsg | Want | Chunk | End | Done | Error | FileUnavailable | Preparing
+)
 
 MAX_ERROR_BODY = 1 + 4 * MAX_MESSAGE_CHARS
 #: Largest body per type (CHUNK is tightened per manifest with ``set_chunk_size``).
@@ -149,6 +165,7 @@ MAX_BODY: dict[MsgType, int] = {
     MsgType.DONE: 0,
     MsgType.ERROR: MAX_ERROR_BODY,
     MsgType.FILE_UNAVAILABLE: _UNAVAILABLE.size,
+    MsgType.PREPARING: _RANGE.size,
 }
 TO_SHARER = frozenset({MsgType.HELLO, MsgType.PROOF, MsgType.WANT, MsgType.DONE, MsgType.ERROR})
 TO_RECEIVER = frozenset(
@@ -160,6 +177,7 @@ TO_RECEIVER = frozenset(
         MsgType.END,
         MsgType.ERROR,
         MsgType.FILE_UNAVAILABLE,
+        MsgType.PREPARING,
     }
 )
 #: The receiver's decoder takes the large frames only after the sharer's
@@ -169,6 +187,7 @@ RECEIVER_ORDER = {
     MsgType.MANIFEST: MsgType.ACCEPT,
     MsgType.CHUNK: MsgType.ACCEPT,
     MsgType.FILE_UNAVAILABLE: MsgType.MANIFEST,
+    MsgType.PREPARING: MsgType.ACCEPT,
 }
 
 
@@ -213,6 +232,8 @@ def encode(msg: Message) -> bytes:
         return frame(MsgType.DONE)
     if isinstance(msg, FileUnavailable):
         return frame(MsgType.FILE_UNAVAILABLE, _UNAVAILABLE.pack(msg.file_index, msg.reason))
+    if isinstance(msg, Preparing):
+        return frame(MsgType.PREPARING, _RANGE.pack(msg.done, msg.total))
     text = sanitize_text(msg.message)[:MAX_MESSAGE_CHARS].encode("utf-8")
     return frame(MsgType.ERROR, bytes([msg.code]), text)
 
@@ -272,6 +293,12 @@ def parse(kind: MsgType, body: bytes) -> Message:
         except ValueError:
             raise ProtocolError(f"unknown FILE_UNAVAILABLE reason {raw_reason}") from None
         return FileUnavailable(file_index, reason)
+    if kind is MsgType.PREPARING:
+        _exact(body, _RANGE.size, "PREPARING")
+        done, total = _RANGE.unpack(body)
+        if done > total:
+            raise ProtocolError("malformed PREPARING message: more done than there is")
+        return Preparing(done, total)
     if len(body) < 1:
         raise ProtocolError("malformed ERROR message")
     text = body[1:].decode("utf-8", errors="replace")

@@ -35,6 +35,11 @@ The rules (the ``Node`` always had them; one is new):
   failure on a connection that stayed open (BUSY, a reset stream) was retried
   without looking at the deadline, as re-reaching a connected peer succeeds at
   once (issue 9, finding 2).
+* New (issue 12): a sharer still hashing answers PREPARING (``SharerPreparing``)
+  before its manifest. That is a wait, not a failure: it is shown, and each
+  report of *more* bytes hashed counts as progress (the deadline moves to
+  ``now + timeout``), so a 10 GiB share being hashed is not given up on; a
+  sharer that repeats the same figure gets no more time.
 * New: a transfer that ends with files the sharer stopped serving (they
   changed on its side) fails at once with :class:`FilesUnavailableError`
   naming them, after every other file arrived. It is not retried: the
@@ -54,7 +59,7 @@ from p2pshare.node.errors import PeerUnreachableError, RelayLimitedError
 from p2pshare.node.events import Connected, ConnectionPath, NodeEvent, PathUpgraded
 from p2pshare.sharecode.multiaddrs import is_circuit, relay_part
 from p2pshare.transfer.errors import FilesUnavailableError
-from p2pshare.transfer.events import Progress, TransferEvent
+from p2pshare.transfer.events import Progress, SharerPreparing, TransferEvent
 
 if TYPE_CHECKING:
     from p2pshare.transfer._trio_fetch import FetchResult
@@ -312,6 +317,7 @@ class ReceiveSession:
         self._limit: Limit | None = None
         self._seeking_data = False  # reaching again, through a relay that carries data
         self._progressed = False  # in the current attempt
+        self._prepared = -1  # the most bytes the sharer said it had hashed
 
     # -- entry points --------------------------------------------------------
 
@@ -323,11 +329,17 @@ class ReceiveSession:
         return [*probe, *self._reach()]
 
     def transfer_event(self, event: TransferEvent, now: float | None = None) -> list[Action]:
-        """Note a transfer event; progress at ``now`` moves the deadline to ``now + timeout``."""
+        """Note a transfer event; progress at ``now`` (verified bytes, or more
+        bytes hashed by a sharer still preparing) moves the deadline to ``now + timeout``."""
         if isinstance(event, Progress):
             self._progressed = True
             if now is not None:
                 self.deadline = max(self.deadline, now + self.timeout)
+        elif isinstance(event, SharerPreparing):
+            if event.done > self._prepared:  # hashing moved on: the sharer is alive and working
+                self._prepared = event.done
+                if now is not None:
+                    self.deadline = max(self.deadline, now + self.timeout)
         return [Emit(event)]
 
     def waited(self, now: float) -> None:

@@ -18,10 +18,17 @@ from p2pshare.node.reach import Reacher
 from p2pshare.sharecode.short import ShortCode, window_keys
 
 from .core import CodeRefusedError, Offer, ReceiverSession, WrongWordsError
-from .events import ShortCodeClaimed, ShortCodeEvent, ShortCodeExpired, ShortCodeFailed, ShortCodeRefused
+from .events import (
+    ShortCodeAdvertised,
+    ShortCodeClaimed,
+    ShortCodeEvent,
+    ShortCodeExpired,
+    ShortCodeFailed,
+    ShortCodeRefused,
+)
 from .wire import PROTOCOL_ID, MsgType, Refusal, ShortCodeMsg, WireError, encode, read_message
 
-__all__ = ["PROTOCOL_ID", "claim_short_code", "expire_offer", "serve_attempt"]
+__all__ = ["PROTOCOL_ID", "advertise_short_code", "claim_short_code", "expire_offer", "serve_attempt"]
 
 log = logging.getLogger(__name__)
 
@@ -184,3 +191,20 @@ async def _attempt(host: Host, code: ShortCode, peer_id: str) -> sharecode.Share
     except BaseException:
         await stream.reset()
         raise
+
+
+async def advertise_short_code(
+    discovery: Discovery, keys: list[bytes], on_event: Callable[[ShortCodeEvent], None]
+) -> None:
+    """Provider records for every window of the code's life, the current
+    window first (kept fresh by discovery until ``expire_offer`` withdraws
+    them); one at a time, as the long code's record goes out."""
+    await discovery.wait_bootstrapped(30)
+    for i, key in enumerate(keys):
+        try:
+            stored = await discovery.advertise(key)
+        except Exception as exc:  # noqa: BLE001 - best effort, as for the long code's record
+            log.warning("could not advertise the short code in the DHT: %s", exc)
+            stored = 0
+        if i == 0:
+            on_event(ShortCodeAdvertised(keys=len(keys), peers=stored))

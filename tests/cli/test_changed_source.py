@@ -36,6 +36,7 @@ def test_changed_file_exits_4_naming_it_with_the_rest_delivered(tmp_path: Path, 
     top = make_share(tmp_path)
     home, port = tmp_path / "sharer-home", free_port()
     proc, shared = sharer(top, home=home, port=port)
+    proc.wait_for("ready", timeout=60)  # what is shared is fixed once hashed (the code comes before)
     with open(top / "a.bin", "r+b") as fh:
         fh.seek(MiB + 10)
         fh.write(b"changed after it was shared")

@@ -286,3 +286,74 @@ def test_seal_into_needs_the_exact_size_and_opens_like_seal() -> None:
     assert cipher.open(1, 2, True, nonce, sealed) == data
     with pytest.raises(crypto.DecryptError):
         cipher.open(1, 2, False, nonce, sealed)  # position is authenticated
+
+
+def test_checked_chunks_need_no_second_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every chunk checked against the authenticated manifest: the file is
+    final after one SHA-256 pass over its bytes — no whole-file hash (a
+    second pass over the same bytes, issue 12), no reading it back."""
+    import hashlib
+    import types
+
+    from p2pshare.transfer import store as store_mod
+
+    hashed = [0]
+
+    class Counting:
+        def __init__(self, data: bytes | memoryview = b"") -> None:
+            self._h = hashlib.sha256()
+            self.update(data)
+
+        def update(self, data: bytes | memoryview) -> None:
+            hashed[0] += len(data)
+            self._h.update(data)
+
+        def digest(self) -> bytes:
+            return self._h.digest()
+
+    p = tree(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    store = Store(out, p.manifest, SID)
+    store.prepare()
+    monkeypatch.setattr(store_mod, "hashlib", types.SimpleNamespace(sha256=Counting))
+    entry = p.manifest.files[0]
+    for g in range(len(entry.chunk_hashes)):
+        v = store.verify_chunk(*chunk(p, g))
+        assert v is not None
+        done = store.write_verified(v)
+    assert done == entry.path
+    store.close()
+    assert hashed[0] == entry.size
+    assert (out / entry.path).read_bytes() == p.sources[0].read_bytes()
+
+
+def test_the_sharer_hashes_no_chunk_of_an_unchanged_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the files' identities the reader checks ``fstat``, not SHA-256;
+    once a file changed, its chunks are hashed again and a changed one is refused."""
+    from p2pshare.transfer import source as source_mod
+    from p2pshare.transfer.errors import SourceChangedError
+
+    p = tree(tmp_path)
+    assert p.identities is not None
+    reader = ChunkReader(p.manifest, p.sources, p.identities)
+    real = source_mod.hashlib.sha256
+    calls = [0]
+
+    def counting(data: bytes = b"") -> object:
+        calls[0] += 1
+        return real(data)
+
+    monkeypatch.setattr(source_mod.hashlib, "sha256", counting)
+    n = len(p.manifest.files[0].chunk_hashes)
+    for g in range(n):
+        reader.read(g)
+    assert calls[0] == 0
+    with open(p.sources[0], "r+b") as fh:
+        fh.seek(CS + 1)
+        fh.write(b"edited")
+    reader.read(0)  # unchanged chunk of a changed file: hashed, still served
+    assert calls[0] == 1
+    with pytest.raises(SourceChangedError, match="changed since it was shared"):
+        reader.read(1)
+    reader.close()

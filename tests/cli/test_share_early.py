@@ -1,0 +1,87 @@
+"""``share`` prints its code before hashing ends (issue 12), real processes.
+
+The assertions are on the order of events, never on how long anything took:
+the code (``shared``) comes before a ``preparing`` report with bytes still
+to hash; a getter that connects while the share is held in preparation
+reports ``preparing`` and then receives correct data; a re-share of
+unchanged files is answered from the hash cache.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.helpers import Proc, start, tree_digest, write_random
+
+Sharer = Callable[..., tuple[Proc, dict[str, Any]]]
+HOLD_ENV = "P2PSHARE_TEST_HOLD_PREPARED"
+
+
+def backdate(path: Path) -> None:
+    t = time.time() - 60
+    os.utime(path, (t, t))
+
+
+def test_code_comes_before_hashing_a_large_sparse_file(tmp_path: Path, sharer: Sharer) -> None:
+    """4 GiB of holes: hashing it reads 4 GiB; the code is out long before
+    (the old share hashed first and printed the code only then)."""
+    big = tmp_path / "big.img"
+    with open(big, "wb") as f:
+        f.truncate(4 << 30)
+    proc, shared = sharer(big)  # the fixture checks that `shared` is the first event
+    assert shared["code"]
+    events = proc.wait_for("ready", timeout=300)
+    kinds = [e["event"] for e in events]
+    assert "preparing" in kinds and kinds[-1] == "ready"
+    first = next(e for e in events if e["event"] == "preparing")
+    assert first["done"] < first["total"] == 4 << 30
+    assert events[-1]["files"] == 1 and events[-1]["cached_files"] == 0
+
+
+def test_a_getter_that_connects_early_waits_then_gets_the_data(
+    tmp_path: Path, sharer: Sharer, procs: list[Proc], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "src"
+    write_random(src / "data.bin", 3 << 20)
+    (src / "small.txt").write_text("hi\n")
+    hold = tmp_path / "hold"
+    monkeypatch.setenv(HOLD_ENV, str(hold))  # the sharer serves nothing until the file exists
+    proc, shared = sharer(src)
+    out = tmp_path / "out"
+    getter = start(["get", shared["code"], "-o", str(out), "--json", "--yes"], tmp_path / "rx-home")
+    procs.append(getter)
+    seen = getter.wait_for("preparing", timeout=60)
+    assert "manifest" not in [e["event"] for e in seen]
+    assert seen[-1]["total"] == (3 << 20) + 3
+    hold.write_text("go")
+    rest = getter.wait_for("done", timeout=120)
+    assert "manifest" in [e["event"] for e in rest]
+    assert getter.wait(timeout=60) == 0
+    assert tree_digest(out / "src") == tree_digest(src)
+    assert proc.wait_for("ready", timeout=30)[-1]["event"] == "ready"
+
+
+def test_resharing_unchanged_files_uses_the_hash_cache(tmp_path: Path, sharer: Sharer) -> None:
+    src = tmp_path / "src"
+    write_random(src / "a.bin", 2 << 20)
+    (src / "b.txt").write_text("b\n")
+    for f in src.iterdir():
+        backdate(f)
+    home = tmp_path / "sharer-home"
+    first, _ = sharer(src, home=home)
+    assert first.wait_for("ready", timeout=60)[-1]["cached_files"] == 0
+    first.close()
+    assert list((home / "hash-cache").glob("*.json"))
+    again, _ = sharer(src, home=home)
+    assert again.wait_for("ready", timeout=60)[-1]["cached_files"] == 2
+    again.close()
+    (src / "b.txt").write_text("B\n")  # changed: hashed again, the other file still cached
+    backdate(src / "b.txt")
+    changed, _ = sharer(src, home=home)
+    assert changed.wait_for("ready", timeout=60)[-1]["cached_files"] == 1
