@@ -34,6 +34,7 @@ from p2pshare.node.dcutr.birthday import BirthdayConfig
 from p2pshare.node.dcutr.policy import (
     DCUtREvent,
     InitiatorExchange,
+    NoDialableAddress,
     PunchConfig,
     Ready,
     ResponderExchange,
@@ -263,18 +264,8 @@ class DCUtR:
         result = await self._attempt(peer, ready, punch, Role.RESPONDER, rp)
         if result is not None:
             self._responder_rounds.round_won(peer)
-            self._emit(
-                Upgraded(
-                    peer,
-                    Role.RESPONDER.value,
-                    "hole-punch",
-                    trio.current_time() - started,
-                    1,
-                    result[1],
-                    ready.rtt,
-                    result[0],
-                )
-            )
+            elapsed = trio.current_time() - started
+            self._emit(Upgraded(peer, Role.RESPONDER.value, "hole-punch", elapsed, 1, result[1], ready.rtt, result[0]))
             self._retire_relayed(peer)
         else:
             self._round_failed(
@@ -324,6 +315,7 @@ class DCUtR:
                 action = sched.direct_done(trio.current_time(), reached)
                 continue
             if isinstance(action, Exchange):
+                await trio.sleep_until(action.at)
                 # Behind a symmetric NAT, after the direct dial and before
                 # plain rounds (which then fail fast): birthday port probing.
                 won = await self.birthday.first(peer_id) if action.round_no == 1 else None
@@ -351,7 +343,11 @@ class DCUtR:
                 give_up = not rp.ours or bool(lp.direct_conns(self.host, peer_id))
                 give_up = give_up or not lp.relayed_conns(self.host, peer_id)
                 return sched.exchange_failed(
-                    trio.current_time(), str(e or type(e).__name__), fresh=rp.fresh, give_up=give_up
+                    trio.current_time(),
+                    str(e or type(e).__name__),
+                    fresh=rp.fresh,
+                    give_up=give_up,
+                    peer_unready=isinstance(e, NoDialableAddress),
                 )
             action = sched.exchanged(trio.current_time(), ready, fresh=rp.fresh)
             assert isinstance(action, Punch)

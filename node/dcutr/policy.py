@@ -44,9 +44,16 @@ __all__ = [
     "Upgraded",
     "UpgradeFailed",
     "DCUtREvent",
+    "NoDialableAddress",
 ]
 
 MAX_TARGETS = 8
+
+
+class NoDialableAddress(WireError):
+    """The peer's CONNECT offered nothing we can dial: most often a peer that
+    has not learned its public mapping yet (it answered with LAN addresses
+    only), so a later round may find one."""
 
 
 class Role(str, enum.Enum):
@@ -233,7 +240,7 @@ class InitiatorExchange:
             raise WireError(f"expected CONNECT, got {msg.type.name}")
         targets = select_targets(msg.obs_addrs, self._ours, self._nets, self._cfg.allow_loopback)
         if not targets:
-            raise WireError("peer's CONNECT has no address we can dial")
+            raise NoDialableAddress("peer's CONNECT has no address we can dial")
         self.done = True
         rtt = max(0.0, now - self._sent_at)
         wait = min(rtt / 2, self._cfg.max_sync_wait)

@@ -22,7 +22,12 @@ Rounds from the listen port: ``rounds`` of ``round_window``. Rounds from a
 fresh port each (port-preserving NAT): up to ``fresh_rounds`` short ones
 (see :meth:`PunchConfig.window`). An exchange that fails ends the upgrade
 only when the relayed connection is gone or a direct one exists; otherwise
-the next round is tried.
+the next round is tried. An exchange lost because the peer offered nothing
+dialable (it is still learning its public mapping: a receiver that has just
+reached a relay asks it by identify) costs no round of the budget: the next
+one waits :data:`UNREADY_WAITS` (at most :data:`UNREADY_TRIES` such
+exchanges). Without the wait all 20 fresh-port rounds were spent in 0.16 s
+before the peer knew its address (natlab limited js-cone, 1 run in 3).
 
 Responder (A, :class:`ResponderRounds`): it learns of a lost round only
 from its own dials, and the initiator normally starts the next round at
@@ -48,11 +53,17 @@ __all__ = [
     "NEXT_ROUND_GRACE",
     "LATE_ARRIVAL",
     "LATE_ARRIVAL_FRESH",
+    "UNREADY_WAITS",
+    "UNREADY_TRIES",
 ]
 
 LATE_ARRIVAL = 0.5  # after our dials stop, how long a peer's dial to our listener may still land
 LATE_ARRIVAL_FRESH = 0.1  # ... on a fresh port nothing listens long: only a crossing SYN can still finish
 NEXT_ROUND_GRACE = 1.5  # a responder round's failure is final when no new round starts by then
+# Waits before the next exchange when the peer offered nothing dialable: each
+# below NEXT_ROUND_GRACE, so the peer (responder) keeps waiting for the next.
+UNREADY_WAITS = (0.25, 0.5, 1.0, 1.0, 1.0)
+UNREADY_TRIES = len(UNREADY_WAITS)
 
 
 @dataclass(frozen=True)
@@ -64,10 +75,11 @@ class DialDirect:
 
 @dataclass(frozen=True)
 class Exchange:
-    """Take a round port, run CONNECT/SYNC over the relay; report by
-    :meth:`~InitiatorSchedule.exchanged` or :meth:`~InitiatorSchedule.exchange_failed`."""
+    """At ``at`` (0: at once), take a round port, run CONNECT/SYNC over the relay;
+    report by :meth:`~InitiatorSchedule.exchanged` or :meth:`~InitiatorSchedule.exchange_failed`."""
 
     round_no: int
+    at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -116,6 +128,7 @@ class InitiatorSchedule:
         self._fresh = False
         self._ready: Ready | None = None
         self._reason = "no round ran"
+        self._unready = 0  # exchanges lost to a peer that offered nothing dialable
 
     # -- inputs --------------------------------------------------------------
 
@@ -143,13 +156,19 @@ class InitiatorSchedule:
         self.phase = _Phase.PUNCH
         return Punch(self.round_no, *punch_times(self.cfg, ready, fresh, now))
 
-    def exchange_failed(self, now: float, reason: str, *, fresh: bool, give_up: bool) -> Action:
-        """``give_up``: the relayed connection is gone or a direct one exists."""
+    def exchange_failed(
+        self, now: float, reason: str, *, fresh: bool, give_up: bool, peer_unready: bool = False
+    ) -> Action:
+        """``give_up``: the relayed connection is gone or a direct one exists;
+        ``peer_unready``: the peer's CONNECT had no address we can dial."""
         self._expect(_Phase.EXCHANGE)
         self._fresh = fresh
         self._reason = f"round {self.round_no}: {reason}"
-        if give_up:
+        if give_up or (peer_unready and self._unready >= UNREADY_TRIES):
             return self._fail(now)
+        if peer_unready:
+            self._unready += 1
+            return self._next_round(now, at=now + UNREADY_WAITS[self._unready - 1])
         return self._next_round(now)
 
     def punched(self, now: float, won: tuple[str, int] | None) -> Action:
@@ -178,12 +197,12 @@ class InitiatorSchedule:
         """Rounds this upgrade may run, given the last round's port kind."""
         return max(self.cfg.rounds, self.cfg.fresh_rounds) if self._fresh else self.cfg.rounds
 
-    def _next_round(self, now: float) -> Action:
-        if self.round_no >= self.rounds_allowed():
+    def _next_round(self, now: float, at: float = 0.0) -> Action:
+        if self.round_no - self._unready >= self.rounds_allowed():
             return self._fail(now)
         self.round_no += 1
         self.phase = _Phase.EXCHANGE
-        return Exchange(self.round_no)
+        return Exchange(self.round_no, at)
 
     def _fail(self, now: float) -> Action:
         return self._finish(

@@ -16,6 +16,8 @@ import enum
 import struct
 from dataclasses import dataclass
 
+from p2pshare.errors import ProtocolViolation
+
 __all__ = [
     "CLASS_IN",
     "FLAG_RESPONSE",
@@ -44,8 +46,8 @@ _HEADER = struct.Struct("!HHHHHH")
 _FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
 
 
-class WireError(ValueError):
-    """A packet that is not a DNS message we accept."""
+class WireError(ProtocolViolation, ValueError):
+    """A packet that is not a DNS message we accept (a peer's bad bytes, so a protocol violation)."""
 
 
 class RecordType(enum.IntEnum):

@@ -10,10 +10,13 @@ and receiver behind NATs):
   120``, sharer and receiver behind cone NATs: ``get`` exits 0, connects
   relayed, reports ``upgraded`` (hole-punched/direct) and the multi-MiB file
   is byte-identical; the relay carried far less than the file;
-- ``ours-symmetric``: the same relay, sharer behind a symmetric NAT (no
-  punch can work, per the lab facts): ``get`` exits 3 within its
-  ``--timeout`` with exactly one stderr line naming the limit, no traceback,
-  no file at its final name;
+- ``ours-symmetric``: the same relay, sharer *and* receiver behind
+  symmetric NATs (no punch can work: DCUtR has no address to announce, and
+  birthday probing needs one side's mapping to be endpoint-independent):
+  ``get`` exits 3 within its ``--timeout`` with exactly one stderr line
+  naming the limit, no traceback, no file at its final name. (A symmetric
+  sharer with a cone receiver is punched by birthday probing since 0.9: the
+  natlab matrix covers that pair);
 - ``js-cone`` / ``js-symmetric``: the same two with a js-libp2p relay on
   js's DEFAULT limits (``peer.mjs --relay-server --relay-limits default``,
   with ``--public-cidr`` for the lab's documentation ranges).
@@ -47,10 +50,12 @@ COMMAND = "limited"
 VARIANTS = ("ours-cone", "ours-symmetric", "js-cone", "js-symmetric")
 OUR_LIMITS = ("--circuit-data", "128KiB", "--circuit-duration", "120")
 LIMIT_BYTES = 128 * 1024
-# Limit.duration as each relay announces it: ours in seconds (the spec), js
-# in milliseconds (js's relay server; our client reads it as seconds).
-ANNOUNCED_S = {"ours": 120, "js": 120_000}
-CUT_LINE = "the relay cut the connection"
+# How the one line names the cap. Both relays: js's relay announces its 2 min
+# as 120000 (milliseconds where the spec says seconds); the client reads it so.
+LIMIT_TEXT = "128 KiB / 2 min"
+# The line a no-punch getter ends with: the cut itself, or (since the data-relay
+# fallback) that no relay reaching the sharer carries data.
+CUT_LINES = ("the relay cut the connection", "no relay that carries data reaches the sharer")
 INTEROP = REPO / "tests" / "interop"
 PEER_SCRIPT = INTEROP / "peer.mjs"
 JS_PUBLIC = ("--public-cidr", "203.0.113.0/24", "--public-cidr", "198.51.100.0/24")
@@ -65,7 +70,7 @@ RELAY_SLACK = 64 * 1024
 @dataclass(frozen=True)
 class Variant:
     relay: str  # "ours" or "js"
-    sharer: str
+    sharer: str  # the NAT of both sides: "cone" or "symmetric"
     punch: bool  # hole punching can succeed: the transfer must
 
 
@@ -226,7 +231,7 @@ def _get_events(get: Proc) -> tuple[list[str | None], list[str | None]]:
 
 
 def judge_cut(
-    stderr: str, events: Sequence[dict[str, object]], exit_code: int | None, relay: str, verbose: bool = False
+    stderr: str, events: Sequence[dict[str, object]], exit_code: int | None, verbose: bool = False
 ) -> list[str]:
     """Reasons a no-punch getter failed to report the relay's cut clearly (pure).
 
@@ -238,20 +243,18 @@ def judge_cut(
     if "Traceback" in stderr:
         reasons.append("a traceback on stderr")
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
-    cut = [ln for ln in lines if CUT_LINE in ln]
+    cut = [ln for ln in lines if any(c in ln for c in CUT_LINES)]
     if len(cut) != 1 or (len(lines) != 1 and not verbose):
         reasons.append(
-            f"stderr must be exactly one '{CUT_LINE}' line; got {len(lines)} lines, "
+            f"stderr must be exactly one line about the cut ({' / '.join(CUT_LINES)}); got {len(lines)} lines, "
             f"{len(cut)} of them about the cut: {' | '.join(lines)[:300]}"
         )
-    elif f"{LIMIT_BYTES} bytes" not in cut[0] or f"{ANNOUNCED_S[relay]} s" not in cut[0]:
-        reasons.append(
-            f"the line does not name the relay's limit ({LIMIT_BYTES} bytes / {ANNOUNCED_S[relay]} s): {cut[0][:300]}"
-        )
+    elif LIMIT_TEXT not in cut[0]:
+        reasons.append(f"the line does not name the relay's limit ({LIMIT_TEXT}): {cut[0][:300]}")
     errors = [e for e in events if e.get("event") == "error"]
     if not errors or errors[-1].get("exit_code") != 3:
         reasons.append(f"no JSON error event with exit_code 3: {errors[-1:]}")
-    elif CUT_LINE not in str(errors[-1].get("message")):
+    elif not any(c in str(errors[-1].get("message")) for c in CUT_LINES):
         reasons.append(f"JSON error is not the cut: {str(errors[-1].get('message'))[:200]}")
     return reasons
 
@@ -264,7 +267,7 @@ def run_one(
         why = js_missing()
         if why is not None:
             raise LabError(f"natlab: {why}")
-    spec = scenario_spec(v.sharer, "cone")
+    spec = scenario_spec(v.sharer, v.sharer)
     with Fleet(product, spec, out / name, prefix) as fleet:
         js: JsRelay | None = None
         try:
@@ -355,7 +358,7 @@ def _judge(
         )
     else:
         verbose = os.environ.get("NATLAB_PRODUCT_VERBOSE", "0") not in ("", "0")
-        res.reasons += judge_cut(stderr, events, exit_code, v.relay, verbose)
+        res.reasons += judge_cut(stderr, events, exit_code, verbose)
         res.check(getter_s <= timeout + 5, f"getter took {getter_s} s, --timeout {timeout:g}")
         res.check(not at_final, f"a file at its final name after the cut: {at_final}")
         res.check(

@@ -1,8 +1,10 @@
 """``natlab relay-kill``: the relay carrying a transfer dies mid-way.
 
-The sharer sits behind a cone NAT, the receiver behind a symmetric NAT, so
-no direct path exists and (per the lab facts) no hole punch can succeed:
-the transfer must go through a relay. The sharer reserves on two relays on
+Sharer and receiver both sit behind symmetric NATs, so no direct path
+exists and no hole punch can succeed (DCUtR has no address to announce;
+birthday probing, which punches a symmetric NAT facing a cone one, needs one
+side's mapping to be endpoint-independent): the transfer must go through a
+relay. The sharer reserves on two relays on
 the "internet", ``ra`` and ``rb``, both egress-capped with TBF so a transfer
 of a few MiB lasts seconds. When the getter's ``progress`` shows
 0 < bytes < total, the relay carrying the circuit (the one that has sent the
@@ -25,7 +27,7 @@ KILL_AT = 0.2  # kill once this fraction of the file is verified
 
 def spec() -> TopologySpec:
     return TopologySpec(
-        (SiteSpec("sa", "cone"), SiteSpec("sb", "symmetric")),
+        (SiteSpec("sa", "symmetric"), SiteSpec("sb", "symmetric")),
         (HostSpec("ra"), HostSpec("rb"), HostSpec("shr", "sa"), HostSpec("rcv", "sb")),
     )
 

@@ -52,6 +52,8 @@ def test_no_error_carries_an_exit_code() -> None:
         "p2pshare.node.dcutr.wire",
         "p2pshare.node.discovery.wire",
         "p2pshare.node.circuit.wire",
+        "p2pshare.node.mdns.wire",
+        "p2pshare.node.shortcode.wire",
         "p2pshare.node.natinfo.stun",
         "p2pshare.transfer.wire",
     ],

@@ -9,6 +9,8 @@ from p2pshare.node.dcutr.schedule import (
     LATE_ARRIVAL,
     LATE_ARRIVAL_FRESH,
     NEXT_ROUND_GRACE,
+    UNREADY_TRIES,
+    UNREADY_WAITS,
     DialDirect,
     Exchange,
     Finish,
@@ -137,6 +139,47 @@ def test_exchange_failure_ends_when_the_relay_is_gone_or_direct_exists() -> None
     ev = finish(s.exchange_failed(1.5, "no address", fresh=False, give_up=True))
     assert isinstance(ev, UpgradeFailed) and ev.rounds == 1 and ev.elapsed == 1.5
     assert ev.reason == "round 1: no address"
+
+
+def test_peer_without_a_dialable_address_gets_time_not_rounds() -> None:
+    # natlab limited js-cone: the receiver learns its mapping from the relay
+    # by identify just after the sharer's first CONNECT; spinning through the
+    # 20 fresh rounds at once used them all up in 0.16 s.
+    s = InitiatorSchedule(PEER, PunchConfig(rounds=2, fresh_rounds=3), 0.0)
+    assert s.start(0.0, already_direct=False, public_addrs=False) == Exchange(1)
+    now, ats = 0.0, []
+    for n in range(2, 2 + UNREADY_TRIES):
+        action = s.exchange_failed(now, "no address we can dial", fresh=True, give_up=False, peer_unready=True)
+        assert isinstance(action, Exchange) and action.round_no == n
+        ats.append(action.at - now)
+        now = action.at
+    assert ats == list(UNREADY_WAITS) and all(0 < w < NEXT_ROUND_GRACE for w in ats)
+    # ... and the round budget is still whole: 3 fresh rounds can be lost.
+    for _ in range(3):
+        action = s.exchanged(now, ready(now), fresh=True)
+        assert isinstance(action, Punch)
+        nxt = s.punched(action.late_until, None)
+        now = action.late_until
+    ev = finish(nxt)
+    assert isinstance(ev, UpgradeFailed) and ev.rounds == 1 + UNREADY_TRIES + 2
+
+
+def test_peer_that_never_offers_an_address_is_given_up_on() -> None:
+    s = InitiatorSchedule(PEER, PunchConfig(rounds=4, fresh_rounds=20), 0.0)
+    s.start(0.0, already_direct=False, public_addrs=False)
+    actions = [
+        s.exchange_failed(float(i), "no address we can dial", fresh=True, give_up=False, peer_unready=True)
+        for i in range(UNREADY_TRIES + 1)
+    ]
+    ev = finish(actions[-1])
+    assert isinstance(ev, UpgradeFailed) and ev.reason.endswith("no address we can dial")
+    assert ev.rounds == UNREADY_TRIES + 1
+
+
+def test_an_unready_peer_on_a_dead_relay_ends_at_once() -> None:
+    s = InitiatorSchedule(PEER, PunchConfig(), 0.0)
+    s.start(0.0, already_direct=False, public_addrs=False)
+    assert isinstance(s.exchange_failed(0.1, "x", fresh=True, give_up=True, peer_unready=True), Finish)
 
 
 def test_inputs_out_of_order_are_refused() -> None:
