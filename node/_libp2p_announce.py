@@ -5,7 +5,8 @@ Replacement functions for py-libp2p 0.8.1, registered and fingerprinted in
 
 * ``identify._mk_identify_protobuf`` (and identify push): only the
   addresses that can help the peer being answered;
-* ``BasicHost.get_addrs``: circuit addresses announced as circuit addresses.
+* ``BasicHost.get_addrs``: circuit addresses announced as circuit addresses;
+* ``identify._prefer_circuit_addr``: no IP-less observed address over a relay.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from p2pshare.sharecode.multiaddrs import IpClass, ip_class, ip_text
 
 from ._libp2p_originals import ORIGINALS as _ORIGINALS
 
-__all__ = ["identify_scoped_addrs", "addrs_keeping_circuits"]
+__all__ = ["identify_scoped_addrs", "addrs_keeping_circuits", "observed_addr_on_relay"]
 
 
 def _addr_fits(raw: bytes, peer_class: IpClass | None) -> bool:
@@ -92,3 +93,16 @@ def addrs_keeping_circuits(self: Any) -> list[multiaddr.Multiaddr]:
         base = text.split("/p2p/", 1)[0]
         out.append(multiaddr.Multiaddr(base + own))
     return out
+
+
+def observed_addr_on_relay(host: Any, peer_id: Any, fallback: Any) -> Any:
+    """Identify: report no observed address on a relayed connection.
+
+    Upstream reports ``/p2p/<relay>/p2p-circuit/p2p/<peer>`` there: no IP,
+    so js-libp2p throws on it and abandons identify (it then never learns
+    our protocols and never starts DCUtR or AutoNAT with us). The spec's
+    observedAddr is the transport address the peer was seen at; over a
+    relay there is none to report, and the field is optional. ``fallback``
+    is what upstream reports for a direct connection (None when relayed).
+    """
+    return fallback

@@ -40,6 +40,7 @@ from libp2p.network.auto_connector import AutoConnector
 from libp2p.network.config import RetryConfig
 from libp2p.network.swarm import Swarm
 from libp2p.peer.peerstore import PeerStore
+from libp2p.protocol_muxer.multiselect_client import MultiselectClient
 from libp2p.security import secure_session
 from libp2p.security.noise import io as noise_io
 from libp2p.stream_muxer.yamux import yamux
@@ -58,6 +59,7 @@ from ._libp2p_speed import (  # the replacements this table registers
     _noise_write_msg,
     _read_data_body,
     _read_exactly,
+    _select_one_of,
     _session_read,
     _set_send_window,
     _window_update,
@@ -81,19 +83,6 @@ logger = logging.getLogger(__name__)
 
 
 # name -> (owner, attribute, replacement, sha256 of the upstream source)
-def _observed_addr_on_relay(host: Any, peer_id: Any, fallback: Any) -> Any:
-    """Identify: report no observed address on a relayed connection.
-
-    Upstream reports ``/p2p/<relay>/p2p-circuit/p2p/<peer>`` there: no IP,
-    so js-libp2p throws on it and abandons identify (it then never learns
-    our protocols and never starts DCUtR or AutoNAT with us). The spec's
-    observedAddr is the transport address the peer was seen at; over a
-    relay there is none to report, and the field is optional. ``fallback``
-    is what upstream reports for a direct connection (None when relayed).
-    """
-    return fallback
-
-
 PATCHES: dict[str, tuple[Any, str, Any, str]] = {
     # Robustness (``_libp2p_fixes``): the inbound slot is given back when the
     # connection closes, not when the swarm stops (issue 9, finding 1).
@@ -181,8 +170,15 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
     "identify_observed_addr": (
         identify_mod,
         "_prefer_circuit_addr",
-        _observed_addr_on_relay,
+        _announce.observed_addr_on_relay,
         "cd2e84381c98376a1ebf9526285f22087a764ff1377a1634a686e5fb99d2b2b9",
+    ),
+    # One round trip per multistream negotiation, not two (issue 10).
+    "mss_pipelined": (
+        MultiselectClient,
+        "select_one_of",
+        _select_one_of,
+        "a0dda8ab1ebd1006e3c94037fd9cda092a5586a880087942612a93fc02d8abad",
     ),
     "noise_read_msg": (
         noise_io.NoiseTransportReadWriter,

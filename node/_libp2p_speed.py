@@ -1,4 +1,5 @@
-"""Speed patches to py-libp2p 0.8.1's Noise + yamux stream path (replacement functions).
+"""Speed patches to py-libp2p 0.8.1's Noise + yamux stream path and to multistream-select's
+round trips (replacement functions).
 
 Registered, fingerprinted and applied in ``_libp2p_patches.PATCHES``; the
 why of each is in that module's docstring and beside each function here.
@@ -15,10 +16,14 @@ from typing import Any
 import trio
 from cryptography.exceptions import InvalidTag
 from libp2p.io import utils as io_utils
-from libp2p.io.exceptions import ConnectionClosedError, IncompleteReadError
+from libp2p.io.exceptions import ConnectionClosedError, IncompleteReadError, IOException
+from libp2p.protocol_muxer import exceptions as mss_exc
+from libp2p.protocol_muxer import multiselect_client as mss_client
+from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
 from libp2p.security.noise import io as noise_io
 from libp2p.stream_muxer import exceptions as mux_exc
 from libp2p.stream_muxer.yamux import yamux
+from libp2p.utils import encode_delim
 from noise.connection import NoiseConnection  # type: ignore[import-untyped]
 from noise.exceptions import NoiseInvalidMessage  # type: ignore[import-untyped]
 
@@ -309,6 +314,74 @@ async def _window_update(self: Any, *, bytes_read: int = 0) -> None:
         self.recv_window += delta
         self._pending_recv_release = 0
     await self.send_window_update(delta, skip_lock=True)
+
+
+# -- P8: pipelined multistream-select -----------------------------------------
+# Upstream MultiselectClient.select_one_of writes "/multistream/1.0.0", waits
+# for the listener's header, then writes the protocol and waits again: two
+# round trips per negotiation. A connection negotiates twice (security, muxer)
+# and every stream once, so a relayed first byte paid ~6 extra RTTs (issue
+# 10: ~1 s at 80 ms per hop). The spec lets the dialer send its header and
+# first choice at once (go-libp2p's dialers do); the listener's answers come
+# back in one round trip. Later choices, after an "na", go one at a time as
+# upstream does. Same messages on the wire, same errors.
+
+
+async def _select_one_of(
+    self: Any, protocols: Any, communicator: Any, negotiate_timeout: int = mss_client.DEFAULT_NEGOTIATE_TIMEOUT
+) -> Any:
+    wanted = list(protocols)
+    if not wanted:
+        return await _ORIGINALS["mss_pipelined"](self, protocols, communicator, negotiate_timeout)
+    first = wanted[0]
+    first_str = first if first is not None else ""
+    with trio.move_on_after(negotiate_timeout):
+        await _write_pipelined(communicator, (mss_client.MULTISELECT_PROTOCOL_ID, first_str))
+        hello = await _read_mss(communicator, "handshake")
+        if hello != mss_client.MULTISELECT_PROTOCOL_ID:
+            raise mss_exc.MultiselectClientError(
+                f"multiselect protocol ID mismatch: expected {mss_client.MULTISELECT_PROTOCOL_ID}, got {hello!r}"
+            )
+        response = await _read_mss(communicator, "protocol")
+        if response == mss_client.MULTISELECT_PROTOCOL_ID:  # a peer that restarted its handshake (upstream: once)
+            response = await _read_mss(communicator, "protocol")
+        if response == first_str:
+            return first
+        if response != mss_client.PROTOCOL_NOT_FOUND_MSG:
+            raise mss_exc.MultiselectClientError(
+                f"unrecognized response: {response!r}, expected {first_str!r} or "
+                f"{mss_client.PROTOCOL_NOT_FOUND_MSG!r}, protocol={first}"
+            )
+        refused = [f"protocol not supported: {first}, response={response!r}"]
+        for protocol in wanted[1:]:
+            try:
+                return await self.try_select(communicator, protocol)
+            except mss_exc.ProtocolNotSupportedError as error:
+                refused.append(str(error))
+        raise mss_exc.MultiselectClientError(
+            f"protocols not supported: tried {wanted}, timeout={negotiate_timeout}s. Last error: {refused[-1]}"
+        )
+    raise mss_exc.MultiselectClientError(f"response timed out after {negotiate_timeout}s, protocols tried: {wanted}")
+
+
+async def _write_pipelined(communicator: Any, messages: tuple[str, ...]) -> None:
+    """The messages in one write (one segment, one Noise message) when the
+    communicator is upstream's; else one write each, still without waiting."""
+    try:
+        if isinstance(communicator, MultiselectCommunicator):
+            await communicator.read_writer.write(b"".join(encode_delim(m.encode()) for m in messages))
+        else:
+            for m in messages:
+                await communicator.write(m)
+    except (mss_exc.MultiselectCommunicatorError, IOException, AssertionError, ValueError) as error:
+        raise mss_exc.MultiselectClientError(f"handshake write failed: {error}") from error
+
+
+async def _read_mss(communicator: Any, what: str) -> str:
+    try:
+        return str(await communicator.read())
+    except mss_exc.MultiselectCommunicatorError as error:
+        raise mss_exc.MultiselectClientError(f"{what} read failed: {error}") from error
 
 
 # -- registry -----------------------------------------------------------------

@@ -317,11 +317,14 @@ def _setup_logging(verbose: int) -> None:
 
     Dependencies stay at WARNING until -vvv: at -vv py-multiaddr alone
     printed 175 of 186 lines, and the lines that explain our decisions
-    drowned."""
+    drowned. With -v each line carries the milliseconds since start-up
+    (``t+4160ms``): where a slow first byte went is the first question a
+    verbose log must answer (issue 10's latency budget)."""
     ours = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    when = "t+%(relativeCreated).0fms " if verbose else ""
     logging.basicConfig(
         level=logging.DEBUG if verbose >= 3 else logging.WARNING,
-        format="p2pshare: %(levelname)s %(name)s: %(message)s",
+        format=f"p2pshare: {when}%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     logging.getLogger("p2pshare").setLevel(ours)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from tests.cli.helpers import free_port, run
@@ -31,6 +32,8 @@ def test_vv_after_the_subcommand_shows_our_debug_not_dependencies(tmp_path: Path
     res = run(["get", code, "-o", str(tmp_path / "out"), "--timeout", "2", "-vv"], tmp_path / "h")
     assert res.returncode == 3
     assert "DEBUG p2pshare." in res.stderr, res.stderr
+    # Each log line says when (ms since start-up): where a slow first byte went.
+    assert re.search(r"^p2pshare: t\+\d+ms DEBUG p2pshare\.", res.stderr, re.M), res.stderr
     assert "multiaddr" not in "".join(line for line in res.stderr.splitlines() if " DEBUG " in line)
 
 
