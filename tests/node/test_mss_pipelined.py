@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from libp2p.custom_types import TProtocol
+from libp2p.io.abc import ReadWriteCloser
 from libp2p.protocol_muxer.exceptions import MultiselectClientError
 from libp2p.protocol_muxer.multiselect import Multiselect
 from libp2p.protocol_muxer.multiselect_client import MultiselectClient
 from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
-from libp2p.custom_types import TProtocol
-from libp2p.io.abc import ReadWriteCloser
 from libp2p.utils import encode_delim
 
 from p2pshare.node import _libp2p_patches as P
