@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["COMMUNITY_RELAY_KEY", "AutoRelay", "relay_addr_for"]
+__all__ = ["COMMUNITY_RELAY_KEY", "AutoRelay", "next_lookup_in", "relay_addr_for"]
 
 #: The DHT key community relays advertise under (a provider record; the
 #: hash keeps it the same size as share keys and reveals nothing else).
@@ -52,13 +52,27 @@ COMMUNITY_RELAY_KEY = hashlib.sha256(b"/p2pshare/community-relay/1").digest()
 IDENTIFY_LOOKS = (1.0, 4.0)
 #: Seconds between sweeps over every connected peer (events may be dropped).
 SWEEP_EVERY = 30.0
-#: Seconds between DHT lookups for community relays: soon while the node
-#: holds no reservation that carries data, rarely once it does.
-LOOKUP_SOON = 30.0
+#: Seconds before the next DHT lookup for community relays. While the node
+#: holds no reservation that carries data: soon at first, then every 30 s.
+#: A node that has just started can look before its routing table is full,
+#: or just before a community relay's provider record lands; with a flat
+#: 30 s the next look came after a receiver behind a symmetric NAT had
+#: given up (natlab internet, symmetric:symmetric, once in CI). Rarely once
+#: a reservation carries data.
+LOOKUP_SOON = (2.0, 4.0, 8.0, 15.0, 30.0)
 LOOKUP_LATER = 600.0
 LOOKUP_TIMEOUT = 20.0
 #: Relay candidates remembered for logging once each (state stays bounded).
 OFFERED_KEPT = 1024
+
+
+def next_lookup_in(carrying: bool, misses: int) -> float:
+    """Seconds to the next community relay lookup (pure): ``LOOKUP_LATER``
+    once a reservation carries data, else ``LOOKUP_SOON[misses]`` (its last
+    value repeated), ``misses`` being the lookups since one last did."""
+    if carrying:
+        return LOOKUP_LATER
+    return LOOKUP_SOON[min(max(misses, 0), len(LOOKUP_SOON) - 1)]
 
 
 def relay_addr_for(peer_id: str, addrs: list[str], *, allow_loopback: bool = False) -> str | None:
@@ -161,6 +175,7 @@ class AutoRelay:
         if self.discovery is None:
             return
         await self.discovery.wait_bootstrapped(LOOKUP_TIMEOUT)
+        misses = 0
         while True:
             if not self._public():
                 found = 0
@@ -176,7 +191,8 @@ class AutoRelay:
                         found += 1
                 logger.info("autorelay: %d community relay(s) found in the DHT", found)
             carrying = any(r.carries_data for r in self.relay.reservations())
-            await trio.sleep(LOOKUP_LATER if carrying else LOOKUP_SOON)
+            await trio.sleep(next_lookup_in(carrying, misses))
+            misses = 0 if carrying else misses + 1
 
     async def serve(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from p2pshare.node.autorelay import relay_addr_for
+from p2pshare.node.autorelay import LOOKUP_LATER, LOOKUP_SOON, next_lookup_in, relay_addr_for
 
 P = "12D3KooWFqrL88Tw96io4dUpU8u3vR6AsW5u7YEaPnfEpjEcGDuP"
 
@@ -32,3 +32,17 @@ def test_an_address_naming_another_peer_is_skipped() -> None:
     assert relay_addr_for(P, [f"/ip4/203.0.113.7/tcp/4001/p2p/{other}", "/ip4/198.51.100.2/tcp/1"]) == (
         f"/ip4/198.51.100.2/tcp/1/p2p/{P}"
     )
+
+
+def test_community_lookups_come_soon_while_nothing_carries_data() -> None:
+    # A first lookup that misses (routing table not full, record not landed
+    # yet) is followed within seconds, not after 30 s.
+    waits = [next_lookup_in(False, n) for n in range(8)]
+    assert waits[0] <= 2.0 and waits[:5] == sorted(waits[:5])
+    assert sum(waits[:3]) <= 15.0  # three more looks within the time a receiver keeps searching
+    assert waits[5:] == [LOOKUP_SOON[-1]] * 3 and LOOKUP_SOON[-1] == 30.0
+    assert next_lookup_in(False, -1) == LOOKUP_SOON[0]
+
+
+def test_community_lookups_are_rare_once_a_reservation_carries_data() -> None:
+    assert next_lookup_in(True, 0) == next_lookup_in(True, 9) == LOOKUP_LATER == 600.0
