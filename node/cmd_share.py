@@ -316,7 +316,7 @@ async def _report_preparation(info: ShareInfo, reporter: Reporter) -> None:
     reporter.event("ready", seconds=round(prep.seconds, 3), cached_files=p.cached_files, files=len(prep.scan.files))
     cached = f", {p.cached_files} unchanged since the last share" if p.cached_files else ""
     n = len(prep.scan.files)
-    reporter.say(f"Ready: {n} file{'' if n == 1 else 's'} hashed in {prep.seconds:.1f} s{cached}")
+    reporter.say(f"Ready: {n} file{'' if n == 1 else 's'} hashed in {format_seconds(prep.seconds)}{cached}")
 
 
 def _report_traversal(reporter: Reporter, ev: NodeEvent) -> None:
