@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._base64 import encode_key_field
 from .errors import ShareCodeError
+from .human import HUMAN_ALPHABET, HUMAN_CODE_LENGTH
 from .legacy import LegacyCode, parse_legacy
 from .v1 import MAX_CODE_CHARS, ShareCode, parse_v1, thaw
 
@@ -28,7 +29,19 @@ def parse_code(text: str) -> ShareCode | LegacyCode:
         raise ShareCodeError("share code is empty")
     if ":" in compact:
         return parse_legacy(compact)
+    if _looks_like_tag(compact):
+        # `share` prints this tag in parentheses; people sent it (issue 11).
+        raise ShareCodeError(
+            f"{compact} is the share's tag, not a code to receive with "
+            "(the short code looks like 1234-word-word-word, the long one is ~300 characters)"
+        )
     return parse_v1(compact)
+
+
+def _looks_like_tag(compact: str) -> bool:
+    """The 12-character share tag (``H9F9WYXCWJ6R``), in any case, dashes allowed."""
+    tag = compact.replace("-", "").upper()
+    return len(tag) == HUMAN_CODE_LENGTH and all(c in HUMAN_ALPHABET for c in tag)
 
 
 def describe(code: ShareCode | LegacyCode, *, reveal_key: bool = False) -> dict[str, object]:

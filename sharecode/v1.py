@@ -174,12 +174,15 @@ def parse_v1(text: str) -> ShareCode:
     try:
         decoded = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise ShareCodeError("not JSON: not UTF-8 text") from None
+        raise ShareCodeError("not a share code: it does not decode to text") from None
     try:
         obj = json.loads(decoded, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
     except ShareCodeError:
         raise
     except json.JSONDecodeError as exc:
+        at_end = exc.pos >= len(decoded.rstrip()) or exc.msg.startswith("Unterminated string")
+        if decoded.lstrip().startswith("{") and at_end:
+            raise ShareCodeError(f"the code ends too early: it looks cut off after {len(text)} characters") from None
         raise ShareCodeError(f"not JSON: {exc.msg} at character {exc.pos}") from None
     except (ValueError, RecursionError):  # e.g. 5000-digit integers, deep nesting
         raise ShareCodeError("not JSON: unsupported number or nesting") from None

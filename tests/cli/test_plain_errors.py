@@ -41,3 +41,17 @@ def test_a_quoted_code_is_accepted(tmp_path: Path) -> None:
     res = run(["code", "show", f"'<{a_code(4001)}>'."], tmp_path / "h")
     assert res.returncode == 0, res.stderr
     assert '"format": "v1"' in res.stdout
+
+
+def test_the_tag_in_parentheses_or_a_cut_off_code_says_so(tmp_path: Path) -> None:
+    # `share` prints "(code H9F9WYXCWJ6R)": people sent that (issue 11).
+    res = run(["get", "H9F9WYXCWJ6R", "-o", str(tmp_path / "out")], tmp_path / "h")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    [line] = _errors(res.stderr)
+    assert "is the share's tag, not a code" in line and "1234-word-word-word" in line, line
+    half = a_code(free_port())[:60]
+    res = run(["get", half, "-o", str(tmp_path / "out")], tmp_path / "h")
+    assert res.returncode == 2
+    [line] = _errors(res.stderr)
+    assert "cut off after 60 characters" in line, line
+    assert not (tmp_path / "out").exists()

@@ -68,11 +68,22 @@ CORPUS: list[tuple[str, str]] = [
     ("QUJD" * 3 + "Q", "code is not base64 (impossible length; truncated?)"),
     ("QQ===", "code is not base64 (too much '=' padding)"),
     ("QQ=Q", "code is not base64 (bad character at position 3)"),
-    (b64(b"\xff\xfe{}"), "not JSON: not UTF-8 text"),
+    (b64(b"\xff\xfe{}"), "not a share code: it does not decode to text"),
     (b64("hello"), "not JSON: Expecting value at character 0"),
     (b64(""), "share code is empty"),
-    (b64('{"version":1'), "not JSON: Expecting ',' delimiter at character 12"),
+    (b64('{"version":1'), "the code ends too early: it looks cut off after 16 characters"),
     (b64('{"version":1} x'), "not JSON: Extra data at character 14"),
+    (b64('{"addresses":["/ip4/192.'), "the code ends too early: it looks cut off after 32 characters"),
+    (
+        "H9F9WYXCWJ6R",
+        "H9F9WYXCWJ6R is the share's tag, not a code to receive with"
+        " (the short code looks like 1234-word-word-word, the long one is ~300 characters)",
+    ),
+    (
+        "h9f9-wycx-wj6r",
+        "h9f9-wycx-wj6r is the share's tag, not a code to receive with"
+        " (the short code looks like 1234-word-word-word, the long one is ~300 characters)",
+    ),
     (b64('{"version":1,"version":1}'), "not JSON: duplicate field 'version'"),
     (b64('{"version":NaN}'), "not JSON: NaN is not allowed"),
     (b64('{"x":-Infinity}'), "not JSON: -Infinity is not allowed"),
