@@ -102,6 +102,15 @@ The rest of what the DHT server keeps for a peer's input (issue 9):
   64 KiB, 10 s idle (above), a 256 KiB receive window (``_libp2p_speed`` P7).
 * py-libp2p's ADD_PROVIDER rate limit (10 per peer per 10 s) keeps one
   entry per peer seen in the last 10 s, pruned once past 200.
+
+``MultiselectCommunicator.read`` (issue 10, found with lazy multistream):
+upstream decodes a protocol name as UTF-8 and lets ``UnicodeDecodeError``
+escape the listener's negotiation, which catches only multistream errors:
+the exception ended the connection's stream-handling task and, through
+py-libp2p's nurseries, the host. One stream from any peer with a protocol
+name that is not UTF-8 (or a lazy dialer's request bytes read as the next
+proposal after an "na") stopped a node. Ours makes it the multistream error
+it is: that stream is refused, nothing else happens.
 """
 
 from __future__ import annotations
@@ -114,6 +123,7 @@ from typing import Any
 import trio
 from libp2p.io.exceptions import MessageTooLarge
 from libp2p.network.connection.raw_connection import RawConnection
+from libp2p.protocol_muxer.exceptions import MultiselectCommunicatorError
 
 from . import _libp2p_provider_table as _table
 from ._libp2p_originals import ORIGINALS as _ORIGINALS
@@ -433,3 +443,11 @@ def peer_limit_keeps_self(self: Any) -> None:
     for peer_id, _ in sorted(others, key=evict_priority, reverse=True)[:to_evict]:
         self.peer_record_map.pop(peer_id, None)
         del self.peer_data_map[peer_id]
+
+
+async def mss_read_text(self: Any) -> str:
+    """``MultiselectCommunicator.read`` whose bad UTF-8 is a multistream error."""
+    try:
+        return await _ORIGINALS["mss_read_text"](self)  # type: ignore[no-any-return]
+    except UnicodeDecodeError as error:
+        raise MultiselectCommunicatorError("a protocol name that is not UTF-8") from error

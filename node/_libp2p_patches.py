@@ -41,6 +41,7 @@ from libp2p.network.config import RetryConfig
 from libp2p.network.swarm import Swarm
 from libp2p.peer.peerstore import PeerStore
 from libp2p.protocol_muxer.multiselect_client import MultiselectClient
+from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
 from libp2p.security import secure_session
 from libp2p.security.noise import io as noise_io
 from libp2p.stream_muxer.yamux import yamux
@@ -66,18 +67,8 @@ from ._libp2p_speed import (  # the replacements this table registers
     _yamux_write,
 )
 
-__all__ = [
-    "apply",
-    "is_applied",
-    "write_piece",
-    "PATCHES",
-    "INSTANCE_PATCHES",
-    "upstream_fingerprint",
-    "RECV_WINDOW",
-    "no_dial_retries",
-    "kad_servers_only",
-    "no_disconnect_records",
-]
+__all__ = ["apply", "is_applied", "write_piece", "PATCHES", "INSTANCE_PATCHES", "upstream_fingerprint"]
+__all__ += ["RECV_WINDOW", "no_dial_retries", "kad_servers_only", "no_disconnect_records"]
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +163,13 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
         "_prefer_circuit_addr",
         _announce.observed_addr_on_relay,
         "cd2e84381c98376a1ebf9526285f22087a764ff1377a1634a686e5fb99d2b2b9",
+    ),
+    # A protocol name that is not UTF-8 is refused, not a crash of the host (issue 10).
+    "mss_read_text": (
+        MultiselectCommunicator,
+        "read",
+        _fixes.mss_read_text,
+        "c99c62a961c702235aa9864b29b7c45402f6be4ca35267ed0b33ba4e23b6abbd",
     ),
     # One round trip per multistream negotiation, not two (issue 10).
     "mss_pipelined": (
