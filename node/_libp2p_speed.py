@@ -9,14 +9,17 @@ control.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import struct
 from typing import Any
 
 import trio
 from cryptography.exceptions import InvalidTag
+from libp2p.abc import INetStream
 from libp2p.io import utils as io_utils
 from libp2p.io.exceptions import ConnectionClosedError, IncompleteReadError, IOException
+from libp2p.network.stream.exceptions import StreamError
 from libp2p.protocol_muxer import exceptions as mss_exc
 from libp2p.protocol_muxer import multiselect_client as mss_client
 from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
@@ -333,6 +336,10 @@ async def _select_one_of(
     wanted = list(protocols)
     if not wanted:
         return await _ORIGINALS["mss_pipelined"](self, protocols, communicator, negotiate_timeout)
+    if len(wanted) == 1 and wanted[0] and _lazy_allowed(communicator, wanted[0]):
+        await _write_pipelined(communicator, (mss_client.MULTISELECT_PROTOCOL_ID, wanted[0]))
+        _defer_answers(communicator, wanted[0], negotiate_timeout)
+        return wanted[0]
     first = wanted[0]
     first_str = first if first is not None else ""
     with trio.move_on_after(negotiate_timeout):
@@ -362,6 +369,70 @@ async def _select_one_of(
             f"protocols not supported: tried {wanted}, timeout={negotiate_timeout}s. Last error: {refused[-1]}"
         )
     raise mss_exc.MultiselectClientError(f"response timed out after {negotiate_timeout}s, protocols tried: {wanted}")
+
+
+# -- P9: lazy multistream-select ----------------------------------------------
+# With one protocol to offer there is nothing to choose: like go-libp2p's and
+# js-libp2p's lazy dialers, we send the header and the protocol and go on at
+# once (the Noise handshake, yamux, a stream's first request ride right
+# behind), and check the listener's two answers on the first read. A
+# connection saves two round trips (security, muxer), a stream one: on a
+# relayed then hole-punched first byte at 170 ms RTT, that is most of a
+# second. A listener that says "na" -- or anything else -- fails that first
+# read with ``LazyNegotiationFailed`` (a multistream error to the upgrader, a
+# stream error to stream readers), as it would have failed the open.
+
+
+class LazyNegotiationFailed(mss_exc.MultiselectClientError, StreamError):
+    """The listener refused (or never confirmed) a protocol we already used."""
+
+
+# A connection's negotiations are lazy (one security protocol, Noise; one
+# muxer, yamux); a stream's only when the façade opens it and names its
+# protocol here (its callers treat a failed first read like a failed open),
+# so py-libp2p's own streams keep upstream's behaviour. LAZY_OFF turns
+# laziness off altogether (the pipelined path's tests).
+LAZY_STREAM: contextvars.ContextVar[str | None] = contextvars.ContextVar("p2ps_lazy_stream", default=None)
+LAZY_OFF: contextvars.ContextVar[bool] = contextvars.ContextVar("p2ps_lazy_off", default=False)
+
+
+def _lazy_allowed(communicator: Any, protocol: str) -> bool:
+    if LAZY_OFF.get() or not isinstance(communicator, MultiselectCommunicator):
+        return False
+    rw = communicator.read_writer
+    if not hasattr(rw, "__dict__") or "read" in rw.__dict__:
+        return False
+    return not isinstance(rw, INetStream) or LAZY_STREAM.get() == protocol
+
+
+def _defer_answers(communicator: Any, protocol: str, timeout: float) -> None:
+    """Make the first read of ``communicator.read_writer`` consume and check
+    the listener's header and protocol echo, then read as asked."""
+    rw = communicator.read_writer
+
+    async def first_read(*args: Any, **kwargs: Any) -> Any:
+        rw.__dict__.pop("read", None)  # from now on the class's read, also for the checks
+        await _check_answers(communicator, protocol, timeout)
+        return await rw.read(*args, **kwargs)
+
+    rw.read = first_read
+
+
+async def _check_answers(communicator: Any, protocol: str, timeout: float) -> None:
+    try:
+        with trio.fail_after(timeout):
+            hello = await communicator.read()
+            if hello != mss_client.MULTISELECT_PROTOCOL_ID:
+                raise LazyNegotiationFailed(f"multiselect protocol ID mismatch: got {hello!r}")
+            answer = await communicator.read()
+            if answer == mss_client.MULTISELECT_PROTOCOL_ID:  # a listener that restarted its handshake
+                answer = await communicator.read()
+    except trio.TooSlowError:
+        raise LazyNegotiationFailed(f"no answer to {protocol} within {timeout}s") from None
+    except mss_exc.MultiselectCommunicatorError as error:
+        raise LazyNegotiationFailed(f"no answer to {protocol}: {error.__cause__ or error}") from error
+    if answer != protocol:
+        raise LazyNegotiationFailed(f"protocol not supported: {protocol}, response={answer!r}")
 
 
 async def _write_pipelined(communicator: Any, messages: tuple[str, ...]) -> None:

@@ -57,21 +57,8 @@ if TYPE_CHECKING:
 
     from ._libp2p_impl import KadTable as KadTable
 
-__all__ = [
-    "Host",
-    "HostError",
-    "DialError",
-    "ListenError",
-    "StreamError",
-    "Connection",
-    "ConnectionEvent",
-    "ConnectionPath",
-    "Direction",
-    "LibP2PByteStream",
-    "StreamHandler",
-    "open_host",
-    "configure_libp2p_logging",
-]
+__all__ = ["Host", "HostError", "DialError", "ListenError", "StreamError", "Connection", "ConnectionEvent"]
+__all__ += ["ConnectionPath", "Direction", "LibP2PByteStream", "StreamHandler", "open_host", "configure_libp2p_logging"]
 
 logger = logging.getLogger(__name__)
 
@@ -383,10 +370,11 @@ class Host:
     # -- streams ---------------------------------------------------------
 
     async def open_stream(self, peer_id: str, protocol: str) -> LibP2PByteStream:
-        """Open a stream speaking ``protocol`` (dials known addrs if needed)."""
+        """Open a stream speaking ``protocol`` (dials known addrs if needed), lazily:
+        the first request rides with the protocol name; a refusal fails the first read."""
         pid = _parse_peer_id(peer_id)
         try:
-            net_stream = await self.libp2p.new_stream(pid, [_impl.TProtocol(protocol)])
+            net_stream = await _impl.new_stream_lazy(self.libp2p, pid, protocol)
         except Exception as e:
             raise StreamError(f"cannot open {protocol} stream to {peer_id}: {_short(e)}") from e
         return LibP2PByteStream(net_stream)
@@ -484,6 +472,7 @@ async def open_host(
             finally:
                 with trio.CancelScope(shield=True):
                     with trio.move_on_after(_CLOSE_TIMEOUT):
+                        await _impl.close_connections_at_once(libp2p_host)
                         await libp2p_host.close()
     except BaseExceptionGroup as group:
         # py-libp2p runs our body inside its own nurseries, which wrap

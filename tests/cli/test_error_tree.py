@@ -16,9 +16,11 @@ from p2pshare.cli import EXIT_CODES, ExitCode, exit_code_for
 from p2pshare.errors import LocalError, P2PShareError, ProtocolViolation, RemoteError
 
 ROOT = Path(__file__).resolve().parents[2]
-# Private control flow that never leaves its module, and the lean-import
-# stand-in that must stay an ImportError for py-libp2p's own import fallbacks.
-NOT_IN_TREE = {"_OverLimit", "_Bad", "_Busy", "LeanImportError"}  # private control flow; an ImportError
+# Private control flow that never leaves its module, the lean-import
+# stand-in that must stay an ImportError for py-libp2p's own import
+# fallbacks, and the lazy multistream failure raised inside py-libp2p's
+# upgrader and streams as their own error types (the façade wraps it).
+NOT_IN_TREE = {"_OverLimit", "_Bad", "_Busy", "LeanImportError", "LazyNegotiationFailed"}
 
 
 def _our_exception_classes() -> list[type[BaseException]]:

@@ -5,6 +5,8 @@ protocol; ours sends both at once. Run against upstream's own listener
 (``Multiselect.negotiate``) over an in-memory stream that records the order
 of reads and writes, with upstream's client side by side. The real wire is
 covered by the interop tests (an unpatched py-libp2p process, js-libp2p).
+Laziness (one protocol offered: no wait at all) is off here; its tests are
+in ``test_mss_lazy.py``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from libp2p.utils import encode_delim
 
 from p2pshare.node import _libp2p_patches as P
 from p2pshare.node._libp2p_originals import ORIGINALS
+from p2pshare.node._libp2p_speed import LAZY_OFF
 
 P.apply()
 
@@ -53,6 +56,7 @@ class _Recorded(ReadWriteCloser):
 
 async def _negotiate(select: Any, wanted: list[str], served: list[str]) -> tuple[Any, list[str], Any]:
     """(what the dialer got, its op log, what the listener chose); errors are returned."""
+    LAZY_OFF.set(True)
     a, b = trio.testing.memory_stream_pair()
     log: list[str] = []
     listener = Multiselect({p: None for p in served})  # type: ignore[misc]
@@ -109,6 +113,7 @@ async def test_same_choice_as_upstream(wanted: list[str], served: list[str]) -> 
 
 
 async def test_a_listener_that_speaks_something_else_is_an_error() -> None:
+    LAZY_OFF.set(True)
     a, b = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery:
 
@@ -121,6 +126,7 @@ async def test_a_listener_that_speaks_something_else_is_an_error() -> None:
 
 
 async def test_a_silent_listener_times_out_within_the_negotiate_timeout() -> None:
+    LAZY_OFF.set(True)
     a, _b = trio.testing.memory_stream_pair()
     with trio.fail_after(3):
         with pytest.raises(MultiselectClientError, match="timed out after 1s"):
