@@ -62,10 +62,28 @@ def chunk_count(size: int, chunk_size: int) -> int:
     return -(-size // chunk_size)
 
 
-def chunk_size_for(sizes: list[int], preferred: int = DEFAULT_CHUNK_SIZE) -> int:
+#: A small share is cut into about this many chunks (down to
+#: ``MIN_CHUNK_SIZE``) rather than into 1 MiB ones. A chunk is the unit the
+#: receiver verifies, so the first verified byte waits for one whole chunk
+#: to cross a fresh connection still in TCP slow start: at 170 ms RTT, 1 MiB
+#: takes ~7 round trips and 64 KiB ~3 (issue 10). From 256 MiB on, shares keep
+#: ``DEFAULT_CHUNK_SIZE``, where the cost per chunk starts to count (issue 12);
+#: below it, 256 chunks cost next to nothing.
+SMALL_SHARE_CHUNKS = 256
+
+
+def chunk_size_for(sizes: list[int], preferred: int | None = None) -> int:
     """The smallest power-of-two chunk size from ``preferred`` up that keeps
     the share within ``MAX_TOTAL_CHUNKS`` (``MAX_CHUNK_SIZE`` if none does;
-    ``make_manifest`` then refuses the share with a clear message)."""
+    ``make_manifest`` then refuses the share with a clear message).
+
+    Without ``preferred``: ``DEFAULT_CHUNK_SIZE``, or less for a share under
+    ``SMALL_SHARE_CHUNKS`` of them (see there)."""
+    if preferred is None:
+        total = sum(sizes)
+        preferred = MIN_CHUNK_SIZE
+        while preferred < DEFAULT_CHUNK_SIZE and total > preferred * SMALL_SHARE_CHUNKS:
+            preferred *= 2
     size = preferred
     while size < MAX_CHUNK_SIZE and sum(chunk_count(s, size) for s in sizes) > MAX_TOTAL_CHUNKS:
         size *= 2

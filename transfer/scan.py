@@ -29,7 +29,6 @@ from p2pshare.transfer import hashcache
 from p2pshare.transfer.crypto import share_id_for
 from p2pshare.transfer.errors import SourceError
 from p2pshare.transfer.manifest import (
-    DEFAULT_CHUNK_SIZE,
     FileEntry,
     Manifest,
     ManifestError,
@@ -245,7 +244,7 @@ def build_manifest(
     name: str,
     description: str = "",
     sharer: str | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | None = None,
     key: bytes | None = None,
     workers: int | None = None,
 ) -> PreparedShare:
@@ -254,7 +253,7 @@ def build_manifest(
     return hash_scan(found, name=name, description=description, sharer=sharer, key=key, workers=workers)
 
 
-def scan_paths(paths: Iterable[Path | str], *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Scan:
+def scan_paths(paths: Iterable[Path | str], *, chunk_size: int | None = None) -> Scan:
     """Walk and stat ``paths``: every bad input fails here, before any hashing.
 
     Top-level entry names are the basenames of ``paths``; an explicitly given

@@ -152,6 +152,24 @@ def test_chunk_size_grows_only_for_huge_shares() -> None:
     assert manifest.chunk_size_for([5 << 40]) == manifest.MAX_CHUNK_SIZE
 
 
+def test_small_shares_get_small_chunks_for_an_early_first_verified_byte() -> None:
+    kib, mib = 1 << 10, 1 << 20
+    assert manifest.chunk_size_for([]) == manifest.MIN_CHUNK_SIZE
+    assert manifest.chunk_size_for([1 * mib]) == 64 * kib  # 16 chunks
+    assert manifest.chunk_size_for([8 * mib, 8 * mib]) == 64 * kib  # 256 chunks: the most at 64 KiB
+    assert manifest.chunk_size_for([16 * mib + 1]) == 128 * kib
+    assert manifest.chunk_size_for([100 * mib]) == 512 * kib
+    assert manifest.chunk_size_for([256 * mib + 1]) == manifest.DEFAULT_CHUNK_SIZE
+    assert manifest.chunk_size_for([1 << 30]) == manifest.DEFAULT_CHUNK_SIZE  # issue 12's GiB: unchanged
+    # Never more chunks than 256 below DEFAULT_CHUNK_SIZE, whatever the split.
+    for total in (1, 64 * kib, 3 * mib + 5, 40 * mib, 255 * mib):
+        size = manifest.chunk_size_for([total])
+        assert size >= manifest.MIN_CHUNK_SIZE and size & (size - 1) == 0
+        assert manifest.chunk_count(total, size) <= manifest.SMALL_SHARE_CHUNKS
+    # A size the caller asks for is kept (grown only to fit MAX_TOTAL_CHUNKS).
+    assert manifest.chunk_size_for([1 * mib], manifest.DEFAULT_CHUNK_SIZE) == manifest.DEFAULT_CHUNK_SIZE
+
+
 async def test_misleading_names_are_received_with_warnings(tmp_path: Path) -> None:
     data = b"not a pdf"
     names = ["invoice\u202efdp.exe", "\uff0e\uff0e", "plain.txt"]
