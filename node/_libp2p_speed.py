@@ -430,7 +430,8 @@ async def _check_answers(communicator: Any, protocol: str, timeout: float) -> No
     except trio.TooSlowError:
         raise LazyNegotiationFailed(f"no answer to {protocol} within {timeout}s") from None
     except mss_exc.MultiselectCommunicatorError as error:
-        raise LazyNegotiationFailed(f"no answer to {protocol}: {error.__cause__ or error}") from error
+        cause = error.__cause__ or error
+        raise LazyNegotiationFailed(f"no answer to {protocol}: {str(cause) or type(cause).__name__}") from error
     if answer != protocol:
         raise LazyNegotiationFailed(f"protocol not supported: {protocol}, response={answer!r}")
 
