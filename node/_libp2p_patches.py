@@ -171,7 +171,7 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
         _fixes.mss_read_text,
         "c99c62a961c702235aa9864b29b7c45402f6be4ca35267ed0b33ba4e23b6abbd",
     ),
-    # One round trip per multistream negotiation, not two (issue 10).
+    # One round trip per multistream negotiation, not two; none when one protocol is offered (lazy, issue 10).
     "mss_pipelined": (
         MultiselectClient,
         "select_one_of",
