@@ -16,7 +16,6 @@ import pytest
 import trio
 import trio.testing
 from libp2p.custom_types import TProtocol
-from libp2p.io.abc import ReadWriteCloser
 from libp2p.network.stream.exceptions import StreamError
 from libp2p.protocol_muxer.exceptions import MultiselectClientError
 from libp2p.protocol_muxer.multiselect import Multiselect
@@ -27,38 +26,18 @@ from libp2p.utils import encode_delim
 from p2pshare.node import _libp2p_patches as P
 from p2pshare.node._libp2p_speed import LazyNegotiationFailed
 
+from ._memory_pipe import RecordedPipe
+
 P.apply()
 
 
-class _Pipe(ReadWriteCloser):
-    """One end of a memory stream; ``log`` records "w" per write and "r" per read."""
-
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-        self.log: list[str] = []
-
-    async def write(self, data: bytes) -> None:
-        self.log.append("w")
-        await self.stream.send_all(data)
-
-    async def read(self, n: int | None = None) -> bytes:
-        self.log.append("r")
-        return bytes(await self.stream.receive_some(n or 65536))
-
-    async def close(self) -> None:
-        await self.stream.aclose()
-
-    def get_remote_address(self) -> tuple[str, int] | None:
-        return None
-
-
-async def _select(pipe: _Pipe, protocol: str = "/noise", timeout: int = 5) -> Any:
+async def _select(pipe: RecordedPipe, protocol: str = "/noise", timeout: int = 5) -> Any:
     return await MultiselectClient().select_one_of([TProtocol(protocol)], MultiselectCommunicator(pipe), timeout)
 
 
 async def test_returns_before_any_answer_and_checks_them_on_the_first_read() -> None:
     a, b = trio.testing.memory_stream_pair()
-    dialer = _Pipe(a)
+    dialer = RecordedPipe(a)
     with trio.fail_after(2):
         assert await _select(dialer) == "/noise"  # nobody listens yet: no wait
     assert dialer.log == ["w"]
@@ -67,7 +46,7 @@ async def test_returns_before_any_answer_and_checks_them_on_the_first_read() -> 
     chosen: list[Any] = []
 
     async def listen() -> None:
-        listener = _Pipe(b)
+        listener = RecordedPipe(b)
         proto, _ = await Multiselect({TProtocol("/noise"): None}).negotiate(MultiselectCommunicator(listener), 5)
         chosen.append(proto)
         assert await listener.read(5) == b"hello"  # left for the protocol, not eaten by negotiation
@@ -86,12 +65,14 @@ async def test_returns_before_any_answer_and_checks_them_on_the_first_read() -> 
 @pytest.mark.parametrize("served", [["/other"], []])
 async def test_a_refused_protocol_fails_the_first_read(served: list[str]) -> None:
     a, b = trio.testing.memory_stream_pair()
-    dialer = _Pipe(a)
+    dialer = RecordedPipe(a)
     assert await _select(dialer, "/p2pshare/x") == "/p2pshare/x"
 
     async def listen() -> None:
         try:
-            await Multiselect({TProtocol(p): None for p in served}).negotiate(MultiselectCommunicator(_Pipe(b)), 2)
+            await Multiselect({TProtocol(p): None for p in served}).negotiate(
+                MultiselectCommunicator(RecordedPipe(b)), 2
+            )
         except Exception:  # noqa: BLE001 - the listener's side of a refusal is not under test
             pass
 
@@ -105,7 +86,7 @@ async def test_a_refused_protocol_fails_the_first_read(served: list[str]) -> Non
 
 async def test_a_listener_that_speaks_something_else_fails_the_first_read() -> None:
     a, b = trio.testing.memory_stream_pair()
-    dialer = _Pipe(a)
+    dialer = RecordedPipe(a)
     await _select(dialer)
     await b.send_all(encode_delim(b"/not-multistream/9") + encode_delim(b"/noise"))
     with trio.fail_after(5), pytest.raises(LazyNegotiationFailed, match="protocol ID mismatch"):
@@ -114,7 +95,7 @@ async def test_a_listener_that_speaks_something_else_fails_the_first_read() -> N
 
 async def test_a_silent_listener_fails_the_first_read_within_the_negotiate_timeout() -> None:
     a, _b = trio.testing.memory_stream_pair()
-    dialer = _Pipe(a)
+    dialer = RecordedPipe(a)
     await _select(dialer, timeout=1)
     with trio.fail_after(3), pytest.raises(LazyNegotiationFailed, match="no answer to /noise within 1s"):
         await dialer.read(10)
@@ -122,7 +103,7 @@ async def test_a_silent_listener_fails_the_first_read_within_the_negotiate_timeo
 
 async def test_a_closed_connection_fails_the_first_read() -> None:
     a, b = trio.testing.memory_stream_pair()
-    dialer = _Pipe(a)
+    dialer = RecordedPipe(a)
     await _select(dialer)
     await b.aclose()
     with trio.fail_after(3), pytest.raises(LazyNegotiationFailed, match=r"no answer to /noise: \S"):
@@ -131,10 +112,10 @@ async def test_a_closed_connection_fails_the_first_read() -> None:
 
 async def test_two_protocols_offered_are_negotiated_before_returning() -> None:
     a, b = trio.testing.memory_stream_pair()
-    dialer = _Pipe(a)
+    dialer = RecordedPipe(a)
 
     async def listen() -> None:
-        await Multiselect({TProtocol("/b"): None}).negotiate(MultiselectCommunicator(_Pipe(b)), 5)
+        await Multiselect({TProtocol("/b"): None}).negotiate(MultiselectCommunicator(RecordedPipe(b)), 5)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(listen)

@@ -17,7 +17,6 @@ import pytest
 import trio
 import trio.testing
 from libp2p.custom_types import TProtocol
-from libp2p.io.abc import ReadWriteCloser
 from libp2p.protocol_muxer.exceptions import MultiselectClientError
 from libp2p.protocol_muxer.multiselect import Multiselect
 from libp2p.protocol_muxer.multiselect_client import MultiselectClient
@@ -28,30 +27,9 @@ from p2pshare.node import _libp2p_patches as P
 from p2pshare.node._libp2p_originals import ORIGINALS
 from p2pshare.node._libp2p_speed import LAZY_OFF
 
+from ._memory_pipe import RecordedPipe
+
 P.apply()
-
-
-class _Recorded(ReadWriteCloser):
-    """A ReadWriteCloser over one end of a memory stream; ``log`` is the order of
-    operations: "w" per write, "r" for the first read after a write."""
-
-    def __init__(self, stream: Any, log: list[str]) -> None:
-        self.stream, self.log = stream, log
-
-    async def write(self, data: bytes) -> None:
-        self.log.append("w")
-        await self.stream.send_all(data)
-
-    async def read(self, n: int | None = None) -> bytes:
-        if self.log[-1:] != ["r"]:
-            self.log.append("r")
-        return bytes(await self.stream.receive_some(n or 65536))
-
-    async def close(self) -> None:
-        await self.stream.aclose()
-
-    def get_remote_address(self) -> tuple[str, int] | None:
-        return None
 
 
 async def _negotiate(select: Any, wanted: list[str], served: list[str]) -> tuple[Any, list[str], Any]:
@@ -64,14 +42,14 @@ async def _negotiate(select: Any, wanted: list[str], served: list[str]) -> tuple
 
     async def listen() -> None:
         try:
-            got["listener"] = (await listener.negotiate(MultiselectCommunicator(_Recorded(b, [])), 5))[0]
+            got["listener"] = (await listener.negotiate(MultiselectCommunicator(RecordedPipe(b, [])), 5))[0]
         except Exception as e:  # noqa: BLE001 - recorded, compared below
             got["listener"] = e
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(listen)
         try:
-            got["dialer"] = await select(MultiselectClient(), wanted, MultiselectCommunicator(_Recorded(a, log)), 5)
+            got["dialer"] = await select(MultiselectClient(), wanted, MultiselectCommunicator(RecordedPipe(a, log)), 5)
         except MultiselectClientError as e:
             got["dialer"] = e
         await a.aclose()
@@ -122,7 +100,7 @@ async def test_a_listener_that_speaks_something_else_is_an_error() -> None:
 
         nursery.start_soon(garbage)
         with pytest.raises(MultiselectClientError, match="protocol ID mismatch"):
-            await OURS(MultiselectClient(), [TProtocol("/noise")], MultiselectCommunicator(_Recorded(a, [])), 5)
+            await OURS(MultiselectClient(), [TProtocol("/noise")], MultiselectCommunicator(RecordedPipe(a, [])), 5)
 
 
 async def test_a_silent_listener_times_out_within_the_negotiate_timeout() -> None:
@@ -130,4 +108,4 @@ async def test_a_silent_listener_times_out_within_the_negotiate_timeout() -> Non
     a, _b = trio.testing.memory_stream_pair()
     with trio.fail_after(3):
         with pytest.raises(MultiselectClientError, match="timed out after 1s"):
-            await OURS(MultiselectClient(), [TProtocol("/noise")], MultiselectCommunicator(_Recorded(a, [])), 1)
+            await OURS(MultiselectClient(), [TProtocol("/noise")], MultiselectCommunicator(RecordedPipe(a, [])), 1)
