@@ -437,16 +437,17 @@ async def close_connections_at_once(libp2p_host: IHost) -> None:
         conns = [c for cs in list(network.connections.values()) for c in list(cs)]
     except Exception:  # a host that never got as far as a swarm
         return
-
-    async def close(conn: Any) -> None:
-        try:
-            await conn.close()
-        except Exception:  # already broken: nothing left to close
-            pass
-
     async with trio.open_nursery() as nursery:
         for conn in conns:
-            nursery.start_soon(close, conn)
+            nursery.start_soon(aclose_quietly, conn)
+
+
+async def aclose_quietly(conn: Any) -> None:
+    """Close a connection (raw, secured or swarm) that may already be broken."""
+    try:
+        await conn.close()
+    except Exception:  # already broken: nothing left to close
+        pass
 
 
 async def new_stream_lazy(libp2p_host: IHost, peer_id: ID, protocol: str) -> INetStream:

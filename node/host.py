@@ -274,14 +274,14 @@ class Host:
             secured = await upgrader.security_multistream.secure_outbound(raw, None)
         except BaseException:
             with trio.CancelScope(shield=True):
-                await _aclose_quietly(raw)
+                await _impl.aclose_quietly(raw)
             raise
         pid: ID = secured.get_remote_peer()
         if pid == self.libp2p.get_id():
-            await _aclose_quietly(secured)
+            await _impl.aclose_quietly(secured)
             raise DialError("that address is our own node")
         if self._connections(pid):  # keep the connection we already have
-            await _aclose_quietly(secured)
+            await _impl.aclose_quietly(secured)
             self.libp2p.get_peerstore().add_addrs(pid, [maddr], _ADDR_TTL)
             return str(pid.to_base58())
         try:
@@ -289,7 +289,7 @@ class Host:
             await network.add_conn(muxed, direction="outbound")
         except BaseException:
             with trio.CancelScope(shield=True):
-                await _aclose_quietly(secured)
+                await _impl.aclose_quietly(secured)
             raise
         self.libp2p.get_peerstore().add_addrs(pid, [maddr], _ADDR_TTL)
         return str(pid.to_base58())
@@ -427,13 +427,6 @@ class Host:
             await stream.reset()
 
         self.set_stream_handler(protocol, refuse)
-
-
-async def _aclose_quietly(conn: Any) -> None:
-    try:
-        await conn.close()
-    except Exception:
-        pass
 
 
 @asynccontextmanager
