@@ -58,14 +58,13 @@ from ._libp2p_speed import (  # the replacements this table registers
     _get_send_window,
     _noise_read_msg,
     _noise_write_msg,
-    _read_data_body,
-    _read_exactly,
     _select_one_of,
     _session_read,
     _set_send_window,
     _window_update,
     _yamux_write,
 )
+from ._libp2p_yamux_rx import next_frame_header, read_data_body
 
 __all__ = ["apply", "is_applied", "write_piece", "PATCHES", "INSTANCE_PATCHES", "upstream_fingerprint"]
 __all__ += ["RECV_WINDOW", "no_dial_retries", "kad_servers_only", "no_disconnect_records"]
@@ -199,13 +198,13 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
     "yamux_read_exactly": (
         yamux,
         "read_exactly",
-        _read_exactly,
+        next_frame_header,
         "ae12723eff6b556d340497cf6b4a7c0b54ca2eb23c940ffcfe375dfb7e8cd9c1",
     ),
     "yamux_read_body": (
         yamux.Yamux,
         "_read_data_body",
-        _read_data_body,
+        read_data_body,
         "54cc06c91ba6ee159e0eefaf4802b3111fdce60fe1de566e267127c5fb2e0c41",
     ),
     "yamux_write": (
@@ -296,7 +295,11 @@ DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
         (secure_session.SecureSession, "read", "eeba14a89cf12325917fe19497a1bfc3c7c04b377947255a62bacbe854d65338"),
     ),
     "yamux_read_exactly": (
+        # Calls ``read_exactly`` for frame headers only (bodies: ``_read_data_body``),
+        # and handles plain DATA frames as ``deliver_plain_data`` does.
+        (_YC, "handle_incoming", "ad15ff6943feac206c7abfbf77f2142a64bb5edbe9085e3ccdda371736abdc7b"),
         (_YC, "_read_data_body", "54cc06c91ba6ee159e0eefaf4802b3111fdce60fe1de566e267127c5fb2e0c41"),
+        (_YC, "read_stream", "d07c99299384666ddcec8f96a18caf56c71aa957197dd68a99a84c806844310d"),
     ),
     "yamux_write": (
         (_YS, "__init__", "ab24c0709285d573f546dc1100b25ed0b8162e72df750004c0c103729256449b"),

@@ -183,6 +183,10 @@ class _StreamBuffers(dict[int, bytearray]):
 
 
 def yamux_init_bounded(self: Any, *args: Any, **kwargs: Any) -> None:
-    """``Yamux.__init__``, then stream buffers that enforce flow control."""
+    """``Yamux.__init__``, then stream buffers that enforce flow control, and
+    the session linked to its muxer for the plain-DATA fast path (P10)."""
+    from ._libp2p_yamux_rx import link_session  # it imports this module
+
     _ORIGINALS["yamux_flow_control"](self, *args, **kwargs)
     self.stream_buffers = _StreamBuffers(self)
+    link_session(self)

@@ -17,7 +17,6 @@ from typing import Any
 import trio
 from cryptography.exceptions import InvalidTag
 from libp2p.abc import INetStream
-from libp2p.io import utils as io_utils
 from libp2p.io.exceptions import ConnectionClosedError, IncompleteReadError, IOException
 from libp2p.network.stream.exceptions import StreamError
 from libp2p.protocol_muxer import exceptions as mss_exc
@@ -187,44 +186,7 @@ async def _session_read(self: Any, n: int | None = None) -> bytes:
     return bytes(parts)
 
 
-# -- P4: read_exactly without copying a complete first read -------------------
-# Upstream libp2p.io.utils.read_exactly always copies into a bytearray and
-# back to bytes, even when the first read already returned n bytes (the
-# usual case for yamux headers and bodies). Same semantics otherwise.
-
-
-async def _read_exactly(reader: Any, n: int, retry_count: int = io_utils.DEFAULT_RETRY_READ_COUNT) -> bytes:
-    first = await reader.read(n)
-    if len(first) == n:
-        return bytes(first)
-    buffer = bytearray(first)
-    for _ in range(retry_count):
-        if len(buffer) >= n:
-            return bytes(buffer)
-        buffer.extend(await reader.read(n - len(buffer)))
-    if len(buffer) >= n:
-        return bytes(buffer)
-    raise IncompleteReadError(
-        f"Connection closed during read operation: expected {n} bytes but received {len(buffer)} bytes",
-        expected_bytes=n,
-        received_bytes=len(buffer),
-    )
-
-
-# -- P5: no deadline for a frame body that is already here --------------------
-# Upstream Yamux._read_data_body wraps every DATA body read in
-# trio.fail_after (a cancel scope per frame, ~10% of the receive path). When
-# the decrypted body is already buffered in the session (the usual case) no
-# wait can happen, so we read it directly; otherwise upstream runs.
-
-
-async def _read_data_body(self: Any, length: int) -> bytes:
-    conn = self.secured_conn
-    d = getattr(conn, "__dict__", {})
-    cur = d.get("_p2ps_cur")
-    if cur is not None and len(cur) - d.get("_p2ps_pos", 0) >= length:
-        return await _read_exactly(conn, length)
-    return await _ORIGINALS["yamux_read_body"](self, length)  # type: ignore[no-any-return]
+# -- P4, P5, P10: the yamux receive path is in ``_libp2p_yamux_rx``. ------------
 
 
 # -- P6: yamux stream writes in batches, woken by window updates -------------

@@ -26,9 +26,11 @@ from libp2p.stream_muxer.yamux import yamux
 
 from p2pshare.node import _libp2p_patches as P
 from p2pshare.node import _libp2p_speed as S
+from p2pshare.node import _libp2p_yamux_rx as R
 from p2pshare.node._libp2p_fixes import peer_limit_keeps_self
 from p2pshare.node.host import open_host
 from tests.node import _peer
+from tests.node._fake_session import fake_session
 from tests.node.conftest import Peer
 
 P.apply()
@@ -178,27 +180,13 @@ async def test_noise_read_msg_real_cipher(tamper: bool) -> None:
     assert outs[0] == outs[1] == (msgs[:-1] + ["invalid"] if tamper else msgs)
 
 
-def _session(msgs: list[bytes]) -> Any:
-    class Conn:
-        def __init__(self) -> None:
-            self.q = list(msgs)
-
-        async def read_msg(self) -> bytes:
-            return self.q.pop(0) if self.q else b""
-
-    s = SecureSession.__new__(SecureSession)
-    s.conn = Conn()
-    s._reset_internal_buffer()
-    return s
-
-
 @pytest.mark.parametrize("seed", range(6))
 async def test_session_read_matches_upstream(seed: int) -> None:
     rng = random.Random(seed)
     msgs = [os.urandom(rng.choice([1, 12, 100, 65519, 70_000])) for _ in range(30)]
     sizes = [rng.choice([None, 1, 12, 65507, 65519, 100_000]) for _ in range(80)]
     upstream = P._upstream(SecureSession, "read")
-    a, b = _session(msgs), _session(msgs)
+    a, b = fake_session(msgs), fake_session(msgs)
     for n in sizes:
         outcomes = []
         for s, fn in ((a, upstream), (b, P._session_read)):
@@ -223,7 +211,8 @@ async def test_read_exactly_matches_upstream(seed: int) -> None:
             except IncompleteReadError as e:
                 results.append((e.expected_bytes, e.received_bytes))
         assert results[0] == results[1]
-    assert yamux.read_exactly is P._read_exactly and io_utils.read_exactly is not P._read_exactly
+    # A reader with no muxer linked (see test_yamux_rx.py) reads as upstream does.
+    assert yamux.read_exactly is R.next_frame_header and io_utils.read_exactly is not R.next_frame_header
 
 
 def test_send_window_property_wakes_writer() -> None:
