@@ -23,8 +23,6 @@ behaviour is kept) and ``tests/node/test_libp2p_patches.py`` fails.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import logging
 import sys
 from collections.abc import Callable
@@ -49,6 +47,7 @@ from noise import state as noise_state  # type: ignore[import-untyped]
 from noise.connection import NoiseConnection  # type: ignore[import-untyped]
 
 from . import _libp2p_announce as _announce
+from . import _libp2p_fingerprint as _fingerprint
 from . import _libp2p_fixes as _fixes
 from . import _libp2p_rcmgr as _rcmgr
 from ._libp2p_originals import ORIGINALS as _ORIGINALS
@@ -66,7 +65,7 @@ from ._libp2p_speed import (  # the replacements this table registers
 )
 from ._libp2p_yamux_rx import next_frame_header, read_data_body
 
-__all__ = ["apply", "is_applied", "write_piece", "PATCHES", "INSTANCE_PATCHES", "upstream_fingerprint"]
+__all__ = ["apply", "is_applied", "write_piece", "PATCHES", "INSTANCE_PATCHES", "changed_upstream"]
 __all__ += ["RECV_WINDOW", "no_dial_retries", "kad_servers_only", "no_disconnect_records"]
 
 logger = logging.getLogger(__name__)
@@ -342,11 +341,6 @@ DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
 _applied = False
 
 
-def upstream_fingerprint(obj: Any) -> str:
-    """SHA-256 of an upstream function's source (what the patch assumes)."""
-    return hashlib.sha256(inspect.getsource(obj).encode()).hexdigest()
-
-
 def _upstream(owner: Any, attr: str) -> Any:
     """The upstream object at ``owner.attr``, even if we replaced it."""
     for name, (o, a, _, _) in PATCHES.items():
@@ -355,11 +349,16 @@ def _upstream(owner: Any, attr: str) -> Any:
     return getattr(owner, attr)
 
 
-def changed_upstream(name: str) -> list[str]:
-    """Upstream functions patch ``name`` relies on whose source changed."""
+def changed_upstream(name: str, *, by_file: bool = True) -> list[str]:
+    """Upstream functions patch ``name`` relies on whose source changed
+    (``by_file=False``: fingerprint each function even in a studied file)."""
     owner, attr, _, expected = PATCHES[name]
     checks = [(owner, attr, expected), *DEPENDS.get(name, ())]
-    return [f"{getattr(o, '__name__', o)}.{a}" for o, a, sha in checks if upstream_fingerprint(_upstream(o, a)) != sha]
+    return [
+        f"{getattr(o, '__name__', o)}.{a}"
+        for o, a, sha in checks
+        if not _fingerprint.unchanged(_upstream(o, a), sha, by_file=by_file)
+    ]
 
 
 def apply() -> None:
@@ -426,9 +425,13 @@ INSTANCE_PATCHES: dict[str, tuple[tuple[Any, str, str], ...]] = {
 }
 
 
-def changed_instance_upstream(name: str) -> list[str]:
+def changed_instance_upstream(name: str, *, by_file: bool = True) -> list[str]:
     """Upstream functions instance patch ``name`` relies on whose source changed."""
-    return [f"{o.__name__}.{a}" for o, a, sha in INSTANCE_PATCHES[name] if upstream_fingerprint(_upstream(o, a)) != sha]
+    return [
+        f"{o.__name__}.{a}"
+        for o, a, sha in INSTANCE_PATCHES[name]
+        if not _fingerprint.unchanged(_upstream(o, a), sha, by_file=by_file)
+    ]
 
 
 def _instance_patch_ok(name: str) -> bool:

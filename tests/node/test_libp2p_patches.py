@@ -39,7 +39,10 @@ TAG = b"T" * 16
 
 @pytest.mark.parametrize("name", sorted(P.PATCHES))
 def test_upstream_code_is_the_code_we_patched(name: str) -> None:
-    assert P.changed_upstream(name) == [], f"py-libp2p changed under patch {name}: review it"
+    # Function by function, and by the studied files' digests (what apply()
+    # checks at start-up): both must say unchanged, so the table is right.
+    assert P.changed_upstream(name, by_file=False) == [], f"py-libp2p changed under patch {name}: review it"
+    assert P.changed_upstream(name) == []
 
 
 @pytest.mark.parametrize("name", sorted(P.PATCHES))
@@ -478,7 +481,8 @@ async def test_circuit_addresses_are_announced_as_circuit_addresses() -> None:
 
 @pytest.mark.parametrize("name", sorted(P.INSTANCE_PATCHES))
 def test_upstream_code_is_the_code_an_instance_patch_relies_on(name: str) -> None:
-    assert P.changed_instance_upstream(name) == [], f"py-libp2p changed under instance patch {name}: review it"
+    assert P.changed_instance_upstream(name, by_file=False) == [], f"py-libp2p changed under instance patch {name}"
+    assert P.changed_instance_upstream(name) == []
 
 
 async def test_hosts_dial_without_hidden_retries() -> None:
@@ -543,3 +547,17 @@ async def test_stopped_auto_connector_keeps_no_record_per_disconnected_peer() ->
         assert connector._recent_disconnects == {}
         AutoConnector.record_disconnect(connector, server.libp2p.get_id())  # the behaviour we replace
         assert len(connector._recent_disconnects) == 1
+
+
+def test_a_file_that_differs_from_the_studied_one_is_fingerprinted_function_by_function(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from p2pshare.node import _libp2p_fingerprint as F
+
+    target = yamux.Yamux.read_stream
+    assert F.file_is_studied(target)
+    real = F.source_sha256(target)
+    monkeypatch.setitem(F.STUDIED_FILES, "libp2p/stream_muxer/yamux/yamux.py", "0" * 64)
+    assert not F.file_is_studied(target)
+    assert F.unchanged(target, real) and not F.unchanged(target, "1" * 64)
+    assert not F.file_is_studied(len)  # a builtin has no file: never trusted by file
