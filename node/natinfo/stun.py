@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-
-from aioice import stun
+from typing import TYPE_CHECKING, Any
 
 from p2pshare.errors import ProtocolViolation
+
+if TYPE_CHECKING:
+    from aioice import stun as _stun_types
 
 __all__ = [
     "HEADER_LENGTH",
@@ -26,9 +28,18 @@ __all__ = [
     "Observation",
 ]
 
-HEADER_LENGTH = stun.HEADER_LENGTH
+HEADER_LENGTH = 20  # RFC 5389 §6 (aioice's, checked in tests/natinfo)
 MAX_BODY = 512
-_MAGIC = stun.COOKIE.to_bytes(4, "big")
+_MAGIC = (0x2112A442).to_bytes(4, "big")  # the magic cookie
+
+
+def _codec() -> Any:
+    """aioice's STUN codec, imported on first use: importing aioice pulls in
+    its ICE agent, mDNS and dnspython (~70 ms), which every ``share`` and
+    ``get`` paid at start-up though most never send a STUN message."""
+    from aioice import stun
+
+    return stun
 
 
 class StunError(ProtocolViolation, ValueError):
@@ -59,14 +70,16 @@ def body_length(header: bytes) -> int:
 def binding_request() -> tuple[bytes, bytes]:
     """``(transaction ID, request bytes)``."""
     txid = os.urandom(12)
+    stun = _codec()
     msg = stun.Message(stun.Method.BINDING, stun.Class.REQUEST, transaction_id=txid)
     return txid, bytes(msg)
 
 
-def _parse(data: bytes) -> stun.Message:
+def _parse(data: bytes) -> _stun_types.Message:
     body_length(data[:HEADER_LENGTH])
     try:
-        return stun.parse_message(data)
+        msg: _stun_types.Message = _codec().parse_message(data)
+        return msg
     except Exception as e:
         raise StunError(f"malformed STUN message: {e}") from None
 
@@ -74,6 +87,7 @@ def _parse(data: bytes) -> stun.Message:
 def binding_response(request: bytes, observed: tuple[str, int]) -> bytes:
     """The success response to a Binding request from ``observed``."""
     msg = _parse(request)
+    stun = _codec()
     if msg.message_method != stun.Method.BINDING or msg.message_class != stun.Class.REQUEST:
         raise StunError("not a Binding request")
     resp = stun.Message(stun.Method.BINDING, stun.Class.RESPONSE, transaction_id=msg.transaction_id)
@@ -85,6 +99,7 @@ def parse_binding_response(data: bytes, txid: bytes) -> tuple[str, int]:
     msg = _parse(data)
     if msg.transaction_id != txid:
         raise StunError("STUN answer for another transaction")
+    stun = _codec()
     if msg.message_method != stun.Method.BINDING or msg.message_class != stun.Class.RESPONSE:
         raise StunError("not a Binding success response")
     addr = msg.attributes.get("XOR-MAPPED-ADDRESS") or msg.attributes.get("MAPPED-ADDRESS")

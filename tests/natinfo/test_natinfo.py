@@ -126,3 +126,14 @@ async def test_stun_over_tcp_loopback() -> None:
         assert await observe(local, [("127.0.0.1", 1)], timeout=2) == []
         nursery.cancel_scope.cancel()
     listener.close()
+
+
+def test_stun_constants_are_aioices() -> None:
+    """stun.py spells out RFC 5389's header length and magic cookie so that
+    importing it does not import aioice; they must be aioice's."""
+    from aioice import stun as codec
+
+    from p2pshare.node.natinfo import stun
+
+    assert stun.HEADER_LENGTH == codec.HEADER_LENGTH
+    assert stun._MAGIC == codec.COOKIE.to_bytes(4, "big")
