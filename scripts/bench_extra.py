@@ -249,3 +249,45 @@ def small_files(top: Path, count: int, seed: int = 12) -> int:
         (d / f"f{i:06d}.txt").write_bytes(os.urandom(size))
         total += size
     return total
+
+
+#: Seconds to wait before each receiving run, ours and magic-wormhole's alike.
+#: This machine is a VM that hands freed memory back to its host after ~1-2 s
+#: (free page reporting); touching such memory again costs ~2 s of kernel CPU
+#: per GiB. A receiver writes a file, and its page cache is new memory: so
+#: each receiver starts after the previous run's memory has been handed back,
+#: and every run of either tool pays the same price for it.
+SETTLE_S = 3.0
+
+
+def settle() -> None:
+    time.sleep(SETTLE_S)
+
+
+def page_tax(mib: int = 1024) -> tuple[float, float]:
+    """CPU seconds (user + sys) to write ``mib`` MiB to a new file: after
+    ``settle()`` (memory handed back to the host), then again at once after
+    deleting it (memory still the guest's). The difference is this
+    machine's price for touching memory anew, which every receiver pays for
+    the page cache of the file it writes."""
+    import resource
+    import tempfile as _tempfile
+
+    block = os.urandom(1 << 20)
+
+    def write_new() -> float:
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        fd, name = _tempfile.mkstemp(prefix="p2pshare-bench-tax-")
+        try:
+            for i in range(mib):
+                os.pwrite(fd, block, i << 20)
+        finally:
+            os.close(fd)
+            os.unlink(name)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+    settle()
+    cold = write_new()
+    warm = write_new()
+    return cold, warm
