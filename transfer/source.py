@@ -35,7 +35,7 @@ class ChunkReader:
     def __init__(
         self,
         manifest: Manifest,
-        sources: tuple[Path, ...],
+        sources: tuple[str | Path, ...],
         identities: tuple[tuple[int, int, int], ...] | None = None,
     ) -> None:
         self._manifest = manifest

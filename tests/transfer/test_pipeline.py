@@ -252,7 +252,7 @@ def test_produce_frames_ends_a_batch_at_a_changed_file(tmp_path: Path, damage: s
     p = tree(tmp_path)
     material = ShareMaterial.build(crypto.ShareKeys.derive(key), p.manifest)
     victim = next(i for i, f in enumerate(p.manifest.files) if f.path.endswith("many/f2.bin"))
-    path = p.sources[victim]
+    path = Path(p.sources[victim])
     if damage == "rewrite":
         with open(path, "r+b") as fh:
             fh.seek(CS + 3)  # its second chunk
@@ -325,7 +325,7 @@ def test_checked_chunks_need_no_second_pass(tmp_path: Path, monkeypatch: pytest.
     assert done == entry.path
     store.close()
     assert hashed[0] == entry.size
-    assert (out / entry.path).read_bytes() == p.sources[0].read_bytes()
+    assert (out / entry.path).read_bytes() == Path(p.sources[0]).read_bytes()
 
 
 def test_the_sharer_hashes_no_chunk_of_an_unchanged_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,7 +33,7 @@ def test_tree(tmp_path: Path) -> None:
     assert any("symlink" in w and "link" in w for w in prepared.warnings)
     assert any("special file" in w and "fifo" in w for w in prepared.warnings)
     for f, src in zip(m.files, prepared.sources, strict=True):
-        assert src == top.parent / f.path
+        assert Path(src) == top.parent / f.path
     assert len(prepared.share_id) == 16
 
 
