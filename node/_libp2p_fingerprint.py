@@ -40,6 +40,7 @@ STUDIED_FILES: dict[str, str] = {
     "libp2p/security/noise/io.py": "a2194d3c2695e688061ea0efbdbaf26522d4522fd600b2e36fd9394fafaa247f",
     "libp2p/security/secure_session.py": "3c56b3b06f2ec6dfd9585c73a0c323c02f039abfda8ad83ce27a5c8dec2f2b80",
     "libp2p/stream_muxer/yamux/yamux.py": "1003b907c401ba5bbe8fbc46090610ac7c30ebf24d7006d582ec7a130a458b15",
+    "noise/backends/default/ciphers.py": "b63430b05ef1ada9b8123e48e07038f2f6a295fa1fa4b19596cebd769276ae38",
     "noise/connection.py": "0953d68fdfc8aa84f5692f979b612a6ab53e5a161941a9d727a684c1fd0c556f",
     "noise/state.py": "6c042444e91e06bbe184bf4810e78241848e086ac776e769fdba38c9c31eaecd",
 }

@@ -16,8 +16,11 @@ from typing import Any
 
 import trio
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from libp2p.abc import INetStream
 from libp2p.io.exceptions import ConnectionClosedError, IncompleteReadError, IOException
+from libp2p.io.trio import TrioTCPStream
+from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.network.stream.exceptions import StreamError
 from libp2p.protocol_muxer import exceptions as mss_exc
 from libp2p.protocol_muxer import multiselect_client as mss_client
@@ -26,8 +29,10 @@ from libp2p.security.noise import io as noise_io
 from libp2p.stream_muxer import exceptions as mux_exc
 from libp2p.stream_muxer.yamux import yamux
 from libp2p.utils import encode_delim
+from noise.backends.default.ciphers import ChaCha20Cipher  # type: ignore[import-untyped]
 from noise.connection import NoiseConnection  # type: ignore[import-untyped]
-from noise.exceptions import NoiseInvalidMessage  # type: ignore[import-untyped]
+from noise.constants import MAX_NONCE  # type: ignore[import-untyped]
+from noise.exceptions import NoiseInvalidMessage, NoiseMaxNonceError  # type: ignore[import-untyped]
 
 from ._libp2p_originals import ORIGINALS as _ORIGINALS
 from ._libp2p_rcmgr import window_target
@@ -116,12 +121,75 @@ def _direct_decrypt(rw: Any) -> Any:
 # -- P2: one socket write per Noise batch -------------------------------------
 # Upstream BaseNoiseMsgReadWriter.write_msg encrypts each <=65519-byte chunk,
 # prefixes its length (a copy) and writes it with its own send() call. We
-# encrypt every chunk of the buffer and send them with one write.
+# encrypt every chunk of the buffer and send them with one write. With the
+# session's ChaCha20-Poly1305 state at hand (the exact calls the noise
+# library makes: nonce 4 zero bytes + n little-endian, n += 1) each chunk is
+# sealed from a view of ``msg`` straight into its place in the output
+# buffer: no slice copy, no join copy (issue 12: ~0.2 s of the sender's CPU
+# per GiB). Over plain TCP the output buffer is reused for the next batch
+# of the same size (a small shared pool): the socket write has sent it all
+# when it returns.
+
+_UPSTREAM_TRANSPORT_ENCRYPT = noise_io.NoiseTransportReadWriter.encrypt
+_NONCE_PAD = bytes(4)
+_TAG = 16
+_POOL_MAX = 4
+_WBUF_POOL: list[bytearray] = []
+
+
+def _direct_encrypt(rw: Any) -> Any:
+    """The session's sending CipherState, if sealing through its AEAD is exact."""
+    state = rw.noise_state
+    if type(state) is not NoiseConnection or not state.handshake_finished:
+        return None
+    if type(rw).encrypt is not _UPSTREAM_TRANSPORT_ENCRYPT:
+        return None
+    cs = state.noise_protocol.cipher_state_encrypt
+    if cs is None or not cs.has_key() or type(cs.cipher) is not ChaCha20Cipher:
+        return None
+    return cs if type(getattr(cs.cipher, "cipher", None)) is ChaCha20Poly1305 else None
+
+
+def _seal_all(cs: Any, msg: Any, out: bytearray) -> None:
+    """Seal ``msg`` in Noise messages of at most NOISE_MAX_PLAINTEXT bytes,
+    each with its 2-byte length, into ``out`` (exactly their size)."""
+    aead = cs.cipher.cipher
+    with memoryview(msg) as src, memoryview(out) as dst:
+        pos = 0
+        for off in range(0, max(len(src), 1), NOISE_MAX_PLAINTEXT):
+            piece = src[off : off + NOISE_MAX_PLAINTEXT]
+            size = len(piece) + _TAG
+            if cs.n == MAX_NONCE:
+                raise NoiseMaxNonceError("Nonce has depleted!")
+            dst[pos : pos + 2] = size.to_bytes(2, "big")
+            aead.encrypt_into(_NONCE_PAD + cs.n.to_bytes(8, "little"), piece, None, dst[pos + 2 : pos + 2 + size])
+            cs.n += 1
+            piece.release()
+            pos += 2 + size
+
+
+def _sealed_size(size: int) -> int:
+    return size + max(1, -(-size // NOISE_MAX_PLAINTEXT)) * (2 + _TAG)
 
 
 async def _noise_write_msg(self: Any, msg: bytes, prefix_encoded: bool = False) -> None:
     if prefix_encoded:
         await _ORIGINALS["noise_write_msg"](self, msg, prefix_encoded)
+        return
+    cs = _direct_encrypt(self)
+    if cs is not None:
+        conn = self.read_writer.read_write_closer
+        total = _sealed_size(len(msg))
+        reuse = type(conn) is RawConnection and type(getattr(conn, "stream", None)) is TrioTCPStream
+        out = next((b for b in _WBUF_POOL if len(b) == total), None) if reuse else None
+        if out is not None:
+            _WBUF_POOL.remove(out)
+        else:
+            out = bytearray(total)
+        _seal_all(cs, msg, out)
+        await conn.write(out)
+        if reuse and len(_WBUF_POOL) < _POOL_MAX:
+            _WBUF_POOL.append(out)
         return
     parts: list[bytes] = []
     if len(msg) <= NOISE_MAX_PLAINTEXT:

@@ -30,6 +30,7 @@ private = (
     "p2pshare.node._libp2p_fixes",
     "p2pshare.node._libp2p_speed",
     "p2pshare.node._libp2p_yamux_rx",
+    "p2pshare.node._libp2p_instance_patches",
     "p2pshare.node._libp2p_patches",
     "p2pshare.node._libp2p_rcmgr",
     "p2pshare.node._libp2p_originals",

@@ -561,3 +561,64 @@ def test_a_file_that_differs_from_the_studied_one_is_fingerprinted_function_by_f
     assert not F.file_is_studied(target)
     assert F.unchanged(target, real) and not F.unchanged(target, "1" * 64)
     assert not F.file_is_studied(len)  # a builtin has no file: never trusted by file
+
+
+@pytest.mark.parametrize("sizes", [[0, 1, 65519], [65520, 200_000], [(1 << 20) + 5, 3, 1 << 20]])
+async def test_noise_write_msg_real_cipher_seals_in_place_and_keeps_the_nonce_sequence(sizes: list[int]) -> None:
+    """P2's direct path (sealing views of the message into one buffer) gives
+    Noise messages the peer opens in order, interleaved with upstream's own
+    writes on the same session (the nonce sequence is shared)."""
+    sender, receiver = _noise_pair()
+    raw = FakeRaw(b"", 0)
+    rw = noise_io.NoiseTransportReadWriter(raw, sender)  # type: ignore[arg-type]
+    assert S._direct_encrypt(rw) is not None
+    upstream = P._upstream(noise_io.NoiseTransportReadWriter, "write_msg")
+    msgs = [os.urandom(n) for n in sizes]
+    for i, m in enumerate(msgs):
+        await (upstream(rw, m) if i % 2 else rw.write_msg(m))
+    wire = bytes(raw.out)
+    got = bytearray()
+    pos = 0
+    while pos < len(wire):
+        n = int.from_bytes(wire[pos : pos + 2], "big")
+        got += receiver.decrypt(wire[pos + 2 : pos + 2 + n])
+        pos += 2 + n
+    assert bytes(got) == b"".join(msgs)
+
+
+async def test_noise_write_msg_reuses_its_buffer_only_over_tcp_after_the_send() -> None:
+    """Over a real TCP-like socket the sealed batch's buffer goes back to a
+    small pool once sent; the next batch of that size reuses it, and the
+    peer still reads every byte right."""
+    from libp2p.io.trio import TrioTCPStream
+    from libp2p.network.connection.raw_connection import RawConnection
+
+    sender, receiver = _noise_pair()
+    a, b = trio.socket.socketpair()
+    left, right = trio.SocketStream(a), trio.SocketStream(b)
+    rw = noise_io.NoiseTransportReadWriter(RawConnection(TrioTCPStream(left), True), sender)  # type: ignore[arg-type]
+    S._WBUF_POOL.clear()
+    msgs = [os.urandom(300_000) for _ in range(3)]
+    got = bytearray()
+
+    async def read_all() -> None:
+        wire = bytearray()
+        while len(wire) < 3 * S._sealed_size(300_000):
+            wire += await right.receive_some(1 << 20)
+        pos = 0
+        while pos < len(wire):
+            n = int.from_bytes(wire[pos : pos + 2], "big")
+            got.extend(receiver.decrypt(bytes(wire[pos + 2 : pos + 2 + n])))
+            pos += 2 + n
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read_all)
+        pooled = []
+        for m in msgs:
+            await rw.write_msg(m)
+            pooled.append(S._WBUF_POOL[0])
+    assert pooled[0] is pooled[1] is pooled[2] and len(S._WBUF_POOL) == 1
+    assert bytes(got) == b"".join(msgs)
+    S._WBUF_POOL.clear()
+    await left.aclose()
+    await right.aclose()
