@@ -107,15 +107,23 @@ async def _noise_read_msg(self: Any, prefix_encoded: bool = False) -> bytes:
         del buf[: 2 + size]
 
 
-def _direct_decrypt(rw: Any) -> Any:
-    """The session's receiving CipherState, if decrypting through it is exact."""
+def _session_cipher(rw: Any, sending: bool) -> Any:
+    """The session's sending or receiving CipherState, if calling it (or,
+    sending, its AEAD) directly is exactly what upstream would do."""
     state = rw.noise_state
     if type(state) is not NoiseConnection or not state.handshake_finished:
         return None
-    if type(rw).decrypt is not _UPSTREAM_TRANSPORT_DECRYPT:
+    upstream = _UPSTREAM_TRANSPORT_ENCRYPT if sending else _UPSTREAM_TRANSPORT_DECRYPT
+    if getattr(type(rw), "encrypt" if sending else "decrypt") is not upstream:
         return None
-    cipher = state.noise_protocol.cipher_state_decrypt
-    return cipher if cipher is not None and cipher.has_key() else None
+    proto = state.noise_protocol
+    cs = proto.cipher_state_encrypt if sending else proto.cipher_state_decrypt
+    return cs if cs is not None and cs.has_key() else None
+
+
+def _direct_decrypt(rw: Any) -> Any:
+    """The session's receiving CipherState, if decrypting through it is exact."""
+    return _session_cipher(rw, sending=False)
 
 
 # -- P2: one socket write per Noise batch -------------------------------------
@@ -139,13 +147,8 @@ _WBUF_POOL: list[bytearray] = []
 
 def _direct_encrypt(rw: Any) -> Any:
     """The session's sending CipherState, if sealing through its AEAD is exact."""
-    state = rw.noise_state
-    if type(state) is not NoiseConnection or not state.handshake_finished:
-        return None
-    if type(rw).encrypt is not _UPSTREAM_TRANSPORT_ENCRYPT:
-        return None
-    cs = state.noise_protocol.cipher_state_encrypt
-    if cs is None or not cs.has_key() or type(cs.cipher) is not ChaCha20Cipher:
+    cs = _session_cipher(rw, sending=True)
+    if cs is None or type(cs.cipher) is not ChaCha20Cipher:
         return None
     return cs if type(getattr(cs.cipher, "cipher", None)) is ChaCha20Poly1305 else None
 
