@@ -253,10 +253,11 @@ def small_files(top: Path, count: int, seed: int = 12) -> int:
 
 #: Seconds to wait before each receiving run, ours and magic-wormhole's alike.
 #: This machine is a VM that hands freed memory back to its host after ~1-2 s
-#: (free page reporting); touching such memory again costs ~2 s of kernel CPU
-#: per GiB. A receiver writes a file, and its page cache is new memory: so
-#: each receiver starts after the previous run's memory has been handed back,
-#: and every run of either tool pays the same price for it.
+#: (free page reporting); touching such memory again is slow. The page cache
+#: of a file written in large pieces takes large folios, which come from
+#: exactly that memory (~2 s of kernel CPU per GiB); small writes take pages
+#: freed moments ago (see ``transfer/_fsutil.WRITE_PIECE``). Each receiver
+#: starts after the same pause, so neither tool gets the other's memory.
 SETTLE_S = 3.0
 
 
@@ -265,22 +266,20 @@ def settle() -> None:
 
 
 def page_tax(mib: int = 1024) -> tuple[float, float]:
-    """CPU seconds (user + sys) to write ``mib`` MiB to a new file: after
-    ``settle()`` (memory handed back to the host), then again at once after
-    deleting it (memory still the guest's). The difference is this
-    machine's price for touching memory anew, which every receiver pays for
-    the page cache of the file it writes."""
+    """CPU seconds (user + sys) to write ``mib`` MiB to a new file in 1 MiB
+    pieces and in 16 KiB pieces, each after ``settle()``."""
     import resource
     import tempfile as _tempfile
 
     block = os.urandom(1 << 20)
 
-    def write_new() -> float:
+    def write_new(piece: int) -> float:
         before = resource.getrusage(resource.RUSAGE_SELF)
         fd, name = _tempfile.mkstemp(prefix="p2pshare-bench-tax-")
         try:
-            for i in range(mib):
-                os.pwrite(fd, block, i << 20)
+            view = memoryview(block)
+            for i in range((mib << 20) // piece):
+                os.pwrite(fd, view[:piece], i * piece)
         finally:
             os.close(fd)
             os.unlink(name)
@@ -288,6 +287,7 @@ def page_tax(mib: int = 1024) -> tuple[float, float]:
         return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
     settle()
-    cold = write_new()
-    warm = write_new()
-    return cold, warm
+    large = write_new(1 << 20)
+    settle()
+    small = write_new(16 << 10)
+    return large, small

@@ -53,3 +53,27 @@ def test_a_missing_source_is_one_line_error(tmp_path: Path) -> None:
     src, dst = _dirs(tmp_path)
     with pytest.raises(OutputError, match="cannot create name.txt"):
         fs.move_noreplace(src, "0", dst, "name.txt", "name.txt")
+
+
+def test_pwrite_all_writes_in_small_pieces_and_survives_short_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Received bytes go to the page cache in WRITE_PIECE writes (small
+    folios; see the constant's comment), all of them, even when the kernel
+    writes less than asked."""
+    sizes: list[int] = []
+    real = os.pwrite
+
+    def short_sometimes(fd: int, data: memoryview, offset: int) -> int:
+        sizes.append(len(data))
+        return real(fd, data[: max(1, len(data) - 7)] if len(sizes) % 5 == 0 else data, offset)
+
+    monkeypatch.setattr(fs.os, "pwrite", short_sometimes)
+    data = os.urandom(5 * fs.WRITE_PIECE + 123)
+    fd = os.open(tmp_path / "f", os.O_CREAT | os.O_RDWR)
+    try:
+        fs.pwrite_all(fd, data, 1000)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f").read_bytes() == bytes(1000) + data
+    assert sizes == [fs.WRITE_PIECE] * 5 + [123 + 7]  # the short write's 7 bytes went again
