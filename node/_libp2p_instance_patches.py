@@ -15,6 +15,7 @@ from libp2p.network.config import RetryConfig
 from libp2p.network.swarm import Swarm
 
 from . import _libp2p_fingerprint as _fingerprint
+from ._libp2p_originals import upstream
 
 __all__ = [
     "INSTANCE_PATCHES",
@@ -55,13 +56,11 @@ INSTANCE_PATCHES: dict[str, tuple[tuple[Any, str, str], ...]] = {
 
 def changed_instance_upstream(name: str, *, by_file: bool = True) -> list[str]:
     """Upstream functions instance patch ``name`` relies on whose source changed
-    (upstream's, where a class patch replaced one: ``_libp2p_patches._upstream``)."""
-    from ._libp2p_patches import _upstream  # it imports this module
-
+    (upstream's, where a class patch replaced one)."""
     return [
         f"{o.__name__}.{a}"
         for o, a, sha in INSTANCE_PATCHES[name]
-        if not _fingerprint.unchanged(_upstream(o, a), sha, by_file=by_file)
+        if not _fingerprint.unchanged(upstream(o, a), sha, by_file=by_file)
     ]
 
 

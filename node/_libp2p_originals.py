@@ -9,6 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ORIGINALS"]
+__all__ = ["ORIGINALS", "upstream"]
 
 ORIGINALS: dict[str, Any] = {}
+#: The same upstream objects by (owner, attribute) they were replaced at.
+BY_ATTRIBUTE: dict[tuple[Any, str], Any] = {}
+
+
+def upstream(owner: Any, attr: str) -> Any:
+    """The upstream object at ``owner.attr``, even if a patch replaced it."""
+    if (owner, attr) in BY_ATTRIBUTE:
+        return BY_ATTRIBUTE[(owner, attr)]
+    return getattr(owner, attr)

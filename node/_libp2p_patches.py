@@ -47,6 +47,7 @@ from noise.connection import NoiseConnection  # type: ignore[import-untyped]
 from . import _libp2p_announce as _announce
 from . import _libp2p_fingerprint as _fingerprint
 from . import _libp2p_fixes as _fixes
+from . import _libp2p_originals as _originals
 from . import _libp2p_rcmgr as _rcmgr
 from ._libp2p_instance_patches import (  # re-exported: the façade calls them from here
     INSTANCE_PATCHES,
@@ -352,12 +353,7 @@ DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
 _applied = False
 
 
-def _upstream(owner: Any, attr: str) -> Any:
-    """The upstream object at ``owner.attr``, even if we replaced it."""
-    for name, (o, a, _, _) in PATCHES.items():
-        if o is owner and a == attr and name in _ORIGINALS:
-            return _ORIGINALS[name]
-    return getattr(owner, attr)
+_upstream = _originals.upstream
 
 
 def changed_upstream(name: str, *, by_file: bool = True) -> list[str]:
@@ -382,7 +378,7 @@ def apply() -> None:
         if changed:
             logger.warning("py-libp2p changed (%s): patch %s not applied", ", ".join(changed), name)
             continue
-        _ORIGINALS[name] = getattr(owner, attr)
+        _ORIGINALS[name] = _originals.BY_ATTRIBUTE[(owner, attr)] = getattr(owner, attr)
         if name == "yamux_write":
             # The window lives under our name in each stream; this property
             # sets the writer's wake-up event whenever the window grows.

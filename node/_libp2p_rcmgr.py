@@ -35,6 +35,7 @@ from libp2p.stream_muxer.yamux import yamux
 from p2pshare.errors import ProtocolViolation
 
 from ._libp2p_originals import ORIGINALS as _ORIGINALS
+from ._libp2p_yamux_rx import FLOW_CONTROL_SLACK, link_session
 from .rcmgr import ResourceLimitExceeded, ResourceManager
 from .rcmgr.limits import STREAM_BASE_MEMORY
 
@@ -53,9 +54,6 @@ __all__ = [
 _ATTR = "_p2ps_rcmgr"
 _SCOPE = "_p2ps_scope"
 _GROWN = "_p2ps_window_reserved"
-#: Bytes a peer may send beyond the window we granted before we call it a
-#: violation: one Noise message's worth, for credit that crossed in flight.
-FLOW_CONTROL_SLACK = 64 * 1024
 #: Seconds a multistream negotiation may take on an inbound stream.
 NEGOTIATE_TIMEOUT = 10.0
 
@@ -185,8 +183,6 @@ class _StreamBuffers(dict[int, bytearray]):
 def yamux_init_bounded(self: Any, *args: Any, **kwargs: Any) -> None:
     """``Yamux.__init__``, then stream buffers that enforce flow control, and
     the session linked to its muxer for the plain-DATA fast path (P10)."""
-    from ._libp2p_yamux_rx import link_session  # it imports this module
-
     _ORIGINALS["yamux_flow_control"](self, *args, **kwargs)
     self.stream_buffers = _StreamBuffers(self)
     link_session(self)

@@ -39,9 +39,12 @@ from libp2p.io.exceptions import IncompleteReadError
 from libp2p.security import secure_session
 from libp2p.stream_muxer.yamux import yamux
 
-from ._libp2p_rcmgr import FLOW_CONTROL_SLACK
-
 __all__ = ["read_exactly", "read_data_body", "next_frame_header", "link_session", "deliver_plain_data"]
+__all__ += ["FLOW_CONTROL_SLACK"]
+
+#: Bytes a peer may send beyond the window we granted before we call it a
+#: violation: one Noise message's worth, for credit that crossed in flight.
+FLOW_CONTROL_SLACK = 64 * 1024
 
 HEADER_SIZE: int = int(yamux.HEADER_SIZE)
 _HEADER = struct.Struct(yamux.YAMUX_HEADER_FORMAT)

@@ -23,7 +23,7 @@ from libp2p.stream_muxer.yamux import yamux
 
 from p2pshare.node import _libp2p_patches as P
 from p2pshare.node import _libp2p_yamux_rx as R
-from p2pshare.node._libp2p_rcmgr import FLOW_CONTROL_SLACK
+from p2pshare.node._libp2p_yamux_rx import FLOW_CONTROL_SLACK
 from p2pshare.node.host import open_host
 from tests.node._fake_session import fake_session
 
