@@ -159,7 +159,7 @@ class ChunkCipher:
         return nonce
 
     def open(
-        self, file_index: int, chunk_index: int, is_last: bool, nonce: bytes, ciphertext: bytes | bytearray | memoryview
+        self, file_index: int, chunk_index: int, is_last: bool, nonce: bytes, ciphertext: bytes | bytearray
     ) -> bytes:
         aad = chunk_aad(self._keys, self._digest, file_index, chunk_index, is_last)
         try:

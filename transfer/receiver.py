@@ -73,7 +73,7 @@ class ChunkArrived:
     chunk_index: int
     is_last: bool
     nonce: bytes
-    ciphertext: bytes | bytearray | memoryview  # may be a view of the bytes read
+    ciphertext: bytes | bytearray
 
 
 @dataclass(frozen=True)

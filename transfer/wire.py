@@ -116,9 +116,7 @@ class Want:
 class Chunk:
     index: int
     nonce: bytes
-    #: Ciphertext + tag: a view of the bytes read when the chunk arrived in
-    #: one read (no copy), else its pieces joined.
-    ciphertext: bytes | bytearray | memoryview
+    ciphertext: bytes | bytearray  # ciphertext + tag; the decoder hands out its own buffer
 
 
 @dataclass(frozen=True)
@@ -197,9 +195,7 @@ def frame(kind: MsgType, *body: bytes | bytearray) -> bytes:
     return b"".join((HEADER.pack(kind, sum(len(b) for b in body)), *body))
 
 
-def chunk_frame_parts(
-    index: int, nonce: bytes, ciphertext: bytes | bytearray | memoryview
-) -> tuple[bytes | bytearray | memoryview, ...]:
+def chunk_frame_parts(index: int, nonce: bytes, ciphertext: bytes | bytearray) -> tuple[bytes | bytearray, ...]:
     """The pieces of a CHUNK frame, for one join of many frames (hot path)."""
     return (HEADER.pack(MsgType.CHUNK, 8 + len(nonce) + len(ciphertext)), _U64.pack(index), nonce, ciphertext)
 
@@ -209,7 +205,7 @@ def chunk_frame_head(index: int, nonce: bytes, ciphertext_len: int) -> bytes:
     return HEADER.pack(MsgType.CHUNK, 8 + len(nonce) + ciphertext_len) + _U64.pack(index) + nonce
 
 
-def chunk_frame(index: int, nonce: bytes, ciphertext: bytes | bytearray | memoryview) -> bytes:
+def chunk_frame(index: int, nonce: bytes, ciphertext: bytes | bytearray) -> bytes:
     return b"".join(chunk_frame_parts(index, nonce, ciphertext))
 
 
@@ -327,10 +323,7 @@ class FrameDecoder:
         self._limits = dict(MAX_BODY)
         self._buf = bytearray()  # header, CHUNK prefix, or a whole small body
         self._need: tuple[MsgType, int] | None = None
-        # The CHUNK being collected: its length, and views of the reads that
-        # hold it so far (read-only bytes: the views stay valid).
-        self._body: int | None = None
-        self._pieces: list[memoryview] = []
+        self._body: bytearray | None = None  # ciphertext of the CHUNK being filled
         self._filled = 0
         self._chunk_head: tuple[int, bytes] = (0, b"")
 
@@ -343,14 +336,8 @@ class FrameDecoder:
         return len(self._buf) + (self._filled if self._body is not None else 0)
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
-        """Messages completed by ``data``. A CHUNK's ciphertext may be a view
-        of ``data`` (or of earlier reads): pass ``bytes``, which nobody can
-        change while a view is held, or copy what you feed."""
         out: list[Message] = []
-        if isinstance(data, bytes):
-            self._feed(memoryview(data), out)  # views of it may outlive this call
-            return out
-        with memoryview(bytes(data)) as view:
+        with memoryview(data) as view:
             self._feed(view, out)
         return out
 
@@ -358,21 +345,15 @@ class FrameDecoder:
         buf = self._buf
         pos, end = 0, len(view)
         while True:
-            size = self._body
-            if size is not None:
-                # The ciphertext is not copied into a buffer of its own (that
-                # was a zeroed 1 MiB allocation and a copy per chunk, issue 12):
-                # a chunk inside one read is a view of it, else its pieces are
-                # joined once. Held views keep those reads alive: at most the
-                # bytes read for the chunks in flight, which the caller bounds.
-                take = min(size - self._filled, end - pos)
-                self._pieces.append(view[pos : pos + take])
+            body = self._body
+            if body is not None:
+                take = min(len(body) - self._filled, end - pos)
+                body[self._filled : self._filled + take] = view[pos : pos + take]
                 self._filled += take
                 pos += take
-                if self._filled < size:
+                if self._filled < len(body):
                     return
-                pieces, self._pieces, self._body = self._pieces, [], None
-                body: bytes | memoryview = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                self._body = None
                 out.append(Chunk(self._chunk_head[0], self._chunk_head[1], body))
                 continue
             if self._need is None:
@@ -409,7 +390,7 @@ class FrameDecoder:
             if is_chunk:
                 self._chunk_head = (_U64.unpack_from(buf)[0], bytes(buf[8:20]))
                 buf.clear()
-                self._body = length - want  # bounded by the CHUNK limit above
+                self._body = bytearray(length - want)  # bounded by the CHUNK limit above
                 self._filled = 0
                 continue
             if kind is MsgType.MANIFEST:

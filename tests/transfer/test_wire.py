@@ -157,24 +157,3 @@ def test_chunk_frames_split_anywhere() -> None:
             out.extend(dec.feed(memoryview(stream)[pos : pos + step]))
             pos += step
         assert out == msgs and dec.buffered == 0
-
-
-def test_a_chunk_inside_one_read_is_a_view_of_it_and_mutable_input_is_copied() -> None:
-    """No copy for a CHUNK that arrived in one read (a view of those bytes);
-    a spanning one is joined once; a caller's bytearray is copied first, so
-    changing it afterwards cannot change a chunk already handed out."""
-    a, b = wire.Chunk(1, b"n" * 12, os.urandom(5000)), wire.Chunk(2, b"m" * 12, os.urandom(7000))
-    stream = wire.encode(a) + wire.encode(b)
-    dec = wire.FrameDecoder(ALL)
-    cut = len(wire.encode(a)) + 100
-    first = dec.feed(stream[:cut])
-    assert first == [a] and isinstance(first[0], wire.Chunk)
-    view = first[0].ciphertext
-    assert isinstance(view, memoryview) and view.obj is not None and len(view) == 5000
-    second = dec.feed(stream[cut:])
-    assert second == [b] and isinstance(second[0], wire.Chunk) and isinstance(second[0].ciphertext, bytes)
-
-    mutable = bytearray(wire.encode(a))
-    got = wire.FrameDecoder(ALL).feed(mutable)
-    mutable[-10:] = bytes(10)
-    assert got == [a]
