@@ -17,10 +17,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STUDIED_FILES", "source_sha256", "file_is_studied", "unchanged"]
+from ._libp2p_originals import upstream
+
+__all__ = ["STUDIED_FILES", "source_sha256", "file_is_studied", "unchanged", "changed"]
 
 #: SHA-256 of every upstream file holding code a patch relies on, as studied
 #: (libp2p 0.8.1, noiseprotocol 0.3.1), by path below site-packages.
@@ -75,3 +78,14 @@ def file_is_studied(obj: Any) -> bool:
 def unchanged(obj: Any, expected: str, *, by_file: bool = True) -> bool:
     """Does ``obj`` still have the source whose SHA-256 is ``expected``?"""
     return (by_file and file_is_studied(obj)) or source_sha256(obj) == expected
+
+
+def changed(checks: Iterable[tuple[Any, str, str]], *, by_file: bool = True) -> list[str]:
+    """``owner.attr`` of each (owner, attr, sha256) whose upstream source (the
+    original where a class patch replaced it) is no longer the one studied
+    (``by_file=False``: fingerprint each function even in a studied file)."""
+    return [
+        f"{getattr(o, '__name__', o)}.{a}"
+        for o, a, sha in checks
+        if not unchanged(upstream(o, a), sha, by_file=by_file)
+    ]

@@ -15,7 +15,6 @@ from libp2p.network.config import RetryConfig
 from libp2p.network.swarm import Swarm
 
 from . import _libp2p_fingerprint as _fingerprint
-from ._libp2p_originals import upstream
 
 __all__ = [
     "INSTANCE_PATCHES",
@@ -57,11 +56,7 @@ INSTANCE_PATCHES: dict[str, tuple[tuple[Any, str, str], ...]] = {
 def changed_instance_upstream(name: str, *, by_file: bool = True) -> list[str]:
     """Upstream functions instance patch ``name`` relies on whose source changed
     (upstream's, where a class patch replaced one)."""
-    return [
-        f"{o.__name__}.{a}"
-        for o, a, sha in INSTANCE_PATCHES[name]
-        if not _fingerprint.unchanged(upstream(o, a), sha, by_file=by_file)
-    ]
+    return _fingerprint.changed(INSTANCE_PATCHES[name], by_file=by_file)
 
 
 def _instance_patch_ok(name: str) -> bool:

@@ -360,12 +360,7 @@ def changed_upstream(name: str, *, by_file: bool = True) -> list[str]:
     """Upstream functions patch ``name`` relies on whose source changed
     (``by_file=False``: fingerprint each function even in a studied file)."""
     owner, attr, _, expected = PATCHES[name]
-    checks = [(owner, attr, expected), *DEPENDS.get(name, ())]
-    return [
-        f"{getattr(o, '__name__', o)}.{a}"
-        for o, a, sha in checks
-        if not _fingerprint.unchanged(_upstream(o, a), sha, by_file=by_file)
-    ]
+    return _fingerprint.changed([(owner, attr, expected), *DEPENDS.get(name, ())], by_file=by_file)
 
 
 def apply() -> None:

@@ -30,6 +30,7 @@ import ctypes
 import ctypes.util
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import trio
 
@@ -41,15 +42,22 @@ __all__ = ["TRIM_EVERY", "trim_forever", "malloc_trim", "keep_freed_heap"]
 TRIM_EVERY = 60.0
 
 
-def _find_trim() -> Callable[[int], int] | None:
+def _libc_function(name: str) -> Any:
+    """glibc's ``name``, or None (another libc, or none)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        fn = libc.malloc_trim
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
     except (OSError, AttributeError):
+        return None
+
+
+def _find_trim() -> Callable[[int], int] | None:
+    fn = _libc_function("malloc_trim")
+    if fn is None:
         return None
     fn.argtypes = [ctypes.c_size_t]
     fn.restype = ctypes.c_int
-    return fn
+    trim: Callable[[int], int] = fn
+    return trim
 
 
 _TRIM = _find_trim()
@@ -63,9 +71,8 @@ HEAP_ALLOCATIONS_BELOW = 32 << 20
 def keep_freed_heap() -> bool:
     """Reuse freed heap memory instead of unmapping it after every burst;
     False where there is no glibc ``mallopt`` (nothing changed)."""
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
