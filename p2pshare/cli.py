@@ -26,7 +26,7 @@ from typing import Final, NoReturn, assert_never
 
 from p2pshare import sharecode
 from p2pshare.errors import LocalError, P2PShareError, ProtocolViolation, RemoteError, Terminated
-from p2pshare.node import _libp2p_lean_import, _memory
+from p2pshare.node import _libp2p_lean_import
 from p2pshare.node._output import Reporter
 from p2pshare.node.cmd_get import GetOptions
 from p2pshare.node.cmd_node import NodeOptions, add_node_parser
@@ -389,7 +389,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(verbose)
     _libp2p_lean_import.install()  # before any command imports py-libp2p
     _raise_fd_limit()
-    _memory.keep_freed_heap()  # bulk transfers churn big buffers
     reporter = Reporter(json_mode=bool(getattr(ns, "json", False)))
     try:
         return _dispatch(command_options(ns), reporter)

@@ -33,39 +33,3 @@ async def test_trim_forever_runs_until_cancelled(autojump_clock: trio.testing.Mo
     with trio.move_on_after(_memory.TRIM_EVERY * 3.5):
         await _memory.trim_forever()
     assert ctypes.util.find_library("c") is None or _memory._TRIM is not None
-
-
-_REUSE = """
-import resource, sys
-from p2pshare.node import _memory
-if sys.argv[1] == "keep":
-    assert _memory.keep_freed_heap()
-block = bytes(range(256)) * 4096
-
-def burst():
-    bufs = [bytearray(1 << 20) for _ in range(32)]
-    for b in bufs:
-        b[:] = block  # touch every page
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-burst()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-print(burst() - before)
-"""
-
-
-@pytest.mark.skipif(_memory._TRIM is None, reason="glibc only")
-def test_keep_freed_heap_reuses_a_burst_instead_of_faulting_it_in_again() -> None:
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    faults = {}
-    for mode in ("default", "keep"):
-        out = subprocess.run([sys.executable, "-c", _REUSE, mode], env=env, capture_output=True, text=True, check=True)
-        faults[mode] = int(out.stdout)
-    # 32 MiB is 8192 pages: glibc's defaults unmap the burst and fault it in
-    # again; kept, the second burst reuses the first one's pages.
-    assert faults["default"] > 4000 and faults["keep"] < 1000, faults
