@@ -103,14 +103,24 @@ def _verify_batch(store: Store, cipher: crypto.ChunkCipher, batch: list[ChunkArr
     out: list[Verified] = []
     nbytes = 0
     for c in batch:
+        # Large files: decrypted straight into an aligned buffer that the
+        # writer writes around the page cache (``transfer._direct``).
+        size = len(c.ciphertext) - crypto.TAG_BYTES
+        block = store.block_for(c.file_index) if size > 0 else None
         try:
-            plain = cipher.open(c.file_index, c.chunk_index, c.is_last, c.nonce, c.ciphertext)
+            if block is None:
+                plain: bytes | memoryview = cipher.open(c.file_index, c.chunk_index, c.is_last, c.nonce, c.ciphertext)
+            else:
+                plain = memoryview(block)[:size]
+                cipher.open_into(c.file_index, c.chunk_index, c.is_last, c.nonce, c.ciphertext, plain)
         except crypto.DecryptError:
             raise IntegrityError(f"chunk {c.index} failed authentication (tampered or corrupted)") from None
         nbytes += len(plain)
-        verified = store.verify_chunk(c.file_index, c.chunk_index, plain)  # both SHA-256s
+        verified = store.verify_chunk(c.file_index, c.chunk_index, plain, block=block)  # both SHA-256s
         if verified is not None:
             out.append(verified)
+        else:
+            store.give_block(block)
     return out, nbytes
 
 

@@ -166,3 +166,21 @@ class ChunkCipher:
             return self._aead.decrypt(nonce, ciphertext, aad)
         except InvalidTag:
             raise DecryptError("chunk failed authentication") from None
+
+    def open_into(
+        self,
+        file_index: int,
+        chunk_index: int,
+        is_last: bool,
+        nonce: bytes,
+        ciphertext: bytes | bytearray,
+        out: memoryview,
+    ) -> None:
+        """Like ``open``, but write the plaintext into ``out`` (exactly
+        ``len(ciphertext) - TAG_BYTES`` long). On a bad tag ``out`` holds
+        garbage and ``DecryptError`` is raised."""
+        aad = chunk_aad(self._keys, self._digest, file_index, chunk_index, is_last)
+        try:
+            self._aead.decrypt_into(nonce, ciphertext, aad, out)
+        except InvalidTag:
+            raise DecryptError("chunk failed authentication") from None

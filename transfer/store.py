@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import mmap
 import os
 import stat
 from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from p2pshare.transfer import _direct, ranges
 from p2pshare.transfer import _fsutil as fs
-from p2pshare.transfer import ranges
 from p2pshare.transfer.errors import IntegrityError, NoSpaceError, OutputError
 from p2pshare.transfer.manifest import Manifest
 from p2pshare.transfer.paths import PARTIAL_DIR_NAME
@@ -66,6 +67,9 @@ class Verified:
     data: bytes | memoryview = field(repr=False)
     #: Set on the chunk that completes its file: the whole-file hash so far.
     final: tuple[hashlib._Hash, int] | None = field(default=None, repr=False)
+    #: The aligned buffer ``data`` is a view of (``Store.block_for``): written
+    #: around the page cache, then given back to the pool.
+    block: mmap.mmap | None = field(default=None, repr=False)
 
 
 class Store:
@@ -95,6 +99,7 @@ class Store:
         self._unchecked: set[int] = set()
         self._fd: int | None = None
         self._fd_index = -1
+        self._direct = _direct.DirectWrites(manifest.chunk_size)  # large files skip the page cache
         self._parent_cache: tuple[tuple[str, ...], int] | None = None
         self._present: list[bool] | None = None
 
@@ -279,8 +284,23 @@ class Store:
     # at a time; every chunk goes through both, in the same order. A chunk is
     # written only after its hash matched.
 
+    def block_for(self, file_index: int) -> mmap.mmap | None:
+        """An aligned buffer to decrypt a chunk of this file into, if its
+        file is written with direct I/O (large files, a willing file system)."""
+        return self._direct.block_for(self.manifest.files[file_index].size)
+
+    def give_block(self, block: mmap.mmap | None) -> None:
+        """Return a buffer from ``block_for`` that will not be written."""
+        self._direct.give(block)
+
     def verify_chunk(
-        self, file_index: int, chunk_index: int, data: bytes | memoryview, *, verify: bool = True
+        self,
+        file_index: int,
+        chunk_index: int,
+        data: bytes | memoryview,
+        *,
+        verify: bool = True,
+        block: mmap.mmap | None = None,
     ) -> Verified | None:
         """Stage 1: check the chunk's SHA-256 and feed the whole-file SHA-256.
 
@@ -311,7 +331,7 @@ class Store:
         final = (
             (self._hasher.pop(file_index, None) or (hashlib.sha256(), 0)) if self._remaining[file_index] == 0 else None
         )
-        return Verified(file_index, chunk_index, data, final)
+        return Verified(file_index, chunk_index, data, final, block)
 
     def write_verified(self, chunk: Verified) -> str | None:
         """Stage 2: write a verified chunk; if it completed its file, check the
@@ -319,10 +339,14 @@ class Store:
         m = self.manifest
         entry = m.files[chunk.file_index]
         fd = self._open_part(chunk.file_index)
+        offset = chunk.chunk_index * m.chunk_size
+        block = chunk.block
         try:
-            fs.pwrite_all(fd, chunk.data, chunk.chunk_index * m.chunk_size)
+            if block is None or not self._direct.write(fd, block, len(chunk.data), offset):
+                fs.pwrite_all(fd, chunk.data, offset)
         except OSError as exc:
             raise OutputError(f"cannot write {self._shown(entry.path)}: {exc.strerror or exc}") from None
+        self.give_block(block)
         if chunk.final is None:
             return None
         self._finalize(chunk.file_index, chunk.final)
@@ -352,6 +376,7 @@ class Store:
             os.close(self._fd)
         self._fd = None
         self._fd_index = -1
+        self._direct.fd_direct = False
 
     def _hash_fd(self, fd: int, start_chunk: int, hasher: hashlib._Hash) -> hashlib._Hash:
         step = self.manifest.chunk_size
@@ -381,6 +406,7 @@ class Store:
         # still computed for a file with a chunk that skipped its check.
         checked = index not in self._unchecked
         if not checked and upto < len(entry.chunk_hashes):
+            self._direct.buffered(fd)  # a direct fd reads only into aligned buffers
             hasher = self._hash_fd(fd, upto, hasher)
         self._close_part()
         if not checked and hasher.digest() != entry.sha256:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from p2pshare import sharecode
-from tests.cli.helpers import Proc, run, start, tree_digest, write_random
+from tests.cli.helpers import Proc, cached_fraction, run, start, tree_digest, write_random
 
 Sharer = Callable[..., tuple[Proc, dict[str, Any]]]
 
@@ -40,6 +40,20 @@ def test_share_then_get_a_tree(tmp_path: Path, sharer: Sharer) -> None:
     assert (out / "tree" / "empty-dir").is_dir()
     assert res.stdout.count("\n") == 1 and "verified" in res.stdout
     assert not (out / ".p2pshare-partial").exists()
+
+
+def test_large_file_is_written_around_the_page_cache(tmp_path: Path, sharer: Sharer) -> None:
+    """Large files go to disk with O_DIRECT (``transfer._direct``, issue 12):
+    after the ``get`` the received file is not in the page cache, the small
+    one is (written through it)."""
+    tree = make_tree(tmp_path, big=8 << 20)
+    _, shared = sharer(tree)
+    out = tmp_path / "out"
+    res = run(["get", shared["code"], "-o", str(out)], tmp_path / "rx-home")
+    assert res.returncode == 0, res.stderr
+    assert cached_fraction(out / "tree" / "sub" / "big.bin") < 0.25
+    assert cached_fraction(out / "tree" / "hello.txt") == 1.0
+    assert tree_digest(out / "tree") == tree_digest(tree)
 
 
 def test_get_json_events(tmp_path: Path, sharer: Sharer) -> None:
