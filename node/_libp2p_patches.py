@@ -33,6 +33,7 @@ from libp2p.identity.identify_push import identify_push as identify_push_mod
 from libp2p.kad_dht import kad_dht as kad_dht_mod
 from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.kad_dht.provider_store import ProviderStore
+from libp2p.network.connection.swarm_connection import SwarmConn
 from libp2p.network.swarm import Swarm
 from libp2p.peer.peerstore import PeerStore
 from libp2p.protocol_muxer.multiselect_client import MultiselectClient
@@ -45,6 +46,7 @@ from noise.backends.default.ciphers import ChaCha20Cipher, CryptographyCipher  #
 from noise.connection import NoiseConnection  # type: ignore[import-untyped]
 
 from . import _libp2p_announce as _announce
+from . import _libp2p_close as _close
 from . import _libp2p_fingerprint as _fingerprint
 from . import _libp2p_fixes as _fixes
 from . import _libp2p_originals as _originals
@@ -224,6 +226,20 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
         _window_update,
         "6ebcbd822fe7f996efbc9efd5dceea1e8d0d729380a807eb7e4aa81cf79ca036",
     ),
+    # A connection closes without upstream's two fixed 0.1 s sleeps; every
+    # ``get`` printed its result 0.2 s late (issue 12, ``_libp2p_close``).
+    "yamux_close_prompt": (
+        yamux.Yamux,
+        "close",
+        _close.yamux_close,
+        "d80b27e69ccd1b899351598a89a6fc0cec1028be08c357c8e461ce820b9698ea",
+    ),
+    "swarm_conn_cleanup_prompt": (
+        SwarmConn,
+        "_cleanup",
+        _close.swarm_conn_cleanup,
+        "84470a285af6c28757e21c0d484034d9cbad88c1944715ebb79854beec420896",
+    ),
 }
 
 # Upstream code a patch relies on without replacing it (attributes it reads,
@@ -341,6 +357,10 @@ DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
         # the connection when ``event_shutting_down`` is set.
         (_YC, "handle_incoming", "ad15ff6943feac206c7abfbf77f2142a64bb5edbe9085e3ccdda371736abdc7b"),
         (_YC, "open_stream", "f3e0ef79ec21d0cb287994314e8ab226c6d58145b0a24c43806072438e39583f"),
+    ),
+    "swarm_conn_cleanup_prompt": (
+        # Closes the session's resources, then calls ``_cleanup`` last.
+        (SwarmConn, "close", "442c6259a8e9e45e4a833af75bf5811dcbafb0643a5e06f3d02e803034774ea5"),
     ),
     "yamux_window_update": (
         (_YS, "read", "ca585f2199fd4e83cc1ceffe0b28c0d2c176c0af426ce6fe0c155d79038bd9e9"),

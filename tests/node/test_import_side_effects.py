@@ -35,6 +35,7 @@ private = (
     "p2pshare.node._libp2p_rcmgr",
     "p2pshare.node._libp2p_originals",
     "p2pshare.node._libp2p_announce",
+    "p2pshare.node._libp2p_close",
 )
 assert set(private) <= set(names) and "p2pshare.node.api" in names, names
 for name in names:
