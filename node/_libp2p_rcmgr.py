@@ -30,11 +30,9 @@ from typing import Any
 import trio
 from libp2p.protocol_muxer.exceptions import MultiselectError
 from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
-from libp2p.stream_muxer.yamux import yamux
-
-from p2pshare.errors import ProtocolViolation
 
 from ._libp2p_originals import ORIGINALS as _ORIGINALS
+from ._libp2p_streambuf import StreamBuffer, YamuxFlowControlViolation
 from ._libp2p_yamux_rx import FLOW_CONTROL_SLACK, link_session
 from .rcmgr import ResourceLimitExceeded, ResourceManager
 from .rcmgr.limits import STREAM_BASE_MEMORY
@@ -142,41 +140,17 @@ def window_target(stream: Any, wanted: int) -> int:
     return STREAM_BASE_MEMORY
 
 
-class YamuxFlowControlViolation(ProtocolViolation, ConnectionError):
-    """A peer sent more on a yamux stream than the window it was granted."""
-
-
-class _StreamBuffer(bytearray):
-    """A yamux stream's receive buffer that refuses data beyond the granted window."""
-
-    __slots__ = ("_conn", "_sid")
-
-    def __init__(self, conn: Any, sid: int) -> None:
-        super().__init__()
-        self._conn = conn
-        self._sid = sid
-
-    def extend(self, data: Any) -> None:
-        stream = self._conn.streams.get(self._sid)
-        credit = stream.recv_window if stream is not None else yamux.DEFAULT_WINDOW_SIZE
-        if len(data) > max(credit, 0) + FLOW_CONTROL_SLACK:
-            self._conn.event_shutting_down.set()  # upstream then closes the connection
-            raise YamuxFlowControlViolation(
-                f"peer {self._conn.peer_id} sent {len(data)} bytes on stream {self._sid} with {credit} bytes of credit"
-            )
-        super().extend(data)
-
-
-class _StreamBuffers(dict[int, bytearray]):
-    """``Yamux.stream_buffers`` whose new buffers are :class:`_StreamBuffer`."""
+class _StreamBuffers(dict[int, Any]):
+    """``Yamux.stream_buffers`` whose new buffers are :class:`StreamBuffer`
+    (bounded by the window; pieces joined once when read)."""
 
     def __init__(self, conn: Any) -> None:
         super().__init__()
         self._conn = conn
 
-    def __setitem__(self, sid: int, value: bytearray) -> None:
+    def __setitem__(self, sid: int, value: Any) -> None:
         if type(value) is bytearray and not value:
-            value = _StreamBuffer(self._conn, sid)
+            value = StreamBuffer(self._conn, sid)
         super().__setitem__(sid, value)
 
 
