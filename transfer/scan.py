@@ -35,7 +35,7 @@ from p2pshare.transfer.manifest import (
     chunk_size_for,
     make_manifest,
 )
-from p2pshare.transfer.paths import MAX_PATH_BYTES, PathRuleError, check_component, fold
+from p2pshare.transfer.paths import MAX_ENTRIES, MAX_PATH_BYTES, PathRuleError, check_component, fold
 
 
 @dataclass(frozen=True)
@@ -297,6 +297,12 @@ def scan_paths(paths: Iterable[Path | str], *, chunk_size: int | None = None) ->
             _walk(str(path.absolute()), top, files, dirs, warnings)
         else:
             raise SourceError(f"cannot share {path}: not a regular file or directory")
+    if len(files) + len(dirs) > MAX_ENTRIES:
+        # Refused now, before a code is printed, not after hashing them all.
+        raise SourceError(
+            f"cannot share {len(files):,} files and {len(dirs):,} folders: one share holds at most "
+            f"{MAX_ENTRIES:,} entries; share fewer paths at a time, or an archive of them"
+        )
     size = chunk_size_for([f[2] for f in files], chunk_size)
     return Scan(tuple(files), tuple(dirs), tuple(warnings), size, scanned_at)
 

@@ -58,6 +58,20 @@ def test_missing_path_is_exit_2(tmp_path: Path) -> None:
     assert_one_line_error(res.stderr, "no such file")
 
 
+def test_too_many_entries_is_exit_2_before_any_code(tmp_path: Path) -> None:
+    """A share over the manifest's entry limit is refused by the scan, before
+    a code is printed -- not after every file was hashed."""
+    top = tmp_path / "many"
+    for d in range(132):
+        sub = top / f"d{d}"
+        sub.mkdir(parents=True)
+        for i in range(1000):
+            (sub / f"{i}").touch()
+    res = run(["share", "--no-mdns", str(top)], tmp_path / "home")
+    assert res.returncode == 2 and res.stdout == ""  # no code printed
+    assert_one_line_error(res.stderr, "132,000 files and 133 folders", "131,072 entries")
+
+
 def test_usage_error_is_exit_2(tmp_path: Path) -> None:
     res = run(["get"], tmp_path / "h")
     assert res.returncode == 2

@@ -88,3 +88,17 @@ def test_root_and_special_top_level(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "f")
     with pytest.raises(SourceError, match="not a regular file"):
         build_manifest([tmp_path / "f"], name="t")
+
+
+def test_more_entries_than_a_manifest_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from p2pshare.transfer import scan as scan_mod
+
+    monkeypatch.setattr(scan_mod, "MAX_ENTRIES", 5)
+    top = tmp_path / "t"
+    (top / "a").mkdir(parents=True)
+    for i in range(3):
+        (top / "a" / str(i)).write_bytes(b"x")
+    assert len(scan_mod.scan_paths([top]).files) == 3  # 3 files + 2 folders: at the limit
+    (top / "a" / "3").write_bytes(b"x")
+    with pytest.raises(SourceError, match="4 files and 2 folders: one share holds at most 5 entries"):
+        scan_mod.scan_paths([top])
