@@ -244,3 +244,26 @@ def test_install_refuses_when_unsafe() -> None:
     assert "libp2p 0.8.2 installed, stand-ins are for 0.8.1" in lines[1]
     assert "libp2p already imported" in lines[2]
     assert proc.stdout.rstrip().endswith("OK")
+
+
+_PYCRYPTODOME = """
+import sys
+from p2pshare.node import _libp2p_lean_import as L
+assert L.install()
+import Crypto.Util._raw_api as raw
+assert raw.backend == "ctypes", raw.backend
+import cffi  # still importable for everyone else
+from Crypto.Hash import SHA256
+from libp2p.crypto.rsa import create_new_key_pair
+pair = create_new_key_pair(1024)
+assert pair.private_key.sign(b"x") and SHA256.new(b"abc").hexdigest().startswith("ba7816bf")
+print("OK")
+"""
+
+
+def test_pycryptodome_binds_with_ctypes_and_still_works() -> None:
+    """pycryptodome parses C declarations with cffi at every start (~30 ms);
+    after ``install`` it uses ctypes, and RSA keys and SHA-256 still work."""
+    proc = _run(_PYCRYPTODOME)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.rstrip().endswith("OK")
