@@ -302,10 +302,15 @@ class ReceiveSession:
     ``transfer_event`` (it notes progress and re-emits them).
     """
 
-    def __init__(self, *, timeout: float, probe: Sequence[str] = (), learn_mapping: bool = False) -> None:
+    def __init__(
+        self, *, timeout: float, probe: Sequence[str] = (), learn_mapping: bool = False, stay_relayed: bool = False
+    ) -> None:
         """``probe``: the code's relays to learn our mapping from; ``learn_mapping``:
-        the mapping is unknown and the node has other peers to learn it from."""
+        the mapping is unknown and the node has other peers to learn it from;
+        ``stay_relayed`` (``get --force-relay``, for testing relays): the bytes
+        cross the relay even when a hole punch opens a direct path."""
         self.timeout = timeout
+        self.stay_relayed = stay_relayed
         self.state = State.REACHING
         self.deadline = 0.0
         self.attempts = 0
@@ -412,6 +417,8 @@ class ReceiveSession:
             if self._seeking_data and r.limit is not None:
                 return [*out, *self._fail(RelayLimitedError(no_data_relay_message(r.limit)))]
             self._limit = r.limit
+            if self.stay_relayed:
+                return [*out, *self._transfer()]
             self.state = State.WAITING_UPGRADE
             wait = UPGRADE_WAIT_LIMITED if r.limit is not None else UPGRADE_WAIT
             return [*out, WaitUpgrade(r.peer_id, self._bounded(wait, now))]
@@ -432,7 +439,12 @@ class ReceiveSession:
         self.attempts += 1
         self._progressed = False
         return [
-            Transfer(self.peer_id, self.path, watch_upgrade=self.path is ConnectionPath.RELAYED, deadline=self.deadline)
+            Transfer(
+                self.peer_id,
+                self.path,
+                watch_upgrade=self.path is ConnectionPath.RELAYED and not self.stay_relayed,
+                deadline=self.deadline,
+            )
         ]
 
     def _on_done(self, d: TransferDone) -> list[Action]:

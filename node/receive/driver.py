@@ -99,6 +99,7 @@ class ReceiveDriver:
             timeout=timeout,
             probe=probe_targets(addresses, nat_known),
             learn_mapping=not nat_known and self.traversal.can_probe(),
+            stay_relayed=self.reacher.force_relay,
         )
         actions = session.start(trio.current_time())
         end: Finish | Fail | None = None

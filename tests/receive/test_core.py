@@ -167,6 +167,18 @@ def test_relayed_connection_waits_for_hole_punching(limit: Limit | None, wait: f
     assert s.state is State.WAITING_UPGRADE
 
 
+@pytest.mark.parametrize("limit", [None, LIMIT])
+def test_stay_relayed_transfers_over_the_relay_without_waiting_or_watching(limit: Limit | None) -> None:
+    """``get --force-relay`` tests a relay: the bytes cross it even when a hole
+    punch would open a direct path (on loopback one opens in ~40 ms)."""
+    s = ReceiveSession(timeout=60, stay_relayed=True)
+    s.start(0.0)
+    actions = s.handle(reached(RELAYED, limit), 1.0)
+    assert events(actions) == [Connected(PEER, RELAYED, 1.5)]
+    assert op(actions) == Transfer(PEER, RELAYED, watch_upgrade=False, deadline=60.0)
+    assert s.state is State.TRANSFERRING
+
+
 def test_upgrade_wait_is_bounded_by_the_deadline() -> None:
     s = ReceiveSession(timeout=10)
     s.start(0.0)
