@@ -203,7 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_network_flags(g)
     g.add_argument(
-        "--force-relay", action="store_true", help="dial only through relays, never directly (for testing relays)"
+        "--force-relay",
+        action="store_true",
+        help="reach the sharer only through relays and keep the transfer there, even if a hole punch "
+        "opens a direct path (for testing relays)",
     )
     g.add_argument("--json", action="store_true", help="JSON lines on stdout")
     conflicts = g.add_mutually_exclusive_group()
