@@ -1,7 +1,8 @@
 """Every patch to py-libp2p 0.8.1 internals: one registry, one ``apply``.
 
-The replacement functions live in ``_libp2p_speed`` (the Noise + yamux
-stream path), ``_libp2p_fixes`` (robustness), ``_libp2p_rcmgr`` (the
+The replacement functions live in ``_libp2p_speed``, ``_libp2p_noise_rx``
+and ``_libp2p_yamux_rx`` (the Noise + yamux stream path), ``_libp2p_close``
+(closing without fixed sleeps), ``_libp2p_fixes`` (robustness), ``_libp2p_rcmgr`` (the
 resource manager's hooks) and ``_libp2p_announce`` (what we announce); this
 module fingerprints, applies and records them, and holds the patches to
 single objects (``INSTANCE_PATCHES``). Speed patches: every patch keeps the wire format byte-for-byte compatible (other
@@ -58,12 +59,12 @@ from ._libp2p_instance_patches import (  # re-exported: the façade calls them f
     no_dial_retries,
     no_disconnect_records,
 )
+from ._libp2p_noise_rx import _noise_read_msg
 from ._libp2p_originals import ORIGINALS as _ORIGINALS
 from ._libp2p_speed import (  # the replacements this table registers
     FRAME_PAYLOAD,
     RECV_WINDOW,
     _get_send_window,
-    _noise_read_msg,
     _noise_write_msg,
     _select_one_of,
     _session_read,
