@@ -32,8 +32,8 @@ from libp2p.protocol_muxer.exceptions import MultiselectError
 from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
 
 from ._libp2p_originals import ORIGINALS as _ORIGINALS
-from ._libp2p_streambuf import StreamBuffer, YamuxFlowControlViolation
-from ._libp2p_yamux_rx import FLOW_CONTROL_SLACK, link_session
+from ._libp2p_streambuf import StreamBuffer
+from ._libp2p_yamux_rx import link_session
 from .rcmgr import ResourceLimitExceeded, ResourceManager
 from .rcmgr.limits import STREAM_BASE_MEMORY
 
@@ -45,8 +45,6 @@ __all__ = [
     "handle_inbound_stream",
     "window_target",
     "yamux_init_bounded",
-    "YamuxFlowControlViolation",
-    "FLOW_CONTROL_SLACK",
 ]
 
 _ATTR = "_p2ps_rcmgr"

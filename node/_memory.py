@@ -14,7 +14,6 @@ import ctypes
 import ctypes.util
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import trio
 
@@ -26,22 +25,15 @@ __all__ = ["TRIM_EVERY", "trim_forever", "malloc_trim"]
 TRIM_EVERY = 60.0
 
 
-def _libc_function(name: str) -> Any:
-    """glibc's ``name``, or None (another libc, or none)."""
-    try:
-        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
-    except (OSError, AttributeError):
-        return None
-
-
 def _find_trim() -> Callable[[int], int] | None:
-    fn = _libc_function("malloc_trim")
-    if fn is None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        fn = libc.malloc_trim
+    except (OSError, AttributeError):
         return None
     fn.argtypes = [ctypes.c_size_t]
     fn.restype = ctypes.c_int
-    trim: Callable[[int], int] = fn
-    return trim
+    return fn
 
 
 _TRIM = _find_trim()
