@@ -37,6 +37,7 @@ STUDIED_FILES: dict[str, str] = {
     "libp2p/kad_dht/utils.py": "621d6f5cc31ad15c3f0f733e7c1f864304354e9b7a7836b513522ae620457b9b",
     "libp2p/network/auto_connector.py": "1a58bd3fae253acc34e80943373dfc5fd374e2b39c0bf6648d7f7ad620d7c68e",
     "libp2p/network/connection/swarm_connection.py": "02bd6b93b095f9fda2ebaefc4b36ecf4e630029b0676453e11a8e1b5c241d5e6",
+    "libp2p/network/stream/net_stream.py": "d637e9fec092784bdce07ea09e772cfc8a70d71923459836c4261a68e754d7f8",
     "libp2p/network/swarm.py": "de38ce6378189974b77cf1e2147c27f9cb14ed8b5612b2b01d34c655ec653162",
     "libp2p/peer/peerstore.py": "b28366ef1499437c0531c685f33075e6d71878c3f79d97b20eee828289b3f6f2",
     "libp2p/protocol_muxer/multiselect_client.py": "3f778859bcadddc0aec69cabe0e36777bea75a213fb0bf74c18d66796f29308b",

@@ -35,6 +35,7 @@ from libp2p.kad_dht import kad_dht as kad_dht_mod
 from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.kad_dht.provider_store import ProviderStore
 from libp2p.network.connection.swarm_connection import SwarmConn
+from libp2p.network.stream.net_stream import NetStream
 from libp2p.network.swarm import Swarm
 from libp2p.peer.peerstore import PeerStore
 from libp2p.protocol_muxer.multiselect_client import MultiselectClient
@@ -358,6 +359,12 @@ DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
         # the connection when ``event_shutting_down`` is set.
         (_YC, "handle_incoming", "ad15ff6943feac206c7abfbf77f2142a64bb5edbe9085e3ccdda371736abdc7b"),
         (_YC, "open_stream", "f3e0ef79ec21d0cb287994314e8ab226c6d58145b0a24c43806072438e39583f"),
+        # ``_libp2p_streambuf.read_pieces`` takes a StreamBuffer's pieces the
+        # way these read it (state checks, the stream's event, the window
+        # update after a read) and hands every other case to them.
+        (NetStream, "read", "cc3b280850abe4b3ce5867fda6e23c2082096029bfa99ea1faa5dc663127cec9"),
+        (_YS, "read", "ca585f2199fd4e83cc1ceffe0b28c0d2c176c0af426ce6fe0c155d79038bd9e9"),
+        (_YC, "read_stream", "d07c99299384666ddcec8f96a18caf56c71aa957197dd68a99a84c806844310d"),
     ),
     "swarm_conn_cleanup_prompt": (
         # Closes the session's resources, then calls ``_cleanup`` last.

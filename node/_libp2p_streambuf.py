@@ -10,7 +10,8 @@ faulted in. Here a body is kept as it came -- the decrypted Noise message's
 ``bytes`` or a view of it (``_libp2p_yamux_rx`` P10 hands a view when the
 body is most of its message, so a view pins at most a third more than it
 holds) -- and a read joins the pieces it takes into one ``bytes``: one copy
-per byte, none when a read takes exactly one whole ``bytes`` piece.
+per byte, none when a read takes exactly one whole ``bytes`` piece, and none
+at all for a reader that takes the pieces themselves (``take_pieces``).
 
 The class offers what py-libp2p's yamux and our patches do with a stream
 buffer -- ``len``, truth, ``extend``, ``bytes(buf)``, ``buf[:n]``,
@@ -23,13 +24,15 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+import trio
+from libp2p.network.stream.net_stream import NetStream, StreamState
 from libp2p.stream_muxer.yamux import yamux
 
 from p2pshare.errors import ProtocolViolation
 
 from ._libp2p_yamux_rx import FLOW_CONTROL_SLACK
 
-__all__ = ["StreamBuffer", "YamuxFlowControlViolation"]
+__all__ = ["StreamBuffer", "YamuxFlowControlViolation", "read_pieces"]
 
 
 class YamuxFlowControlViolation(ProtocolViolation, ConnectionError):
@@ -37,6 +40,9 @@ class YamuxFlowControlViolation(ProtocolViolation, ConnectionError):
 
 
 Piece = bytes | memoryview
+#: Bodies smaller than this are copied into shared buffers of _COALESCE.
+_SMALL = 4096
+_COALESCE = 64 * 1024
 
 
 class StreamBuffer:
@@ -48,7 +54,7 @@ class StreamBuffer:
     def __init__(self, conn: Any, sid: int) -> None:
         self._conn = conn
         self._sid = sid
-        self._pieces: deque[Piece] = deque()
+        self._pieces: deque[Piece | bytearray] = deque()  # bytearray: gathered small bodies
         self._size = 0
 
     def __len__(self) -> int:
@@ -68,56 +74,151 @@ class StreamBuffer:
         self.append(data)
 
     def append(self, data: Any) -> None:
-        """Keep ``data`` as it is (``bytes`` or a view nobody will change); any
-        other buffer is copied. No window check: the caller has made it."""
+        """Keep ``data`` as it is (``bytes`` or a read-only view); any other
+        buffer is copied, and a small body is copied onto the small bodies
+        before it. No window check: the caller has made it.
+
+        Small bodies are gathered so that a peer sending 1-byte frames does
+        not cost an object (~40 bytes) per byte of its window."""
         size = len(data)
         if not size:
             return
-        if type(data) is not bytes and type(data) is not memoryview:
-            data = bytes(data)
-        self._pieces.append(data)
+        pieces = self._pieces
         self._size += size
+        if size < _SMALL:
+            last = pieces[-1] if pieces else None
+            if type(last) is bytearray and len(last) + size <= _COALESCE:
+                last += data
+            else:
+                pieces.append(bytearray(data))
+            return
+        if type(data) is not bytes and (type(data) is not memoryview or not data.readonly):
+            data = bytes(data)  # only read-only pieces are kept (``take_pieces`` hands them out)
+        pieces.append(data)
 
     def __bytes__(self) -> bytes:
-        return self._take(self._size, consume=False)
+        return self._peek(self._size)
 
     def __getitem__(self, key: slice) -> bytes:
         n = _prefix_length(key, self._size)
-        return self._take(n, consume=False)
+        return self._peek(n)
 
     def __delitem__(self, key: slice) -> None:
-        self._take(_prefix_length(key, self._size), consume=True)
+        self._drop(_prefix_length(key, self._size))
 
     def clear(self) -> None:
         self._pieces.clear()
         self._size = 0
 
-    def _take(self, n: int, *, consume: bool) -> bytes:
-        """The first ``n`` bytes as one ``bytes``; removed if ``consume``."""
+    def take_pieces(self, n: int) -> list[Piece]:
+        """Remove and return the first ``n`` bytes as the pieces they are
+        kept in (read-only: ``bytes`` or views of ``bytes``), not joined.
+
+        A reader that can use pieces (``LibP2PByteStream.read_pieces``)
+        saves the one copy a read otherwise costs."""
+        n = min(n, self._size)
+        pieces = self._pieces
+        taken: list[Piece] = []
+        got = 0
+        while got < n:
+            piece = pieces[0]
+            need = n - got
+            if isinstance(piece, bytearray):  # gathered small bodies: handed out as bytes
+                if len(piece) > need:
+                    taken.append(bytes(piece[:need]))
+                    del piece[:need]
+                    got = n
+                    break
+                taken.append(bytes(pieces.popleft()))
+                got += len(piece)
+                continue
+            if len(piece) > need:
+                with memoryview(piece) as whole:
+                    taken.append(whole[:need])
+                    pieces[0] = whole[need:]
+                got = n
+                break
+            pieces.popleft()
+            taken.append(piece)
+            got += len(piece)
+        self._size -= got
+        return taken
+
+    def _drop(self, n: int) -> None:
+        """Remove the first ``n`` bytes without building them."""
+        pieces = self._pieces
+        left = n = min(max(n, 0), self._size)
+        while left:
+            size = len(pieces[0])
+            if size > left and type(pieces[0]) is bytearray:
+                del pieces[0][:left]
+                break
+            if size > left:
+                with memoryview(pieces[0]) as whole:
+                    pieces[0] = whole[left:]
+                break
+            pieces.popleft()
+            left -= size
+        self._size -= n
+
+    def _peek(self, n: int) -> bytes:
+        """The first ``n`` bytes as one ``bytes`` (nothing removed)."""
         n = min(n, self._size)
         if n <= 0:
             return b""
-        pieces = self._pieces
-        taken: list[Piece] = []
-        got = whole = split = 0  # bytes so far, whole pieces taken, bytes of a split one
-        while got < n:
-            piece = pieces[whole]
+        taken: list[Piece | bytearray] = []
+        got = 0
+        for piece in self._pieces:
             need = n - got
-            if len(piece) > need:
-                taken.append(memoryview(piece)[:need])
-                split = need
+            if len(piece) >= need:
+                if len(piece) > need:
+                    piece = piece[:need] if type(piece) is bytearray else memoryview(piece)[:need]
+                taken.append(piece)
                 break
             taken.append(piece)
             got += len(piece)
-            whole += 1
-        out = taken[0] if len(taken) == 1 and type(taken[0]) is bytes else b"".join(taken)
-        if consume:
-            for _ in range(whole):
-                pieces.popleft()
-            if split:
-                pieces[0] = memoryview(pieces[0])[split:]
-            self._size -= n
-        return out
+        return taken[0] if len(taken) == 1 and type(taken[0]) is bytes else b"".join(taken)
+
+
+async def read_pieces(net_stream: Any, max_bytes: int) -> list[Piece] | None:
+    """Up to ``max_bytes`` of ``net_stream``'s data as the pieces its
+    :class:`StreamBuffer` holds (read-only, not joined), waiting for data
+    like upstream's read; None whenever upstream's ``NetStream.read`` must
+    answer instead (end of stream, reset, a closing connection, a lazy
+    protocol answer still to check, a buffer that is not ours).
+
+    The steps are upstream's (``NetStream.read`` -> ``YamuxStream.read`` ->
+    ``Yamux.read_stream``, fingerprinted in ``_libp2p_patches.DEPENDS``):
+    state checks, take the buffered bytes, the window update for what was
+    read; or wait on the stream's event and swap in a fresh one."""
+    if type(net_stream) is not NetStream or "read" in net_stream.__dict__:  # P9's first read checks answers
+        return None
+    muxed = net_stream.muxed_stream
+    if type(muxed) is not yamux.YamuxStream:
+        return None
+    conn, sid = muxed.conn, muxed.stream_id
+    while True:
+        buffer: Any = conn.stream_buffers.get(sid)  # ours once ``yamux_flow_control`` is applied
+        if (
+            type(buffer) is not StreamBuffer
+            or net_stream._state not in (StreamState.OPEN, StreamState.CLOSE_WRITE)
+            or conn.streams.get(sid) is not muxed
+            or muxed.closed
+            or muxed.reset_received
+            or conn.event_shutting_down.is_set()
+            or conn.streams_lock.locked()
+        ):
+            return None
+        if len(buffer):
+            pieces = buffer.take_pieces(max_bytes)
+            await muxed._auto_tune_and_send_window_update(bytes_read=sum(len(p) for p in pieces))
+            return pieces
+        event = conn.stream_events.get(sid)
+        if muxed.recv_closed or event is None:
+            return None
+        await event.wait()
+        if conn.stream_events.get(sid) is event:
+            conn.stream_events[sid] = trio.Event()
 
 
 def _prefix_length(key: Any, size: int) -> int:

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import trio
 
 from p2pshare.transfer import crypto, wire
-from p2pshare.transfer._trio_io import TaskGroup, await_eof, goodbye, read_some, write_all
+from p2pshare.transfer._trio_io import TaskGroup, await_eof, goodbye, read_pieces_some, read_some, write_all
 from p2pshare.transfer.errors import (
     DeclinedError,
     IntegrityError,
@@ -307,7 +307,7 @@ async def _receive(
             while True:
                 await budget.wait_for_room()
                 try:
-                    data = await read_some(stream, idle_timeout, "sharer", DATA_READ_SIZE)
+                    data = await read_pieces_some(stream, idle_timeout, "sharer", DATA_READ_SIZE)
                     if not data:
                         raise StreamEndedError("the sharer closed the connection")
                 except StreamEndedError as exc:

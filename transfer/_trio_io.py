@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import trio
 
@@ -11,6 +12,7 @@ from p2pshare.transfer.errors import StreamEndedError, TransferError
 from p2pshare.transfer.stream import Buffer, BufferStream, ByteStream
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 READ_SIZE = 1 << 20
 #: How long to wait for a best-effort goodbye (ERROR frame, half-close).
@@ -19,9 +21,25 @@ GOODBYE_SECONDS = 2.0
 
 async def read_some(stream: ByteStream, timeout: float, what: str, max_bytes: int = READ_SIZE) -> bytes:
     """Read up to ``max_bytes``; map silence and transport failures to StreamEndedError."""
+    return await _guarded_read(lambda: stream.read(max_bytes), timeout, what)
+
+
+async def read_pieces_some(stream: ByteStream, timeout: float, what: str, max_bytes: int) -> list[bytes | memoryview]:
+    """``read_some`` as read-only pieces (``[]`` at end of stream) from a
+    stream that can hand them out without joining them
+    (``LibP2PByteStream.read_pieces``); one ``bytes`` piece from any other."""
+    read_pieces = getattr(stream, "read_pieces", None)
+    if read_pieces is not None:
+        pieces: list[bytes | memoryview] = await _guarded_read(lambda: read_pieces(max_bytes), timeout, what)
+        return pieces
+    data = await read_some(stream, timeout, what, max_bytes)
+    return [data] if data else []
+
+
+async def _guarded_read(read: Callable[[], Awaitable[T]], timeout: float, what: str) -> T:
     with trio.move_on_after(timeout):
         try:
-            return await stream.read(max_bytes)
+            return await read()
         except TransferError:
             raise
         except Exception as exc:  # any transport: reset, broken pipe, closed

@@ -19,16 +19,20 @@ from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from p2pshare.errors import P2PShareError
+from p2pshare.transfer.gathered import Gathered
 
 KEY_BYTES = 32
 SHARE_ID_BYTES = 16
 NONCE_BYTES = 32  # handshake nonces
 GCM_NONCE_BYTES = 12
 TAG_BYTES = 16
+#: A sealed chunk as it arrived: one buffer, or the pieces it came in.
+Body = bytes | bytearray | memoryview | Gathered
 MAC_BYTES = 32
 MAX_PEER_ID_BYTES = 1024
 
@@ -158,12 +162,10 @@ class ChunkCipher:
         self._aead.encrypt_into(nonce, plaintext, aad, out)
         return nonce
 
-    def open(
-        self, file_index: int, chunk_index: int, is_last: bool, nonce: bytes, ciphertext: bytes | bytearray
-    ) -> bytes:
+    def open(self, file_index: int, chunk_index: int, is_last: bool, nonce: bytes, ciphertext: Body) -> bytes:
         aad = chunk_aad(self._keys, self._digest, file_index, chunk_index, is_last)
         try:
-            return self._aead.decrypt(nonce, ciphertext, aad)
+            return self._aead.decrypt(nonce, bytes(ciphertext) if isinstance(ciphertext, Gathered) else ciphertext, aad)
         except InvalidTag:
             raise DecryptError("chunk failed authentication") from None
 
@@ -173,14 +175,28 @@ class ChunkCipher:
         chunk_index: int,
         is_last: bool,
         nonce: bytes,
-        ciphertext: bytes | bytearray,
+        ciphertext: Body,
         out: memoryview,
     ) -> None:
         """Like ``open``, but write the plaintext into ``out`` (exactly
         ``len(ciphertext) - TAG_BYTES`` long). On a bad tag ``out`` holds
-        garbage and ``DecryptError`` is raised."""
+        garbage and ``DecryptError`` is raised.
+
+        A ``Gathered`` body is decrypted piece by piece, never joined: the
+        same AES-256-GCM, through the streaming interface."""
         aad = chunk_aad(self._keys, self._digest, file_index, chunk_index, is_last)
         try:
-            self._aead.decrypt_into(nonce, ciphertext, aad, out)
+            if not isinstance(ciphertext, Gathered):
+                self._aead.decrypt_into(nonce, ciphertext, aad, out)
+                return
+            if len(out) != len(ciphertext) - TAG_BYTES or len(nonce) != GCM_NONCE_BYTES:
+                raise ValueError("output or nonce of the wrong size")
+            pieces, tag = ciphertext.split_tail(TAG_BYTES)
+            decryptor = Cipher(algorithms.AES(self._keys.data_key), modes.GCM(nonce, tag)).decryptor()
+            decryptor.authenticate_additional_data(aad)
+            pos = 0
+            for piece in pieces:
+                pos += decryptor.update_into(piece, out[pos:])
+            decryptor.finalize()
         except InvalidTag:
             raise DecryptError("chunk failed authentication") from None

@@ -73,7 +73,7 @@ class ChunkArrived:
     chunk_index: int
     is_last: bool
     nonce: bytes
-    ciphertext: bytes | bytearray
+    ciphertext: crypto.Body  # one buffer, or the pieces it arrived in
 
 
 @dataclass(frozen=True)

@@ -60,11 +60,12 @@ class SessionCore(Generic[EventT]):
             self._out.append(wire.encode(wire.Error(code, message)))
         self.state = self._FAILED
 
-    def receive_data(self, data: bytes) -> list[EventT]:
+    def receive_data(self, data: bytes | list[bytes | memoryview]) -> list[EventT]:
+        """Decode ``data`` (bytes, or the read-only pieces of a scatter read)."""
         if self.failed:
             raise ProtocolError("session already failed")
         try:
-            messages = self._decoder.feed(data)
+            messages = self._decoder.feed_all(data) if isinstance(data, list) else self._decoder.feed(data)
             return [ev for msg in messages for ev in self._handle(msg)]
         except TransferError as exc:
             if not self.failed:

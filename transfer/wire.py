@@ -39,8 +39,9 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
-from p2pshare.transfer.crypto import GCM_NONCE_BYTES, MAC_BYTES, NONCE_BYTES, SHARE_ID_BYTES, TAG_BYTES
+from p2pshare.transfer.crypto import GCM_NONCE_BYTES, MAC_BYTES, NONCE_BYTES, SHARE_ID_BYTES, TAG_BYTES, Body
 from p2pshare.transfer.errors import MAX_MESSAGE_CHARS, ProtocolError, UnavailableReason, sanitize_text
+from p2pshare.transfer.gathered import Gathered
 from p2pshare.transfer.manifest import MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES
 
 PROTOCOL_VERSION = 1
@@ -51,6 +52,12 @@ CHUNK_OVERHEAD = 8 + GCM_NONCE_BYTES + TAG_BYTES  # index + nonce + tag
 _U64 = struct.Struct(">Q")
 _RANGE = struct.Struct(">QQ")
 _UNAVAILABLE = struct.Struct(">IB")
+#: A CHUNK body's copied bytes are gathered in buffers of about this size
+#: (so a body fed a byte at a time is not a million pieces).
+_COALESCE = 64 * 1024
+#: A kept view costs ~200 bytes of objects: only slices this large are kept
+#: as views (so a body fed in slivers is copied, not a million views).
+_MIN_VIEW = 4096
 
 
 class MsgType(IntEnum):
@@ -116,7 +123,9 @@ class Want:
 class Chunk:
     index: int
     nonce: bytes
-    ciphertext: bytes | bytearray  # ciphertext + tag; the decoder hands out its own buffer
+    #: ciphertext + tag. From the decoder: the pieces it arrived in when
+    #: there are several (``Gathered``), else one buffer.
+    ciphertext: Body
 
 
 @dataclass(frozen=True)
@@ -225,7 +234,8 @@ def encode(msg: Message) -> bytes:
         parts.extend(_RANGE.pack(a, b) for a, b in msg.ranges)
         return frame(MsgType.WANT, *parts)
     if isinstance(msg, Chunk):
-        return chunk_frame(msg.index, msg.nonce, msg.ciphertext)
+        body = msg.ciphertext
+        return chunk_frame(msg.index, msg.nonce, bytes(body) if isinstance(body, (Gathered, memoryview)) else body)
     if isinstance(msg, End):
         return frame(MsgType.END)
     if isinstance(msg, Done):
@@ -310,8 +320,10 @@ class FrameDecoder:
 
     Holds at most one partial frame; a header announcing a body larger than
     its type allows is rejected before the body is buffered. A CHUNK body is
-    copied once, straight from the fed data into a buffer of its exact size
-    (the hot path: no re-buffering, slicing or second copy of a megabyte).
+    kept as the pieces it was fed in (``Gathered``; one piece is handed out
+    alone): a slice of fed ``bytes`` of at least 4 KiB and 3/4 of that
+    object is kept as a view, with no copy (the hot path: each 64 KiB yamux frame of a
+    1 MiB chunk); anything else is copied once, into buffers of ~64 KiB.
     A MANIFEST body grows in place as it arrives (only what the sharer sent
     is held) and is handed out as that buffer, not copied.
     """
@@ -323,7 +335,8 @@ class FrameDecoder:
         self._limits = dict(MAX_BODY)
         self._buf = bytearray()  # header, CHUNK prefix, or a whole small body
         self._need: tuple[MsgType, int] | None = None
-        self._body: bytearray | None = None  # ciphertext of the CHUNK being filled
+        self._parts: list[bytes | memoryview | bytearray] | None = None  # the CHUNK being filled
+        self._body_len = 0
         self._filled = 0
         self._chunk_head: tuple[int, bytes] = (0, b"")
 
@@ -333,7 +346,7 @@ class FrameDecoder:
 
     @property
     def buffered(self) -> int:
-        return len(self._buf) + (self._filled if self._body is not None else 0)
+        return len(self._buf) + (self._filled if self._parts is not None else 0)
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
         out: list[Message] = []
@@ -341,19 +354,39 @@ class FrameDecoder:
             self._feed(view, out)
         return out
 
+    def feed_all(self, pieces: list[bytes | memoryview]) -> list[Message]:
+        """``feed`` each piece in order (a scatter read's result)."""
+        out: list[Message] = []
+        for piece in pieces:
+            with memoryview(piece) as view:
+                self._feed(view, out)
+        return out
+
     def _feed(self, view: memoryview, out: list[Message]) -> None:
         buf = self._buf
         pos, end = 0, len(view)
+        # Views may be kept only of immutable bytes, and only when they are
+        # most of what they pin.
+        owner = len(view.obj) if type(view.obj) is bytes else 1 << 62
         while True:
-            body = self._body
-            if body is not None:
-                take = min(len(body) - self._filled, end - pos)
-                body[self._filled : self._filled + take] = view[pos : pos + take]
+            parts = self._parts
+            if parts is not None:
+                take = min(self._body_len - self._filled, end - pos)
+                if not take:
+                    return
+                piece = view[pos : pos + take]
+                if take >= _MIN_VIEW and take * 4 >= owner * 3:
+                    parts.append(piece)
+                elif parts and type(parts[-1]) is bytearray and len(parts[-1]) < _COALESCE:
+                    parts[-1] += piece
+                else:
+                    parts.append(bytearray(piece))
                 self._filled += take
                 pos += take
-                if self._filled < len(body):
+                if self._filled < self._body_len:
                     return
-                self._body = None
+                self._parts = None
+                body: Body = parts[0] if len(parts) == 1 else Gathered(parts)
                 out.append(Chunk(self._chunk_head[0], self._chunk_head[1], body))
                 continue
             if self._need is None:
@@ -390,7 +423,8 @@ class FrameDecoder:
             if is_chunk:
                 self._chunk_head = (_U64.unpack_from(buf)[0], bytes(buf[8:20]))
                 buf.clear()
-                self._body = bytearray(length - want)  # bounded by the CHUNK limit above
+                self._parts = []
+                self._body_len = length - want  # bounded by the CHUNK limit above
                 self._filled = 0
                 continue
             if kind is MsgType.MANIFEST:

@@ -63,16 +63,54 @@ def test_same_answers_as_a_bytearray(seed: int) -> None:
             assert bytes(buf) == bytes(ref)
             buf.clear()
             ref.clear()
-        elif op < 0.8:
+        elif op < 0.7:
             n = rng.randrange(0, len(ref) + 10)
             assert buf[:n] == bytes(ref[:n])
             del buf[:n]
+            del ref[:n]
+        elif op < 0.8:
+            n = rng.randrange(1, len(ref) + 10)
+            pieces = buf.take_pieces(n)
+            assert all(type(p) in (bytes, memoryview) and memoryview(p).readonly for p in pieces)
+            assert b"".join(pieces) == bytes(ref[:n])
             del ref[:n]
         else:
             n = rng.randrange(0, len(ref) + 10)
             assert bytes(buf[:n]) == bytes(ref[:n])  # a look, nothing consumed
         assert len(buf) == len(ref) and bool(buf) == bool(ref)
     assert bytes(buf) == bytes(ref)
+
+
+def test_pieces_are_frozen_copies_of_anything_writable() -> None:
+    buf = StreamBuffer(_Conn(), 1)
+    writable = bytearray(os.urandom(10_000))
+    buf.extend(writable)
+    buf.extend(memoryview(writable))
+    expected = bytes(writable) * 2
+    writable[:] = bytes(len(writable))  # the sender of a view changes its buffer afterwards
+    assert b"".join(buf.take_pieces(1 << 20)) == expected
+
+
+def test_small_bodies_are_gathered_not_kept_one_object_each() -> None:
+    # A peer sending its whole window in 1-byte frames must not cost an
+    # object per byte.
+    buf = StreamBuffer(_Conn(), 1)
+    data = os.urandom(200_000)
+    for i in range(len(data)):
+        buf.extend(data[i : i + 1])
+    assert len(buf._pieces) <= len(data) // 60_000 + 1
+    got = buf.take_pieces(70_000) + buf.take_pieces(1 << 20)
+    assert b"".join(got) == data and len(buf) == 0
+
+
+def test_consuming_reads_do_not_join_what_they_drop() -> None:
+    buf = StreamBuffer(_Conn(), 1)
+    first, second = os.urandom(65_000), os.urandom(65_000)
+    buf.extend(first)
+    buf.extend(second)
+    del buf[:70_000]  # upstream's ``del buffer[:n]`` after it read ``buffer[:n]``
+    [rest] = buf._pieces
+    assert type(rest) is memoryview and rest.obj is second and bytes(rest) == second[5_000:]
 
 
 def test_only_prefix_slices() -> None:
@@ -121,6 +159,6 @@ def test_p10_keeps_a_large_body_as_a_view_and_copies_a_small_one() -> None:
     session._p2ps_cur, session._p2ps_pos = message, 0
     R.deliver_plain_data(session, conn)
     pieces = list(conn.stream_buffers[1]._pieces)
-    assert [type(p) for p in pieces] == [memoryview, bytes]
+    assert [type(p) for p in pieces] == [memoryview, bytearray]  # a small body: copied
     assert pieces[0].obj is not None and len(pieces[0].obj) == len(data(big))
     assert bytes(conn.stream_buffers[1]) == big + small

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from p2pshare.transfer import crypto
+from p2pshare.transfer.gathered import Gathered
 
 KEY = bytes(range(32))
 
@@ -116,3 +117,38 @@ def test_replay_from_other_share_or_version_fails(cipher: crypto.ChunkCipher) ->
     for c in (other_share, other_version):
         with pytest.raises(crypto.DecryptError):
             c.open(0, 0, True, nonce, ct)
+
+
+def _split(data: bytes, cuts: list[int]) -> Gathered:
+    """``data`` as a Gathered of separate ``bytes`` objects, viewed like received pieces."""
+    edges = [0, *sorted(set(cuts)), len(data)]
+    return Gathered([memoryview(bytes(data[a:b])) for a, b in zip(edges, edges[1:], strict=False) if b > a])
+
+
+def test_a_chunk_in_pieces_opens_like_the_joined_chunk(cipher: crypto.ChunkCipher) -> None:
+    import random
+
+    rng = random.Random(3)
+    plain = os.urandom(300_000)
+    nonce, ct = cipher.seal(2, 5, True, plain)
+    n = len(ct)
+    for cuts in ([], [1], [n - 16], [n - 1], [n - 8, n - 3], [65_519, 131_038, n - 7], rng.sample(range(1, n), 40)):
+        out = bytearray(len(plain))
+        cipher.open_into(2, 5, True, nonce, _split(ct, cuts), memoryview(out))
+        assert out == plain
+        assert cipher.open(2, 5, True, nonce, _split(ct, cuts)) == plain
+
+
+def test_a_tampered_chunk_in_pieces_fails(cipher: crypto.ChunkCipher) -> None:
+    nonce, ct = cipher.seal(0, 0, False, os.urandom(100_000))
+    n = len(ct)
+    out = memoryview(bytearray(n - crypto.TAG_BYTES))
+    for pos in (0, 65_519, n - 17, n - 16, n - 9, n - 1):  # the tag split across two pieces too
+        bad = bytearray(ct)
+        bad[pos] ^= 0x01
+        with pytest.raises(crypto.DecryptError):
+            cipher.open_into(0, 0, False, nonce, _split(bytes(bad), [65_519, n - 9]), out)
+    with pytest.raises(crypto.DecryptError):  # another chunk's position (AAD)
+        cipher.open_into(0, 1, False, nonce, _split(ct, [65_519]), out)
+    with pytest.raises(ValueError):
+        cipher.open_into(0, 0, False, nonce, _split(ct, [65_519]), out[:-1])

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from p2pshare.transfer import wire
 from p2pshare.transfer.errors import ProtocolError, UnavailableReason
+from p2pshare.transfer.gathered import Gathered
 
 ALL = frozenset(wire.MsgType)
 MESSAGES: list[wire.Message] = [
@@ -157,3 +158,57 @@ def test_chunk_frames_split_anywhere() -> None:
             out.extend(dec.feed(memoryview(stream)[pos : pos + step]))
             pos += step
         assert out == msgs and dec.buffered == 0
+
+
+def _as_noise_messages(stream: bytes, size: int = 65_519) -> list[bytes]:
+    """``stream`` cut like decrypted Noise messages: separate ``bytes`` objects."""
+    return [stream[i : i + size] for i in range(0, len(stream), size)]
+
+
+def test_a_chunk_fed_as_messages_is_kept_as_views_of_them() -> None:
+    body = os.urandom(1 << 20)
+    msgs: list[wire.Message] = [wire.Chunk(1, b"n" * 12, body), wire.Chunk(2, b"m" * 12, os.urandom(300)), wire.End()]
+    pieces = _as_noise_messages(b"".join(wire.encode(m) for m in msgs))
+    dec = wire.FrameDecoder(ALL)
+    out = dec.feed_all([memoryview(p) for p in pieces])
+    assert out == msgs and dec.buffered == 0
+    big = out[0]
+    assert isinstance(big, wire.Chunk) and isinstance(big.ciphertext, Gathered)
+    viewed = [p for p in big.ciphertext.pieces if type(p) is memoryview]
+    # Every whole message is a view of it (no copy); only the two messages
+    # the chunk shares with its neighbours' frames may be copied.
+    assert sum(len(p) for p in viewed) >= len(body) - 2 * 65_519
+    assert all(any(p.obj is q for q in pieces) for p in viewed)
+    # The small chunk lies in a message it is a sliver of: copied, never a view.
+    small = out[1]
+    assert isinstance(small, wire.Chunk) and type(small.ciphertext) is not memoryview
+
+
+def test_a_small_body_never_pins_a_large_piece() -> None:
+    msgs: list[wire.Message] = [wire.Chunk(i, b"n" * 12, os.urandom(40)) for i in range(2000)]
+    fed = b"".join(wire.encode(m) for m in msgs)
+    out = wire.FrameDecoder(ALL).feed(fed)
+    assert out == msgs
+    for m in out:
+        assert isinstance(m, wire.Chunk)
+        assert not (type(m.ciphertext) is memoryview and m.ciphertext.obj is fed)
+
+
+def test_a_writable_feed_is_copied() -> None:
+    body = os.urandom(200_000)
+    fed = bytearray(wire.encode(wire.Chunk(0, b"n" * 12, body)))
+    [chunk] = wire.FrameDecoder(ALL).feed(fed)
+    fed[:] = bytes(len(fed))  # the caller reuses its buffer
+    assert isinstance(chunk, wire.Chunk) and chunk.ciphertext == body
+
+
+def test_a_body_fed_a_byte_at_a_time_is_a_few_buffers() -> None:
+    body = os.urandom(150_000)
+    stream = wire.encode(wire.Chunk(0, b"n" * 12, body))
+    dec = wire.FrameDecoder(ALL)
+    out: list[wire.Message] = []
+    for i in range(len(stream)):
+        out.extend(dec.feed(stream[i : i + 1]))
+    [chunk] = out
+    assert isinstance(chunk, wire.Chunk) and chunk.ciphertext == body
+    assert isinstance(chunk.ciphertext, Gathered) and len(chunk.ciphertext.pieces) <= 3

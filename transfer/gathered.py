@@ -1,0 +1,68 @@
+"""A CHUNK body kept as the pieces it arrived in (issue 12).
+
+A 1 MiB chunk arrives in ~16 yamux frames, one per 64 KiB Noise message.
+Joining them into one buffer cost the receiver's event-loop thread a copy
+of every byte (and the fresh megabyte it is copied into); AES-GCM can
+instead read the pieces in order (``ChunkCipher.open_into``), in the worker
+thread that decrypts anyway. ``FrameDecoder`` builds a ``Gathered`` only
+from read-only pieces it may keep: views of immutable ``bytes`` that are
+most of the object they pin (so a kept view pins at most a third more than
+it holds), or copies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+__all__ = ["Gathered", "Piece"]
+
+#: A piece: ``bytes``, a view of ``bytes``, or a ``bytearray`` that only
+#: the ``Gathered`` holds (the decoder's copies).
+Piece = bytes | memoryview | bytearray
+
+
+class Gathered:
+    """An ordered list of read-only pieces that reads as their concatenation."""
+
+    __slots__ = ("pieces", "_size")
+
+    def __init__(self, pieces: list[Piece]) -> None:
+        self.pieces = pieces
+        self._size = sum(len(p) for p in pieces)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.pieces)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Gathered):
+            return bytes(self) == bytes(other)
+        if isinstance(other, (bytes, bytearray, memoryview)):
+            return bytes(self) == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # equal to bytes, so not hashable like them
+
+    def __repr__(self) -> str:
+        return f"<Gathered {self._size} bytes in {len(self.pieces)} pieces>"
+
+    def split_tail(self, n: int) -> tuple[Iterator[memoryview], bytes]:
+        """Views of all but the last ``n`` bytes, in order, and those ``n``
+        bytes (a GCM body's ciphertext and its tag)."""
+        if not 0 <= n <= self._size:
+            raise ValueError("tail longer than the data")
+        head = self._size - n
+        tail: list[bytes] = []
+        views: list[memoryview] = []
+        pos = 0
+        for piece in self.pieces:
+            size = len(piece)
+            view = memoryview(piece)
+            if pos < head:
+                views.append(view[: min(size, head - pos)])
+            if pos + size > head:
+                tail.append(bytes(view[max(0, head - pos) :]))
+            pos += size
+        return iter(views), b"".join(tail)
