@@ -33,13 +33,14 @@ from p2pshare.transfer.events import (
 )
 from p2pshare.transfer.registry import ServedShare, ShareRegistry
 from p2pshare.transfer.sharer import ReceiverAuthenticated, ReceiverDone, SharerProtocol, WantReceived
-from p2pshare.transfer.source import ChunkReader, produce_frames
+from p2pshare.transfer.source import ChunkReader, frames_capacity, produce_frames
 from p2pshare.transfer.stream import BufferStream
 
 log = logging.getLogger(__name__)
 
 PIPELINE_DEPTH = 2  # sealed batches waiting for the stream (plus one sealing, one writing)
 BATCH_BYTES = 4 << 20
+KEPT_BATCHES = 2  # batch buffers kept for reuse per receiver
 HANDSHAKE_TIMEOUT = 30.0
 #: A receiver that stops reading chunks for this long is cut: it holds a
 #: session slot and a few batches of memory while it stalls.
@@ -214,21 +215,27 @@ class _Session:
         material = self.proto.share
         assert material is not None
         indices = self.proto.chunks_to_send(want)
-        send, recv = trio.open_memory_channel[bytearray](PIPELINE_DEPTH)
-
-        def batch() -> tuple[bytearray, bool, SourceChangedError | None]:
-            return produce_frames(reader, material.cipher, indices, BATCH_BYTES)
+        send, recv = trio.open_memory_channel[memoryview](PIPELINE_DEPTH)
+        # Batch buffers, reused once written (a fresh 4 MiB per batch paid
+        # for its first touch every time); more are made while all are busy.
+        capacity = frames_capacity(material.manifest, BATCH_BYTES)
+        free: list[bytearray] = []
 
         async def producer() -> None:
             finished = False
             while not finished:
-                blob, finished, failed = await trio.to_thread.run_sync(batch)
+                out = free.pop() if free else bytearray(capacity)
+                blob, finished, failed = await trio.to_thread.run_sync(
+                    produce_frames, reader, material.cipher, indices, BATCH_BYTES, out
+                )
                 if blob:
                     await send.send(blob)
+                else:
+                    free.append(out)
                 if failed is not None:
                     # Behind the chunks before it, ahead of any later one; the
                     # next batch (not yet started) skips the file.
-                    await send.send(bytearray(self._stop_serving(failed)))
+                    await send.send(memoryview(self._stop_serving(failed)))
             # Close only on success: after a failure the writer must not see
             # a clean end of chunks and send END.
             await send.aclose()
@@ -245,7 +252,11 @@ class _Session:
                 async for blob in recv:
                     await write_buffer(self.stream, blob, min(self.timeout, WRITE_STALL_TIMEOUT), "receiver")
                     self.bytes_sent += len(blob)
-                    del blob  # not held while waiting for the next batch
+                    owner = blob.obj
+                    blob.release()
+                    if type(owner) is bytearray and len(free) < KEPT_BATCHES:
+                        free.append(owner)  # written: the stream copied or sealed it
+                    del blob, owner  # not held while waiting for the next batch
                     now = trio.current_time()
                     if now - last >= RECEIVER_PROGRESS_INTERVAL:
                         last = now

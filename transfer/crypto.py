@@ -154,7 +154,9 @@ class ChunkCipher:
         aad = chunk_aad(self._keys, self._digest, file_index, chunk_index, is_last)
         return nonce, self._aead.encrypt(nonce, plaintext, aad)
 
-    def seal_into(self, file_index: int, chunk_index: int, is_last: bool, plaintext: bytes, out: memoryview) -> bytes:
+    def seal_into(
+        self, file_index: int, chunk_index: int, is_last: bool, plaintext: bytes | memoryview, out: memoryview
+    ) -> bytes:
         """Like ``seal``, but write ciphertext+tag into ``out`` (exactly
         ``len(plaintext) + TAG_BYTES`` long); return the fresh nonce."""
         nonce = os.urandom(GCM_NONCE_BYTES)

@@ -43,27 +43,44 @@ class ChunkReader:
         self._identities = identities
         self._fd: int | None = None
         self._fd_index = -1
+        self._scratch = bytearray()  # ``read_view``'s buffer, reused for every chunk
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
 
     def read(self, global_index: int) -> tuple[int, int, bool, bytes]:
         """Return (file index, chunk index, is last chunk, verified plaintext)."""
+        file_index, chunk_index, is_last, view = self.read_view(global_index)
+        with view:
+            return file_index, chunk_index, is_last, bytes(view)
+
+    def read_view(self, global_index: int) -> tuple[int, int, bool, memoryview]:
+        """``read``, into the reader's own buffer: the plaintext is a view that
+        must be released before the next read (issue 12: a fresh megabyte
+        per chunk cost the sharer its first touch every time)."""
         m = self._manifest
         file_index, chunk_index = m.locate(global_index)
         entry = m.files[file_index]
         length = m.chunk_length(file_index, chunk_index)
         path = self._sources[file_index]
         same = True
+        if len(self._scratch) < length:
+            self._scratch = bytearray(max(length, m.chunk_size))
+        data = memoryview(self._scratch)[:length]
+        got = 0
         try:
             fd = self._open(file_index)
-            data = os.pread(fd, length, chunk_index * m.chunk_size)
-            while len(data) < length:  # short reads are legal; EOF is not
-                more = os.pread(fd, length - len(data), chunk_index * m.chunk_size + len(data))
-                if not more:
+            while got < length:  # short reads are legal; EOF is not
+                n = os.preadv(fd, [data[got:]], chunk_index * m.chunk_size + got)
+                if not n:
                     break
-                data += more
+                got += n
             if self._identities is not None:
                 st = os.fstat(fd)
                 same = (st.st_size, st.st_mtime_ns, st.st_ino) == self._identities[file_index]
         except OSError as exc:
+            data.release()
             gone = exc.errno in (errno.ENOENT, errno.ENOTDIR)
             reason = UnavailableReason.REMOVED if gone else UnavailableReason.UNREADABLE
             raise SourceChangedError(
@@ -73,7 +90,8 @@ class ChunkReader:
         # chunk itself may still match (an edit elsewhere in the file), so
         # it still goes out and the receiver keeps it for a later resume.
         fast = self._identities is not None and same
-        if len(data) != length or (not fast and hashlib.sha256(data).digest() != entry.chunk_hashes[chunk_index]):
+        if got != length or (not fast and hashlib.sha256(data).digest() != entry.chunk_hashes[chunk_index]):
+            data.release()
             raise SourceChangedError(f"{path} changed since it was shared", file_index=file_index)
         return file_index, chunk_index, chunk_index == len(entry.chunk_hashes) - 1, data
 
@@ -92,44 +110,48 @@ class ChunkReader:
         self._fd_index = -1
 
 
+def frames_capacity(manifest: Manifest, budget: int) -> int:
+    """Bytes a ``produce_frames`` buffer needs: the budget plus one whole frame."""
+    return budget + wire.HEADER_BYTES + wire.CHUNK_OVERHEAD + manifest.chunk_size
+
+
 def produce_frames(
-    reader: ChunkReader, cipher: ChunkCipher, indices: Iterator[int], budget: int
-) -> tuple[bytearray, bool, SourceChangedError | None]:
+    reader: ChunkReader, cipher: ChunkCipher, indices: Iterator[int], budget: int, out: bytearray | None = None
+) -> tuple[memoryview, bool, SourceChangedError | None]:
     """Read+verify+seal chunks until ``budget`` bytes of frames are ready.
 
-    Returns (the frames in one buffer, finished, the file that failed). A
-    chunk whose file changed ends the batch early (not finished) with the
-    chunks before it and the error: the caller marks that file unavailable
-    before it asks for the next batch, so ``indices`` skips the rest of it.
-    Chunks are sealed straight into that buffer (no join copy, one stream
-    write per batch). Runs in a worker thread: ``indices`` and ``reader``
-    must only be used by one thread at a time.
+    Returns (the frames: a view of ``out``, finished, the file that failed).
+    ``out`` (at least ``frames_capacity`` long; a new one if None) may be
+    reused once the frames are sent: the sharer keeps a few, so no batch
+    pays for fresh memory. A chunk whose file changed ends the batch early
+    (not finished) with the chunks before it and the error: the caller
+    marks that file unavailable before it asks for the next batch, so
+    ``indices`` skips the rest of it. Each chunk is read into the reader's
+    buffer and sealed straight into ``out`` (no join copy, one stream write
+    per batch). Runs in a worker thread: ``indices`` and ``reader`` must
+    only be used by one thread at a time.
     """
-    chunks: list[tuple[int, int, int, bool, bytes]] = []
-    size = 0
+    capacity = frames_capacity(reader.manifest, budget)
+    if out is None or len(out) < capacity:
+        out = bytearray(capacity)
+    head_len = wire.HEADER_BYTES + wire.CHUNK_OVERHEAD - TAG_BYTES
+    pos = 0
     finished = True
     failed: SourceChangedError | None = None
-    for index in indices:
-        try:
-            file_index, chunk_index, is_last, data = reader.read(index)
-        except SourceChangedError as exc:
-            failed, finished = exc, False
-            break
-        chunks.append((index, file_index, chunk_index, is_last, data))
-        size += wire.HEADER_BYTES + wire.CHUNK_OVERHEAD + len(data)
-        if size >= budget:
-            finished = False
-            break
-    out = bytearray(size)
-    pos = 0
     with memoryview(out) as view:
-        for index, file_index, chunk_index, is_last, data in chunks:
-            sealed = len(data) + TAG_BYTES
-            head_len = wire.HEADER_BYTES + wire.CHUNK_OVERHEAD - TAG_BYTES
-            body = view[pos + head_len : pos + head_len + sealed]
-            nonce = cipher.seal_into(file_index, chunk_index, is_last, data, body)
-            body.release()
+        for index in indices:
+            try:
+                file_index, chunk_index, is_last, data = reader.read_view(index)
+            except SourceChangedError as exc:
+                failed, finished = exc, False
+                break
+            with data:
+                sealed = len(data) + TAG_BYTES
+                with view[pos + head_len : pos + head_len + sealed] as body:
+                    nonce = cipher.seal_into(file_index, chunk_index, is_last, data, body)
             view[pos : pos + head_len] = wire.chunk_frame_head(index, nonce, sealed)
             pos += head_len + sealed
-    assert pos == size
-    return out, finished, failed
+            if pos >= budget:
+                finished = False
+                break
+    return memoryview(out)[:pos], finished, failed

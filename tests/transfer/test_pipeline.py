@@ -17,7 +17,7 @@ from p2pshare.transfer import _trio_fetch, crypto, ranges, wire
 from p2pshare.transfer.errors import IntegrityError, UnavailableReason
 from p2pshare.transfer.scan import PreparedShare, build_manifest
 from p2pshare.transfer.sharer import ShareMaterial
-from p2pshare.transfer.source import ChunkReader, produce_frames
+from p2pshare.transfer.source import ChunkReader, frames_capacity, produce_frames
 from p2pshare.transfer.store import Store, Verified
 
 CS = 64 * 1024
@@ -216,7 +216,7 @@ def test_produce_frames_seals_in_place(tmp_path: Path) -> None:
     batches = 0
     for _ in range(100):
         blob, finished, failed = produce_frames(reader, material.cipher, indices, 3 * CS)
-        assert isinstance(blob, bytearray) and failed is None
+        assert isinstance(blob, memoryview) and failed is None
         if not finished:
             assert len(blob) >= 3 * CS  # a batch fills its budget
         batches += 1
@@ -357,3 +357,27 @@ def test_the_sharer_hashes_no_chunk_of_an_unchanged_file(tmp_path: Path, monkeyp
     with pytest.raises(SourceChangedError, match="changed since it was shared"):
         reader.read(1)
     reader.close()
+
+
+def test_produce_frames_reuses_the_buffers_it_is_given(tmp_path: Path) -> None:
+    """A batch is sealed into the caller's buffer and every chunk is read into
+    the reader's one buffer: no fresh memory per batch or per chunk."""
+    key = secrets.token_bytes(32)
+    p = build_manifest([make_tree(tmp_path / "src")], name="t", chunk_size=CS, key=key)
+    material = ShareMaterial.build(crypto.ShareKeys.derive(key), p.manifest)
+    reader = ChunkReader(p.manifest, p.sources)
+    views = [reader.read_view(g)[3] for g in range(2)]
+    assert views[0].obj is views[1].obj  # the reader's own buffer, every time
+    for v in views:
+        v.release()
+    indices = ranges.iter_ranges([(0, p.manifest.total_chunks)])
+    out = bytearray(frames_capacity(p.manifest, 2 * CS))
+    got: list[int] = []
+    finished = False
+    while not finished:
+        blob, finished, failed = produce_frames(reader, material.cipher, indices, 2 * CS, out)
+        assert failed is None and blob.obj is out
+        got.extend(_decode_indices(bytearray(blob)))  # consumed before the next batch overwrites it
+        blob.release()
+    reader.close()
+    assert got == list(range(p.manifest.total_chunks))
