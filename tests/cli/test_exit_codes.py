@@ -278,3 +278,29 @@ def test_unwritable_share_record_is_exit_2(tmp_path: Path) -> None:
     res = run(["share", str(src), "--listen", "/ip4/127.0.0.1/tcp/0"], home, timeout=60)
     assert res.returncode == 2, res.stderr
     assert_one_line_error(res.stderr, "cannot save the share record")
+
+
+def test_the_command_line_exits_without_the_interpreter_teardown(tmp_path: Path) -> None:
+    """``entry`` ends the process with ``os._exit`` once the command is done:
+    output flushed, exit code kept, no teardown (an atexit hook never runs)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: sys.stderr.write('TEARDOWN RAN'))\n"
+        "from p2pshare.cli import entry\n"
+        "sys.argv = ['p2pshare', *sys.argv[1:]]\n"
+        "entry()\n"
+    )
+    env = {**os.environ, "HOME": str(tmp_path), "P2PSHARE_NO_DEFAULT_BOOTSTRAP": "1"}
+    ok = subprocess.run(
+        [sys.executable, "-c", script, "code", "show", a_code(4001)], capture_output=True, text=True, env=env
+    )
+    assert ok.returncode == 0 and "TEARDOWN" not in ok.stderr, ok.stderr
+    assert json.loads(ok.stdout)["peer_id"].startswith("12D3KooW")  # the whole document, flushed into a pipe
+    bad = subprocess.run(
+        [sys.executable, "-c", script, "code", "show", "garbage"], capture_output=True, text=True, env=env
+    )
+    assert bad.returncode == 2 and "TEARDOWN" not in bad.stderr
+    assert_one_line_error(bad.stderr, "bad share code")
