@@ -43,7 +43,6 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from spake2 import SPAKE2_A, SPAKE2_B
 
 from p2pshare import sharecode
 from p2pshare.errors import LocalError
@@ -145,6 +144,11 @@ class Offer:
         return SharerSession(self, sharer_id, receiver_id, entropy)
 
 
+# ``spake2`` is imported where a PAKE starts, not with this module: its
+# import computes group parameters (~30 ms of CPU), which every ``get`` and
+# ``share`` paid at start-up whether or not it used a short code (issue 12).
+
+
 class _Step(enum.Enum):
     HELLO = "hello"
     CONFIRM = "confirm"
@@ -169,6 +173,8 @@ class SharerSession:
         if self._step is not _Step.HELLO or msg.type is not MsgType.HELLO:
             raise WireError(f"expected HELLO, got {msg.type.name}")
         self._step = _Step.DONE  # whatever happens next, a session answers once
+        from spake2 import SPAKE2_B  # on first use: see the note above _Step
+
         pake = SPAKE2_B(self.offer.code.password, idA=self.receiver_id, idB=self.sharer_id, entropy_f=self.entropy)
         msg_b = pake.start()
         try:
@@ -209,6 +215,8 @@ class ReceiverSession:
     def hello(self) -> ShortCodeMsg:
         if self._pake is not None:
             raise RuntimeError("hello() already sent")
+        from spake2 import SPAKE2_A  # on first use: see the note above _Step
+
         pake = SPAKE2_A(self.code.password, idA=self.receiver_id, idB=self.sharer_id, entropy_f=self.entropy)
         self._pake = pake
         self._msg_a = pake.start()
