@@ -35,7 +35,7 @@ from p2pshare.transfer.manifest import (
     chunk_size_for,
     make_manifest,
 )
-from p2pshare.transfer.paths import MAX_ENTRIES, MAX_PATH_BYTES, PathRuleError, check_component, fold
+from p2pshare.transfer.paths import MAX_DEPTH, MAX_ENTRIES, MAX_PATH_BYTES, PathRuleError, check_component, fold
 
 
 @dataclass(frozen=True)
@@ -104,17 +104,20 @@ def _walk(top: str, rel: str, files: list[_Found], dirs: list[str], warnings: li
     """Depth-first, sorted, without recursion (trees may be deep).
 
     Source paths stay strings: a ``pathlib.Path`` per entry was over half
-    the time of scanning 100,000 small files, before the code is printed."""
-    stack: list[tuple[str, str]] = [(top, rel)]
+    the time of scanning 100,000 small files, before the code is printed.
+    An entry deeper than a manifest may hold is skipped with a warning (and
+    nothing under it is read), like a path that is too long: before, such a
+    tree was hashed in full and then refused by the manifest's check."""
+    stack: list[tuple[str, str, int]] = [(top, rel, rel.count("/") + 1)]
     while stack:
-        path, rel_dir = stack.pop()
+        path, rel_dir, depth = stack.pop()
         try:
             with os.scandir(path) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
             raise SourceError(f"cannot read directory {path}: {_describe(exc)}") from None
         folded: set[str] = set()
-        subdirs: list[tuple[str, str]] = []
+        subdirs: list[tuple[str, str, int]] = []
         for entry in entries:
             child = entry.path
             try:
@@ -126,6 +129,9 @@ def _walk(top: str, rel: str, files: list[_Found], dirs: list[str], warnings: li
             if len(rel_child.encode("utf-8")) > MAX_PATH_BYTES:
                 warnings.append(f"skipped {child}: path too long")
                 continue
+            if depth >= MAX_DEPTH:
+                warnings.append(f"skipped {child}: deeper than {MAX_DEPTH} levels")
+                continue
             key = fold(entry.name)
             if key in folded:
                 warnings.append(f"skipped {child}: name differs from another only in case or Unicode form")
@@ -136,7 +142,7 @@ def _walk(top: str, rel: str, files: list[_Found], dirs: list[str], warnings: li
                     warnings.append(f"skipped symlink {child}")
                 elif entry.is_dir(follow_symlinks=False):
                     dirs.append(rel_child)
-                    subdirs.append((child, rel_child))
+                    subdirs.append((child, rel_child, depth + 1))
                 elif entry.is_file(follow_symlinks=False):
                     st = entry.stat(follow_symlinks=False)
                     files.append((rel_child, child, st.st_size, st.st_mtime_ns, st.st_ino))

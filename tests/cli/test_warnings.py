@@ -42,3 +42,24 @@ def test_get_warns_about_misleading_names_and_still_receives(
     assert sorted(p.name for p in (tmp_path / "out" / "tree").iterdir()) == sorted(names)
     human = run(["get", shared["code"], "-o", str(tmp_path / "out2")], tmp_path / "rx2")
     assert human.returncode == 0 and human.stderr.count("warning: ") == 2, human.stderr
+
+
+def test_a_tree_deeper_than_a_share_holds_is_shared_without_its_deepest_entries(
+    tmp_path: Path, sharer: Callable[..., tuple[Proc, dict[str, Any]]]
+) -> None:
+    from p2pshare.transfer.paths import MAX_DEPTH
+
+    tree = tmp_path / "tree"
+    deep = tree
+    for _ in range(MAX_DEPTH):  # tree/d/.../d: one level past the limit
+        deep = deep / "d"
+    deep.mkdir(parents=True)
+    (deep / "lost.txt").write_text("too deep")
+    (tree / "kept.txt").write_text("kept")
+    proc, shared = sharer(tree)  # the code comes; before, the share failed after hashing
+    warning = next(proc.events(timeout=30))
+    assert warning["event"] == "warning" and f"deeper than {MAX_DEPTH} levels" in warning["message"], warning
+    res = run(["get", shared["code"], "-o", str(tmp_path / "out")], tmp_path / "rx")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "out" / "tree" / "kept.txt").read_text() == "kept"
+    assert not list((tmp_path / "out").rglob("lost.txt"))

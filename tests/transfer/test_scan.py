@@ -102,3 +102,23 @@ def test_more_entries_than_a_manifest_holds(tmp_path: Path, monkeypatch: pytest.
     (top / "a" / "3").write_bytes(b"x")
     with pytest.raises(SourceError, match="4 files and 2 folders: one share holds at most 5 entries"):
         scan_mod.scan_paths([top])
+
+
+def test_entries_deeper_than_a_manifest_holds_are_skipped_with_a_warning(tmp_path: Path) -> None:
+    from p2pshare.transfer.paths import MAX_DEPTH
+
+    top = tmp_path / "top"
+    deep = top
+    for _ in range(MAX_DEPTH - 1):  # top/d/d/...: MAX_DEPTH components in all
+        deep = deep / "d"
+    write_file(deep.parent / "last-allowed", 3)
+    write_file(deep / "too-deep", 5)
+    write_file(deep / "below" / "further", 7)
+    write_file(top / "shallow", 1)
+    prepared = build_manifest([top], name="t")  # no late "unsafe path" refusal after hashing
+    paths = {f.path for f in prepared.manifest.files}
+    assert paths == {"top/shallow", "/".join(["top"] + ["d"] * (MAX_DEPTH - 2) + ["last-allowed"])}
+    assert all(len(p.split("/")) <= MAX_DEPTH for p in paths)
+    skipped = [w for w in prepared.warnings if f"deeper than {MAX_DEPTH} levels" in w]
+    # One warning for each entry at the limit, none for what lies under them.
+    assert len(skipped) == 2 and not any("further" in w for w in prepared.warnings)
