@@ -17,7 +17,6 @@ import argparse
 import enum
 import json
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Final, NoReturn, assert_never
 
 from p2pshare import sharecode
+from p2pshare._exit import exit_now
 from p2pshare.errors import LocalError, P2PShareError, ProtocolViolation, RemoteError, Terminated
 from p2pshare.node import _libp2p_lean_import
 from p2pshare.node._output import Reporter
@@ -494,27 +494,6 @@ def _cmd_code_show(opts: CodeShowOptions) -> int:
 
 def entry() -> NoReturn:
     exit_now(main())
-
-
-def exit_now(code: int) -> NoReturn:
-    """End the process once a command has finished, without the interpreter's
-    teardown.
-
-    Tearing down the ~100,000 objects py-libp2p's imports leave behind took
-    0.11-0.12 s at the end of every ``get`` (measured: 0.005 s with this),
-    a sixth of a small transfer's wall time, and does nothing a finished
-    command needs: its files are closed and its connections shut. What
-    Python's exit would still do is done here: logging's handlers and the
-    standard streams are flushed (a reader that went away is ignored, as
-    at exit). Only the command line exits this way; ``main`` returns.
-    """
-    try:
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
-    os._exit(int(code))
 
 
 if __name__ == "__main__":
