@@ -29,10 +29,10 @@ from libp2p.stream_muxer import exceptions as mux_exc
 from libp2p.stream_muxer.yamux import yamux
 from libp2p.utils import encode_delim
 from noise.backends.default.ciphers import ChaCha20Cipher  # type: ignore[import-untyped]
-from noise.connection import NoiseConnection  # type: ignore[import-untyped]
 from noise.constants import MAX_NONCE  # type: ignore[import-untyped]
 from noise.exceptions import NoiseMaxNonceError  # type: ignore[import-untyped]
 
+from ._libp2p_noise_cipher import session_cipher
 from ._libp2p_originals import ORIGINALS as _ORIGINALS
 from ._libp2p_rcmgr import window_target
 
@@ -52,29 +52,7 @@ RECV_WINDOW = yamux.MAX_WINDOW_SIZE
 WINDOW_STALL_TIMEOUT = 120.0
 _WINDOW_POLL = 0.25  # re-check close/reset while waiting for credit
 
-_UPSTREAM_TRANSPORT_DECRYPT = noise_io.NoiseTransportReadWriter.decrypt
-
-
 # -- P1: buffered Noise reads are in ``_libp2p_noise_rx``. ------------------
-
-
-def _session_cipher(rw: Any, sending: bool) -> Any:
-    """The session's sending or receiving CipherState, if calling it (or,
-    sending, its AEAD) directly is exactly what upstream would do."""
-    state = rw.noise_state
-    if type(state) is not NoiseConnection or not state.handshake_finished:
-        return None
-    upstream = _UPSTREAM_TRANSPORT_ENCRYPT if sending else _UPSTREAM_TRANSPORT_DECRYPT
-    if getattr(type(rw), "encrypt" if sending else "decrypt") is not upstream:
-        return None
-    proto = state.noise_protocol
-    cs = proto.cipher_state_encrypt if sending else proto.cipher_state_decrypt
-    return cs if cs is not None and cs.has_key() else None
-
-
-def _direct_decrypt(rw: Any) -> Any:
-    """The session's receiving CipherState, if decrypting through it is exact."""
-    return _session_cipher(rw, sending=False)
 
 
 # -- P2: one socket write per Noise batch -------------------------------------
@@ -89,7 +67,6 @@ def _direct_decrypt(rw: Any) -> Any:
 # of the same size (a small shared pool): the socket write has sent it all
 # when it returns.
 
-_UPSTREAM_TRANSPORT_ENCRYPT = noise_io.NoiseTransportReadWriter.encrypt
 _NONCE_PAD = bytes(4)
 _TAG = 16
 _POOL_MAX = 4
@@ -98,7 +75,7 @@ _WBUF_POOL: list[bytearray] = []
 
 def _direct_encrypt(rw: Any) -> Any:
     """The session's sending CipherState, if sealing through its AEAD is exact."""
-    cs = _session_cipher(rw, sending=True)
+    cs = session_cipher(rw, sending=True)
     if cs is None or type(cs.cipher) is not ChaCha20Cipher:
         return None
     return cs if type(getattr(cs.cipher, "cipher", None)) is ChaCha20Poly1305 else None

@@ -29,6 +29,7 @@ unchanged, so its behaviour (and the flow-control violation check in
 
 from __future__ import annotations
 
+import functools
 import struct
 import weakref
 from typing import Any
@@ -38,6 +39,8 @@ from libp2p.io import utils as io_utils
 from libp2p.io.exceptions import IncompleteReadError
 from libp2p.security import secure_session
 from libp2p.stream_muxer.yamux import yamux
+
+from ._libp2p_noise_rx import _noise_read_msg, take_ready_msg
 
 __all__ = ["read_exactly", "read_data_body", "next_frame_header", "link_session", "deliver_plain_data"]
 __all__ += ["FLOW_CONTROL_SLACK"]
@@ -107,6 +110,10 @@ def link_session(mux: Any) -> None:
     conn = mux.secured_conn
     if isinstance(conn, secure_session.SecureSession) and getattr(type(conn).read, "__name__", "") == "_session_read":
         conn.__dict__["_p2ps_mux"] = weakref.ref(mux)
+        rw = getattr(conn, "conn", None)
+        if getattr(type(rw), "read_msg", None) is _noise_read_msg:
+            # P1's reader: a message whole in its last read is taken without awaiting.
+            conn.__dict__["_p2ps_rx"] = functools.partial(take_ready_msg, rw)
 
 
 async def next_frame_header(reader: Any, n: int, retry_count: int = io_utils.DEFAULT_RETRY_READ_COUNT) -> bytes:
@@ -121,9 +128,13 @@ async def next_frame_header(reader: Any, n: int, retry_count: int = io_utils.DEF
         deliver_plain_data(reader, mux)
         if len(d.get("_p2ps_cur", b"")) - d.get("_p2ps_pos", 0) > 0:
             return await read_exactly(reader, n, retry_count)  # a frame for upstream
-        # Nothing buffered: take the next whole message (P3's read, same
-        # errors at EOF) and put it back as the current one.
-        msg = await reader.read(None)
+        # Nothing buffered: take the next message -- at once if it lies whole
+        # in the last socket read, else through P3's read (same errors at
+        # EOF) -- and put it back as the current one.
+        take = d.get("_p2ps_rx")
+        msg = take() if take is not None else None
+        if msg is None:
+            msg = await reader.read(None)
         d["_p2ps_cur"], d["_p2ps_pos"] = msg, 0
 
 

@@ -37,6 +37,7 @@ private = (
     "p2pshare.node._libp2p_announce",
     "p2pshare.node._libp2p_close",
     "p2pshare.node._libp2p_streambuf",
+    "p2pshare.node._libp2p_noise_cipher",
     "p2pshare.node._libp2p_noise_rx",
 )
 assert set(private) <= set(names) and "p2pshare.node.api" in names, names

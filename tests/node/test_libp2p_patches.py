@@ -28,6 +28,7 @@ from p2pshare.node import _libp2p_patches as P
 from p2pshare.node import _libp2p_speed as S
 from p2pshare.node import _libp2p_yamux_rx as R
 from p2pshare.node._libp2p_fixes import peer_limit_keeps_self
+from p2pshare.node._libp2p_noise_cipher import direct_decrypt
 from p2pshare.node.host import open_host
 from tests.node import _peer
 from tests.node._fake_session import fake_session
@@ -172,7 +173,7 @@ async def test_noise_read_msg_real_cipher(tamper: bool) -> None:
         if tamper:
             wire[-3] ^= 1  # inside the last message's tag
         rw = noise_io.NoiseTransportReadWriter(FakeRaw(bytes(wire), 1), receiver)  # type: ignore[arg-type]
-        assert S._direct_decrypt(rw) is not None  # real sessions take the fast path
+        assert direct_decrypt(rw) is not None  # real sessions take the fast path
         got: list[Any] = []
         try:
             for _ in msgs:
@@ -181,6 +182,43 @@ async def test_noise_read_msg_real_cipher(tamper: bool) -> None:
             got.append("invalid")
         outs.append(got)
     assert outs[0] == outs[1] == (msgs[:-1] + ["invalid"] if tamper else msgs)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("tamper", [False, True])
+async def test_take_ready_msg_interleaves_with_read_msg_as_one_reader(seed: int, tamper: bool) -> None:
+    """P10 takes whole messages with ``take_ready_msg`` (no await) and
+    awaits P1 otherwise: the messages, the nonces, an empty message and a
+    bad tag come out exactly as from upstream's reader alone."""
+    from noise.exceptions import NoiseInvalidMessage
+
+    from p2pshare.node._libp2p_noise_rx import take_ready_msg
+
+    P.apply()  # read_msg is P1, whose state take_ready_msg shares
+    rng = random.Random(seed)
+    msgs = [os.urandom(rng.choice([0, 1, 17, 500, 65519])) for _ in range(40)]
+    sender, receiver = _noise_pair()
+    wire = bytearray()
+    for m in msgs:
+        ct = sender.encrypt(m)
+        wire += len(ct).to_bytes(2, "big") + ct
+    if tamper:
+        wire[-3] ^= 1  # inside the last message's tag
+    rw = noise_io.NoiseTransportReadWriter(FakeRaw(bytes(wire), seed), receiver)  # type: ignore[arg-type]
+    got: list[Any] = []
+    taken = 0
+    try:
+        for _ in msgs:
+            msg = take_ready_msg(rw)
+            if msg is None:
+                msg = await rw.read_msg()
+            else:
+                taken += 1
+            got.append(msg)
+    except NoiseInvalidMessage:
+        got.append("invalid")
+    assert got == (msgs[:-1] + ["invalid"] if tamper else msgs)
+    assert taken > 0  # the reads hold whole messages often enough to test both paths
 
 
 @pytest.mark.parametrize("seed", range(6))
