@@ -158,6 +158,19 @@ def _noise_pair() -> tuple[Any, Any]:
     return a, b
 
 
+def _sealed_reader(msgs: list[bytes], tamper: bool, seed: int) -> Any:
+    """A transport reader over ``msgs`` sealed by a real Noise session (the
+    last one's tag flipped if ``tamper``), handed out in random-sized reads."""
+    sender, receiver = _noise_pair()
+    wire = bytearray()
+    for m in msgs:
+        ct = sender.encrypt(m)
+        wire += len(ct).to_bytes(2, "big") + ct
+    if tamper:
+        wire[-3] ^= 1  # inside the last message's tag
+    return noise_io.NoiseTransportReadWriter(FakeRaw(bytes(wire), seed), receiver)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("tamper", [False, True])
 async def test_noise_read_msg_real_cipher(tamper: bool) -> None:
     from noise.exceptions import NoiseInvalidMessage
@@ -165,14 +178,7 @@ async def test_noise_read_msg_real_cipher(tamper: bool) -> None:
     msgs = [os.urandom(n) for n in (0, 1, 65519, 500, 65519, 7)]
     outs = []
     for fn in (P._upstream(noise_io.NoiseTransportReadWriter, "read_msg"), P._noise_read_msg):
-        sender, receiver = _noise_pair()
-        wire = bytearray()
-        for m in msgs:
-            ct = sender.encrypt(m)
-            wire += len(ct).to_bytes(2, "big") + ct
-        if tamper:
-            wire[-3] ^= 1  # inside the last message's tag
-        rw = noise_io.NoiseTransportReadWriter(FakeRaw(bytes(wire), 1), receiver)  # type: ignore[arg-type]
+        rw = _sealed_reader(msgs, tamper, seed=1)
         assert direct_decrypt(rw) is not None  # real sessions take the fast path
         got: list[Any] = []
         try:
@@ -197,14 +203,7 @@ async def test_take_ready_msg_interleaves_with_read_msg_as_one_reader(seed: int,
     P.apply()  # read_msg is P1, whose state take_ready_msg shares
     rng = random.Random(seed)
     msgs = [os.urandom(rng.choice([0, 1, 17, 500, 65519])) for _ in range(40)]
-    sender, receiver = _noise_pair()
-    wire = bytearray()
-    for m in msgs:
-        ct = sender.encrypt(m)
-        wire += len(ct).to_bytes(2, "big") + ct
-    if tamper:
-        wire[-3] ^= 1  # inside the last message's tag
-    rw = noise_io.NoiseTransportReadWriter(FakeRaw(bytes(wire), seed), receiver)  # type: ignore[arg-type]
+    rw = _sealed_reader(msgs, tamper, seed)
     got: list[Any] = []
     taken = 0
     try:
