@@ -70,6 +70,11 @@ _WINDOW_POLL = 0.25  # re-check close/reset while waiting for credit
 _NONCE_PAD = bytes(4)
 _TAG = 16
 _POOL_MAX = 4
+# Pooled buffers hold any batch from 64 KiB to a sealed WRITE_BATCH of frames
+# (a relay's writes vary in size: an exact-size pool missed, and every write
+# paid for a fresh zeroed megabyte); smaller ones are allocated exactly.
+_POOL_MIN = 64 << 10
+_POOLED = 2 * WRITE_BATCH
 _WBUF_POOL: list[bytearray] = []
 
 
@@ -81,7 +86,7 @@ def _direct_encrypt(rw: Any) -> Any:
     return cs if type(getattr(cs.cipher, "cipher", None)) is ChaCha20Poly1305 else None
 
 
-def _seal_all(cs: Any, msg: Any, out: bytearray) -> None:
+def _seal_all(cs: Any, msg: Any, out: bytearray | memoryview) -> None:
     """Seal ``msg`` in Noise messages of at most NOISE_MAX_PLAINTEXT bytes,
     each with its 2-byte length, into ``out`` (exactly their size)."""
     aead = cs.cipher.cipher
@@ -111,16 +116,22 @@ async def _noise_write_msg(self: Any, msg: bytes, prefix_encoded: bool = False) 
     if cs is not None:
         conn = self.read_writer.read_write_closer
         total = _sealed_size(len(msg))
-        reuse = type(conn) is RawConnection and type(getattr(conn, "stream", None)) is TrioTCPStream
-        out = next((b for b in _WBUF_POOL if len(b) == total), None) if reuse else None
-        if out is not None:
-            _WBUF_POOL.remove(out)
-        else:
+        reuse = (
+            _POOL_MIN <= total <= _POOLED
+            and type(conn) is RawConnection
+            and type(getattr(conn, "stream", None)) is TrioTCPStream
+        )
+        if not reuse:
             out = bytearray(total)
-        _seal_all(cs, msg, out)
-        await conn.write(out)
-        if reuse and len(_WBUF_POOL) < _POOL_MAX:
-            _WBUF_POOL.append(out)
+            _seal_all(cs, msg, out)
+            await conn.write(out)
+            return
+        pooled = _WBUF_POOL.pop() if _WBUF_POOL else bytearray(_POOLED)
+        with memoryview(pooled) as whole, whole[:total] as out_view:
+            _seal_all(cs, msg, out_view)
+            await conn.write(out_view)
+        if len(_WBUF_POOL) < _POOL_MAX:
+            _WBUF_POOL.append(pooled)
         return
     parts: list[bytes] = []
     if len(msg) <= NOISE_MAX_PLAINTEXT:

@@ -625,8 +625,8 @@ async def test_noise_write_msg_real_cipher_seals_in_place_and_keeps_the_nonce_se
 
 async def test_noise_write_msg_reuses_its_buffer_only_over_tcp_after_the_send() -> None:
     """Over a real TCP-like socket the sealed batch's buffer goes back to a
-    small pool once sent; the next batch of that size reuses it, and the
-    peer still reads every byte right."""
+    small pool once sent; the next batch of any size from 64 KiB to a sealed
+    WRITE_BATCH reuses it, and the peer still reads every byte right."""
     from libp2p.io.trio import TrioTCPStream
     from libp2p.network.connection.raw_connection import RawConnection
 
@@ -635,12 +635,12 @@ async def test_noise_write_msg_reuses_its_buffer_only_over_tcp_after_the_send() 
     left, right = trio.SocketStream(a), trio.SocketStream(b)
     rw = noise_io.NoiseTransportReadWriter(RawConnection(TrioTCPStream(left), True), sender)  # type: ignore[arg-type]
     S._WBUF_POOL.clear()
-    msgs = [os.urandom(300_000) for _ in range(3)]
+    msgs = [os.urandom(n) for n in (300_000, 70_000, S.WRITE_BATCH + 200)]
     got = bytearray()
 
     async def read_all() -> None:
         wire = bytearray()
-        while len(wire) < 3 * S._sealed_size(300_000):
+        while len(wire) < sum(S._sealed_size(len(m)) for m in msgs):
             wire += await right.receive_some(1 << 20)
         pos = 0
         while pos < len(wire):
