@@ -64,7 +64,7 @@ async def _noise_read_msg(self: Any, prefix_encoded: bool = False) -> bytes:
             if avail >= 2:
                 size = (cur[pos] << 8) | cur[pos + 1]
                 if avail >= 2 + size:
-                    d["_p2ps_rcur"], d["_p2ps_rpos"] = (b"", 0) if pos + 2 + size == len(cur) else (cur, pos + 2 + size)
+                    _keep_rest(d, cur, pos + 2 + size)
                     return _open_msg(self, cur, pos, size, prefix_encoded)
             if avail:
                 part = d["_p2ps_rbuf"] = bytearray(cur[pos:])  # at most one message
@@ -85,7 +85,7 @@ async def _noise_read_msg(self: Any, prefix_encoded: bool = False) -> bytes:
             )
         cur, pos = data, 0
     # A whole message assembled in ``part``; what follows it stays in ``cur``.
-    d["_p2ps_rcur"], d["_p2ps_rpos"] = (b"", 0) if pos == len(cur) else (cur, pos)
+    _keep_rest(d, cur, pos)
     try:
         return _open_msg(self, part, 0, len(part) - 2, prefix_encoded)
     finally:
@@ -108,8 +108,14 @@ def take_ready_msg(rw: Any) -> bytes | None:
     size = (cur[pos] << 8) | cur[pos + 1]
     if size <= _TAG or len(cur) - pos < 2 + size:
         return None  # not whole yet; or empty, which upstream's read reports as the end
-    d["_p2ps_rcur"], d["_p2ps_rpos"] = (b"", 0) if pos + 2 + size == len(cur) else (cur, pos + 2 + size)
+    _keep_rest(d, cur, pos + 2 + size)
     return _open_msg(rw, cur, pos, size, False)
+
+
+def _keep_rest(d: dict[str, Any], cur: bytes, pos: int) -> None:
+    """Keep what of the last read ``cur`` lies from ``pos`` on for the next
+    message (nothing, if the read is used up)."""
+    d["_p2ps_rcur"], d["_p2ps_rpos"] = (b"", 0) if pos == len(cur) else (cur, pos)
 
 
 def _open_msg(self: Any, data: bytes | bytearray, pos: int, size: int, prefix_encoded: bool) -> bytes:

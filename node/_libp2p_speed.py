@@ -63,9 +63,9 @@ _WINDOW_POLL = 0.25  # re-check close/reset while waiting for credit
 # library makes: nonce 4 zero bytes + n little-endian, n += 1) each chunk is
 # sealed from a view of ``msg`` straight into its place in the output
 # buffer: no slice copy, no join copy (issue 12: ~0.2 s of the sender's CPU
-# per GiB). Over plain TCP the output buffer is reused for the next batch
-# of the same size (a small shared pool): the socket write has sent it all
-# when it returns.
+# per GiB). Over plain TCP the output buffer is reused for a later batch
+# (a small shared pool, below): the socket write has sent it all when it
+# returns.
 
 _NONCE_PAD = bytes(4)
 _TAG = 16

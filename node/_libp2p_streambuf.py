@@ -29,6 +29,7 @@ from libp2p.network.stream.net_stream import NetStream, StreamState
 from libp2p.stream_muxer.yamux import yamux
 
 from p2pshare.errors import ProtocolViolation
+from p2pshare.transfer.gathered import add_piece
 
 from ._libp2p_yamux_rx import FLOW_CONTROL_SLACK
 
@@ -40,9 +41,8 @@ class YamuxFlowControlViolation(ProtocolViolation, ConnectionError):
 
 
 Piece = bytes | memoryview
-#: Bodies smaller than this are copied into shared buffers of _COALESCE.
+#: Bodies smaller than this are copied into shared buffers (``add_piece``).
 _SMALL = 4096
-_COALESCE = 64 * 1024
 
 
 class StreamBuffer:
@@ -86,11 +86,7 @@ class StreamBuffer:
         pieces = self._pieces
         self._size += size
         if size < _SMALL:
-            last = pieces[-1] if pieces else None
-            if type(last) is bytearray and len(last) + size <= _COALESCE:
-                last += data
-            else:
-                pieces.append(bytearray(data))
+            add_piece(pieces, data, keep=False)
             return
         if type(data) is not bytes and (type(data) is not memoryview or not data.readonly):
             data = bytes(data)  # only read-only pieces are kept (``take_pieces`` hands them out)

@@ -12,13 +12,37 @@ it holds), or copies.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableSequence
+from typing import Any
 
-__all__ = ["Gathered", "Piece"]
+__all__ = ["Gathered", "Piece", "GATHER_BYTES", "add_piece"]
 
 #: A piece: ``bytes``, a view of ``bytes``, or a ``bytearray`` that only
 #: the ``Gathered`` holds (the decoder's copies).
 Piece = bytes | memoryview | bytearray
+
+#: Copied bytes are gathered into buffers of up to this size, so that input
+#: in slivers (a byte at a time, or 1-byte yamux frames) costs one object
+#: per ~64 KiB, not one per sliver.
+GATHER_BYTES = 64 * 1024
+
+
+def add_piece(pieces: MutableSequence[Any], data: Any, keep: bool) -> None:
+    """Append ``data`` to ``pieces``: as it is if ``keep`` (the caller has
+    judged it safe to hold), else copied onto the last gathering
+    ``bytearray`` while that has room, or into a new one.
+
+    The one gathering rule of the receive path: the yamux stream buffer
+    (small frame bodies) and the frame decoder (CHUNK bytes it may not keep
+    as views) both use it."""
+    if keep:
+        pieces.append(data)
+        return
+    last = pieces[-1] if pieces else None
+    if type(last) is bytearray and len(last) + len(data) <= GATHER_BYTES:
+        last += data
+    else:
+        pieces.append(bytearray(data))
 
 
 class Gathered:

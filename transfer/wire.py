@@ -36,12 +36,13 @@ It comes only after ACCEPT, so only a peer that proved the key learns it.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
 from p2pshare.transfer.crypto import GCM_NONCE_BYTES, MAC_BYTES, NONCE_BYTES, SHARE_ID_BYTES, TAG_BYTES, Body
 from p2pshare.transfer.errors import MAX_MESSAGE_CHARS, ProtocolError, UnavailableReason, sanitize_text
-from p2pshare.transfer.gathered import Gathered
+from p2pshare.transfer.gathered import Gathered, Piece, add_piece
 from p2pshare.transfer.manifest import MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES
 
 PROTOCOL_VERSION = 1
@@ -52,9 +53,6 @@ CHUNK_OVERHEAD = 8 + GCM_NONCE_BYTES + TAG_BYTES  # index + nonce + tag
 _U64 = struct.Struct(">Q")
 _RANGE = struct.Struct(">QQ")
 _UNAVAILABLE = struct.Struct(">IB")
-#: A CHUNK body's copied bytes are gathered in buffers of about this size
-#: (so a body fed a byte at a time is not a million pieces).
-_COALESCE = 64 * 1024
 #: A kept view costs ~200 bytes of objects: only slices this large are kept
 #: as views (so a body fed in slivers is copied, not a million views).
 _MIN_VIEW = 4096
@@ -335,7 +333,7 @@ class FrameDecoder:
         self._limits = dict(MAX_BODY)
         self._buf = bytearray()  # header, CHUNK prefix, or a whole small body
         self._need: tuple[MsgType, int] | None = None
-        self._parts: list[bytes | memoryview | bytearray] | None = None  # the CHUNK being filled
+        self._parts: list[Piece] | None = None  # the CHUNK being filled
         self._body_len = 0
         self._filled = 0
         self._chunk_head: tuple[int, bytes] = (0, b"")
@@ -349,12 +347,9 @@ class FrameDecoder:
         return len(self._buf) + (self._filled if self._parts is not None else 0)
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
-        out: list[Message] = []
-        with memoryview(data) as view:
-            self._feed(view, out)
-        return out
+        return self.feed_all((data,))
 
-    def feed_all(self, pieces: list[bytes | memoryview]) -> list[Message]:
+    def feed_all(self, pieces: Iterable[bytes | bytearray | memoryview]) -> list[Message]:
         """``feed`` each piece in order (a scatter read's result)."""
         out: list[Message] = []
         for piece in pieces:
@@ -374,13 +369,7 @@ class FrameDecoder:
                 take = min(self._body_len - self._filled, end - pos)
                 if not take:
                     return
-                piece = view[pos : pos + take]
-                if take >= _MIN_VIEW and take * 4 >= owner * 3:
-                    parts.append(piece)
-                elif parts and type(parts[-1]) is bytearray and len(parts[-1]) < _COALESCE:
-                    parts[-1] += piece
-                else:
-                    parts.append(bytearray(piece))
+                add_piece(parts, view[pos : pos + take], keep=take >= _MIN_VIEW and take * 4 >= owner * 3)
                 self._filled += take
                 pos += take
                 if self._filled < self._body_len:
