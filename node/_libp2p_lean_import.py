@@ -12,7 +12,10 @@ which is right: we never create such objects). Any other name or submodule
 fails to import with the same clear error. It also tells dnspython (which
 py-libp2p's TCP transport imports for ``/dns`` addresses) that
 DNS-over-QUIC is off, through its documented override
-``dns._features.force``; otherwise dnspython imports aioquic itself.
+``dns._features.force``; otherwise dnspython imports aioquic itself. And it
+answers py-multiaddr's DNS resolver module with a stand-in that loads the
+real one (and dnspython) only when something resolves
+(``_libp2p_lazy_dns``).
 
 Safety: :func:`install` does nothing (one debug line) unless the installed
 py-libp2p is exactly :data:`LIBP2P_VERSION` and no libp2p module is imported
@@ -33,6 +36,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Final
+
+from . import _libp2p_lazy_dns
 
 __all__ = ["install", "is_installed", "LeanImportError", "STUBS", "PACKAGES", "LIBP2P_VERSION", "make_stub"]
 
@@ -138,12 +143,13 @@ def make_stub(name: str) -> ModuleType:
 
 
 class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Answers exactly the modules in STUBS, and refuses their other submodules."""
+    """Answers exactly the modules in STUBS (and py-multiaddr's DNS resolver
+    with its lazy stand-in), and refuses the stubs' other submodules."""
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname in STUBS:
+        if fullname in STUBS or fullname == _libp2p_lazy_dns.MODULE:
             return importlib.machinery.ModuleSpec(fullname, self, is_package=fullname in PACKAGES)
         parent = fullname.rpartition(".")[0]
         if parent in PACKAGES:
@@ -151,6 +157,8 @@ class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        if spec.name == _libp2p_lazy_dns.MODULE:
+            return _libp2p_lazy_dns.make_module()
         module = make_stub(spec.name)
         if spec.name in PACKAGES:
             module.__path__ = []
