@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from p2pshare import sharecode
+from p2pshare.node import _gc
 from p2pshare.node._memory import trim_forever
 from p2pshare.node.autonat._trio_server import serve_autonat_server
 from p2pshare.node.autonat.client import AutoNATConfig
@@ -246,6 +247,7 @@ class Node:
         # Background work (advertising) must not hold the node open: cancel it
         # first on exit (exit-stack callbacks run before the nursery's exit).
         self._stack.callback(self._nursery.cancel_scope.cancel)
+        _gc.settle()  # the command line's start-up is over (a no-op otherwise)
         return self
 
     async def __aexit__(

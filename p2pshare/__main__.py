@@ -1,6 +1,21 @@
-"""``python -m p2pshare``: the command line."""
+"""``python -m p2pshare`` and the ``p2pshare`` command: the command line.
 
-from p2pshare.cli import entry
+The collector is paused before anything else is imported (``node/_gc.py``): the
+imports below and py-libp2p's build the process's long-lived objects."""
+
+from typing import NoReturn
+
+from p2pshare.node import _gc
+
+_gc.pause()
+
+from p2pshare._exit import exit_now  # noqa: E402
+from p2pshare.cli import main  # noqa: E402
+
+
+def entry() -> NoReturn:
+    exit_now(main())
+
 
 if __name__ == "__main__":
     entry()

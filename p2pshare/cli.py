@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Final, NoReturn, assert_never
 
 from p2pshare import sharecode
-from p2pshare._exit import exit_now
 from p2pshare.errors import LocalError, P2PShareError, ProtocolViolation, RemoteError, Terminated
 from p2pshare.node import _libp2p_lean_import
 from p2pshare.node._output import Reporter
@@ -490,11 +489,3 @@ def _cmd_code_show(opts: CodeShowOptions) -> int:
     code = sharecode.parse_code(text)
     print(json.dumps(sharecode.describe(code, reveal_key=opts.reveal_key), indent=2, sort_keys=True))
     return ExitCode.OK
-
-
-def entry() -> NoReturn:
-    exit_now(main())
-
-
-if __name__ == "__main__":
-    entry()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from p2pshare.node import _gc
 from p2pshare.node._output import Reporter
 from p2pshare.node.errors import LocalNodeError
 
@@ -279,6 +280,7 @@ async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
                 # A relay is public by definition: it answers AutoNAT dial-back
                 # requests and STUN-over-TCP mapping probes for its clients...
                 await nursery.start(serve_autonat_server, host, ServerConfig(dial_private=opts.autonat_dial_private))
+                _gc.settle()  # start-up is over: freeze what it built (node/_gc.py)
                 try:
                     stun_ports = await nursery.start(serve_stun_tcp, opts.stun_ip, DEFAULT_STUN_PORTS)
                     reporter.say(f"STUN (TCP) on {opts.stun_ip} ports {stun_ports}")

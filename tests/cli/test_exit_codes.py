@@ -289,7 +289,7 @@ def test_the_command_line_exits_without_the_interpreter_teardown(tmp_path: Path)
     script = (
         "import atexit, sys\n"
         "atexit.register(lambda: sys.stderr.write('TEARDOWN RAN'))\n"
-        "from p2pshare.cli import entry\n"
+        "from p2pshare.__main__ import entry\n"
         "sys.argv = ['p2pshare', *sys.argv[1:]]\n"
         "entry()\n"
     )
