@@ -26,7 +26,10 @@ _NONCE_PAD = bytes(4)
 _TAG = 16
 
 # Bytes pulled from the socket per read under Noise (many messages at once).
-READ_CHUNK = 256 * 1024
+# 256 KiB -> 512 KiB: a 1 GiB get used 0.14 s less CPU (5 alternated runs,
+# 3087 -> 2943 ms median); 1 MiB gave no more. A read is held only while the
+# receive loop takes its messages; a partial one at its end is copied out.
+READ_CHUNK = 512 * 1024
 
 
 # -- P1 ----------------------------------------------------------------------
