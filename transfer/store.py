@@ -397,7 +397,11 @@ class Store:
         """
         entry = self.manifest.files[index]
         fd = self._open_part(index)
-        os.ftruncate(fd, entry.size)
+        # Cut an O_DIRECT padded last block (or a longer partial file). Only
+        # then: truncating to the same size still rewrites the inode's times
+        # (a journaled update per small file; fstat is not).
+        if os.fstat(fd).st_size != entry.size:
+            os.ftruncate(fd, entry.size)
         hasher, upto = hashed
         # Every chunk checked against the authenticated manifest's chunk
         # hashes (received, or kept by the resume scan): the whole-file hash
