@@ -10,12 +10,12 @@ classes and functions, which stay. A higher generation-0 threshold is not
 enough: five collections of 100,000 young objects still cost 0.027 s.
 
 So the command line calls :func:`pause` before its imports: no collection
-while starting. Once a node is up (the end of ``Node.__aenter__``, and the
-relay's start) :func:`settle` moves everything alive into the permanent
-generation (``gc.freeze``: later collections no longer walk the start-up
-objects) and turns the collector back on. Every command that outlives its
-start-up starts a node; the others (``--help``, ``code show``, bad input)
-end within it. Both do nothing unless the command line paused, so ``main``
+while starting. Once its host is listening (in ``Node.__aenter__`` and in
+the relay's start, before anything waits on the network) :func:`settle`
+moves everything alive into the permanent generation (``gc.freeze``: later
+collections no longer walk the start-up objects) and turns the collector
+back on. Every command that outlives its start-up opens a host; the others
+(``--help``, ``code show``, bad input) end within it. Both do nothing unless the command line paused, so ``main``
 called in-process keeps the collector as it was.
 """
 

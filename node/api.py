@@ -170,6 +170,9 @@ class Node:
         except OSError as exc:
             await self._stack.aclose()
             raise LocalNodeError(f"cannot listen on {', '.join(cfg.listen_addrs)}: {exc.strerror or exc}") from None
+        # The command line's start-up is over: its imports are done, and what
+        # follows may wait on the network (a no-op outside the command line).
+        _gc.settle()
         self._host.set_stream_handler(PROTOCOL_ID, self._handle_transfer)
         self._traversal = await self._stack.enter_async_context(
             open_traversal(
@@ -247,7 +250,6 @@ class Node:
         # Background work (advertising) must not hold the node open: cancel it
         # first on exit (exit-stack callbacks run before the nursery's exit).
         self._stack.callback(self._nursery.cancel_scope.cancel)
-        _gc.settle()  # the command line's start-up is over (a no-op otherwise)
         return self
 
     async def __aexit__(

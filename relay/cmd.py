@@ -267,6 +267,7 @@ async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
                 host = await stack.enter_async_context(open_host(key_pair, listen))
             except OSError as e:  # ListenError is an OSError
                 raise LocalNodeError(str(e)) from None
+            _gc.settle()  # start-up is over: freeze what it built (node/_gc.py)
             async with trio.open_nursery() as nursery:
                 relay = await nursery.start(
                     partial(
@@ -280,7 +281,6 @@ async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
                 # A relay is public by definition: it answers AutoNAT dial-back
                 # requests and STUN-over-TCP mapping probes for its clients...
                 await nursery.start(serve_autonat_server, host, ServerConfig(dial_private=opts.autonat_dial_private))
-                _gc.settle()  # start-up is over: freeze what it built (node/_gc.py)
                 try:
                     stun_ports = await nursery.start(serve_stun_tcp, opts.stun_ip, DEFAULT_STUN_PORTS)
                     reporter.say(f"STUN (TCP) on {opts.stun_ip} ports {stun_ports}")

@@ -1,10 +1,10 @@
 """node/_gc.py: no collection while the command line starts, frozen after.
 
 Unit checks run in subprocesses (``gc.freeze`` would move the test process's
-own objects). The end-to-end test runs the real command line (``entry`` of
-``p2pshare/__main__.py``) as a ``get`` from a real sharer and watches the
-collector with ``gc.callbacks``: nothing collected before the node is up,
-the start-up objects frozen and the collector on once it is.
+own objects). The end-to-end tests run the real command line (``entry`` of
+``p2pshare/__main__.py``), as a ``get`` from a real sharer and as a relay,
+and watch the collector with ``gc.callbacks``: nothing collected before the
+host listens, the start-up objects frozen and the collector on once it does.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -90,4 +91,33 @@ def test_the_command_line_collects_nothing_while_starting(
     assert (out / "a.txt").read_bytes() == b"hello\n" * 1000
     report = json.loads(next(line for line in proc.stderr.splitlines() if line.startswith("{")))
     assert report["collected_before"] == [], report  # ~185 collections before this change
+    assert report["enabled"] and report["frozen"] > 20_000, report
+
+
+def test_the_relay_collects_nothing_while_starting(tmp_path: Path) -> None:
+    """``p2pshare relay`` runs for months: it settles once its host listens."""
+    args = ["relay", "--json", "--listen", "/ip4/127.0.0.1/tcp/0"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WATCH, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env_for(tmp_path / "relay-home"),
+        cwd=ROOT,
+    )
+    deadline = threading.Timer(60, proc.kill)  # no report in time: EOF ends the loop
+    deadline.start()
+    try:
+        assert proc.stderr is not None
+        line = ""
+        for line in proc.stderr:  # the report is printed when start-up settles
+            if line.startswith("{"):
+                break
+    finally:
+        deadline.cancel()
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert line.startswith("{"), f"the relay never settled its start-up: {line!r}"
+    report = json.loads(line)
+    assert report["collected_before"] == [], report
     assert report["enabled"] and report["frozen"] > 20_000, report
