@@ -15,8 +15,9 @@ the relay's start, before anything waits on the network) :func:`settle`
 moves everything alive into the permanent generation (``gc.freeze``: later
 collections no longer walk the start-up objects) and turns the collector
 back on. Every command that outlives its start-up opens a host; the others
-(``--help``, ``code show``, bad input) end within it. Both do nothing unless the command line paused, so ``main``
-called in-process keeps the collector as it was.
+(``--help``, ``code show``, bad input) end within it. Both do nothing
+unless the command line paused, so ``main`` called in-process keeps the
+collector as it was.
 """
 
 from __future__ import annotations

@@ -77,6 +77,13 @@ m.entry()
 """
 
 
+def _assert_settled(report: dict[str, Any]) -> None:
+    """``_WATCH``'s report: nothing collected while paused (~185 collections
+    before this change), then the collector on and start-up frozen."""
+    assert report["collected_before"] == [], report
+    assert report["enabled"] and report["frozen"] > 20_000, report
+
+
 def test_the_command_line_collects_nothing_while_starting(
     tmp_path: Path, sharer: Callable[..., tuple[Proc, dict[str, Any]]]
 ) -> None:
@@ -89,9 +96,7 @@ def test_the_command_line_collects_nothing_while_starting(
     args = ["get", "-y", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0", "-o", str(out), shared["code"]]
     proc = _python(_WATCH, *args, env=env_for(home))
     assert (out / "a.txt").read_bytes() == b"hello\n" * 1000
-    report = json.loads(next(line for line in proc.stderr.splitlines() if line.startswith("{")))
-    assert report["collected_before"] == [], report  # ~185 collections before this change
-    assert report["enabled"] and report["frozen"] > 20_000, report
+    _assert_settled(json.loads(next(line for line in proc.stderr.splitlines() if line.startswith("{"))))
 
 
 def test_the_relay_collects_nothing_while_starting(tmp_path: Path) -> None:
@@ -118,6 +123,4 @@ def test_the_relay_collects_nothing_while_starting(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(timeout=30)
     assert line.startswith("{"), f"the relay never settled its start-up: {line!r}"
-    report = json.loads(line)
-    assert report["collected_before"] == [], report
-    assert report["enabled"] and report["frozen"] > 20_000, report
+    _assert_settled(json.loads(line))
