@@ -72,27 +72,35 @@ def _targets(addrs: Sequence[str]) -> list[Target]:
 
 
 async def _bootstrap(disc: Discovery, targets: list[Target]) -> bool:
-    """Probe targets in parallel, a few rounds; True once the table has a peer."""
+    """Probe targets in parallel, a few rounds; True once one of them answered.
+
+    A peer that dialled us also lands in the table, so a non-empty table
+    does not mean we joined: a node whose bootstrap peer was not up yet
+    when a neighbour reached it would otherwise stop trying and stay cut
+    off from the network behind that peer.
+    """
     if not targets:
         return disc.is_bootstrapped()
     limiter = trio.CapacityLimiter(_BOOTSTRAP_PARALLEL)
+
+    async def one(t: Target, answered: list[str]) -> None:
+        async with limiter:
+            peer = await disc.probe(t)
+        if peer is not None:
+            answered.append(peer)
+
     for round_no in range(_BOOTSTRAP_ROUNDS):
-        pending = [t for t in targets if t.peer_id not in disc.routing_table_peers()]
-
-        async def one(t: Target) -> None:
-            async with limiter:
-                await disc.probe(t)
-
+        answered: list[str] = []
         async with trio.open_nursery() as nursery:
-            for t in pending:
-                nursery.start_soon(one, t)
-        if await disc.wait_bootstrapped(1.0):
+            for t in targets:
+                nursery.start_soon(one, t, answered)
+        if answered:
+            await disc.wait_in_table(answered, 1.0)
             return True
         if round_no < len(_BOOTSTRAP_BACKOFF):
             await trio.sleep(_BOOTSTRAP_BACKOFF[round_no])
-    if targets:
-        logger.warning("could not reach any of %d bootstrap peers; will retry later", len(targets))
-    return disc.is_bootstrapped()
+    logger.warning("could not reach any of %d bootstrap peers; will retry later", len(targets))
+    return False
 
 
 def _save(disc: Discovery, path: Path) -> None:
@@ -134,15 +142,15 @@ async def _serve_routing(
         loaded = await trio.to_thread.run_sync(load_peers_file, peers_file)
         remembered = [Target(p.peer_id, p.addrs) for p in loaded if p.peer_id != disc.peer_id]
     targets = _targets(addrs) + remembered
-    await _bootstrap(disc, targets)
+    joined = await _bootstrap(disc, targets)
     while True:
         _publish_self_addrs(disc)
         try:
             if refresh_interval is not None:
+                if not joined or not disc.is_bootstrapped():
+                    joined = await _bootstrap(disc, targets)
                 if disc.is_bootstrapped():
                     await disc.closest_peers(disc.host.peer_id_bytes, timeout=_SELF_LOOKUP_TIMEOUT)
-                else:
-                    await _bootstrap(disc, targets)
             if peers_file is not None:
                 await trio.to_thread.run_sync(_save, disc, peers_file)
             disc.table.cleanup_expired()

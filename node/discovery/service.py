@@ -129,6 +129,14 @@ class Discovery:
             return True
         return self.table.size() > 0
 
+    async def wait_in_table(self, peers: Sequence[str], timeout: float) -> bool:
+        """True once one of ``peers`` is in the routing table (adds are queued)."""
+        with trio.move_on_after(timeout):
+            while not set(peers) & set(self.table.peer_ids()):
+                await self.table.wait_changed()
+            return True
+        return False
+
     def _known_addrs(self, peer: str) -> list[str]:
         raw = self.host.peer_addrs(peer)
         out = [normalize_addr(a, peer) for a in raw[: 2 * MAX_ADDRS_PER_PEER]]

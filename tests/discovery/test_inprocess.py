@@ -147,3 +147,22 @@ async def test_bootstrap_address_without_peer_id_learns_the_id(tmp_path: Path) -
             assert disc.routing_table_peers() == [server_host.peer_id]
         # Written on exit, with the ID Noise proved.
         assert server_host.peer_id in peers.read_text()
+
+
+async def test_a_peer_dialling_in_first_does_not_end_the_bootstrap() -> None:
+    """B's bootstrap peer A is not up yet when C joins through B: C puts
+    itself into B's table, and B must still keep trying A rather than take
+    the non-empty table for having joined (the 3-hop chain test failed
+    this way about one run in eight)."""
+    key_a = create_new_key_pair()
+    a_id = ID.from_pubkey(key_a.public_key).to_base58()
+    with socket_closed_port() as port, trio.fail_after(20):
+        a_addr = f"/ip4/127.0.0.1/tcp/{port}/p2p/{a_id}"
+        async with _node([a_addr]) as (b_host, b):
+            async with _node([_p2p(b_host)]) as (c_host, _c):
+                assert await b.wait_in_table([c_host.peer_id], 5)
+                async with open_host(key_a, [f"/ip4/127.0.0.1/tcp/{port}"]) as a_host:
+                    async with open_discovery(
+                        a_host, bootstrap=[], peers_file=None, server_mode=True, dns_lookup=_no_dns
+                    ):
+                        assert await b.wait_in_table([a_id], 10), b.routing_table_peers()
