@@ -165,3 +165,23 @@ async def test_errors_leave_open_host_unwrapped() -> None:
         async with open_host(create_new_key_pair()):
             raise KeyError("mine")
     assert e.value.args == ("mine",)
+
+
+async def test_listener_says_nothing_until_the_dialer_has_spoken() -> None:
+    """A hole punch whose SYN lands on the peer's listener tells it from a
+    simultaneous open by the listener's silence (``_dialer_speaks_first``);
+    once the dialer sends its multistream header, the listener answers."""
+    header = b"\x13/multistream/1.0.0\n"
+    async with open_host(create_new_key_pair()) as host:
+        port = int(host.listen_addrs()[0].split("/tcp/")[1].split("/")[0])
+        with trio.fail_after(10):
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with stream:
+                with trio.move_on_after(1.0) as silent:
+                    early = await stream.receive_some(100)
+                assert silent.cancelled_caught, f"the listener spoke first: {early!r}"
+                await stream.send_all(header)
+                got = b""
+                while len(got) < len(header):
+                    got += await stream.receive_some(100)
+                assert got.startswith(header)
