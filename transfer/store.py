@@ -14,6 +14,7 @@ time, however large or many the files.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import mmap
 import os
@@ -423,7 +424,7 @@ class Store:
         if index in self._replace:  # --overwrite: atomic, and only now that the new file verified
             os.rename(str(index), name, src_dir_fd=self._partial, dst_dir_fd=parent)
         else:
-            fs.move_noreplace(self._partial, str(index), parent, name, self._shown(entry.path))
+            fs.move_noreplace(self._partial, str(index), parent, name, functools.partial(self._shown, entry.path))
         self._done[index] = True
 
     def _parent(self, parts: tuple[str, ...], shown: str) -> int:

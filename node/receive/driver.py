@@ -195,7 +195,8 @@ class ReceiveDriver:
             for action in session.transfer_event(event, trio.current_time()):
                 assert isinstance(action, Emit)
                 self.emit(action.event)
-            deadline.deadline = session.deadline
+            if deadline.deadline != session.deadline:  # trio re-files a scope even for the same value
+                deadline.deadline = session.deadline
 
         async def approve(manifest: Manifest, needed: int) -> None:
             """A person reading the list is not a stalled sharer: the clock stops meanwhile."""

@@ -25,7 +25,7 @@ def _dirs(tmp_path: Path) -> tuple[int, int]:
 def test_moves_and_leaves_no_source(tmp_path: Path) -> None:
     src, dst = _dirs(tmp_path)
     (tmp_path / "part" / "0").write_bytes(b"new")
-    fs.move_noreplace(src, "0", dst, "name.txt", "name.txt")
+    fs.move_noreplace(src, "0", dst, "name.txt", lambda: "name.txt")
     assert (tmp_path / "out" / "name.txt").read_bytes() == b"new"
     assert not (tmp_path / "part" / "0").exists()
 
@@ -35,7 +35,7 @@ def test_never_replaces_an_existing_file(tmp_path: Path) -> None:
     (tmp_path / "part" / "0").write_bytes(b"new")
     (tmp_path / "out" / "name.txt").write_bytes(b"theirs")
     with pytest.raises(OutputError, match="refusing to overwrite name.txt"):
-        fs.move_noreplace(src, "0", dst, "name.txt", "name.txt")
+        fs.move_noreplace(src, "0", dst, "name.txt", lambda: "name.txt")
     assert (tmp_path / "out" / "name.txt").read_bytes() == b"theirs"
     assert (tmp_path / "part" / "0").read_bytes() == b"new"  # kept for a later resume
 
@@ -45,14 +45,14 @@ def test_never_replaces_a_symlink_or_follows_it(tmp_path: Path) -> None:
     (tmp_path / "part" / "0").write_bytes(b"new")
     os.symlink(tmp_path / "elsewhere", tmp_path / "out" / "name.txt")
     with pytest.raises(OutputError, match="refusing to overwrite"):
-        fs.move_noreplace(src, "0", dst, "name.txt", "name.txt")
+        fs.move_noreplace(src, "0", dst, "name.txt", lambda: "name.txt")
     assert not (tmp_path / "elsewhere").exists()
 
 
 def test_a_missing_source_is_one_line_error(tmp_path: Path) -> None:
     src, dst = _dirs(tmp_path)
     with pytest.raises(OutputError, match="cannot create name.txt"):
-        fs.move_noreplace(src, "0", dst, "name.txt", "name.txt")
+        fs.move_noreplace(src, "0", dst, "name.txt", lambda: "name.txt")
 
 
 def test_pwrite_all_writes_in_small_pieces_and_survives_short_writes(
