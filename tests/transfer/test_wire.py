@@ -212,3 +212,29 @@ def test_a_body_fed_a_byte_at_a_time_is_a_few_buffers() -> None:
     [chunk] = out
     assert isinstance(chunk, wire.Chunk) and chunk.ciphertext == body
     assert isinstance(chunk.ciphertext, Gathered) and len(chunk.ciphertext.pieces) <= 3
+
+
+def test_a_whole_chunk_in_one_piece_gets_every_check_of_the_general_path() -> None:
+    """The decoder's fast path (a whole CHUNK in one piece) keeps the order,
+    size and role rules: each bad frame fails the same whole or in bytes."""
+    accept = wire.encode(wire.Accept(b"a" * 32))
+    manifest = wire.encode(wire.ManifestMsg(b"m" * 12, b"x" * 16))
+    chunk = wire.encode(wire.Chunk(3, b"n" * 12, b"c" * 100))
+    too_short = wire.frame(wire.MsgType.CHUNK, b"\x00" * (wire.CHUNK_OVERHEAD - 1))
+    cases = [
+        (wire.TO_RECEIVER, wire.RECEIVER_ORDER, chunk, "CHUNK message before ACCEPT"),
+        (wire.TO_SHARER, None, chunk, "unexpected message type CHUNK"),
+        (wire.TO_RECEIVER, None, too_short, "malformed|CHUNK"),
+    ]
+    for accept_kinds, order, fed, error in cases:
+        for pieces in ([fed], [fed[i : i + 1] for i in range(len(fed))]):
+            dec = wire.FrameDecoder(accept_kinds, order)
+            with pytest.raises(ProtocolError, match=error):
+                for piece in pieces:
+                    dec.feed(piece)
+    dec = wire.FrameDecoder(wire.TO_RECEIVER, wire.RECEIVER_ORDER)
+    dec.set_chunk_size(50)
+    with pytest.raises(ProtocolError, match="CHUNK message too large"):
+        dec.feed(accept + manifest + chunk)
+    got = wire.FrameDecoder(wire.TO_RECEIVER, wire.RECEIVER_ORDER).feed(accept + manifest + chunk)
+    assert got[-1] == wire.Chunk(3, b"n" * 12, b"c" * 100)
