@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,11 +56,14 @@ def start(args: list[str], home: Path) -> Proc:
     return Proc(CLI + args, name=f"p2pshare-{sub}", env=env_for(home), cwd=ROOT, log_dir=home.parent / "logs")
 
 
-def run(args: list[str], home: Path, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], home: Path, timeout: float = 120.0, prefix: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """``prefix``: a command to run the CLI under (``tests.harness.file_modes_bind``)."""
     args = _loopback_only(args)
     # No terminal on stdin: run from a developer's terminal, get would ask (y/N) and wait.
     return subprocess.run(
-        CLI + args,
+        [*prefix, *CLI, *args],
         capture_output=True,
         text=True,
         env=env_for(home),

@@ -12,6 +12,7 @@ import pytest
 
 from p2pshare import sharecode
 from tests.cli.helpers import free_port, run, start, write_random
+from tests.harness import file_modes_bind
 
 
 def assert_one_line_error(stderr: str, *fragments: str) -> None:
@@ -152,8 +153,6 @@ def test_code_show_redacts_the_key(tmp_path: Path) -> None:
 
 # --- Bad local files: each is exit 2 with one line, never "internal error". ---
 
-needs_non_root = pytest.mark.skipif(os.geteuid() == 0, reason="root can read and write anything")
-
 
 def _identity_commands(tmp_path: Path, identity: Path) -> dict[str, list[str]]:
     """Every command that takes ``--identity``, pointed at ``identity``."""
@@ -197,23 +196,26 @@ def test_identity_below_a_file_is_exit_2(tmp_path: Path) -> None:
     assert_one_line_error(res.stderr, "identity file", str(identity))
 
 
-@needs_non_root
 def test_unreadable_identity_is_exit_2(tmp_path: Path) -> None:
     identity = tmp_path / "identity.key"
     identity.write_bytes(b"\x00" * 68)
     identity.chmod(0)
-    res = run(_identity_commands(tmp_path, identity)["share"], tmp_path / "h", timeout=60)
+    res = run(_identity_commands(tmp_path, identity)["share"], tmp_path / "h", timeout=60, prefix=file_modes_bind())
     assert res.returncode == 2, res.stderr
     assert_one_line_error(res.stderr, "cannot read identity file", str(identity))
 
 
-@needs_non_root
 def test_identity_in_unwritable_directory_is_exit_2(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.mkdir()
     keys.chmod(0o500)
     try:
-        res = run(_identity_commands(tmp_path, keys / "identity.key")["node"], tmp_path / "h", timeout=60)
+        res = run(
+            _identity_commands(tmp_path, keys / "identity.key")["node"],
+            tmp_path / "h",
+            timeout=60,
+            prefix=file_modes_bind(),
+        )
     finally:
         keys.chmod(0o700)
     assert res.returncode == 2, res.stderr

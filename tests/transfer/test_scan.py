@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from xfer_helpers import make_tree, write_file
 from p2pshare.transfer.errors import SourceError
 from p2pshare.transfer.manifest import EMPTY_SHA256
 from p2pshare.transfer.scan import build_manifest
+from tests.harness import file_modes_bind
 
 CS = 64 * 1024
 
@@ -61,12 +64,30 @@ def test_no_paths() -> None:
         build_manifest([], name="t")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can read anything")
 def test_unreadable_file(tmp_path: Path) -> None:
     f = write_file(tmp_path / "d" / "secret", 10)
     f.chmod(0)
-    with pytest.raises(SourceError, match="cannot read"):
-        build_manifest([tmp_path / "d"], name="t")
+    prefix = file_modes_bind()
+    if not prefix:
+        with pytest.raises(SourceError, match="cannot read"):
+            build_manifest([tmp_path / "d"], name="t")
+        return
+    # Root: in a process without root's file capabilities (see file_modes_bind).
+    script = (
+        "import sys\n"
+        "from p2pshare.transfer.errors import SourceError\n"
+        "from p2pshare.transfer.scan import build_manifest\n"
+        "try:\n"
+        "    build_manifest([sys.argv[1]], name='t')\n"
+        "except SourceError as e:\n"
+        "    print(e)\n"
+        "    sys.exit(3)\n"
+    )
+    res = subprocess.run(
+        [*prefix, sys.executable, "-c", script, str(tmp_path / "d")], capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 3, res.stderr
+    assert "cannot read" in res.stdout, res.stdout
 
 
 def test_unsafe_names_skipped_with_warning(tmp_path: Path) -> None:
