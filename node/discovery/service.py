@@ -123,19 +123,19 @@ class Discovery:
 
     async def wait_bootstrapped(self, timeout: float) -> bool:
         """True once the routing table has a peer; False if ``timeout`` passes first."""
-        with trio.move_on_after(timeout):
-            while self.table.size() == 0:
-                await self.table.wait_changed()
-            return True
-        return self.table.size() > 0
+        return await self._wait_table(lambda: self.table.size() > 0, timeout)
 
     async def wait_in_table(self, peers: Sequence[str], timeout: float) -> bool:
         """True once one of ``peers`` is in the routing table (adds are queued)."""
+        wanted = set(peers)
+        return await self._wait_table(lambda: not wanted.isdisjoint(self.table.peer_ids()), timeout)
+
+    async def _wait_table(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Wait on the table's changes until ``done()``; its value at the end."""
         with trio.move_on_after(timeout):
-            while not set(peers) & set(self.table.peer_ids()):
+            while not done():
                 await self.table.wait_changed()
-            return True
-        return False
+        return done()
 
     def _known_addrs(self, peer: str) -> list[str]:
         raw = self.host.peer_addrs(peer)
