@@ -57,7 +57,7 @@ from p2pshare.transfer.scan import HashProgress, scan_paths
 from p2pshare.transfer.store import Conflict
 
 if TYPE_CHECKING:
-    from p2pshare.transfer._trio_fetch import Approve
+    from p2pshare.transfer._trio_fetch import Approve, Destination
 
 log = logging.getLogger(__name__)
 
@@ -463,6 +463,7 @@ class Node:
         timeout: float = 60.0,
         approve: Approve | None = None,
         conflict: Conflict = Conflict.REFUSE,
+        destination: Destination | None = None,
     ) -> ReceiveResult:
         """Reach the sharer, then fetch into ``output_dir``, resuming what is there.
 
@@ -472,7 +473,9 @@ class Node:
         ``FilesUnavailableError`` naming them, once every other file arrived.
         Events (``Connected``, ``PathUpgraded``, the transfer's) go to
         ``on_event``. ``approve`` sees each verified manifest before anything
-        is written and may refuse it (raising); the deadline waits for it. The decisions live in :mod:`p2pshare.node.receive.core`.
+        is written and may refuse it (raising); the deadline waits for it.
+        ``destination`` may pick another directory from the verified manifest
+        (see ``transfer.fetch``). The decisions live in :mod:`p2pshare.node.receive.core`.
         """
         parsed = sharecode.parse_code(code) if isinstance(code, str) else code
         _check_output_dir(output_dir)
@@ -480,7 +483,7 @@ class Node:
         driver = ReceiveDriver(
             host=self.host, relay=self.relay, traversal=self.traversal, reacher=self._reacher, emit=self._emit
         )
-        return await driver.run(parsed, output_dir, timeout, approve, conflict)
+        return await driver.run(parsed, output_dir, timeout, approve, conflict, destination)
 
 
 def _loopback_only(addrs: Sequence[str]) -> bool:

@@ -13,6 +13,7 @@ import contextlib
 import shutil
 import signal
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,8 +65,9 @@ def parse_any_code(text: str) -> AnyCode:
 def run_get(opts: GetOptions, reporter: Reporter) -> int:
     code = parse_any_code(unwrap_pasted(opts.code))  # bad codes (unknown words too) fail before slow imports
     existed = opts.output.exists()
+    text_dir: list[Path] = []  # where a text share is received (see ``destination``)
     try:
-        return trio.run(_get, opts, reporter, code)
+        return trio.run(_get, opts, reporter, code, text_dir)
     except BaseException as exc:
         from p2pshare.transfer.errors import DeclinedError, NoSpaceError
 
@@ -73,6 +75,9 @@ def run_get(opts: GetOptions, reporter: Reporter) -> int:
             with contextlib.suppress(OSError):  # refused: leave no trace, not even the directory
                 opts.output.rmdir()  # only if empty
         raise
+    finally:
+        for d in text_dir:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _holds(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
@@ -82,7 +87,7 @@ def _holds(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
     return isinstance(exc, kinds)
 
 
-async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode) -> int:
+async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: list[Path]) -> int:
     from p2pshare.node.api import Node, NodeConfig
     from p2pshare.node.events import Connected, NodeEvent, PathUpgraded, Waiting
     from p2pshare.transfer.errors import DeclinedError, NoSpaceError, sanitize_text
@@ -117,7 +122,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode) -> int:
             raise NoSpaceError(consent.no_space_message(share, free, str(output)))
         if approved:
             return  # a reconnect: the person already said yes
-        if is_text_share(manifest.description, [(f.path, f.size) for f in manifest.files[:2]]):
+        if _is_text(manifest):
             text_file[:] = [manifest.files[0].path]  # a text is printed, not stored: no question
             approved = True
             return
@@ -207,6 +212,19 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode) -> int:
         mdns=net.mdns,
         autorelay=False,  # a receiver dials out; it needs no relay of its own
     )
+
+    def destination(manifest: Manifest) -> Path:
+        """A text share is received into a private temporary directory, never
+        ``output``: the sharer names its one file, unasked, and it is printed
+        and removed. In ``output`` it could meet a file of the receiver's of
+        that name (overwritten with --overwrite; printed and deleted as if it
+        were the text when identical, or when the text was renamed beside it)."""
+        if not _is_text(manifest):
+            return output
+        if not text_dir:
+            text_dir.append(Path(tempfile.mkdtemp(prefix="p2pshare-text-")))
+        return text_dir[0]
+
     with trio.open_signal_receiver(signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             terminated = False
@@ -226,13 +244,18 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode) -> int:
                     reporter.say(f"Looking up short code {code.redacted} in the DHT…")
                     code = await node.resolve_short_code(code, timeout=opts.timeout)
                 result = await node.start_receiving(
-                    code, output, timeout=opts.timeout, approve=approve, conflict=Conflict(opts.on_conflict)
+                    code,
+                    output,
+                    timeout=opts.timeout,
+                    approve=approve,
+                    conflict=Conflict(opts.on_conflict),
+                    destination=destination,
                 )
             nursery.cancel_scope.cancel()
     if terminated:
         raise Terminated("terminated; run the same command again to resume")
     if text_file:
-        return _print_text(output / text_file[0], reporter)
+        return _print_text(text_dir[0] / text_file[0], reporter)
     for path, name in result.transfer.renamed:
         reporter.event("renamed", path=path, saved_as=name)
         reporter.say(f"{sanitize_text(path)} exists with other content: saved as {sanitize_text(name)!r} beside it")
@@ -254,6 +277,10 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode) -> int:
         f"({human_bytes(rate)}/s) {where}, all verified"
     )
     return 0
+
+
+def _is_text(manifest: Manifest) -> bool:
+    return is_text_share(manifest.description, [(f.path, f.size) for f in manifest.files[:2]])
 
 
 def _print_text(path: Path, reporter: Reporter) -> int:

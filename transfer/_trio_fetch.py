@@ -78,6 +78,8 @@ PROGRESS_INTERVAL = 0.1
 #: Called with the verified manifest and the bytes it still needs on disk,
 #: before anything is written; raises (``DeclinedError``, ``NoSpaceError``) to refuse.
 Approve = Callable[[Manifest, int], Awaitable[None]]
+#: Picks the directory a verified manifest is received into (instead of ``output_dir``).
+Destination = Callable[[Manifest], Path]
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,7 @@ async def fetch(
     idle_timeout: float = 120.0,
     approve: Approve | None = None,
     conflict: Conflict = Conflict.REFUSE,
+    destination: Destination | None = None,
 ) -> FetchResult:
     """Fetch the share ``key`` names into ``output_dir``, resuming what is there.
 
@@ -155,7 +158,11 @@ async def fetch(
     finished and ``FetchResult.unavailable`` names them. ``approve`` sees
     the manifest before anything is written and may refuse it (the consent
     prompt and the fit check of ``get``); ``conflict`` says what to do with
-    a file that exists with other content.
+    a file that exists with other content. ``destination``, if given, picks
+    the directory from the verified manifest before anything is looked at
+    or written there (``get`` receives a text share into a private
+    temporary directory: the sharer names its file, so it must never meet
+    the receiver's files).
     """
     emit = on_event or (lambda _e: None)
     try:
@@ -186,6 +193,8 @@ async def fetch(
                 elif isinstance(ev, FileNotServed):
                     early.append(ev)
             await write_all(stream, proto.data_to_send(), idle_timeout, "sharer")
+        if destination is not None:
+            output_dir = destination(manifest)
         store = await _disk(output_dir, _open_store, output_dir, manifest, keys.share_id, conflict)
         needed = await _disk(output_dir, store.assess)
         if approve is not None:

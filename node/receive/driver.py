@@ -55,7 +55,7 @@ from p2pshare.transfer.events import TransferEvent
 from p2pshare.transfer.store import Conflict
 
 if TYPE_CHECKING:
-    from p2pshare.transfer._trio_fetch import Approve
+    from p2pshare.transfer._trio_fetch import Approve, Destination
     from p2pshare.transfer.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class ReceiveDriver:
         self.emit = emit
         self.approve: Approve | None = None
         self.conflict = Conflict.REFUSE
+        self.destination: Destination | None = None
 
     async def run(
         self,
@@ -90,9 +91,11 @@ class ReceiveDriver:
         timeout: float,
         approve: Approve | None = None,
         conflict: Conflict = Conflict.REFUSE,
+        destination: Destination | None = None,
     ) -> ReceiveResult:
         self.approve = approve
         self.conflict = conflict
+        self.destination = destination
         addresses = parsed.addresses if isinstance(parsed, sharecode.ShareCode) else ()
         nat_known = self.traversal.nat is not None
         session = ReceiveSession(
@@ -236,6 +239,7 @@ class ReceiveDriver:
                             on_event=on_transfer_event,
                             approve=approve,
                             conflict=self.conflict,
+                            destination=self.destination,
                         )
                         outcome = TransferDone(result)
                     except TransferError as exc:

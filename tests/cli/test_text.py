@@ -57,3 +57,40 @@ def test_share_needs_paths_or_text(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     res = run(["share", str(tmp_path / "f"), "--text", "x"], tmp_path / "h")
     assert res.returncode == 2 and "not both" in res.stderr
+
+
+def test_a_text_share_never_touches_the_receivers_files(tmp_path: Path) -> None:
+    """A sharer names its text's file, and a text share is taken unasked: a
+    hostile one names a file the receiver has. It is received elsewhere, so
+    the receiver's file is neither printed, overwritten, renamed beside nor
+    deleted, whatever --rename/--overwrite say (each case lost the file);
+    and where it was received is gone afterwards."""
+    from p2pshare.node.textshare import TEXT_MARK
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "thesis.docx").write_bytes(b"hello from the sharer\n")
+    args = ["share", str(src / "thesis.docx"), "--description", TEXT_MARK, "--json"]
+    sharer = start([*args, "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}"], tmp_path / "s")
+    try:
+        code = str(_shared(sharer)["code"])
+        for i, (mine, flags) in enumerate(
+            [
+                (b"MY PRECIOUS THESIS\n", ["--rename"]),
+                (b"MY PRECIOUS THESIS\n", ["--overwrite"]),
+                (b"hello from the sharer\n", []),  # identical: counted as already here
+            ]
+        ):
+            out = tmp_path / f"out{i}"
+            out.mkdir()
+            (out / "thesis.docx").write_bytes(mine)
+            tmp = tmp_path / f"tmp{i}"
+            tmp.mkdir()
+            res = run(["get", code, "-o", str(out), *flags], tmp_path / "rx", prefix=["env", f"TMPDIR={tmp}"])
+            assert res.returncode == 0, res.stderr
+            assert os.listdir(tmp) == [], flags
+            assert res.stdout == "hello from the sharer\n", flags
+            assert sorted(os.listdir(out)) == ["thesis.docx"], flags
+            assert (out / "thesis.docx").read_bytes() == mine, flags
+    finally:
+        sharer.close()
