@@ -83,7 +83,10 @@ def split_path(path: str) -> tuple[str, ...]:
     parts = tuple(path.split("/"))
     for part in parts:
         check_component(part)
-    if parts[0] == PARTIAL_DIR_NAME:
+    # Compared as the file system may: on a case-insensitive one (macOS,
+    # Windows) ".P2PShare-Partial" is our folder of unfinished files. Only a
+    # name starting with "." can fold to it, so most names skip the folding.
+    if parts[0][:1] == "." and fold(parts[0]) == _PARTIAL_FOLDED:
         raise PathRuleError(f"{PARTIAL_DIR_NAME} is a reserved name")
     return parts
 
@@ -91,6 +94,29 @@ def split_path(path: str) -> tuple[str, ...]:
 def fold(path: str) -> str:
     """The key two paths collide on: NFC-normalised and case-folded."""
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", path).casefold())
+
+
+_PARTIAL_FOLDED = fold(PARTIAL_DIR_NAME)
+
+
+def renamed(name: str, n: int) -> str:
+    """``report.pdf`` → ``report (n).pdf``; ``.bashrc`` → ``.bashrc (n)`` (--rename)."""
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem:
+        return f"{name} ({n})"
+    return f"{stem} ({n}).{ext}"
+
+
+def occupied(files: Iterable[str], dirs: Iterable[str]) -> frozenset[str]:
+    """Every path a share's entries take, folded: its files, its directories
+    and the directories its paths imply (a name --rename must not pick)."""
+    taken: set[str] = set()
+    for path in (*files, *dirs):
+        folded = fold(path)
+        while folded and folded not in taken:
+            taken.add(folded)
+            folded = folded.rpartition("/")[0]
+    return frozenset(taken)
 
 
 class _Dir:

@@ -27,7 +27,7 @@ from p2pshare.transfer import _direct, ranges
 from p2pshare.transfer import _fsutil as fs
 from p2pshare.transfer.errors import IntegrityError, NoSpaceError, OutputError
 from p2pshare.transfer.manifest import Manifest
-from p2pshare.transfer.paths import PARTIAL_DIR_NAME
+from p2pshare.transfer.paths import PARTIAL_DIR_NAME, fold, occupied, renamed
 
 
 class Conflict(enum.Enum):
@@ -40,14 +40,6 @@ class Conflict(enum.Enum):
 
 #: Candidates tried for a renamed file before giving up.
 MAX_RENAMES = 1000
-
-
-def renamed(name: str, n: int) -> str:
-    """``report.pdf`` → ``report (n).pdf``; ``.bashrc`` → ``.bashrc (n)``."""
-    stem, dot, ext = name.rpartition(".")
-    if not dot or not stem:
-        return f"{name} ({n})"
-    return f"{stem} ({n}).{ext}"
 
 
 @dataclass(frozen=True)
@@ -87,6 +79,7 @@ class Store:
         #: Files that take another name (--rename) or replace what is there (--overwrite).
         self.final_names: dict[int, str] = {}
         self._replace: set[int] = set()
+        self._occupied: frozenset[str] | None = None  # folded paths of the share (--rename)
         self._share_dir_name = share_id.hex()
         self._root = fs.open_root(output_dir)
         self._partial_root: int | None = None
@@ -200,8 +193,14 @@ class Store:
                 self._replace.add(index)
                 return False
             if self.conflict is Conflict.RENAME:
+                # Not a name another entry of this share takes: it would meet that file later.
+                taken = self._occupied = self._occupied or occupied(
+                    (f.path for f in self.manifest.files), self.manifest.dirs
+                )
                 for n in range(1, MAX_RENAMES + 1):
                     name = renamed(parts[-1], n)
+                    if fold("/".join((*parts[:-1], name))) in taken:
+                        continue
                     same = self._same_file(parent, name, index)
                     if same is not False:  # free (None), or this file from an earlier run (True)
                         self.final_names[index] = name

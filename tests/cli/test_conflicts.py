@@ -52,6 +52,26 @@ def test_rename_keeps_both_and_says_so_and_resumes_to_the_same_name(tmp_path: Pa
     assert sorted(p.name for p in (out / "docs").iterdir()) == ["report (1).txt", "report.txt", "same.txt"]
 
 
+def test_rename_skips_names_the_share_itself_uses(tmp_path: Path, sharer: Sharer) -> None:
+    """The share holds "a.txt" and "a (1).txt", and "a.txt" here differs:
+    the share's "a.txt" must not be planned as "a (1).txt", which its own
+    next file then found taken ("refusing to overwrite"), nor as a name one
+    of the share's directories takes."""
+    theirs = {"a (2).txt/x": "x\n", "a.txt": "theirs\n", "a (1).txt": "theirs too\n"}  # a folder takes "a (2).txt"
+    for name, text in [*((f"src/d/{k}", v) for k, v in theirs.items()), ("out/d/a.txt", "mine\n")]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    _, shared = sharer(tmp_path / "src" / "d")
+    out = tmp_path / "out"
+    res = run(["get", str(shared["code"]), "-o", str(out), "--rename"], tmp_path / "rx")
+    assert res.returncode == 0, res.stderr
+    assert (out / "d" / "a.txt").read_text() == "mine\n"
+    assert (out / "d" / "a (1).txt").read_text() == "theirs too\n"
+    assert (out / "d" / "a (3).txt").read_text() == "theirs\n"
+    assert (out / "d" / "a (2).txt" / "x").read_text() == "x\n"
+    assert "saved as 'a (3).txt'" in res.stderr
+
+
 def test_overwrite_and_rename_exclude_each_other(tmp_path: Path) -> None:
     res = run(["get", "x", "--overwrite", "--rename"], tmp_path / "h")
     assert res.returncode == 2 and "not allowed with" in res.stderr

@@ -92,7 +92,7 @@ def test_unknown_config_keys_get_a_suggestion() -> None:
 
 
 def test_renamed_names() -> None:
-    from p2pshare.transfer.store import renamed
+    from p2pshare.transfer.paths import renamed
 
     assert renamed("report.pdf", 1) == "report (1).pdf"
     assert renamed("archive.tar.gz", 2) == "archive.tar (2).gz"

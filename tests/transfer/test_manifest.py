@@ -98,6 +98,8 @@ UNSAFE = [
     "x" * 256,
     "/".join(["d" * 200] * 21),  # > 4096 bytes
     ".p2pshare-partial/x",
+    ".P2PShare-Partial/0123/1",  # the same folder on a case-insensitive file system
+    ".P2PSHARE-PARTIAL",
     "..",
     ".",
 ]
