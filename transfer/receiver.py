@@ -142,7 +142,7 @@ class ReceiverProtocol(SessionCore["ReceiverEvent"]):
         self._remote = remote_peer_id
         self._nonce_r = nonce if nonce is not None else os.urandom(crypto.NONCE_BYTES)
         self._nonce_s = b""
-        super().__init__(wire.FrameDecoder(wire.TO_RECEIVER, wire.RECEIVER_ORDER))
+        super().__init__(wire.FrameDecoder(wire.TO_RECEIVER, wire.RECEIVER_ORDER, wire.RECEIVER_ONCE))
         self.state: State = State.IDLE
         self.manifest: Manifest | None = None
         self.cipher: crypto.ChunkCipher | None = None

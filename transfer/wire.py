@@ -201,6 +201,10 @@ RECEIVER_ORDER = {
     MsgType.FILE_UNAVAILABLE: MsgType.MANIFEST,
     MsgType.PREPARING: MsgType.ACCEPT,
 }
+#: Refused from the header when it comes again: a second manifest would
+#: otherwise hold up to 40 MiB, outside the transfer's byte budget, until
+#: the receiver's state machine saw it whole.
+RECEIVER_ONCE = frozenset({MsgType.MANIFEST})
 
 
 def frame(kind: MsgType, *body: bytes | bytearray) -> bytes:
@@ -331,9 +335,15 @@ class FrameDecoder:
     is held) and is handed out as that buffer, not copied.
     """
 
-    def __init__(self, accept: frozenset[MsgType], after: dict[MsgType, MsgType] | None = None) -> None:
+    def __init__(
+        self,
+        accept: frozenset[MsgType],
+        after: dict[MsgType, MsgType] | None = None,
+        once: frozenset[MsgType] = frozenset(),
+    ) -> None:
         self._accept = accept
         self._after = dict(after or {})  # kind -> the kind that must have come first
+        self._once = once  # kinds that may come at most once
         self._seen: set[MsgType] = set()
         self._limits = dict(MAX_BODY)
         self._buf = bytearray()  # header, CHUNK prefix, or a whole small body
@@ -431,6 +441,8 @@ class FrameDecoder:
                     raise ProtocolError(f"{kind.name} message before {first.name}")
                 if length > self._limits[kind]:
                     raise ProtocolError(f"{kind.name} message too large ({length} bytes)")
+                if kind in self._once and kind in self._seen:
+                    raise ProtocolError(f"a second {kind.name} message")
                 buf.clear()
                 self._need = (kind, length)
             kind, length = self._need

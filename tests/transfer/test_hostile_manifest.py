@@ -124,6 +124,19 @@ def test_manifest_frame_before_accept_is_refused_from_its_header() -> None:
         dec2.feed(struct.pack(">BI", wire.MsgType.CHUNK, 1 << 20))
 
 
+def test_a_second_manifest_is_refused_from_its_header() -> None:
+    """Once the manifest came, another would sit in the decoder (up to
+    40 MiB, outside the transfer's byte budget) until whole."""
+    dec = wire.FrameDecoder(wire.TO_RECEIVER, wire.RECEIVER_ORDER, wire.RECEIVER_ONCE)
+    dec.feed(wire.encode(wire.Challenge(os.urandom(32))) + wire.encode(wire.Accept(os.urandom(32))))
+    (first,) = dec.feed(wire.encode(wire.ManifestMsg(os.urandom(12), os.urandom(100))))
+    assert isinstance(first, wire.ManifestMsg)
+    header = struct.pack(">BI", wire.MsgType.MANIFEST, 39 << 20)
+    with pytest.raises(ProtocolError, match="a second MANIFEST message"):
+        dec.feed(header + b"x" * 1000)
+    assert dec.buffered <= len(header)
+
+
 async def test_unauthenticated_peer_cannot_park_a_manifest(tmp_path: Path) -> None:
     async def behave(evil: EvilSharer, key: bytes) -> None:
         await evil.recv()  # HELLO
