@@ -5,8 +5,10 @@ py-libp2p's TCP listener sets both), so the NAT mapping it opens is the one
 we announced. All targets are dialed at once in one nursery; the first
 socket to connect wins and cancels the rest. A refused SYN (the peer's NAT
 answered with RST because our SYN arrived before theirs had left) is
-re-dialed after a small random delay, a bounded number of times, until the
-round's deadline.
+re-dialed after a small random delay until the round's deadline, at most
+``max_dials_per_target`` times per target and ``max_dials_per_round`` in
+all (:class:`~node.dcutr.budget.DialBudget`: the targets are the peer's
+word, maybe a third party's closed ports).
 
 With a fresh port per round the port also listens (``listener``): once both
 NATs hold the right mappings, a peer SYN that arrives between two of our
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 
 import trio
 
+from p2pshare.node.dcutr.budget import DialBudget
 from p2pshare.node.dcutr.policy import PunchConfig, redial_delay
 from p2pshare.node.natinfo.addrs import TcpAddr
 
@@ -67,10 +70,13 @@ async def punch_tcp(
     rng: random.Random,
     deadline: float,
     listener: trio.socket.SocketType | None = None,
+    budget: DialBudget | None = None,
 ) -> Punched | None:
     """Dial every target from ``local`` (and accept from them on ``listener``,
-    a socket listening on ``local``) until one connects or ``deadline`` passes."""
+    a socket listening on ``local``) until one connects, ``deadline`` passes
+    or ``budget`` (by default ``cfg``'s caps) is spent."""
     winner: list[Punched] = []
+    budget = budget or DialBudget(cfg.max_dials_per_target, cfg.max_dials_per_round)
     counts = {t: 0 for t in targets}
     wanted = {(ipaddress.ip_address(t.ip), t.port): t for t in targets}
 
@@ -89,7 +95,7 @@ async def punch_tcp(
         local_ip = local[0]
         if (":" in local_ip) != (":" in target.ip):
             local_ip = "::" if ":" in target.ip else "0.0.0.0"
-        while counts[target] < cfg.max_dials_per_target and trio.current_time() < deadline:
+        while trio.current_time() < deadline and budget.take(target):
             counts[target] += 1
             if counts[target] == 1:
                 logger.debug("dcutr: first dial %s from :%d", target.multiaddr(), local[1])

@@ -31,6 +31,7 @@ from p2pshare.node.dcutr._trio_birthday import PROTOCOL_ID as BIRTHDAY_ID
 from p2pshare.node.dcutr._trio_birthday import Birthday
 from p2pshare.node.dcutr._trio_punch import punch_tcp, reuse_socket
 from p2pshare.node.dcutr.birthday import BirthdayConfig
+from p2pshare.node.dcutr.budget import RoundBudget
 from p2pshare.node.dcutr.policy import (
     DCUtREvent,
     InitiatorExchange,
@@ -105,6 +106,8 @@ class DCUtR:
         self._active: set[str] = set()  # peers we run the initiator role for
         self._answering: dict[str, int] = {}  # peers whose rounds we answer (responder), by stream
         self._responder_rounds = ResponderRounds(4 * _MAX_PARALLEL)
+        # Each answered round punches toward addresses the peer names.
+        self._answer_budget = RoundBudget(config.answer_per_minute, config.answer_per_peer)
         self._slots = trio.Semaphore(_MAX_PARALLEL)
         self._nursery: trio.Nursery | None = None
         self.events: list[DCUtREvent] = []
@@ -220,6 +223,10 @@ class DCUtR:
             await stream.reset()  # DCUtR only makes sense over a relayed connection
             return
         started = trio.current_time()
+        if not self._answer_budget.allow(peer, started):
+            logger.debug("dcutr: round from %s refused: over the answer budget", peer)
+            await stream.reset()
+            return
         self._responder_rounds.round_started(peer, started)
         self._answering[peer] = self._answering.get(peer, 0) + 1
         try:

@@ -50,6 +50,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from p2pshare.node.dcutr.budget import RoundBudget
 from p2pshare.node.dcutr.wire import HolePunch, MsgType, WireError, encode
 from p2pshare.node.natinfo.addrs import TcpAddr, decode_addrs, encode_addr, is_public_ip
 
@@ -220,7 +221,7 @@ def sockets_allowed(soft: int, in_use: int, need: int) -> int:
     return max(0, min(need, soft - in_use - FD_HEADROOM))
 
 
-class EasyBudget:
+class EasyBudget(RoundBudget):
     """How often we answer as the easy side. Why: one small CONNECT makes us
     send ~3000 SYNs (with retransmits) to an IP the asker chose, so a peer
     could aim us at a third party. Bounded to :data:`EASY_PER_MINUTE` rounds
@@ -230,14 +231,4 @@ class EasyBudget:
     WINDOW = 60.0
 
     def __init__(self, per_minute: int = EASY_PER_MINUTE, per_peer: int = EASY_PER_PEER) -> None:
-        self._all: list[tuple[float, str]] = []
-        self._per_minute = per_minute
-        self._per_peer = per_peer
-
-    def allow(self, peer_id: str, now: float) -> bool:
-        """Whether to answer ``peer_id`` now; an allowed round is counted."""
-        self._all = [(t, p) for t, p in self._all if now - t < self.WINDOW]
-        if len(self._all) >= self._per_minute or sum(p == peer_id for _, p in self._all) >= self._per_peer:
-            return False
-        self._all.append((now, peer_id))
-        return True
+        super().__init__(per_minute, per_peer, self.WINDOW)

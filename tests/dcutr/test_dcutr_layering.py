@@ -1,4 +1,4 @@
-"""The DCUtR pure cores (codec, policy, round schedule) import neither trio nor py-libp2p."""
+"""The DCUtR pure cores (codec, policy, round schedule, budgets) import neither trio nor py-libp2p."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ PURE = [
     "p2pshare.node.dcutr.policy",
     "p2pshare.node.dcutr.schedule",
     "p2pshare.node.dcutr.birthday",
+    "p2pshare.node.dcutr.budget",
 ]
 
 
