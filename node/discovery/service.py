@@ -41,7 +41,7 @@ from .peers import (
     min_scope,
     normalize_addr,
 )
-from .peers_file import RememberedPeer
+from .peers_file import MAX_PEERS, RememberedPeer
 
 __all__ = ["Discovery", "Target"]
 
@@ -59,6 +59,9 @@ _RETRY_FIRST = 30.0  # re-advertise after a round that reached nobody
 _MIN_READVERTISE = 5.0  # seconds between rounds for one key when addresses change
 _PROVIDE_TIMEOUT = 60.0
 _TABLE_QUEUE = 256
+# Peers that answered, kept for the peers file: it takes the newest MAX_PEERS
+# (merge_remembered), so older ones were only memory that grew all run long.
+_MAX_GOOD = MAX_PEERS
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,10 @@ class Discovery:
         peer = wire.WirePeer(cand.peer_id, []).peer_id_str
         addrs = tuple(a for a in cand.addrs if is_dialable_tcp(a))[:8]
         if addrs:
+            self._good.pop(peer, None)  # re-inserted as the newest: the dict runs oldest first
             self._good[peer] = RememberedPeer(peer, addrs, time.time())
+            while len(self._good) > _MAX_GOOD:
+                del self._good[next(iter(self._good))]
         try:
             self._table_send.send_nowait((peer, addrs))
         except trio.WouldBlock:
@@ -183,7 +189,7 @@ class Discovery:
                 await self.table.add(peer, maddrs)
 
     def good_peers(self) -> list[RememberedPeer]:
-        """Peers that answered an RPC during this run, newest first."""
+        """The newest ``MAX_PEERS`` peers that answered an RPC during this run, newest first."""
         return sorted(self._good.values(), key=lambda p: p.last_ok, reverse=True)
 
     # -- the lookup driver ---------------------------------------------
