@@ -96,6 +96,8 @@ class Store:
         self._direct = _direct.DirectWrites(manifest.chunk_size)  # large files skip the page cache
         self._parent_cache: tuple[tuple[str, ...], int] | None = None
         self._present: list[bool] | None = None
+        self._partial_names: frozenset[str] = frozenset()  # the partial directory at ``prepare``
+        self._padded: set[int] = set()  # files with a direct write (its last block padded)
 
     # -- setup -------------------------------------------------------------------
     def assess(self) -> int:
@@ -104,7 +106,11 @@ class Store:
         Separate from :meth:`prepare` so the receiver can be asked (and a
         share that cannot fit refused) before anything is created."""
         m = self.manifest
-        present = [self._final_matches(i) for i in range(len(m.files))]
+        dirs = fs.DirCache(self._root)  # files come sorted: one open per directory, not per file
+        try:
+            present = [self._final_matches(i, dirs) for i in range(len(m.files))]
+        finally:
+            dirs.close()
         for d in m.dirs:
             self._check_dir(d)
         self._present = present
@@ -152,8 +158,8 @@ class Store:
         free = vfs.f_bavail * vfs.f_frsize
         if needed > free:
             raise NoSpaceError(
-                f"the share does not fit in {self.output_dir}: it needs {_size(needed)}, "
-                f"{_size(free)} is free; free some space or choose another directory with -o"
+                f"the share does not fit in {self.output_dir}: it needs {fs.human_size(needed)}, "
+                f"{fs.human_size(free)} is free; free some space or choose another directory with -o"
             )
 
     def _needed(self, present: list[bool]) -> int:
@@ -165,10 +171,11 @@ class Store:
         )
         needed = 0
         try:
+            held_names = frozenset(os.listdir(part_dir)) if part_dir is not None else frozenset()
             for i, entry in enumerate(m.files):
                 if present[i]:
                     continue
-                st = fs.lstat_at(part_dir, str(i)) if part_dir is not None else None
+                st = fs.lstat_at(part_dir, str(i)) if part_dir is not None and str(i) in held_names else None
                 held = min(st.st_size, entry.size) if st is not None and fs.is_regular(st) else 0
                 needed += entry.size - held
         finally:
@@ -176,38 +183,35 @@ class Store:
                 os.close(part_dir)
         return needed
 
-    def _final_matches(self, index: int) -> bool:
+    def _final_matches(self, index: int, dirs: fs.DirCache) -> bool:
         """True if the final file is already there and correct; on conflict,
         raise, or (``conflict``) plan to replace it or to use another name."""
         entry = self.manifest.files[index]
         parts = tuple(entry.path.split("/"))
-        parent = fs.open_dir(self._root, parts[:-1], create=False, shown=entry.path)
+        parent = dirs.get(parts[:-1], entry.path)
         if parent is None:
             return False
-        try:
-            same = self._same_file(parent, parts[-1], index)
-            if same is not False:
-                return bool(same)
-            refused = f"refusing to overwrite {self._shown(entry.path)}: it exists with different content"
-            if self.conflict is Conflict.OVERWRITE and fs.is_regular(fs.lstat_at(parent, parts[-1])):
-                self._replace.add(index)
-                return False
-            if self.conflict is Conflict.RENAME:
-                # Not a name another entry of this share takes: it would meet that file later.
-                taken = self._occupied = self._occupied or occupied(
-                    (f.path for f in self.manifest.files), self.manifest.dirs
-                )
-                for n in range(1, MAX_RENAMES + 1):
-                    name = renamed(parts[-1], n)
-                    if fold("/".join((*parts[:-1], name))) in taken:
-                        continue
-                    same = self._same_file(parent, name, index)
-                    if same is not False:  # free (None), or this file from an earlier run (True)
-                        self.final_names[index] = name
-                        return bool(same)
-            raise OutputError(f"{refused}; --overwrite replaces it, --rename keeps both")
-        finally:
-            os.close(parent)
+        same = self._same_file(parent, parts[-1], index)
+        if same is not False:
+            return bool(same)
+        refused = f"refusing to overwrite {self._shown(entry.path)}: it exists with different content"
+        if self.conflict is Conflict.OVERWRITE and fs.is_regular(fs.lstat_at(parent, parts[-1])):
+            self._replace.add(index)
+            return False
+        if self.conflict is Conflict.RENAME:
+            # Not a name another entry of this share takes: it would meet that file later.
+            taken = self._occupied = self._occupied or occupied(
+                (f.path for f in self.manifest.files), self.manifest.dirs
+            )
+            for n in range(1, MAX_RENAMES + 1):
+                name = renamed(parts[-1], n)
+                if fold("/".join((*parts[:-1], name))) in taken:
+                    continue
+                same = self._same_file(parent, name, index)
+                if same is not False:  # free (None), or this file from an earlier run (True)
+                    self.final_names[index] = name
+                    return bool(same)
+        raise OutputError(f"{refused}; --overwrite replaces it, --rename keeps both")
 
     def _same_file(self, parent: int, name: str, index: int) -> bool | None:
         """None: nothing there; True: this file, verified; False: something else."""
@@ -241,6 +245,7 @@ class Store:
         self._partial = fs.open_dir(
             self._partial_root, (self._share_dir_name,), create=True, shown=f"{PARTIAL_DIR_NAME}/{self._share_dir_name}"
         )
+        self._partial_names = frozenset(os.listdir(self._partial))  # one listing, not a stat per file
 
     def _scan_partial(self, index: int) -> int:
         """Mark the chunks of an existing partial file that verify; return their bytes."""
@@ -248,7 +253,7 @@ class Store:
         m = self.manifest
         entry = m.files[index]
         name = str(index)
-        st = fs.lstat_at(self._partial, name)
+        st = fs.lstat_at(self._partial, name) if name in self._partial_names else None
         if st is None:
             return 0
         if not fs.is_regular(st):
@@ -342,7 +347,9 @@ class Store:
         offset = chunk.chunk_index * m.chunk_size
         block = chunk.block
         try:
-            if block is None or not self._direct.write(fd, block, len(chunk.data), offset):
+            if block is not None and self._direct.write(fd, block, len(chunk.data), offset):
+                self._padded.add(chunk.file_index)
+            else:
                 fs.pwrite_all(fd, chunk.data, offset)
         except OSError as exc:
             raise OutputError(f"cannot write {self._shown(entry.path)}: {exc.strerror or exc}") from None
@@ -397,10 +404,11 @@ class Store:
         """
         entry = self.manifest.files[index]
         fd = self._open_part(index)
-        # Cut an O_DIRECT padded last block (or a longer partial file). Only
-        # then: truncating to the same size still rewrites the inode's times
-        # (a journaled update per small file; fstat is not).
-        if os.fstat(fd).st_size != entry.size:
+        # Cut an O_DIRECT padded last block (a longer partial file from an
+        # earlier run was cut by the resume scan). Only then: truncating to
+        # the same size still rewrites the inode's times, and the fstat was
+        # one more system call per small file.
+        if index in self._padded and os.fstat(fd).st_size != entry.size:
             os.ftruncate(fd, entry.size)
         hasher, upto = hashed
         # Every chunk checked against the authenticated manifest's chunk
@@ -485,13 +493,3 @@ class Store:
 
     def _shown(self, path: str) -> str:
         return str(self.output_dir / path)
-
-
-def _size(n: int) -> str:
-    """Bytes for a person, in one unit family (binary, like the progress display)."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
