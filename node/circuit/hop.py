@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,7 @@ import multiaddr
 import trio
 
 from p2pshare.node import _libp2p_records as records
-from p2pshare.node.circuit.limits import Decision, RelayLimits, ReservationBook, TokenBucket
+from p2pshare.node.circuit.limits import Decision, RelayLimits, ReservationBook, ReservationInfo, TokenBucket
 from p2pshare.node.circuit.pump import splice
 from p2pshare.node.circuit.voucher import make_voucher
 from p2pshare.node.circuit.wire import (
@@ -147,6 +147,7 @@ class RelayServer:
             decision = Decision(Status.PERMISSION_DENIED, "reservation over a relayed connection")
         else:
             decision = self.book.reserve(peer, conn, ip, trio.current_time())
+            self._ended(decision.dropped, "expired")
         if not decision.ok:
             self.stats.reservations_refused += 1
             logger.warning(
@@ -183,7 +184,7 @@ class RelayServer:
         else:
             for r in self.book.reservations_of(dst, now):
                 if _is_closed(r.conn):
-                    self.book.drop_connection(r.conn)
+                    self._ended([self.book.drop_connection(r.conn)], "ended with its connection")
             decision, circuit = self.book.open_circuit(src, dst, now)
         if circuit is None:
             self.stats.circuits_refused += 1
@@ -262,15 +263,18 @@ class RelayServer:
 
     def sweep(self) -> None:
         """Drop expired reservations and those whose connection closed."""
-        for r in self.book.expire(trio.current_time()):
-            logger.info("relay: reservation of %s expired", r.peer)
-            self._unprotect(r.peer)
+        self._ended(self.book.expire(trio.current_time()), "expired")
         for conn in self.book.connections():
             if _is_closed(conn):
-                r2 = self.book.drop_connection(conn)
-                if r2 is not None:
-                    logger.info("relay: reservation of %s ended with its connection", r2.peer)
-                    self._unprotect(r2.peer)
+                self._ended([self.book.drop_connection(conn)], "ended with its connection")
+
+    def _ended(self, dropped: Iterable[ReservationInfo | None], how: str) -> None:
+        """Reservations the book dropped: their peers lose the protection
+        (every path that drops one comes here, or it would stay forever)."""
+        for r in dropped:
+            if r is not None:
+                logger.info("relay: reservation of %s %s", r.peer, how)
+                self._unprotect(r.peer)
 
     def _unprotect(self, peer: str) -> None:
         if not self.book.reservations_of(peer, trio.current_time()):

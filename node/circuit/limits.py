@@ -66,18 +66,6 @@ class RelayLimits:
         return None if limit.unlimited else limit
 
 
-@dataclass(frozen=True)
-class Decision:
-    status: Status
-    reason: str = ""  # empty when OK
-    ttl: int = 0  # seconds of validity granted by a reservation
-    refreshed: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.status == Status.OK
-
-
 @dataclass
 class ReservationInfo:
     peer: str
@@ -85,6 +73,21 @@ class ReservationInfo:
     ip: str | None
     expires: float  # monotonic
     circuits: int = 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: Status
+    reason: str = ""  # empty when OK
+    ttl: int = 0  # seconds of validity granted by a reservation
+    refreshed: bool = False
+    #: Reservations this call removed from the book (expired ones): the
+    #: caller ends what they held, such as their peer's protection.
+    dropped: tuple[ReservationInfo, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status == Status.OK
 
 
 @dataclass
@@ -106,27 +109,34 @@ class ReservationBook:
         return len(self._by_conn)
 
     def reserve(self, peer: str, conn: Hashable, ip: str | None, now: float) -> Decision:
-        """Grant, refresh or refuse a reservation for ``peer`` on ``conn``."""
-        self.expire(now)
+        """Grant, refresh or refuse a reservation for ``peer`` on ``conn``.
+
+        Expired reservations are dropped first and returned in the
+        decision's ``dropped`` (whatever the answer), so the caller can
+        end what they held.
+        """
+        dropped = self.expire(now)
         lim = self.limits
         existing = self._by_conn.get(conn)
         if existing is not None and existing.peer == peer:
             existing.expires = now + lim.reservation_ttl
             existing.ip = ip
-            return Decision(Status.OK, ttl=lim.reservation_ttl, refreshed=True)
+            return Decision(Status.OK, ttl=lim.reservation_ttl, refreshed=True, dropped=tuple(dropped))
         if existing is not None:  # a connection never changes peer; be safe
-            del self._by_conn[conn]
+            dropped.append(self._by_conn.pop(conn))
         others = list(self._by_conn.values())
         if len(others) >= lim.max_reservations:
             return Decision(
                 Status.RESERVATION_REFUSED,
                 f"{len(others)} reservations in use (--max-reservations {lim.max_reservations})",
+                dropped=tuple(dropped),
             )
         same_peer = sum(1 for r in others if r.peer == peer)
         if same_peer >= lim.max_reservations_per_peer:
             return Decision(
                 Status.RESERVATION_REFUSED,
                 f"peer holds {same_peer} reservations (--max-reservations-per-peer {lim.max_reservations_per_peer})",
+                dropped=tuple(dropped),
             )
         if ip is not None:
             same_ip = sum(1 for r in others if r.ip == ip)
@@ -134,9 +144,10 @@ class ReservationBook:
                 return Decision(
                     Status.RESERVATION_REFUSED,
                     f"{same_ip} reservations from {ip} (--max-reservations-per-ip {lim.max_reservations_per_ip})",
+                    dropped=tuple(dropped),
                 )
         self._by_conn[conn] = ReservationInfo(peer, conn, ip, now + lim.reservation_ttl)
-        return Decision(Status.OK, ttl=lim.reservation_ttl)
+        return Decision(Status.OK, ttl=lim.reservation_ttl, dropped=tuple(dropped))
 
     def expire(self, now: float) -> list[ReservationInfo]:
         """Drop and return the reservations whose time is up."""

@@ -45,6 +45,21 @@ def test_ttl_expiry_and_refresh() -> None:
     assert len(b) == 0
 
 
+def test_a_reservation_that_expires_in_reserve_is_handed_back() -> None:
+    """Whatever drops a reservation returns it, so the relay can unprotect its
+    peer: a RESERVE that clears out expired ones says which, refused or not."""
+    b = book(reservation_ttl=10, max_reservations=1)
+    assert b.reserve("A", 1, None, 0).dropped == ()
+    d = b.reserve("B", 2, None, 11)
+    assert d.ok and [r.peer for r in d.dropped] == ["A"]
+    d = b.reserve("C", 3, None, 22)  # B expired, so C fits
+    assert d.ok and [r.peer for r in d.dropped] == ["B"]
+    assert b.reserve("D", 4, None, 23).dropped == ()  # refused, nothing dropped
+    b.reserve("C", 3, None, 30)
+    d = b.reserve("D", 4, None, 41)
+    assert [r.peer for r in d.dropped] == ["C"] and d.ok
+
+
 def test_connection_close_ends_the_reservation() -> None:
     b = book()
     b.reserve("A", "conn", None, 0)

@@ -139,3 +139,20 @@ async def test_a_reservation_protects_its_connection_from_pruning() -> None:
             await relay.wait_disconnected(a.peer_id)
         server.sweep()
         assert not tags.is_protected(ID.from_base58(a.peer_id))
+
+
+async def test_a_reservation_expired_by_another_reserve_unprotects_its_peer() -> None:
+    """A RESERVE drops the expired reservations first; their peers, still
+    connected, must lose the protection then (the sweeper never sees them)."""
+    from libp2p.peer.id import ID
+
+    async with relay_and_hosts(2, reservation_ttl=1) as (relay, server, (a, b)):
+        tags = relay.libp2p.get_network().tag_store
+        assert (await reserve(a, relay)).status == Status.OK
+        assert tags.is_protected(ID.from_base58(a.peer_id))
+        await trio.sleep(1.2)  # a's reservation expires; a stays connected
+        assert (await reserve(b, relay)).status == Status.OK
+        server.sweep()
+        assert relay.connections(a.peer_id) and not server.book.reservations_of(a.peer_id, trio.current_time())
+        assert not tags.is_protected(ID.from_base58(a.peer_id))
+        assert tags.is_protected(ID.from_base58(b.peer_id))
