@@ -205,19 +205,31 @@ class ConnectionEvent:
 class LibP2PByteStream:
     """A libp2p stream as a ``transfer.stream.ByteStream``."""
 
-    def __init__(self, net_stream: INetStream) -> None:
+    def __init__(self, net_stream: INetStream, *, bulk: bool = False) -> None:
         self._s = net_stream
-        # Our protocols read what they are sent: grant the large receive window
-        # (``_libp2p_speed`` P7; py-libp2p's own handlers keep 256 KiB).
-        muxed = getattr(net_stream, "muxed_stream", None)
-        if muxed is not None and hasattr(muxed, "__dict__"):
-            muxed.__dict__["_p2ps_bulk"] = True
+        if bulk:
+            self.start_bulk()
         peer = net_stream.muxed_conn.peer_id
         self.remote_peer_id: str = peer.to_base58()
         self.remote_peer_id_bytes: bytes = peer.to_bytes()
         self.protocol: str = str(net_stream.get_protocol() or "")
         self._write_closed = False
         self._reset = False
+
+    def start_bulk(self) -> None:
+        """Our protocol starts moving bulk data into this stream: from its next
+        read on it may be granted the large receive window (``_libp2p_speed``
+        P7; an inbound stream only with the memory reserved, ``_libp2p_rcmgr``).
+
+        Until then it keeps yamux's initial 256 KiB, and an inbound one books
+        no more: a stream that carries a request and then idles (a HOP
+        handshake, a circuit nobody uses) cannot take a protocol's memory
+        budget from the streams that need it. Streams we open are bulk from
+        the start (``Host.open_stream``: we read the answers we asked for).
+        """
+        muxed = getattr(self._s, "muxed_stream", None)
+        if muxed is not None and hasattr(muxed, "__dict__"):
+            muxed.__dict__["_p2ps_bulk"] = True
 
     @property
     def net_stream(self) -> INetStream:

@@ -268,11 +268,15 @@ async def _yamux_write(self: Any, data: bytes) -> None:
 # after nearly every read (its "release on read" mode): one more Noise message
 # each way per read. Like go-yamux, we grant credit up to RECV_WINDOW minus
 # what is still buffered, and only once that delta reaches half the window.
-# Only streams our own protocols read get RECV_WINDOW: ``LibP2PByteStream``
-# marks them (``_p2ps_bulk``). The others -- py-libp2p's KAD server, identify,
-# ping, and every stream while its protocol is negotiated -- keep yamux's
-# initial 256 KiB, so a peer cannot park 16 MiB of unread requests per stream
-# in a server that reads a few KiB at a time (issue 9).
+# Only streams that carry our protocols' bulk data get RECV_WINDOW:
+# ``LibP2PByteStream.start_bulk`` marks them (``_p2ps_bulk``): streams we open
+# at once, a handler's stream only when its protocol starts moving bulk data
+# (a relay's circuit once spliced, a STOP stream once it carries the relayed
+# connection). The others -- py-libp2p's KAD server, identify, ping, our own
+# request/answer handlers, and every stream while its protocol is negotiated
+# -- keep yamux's initial 256 KiB, so a peer cannot park 16 MiB of unread
+# requests per stream in a server that reads a few KiB at a time (issue 9),
+# nor book 16 MiB of a protocol's memory budget per idle stream.
 
 
 async def _window_update(self: Any, *, bytes_read: int = 0) -> None:

@@ -377,7 +377,7 @@ class Host:
             net_stream = await _impl.new_stream_lazy(self.libp2p, pid, protocol)
         except Exception as e:
             raise StreamError(f"cannot open {protocol} stream to {peer_id}: {_short(e)}") from e
-        return LibP2PByteStream(net_stream)
+        return LibP2PByteStream(net_stream, bulk=True)
 
     def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
         """Serve ``protocol``; the handler's exceptions are logged, never leaked."""

@@ -303,6 +303,7 @@ class RelayClient:
             await _answer_stop(stream, Status.PERMISSION_DENIED)
             return
         await _answer_stop(stream, Status.OK)
+        stream.start_bulk()  # the stream now carries the relayed connection
         try:
             conn = await upgrade_relayed(self.host, stream, relay, src, initiator=False)
         except Exception as e:

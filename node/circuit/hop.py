@@ -231,6 +231,7 @@ class RelayServer:
         logger.info("relay: circuit %s -> %s open", _short_id(src), _short_id(dst))
         scope = trio.CancelScope()
         self._circuit_scopes.add(scope)
+        hop.start_bulk()  # the circuit's bytes flow from here on (``stop`` we opened: bulk already)
         try:
             with scope:
                 if self._closing:
