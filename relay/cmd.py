@@ -159,6 +159,20 @@ def add_relay_parser(subparsers: Any) -> argparse.ArgumentParser:
         help=f"open circuits in total (default {d.max_circuits})",
     )
     g.add_argument(
+        "--max-circuits-per-peer",
+        type=_count,
+        default=d.max_circuits_per_peer,
+        metavar="N",
+        help=f"open circuits from one source peer ID (default {d.max_circuits_per_peer})",
+    )
+    g.add_argument(
+        "--max-circuits-per-ip",
+        type=_count,
+        default=d.max_circuits_per_ip,
+        metavar="N",
+        help=f"open circuits from one source IP address (default {d.max_circuits_per_ip})",
+    )
+    g.add_argument(
         "--circuit-duration",
         type=_seconds,
         default=d.circuit_duration,
@@ -201,6 +215,8 @@ def limits_from_args(args: argparse.Namespace) -> RelayLimits:
             reservation_ttl=args.reservation_ttl,
             max_circuits_per_reservation=args.max_circuits_per_reservation,
             max_circuits=args.max_circuits,
+            max_circuits_per_peer=args.max_circuits_per_peer,
+            max_circuits_per_ip=args.max_circuits_per_ip,
             circuit_duration=args.circuit_duration,
             circuit_data=args.circuit_data,
             circuit_rate=args.circuit_rate,

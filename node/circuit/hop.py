@@ -185,7 +185,7 @@ class RelayServer:
             for r in self.book.reservations_of(dst, now):
                 if _is_closed(r.conn):
                     self._ended([self.book.drop_connection(r.conn)], "ended with its connection")
-            decision, circuit = self.book.open_circuit(src, dst, now)
+            decision, circuit = self.book.open_circuit(src, dst, now, _remote_ip(conn))
         if circuit is None:
             self.stats.circuits_refused += 1
             logger.warning(

@@ -35,6 +35,10 @@ class RelayLimits:
     reservation_ttl: int = 3600  # seconds
     max_circuits_per_reservation: int = 8
     max_circuits: int = 64
+    #: Circuits one source may hold open at once (its peer ID; its IP address,
+    #: where identities cost nothing), so no one source takes every slot.
+    max_circuits_per_peer: int = 8
+    max_circuits_per_ip: int = 16
     circuit_duration: int = 0  # seconds, 0 = unlimited
     circuit_data: int = 0  # bytes per direction, 0 = unlimited
     circuit_rate: int = 0  # bytes per second per direction of one circuit, 0 = unlimited
@@ -48,6 +52,8 @@ class RelayLimits:
             "reservation_ttl",
             "max_circuits_per_reservation",
             "max_circuits",
+            "max_circuits_per_peer",
+            "max_circuits_per_ip",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -94,6 +100,7 @@ class Decision:
 class _Circuit:
     src: str
     dst: str
+    ip: str | None  # the source's
 
 
 @dataclass
@@ -177,8 +184,8 @@ class ReservationBook:
     def circuits_to(self, dst: str) -> int:
         return sum(1 for c in self._circuits.values() if c.dst == dst)
 
-    def open_circuit(self, src: str, dst: str, now: float) -> tuple[Decision, int | None]:
-        """Admit a circuit ``src`` → ``dst``; the id is for :meth:`close_circuit`."""
+    def open_circuit(self, src: str, dst: str, now: float, ip: str | None = None) -> tuple[Decision, int | None]:
+        """Admit a circuit ``src`` (from ``ip``) → ``dst``; the id is for :meth:`close_circuit`."""
         if src == dst:
             return Decision(Status.PERMISSION_DENIED, "a peer cannot relay to itself"), None
         if not self.reservations_of(dst, now):
@@ -202,8 +209,26 @@ class ReservationBook:
                 ),
                 None,
             )
+        from_src = sum(1 for c in self._circuits.values() if c.src == src)
+        if from_src >= lim.max_circuits_per_peer:
+            return (
+                Decision(
+                    Status.RESOURCE_LIMIT_EXCEEDED,
+                    f"source has {from_src} circuits open (--max-circuits-per-peer {lim.max_circuits_per_peer})",
+                ),
+                None,
+            )
+        from_ip = sum(1 for c in self._circuits.values() if ip is not None and c.ip == ip)
+        if from_ip >= lim.max_circuits_per_ip:
+            return (
+                Decision(
+                    Status.RESOURCE_LIMIT_EXCEEDED,
+                    f"{from_ip} circuits open from {ip} (--max-circuits-per-ip {lim.max_circuits_per_ip})",
+                ),
+                None,
+            )
         self._next_circuit += 1
-        self._circuits[self._next_circuit] = _Circuit(src, dst)
+        self._circuits[self._next_circuit] = _Circuit(src, dst, ip)
         return Decision(Status.OK), self._next_circuit
 
     def close_circuit(self, circuit_id: int) -> None:

@@ -15,10 +15,11 @@ chain is full. The chains:
 
 Memory is reserved, not measured: a stream reserves the yamux receive window
 it may be sent without reading (256 KiB), and more only when it is granted a
-larger window (the window stays small when the reservation is refused, as in
-go-yamux). So the bytes a peer can make us buffer are bounded by the sum of
-its reservations, whatever it sends: yamux data beyond the granted window
-closes the connection.
+larger window, which it is only once its protocol moves bulk data on it (the
+window stays small when the reservation is refused, as in go-yamux). So the
+bytes a peer can make us buffer are bounded by the sum of its reservations,
+whatever it sends: yamux data beyond the granted window closes the
+connection.
 
 The numbers are for a long-lived node or a community relay on a small
 machine: 1,024 inbound connections, far fewer handshakes in flight, and
@@ -35,6 +36,8 @@ from dataclasses import dataclass, field
 __all__ = [
     "KiB",
     "MiB",
+    "BULK_WINDOW",
+    "BULK_GROWTH",
     "ScopeLimit",
     "Limits",
     "DEFAULT_LIMITS",
@@ -49,6 +52,25 @@ MiB = 1024 * KiB
 STREAM_BASE_MEMORY = 256 * KiB
 #: Noise and yamux buffers of one connection (an estimate, reserved per connection).
 CONN_MEMORY = 64 * KiB
+#: The receive window of a stream moving bulk data (yamux's largest,
+#: ``_libp2p_speed.RECV_WINDOW``): what such a stream books beyond its base.
+BULK_WINDOW = 16 * MiB
+BULK_GROWTH = BULK_WINDOW - STREAM_BASE_MEMORY
+
+# A relay's circuits (``circuit.limits.RelayLimits``' defaults). A circuit's
+# HOP stream books the bulk window once its bytes flow; so do a target's STOP
+# streams. The HOP and STOP budgets hold every circuit at its full window
+# *and* every other stream of the protocol at its base, so busy circuits can
+# never crowd out a RESERVE or CONNECT (an idle stream books its base only).
+_CIRCUITS = 64  # --max-circuits
+_CIRCUITS_PER_PEER = 8  # --max-circuits-per-peer (source); --max-circuits-per-reservation (target)
+_RELAY_STREAMS = 1024  # HOP (or STOP) streams in all
+_RELAY_STREAMS_PER_PEER = 32
+
+
+def _budget(streams: int, bulk: int) -> int:
+    """Memory for ``streams`` streams, ``bulk`` of them at the bulk window."""
+    return streams * STREAM_BASE_MEMORY + bulk * BULK_GROWTH
 
 
 @dataclass(frozen=True)
@@ -98,20 +120,24 @@ _STOP = "/libp2p/circuit/relay/0.2.0/stop"
 _TRANSFER = "/p2pshare/transfer/1.0.0"
 
 DEFAULT_LIMITS = Limits(
-    # 1,024 inbound connections; streams and memory for all of them busy at once.
-    system=ScopeLimit(conns=1024, streams=4096, memory=1024 * MiB),
+    # 1,024 inbound connections; streams and memory for all of them busy at
+    # once, plus a relay's circuits at their bulk window (a node that relays
+    # nothing never books those).
+    system=ScopeLimit(conns=1024, streams=4096, memory=_budget(4096, _CIRCUITS) + 1024 * CONN_MEMORY),
     # Before authentication (handshakes in flight) and before a protocol is
     # agreed: small, so strangers cannot hold what authenticated peers need.
     transient=ScopeLimit(conns=128, streams=128, memory=128 * 256 * KiB + 128 * CONN_MEMORY),
     # One peer: a few connections (punched + relayed + a redial), enough
-    # streams for a transfer, DHT queries and the control protocols.
-    peer=ScopeLimit(conns=8, streams=128, memory=96 * MiB),
+    # streams for a transfer, DHT queries and the control protocols; as a
+    # relay's source (or a target's relay), all its circuits busy.
+    peer=ScopeLimit(conns=8, streams=128, memory=_budget(128, _CIRCUITS_PER_PEER)),
     protocol_default=ScopeLimit(conns=0, streams=1024, memory=512 * MiB),
     protocol_peer_default=ScopeLimit(conns=0, streams=16, memory=64 * MiB),
     protocol={
         _TRANSFER: ScopeLimit(streams=512, memory=768 * MiB),
-        _HOP: ScopeLimit(streams=1024, memory=512 * MiB),
-        _STOP: ScopeLimit(streams=1024, memory=512 * MiB),
+        _HOP: ScopeLimit(streams=_RELAY_STREAMS, memory=_budget(_RELAY_STREAMS, _CIRCUITS)),
+        # A target's circuits through the relays it reserves on (2, ``api.RELAYS_WANTED``).
+        _STOP: ScopeLimit(streams=_RELAY_STREAMS, memory=_budget(_RELAY_STREAMS, 2 * _CIRCUITS_PER_PEER)),
     },
     protocol_peer={
         _KAD: ScopeLimit(streams=32, memory=16 * MiB),
@@ -120,9 +146,9 @@ DEFAULT_LIMITS = Limits(
         _PING: ScopeLimit(streams=2, memory=1 * MiB),
         _AUTONAT: ScopeLimit(streams=4, memory=2 * MiB),
         _DCUTR: ScopeLimit(streams=4, memory=2 * MiB),
-        # A relay's circuits from one peer (the circuit limits apply too).
-        _HOP: ScopeLimit(streams=32, memory=64 * MiB),
-        _STOP: ScopeLimit(streams=32, memory=64 * MiB),
+        # A relay's circuits from one source; a target's circuits through one relay.
+        _HOP: ScopeLimit(streams=_RELAY_STREAMS_PER_PEER, memory=_budget(_RELAY_STREAMS_PER_PEER, _CIRCUITS_PER_PEER)),
+        _STOP: ScopeLimit(streams=_RELAY_STREAMS_PER_PEER, memory=_budget(_RELAY_STREAMS_PER_PEER, _CIRCUITS_PER_PEER)),
         # A receiver's retries and the sharer's per-session streams.
         _TRANSFER: ScopeLimit(streams=16, memory=80 * MiB),
     },

@@ -79,3 +79,32 @@ async def test_a_relayed_connection_grants_its_stop_stream_the_large_window() ->
             await dialer.dial_via_relay(a.peer_id, relay_addr)
             assert b.connection_path(a.peer_id) == "relayed"
             await _until(lambda: _usage(a, STOP_PROTOCOL_ID)["memory"] == RECV_WINDOW)
+
+
+async def test_a_relay_with_every_circuit_busy_still_answers_a_reservation() -> None:
+    """64 circuits (8 sources x 8 targets, the default limits) each moving
+    bytes: every HOP stream books the large window, and the HOP budget still
+    has room for an honest RESERVE (it used to be full at 32 such circuits)."""
+    limits = {"max_circuits_per_ip": 64, "max_reservations_per_ip": 16}  # the test's hosts share 127.0.0.1
+    async with relay_and_hosts(17, **limits) as (relay, server, hosts):
+        targets, sources, honest = hosts[:8], hosts[8:16], hosts[16]
+        for t in targets:
+            RawTarget(t)
+            assert (await reserve(t, relay)).status == Status.OK
+        held = []
+        for src in sources:
+            for t in targets:
+                answer, s = await connect(src, relay, t)
+                assert answer.status == Status.OK
+                await s.write(b"x")
+                held.append(s)
+        await _until(lambda: _usage(relay, HOP_PROTOCOL_ID)["streams"] == 64)
+        await trio.sleep(1.0)  # every relay-side HOP stream has read its byte
+        assert (await reserve(honest, relay)).status == Status.OK
+        assert _usage(relay, HOP_PROTOCOL_ID)["memory"] == 64 * RECV_WINDOW
+
+
+def test_the_limits_bulk_window_is_the_one_granted() -> None:
+    from p2pshare.node.rcmgr.limits import BULK_WINDOW
+
+    assert BULK_WINDOW == RECV_WINDOW

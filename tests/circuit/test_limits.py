@@ -84,13 +84,33 @@ def test_circuits() -> None:
     assert b.open_circuit("D", "A", 0)[0].ok
 
 
+def test_circuits_per_source_peer_and_ip() -> None:
+    b = book(max_circuits_per_peer=2, max_circuits_per_ip=3)
+    for dst in "XYZ":
+        b.reserve(dst, dst, None, 0)
+    first = b.open_circuit("A", "X", 0, "10.0.0.1")[1]
+    assert b.open_circuit("A", "Y", 0, "10.0.0.1")[0].ok
+    d, cid = b.open_circuit("A", "Z", 0, "10.0.0.1")
+    assert d.status == Status.RESOURCE_LIMIT_EXCEEDED and cid is None
+    assert "--max-circuits-per-peer 2" in d.reason
+    assert b.open_circuit("B", "X", 0, "10.0.0.1")[0].ok  # another identity, same address
+    d, _ = b.open_circuit("C", "X", 0, "10.0.0.1")
+    assert d.status == Status.RESOURCE_LIMIT_EXCEEDED and "--max-circuits-per-ip 3" in d.reason
+    assert b.open_circuit("C", "X", 0, "10.0.0.2")[0].ok
+    assert b.open_circuit("D", "X", 0, None)[0].ok  # no address known: the peer caps only
+    b.close_circuit(first)  # type: ignore[arg-type]
+    assert b.open_circuit("A", "Z", 0, "10.0.0.1")[0].ok
+
+
 def test_wire_limit_omitted_only_when_unlimited() -> None:
     assert RelayLimits().wire_limit() is None
     assert RelayLimits(circuit_data=5).wire_limit() == Limit(0, 5)
     assert RelayLimits(circuit_duration=9).wire_limit() == Limit(9, 0)
 
 
-@pytest.mark.parametrize("field", ["max_reservations", "reservation_ttl", "max_circuits"])
+@pytest.mark.parametrize(
+    "field", ["max_reservations", "reservation_ttl", "max_circuits", "max_circuits_per_peer", "max_circuits_per_ip"]
+)
 def test_bad_limits(field: str) -> None:
     with pytest.raises(ValueError):
         RelayLimits(**{field: 0})

@@ -81,6 +81,19 @@ async def test_circuits_per_reservation(caplog: pytest.LogCaptureFixture) -> Non
         assert (await connect(c, relay, a))[0].status == Status.OK
 
 
+async def test_circuits_per_source_peer(caplog: pytest.LogCaptureFixture) -> None:
+    async with relay_and_hosts(3, max_circuits_per_peer=1) as (relay, server, (a, b, c)):
+        RawTarget(a)
+        assert (await reserve(a, relay)).status == Status.OK
+        first, _ = await connect(b, relay, a)
+        assert first.status == Status.OK
+        with caplog.at_level(logging.WARNING, "p2pshare.node.circuit.hop"):
+            second, _ = await connect(b, relay, a)
+        assert second.status == Status.RESOURCE_LIMIT_EXCEEDED
+        assert any("--max-circuits-per-peer 1" in r.getMessage() for r in caplog.records)
+        assert (await connect(c, relay, a))[0].status == Status.OK  # another source
+
+
 async def test_duration_limit() -> None:
     async with relay_and_hosts(2, circuit_duration=1) as (relay, server, (a, b)):
         target = RawTarget(a)

@@ -13,7 +13,7 @@ from p2pshare.node.rcmgr import (
     ScopeKind,
     ScopeLimit,
 )
-from p2pshare.node.rcmgr.limits import CONN_MEMORY, STREAM_BASE_MEMORY
+from p2pshare.node.rcmgr.limits import BULK_GROWTH, BULK_WINDOW, CONN_MEMORY, STREAM_BASE_MEMORY
 from p2pshare.node.rcmgr.manager import source_of
 
 BIG = 1 << 40
@@ -159,3 +159,49 @@ def test_default_limits_put_pre_authentication_far_below_after() -> None:
     assert d.transient.memory * 8 <= d.system.memory
     with pytest.raises(ValueError):
         ScopeLimit(conns=-1)
+
+
+_HOP = "/libp2p/circuit/relay/0.2.0/hop"
+_STOP = "/libp2p/circuit/relay/0.2.0/stop"
+
+
+def test_a_relays_busy_circuits_never_crowd_out_its_other_streams() -> None:
+    """The relay's default circuit limits, every circuit's HOP stream at the
+    bulk window: each HOP stream slot left is still admitted at its base, as
+    are a RESERVE's and a CONNECT's (the HOP budget used to be full at 32)."""
+    from p2pshare.node.circuit.limits import RelayLimits
+
+    relay = RelayLimits()
+    rm = ResourceManager()
+    sources = [f"src{i}" for i in range(relay.max_circuits // relay.max_circuits_per_peer)]
+    for src in sources:
+        for _ in range(relay.max_circuits_per_peer):
+            s = rm.open_stream(src)
+            s.set_protocol(_HOP)
+            assert s.reserve_memory(BULK_GROWTH)
+    hop = rm.usage()[f"protocol {_HOP}"]
+    assert hop["memory"] == relay.max_circuits * BULK_WINDOW
+    for src in sources:  # each source's other HOP stream slots, at their base
+        for _ in range(DEFAULT_LIMITS.for_protocol_peer(_HOP).streams - relay.max_circuits_per_peer):
+            rm.open_stream(src).set_protocol(_HOP)
+    for i in range(DEFAULT_LIMITS.for_protocol(_HOP).streams - rm.usage()[f"protocol {_HOP}"]["streams"]):
+        rm.open_stream(f"honest{i // 16}").set_protocol(_HOP)  # up to the protocol's stream limit
+    assert rm.usage()[f"protocol {_HOP}"]["streams"] == DEFAULT_LIMITS.for_protocol(_HOP).streams
+
+
+def test_relay_budgets_follow_the_circuit_limits() -> None:
+    """Each scope a circuit's bulk window is booked in holds every circuit
+    it may carry at that window plus every other stream at its base."""
+    from p2pshare.node.circuit.limits import RelayLimits
+
+    relay, d = RelayLimits(), DEFAULT_LIMITS
+
+    def holds(limit: ScopeLimit, circuits: int) -> bool:
+        return limit.memory >= limit.streams * STREAM_BASE_MEMORY + circuits * BULK_GROWTH
+
+    assert holds(d.for_protocol(_HOP), relay.max_circuits)
+    assert holds(d.for_protocol_peer(_HOP), relay.max_circuits_per_peer)
+    assert holds(d.for_protocol_peer(_STOP), relay.max_circuits_per_reservation)
+    assert holds(d.peer, relay.max_circuits_per_peer)
+    assert holds(d.system, relay.max_circuits)
+    assert d.for_protocol_peer(_HOP).streams >= relay.max_circuits_per_peer
