@@ -187,6 +187,13 @@ def add_relay_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="bytes per direction per circuit, e.g. 128KiB; 0 = unlimited (default 0)",
     )
     g.add_argument(
+        "--circuit-idle",
+        type=_seconds,
+        default=d.circuit_idle,
+        metavar="SECONDS",
+        help=f"end a circuit that carried no byte for this long; 0 = never (default {d.circuit_idle})",
+    )
+    g.add_argument(
         "--circuit-rate",
         type=parse_size,
         default=d.circuit_rate,
@@ -219,6 +226,7 @@ def limits_from_args(args: argparse.Namespace) -> RelayLimits:
             max_circuits_per_ip=args.max_circuits_per_ip,
             circuit_duration=args.circuit_duration,
             circuit_data=args.circuit_data,
+            circuit_idle=args.circuit_idle,
             circuit_rate=args.circuit_rate,
             total_rate=args.total_rate,
         )

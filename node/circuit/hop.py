@@ -242,6 +242,7 @@ class RelayServer:
                     limit,
                     circuit_rate=self.limits.circuit_rate,
                     total=self._total_rate,
+                    idle=self.limits.circuit_idle,
                 )
                 self.stats.bytes_relayed += result.bytes_ab + result.bytes_ba
                 log = logger.info if result.clean else logger.warning

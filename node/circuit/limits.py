@@ -43,6 +43,10 @@ class RelayLimits:
     circuit_data: int = 0  # bytes per direction, 0 = unlimited
     circuit_rate: int = 0  # bytes per second per direction of one circuit, 0 = unlimited
     total_rate: int = 0  # bytes per second over all circuits and directions, 0 = unlimited
+    #: Seconds a circuit may carry no byte either way before it is ended, 0 =
+    #: never: long enough for a person answering a prompt mid-transfer, short
+    #: enough that forgotten or parked circuits give their slots back.
+    circuit_idle: int = 1800
 
     def __post_init__(self) -> None:
         for name in (
@@ -63,6 +67,8 @@ class RelayLimits:
             raise ValueError("circuit_data must be between 0 and 2^64-1 bytes")
         if self.circuit_rate < 0 or self.total_rate < 0:
             raise ValueError("rates cannot be negative")
+        if self.circuit_idle < 0:
+            raise ValueError("circuit_idle cannot be negative")
 
     def wire_limit(self) -> Limit | None:
         """The ``Limit`` field to send; omitted when nothing is limited, which

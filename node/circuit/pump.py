@@ -8,7 +8,8 @@ stream breaks (both are reset), when the duration limit passes or when a
 direction carries more than the data limit (both reset, as the spec asks).
 Limits of 0 are unlimited: no timer, no byte budget. Rate caps (a community
 relay's per-circuit and total bandwidth) delay a direction's next write by
-what its token buckets say; no byte is dropped.
+what its token buckets say; no byte is dropped. An idle limit ends (resets) a
+circuit that carried no byte either way for that long: a slot nobody uses.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ READ_SIZE = 1 << 20
 
 @dataclass(frozen=True)
 class SpliceResult:
-    reason: str  # "closed", "duration limit", "data limit", or what broke
+    reason: str  # "closed", "duration limit", "data limit", "idle", or what broke
     bytes_ab: int
     bytes_ba: int
 
@@ -46,6 +47,7 @@ class _Direction:
         self.budget = budget  # 0: unlimited
         self.buckets = tuple(buckets)  # rate caps: this direction's, and the relay's total
         self.moved = 0
+        self.last = trio.current_time()  # when a byte last came in
 
     async def _paced(self, n: int) -> None:
         now = trio.current_time()
@@ -60,6 +62,7 @@ class _Direction:
                 data = await src.read(READ_SIZE)
                 if not data:
                     break
+                self.last = trio.current_time()
                 self.moved += len(data)
                 if self.buckets:
                     await self._paced(len(data))
@@ -70,6 +73,7 @@ class _Direction:
                 data = await src.read(READ_SIZE)
                 if not data:
                     break
+                self.last = trio.current_time()
                 if len(data) > left:
                     if left:
                         await dst.write(data[:left])
@@ -87,6 +91,19 @@ class _OverLimit(Exception):
     pass
 
 
+async def _watch_idle(
+    directions: Sequence[_Direction], idle: float, failure: list[str], cancel: trio.CancelScope
+) -> None:
+    """End the circuit once no byte came in either way for ``idle`` seconds."""
+    while True:
+        quiet = trio.current_time() - max(d.last for d in directions)
+        if quiet >= idle:
+            failure.append("idle")
+            cancel.cancel()
+            return
+        await trio.sleep(idle - quiet)
+
+
 async def splice(
     a: ByteStream,
     b: ByteStream,
@@ -94,11 +111,13 @@ async def splice(
     *,
     circuit_rate: int = 0,
     total: TokenBucket | None = None,
+    idle: float = 0,
 ) -> SpliceResult:
     """Forward ``a`` ⇄ ``b`` until both ends close or a limit is hit.
 
     ``circuit_rate``: bytes per second each direction may carry (0: no cap);
-    ``total``: the relay's bucket shared by all circuits (None: no cap).
+    ``total``: the relay's bucket shared by all circuits (None: no cap);
+    ``idle``: seconds without a byte either way that end the circuit (0: never).
     """
     budget = limit.data if limit else 0
     duration = limit.duration if limit else 0
@@ -109,10 +128,14 @@ async def splice(
 
     ab, ba = _Direction(a, b, budget, buckets()), _Direction(b, a, budget, buckets())
     failure: list[str] = []
+    running = [ab, ba]
 
     async def guard(direction: _Direction, cancel: trio.CancelScope) -> None:
         try:
             await direction.run()
+            running.remove(direction)
+            if not running:
+                cancel.cancel()  # both ends closed: stop the idle watch
         except _OverLimit:
             failure.append("data limit")
             cancel.cancel()
@@ -125,6 +148,8 @@ async def splice(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(guard, ab, nursery.cancel_scope)
             nursery.start_soon(guard, ba, nursery.cancel_scope)
+            if idle:
+                nursery.start_soon(_watch_idle, (ab, ba), idle, failure, nursery.cancel_scope)
     if scope is not None and scope.cancelled_caught and not failure:
         failure.append("duration limit")
     if failure:

@@ -114,3 +114,9 @@ def test_wire_limit_omitted_only_when_unlimited() -> None:
 def test_bad_limits(field: str) -> None:
     with pytest.raises(ValueError):
         RelayLimits(**{field: 0})
+
+
+def test_idle_limit_defaults_to_half_an_hour_and_cannot_be_negative() -> None:
+    assert RelayLimits().circuit_idle == 1800
+    with pytest.raises(ValueError):
+        RelayLimits(circuit_idle=-1)

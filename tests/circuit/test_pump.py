@@ -181,6 +181,38 @@ async def test_total_rate_is_shared_by_circuits(autojump_clock: trio.testing.Moc
     assert all(3.5 <= t <= 4.5 for t in took), took  # 8 MiB at 2 MiB/s, shared
 
 
+async def test_an_idle_circuit_is_ended(autojump_clock: trio.testing.MockClock) -> None:
+    peer_a, relay_a = pair()
+    relay_b, peer_b = pair()
+    started = trio.current_time()
+    async with trio.open_nursery() as n:
+
+        async def talk() -> None:  # a byte every 50 s, then silence
+            for _ in range(3):
+                await peer_a.write(b"k")
+                await trio.sleep(50)
+
+        n.start_soon(talk)
+        result = await splice(relay_a, relay_b, idle=60)
+    assert result.reason == "idle" and not result.clean and result.bytes_ab == 3
+    assert 100 + 60 <= trio.current_time() - started <= 100 + 61  # 60 s after the last byte
+    assert relay_a.was_reset and relay_b.was_reset
+
+
+async def test_the_idle_watch_does_not_outlive_a_closed_circuit(autojump_clock: trio.testing.MockClock) -> None:
+    peer_a, relay_a = pair()
+    relay_b, peer_b = pair()
+    async with trio.open_nursery() as n:
+        n.start_soon(lambda: splice(relay_a, relay_b, idle=60))
+        await peer_a.write(b"x")
+        await peer_a.close_write()
+        assert await _drain(peer_b) == b"x"
+        await peer_b.close_write()
+        with trio.fail_after(1):
+            assert await _drain(peer_a) == b""
+    assert not relay_a.was_reset and not relay_b.was_reset
+
+
 def test_token_bucket_passes_a_burst_then_paces() -> None:
     from p2pshare.node.circuit.limits import TokenBucket
 

@@ -94,6 +94,21 @@ async def test_circuits_per_source_peer(caplog: pytest.LogCaptureFixture) -> Non
         assert (await connect(c, relay, a))[0].status == Status.OK  # another source
 
 
+async def test_an_idle_circuit_is_ended() -> None:
+    async with relay_and_hosts(2, circuit_idle=1) as (relay, server, (a, b)):
+        RawTarget(a)
+        await reserve(a, relay)
+        answer, stream = await connect(b, relay, a)
+        assert answer.status == Status.OK
+        start = time.monotonic()
+        with trio.fail_after(5), pytest.raises(StreamError):
+            await stream.read(10)  # nothing comes: only the relay's reset ends this
+        assert 0.9 <= time.monotonic() - start < 4
+        with trio.fail_after(5):
+            while server.book.circuit_count:
+                await trio.sleep(0.05)
+
+
 async def test_duration_limit() -> None:
     async with relay_and_hosts(2, circuit_duration=1) as (relay, server, (a, b)):
         target = RawTarget(a)

@@ -39,9 +39,10 @@ def test_code_node_relay_options() -> None:
     relay = options("relay", "--circuit-data", "128KiB", "--announce", "/a")
     assert isinstance(relay, RelayOptions)
     assert relay.limits.circuit_data == 128 * 1024 and relay.announce == ("/a",) and relay.listen == ()
-    relay = options("relay", "--max-circuits-per-peer", "2", "--max-circuits-per-ip", "3")
+    relay = options("relay", "--max-circuits-per-peer", "2", "--max-circuits-per-ip", "3", "--circuit-idle", "0")
     assert isinstance(relay, RelayOptions)
     assert (relay.limits.max_circuits_per_peer, relay.limits.max_circuits_per_ip) == (2, 3)
+    assert relay.limits.circuit_idle == 0
 
 
 def test_impossible_relay_limits_are_bad_input() -> None:
