@@ -10,8 +10,7 @@ and when to give up is decided by the pure machines of
 (Noise + yamux, spec roles), so new streams to that peer use it; the relayed
 connection stays until it carries no stream. Each outcome is an event
 (:class:`~node.dcutr.policy.Upgraded` / :class:`~node.dcutr.policy.UpgradeFailed`)
-given to ``on_event``. If punching fails, the relayed connection simply
-stays in use.
+given to ``on_event``; if punching fails, the relayed connection stays in use.
 """
 
 from __future__ import annotations
@@ -106,8 +105,10 @@ class DCUtR:
         self._active: set[str] = set()  # peers we run the initiator role for
         self._answering: dict[str, int] = {}  # peers whose rounds we answer (responder), by stream
         self._responder_rounds = ResponderRounds(4 * _MAX_PARALLEL)
-        # Each answered round punches toward addresses the peer names.
+        # Each round punches toward addresses the peer names: the rounds we
+        # answer and the upgrades we start (one per relayed connection) are budgeted.
         self._answer_budget = RoundBudget(config.answer_per_minute, config.answer_per_peer)
+        self._upgrade_budget = RoundBudget(config.upgrades_per_minute, config.upgrades_per_peer)
         self._slots = trio.Semaphore(_MAX_PARALLEL)
         self._nursery: trio.Nursery | None = None
         self.events: list[DCUtREvent] = []
@@ -427,22 +428,21 @@ class DCUtR:
         if not lp.is_relayed(conn) or peer_id in self._active:
             return
         inbound = lp.is_inbound(conn)  # outbound: only a symmetric NAT's birthday probing starts here
-        # Identify over the new connection tells us the peer's listen
-        # addresses; without them a public peer gets punched at instead of
-        # dialled normally, and a punched socket that lands on its listener
-        # meets a Noise responder on both ends. Wait for it, bounded.
+        # Identify tells us the peer's listen addresses; without them a public peer
+        # is punched at, not dialled (a Noise responder on both ends). Bounded wait.
         for _ in range(_MARK_POLLS):
             if lp.peerstore_addrs(self.host, peer_id) or getattr(conn, "is_closed", False):
                 break
             await trio.sleep(_POLL)
         if self._settled is not None:
-            # Our own mapping may still be being learned (a node that just
-            # started): CONNECT without it carries only LAN addresses and
-            # the peer refuses every round (issue 10). Waiting here costs
-            # nothing in the exchange's RTT measurement, which starts later.
+            # Our mapping may still be being learned (a node that just started):
+            # CONNECT without it carries only LAN addresses, refused (issue 10).
             with trio.move_on_after(_SETTLE_WAIT):
                 await self._settled()
         if not inbound and self.birthday.hard() is None:
+            return
+        if not self._upgrade_budget.allow(peer_id, trio.current_time()):
+            logger.debug("dcutr: no upgrade with %s: over the upgrade budget", peer_id)
             return
         self._active.add(peer_id)
         try:

@@ -90,6 +90,10 @@ class PunchConfig:
     # is at most fresh_rounds + 5 unready exchanges + 1) and from all peers.
     answer_per_peer: int = 30
     answer_per_minute: int = 90
+    # Upgrades we start (each a relayed connection a peer made to us, whose
+    # CONNECT answer names the addresses we then punch), per minute.
+    upgrades_per_peer: int = 6
+    upgrades_per_minute: int = 60
     offsets: tuple[float, ...] = (0.0, -0.02, 0.02, 0.0)  # initiator timing shift per round
     max_sync_wait: float = 2.0  # cap on the RTT/2 wait
     exchange_timeout: float = 10.0  # CONNECT/SYNC over the relay
@@ -116,8 +120,8 @@ class PunchConfig:
     def __post_init__(self) -> None:
         if min(self.rounds, self.max_dials_per_target, self.max_dials_per_round) < 1:
             raise ValueError("rounds, max_dials_per_target and max_dials_per_round must be at least 1")
-        if min(self.answer_per_peer, self.answer_per_minute) < 1:
-            raise ValueError("answer_per_peer and answer_per_minute must be at least 1")
+        if min(self.answer_per_peer, self.answer_per_minute, self.upgrades_per_peer, self.upgrades_per_minute) < 1:
+            raise ValueError("answer_per_* and upgrades_per_* must be at least 1")
         if not 0 <= self.redial_min <= self.redial_max:
             raise ValueError("need 0 <= redial_min <= redial_max")
         if self.fresh_rounds < 1:

@@ -98,3 +98,36 @@ async def test_responder_answers_a_bounded_number_of_rounds(caplog: pytest.LogCa
     assert answered.count(True) == 3 and len(answered) == 12, answered
     dials = _dials(caplog)
     assert len(dials) == 3 and all(0 < d <= cfg.max_dials_per_round for d in dials), dials
+
+
+async def test_upgrades_we_start_are_budgeted_per_peer() -> None:
+    """Each relayed connection a peer makes to us starts an upgrade, and the
+    peer's CONNECT answer names the addresses we punch: a peer that dials
+    in again and again gets the budget's upgrades, not one per connection."""
+    cfg = PunchConfig(fresh_ports=False, round_window=0.3, upgrades_per_peer=2)  # no direct dial to loopback
+    async with relay_and_hosts(2) as (relay, _server, (attacker, node)):
+        relay_addr = f"{relay.listen_addrs()[0]}/p2p/{relay.peer_id}"
+        started: list[int] = []  # the relayed connection each of our DCUtR streams came over
+
+        async def count(stream) -> None:  # type: ignore[no-untyped-def]
+            started.append(id(stream.net_stream.muxed_conn))
+            await stream.reset()  # every round fails at once
+
+        attacker.set_stream_handler(PROTOCOL_ID, count)
+        async with (
+            open_relay_client(node, [relay_addr]) as held,
+            open_dcutr(node, cfg, rng=random.Random(1)) as dcutr,
+            open_relay_client(attacker, []) as client,
+        ):
+            assert await held.wait_reserved(5)
+            for _ in range(4):
+                await client.dial_via_relay(node.peer_id, f"{relay_addr}/p2p-circuit/p2p/{node.peer_id}")
+                with trio.fail_after(10):  # our upgrade attempt (if any) has begun and ended
+                    await trio.sleep(1.0)
+                    while dcutr.busy(attacker.peer_id):
+                        await trio.sleep(0.05)
+                await attacker.disconnect(node.peer_id)
+                with trio.fail_after(5):
+                    while node.is_connected(attacker.peer_id):
+                        await trio.sleep(0.05)
+    assert len(set(started)) == 2, started  # 4 relayed connections, 2 upgrades
