@@ -90,7 +90,8 @@ async def serve_transfer(
             session.proto.send_error(wire.ErrorCode.SOURCE_CHANGED, "source changed")
         else:
             log.info("transfer to %s failed: %s", remote_peer_id.hex()[:16], exc)
-        emit(ReceiverFailed(remote_peer_id, session.share_id, str(exc)))
+        if session.share_id is not None or registry.report_stranger(trio.current_time()):
+            emit(ReceiverFailed(remote_peer_id, session.share_id, str(exc)))
         await goodbye(stream, session.proto.data_to_send())
         if not isinstance(exc, StreamEndedError):
             await await_eof(stream)  # let the receiver read our ERROR first
@@ -155,11 +156,16 @@ class _Session:
         start = trio.current_time()
         want: tuple[ranges.Range, ...] | None = None
         served: ServedShare | None = None
+        proof_due = start + min(self.timeout, HANDSHAKE_TIMEOUT)
         while want is None:
-            # Short patience until the peer proves the key; then long, as the
-            # receiver may be re-hashing partial files before it sends WANT.
-            timeout = self.timeout if self.share_id is not None else min(self.timeout, HANDSHAKE_TIMEOUT)
-            data = await read_some(self.stream, timeout, "receiver")
+            # Short patience until the peer proves the key, for the whole
+            # handshake (per read, a byte now and then held a handshake slot
+            # and an unfinished frame for ever); then long, as the receiver
+            # may be re-hashing partial files before it sends WANT.
+            with trio.move_on_at(proof_due if self.share_id is None else math.inf) as handshake:
+                data = await read_some(self.stream, self.timeout, "receiver")
+            if handshake.cancelled_caught:
+                raise StreamEndedError(f"the receiver did not prove the key within {HANDSHAKE_TIMEOUT:.0f} s")
             if not data:
                 raise StreamEndedError("the receiver closed the connection")
             for ev in self.proto.receive_data(data):

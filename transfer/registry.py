@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -9,6 +10,9 @@ from p2pshare.transfer.crypto import ShareKeys
 from p2pshare.transfer.errors import UnavailableReason
 from p2pshare.transfer.scan import HashProgress, PreparedShare
 from p2pshare.transfer.sharer import PendingShare, ShareMaterial
+
+#: Seconds between reported failures of streams whose peer never proved the key.
+STRANGER_REPORT_INTERVAL = 10.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,17 @@ class ShareRegistry:
         self.max_handshakes_per_peer = max_handshakes_per_peer
         self._handshakes: dict[bytes, int] = {}
         self.active_handshakes = 0
+        self._stranger_said = -math.inf  # when a failure before the key proof was last reported
+
+    def report_stranger(self, now: float) -> bool:
+        """Whether to report (not just log) a stream that failed before its
+        peer proved the key: one every :data:`STRANGER_REPORT_INTERVAL`
+        seconds. Anyone who knows our address can fail at will: reported
+        each time, it was an endless stream of lines on the sharer's output."""
+        if now - self._stranger_said < STRANGER_REPORT_INTERVAL:
+            return False
+        self._stranger_said = now
+        return True
 
     def try_begin_handshake(self, peer: bytes) -> bool:
         """Claim a pre-authentication slot for ``peer`` (total and per-peer caps)."""

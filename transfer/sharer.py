@@ -114,7 +114,7 @@ class SharerProtocol(SessionCore["SharerEvent"]):
         self._remote = remote_peer_id
         self._nonce_s = nonce if nonce is not None else os.urandom(crypto.NONCE_BYTES)
         self._nonce_r = b""
-        super().__init__(wire.FrameDecoder(wire.TO_SHARER))
+        super().__init__(wire.FrameDecoder(wire.TO_SHARER, wire.SHARER_ORDER))
         self.state: State = State.AWAIT_HELLO
         self.share: ShareMaterial | None = None
         self._keys: crypto.ShareKeys | None = None

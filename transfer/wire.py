@@ -201,6 +201,9 @@ RECEIVER_ORDER = {
     MsgType.FILE_UNAVAILABLE: MsgType.MANIFEST,
     MsgType.PREPARING: MsgType.ACCEPT,
 }
+#: The sharer's decoder takes WANT (up to 1 MiB) and DONE only after the
+#: receiver's PROOF: before it, a stranger parks no large frame with us.
+SHARER_ORDER = {MsgType.WANT: MsgType.PROOF, MsgType.DONE: MsgType.PROOF}
 #: Refused from the header when it comes again: a second manifest would
 #: otherwise hold up to 40 MiB, outside the transfer's byte budget, until
 #: the receiver's state machine saw it whole.

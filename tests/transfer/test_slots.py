@@ -82,6 +82,72 @@ async def test_silent_stranger_is_dropped_after_the_handshake_timeout(
     assert registry.active_sessions == 0
 
 
+async def test_a_stranger_trickling_bytes_is_dropped_at_the_handshake_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The handshake timeout held per read: a stranger that sent a byte now
+    and then (a WANT header, then its body slowly) kept its handshake slot,
+    and the frame it never finished, for ever. Now the whole handshake has
+    one deadline, and a WANT before the PROOF is refused from its header."""
+    import struct
+
+    monkeypatch.setattr(_trio_serve, "HANDSHAKE_TIMEOUT", 0.5)
+    _, _, registry = share(tmp_path)
+    events: list[TransferEvent] = []
+    r, s = stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: serve_transfer(
+                s, registry=registry, local_peer_id=SHARER_ID, remote_peer_id=b"slow", on_event=events.append
+            )
+        )
+        await trio.testing.wait_all_tasks_blocked()
+        assert registry.active_handshakes == 1
+        hello = wire.encode(wire.Hello(b"\x00" * 16, b"\x01" * 32))
+        with trio.fail_after(5):
+            try:
+                for byte in hello:  # a byte every 0.1 s: each read well inside the timeout
+                    await r.write(bytes([byte]))
+                    await trio.sleep(0.1)
+                    if not registry.active_handshakes:
+                        break
+                else:
+                    raise AssertionError("the whole HELLO went in: trickle slower")
+            except (ConnectionError, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            while registry.active_handshakes:
+                await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+    assert any(isinstance(e, ReceiverFailed) and "did not prove the key" in e.reason for e in events), events
+    header = struct.pack(">BI", wire.MsgType.WANT, 1 << 20)
+    decoder = wire.FrameDecoder(wire.TO_SHARER, wire.SHARER_ORDER)
+    with pytest.raises(wire.ProtocolError, match="WANT message before PROOF"):
+        decoder.feed(header + b"x" * 1000)
+    assert decoder.buffered <= len(header)
+
+
+async def test_strangers_failures_are_reported_at_most_every_few_seconds(tmp_path: Path) -> None:
+    """Anyone who knows the sharer's address can fail a stream at will (a
+    HELLO for an unknown share): each was a line on the sharer's output."""
+    _, _, registry = share(tmp_path)
+    events: list[TransferEvent] = []
+    for i in range(20):
+        r, s = stream_pair()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                lambda s=s, i=i: serve_transfer(
+                    s, registry=registry, local_peer_id=SHARER_ID, remote_peer_id=b"spam-%d" % i, on_event=events.append
+                )
+            )
+            await r.write(wire.encode(wire.Hello(b"\x00" * 16, b"\x01" * 32)))
+            await r.close_write()
+            with trio.fail_after(5):
+                while await r.read(1 << 16):
+                    pass
+    failed = [e for e in events if isinstance(e, ReceiverFailed)]
+    assert len(failed) == 1 and failed[0].share_id is None, failed
+
+
 async def test_receiver_that_stops_reading_is_cut_and_frees_its_slot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
