@@ -19,6 +19,7 @@ import json
 import os
 import random
 import select
+import shutil
 import socket
 import subprocess
 import sys
@@ -107,6 +108,7 @@ class Wormhole:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
+        shutil.rmtree(self.work, ignore_errors=True)  # its mailbox database; every run left one in /tmp
 
     def _cli(self) -> list[str]:
         return [

@@ -24,7 +24,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -190,12 +189,14 @@ def _wait_json(proc: subprocess.Popen[bytes], event: str, timeout: float) -> dic
 
 
 @pytest.fixture(scope="module")
-def jslab() -> Iterator[JsLab]:
+def jslab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JsLab]:
     why = missing_reason() or netns.preflight() or netns.check_netns()
     if why is not None:
         pytest.skip(why)
     plan = topology.plan(_spec())
-    logdir = Path(tempfile.mkdtemp(prefix="natlab-js-"))
+    # pytest's own base directory keeps the last few runs' logs (it left one
+    # more directory in /tmp per run before).
+    logdir = tmp_path_factory.mktemp("natlab-js")
     with netns.Lab(plan) as lab:
         ip = plan.hosts["relay"].ip
         home = logdir / "relay-home"
