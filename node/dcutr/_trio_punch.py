@@ -70,14 +70,12 @@ async def punch_tcp(
     rng: random.Random,
     deadline: float,
     listener: trio.socket.SocketType | None = None,
-    budget: DialBudget | None = None,
 ) -> Punched | None:
     """Dial every target from ``local`` (and accept from them on ``listener``,
     a socket listening on ``local``) until one connects, ``deadline`` passes
-    or ``budget`` (by default ``cfg``'s caps) is spent."""
+    or ``cfg``'s dial caps are spent."""
     winner: list[Punched] = []
-    budget = budget or DialBudget(cfg.max_dials_per_target, cfg.max_dials_per_round)
-    counts = {t: 0 for t in targets}
+    budget = DialBudget(cfg.max_dials_per_target, cfg.max_dials_per_round)  # also counts the dials
     wanted = {(ipaddress.ip_address(t.ip), t.port): t for t in targets}
 
     async def accept(lst: trio.socket.SocketType, done: trio.CancelScope) -> None:
@@ -96,8 +94,7 @@ async def punch_tcp(
         if (":" in local_ip) != (":" in target.ip):
             local_ip = "::" if ":" in target.ip else "0.0.0.0"
         while trio.current_time() < deadline and budget.take(target):
-            counts[target] += 1
-            if counts[target] == 1:
+            if budget.counts[target] == 1:
                 logger.debug("dcutr: first dial %s from :%d", target.multiaddr(), local[1])
             sock = reuse_socket(local_ip)
             try:
@@ -130,10 +127,10 @@ async def punch_tcp(
         logger.debug(
             "dcutr: no connection from :%d after %d dial(s) to %s",
             local[1],
-            sum(counts.values()),
+            budget.spent,
             ", ".join(t.multiaddr() for t in targets),
         )
         return None
     won = winner[0]
-    won.dials = sum(counts.values())
+    won.dials = budget.spent
     return won
