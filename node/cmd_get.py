@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from p2pshare import sharecode
-from p2pshare.errors import Terminated
+from p2pshare.errors import Interrupted, Terminated
 from p2pshare.node import consent
 from p2pshare.node._output import Reporter, human_bytes
 from p2pshare.node.progress import format_seconds
@@ -225,18 +225,22 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
             text_dir.append(Path(tempfile.mkdtemp(prefix="p2pshare-text-")))
         return text_dir[0]
 
-    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+    # Both signals are messages to this task, which cancels the work: the
+    # cancel reaches every task, and nothing waits for a deadline. (trio's
+    # own SIGINT handling raises KeyboardInterrupt in whatever task runs at
+    # that instant; inside one of py-libp2p's it was lost, and ``get`` went
+    # on dialling until SIGTERM.)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            terminated = False
+            stopped_by: list[int] = []
 
-            async def stop_on_sigterm() -> None:
-                nonlocal terminated
-                async for _ in signals:
-                    terminated = True
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    stopped_by.append(signum)
                     nursery.cancel_scope.cancel()
                     return
 
-            nursery.start_soon(stop_on_sigterm)
+            nursery.start_soon(stop_on_signal)
             reporter.status("Starting…")
             async with Node(config, on_event=on_event) as node:
                 if isinstance(code, ShortCode):
@@ -252,7 +256,9 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
                     destination=destination,
                 )
             nursery.cancel_scope.cancel()
-    if terminated:
+    if stopped_by:
+        if stopped_by[0] == signal.SIGINT:
+            raise Interrupted("interrupted; run the same command again to resume")
         raise Terminated("terminated; run the same command again to resume")
     if text_file:
         return _print_text(text_dir[0] / text_file[0], reporter)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Final, NoReturn, assert_never
 
 from p2pshare import sharecode
-from p2pshare.errors import LocalError, P2PShareError, ProtocolViolation, RemoteError, Terminated
+from p2pshare.errors import Interrupted, LocalError, P2PShareError, ProtocolViolation, RemoteError, Terminated
 from p2pshare.node import _libp2p_lean_import
 from p2pshare.node._output import Reporter
 from p2pshare.node.cmd_get import GetOptions
@@ -55,6 +55,7 @@ class ExitCode(enum.IntEnum):
 #: so narrower classes come before their branch; anything else is internal.
 EXIT_CODES: Final[tuple[tuple[type[BaseException], ExitCode], ...]] = (
     (KeyboardInterrupt, ExitCode.INTERRUPTED),
+    (Interrupted, ExitCode.INTERRUPTED),
     (Terminated, ExitCode.TERMINATED),
     (NoSpaceError, ExitCode.NO_SPACE),
     (DeclinedError, ExitCode.DECLINED),

@@ -58,3 +58,13 @@ class ProtocolViolation(RemoteError):
 
 class Terminated(P2PShareError):
     """We were told to stop (SIGTERM) before the work was done."""
+
+
+class Interrupted(P2PShareError):
+    """Ctrl-C (SIGINT) before the work was done, taken as a message (exit 130).
+
+    ``get`` receives SIGINT through trio's signal receiver and cancels its
+    work, instead of letting trio raise ``KeyboardInterrupt`` in whatever
+    task runs at that instant: raised inside a task py-libp2p spawned, it
+    could be lost and leave ``get`` dialling until its deadline.
+    """
