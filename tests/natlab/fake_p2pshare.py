@@ -56,8 +56,11 @@ def share(path: str, listen: str, once: bool, relay_addr: str | None) -> int:
     # stall before the first line (so a test can interrupt the lab mid-run).
     pidfile = os.environ.get("FAKE_P2PSHARE_PIDFILE")
     if pidfile:
-        with open(pidfile, "w") as f:
+        # Whole or absent: the test polls for the file and reads it at once
+        # (it once read it between the create and the write: "").
+        with open(f"{pidfile}.tmp", "w") as f:
             f.write(f"{os.getpid()}\n")
+        os.replace(f"{pidfile}.tmp", pidfile)
     time.sleep(min(float(os.environ.get("FAKE_P2PSHARE_STALL", "0")), 60.0))
     port = int(listen.rstrip("/").split("/")[-1])
     data = open(path, "rb").read()
