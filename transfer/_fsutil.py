@@ -99,6 +99,38 @@ def move_noreplace(src_dir: int, src: str, dst_dir: int, dst: str, shown: Callab
     os.unlink(src, dir_fd=src_dir)
 
 
+def create_complete(dir_fd: int, name: str, data: bytes | memoryview, shown: Callable[[], str]) -> bool:
+    """Create ``name`` in ``dir_fd`` holding ``data``, never replacing a file,
+    and visible only once complete: an unnamed inode (``O_TMPFILE``) is
+    written, then linked under its name (``linkat`` fails with EEXIST on an
+    existing name, atomically). A crash before the link leaves nothing.
+
+    False, with nothing created, where the kernel or the file system has no
+    ``O_TMPFILE`` or ``/proc/self/fd`` is missing: the caller then writes a
+    named partial file and moves it.
+    """
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag:
+        return False
+    try:
+        fd = os.open(".", os.O_WRONLY | flag | os.O_CLOEXEC, 0o666, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOTSUP):
+            return False
+        raise
+    try:
+        pwrite_all(fd, data, 0)
+        try:
+            os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd, follow_symlinks=True)
+        except FileExistsError:
+            raise OutputError(f"refusing to overwrite {shown()}: it already exists") from None
+        except FileNotFoundError:
+            return False  # no /proc here: nothing was linked
+    finally:
+        os.close(fd)
+    return True
+
+
 #: Bytes per ``pwrite`` of received data. The page cache takes a folio as
 #: large as each write (ext4, Linux 6.x): a 1 MiB write gets a 1 MiB folio,
 #: which comes from the allocator's large free blocks -- on a VM that hands
@@ -157,6 +189,30 @@ class DirCache:
 
     def close(self) -> None:
         if self._last is not None and self._last[1] is not None:
+            os.close(self._last[1])
+        self._last = None
+
+
+class ParentDirs:
+    """Directories files are moved into, created if missing, the last one
+    kept open (a manifest's files come sorted, so a directory's files come
+    together). One per write lane: not shared between threads."""
+
+    def __init__(self, root: int) -> None:
+        self._root = root
+        self._last: tuple[tuple[str, ...], int] | None = None
+
+    def get(self, parts: tuple[str, ...], shown: str) -> int:
+        if self._last is not None and self._last[0] == parts:
+            return self._last[1]
+        fd = open_dir(self._root, parts, create=True, shown=shown)
+        assert fd is not None
+        self.close()
+        self._last = (parts, fd)
+        return fd
+
+    def close(self) -> None:
+        if self._last is not None:
             os.close(self._last[1])
         self._last = None
 

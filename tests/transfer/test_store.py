@@ -251,3 +251,85 @@ def test_many_small_files_cost_no_system_call_per_file_before_writing(
     store.finish()
     store.close()
     assert snapshot(out / "src") == snapshot(src)
+
+
+def _small_share(tmp_path: Path, files: int = 30) -> tuple[Path, PreparedShare, Path]:
+    """``files`` one-chunk files in 3 directories; (source, share, empty output)."""
+    src = tmp_path / "src"
+    for i in range(files):
+        (src / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
+        (src / f"d{i % 3}" / f"f{i}.txt").write_bytes(os.urandom(50 + i))
+    out = tmp_path / "out"
+    out.mkdir()
+    return src, build_manifest([src], name="t", chunk_size=CS), out
+
+
+def test_small_files_are_created_whole_without_a_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-chunk file is written as an unnamed inode and linked under its
+    name once complete (O_TMPFILE): no partial file is created, moved and
+    unlinked per small file (issue 12). The mode is the one a named file
+    gets (0o666 less the umask)."""
+    import p2pshare.transfer._fsutil as fs
+
+    src, p, out = _small_share(tmp_path)
+    named: list[str] = []
+    real_open_file = fs.open_file
+
+    def spy(dir_fd: int, name: str, flags: int) -> int:
+        named.append(name)
+        return real_open_file(dir_fd, name, flags)
+
+    monkeypatch.setattr(fs, "open_file", spy)
+    store = Store(out, p.manifest, SID)
+    store.prepare()
+    done = write(store, p, range(p.manifest.total_chunks))
+    assert len(done) == 30
+    assert named == [], "a small file went through a named partial file"
+    store.finish()
+    store.close()
+    assert snapshot(out / "src") == snapshot(src)
+    old = os.umask(0)
+    os.umask(old)
+    assert {f.stat().st_mode & 0o777 for f in (out / "src").rglob("*.txt")} == {0o666 & ~old}
+
+
+def test_small_files_fall_back_to_partial_files_without_o_tmpfile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system (or kernel) without O_TMPFILE: the first refusal turns
+    the unnamed-inode route off and every file takes the partial-file route."""
+    import p2pshare.transfer._fsutil as fs
+
+    src, p, out = _small_share(tmp_path)
+    tried: list[str] = []
+    real_os_open = os.open
+
+    def no_tmpfile(path, flags, mode=0o777, *, dir_fd=None):  # type: ignore[no-untyped-def]
+        if flags & os.O_TMPFILE == os.O_TMPFILE:
+            tried.append(path)
+            raise OSError(95, "Operation not supported")  # EOPNOTSUPP
+        return real_os_open(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(fs.os, "open", no_tmpfile)
+    store = Store(out, p.manifest, SID)
+    store.prepare()
+    assert len(write(store, p, range(p.manifest.total_chunks))) == 30
+    store.finish()
+    store.close()
+    assert len(tried) == 1
+    assert snapshot(out / "src") == snapshot(src)
+
+
+def test_a_file_that_appears_at_the_final_name_is_never_replaced(tmp_path: Path) -> None:
+    """Another program creates the file between the conflict check and the
+    write: the link fails (EEXIST, atomic), the error names the file, its
+    content is untouched, and no unnamed inode is left behind."""
+    _, p, out = _small_share(tmp_path, files=3)
+    store = Store(out, p.manifest, SID)
+    store.prepare()
+    first = p.manifest.files[0].path
+    (out / first).write_bytes(b"theirs")
+    with pytest.raises(OutputError, match="refusing to overwrite .*it already exists"):
+        write(store, p, range(p.manifest.total_chunks))
+    store.close()
+    assert (out / first).read_bytes() == b"theirs"

@@ -1,0 +1,50 @@
+"""Does a share fit: the bytes it still needs in an output directory (blocking I/O).
+
+Separate from the store's writing: ``get`` asks it before anything is
+created (the consent prompt shows it, and a share that cannot fit is
+refused before the first byte is written).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from p2pshare.transfer import _fsutil as fs
+from p2pshare.transfer.errors import NoSpaceError
+from p2pshare.transfer.manifest import Manifest
+from p2pshare.transfer.paths import PARTIAL_DIR_NAME
+
+
+def needed_bytes(root: int, share_dir_name: str, manifest: Manifest, present: list[bool]) -> int:
+    """Every file not already in place, less what its partial file already
+    holds (resumed data is reused in place)."""
+    part_dir = fs.open_dir(root, (PARTIAL_DIR_NAME, share_dir_name), create=False, shown=PARTIAL_DIR_NAME)
+    needed = 0
+    try:
+        held_names = frozenset(os.listdir(part_dir)) if part_dir is not None else frozenset()
+        for i, entry in enumerate(manifest.files):
+            if present[i]:
+                continue
+            st = fs.lstat_at(part_dir, str(i)) if part_dir is not None and str(i) in held_names else None
+            held = min(st.st_size, entry.size) if st is not None and fs.is_regular(st) else 0
+            needed += entry.size - held
+    finally:
+        if part_dir is not None:
+            os.close(part_dir)
+    return needed
+
+
+def check_space(root: int, needed: int, output_dir: Path) -> None:
+    """Refuse, before anything is written, a share that cannot fit.
+
+    Free: what an unprivileged writer may use. A share declaring terabytes
+    is refused here, not after filling the disk.
+    """
+    vfs = os.fstatvfs(root)
+    free = vfs.f_bavail * vfs.f_frsize
+    if needed > free:
+        raise NoSpaceError(
+            f"the share does not fit in {output_dir}: it needs {fs.human_size(needed)}, "
+            f"{fs.human_size(free)} is free; free some space or choose another directory with -o"
+        )
