@@ -253,6 +253,38 @@ def small_files(top: Path, count: int, seed: int = 12) -> int:
     return total
 
 
+def bare_create_rate(top: Path, sizes_from: Path) -> tuple[float, float]:
+    """Files/s and CPU seconds for the machine alone to create a copy of the
+    small-file tree ``sizes_from`` under ``top`` (one process, one thread:
+    open, write, close per file, in the same directories as ``get`` makes),
+    with no network, crypto or Python protocol around it: the floor that
+    ``get``'s files/s is compared with in the same run. On this VM (ext4
+    without a journal) creating an inode costs most of it, and much more
+    for minutes after many files were deleted (``recently_deleted``)."""
+    import resource
+
+    files = sorted(p for p in sizes_from.rglob("*") if p.is_file())
+    payload = os.urandom(4096)
+    sizes = [f.stat().st_size for f in files]
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    made: set[Path] = set()
+    for f, size in zip(files, sizes, strict=True):
+        dest = top / f.relative_to(sizes_from)
+        if dest.parent not in made:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            made.add(dest.parent)
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, payload[:size] if size <= len(payload) else os.urandom(size))
+        finally:
+            os.close(fd)
+    seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return len(files) / seconds, cpu
+
+
 #: Seconds to wait before each receiving run, ours and magic-wormhole's alike.
 #: This machine is a VM that hands freed memory back to its host after ~1-2 s
 #: (free page reporting); touching such memory again is slow. The page cache
