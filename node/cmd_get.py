@@ -68,23 +68,17 @@ def run_get(opts: GetOptions, reporter: Reporter) -> int:
     text_dir: list[Path] = []  # where a text share is received (see ``destination``)
     try:
         return trio.run(_get, opts, reporter, code, text_dir)
-    except BaseException as exc:
-        from p2pshare.transfer.errors import DeclinedError, NoSpaceError
-
-        if not existed and _holds(exc, (DeclinedError, NoSpaceError)):
-            with contextlib.suppress(OSError):  # refused: leave no trace, not even the directory
-                opts.output.rmdir()  # only if empty
+    except BaseException:
+        # Refused, interrupted at the prompt, unreachable: a directory this
+        # run created and left empty goes too. rmdir removes only an empty
+        # one, so verified data kept for a resume (.p2pshare-partial) stays.
+        if not existed:
+            with contextlib.suppress(OSError):
+                opts.output.rmdir()
         raise
     finally:
         for d in text_dir:
             shutil.rmtree(d, ignore_errors=True)
-
-
-def _holds(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
-    """``exc`` is one of ``kinds``, or trio's exception groups hold one."""
-    if isinstance(exc, BaseExceptionGroup):
-        return any(_holds(e, kinds) for e in exc.exceptions)
-    return isinstance(exc, kinds)
 
 
 async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: list[Path]) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -123,3 +124,21 @@ def test_json_on_a_terminal_never_asks(tmp_path: Path, sharer: Sharer, pty_procs
     pty_procs.append(p)
     assert p.wait() == 0, p.output
     assert "[y/N]" not in p.output and '"event":"done"' in p.output
+
+
+def test_ctrl_c_at_the_prompt_is_exit_130_and_writes_nothing(
+    tmp_path: Path, sharer: Sharer, pty_procs: list[PtyProc]
+) -> None:
+    """Ctrl-C while ``get`` waits for y/N (its answer is read in a thread):
+    the signal cancels the wait, ``get`` exits 130 with one line, and
+    nothing was written."""
+    share = _tree(tmp_path / "src")
+    _, shared = sharer(share)
+    out = tmp_path / "out"
+    p = PtyProc(["get", shared["code"], "-o", str(out), "--timeout", "30"], tmp_path / "rx")
+    pty_procs.append(p)
+    p.read_until("[y/N]")
+    p.proc.send_signal(signal.SIGINT)  # what a terminal sends its foreground job on Ctrl-C
+    assert p.wait(30) == 130, p.output
+    assert "interrupted" in p.output and "Traceback" not in p.output
+    assert not out.exists()
