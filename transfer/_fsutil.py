@@ -105,27 +105,27 @@ def create_complete(dir_fd: int, name: str, data: bytes | memoryview, shown: Cal
     written, then linked under its name (``linkat`` fails with EEXIST on an
     existing name, atomically). A crash before the link leaves nothing.
 
-    False, with nothing created, where the kernel or the file system has no
-    ``O_TMPFILE`` or ``/proc/self/fd`` is missing: the caller then writes a
-    named partial file and moves it.
+    False, with nothing created, where the unnamed inode cannot be made or
+    linked (no ``O_TMPFILE`` in the kernel or the file system: EOPNOTSUPP,
+    or EISDIR on old kernels; no ``/proc/self/fd``): the caller then writes
+    a named partial file and moves it, and that route reports a directory
+    that really cannot be written. Errors writing the data are raised.
     """
     flag = getattr(os, "O_TMPFILE", 0)
     if not flag:
         return False
     try:
         fd = os.open(".", os.O_WRONLY | flag | os.O_CLOEXEC, 0o666, dir_fd=dir_fd)
-    except OSError as exc:
-        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOTSUP):
-            return False
-        raise
+    except OSError:
+        return False
     try:
         pwrite_all(fd, data, 0)
         try:
             os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd, follow_symlinks=True)
         except FileExistsError:
             raise OutputError(f"refusing to overwrite {shown()}: it already exists") from None
-        except FileNotFoundError:
-            return False  # no /proc here: nothing was linked
+        except OSError:
+            return False  # nothing was linked; the inode goes with its fd
     finally:
         os.close(fd)
     return True

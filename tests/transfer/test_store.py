@@ -293,24 +293,34 @@ def test_small_files_are_created_whole_without_a_partial_file(tmp_path: Path, mo
     assert {f.stat().st_mode & 0o777 for f in (out / "src").rglob("*.txt")} == {0o666 & ~old}
 
 
+@pytest.mark.parametrize("refused", ["open", "link"])
 def test_small_files_fall_back_to_partial_files_without_o_tmpfile(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refused: str
 ) -> None:
-    """A file system (or kernel) without O_TMPFILE: the first refusal turns
-    the unnamed-inode route off and every file takes the partial-file route."""
+    """No O_TMPFILE in the file system (the open is refused) or no
+    /proc/self/fd (the link is): the first refusal turns the unnamed-inode
+    route off, every file takes the partial-file route, and the tree
+    arrives whole."""
     import p2pshare.transfer._fsutil as fs
 
     src, p, out = _small_share(tmp_path)
     tried: list[str] = []
-    real_os_open = os.open
+    real_open, real_link = os.open, os.link
 
     def no_tmpfile(path, flags, mode=0o777, *, dir_fd=None):  # type: ignore[no-untyped-def]
-        if flags & os.O_TMPFILE == os.O_TMPFILE:
+        if refused == "open" and flags & os.O_TMPFILE == os.O_TMPFILE:
             tried.append(path)
             raise OSError(95, "Operation not supported")  # EOPNOTSUPP
-        return real_os_open(path, flags, mode, dir_fd=dir_fd)
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    def no_proc(src, dst, **kw):  # type: ignore[no-untyped-def]
+        if refused == "link" and str(src).startswith("/proc/self/fd/"):
+            tried.append(src)
+            raise FileNotFoundError(2, "No such file or directory")
+        return real_link(src, dst, **kw)
 
     monkeypatch.setattr(fs.os, "open", no_tmpfile)
+    monkeypatch.setattr(fs.os, "link", no_proc)
     store = Store(out, p.manifest, SID)
     store.prepare()
     assert len(write(store, p, range(p.manifest.total_chunks))) == 30
