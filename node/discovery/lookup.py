@@ -59,6 +59,26 @@ class LookupStats:
     seconds: float
 
 
+#: Pauses before looking again after a lookup that failed transiently (s).
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
+
+
+def worth_another_look(stats: Sequence[LookupStats]) -> bool:
+    """After lookups (one per key) that found nothing: look again?
+
+    Yes when a peer it asked failed (an RPC that timed out under load, a
+    connection that just dropped): that is not "nobody has it". No when
+    every peer asked answered without a result (a wrong number should fail
+    at once), or when there was nobody to ask.
+    """
+    return all(s.results == 0 for s in stats) and any(s.failed > 0 for s in stats)
+
+
+def retry_delay(attempt: int) -> float:
+    """The pause before look number ``attempt + 1`` (``attempt`` >= 1)."""
+    return RETRY_DELAYS[min(attempt, len(RETRY_DELAYS)) - 1]
+
+
 class Lookup:
     """Closest-peer lookup towards ``key`` (sha256 distance, as the spec says)."""
 

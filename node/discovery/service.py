@@ -164,6 +164,11 @@ class Discovery:
             pass  # the table will hear of it again
 
     def _failed(self, cand: Candidate) -> None:
+        # The last peer stays: an empty table finds nothing until the next
+        # bootstrap round (minutes away), and one failed query (a timeout
+        # under load) says little about the next.
+        if self.table.size() <= 1:
+            return
         try:
             self.table.remove(cand.peer_id)
         except Exception:

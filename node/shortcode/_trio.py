@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 import trio
 
 from p2pshare import sharecode
-from p2pshare.node.discovery import Discovery
+from p2pshare.node.discovery import Discovery, LookupStats
+from p2pshare.node.discovery.lookup import retry_delay, worth_another_look
 from p2pshare.node.errors import PeerUnreachableError
 from p2pshare.node.host import Host, LibP2PByteStream, StreamError
 from p2pshare.node.reach import Reacher
@@ -109,17 +110,31 @@ async def claim_short_code(
     if not await discovery.wait_bootstrapped(min(10.0, timeout)):
         raise PeerUnreachableError("short codes need the DHT, and no bootstrap node answered; use the long code")
     found: dict[str, list[str]] = {}
-    with trio.move_on_after(timeout):
-        async with trio.open_nursery() as nursery:
-            for key in keys:
+    deadline = trio.current_time() + timeout
+    attempt = 0
+    while True:  # again only after a transient failure (``worth_another_look``)
+        attempt += 1
+        stats: list[LookupStats] = []
+        with trio.move_on_at(deadline):
+            async with trio.open_nursery() as nursery:
+                for key in keys:
 
-                async def lookup(key: bytes = key) -> None:
-                    for info in await discovery.find_providers(key, timeout=timeout, limit=LOOKUP_LIMIT):
-                        addrs = reacher.from_network(info.addrs)
-                        if addrs:
-                            found.setdefault(info.peer_id, []).extend(a for a in addrs if a not in found[info.peer_id])
+                    async def lookup(key: bytes = key, stats: list[LookupStats] = stats) -> None:
+                        infos = await discovery.find_providers(key, timeout=timeout, limit=LOOKUP_LIMIT)
+                        if discovery.last_lookup is not None:  # this lookup's: no checkpoint since
+                            stats.append(discovery.last_lookup)
+                        for info in infos:
+                            addrs = reacher.from_network(info.addrs)
+                            if addrs:
+                                known = found.setdefault(info.peer_id, [])
+                                known.extend(a for a in addrs if a not in known)
 
-                nursery.start_soon(lookup)
+                    nursery.start_soon(lookup)
+        pause = retry_delay(attempt)
+        if found or not worth_another_look(stats) or trio.current_time() + pause >= deadline:
+            break
+        log.debug("short code: lookup failed transiently (%s); again in %.1f s", stats, pause)
+        await trio.sleep(pause)
     if not found:
         raise PeerUnreachableError(
             f"no sharer of short code {code.redacted} found in the DHT; check the number, "

@@ -14,7 +14,7 @@ import trio
 from p2pshare.node.discovery import DiscoveryError, PeerInfo, merge_peer_infos, provider_cid, provider_key, wire
 from p2pshare.node.discovery.dnsaddr import parse_dnsaddr_txt, resolve_bootstrap, split_dnsaddr
 from p2pshare.node.discovery.keys import kad_distance, kad_target
-from p2pshare.node.discovery.lookup import Lookup
+from p2pshare.node.discovery.lookup import Lookup, LookupStats, retry_delay, worth_another_look
 from p2pshare.node.discovery.peers import (
     MAX_ADDRS_PER_PEER,
     AddrScope,
@@ -373,3 +373,29 @@ async def test_resolve_bootstrap_nested_and_failing() -> None:
 
     with trio.fail_after(2):
         assert await resolve_bootstrap(["/dnsaddr/slow.example"], timeout=0.05, lookup=slow) == []
+
+
+def _stats(*, answered: int, failed: int, results: int = 0) -> LookupStats:
+    return LookupStats(
+        queried=answered + failed,
+        answered=answered,
+        failed=failed,
+        max_hops=1,
+        first_hit_hop=0,
+        entries=results,
+        results=results,
+        seconds=0.1,
+    )
+
+
+def test_another_look_only_after_a_transient_failure() -> None:
+    """A lookup that found nothing is repeated only when a peer it asked
+    failed: every peer answering "none" is a clean miss (a wrong number
+    fails at once), and a lookup with results needs no second one."""
+    assert worth_another_look([_stats(answered=0, failed=1)])
+    assert worth_another_look([_stats(answered=3, failed=0), _stats(answered=2, failed=1)])
+    assert not worth_another_look([_stats(answered=3, failed=0)])
+    assert not worth_another_look([_stats(answered=0, failed=0)])  # nobody to ask
+    assert not worth_another_look([_stats(answered=0, failed=1), _stats(answered=1, failed=0, results=1)])
+    assert not worth_another_look([])
+    assert [retry_delay(n) for n in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]

@@ -67,3 +67,38 @@ async def test_colliding_numbers_each_tried_right_one_never_burned(tmp_path: Pat
                 else:
                     raise AssertionError("wrong words must fail")
                 assert offer_a.failures + offer_b.failures == before + 2
+
+
+async def test_a_failed_dht_query_is_retried_and_keeps_the_only_peer(tmp_path: Path) -> None:
+    """The receiver's first provider query fails (a timeout under load,
+    say), and its routing table holds one peer: the peer stays in the table
+    and the lookup is repeated within the deadline, so the code resolves.
+    (In CI this once ended "no sharer found": the failure emptied the table.)"""
+    from p2pshare.node.discovery._rpc import RpcError
+
+    (tmp_path / "a.txt").write_text("from A")
+    with trio.fail_after(60):
+        async with Node(NodeConfig(listen_addrs=[LOOPBACK], dht_server=True, autorelay=False)) as boot:
+            addr = f"{boot.host.listen_addrs()[0]}/p2p/{boot.peer_id}"
+            cfg = NodeConfig(listen_addrs=[LOOPBACK], bootstrap=[addr], autorelay=False)
+            async with Node(cfg) as a, Node(cfg) as rx:
+                ev_a = _Events()
+                code_a = ShortCode(4127, ("acid", "zoom", "yoga"))
+                info_a = await a.start_sharing("A", "", [tmp_path / "a.txt"])
+                a.offer_short_code(info_a, tries=3, ttl=600, on_event=ev_a, code=code_a)
+                await ev_a.advertised.wait()
+                client = rx.discovery._client
+                real = client.get_providers
+                failures: list[str] = []
+
+                async def fails_once(peer: str, *args: object, **kwargs: object) -> object:
+                    if not failures:
+                        failures.append(peer)
+                        raise RpcError("injected: the query timed out")
+                    return await real(peer, *args, **kwargs)  # type: ignore[arg-type]
+
+                client.get_providers = fails_once  # type: ignore[method-assign]
+                got = await rx.resolve_short_code(code_a, timeout=30)
+                assert got.peer_id == a.peer_id and got.encryption_key == info_a.code.encryption_key
+                assert failures == [boot.peer_id]
+                assert rx.discovery.table.size() >= 1
