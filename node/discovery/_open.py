@@ -17,6 +17,7 @@ from p2pshare.sharecode.multiaddrs import trailing_peer
 
 from ._rpc import PROTOCOL_ID as KAD_PROTOCOL_ID
 from .dnsaddr import TxtLookup, resolve_bootstrap
+from .lookup import rejoin_needed
 from .peers import normalize_addr
 from .peers_file import load_peers_file, merge_remembered, save_peers_file
 from .service import Discovery, Target
@@ -151,6 +152,8 @@ async def _serve_routing(
                     joined = await _bootstrap(disc, targets)
                 if disc.is_bootstrapped():
                     await disc.closest_peers(disc.host.peer_id_bytes, timeout=_SELF_LOOKUP_TIMEOUT)
+                    if rejoin_needed(disc.table.size(), disc.last_lookup):  # nobody in the table answers
+                        joined = await _bootstrap(disc, targets)
             if peers_file is not None:
                 await trio.to_thread.run_sync(_save, disc, peers_file)
             disc.table.cleanup_expired()

@@ -74,6 +74,16 @@ def worth_another_look(stats: Sequence[LookupStats]) -> bool:
     return all(s.results == 0 for s in stats) and any(s.failed > 0 for s in stats)
 
 
+def rejoin_needed(table_size: int, self_lookup: LookupStats | None) -> bool:
+    """Bootstrap again? When the routing table is empty, or when the
+    refresh's self-lookup asked peers and none answered: the table then
+    holds only peers that are gone (a failed query no longer removes the
+    last one, so an empty table is no longer the only sign)."""
+    if table_size == 0:
+        return True
+    return self_lookup is not None and self_lookup.queried > 0 and self_lookup.answered == 0
+
+
 def retry_delay(attempt: int) -> float:
     """The pause before look number ``attempt + 1`` (``attempt`` >= 1)."""
     return RETRY_DELAYS[min(attempt, len(RETRY_DELAYS)) - 1]

@@ -14,7 +14,7 @@ import trio
 from p2pshare.node.discovery import DiscoveryError, PeerInfo, merge_peer_infos, provider_cid, provider_key, wire
 from p2pshare.node.discovery.dnsaddr import parse_dnsaddr_txt, resolve_bootstrap, split_dnsaddr
 from p2pshare.node.discovery.keys import kad_distance, kad_target
-from p2pshare.node.discovery.lookup import Lookup, LookupStats, retry_delay, worth_another_look
+from p2pshare.node.discovery.lookup import Lookup, LookupStats, rejoin_needed, retry_delay, worth_another_look
 from p2pshare.node.discovery.peers import (
     MAX_ADDRS_PER_PEER,
     AddrScope,
@@ -399,3 +399,13 @@ def test_another_look_only_after_a_transient_failure() -> None:
     assert not worth_another_look([_stats(answered=0, failed=1), _stats(answered=1, failed=0, results=1)])
     assert not worth_another_look([])
     assert [retry_delay(n) for n in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+
+
+def test_rejoin_when_the_table_is_empty_or_nobody_in_it_answers() -> None:
+    """The last peer stays in the table after a failed query, so the
+    refresh must also rejoin when its self-lookup reached nobody."""
+    assert rejoin_needed(0, None)
+    assert rejoin_needed(1, _stats(answered=0, failed=1))
+    assert not rejoin_needed(1, None)  # no refresh yet
+    assert not rejoin_needed(3, _stats(answered=1, failed=2))
+    assert not rejoin_needed(1, _stats(answered=0, failed=0))  # asked nobody: the table decides
