@@ -166,3 +166,43 @@ async def test_a_peer_dialling_in_first_does_not_end_the_bootstrap() -> None:
                         a_host, bootstrap=[], peers_file=None, server_mode=True, dns_lookup=_no_dns
                     ):
                         assert await b.wait_in_table([a_id], 10), b.routing_table_peers()
+
+
+async def test_refresh_rejoins_when_the_only_peer_in_the_table_is_gone() -> None:
+    """A failed query no longer removes the last peer from the table, so an
+    empty table is no longer the only sign of a dead one: the refresh
+    bootstraps again when its self-lookup reaches nobody, and finds the
+    bootstrap target that has come up meanwhile."""
+    with socket_closed_port() as port:
+        later = f"/ip4/127.0.0.1/tcp/{port}"  # nothing listens yet; its ID is learnt by dialling
+    stop, gone = trio.Event(), trio.Event()
+
+    async def first_node(*, task_status: trio.TaskStatus[Host]) -> None:
+        async with _node() as (first, _):
+            task_status.started(first)
+            await stop.wait()
+        gone.set()
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            first: Host = await nursery.start(first_node)
+            async with (
+                open_host(create_new_key_pair()) as host,
+                open_discovery(
+                    host,
+                    bootstrap=[_p2p(first), later],
+                    peers_file=None,
+                    server_mode=False,
+                    refresh_interval=1.0,
+                    dns_lookup=_no_dns,
+                ) as disc,
+            ):
+                assert await disc.wait_in_table([first.peer_id], 10)
+                assert disc.table.size() == 1
+                stop.set()  # the only peer in the table goes away
+                await gone.wait()
+                async with (
+                    open_host(create_new_key_pair(), [later]) as second,
+                    open_discovery(second, bootstrap=[], peers_file=None, server_mode=True, dns_lookup=_no_dns),
+                ):
+                    assert await disc.wait_in_table([second.peer_id], 20), "the refresh never rejoined"
