@@ -222,8 +222,8 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
     # Both signals are messages to this task, which cancels the work: the
     # cancel reaches every task, and nothing waits for a deadline. (trio's
     # own SIGINT handling raises KeyboardInterrupt in whatever task runs at
-    # that instant; inside one of py-libp2p's it was lost, and ``get`` went
-    # on dialling until SIGTERM.)
+    # that instant: where it lands depends on timing, and in one CI run
+    # ``get`` went on dialling for 20 s after SIGINT, until SIGTERM.)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             stopped_by: list[int] = []
