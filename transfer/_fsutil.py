@@ -165,23 +165,26 @@ def pread_exact(fd: int, length: int, offset: int) -> bytes:
 
 
 class DirCache:
-    """Directories under a root opened for reading, the last one kept open
-    (``assess``: a manifest's files come sorted, so a directory's files are
-    together), and the ones found missing remembered (nothing below them
-    exists either): a 100,000-file share cost three system calls per file."""
+    """Directories under a root, the last one kept open (a manifest's files
+    come sorted, so a directory's files are together). Reading (``assess``),
+    the ones found missing are remembered (nothing below them exists
+    either): a 100,000-file share cost three system calls per file. With
+    ``create`` (where finished files go), missing ones are made instead."""
 
-    def __init__(self, root: int) -> None:
+    def __init__(self, root: int, *, create: bool = False) -> None:
         self._root = root
+        self._create = create
         self._last: tuple[tuple[str, ...], int | None] | None = None
         self._missing: set[tuple[str, ...]] = set()
 
     def get(self, parts: tuple[str, ...], shown: str) -> int | None:
+        """The directory's fd; None only without ``create``, when it is missing."""
         if self._last is not None and self._last[0] == parts:
             return self._last[1]
         if any(parts[:n] in self._missing for n in range(1, len(parts) + 1)):
             return None
         self.close()
-        fd = open_dir(self._root, parts, create=False, shown=shown)
+        fd = open_dir(self._root, parts, create=self._create, shown=shown)
         if fd is None:
             self._missing.add(parts)
         self._last = (parts, fd)
@@ -189,30 +192,6 @@ class DirCache:
 
     def close(self) -> None:
         if self._last is not None and self._last[1] is not None:
-            os.close(self._last[1])
-        self._last = None
-
-
-class ParentDirs:
-    """Directories files are moved into, created if missing, the last one
-    kept open (a manifest's files come sorted, so a directory's files come
-    together). One per write lane: not shared between threads."""
-
-    def __init__(self, root: int) -> None:
-        self._root = root
-        self._last: tuple[tuple[str, ...], int] | None = None
-
-    def get(self, parts: tuple[str, ...], shown: str) -> int:
-        if self._last is not None and self._last[0] == parts:
-            return self._last[1]
-        fd = open_dir(self._root, parts, create=True, shown=shown)
-        assert fd is not None
-        self.close()
-        self._last = (parts, fd)
-        return fd
-
-    def close(self) -> None:
-        if self._last is not None:
             os.close(self._last[1])
         self._last = None
 

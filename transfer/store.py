@@ -94,7 +94,7 @@ class Store:
         self._fd: int | None = None
         self._fd_index = -1
         self._direct = _direct.DirectWrites(manifest.chunk_size)  # large files skip the page cache
-        self._parents = fs.ParentDirs(self._root)  # where finished files go
+        self._parents = fs.DirCache(self._root, create=True)  # where finished files go
         self._tmpfile = True  # one-chunk files are created unnamed (``_write_whole``) until refused
         self._present: list[bool] | None = None
         self._partial_names: frozenset[str] = frozenset()  # the partial directory at ``prepare``
@@ -396,6 +396,7 @@ class Store:
             raise IntegrityError(f"{self._shown(entry.path)} does not match its whole-file hash")
         parts = tuple(entry.path.split("/"))
         parent = self._parents.get(parts[:-1], entry.path)
+        assert parent is not None  # created if missing
         assert self._partial is not None
         name = self.final_names.get(index, parts[-1])
         if index in self._replace:  # --overwrite: atomic, and only now that the new file verified
@@ -427,6 +428,7 @@ class Store:
         entry = self.manifest.files[chunk.file_index]
         parts = tuple(entry.path.split("/"))
         parent = self._parents.get(parts[:-1], entry.path)
+        assert parent is not None  # created if missing
         name = self.final_names.get(chunk.file_index, parts[-1])
         try:
             made = fs.create_complete(parent, name, chunk.data, functools.partial(self._shown, entry.path))
