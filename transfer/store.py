@@ -394,16 +394,21 @@ class Store:
         if not checked and hasher.digest() != entry.sha256:
             # Keep the partial file: the next resume re-checks it chunk by chunk.
             raise IntegrityError(f"{self._shown(entry.path)} does not match its whole-file hash")
-        parts = tuple(entry.path.split("/"))
-        parent = self._parents.get(parts[:-1], entry.path)
-        assert parent is not None  # created if missing
+        parent, name = self._destination(index)
         assert self._partial is not None
-        name = self.final_names.get(index, parts[-1])
         if index in self._replace:  # --overwrite: atomic, and only now that the new file verified
             os.rename(str(index), name, src_dir_fd=self._partial, dst_dir_fd=parent)
         else:
             fs.move_noreplace(self._partial, str(index), parent, name, functools.partial(self._shown, entry.path))
         self._done[index] = True
+
+    def _destination(self, index: int) -> tuple[int, str]:
+        """The directory (created if missing) and the name a finished file takes."""
+        path = self.manifest.files[index].path
+        parts = tuple(path.split("/"))
+        parent = self._parents.get(parts[:-1], path)
+        assert parent is not None  # created if missing
+        return parent, self.final_names.get(index, parts[-1])
 
     # -- whole small files ------------------------------------------------------
     def _is_whole(self, chunk: Verified) -> bool:
@@ -426,10 +431,7 @@ class Store:
         files (issue 12). False where the file system cannot (then the
         partial-file route is used from now on)."""
         entry = self.manifest.files[chunk.file_index]
-        parts = tuple(entry.path.split("/"))
-        parent = self._parents.get(parts[:-1], entry.path)
-        assert parent is not None  # created if missing
-        name = self.final_names.get(chunk.file_index, parts[-1])
+        parent, name = self._destination(chunk.file_index)
         try:
             made = fs.create_complete(parent, name, chunk.data, functools.partial(self._shown, entry.path))
         except OSError as exc:
