@@ -104,13 +104,17 @@ async def claim_short_code(
     Candidates are dialled in parallel (a dial costs nobody a try) but the
     PAKE runs with one at a time, stopping at the first success, so a
     colliding sharer loses at most one try to this receiver.
+
+    ``timeout`` is one deadline for all of it, from the call: joining the
+    DHT, the lookup and its repeats, the dials and the PAKE share it, so a
+    user's ``--timeout 30`` gives up after 30 s, not after 30 s per phase.
     """
+    deadline = trio.current_time() + timeout
     now = time.time()
     keys = window_keys(code.number, now, now)
     if not await discovery.wait_bootstrapped(min(10.0, timeout)):
         raise PeerUnreachableError("short codes need the DHT, and no bootstrap node answered; use the long code")
     found: dict[str, list[str]] = {}
-    deadline = trio.current_time() + timeout
     attempt = 0
     while True:  # again only after a transient failure (``worth_another_look``)
         attempt += 1
@@ -120,7 +124,8 @@ async def claim_short_code(
                 for key in keys:
 
                     async def lookup(key: bytes = key, stats: list[LookupStats] = stats) -> None:
-                        infos = await discovery.find_providers(key, timeout=timeout, limit=LOOKUP_LIMIT)
+                        left = max(0.0, deadline - trio.current_time())
+                        infos = await discovery.find_providers(key, timeout=left, limit=LOOKUP_LIMIT)
                         if discovery.last_lookup is not None:  # this lookup's: no checkpoint since
                             stats.append(discovery.last_lookup)
                         for info in infos:
@@ -145,14 +150,15 @@ async def claim_short_code(
     errors: list[str] = []
     result: sharecode.ShareCode | None = None
     send, receive = trio.open_memory_channel[str](len(found))
-    with trio.move_on_after(timeout):
+    with trio.move_on_at(deadline):
         async with trio.open_nursery() as nursery:
 
             async def dial(peer_id: str, addrs: list[str]) -> None:
                 circuits = [a for a in addrs if sharecode.multiaddrs.is_circuit(a)]
                 direct = [a for a in addrs if a not in circuits]
                 try:
-                    await reacher.connect_any(peer_id, direct, circuits, timeout=timeout)
+                    left = max(0.0, deadline - trio.current_time())
+                    await reacher.connect_any(peer_id, direct, circuits, timeout=left)
                 except PeerUnreachableError as exc:
                     errors.append(str(exc))
                     return
