@@ -262,18 +262,9 @@ class Discovery:
         Returns what was found when the lookup ends, ``limit`` distinct
         providers are known, or ``timeout`` passes (possibly ``[]``).
         """
-        providers, _stats = await self.find_providers_stats(dht_key, timeout=timeout, limit=limit)
-        return providers
-
-    async def find_providers_stats(
-        self, dht_key: bytes, *, timeout: float, limit: int = 20
-    ) -> tuple[list[PeerInfo], LookupStats | None]:
-        """:meth:`find_providers`, with how the lookup went (None if it did
-        not run): whether "nothing found" means "nobody has it" or "peers
-        failed" is the caller's decision (``lookup.worth_another_look``)."""
         key = provider_key(dht_key)
         if limit <= 0:
-            return [], None
+            return []
         found: list[PeerInfo] = []
         distinct: set[str] = set()
         entries = 0
@@ -303,10 +294,9 @@ class Discovery:
         with trio.move_on_after(timeout):
             await self._run_lookup(lookup, query, on_answer, lambda: len(distinct) >= limit)
         result = merge_peer_infos(found, exclude=self.peer_id)[:limit]
-        stats = lookup.stats(entries=entries, results=len(result), seconds=trio.current_time() - start)
-        self.last_lookup = stats
-        logger.debug("find_providers: %s", stats)
-        return result, stats
+        self.last_lookup = lookup.stats(entries=entries, results=len(result), seconds=trio.current_time() - start)
+        logger.debug("find_providers: %s", self.last_lookup)
+        return result
 
     async def advertise(self, dht_key: bytes, *, timeout: float = 30.0) -> int:
         """Advertise ``dht_key`` now and keep re-advertising it until withdrawn.

@@ -136,13 +136,13 @@ async def test_one_deadline_covers_the_lookup_and_the_pake(tmp_path: Path) -> No
                 await trio.sleep_forever()
 
             a.host.set_stream_handler(SHORTCODE_PROTOCOL, never_answers)
-            real = rx.discovery.find_providers_stats
+            real = rx.discovery.find_providers
 
             async def slow_lookup(*args: object, **kwargs: object) -> object:
                 await trio.sleep(lag)
                 return await real(*args, **kwargs)  # type: ignore[arg-type]
 
-            rx.discovery.find_providers_stats = slow_lookup  # type: ignore[method-assign]
+            rx.discovery.find_providers = slow_lookup  # type: ignore[method-assign]
             await rx.discovery.wait_bootstrapped(10)
             start = trio.current_time()
             try:
