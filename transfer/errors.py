@@ -24,6 +24,7 @@ __all__ = [
     "RemoteError",
     "ShareKeyError",
     "OutputError",
+    "OutputBusyError",
     "SourceError",
     "PeerReportedError",
     "AuthenticationError",
@@ -66,6 +67,10 @@ class ShareKeyError(TransferError, LocalError):
 
 class OutputError(TransferError, LocalError):
     """The output cannot be written: unwritable, conflicting or unsafe."""
+
+
+class OutputBusyError(OutputError):
+    """Another receiver is writing this share into this output directory now."""
 
 
 class NoSpaceError(OutputError):

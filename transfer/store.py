@@ -25,6 +25,7 @@ from pathlib import Path
 
 from p2pshare.transfer import _direct, _space, ranges
 from p2pshare.transfer import _fsutil as fs
+from p2pshare.transfer._claim import claim_partial
 from p2pshare.transfer.errors import IntegrityError, OutputError
 from p2pshare.transfer.manifest import Manifest
 from p2pshare.transfer.paths import PARTIAL_DIR_NAME, fold, occupied, renamed
@@ -107,6 +108,8 @@ class Store:
         Separate from :meth:`prepare` so the receiver can be asked (and a
         share that cannot fit refused) before anything is created."""
         m = self.manifest
+        if self._partial is None:  # a receiver of this share already at work here: say so first
+            self._hold_partial(create=False)
         dirs = fs.DirCache(self._root)  # files come sorted: one open per directory, not per file
         try:
             present = [self._final_matches(i, dirs) for i in range(len(m.files))]
@@ -208,12 +211,17 @@ class Store:
             os.close(parent)
 
     def _open_partial_dirs(self) -> None:
-        self._partial_root = fs.open_dir(self._root, (PARTIAL_DIR_NAME,), create=True, shown=PARTIAL_DIR_NAME)
-        assert self._partial_root is not None
-        self._partial = fs.open_dir(
-            self._partial_root, (self._share_dir_name,), create=True, shown=f"{PARTIAL_DIR_NAME}/{self._share_dir_name}"
-        )
+        if self._partial is None:
+            self._hold_partial(create=True)
+        assert self._partial is not None
         self._partial_names = frozenset(os.listdir(self._partial))  # one listing, not a stat per file
+
+    def _hold_partial(self, *, create: bool) -> None:
+        """Open this share's partial directory and hold it until ``close``
+        (``_claim``: a second receiver of the share here fails at once)."""
+        held = claim_partial(self._root, (PARTIAL_DIR_NAME, self._share_dir_name), self.output_dir, create=create)
+        if held is not None:
+            self._partial_root, self._partial = held
 
     def _scan_partial(self, index: int) -> int:
         """Mark the chunks of an existing partial file that verify; return their bytes."""

@@ -142,3 +142,35 @@ def test_ctrl_c_at_the_prompt_is_exit_130_and_writes_nothing(
     assert p.wait(30) == 130, p.output
     assert "interrupted" in p.output and "Traceback" not in p.output
     assert not out.exists()
+
+
+def test_a_second_get_of_the_same_share_into_the_same_directory_is_refused(
+    tmp_path: Path, sharer: Sharer, pty_procs: list[PtyProc]
+) -> None:
+    """Two ``get``s of one share into one directory would write the same
+    partial files (one ended "cannot create …: No such file or directory").
+    The first holds the share's partial directory; the second exits 2 at
+    once with one line saying so, and writes nothing; the first goes on."""
+    from p2pshare import sharecode
+    from p2pshare.transfer import share_id_for
+    from p2pshare.transfer.paths import PARTIAL_DIR_NAME
+
+    share = _tree(tmp_path / "src")
+    _, shared = sharer(share)
+    out = tmp_path / "out"
+    code = sharecode.parse_code(shared["code"])
+    assert isinstance(code, sharecode.ShareCode)
+    # What an interrupted earlier run leaves: the first get takes it over at once.
+    (out / PARTIAL_DIR_NAME / share_id_for(code.encryption_key, code.share_code).hex()).mkdir(parents=True)
+    first = PtyProc(["get", shared["code"], "-o", str(out), "--timeout", "30"], tmp_path / "rx1")
+    pty_procs.append(first)
+    first.read_until("[y/N]")  # holding it while the person decides
+    second = run(["get", shared["code"], "-o", str(out), "--timeout", "30"], tmp_path / "rx2")
+    assert second.returncode == 2, second.stderr
+    lines = second.stderr.strip().splitlines()
+    assert lines[-1].startswith("p2pshare: error: another p2pshare get is receiving this share into"), lines
+    assert "Traceback" not in second.stderr and not (out / "holiday").exists()
+    first.send("y\n")
+    assert first.wait() == 0, first.output
+    assert tree_digest(out / "holiday") == tree_digest(share)
+    assert not (out / PARTIAL_DIR_NAME).exists()

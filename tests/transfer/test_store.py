@@ -37,6 +37,15 @@ def write(store: Store, p: PreparedShare, indices: range | list[int]) -> list[st
     return done
 
 
+def receive_whole(out: Path, p: PreparedShare) -> None:
+    """One store from prepare to close, every chunk written in order."""
+    store = Store(out, p.manifest, SID)
+    store.prepare()
+    write(store, p, range(p.manifest.total_chunks))
+    store.finish()
+    store.close()
+
+
 def partial_dir(out: Path) -> Path:
     return out / ".p2pshare-partial" / SID.hex()
 
@@ -85,11 +94,7 @@ def test_resume_keeps_verified_chunks(tmp_path: Path, prepared: PreparedShare) -
 def test_rerun_after_completion_needs_nothing(tmp_path: Path, prepared: PreparedShare) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    store = Store(out, prepared.manifest, SID)
-    store.prepare()
-    write(store, prepared, range(prepared.manifest.total_chunks))
-    store.finish()
-    store.close()
+    receive_whole(out, prepared)
     store = Store(out, prepared.manifest, SID)
     plan = store.prepare()
     assert plan.missing == [] and plan.already_have_bytes == prepared.manifest.total_bytes
@@ -246,8 +251,9 @@ def test_many_small_files_cost_no_system_call_per_file_before_writing(
     # 200 files in 11 directories (missing here): a few calls per directory, none per file.
     dirs = 11  # src, src/d0..d4, src/d0..d4/deeper
     assert calls["open_dir"] <= 4 * dirs and calls["lstat_at"] <= dirs, calls
+    assert calls["fstat"] == 2, calls  # holding the partial directory (``_claim``): once per level
     write(store, p, range(p.manifest.total_chunks))
-    assert calls["fstat"] == 0, calls
+    assert calls["fstat"] == 2, calls  # and none per file
     store.finish()
     store.close()
     assert snapshot(out / "src") == snapshot(src)
@@ -343,3 +349,90 @@ def test_a_file_that_appears_at_the_final_name_is_never_replaced(tmp_path: Path)
         write(store, p, range(p.manifest.total_chunks))
     store.close()
     assert (out / first).read_bytes() == b"theirs"
+
+
+def test_a_second_store_of_the_same_share_is_refused_at_once(tmp_path: Path, prepared: PreparedShare) -> None:
+    """Two receivers of one share in one directory would write the same
+    partial files: the second fails at ``assess`` (before it asks or
+    writes), with a clear error; once the first is closed it may go on."""
+    from p2pshare.transfer.errors import OutputBusyError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    first = Store(out, prepared.manifest, SID)
+    first.prepare()
+    write(first, prepared, [0])
+    before = snapshot(out)
+    second = Store(out, prepared.manifest, SID)
+    with pytest.raises(OutputBusyError, match="another p2pshare get is receiving this share into"):
+        second.assess()
+    with pytest.raises(OutputBusyError):
+        second.prepare()
+    second.close()
+    assert snapshot(out) == before  # the refused one changed nothing
+    other = Store(out, prepared.manifest, b"\x02" * 16)  # another share: side by side
+    assert other.assess() >= 0
+    other.close()
+    first.close()  # e.g. interrupted: the next run takes over and resumes
+    third = Store(out, prepared.manifest, SID)
+    plan = third.prepare()
+    assert plan.already_have_bytes > 0
+    write(third, prepared, [g for g, _ in enumerate(range(prepared.manifest.total_chunks)) if g != 0])
+    third.finish()
+    third.close()
+    assert snapshot(out) == snapshot(tmp_path / "src")
+
+
+def test_a_partial_directory_removed_under_a_claim_is_made_again(tmp_path: Path, prepared: PreparedShare) -> None:
+    """The lock belongs to the directory's inode: one that a finishing
+    receiver removed (and another made again) after this one opened it is
+    not the one the name leads to, and the claim opens the name again."""
+    from p2pshare.transfer import _claim
+
+    out = tmp_path / "out"
+    out.mkdir()
+    real_open_dir = _claim.fs.open_dir
+    swapped: list[str] = []
+
+    def open_dir(root: int, parts: tuple[str, ...], *, create: bool, shown: str) -> int | None:
+        fd = real_open_dir(root, parts, create=create, shown=shown)
+        if parts == (SID.hex(),) and not swapped:  # the share's directory, the first time
+            os.rename(partial_dir(out), tmp_path / "gone")  # another receiver's finish, then a new one
+            partial_dir(out).mkdir()
+            swapped.append("once")
+        return fd
+
+    _claim.fs.open_dir = open_dir  # type: ignore[assignment]
+    try:
+        store = Store(out, prepared.manifest, SID)
+        store.prepare()
+    finally:
+        _claim.fs.open_dir = real_open_dir  # type: ignore[assignment]
+    big = next(i for i, f in enumerate(prepared.manifest.files) if len(f.chunk_hashes) > 1)
+    write(store, prepared, [prepared.manifest.first_chunk(big)])  # kept in a partial file
+    assert swapped and os.listdir(partial_dir(out)) == [str(big)]  # where a resume finds it
+    assert not any((tmp_path / "gone").iterdir())  # not in the directory no name leads to
+    write(store, prepared, range(prepared.manifest.first_chunk(big) + 1, prepared.manifest.total_chunks))
+    write(store, prepared, range(prepared.manifest.first_chunk(big)))
+    store.finish()
+    store.close()
+    assert snapshot(out) == snapshot(tmp_path / "src")
+
+
+def test_a_file_system_that_cannot_lock_is_written_unguarded(
+    tmp_path: Path, prepared: PreparedShare, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOLCK (some network file systems) is not a reason to refuse a
+    download: the store goes on without the guard."""
+    import errno
+
+    from p2pshare.transfer import _claim
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(_claim.fcntl, "flock", no_locks)
+    out = tmp_path / "out"
+    out.mkdir()
+    receive_whole(out, prepared)
+    assert snapshot(out) == snapshot(tmp_path / "src")
