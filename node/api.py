@@ -37,7 +37,7 @@ from p2pshare.node.discovery import Discovery, open_discovery
 from p2pshare.node.errors import LocalNodeError
 from p2pshare.node.events import Connected, NodeEvent, PathUpgraded, ReachabilityChanged, RelaysChanged
 from p2pshare.node.host import Host, LibP2PByteStream, open_host
-from p2pshare.node.identity import load_or_create_identity
+from p2pshare.node.identity import node_identity
 from p2pshare.node.mdns.lan import lan_dht, met_on_lan, serve_lan_dht
 from p2pshare.node.mdns.service import Mdns, serve_mdns
 from p2pshare.node.preparation import Preparation, prepare
@@ -104,6 +104,7 @@ class NodeConfig:
     """How a node starts. ``identity_path`` None means a fresh throwaway key."""
 
     identity_path: Path | None = None
+    identity_fallbacks: Sequence[Path] = ()  # when another process holds it (``identity.node_identity``)
     listen_addrs: Sequence[str] = DEFAULT_LISTEN
     fallback_listen_addrs: Sequence[str] | None = None
     relays: Sequence[str] = ()
@@ -149,17 +150,14 @@ class Node:
         self._autorelay: AutoRelay | None = None
         self._mdns: Mdns | None = None
         self._reachability_event = trio.Event()
+        self.identity_path: Path | None = None  # the identity file held (None: a throwaway key)
 
     # -- lifecycle -----------------------------------------------------------
     async def __aenter__(self) -> Node:
         cfg = self.config
-        if cfg.identity_path is not None:
-            key_pair = load_or_create_identity(cfg.identity_path)
-        else:
-            from p2pshare.node.identity import generate_identity
-
-            key_pair = generate_identity()
-        self._key_pair = key_pair
+        held = node_identity(cfg.identity_path, cfg.identity_fallbacks)  # held for the node's life
+        self._stack.callback(held.release)
+        self.identity_path, self._key_pair = held.path, (key_pair := held.key_pair)
         try:
             try:
                 self._host = await self._stack.enter_async_context(open_host(key_pair, list(cfg.listen_addrs)))

@@ -115,6 +115,7 @@ async def _serve(opts: NodeOptions, reporter: Reporter) -> int:
     from p2pshare.node.autonat.client import AutoNATConfig
     from p2pshare.node.community import RelayServiceMode
     from p2pshare.node.config import data_home, load_network_config
+    from p2pshare.node.identity import IDENTITY_FILE_NAME, identity_slots
 
     home = data_home()
     net = load_network_config(
@@ -124,8 +125,12 @@ async def _serve(opts: NodeOptions, reporter: Reporter) -> int:
         no_default_bootstrap=opts.no_default_bootstrap,
         no_mdns=opts.no_mdns,
     )
+    base = home / IDENTITY_FILE_NAME
     config = NodeConfig(
-        identity_path=opts.identity or home / "identity.key",
+        identity_path=opts.identity or base,
+        # Another process (a share) holds the usual identity: run as another
+        # peer rather than as the same one in two places (said below).
+        identity_fallbacks=() if opts.identity else identity_slots(base),
         listen_addrs=list(opts.listen) or ["/ip4/0.0.0.0/tcp/0"],
         relays=net.relays,
         bootstrap=net.bootstrap,
@@ -145,6 +150,11 @@ async def _serve(opts: NodeOptions, reporter: Reporter) -> int:
             reporter.result(" ".join([node.peer_id, *addrs]))
             for warning in net.warnings:
                 reporter.warning(warning)
+            if node.identity_path is not None and node.identity_path != config.identity_path:
+                reporter.warning(
+                    f"{config.identity_path} is held by another running p2pshare process: this node runs as "
+                    f"another peer ({node.identity_path.name}), not its usual peer ID"
+                )
             for ev in held:
                 _say_traversal(reporter, ev)
             node.on_event = lambda ev: _say_traversal(reporter, ev)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from p2pshare.node.events import NodeEvent
     from p2pshare.node.shortcode import ShortCodeEvent
 
+from p2pshare.node.identity import IDENTITY_FILE_NAME, identity_slots
 from p2pshare.node.shares_db import ShareRecord, forget_record, load_record, save_record
 from p2pshare.node.textshare import TEXT_MARK
 from p2pshare.sharecode.multiaddrs import first_tcp_port
@@ -135,7 +136,13 @@ async def _serve(
         StoppedServingFile,
     )
 
-    identity = opts.identity or home / "identity.key"
+    # The identity it ran as before (its codes name that peer), else the
+    # usual one; another one when a running process holds it (two processes
+    # as one peer: a relay reaches only one of them).
+    base = home / IDENTITY_FILE_NAME
+    wanted = home / record.identity if record is not None and record.identity else base
+    identity = opts.identity or wanted
+    fallbacks = () if opts.identity else [wanted, *identity_slots(base)]
     done_receivers = 0
     finished = trio.Event()
 
@@ -199,6 +206,7 @@ async def _serve(
         autorelay=opts.autorelay,
         autonat_server=True,
         identity_path=identity,
+        identity_fallbacks=fallbacks,
         listen_addrs=listen,
         fallback_listen_addrs=fallback,
         relays=net.relays,
@@ -218,8 +226,10 @@ async def _serve(
                 hash_cache=None if opts.description == TEXT_MARK else home / "hash-cache",
             )
             port = first_tcp_port(node.addresses())
+            used = node.identity_path
             if opts.description != TEXT_MARK:  # a text share is new each time
-                save_record(home, paths, name, ShareRecord(info.code.encryption_key, info.code.share_code, port))
+                as_id = used.name if used is not None and not opts.identity and used.parent == home else None
+                save_record(home, paths, name, ShareRecord(info.code.encryption_key, info.code.share_code, port, as_id))
             code = info.encode()
             legacy = info.legacy.encode() if info.legacy else None
             offer = (
@@ -261,7 +271,12 @@ async def _serve(
                 f"as {name or (paths[0].name if len(paths) == 1 else 'shared files')!r} "
                 f"(code {info.code.share_code}); peer {node.peer_id}"
             )
-            if record is not None:
+            if record is not None and used is not None and used != identity:
+                reporter.warning(
+                    f"{identity.name} is held by another running p2pshare process, so this share runs as "
+                    f"another peer ({used.name}): codes handed out before name the other peer; give the code above"
+                )
+            elif record is not None:
                 reporter.say(
                     "Reusing the code of an earlier share of these paths, so receivers can resume "
                     "(--new-code gives a new one)"

@@ -12,10 +12,13 @@ it agree on one key) with mode 0600 in a 0700 directory.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import secrets
 import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +31,11 @@ from p2pshare.errors import LocalError
 
 __all__ = [
     "IdentityError",
+    "IdentityBusyError",
+    "HeldIdentity",
+    "hold_identity",
+    "node_identity",
+    "identity_slots",
     "default_identity_path",
     "load_or_create_identity",
     "generate_identity",
@@ -46,6 +54,100 @@ _PUB_LEN = 32
 
 class IdentityError(LocalError):
     """The identity file cannot be read, parsed or written (one-line message)."""
+
+
+class IdentityBusyError(IdentityError):
+    """Every identity file offered is held by another running p2pshare process."""
+
+
+#: Identity files one data directory hands out to processes running at once:
+#: ``identity.key`` to the first, then ``identity-2.key`` ... ``identity-16.key``.
+MAX_IDENTITY_SLOTS = 16
+
+
+def identity_slots(base: Path, count: int = MAX_IDENTITY_SLOTS) -> list[Path]:
+    """``base``, then its numbered siblings (``identity-2.key``, ...)."""
+    return [base] + [base.with_name(f"{base.stem}-{n}{base.suffix}") for n in range(2, count + 1)]
+
+
+@dataclass
+class HeldIdentity:
+    """An identity this process holds (an ``flock`` on its file) until :meth:`release`."""
+
+    key_pair: KeyPair
+    path: Path | None  # None: a throwaway identity, never written
+    fd: int | None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # drops the lock
+            self.fd = None
+
+
+def hold_identity(candidates: Sequence[Path]) -> HeldIdentity:
+    """The first of ``candidates`` no other process holds, loaded (created
+    0600 on first use) and held until released or the process ends.
+
+    Two processes with one identity are one peer ID in two places: a relay
+    keeps one connection per peer, DHT records mix their addresses, and a
+    receiver reaches the process that does not serve its share (measured:
+    ``share a`` and ``share b`` from one data directory, relayed: every
+    ``get`` of b failed with "the sharer does not serve this share"). An
+    exclusive ``flock`` on the key file marks it in use; the kernel drops it
+    when the process dies. A file system that cannot lock holds nothing, as
+    before. :class:`IdentityBusyError` when every candidate is held.
+    """
+    for path in candidates:
+        busy, fd = _try_hold(path)
+        if busy:
+            continue
+        try:
+            return HeldIdentity(load_or_create_identity(path), path, fd)
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            raise
+    first = candidates[0]
+    if len(candidates) == 1:
+        raise IdentityBusyError(
+            f"identity file {first} is in use by another p2pshare process "
+            "(two processes with one identity are one peer to the network); stop it, or give another --identity"
+        )
+    raise IdentityBusyError(f"{len(candidates)} p2pshare processes already run with identities in {first.parent}")
+
+
+def node_identity(path: Path | None, fallbacks: Sequence[Path] = ()) -> HeldIdentity:
+    """A node's identity: ``path`` held, else the first of ``fallbacks`` no
+    other process holds (an explicit ``--identity`` has none: in use, it is
+    an error); a fresh throwaway one (never written, ``path`` None) if None."""
+    if path is None:
+        return HeldIdentity(generate_identity(), None, None)
+    return hold_identity([path, *(p for p in fallbacks if p != path)])
+
+
+def _try_hold(path: Path) -> tuple[bool, int | None]:
+    """(held by another process, an fd holding ``path`` locked). The fd is
+    None when it cannot be locked (a file system without locks, or a path
+    the load will refuse with its own one-line error): used unheld."""
+    flags = os.O_RDONLY | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        load_or_create_identity(path)  # created here first: its errors are the ones to show
+        try:
+            fd = os.open(path, flags)
+        except OSError:
+            return False, None
+    except OSError:
+        return False, None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return True, None
+    except OSError:
+        pass  # cannot lock here (some network file systems): unguarded, as before
+    return False, fd
 
 
 def default_identity_path() -> Path:

@@ -12,11 +12,15 @@ import base64
 import hashlib
 import json
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from p2pshare.node.errors import LocalNodeError
+
+#: What a record may name as its identity: a plain file in the data directory.
+_IDENTITY_NAME = re.compile(r"identity(-[0-9]{1,3})?\.key")
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,9 @@ class ShareRecord:
     key: bytes
     human_code: str
     port: int | None
+    #: The identity file (a name in the data directory) the share ran as:
+    #: its codes name that peer, so sharing again prefers it.
+    identity: str | None = None
 
 
 def _record_path(home: Path, paths: list[Path], name: str) -> Path:
@@ -43,7 +50,10 @@ def load_record(home: Path, paths: list[Path], name: str) -> ShareRecord | None:
             return None
         if port is not None and not (isinstance(port, int) and 0 < port < 65536):
             port = None
-        return ShareRecord(key=key, human_code=code, port=port)
+        identity = raw.get("identity")
+        if not (isinstance(identity, str) and _IDENTITY_NAME.fullmatch(identity)):
+            identity = None
+        return ShareRecord(key=key, human_code=code, port=port, identity=identity)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -68,6 +78,7 @@ def _write_record(path: Path, paths: list[Path], name: str, record: ShareRecord)
             "key": base64.b64encode(record.key).decode(),
             "human_code": record.human_code,
             "port": record.port,
+            "identity": record.identity,
             "paths": [str(p) for p in paths],
             "name": name,
         }

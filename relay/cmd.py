@@ -278,15 +278,19 @@ async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
     from p2pshare.node.config import data_home, load_network_config
     from p2pshare.node.discovery import open_discovery
     from p2pshare.node.host import open_host
-    from p2pshare.node.identity import load_or_create_identity
+    from p2pshare.node.identity import hold_identity
     from p2pshare.node.natinfo._trio_stun import DEFAULT_PORTS as DEFAULT_STUN_PORTS
     from p2pshare.node.natinfo._trio_stun import serve_stun_tcp
 
     identity = opts.identity or data_home() / RELAY_IDENTITY_FILE
-    key_pair = load_or_create_identity(identity)  # an IdentityError is bad input (exit 2)
+    # Held while the relay runs: a relay's identity is its address, so a
+    # second relay with it is refused (IdentityBusyError, exit 2), not spilled.
+    held = hold_identity([identity])  # an IdentityError is bad input (exit 2)
+    key_pair = held.key_pair
     listen = list(opts.listen or [DEFAULT_LISTEN])
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with contextlib.AsyncExitStack() as stack:
+            stack.callback(held.release)
             try:
                 host = await stack.enter_async_context(open_host(key_pair, listen))
             except OSError as e:  # ListenError is an OSError

@@ -44,3 +44,30 @@ def test_relay_data_limit_is_reported_not_silent(tmp_path: Path, procs: list[Pro
     said = [ln for ln in res.stderr.splitlines() if "no relay that carries data reaches the sharer" in ln]
     assert len(said) == 1 and "cap each connection at 128 KiB" in said[0], res.stderr
     assert not (tmp_path / "out" / "src" / "data.bin").exists()
+
+
+def test_two_shares_from_one_data_directory_are_two_peers(tmp_path: Path, procs: list[Proc], sharer) -> None:  # type: ignore[no-untyped-def]
+    """Two ``share``s at once from one data directory used to be one peer
+    ID in two processes: the relay reached only one of them, and every
+    relayed ``get`` of the other's code failed "the sharer does not serve
+    this share". The second now runs as another identity of the data
+    directory (``identity-2.key``), and runs as it again when restarted
+    while the first still runs: its code and peer stay the same."""
+    relay_addr = start_relay(tmp_path, procs)
+    home = tmp_path / "sharer-home"
+    a, b = tmp_path / "a" / "docs", tmp_path / "b" / "photos"
+    write_random(a / "one.bin", 300_000)
+    write_random(b / "two.bin", 300_000)
+    _, first = sharer(a, home=home, extra=("--relay", relay_addr))
+    second_proc, second = sharer(b, home=home, extra=("--relay", relay_addr))
+    for shared, src, out in ((first, a, "out-a"), (second, b, "out-b"), (second, b, "out-b2")):
+        res = run(["get", shared["code"], "-o", str(tmp_path / out), "--force-relay", "--json"], tmp_path / "rx")
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout.splitlines()[0])["path"] == "relayed"
+        assert tree_digest(tmp_path / out / src.name) == tree_digest(src)
+    assert first["peer_id"] != second["peer_id"]
+    assert (home / "identity.key").is_file() and (home / "identity-2.key").is_file()
+    second_proc.close()
+    _, again = sharer(b, home=home, extra=("--relay", relay_addr))
+    assert again["peer_id"] == second["peer_id"] and again["share_code"] == second["share_code"]
+    assert again["reused"] is True

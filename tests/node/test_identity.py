@@ -92,3 +92,49 @@ def test_default_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("P2PSHARE_HOME")
     p = default_identity_path()
     assert p.name == "identity.key" and "p2pshare" in str(p)
+
+
+def test_a_held_identity_is_passed_over_for_the_next_slot(tmp_path: Path) -> None:
+    """Two processes as one peer ID would be reached one for the other: a
+    held identity file is skipped for ``identity-2.key`` (created, kept)."""
+    from p2pshare.node.identity import hold_identity, identity_slots
+
+    base = tmp_path / "identity.key"
+    slots = identity_slots(base, 3)
+    assert [p.name for p in slots] == ["identity.key", "identity-2.key", "identity-3.key"]
+    first = hold_identity(slots)
+    second = hold_identity(slots)  # another open file description: as another process would
+    assert (first.path, second.path) == (slots[0], slots[1])
+    assert first.key_pair.public_key.to_bytes() != second.key_pair.public_key.to_bytes()
+    second.release()
+    again = hold_identity(slots)  # released: the same slot, the same key
+    assert again.path == slots[1] and again.key_pair.public_key.to_bytes() == second.key_pair.public_key.to_bytes()
+    again.release()
+    first.release()
+    assert hold_identity(slots).path == slots[0]
+
+
+def test_an_explicit_identity_in_use_is_one_clear_error(tmp_path: Path) -> None:
+    from p2pshare.node.identity import IdentityBusyError, hold_identity
+
+    path = tmp_path / "mine.key"
+    held = hold_identity([path])
+    with pytest.raises(IdentityBusyError, match=r"mine\.key is in use by another p2pshare process"):
+        hold_identity([path])
+    held.release()
+    hold_identity([path]).release()
+
+
+def test_an_identity_where_locks_fail_is_used_unheld(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system without locks (ENOLCK): the identity works as before."""
+    import errno
+
+    from p2pshare.node import identity as ident
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(ident.fcntl, "flock", no_locks)
+    path = tmp_path / "identity.key"
+    one, two = ident.hold_identity([path]), ident.hold_identity([path])
+    assert one.key_pair.public_key.to_bytes() == two.key_pair.public_key.to_bytes()
