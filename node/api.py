@@ -328,7 +328,7 @@ class Node:
         briefly for the others, so a code names every relay that will carry it."""
         if not self.config.relays:
             return True
-        if not await self.relay.wait_reserved(timeout):
+        if not await self.relay.wait_reserved(timeout, unless_failing=True):
             return False
         want = min(len(self.config.relays), RELAYS_WANTED)
         await self.relay.wait_reserved(all_grace, count=want)

@@ -1,12 +1,10 @@
 """Circuit relay v2 client: reservations, the STOP side, and dialing via a relay.
 
-``open_relay_client(host, relays)`` keeps up to ``want`` reservations among
-the configured relays: it connects, sends RESERVE, refreshes halfway to the
-expiry the relay granted, and when a relay goes away (connection lost,
-refusal, refresh failure) moves to another configured relay, retrying the
-failed one later with exponential backoff. It serves STOP, but only for relays
-it holds a reservation on, and hands each accepted circuit to the swarm as a
-normal (relayed) connection.
+``open_relay_client(host, relays)`` keeps up to ``want`` reservations among the configured
+relays: it connects, sends RESERVE, refreshes halfway to the expiry the relay granted, and when a
+relay goes away (connection lost, refusal, refresh failure) moves to another configured relay,
+retrying the failed one later with exponential backoff. It serves STOP, but only for relays it
+holds a reservation on, and hands each accepted circuit to the swarm as a normal one (relayed).
 """
 
 from __future__ import annotations
@@ -211,10 +209,13 @@ class RelayClient:
         if len(self._relays) > 2 * len(live) + 16:  # forgotten candidates' addresses go too
             self._relays = {k: v for k, v in self._relays.items() if k in live}
 
-    async def wait_reserved(self, timeout: float, count: int = 1) -> bool:
-        """Wait until at least ``count`` reservations are held; False on timeout."""
+    async def wait_reserved(self, timeout: float, count: int = 1, *, unless_failing: bool = False) -> bool:
+        """Wait until ``count`` reservations are held; False on timeout or, ``unless_failing``,
+        once every configured relay keeps failing (``ReservationSchedule.configured_all_failing``)."""
         with trio.move_on_after(timeout):
             while len(self._active) < count:
+                if unless_failing and self._schedule.configured_all_failing():
+                    return False
                 await self._changed.wait()
             return True
         return False
@@ -417,6 +418,8 @@ class RelayClient:
                     continue
         except (RelayError, DialError, StreamError, trio.TooSlowError, OSError) as e:
             backoff = self._schedule.failed(relay.peer_id, trio.current_time())
+            self._changed.set()  # a waiter may stop waiting for relays that keep failing
+            self._changed = trio.Event()
             logger.warning(
                 "relay client: relay %s unusable (%s); retry in %.0fs",
                 relay.peer_id,

@@ -211,6 +211,14 @@ class ReservationSchedule:
             self.retry_at.pop(relay, None)
         return delay
 
+    def configured_all_failing(self, tries: int = 2) -> bool:
+        """Every configured relay failed its last ``tries`` attempts in a row
+        and none holds a reservation: a code need not wait for them (they
+        are still retried). Two, not one: a relay that refused once while
+        starting up is given its retry a second later."""
+        configured = [r for r, c in self._cands.items() if c.configured is not None]
+        return bool(configured) and not self.reserved_on and all(self.failures.get(r, 0) >= tries for r in configured)
+
     def released(self, relay: str) -> None:
         """The hold on ``relay`` ended (after ``failed``, cancelled, or stopped)."""
         self.holding.discard(relay)

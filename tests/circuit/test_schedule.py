@@ -175,3 +175,35 @@ def test_remembered_candidates_are_bounded() -> None:
         s.offer(f"P{i}", 0.0, rtt=float(i))
     cands = s.candidates()
     assert len(cands) == MAX_CANDIDATES + 1 and cands[:3] == ["CONF", "P0", "P1"]
+
+
+def test_a_code_stops_waiting_once_every_configured_relay_keeps_failing() -> None:
+    """``share`` waits (bounded) for a reservation so its code names a relay;
+    not for relays that failed twice in a row each (a wrong or dead
+    ``--relay``: it waited 10 s). Once each is one failure: a relay that
+    refused while starting up gets its retry."""
+    s = ReservationSchedule(["A", "B"], want=1)
+    assert not s.configured_all_failing()  # nothing tried yet
+    s.plan(0.0)
+    for t in (0.0, 1.0):
+        s.failed("A", t)
+        s.released("A")
+    assert not s.configured_all_failing()  # B has not failed
+    s.failed("B", 1.0)
+    s.released("B")
+    assert not s.configured_all_failing()  # B once: it gets its retry
+    s.failed("B", 2.0)
+    s.released("B")
+    assert s.configured_all_failing()
+    s.plan(4.0)
+    s.reserved("A", expire=10_003_600, wall_now=10_000_000.0)  # A came back
+    assert not s.configured_all_failing()
+
+
+def test_found_relays_do_not_count_as_configured_ones_failing() -> None:
+    s = ReservationSchedule([], want=1)
+    s.offer("X", 0.0, carries_data=True)
+    s.plan(0.0)
+    s.failed("X", 0.0)
+    s.failed("X", 1.0)
+    assert not s.configured_all_failing()  # none configured: nothing to give up on

@@ -71,3 +71,26 @@ def test_two_shares_from_one_data_directory_are_two_peers(tmp_path: Path, procs:
     _, again = sharer(b, home=home, extra=("--relay", relay_addr))
     assert again["peer_id"] == second["peer_id"] and again["share_code"] == second["share_code"]
     assert again["reused"] is True
+
+
+def test_a_relay_that_refuses_does_not_hold_up_the_code(tmp_path: Path, procs: list[Proc], sharer) -> None:  # type: ignore[no-untyped-def]
+    """``share --relay`` waits (up to 10 s) for a reservation so that its
+    code names the relay; a relay that refuses every connection (wrong
+    address, relay down) is given up on after its second failure: the code
+    comes at once, with direct addresses, and the warning says so. (It
+    waited the full 10 s.)"""
+    import time
+
+    from tests.cli.helpers import free_port
+
+    dead = f"/ip4/127.0.0.1/tcp/{free_port()}/p2p/12D3KooWLPwVgqFasfWzQFeyYJBegtLzy3DZwUcDdHRxwSvdrdfQ"
+    src = tmp_path / "src"
+    write_random(src / "data.bin", 1000)
+    start = time.monotonic()
+    proc, shared = sharer(src, extra=("--relay", dead))
+    waited = time.monotonic() - start
+    assert not [a for a in shared["addresses"] if "/p2p-circuit/" in a]
+    assert waited < 7.0, f"the code took {waited:.1f} s"  # the deadline it must not wait out: 10 s
+    res = run(["get", shared["code"], "-o", str(tmp_path / "out")], tmp_path / "rx")
+    assert res.returncode == 0, res.stderr
+    assert "no relay reservation yet" in proc.stderr_tail()
