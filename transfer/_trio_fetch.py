@@ -37,6 +37,7 @@ from p2pshare.transfer.errors import (
     StreamEndedError,
     TransferError,
     UnavailableFile,
+    cannot_write,
 )
 from p2pshare.transfer.events import (
     Authenticated,
@@ -260,7 +261,7 @@ async def _disk(where: Path, fn: Callable[..., T], *args: Any) -> T:
     try:
         return await trio.to_thread.run_sync(fn, *args)
     except OSError as exc:
-        raise OutputError(f"cannot write into {where}: {exc.strerror or exc}") from None
+        raise cannot_write(f"into {where}", exc) from None
 
 
 def _open_store(output_dir: Path, manifest: Manifest, share_id: bytes, conflict: Conflict) -> Store:

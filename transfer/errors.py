@@ -11,6 +11,7 @@ exit codes, and ``retryable`` tells the receiver whether to reconnect.
 from __future__ import annotations
 
 import enum
+import errno
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ __all__ = [
     "ShareKeyError",
     "OutputError",
     "OutputBusyError",
+    "cannot_write",
     "SourceError",
     "PeerReportedError",
     "AuthenticationError",
@@ -67,6 +69,16 @@ class ShareKeyError(TransferError, LocalError):
 
 class OutputError(TransferError, LocalError):
     """The output cannot be written: unwritable, conflicting or unsafe."""
+
+
+def cannot_write(what: str, exc: OSError) -> OutputError:
+    """``cannot write WHAT: <reason>``; when the disk is full (or a quota
+    reached) also what to do: what arrived is verified and kept, so freeing
+    space and running ``get`` again resumes (it re-checks the partial files)."""
+    text = f"cannot write {what}: {exc.strerror or exc}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        text += "; free some space and run the same command again to resume (what arrived is kept)"
+    return OutputError(text)
 
 
 class OutputBusyError(OutputError):

@@ -26,7 +26,7 @@ from pathlib import Path
 from p2pshare.transfer import _direct, _space, ranges
 from p2pshare.transfer import _fsutil as fs
 from p2pshare.transfer._claim import claim_partial
-from p2pshare.transfer.errors import IntegrityError, OutputError
+from p2pshare.transfer.errors import IntegrityError, OutputError, cannot_write
 from p2pshare.transfer.manifest import Manifest
 from p2pshare.transfer.paths import PARTIAL_DIR_NAME, fold, occupied, renamed
 
@@ -330,7 +330,7 @@ class Store:
             else:
                 fs.pwrite_all(fd, chunk.data, offset)
         except OSError as exc:
-            raise OutputError(f"cannot write {self._shown(entry.path)}: {exc.strerror or exc}") from None
+            raise cannot_write(self._shown(entry.path), exc) from None
         self.give_block(block)
         if chunk.final is None:
             return None
@@ -351,7 +351,7 @@ class Store:
             try:
                 self._fd = fs.open_file(self._partial, str(index), os.O_RDWR | os.O_CREAT)
             except OSError as exc:
-                raise OutputError(f"cannot write into {self.output_dir}: {exc.strerror or exc}") from None
+                raise cannot_write(f"into {self.output_dir}", exc) from None
             self._fd_index = index
         assert self._fd is not None
         return self._fd
@@ -443,7 +443,7 @@ class Store:
         try:
             made = fs.create_complete(parent, name, chunk.data, functools.partial(self._shown, entry.path))
         except OSError as exc:
-            raise OutputError(f"cannot write {self._shown(entry.path)}: {exc.strerror or exc}") from None
+            raise cannot_write(self._shown(entry.path), exc) from None
         if made:
             self._done[chunk.file_index] = True
         else:

@@ -436,3 +436,60 @@ def test_a_file_system_that_cannot_lock_is_written_unguarded(
     out.mkdir()
     receive_whole(out, prepared)
     assert snapshot(out) == snapshot(tmp_path / "src")
+
+
+@pytest.mark.parametrize("err", ["ENOSPC", "EDQUOT"])
+def test_a_full_disk_says_that_what_arrived_is_kept(
+    tmp_path: Path, prepared: PreparedShare, monkeypatch: pytest.MonkeyPatch, err: str
+) -> None:
+    """A disk that fills during a transfer (after the fit check) ends it with
+    one line that says what to do: the verified chunks stay in the partial
+    file and ``get`` again resumes; an error of another kind says only what
+    failed."""
+    import errno
+
+    from p2pshare.transfer import _fsutil
+
+    out = tmp_path / "out"
+    out.mkdir()
+    store = Store(out, prepared.manifest, SID)
+    store.prepare()
+    big = next(i for i, f in enumerate(prepared.manifest.files) if len(f.chunk_hashes) > 1)
+    first = prepared.manifest.first_chunk(big)
+    write(store, prepared, [first])
+
+    def full(fd: int, data: object, offset: int) -> None:
+        raise OSError(getattr(errno, err), os.strerror(getattr(errno, err)))
+
+    monkeypatch.setattr(_fsutil, "pwrite_all", full)
+    with pytest.raises(OutputError, match="free some space and run the same command again to resume") as got:
+        write(store, prepared, [first + 1])
+    assert str(got.value).startswith("cannot write ") and "\n" not in str(got.value)
+    store.close()
+    monkeypatch.undo()
+    again = Store(out, prepared.manifest, SID)  # the next run: the first chunk is kept
+    assert again.prepare().already_have_bytes >= CS
+    again.close()
+
+
+def test_another_write_error_says_only_what_failed(
+    tmp_path: Path, prepared: PreparedShare, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from p2pshare.transfer import _fsutil
+
+    out = tmp_path / "out"
+    out.mkdir()
+    store = Store(out, prepared.manifest, SID)
+    store.prepare()
+
+    def broken(fd: int, data: object, offset: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(_fsutil, "pwrite_all", broken)
+    big = next(i for i, f in enumerate(prepared.manifest.files) if len(f.chunk_hashes) > 1)
+    with pytest.raises(OutputError) as got:
+        write(store, prepared, [prepared.manifest.first_chunk(big)])
+    assert str(got.value).endswith("Input/output error") and "free some space" not in str(got.value)
+    store.close()
