@@ -142,7 +142,7 @@ async def _serve(
     base = home / IDENTITY_FILE_NAME
     wanted = home / record.identity if record is not None and record.identity else base
     identity = opts.identity or wanted
-    fallbacks = () if opts.identity else [wanted, *identity_slots(base)]
+    fallbacks = () if opts.identity else identity_slots(base)
     done_receivers = 0
     finished = trio.Event()
 

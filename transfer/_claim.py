@@ -66,14 +66,16 @@ def claim_partial(root: int, names: tuple[str, str], output_dir: Path, *, create
         except FileNotFoundError:
             pass  # created in a directory another receiver had just removed: again
         except BaseException:
-            for fd in (held, parent):
-                if fd is not None:
-                    os.close(fd)
+            _close(held, parent)
             raise
-        for fd in (held, parent):
-            if fd is not None:
-                os.close(fd)
+        _close(held, parent)
     raise OutputError(f"cannot hold {top}/{share} in {output_dir}: other receivers keep removing it")
+
+
+def _close(*fds: int | None) -> None:
+    for fd in fds:
+        if fd is not None:
+            os.close(fd)
 
 
 def _still_named(dir_fd: int, name: str, fd: int) -> bool:
