@@ -18,7 +18,6 @@ import enum
 import json
 import logging
 import signal
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from p2pshare import sharecode
 from p2pshare.errors import Interrupted, LocalError, P2PShareError, ProtocolViolation, RemoteError, Terminated
 from p2pshare.node import _libp2p_lean_import
 from p2pshare.node._output import Reporter
+from p2pshare.node._stderr_log import setup_logging
 from p2pshare.node.cmd_get import GetOptions
 from p2pshare.node.cmd_node import NodeOptions, add_node_parser
 from p2pshare.node.cmd_share import ShareOptions
@@ -316,24 +316,6 @@ def _version() -> str:
         return "0+unknown"
 
 
-def _setup_logging(verbose: int) -> None:
-    """-v: our INFO; -vv: our DEBUG; -vvv: everyone's DEBUG.
-
-    Dependencies stay at WARNING until -vvv: at -vv py-multiaddr alone
-    printed 175 of 186 lines, and the lines that explain our decisions
-    drowned. With -v each line carries the milliseconds since start-up
-    (``t+4160ms``): where a slow first byte went is the first question a
-    verbose log must answer (issue 10's latency budget)."""
-    ours = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    when = "t+%(relativeCreated).0fms " if verbose else ""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose >= 3 else logging.WARNING,
-        format=f"p2pshare: {when}%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("p2pshare").setLevel(ours)
-
-
 def command_options(ns: argparse.Namespace) -> CommandOptions:
     """The one place a parsed ``Namespace`` becomes typed options; the
     ``node`` and ``relay`` commands read the flags their own parsers define."""
@@ -390,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.command == "share" and bool(ns.paths) == (ns.text is not None):
         parser.error("share needs PATH... or --text, not both")
     verbose = ns.verbose + getattr(ns, "verbose_after", 0)
-    _setup_logging(verbose)
+    setup_logging(verbose)
     _libp2p_lean_import.install()  # before any command imports py-libp2p
     _raise_fd_limit()
     reporter = Reporter(json_mode=bool(getattr(ns, "json", False)))
