@@ -13,6 +13,7 @@ import enum
 import importlib
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -22,6 +23,7 @@ import trio
 from p2pshare.errors import LocalError, P2PShareError, RemoteError
 
 from . import _libp2p_records
+from .dialfail import DialFailure
 from .events import ConnectionPath
 
 if TYPE_CHECKING:
@@ -68,7 +70,12 @@ class ListenError(HostError, LocalError, OSError):
 
 
 class DialError(HostError, RemoteError, ConnectionError):
-    """The peer could not be reached or authenticated in time."""
+    """The peer could not be reached or authenticated in time; ``failures``
+    keeps each address's failure, typed (empty where none was dialled)."""
+
+    def __init__(self, message: str, failures: Sequence[DialFailure] = ()) -> None:
+        super().__init__(message)
+        self.failures: tuple[DialFailure, ...] = tuple(failures)
 
 
 class StreamError(HostError, RemoteError, ConnectionError):

@@ -47,6 +47,7 @@ from ._libp2p_conn import parse_addr as _parse_addr
 from ._libp2p_conn import parse_peer_id as _parse_peer_id
 from ._libp2p_conn import short_error as _short
 from ._libp2p_conn import sole_exception as _sole_exception
+from .dialfail import DialFailure, DialFailureKind, classify
 from .events import ConnectionPath
 
 if TYPE_CHECKING:
@@ -219,7 +220,7 @@ class Host:
             raise DialError(f"no addresses to dial {peer_id}")
         network: Any = self.libp2p.get_network()
         self.libp2p.get_peerstore().add_addrs(pid, maddrs, _ADDR_TTL)
-        errors: list[str] = []
+        failures: dict[str, DialFailure] = {}
         won = False
 
         async def dial_one(maddr: multiaddr.Multiaddr, cancel: trio.CancelScope) -> None:
@@ -227,7 +228,7 @@ class Host:
             try:
                 await network.dial_addr(maddr, pid)
             except Exception as e:
-                errors.append(f"{maddr}: {_short(e)}")
+                failures[str(maddr)] = DialFailure(str(maddr), classify(e), _short(e))
                 return
             won = True
             cancel.cancel()
@@ -239,8 +240,12 @@ class Host:
         if won or self._connections(pid):
             return
         if deadline.cancelled_caught:
-            raise DialError(f"could not reach {peer_id} within {timeout:g}s")
-        raise DialError(f"could not reach {peer_id}: {'; '.join(errors)[:500]}")
+            late = f"no answer within {timeout:g}s"
+            for a in map(str, maddrs):
+                failures.setdefault(a, DialFailure(a, DialFailureKind.TIMED_OUT, late))
+            raise DialError(f"could not reach {peer_id} within {timeout:g}s", list(failures.values()))
+        detail = "; ".join(f"{f.addr}: {f.detail}" for f in list(failures.values()))
+        raise DialError(f"could not reach {peer_id}: {detail[:500]}", list(failures.values()))
 
     async def dial_direct(self, peer_id: str, addr: str) -> Connection:
         """A NEW direct connection to ``addr`` even if a (relayed) one exists;

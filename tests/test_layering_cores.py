@@ -33,6 +33,7 @@ PURE_CORES = [
     "p2pshare.node.mdns.wire",
     "p2pshare.node.mdns.core",
     "p2pshare.node.logbudget",
+    "p2pshare.node.dialfail",
 ]
 
 

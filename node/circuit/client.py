@@ -38,6 +38,7 @@ from p2pshare.node.circuit.wire import (
     read_hop,
     read_stop,
 )
+from p2pshare.node.dialfail import describe
 from p2pshare.node.host import Connection, DialError, Host, LibP2PByteStream, StreamError
 from p2pshare.sharecode.multiaddrs import (
     IpClass,
@@ -420,12 +421,8 @@ class RelayClient:
             backoff = self._schedule.failed(relay.peer_id, trio.current_time())
             self._changed.set()  # a waiter may stop waiting for relays that keep failing
             self._changed = trio.Event()
-            logger.warning(
-                "relay client: relay %s unusable (%s); retry in %.0fs",
-                relay.peer_id,
-                str(e) or type(e).__name__,
-                backoff,
-            )
+            log = logger.warning if self._schedule.worth_a_warning(relay.peer_id) else logger.info
+            log("relay %s unusable: %s; retrying (next in %.0fs)", relay.peer_id, describe(e), backoff)
         finally:
             self._schedule.released(relay.peer_id)
             self.host.unprotect(relay.peer_id, PROTECT_TAG)

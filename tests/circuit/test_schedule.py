@@ -207,3 +207,18 @@ def test_found_relays_do_not_count_as_configured_ones_failing() -> None:
     s.failed("X", 0.0)
     s.failed("X", 1.0)
     assert not s.configured_all_failing()  # none configured: nothing to give up on
+
+
+def test_a_configured_relay_is_worth_a_warning_when_it_starts_failing_only() -> None:
+    s = ReservationSchedule(["r1"], want=1)
+    s.offer("found", 0.0)
+    s.failed("r1", 0.0)
+    assert s.worth_a_warning("r1")  # it just stopped working: say so once
+    s.failed("r1", 1.0)
+    assert not s.worth_a_warning("r1")  # each retry after that only with -v
+    s.reserved("r1", 10_000, 0.0)
+    s.failed("r1", 2.0)
+    assert s.worth_a_warning("r1")  # held, then lost: a new episode
+    s.failed("found", 0.0)
+    assert not s.worth_a_warning("found")  # found on the network: comes and goes
+    assert not s.worth_a_warning("never-heard-of")

@@ -93,4 +93,12 @@ def test_a_relay_that_refuses_does_not_hold_up_the_code(tmp_path: Path, procs: l
     assert waited < 7.0, f"the code took {waited:.1f} s"  # the deadline it must not wait out: 10 s
     res = run(["get", shared["code"], "-o", str(tmp_path / "out")], tmp_path / "rx")
     assert res.returncode == 0, res.stderr
-    assert "no relay reservation yet" in proc.stderr_tail()
+    said = proc.stderr_tail()
+    assert "no relay reservation yet" in said
+    # One plain line when the relay starts failing, not one per retry (it
+    # failed at least twice before the code) nor a chain of library errors.
+    warned = [ln for ln in said.splitlines() if "unusable" in ln]
+    assert warned == [
+        f"p2pshare: warning: relay {dead.rsplit('/', 1)[1]} unusable: connection refused at "
+        f"{dead.split('/p2p/')[0]}; retrying (next in 1s)"
+    ], said

@@ -10,6 +10,7 @@ import pytest
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
 
+from p2pshare.node.dialfail import DialFailure, DialFailureKind, describe
 from p2pshare.node.host import DialError, ListenError, StreamError, open_host
 from tests.node import _peer
 from tests.node.conftest import BIG, Peer
@@ -122,8 +123,13 @@ async def test_unreachable_and_bad_input_are_clear() -> None:
     other_id = ID.from_pubkey(other.public_key).to_base58()
     async with open_host(create_new_key_pair()) as host:
         with trio.fail_after(5):
-            with pytest.raises(DialError, match="could not reach"):
+            with pytest.raises(DialError, match="could not reach") as refused:
                 await host.connect(other_id, [f"/ip4/127.0.0.1/tcp/{port}"], timeout=3)
+            # Kept per address and typed, from inside py-libp2p's exception group.
+            assert refused.value.failures == (
+                DialFailure(f"/ip4/127.0.0.1/tcp/{port}", DialFailureKind.REFUSED, refused.value.failures[0].detail),
+            )
+            assert describe(refused.value) == f"connection refused at /ip4/127.0.0.1/tcp/{port}"
             with pytest.raises(DialError, match="bad peer ID"):
                 await host.connect("not-a-peer", ["/ip4/127.0.0.1/tcp/1"], timeout=1)
             with pytest.raises(DialError, match="bad multiaddr"):
@@ -132,8 +138,9 @@ async def test_unreachable_and_bad_input_are_clear() -> None:
                 mute.bind(("127.0.0.1", 0))
                 mute.listen()
                 mute_addr = f"/ip4/127.0.0.1/tcp/{mute.getsockname()[1]}"
-                with pytest.raises(DialError, match="within"):
+                with pytest.raises(DialError, match="within") as mute_err:
                     await host.connect(other_id, [mute_addr], timeout=0.5)
+                assert [(f.addr, f.kind) for f in mute_err.value.failures] == [(mute_addr, DialFailureKind.TIMED_OUT)]
                 with pytest.raises(DialError, match="within"):
                     await host.connect_unknown(mute_addr, timeout=0.5)
 
