@@ -364,10 +364,7 @@ def hash_scan(
         )
     except ManifestError as exc:
         raise SourceError(f"cannot share these paths: {exc}") from None
-    if cache is not None and fresh != known:
-        try:
-            hashcache.save(cache, fresh)
-        except OSError:
-            pass  # only time is lost; the next share hashes again
+    if cache is not None:
+        hashcache.settle(cache, fresh, changed=fresh != known)
     identities = tuple((f[2], f[3], f[4]) for f in found.files)
     return PreparedShare(manifest, tuple(f[1] for f in found.files), found.warnings, key, identities)

@@ -141,3 +141,56 @@ def test_a_large_file_hashes_its_chunks_beside_the_whole_file(tmp_path: Path) ->
     assert entry.sha256 == hashlib.sha256(data).digest()
     want = tuple(hashlib.sha256(data[o : o + CS]).digest() for o in range(0, len(data), CS))
     assert entry.chunk_hashes == want and len(want) == 6
+
+
+# -- the directory stays bounded ------------------------------------------------
+
+DAY = 86400.0
+
+
+def cf(name: str, size: int = 100, age_days: float = 0.0, now: float = 1e9) -> hashcache.CacheFile:
+    return hashcache.CacheFile(name, size, now - age_days * DAY)
+
+
+def test_caches_unused_for_too_long_go_the_one_in_use_stays() -> None:
+    files = [cf("old.json", age_days=91), cf("recent.json", age_days=89), cf("mine.json", age_days=400)]
+    assert hashcache.stale(files, 1e9, keep="mine.json") == ["old.json"]
+
+
+def test_the_least_recently_used_go_until_all_fit() -> None:
+    files = [cf(f"{i}.json", size=40, age_days=i) for i in range(10)]  # 400 bytes, "9" the oldest
+    out = hashcache.stale(files, 1e9, keep="9.json", max_bytes=200)
+    assert out == ["8.json", "7.json", "6.json", "5.json", "4.json"]  # "9" is in use: kept
+    assert hashcache.stale(files, 1e9, keep="0.json", max_bytes=10_000) == []
+
+
+def test_a_cache_in_use_larger_than_the_bound_is_kept_alone() -> None:
+    files = [cf("big.json", size=1000), cf("a.json", size=10, age_days=1)]
+    assert hashcache.stale(files, 1e9, keep="big.json", max_bytes=500) == ["a.json"]
+
+
+def test_temporary_files_go_only_once_no_writer_can_own_them() -> None:
+    files = [cf(".tmp-abc.json", age_days=2), cf(".tmp-new.json", age_days=0.01)]
+    assert hashcache.stale(files, 1e9, keep="x.json") == [".tmp-abc.json"]
+
+
+def test_a_share_marks_its_cache_used_and_removes_the_stale_ones(tmp_path: Path) -> None:
+    src = tree(tmp_path)
+    for f in src.rglob("*"):
+        backdate(f)
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    old = cache_dir / "0123456789abcdef0123456789abcdef.json"
+    old.write_text("{}")
+    leftover = cache_dir / ".tmp-dead.json"
+    leftover.write_text("{")
+    foreign = cache_dir / "notes.txt"  # not ours: never touched
+    foreign.write_text("keep me")
+    for f in (old, leftover, foreign):
+        backdate(f, 100 * DAY)
+    cache = hashcache.cache_file(cache_dir, [src])
+    hash_scan(scan_paths([src]), name="t", cache=cache)
+    assert cache.exists() and not old.exists() and not leftover.exists() and foreign.exists()
+    backdate(cache, 10 * DAY)
+    hash_scan(scan_paths([src]), name="t", cache=cache)  # unchanged: not rewritten, but used now
+    assert time.time() - cache.stat().st_mtime < 60
