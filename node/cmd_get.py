@@ -14,6 +14,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,8 @@ from p2pshare.node._output import Reporter, human_bytes
 from p2pshare.node.progress import format_seconds
 from p2pshare.node.textshare import is_text_share, printable
 from p2pshare.sharecode.pasted import unwrap_pasted
+from p2pshare.transfer import leftovers
+from p2pshare.transfer.paths import PARTIAL_DIR_NAME
 
 if TYPE_CHECKING:
     from p2pshare.transfer.manifest import Manifest
@@ -276,7 +279,23 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
         f"Received {_count(int(summary.get('files') or 0))}, {human_bytes(nbytes)} in {format_seconds(seconds)} "
         f"({human_bytes(rate)}/s) {where}, all verified"
     )
+    _mention_forgotten(output, reporter)
     return 0
+
+
+def _mention_forgotten(output: Path, reporter: Reporter) -> None:
+    """Say so when downloads left unfinished long ago hold space in ``output``."""
+    from p2pshare.transfer.errors import sanitize_text
+
+    old = leftovers.forgotten(leftovers.scan(output), time.time())
+    if old is None:
+        return
+    where = output / PARTIAL_DIR_NAME
+    reporter.event("forgotten_downloads", downloads=old.downloads, bytes=old.size, path=str(where))
+    reporter.say(
+        f"note: {sanitize_text(str(where))} holds {human_bytes(old.size)} from {_count(old.downloads, 'download')} "
+        "left unfinished for over a week; run the same get again to resume, or delete what you no longer want there"
+    )
 
 
 def _is_text(manifest: Manifest) -> bool:
@@ -298,8 +317,8 @@ def _print_text(path: Path, reporter: Reporter) -> int:
 MAX_NAMED_FILES = 10_000
 
 
-def _count(files: int) -> str:
-    return f"{files} file{'' if files == 1 else 's'}"
+def _count(n: int, what: str = "file") -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def _free_bytes(output: Path) -> int | None:
