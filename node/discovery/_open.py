@@ -72,8 +72,9 @@ def _targets(addrs: Sequence[str]) -> list[Target]:
     return [Target(p, tuple(a)) for p, a in by_peer.items()] + bare
 
 
-async def _bootstrap(disc: Discovery, targets: list[Target]) -> bool:
+async def _bootstrap(disc: Discovery, targets: list[Target], *, quiet: bool = False) -> bool:
     """Probe targets in parallel, a few rounds; True once one of them answered.
+    ``quiet``: this outage was already reported; its retries go to ``-v`` only.
 
     A peer that dialled us also lands in the table, so a non-empty table
     does not mean we joined: a node whose bootstrap peer was not up yet
@@ -100,7 +101,8 @@ async def _bootstrap(disc: Discovery, targets: list[Target]) -> bool:
             return True
         if round_no < len(_BOOTSTRAP_BACKOFF):
             await trio.sleep(_BOOTSTRAP_BACKOFF[round_no])
-    logger.warning("could not reach any of %d bootstrap peers; will retry later", len(targets))
+    log = logger.info if quiet else logger.warning
+    log("could not reach any of %d DHT bootstrap peers; retrying in the background", len(targets))
     return False
 
 
@@ -149,7 +151,7 @@ async def _serve_routing(
         try:
             if refresh_interval is not None:
                 if not joined or not disc.is_bootstrapped():
-                    joined = await _bootstrap(disc, targets)
+                    joined = await _bootstrap(disc, targets, quiet=not joined)  # an outage is said once
                 if disc.is_bootstrapped():
                     await disc.closest_peers(disc.host.peer_id_bytes, timeout=_SELF_LOOKUP_TIMEOUT)
                     if rejoin_needed(disc.table.size(), disc.last_lookup):  # nobody in the table answers

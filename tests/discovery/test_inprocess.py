@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -53,6 +54,34 @@ async def test_unreachable_bootstrap_never_hangs_the_caller(tmp_path: Path) -> N
                 assert await disc.advertise(os.urandom(32), timeout=0.5) == 0
                 assert await disc.find_providers(os.urandom(32), timeout=2) == []
                 assert await disc.find_peer(ghost, timeout=2) == []
+
+
+async def test_an_unreachable_dht_is_warned_of_once_then_retried_quietly(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A laptop offline from the public network used to print the same
+    warning at every bootstrap retry; one line per outage is enough."""
+    from p2pshare.node.discovery import _open
+
+    monkeypatch.setattr(_open, "_BOOTSTRAP_BACKOFF", (0.01, 0.01))
+    caplog.set_level(logging.INFO, logger="p2pshare.node.discovery")
+    with socket_closed_port() as port:
+        ghost = ID.from_pubkey(create_new_key_pair().public_key).to_base58()
+        async with open_host(create_new_key_pair()) as host:
+            async with open_discovery(
+                host,
+                bootstrap=[f"/ip4/127.0.0.1/tcp/{port}/p2p/{ghost}"],
+                peers_file=None,
+                server_mode=False,
+                refresh_interval=0.05,
+                dns_lookup=_no_dns,
+            ):
+                with trio.move_on_after(10):
+                    while sum("could not reach any" in r.getMessage() for r in caplog.records) < 4:
+                        await trio.sleep(0.05)
+    said = [r for r in caplog.records if "could not reach any" in r.getMessage()]
+    assert len(said) >= 4, "the retries must go on"
+    assert [r.levelno for r in said].count(logging.WARNING) == 1 and said[0].levelno == logging.WARNING
 
 
 class socket_closed_port:
