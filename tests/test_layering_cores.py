@@ -34,6 +34,7 @@ PURE_CORES = [
     "p2pshare.node.mdns.core",
     "p2pshare.node.logbudget",
     "p2pshare.node.dialfail",
+    "p2pshare.node.slots",
 ]
 
 

@@ -18,11 +18,11 @@ here holds only what is admitted, so its size is bounded by the limits.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 from p2pshare.node.autonat.wire import MAX_ADDRS, Dial, DialResponse, ResponseStatus
-from p2pshare.node.natinfo.addrs import TcpAddr, is_public_ip, parse_tcp_addr
+from p2pshare.node.natinfo.addrs import TcpAddr, ip_group, is_public_ip, parse_tcp_addr
+from p2pshare.node.slots import Slots
 
 __all__ = ["ServerConfig", "RateLimiter", "Slots", "ip_group", "plan_dial"]
 
@@ -50,17 +50,6 @@ class ServerConfig:
         slots = (self.max_jobs, self.max_jobs_per_peer, self.max_streams, self.max_streams_per_peer)
         if min(*limits, *slots) < 1:
             raise ValueError("limits must be at least 1")
-
-
-def ip_group(ip: str) -> str:
-    """What one requester's address counts as: the IPv4 address, or the IPv6 /64."""
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    if addr.version == 6:
-        return str(ipaddress.ip_network(f"{addr}/64", strict=False))
-    return str(addr)
 
 
 class RateLimiter:
@@ -98,40 +87,6 @@ class RateLimiter:
     def tracked(self) -> int:
         """Entries held (peers and IPs): at most twice ``global_max``."""
         return len(self._per_peer) + len(self._per_ip)
-
-
-class Slots:
-    """Work in progress: at most ``total`` at once and ``per_key`` per key; no queue.
-
-    ``take`` says whether there is room (and takes it); ``give_back`` returns
-    it. Keys without work in progress are dropped, so the table holds at
-    most ``total`` keys.
-    """
-
-    def __init__(self, total: int, per_key: int) -> None:
-        self.total = total
-        self.per_key = per_key
-        self._held: dict[object, int] = {}
-        self.in_use = 0
-
-    def take(self, key: object) -> bool:
-        held = self._held.get(key, 0)
-        if self.in_use >= self.total or held >= self.per_key:
-            return False
-        self._held[key] = held + 1
-        self.in_use += 1
-        return True
-
-    def give_back(self, key: object) -> None:
-        held = self._held[key] - 1
-        if held:
-            self._held[key] = held
-        else:
-            del self._held[key]
-        self.in_use -= 1
-
-    def keys(self) -> int:
-        return len(self._held)
 
 
 def plan_dial(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from p2pshare.node.natinfo.addrs import ip_group
 from p2pshare.node.natinfo.classify import NatReport, classify
 from p2pshare.node.natinfo.stun import (
     HEADER_LENGTH,
@@ -28,6 +29,7 @@ from p2pshare.node.natinfo.stun import (
     body_length,
     parse_binding_response,
 )
+from p2pshare.node.slots import Slots
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -39,6 +41,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_PORTS = (3478, 3479)
 READ_TIMEOUT = 5.0
 _MAX_CONNS = 256
+#: Connections one address (an IPv6 /64) may hold at once (a NAT's users share one).
+_MAX_CONNS_PER_IP = 16
 
 
 async def _read_exact(stream: trio.SocketStream, n: int) -> bytes:
@@ -64,17 +68,28 @@ async def serve_stun_tcp(
 ) -> None:
     """Answer STUN Binding requests over TCP on ``ip``:``ports`` until cancelled.
     ``task_status`` gets the bound ports (useful with port 0)."""
-    limit = trio.CapacityLimiter(_MAX_CONNS)
+    slots = Slots(_MAX_CONNS, _MAX_CONNS_PER_IP)
 
     async def handle(stream: trio.SocketStream) -> None:
-        async with limit, stream:
-            try:
+        try:
+            peer = stream.socket.getpeername()
+        except OSError:
+            peer = ("", 0)
+        ip = str(peer[0])
+        group = ip_group(ip)
+        if not slots.take(group):  # over the bound: close now, hold nothing (see node.slots)
+            logger.debug("stun: refused a connection from %s: too many open", ip)
+            await trio.aclose_forcefully(stream)
+            return
+        try:
+            async with stream:
                 with trio.fail_after(READ_TIMEOUT):
                     request = await _read_message(stream)
-                    peer = stream.socket.getpeername()
-                    await stream.send_all(binding_response(request, (str(peer[0]), int(peer[1]))))
-            except (StunError, EOFError, trio.TooSlowError, trio.BrokenResourceError, OSError) as e:
-                logger.debug("stun: dropped a client: %s", e)
+                    await stream.send_all(binding_response(request, (ip, int(peer[1]))))
+        except (StunError, EOFError, trio.TooSlowError, trio.BrokenResourceError, OSError) as e:
+            logger.debug("stun: dropped a client: %s", e)
+        finally:
+            slots.give_back(group)
 
     listeners: list[trio.SocketListener] = []
     try:
