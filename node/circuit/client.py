@@ -13,15 +13,22 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import multiaddr
 import trio
 
 from p2pshare.node import _libp2p_records as records
 from p2pshare.node.circuit._upgrade import upgrade_relayed
 from p2pshare.node.circuit.schedule import ReservationSchedule, accept_expiry
+from p2pshare.node.circuit.types import (
+    CARRIES_DATA_BYTES,
+    RelayAddr,
+    RelayError,
+    ReservationState,
+    decode_relay_addrs,
+    limit_carries_data,
+    parse_relay_addr,
+)
 from p2pshare.node.circuit.wire import (
     HOP_PROTOCOL_ID,
     STOP_PROTOCOL_ID,
@@ -46,12 +53,17 @@ from p2pshare.sharecode.multiaddrs import (
     circuit_names_other,
     ip_class,
     ip_text,
-    is_circuit,
-    relay_of,
-    with_peer,
 )
 
-__all__ = ["RelayClient", "RelayError", "ReservationState", "open_relay_client", "parse_relay_addr"]
+__all__ = [
+    "CARRIES_DATA_BYTES",
+    "RelayClient",
+    "RelayError",
+    "ReservationState",
+    "limit_carries_data",
+    "open_relay_client",
+    "parse_relay_addr",
+]
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus  # trio's own name is hidden by trio-stubs
@@ -63,84 +75,6 @@ PROTECT_TAG = "relay"
 
 DIAL_TIMEOUT = 10.0
 HANDSHAKE_TIMEOUT = 10.0
-_MAX_ADDRS_PER_RELAY = 8
-
-
-#: A relay whose circuits may carry at least this much per direction (or
-#: are unlimited) can carry a transfer; others only help to hole-punch.
-CARRIES_DATA_BYTES = 64 * 1024 * 1024
-
-
-def limit_carries_data(limit: Limit | None) -> bool:
-    """Whether circuits under ``limit`` can carry a file transfer (not only a punch)."""
-    if limit is None or limit.data == 0:
-        return limit is None or limit.duration == 0 or limit.duration >= 600
-    return limit.data >= CARRIES_DATA_BYTES and (limit.duration == 0 or limit.duration >= 600)
-
-
-class RelayError(DialError):
-    """A relay refused or failed; ``status`` is the spec's code when it sent one."""
-
-    def __init__(self, message: str, status: Status | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class ReservationState:
-    relay_peer_id: str
-    relay_addr: str  # as configured
-    expire: int  # UTC UNIX seconds, as granted
-    addrs: tuple[str, ...]  # the relay's announced addrs, with /p2p/<relay>
-    limit: Limit | None  # None: the relay limits nothing
-    has_voucher: bool
-
-    @property
-    def carries_data(self) -> bool:
-        """Circuits through this relay can carry a transfer, not only a hole punch."""
-        return limit_carries_data(self.limit)
-
-
-@dataclass(frozen=True)
-class _Relay:
-    peer_id: str
-    addr: str  # dialable, without /p2p
-
-
-def parse_relay_addr(addr: str) -> tuple[str, str]:
-    """``(relay peer ID, relay multiaddr with /p2p/<relay>)`` from a relay or circuit addr."""
-    found = relay_of(addr)
-    if found is None:
-        raise RelayError(f"bad relay address {addr[:200]!r}")
-    relay, text = found
-    if not relay:
-        raise RelayError(f"relay address {addr[:200]!r} has no /p2p/<relay-id>")
-    return relay, text
-
-
-def _decode_addrs(raw: Sequence[bytes], relay_peer_id: str, *, keep_loopback: bool = False) -> tuple[str, ...]:
-    """The relay's announced addresses, fit for our circuit addresses.
-
-    Loopback and link-local ones are dropped (js-libp2p relays announce
-    their 127.0.0.1: a receiver elsewhere would dial its own host), unless
-    we reached the relay on loopback ourselves (one machine).
-    """
-    out: list[str] = []
-    for b in raw[:_MAX_ADDRS_PER_RELAY]:
-        try:
-            text = str(multiaddr.Multiaddr(b))
-        except Exception:
-            continue
-        if is_circuit(text):
-            continue
-        cls = ip_class(ip_text(text) or "")
-        if cls is IpClass.LINK_LOCAL or (cls is IpClass.LOOPBACK and not keep_loopback):
-            continue
-        full = with_peer(text, relay_peer_id)
-        if full is None:
-            continue  # names another peer: not usable as this relay's address
-        out.append(full)
-    return tuple(dict.fromkeys(out))
 
 
 class RelayClient:
@@ -154,15 +88,15 @@ class RelayClient:
         on_change: Callable[[list[str]], None] | None,
     ) -> None:
         self.host = host
-        configured: list[_Relay] = []
+        configured: list[RelayAddr] = []
         for a in relays:
             pid, text = parse_relay_addr(a)
             if pid == host.peer_id:
                 raise RelayError("a node cannot use itself as its relay")
-            configured.append(_Relay(pid, text))
+            configured.append(RelayAddr(pid, text))
         # The address to dial each candidate at: the first configured one, or
         # the one AutoRelay offered (configured relays keep theirs).
-        self._relays: dict[str, _Relay] = {}
+        self._relays: dict[str, RelayAddr] = {}
         for r in configured:
             self._relays.setdefault(r.peer_id, r)
         self._on_change = on_change
@@ -203,7 +137,7 @@ class RelayClient:
             return
         if relay_id == self.host.peer_id:
             return
-        self._relays.setdefault(relay_id, _Relay(relay_id, text))
+        self._relays.setdefault(relay_id, RelayAddr(relay_id, text))
         if self._schedule.offer(relay_id, trio.current_time(), carries_data=carries_data, rtt=rtt):
             self._wake.set()
         live = set(self._schedule.candidates()) | self._schedule.holding
@@ -332,11 +266,11 @@ class RelayClient:
         relay_id, text = parse_relay_addr(relay_addr)
         with trio.move_on_after(timeout):
             await self.host.connect(relay_id, [text], timeout=timeout)
-            state, _ = await self._reserve_once(_Relay(relay_id, text))
+            state, _ = await self._reserve_once(RelayAddr(relay_id, text))
             return state
         raise RelayError(f"relay {relay_id} did not answer RESERVE within {timeout:g}s")
 
-    async def _reserve_once(self, relay: _Relay) -> tuple[ReservationState, Connection]:
+    async def _reserve_once(self, relay: RelayAddr) -> tuple[ReservationState, Connection]:
         """One RESERVE; also the connection it went over, which the relay
         ties the reservation to (it ends when that connection closes)."""
         hop = await self.host.open_stream(relay.peer_id, HOP_PROTOCOL_ID)
@@ -363,7 +297,7 @@ class RelayClient:
             relay.peer_id,
             relay.addr,
             expire,
-            _decode_addrs(
+            decode_relay_addrs(
                 r.addrs, relay.peer_id, keep_loopback=ip_class(ip_text(relay.addr) or "") is IpClass.LOOPBACK
             ),
             answer.limit,
@@ -371,7 +305,7 @@ class RelayClient:
         )
         return state, hop.connection
 
-    async def _hold_in(self, scope: trio.CancelScope, relay: _Relay) -> None:
+    async def _hold_in(self, scope: trio.CancelScope, relay: RelayAddr) -> None:
         try:
             with scope:
                 await self._hold(relay)
@@ -379,7 +313,7 @@ class RelayClient:
             if self._holds.get(relay.peer_id) is scope:
                 del self._holds[relay.peer_id]
 
-    async def _hold(self, relay: _Relay) -> None:
+    async def _hold(self, relay: RelayAddr) -> None:
         """Hold a reservation on ``relay`` until it fails; then back off.
 
         The reservation lives as long as the connection it was made on, not

@@ -100,7 +100,7 @@ def old_split_dnsaddr(addr: str) -> tuple[str, str | None] | None:  # node/disco
     return parts[1], peer
 
 
-def old_with_suffix(text: str, relay_peer_id: str) -> str | None:  # node/circuit/client.py _decode_addrs
+def old_with_suffix(text: str, relay_peer_id: str) -> str | None:  # node/circuit/types.py decode_relay_addrs
     suffix = f"/p2p/{relay_peer_id}"
     if "/p2p/" in text and not text.endswith(suffix):
         return None
