@@ -10,6 +10,7 @@ holds a reservation on, and hands each accepted circuit to the swarm as a normal
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -19,7 +20,7 @@ import trio
 
 from p2pshare.node import _libp2p_records as records
 from p2pshare.node.circuit._upgrade import upgrade_relayed
-from p2pshare.node.circuit.schedule import ReservationSchedule, accept_expiry
+from p2pshare.node.circuit.schedule import SILENT_GRACE, ReservationSchedule, accept_expiry, stop_waiting_for_relays
 from p2pshare.node.circuit.types import (
     CARRIES_DATA_BYTES,
     RelayAddr,
@@ -146,12 +147,20 @@ class RelayClient:
 
     async def wait_reserved(self, timeout: float, count: int = 1, *, unless_failing: bool = False) -> bool:
         """Wait until ``count`` reservations are held; False on timeout or, ``unless_failing``,
-        once every configured relay keeps failing (``ReservationSchedule.configured_all_failing``)."""
+        once the configured relays keep failing or stay silent (``stop_waiting_for_relays``)."""
+        began = trio.current_time()
         with trio.move_on_after(timeout):
             while len(self._active) < count:
-                if unless_failing and self._schedule.configured_all_failing():
+                waited = trio.current_time() - began
+                if unless_failing and stop_waiting_for_relays(
+                    waited=waited,
+                    any_connected=any(self.host.is_connected(r) for r in self._schedule.relays),
+                    all_failing=self._schedule.configured_all_failing(),
+                ):
                     return False
-                await self._changed.wait()
+                recheck = began + SILENT_GRACE if unless_failing and waited < SILENT_GRACE else math.inf
+                with trio.move_on_at(recheck):  # a change, or the grace's end
+                    await self._changed.wait()
             return True
         return False
 

@@ -47,7 +47,9 @@ __all__ = [
     "MAX_FAILURES",
     "FORGET_FOR",
     "ReservationSchedule",
+    "SILENT_GRACE",
     "accept_expiry",
+    "stop_waiting_for_relays",
     "backoff",
 ]
 
@@ -59,6 +61,21 @@ IDLE_RECHECK = 30.0  # with nothing to wait for, look again after this long
 MAX_CANDIDATES = 64  # relays remembered (configured ones always are)
 MAX_FAILURES = 3  # failures in a row before a discovered relay is forgotten
 FORGET_FOR = 600.0  # seconds a forgotten relay's offers are ignored
+
+
+#: Seconds a code waits for a configured relay that has not even connected.
+SILENT_GRACE = 4.0
+
+
+def stop_waiting_for_relays(*, waited: float, any_connected: bool, all_failing: bool) -> bool:
+    """Whether a new code should stop waiting for its first reservation: every
+    configured relay keeps failing, or none has connected within
+    ``SILENT_GRACE`` seconds. A relay host that is gone drops the dial's
+    packets rather than refusing them, so its dial takes its whole 10 s
+    timeout; a relay that answers at all connects within a few round trips
+    (~1 s at 200 ms), and is then waited for until the reservation comes.
+    The relays are still retried; only the code stops waiting for them."""
+    return all_failing or (waited >= SILENT_GRACE and not any_connected)
 
 
 def accept_expiry(expire: int, wall_now: float) -> int | None:

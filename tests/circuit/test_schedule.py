@@ -222,3 +222,13 @@ def test_a_configured_relay_is_worth_a_warning_when_it_starts_failing_only() -> 
     s.failed("found", 0.0)
     assert not s.worth_a_warning("found")  # found on the network: comes and goes
     assert not s.worth_a_warning("never-heard-of")
+
+
+def test_a_code_stops_waiting_for_relays_that_fail_or_stay_silent() -> None:
+    from p2pshare.node.circuit.schedule import SILENT_GRACE, stop_waiting_for_relays
+
+    assert stop_waiting_for_relays(waited=0.0, any_connected=False, all_failing=True)
+    assert not stop_waiting_for_relays(waited=SILENT_GRACE - 0.1, any_connected=False, all_failing=False)
+    assert stop_waiting_for_relays(waited=SILENT_GRACE, any_connected=False, all_failing=False)
+    # A relay that answered is slow, not gone: wait for its reservation.
+    assert not stop_waiting_for_relays(waited=9.0, any_connected=True, all_failing=False)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 from tests.cli.helpers import Proc, run, start, tree_digest, write_random
 
@@ -73,23 +75,33 @@ def test_two_shares_from_one_data_directory_are_two_peers(tmp_path: Path, procs:
     assert again["reused"] is True
 
 
+#: A peer ID no process here has.
+_NOBODY = "12D3KooWLPwVgqFasfWzQFeyYJBegtLzy3DZwUcDdHRxwSvdrdfQ"
+
+
+def _share_with_relay(tmp_path: Path, sharer, relay: str) -> tuple[Proc, dict[str, Any], float]:  # type: ignore[no-untyped-def]
+    """Start ``share --relay RELAY``; the process, its code and the seconds
+    the code took. A relay that gives no reservation is not in the code."""
+    src = tmp_path / "src"
+    write_random(src / "data.bin", 1000)
+    start = time.monotonic()
+    proc, shared = sharer(src, extra=("--relay", relay))
+    waited = time.monotonic() - start
+    assert not [a for a in shared["addresses"] if "/p2p-circuit/" in a]
+    return proc, shared, waited
+
+
 def test_a_relay_that_refuses_does_not_hold_up_the_code(tmp_path: Path, procs: list[Proc], sharer) -> None:  # type: ignore[no-untyped-def]
     """``share --relay`` waits (up to 10 s) for a reservation so that its
     code names the relay; a relay that refuses every connection (wrong
     address, relay down) is given up on after its second failure: the code
     comes at once, with direct addresses, and the warning says so. (It
     waited the full 10 s.)"""
-    import time
 
     from tests.cli.helpers import free_port
 
-    dead = f"/ip4/127.0.0.1/tcp/{free_port()}/p2p/12D3KooWLPwVgqFasfWzQFeyYJBegtLzy3DZwUcDdHRxwSvdrdfQ"
-    src = tmp_path / "src"
-    write_random(src / "data.bin", 1000)
-    start = time.monotonic()
-    proc, shared = sharer(src, extra=("--relay", dead))
-    waited = time.monotonic() - start
-    assert not [a for a in shared["addresses"] if "/p2p-circuit/" in a]
+    dead = f"/ip4/127.0.0.1/tcp/{free_port()}/p2p/{_NOBODY}"
+    proc, shared, waited = _share_with_relay(tmp_path, sharer, dead)
     assert waited < 7.0, f"the code took {waited:.1f} s"  # the deadline it must not wait out: 10 s
     res = run(["get", shared["code"], "-o", str(tmp_path / "out")], tmp_path / "rx")
     assert res.returncode == 0, res.stderr
@@ -102,3 +114,25 @@ def test_a_relay_that_refuses_does_not_hold_up_the_code(tmp_path: Path, procs: l
         f"p2pshare: warning: relay {dead.rsplit('/', 1)[1]} unusable: connection refused at "
         f"{dead.split('/p2p/')[0]}; retrying (next in 1s)"
     ], said
+
+
+def test_a_relay_that_never_answers_holds_up_the_code_only_briefly(
+    tmp_path: Path,
+    procs: list[Proc],
+    sharer,  # type: ignore[no-untyped-def]
+) -> None:
+    """A relay host that is gone drops packets instead of refusing them, so
+    its dial takes the whole 10 s wait, and ``share`` printed its code after
+    10.4 s. A configured relay that has not even connected after
+    ``SILENT_GRACE`` (4 s) is no longer waited for; it is still retried."""
+    import socket
+
+    from p2pshare.node.circuit.schedule import SILENT_GRACE
+
+    with socket.socket() as mute:  # accepts TCP, never speaks: as silent as a dropped SYN, and local
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(64)
+        silent = f"/ip4/127.0.0.1/tcp/{mute.getsockname()[1]}/p2p/{_NOBODY}"
+        proc, shared, waited = _share_with_relay(tmp_path, sharer, silent)
+    assert SILENT_GRACE - 0.5 < waited < SILENT_GRACE + 3.0, f"the code took {waited:.1f} s"
+    assert "no relay reservation yet" in proc.stderr_tail()
