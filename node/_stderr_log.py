@@ -7,7 +7,9 @@ both and adds the milliseconds since start-up.
 
 At every verbosity, warnings and errors pass :class:`BudgetFilter`, so what
 peers can make the process print is bounded (:mod:`.logbudget` says why and
-how). Info and debug lines, which only ``-v`` shows, are not limited: who
+how), and every message is one line of printable characters: a peer's text
+in a message (an error it caused, a name it chose) cannot move the cursor,
+recolour the terminal or forge a line of its own. Info and debug lines, which only ``-v`` shows, are not limited: who
 asks for them wants them all.
 """
 
@@ -51,9 +53,36 @@ class BudgetFilter(logging.Filter):
         return True
 
 
+#: Characters of one message printed (a peer's text can be in a message).
+MAX_MESSAGE_CHARS = 1000
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` safe for one terminal line: control and other unprintable
+    characters (escape sequences, carriage returns, newlines that would
+    forge a line) become ``?``; cut at ``limit`` characters."""
+    out = "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
+    return out + "…" if len(text) > limit else out
+
+
+class _SafeFormatter(logging.Formatter):
+    """The ``-v`` format: the message made one safe line, tracebacks kept."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = one_line(record.message)
+        return super().formatMessage(record)
+
+
 class _PlainFormatter(logging.Formatter):
+    """Without ``-v``: ``p2pshare: warning: <message>`` on one line; an
+    exception is named, not traced (``-v`` shows the traceback)."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return f"p2pshare: {record.levelname.lower()}: {super().format(record)}"
+        text = record.getMessage()
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            text += f" ({type(exc).__name__}: {exc})" if str(exc) else f" ({type(exc).__name__})"
+        return f"p2pshare: {record.levelname.lower()}: {one_line(text)}"
 
 
 def setup_logging(verbose: int) -> None:
@@ -67,11 +96,9 @@ def setup_logging(verbose: int) -> None:
     ours = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
     if verbose:
-        handler.setFormatter(
-            logging.Formatter("p2pshare: t+%(relativeCreated).0fms %(levelname)s %(name)s: %(message)s")
-        )
+        handler.setFormatter(_SafeFormatter("p2pshare: t+%(relativeCreated).0fms %(levelname)s %(name)s: %(message)s"))
     else:
-        handler.setFormatter(_PlainFormatter("%(message)s"))
+        handler.setFormatter(_PlainFormatter())
     handler.addFilter(BudgetFilter())
     logging.basicConfig(level=logging.DEBUG if verbose >= 3 else logging.WARNING, handlers=[handler])
     logging.getLogger("p2pshare").setLevel(ours)

@@ -106,3 +106,34 @@ def test_the_filter_keys_on_the_template_and_marks_the_lines_around_a_gap() -> N
         "info lines are never limited",
         "refused late" + suppressed_note(7),
     ]
+
+
+def _emit(formatter: logging.Formatter, msg: str, *args: object, exc: BaseException | None = None) -> str:
+    record = logging.LogRecord("p2pshare.x", logging.WARNING, __file__, 1, msg, args, None)
+    if exc is not None:
+        record.exc_info = (type(exc), exc, exc.__traceback__)
+    return formatter.format(record)
+
+
+def test_a_peers_text_cannot_forge_lines_or_drive_the_terminal() -> None:
+    from p2pshare.node._stderr_log import _PlainFormatter, _SafeFormatter
+
+    evil = "ok\nINFO fake line\r\x1b[2J\x1b]0;title\x07\u202etxt.exe"
+    plain = _emit(_PlainFormatter(), "malformed message from %s", evil)
+    assert plain == "p2pshare: warning: malformed message from ok?INFO fake line??[2J?]0;title??txt.exe"
+    verbose = _emit(_SafeFormatter("%(levelname)s %(message)s"), "from %s", evil)
+    assert "\n" not in verbose and "\x1b" not in verbose and "\r" not in verbose
+    assert len(_emit(_PlainFormatter(), "%s", "x" * 10_000)) < 1100  # bounded, marked as cut
+
+
+def test_without_v_an_exception_is_named_not_traced() -> None:
+    from p2pshare.node._stderr_log import _PlainFormatter, _SafeFormatter
+
+    try:
+        raise OSError(24, "Too many open files")
+    except OSError as e:
+        err = e
+    assert _emit(_PlainFormatter(), "accept failed", exc=err) == (
+        "p2pshare: warning: accept failed (OSError: [Errno 24] Too many open files)"
+    )
+    assert "Traceback" in _emit(_SafeFormatter("%(message)s"), "accept failed", exc=err)  # -v keeps it
