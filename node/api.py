@@ -52,6 +52,7 @@ from p2pshare.sharecode.legacy import legacy_for
 from p2pshare.sharecode.multiaddrs import is_loopback_addr, without_loopback
 from p2pshare.sharecode.short import ShortCode, new_short_code, window_keys
 from p2pshare.transfer import PROTOCOL_ID, PreparedShare, ShareRegistry, serve_transfer
+from p2pshare.transfer.errors import cannot_create_output
 from p2pshare.transfer.hashcache import cache_file
 from p2pshare.transfer.scan import HashProgress, scan_paths
 from p2pshare.transfer.store import Conflict
@@ -493,6 +494,6 @@ def _check_output_dir(output_dir: Path) -> None:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise LocalNodeError(f"cannot create output directory {output_dir}: {exc.strerror or exc}") from None
+        raise LocalNodeError(cannot_create_output(output_dir, exc)) from None
     if not os.access(output_dir, os.W_OK | os.X_OK):
         raise LocalNodeError(f"output directory {output_dir} is not writable")

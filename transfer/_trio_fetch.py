@@ -37,6 +37,7 @@ from p2pshare.transfer.errors import (
     StreamEndedError,
     TransferError,
     UnavailableFile,
+    cannot_create_output,
     cannot_write,
 )
 from p2pshare.transfer.events import (
@@ -268,7 +269,7 @@ def _open_store(output_dir: Path, manifest: Manifest, share_id: bytes, conflict:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create output directory {output_dir}: {exc.strerror or exc}") from None
+        raise OutputError(cannot_create_output(output_dir, exc)) from None
     return Store(output_dir, manifest, share_id, conflict)
 
 

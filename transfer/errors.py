@@ -81,6 +81,15 @@ def cannot_write(what: str, exc: OSError) -> OutputError:
     return OutputError(text)
 
 
+def cannot_create_output(output_dir: object, exc: OSError) -> str:
+    """Why ``get -o DIR`` cannot make its directory, in words that say what to change."""
+    if exc.errno == errno.EEXIST:
+        return f"output {output_dir} exists and is not a directory; choose a directory with -o"
+    if exc.errno == errno.ENOTDIR:
+        return f"cannot create output directory {output_dir}: a part of its path is a file, not a directory"
+    return f"cannot create output directory {output_dir}: {exc.strerror or exc}"
+
+
 class OutputBusyError(OutputError):
     """Another receiver is writing this share into this output directory now."""
 

@@ -85,7 +85,10 @@ def test_unwritable_output_is_exit_2(tmp_path: Path) -> None:
     blocker.write_text("x")
     res = run(["get", a_code(free_port()), "-o", str(blocker / "sub")], tmp_path / "h")
     assert res.returncode == 2
-    assert_one_line_error(res.stderr, "output directory")
+    assert_one_line_error(res.stderr, "output directory", "a part of its path is a file, not a directory")
+    res = run(["get", a_code(free_port()), "-o", str(blocker)], tmp_path / "h")  # was "File exists"
+    assert res.returncode == 2
+    assert_one_line_error(res.stderr, f"output {blocker} exists and is not a directory; choose a directory with -o")
 
 
 def test_unreachable_sharer_is_exit_3(tmp_path: Path) -> None:
