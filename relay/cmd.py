@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import re
 import signal
@@ -24,8 +25,13 @@ import trio
 from p2pshare.node import _gc
 from p2pshare.node._output import Reporter
 from p2pshare.node.errors import LocalNodeError
+from p2pshare.relay.stats import DEFAULT_EVERY as DEFAULT_STATS_EVERY
+from p2pshare.relay.stats import Snapshot
+from p2pshare.relay.stats import fields as stats_fields
+from p2pshare.relay.stats import summary as stats_summary
 
 if TYPE_CHECKING:
+    from p2pshare.node.circuit.hop import RelayServer
     from p2pshare.node.circuit.limits import RelayLimits
 
 __all__ = ["RelayOptions", "add_relay_parser", "run_relay", "parse_size", "limits_from_args"]
@@ -109,6 +115,13 @@ def add_relay_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="IP",
         help="address of the STUN-over-TCP responder (ports 3478, 3479) clients use to "
         "learn their NAT mapping (default 0.0.0.0)",
+    )
+    r.add_argument(
+        "--stats-every",
+        type=_seconds,
+        default=DEFAULT_STATS_EVERY,
+        metavar="SECONDS",
+        help=f"print what the relay granted, refused and carried this often (default {DEFAULT_STATS_EVERY}; 0: never)",
     )
     r.add_argument(
         "--autonat-dial-private",
@@ -247,6 +260,7 @@ class RelayOptions:
     no_default_bootstrap: bool = False
     stun_ip: str = "0.0.0.0"
     autonat_dial_private: bool = False
+    stats_every: int = DEFAULT_STATS_EVERY
 
     @classmethod
     def from_namespace(cls, ns: argparse.Namespace) -> RelayOptions:
@@ -261,6 +275,7 @@ class RelayOptions:
             no_default_bootstrap=ns.no_default_bootstrap,
             stun_ip=ns.stun_ip,
             autonat_dial_private=ns.autonat_dial_private,
+            stats_every=ns.stats_every,
         )
 
 
@@ -332,6 +347,8 @@ async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
                     # Where NATed nodes' AutoRelay looks for relays that carry data.
                     nursery.start_soon(advertise_community_relay, discovery)
                     nursery.start_soon(trim_forever)  # give freed heap back (see node/_memory.py)
+                    if opts.stats_every:
+                        nursery.start_soon(_report_stats, relay, reporter, opts.stats_every)
                     addrs = relay.addrs()
                     reporter.event("relay", peer_id=host.peer_id, addrs=addrs)
                     reporter.result(" ".join([host.peer_id, *addrs]))
@@ -342,3 +359,19 @@ async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
     reporter.event("stopped")
     reporter.say("Relay stopped.")
     return 0
+
+
+def _snapshot(relay: RelayServer) -> Snapshot:
+    counters = dataclasses.asdict(relay.stats)  # RelayStats: the totals since start
+    return Snapshot(**counters, reservations_now=len(relay.book), circuits_now=relay.book.circuit_count)
+
+
+async def _report_stats(relay: RelayServer, reporter: Reporter, every: int) -> None:
+    """One summary line every ``every`` seconds (``relay/stats.py``)."""
+    before, since = _snapshot(relay), trio.current_time()
+    while True:
+        await trio.sleep_until(since + every)
+        now, at = _snapshot(relay), trio.current_time()
+        reporter.event("relay_stats", **stats_fields(before, now, at - since))
+        reporter.say(stats_summary(before, now, at - since))
+        before, since = now, at

@@ -1,0 +1,58 @@
+"""The relay's periodic summary: the pure line, and a real relay process."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from p2pshare.relay.stats import Snapshot, fields, summary
+from tests.cli.helpers import Proc, start
+from tests.harness import python_module
+
+
+def test_the_line_counts_the_period_and_says_what_is_held() -> None:
+    before = Snapshot(reservations_granted=5, circuits_opened=7, bytes_relayed=1 << 20)
+    now = Snapshot(
+        reservations_granted=17,
+        reservations_refused=3,
+        circuits_opened=47,
+        circuits_refused=2,
+        bytes_relayed=(1 << 20) + int(3.1 * (1 << 30)),
+        reservations_now=10,
+        circuits_now=1,
+    )
+    assert summary(before, now, 3600.0) == (
+        "Relay, last 60 min: 12 reservations (3 refused), 40 circuits (2 refused), 3.1 GiB relayed; "
+        "holding 10 reservations, 1 circuit now"
+    )
+    assert summary(now, now, 30.0) == (
+        "Relay, last 30 s: 0 reservations, 0 circuits, 0 B relayed; holding 10 reservations, 1 circuit now"
+    )
+    assert fields(before, now, 3600.0)["bytes"] == int(3.1 * (1 << 30))
+
+
+def test_a_real_relay_reports_a_reservation_it_granted(tmp_path: Path) -> None:
+    relay = start(
+        ["relay", "--json", "--listen", "/ip4/127.0.0.1/tcp/0", "--stats-every", "1"], tmp_path / "relay-home"
+    )
+    peer: Proc | None = None
+    try:
+        first = next(relay.events(timeout=60))
+        assert first["event"] == "relay"
+        peer = python_module("tests.relay._peer", first["addrs"][0], name="peer", log_dir=tmp_path / "logs")
+        assert any(ev.get("relayed") for ev in peer.events(timeout=30))  # it holds a reservation
+        stats = []
+        deadline = time.monotonic() + 30
+        for ev in relay.events(timeout=30):
+            if ev.get("event") == "relay_stats":
+                stats.append(ev)
+                if ev["reservations_now"] == 1:
+                    break
+            assert time.monotonic() < deadline, stats
+        assert stats[-1]["reservations_now"] == 1 and stats[-1]["circuits_now"] == 0
+        assert sum(ev["reservations"] for ev in stats) == 1
+        assert all(0.5 < ev["seconds"] < 5 for ev in stats)
+    finally:
+        if peer is not None:
+            peer.stop()
+        relay.close()
