@@ -29,25 +29,39 @@ _KIND_CHARS = 160
 
 
 class BudgetFilter(logging.Filter):
-    """Drops warnings past their :class:`LogBudget`; marks the ones around a gap."""
+    """Drops warnings past their :class:`LogBudget`; marks the ones around a gap.
 
-    def __init__(self, budget: LogBudget | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    Our own lines and the libraries' have a budget each: py-libp2p writes
+    some warnings with the peer's ID in the text, so a peer can make as
+    many kinds of them as it has IDs and spend their whole budget, and our
+    lines (a full disk, a relay lost) must still be shown."""
+
+    def __init__(
+        self,
+        budget: LogBudget | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        libraries: LogBudget | None = None,
+    ) -> None:
         super().__init__()
         self.budget = budget or LogBudget()
+        self.libraries = libraries or LogBudget()
         self._clock = clock
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
+        ours = record.name == "p2pshare" or record.name.startswith("p2pshare.")
+        budget = self.budget if ours else self.libraries
         kind = (record.name, record.levelno, str(record.msg)[:_KIND_CHARS])
-        verdict = self.budget.admit(kind, self._clock())
+        verdict = budget.admit(kind, self._clock())
         if not verdict.show:
             return False
         note = ""
         if verdict.suppressed:
             note = suppressed_note(verdict.suppressed)
         elif verdict.limiting:
-            note = limited_note(self.budget.interval)
+            note = limited_note(budget.interval)
         if note:
             record.msg, record.args = record.getMessage() + note, None
         return True

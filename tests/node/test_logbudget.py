@@ -137,3 +137,24 @@ def test_without_v_an_exception_is_named_not_traced() -> None:
         "p2pshare: warning: accept failed (OSError: [Errno 24] Too many open files)"
     )
     assert "Traceback" in _emit(_SafeFormatter("%(message)s"), "accept failed", exc=err)  # -v keeps it
+
+
+def test_a_library_flood_cannot_spend_our_own_lines_budget() -> None:
+    """py-libp2p puts peer IDs in some warnings' text: a peer makes as many
+    kinds as it has IDs. Our own lines keep a budget of their own."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(BudgetFilter(clock=lambda: 0.0))
+    lib, ours = logging.getLogger("libp2p.test_flood"), logging.getLogger("p2pshare.test_flood")
+    for log in (lib, ours):
+        log.addHandler(handler)
+        log.propagate = False
+    try:
+        for i in range(10_000):
+            lib.warning(f"stream from peer{i} failed")  # a new kind each time
+        ours.warning("cannot write %s: disk full", "x")
+    finally:
+        for log in (lib, ours):
+            log.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 51 and lines[-1] == "cannot write x: disk full"
