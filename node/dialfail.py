@@ -72,7 +72,8 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
             continue
         seen.add(id(cur))
         yield cur
-        todo.extend(getattr(cur, "exceptions", ()) or ())
+        if isinstance(cur, BaseExceptionGroup):
+            todo.extend(cur.exceptions)
         todo.extend(e for e in (cur.__cause__, cur.__context__) if e is not None)
 
 
