@@ -9,9 +9,10 @@
         sharers = await disc.find_providers(key, timeout=20, limit=5)
         addrs = await disc.find_peer(peer_id, timeout=20)
 
-Modules: :mod:`.keys`, :mod:`.peers`, :mod:`.lookup` and :mod:`.peers_file`
-are pure; :mod:`.wire` is the message codec; :mod:`._rpc`, :mod:`.service`
-and :mod:`._open` are the trio side.
+Modules: :mod:`.keys`, :mod:`.peers`, :mod:`.lookup`, :mod:`.adverts` and
+:mod:`.peers_file` are pure (this package itself imports the trio side);
+:mod:`.wire` is the message codec; :mod:`._rpc`, :mod:`.service` and
+:mod:`._open` are the trio side.
 """
 
 from ._open import DEFAULT_ADVERTISE_INTERVAL, DEFAULT_REFRESH_INTERVAL, open_discovery

@@ -30,6 +30,7 @@ from p2pshare.node.host import Host, HostError
 
 from . import wire
 from ._rpc import PROTOCOL_ID, KadClient, RpcError
+from .adverts import AdvertSchedule
 from .keys import DiscoveryError, provider_key
 from .lookup import Candidate, K, Lookup, LookupStats
 from .peers import (
@@ -55,8 +56,6 @@ logger = logging.getLogger(__name__)
 # Pause between advertising two keys: py-libp2p servers reset a peer's
 # 11th ADD_PROVIDER within 10 s, and every key goes to the same k peers.
 _KEY_PACING = 1.1
-_RETRY_FIRST = 30.0  # re-advertise after a round that reached nobody
-_MIN_READVERTISE = 5.0  # seconds between rounds for one key when addresses change
 _PROVIDE_TIMEOUT = 60.0
 _TABLE_QUEUE = 256
 # Peers that answered, kept for the peers file: it takes the newest MAX_PEERS
@@ -70,14 +69,6 @@ class Target:
 
     peer_id: str | None
     addrs: tuple[str, ...]
-
-
-@dataclass
-class _Ad:
-    next_due: float  # math.inf while a round runs
-    failures: int = 0
-    last_sent: float = -math.inf  # when the latest round started
-    dirty: bool = False  # our addresses changed since that round started
 
 
 def _id(peer_id: str) -> bytes:
@@ -110,9 +101,8 @@ class Discovery:
         self.peer_id = host.peer_id
         self._self = host.peer_id_bytes
         self._client = KadClient(host, timeout=rpc_timeout)
-        self._advertise_interval = advertise_interval
         self._addrs = addrs
-        self._ads: dict[bytes, _Ad] = {}
+        self._ads = AdvertSchedule(advertise_interval)
         self._wake = trio.Event()
         self._good: dict[str, RememberedPeer] = {}
         self._table_send, self._table_recv = trio.open_memory_channel[tuple[str, tuple[str, ...]]](_TABLE_QUEUE)
@@ -262,9 +252,17 @@ class Discovery:
         Returns what was found when the lookup ends, ``limit`` distinct
         providers are known, or ``timeout`` passes (possibly ``[]``).
         """
+        return (await self.lookup_providers(dht_key, timeout=timeout, limit=limit))[0]
+
+    async def lookup_providers(
+        self, dht_key: bytes, *, timeout: float, limit: int = 20
+    ) -> tuple[list[PeerInfo], LookupStats | None]:
+        """:meth:`find_providers`, and how the lookup went (None: none ran),
+        for callers that decide on it (a short code looks again only after a
+        lookup that failed for want of answers)."""
         key = provider_key(dht_key)
         if limit <= 0:
-            return []
+            return [], None
         found: list[PeerInfo] = []
         distinct: set[str] = set()
         entries = 0
@@ -294,9 +292,11 @@ class Discovery:
         with trio.move_on_after(timeout):
             await self._run_lookup(lookup, query, on_answer, lambda: len(distinct) >= limit)
         result = merge_peer_infos(found, exclude=self.peer_id)[:limit]
-        self.last_lookup = lookup.stats(entries=entries, results=len(result), seconds=trio.current_time() - start)
-        logger.debug("find_providers: %s", self.last_lookup)
-        return result
+        stats = self.last_lookup = lookup.stats(
+            entries=entries, results=len(result), seconds=trio.current_time() - start
+        )
+        logger.debug("find_providers: %s", stats)
+        return result, stats
 
     async def advertise(self, dht_key: bytes, *, timeout: float = 30.0) -> int:
         """Advertise ``dht_key`` now and keep re-advertising it until withdrawn.
@@ -306,7 +306,7 @@ class Discovery:
         none in time; the background loop then retries, first after 30 s).
         """
         key = provider_key(dht_key)
-        self._ads[key] = _Ad(next_due=math.inf, last_sent=trio.current_time())
+        self._ads.add(key, trio.current_time())
         # Answer GET_PROVIDERS for it at once: on a LAN met through mDNS the
         # asker may reach us before any other peer took our record.
         if addrs := self._my_addrs():
@@ -325,7 +325,7 @@ class Discovery:
         they expire (48 h in go-, js- and py-libp2p) unless refreshed.
         """
         key = provider_key(dht_key)
-        self._ads.pop(key, None)
+        self._ads.remove(key)
         self.table.drop_local_provider(key, self.host.peer_id)
 
     def addresses_changed(self) -> None:
@@ -335,32 +335,16 @@ class Discovery:
         receiver also looks the sharer up in the DHT; the records there must
         carry the new circuit addresses. Re-advertising is paced by
         ``serve_advertising`` (one key at a time), at most once per
-        ``_MIN_READVERTISE`` seconds per key.
+        ``MIN_READVERTISE`` seconds per key (:mod:`.adverts`).
         """
-        now = trio.current_time()
-        for ad in self._ads.values():
-            ad.dirty = True
-            if ad.next_due != math.inf:  # else the running round's reschedule sees ``dirty``
-                ad.next_due = min(ad.next_due, max(now, ad.last_sent + _MIN_READVERTISE))
+        self._ads.addresses_changed(trio.current_time())
         self._wake.set()
 
     def advertised_count(self) -> int:
         return len(self._ads)
 
     def _reschedule(self, key: bytes, stored: int) -> None:
-        ad = self._ads.get(key)
-        if ad is None:  # withdrawn meanwhile
-            return
-        now = trio.current_time()
-        if stored > 0:
-            ad.failures = 0
-            ad.next_due = now + self._advertise_interval * random.uniform(0.9, 1.0)
-        else:
-            delay = min(_RETRY_FIRST * 2**ad.failures, self._advertise_interval)
-            ad.failures = min(ad.failures + 1, 16)
-            ad.next_due = now + delay
-        if ad.dirty:
-            ad.next_due = min(ad.next_due, max(now, ad.last_sent + _MIN_READVERTISE))
+        self._ads.done(key, stored, trio.current_time(), jitter=random.uniform(0.9, 1.0))
         self._wake.set()
 
     def my_addrs(self) -> list[str]:
@@ -403,13 +387,9 @@ class Discovery:
         """Re-advertise each key when due, one key at a time."""
         task_status.started()
         while True:
-            now = trio.current_time()
-            for key in [k for k, ad in self._ads.items() if ad.next_due <= now]:
-                ad = self._ads.get(key)
-                if ad is None:
-                    continue
-                ad.next_due = math.inf
-                ad.last_sent, ad.dirty = trio.current_time(), False
+            for key in self._ads.due(trio.current_time()):
+                if not self._ads.start(key, trio.current_time()):
+                    continue  # withdrawn meanwhile
                 stored = 0
                 with trio.move_on_after(_PROVIDE_TIMEOUT):
                     try:
@@ -420,8 +400,7 @@ class Discovery:
                 self._reschedule(key, stored)
                 await trio.sleep(_KEY_PACING)
             self._wake = trio.Event()
-            due = min((ad.next_due for ad in self._ads.values()), default=math.inf)
-            with trio.move_on_at(due):
+            with trio.move_on_at(self._ads.next_due()):
                 await self._wake.wait()
 
     # -- peer routing ---------------------------------------------------

@@ -125,9 +125,9 @@ async def claim_short_code(
 
                     async def lookup(key: bytes = key, stats: list[LookupStats] = stats) -> None:
                         left = max(0.0, deadline - trio.current_time())
-                        infos = await discovery.find_providers(key, timeout=left, limit=LOOKUP_LIMIT)
-                        if discovery.last_lookup is not None:  # this lookup's: no checkpoint since
-                            stats.append(discovery.last_lookup)
+                        infos, how = await discovery.lookup_providers(key, timeout=left, limit=LOOKUP_LIMIT)
+                        if how is not None:
+                            stats.append(how)
                         for info in infos:
                             addrs = reacher.from_network(info.addrs)
                             if addrs:
