@@ -21,6 +21,7 @@ import multiaddr
 import trio
 
 from p2pshare.errors import LocalError, P2PShareError, RemoteError
+from p2pshare.sharecode.multiaddrs import ip_group
 
 from . import _libp2p_records
 from .dialfail import DialFailure
@@ -168,6 +169,13 @@ class Connection:
             return (str(addr[0]), int(addr[1])) if addr else None
         except Exception:
             return None
+
+    def source_group(self) -> str:
+        """What the peer counts as for per-source limits: its address group
+        (``sharecode.multiaddrs.ip_group``: the IPv4 address, the IPv6 /64), or
+        ``"relayed"`` for every peer that came through a relay."""
+        addr = self.remote_address()
+        return ip_group(addr[0]) if addr is not None else "relayed"
 
     def local_port(self) -> int | None:
         """Our local TCP port (None when not a plain TCP connection)."""

@@ -406,6 +406,7 @@ class Node:
             local_peer_id=self.host.peer_id_bytes,
             remote_peer_id=stream.remote_peer_id_bytes,
             on_event=self._emit,
+            remote_source=stream.connection.source_group(),
         )
 
     # -- short codes ---------------------------------------------------------

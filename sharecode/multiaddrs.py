@@ -27,6 +27,7 @@ __all__ = [
     "AddrScope",
     "CircuitAddr",
     "IpClass",
+    "ip_group",
     "TcpAddr",
     "addr_scope",
     "circuit_multiaddr",
@@ -427,3 +428,14 @@ def parse_circuit(addr: str) -> CircuitAddr | None:
     if found is None or not found[0]:
         return None
     return CircuitAddr(relay, found[0], target)
+
+
+def ip_group(ip: str) -> str:
+    """What one requester's address counts as (per-address limits): the IPv4 address, or the IPv6 /64."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if addr.version == 6:
+        return str(ipaddress.ip_network(f"{addr}/64", strict=False))
+    return str(addr)

@@ -60,8 +60,11 @@ async def serve_transfer(
     remote_peer_id: bytes,
     on_event: Callable[[TransferEvent], None] | None = None,
     idle_timeout: float = 600.0,
+    remote_source: str | None = None,
 ) -> None:
-    """Serve one receiver on ``stream``; logs and resets on any failure."""
+    """Serve one receiver on ``stream``; logs and resets on any failure.
+    ``remote_source``: the receiver's address group, for the registry's
+    per-source cap on streams that have not proved the key yet."""
 
     def emit(event: TransferEvent) -> None:
         if on_event is None:
@@ -71,12 +74,13 @@ async def serve_transfer(
         except Exception:
             log.exception("transfer event handler failed")
 
-    if not registry.try_begin_handshake(remote_peer_id):
+    if not registry.try_begin_handshake(remote_peer_id, remote_source):
         # Unauthenticated and over budget: nothing is owed to this peer.
         log.info("too many handshakes: refusing a stream from %s", remote_peer_id.hex()[:16])
         await reset_quietly(stream)
         return
     session = _Session(stream, registry, local_peer_id, remote_peer_id, emit, idle_timeout)
+    session.source = remote_source
     try:
         await session.run()
     except _Busy:
@@ -133,11 +137,12 @@ class _Session:
         self.bytes_sent = 0
         self.watch_scope = trio.CancelScope()
         self._handshaking = True  # holds a pre-authentication slot
+        self.source: str | None = None  # the address group that slot counts against
         self._slot = False  # holds a session slot
 
     def _authenticated(self) -> None:
         """Trade the pre-authentication slot for a session slot (or BUSY)."""
-        self.registry.end_handshake(self.remote)
+        self.registry.end_handshake(self.remote, self.source)
         self._handshaking = False
         if not self.registry.try_acquire():
             self.proto.refuse_busy()
@@ -146,7 +151,7 @@ class _Session:
 
     def release(self) -> None:
         if self._handshaking:
-            self.registry.end_handshake(self.remote)
+            self.registry.end_handshake(self.remote, self.source)
             self._handshaking = False
         if self._slot:
             self.registry.release()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from p2pshare.transfer.crypto import ShareKeys
 from p2pshare.transfer.errors import UnavailableReason
@@ -35,7 +36,13 @@ class ShareRegistry:
     (and hashing) them again.
     """
 
-    def __init__(self, max_sessions: int = 64, max_handshakes: int = 256, max_handshakes_per_peer: int = 8) -> None:
+    def __init__(
+        self,
+        max_sessions: int = 64,
+        max_handshakes: int = 256,
+        max_handshakes_per_peer: int = 8,
+        max_handshakes_per_source: int = 32,
+    ) -> None:
         self._shares: dict[bytes, ServedShare] = {}
         #: Shares whose code is out and whose manifest is still being hashed.
         self._pending: dict[bytes, tuple[PendingShare, HashProgress]] = {}
@@ -48,7 +55,12 @@ class ShareRegistry:
         # our address cannot take the session slots receivers need.
         self.max_handshakes = max_handshakes
         self.max_handshakes_per_peer = max_handshakes_per_peer
+        # Peer IDs cost nothing to make: one address (an IPv6 /64; every
+        # relayed stranger counts as one) holding all the slots through 32
+        # identities delayed a real receiver 15 s. Per source, then, too.
+        self.max_handshakes_per_source = max_handshakes_per_source
         self._handshakes: dict[bytes, int] = {}
+        self._handshake_sources: dict[str, int] = {}
         self.active_handshakes = 0
         self._stranger_said = -math.inf  # when a failure before the key proof was last reported
 
@@ -62,21 +74,27 @@ class ShareRegistry:
         self._stranger_said = now
         return True
 
-    def try_begin_handshake(self, peer: bytes) -> bool:
-        """Claim a pre-authentication slot for ``peer`` (total and per-peer caps)."""
+    def try_begin_handshake(self, peer: bytes, source: str | None = None) -> bool:
+        """Claim a pre-authentication slot for ``peer`` coming from ``source``
+        (its address group; None: unknown): total, per-peer and per-source caps."""
         held = self._handshakes.get(peer, 0)
-        if self.active_handshakes >= self.max_handshakes or held >= self.max_handshakes_per_peer:
+        from_source = self._handshake_sources.get(source, 0) if source is not None else 0
+        if (
+            self.active_handshakes >= self.max_handshakes
+            or held >= self.max_handshakes_per_peer
+            or from_source >= self.max_handshakes_per_source
+        ):
             return False
         self._handshakes[peer] = held + 1
+        if source is not None:
+            self._handshake_sources[source] = from_source + 1
         self.active_handshakes += 1
         return True
 
-    def end_handshake(self, peer: bytes) -> None:
-        held = self._handshakes.get(peer, 0) - 1
-        if held > 0:
-            self._handshakes[peer] = held
-        else:
-            self._handshakes.pop(peer, None)
+    def end_handshake(self, peer: bytes, source: str | None = None) -> None:
+        _drop_one(self._handshakes, peer)
+        if source is not None:
+            _drop_one(self._handshake_sources, source)
         self.active_handshakes -= 1
 
     def try_acquire(self) -> bool:
@@ -153,3 +171,15 @@ class ShareRegistry:
     def completed(self, share_id: bytes) -> int:
         """How many receivers finished this share."""
         return self._completed.get(share_id, 0)
+
+
+_K = TypeVar("_K", bytes, str)
+
+
+def _drop_one(counts: dict[_K, int], key: _K) -> None:
+    """One fewer for ``key``; keys at zero leave the table (it stays bounded)."""
+    held = counts.get(key, 0) - 1
+    if held > 0:
+        counts[key] = held
+    else:
+        counts.pop(key, None)

@@ -7,12 +7,11 @@ re-exported here for the protocol code that imports them from this place.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Sequence
 
 import multiaddr
 
-from p2pshare.sharecode.multiaddrs import TcpAddr, is_public_ip, parse_tcp_addr, tcp_multiaddr
+from p2pshare.sharecode.multiaddrs import TcpAddr, ip_group, is_public_ip, parse_tcp_addr, tcp_multiaddr
 
 __all__ = [
     "TcpAddr",
@@ -50,14 +49,3 @@ def same_public_ip(a: Sequence[TcpAddr], b: Sequence[TcpAddr]) -> bool:
     """Whether two peers show a common public IP (behind the same NAT)."""
     ours = {x.ip for x in a if x.public}
     return any(x.public and x.ip in ours for x in b)
-
-
-def ip_group(ip: str) -> str:
-    """What one requester's address counts as (per-address limits): the IPv4 address, or the IPv6 /64."""
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    if addr.version == 6:
-        return str(ipaddress.ip_network(f"{addr}/64", strict=False))
-    return str(addr)

@@ -212,3 +212,21 @@ def test_busy_after_the_proof_sends_no_manifest() -> None:
     (msg,) = wire.FrameDecoder(wire.TO_RECEIVER).feed(proto.data_to_send())
     assert isinstance(msg, wire.Error) and msg.code == wire.ErrorCode.BUSY
     assert proto.failed
+
+
+def test_handshakes_are_capped_per_source_too() -> None:
+    """Peer IDs cost nothing: one address (the registry is told its group)
+    may not hold more than ``max_handshakes_per_source`` through many IDs."""
+    from p2pshare.transfer.registry import ShareRegistry
+
+    reg = ShareRegistry(max_handshakes=100, max_handshakes_per_peer=2, max_handshakes_per_source=5)
+    taken = [reg.try_begin_handshake(bytes([i]) * 32, "198.51.100.7") for i in range(10)]
+    assert taken == [True] * 5 + [False] * 5
+    assert reg.try_begin_handshake(b"x" * 32, "203.0.113.9")  # another source still gets in
+    assert reg.try_begin_handshake(b"y" * 32, None)  # unknown source: per-peer and total caps only
+    reg.end_handshake(bytes([0]) * 32, "198.51.100.7")
+    assert reg.try_begin_handshake(b"z" * 32, "198.51.100.7")
+    for i in range(1, 5):
+        reg.end_handshake(bytes([i]) * 32, "198.51.100.7")
+    reg.end_handshake(b"z" * 32, "198.51.100.7")
+    assert reg._handshake_sources == {"203.0.113.9": 1}  # empty sources leave the table
