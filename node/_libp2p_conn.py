@@ -170,12 +170,14 @@ class Connection:
         except Exception:
             return None
 
-    def source_group(self) -> str:
+    def source_group(self) -> str | None:
         """What the peer counts as for per-source limits: its address group
-        (``sharecode.multiaddrs.ip_group``: the IPv4 address, the IPv6 /64), or
-        ``"relayed"`` for every peer that came through a relay."""
+        (``sharecode.multiaddrs.ip_group``: the IPv4 address, the IPv6 /64).
+        None over a relay: the address there is the relay's, and one cap for
+        every relayed peer would let a few circuits shut out all the others
+        (the relay bounds its circuits per source itself)."""
         addr = self.remote_address()
-        return ip_group(addr[0]) if addr is not None else "relayed"
+        return ip_group(addr[0]) if addr is not None else None
 
     def local_port(self) -> int | None:
         """Our local TCP port (None when not a plain TCP connection)."""

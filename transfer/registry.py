@@ -55,9 +55,9 @@ class ShareRegistry:
         # our address cannot take the session slots receivers need.
         self.max_handshakes = max_handshakes
         self.max_handshakes_per_peer = max_handshakes_per_peer
-        # Peer IDs cost nothing to make: one address (an IPv6 /64; every
-        # relayed stranger counts as one) holding all the slots through 32
-        # identities delayed a real receiver 15 s. Per source, then, too.
+        # Peer IDs cost nothing to make: one address (an IPv6 /64) held all
+        # the slots through 32 identities and shut a real receiver out.
+        # Per source, then, too (relayed peers: the relay bounds its circuits).
         self.max_handshakes_per_source = max_handshakes_per_source
         self._handshakes: dict[bytes, int] = {}
         self._handshake_sources: dict[str, int] = {}
