@@ -7,7 +7,9 @@ chain is full. The chains:
 
 * an inbound connection: *system*, *transient* and its *source* (the
   remote IP address) while its Noise handshake runs (the peer is not yet
-  authenticated), then *system* and its *peer*;
+  authenticated), then *system*, its *peer* and its *established source*
+  (the same address: a host cannot hold every connection through many
+  peer IDs);
 * an inbound stream: *system* and its *peer*, plus *transient* and its
   *source* (the peer) until its protocol is negotiated, then the *protocol*
   (all peers together) and the *protocol-peer* scope (that protocol for that
@@ -99,6 +101,12 @@ class Limits:
     #: of one peer not yet past negotiation: no one source can take the
     #: whole transient budget.
     transient_source: ScopeLimit = ScopeLimit(conns=16, streams=16, memory=16 * 256 * KiB + 16 * CONN_MEMORY)
+    #: Authenticated connections from one IP address (IPv6: one /64), for
+    #: their whole life. Peer IDs cost nothing: without it one host held
+    #: every system connection through fresh identities, 8 each, and the
+    #: node took no one else. go-libp2p allows 8 per IPv4 address; we allow
+    #: more for users behind one carrier NAT. Loopback is not counted.
+    established_source: ScopeLimit = ScopeLimit(conns=32, streams=0, memory=32 * CONN_MEMORY)
     protocol: Mapping[str, ScopeLimit] = field(default_factory=dict)
     protocol_peer: Mapping[str, ScopeLimit] = field(default_factory=dict)
 

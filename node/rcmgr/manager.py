@@ -111,6 +111,10 @@ class ResourceManager:
         usage = self._sources.setdefault(source, _Usage())
         return (ScopeKind.SOURCE, source[:40], usage, self.limits.transient_source)
 
+    def _established_link(self, source: str) -> _Link:
+        usage = self._sources.setdefault("est:" + source, _Usage())
+        return (ScopeKind.SOURCE, source[:40], usage, self.limits.established_source)
+
     def _peer_link(self, peer: str) -> _Link:
         return (ScopeKind.PEER, peer[:16], self._peers.setdefault(peer, _Usage()), self.limits.peer)
 
@@ -157,7 +161,8 @@ class ResourceManager:
         if source:
             chain.append(self._source_link(source))
         self._reserve(chain, wants)
-        return ConnectionScope(self, wants, source)
+        # Loopback is this machine (tests, a local cluster), exempt as in go-libp2p.
+        return ConnectionScope(self, wants, source, established=bool(source) and not _is_loopback(remote_ip))
 
     def open_stream(self, peer: str) -> StreamScope:
         """An inbound stream from ``peer`` whose protocol is not agreed yet."""
@@ -175,6 +180,13 @@ class ResourceManager:
         return out
 
 
+def _is_loopback(ip: str | None) -> bool:
+    try:
+        return ip is not None and ipaddress.ip_address(ip.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
 def source_of(ip: str) -> str:
     """What one source is: an IPv4 address, or an IPv6 /64 (one site's prefix)."""
     if ":" not in ip:
@@ -189,9 +201,10 @@ def source_of(ip: str) -> str:
 class ConnectionScope:
     """One inbound connection's reservation: transient until its peer is known."""
 
-    def __init__(self, manager: ResourceManager, held: dict[Resource, int], source: str) -> None:
+    def __init__(self, manager: ResourceManager, held: dict[Resource, int], source: str, *, established: bool) -> None:
         self._m = manager
         self._held = held
+        self._source = source if established else ""  # counted once authenticated
         self._transient = [manager._transient_link()]
         if source:
             self._transient.append(manager._source_link(source))
@@ -203,14 +216,17 @@ class ConnectionScope:
         """The handshake proved ``peer``: move from transient to that peer's scope.
 
         Raises (and keeps the transient reservation, for ``close``) when the
-        peer already holds as many connections as it may.
+        peer, or its address, already holds as many connections as it may.
         """
         if self.closed or self.peer is not None:
             raise RuntimeError("connection scope already attached or closed")
-        self._m._reserve([self._m._peer_link(peer)], self._held)
+        settled = [self._m._peer_link(peer)]
+        if self._source:
+            settled.append(self._m._established_link(self._source))
+        self._m._reserve(settled, self._held)
         self._m._release(self._transient, self._held)
         self.peer = peer
-        self._chain = [self._m._system_link(), self._m._peer_link(peer)]
+        self._chain = [self._m._system_link(), *settled]
 
     def close(self) -> None:
         if self.closed:

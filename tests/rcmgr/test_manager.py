@@ -205,3 +205,48 @@ def test_relay_budgets_follow_the_circuit_limits() -> None:
     assert holds(d.peer, relay.max_circuits_per_peer)
     assert holds(d.system, relay.max_circuits)
     assert d.for_protocol_peer(_HOP).streams >= relay.max_circuits_per_peer
+
+
+def test_one_address_holds_a_bounded_number_of_authenticated_connections() -> None:
+    """Peer IDs cost nothing: one host must not hold every connection
+    through many of them (8 each) once their handshakes are done."""
+    rm = ResourceManager(_limits(system=ScopeLimit(conns=100, streams=20, memory=BIG)))
+    per_source = rm.limits.established_source.conns
+    held = []
+    for i in range(per_source):
+        scope = rm.open_connection("198.51.100.9")
+        scope.set_peer(f"peer{i}")
+        held.append(scope)
+    late = rm.open_connection("198.51.100.9")
+    with pytest.raises(ResourceLimitExceeded) as e:
+        late.set_peer("one-more-identity")
+    assert e.value.scope is ScopeKind.SOURCE and e.value.resource is Resource.CONNS
+    late.close()
+    other = rm.open_connection("203.0.113.1")  # another address still gets in
+    other.set_peer("someone")
+    held.pop().close()  # one left: room for one again
+    again = rm.open_connection("198.51.100.9")
+    again.set_peer("peer-again")
+    for scope in [*held, other, again]:
+        scope.close()
+    assert rm.usage()["system"] == {"conns": 0, "streams": 0, "memory": 0}
+    assert rm._sources == {}  # the table holds only addresses with connections
+
+
+def test_a_relayed_connection_has_no_address_to_count() -> None:
+    rm = ResourceManager(
+        _limits(system=ScopeLimit(conns=100, streams=20, memory=BIG), peer=ScopeLimit(conns=100, streams=6, memory=BIG))
+    )
+    scopes = []
+    for i in range(rm.limits.established_source.conns + 5):
+        scope = rm.open_connection(None)
+        scope.set_peer(f"relayed{i}")
+        scopes.append(scope)
+    assert rm.usage()["system"]["conns"] == len(scopes)
+
+
+def test_loopback_is_this_machine_and_not_counted_per_address() -> None:
+    rm = ResourceManager(_limits(system=ScopeLimit(conns=100, streams=20, memory=BIG)))
+    for i in range(rm.limits.established_source.conns + 5):
+        rm.open_connection("127.0.0.1").set_peer(f"local{i}")
+    rm.open_connection("::1").set_peer("local-v6")
