@@ -73,6 +73,18 @@ def run(
     )
 
 
+def run_module(module: str, *args: str, home: Path, timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
+    """``python -m module args...`` from the repository root (a hostile peer, say)."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        env=env_for(home),
+        cwd=str(ROOT),
+        timeout=timeout,
+    )
+
+
 @dataclass(frozen=True)
 class Measured:
     """A finished CLI process and what it cost: peak RSS (the kernel's

@@ -8,13 +8,11 @@ the relay one warning line: 1,000 messages in 1.4 s made 1,000 lines
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 from p2pshare.node.logbudget import LogBudget, limited_note
-from tests.cli.helpers import ROOT, Proc, env_for
+from tests.cli.helpers import Proc, run_module
 from tests.cli.test_relayed import start_relay
-from tests.harness import PYTHON
 
 FLOOD = 300
 
@@ -22,14 +20,7 @@ FLOOD = 300
 def test_a_peer_flooding_malformed_hop_messages_gets_a_few_lines(tmp_path: Path, procs: list[Proc]) -> None:
     relay_addr = start_relay(tmp_path, procs)
     relay = procs[-1]
-    res = subprocess.run(
-        [PYTHON, "-m", "tests.hostile.hop_flood", relay_addr, str(FLOOD)],
-        capture_output=True,
-        text=True,
-        env=env_for(tmp_path / "flooder"),
-        cwd=str(ROOT),
-        timeout=180,
-    )
+    res = run_module("tests.hostile.hop_flood", relay_addr, str(FLOOD), home=tmp_path / "flooder")
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads(res.stdout)["streams"] == FLOOD
     assert relay.popen.poll() is None, "the relay must survive the flood"

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from p2pshare.node.rcmgr import DEFAULT_LIMITS
-from tests.cli.helpers import ROOT, Proc, env_for, start
-from tests.harness import PYTHON
+from tests.cli.helpers import Proc, run_module, start
 
 
 def _own_address() -> str | None:
@@ -46,14 +44,7 @@ def test_many_identities_from_one_address_hold_a_bounded_number_of_connections(
     port = next(a for a in first["addrs"] if a.startswith("/ip4/127.0.0.1/")).split("/")[4]
     target = f"/ip4/{OWN}/tcp/{port}/p2p/{first['peer_id']}"
     cap = DEFAULT_LIMITS.established_source.conns
-    res = subprocess.run(
-        [PYTHON, "-m", "tests.hostile.conn_flood", target, "10", "8", "0"],
-        capture_output=True,
-        text=True,
-        env=env_for(tmp_path / "flooder"),
-        cwd=str(ROOT),
-        timeout=180,
-    )
+    res = run_module("tests.hostile.conn_flood", target, "10", "8", "0", home=tmp_path / "flooder")
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads(res.stdout)
     assert report["dialled"] == 80
