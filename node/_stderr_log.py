@@ -63,7 +63,11 @@ class BudgetFilter(logging.Filter):
         elif verdict.limiting:
             note = limited_note(budget.interval)
         if note:
-            record.msg, record.args = record.getMessage() + note, None
+            try:
+                text = record.getMessage()
+            except Exception:  # noqa: BLE001 - a bad log call must not raise from here
+                text = str(record.msg)
+            record.msg, record.args = text + note, None
         return True
 
 

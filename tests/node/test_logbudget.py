@@ -158,3 +158,18 @@ def test_a_library_flood_cannot_spend_our_own_lines_budget() -> None:
             log.removeHandler(handler)
     lines = stream.getvalue().splitlines()
     assert len(lines) == 51 and lines[-1] == "cannot write x: disk full"
+
+
+def test_a_broken_log_call_past_the_burst_does_not_raise_at_its_caller() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(BudgetFilter(LogBudget(burst=1, interval=60), clock=lambda: 0.0))
+    log = logging.getLogger("p2pshare.test_broken_call")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning("fine %s", "once")
+        log.warning("fine %s")  # missing argument: the limiting note is added without formatting
+    finally:
+        log.removeHandler(handler)
+    assert stream.getvalue().splitlines()[-1].startswith("fine %s [repeated:")
