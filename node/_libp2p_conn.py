@@ -21,7 +21,7 @@ import multiaddr
 import trio
 
 from p2pshare.errors import LocalError, P2PShareError, RemoteError
-from p2pshare.sharecode.multiaddrs import ip_group
+from p2pshare.sharecode.multiaddrs import IpClass, ip_class, ip_group
 
 from . import _libp2p_records
 from .dialfail import DialFailure
@@ -173,11 +173,14 @@ class Connection:
     def source_group(self) -> str | None:
         """What the peer counts as for per-source limits: its address group
         (``sharecode.multiaddrs.ip_group``: the IPv4 address, the IPv6 /64).
-        None over a relay: the address there is the relay's, and one cap for
-        every relayed peer would let a few circuits shut out all the others
-        (the relay bounds its circuits per source itself)."""
+        None over a relay (the address there is the relay's, and one cap for
+        every relayed peer would let a few circuits shut out all the others;
+        the relay bounds its circuits per source itself) and on loopback
+        (this machine, as the resource manager also counts it)."""
         addr = self.remote_address()
-        return ip_group(addr[0]) if addr is not None else None
+        if addr is None or ip_class(addr[0]) is IpClass.LOOPBACK:
+            return None
+        return ip_group(addr[0])
 
     def local_port(self) -> int | None:
         """Our local TCP port (None when not a plain TCP connection)."""

@@ -73,6 +73,18 @@ def run(
     )
 
 
+def own_address() -> str | None:
+    """This machine's own non-loopback IPv4 address, or None (a UDP connect
+    sends nothing). Traffic to it stays on this machine."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("198.51.100.1", 9))
+        except OSError:
+            return None
+        ip = str(s.getsockname()[0])
+    return None if ip.startswith("127.") else ip
+
+
 def run_module(module: str, *args: str, home: Path, timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
     """``python -m module args...`` from the repository root (a hostile peer, say)."""
     return subprocess.run(

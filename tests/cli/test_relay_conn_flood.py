@@ -11,27 +11,14 @@ machine's own non-loopback address).
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 
 from p2pshare.node.rcmgr import DEFAULT_LIMITS
-from tests.cli.helpers import Proc, run_module, start
+from tests.cli.helpers import Proc, own_address, run_module, start
 
-
-def _own_address() -> str | None:
-    """This machine's own non-loopback IPv4 address (a UDP connect sends nothing)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("198.51.100.1", 9))
-        except OSError:
-            return None
-        ip = str(s.getsockname()[0])
-    return None if ip.startswith("127.") else ip
-
-
-OWN = _own_address()
+OWN = own_address()
 
 
 @pytest.mark.skipif(OWN is None, reason="needs a non-loopback address of this machine")
