@@ -14,12 +14,12 @@ accepts a connection or stream and closes it when that ends; see
 
 from __future__ import annotations
 
-import ipaddress
 from collections import Counter
 from dataclasses import dataclass
 from enum import Enum
 
 from p2pshare.errors import RemoteError
+from p2pshare.sharecode.multiaddrs import IpClass, ip_class, ip_group
 
 from .limits import CONN_MEMORY, DEFAULT_LIMITS, STREAM_BASE_MEMORY, Limits, ScopeLimit
 
@@ -181,21 +181,12 @@ class ResourceManager:
 
 
 def _is_loopback(ip: str | None) -> bool:
-    try:
-        return ip is not None and ipaddress.ip_address(ip.split("%")[0]).is_loopback
-    except ValueError:
-        return False
+    return ip is not None and ip_class(ip.split("%")[0]) is IpClass.LOOPBACK
 
 
-def source_of(ip: str) -> str:
-    """What one source is: an IPv4 address, or an IPv6 /64 (one site's prefix)."""
-    if ":" not in ip:
-        return ip
-    try:
-        packed = ipaddress.IPv6Address(ip.split("%")[0]).packed
-    except ValueError:
-        return ip
-    return str(ipaddress.IPv6Address(packed[:8] + bytes(8))) + "/64"
+#: What one source is: an IPv4 address, or an IPv6 /64 (one site's prefix);
+#: the same rule as every other per-address limit (AutoNAT, STUN, transfers).
+source_of = ip_group
 
 
 class ConnectionScope:
