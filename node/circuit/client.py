@@ -362,8 +362,7 @@ class RelayClient:
                     continue
         except (RelayError, DialError, StreamError, trio.TooSlowError, OSError) as e:
             backoff = self._schedule.failed(relay.peer_id, trio.current_time())
-            self._changed.set()  # a waiter may stop waiting for relays that keep failing
-            self._changed = trio.Event()
+            self._wake_waiters()  # a waiter may stop waiting for relays that keep failing
             log = logger.warning if self._schedule.worth_a_warning(relay.peer_id) else logger.info
             log("relay %s unusable: %s; retrying (next in %.0fs)", relay.peer_id, describe(e), backoff)
         finally:
@@ -373,9 +372,13 @@ class RelayClient:
                 self._notify()
             self._wake.set()
 
-    def _notify(self) -> None:
+    def _wake_waiters(self) -> None:
+        """Wake every ``wait_reserved`` to look again (reservations or failures changed)."""
         self._changed.set()
         self._changed = trio.Event()
+
+    def _notify(self) -> None:
+        self._wake_waiters()
         if self._on_change is not None:
             try:
                 self._on_change(self.relayed_addrs())
