@@ -362,8 +362,8 @@ async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
 
 
 def _snapshot(relay: RelayServer) -> Snapshot:
-    counters = dataclasses.asdict(relay.stats)  # RelayStats: the totals since start
-    return Snapshot(**counters, reservations_now=len(relay.book), circuits_now=relay.book.circuit_count)
+    totals = dataclasses.replace(relay.stats)  # a copy: the hop service keeps counting
+    return Snapshot(totals, reservations_now=len(relay.book), circuits_now=relay.book.circuit_count)
 
 
 async def _report_stats(relay: RelayServer, reporter: Reporter, every: int) -> None:

@@ -11,9 +11,12 @@ and what it holds now. :func:`summary` makes the line from two
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from p2pshare.node.progress import format_bytes
+
+if TYPE_CHECKING:  # imported for its type only: every command's start-up loads this module
+    from p2pshare.node.circuit.limits import RelayStats
 
 __all__ = ["DEFAULT_EVERY", "Snapshot", "summary", "fields"]
 
@@ -23,13 +26,10 @@ DEFAULT_EVERY = 3600
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The relay's counters at one moment (totals since start, and what it holds)."""
+    """The relay at one moment: its totals since start (a copy of the hop
+    service's :class:`RelayStats`) and what it holds now."""
 
-    reservations_granted: int = 0
-    reservations_refused: int = 0
-    circuits_opened: int = 0
-    circuits_refused: int = 0
-    bytes_relayed: int = 0
+    totals: RelayStats
     reservations_now: int = 0
     circuits_now: int = 0
 
@@ -46,13 +46,14 @@ def _n(count: int, what: str) -> str:
 
 def fields(before: Snapshot, now: Snapshot, seconds: float) -> dict[str, Any]:
     """The period's figures, for the ``relay_stats`` JSON event."""
+    was, is_ = before.totals, now.totals
     return {
         "seconds": round(seconds, 1),
-        "reservations": now.reservations_granted - before.reservations_granted,
-        "reservations_refused": now.reservations_refused - before.reservations_refused,
-        "circuits": now.circuits_opened - before.circuits_opened,
-        "circuits_refused": now.circuits_refused - before.circuits_refused,
-        "bytes": now.bytes_relayed - before.bytes_relayed,
+        "reservations": is_.reservations_granted - was.reservations_granted,
+        "reservations_refused": is_.reservations_refused - was.reservations_refused,
+        "circuits": is_.circuits_opened - was.circuits_opened,
+        "circuits_refused": is_.circuits_refused - was.circuits_refused,
+        "bytes": is_.bytes_relayed - was.bytes_relayed,
         "reservations_now": now.reservations_now,
         "circuits_now": now.circuits_now,
     }

@@ -17,14 +17,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import multiaddr
 import trio
 
 from p2pshare.node import _libp2p_records as records
-from p2pshare.node.circuit.limits import Decision, RelayLimits, ReservationBook, ReservationInfo, TokenBucket
+from p2pshare.node.circuit.limits import (
+    Decision,
+    RelayLimits,
+    RelayStats,
+    ReservationBook,
+    ReservationInfo,
+    TokenBucket,
+)
 from p2pshare.node.circuit.pump import splice
 from p2pshare.node.circuit.voucher import make_voucher
 from p2pshare.node.circuit.wire import (
@@ -59,15 +65,6 @@ PROTECT_TAG = "relay-reservation"
 
 HANDSHAKE_TIMEOUT = 10.0  # seconds for a peer (or the target) to answer
 _SWEEP_INTERVAL = 5.0
-
-
-@dataclass
-class RelayStats:
-    reservations_granted: int = 0
-    reservations_refused: int = 0
-    circuits_opened: int = 0
-    circuits_refused: int = 0
-    bytes_relayed: int = 0
 
 
 def _short_id(peer: str) -> str:

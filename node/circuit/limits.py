@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from p2pshare.node.circuit.wire import Limit, Status
 
-__all__ = ["RelayLimits", "Decision", "ReservationBook", "ReservationInfo", "TokenBucket"]
+__all__ = ["RelayLimits", "RelayStats", "Decision", "ReservationBook", "ReservationInfo", "TokenBucket"]
 
 
 @dataclass(frozen=True)
@@ -266,3 +266,15 @@ class TokenBucket:
         self._at = now
         self._tokens -= n
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+
+@dataclass
+class RelayStats:
+    """What a relay granted, refused and carried since it started (totals;
+    the hop service counts, ``relay/stats.py`` reports them per period)."""
+
+    reservations_granted: int = 0
+    reservations_refused: int = 0
+    circuits_opened: int = 0
+    circuits_refused: int = 0
+    bytes_relayed: int = 0

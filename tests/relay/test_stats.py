@@ -5,19 +5,22 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from p2pshare.node.circuit.limits import RelayStats
 from p2pshare.relay.stats import Snapshot, fields, summary
 from tests.cli.helpers import Proc, start
 from tests.harness import python_module
 
 
 def test_the_line_counts_the_period_and_says_what_is_held() -> None:
-    before = Snapshot(reservations_granted=5, circuits_opened=7, bytes_relayed=1 << 20)
+    before = Snapshot(RelayStats(reservations_granted=5, circuits_opened=7, bytes_relayed=1 << 20))
     now = Snapshot(
-        reservations_granted=17,
-        reservations_refused=3,
-        circuits_opened=47,
-        circuits_refused=2,
-        bytes_relayed=(1 << 20) + int(3.1 * (1 << 30)),
+        RelayStats(
+            reservations_granted=17,
+            reservations_refused=3,
+            circuits_opened=47,
+            circuits_refused=2,
+            bytes_relayed=(1 << 20) + int(3.1 * (1 << 30)),
+        ),
         reservations_now=10,
         circuits_now=1,
     )
