@@ -25,7 +25,7 @@ from p2pshare import sharecode
 from p2pshare.errors import Interrupted, Terminated
 from p2pshare.node import consent
 from p2pshare.node._output import Reporter, human_bytes
-from p2pshare.node.progress import format_seconds
+from p2pshare.node.progress import format_count, format_seconds
 from p2pshare.node.textshare import is_text_share, printable
 from p2pshare.sharecode.pasted import unwrap_pasted
 from p2pshare.transfer import leftovers
@@ -173,7 +173,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
                 reporter.files([(f.path, f.size) for f in m.files])  # sanitized when drawn
             if not text_file and (event.already_have_bytes or not approved):  # else just listed
                 reporter.say(
-                    f"Receiving {sanitize_text(m.name)!r}: {_count(len(m.files))}, {human_bytes(m.total_bytes)}{have}"
+                    f"Receiving {sanitize_text(m.name)!r}: {format_count(len(m.files), 'file')}, {human_bytes(m.total_bytes)}{have}"
                 )
             for warning in event.warnings:  # misleading names: received, but said
                 reporter.warning(warning)
@@ -276,7 +276,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
         saved_to=str(saved_to),
     )
     reporter.result(
-        f"Received {_count(int(summary.get('files') or 0))}, {human_bytes(nbytes)} in {format_seconds(seconds)} "
+        f"Received {format_count(int(summary.get('files') or 0), 'file')}, {human_bytes(nbytes)} in {format_seconds(seconds)} "
         f"({human_bytes(rate)}/s) {where}, all verified"
     )
     _mention_forgotten(output, reporter)
@@ -293,7 +293,7 @@ def _mention_forgotten(output: Path, reporter: Reporter) -> None:
     where = output / PARTIAL_DIR_NAME
     reporter.event("forgotten_downloads", downloads=old.downloads, bytes=old.size, path=str(where))
     reporter.say(
-        f"note: {sanitize_text(str(where))} holds {human_bytes(old.size)} from {_count(old.downloads, 'download')} "
+        f"note: {sanitize_text(str(where))} holds {human_bytes(old.size)} from {format_count(old.downloads, 'download')} "
         "left unfinished for over a week; run the same get again to resume, or delete what you no longer want there"
     )
 
@@ -315,10 +315,6 @@ def _print_text(path: Path, reporter: Reporter) -> int:
 
 #: Up to this many files the progress line names the large one being received.
 MAX_NAMED_FILES = 10_000
-
-
-def _count(n: int, what: str = "file") -> str:
-    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def _free_bytes(output: Path) -> int | None:

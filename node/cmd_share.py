@@ -12,7 +12,7 @@ import trio
 
 from p2pshare.node._output import Reporter, SendingDisplay, human_bytes
 from p2pshare.node.errors import LocalNodeError
-from p2pshare.node.progress import format_seconds
+from p2pshare.node.progress import format_count, format_seconds
 
 if TYPE_CHECKING:
     from p2pshare.node.api import ShareInfo
@@ -267,7 +267,7 @@ async def _serve(
             scan = info.preparation.scan
             n_files = len(scan.files)
             reporter.say(
-                f"Sharing {n_files} file{'' if n_files == 1 else 's'}, {human_bytes(scan.total_bytes)}, "
+                f"Sharing {format_count(n_files, 'file')}, {human_bytes(scan.total_bytes)}, "
                 f"as {name or (paths[0].name if len(paths) == 1 else 'shared files')!r} "
                 f"(code {info.code.share_code}); peer {node.peer_id}"
             )
@@ -331,7 +331,7 @@ async def _report_preparation(info: ShareInfo, reporter: Reporter) -> None:
     reporter.event("ready", seconds=round(prep.seconds, 3), cached_files=p.cached_files, files=len(prep.scan.files))
     cached = f", {p.cached_files} unchanged since the last share" if p.cached_files else ""
     n = len(prep.scan.files)
-    reporter.say(f"Ready: {n} file{'' if n == 1 else 's'} hashed in {format_seconds(prep.seconds)}{cached}")
+    reporter.say(f"Ready: {format_count(n, 'file')} hashed in {format_seconds(prep.seconds)}{cached}")
 
 
 def _report_traversal(reporter: Reporter, ev: NodeEvent) -> None:

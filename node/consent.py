@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from p2pshare.node.progress import format_bytes
+from p2pshare.node.progress import format_bytes, format_count
 
 __all__ = [
     "SHOWN_FILES",
@@ -80,7 +80,7 @@ def describe(summary: ShareSummary, free_bytes: int | None, shown: int = SHOWN_F
     """The lines shown before the question (or before receiving, without one)."""
     by = f" from {summary.sharer}" if summary.sharer else ""
     count = summary.file_count
-    lines = [f"{summary.name!r}{by}: {count} file{'' if count == 1 else 's'}, {format_bytes(summary.total_bytes)}"]
+    lines = [f"{summary.name!r}{by}: {format_count(count, 'file')}, {format_bytes(summary.total_bytes)}"]
     for path, size in summary.files[:shown]:
         lines.append(f"  {path}  ({format_bytes(size)})")
     if count > shown:

@@ -26,6 +26,7 @@ __all__ = [
     "ReceiverLine",
     "render_receivers",
     "format_bytes",
+    "format_count",
     "format_eta",
     "format_rate",
     "render",
@@ -40,6 +41,11 @@ RATE_WINDOW = 5.0
 RATE_MIN_SPAN = 0.5
 #: A file this large gets its own name and percentage on the line.
 LARGE_FILE = 4 << 20
+
+
+def format_count(n: int, what: str) -> str:
+    """``1 file``, ``3 files``: a count and its noun (regular plurals only)."""
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def format_bytes(n: float) -> str:

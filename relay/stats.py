@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from p2pshare.node.progress import format_bytes
+from p2pshare.node.progress import format_bytes, format_count
 
 if TYPE_CHECKING:  # imported for its type only: every command's start-up loads this module
     from p2pshare.node.circuit.limits import RelayStats
@@ -40,10 +40,6 @@ def _period(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def _n(count: int, what: str) -> str:
-    return f"{count} {what}{'' if count == 1 else 's'}"
-
-
 def fields(before: Snapshot, now: Snapshot, seconds: float) -> dict[str, Any]:
     """The period's figures, for the ``relay_stats`` JSON event."""
     was, is_ = before.totals, now.totals
@@ -63,10 +59,11 @@ def summary(before: Snapshot, now: Snapshot, seconds: float) -> str:
     """One line: the period's reservations, circuits and bytes, then what is held now."""
     f = fields(before, now, seconds)
     parts = [
-        _n(f["reservations"], "reservation")
+        format_count(f["reservations"], "reservation")
         + (f" ({f['reservations_refused']} refused)" if f["reservations_refused"] else ""),
-        _n(f["circuits"], "circuit") + (f" ({f['circuits_refused']} refused)" if f["circuits_refused"] else ""),
+        format_count(f["circuits"], "circuit")
+        + (f" ({f['circuits_refused']} refused)" if f["circuits_refused"] else ""),
         f"{format_bytes(f['bytes'])} relayed",
     ]
-    held = f"{_n(now.reservations_now, 'reservation')}, {_n(now.circuits_now, 'circuit')}"
+    held = f"{format_count(now.reservations_now, 'reservation')}, {format_count(now.circuits_now, 'circuit')}"
     return f"Relay, last {_period(seconds)}: {', '.join(parts)}; holding {held} now"
