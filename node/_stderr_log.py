@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from p2pshare.node.logbudget import LogBudget, limited_note, suppressed_note
+from p2pshare.transfer.errors import sanitize_text
 
 __all__ = ["BudgetFilter", "setup_logging"]
 
@@ -72,15 +73,15 @@ class BudgetFilter(logging.Filter):
 
 
 #: Characters of one message printed (a peer's text can be in a message).
-MAX_MESSAGE_CHARS = 1000
+MAX_LOG_CHARS = 1000
 
 
-def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+def one_line(text: str) -> str:
     """``text`` safe for one terminal line: control and other unprintable
     characters (escape sequences, carriage returns, newlines that would
-    forge a line) become ``?``; cut at ``limit`` characters."""
-    out = "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
-    return out + "…" if len(text) > limit else out
+    forge a line) become ``?``, as in every peer text we print
+    (``transfer.errors.sanitize_text``); cut at ``MAX_LOG_CHARS``."""
+    return sanitize_text(text, MAX_LOG_CHARS)
 
 
 class _SafeFormatter(logging.Formatter):
