@@ -128,10 +128,10 @@ from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.protocol_muxer.exceptions import MultiselectCommunicatorError
 
 from . import _libp2p_provider_table as _table
+from ._libp2p_identify import record_addrs
 from ._libp2p_originals import ORIGINALS as _ORIGINALS
 from ._libp2p_rcmgr import manager_of
 from ._trio_race import first_of
-from .pbwire import LEN, PbError, iter_fields
 from .rcmgr import ResourceLimitExceeded
 
 logger = logging.getLogger(__name__)
@@ -387,17 +387,6 @@ async def kad_inbound_stream(self: Any, stream: Any) -> None:
 # -- signed peer records in KAD requests ------------------------------------------
 
 
-def _record_addrs(envelope: bytes) -> int | None:
-    """Addresses in a signed peer record envelope, None when it cannot be read (upstream refuses it)."""
-    try:
-        payload = next((v for n, w, v in iter_fields(envelope) if n == 3 and w == LEN), None)
-        if not isinstance(payload, bytes):
-            return None
-        return sum(1 for n, w, _ in iter_fields(payload) if n == 3 and w == LEN)
-    except PbError:
-        return None
-
-
 def bounded_signed_record(msg: Any, host: Any, peer_id: Any = None) -> bool:
     """``maybe_consume_signed_record`` as the KAD handler calls it, for records of bounded size.
 
@@ -408,7 +397,7 @@ def bounded_signed_record(msg: Any, host: Any, peer_id: Any = None) -> bool:
     name = "senderRecord" if "senderRecord" in msg.DESCRIPTOR.fields_by_name else "signedRecord"
     if msg.HasField(name):
         raw = bytes(getattr(msg, name))
-        addrs = _record_addrs(raw)
+        addrs = record_addrs(raw)
         if len(raw) > SIGNED_RECORD_BYTES or (addrs is not None and addrs > SIGNED_RECORD_ADDRS):
             logger.debug("kad: signed peer record of %d bytes, %s addresses: not stored", len(raw), addrs)
             return True

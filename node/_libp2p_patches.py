@@ -28,6 +28,7 @@ import logging
 import sys
 from typing import Any
 
+from libp2p.host import basic_host as basic_host_mod
 from libp2p.host.basic_host import BasicHost
 from libp2p.identity.identify import identify as identify_mod
 from libp2p.identity.identify_push import identify_push as identify_push_mod
@@ -51,6 +52,7 @@ from . import _libp2p_announce as _announce
 from . import _libp2p_close as _close
 from . import _libp2p_fingerprint as _fingerprint
 from . import _libp2p_fixes as _fixes
+from . import _libp2p_identify as _identify
 from . import _libp2p_originals as _originals
 from . import _libp2p_rcmgr as _rcmgr
 from ._libp2p_instance_patches import (  # re-exported: the façade calls them from here
@@ -80,6 +82,10 @@ __all__ += ["RECV_WINDOW", "no_dial_retries", "kad_servers_only", "no_disconnect
 
 logger = logging.getLogger(__name__)
 
+
+# Upstream's ``update_peerstore_from_identify`` (libp2p/identity/update.py),
+# bound by name in two modules.
+_UPDATE_FROM_IDENTIFY = "aee0031d9166bd174396e5e85c8a6cd410755c5ce33e2dfc87a303c1f1582d00"
 
 # name -> (owner, attribute, replacement, sha256 of the upstream source)
 PATCHES: dict[str, tuple[Any, str, Any, str]] = {
@@ -135,6 +141,20 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
         "_mk_identify_protobuf",
         _announce.identify_scoped_addrs,
         "5361becff806511c71d9b3b0a2c3ed5b74789f1ff35ee6daeeca9d735ea06e03",
+    ),
+    # What a peer's identify answer or push can make us keep: bounded names,
+    # addresses and record; a message over 64 KiB is ignored (``_libp2p_identify``).
+    "identify_bounds": (
+        basic_host_mod,
+        "update_peerstore_from_identify",
+        _identify.make_bounded_update(lambda: _ORIGINALS["identify_bounds"]),
+        _UPDATE_FROM_IDENTIFY,
+    ),
+    "identify_push_bounds": (
+        identify_push_mod,
+        "update_peerstore_from_identify",
+        _identify.make_bounded_update(lambda: _ORIGINALS["identify_push_bounds"]),
+        _UPDATE_FROM_IDENTIFY,
     ),
     # Signed peer records in KAD requests go to the peerstore, every address
     # (deduplicated in O(n^2)): at most 4 KiB and 16 addresses (issue 9).
@@ -257,6 +277,17 @@ DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
     # Calls _do_handle_stream with the stream (under the inbound limiter).
     "kad_inbound_stream": (
         (KadDHT, "handle_stream", "e3870244e45195576713faa7e077f15224bb3d5a951f350a738a62b676bd3b34"),
+    ),
+    # Each caller looks the name up in its module at each call.
+    "identify_bounds": (
+        (BasicHost, "_identify_peer", "a8e37ea32f624529beede92bbe66aea11a293c4587c6f4417be226708254fef0"),
+    ),
+    "identify_push_bounds": (
+        (
+            identify_push_mod,
+            "identify_push_handler_for",
+            "d7fee29230fa505d45fe24b99a8e8ce961e08252c5a8ac605a6f9461b002a810",
+        ),
     ),
     # Looks the name up in its module at each call (the inbound handler).
     "kad_signed_record_bounds": (
