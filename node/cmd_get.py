@@ -10,6 +10,7 @@ this module only measures, prints and reads the answer.
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import signal
 import sys
@@ -25,6 +26,8 @@ from p2pshare import sharecode
 from p2pshare.errors import Interrupted, Terminated
 from p2pshare.node import consent
 from p2pshare.node._output import Reporter, human_bytes
+from p2pshare.node.errors import PeerUnreachableError
+from p2pshare.node.online import OFFLINE, has_route
 from p2pshare.node.progress import format_count, format_seconds
 from p2pshare.node.textshare import is_text_share, printable
 from p2pshare.sharecode.pasted import unwrap_pasted
@@ -34,6 +37,8 @@ from p2pshare.transfer.paths import PARTIAL_DIR_NAME
 if TYPE_CHECKING:
     from p2pshare.transfer.manifest import Manifest
 from p2pshare.sharecode.short import ShortCode, looks_like_short_code, parse_short_code
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -239,19 +244,29 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
 
             nursery.start_soon(stop_on_signal)
             reporter.status("Starting…")
+            if not has_route():
+                reporter.warning(f"{OFFLINE}; still trying: a sharer on the same network can be reached")
             async with Node(config, on_event=on_event) as node:
-                if isinstance(code, ShortCode):
-                    reporter.event("short_code_lookup", number=code.number)
-                    reporter.say(f"Looking up short code {code.redacted} in the DHT…")
-                    code = await node.resolve_short_code(code, timeout=opts.timeout)
-                result = await node.start_receiving(
-                    code,
-                    output,
-                    timeout=opts.timeout,
-                    approve=approve,
-                    conflict=Conflict(opts.on_conflict),
-                    destination=destination,
-                )
+                try:
+                    if isinstance(code, ShortCode):
+                        reporter.event("short_code_lookup", number=code.number)
+                        reporter.say(f"Looking up short code {code.redacted} in the DHT…")
+                        code = await node.resolve_short_code(code, timeout=opts.timeout)
+                    result = await node.start_receiving(
+                        code,
+                        output,
+                        timeout=opts.timeout,
+                        approve=approve,
+                        conflict=Conflict(opts.on_conflict),
+                        destination=destination,
+                    )
+                except PeerUnreachableError as exc:
+                    if has_route():
+                        raise
+                    log.info("%s", exc)  # the detail, for -v
+                    raise PeerUnreachableError(
+                        f"{OFFLINE}, so the sharer could not be reached; connect it and run the same command again"
+                    ) from None
             nursery.cancel_scope.cancel()
     if stopped_by:
         if stopped_by[0] == signal.SIGINT:

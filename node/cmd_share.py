@@ -12,6 +12,7 @@ import trio
 
 from p2pshare.node._output import Reporter, SendingDisplay, human_bytes
 from p2pshare.node.errors import LocalNodeError
+from p2pshare.node.online import OFFLINE, has_route
 from p2pshare.node.progress import format_count, format_seconds
 
 if TYPE_CHECKING:
@@ -264,6 +265,8 @@ async def _serve(
             held = None
             for warning in (*info.warnings, *net.warnings):
                 reporter.warning(warning)
+            if not has_route():
+                reporter.warning(f"{OFFLINE}: receivers on other machines cannot reach it until it is connected")
             scan = info.preparation.scan
             n_files = len(scan.files)
             reporter.say(
