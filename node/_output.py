@@ -36,9 +36,10 @@ class Reporter:
         _write(self.err, line + "\n")
 
     def warning(self, message: str) -> None:
-        """A warning: a ``warning`` event with ``--json``, else a line on stderr."""
+        """A warning: a ``warning`` event with ``--json``, else a line on stderr
+        that reads like the logged ones (``p2pshare: warning: …``)."""
         self.event("warning", message=message)
-        self.say(f"warning: {message}")
+        self.say(f"p2pshare: warning: {message}")
 
     def result(self, line: str) -> None:
         """The one stdout line a human invocation produces."""

@@ -41,7 +41,7 @@ def test_get_warns_about_misleading_names_and_still_receives(
     assert len(warnings) == 2 and any("\\u202e" in w for w in warnings) and any("lookalike" in w for w in warnings)
     assert sorted(p.name for p in (tmp_path / "out" / "tree").iterdir()) == sorted(names)
     human = run(["get", shared["code"], "-o", str(tmp_path / "out2")], tmp_path / "rx2")
-    assert human.returncode == 0 and human.stderr.count("warning: ") == 2, human.stderr
+    assert human.returncode == 0 and human.stderr.count("p2pshare: warning: ") == 2, human.stderr
 
 
 def test_a_tree_deeper_than_a_share_holds_is_shared_without_its_deepest_entries(
