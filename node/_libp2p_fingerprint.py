@@ -32,6 +32,7 @@ STUDIED_FILES: dict[str, str] = {
     "libp2p/identity/identify/identify.py": "37960f61fae4c36ac92bbdf6be77a732d540247bbbb62bcbf655b1bc147d950f",
     "libp2p/identity/identify_push/identify_push.py": "986ec86cd5d8dde827e39cccd87b8746554f9492515e10d8aa0bdbb73fbecdd9",
     "libp2p/identity/update.py": "84fa986860b3fc275d26c9a76466633ae4d21119c043fa1f348395398714abae",
+    "libp2p/io/trio.py": "1bc7be280610c1b1787c6d1b81381156f2d476182e64a20208cf43510b4cb049",
     "libp2p/io/utils.py": "7b2e957276be92e5986ccc5baf052d39ead322a07907a36fe6ddc23b3b5fe430",
     "libp2p/kad_dht/kad_dht.py": "398eb982a48177fd13aeb7c06282fd1eb1e026a2d32952b1eed7541a94232ee3",
     "libp2p/kad_dht/provider_store.py": "917480c9b8a6f2619e90be76aa44753239f939d7f543200b35ac6511f1203997",

@@ -32,6 +32,7 @@ from libp2p.host import basic_host as basic_host_mod
 from libp2p.host.basic_host import BasicHost
 from libp2p.identity.identify import identify as identify_mod
 from libp2p.identity.identify_push import identify_push as identify_push_mod
+from libp2p.io.trio import TrioTCPStream
 from libp2p.kad_dht import kad_dht as kad_dht_mod
 from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.kad_dht.provider_store import ProviderStore
@@ -55,6 +56,7 @@ from . import _libp2p_fixes as _fixes
 from . import _libp2p_identify as _identify
 from . import _libp2p_originals as _originals
 from . import _libp2p_rcmgr as _rcmgr
+from . import _libp2p_tcp_timeout as _tcp_timeout
 from ._libp2p_instance_patches import (  # re-exported: the façade calls them from here
     INSTANCE_PATCHES,
     changed_instance_upstream,
@@ -248,6 +250,14 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
         _window_update,
         "6ebcbd822fe7f996efbc9efd5dceea1e8d0d729380a807eb7e4aa81cf79ca036",
     ),
+    # A peer that stops acknowledging is dropped after 60 s (TCP_USER_TIMEOUT),
+    # not ~15 min of retransmissions (``_libp2p_tcp_timeout``).
+    "tcp_user_timeout": (
+        TrioTCPStream,
+        "__init__",
+        _tcp_timeout.tcp_stream_init,
+        "4222fa993846189e94274705f1aa866df0eae8b1b91998d7b237043f1e1d134c",
+    ),
     # A connection closes without upstream's two fixed 0.1 s sleeps; every
     # ``get`` printed its result 0.2 s late (issue 12, ``_libp2p_close``).
     "yamux_close_prompt": (
@@ -396,6 +406,10 @@ DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
         (NetStream, "read", "cc3b280850abe4b3ce5867fda6e23c2082096029bfa99ea1faa5dc663127cec9"),
         (_YS, "read", "ca585f2199fd4e83cc1ceffe0b28c0d2c176c0af426ce6fe0c155d79038bd9e9"),
         (_YC, "read_stream", "d07c99299384666ddcec8f96a18caf56c71aa957197dd68a99a84c806844310d"),
+    ),
+    "tcp_user_timeout": (
+        # The pings that give an idle connection something to acknowledge.
+        (_YC, "_measure_rtt_loop", "86222ce6e35836fd208cd7d3aea56fbfe1943c646c0033118695aaabd8cf9c28"),
     ),
     "swarm_conn_cleanup_prompt": (
         # Closes the session's resources, then calls ``_cleanup`` last.
