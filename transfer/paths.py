@@ -86,9 +86,14 @@ def split_path(path: str) -> tuple[str, ...]:
     # Compared as the file system may: on a case-insensitive one (macOS,
     # Windows) ".P2PShare-Partial" is our folder of unfinished files. Only a
     # name starting with "." can fold to it, so most names skip the folding.
-    if parts[0][:1] == "." and fold(parts[0]) == _PARTIAL_FOLDED:
+    if is_partial_dir_name(parts[0]):
         raise PathRuleError(f"{PARTIAL_DIR_NAME} is a reserved name")
     return parts
+
+
+def is_partial_dir_name(name: str) -> bool:
+    """Whether ``name`` is (or folds to) our folder of unfinished downloads."""
+    return name[:1] == "." and fold(name) == _PARTIAL_FOLDED
 
 
 def fold(path: str) -> str:

@@ -35,7 +35,15 @@ from p2pshare.transfer.manifest import (
     chunk_size_for,
     make_manifest,
 )
-from p2pshare.transfer.paths import MAX_DEPTH, MAX_ENTRIES, MAX_PATH_BYTES, PathRuleError, check_component, fold
+from p2pshare.transfer.paths import (
+    MAX_DEPTH,
+    MAX_ENTRIES,
+    MAX_PATH_BYTES,
+    PathRuleError,
+    check_component,
+    fold,
+    is_partial_dir_name,
+)
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,12 @@ def _walk(top: str, rel: str, files: list[_Found], dirs: list[str], warnings: li
                 if entry.is_symlink():
                     warnings.append(f"skipped symlink {child}")
                 elif entry.is_dir(follow_symlinks=False):
+                    if is_partial_dir_name(entry.name):
+                        # Another share's unfinished download, received here
+                        # (an output directory shared later): not the user's
+                        # files, and never meant for another receiver.
+                        warnings.append(f"skipped {child}: unfinished p2pshare downloads are not shared")
+                        continue
                     dirs.append(rel_child)
                     subdirs.append((child, rel_child, depth + 1))
                 elif entry.is_file(follow_symlinks=False):

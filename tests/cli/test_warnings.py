@@ -63,3 +63,23 @@ def test_a_tree_deeper_than_a_share_holds_is_shared_without_its_deepest_entries(
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "out" / "tree" / "kept.txt").read_text() == "kept"
     assert not list((tmp_path / "out").rglob("lost.txt"))
+
+
+def test_unfinished_downloads_in_a_shared_folder_are_not_shared(
+    tmp_path: Path, sharer: Callable[..., tuple[Proc, dict[str, Any]]]
+) -> None:
+    # A Downloads folder shared later holds p2pshare's own unfinished
+    # downloads: other shares' data, never meant for this receiver.
+    tree = tmp_path / "Downloads"
+    partial = tree / ".p2pshare-partial" / ("ab" * 32)
+    partial.mkdir(parents=True)
+    (partial / "0").write_bytes(b"someone else's data")
+    (tree / "photo.jpg").write_bytes(b"mine")
+    proc, shared = sharer(tree)
+    warning = next(proc.events(timeout=30))
+    assert warning["event"] == "warning" and ".p2pshare-partial" in warning["message"], warning
+    assert "not shared" in warning["message"]
+    res = run(["get", shared["code"], "-o", str(tmp_path / "out")], tmp_path / "rx")
+    assert res.returncode == 0, res.stderr
+    received = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*"))
+    assert received == ["Downloads", "Downloads/photo.jpg"], received
