@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 
 PIPELINE_DEPTH = 2  # sealed batches waiting for the stream (plus one sealing, one writing)
 BATCH_BYTES = 4 << 20
-KEPT_BATCHES = 2  # batch buffers kept for reuse per receiver
 HANDSHAKE_TIMEOUT = 30.0
 #: A receiver that stops reading chunks for this long is cut: it holds a
 #: session slot and a few batches of memory while it stalls.
@@ -231,11 +230,25 @@ class _Session:
         # for its first touch every time); more are made while all are busy.
         capacity = frames_capacity(material.manifest, BATCH_BYTES)
         free: list[bytearray] = []
+        held = 0  # buffers of this receiver (filling, queued, writing or free)
+        returned: trio.Event | None = None  # set when the writer is done with one
+
+        async def next_buffer() -> bytearray:
+            """A free buffer, a new one within our share of the batch memory,
+            else the next one the writer is done with."""
+            nonlocal held, returned
+            while not free:
+                if held < self.registry.batches_per_session(capacity):
+                    held += 1
+                    return bytearray(capacity)
+                returned = trio.Event()
+                await returned.wait()
+            return free.pop()
 
         async def producer() -> None:
             finished = False
             while not finished:
-                out = free.pop() if free else bytearray(capacity)
+                out = await next_buffer()
                 blob, finished, failed = await trio.to_thread.run_sync(
                     produce_frames, reader, material.cipher, indices, BATCH_BYTES, out
                 )
@@ -258,6 +271,7 @@ class _Session:
         share_id = self.share_id
 
         async def writer() -> None:
+            nonlocal held
             last = trio.current_time()
             with recv:
                 async for blob in recv:
@@ -265,8 +279,13 @@ class _Session:
                     self.bytes_sent += len(blob)
                     owner = blob.obj
                     blob.release()
-                    if type(owner) is bytearray and len(free) < KEPT_BATCHES:
-                        free.append(owner)  # written: the stream copied or sealed it
+                    if type(owner) is bytearray:  # written: the stream copied or sealed it
+                        if held > self.registry.batches_per_session(capacity):
+                            held -= 1  # more receivers now: our share shrank
+                        else:
+                            free.append(owner)
+                        if returned is not None:
+                            returned.set()
                     del blob, owner  # not held while waiting for the next batch
                     now = trio.current_time()
                     if now - last >= RECEIVER_PROGRESS_INTERVAL:

@@ -14,6 +14,9 @@ from p2pshare.transfer.sharer import PendingShare, ShareMaterial
 
 #: Seconds between reported failures of streams whose peer never proved the key.
 STRANGER_REPORT_INTERVAL = 10.0
+#: Send buffers one receiver holds at most: one being filled, two queued,
+#: one being written (``_trio_serve``).
+MAX_BATCHES = 4
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class ShareRegistry:
         max_handshakes: int = 256,
         max_handshakes_per_peer: int = 8,
         max_handshakes_per_source: int = 32,
+        batch_memory: int = 48 << 20,
     ) -> None:
         self._shares: dict[bytes, ServedShare] = {}
         #: Shares whose code is out and whose manifest is still being hashed.
@@ -63,6 +67,9 @@ class ShareRegistry:
         self._handshake_sources: dict[str, int] = {}
         self.active_handshakes = 0
         self._stranger_said = -math.inf  # when a failure before the key proof was last reported
+        # Send buffers of all receivers together: one receiver pipelines up
+        # to MAX_BATCHES; many share this memory (12 at 4 each held 343 MB).
+        self.batch_memory = batch_memory
 
     def report_stranger(self, now: float) -> bool:
         """Whether to report (not just log) a stream that failed before its
@@ -103,6 +110,13 @@ class ShareRegistry:
             return False
         self.active_sessions += 1
         return True
+
+    def batches_per_session(self, capacity: int) -> int:
+        """Send buffers of ``capacity`` bytes one receiver may hold now: its
+        share of ``batch_memory`` among the active sessions, at least one
+        (every receiver progresses) and at most :data:`MAX_BATCHES`."""
+        fair = self.batch_memory // (max(capacity, 1) * max(self.active_sessions, 1))
+        return max(1, min(MAX_BATCHES, fair))
 
     def release(self) -> None:
         self.active_sessions -= 1
