@@ -227,7 +227,8 @@ class _Session:
         indices = self.proto.chunks_to_send(want)
         send, recv = trio.open_memory_channel[memoryview](PIPELINE_DEPTH)
         # Batch buffers, reused once written (a fresh 4 MiB per batch paid
-        # for its first touch every time); more are made while all are busy.
+        # for its first touch every time); more are made while all are busy,
+        # up to this receiver's share of the batch memory.
         capacity = frames_capacity(material.manifest, BATCH_BYTES)
         free: list[bytearray] = []
         held = 0  # buffers of this receiver (filling, queued, writing or free)
