@@ -6,7 +6,7 @@ addresses and a signed peer record of any size, in the peerstore, which
 keeps 1,000 peers. Peer IDs cost nothing, so one host can fill that with
 fresh identities. Measured on a real ``p2pshare relay``: 20 fresh
 identities, each pushing one 1 MB message of 77,000 protocol names, grew
-it by 109 MB, and 140 of them by 850 MB (5.4 MB kept per identity: ~5 GB
+it by 109 MB, and 160 of them by 850 MB (5.3 MB kept per identity: ~5 GB
 at the peerstore's 1,000 peers, more than a small community relay has).
 go-libp2p refuses an identify message over 8 KiB and rust-libp2p over
 4 KiB, so no real peer sends one anywhere near our bounds.
