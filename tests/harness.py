@@ -36,6 +36,18 @@ from typing import IO, Any
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 TAIL_CHARS = 4000
+#: A command prefix: what follows runs in a network namespace of its own
+#: with only loopback up, as on a machine without a network (root or user
+#: namespaces needed; see :func:`runs_alone`).
+ALONE = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
+
+
+def runs_alone(*cmd: str) -> bool:
+    """Whether ``cmd`` succeeds under :data:`ALONE` here (tests that need it skip when not)."""
+    try:
+        return subprocess.run([*ALONE, *cmd], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 class PeerTimeout(AssertionError):

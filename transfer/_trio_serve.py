@@ -31,14 +31,16 @@ from p2pshare.transfer.events import (
     StoppedServingFile,
     TransferEvent,
 )
-from p2pshare.transfer.registry import ServedShare, ShareRegistry
+from p2pshare.transfer.registry import MAX_BATCHES, ServedShare, ShareRegistry
 from p2pshare.transfer.sharer import ReceiverAuthenticated, ReceiverDone, SharerProtocol, WantReceived
 from p2pshare.transfer.source import ChunkReader, frames_capacity, produce_frames
 from p2pshare.transfer.stream import BufferStream
 
 log = logging.getLogger(__name__)
 
-PIPELINE_DEPTH = 2  # sealed batches waiting for the stream (plus one sealing, one writing)
+#: Sealed batches waiting for the stream: a receiver's MAX_BATCHES less the
+#: one being sealed and the one being written.
+PIPELINE_DEPTH = MAX_BATCHES - 2
 BATCH_BYTES = 4 << 20
 HANDSHAKE_TIMEOUT = 30.0
 #: A receiver that stops reading chunks for this long is cut: it holds a

@@ -14,8 +14,8 @@ from p2pshare.transfer.sharer import PendingShare, ShareMaterial
 
 #: Seconds between reported failures of streams whose peer never proved the key.
 STRANGER_REPORT_INTERVAL = 10.0
-#: Send buffers one receiver holds at most: one being filled, two queued,
-#: one being written (``_trio_serve``).
+#: Send buffers one receiver holds at most: one being filled, one being
+#: written, the rest queued (``_trio_serve.PIPELINE_DEPTH``).
 MAX_BATCHES = 4
 
 

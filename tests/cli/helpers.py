@@ -111,16 +111,28 @@ class Measured:
     wall_seconds: float
 
 
-def _vm_hwm(pid: int) -> int:
-    """VmHWM of ``pid`` in bytes; 0 once it has exited."""
+def _status_bytes(pid: int, field: str) -> int | None:
+    """A ``/proc/PID/status`` size (``VmHWM``, ``VmRSS``) in bytes; None once ``pid`` has exited."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return 0
+    return None
+
+
+def _vm_hwm(pid: int) -> int:
+    """VmHWM of ``pid`` in bytes; 0 once it has exited."""
+    return _status_bytes(pid, "VmHWM") or 0
+
+
+def rss_bytes(pid: int) -> int:
+    """VmRSS of a running ``pid`` in bytes."""
+    rss = _status_bytes(pid, "VmRSS")
+    assert rss is not None, f"no VmRSS for {pid}"
+    return rss
 
 
 def run_measured(args: list[str], home: Path, timeout: float = 120.0, cwd: Path | None = None) -> Measured:

@@ -12,16 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.cli.helpers import Proc, run_module, start
+from tests.cli.helpers import Proc, rss_bytes, run_module, start
 
 MB = 1 << 20
-
-
-def _rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def test_identify_pushes_from_fresh_identities_leave_a_relay_small(tmp_path: Path, procs: list[Proc]) -> None:
@@ -32,12 +25,12 @@ def test_identify_pushes_from_fresh_identities_leave_a_relay_small(tmp_path: Pat
     # Warm-up: the first identities' connections, handlers and parse buffers.
     warm = run_module("tests.hostile.identify_flood", addr, "3", "protocols", "60000", home=tmp_path / "f0")
     assert warm.returncode == 0, warm.stderr[-2000:]
-    before = _rss(relay.popen.pid)
+    before = rss_bytes(relay.popen.pid)
     for kind, size in (("protocols", 1_000_000), ("protocols", 60_000), ("addrs", 60_000)):
         res = run_module("tests.hostile.identify_flood", addr, "15", kind, str(size), home=tmp_path / "f1")
         assert res.returncode == 0, res.stderr[-2000:]
         assert json.loads(res.stdout)["pushed"] == 15
-    grown = _rss(relay.popen.pid) - before
+    grown = rss_bytes(relay.popen.pid) - before
     # 45 identities; the old code kept ~5.4 MB for each 1 MB push alone (~80 MB here).
     assert grown < 25 * MB, f"relay grew by {grown / MB:.1f} MB"
     assert relay.popen.poll() is None

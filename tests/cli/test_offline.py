@@ -21,18 +21,9 @@ import pytest
 from p2pshare import sharecode
 from p2pshare.node.online import OFFLINE, has_route
 from tests.cli.helpers import run
+from tests.harness import ALONE, ROOT, runs_alone
 
-_OFFLINE_NS = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
-
-
-def _can_unshare() -> bool:
-    try:
-        return subprocess.run([*_OFFLINE_NS, "true"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _can_unshare(), reason="needs unshare -n (root or user namespaces)")
+pytestmark = pytest.mark.skipif(not runs_alone("true"), reason="needs unshare -n (root or user namespaces)")
 
 
 def _events(out: str) -> list[dict[str, object]]:
@@ -45,8 +36,8 @@ def _warnings(out: str) -> list[str]:
 
 def test_the_route_check_sees_a_namespace_without_network() -> None:
     probe = [sys.executable, "-c", "from p2pshare.node.online import has_route; print(has_route())"]
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    res = subprocess.run([*_OFFLINE_NS, *probe], capture_output=True, text=True, timeout=30, env=env)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    res = subprocess.run([*ALONE, *probe], capture_output=True, text=True, timeout=30, env=env)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "False"
 
@@ -63,9 +54,7 @@ def _code_for(address: str) -> str:
 def test_get_offline_says_this_machine_is_offline_not_the_sharer(tmp_path: Path) -> None:
     code = _code_for("/ip4/203.0.113.7/tcp/4001")
     started = time.monotonic()
-    res = run(
-        ["get", code, "-o", str(tmp_path / "out"), "--timeout", "3", "--json"], tmp_path / "home", prefix=_OFFLINE_NS
-    )
+    res = run(["get", code, "-o", str(tmp_path / "out"), "--timeout", "3", "--json"], tmp_path / "home", prefix=ALONE)
     took = time.monotonic() - started
     assert res.returncode == 3, res.stderr[-2000:]
     assert any(OFFLINE in w for w in _warnings(res.stdout)), res.stdout  # said at once, while it keeps trying
@@ -88,7 +77,7 @@ def test_share_offline_warns_that_the_code_cannot_be_reached_yet(tmp_path: Path)
     src = tmp_path / "a.txt"
     src.write_text("hello\n")
     # SIGINT after 4 s: share stops as on Ctrl-C.
-    prefix = ["timeout", "--preserve-status", "-s", "INT", "4", *_OFFLINE_NS]
+    prefix = ["timeout", "--preserve-status", "-s", "INT", "4", *ALONE]
     res = run(["share", str(src), "--json", "--no-mdns"], tmp_path / "home", prefix=prefix)
     assert res.returncode == 0, res.stderr[-2000:]
     shared = next(e for e in _events(res.stdout) if e.get("event") == "shared")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli.helpers import ROOT, Proc, run, write_random
+from tests.cli.helpers import ROOT, Proc, rss_bytes, run, write_random
 
 pytestmark = pytest.mark.slow
 
@@ -38,13 +38,6 @@ def _still_serves(tmp_path: Path, shared: dict[str, Any]) -> None:
     assert (tmp_path / "out" / "f.bin").read_bytes() == (tmp_path / "f.bin").read_bytes()
 
 
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 @pytest.fixture
 def shared(tmp_path: Path, sharer: Callable[..., tuple[Proc, dict[str, Any]]]) -> tuple[Proc, dict[str, Any]]:
     write_random(tmp_path / "f.bin", 200_000)
@@ -53,10 +46,10 @@ def shared(tmp_path: Path, sharer: Callable[..., tuple[Proc, dict[str, Any]]]) -
 
 def test_data_beyond_the_window_closes_the_connection(tmp_path: Path, shared: tuple[Proc, dict[str, Any]]) -> None:
     proc, info = shared
-    before = _rss_kib(proc.pid)
+    before = rss_bytes(proc.pid)
     got = _hostile("overflow", info, 64)
     assert got["closed"], got  # upstream warned and kept buffering all 64 MiB
-    assert _rss_kib(proc.pid) - before < 32 * 1024, "the sharer buffered what it never granted"
+    assert rss_bytes(proc.pid) - before < 32 * 1024 * 1024, "the sharer buffered what it never granted"
     _still_serves(tmp_path, info)
 
 

@@ -12,15 +12,10 @@ import pytest
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.identity.identify.pb.identify_pb2 import Identify
-from multiaddr import Multiaddr
 
 from p2pshare.node import _libp2p_identify as B
 from p2pshare.node.host import open_host
-from tests.hostile.identify_flood import PUSH, _varint, message
-
-
-def _addr(i: int) -> bytes:
-    return Multiaddr(f"/ip4/10.0.{i // 256}.{i % 256}/tcp/4001").to_bytes()
+from tests.hostile.identify_flood import PUSH, _addr, _varint, message
 
 
 def _msg(protocols: int = 5, addrs: int = 3) -> Identify:

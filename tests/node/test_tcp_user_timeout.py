@@ -20,23 +20,20 @@ from pathlib import Path
 import pytest
 
 from p2pshare.node._libp2p_tcp_timeout import set_user_timeout
+from tests.harness import ALONE, runs_alone
 
 ROOT = Path(__file__).resolve().parents[2]
-_NS = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
 
 
 def _usable() -> bool:
     if shutil.which("nft") is None or not hasattr(socket, "TCP_USER_TIMEOUT"):
         return False
-    try:
-        return subprocess.run([*_NS, "nft", "list", "ruleset"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+    return runs_alone("nft", "list", "ruleset")
 
 
 def _probe(patched: bool) -> float | None:
     res = subprocess.run(
-        [*_NS, sys.executable, "-m", "tests.node._blackhole_probe", "1" if patched else "0"],
+        [*ALONE, sys.executable, "-m", "tests.node._blackhole_probe", "1" if patched else "0"],
         capture_output=True,
         text=True,
         timeout=60,
