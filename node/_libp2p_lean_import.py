@@ -1,8 +1,10 @@
 """Keep ``import libp2p`` from loading parts of py-libp2p p2pshare never uses.
 
 py-libp2p 0.8.1 imports QUIC (aioquic, ~0.3 s), the WebSocket transport,
-AutoTLS (``requests``) and mDNS (``zeroconf``) at every ``import libp2p``;
-we only use TCP + Noise + yamux (``node/host.py``) and no mDNS.
+TLS with AutoTLS (``requests``), mDNS (``zeroconf``)
+and its Prometheus metrics (``prometheus_client``, ~28 ms) at every
+``import libp2p``; we only use TCP + Noise + yamux (``node/host.py``), no
+mDNS of py-libp2p's and no metrics server.
 :func:`install` puts an import hook first on ``sys.meta_path`` that answers
 the modules in :data:`STUBS` with stand-ins holding exactly the names the
 rest of py-libp2p imports from them: classes and functions that raise
@@ -39,7 +41,7 @@ from typing import Final
 
 from . import _libp2p_lazy_dns
 
-__all__ = ["install", "is_installed", "LeanImportError", "STUBS", "PACKAGES", "LIBP2P_VERSION", "make_stub"]
+__all__ = ["install", "is_installed", "LeanImportError", "STUBS", "PACKAGES", "VALUES", "LIBP2P_VERSION", "make_stub"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ CLASS: Final = "class"  # a class whose construction raises LeanImportError
 ERROR: Final = "error"  # an Exception subclass nothing ever raises
 FUNC: Final = "function"  # a function that raises LeanImportError
 IS_QUIC: Final = "is_quic_multiaddr"  # the real predicate, reimplemented
+VALUE: Final = "value"  # a constant: its upstream value, from VALUES
+SWARM_EVENT: Final = "SwarmEvent"  # upstream's plain record class, reimplemented
 
 # Every module answered by a stand-in, with the names other py-libp2p modules
 # import from it (found by parsing py-libp2p's source; see the test).
@@ -65,13 +69,28 @@ STUBS: Final[Mapping[str, Mapping[str, str]]] = {
     "libp2p.transport.websocket": {},
     "libp2p.transport.websocket.connection": {"P2PWebSocketConnection": CLASS},
     "libp2p.transport.websocket.transport": {"WebsocketTransport": CLASS},
+    "libp2p.security.tls": {},
+    "libp2p.security.tls.transport": {"PROTOCOL_ID": VALUE, "TLSTransport": CLASS},
+    "libp2p.security.tls.autotls": {},
     "libp2p.security.tls.autotls.acme": {"ACMEClient": CLASS, "compute_b36_peer_id": FUNC},
     "libp2p.security.tls.autotls.broker": {"BrokerClient": CLASS},
     "libp2p.discovery.mdns": {},
     "libp2p.discovery.mdns.mdns": {"MDNSDiscovery": CLASS, "create_mdns_discovery": FUNC},
+    "libp2p.rcmgr.prometheus_exporter": {"PrometheusExporter": CLASS, "create_prometheus_exporter": FUNC},
+    "libp2p.metrics.swarm": {"SwarmEvent": SWARM_EVENT, "SwarmMetrics": CLASS},
 }
+# The constants among them, with upstream's values (checked by the test).
+VALUES: Final[Mapping[str, object]] = {"libp2p.security.tls.transport.PROTOCOL_ID": "/tls/1.0.0"}
 # Stand-ins that are packages (submodules not listed above do not exist).
-PACKAGES: Final = frozenset({"libp2p.transport.quic", "libp2p.transport.websocket", "libp2p.discovery.mdns"})
+PACKAGES: Final = frozenset(
+    {
+        "libp2p.transport.quic",
+        "libp2p.transport.websocket",
+        "libp2p.security.tls",
+        "libp2p.security.tls.autotls",
+        "libp2p.discovery.mdns",
+    }
+)
 
 
 class LeanImportError(ImportError):
@@ -80,7 +99,7 @@ class LeanImportError(ImportError):
 
 def _unavailable(what: str) -> LeanImportError:
     return LeanImportError(
-        f"{what} is not available: p2pshare loads py-libp2p without QUIC, WebSocket, AutoTLS and mDNS "
+        f"{what} is not available: p2pshare loads py-libp2p without QUIC, WebSocket, TLS, mDNS and Prometheus metrics "
         f"(node/_libp2p_lean_import.py; set {DISABLE_ENV}=1 to load them)"
     )
 
@@ -115,6 +134,19 @@ def is_quic_multiaddr(maddr: object) -> bool:
     return has_ip and "/udp/" in text and "/quic" in text and "/webtransport" not in text
 
 
+class SwarmEvent:
+    """Upstream's ``libp2p.metrics.swarm.SwarmEvent``, field for field: the
+    swarm fills one per dial and incoming connection for its Prometheus
+    metrics (never exported here). Upstream's module imports
+    ``prometheus_client`` (~28 ms per process start) for its other class."""
+
+    peer_id: str | None = None
+    conn_incoming: bool = False
+    conn_incoming_error: bool = False
+    dial_attempt: bool = False
+    dial_attempt_error: bool = False
+
+
 def make_stub(name: str) -> ModuleType:
     """A fresh stand-in module for ``name`` (one of :data:`STUBS`)."""
     module = ModuleType(name, f"p2pshare stand-in for {name} (see node/_libp2p_lean_import.py)")
@@ -129,6 +161,10 @@ def make_stub(name: str) -> ModuleType:
             value = _stand_in_function(name, attr)
         elif kind == IS_QUIC:
             value = is_quic_multiaddr
+        elif kind == VALUE:
+            value = VALUES[f"{name}.{attr}"]
+        elif kind == SWARM_EVENT:
+            value = SwarmEvent
         else:
             raise AssertionError(f"unknown stand-in kind {kind!r}")
         setattr(module, attr, value)
