@@ -130,12 +130,7 @@ def _verify_batch(store: Store, cipher: crypto.ChunkCipher, batch: list[ChunkArr
 
 def _write_batch(store: Store, batch: list[Verified]) -> list[str]:
     """Stage 2 (another worker thread): write; check and move finished files."""
-    done: list[str] = []
-    for chunk in batch:
-        path = store.write_verified(chunk)
-        if path is not None:
-            done.append(path)
-    return done
+    return store.write_batch(batch)
 
 
 async def fetch(

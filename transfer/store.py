@@ -13,63 +13,31 @@ time, however large or many the files.
 
 from __future__ import annotations
 
-import enum
 import functools
 import hashlib
 import mmap
 import os
 import stat
 from collections.abc import Container
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from p2pshare.transfer import _direct, _space, ranges
 from p2pshare.transfer import _fsutil as fs
 from p2pshare.transfer._claim import claim_partial
+from p2pshare.transfer._whole import WholeFiles
 from p2pshare.transfer.errors import IntegrityError, OutputError, cannot_write
 from p2pshare.transfer.manifest import Manifest
 from p2pshare.transfer.paths import PARTIAL_DIR_NAME, fold, occupied, renamed
+from p2pshare.transfer.store_types import MAX_RENAMES, Conflict, ResumePlan, Verified
 
-
-class Conflict(enum.Enum):
-    """What to do when a file of the share exists with other content (``get``'s flags)."""
-
-    REFUSE = "refuse"  # the default: never lose a file the receiver had
-    OVERWRITE = "overwrite"  # --overwrite: replace it, atomically, once the new one verified
-    RENAME = "rename"  # --rename: keep it; the new one is "name (1).ext"
-
-
-#: Candidates tried for a renamed file before giving up.
-MAX_RENAMES = 1000
-
-
-@dataclass(frozen=True)
-class ResumePlan:
-    """What ``Store.prepare`` found: what to ask for and what is already here."""
-
-    missing: list[ranges.Range]
-    already_have_bytes: int
-    completed: list[str]  # files finished during prepare (already present/empty/resumed)
-
-
-@dataclass(frozen=True)
-class Verified:
-    """A chunk that passed ``Store.verify_chunk``, on its way to ``write_verified``."""
-
-    file_index: int
-    chunk_index: int
-    data: bytes | memoryview = field(repr=False)
-    #: Set on the chunk that completes its file: the whole-file hash so far.
-    final: tuple[hashlib._Hash, int] | None = field(default=None, repr=False)
-    #: The aligned buffer ``data`` is a view of (``Store.block_for``): written
-    #: around the page cache, then given back to the pool.
-    block: mmap.mmap | None = field(default=None, repr=False)
+__all__ = ["Conflict", "ResumePlan", "Store", "Verified"]
 
 
 class Store:
     """Writes one manifest's files under ``output_dir``. Not thread-safe,
-    except that the two write stages (``verify_chunk``, ``write_verified``)
-    may run in two threads at once, each stage in one thread at a time."""
+    except that the two write stages (``verify_chunk``, ``write_verified`` or
+    ``write_batch``) may run in two threads at once, each stage in one
+    thread at a time."""
 
     def __init__(
         self, output_dir: Path, manifest: Manifest, share_id: bytes, conflict: Conflict = Conflict.REFUSE
@@ -96,7 +64,8 @@ class Store:
         self._fd_index = -1
         self._direct = _direct.DirectWrites(manifest.chunk_size)  # large files skip the page cache
         self._parents = fs.DirCache(self._root, create=True)  # where finished files go
-        self._tmpfile = True  # one-chunk files are created unnamed (``_write_whole``) until refused
+        # One-chunk files are created whole in place, until the file system refuses.
+        self._whole = WholeFiles(self._place, self._shown_index, self._done)
         self._present: list[bool] | None = None
         self._partial_names: frozenset[str] = frozenset()  # the partial directory at ``prepare``
         self._padded: set[int] = set()  # files with a direct write (its last block padded)
@@ -319,8 +288,8 @@ class Store:
         whole-file hash and move the file to its final name (returns its path)."""
         m = self.manifest
         entry = m.files[chunk.file_index]
-        if self._is_whole(chunk) and self._write_whole(chunk):
-            return entry.path
+        if self._is_whole(chunk) and not self._whole.create([chunk], self._parents):
+            return entry.path  # created whole in place (``_whole``), or False: the route is off
         fd = self._open_part(chunk.file_index)
         offset = chunk.chunk_index * m.chunk_size
         block = chunk.block
@@ -336,6 +305,20 @@ class Store:
             return None
         self._finalize(chunk.file_index, chunk.final)
         return entry.path
+
+    def write_batch(self, chunks: list[Verified]) -> list[str]:
+        """``write_verified`` for each chunk, except that the one-chunk files
+        among them are created first, all together (``_whole``: by a
+        process of their own when they are many); returns the paths of the
+        files completed."""
+        wholes = [c for c in chunks if self._is_whole(c)]
+        if not wholes:
+            return [path for c in chunks if (path := self.write_verified(c)) is not None]
+        refused = self._whole.create(wholes, self._parents)
+        created = {id(c) for c in wholes}.difference(id(c) for c in refused)
+        done = [self.manifest.files[c.file_index].path for c in wholes if id(c) in created]
+        done.extend(path for c in chunks if id(c) not in created and (path := self.write_verified(c)) is not None)
+        return done
 
     def write_chunk(
         self, file_index: int, chunk_index: int, data: bytes | memoryview, *, verify: bool = True
@@ -412,11 +395,16 @@ class Store:
 
     def _destination(self, index: int) -> tuple[int, str]:
         """The directory (created if missing) and the name a finished file takes."""
+        _, parent, name = self._place(index, self._parents)
+        return parent, name
+
+    def _place(self, index: int, dirs: fs.DirCache) -> tuple[tuple[str, ...], int, str]:
+        """``_destination`` through ``dirs``, with the directory's path parts."""
         path = self.manifest.files[index].path
         parts = tuple(path.split("/"))
-        parent = self._parents.get(parts[:-1], path)
+        parent = dirs.get(parts[:-1], path)
         assert parent is not None  # created if missing
-        return parent, self.final_names.get(index, parts[-1])
+        return parts[:-1], parent, self.final_names.get(index, parts[-1])
 
     # -- whole small files ------------------------------------------------------
     def _is_whole(self, chunk: Verified) -> bool:
@@ -424,31 +412,13 @@ class Store:
         page cache, to a name nothing is replacing (not --overwrite)."""
         i = chunk.file_index
         return (
-            self._tmpfile
+            self._whole.enabled
             and chunk.final is not None
             and chunk.block is None
             and len(self.manifest.files[i].chunk_hashes) == 1
             and i not in self._unchecked
             and i not in self._replace
         )
-
-    def _write_whole(self, chunk: Verified) -> bool:
-        """Create a one-chunk file straight in its directory, unnamed until it
-        is complete (``fs.create_complete``): no partial file to create,
-        link and unlink, a third of the system calls of a tree of small
-        files (issue 12). False where the file system cannot (then the
-        partial-file route is used from now on)."""
-        entry = self.manifest.files[chunk.file_index]
-        parent, name = self._destination(chunk.file_index)
-        try:
-            made = fs.create_complete(parent, name, chunk.data, functools.partial(self._shown, entry.path))
-        except OSError as exc:
-            raise cannot_write(self._shown(entry.path), exc) from None
-        if made:
-            self._done[chunk.file_index] = True
-        else:
-            self._tmpfile = False
-        return made
 
     # -- teardown ------------------------------------------------------------------
     @property
@@ -486,6 +456,7 @@ class Store:
 
     def close(self) -> None:
         self._close_part()
+        self._whole.close()
         self._parents.close()
         for fd in (self._partial, self._partial_root, self._root):
             if fd is not None and fd >= 0:
@@ -495,3 +466,6 @@ class Store:
 
     def _shown(self, path: str) -> str:
         return str(self.output_dir / path)
+
+    def _shown_index(self, index: int) -> str:
+        return self._shown(self.manifest.files[index].path)

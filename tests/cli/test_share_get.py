@@ -42,6 +42,23 @@ def test_share_then_get_a_tree(tmp_path: Path, sharer: Sharer) -> None:
     assert not (out / ".p2pshare-partial").exists()
 
 
+def test_a_tree_of_many_small_files_is_written_by_the_file_writer_processes(tmp_path: Path, sharer: Sharer) -> None:
+    """Many one-chunk files are created by file-writer processes, outside the
+    receiver's GIL (``transfer._whole``, issue 12); they end with the ``get``."""
+    tree = tmp_path / "small"
+    for i in range(600):
+        write_random(tree / f"d{i // 100}" / f"f{i:03d}.txt", 200 + i * 7)
+    _, shared = sharer(tree)
+    out = tmp_path / "out"
+    res = run(["get", shared["code"], "-o", str(out), "-vv"], tmp_path / "rx-home")
+    assert res.returncode == 0, res.stderr
+    assert tree_digest(out / "small") == tree_digest(tree)
+    started = [line for line in res.stderr.splitlines() if "file-writer processes" in line]
+    assert len(started) == 1, res.stderr[-2000:]
+    pids = [int(p) for p in started[0].split("[", 1)[1].split("]", 1)[0].split(",")]
+    assert len(pids) == 2 and not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
 def test_large_file_is_written_around_the_page_cache(tmp_path: Path, sharer: Sharer) -> None:
     """Large files go to disk with O_DIRECT (``transfer._direct``, issue 12):
     after the ``get`` the received file is not in the page cache, the small
