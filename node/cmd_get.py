@@ -27,7 +27,7 @@ from p2pshare.errors import Interrupted, Terminated
 from p2pshare.node import consent
 from p2pshare.node._output import Reporter, human_bytes
 from p2pshare.node.errors import PeerUnreachableError
-from p2pshare.node.online import OFFLINE, has_route
+from p2pshare.node.online import OFFLINE, OFFLINE_UNREACHABLE, has_route
 from p2pshare.node.progress import format_count, format_seconds
 from p2pshare.node.textshare import is_text_share, printable
 from p2pshare.sharecode.pasted import unwrap_pasted
@@ -263,10 +263,8 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
                 except PeerUnreachableError as exc:
                     if has_route():
                         raise
-                    log.info("%s", exc)  # the detail, for -v
-                    raise PeerUnreachableError(
-                        f"{OFFLINE}, so the sharer could not be reached; connect it and run the same command again"
-                    ) from None
+                    # The chain stays in the message (--json, -v); people see the first sentence.
+                    raise PeerUnreachableError(f"{OFFLINE_UNREACHABLE} (what was tried: {exc})") from None
             nursery.cancel_scope.cancel()
     if stopped_by:
         if stopped_by[0] == signal.SIGINT:

@@ -20,10 +20,13 @@ import socket
 
 from p2pshare.sharecode.multiaddrs import IpClass, ip_class
 
-__all__ = ["OFFLINE", "PROBES", "has_route"]
+__all__ = ["OFFLINE", "OFFLINE_UNREACHABLE", "PROBES", "has_route"]
 
 #: How ``get`` and ``share`` say it (each adds what it means for them).
 OFFLINE = "this machine has no route to the internet (offline?)"
+#: ``get``'s error when it could not reach the sharer while offline; the
+#: message goes on with what was tried, the line for people stops here.
+OFFLINE_UNREACHABLE = f"{OFFLINE}, so the sharer could not be reached; connect it and run the same command again"
 
 #: (family, address) asked about; a route to any one of them is enough.
 PROBES: tuple[tuple[socket.AddressFamily, str], ...] = (

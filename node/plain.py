@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from p2pshare.node.online import OFFLINE_UNREACHABLE
+
 __all__ = ["MAX_PLAIN_CHARS", "plain_message"]
 
 #: A nested chain longer than this is cut to its first clause.
@@ -32,6 +34,8 @@ def plain_message(message: str) -> str | None:
             f"could not reach the sharer: nothing answered {where}; it may have stopped sharing or be "
             "offline — check the code, ask the sharer to keep `p2pshare share` running, and try again"
         )
+    if message.startswith(OFFLINE_UNREACHABLE):
+        return OFFLINE_UNREACHABLE
     if message.startswith("lost the sharer"):
         return f"lost the connection to the sharer and could not reach it again; {_AGAIN}"
     stall = _STALL.match(message)

@@ -60,6 +60,8 @@ def test_get_offline_says_this_machine_is_offline_not_the_sharer(tmp_path: Path)
     assert any(OFFLINE in w for w in _warnings(res.stdout)), res.stdout  # said at once, while it keeps trying
     errors = [e for e in _events(res.stdout) if e.get("event") == "error"]
     assert errors and str(errors[0]["message"]).startswith(OFFLINE), errors
+    # The whole chain stays in the --json message, as for every chained failure.
+    assert "what was tried: could not reach the sharer" in str(errors[0]["message"]), errors
     assert "stopped sharing" not in res.stderr  # the old line blamed the sharer
     assert took < 20, took
     assert not (tmp_path / "out").exists()

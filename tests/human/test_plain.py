@@ -49,3 +49,10 @@ def test_long_plain_messages_are_kept_whole() -> None:
 def test_nested_unknown_chains_are_cut_to_their_first_clause() -> None:
     assert plain_message("relay said no: OSError: [Errno 111] refused") == "relay said no"
     assert len(plain_message("y" * 400 + " OSError: z") or "") == MAX_PLAIN_CHARS
+
+
+def test_offline_is_said_without_the_chain_that_stays_in_the_message() -> None:
+    from p2pshare.node.online import OFFLINE_UNREACHABLE
+
+    message = f"{OFFLINE_UNREACHABLE} (what was tried: could not reach the sharer: direct: SwarmException: ...)"
+    assert plain_message(message) == OFFLINE_UNREACHABLE
