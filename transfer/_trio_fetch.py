@@ -269,24 +269,27 @@ def _open_store(output_dir: Path, manifest: Manifest, share_id: bytes, conflict:
 
 
 class _Budget:
-    """Bytes handed from the reader to the stages and not yet stored."""
+    """Bytes handed from the reader to the stages and not yet stored.
+
+    Waiters park until bytes come back, every one of them woken then (an
+    event re-armed per wait would wake only the last waiter if there were
+    ever two)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
-        self._freed = trio.Event()
+        self._waiting = trio.lowlevel.ParkingLot()
 
     async def wait_for_room(self) -> None:
         while self.used >= self.limit:
-            self._freed = trio.Event()
-            await self._freed.wait()
+            await self._waiting.park()
 
     def take(self, n: int) -> None:
         self.used += n
 
     def give_back(self, n: int) -> None:
         self.used -= n
-        self._freed.set()
+        self._waiting.unpark_all()
 
 
 async def _receive(

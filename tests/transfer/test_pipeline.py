@@ -381,3 +381,25 @@ def test_produce_frames_reuses_the_buffers_it_is_given(tmp_path: Path) -> None:
         blob.release()
     reader.close()
     assert got == list(range(p.manifest.total_chunks))
+
+
+async def test_the_byte_budget_wakes_every_waiter() -> None:
+    """Two tasks waiting for room both go on once bytes come back."""
+    import trio.testing
+
+    budget = _trio_fetch._Budget(10)
+    budget.take(10)
+    woken: list[int] = []
+
+    async def waiter(n: int) -> None:
+        await budget.wait_for_room()
+        woken.append(n)
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(waiter, 1)
+            nursery.start_soon(waiter, 2)
+            await trio.testing.wait_all_tasks_blocked()
+            assert woken == []
+            budget.give_back(4)
+    assert sorted(woken) == [1, 2]
