@@ -33,7 +33,7 @@ def _share(tmp_path: Path, files: int = FILES, dirs: int = 5) -> tuple[Path, Pre
     for i in range(files):
         d = src / f"d{i % dirs}"
         d.mkdir(parents=True, exist_ok=True)
-        (d / f"f{i:04d}.txt").write_bytes(os.urandom(20 + i % 3000))
+        (d / f"f{i:04d}.txt").write_bytes(os.urandom(20 + i % 3000 if i % 50 else 40_000 + i))  # some > WRITE_PIECE
     out = tmp_path / "out"
     out.mkdir()
     return src, build_manifest([src], name="t", chunk_size=CS), out
@@ -212,6 +212,12 @@ def test_the_writer_ignores_ctrl_c_and_ends_with_its_input(tmp_path: Path) -> No
         writer.close()
     assert writer.proc.returncode == 0
     assert (tmp_path / "after.txt").read_bytes() == b"still here"
+
+
+def test_the_writer_writes_in_the_receivers_pieces() -> None:
+    from p2pshare.transfer import _fsutil
+
+    assert proc.WRITE_PIECE == _fsutil.WRITE_PIECE
 
 
 def test_the_writer_program_needs_only_the_standard_library() -> None:
