@@ -7,8 +7,8 @@ paths. The receiver sends, over the ``SOCK_SEQPACKET`` socket ``FD``, the
 directories as open file descriptors it made and checked itself
 (``SCM_RIGHTS``), and per file that directory's number, a single name
 component and the bytes; the process creates each file complete under its
-name, never replacing one (``O_TMPFILE``, written, then ``linkat``: the same
-steps as ``_fsutil.create_complete``), and answers each batch with the files
+name, never replacing one (:func:`create_whole`, which the receiver's
+``_fsutil.create_complete`` calls too), and answers each batch with the files
 made and the first error. On end of input (the receiver closed the socket or
 died) it exits; it ignores SIGINT, which the terminal sends to the whole
 process group, so a file is never left half-made by Ctrl-C.
@@ -48,9 +48,8 @@ REPLY = struct.Struct(">cIIBIIH")
 MAX_FDS = 64
 #: Body bytes per message (within the socket's default buffer).
 PIECE = 64 * 1024
-#: Bytes per ``pwrite``: ``_fsutil.WRITE_PIECE`` (16 KiB page-cache folios
-#: come from recently freed pages, not from memory this VM handed back to
-#: its host); kept equal by a test, since this program imports nothing of p2pshare.
+#: Bytes per ``pwrite`` of received data, here and in the receiver (which
+#: imports it from here through ``_fsutil``, where the measurements are).
 WRITE_PIECE = 16 * 1024
 READY = b"H"
 #: Outcomes.
@@ -75,16 +74,32 @@ def send_pieces(sock: socket.socket, data: bytes | memoryview) -> None:
             sock.sendall(view[start : start + PIECE])
 
 
-def _create(dir_fd: int, name: str, data: memoryview) -> bool:
-    """Create ``name`` complete in ``dir_fd``; False if unnamed inodes are refused."""
+def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """Write all of ``data`` at ``offset`` in :data:`WRITE_PIECE` pieces."""
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view[:WRITE_PIECE], offset)
+        view = view[n:]
+        offset += n
+
+
+def create_whole(dir_fd: int, name: str, data: bytes | memoryview) -> bool:
+    """Create ``name`` complete in ``dir_fd``, never replacing a file: an
+    unnamed inode (``O_TMPFILE``) is written, then linked under its name
+    (``linkat`` fails with ``FileExistsError`` on an existing name,
+    atomically; a crash before the link leaves nothing). False, with
+    nothing created, where unnamed inodes cannot be made or linked (no
+    ``O_TMPFILE`` in the kernel or the file system: EOPNOTSUPP, or EISDIR on
+    old kernels; no ``/proc/self/fd``). Errors writing the data are raised."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag:
+        return False
     try:
-        fd = os.open(".", os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o666, dir_fd=dir_fd)
+        fd = os.open(".", os.O_WRONLY | flag | os.O_CLOEXEC, 0o666, dir_fd=dir_fd)
     except OSError:
         return False
     try:
-        written = 0
-        while written < len(data):
-            written += os.pwrite(fd, data[written : written + WRITE_PIECE], written)
+        pwrite_all(fd, data, 0)
         try:
             os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd, follow_symlinks=True)
         except FileExistsError:
@@ -135,7 +150,7 @@ def serve(sock: socket.socket) -> None:
                 outcome, failed, code, text = FAILED, index, errno.EINVAL, "no such directory or not a single name"
                 continue
             try:
-                if _create(dirs[d], name, data):
+                if create_whole(dirs[d], name, data):
                     made.append(index)
                 else:
                     enabled = False

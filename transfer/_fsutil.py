@@ -14,6 +14,7 @@ import os
 import stat
 from collections.abc import Callable
 
+from p2pshare.transfer import _file_writer
 from p2pshare.transfer.errors import OutputError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -111,24 +112,10 @@ def create_complete(dir_fd: int, name: str, data: bytes | memoryview, shown: Cal
     a named partial file and moves it, and that route reports a directory
     that really cannot be written. Errors writing the data are raised.
     """
-    flag = getattr(os, "O_TMPFILE", 0)
-    if not flag:
-        return False
     try:
-        fd = os.open(".", os.O_WRONLY | flag | os.O_CLOEXEC, 0o666, dir_fd=dir_fd)
-    except OSError:
-        return False
-    try:
-        pwrite_all(fd, data, 0)
-        try:
-            os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd, follow_symlinks=True)
-        except FileExistsError:
-            raise OutputError(f"refusing to overwrite {shown()}: it already exists") from None
-        except OSError:
-            return False  # nothing was linked; the inode goes with its fd
-    finally:
-        os.close(fd)
-    return True
+        return create_whole(dir_fd, name, data)  # the steps the file-writer processes take too
+    except FileExistsError:
+        raise OutputError(f"refusing to overwrite {shown()}: it already exists") from None
 
 
 #: Bytes per ``pwrite`` of received data. The page cache takes a folio as
@@ -142,15 +129,11 @@ def create_complete(dir_fd: int, name: str, data: bytes | memoryview, shown: Cal
 #: sys time 2.95-3.11 s with 1 MiB writes, 0.79-1.35 s with 16 KiB ones;
 #: the cost elsewhere is 64 system calls per MiB (~0.1 s per GiB).
 #: magic-wormhole writes 16 KiB records and never paid it.
-WRITE_PIECE = 16 << 10
-
-
-def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view[:WRITE_PIECE], offset)
-        view = view[n:]
-        offset += n
+#: The value and the write loop live in ``_file_writer`` (it imports
+#: nothing of p2pshare), so that its processes write the same way.
+WRITE_PIECE = _file_writer.WRITE_PIECE
+pwrite_all = _file_writer.pwrite_all
+create_whole = _file_writer.create_whole
 
 
 def pread_exact(fd: int, length: int, offset: int) -> bytes:
