@@ -78,11 +78,18 @@ def split_path(path: str) -> tuple[str, ...]:
         raise PathRuleError("absolute path")
     if _BAD_CHAR.search(path):
         raise PathRuleError("path contains a control character, backslash or invalid Unicode")
-    if len(path.encode("utf-8")) > MAX_PATH_BYTES:
+    size = len(path.encode("utf-8"))
+    if size > MAX_PATH_BYTES:
         raise PathRuleError(f"path longer than {MAX_PATH_BYTES} bytes")
     parts = tuple(path.split("/"))
+    # ``check_component`` for each part, less what the whole path's checks
+    # already settled (no "/", no bad character; no part longer than the
+    # path): 100,000 paths a manifest (issue 12).
     for part in parts:
-        check_component(part)
+        if part in ("", ".", ".."):
+            raise PathRuleError(f"path component {part!r} is not allowed")
+        if size > MAX_COMPONENT_BYTES and len(part.encode("utf-8")) > MAX_COMPONENT_BYTES:
+            raise PathRuleError(f"path component longer than {MAX_COMPONENT_BYTES} bytes")
     # Compared as the file system may: on a case-insensitive one (macOS,
     # Windows) ".P2PShare-Partial" is our folder of unfinished files. Only a
     # name starting with "." can fold to it, so most names skip the folding.
@@ -147,6 +154,10 @@ def check_tree(files: Iterable[str], dirs: Iterable[str]) -> None:
     root = _Dir("")
     count = 0
     n_dirs = 0
+    # The directory node of the last entry's parent path: most entries share
+    # their parent with the one before (issue 12), and walking the same
+    # parent again meets the same nodes and no error, so it is skipped.
+    last_head, last_node = "", root
     for is_file, source in ((True, files), (False, dirs)):
         for path in source:
             count += 1
@@ -155,37 +166,52 @@ def check_tree(files: Iterable[str], dirs: Iterable[str]) -> None:
             parts = split_path(path)
             if len(parts) > MAX_DEPTH:
                 raise PathRuleError(f"path deeper than {MAX_DEPTH} levels")
-            node = root
-            for i, part in enumerate(parts):
-                key = fold(part)
-                last = i == len(parts) - 1
-                child = node.children.get(key)
-                if last and is_file:
-                    if child is None:
-                        node.children[key] = part
-                    elif isinstance(child, str) and child == part:
-                        raise PathRuleError("duplicate path")
-                    elif (child if isinstance(child, str) else child.exact) != part:
-                        raise PathRuleError("two entries differ only in case or Unicode form")
-                    else:
-                        raise PathRuleError("a path is both a file and a directory")
-                    break
-                if child is None:
-                    n_dirs += 1
+            name = parts[-1]
+            head = path[: len(path) - len(name) - 1] if len(parts) > 1 else ""
+            if head != last_head:
+                node = root
+                for part in parts[:-1]:
+                    node, made = _enter(node, part)
+                    n_dirs += made
                     if n_dirs > MAX_DIRS:
                         raise PathRuleError(f"more than {MAX_DIRS} directories")
-                    child = node.children[key] = _Dir(part)
-                elif isinstance(child, str):
-                    if child != part:
-                        raise PathRuleError("two entries differ only in case or Unicode form")
-                    raise PathRuleError("a path is both a file and a directory")
-                elif child.exact != part:
+                last_head, last_node = head, node
+            node = last_node
+            if is_file:
+                key = fold(name)
+                child = node.children.get(key)
+                if child is None:
+                    node.children[key] = name
+                elif isinstance(child, str) and child == name:
+                    raise PathRuleError("duplicate path")
+                elif (child if isinstance(child, str) else child.exact) != name:
                     raise PathRuleError("two entries differ only in case or Unicode form")
-                if last:  # an explicit directory
-                    if child.explicit:
-                        raise PathRuleError("duplicate path")
-                    child.explicit = True
-                node = child
+                else:
+                    raise PathRuleError("a path is both a file and a directory")
+                continue
+            child, made = _enter(node, name)
+            n_dirs += made
+            if n_dirs > MAX_DIRS:
+                raise PathRuleError(f"more than {MAX_DIRS} directories")
+            if child.explicit:  # an explicit directory, listed twice
+                raise PathRuleError("duplicate path")
+            child.explicit = True
+
+
+def _enter(node: _Dir, part: str) -> tuple[_Dir, int]:
+    """The subdirectory ``part`` of ``node``, made if new (then 1, else 0)."""
+    key = fold(part)
+    child = node.children.get(key)
+    if child is None:
+        child = node.children[key] = _Dir(part)
+        return child, 1
+    if isinstance(child, str):
+        if child != part:
+            raise PathRuleError("two entries differ only in case or Unicode form")
+        raise PathRuleError("a path is both a file and a directory")
+    if child.exact != part:
+        raise PathRuleError("two entries differ only in case or Unicode form")
+    return child, 0
 
 
 #: Characters that change how a name reads without being visible: the
@@ -205,6 +231,8 @@ def name_warnings(path: str) -> list[str]:
     ``invoice\u202efdp.exe`` look like a PDF, and fullwidth ``．．`` looks
     like ``..``.
     """
+    if path.isascii():
+        return []  # no invisible character, and NFKC is NFC (issue 12: most names, fast)
     out: list[str] = []
     if any(ch in _INVISIBLE for ch in path):
         out.append(

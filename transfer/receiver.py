@@ -20,6 +20,7 @@ printed its code before it finished hashing; the runner waits and says so.
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -241,6 +242,10 @@ class ReceiverProtocol(SessionCore["ReceiverEvent"]):
         finally:
             if isinstance(msg.ciphertext, bytearray):
                 msg.ciphertext.clear()  # the decoder's buffer: freed before decoding, not after
+        # The digest bound into every chunk's AAD: of the bytes the sharer
+        # sent and sealed (its canonical encoding), not of our re-encoding
+        # of them (issue 12: 0.2 s per 100,000 files, for the same value).
+        digest = hashlib.sha256(plain).digest()
         try:
             parsed = parse_manifest(plain)
             del plain  # not held while the tree is checked
@@ -249,7 +254,7 @@ class ReceiverProtocol(SessionCore["ReceiverEvent"]):
         except ManifestError as exc:
             raise ProtocolError(f"bad manifest: {exc}") from None
         self.manifest = manifest
-        self.cipher = crypto.ChunkCipher(self.keys, manifest.digest())
+        self.cipher = crypto.ChunkCipher(self.keys, digest)
         self._decoder.set_chunk_size(manifest.chunk_size)
         self.state = State.MANIFEST_READY
         return ManifestReady(manifest)

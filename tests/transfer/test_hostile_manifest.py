@@ -54,10 +54,18 @@ def test_tree_check_still_finds_every_collision() -> None:
         (["a/b"], ["a/b"], "both a file and a directory"),
         ([], ["d", "d"], "duplicate path"),
         (["caf\u00e9/x", "cafe\u0301/y"], [], "case or Unicode"),
+        # The same parent again (its walk is skipped), then a near one.
+        (["a/b/c", "a/b/d", "a/B/e"], [], "case or Unicode"),
+        (["a/b/c", "a/b/d", "a/b/c"], [], "duplicate path"),
+        (["a/b/c", "a/b/d", "a/b"], [], "both a file and a directory"),
+        (["a/b/c", "a/b/d", "a/b/c/e"], [], "both a file and a directory"),
+        (["x/f", "x/g"], ["x/f/h"], "both a file and a directory"),
+        (["x/f", "x/g"], ["x/d", "x/d"], "duplicate path"),
     ]:
         with pytest.raises(paths.PathRuleError, match=rule):
             paths.check_tree(files, dirs)
     paths.check_tree(["a/b", "a/c", "d"], ["a", "e/f"])
+    paths.check_tree(["a/b/c", "a/b/d", "a/e", "a/b/f"], ["a/b", "a", "a/b/g"])
 
 
 def test_tree_check_caps_directories(monkeypatch: pytest.MonkeyPatch) -> None:

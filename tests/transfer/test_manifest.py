@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import unicodedata
 
 import pytest
 
+from p2pshare.transfer import manifest as manifest_module
 from p2pshare.transfer import paths
 from p2pshare.transfer.manifest import (
     EMPTY_SHA256,
@@ -290,3 +292,69 @@ def test_a_share_of_100000_small_files_fits_the_caps() -> None:
     data = m.encode()
     assert len(data) <= MAX_MANIFEST_BYTES
     assert len(decode(data).files) == 100_000
+
+
+def _general_only(monkeypatch: pytest.MonkeyPatch, data: bytes) -> Manifest | str:
+    """``decode`` with every entry through ``json.loads`` (the fast path off)."""
+    with monkeypatch.context() as m:
+        m.setattr(manifest_module, "_PLAIN_ENTRY", re.compile(rb"(?!)"))
+        return _outcome(data)
+
+
+def _outcome(data: bytes) -> Manifest | str:
+    try:
+        return decode(data)
+    except ManifestError as exc:
+        return f"ManifestError: {exc}"
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [raw_file("a"), raw_file("b/c", 3 * CS)],
+        [raw_file("a"), raw_file('q"uote'), raw_file("z")],  # escaped, between plain ones
+        [raw_file("caf\u00e9 \U0001f600"), raw_file("\u202einvoice")],  # UTF-8, not escaped
+        [raw_file("a"), {**raw_file("b"), "size": 2**63}, {**raw_file("c"), "size": 10**19}],  # 19 digits, 20
+        [raw_file("a", 0, sha256=EMPTY_SHA256.hex()), raw_file("b", 0)],
+        [raw_file("a"), raw_file("b", sha256="AB" * 32)],
+        [raw_file("a", chunks="cd" * 31)],
+        [raw_file("a"), raw_file("a")],
+        [raw_file("a/b"), raw_file("A/c")],
+    ],
+)
+def test_the_fast_entry_path_decodes_as_json_loads(
+    monkeypatch: pytest.MonkeyPatch, entries: list[dict[str, object]]
+) -> None:
+    # Entries the encoder writes without escapes are read by one regular
+    # expression (issue 12); the result, or the error, must be the general path's.
+    data = raw(entries)
+    assert _outcome(data) == _general_only(monkeypatch, data)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b'"path":"\xff\xfe"',  # not UTF-8
+        b'"path":"\xed\xa0\x80"',  # an encoded surrogate: decoded as json.loads does, then refused
+        b'"path":"a\tb"',  # a raw control character
+        b'"size":010',  # not JSON
+        b'"size":-0',
+    ],
+)
+def test_hostile_entries_fare_alike_on_both_paths(monkeypatch: pytest.MonkeyPatch, bad: bytes) -> None:
+    key = bad.split(b":", 1)[0]
+    good = raw([raw_file("x"), raw_file("y")])
+    at = good.index(key, good.index(b'"path":"y"') - 200)
+    end = good.index(b",", at) if key == b'"path"' else good.index(b"}", at)
+    data = good[:at] + bad + good[end:]
+    got = _outcome(data)
+    assert isinstance(got, str)  # refused
+    assert got == _general_only(monkeypatch, data)
+
+
+def test_the_digest_is_of_the_bytes_the_sharer_sealed() -> None:
+    # The receiver hashes what it received (issue 12); for what our encoder
+    # writes that is the digest of the manifest it decodes to.
+    m = build([entry("a/b", 3 * CS), entry('q"uote'), entry("caf\u00e9")], ["a", "d"])
+    data = m.encode()
+    assert hashlib.sha256(data).digest() == m.digest() == decode(data).digest()
