@@ -3,8 +3,9 @@
 Three hooks, each registered and fingerprinted in ``_libp2p_patches``:
 
 * **Inbound streams** (``BasicHost._swarm_stream_handler``): a stream is
-  counted in the system, peer and transient scopes before multistream
-  negotiation starts, and in its protocol's scopes once agreed; over a limit
+  counted in the system, peer, source (its connection's address) and
+  transient scopes before multistream negotiation starts, and in its
+  protocol's scopes once agreed; over a limit
   it is reset at once, before it costs more than yamux's bookkeeping.
 * **Stream memory** (the yamux window patch in ``_libp2p_speed`` asks
   :func:`window_target`): an inbound stream is granted a window beyond the
@@ -85,7 +86,7 @@ async def handle_inbound_stream(self: Any, net_stream: Any) -> None:
         return
     peer = str(net_stream.muxed_conn.peer_id)
     try:
-        scope = manager.open_stream(peer)
+        scope = manager.open_stream(peer, _remote_ip(net_stream))
     except ResourceLimitExceeded as e:
         logger.debug("refusing a stream from %s: %s", peer, e)
         await _reset(net_stream)
@@ -116,6 +117,16 @@ async def handle_inbound_stream(self: Any, net_stream: Any) -> None:
         await handler(net_stream)
     finally:
         scope.close()
+
+
+def _remote_ip(net_stream: Any) -> str | None:
+    """The IP address of the connection ``net_stream`` came over (None for
+    a relayed one: its raw connection has no address of its own)."""
+    try:
+        address = net_stream.muxed_conn.get_remote_address()
+    except Exception:  # noqa: BLE001 - a closed socket has no peer name; then it is not counted
+        return None
+    return str(address[0]) if address else None
 
 
 def window_target(stream: Any, wanted: int) -> int:

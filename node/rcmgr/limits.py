@@ -10,10 +10,11 @@ chain is full. The chains:
   authenticated), then *system*, its *peer* and its *established source*
   (the same address: a host cannot hold every connection through many
   peer IDs);
-* an inbound stream: *system* and its *peer*, plus *transient* and its
-  *source* (the peer) until its protocol is negotiated, then the *protocol*
-  (all peers together) and the *protocol-peer* scope (that protocol for that
-  peer).
+* an inbound stream: *system*, its *peer* and its connection's *source*
+  (the remote IP address, if it has one that is not loopback), plus
+  *transient* and its *sources* (the peer, and the address) until its
+  protocol is negotiated, then the *protocol* (all peers together) and the
+  *protocol-peer* scope (that protocol for that peer).
 
 Memory is reserved, not measured: a stream reserves the yamux receive window
 it may be sent without reading (256 KiB), and more only when it is granted a
@@ -107,6 +108,19 @@ class Limits:
     #: node took no one else. go-libp2p allows 8 per IPv4 address; we allow
     #: more for users behind one carrier NAT. Loopback is not counted.
     established_source: ScopeLimit = ScopeLimit(conns=32, streams=0, memory=32 * CONN_MEMORY)
+    #: Inbound streams on connections from one IP address (IPv6: one /64),
+    #: whatever peer IDs they come from. Without it the 32 identities one
+    #: host may connect with (above) could hold every system stream (128
+    #: each), all 1,024 of one protocol's and, by never finishing
+    #: negotiation, the whole transient budget, so that no one else could
+    #: open a stream. 256 is 8 a connection at that cap (users behind one
+    #: carrier NAT); its memory, every stream at its base window and 16
+    #: circuits (two peers' worth) at the bulk one. Loopback and relayed
+    #: connections (no address of their own) are not counted.
+    stream_source: ScopeLimit = ScopeLimit(streams=256, memory=_budget(256, 2 * _CIRCUITS_PER_PEER))
+    #: Of those, streams still negotiating their protocol: a quarter of the
+    #: transient budget.
+    transient_stream_source: ScopeLimit = ScopeLimit(streams=32, memory=32 * STREAM_BASE_MEMORY)
     protocol: Mapping[str, ScopeLimit] = field(default_factory=dict)
     protocol_peer: Mapping[str, ScopeLimit] = field(default_factory=dict)
 

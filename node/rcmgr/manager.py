@@ -115,6 +115,14 @@ class ResourceManager:
         usage = self._sources.setdefault("est:" + source, _Usage())
         return (ScopeKind.SOURCE, source[:40], usage, self.limits.established_source)
 
+    def _stream_source_link(self, source: str) -> _Link:
+        usage = self._sources.setdefault("streams:" + source, _Usage())
+        return (ScopeKind.SOURCE, source[:40], usage, self.limits.stream_source)
+
+    def _transient_stream_source_link(self, source: str) -> _Link:
+        usage = self._sources.setdefault("negotiating:" + source, _Usage())
+        return (ScopeKind.SOURCE, source[:40], usage, self.limits.transient_stream_source)
+
     def _peer_link(self, peer: str) -> _Link:
         return (ScopeKind.PEER, peer[:16], self._peers.setdefault(peer, _Usage()), self.limits.peer)
 
@@ -164,12 +172,16 @@ class ResourceManager:
         # Loopback is this machine (tests, a local cluster), exempt as in go-libp2p.
         return ConnectionScope(self, wants, source, established=bool(source) and not _is_loopback(remote_ip))
 
-    def open_stream(self, peer: str) -> StreamScope:
-        """An inbound stream from ``peer`` whose protocol is not agreed yet."""
+    def open_stream(self, peer: str, remote_ip: str | None = None) -> StreamScope:
+        """An inbound stream from ``peer``, over a connection from
+        ``remote_ip`` (None: relayed, or not known), whose protocol is not
+        agreed yet."""
         wants = {Resource.STREAMS: 1, Resource.MEMORY: STREAM_BASE_MEMORY}
-        chain = [self._system_link(), self._peer_link(peer), self._transient_link(), self._source_link("peer:" + peer)]
-        self._reserve(chain, wants)
-        return StreamScope(self, peer, wants)
+        # Loopback is this machine, exempt as for connections.
+        source = "ip:" + source_of(remote_ip) if remote_ip and not _is_loopback(remote_ip) else ""
+        scope = StreamScope(self, peer, wants, source)
+        self._reserve(scope._chain(), wants)
+        return scope
 
     def usage(self) -> dict[str, dict[str, int]]:
         """What each scope holds now: for logs, figures and tests."""
@@ -229,21 +241,32 @@ class ConnectionScope:
 class StreamScope:
     """One inbound stream's reservation: transient until its protocol is agreed."""
 
-    def __init__(self, manager: ResourceManager, peer: str, held: dict[Resource, int]) -> None:
+    def __init__(self, manager: ResourceManager, peer: str, held: dict[Resource, int], source: str = "") -> None:
         self._m = manager
         self.peer = peer
         self._held = dict(held)
+        self._source = source  # "ip:..." of the connection, or "" (not counted per address)
         self.protocol: str | None = None
         self.closed = False
 
     def _chain(self) -> list[_Link]:
         m = self._m
         chain = [m._system_link(), m._peer_link(self.peer)]
+        if self._source:
+            chain.append(m._stream_source_link(self._source))
         if self.protocol is None:
-            chain += [m._transient_link(), m._source_link("peer:" + self.peer)]
+            chain += self._negotiating()
         else:
             chain += [m._protocol_link(self.protocol), m._protocol_peer_link(self.protocol, self.peer)]
         return chain
+
+    def _negotiating(self) -> list[_Link]:
+        """The scopes a stream leaves once its protocol is agreed."""
+        m = self._m
+        links = [m._transient_link(), m._source_link("peer:" + self.peer)]
+        if self._source:
+            links.append(m._transient_stream_source_link(self._source))
+        return links
 
     def set_protocol(self, protocol: str) -> None:
         """The stream speaks ``protocol``: count it there, and no longer as transient."""
@@ -251,7 +274,7 @@ class StreamScope:
             raise RuntimeError("stream scope already attached or closed")
         m = self._m
         m._reserve([m._protocol_link(protocol), m._protocol_peer_link(protocol, self.peer)], self._held)
-        m._release([m._transient_link(), m._source_link("peer:" + self.peer)], self._held)
+        m._release(self._negotiating(), self._held)
         self.protocol = protocol
 
     def reserve_memory(self, amount: int) -> bool:

@@ -250,3 +250,67 @@ def test_loopback_is_this_machine_and_not_counted_per_address() -> None:
     for i in range(rm.limits.established_source.conns + 5):
         rm.open_connection("127.0.0.1").set_peer(f"local{i}")
     rm.open_connection("::1").set_peer("local-v6")
+
+
+def test_one_address_holds_a_bounded_number_of_streams_through_many_peers() -> None:
+    """Peer IDs cost nothing: the streams of every peer on connections from
+    one address are counted together, negotiating and agreed."""
+    rm = ResourceManager(
+        _limits(
+            system=ScopeLimit(conns=10, streams=100, memory=BIG),
+            transient=ScopeLimit(conns=4, streams=100, memory=BIG),
+            protocol_default=ScopeLimit(streams=100, memory=BIG),
+            stream_source=ScopeLimit(streams=5, memory=BIG),
+            transient_stream_source=ScopeLimit(streams=2, memory=BIG),
+        )
+    )
+    ip = "198.51.100.9"
+    a1, a2 = rm.open_stream("A", ip), rm.open_stream("B", ip)
+    with pytest.raises(ResourceLimitExceeded) as e:  # a third identity, still negotiating
+        rm.open_stream("C", ip)
+    assert e.value.scope is ScopeKind.SOURCE and e.value.resource is Resource.STREAMS
+    other = rm.open_stream("C", "203.0.113.1")  # another address is not locked out
+    a1.set_protocol("/x")
+    a2.set_protocol("/x")
+    agreed = [a1, a2]
+    for peer in ("C", "D", "E"):
+        scope = rm.open_stream(peer, ip)
+        scope.set_protocol("/x")
+        agreed.append(scope)
+    with pytest.raises(ResourceLimitExceeded) as e:  # 5 agreed: the address is full
+        rm.open_stream("F", ip)
+    assert e.value.scope is ScopeKind.SOURCE
+    assert rm.open_stream("F", "::1").peer == "F"  # loopback is this machine: not counted
+    assert rm.open_stream("G", None).peer == "G"  # relayed: no address of its own
+    agreed.pop().close()
+    rm.open_stream("F", ip).close()  # room for one again
+    assert rm.open_stream("H", "2001:db8:1:2::7") and rm.open_stream("I", "2001:db8:1:2::8")
+    with pytest.raises(ResourceLimitExceeded):  # the same /64 is one address
+        rm.open_stream("J", "2001:db8:1:2::9")
+    for scope in [*agreed, other]:
+        scope.close()
+    assert not [k for k in rm._sources if k.endswith(ip)]  # released, and forgotten
+
+
+def test_a_stream_refused_for_its_address_changes_nothing() -> None:
+    rm = ResourceManager(_limits(stream_source=ScopeLimit(streams=1, memory=BIG)))
+    first = rm.open_stream("A", "198.51.100.9")
+    before = rm.usage()
+    with pytest.raises(ResourceLimitExceeded):
+        rm.open_stream("B", "198.51.100.9")
+    assert rm.usage() == before
+    first.set_protocol("/x")
+    assert first.reserve_memory(1000)  # memory is counted for the address too
+    first.close()
+    assert rm.usage()["system"] == {"conns": 0, "streams": 0, "memory": 0}
+    assert rm._sources == {}
+
+
+def test_default_limits_keep_one_address_below_what_the_node_shares() -> None:
+    d = DEFAULT_LIMITS
+    per_address = d.stream_source.streams
+    assert per_address <= d.system.streams // 8
+    assert per_address <= d.for_protocol("/ipfs/kad/1.0.0").streams // 4
+    assert d.transient_stream_source.streams <= d.transient.streams // 4
+    # Room for every connection one address may hold to carry a few streams.
+    assert per_address >= 8 * d.established_source.conns
