@@ -70,6 +70,15 @@ def check_component(name: str) -> None:
         raise PathRuleError(f"path component longer than {MAX_COMPONENT_BYTES} bytes")
 
 
+def check_listed_name(name: str) -> None:
+    """``check_component`` for a name read from a directory, which cannot be
+    empty, ``.`` or ``..`` or hold ``/``: only what such a name can break is
+    looked at, the byte length only when it may be too long (the scanner
+    checks every file's name before the code is printed: issue 12)."""
+    if _BAD_CHAR.search(name) or len(name) > MAX_COMPONENT_BYTES // 4:
+        check_component(name)
+
+
 def split_path(path: str) -> tuple[str, ...]:
     """Validate a relative POSIX path and return its components."""
     if not isinstance(path, str):
@@ -105,6 +114,8 @@ def is_partial_dir_name(name: str) -> bool:
 
 def fold(path: str) -> str:
     """The key two paths collide on: NFC-normalised and case-folded."""
+    if path.isascii():
+        return path.lower()  # the same for ASCII, which most names are (issue 12)
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", path).casefold())
 
 

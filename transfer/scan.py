@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import operator
 import os
 import stat
 import threading
@@ -41,6 +42,7 @@ from p2pshare.transfer.paths import (
     MAX_PATH_BYTES,
     PathRuleError,
     check_component,
+    check_listed_name,
     fold,
     is_partial_dir_name,
 )
@@ -108,6 +110,9 @@ def _describe(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+_name = operator.attrgetter("name")
+
+
 def _walk(top: str, rel: str, files: list[_Found], dirs: list[str], warnings: list[str]) -> None:
     """Depth-first, sorted, without recursion (trees may be deep).
 
@@ -121,7 +126,7 @@ def _walk(top: str, rel: str, files: list[_Found], dirs: list[str], warnings: li
         path, rel_dir, depth = stack.pop()
         try:
             with os.scandir(path) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                entries = sorted(it, key=_name)
         except OSError as exc:
             raise SourceError(f"cannot read directory {path}: {_describe(exc)}") from None
         folded: set[str] = set()
@@ -129,12 +134,12 @@ def _walk(top: str, rel: str, files: list[_Found], dirs: list[str], warnings: li
         for entry in entries:
             child = entry.path
             try:
-                check_component(entry.name)
+                check_listed_name(entry.name)
             except PathRuleError as exc:
                 warnings.append(f"skipped {child}: {exc}")
                 continue
             rel_child = f"{rel_dir}/{entry.name}"
-            if len(rel_child.encode("utf-8")) > MAX_PATH_BYTES:
+            if len(rel_child) > MAX_PATH_BYTES // 4 and len(rel_child.encode("utf-8")) > MAX_PATH_BYTES:
                 warnings.append(f"skipped {child}: path too long")
                 continue
             if depth >= MAX_DEPTH:

@@ -268,3 +268,32 @@ def test_an_entry_is_bounded_before_it_is_parsed() -> None:
     start = upper.index(b'"chunks":"') + 10
     with pytest.raises(manifest.ManifestError, match="lower-case hex"):
         manifest.decode(upper[:start] + upper[start : start + 64].upper() + upper[start + 64 :])
+
+
+def test_fold_takes_a_shortcut_for_ascii_only() -> None:
+    # ASCII is folded with lower() (issue 12); it must be what the full
+    # folding gives, for every ASCII character and for names around them.
+    import unicodedata
+
+    def full(path: str) -> str:
+        return unicodedata.normalize("NFC", unicodedata.normalize("NFC", path).casefold())
+
+    for name in [*(chr(c) for c in range(128)), "README.Md", "a/B/c.TXT", "Stra\u00dfe", "\u212a", "caf\u00e9"]:
+        assert paths.fold(name) == full(name), name
+
+
+def test_listed_names_are_checked_as_components() -> None:
+    # What the scanner calls for each name read from a directory: the
+    # same refusals as check_component for every name a directory can hold.
+    for name in ["ok.txt", "tab\there", "back\\slash", "x" * 255, "x" * 256, "\u00e9" * 127, "\u00e9" * 128, "\x7f"]:
+        try:
+            paths.check_component(name)
+            expected = None
+        except paths.PathRuleError as exc:
+            expected = str(exc)
+        try:
+            paths.check_listed_name(name)
+            got = None
+        except paths.PathRuleError as exc:
+            got = str(exc)
+        assert got == expected, name
