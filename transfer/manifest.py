@@ -437,6 +437,8 @@ def _parse_files(data: bytes | bytearray, start: int, end: int, n_dirs: int) -> 
         files.append(FileEntry(path, int(m[4]), binascii.unhexlify(m[3]), hashes))
         pos = after + 1
     for entry_start, entry_end in _file_spans(data, pos, end) if pos < end else ():
+        if not data.startswith(_ENTRY, entry_start):  # after a plain entry, anything may follow its ","
+            raise ManifestError("manifest is not canonical JSON (file entry)")
         hex_start = entry_start + len(_ENTRY)
         hex_end = data.find(b'"', hex_start, entry_end)
         caps.entry(len(files), hex_start, hex_end, entry_end)

@@ -352,6 +352,18 @@ def test_hostile_entries_fare_alike_on_both_paths(monkeypatch: pytest.MonkeyPatc
     assert got == _general_only(monkeypatch, data)
 
 
+def test_an_entry_after_a_plain_one_must_start_as_the_encoder_writes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The general path takes over where the fast one stops; each entry it
+    # reads there must still begin with the encoder's first key, as every
+    # entry did when one search cut them all.
+    good = raw([raw_file("x"), raw_file("y"), raw_file("z")])
+    second = good.index(b'{"chunks":"', good.index(b'{"chunks":"') + 1)
+    for bad in (b'{"chunkz":"', b'{"chunks" :', b"XXXXXXXXXXX"):
+        data = good[:second] + bad + good[second + len(bad) :]
+        assert isinstance(_outcome(data), str), bad
+        assert isinstance(_general_only(monkeypatch, data), str), bad
+
+
 def test_the_digest_is_of_the_bytes_the_sharer_sealed() -> None:
     # The receiver hashes what it received (issue 12); for what our encoder
     # writes that is the digest of the manifest it decodes to.
