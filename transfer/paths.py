@@ -60,13 +60,20 @@ _BAD_CHAR = re.compile("[\x00-\x1f\x7f-\x9f\\\\\ud800-\udfff]")
 
 def check_component(name: str) -> None:
     """Check one path component (also used by the scanner for file names)."""
-    if name in ("", ".", ".."):
-        raise PathRuleError(f"path component {name!r} is not allowed")
     if "/" in name:
         raise PathRuleError("path component contains '/'")
     if _BAD_CHAR.search(name):
         raise PathRuleError("path contains a control character, backslash or invalid Unicode")
-    if len(name.encode("utf-8")) > MAX_COMPONENT_BYTES:
+    _check_part(name, may_be_long=True)
+
+
+def _check_part(part: str, *, may_be_long: bool) -> None:
+    """A component's rules that the checks of its whole path do not settle
+    (``split_path`` knows when no part can be too long; a name with "/" is
+    never empty, "." or "..", so the order of the refusals is as before)."""
+    if part in ("", ".", ".."):
+        raise PathRuleError(f"path component {part!r} is not allowed")
+    if may_be_long and len(part.encode("utf-8")) > MAX_COMPONENT_BYTES:
         raise PathRuleError(f"path component longer than {MAX_COMPONENT_BYTES} bytes")
 
 
@@ -94,11 +101,9 @@ def split_path(path: str) -> tuple[str, ...]:
     # ``check_component`` for each part, less what the whole path's checks
     # already settled (no "/", no bad character; no part longer than the
     # path): 100,000 paths a manifest (issue 12).
+    may_be_long = size > MAX_COMPONENT_BYTES
     for part in parts:
-        if part in ("", ".", ".."):
-            raise PathRuleError(f"path component {part!r} is not allowed")
-        if size > MAX_COMPONENT_BYTES and len(part.encode("utf-8")) > MAX_COMPONENT_BYTES:
-            raise PathRuleError(f"path component longer than {MAX_COMPONENT_BYTES} bytes")
+        _check_part(part, may_be_long=may_be_long)
     # Compared as the file system may: on a case-insensitive one (macOS,
     # Windows) ".P2PShare-Partial" is our folder of unfinished files. Only a
     # name starting with "." can fold to it, so most names skip the folding.
