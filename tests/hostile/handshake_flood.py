@@ -14,9 +14,10 @@ from contextlib import AsyncExitStack
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
 
-from p2pshare.node.host import LibP2PByteStream, open_host
+from p2pshare.node.host import open_host
 from p2pshare.sharecode.parse import parse_code
 from p2pshare.transfer import PROTOCOL_ID
+from tests.hostile._held import HeldStreams
 
 STREAMS_PER_PEER = 8
 
@@ -24,16 +25,7 @@ STREAMS_PER_PEER = 8
 async def main(code: str, n: int, hold: float) -> None:
     target = parse_code(code)
     peer, addrs = target.peer_id, list(target.addresses)  # type: ignore[union-attr]
-    opened, reset = 0, 0
-
-    async def watch(s: LibP2PByteStream) -> None:
-        nonlocal reset
-        try:
-            if not await s.read(1):
-                reset += 1
-        except Exception:
-            reset += 1
-
+    streams = HeldStreams()
     async with AsyncExitStack() as stack, trio.open_nursery() as nursery:
         for _ in range(n):
             host = await stack.enter_async_context(open_host(create_new_key_pair(), ["/ip4/127.0.0.1/tcp/0"]))
@@ -42,13 +34,11 @@ async def main(code: str, n: int, hold: float) -> None:
                 try:
                     s = await host.open_stream(peer, PROTOCOL_ID)
                 except Exception:
-                    reset += 1
-                    opened += 1
+                    streams.refused()
                     continue
-                opened += 1
-                nursery.start_soon(watch, s)
+                nursery.start_soon(streams.watch, s)
         await trio.sleep(3)
-        print(json.dumps({"opened": opened, "held": opened - reset}), flush=True)
+        print(json.dumps({"opened": streams.opened, "held": streams.held}), flush=True)
         await trio.sleep(hold)
         nursery.cancel_scope.cancel()
 

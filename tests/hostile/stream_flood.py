@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import AsyncExitStack
-from typing import Any
 
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
@@ -21,6 +20,7 @@ from libp2p.peer.id import ID
 
 from p2pshare.node.host import open_host
 from p2pshare.node.ping import PING_PROTOCOL, measure_rtt
+from tests.hostile._held import HeldStreams
 
 #: The first bytes of ``/multistream/1.0.0\n`` behind its length: never completed.
 PARTIAL_HEADER = b"\x13/multistream"
@@ -29,15 +29,7 @@ PARTIAL_HEADER = b"\x13/multistream"
 async def main(addr: str, probe_addr: str, hosts: int, per: int) -> None:
     peer = addr.rsplit("/p2p/", 1)[1]
     pid = ID.from_base58(peer)
-    opened, reset = 0, 0
-
-    async def watch(stream: Any) -> None:
-        nonlocal reset
-        try:
-            if not await stream.read(1):
-                reset += 1
-        except Exception:
-            reset += 1
+    counted = HeldStreams()
 
     async with AsyncExitStack() as stack:
         streams = []
@@ -46,19 +38,18 @@ async def main(addr: str, probe_addr: str, hosts: int, per: int) -> None:
             await host.connect(peer, [addr], timeout=10)
             muxed = host._connections(pid)[0].muxed_conn
             for _ in range(per):
-                opened += 1
                 try:
                     stream = await muxed.open_stream()
                     await stream.write(PARTIAL_HEADER)
                 except Exception:
-                    reset += 1
+                    counted.refused()
                     continue
                 streams.append(stream)
         async with trio.open_nursery() as nursery:
             for stream in streams:
-                nursery.start_soon(watch, stream)
+                nursery.start_soon(counted.watch, stream)
             await trio.sleep(3)
-            held = opened - reset
+            opened, held = counted.opened, counted.held
             probe_ok, probe_error = False, ""
             async with open_host(create_new_key_pair(), ["/ip4/127.0.0.1/tcp/0"]) as prober:
                 try:
