@@ -1,13 +1,17 @@
 """``python -m p2pshare`` and the ``p2pshare`` command: the command line.
 
 The collector is paused before anything else is imported (``node/_gc.py``): the
-imports below and py-libp2p's build the process's long-lived objects."""
+imports below and py-libp2p's build the process's long-lived objects. The
+dataclasses they define take their methods' code from a cache
+(``p2pshare/_dataclass_code.py``) instead of compiling it again."""
 
 from typing import NoReturn
 
+from p2pshare import _dataclass_code
 from p2pshare.node import _gc
 
 _gc.pause()
+_dataclass_code.install()
 
 from p2pshare._exit import exit_now  # noqa: E402
 from p2pshare.cli import main  # noqa: E402

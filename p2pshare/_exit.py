@@ -7,6 +7,8 @@ import os
 import sys
 from typing import NoReturn
 
+from p2pshare import _dataclass_code
+
 __all__ = ["exit_now"]
 
 
@@ -22,6 +24,7 @@ def exit_now(code: int) -> NoReturn:
     standard streams are flushed (a reader that went away is ignored, as
     at exit). Only the command line exits this way; ``main`` returns.
     """
+    _dataclass_code.save()  # only if this process compiled dataclass code the cache lacked
     try:
         logging.shutdown()
         sys.stdout.flush()

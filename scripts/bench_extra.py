@@ -41,12 +41,11 @@ def compile_ours(python: str, root: Path) -> None:
     magic-wormhole's venv) has them: with PYTHONDONTWRITEBYTECODE set, every
     process recompiled each module changed since the last scripts/_venv.sh
     run, ~0.03-0.1 s of CPU charged to each side's start-up."""
-    subprocess.run(
-        [python, "-m", "compileall", "-q", *(str(root / d) for d in PACKAGES)],
-        check=False,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    for command in (
+        ["-m", "compileall", "-q", *(str(root / d) for d in PACKAGES)],
+        ["-m", "p2pshare._dataclass_code", "--if-stale"],  # likewise (p2pshare/_dataclass_code.py)
+    ):
+        subprocess.run([python, *command], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -1,7 +1,8 @@
 """Importing p2pshare changes nothing in the importing process.
 
 In a fresh interpreter, importing every p2pshare module leaves
-``sys.meta_path`` as it was (no lean-import hook), dnspython's feature
+``sys.meta_path`` as it was (no lean-import hook), ``dataclasses`` without
+the code cache, dnspython's feature
 switches untouched and py-libp2p unpatched; py-libp2p itself is not even
 imported by any module but the façade's private implementation modules,
 and afterwards the program's own ``import libp2p`` gets the real QUIC
@@ -53,6 +54,8 @@ assert sys.meta_path == before, sys.meta_path
 assert dns._features.have("doq")  # DNS-over-QUIC not switched off (aioquic is installed)
 from p2pshare.node import _libp2p_lean_import, _libp2p_patches
 assert not _libp2p_lean_import.is_installed() and not _libp2p_patches.is_applied()
+from p2pshare import _dataclass_code
+assert not _dataclass_code.is_installed()  # only the command line's __main__ installs it
 from libp2p.transport.quic.transport import QUICTransport
 import libp2p.transport.quic.transport as quic
 assert not getattr(quic, "__p2pshare_stand_in__", False)
