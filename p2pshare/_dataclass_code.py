@@ -180,9 +180,7 @@ def build() -> int:
 
     if not install():
         return 0
-    _libp2p_lean_import.install()
-    import libp2p  # noqa: F401  # its dataclasses, as the host façade imports it
-
+    _libp2p_lean_import.install()  # as the command line does, before the façade's modules import py-libp2p
     for info in pkgutil.walk_packages(p2pshare.__path__, "p2pshare."):
         if not info.name.endswith("__main__"):
             try:
