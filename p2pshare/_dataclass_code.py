@@ -199,8 +199,10 @@ def build() -> int:
 
 def is_stale() -> bool:
     """Whether :func:`build` may find something new: the cache file is older
-    than a source file of p2pshare, py-libp2p's installed metadata or this
-    interpreter's ``dataclasses`` (a ``stat`` of each: ~5 ms)."""
+    than a source file of p2pshare or of py-libp2p, or than this
+    interpreter's ``dataclasses`` (a ``stat`` of each: ~5 ms). Other
+    packages' classes (anyio's) are not watched: after their upgrade the
+    command line compiles their new methods once and saves them at exit."""
     import p2pshare
 
     path = cache_path()
