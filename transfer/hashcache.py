@@ -1,7 +1,7 @@
 """The sharer's hash cache: re-sharing unchanged files costs no hashing.
 
-One JSON file per set of shared paths (its name is a hash of them) under
-the data directory maps each file's identity — absolute path, size,
+One file per set of shared paths (its name is a hash of them) under the
+data directory maps each file's identity — absolute path, size,
 ``st_mtime_ns``, inode and the manifest's chunk size — to its whole-file
 and chunk SHA-256s. A file whose identity differs is hashed again; so is a
 file modified within ``RACY_SECONDS`` of the scan (its mtime may not move
@@ -10,9 +10,19 @@ rule). The cache only saves time: the receiver checks every chunk
 against its hash, so a stale entry (content changed with size, mtime and
 inode kept) cannot deliver wrong data; that file's transfer fails instead.
 
+The format (``VERSION`` 2) is binary: :data:`MAGIC`, then one record per
+file, ``path length (u16) | path (UTF-8) | size (u64) | mtime_ns (i64) |
+inode (u64) | chunk size (u32) | chunks (u32) | SHA-256 | chunk SHA-256s``,
+all big-endian. Version 1 was JSON: for 100,000 small files, loading it
+took 0.59 s and ~114 MB of the sharer's memory (a list per file of hex
+strings, then the same again as objects) before a single file was
+matched, and writing it ~0.3 s and ~56 MB more (issue 12). Records are
+read straight from the file's bytes, and written one by one.
+
 Written to a temporary file and renamed over the old one, so an
 interrupted write never leaves a half-written cache that looks complete;
-a cache that does not parse is ignored as if absent.
+a cache that does not parse is ignored as if absent (so is one of version
+1, which is removed the next time a share settles the directory).
 
 The directory is bounded (:func:`stale`, pure): every set of paths ever
 shared left its cache for good (~64 bytes per chunk: a 100 GB collection
@@ -28,15 +38,27 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
+import struct
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-VERSION = 1
+VERSION = 2
+#: The first bytes of a cache file of this version.
+MAGIC = b"p2pshare hash cache 2\n"
+#: The file name's suffix; version 1's (``.json``) are removed when seen.
+SUFFIX = ".hashes"
+_OLD_SUFFIX = ".json"
+_PATH_LEN = struct.Struct(">H")
+#: size, mtime_ns, inode, chunk size, number of chunk hashes.
+_RECORD = struct.Struct(">QqQII")
+_COUNT = struct.Struct(">I")
+_COUNT_AT = _RECORD.size - _COUNT.size
+_DIGEST = 32
 #: Files modified this recently (seconds before the scan) are not cached.
 RACY_SECONDS = 2.0
 #: A cache not used for this long is removed when another share runs.
@@ -48,9 +70,9 @@ TMP_AGE_SECONDS = 86400
 _TMP_PREFIX = ".tmp-"
 
 
-@dataclass(frozen=True)
-class FileId:
-    """What says a file is unchanged since it was hashed."""
+class FileId(NamedTuple):
+    """What says a file is unchanged since it was hashed. A tuple: hashed
+    and compared in C, ~80 bytes, for one key per shared file."""
 
     path: str
     size: int
@@ -65,28 +87,105 @@ Hashes = tuple[bytes, tuple[bytes, ...]]  # whole-file SHA-256, chunk SHA-256s
 def cache_file(cache_dir: Path, paths: Iterable[Path]) -> Path:
     """Where the cache for sharing exactly ``paths`` lives."""
     joined = "\0".join(sorted(os.path.abspath(p) for p in paths))
-    return cache_dir / f"{hashlib.sha256(joined.encode('utf-8', 'surrogateescape')).hexdigest()[:32]}.json"
+    name = hashlib.sha256(joined.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return cache_dir / f"{name}{SUFFIX}"
 
 
-def load(path: Path) -> dict[FileId, Hashes]:
-    """The cached hashes, or none when the file is missing, foreign or damaged."""
+def load(path: Path) -> Cache:
+    """The cached hashes, or none when the file is missing, foreign, of
+    another version, larger than the whole directory may be, or damaged."""
     try:
-        raw = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return {}
-    out: dict[FileId, Hashes] = {}
+        with open(path, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size > MAX_TOTAL_BYTES:
+                return Cache()
+            data = fh.read(MAX_TOTAL_BYTES + 1)
+    except OSError:
+        return Cache()
     try:
-        if raw.get("version") != VERSION:
-            return {}
-        for p, size, mtime, ino, chunk_size, sha, chunks in raw["files"]:
-            blob = bytes.fromhex(chunks)
-            if len(blob) % 32 or len(bytes.fromhex(sha)) != 32:
-                return {}
-            fid = FileId(str(p), int(size), int(mtime), int(ino), int(chunk_size))
-            out[fid] = (bytes.fromhex(sha), tuple(blob[i : i + 32] for i in range(0, len(blob), 32)))
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return {}
-    return out
+        return decode(data)
+    except ValueError:
+        return Cache()
+
+
+class Cache:
+    """A cache file's records, found by path. Only the index (path ->
+    where its record starts) is built at load; a record's fields and hashes
+    are read when a file with that path is looked up, and its hashes made
+    only if the file's identity matches: ~0.16 KB per cached file instead
+    of objects for every field of every record."""
+
+    def __init__(self, data: bytes = b"", index: dict[str, int] | None = None) -> None:
+        self._data = data
+        self._index: dict[str, int] = index or {}
+        self._hits: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def get(self, fid: FileId) -> Hashes | None:
+        """The hashes cached for exactly this file identity, else None."""
+        at = self._index.get(fid.path)
+        if at is None:
+            return None
+        size, mtime_ns, inode, chunk_size, count = _RECORD.unpack_from(self._data, at)
+        if (size, mtime_ns, inode, chunk_size) != (fid.size, fid.mtime_ns, fid.inode, fid.chunk_size):
+            return None
+        pos = at + _RECORD.size
+        data = self._data
+        sha = data[pos : pos + _DIGEST]
+        pos += _DIGEST
+        chunks = tuple(data[i : i + _DIGEST] for i in range(pos, pos + _DIGEST * count, _DIGEST))
+        self._hits.add(fid.path)
+        return sha, chunks
+
+    def holds_exactly(self, entries: Mapping[FileId, Hashes]) -> bool:
+        """True if writing ``entries`` would write this cache again: one
+        for each of its records, each found by :meth:`get` (whose hashes
+        the share then used as they were)."""
+        return len(entries) == len(self._index) and all(f.path in self._hits for f in entries)
+
+
+def decode(data: bytes) -> Cache:
+    """Index a cache file's bytes; ``ValueError`` if anything in them is not
+    what :func:`encode` writes (a record cut short or running past the end,
+    a path twice). Every record is bounded here, so :meth:`Cache.get`
+    reads only within the data."""
+    if not data.startswith(MAGIC):
+        raise ValueError("not a hash cache of this version")
+    index: dict[str, int] = {}
+    pos, end = len(MAGIC), len(data)
+    try:
+        while pos < end:
+            (n,) = _PATH_LEN.unpack_from(data, pos)
+            pos += _PATH_LEN.size
+            path = data[pos : pos + n].decode("utf-8", "surrogateescape")
+            pos += n
+            (count,) = _COUNT.unpack_from(data, pos + _COUNT_AT)
+            stop = pos + _RECORD.size + _DIGEST * (1 + count)
+            if stop > end:
+                raise ValueError("a record runs past the end")
+            if index.setdefault(path, pos) != pos:
+                raise ValueError("a path twice")
+            pos = stop
+    except struct.error as exc:  # a record cut short
+        raise ValueError(f"damaged hash cache: {exc}") from None
+    return Cache(data, index)
+
+
+def encode(entries: Mapping[FileId, Hashes]) -> Iterable[bytes]:
+    """The cache file's bytes, record by record (no copy of the whole).
+    A file whose path is longer than a record can say is left out: it is
+    hashed again next time, nothing worse."""
+    yield MAGIC
+    for f, (sha, chunks) in entries.items():
+        raw = f.path.encode("utf-8", "surrogateescape")
+        if len(raw) > 0xFFFF or len(sha) != _DIGEST or any(len(c) != _DIGEST for c in chunks):
+            continue
+        try:
+            fields = _RECORD.pack(f.size, f.mtime_ns, f.inode, f.chunk_size, len(chunks))
+        except struct.error:  # a value no record can hold: not cached
+            continue
+        yield b"".join((_PATH_LEN.pack(len(raw)), raw, fields, sha, *chunks))
 
 
 def cacheable(fid: FileId, scanned_at_ns: int) -> bool:
@@ -96,15 +195,12 @@ def cacheable(fid: FileId, scanned_at_ns: int) -> bool:
 
 def save(path: Path, entries: Mapping[FileId, Hashes]) -> None:
     """Write-then-rename; errors are the caller's (the cache is best effort)."""
-    files = [
-        [f.path, f.size, f.mtime_ns, f.inode, f.chunk_size, sha.hex(), b"".join(chunks).hex()]
-        for f, (sha, chunks) in entries.items()
-    ]
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".json", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=SUFFIX, dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(json.dumps({"version": VERSION, "files": files}, separators=(",", ":")).encode())
+        with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
+            for piece in encode(entries):
+                fh.write(piece)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -130,12 +226,15 @@ def stale(
     max_bytes: int = MAX_TOTAL_BYTES,
 ) -> list[str]:
     """The names to remove so the directory stays bounded; never ``keep``
-    (the cache in use) nor a temporary file another share may be writing."""
+    (the cache in use) nor a temporary file another share may be writing.
+    A cache of version 1 (``.json``) is never read again: it goes at once."""
     out: list[str] = []
     live: list[CacheFile] = []
     for f in files:
         if f.name == keep:
             live.append(f)
+        elif f.name.endswith(_OLD_SUFFIX) and not f.name.startswith(_TMP_PREFIX):
+            out.append(f.name)
         elif f.name.startswith(_TMP_PREFIX):
             if now - f.used_at > TMP_AGE_SECONDS:
                 out.append(f.name)
@@ -170,7 +269,7 @@ def _prune(cache_dir: Path, keep: str, now: float) -> None:
     files: list[CacheFile] = []
     with os.scandir(cache_dir) as it:
         for e in it:
-            if e.name.endswith(".json") and e.is_file(follow_symlinks=False):
+            if e.name.endswith((SUFFIX, _OLD_SUFFIX)) and e.is_file(follow_symlinks=False):
                 st = e.stat(follow_symlinks=False)
                 files.append(CacheFile(e.name, st.st_size, st.st_mtime))
     for name in stale(files, now, keep):

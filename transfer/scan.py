@@ -350,7 +350,7 @@ def hash_scan(
     this share's files afterwards (best effort: a failure costs only time).
     """
     chunk_size = found.chunk_size
-    known = hashcache.load(cache) if cache is not None else {}
+    known = hashcache.load(cache) if cache is not None else hashcache.Cache()
     fresh: dict[hashcache.FileId, hashcache.Hashes] = {}
 
     def fid(f: _Found) -> hashcache.FileId:
@@ -372,6 +372,10 @@ def hash_scan(
             ident = fid(f)
             if cache is not None and hashcache.cacheable(ident, found.scanned_at_ns):
                 fresh[ident] = (sha, chunk_hashes)
+    changed = not known.holds_exactly(fresh)
+    known = hashcache.Cache()  # the cache file's bytes: not held while the manifest is built
+    if not changed:
+        fresh.clear()
     try:
         manifest = make_manifest(
             name=name,
@@ -384,6 +388,6 @@ def hash_scan(
     except ManifestError as exc:
         raise SourceError(f"cannot share these paths: {exc}") from None
     if cache is not None:
-        hashcache.settle(cache, fresh, changed=fresh != known)
+        hashcache.settle(cache, fresh, changed=changed)
     identities = tuple((f[2], f[3], f[4]) for f in found.files)
     return PreparedShare(manifest, tuple(f[1] for f in found.files), found.warnings, key, identities)

@@ -74,15 +74,18 @@ def test_resharing_unchanged_files_uses_the_hash_cache(tmp_path: Path, sharer: S
     for f in src.iterdir():
         backdate(f)
     home = tmp_path / "sharer-home"
-    forgotten = home / "hash-cache" / ("f" * 32 + ".json")  # a share of other paths, long ago
+    forgotten = home / "hash-cache" / ("f" * 32 + ".hashes")  # a share of other paths, long ago
     forgotten.parent.mkdir(parents=True)
-    forgotten.write_text('{"version":1,"files":[]}')
+    forgotten.write_bytes(b"p2pshare hash cache 2\n")
     old = time.time() - 100 * 86400
     os.utime(forgotten, (old, old))
+    version_1 = home / "hash-cache" / ("e" * 32 + ".json")  # an earlier release's format: never read again
+    version_1.write_text('{"version":1,"files":[]}')
     first, _ = sharer(src, home=home)
     assert first.wait_for("ready", timeout=60)[-1]["cached_files"] == 0
     first.close()
-    assert list((home / "hash-cache").glob("*.json")) and not forgotten.exists()  # the directory stays bounded
+    assert list((home / "hash-cache").glob("*.hashes")) and not forgotten.exists()  # the directory stays bounded
+    assert not version_1.exists()
     again, _ = sharer(src, home=home)
     assert again.wait_for("ready", timeout=60)[-1]["cached_files"] == 2
     again.close()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import struct
 import time
 from pathlib import Path
 
@@ -78,19 +78,82 @@ def test_recently_modified_files_are_not_cached(tmp_path: Path) -> None:
     assert progress.cached_files == 0
 
 
-@pytest.mark.parametrize(
-    "damage",
-    [b"", b"{not json", b'{"version": 99, "files": []}', b'{"version": 1, "files": [["p", 1, 2, 3, 4, "zz", ""]]}'],
-)
+def record(path: str, size: int = 5, count: int = 1, *, cut: int = 0) -> bytes:
+    """One record as ``encode`` writes it (``count`` chunk hashes), less its last ``cut`` bytes."""
+    raw = path.encode()
+    body = (
+        struct.pack(">H", len(raw)) + raw + struct.pack(">QqQII", size, 10**18, 7, CS, count) + b"s" * 32 * (1 + count)
+    )
+    return body[: len(body) - cut]
+
+
+M = hashcache.MAGIC
+DAMAGED = {
+    "empty": b"",
+    "version 1 (JSON)": b'{"version": 1, "files": [["p", 1, 2, 3, 4, "00", ""]]}',
+    "another magic": b"p2pshare hash cache 9\n" + record("/x"),
+    "a record cut short": M + record("/x", cut=1),
+    "a cut path length": M + b"\x00",
+    "a path running past the end": M + b"\x00\x50/x",
+    "a chunk count past the end": M + record("/x", count=1)[:-64],
+    "a huge chunk count": M + struct.pack(">H", 2) + b"/x" + struct.pack(">QqQII", 5, 1, 7, CS, 2**32 - 1) + b"s" * 64,
+    "a path twice": M + record("/x") + record("/x"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGED.values(), ids=DAMAGED.keys())
 def test_a_damaged_cache_is_ignored(tmp_path: Path, damage: bytes) -> None:
     top = tree(tmp_path)
     cache = hashcache.cache_file(tmp_path / "cache", [top])
     cache.parent.mkdir()
     cache.write_bytes(damage)
+    with pytest.raises(ValueError):
+        hashcache.decode(damage)
+    assert len(hashcache.load(cache)) == 0
     manifest, progress = share(top, cache)
     assert progress.cached_files == 0
     assert manifest == build_manifest([top], name="t", chunk_size=CS).manifest
-    assert json.loads(cache.read_bytes())["version"] == hashcache.VERSION  # rewritten whole
+    assert len(hashcache.load(cache)) == 3  # rewritten whole
+    assert cache.read_bytes().startswith(hashcache.MAGIC)
+
+
+def test_records_round_trip_and_a_file_matches_only_with_its_whole_identity() -> None:
+    """Every field of the identity decides; the hashes come back as written,
+    however many chunks; a path that needs surrogate escapes survives."""
+    a = hashcache.FileId("/t/a", 3 * CS + 7, -5, 2**63, CS)
+    b = hashcache.FileId("/t/\udcff-not-utf8", 0, 10**18, 1, CS)
+    entries = {a: (b"A" * 32, tuple(bytes([i]) * 32 for i in range(4))), b: (b"B" * 32, ())}
+    loaded = hashcache.decode(b"".join(hashcache.encode(entries)))
+    assert len(loaded) == 2
+    assert loaded.get(a) == entries[a] and loaded.get(b) == entries[b]
+    for other in (
+        a._replace(size=a.size + 1),
+        a._replace(mtime_ns=-4),
+        a._replace(inode=1),
+        a._replace(chunk_size=CS * 2),
+    ):
+        assert loaded.get(other) is None
+    assert loaded.get(a._replace(path="/t/z")) is None
+    assert not loaded.holds_exactly({a: entries[a]})  # b was not met: the cache must be written again
+    assert loaded.holds_exactly(entries)
+
+
+def test_a_path_a_record_cannot_hold_is_left_out() -> None:
+    long = hashcache.FileId("/" + "x" * 70_000, 1, 1, 1, CS)
+    short = hashcache.FileId("/y", 1, 1, 1, CS)
+    loaded = hashcache.decode(b"".join(hashcache.encode({long: (b"L" * 32, ()), short: (b"S" * 32, ())})))
+    assert len(loaded) == 1 and loaded.get(short) == (b"S" * 32, ())
+
+
+def test_a_cache_larger_than_the_whole_directory_may_be_is_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    top = tree(tmp_path)
+    cache = hashcache.cache_file(tmp_path / "cache", [top])
+    share(top, cache)
+    assert len(hashcache.load(cache)) == 3
+    monkeypatch.setattr(hashcache, "MAX_TOTAL_BYTES", cache.stat().st_size - 1)
+    assert len(hashcache.load(cache)) == 0
 
 
 def test_an_interrupted_write_leaves_the_old_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,7 +166,7 @@ def test_an_interrupted_write_leaves_the_old_cache(tmp_path: Path, monkeypatch: 
     def boom(*_a: object, **_k: object) -> str:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(hashcache.json, "dumps", boom)
+    monkeypatch.setattr(hashcache, "encode", boom)
     with pytest.raises(KeyboardInterrupt):
         hashcache.save(cache, {})
     assert cache.read_bytes() == before
@@ -153,25 +216,30 @@ def cf(name: str, size: int = 100, age_days: float = 0.0, now: float = 1e9) -> h
 
 
 def test_caches_unused_for_too_long_go_the_one_in_use_stays() -> None:
-    files = [cf("old.json", age_days=91), cf("recent.json", age_days=89), cf("mine.json", age_days=400)]
-    assert hashcache.stale(files, 1e9, keep="mine.json") == ["old.json"]
+    files = [cf("old.hashes", age_days=91), cf("recent.hashes", age_days=89), cf("mine.hashes", age_days=400)]
+    assert hashcache.stale(files, 1e9, keep="mine.hashes") == ["old.hashes"]
 
 
 def test_the_least_recently_used_go_until_all_fit() -> None:
-    files = [cf(f"{i}.json", size=40, age_days=i) for i in range(10)]  # 400 bytes, "9" the oldest
-    out = hashcache.stale(files, 1e9, keep="9.json", max_bytes=200)
-    assert out == ["8.json", "7.json", "6.json", "5.json", "4.json"]  # "9" is in use: kept
-    assert hashcache.stale(files, 1e9, keep="0.json", max_bytes=10_000) == []
+    files = [cf(f"{i}.hashes", size=40, age_days=i) for i in range(10)]  # 400 bytes, "9" the oldest
+    out = hashcache.stale(files, 1e9, keep="9.hashes", max_bytes=200)
+    assert out == ["8.hashes", "7.hashes", "6.hashes", "5.hashes", "4.hashes"]  # "9" is in use: kept
+    assert hashcache.stale(files, 1e9, keep="0.hashes", max_bytes=10_000) == []
 
 
 def test_a_cache_in_use_larger_than_the_bound_is_kept_alone() -> None:
-    files = [cf("big.json", size=1000), cf("a.json", size=10, age_days=1)]
-    assert hashcache.stale(files, 1e9, keep="big.json", max_bytes=500) == ["a.json"]
+    files = [cf("big.hashes", size=1000), cf("a.hashes", size=10, age_days=1)]
+    assert hashcache.stale(files, 1e9, keep="big.hashes", max_bytes=500) == ["a.hashes"]
+
+
+def test_version_1_caches_go_at_once_their_temporary_files_when_old() -> None:
+    files = [cf("v1.json"), cf(".tmp-v1.json", age_days=0.01), cf(".tmp-v1-dead.json", age_days=2)]
+    assert hashcache.stale(files, 1e9, keep="x.hashes") == ["v1.json", ".tmp-v1-dead.json"]
 
 
 def test_temporary_files_go_only_once_no_writer_can_own_them() -> None:
-    files = [cf(".tmp-abc.json", age_days=2), cf(".tmp-new.json", age_days=0.01)]
-    assert hashcache.stale(files, 1e9, keep="x.json") == [".tmp-abc.json"]
+    files = [cf(".tmp-abc.hashes", age_days=2), cf(".tmp-new.hashes", age_days=0.01)]
+    assert hashcache.stale(files, 1e9, keep="x.hashes") == [".tmp-abc.hashes"]
 
 
 def test_a_share_marks_its_cache_used_and_removes_the_stale_ones(tmp_path: Path) -> None:
@@ -180,17 +248,21 @@ def test_a_share_marks_its_cache_used_and_removes_the_stale_ones(tmp_path: Path)
         backdate(f)
     cache_dir = tmp_path / "cache"
     cache_dir.mkdir()
-    old = cache_dir / "0123456789abcdef0123456789abcdef.json"
+    old = cache_dir / "0123456789abcdef0123456789abcdef.hashes"
     old.write_text("{}")
-    leftover = cache_dir / ".tmp-dead.json"
+    leftover = cache_dir / ".tmp-dead.hashes"
     leftover.write_text("{")
     foreign = cache_dir / "notes.txt"  # not ours: never touched
     foreign.write_text("keep me")
     for f in (old, leftover, foreign):
         backdate(f, 100 * DAY)
+    version_1 = cache_dir / "fedcba9876543210fedcba9876543210.json"  # used a minute ago, but never read again
+    version_1.write_text('{"version": 1, "files": []}')
     cache = hashcache.cache_file(cache_dir, [src])
+    assert cache.suffix == hashcache.SUFFIX
     hash_scan(scan_paths([src]), name="t", cache=cache)
     assert cache.exists() and not old.exists() and not leftover.exists() and foreign.exists()
+    assert not version_1.exists()
     backdate(cache, 10 * DAY)
     hash_scan(scan_paths([src]), name="t", cache=cache)  # unchanged: not rewritten, but used now
     assert time.time() - cache.stat().st_mtime < 60
