@@ -34,6 +34,7 @@ import importlib.abc
 import importlib.machinery
 import logging
 import os
+import struct
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
@@ -259,12 +260,32 @@ def _pycryptodome_without_cffi() -> None:
         return
     sys.modules["cffi"] = None  # type: ignore[assignment]  # `import cffi` raises ImportError
     try:
-        import Crypto.Util._raw_api  # noqa: F401  # type: ignore[import-untyped]
+        import Crypto.Util._raw_api as raw  # type: ignore[import-untyped]
     except ImportError as exc:  # pycryptodome changed: only slower
         logger.debug("pycryptodome without cffi failed: %s", exc)
+    else:
+        _architecture_known(raw)
     finally:
         if sys.modules.get("cffi", False) is None:
             del sys.modules["cffi"]
+
+
+def _architecture_known(raw: ModuleType) -> None:
+    """Give pycryptodome's ctypes binding the answer it asks
+    ``platform.architecture()`` for, on Linux, where it is known.
+
+    ``platform.architecture()`` runs ``file -b`` on the interpreter in a
+    child process (~7 ms of every command's start, found with an audit
+    hook on ``subprocess.Popen``). pycryptodome calls it once per process
+    and keeps the answer in the list ``cached_architecture``, read only to
+    tell Windows library names apart (it loads its own libraries by full
+    path). On Linux that answer is the pointer size and ``ELF``. Set only
+    where the list is there and still empty: otherwise pycryptodome asks
+    as before (``tests/node/test_lean_import.py`` compares the two answers).
+    """
+    cache = getattr(raw, "cached_architecture", None)
+    if sys.platform.startswith("linux") and isinstance(cache, list) and not cache:
+        cache[:] = [f"{struct.calcsize('P') * 8}bit", "ELF"]
 
 
 def _no_dns_over_quic() -> None:

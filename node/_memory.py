@@ -11,7 +11,6 @@ is glibc's; elsewhere (musl, macOS) this does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 from collections.abc import Callable
 
@@ -26,9 +25,10 @@ TRIM_EVERY = 60.0
 
 
 def _find_trim() -> Callable[[int], int] | None:
+    # The process's own symbols, where libc already is: ``find_library("c")``
+    # ran ``ldconfig -p`` (a child process, ~2 ms) at every command's start.
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        fn = libc.malloc_trim
+        fn = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
         return None
     fn.argtypes = [ctypes.c_size_t]

@@ -297,3 +297,31 @@ def test_pycryptodome_binds_with_ctypes_and_still_works() -> None:
     proc = _run(_PYCRYPTODOME)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.rstrip().endswith("OK")
+
+
+_NO_CHILDREN = """
+import platform, sys
+spawned = []
+sys.addaudithook(lambda event, args: spawned.append(args[1]) if event == "subprocess.Popen" else None)
+import trio  # finds libpthread with ldconfig to name its threads: not ours to change
+spawned.clear()
+from p2pshare.node import _libp2p_lean_import as L, _memory
+assert L.install()
+import Crypto.Util._raw_api as raw
+from libp2p.crypto.rsa import create_new_key_pair
+assert create_new_key_pair(1024).private_key.sign(b"x")
+assert _memory.malloc_trim() in (True, False) and _memory._TRIM is not None
+assert spawned == [], spawned
+print(raw.cached_architecture, list(platform.architecture()))
+assert raw.cached_architecture == list(platform.architecture())
+print("OK")
+"""
+
+
+def test_starting_spawns_no_helper_process() -> None:
+    """pycryptodome's ``platform.architecture()`` ran ``file`` and our
+    ``malloc_trim`` lookup ran ``ldconfig`` at every start (~7 and ~6 ms);
+    the answer pycryptodome is given is the one ``platform`` gives."""
+    proc = _run(_NO_CHILDREN)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.rstrip().endswith("OK")
