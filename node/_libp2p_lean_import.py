@@ -260,7 +260,7 @@ def _pycryptodome_without_cffi() -> None:
         return
     sys.modules["cffi"] = None  # type: ignore[assignment]  # `import cffi` raises ImportError
     try:
-        import Crypto.Util._raw_api as raw  # type: ignore[import-untyped]
+        import Crypto.Util._raw_api as raw
     except ImportError as exc:  # pycryptodome changed: only slower
         logger.debug("pycryptodome without cffi failed: %s", exc)
     else:
