@@ -26,7 +26,7 @@ TRIM_EVERY = 60.0
 
 def _find_trim() -> Callable[[int], int] | None:
     # The process's own symbols, where libc already is: ``find_library("c")``
-    # ran ``ldconfig -p`` (a child process, ~2 ms) at every command's start.
+    # ran ``ldconfig -p`` (a child process, ~6 ms) at every command's start.
     try:
         fn = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
