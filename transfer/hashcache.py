@@ -47,6 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from p2pshare.transfer.paths import MAX_ENTRIES
+
 VERSION = 2
 #: The first bytes of a cache file of this version.
 MAGIC = b"p2pshare hash cache 2\n"
@@ -148,8 +150,9 @@ class Cache:
 def decode(data: bytes) -> Cache:
     """Index a cache file's bytes; ``ValueError`` if anything in them is not
     what :func:`encode` writes (a record cut short or running past the end,
-    a path twice). Every record is bounded here, so :meth:`Cache.get`
-    reads only within the data."""
+    a path twice, more records than a manifest may list files). Every
+    record is bounded here, so :meth:`Cache.get` reads only within the
+    data, and the index within ~20 MB."""
     if not data.startswith(MAGIC):
         raise ValueError("not a hash cache of this version")
     index: dict[str, int] = {}
@@ -166,6 +169,8 @@ def decode(data: bytes) -> Cache:
                 raise ValueError("a record runs past the end")
             if index.setdefault(path, pos) != pos:
                 raise ValueError("a path twice")
+            if len(index) > MAX_ENTRIES:  # more files than a share can hold: not ours
+                raise ValueError("too many records")
             pos = stop
     except struct.error as exc:  # a record cut short
         raise ValueError(f"damaged hash cache: {exc}") from None

@@ -138,6 +138,15 @@ def test_records_round_trip_and_a_file_matches_only_with_its_whole_identity() ->
     assert loaded.holds_exactly(entries)
 
 
+def test_more_records_than_a_share_can_hold_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The index is bounded by what a manifest may list, not by the file's size."""
+    monkeypatch.setattr(hashcache, "MAX_ENTRIES", 3)
+    three = M + b"".join(record(f"/{i}") for i in range(3))
+    assert len(hashcache.decode(three)) == 3
+    with pytest.raises(ValueError, match="too many records"):
+        hashcache.decode(three + record("/3"))
+
+
 def test_a_path_a_record_cannot_hold_is_left_out() -> None:
     long = hashcache.FileId("/" + "x" * 70_000, 1, 1, 1, CS)
     short = hashcache.FileId("/y", 1, 1, 1, CS)
