@@ -51,7 +51,7 @@ from p2pshare.transfer.paths import MAX_ENTRIES
 
 VERSION = 2
 #: The first bytes of a cache file of this version.
-MAGIC = b"p2pshare hash cache 2\n"
+MAGIC = b"p2pshare hash cache %d\n" % VERSION
 #: The file name's suffix; version 1's (``.json``) are removed when seen.
 SUFFIX = ".hashes"
 _OLD_SUFFIX = ".json"
