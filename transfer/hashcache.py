@@ -129,16 +129,19 @@ class Cache:
         at = self._index.get(fid.path)
         if at is None:
             return None
-        size, mtime_ns, inode, chunk_size, count = _RECORD.unpack_from(self._data, at)
-        if (size, mtime_ns, inode, chunk_size) != (fid.size, fid.mtime_ns, fid.inode, fid.chunk_size):
-            return None
-        pos = at + _RECORD.size
         data = self._data
-        sha = data[pos : pos + _DIGEST]
-        pos += _DIGEST
-        chunks = tuple(data[i : i + _DIGEST] for i in range(pos, pos + _DIGEST * count, _DIGEST))
+        record = _RECORD.unpack_from(data, at)  # size, mtime_ns, inode, chunk_size, count
+        if record[:4] != fid[1:]:  # FileId: path, then the same four fields (C-level compare)
+            return None
+        pos = at + _RECORD.size + _DIGEST
+        count = record[4]
+        chunks = (
+            (data[pos : pos + _DIGEST],)  # one chunk: most files of a large tree
+            if count == 1
+            else tuple([data[i : i + _DIGEST] for i in range(pos, pos + _DIGEST * count, _DIGEST)])
+        )
         self._hits.add(fid.path)
-        return sha, chunks
+        return data[pos - _DIGEST : pos], chunks
 
     def holds_exactly(self, entries: Mapping[FileId, Hashes]) -> bool:
         """True if writing ``entries`` would write this cache again: one

@@ -67,6 +67,27 @@ def test_a_changed_file_is_hashed_again(tmp_path: Path) -> None:
     assert entry.sha256 == hashlib.sha256(new).digest()
 
 
+def test_a_reshare_mixing_cached_and_hashed_files_keeps_each_files_record(tmp_path: Path) -> None:
+    """More files than the hashing window, every other one changed: answers
+    from the cache and from the hashing threads come back in file order,
+    and each file's record in the rewritten cache is its own."""
+    top = tmp_path / "many"
+    top.mkdir()
+    for i in range(60):
+        (top / f"f{i:02d}").write_bytes(os.urandom(100 + i))
+        backdate(top / f"f{i:02d}")
+    cache = hashcache.cache_file(tmp_path / "cache", [top])
+    share(top, cache)
+    for i in range(0, 60, 2):
+        (top / f"f{i:02d}").write_bytes(os.urandom(200 + i))  # another size: a miss
+        backdate(top / f"f{i:02d}", 30.0)
+    mixed, progress = share(top, cache)
+    assert progress.cached_files == 30
+    assert mixed == build_manifest([top], name="t", chunk_size=CS).manifest
+    again, progress = share(top, cache)
+    assert progress.cached_files == 60 and again == mixed
+
+
 def test_recently_modified_files_are_not_cached(tmp_path: Path) -> None:
     """An edit in the same clock tick may not move the mtime (git's racy rule)."""
     top = tmp_path / "fresh"
