@@ -88,6 +88,32 @@ def test_a_reshare_mixing_cached_and_hashed_files_keeps_each_files_record(tmp_pa
     assert progress.cached_files == 60 and again == mixed
 
 
+@pytest.mark.parametrize("batch_files", [1, 3, 64])
+def test_files_of_every_size_hash_in_order_whatever_the_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_files: int
+) -> None:
+    """Small files go to the hashing threads in batches, larger ones alone,
+    cached ones not at all: every entry still gets its own file's hashes."""
+    from p2pshare.transfer import scan
+
+    monkeypatch.setattr(scan, "BATCH_FILES", batch_files)
+    top = tmp_path / "mixed"
+    top.mkdir()
+    sizes = [0, 1, CS - 1, CS, CS + 1, 3 * CS + 5, 17, 2000] * 12
+    for i, size in enumerate(sizes):
+        (top / f"f{i:03d}").write_bytes(os.urandom(size))
+        backdate(top / f"f{i:03d}")
+    cache = hashcache.cache_file(tmp_path / "cache", [top])
+    for _ in range(2):  # hashed, then from the cache
+        manifest, _progress = share(top, cache)
+        for f in manifest.files:
+            data = (tmp_path / f.path).read_bytes()
+            assert f.sha256 == hashlib.sha256(data).digest()
+            want = [hashlib.sha256(data[i : i + CS]).digest() for i in range(0, len(data), CS)]
+            assert list(f.chunk_hashes) == want
+    assert _progress.cached_files == len(sizes)
+
+
 def test_recently_modified_files_are_not_cached(tmp_path: Path) -> None:
     """An edit in the same clock tick may not move the mtime (git's racy rule)."""
     top = tmp_path / "fresh"
@@ -203,10 +229,11 @@ def test_an_interrupted_write_leaves_the_old_cache(tmp_path: Path, monkeypatch: 
     assert sorted(p.name for p in cache.parent.iterdir()) == [cache.name]  # no temporary left
 
 
-def test_a_file_changing_while_hashed_fails_the_hash(tmp_path: Path) -> None:
+@pytest.mark.parametrize("content", [b"HELLO", b"HELL", b"HELLO!"], ids=["same-size", "shorter", "longer"])
+def test_a_file_changing_while_hashed_fails_the_hash(tmp_path: Path, content: bytes) -> None:
     top = tree(tmp_path)
     found = scan_paths([top], chunk_size=CS)
-    (top / "sub" / "b.txt").write_bytes(b"HELLO")  # same size, new mtime, after the scan
+    (top / "sub" / "b.txt").write_bytes(content)  # after the scan: a new mtime, maybe a new size
     with pytest.raises(SourceError, match="changed while it was being read"):
         hash_scan(found, name="t")
 
