@@ -172,6 +172,11 @@ def _walk(top: str, rel: str, files: list[_Found], dirs: list[str], warnings: li
         stack.extend(reversed(subdirs))
 
 
+#: A listed file is opened without blocking: one swapped for a FIFO after
+#: the scan would otherwise hold ``open`` (and the share's hashing) until
+#: something writes to it; the identity check after reading then fails it.
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+
 #: Files of at least this many chunks hash their chunks on a second thread
 #: beside the whole-file hash: one large file then keeps two cores busy.
 PARALLEL_CHUNKS = 4
@@ -200,7 +205,7 @@ def _hash_file(found: _Found, chunk_size: int, progress: HashProgress | None = N
     total = 0
     helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="p2pshare-hash-chunks") if parallel else None
     try:
-        with open(path, "rb", buffering=0) as fh:
+        with open(os.open(path, _READ_FLAGS), "rb", buffering=0) as fh:
             i = 0
             while True:
                 buf = bufs[i % len(bufs)]
@@ -255,7 +260,7 @@ def _hash_small(
     (``_bounded_map``). A file that changed after it was listed fails, as
     there."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, _READ_FLAGS)
         try:
             parts = []
             got = 0

@@ -98,7 +98,12 @@ class ChunkReader:
     def _open(self, file_index: int) -> int:
         if self._fd_index != file_index:
             self.close()
-            self._fd = os.open(self._sources[file_index], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # O_NONBLOCK: a FIFO put where a shared file was would block the
+            # open (and this worker thread) until something writes to it;
+            # this way the read fails at once (a FIFO has no offsets) and
+            # the file is unavailable to this receiver, as an unreadable one.
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+            self._fd = os.open(self._sources[file_index], flags)
             self._fd_index = file_index
         assert self._fd is not None
         return self._fd

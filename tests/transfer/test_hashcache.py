@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from xfer_helpers import run_past_fifo
 
 from p2pshare.transfer import hashcache
 from p2pshare.transfer.errors import SourceError
@@ -236,6 +237,18 @@ def test_a_file_changing_while_hashed_fails_the_hash(tmp_path: Path, content: by
     (top / "sub" / "b.txt").write_bytes(content)  # after the scan: a new mtime, maybe a new size
     with pytest.raises(SourceError, match="changed while it was being read"):
         hash_scan(found, name="t")
+
+
+@pytest.mark.parametrize("name", ["sub/b.txt", "a.bin"], ids=["small", "large"])
+def test_a_file_swapped_for_a_fifo_fails_instead_of_hanging(tmp_path: Path, name: str) -> None:
+    top = tree(tmp_path)
+    found = scan_paths([top], chunk_size=CS)
+    fifo = top / name
+    fifo.unlink()
+    os.mkfifo(fifo)  # nothing writes to it
+    hung, outcome = run_past_fifo(lambda: hash_scan(found, name="t"), fifo)
+    assert not hung, "hashing blocked on a FIFO"
+    assert isinstance(outcome, SourceError) and "changed while it was being read" in str(outcome)
 
 
 def test_stop_ends_hashing_at_the_next_chunk(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 from test_runners import run_pair
-from xfer_helpers import make_tree, snapshot, write_file
+from xfer_helpers import make_tree, run_past_fifo, snapshot, write_file
 
 from p2pshare.transfer import _trio_fetch, crypto, ranges, wire
 from p2pshare.transfer.errors import IntegrityError, UnavailableReason
@@ -271,6 +271,29 @@ def test_produce_frames_ends_a_batch_at_a_changed_file(tmp_path: Path, damage: s
     assert _decode_indices(blob) == list(range(bad))
     assert next(indices) == bad + 1  # the failed chunk was taken: the caller skips the rest of its file
     reader.close()
+
+
+def test_a_file_swapped_for_a_fifo_is_unavailable_not_a_hang(tmp_path: Path) -> None:
+    """Serving opens without blocking: a FIFO where a shared file was (no
+    writer) cannot be read at an offset, so its file is unavailable,
+    instead of the open holding the worker thread."""
+    key = secrets.token_bytes(32)
+    p = tree(tmp_path)
+    material = ShareMaterial.build(crypto.ShareKeys.derive(key), p.manifest)
+    victim = next(i for i, f in enumerate(p.manifest.files) if f.path.endswith("many/f2.bin"))
+    path = Path(p.sources[victim])
+    path.unlink()
+    os.mkfifo(path)
+    reader = ChunkReader(p.manifest, p.sources, p.identities)
+    indices = ranges.iter_ranges([(0, p.manifest.total_chunks)])
+    hung, outcome = run_past_fifo(lambda: produce_frames(reader, material.cipher, indices, 1 << 30), path)
+    reader.close()
+    assert not hung, "serving blocked on a FIFO"
+    assert isinstance(outcome, tuple)
+    blob, finished, failed = outcome
+    assert not finished and failed is not None
+    assert failed.file_index == victim and failed.reason is UnavailableReason.UNREADABLE
+    assert _decode_indices(blob) == list(range(p.manifest.first_chunk(victim)))
 
 
 def test_seal_into_needs_the_exact_size_and_opens_like_seal() -> None:

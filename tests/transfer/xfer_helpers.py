@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import trio
 import trio.testing
+
+T = TypeVar("T")
 
 SHARER_ID = b"\x00\x24sharer-peer-id-0123456789abcdef"
 RECEIVER_ID = b"\x00\x24receiver-peer-id-0123456789abcdef"
@@ -94,3 +99,25 @@ def snapshot(root: Path) -> dict[str, bytes | None]:
         for f in filenames:
             out[str(rel / f)] = (Path(dirpath) / f).read_bytes()
     return out
+
+
+def run_past_fifo(fn: Callable[[], T], fifo: Path, seconds: float = 10.0) -> tuple[bool, T | BaseException]:
+    """Run ``fn`` in a thread: (whether it was still blocked after
+    ``seconds``, its result or exception). A run blocked opening ``fifo``
+    is let go by opening the FIFO's other end, so a test ends either way."""
+    out: list[T | BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            out.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(seconds)
+    hung = worker.is_alive()
+    if hung:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join()
+    return hung, out[0]
