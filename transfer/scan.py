@@ -177,6 +177,12 @@ def _walk(top: str, rel: str, files: list[_Found], dirs: list[str], warnings: li
 #: something writes to it; the identity check after reading then fails it.
 _READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
 
+
+def _open_nonblocking(path: str, flags: int) -> int:
+    """``open``'s opener: its own flags, without blocking (``_READ_FLAGS``)."""
+    return os.open(path, flags | os.O_NONBLOCK)
+
+
 #: Files of at least this many chunks hash their chunks on a second thread
 #: beside the whole-file hash: one large file then keeps two cores busy.
 PARALLEL_CHUNKS = 4
@@ -205,7 +211,7 @@ def _hash_file(found: _Found, chunk_size: int, progress: HashProgress | None = N
     total = 0
     helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="p2pshare-hash-chunks") if parallel else None
     try:
-        with open(os.open(path, _READ_FLAGS), "rb", buffering=0) as fh:
+        with open(path, "rb", buffering=0, opener=_open_nonblocking) as fh:
             i = 0
             while True:
                 buf = bufs[i % len(bufs)]
