@@ -172,15 +172,21 @@ def _walk(top: str, rel: str, files: list[_Found], dirs: list[str], warnings: li
         stack.extend(reversed(subdirs))
 
 
-#: A listed file is opened without blocking: one swapped for a FIFO after
-#: the scan would otherwise hold ``open`` (and the share's hashing) until
-#: something writes to it; the identity check after reading then fails it.
-_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
-
-
-def _open_nonblocking(path: str, flags: int) -> int:
-    """``open``'s opener: its own flags, without blocking (``_READ_FLAGS``)."""
+def _open_nonblocking(path: str, flags: int = os.O_RDONLY | os.O_CLOEXEC) -> int:
+    """Open a listed file without blocking (also ``open()``'s opener): one
+    swapped for a FIFO after the scan would otherwise hold the open (and the
+    share's hashing) until something writes to it; ``_check_unchanged``
+    then fails it."""
     return os.open(path, flags | os.O_NONBLOCK)
+
+
+def _check_unchanged(path: str, after: os.stat_result, got: int, found: _Found) -> None:
+    """Fail a file whose bytes read or identity (size, mtime, inode) differ
+    from what the scan listed: its hashes would go into the manifest and
+    the cache."""
+    _, _, size, mtime_ns, ino = found
+    if got != size or (after.st_size, after.st_mtime_ns, after.st_ino) != (size, mtime_ns, ino):
+        raise SourceError(f"{path} changed while it was being read")
 
 
 #: Files of at least this many chunks hash their chunks on a second thread
@@ -199,9 +205,9 @@ def _hash_file(found: _Found, chunk_size: int, progress: HashProgress | None = N
     reads and feeds the whole-file hash (hashlib releases the GIL): two
     buffers alternate, and a buffer is reused only once its chunk hash is
     done. A 10 GiB file took two SHA-256 passes on one core before."""
-    _, path, size, mtime_ns, ino = found
+    _, path, size, _, _ = found
     if 0 < size <= chunk_size:
-        return _hash_small(path, size, mtime_ns, ino, progress)
+        return _hash_small(found, progress)
     whole = hashlib.sha256()
     length = min(chunk_size, max(size, 1))
     parallel = size >= PARALLEL_CHUNKS * chunk_size
@@ -244,19 +250,13 @@ def _hash_file(found: _Found, chunk_size: int, progress: HashProgress | None = N
     finally:
         if helper is not None:
             helper.shutdown(wait=True)  # no thread still reads a buffer when we return
-    if (after.st_size, after.st_mtime_ns, after.st_ino) != (size, mtime_ns, ino):
-        # Hashes of a file that changed meanwhile would go into the manifest and the cache.
-        raise SourceError(f"{path} changed while it was being read")
-    if total != size:
-        raise SourceError(f"{path} changed while it was being read")
+    _check_unchanged(path, after, total, found)
     if helper is not None:
         chunks = [f.result() for f in futures]
     return whole.digest(), tuple(chunks)
 
 
-def _hash_small(
-    path: str, size: int, mtime_ns: int, ino: int, progress: HashProgress | None
-) -> tuple[bytes, tuple[bytes, ...]]:
+def _hash_small(found: _Found, progress: HashProgress | None) -> tuple[bytes, tuple[bytes, ...]]:
     """``_hash_file`` of a file of one chunk, whose chunk hash is its
     whole-file hash: one read, one SHA-256 pass, its identity from the open
     descriptor. Through the general path (a buffered file object, a second
@@ -265,8 +265,9 @@ def _hash_small(
     4.4 s, and 2.0 s once they also go to the threads in batches
     (``_bounded_map``). A file that changed after it was listed fails, as
     there."""
+    _, path, size, _, _ = found
     try:
-        fd = os.open(path, _READ_FLAGS)
+        fd = _open_nonblocking(path)
         try:
             parts = []
             got = 0
@@ -281,8 +282,7 @@ def _hash_small(
             os.close(fd)
     except OSError as exc:
         raise SourceError(f"cannot read {path}: {_describe(exc)}") from None
-    if got != size or (after.st_size, after.st_mtime_ns, after.st_ino) != (size, mtime_ns, ino):
-        raise SourceError(f"{path} changed while it was being read")
+    _check_unchanged(path, after, got, found)
     if progress is not None:
         progress.add(size)
     digest = hashlib.sha256(parts[0] if len(parts) == 1 else b"".join(parts)).digest()

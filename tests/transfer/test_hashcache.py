@@ -106,13 +106,13 @@ def test_files_of_every_size_hash_in_order_whatever_the_batches(
         backdate(top / f"f{i:03d}")
     cache = hashcache.cache_file(tmp_path / "cache", [top])
     for _ in range(2):  # hashed, then from the cache
-        manifest, _progress = share(top, cache)
+        manifest, progress = share(top, cache)
         for f in manifest.files:
             data = (tmp_path / f.path).read_bytes()
             assert f.sha256 == hashlib.sha256(data).digest()
             want = [hashlib.sha256(data[i : i + CS]).digest() for i in range(0, len(data), CS)]
             assert list(f.chunk_hashes) == want
-    assert _progress.cached_files == len(sizes)
+    assert progress.cached_files == len(sizes)
 
 
 def test_recently_modified_files_are_not_cached(tmp_path: Path) -> None:
