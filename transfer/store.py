@@ -161,8 +161,14 @@ class Store:
             return None
         if not fs.is_regular(st) or st.st_size != entry.size:
             return False
-        fd = fs.open_file(parent, name, os.O_RDONLY)
+        # Without blocking, and checked again once open: a FIFO put at the
+        # name after the lstat would hold a blocking open (and this receiver)
+        # until something writes to it.
+        fd = fs.open_file(parent, name, os.O_RDONLY | os.O_NONBLOCK)
         try:
+            now = os.fstat(fd)
+            if not fs.is_regular(now) or (now.st_ino, now.st_size) != (st.st_ino, st.st_size):
+                return False
             return self._hash_fd(fd, 0, hashlib.sha256()).digest() == entry.sha256
         finally:
             os.close(fd)

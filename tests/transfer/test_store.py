@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from xfer_helpers import make_tree, snapshot
+from xfer_helpers import make_tree, run_past_fifo, snapshot
 
+from p2pshare.transfer import store as store_module
 from p2pshare.transfer.errors import IntegrityError, OutputError
 from p2pshare.transfer.scan import PreparedShare, build_manifest
 from p2pshare.transfer.store import Store
@@ -112,6 +113,33 @@ def test_refuses_to_overwrite_different_file(tmp_path: Path, prepared: PreparedS
     store.close()
     assert (out / "tree" / "sub" / "exact.bin").read_bytes() == b"mine"
     assert not (out / ".p2pshare-partial").exists()  # refused before writing anything
+
+
+def test_a_fifo_swapped_in_at_a_final_name_is_refused_not_waited_on(
+    tmp_path: Path, prepared: PreparedShare, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The conflict check looks at an existing final file, then opens it to
+    compare its content. A FIFO put there in between (here: the look is
+    shown a regular file of the right size) must not block the open: the
+    receiver would wait, unkillable in a thread, until something writes."""
+    out = tmp_path / "out"
+    (out / "tree" / "sub").mkdir(parents=True)
+    fifo = out / "tree" / "sub" / "exact.bin"
+    os.mkfifo(fifo)
+    lookalike = tmp_path / "lookalike"
+    lookalike.write_bytes(bytes(128 * 1024))  # exact.bin's size in the share
+    real_lstat = store_module.fs.lstat_at
+
+    def lstat_before_the_swap(dir_fd: int, name: str) -> os.stat_result | None:
+        return os.lstat(lookalike) if name == "exact.bin" else real_lstat(dir_fd, name)
+
+    monkeypatch.setattr(store_module.fs, "lstat_at", lstat_before_the_swap)
+    store = Store(out, prepared.manifest, SID)
+    hung, outcome = run_past_fifo(store.assess, fifo)
+    store.close()
+    assert not hung, "the conflict check blocked opening a FIFO"
+    assert isinstance(outcome, OutputError) and "refusing to overwrite" in str(outcome)
+    assert "exact.bin" in str(outcome)
 
 
 def test_file_where_a_directory_goes(tmp_path: Path, prepared: PreparedShare) -> None:
