@@ -40,7 +40,7 @@ from p2pshare.transfer.errors import (
 from p2pshare.transfer.manifest import Manifest, ManifestError
 from p2pshare.transfer.manifest import parse as parse_manifest
 from p2pshare.transfer.manifest import validate as validate_manifest
-from p2pshare.transfer.session import SessionCore, wanted_chunks
+from p2pshare.transfer.session import SessionCore, walk_wanted, wanted_chunks
 
 
 class State(enum.Enum):
@@ -147,8 +147,9 @@ class ReceiverProtocol(SessionCore["ReceiverEvent"]):
         self.state: State = State.IDLE
         self.manifest: Manifest | None = None
         self.cipher: crypto.ChunkCipher | None = None
-        self._expected: Iterator[int] = iter(())
-        self._next: int | None = None
+        #: The wanted chunks still to come, each with its place (``walk_wanted``).
+        self._expected: Iterator[tuple[int, int, int]] = iter(())
+        self._next: tuple[int, int, int] | None = None
         #: Files the sharer said it no longer serves (file index -> why).
         self.unavailable: dict[int, UnavailableReason] = {}
 
@@ -178,7 +179,7 @@ class ReceiverProtocol(SessionCore["ReceiverEvent"]):
         if len(wanted) > wire.MAX_WANT_RANGES:
             raise ValueError("too many ranges; coarsen them first")
         self._out.append(wire.encode(wire.Want(tuple(wanted))))
-        self._expected = wanted_chunks(wanted, self.manifest, self.unavailable)
+        self._expected = walk_wanted(wanted, self.manifest, self.unavailable)
         self._next = next(self._expected, None)
         self.state = State.RECEIVING
 
@@ -229,7 +230,7 @@ class ReceiverProtocol(SessionCore["ReceiverEvent"]):
             return [self._on_manifest(msg)]
         if isinstance(msg, wire.End) and self.state is State.RECEIVING:
             if self._next is not None:
-                raise IntegrityError(f"the sharer ended the transfer early (chunk {self._next} missing)")
+                raise IntegrityError(f"the sharer ended the transfer early (chunk {self._next[0]} missing)")
             self.state = State.ENDED
             return [EndOfChunks()]
         raise ProtocolError(f"unexpected {type(msg).__name__} message in state {self.state.value}")
@@ -270,7 +271,7 @@ class ReceiverProtocol(SessionCore["ReceiverEvent"]):
         self.unavailable[msg.file_index] = msg.reason
         # The chunk we wait for may be the file's next one: move past the
         # whole file (the expected walk skips unavailable files).
-        if self._next is not None and self.manifest.locate(self._next)[0] == msg.file_index:
+        if self._next is not None and self._next[1] == msg.file_index:
             self._next = next(self._expected, None)
         return FileNotServed(msg.file_index, msg.reason)
 
@@ -279,10 +280,10 @@ class ReceiverProtocol(SessionCore["ReceiverEvent"]):
             raise ProtocolError(f"unexpected chunk in state {self.state.value}")
         if self._next is None:
             raise IntegrityError(f"chunk {msg.index} was not requested")
-        if msg.index != self._next:
-            raise IntegrityError(f"chunk {msg.index} arrived out of order (expected {self._next})")
+        expected, file_index, chunk_index = self._next  # its place: no lookup per chunk (issue 12)
+        if msg.index != expected:
+            raise IntegrityError(f"chunk {msg.index} arrived out of order (expected {expected})")
         assert self.manifest is not None
-        file_index, chunk_index = self.manifest.locate(msg.index)
         length = self.manifest.chunk_length(file_index, chunk_index)
         if len(msg.ciphertext) != length + crypto.TAG_BYTES:
             raise IntegrityError(f"chunk {msg.index} has the wrong length")

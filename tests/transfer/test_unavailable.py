@@ -11,15 +11,17 @@ import os
 import secrets
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from test_protocol import Pair
 
 from p2pshare.transfer import crypto, wire
 from p2pshare.transfer.errors import IntegrityError, ProtocolError, UnavailableReason
-from p2pshare.transfer.manifest import EMPTY_SHA256, FileEntry, make_manifest
+from p2pshare.transfer.manifest import EMPTY_SHA256, FileEntry, Manifest, make_manifest
 from p2pshare.transfer.receiver import ChunkArrived, EndOfChunks, FileNotServed, HandshakeComplete, ManifestReady
 from p2pshare.transfer.registry import ShareRegistry
 from p2pshare.transfer.scan import build_manifest
-from p2pshare.transfer.session import wanted_chunks
+from p2pshare.transfer.session import walk_wanted, wanted_chunks
 from p2pshare.transfer.sharer import WantReceived
 
 CHANGED = UnavailableReason.CHANGED
@@ -59,6 +61,62 @@ def test_wanted_chunks_skips_whole_files() -> None:
     skip.add(0)  # marked during the walk: the rest of the file is skipped at once
     skip.add(3)
     assert list(walk) == [3, 4, 7]
+
+
+def _lookup_per_chunk(want: list[tuple[int, int]], m: Manifest, unavailable: set[int]) -> object:
+    """The rule as it was written first: ``locate`` every chunk (the reference)."""
+    for start, end in want:
+        g = start
+        while g < end:
+            f, c = m.locate(g)
+            if f in unavailable:
+                g = m.first_chunk(f) + len(m.files[f].chunk_hashes)
+                continue
+            yield g, f, c
+            g += 1
+
+
+def _steps(walk: object, unavailable: set[int], marks: dict[int, int]) -> list[object]:
+    """Every step of ``walk``: a chunk's place, or the error that ended it;
+    before step k, file ``marks[k]`` is marked unavailable."""
+    out: list[object] = []
+    it = iter(walk)  # type: ignore[call-overload]
+    for k in range(10_000):
+        if k in marks:
+            unavailable.add(marks[k])
+        try:
+            out.append(next(it))
+        except StopIteration:
+            return out
+        except IndexError as exc:
+            return [*out, f"IndexError: {exc}"]
+    raise AssertionError("the walk did not end")
+
+
+@given(counts=st.lists(st.integers(0, 3), min_size=1, max_size=8), data=st.data())
+def test_the_walk_is_a_lookup_per_chunk(counts: list[int], data: st.DataObject) -> None:
+    """``walk_wanted`` moves a cursor instead of looking every chunk up
+    (issue 12); chunk for chunk, error for error, it must be the rule's
+    walk: files without chunks, ranges past the end, files marked before
+    the walk and during it."""
+    cs = 64 * 1024
+    files = [
+        FileEntry(f"f{i}", (n - 1) * cs + 1 if n else 0, bytes(32) if n else EMPTY_SHA256, (bytes(32),) * n)
+        for i, n in enumerate(counts)
+    ]
+    m = make_manifest(name="t", description="", sharer=None, chunk_size=cs, files=files, dirs=[])
+    top = m.total_chunks + 2
+    bounds = data.draw(st.lists(st.integers(0, top), max_size=6))
+    want = [(a, b) for a, b in zip(bounds[::2], bounds[1::2], strict=False)]  # empty and reversed ranges too
+    before = data.draw(st.sets(st.integers(0, len(files) - 1)))
+    marks = data.draw(st.dictionaries(st.integers(0, top), st.integers(0, len(files) - 1), max_size=3))
+    runs = []
+    for walk in (walk_wanted, _lookup_per_chunk, wanted_chunks):
+        unavailable = set(before)  # the walk's own set, marked as it goes
+        runs.append(_steps(walk(want, m, unavailable), unavailable, marks))
+    got, reference, plain = runs
+    assert got == reference
+    assert plain == [step[0] if isinstance(step, tuple) else step for step in got]
 
 
 # -- sharer -----------------------------------------------------------------------
