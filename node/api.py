@@ -15,11 +15,10 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -27,12 +26,10 @@ from p2pshare import sharecode
 from p2pshare.node import _gc
 from p2pshare.node._memory import trim_forever
 from p2pshare.node.autonat._trio_server import serve_autonat_server
-from p2pshare.node.autonat.client import AutoNATConfig
 from p2pshare.node.autonat.server import ServerConfig as AutoNATServerConfig
 from p2pshare.node.autorelay import AutoRelay
 from p2pshare.node.circuit.client import RelayClient, RelayError, open_relay_client
-from p2pshare.node.circuit.limits import RelayLimits
-from p2pshare.node.community import RelayServiceMode, serve_community_relay
+from p2pshare.node.community import serve_community_relay
 from p2pshare.node.discovery import Discovery, open_discovery
 from p2pshare.node.errors import LocalNodeError
 from p2pshare.node.events import Connected, NodeEvent, PathUpgraded, ReachabilityChanged, RelaysChanged
@@ -40,6 +37,7 @@ from p2pshare.node.host import Host, LibP2PByteStream, open_host
 from p2pshare.node.identity import node_identity
 from p2pshare.node.mdns.lan import lan_dht, met_on_lan, serve_lan_dht
 from p2pshare.node.mdns.service import Mdns, serve_mdns
+from p2pshare.node.node_config import NodeConfig, ShareInfo
 from p2pshare.node.preparation import Preparation, prepare
 from p2pshare.node.reach import Reacher
 from p2pshare.node.receive.core import PROBE_WAIT, UPGRADE_WAIT, UPGRADE_WAIT_LIMITED, ReceiveResult
@@ -51,7 +49,7 @@ from p2pshare.node.traversal import Traversal, open_traversal
 from p2pshare.sharecode.legacy import legacy_for
 from p2pshare.sharecode.multiaddrs import is_loopback_addr, without_loopback
 from p2pshare.sharecode.short import ShortCode, new_short_code, window_keys
-from p2pshare.transfer import PROTOCOL_ID, PreparedShare, ShareRegistry, serve_transfer
+from p2pshare.transfer import PROTOCOL_ID, ShareRegistry, serve_transfer
 from p2pshare.transfer.errors import cannot_create_output
 from p2pshare.transfer.hashcache import cache_file
 from p2pshare.transfer.scan import HashProgress, scan_paths
@@ -62,7 +60,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LISTEN = ("/ip4/0.0.0.0/tcp/0",)
 RELAYS_WANTED = 2  # reservations a node holds (and names in its codes) at once
 
 __all__ = [
@@ -76,53 +73,6 @@ __all__ = [
     "UPGRADE_WAIT",
     "UPGRADE_WAIT_LIMITED",
 ]
-
-
-@dataclass(frozen=True)
-class ShareInfo:
-    """What ``start_sharing`` returns: the codes to hand out and the share itself."""
-
-    code: sharecode.ShareCode
-    legacy: sharecode.LegacyCode | None
-    #: The hashing, which goes on after ``start_sharing`` returned (``ready``).
-    preparation: Preparation
-    share_id: bytes
-    warnings: tuple[str, ...] = ()
-
-    def encode(self) -> str:
-        return self.code.encode()
-
-    @property
-    def prepared(self) -> PreparedShare:
-        """The hashed share; only once ``preparation.ready`` is set without error."""
-        if self.preparation.prepared is None:
-            raise RuntimeError("the share is still being hashed (or failed)")
-        return self.preparation.prepared
-
-
-@dataclass
-class NodeConfig:
-    """How a node starts. ``identity_path`` None means a fresh throwaway key."""
-
-    identity_path: Path | None = None
-    identity_fallbacks: Sequence[Path] = ()  # when another process holds it (``identity.node_identity``)
-    listen_addrs: Sequence[str] = DEFAULT_LISTEN
-    fallback_listen_addrs: Sequence[str] | None = None
-    relays: Sequence[str] = ()
-    force_relay: bool = False  # receivers: dial only through relays (tests, benchmarks)
-    bootstrap: Sequence[str] = ()
-    peers_file: Path | None = None
-    dht_server: bool = False  # answer others' DHT queries (publicly reachable nodes only)
-    autonat: AutoNATConfig | None = None  # check reachability against the relays
-    autonat_server: bool = False  # serve AutoNAT dial-backs for others (long-lived nodes)
-    autorelay: bool = True  # find relays by itself while not confirmed public (sharers, nodes)
-    relay_service: RelayServiceMode = RelayServiceMode.OFF  # relay for others (a community relay)
-    relay_limits: RelayLimits = field(default_factory=RelayLimits)
-    #: Local discovery (mDNS): announce our LAN addresses, and put peers met
-    #: on the LAN in the DHT's routing table. Off here (tests run many nodes
-    #: on one host); the CLI turns it on unless ``--no-mdns``.
-    mdns: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Node:
