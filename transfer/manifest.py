@@ -432,15 +432,16 @@ def _parse_files(data: bytes | bytearray, start: int, end: int, n_dirs: int) -> 
             break  # not where the next entry starts: from there, the general path
         hex_start, hex_end = m.span(1)
         caps.entry(len(files), hex_start, hex_end, after)
-        if hex_end - hex_start == 64:
-            hashes: tuple[bytes, ...] = (binascii.unhexlify(data[hex_start:hex_end]),)
+        sha = binascii.unhexlify(m[3])
+        if hex_end - hex_start == 64:  # one chunk: the file's hash, one object for both (~6 MB per 100k)
+            hashes: tuple[bytes, ...] = (sha if m[1] == m[3] else binascii.unhexlify(m[1]),)
         else:
             hashes = _hashes(data, hex_start, hex_end)
         try:
             path = m[2].decode("utf-8", "surrogatepass")
         except UnicodeDecodeError:
             raise ManifestError("manifest is not valid JSON") from None
-        files.append(FileEntry(path, int(m[4]), binascii.unhexlify(m[3]), hashes))
+        files.append(FileEntry(path, int(m[4]), sha, hashes))
         pos = after + 1
     for entry_start, entry_end in _file_spans(data, pos, end) if pos < end else ():
         if not data.startswith(_ENTRY, entry_start):  # after a plain entry, anything may follow its ","
