@@ -432,9 +432,9 @@ def _parse_files(data: bytes | bytearray, start: int, end: int, n_dirs: int) -> 
             break  # not where the next entry starts: from there, the general path
         hex_start, hex_end = m.span(1)
         caps.entry(len(files), hex_start, hex_end, after)
-        sha = binascii.unhexlify(m[3])
+        sha = binascii.unhexlify(sha_hex := m[3])
         if hex_end - hex_start == 64:  # one chunk: the file's hash, one object for both (~6 MB per 100k)
-            hashes: tuple[bytes, ...] = (sha if m[1] == m[3] else binascii.unhexlify(m[1]),)
+            hashes: tuple[bytes, ...] = (sha if m[1] == sha_hex else binascii.unhexlify(m[1]),)
         else:
             hashes = _hashes(data, hex_start, hex_end)
         try:
