@@ -42,7 +42,7 @@ from p2pshare.transfer.errors import (
 )
 from p2pshare.transfer.events import (
     Authenticated,
-    FileCompleted,
+    FilesCompleted,
     FileUnavailable,
     ManifestReceived,
     Progress,
@@ -204,8 +204,8 @@ async def fetch(
         await write_all(stream, proto.data_to_send(), idle_timeout, "sharer")
         warnings = await trio.to_thread.run_sync(name_warnings, manifest)
         emit(ManifestReceived(manifest, plan.already_have_bytes, warnings))
-        for path in plan.completed:
-            emit(FileCompleted(path))
+        if plan.completed:
+            emit(FilesCompleted(tuple(plan.completed)))
         opened = store
 
         def not_served(ev: FileNotServed) -> None:
@@ -377,8 +377,8 @@ async def _receive(
                 budget.give_back(taken)
                 received += nbytes
                 verified += nbytes
-                for path in done:
-                    emit(FileCompleted(path))
+                if done:
+                    emit(FilesCompleted(tuple(done)))
                 now = trio.current_time()
                 if now - last >= PROGRESS_INTERVAL:
                     last = now

@@ -1,7 +1,7 @@
 """Events the transfer runners report through ``on_event`` (frozen dataclasses).
 
 Receiver side: ``Authenticated``, ``SharerPreparing``, ``ManifestReceived``, ``Progress``,
-``FileCompleted``, ``FileUnavailable``, ``TransferCompleted``. Sharer side:
+``FilesCompleted``, ``FileUnavailable``, ``TransferCompleted``. Sharer side:
 ``ReceiverConnected``, ``ReceiverProgress``, ``ReceiverFinished``, ``ReceiverFailed``,
 ``StoppedServingFile``. Peers are raw peer-ID bytes.
 """
@@ -53,10 +53,16 @@ class Progress:
 
 
 @dataclass(frozen=True)
-class FileCompleted:
-    """A file was verified and moved to its final place (manifest path)."""
+class FilesCompleted:
+    """Files verified and moved to their final places (manifest paths, in
+    the order they completed); never empty.
 
-    path: str
+    One event per write batch, not per file: a batch of small files holds
+    hundreds, and an event each went through every ``on_event`` layer once
+    per file (16 % of the receiving thread's samples in a ``get`` of
+    100,000 small files, issue 12)."""
+
+    paths: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,7 @@ TransferEvent = (
     | SharerPreparing
     | ManifestReceived
     | Progress
-    | FileCompleted
+    | FilesCompleted
     | FileUnavailable
     | TransferCompleted
     | ReceiverConnected

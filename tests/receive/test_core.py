@@ -53,7 +53,7 @@ from p2pshare.transfer.errors import (
     UnavailableFile,
     UnavailableReason,
 )
-from p2pshare.transfer.events import FileCompleted, FileUnavailable, Progress
+from p2pshare.transfer.events import FilesCompleted, FileUnavailable, Progress
 
 PEER = "12D3KooWPeer"
 DIRECT = ConnectionPath.DIRECT
@@ -250,7 +250,7 @@ def test_switching_path_can_fail_to_reach() -> None:
 
 def test_transfer_events_are_passed_on() -> None:
     s = connected_direct()
-    assert s.transfer_event(FileCompleted("a.txt")) == [Emit(FileCompleted("a.txt"))]
+    assert s.transfer_event(FilesCompleted(("a.txt",))) == [Emit(FilesCompleted(("a.txt",)))]
     assert s.transfer_event(Progress(1, 2)) == [Emit(Progress(1, 2))]
 
 
@@ -455,7 +455,7 @@ def test_the_result_names_the_path_and_attempts() -> None:
 def test_progress_moves_the_transfer_deadline() -> None:
     s = connected_direct(timeout=10.0, now=100.0)
     assert s.deadline == 110.0
-    s.transfer_event(FileCompleted("a"), 105.0)  # not progress
+    s.transfer_event(FilesCompleted(("a",)), 105.0)  # not progress
     assert s.deadline == 110.0
     s.transfer_event(Progress(1, 2), 107.0)
     assert s.deadline == 117.0

@@ -24,7 +24,7 @@ from p2pshare.transfer.errors import (
 )
 from p2pshare.transfer.events import (
     Authenticated,
-    FileCompleted,
+    FilesCompleted,
     FileUnavailable,
     ManifestReceived,
     Progress,
@@ -89,6 +89,26 @@ async def run_pair(
     return outcome, r
 
 
+async def test_many_small_files_complete_in_batched_events(tmp_path: Path) -> None:
+    """Small files arrive many to a read and are written many to a batch:
+    each is said complete exactly once, in far fewer events than files."""
+    top = tmp_path / "src" / "many"
+    top.mkdir(parents=True)
+    for i in range(300):
+        (top / f"f{i:03d}.txt").write_bytes(secrets.token_bytes(50 + i))
+    key = secrets.token_bytes(32)
+    prepared = build_manifest([top], name="many", chunk_size=CS, key=key)
+    registry = ShareRegistry()
+    registry.add(prepared)
+    events: list[TransferEvent] = []
+    result, _ = await run_pair(registry, key, tmp_path / "out", events=events)
+    assert not isinstance(result, Exception), result
+    completed = [e.paths for e in events if isinstance(e, FilesCompleted)]
+    assert all(completed)
+    assert sorted(p for paths in completed for p in paths) == sorted(f.path for f in prepared.manifest.files)
+    assert len(completed) < 300 // 4, len(completed)
+
+
 def test_protocol_id() -> None:
     assert PROTOCOL_ID == "/p2pshare/transfer/1.0.0"
 
@@ -108,7 +128,9 @@ async def test_full_tree(tmp_path: Path) -> None:
     kinds = [type(e) for e in events]
     assert kinds[:2] == [Authenticated, ManifestReceived]
     assert kinds[-1] is TransferCompleted
-    assert {e.path for e in events if isinstance(e, FileCompleted)} == {f.path for f in m.files}
+    completed = [e.paths for e in events if isinstance(e, FilesCompleted)]
+    assert all(completed)  # never an empty event
+    assert sorted(p for paths in completed for p in paths) == sorted(f.path for f in m.files)  # each once
     last_progress = [e for e in events if isinstance(e, Progress)][-1]
     assert last_progress.bytes_verified == last_progress.total_bytes == m.total_bytes
     assert [type(e) for e in sharer_events] == [ReceiverConnected, ReceiverFinished]
