@@ -38,7 +38,7 @@ from p2pshare.node.identity import node_identity
 from p2pshare.node.mdns.lan import lan_dht, met_on_lan, serve_lan_dht
 from p2pshare.node.mdns.service import Mdns, serve_mdns
 from p2pshare.node.node_config import NodeConfig, ShareInfo
-from p2pshare.node.preparation import Preparation, prepare
+from p2pshare.node.preparation import SCAN_WAIT, Preparation, names_over_limit, prepare
 from p2pshare.node.reach import Reacher
 from p2pshare.node.receive.core import PROBE_WAIT, UPGRADE_WAIT, UPGRADE_WAIT_LIMITED, ReceiveResult
 from p2pshare.node.receive.driver import ReceiveDriver
@@ -296,19 +296,25 @@ class Node:
         key: bytes | None = None,
         human_code: str | None = None,
         hash_cache: Path | None = None,
+        scan_wait: float = SCAN_WAIT,
     ) -> ShareInfo:
-        """Scan the files, register the share and return its codes at once.
+        """Register the share and return its codes at once.
 
-        Hashing goes on in the background (``ShareInfo.preparation``): the
-        code does not depend on the hashes, and receivers that come early
-        are told how far it got. ``hash_cache``: a directory of hash caches,
-        so re-sharing unchanged files needs no hashing."""
+        Listing and hashing go on in the background (``ShareInfo.preparation``):
+        the code depends on neither, and receivers that come early are told
+        how far it got. A listing that ends within ``scan_wait`` seconds
+        (every tree of ordinary size) fails here, before a code exists, if
+        an input is bad. ``hash_cache``: a directory of hash caches, so
+        re-sharing unchanged files needs no hashing."""
         key = key if key is not None else secrets.token_bytes(32)
         human_code = human_code or sharecode.new_human_code()
-        paths = [Path(f) for f in files]
+        paths = tuple(Path(f) for f in files)
         share_name = name or (paths[0].name if len(paths) == 1 else "shared files")
-        scan = await trio.to_thread.run_sync(scan_paths, paths)
-        prep = Preparation(scan, HashProgress(scan.total_bytes))
+        prep = Preparation(paths, HashProgress(0))
+        if await trio.to_thread.run_sync(names_over_limit, paths):
+            # Too many entries, unless the scan skips enough of them: its
+            # verdict (and exact counts) before a code, as for any tree.
+            prep.scan = await trio.to_thread.run_sync(scan_paths, paths)
         share_id = self.registry.add_pending(key, human_code, prep.progress)
         assert self._nursery is not None
         self._nursery.start_soon(
@@ -324,6 +330,11 @@ class Node:
                 cache=cache_file(hash_cache, paths) if hash_cache is not None else None,
             )
         )
+        with trio.move_on_after(scan_wait):
+            await prep.scanned.wait()
+        if prep.error is not None and prep.scan is None:
+            self.registry.remove(share_id)
+            raise prep.error
         if not await self.wait_relays():
             log.warning("no relay reservation yet; the code carries direct addresses only")
         addrs = tuple(self.addresses())
@@ -331,7 +342,7 @@ class Node:
         legacy = legacy_for(human_code, key, addrs)
         assert self._nursery is not None
         self._nursery.start_soon(self._advertise, share_id, sharecode.dht_key(human_code))
-        return ShareInfo(code=code, legacy=legacy, preparation=prep, share_id=share_id, warnings=scan.warnings)
+        return ShareInfo(code=code, legacy=legacy, preparation=prep, share_id=share_id)
 
     def stop_sharing(self, info: ShareInfo) -> None:
         info.preparation.progress.stop = True  # hashing still under way stops too

@@ -263,30 +263,39 @@ async def _serve(
             for ev in held or ():
                 _report_traversal(reporter, ev)
             held = None
-            for warning in (*info.warnings, *net.warnings):
+            for warning in net.warnings:
                 reporter.warning(warning)
             if not has_route():
                 reporter.warning(f"{OFFLINE}: receivers on other machines cannot reach it until it is connected")
-            scan = info.preparation.scan
-            n_files = len(scan.files)
-            reporter.say(
-                f"Sharing {format_count(n_files, 'file')}, {human_bytes(scan.total_bytes)}, "
-                f"as {name or (paths[0].name if len(paths) == 1 else 'shared files')!r} "
-                f"(code {info.code.share_code}); peer {node.peer_id}"
-            )
-            if record is not None and used is not None and used != identity:
-                reporter.warning(
-                    f"{identity.name} is held by another running p2pshare process, so this share runs as "
-                    f"another peer ({used.name}): codes handed out before name the other peer; give the code above"
-                )
-            elif record is not None:
+
+            async def report_listing() -> None:
+                """What was shared, once listed (a large tree: after the code)."""
+                prep = info.preparation
+                if not prep.scanned.is_set():
+                    reporter.status("Listing the files (receivers can connect and wait)…")
+                    await prep.scanned.wait()
+                if prep.scan is None:
+                    return  # the listing failed: said when the preparation ends
+                for warning in prep.scan.warnings:
+                    reporter.warning(warning)
                 reporter.say(
-                    "Reusing the code of an earlier share of these paths, so receivers can resume "
-                    "(--new-code gives a new one)"
+                    f"Sharing {format_count(len(prep.scan.files), 'file')}, {human_bytes(prep.scan.total_bytes)}, "
+                    f"as {name or (paths[0].name if len(paths) == 1 else 'shared files')!r} "
+                    f"(code {info.code.share_code}); peer {node.peer_id}"
                 )
-            if legacy:
-                reporter.say(f"Legacy code (direct address only): {legacy}")
-            reporter.say("Send the code above (or the short code) to the receiver. Ctrl-C stops sharing.")
+                if record is not None and used is not None and used != identity:
+                    reporter.warning(
+                        f"{identity.name} is held by another running p2pshare process, so this share runs as "
+                        f"another peer ({used.name}): codes handed out before name the other peer; give the code above"
+                    )
+                elif record is not None:
+                    reporter.say(
+                        "Reusing the code of an earlier share of these paths, so receivers can resume "
+                        "(--new-code gives a new one)"
+                    )
+                if legacy:
+                    reporter.say(f"Legacy code (direct address only): {legacy}")
+                reporter.say("Send the code above (or the short code) to the receiver. Ctrl-C stops sharing.")
 
             async with trio.open_nursery() as nursery:
 
@@ -300,6 +309,7 @@ async def _serve(
                     nursery.cancel_scope.cancel()
 
                 async def report_ready(info: ShareInfo, reporter: Reporter) -> None:
+                    await report_listing()
                     await _report_preparation(info, reporter)
                     if info.preparation.error is not None:
                         nursery.cancel_scope.cancel()  # nothing to serve: say why and exit
@@ -331,9 +341,10 @@ async def _report_preparation(info: ShareInfo, reporter: Reporter) -> None:
     if prep.error is not None:
         return
     p = prep.progress
-    reporter.event("ready", seconds=round(prep.seconds, 3), cached_files=p.cached_files, files=len(prep.scan.files))
-    cached = f", {p.cached_files} unchanged since the last share" if p.cached_files else ""
+    assert prep.scan is not None  # hashed, so listed
     n = len(prep.scan.files)
+    reporter.event("ready", seconds=round(prep.seconds, 3), cached_files=p.cached_files, files=n)
+    cached = f", {p.cached_files} unchanged since the last share" if p.cached_files else ""
     reporter.say(f"Ready: {format_count(n, 'file')} hashed in {format_seconds(prep.seconds)}{cached}")
 
 

@@ -27,10 +27,10 @@ class ShareInfo:
 
     code: sharecode.ShareCode
     legacy: sharecode.LegacyCode | None
-    #: The hashing, which goes on after ``start_sharing`` returned (``ready``).
+    #: The listing and hashing, which go on after ``start_sharing`` returned
+    #: (``scanned``, then ``ready``); the listing's warnings are ``scan.warnings``.
     preparation: Preparation
     share_id: bytes
-    warnings: tuple[str, ...] = ()
 
     def encode(self) -> str:
         return self.code.encode()

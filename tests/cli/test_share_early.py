@@ -93,3 +93,56 @@ def test_resharing_unchanged_files_uses_the_hash_cache(tmp_path: Path, sharer: S
     backdate(src / "b.txt")
     changed, _ = sharer(src, home=home)
     assert changed.wait_for("ready", timeout=60)[-1]["cached_files"] == 1
+
+
+HOLD_SCAN_ENV = "P2PSHARE_TEST_HOLD_SCAN"
+
+
+def test_the_code_comes_before_a_long_listing_ends(
+    tmp_path: Path, sharer: Sharer, procs: list[Proc], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tree whose listing takes longer than the wait (here: held) gets its
+    code at once; a getter that connects meanwhile hears `preparing`, then
+    receives the files once they are listed and hashed."""
+    src = tmp_path / "src"
+    write_random(src / "a" / "data.bin", 1 << 20)
+    (src / "b.txt").write_text("b\n")
+    hold = tmp_path / "hold"
+    monkeypatch.setenv(HOLD_SCAN_ENV, str(hold))  # the listing ends only once the file exists
+    proc, shared = sharer(src)  # `shared` (the code) is the first event, while still listing
+    out = tmp_path / "out"
+    getter = start(["get", shared["code"], "-o", str(out), "--json", "--yes"], tmp_path / "rx-home")
+    procs.append(getter)
+    seen = getter.wait_for("preparing", timeout=60)
+    assert "manifest" not in [e["event"] for e in seen]
+    assert seen[-1]["done"] == 0  # nothing listed yet, so nothing hashed
+    hold.write_text("go")
+    assert getter.wait_for("done", timeout=120)
+    assert getter.wait(timeout=60) == 0
+    assert tree_digest(out / "src") == tree_digest(src)
+    assert proc.wait_for("ready", timeout=30)[-1]["files"] == 2
+
+
+def test_a_listing_that_fails_after_the_code_ends_the_share_with_its_error(
+    tmp_path: Path, sharer: Sharer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bad input found by a listing still under way when the code went out
+    (the folder removed meanwhile): the share stops with a one-line error
+    and the exit code such input has before a code, not a traceback."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f.txt").write_text("f\n")
+    hold = tmp_path / "hold"
+    monkeypatch.setenv(HOLD_SCAN_ENV, str(hold))
+    proc, shared = sharer(src)
+    assert shared["code"]
+    (src / "sub" / "f.txt").unlink()
+    (src / "sub").rmdir()
+    src.rmdir()
+    hold.write_text("go")
+    assert proc.wait(timeout=60) == 2
+    err = proc.stderr_path.read_text()
+    assert [line for line in err.splitlines() if line.startswith("p2pshare: error:")] == [
+        f"p2pshare: error: {src}: no such file or directory"
+    ], err
+    assert "Traceback" not in err
