@@ -24,7 +24,9 @@ announces ~25 protocols and ~10-20 addresses; js and go peers fewer.
 Both callers of upstream's ``update_peerstore_from_identify`` (the
 identify answer in ``BasicHost._identify_peer`` and the identify/push
 handler) look it up by name in their modules: ``_libp2p_patches`` replaces
-it in both with :func:`make_bounded_update`.
+it in both with :func:`make_bounded_update`, which also tells the
+listeners added with :func:`add_stored_listener` once a message was stored
+(``Host.identify_events``: a wait for a peer's addresses is woken, not polled).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ __all__ = [
     "bounded",
     "record_addrs",
     "make_bounded_update",
+    "add_stored_listener",
+    "remove_stored_listener",
 ]
 
 logger = logging.getLogger(__name__)
@@ -94,6 +98,28 @@ def bounded(msg: Any) -> Any | None:
 
 
 Update = Callable[[Any, Any, Any], Awaitable[None]]
+Stored = Callable[[Any, Any], None]
+
+#: Called with (peerstore, peer ID) after an identify answer or push was stored.
+_stored_listeners: set[Stored] = set()
+
+
+def add_stored_listener(listener: Stored) -> None:
+    """Call ``listener(peerstore, peer_id)`` after each identify message stored
+    (in any host of this process); it must return at once."""
+    _stored_listeners.add(listener)
+
+
+def remove_stored_listener(listener: Stored) -> None:
+    _stored_listeners.discard(listener)
+
+
+def _tell_stored(peerstore: Any, peer_id: Any) -> None:
+    for listener in list(_stored_listeners):
+        try:
+            listener(peerstore, peer_id)
+        except Exception:  # a listener must never break identify
+            logger.exception("identify listener failed")
 
 
 def make_bounded_update(original: Callable[[], Update]) -> Update:
@@ -107,5 +133,6 @@ def make_bounded_update(original: Callable[[], Update]) -> Update:
             logger.debug("identify from %s: %d bytes, ignored", peer_id, identify_msg.ByteSize())
             return
         await original()(peerstore, peer_id, kept)
+        _tell_stored(peerstore, peer_id)
 
     return update_peerstore_from_identify

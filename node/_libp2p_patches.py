@@ -146,6 +146,7 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
     ),
     # What a peer's identify answer or push can make us keep: bounded names,
     # addresses and record; a message over 64 KiB is ignored (``_libp2p_identify``).
+    # Once stored, it is told to ``Host.identify_events`` (DCUtR waits on it).
     "identify_bounds": (
         basic_host_mod,
         "update_peerstore_from_identify",

@@ -6,8 +6,9 @@ envelopes, schemas; ``_libp2p_patches``; ``_libp2p_lean_import``) import
 py-libp2p; ``tests/test_layering_libp2p.py`` enforces it. The rest of the
 code sees :class:`Host`, :class:`Connection` (typed: path, direction, stream
 count, close), :class:`ConnectionEvent` (an async stream of opened/closed
-connections instead of polling) and :class:`LibP2PByteStream` (which
-satisfies ``transfer.stream.ByteStream``).
+connections instead of polling; ``identify_events`` likewise for peers whose
+identify was stored) and :class:`LibP2PByteStream` (which satisfies
+``transfer.stream.ByteStream``).
 
 Importing this module has no side effect: py-libp2p is imported (after the
 lean import is installed) and patched only when :func:`open_host` runs.
@@ -26,12 +27,13 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import multiaddr
 import trio
 
+from . import _libp2p_events as _events
 from ._libp2p_conn import (
     Connection,
     ConnectionEvent,
@@ -68,9 +70,6 @@ _ADDR_TTL = 3600
 # Bound on addresses dialled in parallel for one peer.
 _MAX_DIAL_ADDRS = 16
 _CLOSE_TIMEOUT = 5.0
-# Connection events buffered per subscriber; beyond it events are dropped
-# (the swarm must never block on us), so subscribers re-check state.
-_EVENT_BUFFER = 1024
 
 StreamHandler = Callable[["LibP2PByteStream"], Awaitable[None]]
 
@@ -168,36 +167,19 @@ class Host:
             return ConnectionPath.DIRECT
         return ConnectionPath.RELAYED
 
-    @asynccontextmanager
-    async def connection_events(self) -> AsyncIterator[trio.MemoryReceiveChannel[ConnectionEvent]]:
+    def connection_events(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[ConnectionEvent]]:
         """A stream of connections opened and closed, from now until the block exits.
 
         The swarm never waits for a subscriber: events beyond a generous
         buffer are dropped, so a subscriber re-checks the state it waits for.
         """
-        send, recv = trio.open_memory_channel[ConnectionEvent](_EVENT_BUFFER)
+        return _events.connection_events(self.libp2p, self._wrap)
 
-        def on_event(kind: str, conn: Any) -> None:
-            try:
-                wrapped = self._wrap(conn)
-                send.send_nowait(ConnectionEvent(kind == "opened", wrapped.peer_id, wrapped.path, wrapped))
-            except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-                logger.debug("connection event dropped")
-            except Exception as e:  # a half-built connection: nothing to report
-                logger.debug("connection event unreadable: %s", e)
-
-        notifee = _impl.ConnNotifee(on_event)
-        network: Any = self.libp2p.get_network()
-        network.register_notifee(notifee)
-        try:
-            with recv:
-                yield recv
-        finally:
-            try:
-                network.remove_notifee(notifee)
-            except Exception:
-                pass
-            send.close()
+    def identify_events(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[str]]:
+        """Peer IDs whose identify (answer or push) was just stored in the
+        peerstore, from now until the block exits (dropped beyond a buffer:
+        re-check, as with :meth:`connection_events`)."""
+        return _events.identify_events(self.libp2p)
 
     async def wait_disconnected(self, peer_id: str) -> None:
         """Return once no live connection to ``peer_id`` is left."""

@@ -110,3 +110,22 @@ async def test_removing_a_handler_while_a_peer_negotiates_it_keeps_the_host_aliv
             s = await b.open_stream(a.peer_id, "/p2pshare/test/echo/1.0.0")
             await s.write(b"ping")
             assert await s.read(10) == b"ping"
+
+
+async def test_identify_events_name_the_peer_once_its_addresses_are_stored() -> None:
+    """The façade's identify events (from the identify patch, ``_libp2p_identify``):
+    a wait for a peer's addresses is woken by them, not polled; another host's
+    identify is not reported."""
+    async with (
+        open_host(create_new_key_pair()) as a,
+        open_host(create_new_key_pair()) as b,
+        open_host(create_new_key_pair()) as c,
+    ):
+        with trio.fail_after(10):
+            async with a.identify_events() as events, c.identify_events() as c_events:
+                await b.connect(a.peer_id, a.listen_addrs(), timeout=5)
+                async for peer in events:
+                    if peer == b.peer_id:
+                        break
+                assert a.peer_addrs(b.peer_id)
+                assert c_events.statistics().current_buffer_used == 0
