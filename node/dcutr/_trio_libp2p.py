@@ -2,14 +2,16 @@
 
 Hand a punched TCP socket to the host's upgrade (Noise, then yamux) in the
 role the spec assigns, list a peer's direct and relayed connections, dial one
-address directly (bypassing "already connected"), and watch for new
-connections (the host's connection events).
+address directly (bypassing "already connected"), watch for new
+connections (the host's connection events), and wait, woken by the host's
+events rather than polling, for a direct connection a punch did not make
+or for identify to store a peer's addresses.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import trio
@@ -29,7 +31,15 @@ __all__ = [
     "is_inbound",
     "peerstore_addrs",
     "listen_tcp",
+    "Ends",
+    "socket_ends",
+    "conn_ends",
+    "wait_direct",
+    "wait_addrs",
 ]
+
+#: A TCP connection's (local port, (remote IP, remote port)).
+Ends = tuple[int, tuple[str, int]]
 
 
 def is_relayed(conn: Connection) -> bool:
@@ -134,3 +144,40 @@ async def watch_connections(host: Host) -> AsyncIterator[trio.MemoryReceiveChann
 
 async def close_conn(conn: Connection) -> None:
     await conn.close()
+
+
+def socket_ends(sock: trio.socket.SocketType) -> Ends | None:
+    """A connected socket's :data:`Ends` (None when it has none)."""
+    try:
+        return int(sock.getsockname()[1]), (str(sock.getpeername()[0]), int(sock.getpeername()[1]))
+    except (OSError, IndexError, TypeError, ValueError):
+        return None
+
+
+def conn_ends(conn: Connection) -> Ends | None:
+    """A plain TCP connection's :data:`Ends` (None over a relay): those of
+    its socket, so a connection made from a punched socket has that socket's."""
+    port, remote = conn.local_port(), conn.remote_address()
+    return None if port is None or remote is None else (port, remote)
+
+
+async def wait_direct(host: Host, peer_id: str, ours: Callable[[], Ends | None] = lambda: None) -> None:
+    """Return once ``peer_id`` has a direct connection other than the one on
+    the socket whose ends ``ours()`` gives (at once if it has). Woken by the
+    host's connection events; the caller's cancel scope is the deadline."""
+
+    def other() -> bool:
+        mine = ours()
+        return any(mine is None or conn_ends(c) != mine for c in direct_conns(host, peer_id))
+
+    async with host.connection_events() as events:  # subscribe, then look
+        while not other():
+            await events.receive()
+
+
+async def wait_addrs(host: Host, peer_id: str) -> None:
+    """Return once the peerstore holds addresses for ``peer_id`` (at once if
+    it does). Woken when identify stores them; the caller bounds the wait."""
+    async with host.identify_events() as events:  # subscribe, then look
+        while not peerstore_addrs(host, peer_id):
+            await events.receive()
