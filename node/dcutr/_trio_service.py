@@ -21,10 +21,12 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import trio
 
+from p2pshare.node._trio_race import first_of
 from p2pshare.node.dcutr import _trio_libp2p as lp
 from p2pshare.node.dcutr._trio_birthday import PROTOCOL_ID as BIRTHDAY_ID
 from p2pshare.node.dcutr._trio_birthday import Birthday
@@ -57,7 +59,7 @@ from p2pshare.node.dcutr.schedule import (
     punch_times,
 )
 from p2pshare.node.dcutr.wire import PROTOCOL_ID, HolePunch, MsgType, WireError, encode, read_message
-from p2pshare.node.host import Host, HostError, LibP2PByteStream
+from p2pshare.node.host import Connection, Host, HostError, LibP2PByteStream
 from p2pshare.node.natinfo.addrs import TcpAddr, parse_tcp_addr
 
 __all__ = ["DCUtR", "open_dcutr"]
@@ -66,8 +68,7 @@ logger = logging.getLogger(__name__)
 
 Networks = Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
 _MAX_PARALLEL = 8  # upgrades running at once
-_POLL = 0.05
-_MARK_POLLS = 60  # up to 3 s for a new connection to be marked relayed
+_IDENTIFY_WAIT = 3.0  # s a new relayed connection waits for identify to store the peer's addresses
 _SETTLE_WAIT = 3.0  # s the initiator waits for our mapping probe to end before its first CONNECT
 
 
@@ -183,6 +184,7 @@ class DCUtR:
         await trio.sleep_until(punch_at.dial_at)
         deadline = punch_at.until
         won: list[tuple[str, int]] = []
+        ours: list[lp.Ends | None] = []  # our punched socket's ends, once it connects
 
         async def punch(cancel: trio.CancelScope) -> None:
             got = await punch_tcp(local, list(ready.targets), self.config, self._rng, deadline, rp.listener)
@@ -190,6 +192,7 @@ class DCUtR:
                 await trio.sleep_until(punch_at.late_until)  # a peer's dial may still land
                 cancel.cancel()
                 return
+            ours.append(lp.socket_ends(got.sock))
             try:
                 with trio.fail_after(self.config.upgrade_timeout):
                     await lp.upgrade_punched(self.host, got.sock, peer_id, client=role.security_client)
@@ -200,13 +203,10 @@ class DCUtR:
             cancel.cancel()
 
         async def watch(cancel: trio.CancelScope) -> None:
-            # Polled on purpose: woken by connection events, the peer's own
-            # dial (its SYN landing on our listener) won the race before our
-            # punched socket finished its upgrade, and the round reported
-            # "(peer's dial)" instead of the punched address (fresh-port
-            # loopback test, 1 of 2 full-suite runs).
-            while not lp.direct_conns(self.host, peer_id):
-                await trio.sleep(_POLL)
+            # The peer's own dial (its SYN on our listener). Our punched socket
+            # joins the swarm (an event) before its upgrade returns to punch():
+            # not counting it here kept "(peer's dial)" from winning for it.
+            await lp.wait_direct(self.host, peer_id, lambda: ours[0] if ours else None)
             won.append(("(peer's dial)", 0))
             cancel.cancel()
 
@@ -418,22 +418,16 @@ class DCUtR:
                     await lp.close_conn(conn)
                 await trio.sleep(0.5)
 
-    async def _on_connection(self, peer_id: str, conn: Any) -> None:
-        # The relay client marks a connection RELAYED only after the swarm
-        # announced it, sometimes well after (a loaded machine): poll, bounded.
-        for _ in range(_MARK_POLLS):
-            await trio.sleep(_POLL)
-            if lp.is_relayed(conn) or getattr(conn, "is_closed", False):
-                break
+    async def _on_connection(self, peer_id: str, conn: Connection) -> None:
+        # A relayed connection is RELAYED from its opened event on: the path is
+        # read from the raw connection under it, a circuit from the start.
         if not lp.is_relayed(conn) or peer_id in self._active:
             return
         inbound = lp.is_inbound(conn)  # outbound: only a symmetric NAT's birthday probing starts here
         # Identify tells us the peer's listen addresses; without them a public peer
         # is punched at, not dialled (a Noise responder on both ends). Bounded wait.
-        for _ in range(_MARK_POLLS):
-            if lp.peerstore_addrs(self.host, peer_id) or getattr(conn, "is_closed", False):
-                break
-            await trio.sleep(_POLL)
+        with trio.move_on_after(_IDENTIFY_WAIT):
+            await first_of(partial(lp.wait_addrs, self.host, peer_id), conn.wait_closed)
         if self._settled is not None:
             # Our mapping may still be being learned (a node that just started):
             # CONNECT without it carries only LAN addresses, refused (issue 10).

@@ -8,8 +8,15 @@ import trio
 
 from p2pshare.node.circuit.client import open_relay_client
 from p2pshare.node.circuit.hop import RelayServer
-from p2pshare.node.host import Connection
+from p2pshare.node.host import Connection, ConnectionEvent, ConnectionPath
 from tests.relay._util import relay_and_hosts
+
+
+async def _opened(events: trio.MemoryReceiveChannel[ConnectionEvent], peer: str) -> ConnectionEvent:
+    async for event in events:
+        if event.opened and event.peer_id == peer:
+            return event
+    raise AssertionError("event stream ended")
 
 
 def _reserved_on(server: RelayServer) -> list[Connection]:
@@ -41,3 +48,18 @@ async def test_reservation_follows_its_own_connection() -> None:
                 while not any(c != held and not c.is_closed for c in _reserved_on(server)):
                     await trio.sleep(0.05)
             assert a.is_connected(relay.peer_id) and client.reservations()
+
+
+async def test_a_relayed_connection_is_relayed_in_its_opened_event() -> None:
+    """DCUtR decides from the opened event alone (no wait for a later mark):
+    both ends of a circuit see RELAYED there, before identify has run."""
+    async with relay_and_hosts(2) as (relay, _server, (a, b)):
+        raddr = f"{relay.listen_addrs()[0]}/p2p/{relay.peer_id}"
+        async with open_relay_client(b, [raddr], want=1) as b_client, open_relay_client(a, [raddr], want=0) as client:
+            assert await b_client.wait_reserved(5)
+            with trio.fail_after(10):
+                async with a.connection_events() as a_events, b.connection_events() as b_events:
+                    await client.dial_via_relay(b.peer_id, raddr)
+                    for events, peer in ((a_events, b.peer_id), (b_events, a.peer_id)):
+                        event = await _opened(events, peer)
+                        assert event.path is ConnectionPath.RELAYED and event.connection.path is ConnectionPath.RELAYED
