@@ -52,7 +52,6 @@ __all__ = ["Birthday", "hold_probes", "open_mappings", "PROTOCOL_ID"]
 logger = logging.getLogger(__name__)
 
 UPGRADE_TIMEOUT = 10.0  # s for Noise + yamux on the winning socket
-_POLL = 0.05
 _AFTER_EOF = 1.0  # s the easy side still waits for its half of the upgrade after the hard side is done
 
 
@@ -141,13 +140,18 @@ async def hold_probes(
             return
         _claim(winner, sock, nursery.cancel_scope)
 
-    with trio.move_on_at(deadline):
-        async with trio.open_nursery() as nursery:
-            todo = iter(ports[:held])
-            pacer = Pacer(min(held, len(ports)), PROBE_BATCH, PROBE_TICK, trio.current_time())
-            await _paced(pacer, lambda: nursery.start_soon(one, next(todo), nursery))
-            await trio.sleep(PROBE_TICK)  # let the last batch send its SYNs
-            all_sent.set()
+    try:
+        with trio.move_on_at(deadline):
+            async with trio.open_nursery() as nursery:
+                todo = iter(ports[:held])
+                pacer = Pacer(min(held, len(ports)), PROBE_BATCH, PROBE_TICK, trio.current_time())
+                await _paced(pacer, lambda: nursery.start_soon(one, next(todo), nursery))
+                await trio.sleep(PROBE_TICK)  # let the last batch send its SYNs
+                all_sent.set()
+    except BaseException:  # the caller gave up (the peer went direct some other way)
+        for sock in winner:
+            sock.close()  # the hard side's upgrade on its end fails now, not at its timeout
+        raise
     all_sent.set()
     return winner[0] if winner else None
 
@@ -318,8 +322,10 @@ class Birthday:
             cancel.cancel()
 
         async def direct_anyway(cancel: trio.CancelScope) -> None:
-            while not lp.direct_conns(self.host, peer):
-                await trio.sleep(_POLL)
+            # Woken by connection events. Never by our own winning socket: it
+            # is upgraded (joins the swarm) only after this nursery has ended;
+            # a socket the pool claimed when this wins is closed (hold_probes).
+            await lp.wait_direct(self.host, peer)
             cancel.cancel()
 
         async with trio.open_nursery() as nursery:
