@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 import trio
 
 from p2pshare.node.dcutr import _trio_libp2p as lp
+from p2pshare.node.dcutr._trio_rounds import Changes, Rounds
 from p2pshare.node.dcutr.birthday import (
     HARD_BATCH,
     HARD_TICK,
@@ -199,7 +200,7 @@ async def open_mappings(
 
 
 class Birthday:
-    """Both halves for one host: :meth:`handle` (easy side, a stream
+    """Both halves for one host: :meth:`answer` (easy side, a stream
     handler) and :meth:`dial` (hard side, for one relayed peer)."""
 
     def __init__(
@@ -209,15 +210,17 @@ class Birthday:
         observed: Callable[[], Sequence[str]],
         hard_ip: Callable[[], str | None],
         rng: random.Random,
+        changes: Changes | None = None,
     ) -> None:
         self.host = host
         self.cfg = cfg
         self._observed = observed
         self._hard_ip = hard_ip
         self._rng = rng
-        self._easy: set[str] = set()  # peers whose probing we answer
+        changes = changes or Changes()  # told when busy() may have changed
+        self._easy = Rounds(changes)  # peers whose probing we answer, until upgraded
         self._budget = EasyBudget()
-        self._dialing: set[str] = set()  # peers we probe for (hard side)
+        self._dialing = Rounds(changes)  # peers we probe for (hard side)
         self.on_event: Callable[[DCUtREvent], None] = lambda _e: None  # the easy side's outcomes
 
     def hard(self) -> str | None:
@@ -238,17 +241,8 @@ class Birthday:
         dial that followed failed too; cause not pinned down)."""
         if self.hard() is None or peer_id in self._dialing:
             return None
-        self._dialing.add(peer_id)
-        try:
+        with self._dialing.running(peer_id):
             return await self.dial(peer_id)
-        finally:
-            self._dialing.discard(peer_id)
-
-    async def answer(self, stream: LibP2PByteStream) -> None:
-        """The stream handler of :data:`PROTOCOL_ID` (easy side)."""
-        event = await self.handle(stream)
-        if event is not None:
-            self.on_event(event)
 
     def _local(self) -> tuple[str, int] | None:
         v4 = [b for b in lp.listen_tcp(self.host) if ":" not in b[0]]
@@ -256,10 +250,11 @@ class Birthday:
 
     # -- easy side -----------------------------------------------------------
 
-    async def handle(self, stream: LibP2PByteStream) -> DCUtREvent | None:
-        """Answer one CONNECT: probe, answer once every SYN has left, then
-        upgrade the socket the hard side's dial met (as the Noise responder).
-        None: nothing worth reporting (refused)."""
+    async def answer(self, stream: LibP2PByteStream) -> None:
+        """The stream handler of :data:`PROTOCOL_ID` (easy side). Answer one
+        CONNECT: probe, answer once every SYN has left, then upgrade the
+        socket the hard side's dial met (as the Noise responder), and tell
+        ``on_event`` the outcome (nothing when refused)."""
         peer = stream.remote_peer_id
         local = self._local()
         if (
@@ -270,9 +265,16 @@ class Birthday:
         ):
             await stream.reset()
             return None
+        # Busy until the outcome is told: the upgraded connection joins the
+        # swarm before that (a watcher waits for busy() to end, then reads it).
+        with self._easy.running(peer):
+            event = await self._answer(stream, peer, local)
+            if event is not None:
+                self.on_event(event)
+
+    async def _answer(self, stream: LibP2PByteStream, peer: str, local: tuple[str, int]) -> DCUtREvent | None:
         started = trio.current_time()
         ours = [a for a in (parse_tcp_addr(x) for x in self._observed()) if a is not None]
-        self._easy.add(peer)
         try:
             with trio.fail_after(self.cfg.exchange_timeout):
                 plan = easy_answer(await read_message(stream.read), ours, self._rng, self.cfg)
@@ -281,8 +283,6 @@ class Birthday:
             logger.debug("birthday: answering %s failed: %s", peer, e or type(e).__name__)
             await stream.reset()
             return None
-        finally:
-            self._easy.discard(peer)
         reason = "birthday: no mapping matched"
         if sock is not None:
             try:

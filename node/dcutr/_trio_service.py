@@ -31,6 +31,7 @@ from p2pshare.node.dcutr import _trio_libp2p as lp
 from p2pshare.node.dcutr._trio_birthday import PROTOCOL_ID as BIRTHDAY_ID
 from p2pshare.node.dcutr._trio_birthday import Birthday
 from p2pshare.node.dcutr._trio_punch import punch_tcp, reuse_socket
+from p2pshare.node.dcutr._trio_rounds import Changes, Rounds
 from p2pshare.node.dcutr.birthday import BirthdayConfig
 from p2pshare.node.dcutr.budget import RoundBudget
 from p2pshare.node.dcutr.policy import (
@@ -103,8 +104,9 @@ class DCUtR:
         self._on_event = on_event
         self._nets = local_networks
         self._rng = rng
-        self._active: set[str] = set()  # peers we run the initiator role for
-        self._answering: dict[str, int] = {}  # peers whose rounds we answer (responder), by stream
+        self._changes = Changes()  # told whenever busy() may have changed
+        self._active = Rounds(self._changes)  # peers we run the initiator role for
+        self._answering = Rounds(self._changes)  # peers whose rounds we answer (responder), by stream
         self._responder_rounds = ResponderRounds(4 * _MAX_PARALLEL)
         # Each round punches toward addresses the peer names: the rounds we
         # answer and the upgrades we start (one per relayed connection) are budgeted.
@@ -113,7 +115,7 @@ class DCUtR:
         self._slots = trio.Semaphore(_MAX_PARALLEL)
         self._nursery: trio.Nursery | None = None
         self.events: list[DCUtREvent] = []
-        self.birthday = Birthday(host, BirthdayConfig(), self._observed, hard_ip or (lambda: None), rng)
+        self.birthday = Birthday(host, BirthdayConfig(), self._observed, hard_ip or (lambda: None), rng, self._changes)
         self.birthday.on_event = self._emit
 
     # -- addresses ---------------------------------------------------------
@@ -229,14 +231,9 @@ class DCUtR:
             await stream.reset()
             return
         self._responder_rounds.round_started(peer, started)
-        self._answering[peer] = self._answering.get(peer, 0) + 1
-        try:
+        with self._answering.running(peer):
             async with self._round_port() as rp:
                 await self._respond(stream, peer, started, rp)
-        finally:
-            left = self._answering.pop(peer) - 1
-            if left:
-                self._answering[peer] = left
 
     async def _respond(self, stream: LibP2PByteStream, peer: str, started: float, rp: RoundPort) -> None:
         exchange = ResponderExchange(rp.ours, self._nets, self.config.allow_loopback)
@@ -306,6 +303,11 @@ class DCUtR:
         that sees a direct connection now should wait for the outcome before
         calling the path a plain dial ("direct") rather than "hole-punched"."""
         return peer_id in self._active or peer_id in self._answering or self.birthday.busy(peer_id)
+
+    async def wait_idle(self, peer_id: str) -> None:
+        """Return once no round with ``peer_id`` is under way (at once if none
+        is): woken as rounds end, each after telling its outcome, if any."""
+        await self._changes.until(lambda: not self.busy(peer_id))
 
     # -- initiator (B) -----------------------------------------------------
 
@@ -438,8 +440,7 @@ class DCUtR:
         if not self._upgrade_budget.allow(peer_id, trio.current_time()):
             logger.debug("dcutr: no upgrade with %s: over the upgrade budget", peer_id)
             return
-        self._active.add(peer_id)
-        try:
+        with self._active.running(peer_id):
             async with self._slots:
                 if inbound:
                     await self.upgrade(peer_id)  # birthday probing inside, after a direct dial
@@ -447,8 +448,6 @@ class DCUtR:
                     self._emit(event)
                     if isinstance(event, Upgraded):
                         self._retire_relayed(peer_id)
-        finally:
-            self._active.discard(peer_id)
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         self.host.set_stream_handler(PROTOCOL_ID, self.handle_stream)
