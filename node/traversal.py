@@ -8,9 +8,9 @@ serving before the first relayed connection arrives.
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TypeVar
 
 import trio
@@ -50,7 +50,6 @@ def _remember(table: dict[str, _E], peer_id: str, event: _E) -> None:
 
 
 _DNS_TIMEOUT = 5.0  # s per /dnsaddr bootstrap name (the default list's): resolved, they answer identify
-_PUNCH_POLL = 0.05  # s between looks while a DCUtR round that may have made the direct connection ends
 
 
 class Traversal:
@@ -106,9 +105,10 @@ class Traversal:
         DCUtR gave up (``until_failure``) or time ran out.
         """
         with trio.move_on_after(timeout):
-            # Wake on what can change the answer: a DCUtR result, or a
-            # connection to the peer opening or closing. Subscribe first,
-            # then look, so nothing falls between the look and the wait.
+            # Wake on what can change the answer: a DCUtR result, a
+            # connection to the peer opening or closing, or (while one runs)
+            # the end of a DCUtR round with it. Subscribe first, then look,
+            # so nothing falls between the look and the wait.
             async with self.host.connection_events() as events:
                 while True:
                     up = self._upgrades.get(peer_id)
@@ -116,20 +116,19 @@ class Traversal:
                         return "hole-punched" if up.method in ("hole-punch", "birthday") else "direct"
                     direct = self.host.connection_path(peer_id) == "direct"
                     # A round's punched connection is in the swarm before the
-                    # round reports it: while one runs, wait for its word
-                    # (polled: a round may end without one) instead of
-                    # calling the path a plain dial.
-                    punching = direct and self._punching(peer_id)
+                    # round reports it: while one runs, wait for its word or
+                    # its end (a round may end without one: then it is a plain
+                    # direct path) instead of calling the path a plain dial.
+                    punching = direct and self._dcutr is not None and self._dcutr.busy(peer_id)
                     if direct and not punching:
                         return "direct"
                     if until_failure and peer_id in self._failures:
                         return None
-                    with trio.move_on_after(_PUNCH_POLL if punching else math.inf):
-                        await first_of(self._changed.wait, events.receive)
+                    waits: list[Callable[[], Awaitable[object]]] = [self._changed.wait, events.receive]
+                    if punching and self._dcutr is not None:
+                        waits.append(partial(self._dcutr.wait_idle, peer_id))
+                    await first_of(*waits)
         return None
-
-    def _punching(self, peer_id: str) -> bool:
-        return self._dcutr is not None and self._dcutr.busy(peer_id)
 
     def forget(self, peer_id: str) -> None:
         self._failures.pop(peer_id, None)

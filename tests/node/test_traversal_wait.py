@@ -12,7 +12,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
+import trio.testing
 
+from p2pshare.node.dcutr._trio_rounds import Changes
 from p2pshare.node.events import Upgraded
 from p2pshare.node.traversal import Traversal
 
@@ -36,11 +38,21 @@ class FakeHost:
 
 
 class FakeDCUtR:
+    """A round under way with PEER until ``end_round`` (which tells no outcome)."""
+
     def __init__(self) -> None:
         self.rounds = True
+        self.changes = Changes()
 
     def busy(self, peer_id: str) -> bool:
         return self.rounds
+
+    async def wait_idle(self, peer_id: str) -> None:
+        await self.changes.until(lambda: not self.busy(peer_id))
+
+    def end_round(self) -> None:
+        self.rounds = False
+        self.changes.tell()
 
 
 def _traversal() -> tuple[Traversal, FakeHost, FakeDCUtR]:
@@ -67,12 +79,22 @@ async def test_a_direct_connection_during_a_round_waits_for_the_rounds_word() ->
 
 
 async def test_a_round_that_ends_without_a_word_leaves_a_plain_direct_path() -> None:
+    """Woken by the round's end (DCUtR.wait_idle), not by a timer."""
     trav, host, dcutr = _traversal()
     host.path = "direct"
+    got: list[str | None] = []
     with trio.fail_after(2.0):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(lambda: _end_round_later(dcutr))
-            assert await trav.wait_direct(PEER, 5.0) == "direct"
+
+            async def wait() -> None:
+                got.append(await trav.wait_direct(PEER, 5.0))
+
+            nursery.start_soon(wait)
+            await trio.testing.wait_all_tasks_blocked()
+            assert got == []
+            dcutr.end_round()
+            await trio.testing.wait_all_tasks_blocked()
+            assert got == ["direct"]
 
 
 async def test_a_direct_connection_without_a_round_is_direct_at_once() -> None:
@@ -80,8 +102,3 @@ async def test_a_direct_connection_without_a_round_is_direct_at_once() -> None:
     host.path, dcutr.rounds = "direct", False
     with trio.fail_after(0.5):
         assert await trav.wait_direct(PEER, 5.0) == "direct"
-
-
-async def _end_round_later(dcutr: FakeDCUtR) -> None:
-    await trio.sleep(0.2)
-    dcutr.rounds = False
