@@ -1,7 +1,8 @@
 """The host façade's event streams (``Host.connection_events``, ``Host.identify_events``).
 
-Connections opened and closed come from a swarm notifee
-(``_libp2p_impl.ConnNotifee``); peers whose identify answer or push was just
+Connections opened and closed, and streams closed, come from a swarm notifee
+(``_libp2p_impl.ConnNotifee``: py-libp2p's public ``INotifee``, no patch);
+peers whose identify answer or push was just
 stored come from the identify patch's listeners (``_libp2p_identify``). The
 swarm never waits for a subscriber: events beyond a generous buffer are
 dropped, so a subscriber re-checks the state it waits for on every event.
@@ -23,7 +24,7 @@ from ._libp2p_conn import impl as _impl
 if TYPE_CHECKING:
     from libp2p.abc import IHost
 
-__all__ = ["connection_events", "identify_events"]
+__all__ = ["connection_events", "identify_events", "stream_closed_events"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,35 @@ async def connection_events(
             logger.debug("connection event unreadable: %s", e)
 
     notifee = _impl.ConnNotifee(on_event)
+    network: Any = libp2p.get_network()
+    network.register_notifee(notifee)
+    try:
+        with recv:
+            yield recv
+    finally:
+        try:
+            network.remove_notifee(notifee)
+        except Exception:
+            pass
+        send.close()
+
+
+@asynccontextmanager
+async def stream_closed_events(libp2p: IHost) -> AsyncIterator[trio.MemoryReceiveChannel[str]]:
+    """Peer IDs one of whose streams (on any connection) just closed or was
+    reset, from now until the block exits. The swarm tells it after the
+    stream left its connection, so the connection's stream count is lower."""
+    send, recv = trio.open_memory_channel[str](_EVENT_BUFFER)
+
+    def on_stream_closed(stream: Any) -> None:
+        try:
+            send.send_nowait(stream.muxed_conn.peer_id.to_base58())
+        except _DROPPED:
+            logger.debug("stream event dropped")
+        except Exception as e:  # a half-built stream: nothing to report
+            logger.debug("stream event unreadable: %s", e)
+
+    notifee = _impl.ConnNotifee(lambda _kind, _conn: None, on_stream_closed)
     network: Any = libp2p.get_network()
     network.register_notifee(notifee)
     try:

@@ -305,11 +305,15 @@ def tcp_raw_connection(stream: trio.SocketStream, initiator: bool) -> Any:
 
 
 class ConnNotifee(INotifee):
-    """Calls ``on_event("opened" | "closed", swarm connection)``; never blocks
-    the swarm (the callback must not either)."""
+    """Calls ``on_event("opened" | "closed", swarm connection)``, and
+    ``on_stream_closed(stream)`` when given; never blocks the swarm (the
+    callbacks must not either)."""
 
-    def __init__(self, on_event: Callable[[str, Any], None]) -> None:
+    def __init__(
+        self, on_event: Callable[[str, Any], None], on_stream_closed: Callable[[Any], None] | None = None
+    ) -> None:
         self._on_event = on_event
+        self._on_stream_closed = on_stream_closed
 
     async def connected(self, network: INetwork, conn: INetConn) -> None:
         self._on_event("opened", conn)
@@ -321,7 +325,9 @@ class ConnNotifee(INotifee):
         return None
 
     async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
-        return None
+        # After the swarm connection dropped the stream (its stream count).
+        if self._on_stream_closed is not None:
+            self._on_stream_closed(stream)
 
     async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
         return None

@@ -175,6 +175,12 @@ class Host:
         """
         return _events.connection_events(self.libp2p, self._wrap)
 
+    def stream_closed_events(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[str]]:
+        """Peer IDs one of whose streams just closed (its connection's stream
+        count is lower), from now until the block exits (dropped beyond a
+        buffer: re-check, as with :meth:`connection_events`)."""
+        return _events.stream_closed_events(self.libp2p)
+
     def identify_events(self) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[str]]:
         """Peer IDs whose identify (answer or push) was just stored in the
         peerstore, from now until the block exits (dropped beyond a buffer:

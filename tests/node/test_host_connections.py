@@ -129,3 +129,39 @@ async def test_identify_events_name_the_peer_once_its_addresses_are_stored() -> 
                         break
                 assert a.peer_addrs(b.peer_id)
                 assert c_events.statistics().current_buffer_used == 0
+
+
+async def test_stream_closed_events_name_the_peer_once_its_stream_left_the_count() -> None:
+    """The façade's stream-closed events (the swarm's public closed_stream
+    notification): told after the stream left its connection's count, on
+    both ends; another host's streams are not reported."""
+    async with (
+        open_host(create_new_key_pair()) as a,
+        open_host(create_new_key_pair()) as b,
+        open_host(create_new_key_pair()) as c,
+    ):
+        a.set_stream_handler(ECHO, _echo)
+        with trio.fail_after(10):
+            await b.connect(a.peer_id, a.listen_addrs(), timeout=5)
+            stream = await b.open_stream(a.peer_id, ECHO)
+            await stream.write(b"ping")
+            assert await stream.read(4) == b"ping"
+            [inbound], [outbound] = a.connections(b.peer_id), b.connections(a.peer_id)
+            counts = inbound.stream_count, outbound.stream_count  # ours, and maybe identify's
+            async with (
+                a.stream_closed_events() as a_events,
+                b.stream_closed_events() as b_events,
+                c.stream_closed_events() as c_events,
+            ):
+                await stream.reset()
+                await _stream_left(b_events, a.peer_id, outbound, counts[1])
+                await _stream_left(a_events, b.peer_id, inbound, counts[0])
+                assert c_events.statistics().current_buffer_used == 0
+
+
+async def _stream_left(events: trio.MemoryReceiveChannel[str], peer: str, conn: Connection, before: int) -> None:
+    """Each event names ``peer``; the count is found lower right after one."""
+    async for named in events:
+        assert named == peer
+        if conn.stream_count < before:
+            return
