@@ -5,7 +5,8 @@ role the spec assigns, list a peer's direct and relayed connections, dial one
 address directly (bypassing "already connected"), watch for new
 connections (the host's connection events), and wait, woken by the host's
 events rather than polling, for a direct connection a punch did not make
-or for identify to store a peer's addresses.
+or for identify to store a peer's addresses, and close a peer's relayed
+connections as their last stream ends.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 
 import trio
 
-from p2pshare.node.host import Connection, ConnectionPath, Direction, Host
+from p2pshare.node._trio_race import first_of
+from p2pshare.node.host import Connection, ConnectionEvent, ConnectionPath, Direction, Host
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ __all__ = [
     "conn_ends",
     "wait_direct",
     "wait_addrs",
+    "close_idle_relayed",
 ]
 
 #: A TCP connection's (local port, (remote IP, remote port)).
@@ -181,3 +185,28 @@ async def wait_addrs(host: Host, peer_id: str) -> None:
     async with host.identify_events() as events:  # subscribe, then look
         while not peerstore_addrs(host, peer_id):
             await events.receive()
+
+
+async def close_idle_relayed(host: Host, peer_id: str) -> None:
+    """While ``peer_id`` has a direct connection, close each relayed one that
+    carries no stream; return once none is left or no direct one is.
+
+    Woken by the host's events about the peer: a stream closed (the swarm
+    tells it once the stream left its connection's count), a connection
+    opened or closed. The caller's cancel scope is the deadline."""
+    async with host.connection_events() as conns, host.stream_closed_events() as streams:
+        while relayed_conns(host, peer_id) and direct_conns(host, peer_id):
+            for conn in relayed_conns(host, peer_id):
+                if stream_count(conn) == 0:
+                    await close_conn(conn)
+            if relayed_conns(host, peer_id):
+                await first_of(partial(_next_about, peer_id, conns), partial(_next_about, peer_id, streams))
+
+
+async def _next_about(
+    peer_id: str, events: trio.MemoryReceiveChannel[ConnectionEvent] | trio.MemoryReceiveChannel[str]
+) -> None:
+    """Return at the next event about ``peer_id`` (a peer ID or a connection event)."""
+    async for event in events:
+        if (event if isinstance(event, str) else event.peer_id) == peer_id:
+            return

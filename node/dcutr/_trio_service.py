@@ -409,16 +409,11 @@ class DCUtR:
 
     async def _close_relayed_when_idle(self, peer_id: str) -> None:
         """Close relayed connections once the direct one exists and they carry
-        no stream (or after ``relay_idle_max``)."""
+        no stream (woken as their streams end), for at most ``relay_idle_max``;
+        if the direct connection dies, the relay stays."""
         await trio.sleep(self.config.relay_grace)
         with trio.move_on_after(self.config.relay_idle_max):
-            while lp.relayed_conns(self.host, peer_id):
-                if not lp.direct_conns(self.host, peer_id):
-                    return  # the direct connection died: keep the relay
-                idle = [c for c in lp.relayed_conns(self.host, peer_id) if lp.stream_count(c) == 0]
-                for conn in idle:
-                    await lp.close_conn(conn)
-                await trio.sleep(0.5)
+            await lp.close_idle_relayed(self.host, peer_id)
 
     async def _on_connection(self, peer_id: str, conn: Connection) -> None:
         # A relayed connection is RELAYED from its opened event on: the path is
