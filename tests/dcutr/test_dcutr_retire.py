@@ -117,12 +117,17 @@ async def test_real_hosts_the_relayed_connection_closes_as_its_stream_ends() -> 
                 assert await stream.read(4) == b"ping"
                 assert stream.connection.path is ConnectionPath.RELAYED
                 await lp.dial_direct(a, b.peer_id, b.listen_addrs()[0])
+                done = trio.Event()
+
+                async def retire() -> None:
+                    await lp.close_idle_relayed(a, b.peer_id)
+                    done.set()
+
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(lp.close_idle_relayed, a, b.peer_id)
+                    nursery.start_soon(retire)
                     await trio.sleep(0.3)
-                    assert lp.relayed_conns(a, b.peer_id) and lp.direct_conns(a, b.peer_id)
+                    assert lp.relayed_conns(a, b.peer_id) and not done.is_set()
                     await stream.reset()
-                with trio.fail_after(2):
-                    while lp.relayed_conns(a, b.peer_id):  # closed by the task, which has returned
-                        await trio.sleep(0.05)
-                assert lp.direct_conns(a, b.peer_id)
+                    with trio.fail_after(2):  # it returns once it closed the relayed connection
+                        await done.wait()
+                assert not lp.relayed_conns(a, b.peer_id) and lp.direct_conns(a, b.peer_id)
