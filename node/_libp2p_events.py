@@ -11,8 +11,8 @@ dropped, so a subscriber re-checks the state it waits for on every event.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -49,18 +49,8 @@ async def connection_events(
         except Exception as e:  # a half-built connection: nothing to report
             logger.debug("connection event unreadable: %s", e)
 
-    notifee = _impl.ConnNotifee(on_event)
-    network: Any = libp2p.get_network()
-    network.register_notifee(notifee)
-    try:
-        with recv:
-            yield recv
-    finally:
-        try:
-            network.remove_notifee(notifee)
-        except Exception:
-            pass
-        send.close()
+    with _notified(libp2p, _impl.ConnNotifee(on_event)), send, recv:
+        yield recv
 
 
 @asynccontextmanager
@@ -78,18 +68,22 @@ async def stream_closed_events(libp2p: IHost) -> AsyncIterator[trio.MemoryReceiv
         except Exception as e:  # a half-built stream: nothing to report
             logger.debug("stream event unreadable: %s", e)
 
-    notifee = _impl.ConnNotifee(lambda _kind, _conn: None, on_stream_closed)
+    with _notified(libp2p, _impl.ConnNotifee(lambda _kind, _conn: None, on_stream_closed)), send, recv:
+        yield recv
+
+
+@contextmanager
+def _notified(libp2p: IHost, notifee: Any) -> Iterator[None]:
+    """``notifee`` registered with the swarm while the block runs."""
     network: Any = libp2p.get_network()
     network.register_notifee(notifee)
     try:
-        with recv:
-            yield recv
+        yield
     finally:
         try:
             network.remove_notifee(notifee)
         except Exception:
             pass
-        send.close()
 
 
 @asynccontextmanager
