@@ -18,7 +18,7 @@ from functools import partial
 
 import trio
 
-from p2pshare.node._trio_race import first_of
+from p2pshare.node._trio_race import first_of, until
 from p2pshare.node.host import Connection, ConnectionEvent, ConnectionPath, Direction, Host
 
 logger = logging.getLogger(__name__)
@@ -175,16 +175,14 @@ async def wait_direct(host: Host, peer_id: str, ours: Callable[[], Ends | None] 
         return any(mine is None or conn_ends(c) != mine for c in direct_conns(host, peer_id))
 
     async with host.connection_events() as events:  # subscribe, then look
-        while not other():
-            await events.receive()
+        await until(events.receive, other)
 
 
 async def wait_addrs(host: Host, peer_id: str) -> None:
     """Return once the peerstore holds addresses for ``peer_id`` (at once if
     it does). Woken when identify stores them; the caller bounds the wait."""
     async with host.identify_events() as events:  # subscribe, then look
-        while not peerstore_addrs(host, peer_id):
-            await events.receive()
+        await until(events.receive, lambda: bool(peerstore_addrs(host, peer_id)))
 
 
 async def close_idle_relayed(host: Host, peer_id: str) -> None:
@@ -195,11 +193,14 @@ async def close_idle_relayed(host: Host, peer_id: str) -> None:
     tells it once the stream left its connection's count), a connection
     opened or closed. The caller's cancel scope is the deadline."""
     async with host.connection_events() as conns, host.stream_closed_events() as streams:
-        while relayed_conns(host, peer_id) and direct_conns(host, peer_id):
-            for conn in relayed_conns(host, peer_id):
+        while (relayed := relayed_conns(host, peer_id)) and direct_conns(host, peer_id):
+            closed = False
+            for conn in relayed:
                 if stream_count(conn) == 0:
                     await close_conn(conn)
-            if relayed_conns(host, peer_id):
+                    closed = True
+            # A close awaits and changes the list: list again after one (with none, nothing awaited).
+            if not closed or relayed_conns(host, peer_id):
                 await first_of(partial(_next_about, peer_id, conns), partial(_next_about, peer_id, streams))
 
 

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 
 import trio
 
+from p2pshare.node._trio_race import until
+
 __all__ = ["Changes", "Rounds"]
 
 
@@ -31,8 +33,7 @@ class Changes:
     async def until(self, done: Callable[[], bool]) -> None:
         """Return once ``done()`` (at once if it is); it is re-checked after
         each change. The caller's cancel scope is the deadline."""
-        while not done():
-            await self._event.wait()
+        await until(lambda: self._event.wait(), done)  # read at each wait: tell() replaces the event
 
 
 class Rounds:
