@@ -451,6 +451,8 @@ def _report(exc: BaseException, reporter: Reporter, verbose: int = 0) -> int:
         message = f"internal error: {type(exc).__name__}: {exc} (run with -vv for details)"
     elif isinstance(exc, KeyboardInterrupt):
         message = "interrupted"
+    elif isinstance(exc, sharecode.ShortCodeError):
+        message = f"bad short code: {exc}; check it with the sharer, or use the long code"
     elif isinstance(exc, sharecode.ShareCodeError):
         message = f"bad share code: {exc}; copy the whole code that `p2pshare share` printed first"
     else:

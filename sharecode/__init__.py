@@ -3,7 +3,7 @@ format, human codes and the DHT key derived from them. Pure and light: no
 trio, no libp2p."""
 
 from .addresses import MAX_ADDRESS_CHARS, MAX_ADDRESSES, validate_multiaddr
-from .errors import ShareCodeError
+from .errors import ShareCodeError, ShortCodeError
 from .human import HUMAN_ALPHABET, dht_key, new_human_code, normalize_human_code
 from .legacy import LegacyCode
 from .parse import REDACTED, describe, parse_code
@@ -21,6 +21,7 @@ __all__ = [
     "LegacyCode",
     "ShareCode",
     "ShareCodeError",
+    "ShortCodeError",
     "ShortCode",
     "describe",
     "dht_key",

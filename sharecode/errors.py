@@ -1,10 +1,10 @@
-"""The one error type of the package: every malformed code becomes one line."""
+"""The error types of the package: every malformed code becomes one line."""
 
 from __future__ import annotations
 
 from p2pshare.errors import LocalError
 
-__all__ = ["ShareCodeError", "quote"]
+__all__ = ["ShareCodeError", "ShortCodeError", "quote"]
 
 _QUOTE_MAX = 80
 
@@ -16,6 +16,11 @@ class ShareCodeError(LocalError, ValueError):
     CLI (exit code 2); the root class keeps it to one line. Messages never
     contain the encryption key.
     """
+
+
+class ShortCodeError(ShareCodeError):
+    """A short code (``4127-guitar-ocean-velvet``) is malformed: the person
+    typed it, so the advice differs from a pasted long code's."""
 
 
 def quote(value: str) -> str:

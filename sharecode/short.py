@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from .errors import ShareCodeError
+from .errors import ShortCodeError
 
 __all__ = [
     "NUMBER_MAX",
@@ -121,27 +121,27 @@ def looks_like_short_code(text: str) -> bool:
 
 def parse_short_code(text: str) -> ShortCode:
     """Parse ``4127-guitar-ocean-velvet`` (any case; ``-``, spaces, ``_`` or
-    ``.`` between the parts). Every problem is one ``ShareCodeError`` line
+    ``.`` between the parts). Every problem is one ``ShortCodeError`` line
     that says which part is wrong, so a typo never costs an online attempt."""
     if not isinstance(text, str):
-        raise ShareCodeError(f"short code must be text, got {type(text).__name__}")
+        raise ShortCodeError(f"short code must be text, got {type(text).__name__}")
     if len(text) > _MAX_TEXT:
-        raise ShareCodeError(f"short code too long: {len(text)} characters")
+        raise ShortCodeError(f"short code too long: {len(text)} characters")
     parts = [p for p in _SEPARATORS.split(text.strip().lower()) if p]
     if not parts:
-        raise ShareCodeError("short code is empty")
+        raise ShortCodeError("short code is empty")
     head, words = parts[0], parts[1:]
     if not head.isascii() or not head.isdigit() or len(head) != 4 or not NUMBER_MIN <= int(head) <= NUMBER_MAX:
-        raise ShareCodeError(f"a short code starts with a 4-digit number ({NUMBER_MIN}-{NUMBER_MAX}), like 4127-…")
+        raise ShortCodeError(f"a short code starts with a 4-digit number ({NUMBER_MIN}-{NUMBER_MAX}), like 4127-…")
     number = int(head)
     if len(words) != WORDS:
-        raise ShareCodeError(f"short code {number}-… has {len(words)} word(s) after the number, expected {WORDS}")
+        raise ShortCodeError(f"short code {number}-… has {len(words)} word(s) after the number, expected {WORDS}")
     known = _word_set()
     for pos, word in enumerate(words, 1):
         if word not in known:
             near = difflib.get_close_matches(word, wordlist(), n=1, cutoff=0.6) if word.isascii() else []
             hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise ShareCodeError(f"word {pos} of short code {number}-… is not in the word list{hint}")
+            raise ShortCodeError(f"word {pos} of short code {number}-… is not in the word list{hint}")
     return ShortCode(number, tuple(words))
 
 

@@ -170,16 +170,22 @@ def _field(obj: dict[str, Any], name: str, kind: type) -> Any:
 
 def parse_v1(text: str) -> ShareCode:
     """Decode a v1 code; ``text`` is bounded by the caller."""
-    raw = b64decode_forgiving(text, "code")
+    try:
+        raw = b64decode_forgiving(text, "code")
+    except ShareCodeError:
+        _refuse_extra_at_end(text)
+        raise
     try:
         decoded = raw.decode("utf-8")
     except UnicodeDecodeError:
+        _refuse_extra_at_end(text)
         raise ShareCodeError("not a share code: it does not decode to text") from None
     try:
         obj = json.loads(decoded, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
     except ShareCodeError:
         raise
     except json.JSONDecodeError as exc:
+        _refuse_extra_at_end(text)
         at_end = exc.pos >= len(decoded.rstrip()) or exc.msg.startswith("Unterminated string")
         if decoded.lstrip().startswith("{") and at_end:
             raise ShareCodeError(f"the code ends too early: it looks cut off after {len(text)} characters") from None
@@ -205,3 +211,31 @@ def parse_v1(text: str) -> ShareCode:
         version=version,
         extra=extra,
     )
+
+
+def _refuse_extra_at_end(text: str) -> None:
+    """Raise the precise error if ``text`` is a whole code with characters
+    typed or pasted after its end (``CODEx``, ``CODEthanks``); return if not.
+
+    Why: base64 keeps a code's bytes as a prefix of what characters added
+    after it decode to (they only complete its last group), so such a code
+    decodes to a whole JSON object followed by a few stray bytes. Without
+    this the person hears "cut off", "impossible length; truncated?" or "Extra
+    data" -- the opposite of what happened. Only the leading complete object
+    is looked at; nothing here accepts the code."""
+    body = "".join(text.split()).rstrip("=")
+    try:
+        raw = b64decode_forgiving(body[:-1] if len(body) % 4 == 1 else body, "code")
+        decoded = raw.decode("utf-8", "replace")  # stray bytes may be anything
+        obj, end = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_reject_constant).raw_decode(
+            decoded
+        )
+    except (ValueError, RecursionError):  # ShareCodeError, JSONDecodeError: not a code with a tail
+        return
+    if not isinstance(obj, dict) or "version" not in obj or end == len(decoded):
+        return
+    whole = -(-4 * len(decoded[:end].encode("utf-8")) // 3)  # base64 characters of the object's bytes
+    extra = len(body) - whole
+    if extra > 0:
+        many = "character" if extra == 1 else "characters"
+        raise ShareCodeError(f"{extra} {many} too many at the end: the code itself ends after {whole} characters")

@@ -55,3 +55,14 @@ def test_the_tag_in_parentheses_or_a_cut_off_code_says_so(tmp_path: Path) -> Non
     [line] = _errors(res.stderr)
     assert "cut off after 60 characters" in line, line
     assert not (tmp_path / "out").exists()
+
+
+def test_characters_after_a_code_are_named_not_called_cut_off(tmp_path: Path) -> None:
+    # "CODEx", or a word that joined the code: the code is whole, with extra characters.
+    code = a_code(free_port())
+    res = run(["get", code + "xy", "-o", str(tmp_path / "out")], tmp_path / "h")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    [line] = _errors(res.stderr)
+    assert f"2 characters too many at the end: the code itself ends after {len(code)} characters" in line, line
+    assert "cut off" not in line and "truncated" not in line
+    assert not (tmp_path / "out").exists()

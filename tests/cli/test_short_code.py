@@ -87,6 +87,9 @@ def test_typos_fail_locally_with_exit_2(tmp_path: Path) -> None:
         res = run(["get", code, "-o", str(tmp_path / "out")], tmp_path / "rx")
         assert res.returncode == 2, res.stderr
         assert says in res.stderr and len(res.stderr.strip().splitlines()) == 1
+        # Typed, not pasted: the advice is to check it, not to copy the long code.
+        assert "bad short code" in res.stderr and "check it with the sharer" in res.stderr, res.stderr
+        assert "copy the whole code" not in res.stderr
 
 
 def test_code_show_checks_a_short_code_offline(tmp_path: Path) -> None:

@@ -72,7 +72,9 @@ CORPUS: list[tuple[str, str]] = [
     (b64("hello"), "not JSON: Expecting value at character 0"),
     (b64(""), "share code is empty"),
     (b64('{"version":1'), "the code ends too early: it looks cut off after 16 characters"),
-    (b64('{"version":1} x'), "not JSON: Extra data at character 14"),
+    (b64('{"version":1} x'), "2 characters too many at the end: the code itself ends after 18 characters"),
+    (b64('{"version":1} x') + "Q", "3 characters too many at the end: the code itself ends after 18 characters"),
+    (b64("[1] x"), "not JSON: Extra data at character 4"),
     (b64('{"addresses":["/ip4/192.'), "the code ends too early: it looks cut off after 32 characters"),
     (
         "H9F9WYXCWJ6R",
@@ -276,3 +278,26 @@ def test_fuzz_mutations_of_a_valid_code(data: st.DataObject) -> None:
         i = data.draw(st.integers(0, len(text) - 1))
         text[i] = data.draw(st.sampled_from("AZaz09-_+/=: \n"))
     _only_share_code_errors("".join(text))
+
+
+@pytest.mark.parametrize("tail", ["x", "xy", "xyz", "A", "thanks", "0" * 9])
+def test_characters_typed_after_a_whole_code_are_counted(tail: str) -> None:
+    # Appended characters only complete the code's last base64 group: the
+    # code still decodes whole, then stray bytes. Not "cut off", not "truncated".
+    whole = code()
+    parse_code(whole)
+    with pytest.raises(ShareCodeError) as err:
+        parse_code(whole + tail)
+    many = "character" if len(tail) == 1 else "characters"
+    assert (
+        str(err.value) == f"{len(tail)} {many} too many at the end: the code itself ends after {len(whole)} characters"
+    )
+
+
+def test_a_code_cut_short_is_still_called_cut_off() -> None:
+    whole = code()
+    for cut in (2, 3, 9):
+        with pytest.raises(ShareCodeError) as err:
+            parse_code(whole[:-cut])
+        assert "too many" not in str(err.value)
+        assert "cut off" in str(err.value) or "truncated" in str(err.value), str(err.value)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from p2pshare.sharecode import ShareCodeError
+from p2pshare.sharecode import ShareCodeError, ShortCodeError
 from p2pshare.sharecode.short import (
     NUMBER_MAX,
     NUMBER_MIN,
@@ -72,6 +72,7 @@ def test_typos_are_one_clear_line(text: str, message: str) -> None:
     with pytest.raises(ShareCodeError) as err:
         parse_short_code(text)
     assert message in str(err.value) and "\n" not in str(err.value)
+    assert isinstance(err.value, ShortCodeError)  # the CLI's advice differs from a long code's
 
 
 def test_errors_never_echo_the_words() -> None:
