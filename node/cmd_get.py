@@ -164,6 +164,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
             m = event.manifest
             have = f", {human_bytes(event.already_have_bytes)} already here" if event.already_have_bytes else ""
             paths[:] = [f.path for f in m.files]
+            summary.update(already=event.already_have_bytes)
             if reporter.json_mode:  # every file: built only for --json (a manifest may list a million)
                 reporter.event(
                     "manifest",
@@ -279,19 +280,26 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
     nbytes = int(summary.get("bytes") or 0)
     rate = nbytes / seconds if seconds > 0 else 0.0
     where, saved_to = consent.landing(output, paths)
+    already = int(summary.get("already") or 0)
     reporter.event(
         "done",
         files=summary.get("files"),
         bytes=nbytes,
+        already_had=already,
         seconds=round(seconds, 3),
         mb_per_s=round(rate / 1e6, 1),
         output=str(output),
         saved_to=str(saved_to),
     )
-    reporter.result(
-        f"Received {format_count(int(summary.get('files') or 0), 'file')}, {human_bytes(nbytes)} in {format_seconds(seconds)} "
-        f"({human_bytes(rate)}/s) {where}, all verified"
-    )
+    files = format_count(int(summary.get("files") or 0), "file")
+    if already and not nbytes:  # "Received 0 B (0 B/s)" read as a failure
+        reporter.result(f"Already here: {files}, {human_bytes(already)} {where}, all verified; nothing to receive")
+    else:
+        resumed = f"; {human_bytes(already)} were already here" if already else ""
+        reporter.result(
+            f"Received {files}, {human_bytes(nbytes)} in {format_seconds(seconds)} "
+            f"({human_bytes(rate)}/s) {where}, all verified{resumed}"
+        )
     _mention_forgotten(output, reporter)
     return 0
 

@@ -42,6 +42,23 @@ def test_share_then_get_a_tree(tmp_path: Path, sharer: Sharer) -> None:
     assert not (out / ".p2pshare-partial").exists()
 
 
+def test_getting_a_share_again_says_it_is_already_here(tmp_path: Path, sharer: Sharer) -> None:
+    # A second get that has nothing to fetch is not "Received 0 B (0 B/s)".
+    tree = make_tree(tmp_path, big=1 << 20)
+    total = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())
+    _, shared = sharer(tree)
+    out = tmp_path / "out"
+    assert run(["get", shared["code"], "-o", str(out)], tmp_path / "rx").returncode == 0
+    res = run(["get", shared["code"], "-o", str(out)], tmp_path / "rx")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith(f"Already here: 4 files, 1.0 MiB into {out}/tree/, all verified"), res.stdout
+    assert "nothing to receive" in res.stdout and "Received" not in res.stdout
+    res = run(["get", shared["code"], "-o", str(out), "--json"], tmp_path / "rx")
+    done = json.loads(res.stdout.splitlines()[-1])
+    assert (done["event"], done["bytes"], done["already_had"]) == ("done", 0, total)
+    assert tree_digest(out / "tree") == tree_digest(tree)
+
+
 def test_a_tree_of_many_small_files_is_written_by_the_file_writer_processes(tmp_path: Path, sharer: Sharer) -> None:
     """Many one-chunk files are created by file-writer processes, outside the
     receiver's GIL (``transfer._whole``, issue 12); they end with the ``get``."""
@@ -172,6 +189,8 @@ def test_resume_after_sigkill_of_get(tmp_path: Path, sharer: Sharer) -> None:
     done = json.loads(res.stdout.splitlines()[-1])
     assert done["event"] == "done"
     assert done["bytes"] < 160 << 20, "the second run must fetch only what is missing"
+    assert done["already_had"] > 0
+    assert "were already here" not in res.stdout  # --json: events only
     assert tree_digest(out) == tree_digest(src)
 
 
