@@ -33,7 +33,7 @@ from p2pshare.node.community import serve_community_relay
 from p2pshare.node.discovery import Discovery, open_discovery
 from p2pshare.node.errors import LocalNodeError
 from p2pshare.node.events import Connected, NodeEvent, PathUpgraded, ReachabilityChanged, RelaysChanged
-from p2pshare.node.host import Host, LibP2PByteStream, open_host
+from p2pshare.node.host import Host, LibP2PByteStream, ListenError, open_host
 from p2pshare.node.identity import node_identity
 from p2pshare.node.mdns.lan import lan_dht, met_on_lan, serve_lan_dht
 from p2pshare.node.mdns.service import Mdns, serve_mdns
@@ -118,6 +118,8 @@ class Node:
                 self._host = await self._stack.enter_async_context(open_host(key_pair, list(cfg.fallback_listen_addrs)))
         except OSError as exc:
             await self._stack.aclose()
+            if isinstance(exc, ListenError):  # already names each address and why
+                raise LocalNodeError(str(exc)) from None
             raise LocalNodeError(f"cannot listen on {', '.join(cfg.listen_addrs)}: {exc.strerror or exc}") from None
         # The command line's start-up is over: its imports are done, and what
         # follows may wait on the network (a no-op outside the command line).

@@ -49,6 +49,7 @@ from ._libp2p_conn import parse_addr as _parse_addr
 from ._libp2p_conn import parse_peer_id as _parse_peer_id
 from ._libp2p_conn import short_error as _short
 from ._libp2p_conn import sole_exception as _sole_exception
+from .bindcheck import bind_failure
 from .dialfail import DialFailure, DialFailureKind, classify
 from .events import ConnectionPath
 
@@ -449,8 +450,9 @@ async def open_host(
             try:
                 network: Any = libp2p_host.get_network()
                 failed = [str(m) for m in maddrs if str(m) not in network.listeners]
-                if failed:
-                    raise ListenError(f"could not listen on {', '.join(failed)}")
+                if failed:  # py-libp2p logged why; ask the kernel again for the person
+                    said = [f"{a}: {why}" if (why := bind_failure(a)) else a for a in failed]
+                    raise ListenError(f"cannot listen on {'; '.join(said)}")
                 # We connect to the peers we need; never dial the whole peerstore.
                 await network.auto_connector.stop()
                 _libp2p_patches.no_disconnect_records(network)

@@ -53,6 +53,24 @@ def test_malformed_code_json_error_event(tmp_path: Path) -> None:
     assert event["event"] == "error" and event["exit_code"] == 2 and event["message"]
 
 
+def test_a_listen_address_that_cannot_be_bound_says_why_exit_2(tmp_path: Path) -> None:
+    # py-libp2p drops a failed listener silently; the person hears the kernel's reason.
+    import socket
+
+    (tmp_path / "f.txt").write_text("x")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        res = run(["share", str(tmp_path / "f.txt"), "--listen", f"/ip4/127.0.0.1/tcp/{port}"], tmp_path / "h")
+    assert res.returncode == 2
+    assert_one_line_error(res.stderr, f"cannot listen on /ip4/127.0.0.1/tcp/{port}: Address already in use")
+    res = run(["get", a_code(4001), "-o", str(tmp_path / "o"), "--listen", "/ip4/192.0.2.1/tcp/0"], tmp_path / "h")
+    assert res.returncode == 2
+    assert_one_line_error(res.stderr, "cannot listen on /ip4/192.0.2.1/tcp/0: Cannot assign requested address")
+    assert not (tmp_path / "o").exists()
+
+
 def test_missing_path_is_exit_2(tmp_path: Path) -> None:
     res = run(["share", str(tmp_path / "nope")], tmp_path / "h")
     assert res.returncode == 2

@@ -1,0 +1,43 @@
+"""Why a TCP listen address cannot be bound here, in the kernel's words.
+
+py-libp2p's TCP transport logs a failed bind and carries on without that
+listener, so the host only learns *that* an address is missing from its
+listeners, not why. A person who typed ``--listen /ip4/0.0.0.0/tcp/4001``
+needs the why: the port is taken by another program, or the address is
+not one of this machine's. :func:`bind_failure` asks the kernel once more,
+with the options trio's listeners use (``SO_REUSEADDR``; IPv6 only on an
+IPv6 socket), and returns its answer. The probe socket is closed at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+__all__ = ["bind_failure"]
+
+
+def bind_failure(addr: str) -> str | None:
+    """The reason ``/ip4|ip6/HOST/tcp/PORT`` cannot be bound now (``Address
+    already in use``), or None: it can be, or ``addr`` is not such an address."""
+    parts = addr.split("/")
+    if len(parts) < 5 or parts[0] or parts[1] not in ("ip4", "ip6") or parts[3] != "tcp":
+        return None
+    try:
+        host = str(ipaddress.ip_address(parts[2]))
+        port = int(parts[4])
+    except ValueError:
+        return None
+    if not 0 <= port <= 65535:
+        return None
+    family = socket.AF_INET if parts[1] == "ip4" else socket.AF_INET6
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            probe.bind((host, port))
+            probe.listen()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
