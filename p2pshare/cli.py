@@ -370,7 +370,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
     if ns.command == "share" and bool(ns.paths) == (ns.text is not None):
-        parser.error("share needs PATH... or --text, not both")
+        parser.error(
+            "share takes PATH... or --text, not both"
+            if ns.paths
+            else "share needs what to share: PATH... or --text TEXT"
+        )
     verbose = ns.verbose + getattr(ns, "verbose_after", 0)
     setup_logging(verbose)
     _libp2p_lean_import.install()  # before any command imports py-libp2p

@@ -54,6 +54,7 @@ def test_text_from_stdin_and_control_characters_are_not_passed_to_the_terminal(t
 def test_share_needs_paths_or_text(tmp_path: Path) -> None:
     res = run(["share"], tmp_path / "h")
     assert res.returncode == 2 and "PATH... or --text" in res.stderr
+    assert "not both" not in res.stderr  # nothing was given: "not both" read as a riddle
     (tmp_path / "f").write_text("x")
     res = run(["share", str(tmp_path / "f"), "--text", "x"], tmp_path / "h")
     assert res.returncode == 2 and "not both" in res.stderr
