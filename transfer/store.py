@@ -18,12 +18,13 @@ import hashlib
 import mmap
 import os
 import stat
-from collections.abc import Container
+from collections.abc import Container, Iterator
 from pathlib import Path
 
 from p2pshare.transfer import _direct, _space, ranges
 from p2pshare.transfer import _fsutil as fs
 from p2pshare.transfer._claim import claim_partial
+from p2pshare.transfer._rescan import chunks_match
 from p2pshare.transfer._whole import WholeFiles
 from p2pshare.transfer.errors import IntegrityError, OutputError, cannot_write
 from p2pshare.transfer.manifest import Manifest
@@ -169,7 +170,11 @@ class Store:
             now = os.fstat(fd)
             if not fs.is_regular(now) or (now.st_ino, now.st_size) != (st.st_ino, st.st_size):
                 return False
-            return self._hash_fd(fd, 0, hashlib.sha256()).digest() == entry.sha256
+            matched = chunks_match(fd, self._chunks_of(index), len(entry.chunk_hashes))
+            try:
+                return all(matched)
+            finally:
+                matched.close()  # no read of ``fd`` still running when it closes
         finally:
             os.close(fd)
 
@@ -214,23 +219,21 @@ class Store:
             os.ftruncate(fd, entry.size)
         first = m.first_chunk(index)
         got = 0
-        hasher = hashlib.sha256()
-        prefix = True
-        for c, expected in enumerate(entry.chunk_hashes):
-            data = fs.pread_exact(fd, m.chunk_length(index, c), c * m.chunk_size)
-            if len(data) == m.chunk_length(index, c) and hashlib.sha256(data).digest() == expected:
+        # Each chunk checked here: no running whole-file hash (``_finalize``
+        # reads a file back only if one of its chunks skipped its check).
+        matched = chunks_match(fd, self._chunks_of(index), len(entry.chunk_hashes))
+        for c, ok in enumerate(matched):
+            if ok:
                 self._have[first + c] = 1
                 self._remaining[index] -= 1
-                got += len(data)
-                if prefix:
-                    hasher.update(data)
-            else:
-                if prefix:
-                    self._hasher[index] = (hasher, c)
-                prefix = False
-        if prefix:
-            self._hasher[index] = (hasher, len(entry.chunk_hashes))
+                got += m.chunk_length(index, c)
         return got
+
+    def _chunks_of(self, index: int) -> Iterator[tuple[int, int, bytes]]:
+        """(length, offset, SHA-256) of each chunk of ``files[index]``."""
+        m = self.manifest
+        for c, expected in enumerate(m.files[index].chunk_hashes):
+            yield m.chunk_length(index, c), c * m.chunk_size, expected
 
     # -- writing -------------------------------------------------------------------
     # Two stages, so the runner can overlap them in two threads: ``verify_chunk``

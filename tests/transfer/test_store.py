@@ -103,6 +103,25 @@ def test_rerun_after_completion_needs_nothing(tmp_path: Path, prepared: Prepared
     store.close()
 
 
+def test_a_finished_file_with_one_changed_chunk_is_not_taken_as_already_here(
+    tmp_path: Path, prepared: PreparedShare
+) -> None:
+    # The check of a file at its final name goes chunk by chunk (two threads):
+    # a change in the middle is found, not just one in the first chunk.
+    out = tmp_path / "out"
+    out.mkdir()
+    receive_whole(out, prepared)
+    with open(out / "tree" / "big.bin", "r+b") as fh:
+        fh.seek(27 * CS + 5)
+        byte = fh.read(1)[0]
+        fh.seek(27 * CS + 5)
+        fh.write(bytes([byte ^ 0xFF]))
+    store = Store(out, prepared.manifest, SID)
+    with pytest.raises(OutputError, match="refusing to overwrite .*big.bin"):
+        store.prepare()
+    store.close()
+
+
 def test_refuses_to_overwrite_different_file(tmp_path: Path, prepared: PreparedShare) -> None:
     out = tmp_path / "out"
     (out / "tree" / "sub").mkdir(parents=True)
