@@ -102,6 +102,7 @@ async def prepare(
         log.warning("cannot serve the share: %s", exc)
         prep.progress.failed = str(exc)
         prep.error = exc
+        registry.changed()  # receivers waiting for the manifest hear why at once
     else:
         hold = os.environ.get(HOLD_ENV)
         while hold and not os.path.exists(hold):

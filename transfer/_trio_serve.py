@@ -48,8 +48,7 @@ HANDSHAKE_TIMEOUT = 30.0
 WRITE_STALL_TIMEOUT = 30.0
 #: Seconds between ReceiverProgress events for one receiver (the sharer's display).
 RECEIVER_PROGRESS_INTERVAL = 0.5
-#: While the share is still hashed: how often to look, and to tell the receiver.
-PREPARING_POLL = 0.05
+#: While the share is still hashed: how often to tell the receiver how far it got.
 PREPARING_INTERVAL = 0.5
 
 
@@ -204,24 +203,32 @@ class _Session:
 
     async def _await_material(self, share_id: bytes) -> None:
         """The code went out before hashing ended: tell the receiver how far
-        it got (PREPARING) until the manifest exists, then queue it."""
-        last = -math.inf
-        while True:
-            served = self.registry.get(share_id)
-            if served is not None:
-                self.proto.material_ready(served.material)
-                return
-            progress = self.registry.preparing(share_id)
-            if progress is None:
-                raise StreamEndedError("the share was withdrawn while it was being prepared")
-            if progress.failed is not None:
-                raise SourceChangedError(progress.failed)
-            now = trio.current_time()
-            if now - last >= PREPARING_INTERVAL:
-                last = now
-                self.proto.preparing(progress.done, progress.total)
-                await write_all(self.stream, self.proto.data_to_send(), self.timeout, "receiver")
-            await trio.sleep(PREPARING_POLL)
+        it got (PREPARING, every ``PREPARING_INTERVAL``) until the manifest
+        exists, then queue it. Woken by the registry when the share is
+        served, withdrawn or fails, not by polling it."""
+        wake = _Wake()
+        self.registry.listeners.add(wake)
+        try:
+            last = -math.inf
+            while True:
+                wake.arm()  # before looking: a change after the look still wakes us
+                served = self.registry.get(share_id)
+                if served is not None:
+                    self.proto.material_ready(served.material)
+                    return
+                progress = self.registry.preparing(share_id)
+                if progress is None:
+                    raise StreamEndedError("the share was withdrawn while it was being prepared")
+                if progress.failed is not None:
+                    raise SourceChangedError(progress.failed)
+                if trio.current_time() - last >= PREPARING_INTERVAL:
+                    last = trio.current_time()
+                    self.proto.preparing(progress.done, progress.total)
+                    await write_all(self.stream, self.proto.data_to_send(), self.timeout, "receiver")
+                with trio.move_on_at(last + PREPARING_INTERVAL):
+                    await wake.event.wait()
+        finally:
+            self.registry.listeners.discard(wake)
 
     async def _send(self, reader: ChunkReader, want: tuple[ranges.Range, ...]) -> None:
         material = self.proto.share
@@ -323,3 +330,16 @@ class _Session:
                 if any(isinstance(ev, ReceiverDone) for ev in self.proto.receive_data(data)):
                     return
         raise StreamEndedError(f"the receiver did not confirm within {self.timeout:.0f} s")
+
+
+class _Wake:
+    """A registry listener that sets the event of the current wait."""
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+
+    def arm(self) -> None:
+        self.event = trio.Event()
+
+    def __call__(self) -> None:
+        self.event.set()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -52,6 +52,10 @@ class ShareRegistry:
         self._pending: dict[bytes, tuple[PendingShare, HashProgress]] = {}
         self._completed: dict[bytes, int] = {}
         self._unavailable: dict[bytes, dict[int, UnavailableReason]] = {}
+        #: Called (no arguments) after a share is served, withdrawn or its
+        #: preparation failed: sessions waiting for a manifest add a wake-up
+        #: here instead of polling (``_trio_serve``). Each must not raise.
+        self.listeners: set[Callable[[], None]] = set()
         self.max_sessions = max_sessions
         self.active_sessions = 0
         # Before the key proof a stream costs little (small frames, a short
@@ -131,6 +135,7 @@ class ShareRegistry:
         self._shares[keys.share_id] = ServedShare(prepared, ShareMaterial.build(keys, prepared.manifest))
         self._completed.setdefault(keys.share_id, 0)
         self._unavailable.pop(keys.share_id, None)  # a new manifest: its files match again
+        self.changed()
         return keys.share_id
 
     def add_pending(self, key: bytes, share_code: str | None, progress: HashProgress) -> bytes:
@@ -150,6 +155,13 @@ class ShareRegistry:
         self._pending.pop(share_id, None)
         self._shares.pop(share_id, None)
         self._unavailable.pop(share_id, None)
+        self.changed()
+
+    def changed(self) -> None:
+        """Tell the listeners that a share's state changed (also called by
+        the preparation when it fails: its ``HashProgress`` says how)."""
+        for listener in tuple(self.listeners):
+            listener()
 
     def mark_unavailable(self, share_id: bytes, file_index: int, reason: UnavailableReason) -> bool:
         """Remember that a file of the share no longer matches; True the first time."""
