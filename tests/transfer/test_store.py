@@ -77,11 +77,13 @@ def test_resume_keeps_verified_chunks(tmp_path: Path, prepared: PreparedShare) -
     store.close()  # like kill -9: no journal, nothing flushed specially
     big = prepared.manifest.files[0]
     assert big.path == "tree/big.bin" and not (out / big.path).exists()  # never a complete-looking file
-    # tear chunk 3 as a crash mid-write would
+    # tear chunk 3 as a crash mid-write would (flipped, so never the same bytes by chance)
     part = partial_dir(out) / "0"
     with open(part, "r+b") as fh:
         fh.seek(3 * CS + 7)
-        fh.write(b"\x00\xff")
+        torn = bytes(b ^ 0xFF for b in fh.read(2))
+        fh.seek(3 * CS + 7)
+        fh.write(torn)
     store = Store(out, prepared.manifest, SID)
     plan = store.prepare()
     assert plan.missing == [(3, 4), (10, total)]
