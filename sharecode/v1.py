@@ -169,23 +169,27 @@ def _field(obj: dict[str, Any], name: str, kind: type) -> Any:
 
 
 def parse_v1(text: str) -> ShareCode:
-    """Decode a v1 code; ``text`` is bounded by the caller."""
+    """Decode a v1 code; ``text`` is bounded by the caller. Any refusal is
+    first checked for the one cause its own message would misname: a whole
+    code with characters after its end."""
     try:
-        raw = b64decode_forgiving(text, "code")
+        return _parse_v1(text)
     except ShareCodeError:
         _refuse_extra_at_end(text)
         raise
+
+
+def _parse_v1(text: str) -> ShareCode:
+    raw = b64decode_forgiving(text, "code")
     try:
         decoded = raw.decode("utf-8")
     except UnicodeDecodeError:
-        _refuse_extra_at_end(text)
         raise ShareCodeError("not a share code: it does not decode to text") from None
     try:
         obj = json.loads(decoded, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
     except ShareCodeError:
         raise
     except json.JSONDecodeError as exc:
-        _refuse_extra_at_end(text)
         at_end = exc.pos >= len(decoded.rstrip()) or exc.msg.startswith("Unterminated string")
         if decoded.lstrip().startswith("{") and at_end:
             raise ShareCodeError(f"the code ends too early: it looks cut off after {len(text)} characters") from None
