@@ -69,10 +69,12 @@ from ._libp2p_originals import ORIGINALS as _ORIGINALS
 from ._libp2p_speed import (  # the replacements this table registers
     FRAME_PAYLOAD,
     RECV_WINDOW,
+    _get_closed,
     _get_send_window,
     _noise_write_msg,
     _select_one_of,
     _session_read,
+    _set_closed,
     _set_send_window,
     _window_update,
     _yamux_write,
@@ -449,10 +451,12 @@ def apply() -> None:
             continue
         _ORIGINALS[name] = _originals.BY_ATTRIBUTE[(owner, attr)] = getattr(owner, attr)
         if name == "yamux_write":
-            # The window lives under our name in each stream; this property
-            # sets the writer's wake-up event whenever the window grows.
+            # The window and the closed flag live under our names in each
+            # stream; these properties set the writer's wake-up event
+            # whenever the window grows or the stream closes.
             window = property(_get_send_window, _set_send_window)
             setattr(yamux.YamuxStream, "send_window", window)  # noqa: B010 - mypy sees an int attribute
+            setattr(yamux.YamuxStream, "closed", property(_get_closed, _set_closed))  # noqa: B010 - likewise a bool
         setattr(owner, attr, replacement)
     _applied = True
 

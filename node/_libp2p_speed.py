@@ -50,7 +50,6 @@ RECV_WINDOW = yamux.MAX_WINDOW_SIZE
 # A writer blocked on an empty send window gives up after this long. Upstream
 # gives up after 5 s, which kills transfers whose reader pauses briefly.
 WINDOW_STALL_TIMEOUT = 120.0
-_WINDOW_POLL = 0.25  # re-check close/reset while waiting for credit
 
 # -- P1: buffered Noise reads are in ``_libp2p_noise_rx``. ------------------
 
@@ -205,7 +204,10 @@ async def _session_read(self: Any, n: int | None = None) -> bytes:
 # and, with an empty send window, sleeps in 10 ms steps and fails after 5 s.
 # We send up to WRITE_BATCH bytes of frames that each fill exactly one Noise
 # message in one connection write, and wait on an event that is set whenever
-# the send window grows. ``send_window`` becomes a property to raise it.
+# the send window grows or the stream closes. ``send_window`` and ``closed``
+# become properties to raise it: every path that ends a stream (close, reset,
+# an RST or FIN from the peer, the connection's shutdown or failure) sets
+# ``closed``, so a writer waiting for credit needs no timer to notice.
 
 
 def _get_send_window(self: Any) -> int:
@@ -222,12 +224,27 @@ def _set_send_window(self: Any, value: int) -> None:
             event.set()
 
 
+def _get_closed(self: Any) -> bool:
+    d = self.__dict__
+    return bool(d["_p2ps_closed"] if "_p2ps_closed" in d else d.get("closed", False))
+
+
+def _set_closed(self: Any, value: bool) -> None:
+    self.__dict__["_p2ps_closed"] = value
+    if value:
+        event = self.__dict__.get("_p2ps_window_event")
+        if event is not None:
+            event.set()
+
+
 async def _wait_for_window(stream: Any) -> None:
     with trio.move_on_after(WINDOW_STALL_TIMEOUT) as stall:
         while stream.send_window <= 0 and not stream.closed:
+            # Set by ``_set_send_window`` when credit arrives, by
+            # ``_set_closed`` when the stream ends; nothing can run between
+            # the check above and this line.
             event = stream._p2ps_window_event = trio.Event()
-            with trio.move_on_after(_WINDOW_POLL):
-                await event.wait()
+            await event.wait()
     if stall.cancelled_caught:
         raise mux_exc.MuxedStreamError(f"Timed out waiting for window update after {WINDOW_STALL_TIMEOUT:g} seconds.")
 

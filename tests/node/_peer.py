@@ -26,6 +26,7 @@ ECHO = "/t/echo"
 SHA = "/t/sha"
 BOOM = "/t/boom"
 SEND = "/t/send"
+STALL = "/t/stall"  # reads nothing, then resets the stream (stock peer only)
 
 
 def pattern(n: int) -> bytes:
@@ -83,6 +84,11 @@ async def _send(s: Any) -> None:
     for i in range(0, n, 65000):
         await s.write(data[i : i + 65000])
     await s.close_write()
+
+
+async def _stall(s: Any) -> None:
+    await trio.sleep(0.5)  # the writer fills the 256 KiB window and waits for credit
+    raise RuntimeError("reset on purpose")
 
 
 async def _wait_stdin_closed() -> None:
@@ -146,6 +152,7 @@ async def run_stock(sec: str, send_sizes: list[int]) -> None:
         try:
             host.set_stream_handler(ECHO, wrap(_echo))
             host.set_stream_handler(SHA, wrap(_sha))
+            host.set_stream_handler(STALL, wrap(_stall))
             for n in send_sizes:
                 host.set_stream_handler(f"{SEND}/{n}", wrap(_send))
             from p2pshare.node import _libp2p_patches

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.io import utils as io_utils
 from libp2p.io.exceptions import ConnectionClosedError, IncompleteReadError
@@ -27,6 +28,7 @@ from libp2p.stream_muxer.yamux import yamux
 from p2pshare.node import _libp2p_patches as P
 from p2pshare.node import _libp2p_speed as S
 from p2pshare.node import _libp2p_yamux_rx as R
+from p2pshare.node._libp2p_conn import StreamError
 from p2pshare.node._libp2p_fixes import peer_limit_keeps_self
 from p2pshare.node._libp2p_noise_cipher import direct_decrypt
 from p2pshare.node.host import open_host
@@ -54,6 +56,7 @@ def test_patch_is_applied_once(name: str) -> None:
     assert getattr(owner, attr) is replacement
     assert P._upstream(owner, attr) is not replacement
     assert isinstance(yamux.YamuxStream.__dict__["send_window"], property)
+    assert isinstance(yamux.YamuxStream.__dict__["closed"], property)
 
 
 # -- fakes ---------------------------------------------------------------------
@@ -266,6 +269,42 @@ def test_send_window_property_wakes_writer() -> None:
     assert event.is_set() and s.send_window == 100
 
 
+def test_closed_property_wakes_writer() -> None:
+    s = yamux.YamuxStream.__new__(yamux.YamuxStream)
+    assert s.closed is False  # a stream that never set it reads as open
+    event = s._p2ps_window_event = trio.Event()
+    s.closed = False
+    assert not event.is_set() and s.closed is False
+    s.closed = True
+    assert event.is_set() and s.closed is True
+
+
+@pytest.mark.parametrize("how", ["credit", "closed"])
+async def test_writer_waiting_for_credit_wakes_without_a_timer(how: str) -> None:
+    """A writer blocked on an empty send window is woken by the event alone:
+    no clock advances here, so a timer-driven re-check would still be
+    asleep when every task is blocked."""
+    s = yamux.YamuxStream.__new__(yamux.YamuxStream)
+    s.send_window = 0
+    s.closed = False
+    done = trio.Event()
+
+    async def waiter() -> None:
+        await S._wait_for_window(s)
+        done.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not done.is_set()
+        if how == "credit":
+            s.send_window += 1
+        else:
+            s.closed = True
+        await trio.testing.wait_all_tasks_blocked()
+        assert done.is_set()
+
+
 # -- on real connections ----------------------------------------------------------
 
 
@@ -289,6 +328,25 @@ async def test_interop_with_unpatched_process(peer_procs: dict[str, Peer]) -> No
             while chunk := await s.read(100):
                 reply += chunk
             assert reply.decode() == f"{total} {sent.hexdigest()}"
+
+
+async def test_a_reset_ends_a_write_waiting_for_credit(peer_procs: dict[str, Peer]) -> None:
+    """The peer reads nothing, so our writes fill the stream's window (the
+    stock peer grants a few MiB) and wait for credit; then the peer resets
+    the stream. The write must fail
+    at once (the reset sets ``closed``, which wakes it), not wait out
+    WINDOW_STALL_TIMEOUT."""
+    assert S.WINDOW_STALL_TIMEOUT >= 60
+    peer = peer_procs["stock"]
+    async with open_host(create_new_key_pair()) as host:
+        await host.connect(peer.peer_id, peer.addrs, timeout=5)
+        s = await host.open_stream(peer.peer_id, _peer.STALL)
+        piece = os.urandom(1 << 20)
+        written = 0
+        with trio.fail_after(20), pytest.raises(StreamError, match="StreamReset"):
+            while written < 64 << 20:  # the peer's receive window is far smaller
+                await s.write(piece)
+                written += len(piece)
 
 
 async def test_buffers_are_written_whole_and_arrive_intact(peer_procs: dict[str, Peer]) -> None:
