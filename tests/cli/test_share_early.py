@@ -123,26 +123,63 @@ def test_the_code_comes_before_a_long_listing_ends(
     assert proc.wait_for("ready", timeout=30)[-1]["files"] == 2
 
 
+def _a_held_listing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A small tree whose listing waits until the returned hold file exists."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f.txt").write_text("f\n")
+    hold = tmp_path / "hold"
+    monkeypatch.setenv(HOLD_SCAN_ENV, str(hold))
+    return src, hold
+
+
+def _remove_then_release(src: Path, hold: Path) -> None:
+    """Remove the tree, then let its listing run (and fail)."""
+    (src / "sub" / "f.txt").unlink()
+    (src / "sub").rmdir()
+    src.rmdir()
+    hold.write_text("go")
+
+
 def test_a_listing_that_fails_after_the_code_ends_the_share_with_its_error(
     tmp_path: Path, sharer: Sharer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Bad input found by a listing still under way when the code went out
     (the folder removed meanwhile): the share stops with a one-line error
     and the exit code such input has before a code, not a traceback."""
-    src = tmp_path / "src"
-    (src / "sub").mkdir(parents=True)
-    (src / "sub" / "f.txt").write_text("f\n")
-    hold = tmp_path / "hold"
-    monkeypatch.setenv(HOLD_SCAN_ENV, str(hold))
+    src, hold = _a_held_listing(tmp_path, monkeypatch)
     proc, shared = sharer(src)
     assert shared["code"]
-    (src / "sub" / "f.txt").unlink()
-    (src / "sub").rmdir()
-    src.rmdir()
-    hold.write_text("go")
+    _remove_then_release(src, hold)
     assert proc.wait(timeout=60) == 2
     err = proc.stderr_path.read_text()
     assert [line for line in err.splitlines() if line.startswith("p2pshare: error:")] == [
         f"p2pshare: error: {src}: no such file or directory"
     ], err
     assert "Traceback" not in err
+
+
+def test_a_getter_waiting_on_a_listing_that_fails_hears_why(
+    tmp_path: Path, sharer: Sharer, procs: list[Proc], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A getter that connected while the listing was held hears that the
+    share failed, as a one-line error with its own exit code, before the
+    sharer exits: the registry wakes the waiting session when the
+    preparation fails. (Without that wake-up the session would look again
+    only at its next 0.5 s report, after the sharer had exited, and the
+    getter would retry a vanished sharer until its --timeout.)"""
+    src, hold = _a_held_listing(tmp_path, monkeypatch)
+    proc, shared = sharer(src)
+    out = tmp_path / "out"
+    getter = start(["get", shared["code"], "-o", str(out), "--json", "--yes"], tmp_path / "rx-home")
+    procs.append(getter)
+    getter.wait_for("preparing", timeout=60)
+    _remove_then_release(src, hold)
+    assert getter.wait(timeout=60) == 4
+    err = getter.stderr_path.read_text()
+    assert [line for line in err.splitlines() if line.startswith("p2pshare: error:")] == [
+        "p2pshare: error: the shared files changed on the sharer's side; the sharer must share them again"
+    ], err
+    assert str(src) not in err  # the sharer's paths stay on its side
+    assert not out.exists() or not any(out.iterdir())
+    assert proc.wait(timeout=60) == 2
