@@ -50,6 +50,7 @@ from p2pshare.transfer.events import (
     TransferCompleted,
     TransferEvent,
 )
+from p2pshare.transfer.gathered import Joiner
 from p2pshare.transfer.manifest import Manifest, name_warnings
 from p2pshare.transfer.receiver import (
     ChunkArrived,
@@ -99,11 +100,14 @@ class FetchResult:
     renamed: tuple[tuple[str, str], ...] = ()
 
 
-def _verify_batch(store: Store, cipher: crypto.ChunkCipher, batch: list[ChunkArrived]) -> tuple[list[Verified], int]:
+def _verify_batch(
+    store: Store, cipher: crypto.ChunkCipher, joiner: Joiner, batch: list[ChunkArrived]
+) -> tuple[list[Verified], int]:
     """Stage 1 (worker thread): authenticate (GCM) and hash-check a batch.
 
     Returns the chunks for stage 2 and the plaintext bytes received (also
-    counting chunks not needed because their file was already complete)."""
+    counting chunks not needed because their file was already complete).
+    ``joiner``: this stage's buffer for a chunk that arrived in pieces."""
     out: list[Verified] = []
     nbytes = 0
     for c in batch:
@@ -116,7 +120,7 @@ def _verify_batch(store: Store, cipher: crypto.ChunkCipher, batch: list[ChunkArr
                 plain: bytes | memoryview = cipher.open(c.file_index, c.chunk_index, c.is_last, c.nonce, c.ciphertext)
             else:
                 plain = memoryview(block)[:size]
-                cipher.open_into(c.file_index, c.chunk_index, c.is_last, c.nonce, c.ciphertext, plain)
+                cipher.open_into(c.file_index, c.chunk_index, c.is_last, c.nonce, c.ciphertext, plain, joiner)
         except crypto.DecryptError:
             raise IntegrityError(f"chunk {c.index} failed authentication (tampered or corrupted)") from None
         nbytes += len(plain)
@@ -310,6 +314,7 @@ async def _receive(
     # (stage-1 output, ciphertext bytes to give back, plaintext bytes received)
     send_verified, recv_verified = trio.open_memory_channel[tuple[list[Verified], int, int]](float("inf"))
     budget = _Budget(PIPELINE_BYTES)
+    joiner = Joiner()  # stage 1's: one batch at a time
     received = 0
     lost: list[StreamEndedError] = []
 
@@ -349,7 +354,7 @@ async def _receive(
                             batch.extend(recv.receive_nowait())
                         except (trio.WouldBlock, trio.EndOfChannel):
                             break
-                    chunks, nbytes = await _disk(store.output_dir, _verify_batch, store, cipher, batch)
+                    chunks, nbytes = await _disk(store.output_dir, _verify_batch, store, cipher, joiner, batch)
                     taken = sum(len(c.ciphertext) for c in batch)
                     del batch, first  # ciphertext freed; plaintext travels on
                     try:

@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from p2pshare.errors import P2PShareError
-from p2pshare.transfer.gathered import Gathered
+from p2pshare.transfer.gathered import Gathered, Joiner
 
 KEY_BYTES = 32
 SHARE_ID_BYTES = 16
@@ -179,26 +178,17 @@ class ChunkCipher:
         nonce: bytes,
         ciphertext: Body,
         out: memoryview,
+        joiner: Joiner | None = None,
     ) -> None:
         """Like ``open``, but write the plaintext into ``out`` (exactly
         ``len(ciphertext) - TAG_BYTES`` long). On a bad tag ``out`` holds
         garbage and ``DecryptError`` is raised.
 
-        A ``Gathered`` body is decrypted piece by piece, never joined: the
-        same AES-256-GCM, through the streaming interface."""
+        A ``Gathered`` body is first copied end to end into ``joiner``'s
+        buffer (a new one if none is given), then opened with one call."""
         aad = chunk_aad(self._keys, self._digest, file_index, chunk_index, is_last)
+        body = (joiner or Joiner()).join(ciphertext) if isinstance(ciphertext, Gathered) else ciphertext
         try:
-            if not isinstance(ciphertext, Gathered):
-                self._aead.decrypt_into(nonce, ciphertext, aad, out)
-                return
-            if len(out) != len(ciphertext) - TAG_BYTES or len(nonce) != GCM_NONCE_BYTES:
-                raise ValueError("output or nonce of the wrong size")
-            pieces, tag = ciphertext.split_tail(TAG_BYTES)
-            decryptor = Cipher(algorithms.AES(self._keys.data_key), modes.GCM(nonce, tag)).decryptor()
-            decryptor.authenticate_additional_data(aad)
-            pos = 0
-            for piece in pieces:
-                pos += decryptor.update_into(piece, out[pos:])
-            decryptor.finalize()
+            self._aead.decrypt_into(nonce, body, aad, out)
         except InvalidTag:
             raise DecryptError("chunk failed authentication") from None

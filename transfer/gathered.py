@@ -2,9 +2,10 @@
 
 A 1 MiB chunk arrives in ~16 yamux frames, one per 64 KiB Noise message.
 Joining them into one buffer cost the receiver's event-loop thread a copy
-of every byte (and the fresh megabyte it is copied into); AES-GCM can
-instead read the pieces in order (``ChunkCipher.open_into``), in the worker
-thread that decrypts anyway. ``FrameDecoder`` builds a ``Gathered`` only
+of every byte (and the fresh megabyte it is copied into), so the pieces
+travel as they are to the worker thread that decrypts, which copies them
+into a buffer it reuses (``Joiner``) and opens the chunk with one AES-GCM
+call. ``FrameDecoder`` builds a ``Gathered`` only
 from read-only pieces it may keep: views of immutable ``bytes`` that are
 most of the object they pin (so a kept view pins at most a third more than
 it holds), or copies.
@@ -12,10 +13,10 @@ it holds), or copies.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableSequence
+from collections.abc import MutableSequence
 from typing import Any
 
-__all__ = ["Gathered", "Piece", "GATHER_BYTES", "add_piece"]
+__all__ = ["Gathered", "Joiner", "Piece", "GATHER_BYTES", "add_piece"]
 
 #: A piece: ``bytes``, a view of ``bytes``, or a ``bytearray`` that only
 #: the ``Gathered`` holds (the decoder's copies).
@@ -72,21 +73,33 @@ class Gathered:
     def __repr__(self) -> str:
         return f"<Gathered {self._size} bytes in {len(self.pieces)} pieces>"
 
-    def split_tail(self, n: int) -> tuple[Iterator[memoryview], bytes]:
-        """Views of all but the last ``n`` bytes, in order, and those ``n``
-        bytes (a GCM body's ciphertext and its tag)."""
-        if not 0 <= n <= self._size:
-            raise ValueError("tail longer than the data")
-        head = self._size - n
-        tail: list[bytes] = []
-        views: list[memoryview] = []
+
+class Joiner:
+    """A buffer, reused, that a ``Gathered`` body is copied into end to end.
+
+    Why not decrypt the pieces one by one (AES-GCM's streaming interface,
+    as before): that interface holds the GIL while it works (~0.14 s per
+    GiB, which the event-loop thread then waits out) and takes ~17 calls a
+    megabyte; one-shot AES-GCM releases the GIL. The copy costs ~0.015 s
+    per GiB, into memory already touched. A 1 GiB ``get``, medians of
+    alternated runs: connect -> done 0.05-0.25 s sooner in three batteries
+    of 5-7 runs, unchanged (-0.09, +0.03 s) in two; never worse. Not
+    thread-safe: one per thread that decrypts."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def join(self, body: Gathered) -> memoryview:
+        """A view of ``body``'s bytes in this buffer, valid until the next call."""
+        size = len(body)
+        if len(self._buf) < size:
+            self._buf = bytearray(size)  # a new one: a view of the old may still be alive
         pos = 0
-        for piece in self.pieces:
-            size = len(piece)
-            view = memoryview(piece)
-            if pos < head:
-                views.append(view[: min(size, head - pos)])
-            if pos + size > head:
-                tail.append(bytes(view[max(0, head - pos) :]))
-            pos += size
-        return iter(views), b"".join(tail)
+        with memoryview(self._buf) as view:
+            for piece in body.pieces:
+                end = pos + len(piece)
+                view[pos:end] = piece
+                pos = end
+            return view[:pos]

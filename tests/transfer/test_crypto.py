@@ -7,7 +7,7 @@ import os
 import pytest
 
 from p2pshare.transfer import crypto
-from p2pshare.transfer.gathered import Gathered
+from p2pshare.transfer.gathered import Gathered, Joiner
 
 KEY = bytes(range(32))
 
@@ -152,3 +152,23 @@ def test_a_tampered_chunk_in_pieces_fails(cipher: crypto.ChunkCipher) -> None:
         cipher.open_into(0, 1, False, nonce, _split(ct, [65_519]), out)
     with pytest.raises(ValueError):
         cipher.open_into(0, 0, False, nonce, _split(ct, [65_519]), out[:-1])
+
+
+def test_a_joiner_is_reused_across_bodies_of_any_size(cipher: crypto.ChunkCipher) -> None:
+    """One joiner opens chunk after chunk, larger and smaller, split
+    anywhere; a view it handed out earlier stays readable after it grows."""
+    joiner = Joiner()
+    first = joiner.join(_split(b"abcdef", [2, 3]))
+    assert bytes(first) == b"abcdef"
+    for size, cuts in ((100_000, [1, 65_519]), (300_000, [65_519, 131_038]), (5_000, []), (300_000, [7])):
+        plain = os.urandom(size)
+        nonce, ct = cipher.seal(1, size, False, plain)
+        out = bytearray(size)
+        cipher.open_into(1, size, False, nonce, _split(ct, cuts), memoryview(out), joiner)
+        assert out == plain
+    assert bytes(first) == b"abcdef"  # the first buffer, still held by this view
+    nonce, ct = cipher.seal(0, 0, False, b"x" * 1000)
+    bad = bytearray(ct)
+    bad[-1] ^= 1
+    with pytest.raises(crypto.DecryptError):
+        cipher.open_into(0, 0, False, nonce, _split(bytes(bad), [500]), memoryview(bytearray(1000)), joiner)
