@@ -56,8 +56,9 @@ def align_up(n: int) -> int:
 class BlockPool:
     """Page-aligned buffers of one size for decrypted chunks.
 
-    Thread-safe without a lock: taken in the verify thread, given back in
-    the write thread (``deque.append``/``pop`` are atomic). Never more than
+    Thread-safe without a lock: taken by the verify stage (the event-loop
+    thread), given back in the write thread (``deque.append``/``pop`` are
+    atomic). Never more than
     :data:`POOL_KEEP` are kept; the pipeline's byte budget bounds how many
     are out at once. A buffer is never unmapped explicitly (a view of it may
     outlive its return): the garbage collector unmaps it with its last view.

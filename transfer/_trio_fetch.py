@@ -1,14 +1,28 @@
 """Receiver runner: drive ``ReceiverProtocol`` and ``Store`` over a ByteStream.
 
-The event loop only reads the stream and feeds the pure protocol. Chunks go
-through two worker-thread stages, each taking every batch that arrived
-meanwhile in one thread hop: stage 1 decrypts (AES-GCM), checks the chunk's
-SHA-256 and feeds the whole-file one; stage 2 writes verified chunks and
-moves a file into place once its whole-file hash matched. AES-GCM, hashlib
-and pwrite release the GIL, so on two cores reading, hashing and writing
-overlap (one thread doing all of it was the bottleneck: ~0.7 s wall per 256
-MiB, much of it in pwrite). Memory is bounded in bytes (``PIPELINE_BYTES``
-received and not yet through stage 2, plus one read), not in chunks.
+The event loop reads the stream and feeds the pure protocol. Chunks go
+through two stages, each taking every batch that arrived meanwhile: stage 1
+decrypts (AES-GCM), checks the chunk's SHA-256 and feeds the whole-file
+one, in the event-loop thread; stage 2 writes verified chunks and moves a
+file into place once its whole-file hash matched, in a worker thread (one
+hop per batch). AES-GCM, hashlib and pwrite release the GIL, so the writes
+overlap the rest (one thread doing all of it was the bottleneck: ~0.7 s
+wall per 256 MiB, much of it in pwrite).
+
+Why stage 1 has no thread of its own (issue 12): it did, and on two cores
+it spent most of its time waiting, not working. A 1 GiB ``get`` kept it
+busy ~2.0 s for ~0.85 s of AES and SHA-256: each batch's hop and each
+re-take of the GIL after a C call waited for a core that the event loop,
+the writer and the sharer were using. Done in the event-loop thread, the
+same work took 1.05-1.5 s of it; connect -> done went from 2.24-2.27 to
+1.99 s and the receiver's CPU from 2.59-2.66 to 2.44 s (medians of 7 runs
+alternated with the two commits before), and its peak RSS from ~103 to
+~86 MB. The price is a ceiling
+on one core's speed (~1.6 s of CPU per GiB: ~650 MB/s here), far above
+any link between two machines this tool serves; a batch (at most
+``PIPELINE_BYTES``) holds the event loop ~10 ms. Memory is bounded in
+bytes (``PIPELINE_BYTES`` received and not yet through stage 2, plus one
+read), not in chunks.
 
 When the sharer stops serving a file (FILE_UNAVAILABLE), the other files
 are still received, verified and put in place; the result names the files
@@ -103,7 +117,7 @@ class FetchResult:
 def _verify_batch(
     store: Store, cipher: crypto.ChunkCipher, joiner: Joiner, batch: list[ChunkArrived]
 ) -> tuple[list[Verified], int]:
-    """Stage 1 (worker thread): authenticate (GCM) and hash-check a batch.
+    """Stage 1 (event-loop thread): authenticate (GCM) and hash-check a batch.
 
     Returns the chunks for stage 2 and the plaintext bytes received (also
     counting chunks not needed because their file was already complete).
@@ -354,7 +368,11 @@ async def _receive(
                             batch.extend(recv.receive_nowait())
                         except (trio.WouldBlock, trio.EndOfChannel):
                             break
-                    chunks, nbytes = await _disk(store.output_dir, _verify_batch, store, cipher, joiner, batch)
+                    try:  # here, not in a thread: see the module's docstring
+                        chunks, nbytes = _verify_batch(store, cipher, joiner, batch)
+                    except OSError as exc:  # a buffer for the block could not be had
+                        raise cannot_write(f"into {store.output_dir}", exc) from None
+                    await trio.lowlevel.checkpoint()  # the reader and the writer run between batches
                     taken = sum(len(c.ciphertext) for c in batch)
                     del batch, first  # ciphertext freed; plaintext travels on
                     try:

@@ -1,9 +1,9 @@
 """A CHUNK body kept as the pieces it arrived in (issue 12).
 
 A 1 MiB chunk arrives in ~16 yamux frames, one per 64 KiB Noise message.
-Joining them into one buffer cost the receiver's event-loop thread a copy
-of every byte (and the fresh megabyte it is copied into), so the pieces
-travel as they are to the worker thread that decrypts, which copies them
+Joining them into a fresh buffer per chunk cost a copy of every byte and
+the fresh megabyte it is copied into (its pages faulted in each time), so
+the pieces travel as they are to the stage that decrypts, which copies them
 into a buffer it reuses (``Joiner``) and opens the chunk with one AES-GCM
 call. ``FrameDecoder`` builds a ``Gathered`` only
 from read-only pieces it may keep: views of immutable ``bytes`` that are
@@ -79,12 +79,13 @@ class Joiner:
 
     Why not decrypt the pieces one by one (AES-GCM's streaming interface,
     as before): that interface holds the GIL while it works (~0.14 s per
-    GiB, which the event-loop thread then waits out) and takes ~17 calls a
-    megabyte; one-shot AES-GCM releases the GIL. The copy costs ~0.015 s
-    per GiB, into memory already touched. A 1 GiB ``get``, medians of
-    alternated runs: connect -> done 0.05-0.25 s sooner in three batteries
-    of 5-7 runs, unchanged (-0.09, +0.03 s) in two; never worse. Not
-    thread-safe: one per thread that decrypts."""
+    GiB, during which no other thread of the receiver runs) and takes ~17
+    calls a megabyte; one-shot AES-GCM releases the GIL. The copy costs
+    ~0.015 s per GiB, into memory already touched. Measured when stage 1
+    still had its own thread (1 GiB ``get``, medians of alternated runs):
+    connect -> done 0.05-0.25 s sooner in three batteries of 5-7 runs,
+    unchanged (-0.09, +0.03 s) in two; never worse. Not thread-safe: one
+    per thread that decrypts."""
 
     __slots__ = ("_buf",)
 

@@ -426,3 +426,31 @@ async def test_the_byte_budget_wakes_every_waiter() -> None:
             assert woken == []
             budget.give_back(4)
     assert sorted(woken) == [1, 2]
+
+
+async def test_a_buffer_that_cannot_be_had_in_stage_1_is_an_output_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stage 1 runs in the event-loop thread: an OSError there (no memory
+    for a chunk's aligned buffer) still ends the transfer as the one-line
+    OutputError a thread's did, and no file appears as if complete."""
+    import errno
+
+    from p2pshare.transfer import ShareRegistry, _direct
+    from p2pshare.transfer.errors import OutputError
+
+    top = tmp_path / "src"
+    write_file(top / "big.bin", 2 << 20)  # large enough to go direct (MIN_FILE)
+    key = secrets.token_bytes(32)
+    registry = ShareRegistry()
+    registry.add(build_manifest([top], name="t", chunk_size=CS, key=key))
+
+    def no_memory(self: _direct.BlockPool) -> object:
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    monkeypatch.setattr(_direct.BlockPool, "take", no_memory)
+    out = tmp_path / "out"
+    result, _ = await run_pair(registry, key, out)
+    assert isinstance(result, OutputError), result
+    assert str(result) == f"cannot write into {out}: Cannot allocate memory", str(result)
+    assert not (out / "src" / "big.bin").exists()
