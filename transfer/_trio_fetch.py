@@ -17,12 +17,14 @@ the writer and the sharer were using. Done in the event-loop thread, the
 same work took 1.05-1.5 s of it; connect -> done went from 2.24-2.27 to
 1.99 s and the receiver's CPU from 2.59-2.66 to 2.44 s (medians of 7 runs
 alternated with the two commits before), and its peak RSS from ~103 to
-~86 MB. The price is a ceiling
-on one core's speed (~1.6 s of CPU per GiB: ~650 MB/s here), far above
-any link between two machines this tool serves; a batch (at most
-``PIPELINE_BYTES``) holds the event loop ~10 ms. Memory is bounded in
-bytes (``PIPELINE_BYTES`` received and not yet through stage 2, plus one
-read), not in chunks.
+~86 MB. The price is a ceiling on one core's speed (~1.6 s of CPU per
+GiB: ~650 MB/s here), far above any link between two machines this tool
+serves; a batch (at most ``PIPELINE_BYTES``) holds the event loop ~10 ms.
+Hashing in the write thread instead was worse (connect -> done 2.31 ->
+3.00 s), as was AES-GCM's streaming interface here (2.24 -> 2.33 s).
+
+Memory is bounded in bytes (``PIPELINE_BYTES`` received and not yet
+through stage 2, plus one read), not in chunks.
 
 When the sharer stops serving a file (FILE_UNAVAILABLE), the other files
 are still received, verified and put in place; the result names the files
