@@ -19,7 +19,8 @@ same work took 1.05-1.5 s of it; connect -> done went from 2.24-2.27 to
 alternated with the two commits before), and its peak RSS from ~103 to
 ~86 MB. The price is a ceiling on one core's speed (~1.6 s of CPU per
 GiB: ~650 MB/s here), far above any link between two machines this tool
-serves; a batch (at most ``PIPELINE_BYTES``) holds the event loop ~10 ms.
+serves; a batch (at most ``PIPELINE_BYTES`` and one ``DATA_READ_SIZE``
+read, 10 MiB) holds the event loop ~15 ms.
 Hashing in the write thread instead was worse (connect -> done 2.31 ->
 3.00 s), as was AES-GCM's streaming interface here (2.24 -> 2.33 s).
 
