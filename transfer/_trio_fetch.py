@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -273,12 +274,19 @@ async def fetch(
             store.close()
 
 
-async def _disk(where: Path, fn: Callable[..., T], *args: Any) -> T:
-    """Run blocking store work in a thread; an unexpected OSError is an OutputError."""
+@contextmanager
+def _output_errors(where: Path) -> Iterator[None]:
+    """Store work on ``where``: an unexpected OSError is an OutputError."""
     try:
-        return await trio.to_thread.run_sync(fn, *args)
+        yield
     except OSError as exc:
         raise cannot_write(f"into {where}", exc) from None
+
+
+async def _disk(where: Path, fn: Callable[..., T], *args: Any) -> T:
+    """Run blocking store work in a thread, under ``_output_errors``."""
+    with _output_errors(where):
+        return await trio.to_thread.run_sync(fn, *args)
 
 
 def _open_store(output_dir: Path, manifest: Manifest, share_id: bytes, conflict: Conflict) -> Store:
@@ -371,10 +379,8 @@ async def _receive(
                             batch.extend(recv.receive_nowait())
                         except (trio.WouldBlock, trio.EndOfChannel):
                             break
-                    try:  # here, not in a thread: see the module's docstring
+                    with _output_errors(store.output_dir):  # here, not in a thread: see the module's docstring
                         chunks, nbytes = _verify_batch(store, cipher, joiner, batch)
-                    except OSError as exc:  # a buffer for the block could not be had
-                        raise cannot_write(f"into {store.output_dir}", exc) from None
                     await trio.lowlevel.checkpoint()  # the reader and the writer run between batches
                     taken = sum(len(c.ciphertext) for c in batch)
                     del batch, first  # ciphertext freed; plaintext travels on
