@@ -215,13 +215,18 @@ def _get_send_window(self: Any) -> int:
     return int(d["_p2ps_send_window"] if "_p2ps_send_window" in d else d.get("send_window", 0))
 
 
+def _wake_writer(stream: Any) -> None:
+    """Set the event a writer waiting for credit sleeps on, if one does."""
+    event = stream.__dict__.get("_p2ps_window_event")
+    if event is not None:
+        event.set()
+
+
 def _set_send_window(self: Any, value: int) -> None:
     old = self.__dict__.get("_p2ps_send_window", 0)
     self.__dict__["_p2ps_send_window"] = value
     if value > old:
-        event = self.__dict__.get("_p2ps_window_event")
-        if event is not None:
-            event.set()
+        _wake_writer(self)
 
 
 def _get_closed(self: Any) -> bool:
@@ -232,9 +237,7 @@ def _get_closed(self: Any) -> bool:
 def _set_closed(self: Any, value: bool) -> None:
     self.__dict__["_p2ps_closed"] = value
     if value:
-        event = self.__dict__.get("_p2ps_window_event")
-        if event is not None:
-            event.set()
+        _wake_writer(self)
 
 
 async def _wait_for_window(stream: Any) -> None:
