@@ -49,7 +49,7 @@ from p2pshare.node.traversal import Traversal, open_traversal
 from p2pshare.sharecode.legacy import legacy_for
 from p2pshare.sharecode.multiaddrs import is_loopback_addr, without_loopback
 from p2pshare.sharecode.short import ShortCode, new_short_code, window_keys
-from p2pshare.transfer import PROTOCOL_ID, ShareRegistry, serve_transfer
+from p2pshare.transfer import PROTOCOL_ID, ShareRegistry, serve_transfer, sessions_ended
 from p2pshare.transfer.errors import cannot_create_output
 from p2pshare.transfer.hashcache import cache_file
 from p2pshare.transfer.scan import HashProgress, scan_paths
@@ -61,6 +61,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RELAYS_WANTED = 2  # reservations a node holds (and names in its codes) at once
+#: Seconds a sharer that stops waits for its receivers to read ERROR STOPPED
+#: (one round trip each; a receiver that reads nothing is cut after this).
+STOP_GRACE = 2.0
 
 __all__ = [
     "Connected",
@@ -346,10 +349,15 @@ class Node:
         self._nursery.start_soon(self._advertise, share_id, sharecode.dht_key(human_code))
         return ShareInfo(code=code, legacy=legacy, preparation=prep, share_id=share_id)
 
-    def stop_sharing(self, info: ShareInfo) -> None:
+    async def stop_sharing(self, info: ShareInfo, grace: float = STOP_GRACE) -> None:
+        """Withdraw the share; each receiver that proved the key hears
+        ERROR STOPPED (it ends at once instead of retrying until its
+        ``--timeout``). Returns when they all read it, or after ``grace``."""
         info.preparation.progress.stop = True  # hashing still under way stops too
         self.registry.remove(info.share_id)
         self.discovery.withdraw(sharecode.dht_key(info.code.share_code))
+        with trio.move_on_after(grace):
+            await sessions_ended(self.registry, info.share_id)
 
     async def _advertise(self, share_id: bytes, key: bytes) -> None:
         """Put a provider record in the DHT (only the hashed key; re-advertised by discovery)."""

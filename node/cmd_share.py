@@ -317,7 +317,7 @@ async def _serve(
                 nursery.start_soon(stop_on_signal)
                 nursery.start_soon(stop_when_done)
                 nursery.start_soon(report_ready, info, reporter)
-            node.stop_sharing(info)
+            await node.stop_sharing(info)
             if info.preparation.error is not None:
                 raise info.preparation.error
     reporter.event("stopped", receivers_completed=done_receivers)

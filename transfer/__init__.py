@@ -17,7 +17,7 @@ from p2pshare.transfer.scan import PreparedShare, build_manifest
 
 if TYPE_CHECKING:
     from p2pshare.transfer._trio_fetch import FetchResult, fetch
-    from p2pshare.transfer._trio_serve import serve_transfer
+    from p2pshare.transfer._trio_serve import serve_transfer, sessions_ended
 
 PROTOCOL_ID = "/p2pshare/transfer/1.0.0"
 
@@ -33,6 +33,7 @@ __all__ = [
     "build_manifest",
     "fetch",
     "serve_transfer",
+    "sessions_ended",
     "share_id_for",
 ]
 
@@ -40,6 +41,7 @@ _LAZY = {
     "fetch": "p2pshare.transfer._trio_fetch",
     "FetchResult": "p2pshare.transfer._trio_fetch",
     "serve_transfer": "p2pshare.transfer._trio_serve",
+    "sessions_ended": "p2pshare.transfer._trio_serve",
 }
 
 

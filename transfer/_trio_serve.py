@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import trio
 
@@ -37,6 +38,8 @@ from p2pshare.transfer.source import ChunkReader, frames_capacity, produce_frame
 from p2pshare.transfer.stream import BufferStream
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 #: Sealed batches waiting for the stream: a receiver's MAX_BATCHES less the
 #: one being sealed and the one being written.
@@ -88,6 +91,14 @@ async def serve_transfer(
         await goodbye(stream, session.proto.data_to_send())
         await await_eof(stream)
         await reset_quietly(stream)
+    except _Stopped:
+        # Between frames: the receiver reads STOPPED and ends instead of
+        # retrying until its --timeout; the node waits (bounded) for this.
+        log.info("told %s that the share stopped", remote_peer_id.hex()[:16])
+        session.proto.send_error(wire.ErrorCode.STOPPED, "the sharer stopped sharing")
+        await goodbye(stream, session.proto.data_to_send())
+        await await_eof(stream)
+        await reset_quietly(stream)
     except TransferError as exc:
         if isinstance(exc, SourceChangedError):
             log.warning("stopped serving %s: %s", remote_peer_id.hex()[:16], exc)
@@ -117,6 +128,26 @@ class _Busy(Exception):
     """Authenticated, but every session slot is taken (BUSY is queued)."""
 
 
+class _Stopped(Exception):
+    """The sharer stopped sharing this session's share (ERROR STOPPED is due)."""
+
+
+async def sessions_ended(registry: ShareRegistry, share_id: bytes) -> None:
+    """Return once no session of ``share_id`` past the key proof is left
+    (each ends after its receiver read its last frame or went away). Woken
+    by the registry, not by polling; the caller bounds the wait."""
+    wake = _Wake()
+    registry.listeners.add(wake)
+    try:
+        while True:
+            wake.arm()
+            if not registry.live_sessions(share_id):
+                return
+            await wake.event.wait()
+    finally:
+        registry.listeners.discard(wake)
+
+
 class _Session:
     def __init__(
         self,
@@ -139,6 +170,11 @@ class _Session:
         self._handshaking = True  # holds a pre-authentication slot
         self.source: str | None = None  # the address group that slot counts against
         self._slot = False  # holds a session slot
+        self._live = False  # counted in the registry's sessions of share_id
+        #: The sharer stopped sharing our share; the wait in ``_waiting`` (one
+        #: that loses nothing when cancelled) is cancelled to say so.
+        self.stopping = False
+        self._waiting: trio.CancelScope | None = None
 
     def _authenticated(self) -> None:
         """Trade the pre-authentication slot for a session slot (or BUSY)."""
@@ -149,7 +185,39 @@ class _Session:
             raise _Busy
         self._slot = True
 
+    def _attach(self, share_id: bytes) -> None:
+        """The receiver proved the key for ``share_id``: count the session,
+        and hear when the share is withdrawn."""
+        self.share_id = share_id
+        self.registry.session_began(share_id)
+        self._live = True
+        self.registry.listeners.add(self._on_change)
+
+    def _on_change(self) -> None:
+        if not self.stopping and self.share_id is not None and self.registry.withdrawn(self.share_id):
+            self.stopping = True
+            if self._waiting is not None:
+                self._waiting.cancel()
+
+    async def _unless_stopped(self, wait: Callable[[], Awaitable[_T]]) -> _T:
+        """``await wait()``, or :class:`_Stopped` once the share is withdrawn.
+        Only for waits that lose nothing when cancelled (a read, a channel's
+        next batch): a frame half written cannot be followed by ERROR."""
+        with trio.CancelScope() as scope:
+            self._waiting = scope
+            try:
+                if not self.stopping:
+                    return await wait()
+            finally:
+                self._waiting = None
+        raise _Stopped
+
     def release(self) -> None:
+        if self._live:
+            assert self.share_id is not None
+            self.registry.listeners.discard(self._on_change)
+            self._live = False
+            self.registry.session_ended(self.share_id)
         if self._handshaking:
             self.registry.end_handshake(self.remote, self.source)
             self._handshaking = False
@@ -168,7 +236,7 @@ class _Session:
             # and an unfinished frame for ever); then long, as the receiver
             # may be re-hashing partial files before it sends WANT.
             with trio.move_on_at(proof_due if self.share_id is None else math.inf) as handshake:
-                data = await read_some(self.stream, self.timeout, "receiver")
+                data = await self._unless_stopped(lambda: read_some(self.stream, self.timeout, "receiver"))
             if handshake.cancelled_caught:
                 raise StreamEndedError(f"the receiver did not prove the key within {HANDSHAKE_TIMEOUT:.0f} s")
             if not data:
@@ -176,12 +244,12 @@ class _Session:
             for ev in self.proto.receive_data(data):
                 if isinstance(ev, ReceiverAuthenticated):
                     self._authenticated()
-                    self.share_id = ev.share_id
+                    self._attach(ev.share_id)
                     if self.proto.waiting_for_material:
                         await self._await_material(ev.share_id)
                     served = self.registry.get(ev.share_id)  # same tick as the lookup: present
                     if served is None:
-                        raise StreamEndedError("the share was withdrawn")
+                        raise _Stopped
                     # Right behind the manifest, before the receiver plans its WANT.
                     for file_index, reason in self.registry.unavailable(ev.share_id).items():
                         self.proto.file_unavailable(file_index, reason)
@@ -218,7 +286,7 @@ class _Session:
                     return
                 progress = self.registry.preparing(share_id)
                 if progress is None:
-                    raise StreamEndedError("the share was withdrawn while it was being prepared")
+                    raise _Stopped  # withdrawn while it was being prepared
                 if progress.failed is not None:
                     raise SourceChangedError(progress.failed)
                 if trio.current_time() - last >= PREPARING_INTERVAL:
@@ -284,7 +352,11 @@ class _Session:
             nonlocal held
             last = trio.current_time()
             with recv:
-                async for blob in recv:
+                while True:
+                    try:
+                        blob = await self._unless_stopped(recv.receive)
+                    except trio.EndOfChannel:
+                        break
                     await write_buffer(self.stream, blob, min(self.timeout, WRITE_STALL_TIMEOUT), "receiver")
                     self.bytes_sent += len(blob)
                     owner = blob.obj

@@ -38,6 +38,7 @@ __all__ = [
     "ProtocolError",
     "UnknownShareError",
     "BusyError",
+    "SharerStoppedError",
     "StreamEndedError",
 ]
 
@@ -220,6 +221,21 @@ class BusyError(TransferError, RemoteError):
     """The sharer is too busy to serve us now."""
 
     retryable = True
+
+
+class SharerStoppedError(TransferError, RemoteError):
+    """The sharer stopped sharing (Ctrl-C, ``--once`` done, its preparation
+    failed) and said so with ERROR STOPPED before it went.
+
+    Not retryable: reconnecting to a sharer that chose to stop would only
+    wait out ``--timeout`` (60 s by default) to say less. Verified data stays
+    in ``.p2pshare-partial``; the same command resumes once it shares again.
+    """
+
+    MESSAGE = "the sharer stopped sharing; once it shares again, run the same command to resume (what arrived is kept)"
+
+    def __init__(self, message: str = MESSAGE) -> None:
+        super().__init__(message)
 
 
 class StreamEndedError(TransferError, RemoteError):

@@ -32,6 +32,7 @@ from p2pshare.transfer.errors import (
     IntegrityError,
     PeerReportedError,
     ProtocolError,
+    SharerStoppedError,
     SourceChangedError,
     TransferError,
     UnavailableReason,
@@ -110,12 +111,14 @@ def error_for(msg: wire.Error) -> TransferError:
         wire.ErrorCode.SOURCE_CHANGED: SourceChangedError,
         wire.ErrorCode.PROTOCOL: ProtocolError,
         wire.ErrorCode.BUSY: BusyError,
+        wire.ErrorCode.STOPPED: SharerStoppedError,
     }
     # Complete sentences for the codes that need no detail from the peer.
     fixed: dict[int, str] = {
         wire.ErrorCode.UNKNOWN_SHARE: "the sharer does not serve this share (wrong or expired code?)",
         wire.ErrorCode.AUTH_FAILED: "the sharer rejected our proof of the share key",
         wire.ErrorCode.SOURCE_CHANGED: "the shared files changed on the sharer's side; the sharer must share them again",
+        wire.ErrorCode.STOPPED: SharerStoppedError.MESSAGE,
     }
     cls = codes.get(msg.code, PeerReportedError)
     if msg.code in fixed:

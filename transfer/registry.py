@@ -52,6 +52,10 @@ class ShareRegistry:
         self._pending: dict[bytes, tuple[PendingShare, HashProgress]] = {}
         self._completed: dict[bytes, int] = {}
         self._unavailable: dict[bytes, dict[int, UnavailableReason]] = {}
+        #: Sessions of each share whose receiver proved the key and that
+        #: have not ended: a sharer that stops waits (bounded) until each
+        #: has told its receiver so (``_trio_serve.sessions_ended``).
+        self._live: dict[bytes, int] = {}
         #: Called (no arguments) after a share is served, withdrawn or its
         #: preparation failed: sessions waiting for a manifest add a wake-up
         #: here instead of polling (``_trio_serve``). Each must not raise.
@@ -156,6 +160,21 @@ class ShareRegistry:
         self._shares.pop(share_id, None)
         self._unavailable.pop(share_id, None)
         self.changed()
+
+    def withdrawn(self, share_id: bytes) -> bool:
+        """Neither served nor being prepared: the sharer stopped sharing it."""
+        return share_id not in self._shares and share_id not in self._pending
+
+    def session_began(self, share_id: bytes) -> None:
+        self._live[share_id] = self._live.get(share_id, 0) + 1
+
+    def session_ended(self, share_id: bytes) -> None:
+        _drop_one(self._live, share_id)
+        self.changed()
+
+    def live_sessions(self, share_id: bytes) -> int:
+        """Sessions of ``share_id`` past the key proof that have not ended."""
+        return self._live.get(share_id, 0)
 
     def changed(self) -> None:
         """Tell the listeners that a share's state changed (also called by

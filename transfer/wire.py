@@ -31,6 +31,12 @@ its code before it finished hashing: the share key (all the code commits
 to) needs no hash, the manifest does. The receiver waits and shows the
 percentage instead of failing; the MANIFEST follows once hashing is done.
 It comes only after ACCEPT, so only a peer that proved the key learns it.
+
+ERROR STOPPED (code 7) is the sharer's last frame when it stops sharing
+while a receiver that proved the key is waiting or receiving: sent between
+frames, never inside one, so the receiver reads it as such and ends at
+once instead of retrying a sharer that chose to go. A receiver that knows
+no code 7 reports "the peer reported an error" with its text.
 """
 
 from __future__ import annotations
@@ -85,6 +91,7 @@ class ErrorCode(IntEnum):
     PROTOCOL = 4
     BUSY = 5
     INTERNAL = 6
+    STOPPED = 7  # the sharer stopped sharing (older receivers: "the peer reported an error")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # stand-in that must stay an ImportError for py-libp2p's own import
 # fallbacks, and the lazy multistream failure raised inside py-libp2p's
 # upgrader and streams as their own error types (the façade wraps it).
-NOT_IN_TREE = {"_OverLimit", "_Bad", "_Busy", "LeanImportError", "LazyNegotiationFailed"}
+NOT_IN_TREE = {"_OverLimit", "_Bad", "_Busy", "_Stopped", "LeanImportError", "LazyNegotiationFailed"}
 
 
 def _our_exception_classes() -> list[type[BaseException]]:

@@ -17,7 +17,7 @@ from xfer_helpers import RECEIVER_ID, SHARER_ID, make_tree, snapshot, stream_pai
 
 from p2pshare.transfer import ShareRegistry, _trio_serve, build_manifest, fetch, serve_transfer
 from p2pshare.transfer.crypto import ShareKeys
-from p2pshare.transfer.errors import RemoteError, SourceChangedError, TransferError
+from p2pshare.transfer.errors import RemoteError, SharerStoppedError, SourceChangedError, TransferError
 from p2pshare.transfer.events import SharerPreparing, TransferEvent
 from p2pshare.transfer.scan import HashProgress, PreparedShare
 
@@ -92,7 +92,7 @@ async def test_a_share_withdrawn_while_prepared_ends_the_wait(tmp_path: Path) ->
         registry.remove(ShareKeys.derive(key, None).share_id)
 
     result, _, _ = await _early_receiver(tmp_path, withdraw)
-    assert isinstance(result, Exception), result
+    assert isinstance(result, SharerStoppedError), result
 
 
 def test_the_registry_tells_its_listeners_and_forgets_removed_ones() -> None:

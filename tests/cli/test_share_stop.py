@@ -1,0 +1,88 @@
+"""A sharer stopped with Ctrl-C tells its receivers, real processes.
+
+Before, a getter took the sharer's exit for a lost connection and retried it
+until its ``--timeout`` (60 s by default), then said it "could not reach it
+again". Now the sharer sends ERROR STOPPED before it exits and the getter
+ends at once with its own sentence and exit code 3, keeping what arrived.
+The getters here keep the default 60 s timeout and the tests give them 30 s:
+only the sharer's word can end them in time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.helpers import Proc, start
+
+Sharer = Callable[..., tuple[Proc, dict[str, Any]]]
+STOPPED = (
+    "p2pshare: error: the sharer stopped sharing; once it shares again, run the same command to resume "
+    "(what arrived is kept)"
+)
+
+
+def file_digest(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _error_lines(proc: Proc) -> list[str]:
+    return [line for line in proc.stderr_path.read_text().splitlines() if line.startswith("p2pshare: error:")]
+
+
+def test_a_getter_waiting_for_the_preparation_hears_that_the_sharer_stopped(
+    tmp_path: Path, sharer: Sharer, procs: list[Proc], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a\n")
+    monkeypatch.setenv("P2PSHARE_TEST_HOLD_PREPARED", str(tmp_path / "never"))  # never served
+    proc, shared = sharer(src)
+    getter = start(["get", shared["code"], "-o", str(tmp_path / "out"), "--json", "--yes"], tmp_path / "rx-home")
+    procs.append(getter)
+    getter.wait_for("preparing", timeout=60)
+    proc.kill(signal.SIGINT)
+    assert getter.wait(timeout=30) == 3
+    assert _error_lines(getter) == [STOPPED], getter.stderr_tail()
+    assert proc.wait(timeout=30) == 0, proc.stderr_tail()
+
+
+def test_a_getter_mid_transfer_hears_that_the_sharer_stopped_and_resumes_later(
+    tmp_path: Path, sharer: Sharer, procs: list[Proc]
+) -> None:
+    src = tmp_path / "big.bin"
+    with open(src, "wb") as f:  # sparse: 2 GiB to send, seconds on any machine, little disk to hash
+        f.truncate(2 << 30)
+        f.seek(5 << 20)
+        f.write(os.urandom(1 << 20))
+    home = tmp_path / "sharer-home"
+    proc, shared = sharer(src, home=home)
+    proc.wait_for("ready", timeout=120)
+    out = tmp_path / "out"
+    getter = start(["get", shared["code"], "-o", str(out), "--json", "--yes"], tmp_path / "rx-home")
+    procs.append(getter)
+    proc.wait_for("receiver_progress", timeout=60)  # chunks are going out
+    proc.kill(signal.SIGINT)
+    assert getter.wait(timeout=30) == 3, getter.stderr_tail()
+    assert _error_lines(getter) == [STOPPED]
+    assert proc.wait(timeout=30) == 0, proc.stderr_tail()
+    assert not (out / "big.bin").exists()  # nothing in place as if complete
+    kept = sum(p.stat().st_size for p in (out / ".p2pshare-partial").rglob("*") if p.is_file())
+    assert kept > 0
+    # Shared again (same data directory: the same key, a new port), the same get resumes.
+    again, shared_again = sharer(src, home=home)
+    getter = start(["get", shared_again["code"], "-o", str(out), "--json", "--yes"], tmp_path / "rx-home")
+    procs.append(getter)
+    manifest = getter.wait_for("manifest", timeout=120)[-1]
+    assert manifest["already_have"] > 0
+    assert getter.wait(timeout=180) == 0, getter.stderr_tail()
+    assert file_digest(out / "big.bin") == file_digest(src)
+    again.kill(signal.SIGINT)
+    assert again.wait(timeout=30) == 0

@@ -1,0 +1,211 @@
+"""A sharer that stops sharing tells each receiver that proved the key
+(ERROR STOPPED), between frames, and its node waits for them to read it.
+
+Without it a receiver saw a reset stream, took it for a lost connection
+and retried a sharer that had chosen to go until its ``--timeout``
+(60 s by default) ran out. Here the sharer's stream is held mid-blob by
+the test, so "the share was withdrawn while chunks were going out" is a
+fixed point in the run, not a race.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import trio
+from xfer_helpers import RECEIVER_ID, SHARER_ID, MemByteStream, make_tree, snapshot, stream_pair, write_file
+
+from p2pshare.cli import ExitCode, exit_code_for
+from p2pshare.transfer import ShareRegistry, build_manifest, fetch, serve_transfer, sessions_ended, wire
+from p2pshare.transfer.crypto import ShareKeys
+from p2pshare.transfer.errors import SharerStoppedError, TransferError
+from p2pshare.transfer.events import SharerPreparing, TransferEvent
+from p2pshare.transfer.manifest import Manifest
+from p2pshare.transfer.receiver import error_for
+from p2pshare.transfer.scan import HashProgress
+
+CS = 64 * 1024
+
+
+class _HeldStream(MemByteStream):
+    """The sharer's end: the write that crosses ``hold_at`` bytes writes up to
+    that point, sets ``held`` and waits for ``release`` before the rest."""
+
+    def __init__(self, inner: MemByteStream, hold_at: int) -> None:
+        super().__init__(inner._s)
+        self.hold_at = hold_at
+        self.held = trio.Event()
+        self.release = trio.Event()
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        if not self.held.is_set() and self.written + len(view) > self.hold_at:
+            first = self.hold_at - self.written
+            await super().write(view[:first])
+            self.held.set()
+            await self.release.wait()
+            view = view[first:]
+        await super().write(view)
+
+
+async def _serve_and_fetch(
+    tmp_path: Path,
+    registry: ShareRegistry,
+    key: bytes,
+    sharer_end: MemByteStream,
+    receiver_end: MemByteStream,
+    during: Callable[[], Awaitable[None]],
+    approve: Callable[[Manifest, int], Awaitable[None]] | None = None,
+    on_event: Callable[[TransferEvent], None] | None = None,
+) -> object:
+    """Serve and fetch with ``during`` running beside them; the fetch's result or error."""
+    outcome: object = None
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                lambda: serve_transfer(
+                    sharer_end, registry=registry, local_peer_id=SHARER_ID, remote_peer_id=RECEIVER_ID
+                )
+            )
+            nursery.start_soon(during)
+            try:
+                outcome = await fetch(
+                    receiver_end,
+                    key=key,
+                    output_dir=tmp_path / "out",
+                    local_peer_id=RECEIVER_ID,
+                    remote_peer_id=SHARER_ID,
+                    approve=approve,
+                    on_event=on_event,
+                )
+            except TransferError as exc:
+                outcome = exc
+            await receiver_end.reset()
+    return outcome
+
+
+async def test_a_receiver_mid_transfer_hears_stopped_after_a_whole_frame(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_file(src / "big.bin", 24 << 20, seed=3)
+    key = secrets.token_bytes(32)
+    registry = ShareRegistry()
+    sid = registry.add(build_manifest([src], name="t", chunk_size=1 << 20, key=key), key)
+    r, s = stream_pair()
+    held = _HeldStream(s, hold_at=(6 << 20) + 12345)  # inside a chunk frame of the second batch
+    ended = trio.Event()
+
+    async def stop_while_held() -> None:
+        await held.held.wait()
+        assert registry.live_sessions(sid) == 1
+        registry.remove(sid)  # what Node.stop_sharing does first
+        held.release.set()
+        with trio.fail_after(10):
+            await sessions_ended(registry, sid)
+        ended.set()
+
+    result = await _serve_and_fetch(tmp_path, registry, key, held, r, stop_while_held)
+    assert isinstance(result, SharerStoppedError), result
+    assert str(result) == SharerStoppedError.MESSAGE
+    assert exit_code_for(result) == ExitCode.UNREACHABLE
+    assert ended.is_set() and registry.live_sessions(sid) == 0
+    # What arrived before the stop is verified and kept for a resume; nothing
+    # is in place as if complete.
+    assert not (tmp_path / "out" / "big.bin").exists()
+    partial = tmp_path / "out" / ".p2pshare-partial"
+    assert sum(p.stat().st_size for p in partial.rglob("*") if p.is_file()) > 0
+
+
+async def test_a_receiver_deciding_at_its_prompt_hears_stopped(tmp_path: Path) -> None:
+    key = secrets.token_bytes(32)
+    registry = ShareRegistry()
+    sid = registry.add(build_manifest([make_tree(tmp_path / "src")], name="t", chunk_size=CS, key=key), key)
+    r, s = stream_pair()
+
+    async def approve(_m: Manifest, _needed: int) -> None:
+        # The sharer waits for our WANT; the person at the prompt takes long
+        # enough for the sharer to stop meanwhile.
+        registry.remove(sid)
+        await trio.testing.wait_all_tasks_blocked()
+
+    async def nothing() -> None:
+        pass
+
+    result = await _serve_and_fetch(tmp_path, registry, key, s, r, nothing, approve=approve)
+    assert isinstance(result, SharerStoppedError), result
+    assert registry.live_sessions(sid) == 0
+    assert not any(snapshot(tmp_path / "out").values())  # folders and the empty file only: no data in place
+
+
+async def test_a_receiver_waiting_for_the_preparation_hears_stopped(tmp_path: Path) -> None:
+    key = secrets.token_bytes(32)
+    registry = ShareRegistry()
+    sid = registry.add_pending(key, None, HashProgress(100))
+    r, s = stream_pair()
+    heard = trio.Event()
+
+    def on_event(event: TransferEvent) -> None:
+        if isinstance(event, SharerPreparing):
+            heard.set()
+
+    async def withdraw_once_waiting() -> None:
+        await heard.wait()
+        assert registry.live_sessions(sid) == 1
+        registry.remove(sid)
+
+    result = await _serve_and_fetch(tmp_path, registry, key, s, r, withdraw_once_waiting, on_event=on_event)
+    assert isinstance(result, SharerStoppedError), result
+    assert registry.live_sessions(sid) == 0
+
+
+def test_stopped_is_its_own_error_and_an_unknown_code_stays_readable() -> None:
+    err = error_for(wire.Error(wire.ErrorCode.STOPPED, "anything the peer says"))
+    assert isinstance(err, SharerStoppedError) and not err.retryable
+    assert str(err) == SharerStoppedError.MESSAGE  # our sentence, not the peer's text
+    other = error_for(wire.Error(200, "from a newer sharer"))
+    assert not isinstance(other, SharerStoppedError)
+    assert "from a newer sharer" in str(other)
+
+
+def test_the_registry_counts_live_sessions_per_share_and_says_when_one_ends() -> None:
+    registry = ShareRegistry()
+    key = secrets.token_bytes(32)
+    sid = ShareKeys.derive(key, None).share_id
+    assert registry.withdrawn(sid)
+    registry.add_pending(key, None, HashProgress(1))
+    assert not registry.withdrawn(sid)
+    calls: list[int] = []
+    registry.listeners.add(lambda: calls.append(registry.live_sessions(sid)))
+    registry.session_began(sid)
+    registry.session_began(sid)
+    assert registry.live_sessions(sid) == 2
+    registry.session_ended(sid)
+    registry.session_ended(sid)
+    assert calls == [1, 0]
+    assert registry.live_sessions(sid) == 0
+    registry.remove(sid)
+    assert registry.withdrawn(sid)
+
+
+@pytest.mark.parametrize("live", [0, 1])
+async def test_sessions_ended_waits_for_the_registry_not_a_timer(live: int) -> None:
+    registry = ShareRegistry()
+    sid = b"s" * 32
+    for _ in range(live):
+        registry.session_began(sid)
+    done = trio.Event()
+
+    async def wait() -> None:
+        await sessions_ended(registry, sid)
+        done.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait)
+        await trio.testing.wait_all_tasks_blocked()
+        assert done.is_set() == (live == 0)
+        if live:
+            registry.session_ended(sid)
+            await trio.testing.wait_all_tasks_blocked()
+            assert done.is_set()
