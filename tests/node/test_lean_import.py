@@ -246,6 +246,39 @@ def test_fresh_interpreter_is_lean_and_hosts_still_work() -> None:
     assert proc.stdout.rstrip().endswith("OK")
 
 
+_DEFERRED = """
+import sys
+from p2pshare.node import _libp2p_lean_import as L
+assert L.install()
+from p2pshare.node.host import open_host  # the façade's imports, the host's included
+import libp2p.host.basic_host
+pubsub = ("libp2p.pubsub.pubsub", "libp2p.pubsub.floodsub", "libp2p.pubsub.gossipsub")
+loaded = sorted(m for m in sys.modules if m.startswith("libp2p.relay.circuit_v2.") or m in pubsub)
+print("loaded:", loaded)
+import libp2p.relay.circuit_v2.nat as nat
+from libp2p.relay.circuit_v2 import CircuitV2Protocol, is_private_ip  # the __init__ runs now
+from libp2p.relay import RelayDiscovery
+assert nat.is_private_ip is is_private_ip and CircuitV2Protocol.__module__ == "libp2p.relay.circuit_v2.protocol"
+assert RelayDiscovery.__module__ == "libp2p.relay.circuit_v2.discovery"
+try:
+    from libp2p.relay import NoSuchName
+except ImportError as e:
+    print("missing:", e)
+print("OK")
+"""
+
+
+def test_relay_package_inits_run_only_when_their_names_are_used() -> None:
+    """py-libp2p's host needs one function of ``libp2p.relay.circuit_v2.nat``;
+    the two package inits above it would load the whole relay and pubsub.
+    Deferred, they still give every name once asked."""
+    proc = _run(_DEFERRED)
+    assert proc.returncode == 0, proc.stderr
+    assert "loaded: ['libp2p.relay.circuit_v2.nat']" in proc.stdout
+    assert "missing: cannot import name 'NoSuchName' from 'libp2p.relay'" in proc.stdout
+    assert proc.stdout.rstrip().endswith("OK")
+
+
 _REFUSALS = """
 import logging, os, sys
 logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="%(name)s %(message)s")
