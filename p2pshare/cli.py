@@ -107,8 +107,9 @@ GET_EXAMPLES = """examples:
   p2pshare get CODE --rename         # a file there with other content: keep it, save 'a (1).txt'
   p2pshare get CODE --overwrite      # ... or replace it
   p2pshare get CODE --json           # JSON lines: manifest (every file), progress, done
-exit codes: 0 ok, 2 bad input, 3 sharer not reachable, 4 authentication or
-integrity, 5 does not fit (nothing written), 6 declined (nothing written)"""
+exit codes: 0 ok, 2 bad input, 3 sharer not reachable or stopped sharing,
+4 authentication or integrity, 5 does not fit (nothing written), 6 declined
+(nothing written)"""
 
 
 class _Parser(argparse.ArgumentParser):
