@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -32,16 +31,24 @@ from p2pshare.node.circuit.client import RelayClient, RelayError, open_relay_cli
 from p2pshare.node.community import serve_community_relay
 from p2pshare.node.discovery import Discovery, open_discovery
 from p2pshare.node.errors import LocalNodeError
-from p2pshare.node.events import Connected, NodeEvent, PathUpgraded, ReachabilityChanged, RelaysChanged
+from p2pshare.node.events import (
+    AddressesChanged,
+    Connected,
+    NodeEvent,
+    PathUpgraded,
+    ReachabilityChanged,
+    RelaysChanged,
+)
 from p2pshare.node.host import Host, LibP2PByteStream, ListenError, open_host
 from p2pshare.node.identity import node_identity
 from p2pshare.node.mdns.lan import lan_dht, met_on_lan, serve_lan_dht
 from p2pshare.node.mdns.service import Mdns, serve_mdns
+from p2pshare.node.netwatch.service import serve_address_watch
 from p2pshare.node.node_config import NodeConfig, ShareInfo
 from p2pshare.node.preparation import SCAN_WAIT, Preparation, names_over_limit, prepare
 from p2pshare.node.reach import Reacher
 from p2pshare.node.receive.core import PROBE_WAIT, UPGRADE_WAIT, UPGRADE_WAIT_LIMITED, ReceiveResult
-from p2pshare.node.receive.driver import ReceiveDriver
+from p2pshare.node.receive.driver import ReceiveDriver, check_output_dir
 from p2pshare.node.shortcode import PROTOCOL_ID as SHORTCODE_PROTOCOL
 from p2pshare.node.shortcode import Offer, ShortCodeEvent
 from p2pshare.node.shortcode._trio import advertise_short_code, claim_short_code, expire_offer, serve_attempt
@@ -50,7 +57,6 @@ from p2pshare.sharecode.legacy import legacy_for
 from p2pshare.sharecode.multiaddrs import is_loopback_addr, without_loopback
 from p2pshare.sharecode.short import ShortCode, new_short_code, window_keys
 from p2pshare.transfer import PROTOCOL_ID, ShareRegistry, serve_transfer, sessions_ended
-from p2pshare.transfer.errors import cannot_create_output
 from p2pshare.transfer.hashcache import cache_file
 from p2pshare.transfer.scan import HashProgress, scan_paths
 from p2pshare.transfer.store import Conflict
@@ -104,6 +110,7 @@ class Node:
         self._autorelay: AutoRelay | None = None
         self._mdns: Mdns | None = None
         self._reachability_event = trio.Event()
+        self._addrs_said: tuple[str, ...] | None = None  # addresses() when last told (None: not yet)
         self.identity_path: Path | None = None  # the identity file held (None: a throwaway key)
 
     # -- lifecycle -----------------------------------------------------------
@@ -201,6 +208,8 @@ class Node:
             if not cfg.dht_server and not lan_dht(cfg.mdns, bool(cfg.bootstrap)):
                 self._nursery.start_soon(serve_lan_dht, self._discovery, self.host, self._mdns)
         self._nursery.start_soon(trim_forever)  # a long-lived process gives freed heap back
+        self._addrs_said = tuple(self.addresses())
+        await self._nursery.start(serve_address_watch, self._interfaces_changed)
         # Background work (advertising) must not hold the node open: cancel it
         # first on exit (exit-stack callbacks run before the nursery's exit).
         self._stack.callback(self._nursery.cancel_scope.cancel)
@@ -255,6 +264,28 @@ class Node:
         self._emit(RelaysChanged(tuple(addrs)))
         if self._discovery is not None:
             self._discovery.addresses_changed()  # DHT records carry the new circuit addresses
+        self._tell_addresses()
+
+    def _interfaces_changed(self) -> None:
+        """The kernel says an interface address came or went (a laptop on
+        another network, a new DHCP lease): if that changed our dialable
+        addresses, say so and re-advertise the shares in the DHT with them
+        (paced by discovery), so a receiver looking the sharer up finds
+        where it is now, not where it was."""
+        if self._tell_addresses() and self._discovery is not None:
+            self._discovery.addresses_changed()
+
+    def _tell_addresses(self) -> bool:
+        """Emit :class:`AddressesChanged` if :meth:`addresses` differs from
+        the last list told; True if it did. Quiet until the node is up."""
+        if self._addrs_said is None:
+            return False
+        now = tuple(self.addresses())
+        if now == self._addrs_said:
+            return False
+        self._addrs_said = now
+        self._emit(AddressesChanged(now))
+        return True
 
     @property
     def traversal(self) -> Traversal:
@@ -268,6 +299,8 @@ class Node:
             self._reachability_event = trio.Event()
         if self.on_event is not None:
             self.on_event(event)
+        if isinstance(event, ReachabilityChanged):
+            self._tell_addresses()  # confirmed public: relayed addresses leave the list
 
     async def _reachability_changed(self) -> None:
         """Until AutoNAT's verdict next changes."""
@@ -449,7 +482,7 @@ class Node:
         (see ``transfer.fetch``). The decisions live in :mod:`p2pshare.node.receive.core`.
         """
         parsed = sharecode.parse_code(code) if isinstance(code, str) else code
-        _check_output_dir(output_dir)
+        check_output_dir(output_dir)
         assert self._reacher is not None
         driver = ReceiveDriver(
             host=self.host, relay=self.relay, traversal=self.traversal, reacher=self._reacher, emit=self._emit
@@ -460,12 +493,3 @@ class Node:
 def _loopback_only(addrs: Sequence[str]) -> bool:
     """A node listening on loopback only (tests, demos) can only meet peers on this host."""
     return bool(addrs) and all(is_loopback_addr(a) for a in addrs)
-
-
-def _check_output_dir(output_dir: Path) -> None:
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LocalNodeError(cannot_create_output(output_dir, exc)) from None
-    if not os.access(output_dir, os.W_OK | os.X_OK):
-        raise LocalNodeError(f"output directory {output_dir} is not writable")

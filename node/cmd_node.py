@@ -16,8 +16,6 @@ from p2pshare.node._output import Reporter
 if TYPE_CHECKING:
     from p2pshare.node.events import NodeEvent
 
-ADDR_POLL = 1.0  # seconds between checks of our advertised addresses
-
 
 @dataclass(frozen=True)
 class NodeOptions:
@@ -88,9 +86,12 @@ def run_node(opts: NodeOptions, reporter: Reporter) -> int:
 
 def _say_traversal(reporter: Reporter, ev: NodeEvent) -> None:
     from p2pshare.node.dcutr.policy import Upgraded, UpgradeFailed
-    from p2pshare.node.events import NatDiscovered, ReachabilityChanged, RelayServiceChanged
+    from p2pshare.node.events import AddressesChanged, NatDiscovered, ReachabilityChanged, RelayServiceChanged
 
-    if isinstance(ev, RelayServiceChanged):
+    if isinstance(ev, AddressesChanged):
+        reporter.event("addresses", addrs=list(ev.addrs))
+        reporter.result("addresses: " + " ".join(ev.addrs))
+    elif isinstance(ev, RelayServiceChanged):
         reporter.event("relay_service", serving=ev.serving, reason=ev.reason)
         reporter.result(f"relay service: {'serving' if ev.serving else 'stopped'} ({ev.reason})")
     elif isinstance(ev, ReachabilityChanged):
@@ -157,26 +158,9 @@ async def _serve(opts: NodeOptions, reporter: Reporter) -> int:
                 )
             for ev in held:
                 _say_traversal(reporter, ev)
-            node.on_event = lambda ev: _say_traversal(reporter, ev)
-            async with trio.open_nursery() as nursery:
-
-                async def watch_addresses() -> None:
-                    last = addrs
-                    while True:
-                        await trio.sleep(ADDR_POLL)
-                        now = node.addresses()
-                        if now != last:
-                            last = now
-                            reporter.event("addresses", addrs=now)
-                            reporter.result("addresses: " + " ".join(now))
-
-                async def stop_on_signal() -> None:
-                    async for _ in signals:
-                        break
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(watch_addresses)
-                nursery.start_soon(stop_on_signal)
+            node.on_event = lambda ev: _say_traversal(reporter, ev)  # addresses too: no polling
+            async for _ in signals:
+                break
     reporter.event("stopped")
     reporter.say("Node stopped.")
     return 0

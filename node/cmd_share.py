@@ -351,9 +351,17 @@ async def _report_preparation(info: ShareInfo, reporter: Reporter) -> None:
 def _report_traversal(reporter: Reporter, ev: NodeEvent) -> None:
     """Sharer-side NAT facts as JSON events (and a human line on upgrades)."""
     from p2pshare.node.dcutr.policy import Upgraded, UpgradeFailed
-    from p2pshare.node.events import NatDiscovered, ReachabilityChanged, RelaysChanged, RelayServiceChanged
+    from p2pshare.node.events import (
+        AddressesChanged,
+        NatDiscovered,
+        ReachabilityChanged,
+        RelaysChanged,
+        RelayServiceChanged,
+    )
 
-    if isinstance(ev, NatDiscovered):
+    if isinstance(ev, AddressesChanged):
+        reporter.event("addresses", addrs=list(ev.addrs))
+    elif isinstance(ev, NatDiscovered):
         reporter.event("nat", mapping=ev.mapping, public=ev.public, punchable=ev.punchable)
     elif isinstance(ev, ReachabilityChanged):
         reporter.event("reachability", reachability=ev.reachability, confirmed=ev.confirmed, addrs=list(ev.addrs))

@@ -27,6 +27,7 @@ __all__ = [
     "ReachabilityChanged",
     "NatDiscovered",
     "RelaysChanged",
+    "AddressesChanged",
     "RelayServiceChanged",
     "Waiting",
     "TraversalEvent",
@@ -120,6 +121,15 @@ class RelaysChanged:
 
 
 @dataclass(frozen=True)
+class AddressesChanged:
+    """What :meth:`Node.addresses` gives changed: an interface address came or
+    went (the kernel said so), a relay reservation started or ended, or
+    AutoNAT's verdict moved. Emitted once per change, with the new list."""
+
+    addrs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class RelayServiceChanged:
     """This node started or stopped relaying for others (a community relay)."""
 
@@ -138,4 +148,13 @@ class Waiting:
 
 TraversalEvent = Upgraded | UpgradeFailed | ReachabilityChanged | NatDiscovered
 
-NodeEvent = TransferEvent | TraversalEvent | Connected | PathUpgraded | RelaysChanged | RelayServiceChanged | Waiting
+NodeEvent = (
+    TransferEvent
+    | TraversalEvent
+    | Connected
+    | PathUpgraded
+    | RelaysChanged
+    | AddressesChanged
+    | RelayServiceChanged
+    | Waiting
+)

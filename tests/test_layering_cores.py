@@ -32,6 +32,7 @@ PURE_CORES = [
     "p2pshare.sharecode.short",
     "p2pshare.node.mdns.wire",
     "p2pshare.node.mdns.core",
+    "p2pshare.node.netwatch.core",
     "p2pshare.node.logbudget",
     "p2pshare.node.dialfail",
     "p2pshare.node.slots",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +20,7 @@ import trio
 
 from p2pshare import sharecode
 from p2pshare.node.circuit.client import RelayClient
-from p2pshare.node.errors import PeerUnreachableError
+from p2pshare.node.errors import LocalNodeError, PeerUnreachableError
 from p2pshare.node.events import ConnectionPath, NodeEvent, Waiting
 from p2pshare.node.host import Host
 from p2pshare.node.ping import PING_PROTOCOL, measure_rtt
@@ -50,7 +51,7 @@ from p2pshare.node.receive.core import (
 )
 from p2pshare.node.traversal import Traversal
 from p2pshare.transfer import PROTOCOL_ID, fetch
-from p2pshare.transfer.errors import TransferError
+from p2pshare.transfer.errors import TransferError, cannot_create_output
 from p2pshare.transfer.events import TransferEvent
 from p2pshare.transfer.store import Conflict
 
@@ -297,3 +298,14 @@ def _waiting_for(op: Action, now: float) -> str | None:
 
 def _as_path(path: str | None) -> ConnectionPath | None:
     return None if path is None else ConnectionPath(path)
+
+
+def check_output_dir(output_dir: Path) -> None:
+    """Make ``output_dir`` (and its parents) or say in one line why not,
+    before any peer is dialled."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LocalNodeError(cannot_create_output(output_dir, exc)) from None
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        raise LocalNodeError(f"output directory {output_dir} is not writable")
