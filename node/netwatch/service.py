@@ -11,6 +11,7 @@ at the interfaces.
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
@@ -22,7 +23,9 @@ from p2pshare.node.netwatch.core import GROUPS, MAX_DATAGRAM, Verdict, read_data
 if TYPE_CHECKING:
     from trio_typing import TaskStatus  # trio's own name is hidden by trio-stubs
 
-__all__ = ["FALLBACK_POLL", "MAX_PER_WAKEUP", "open_route_socket", "serve_address_watch"]
+__all__ = ["FALLBACK_POLL", "MAX_PER_WAKEUP", "drain", "open_route_socket", "serve_address_watch"]
+
+log = logging.getLogger(__name__)
 
 #: Seconds between looks at the interfaces where no event says they changed.
 FALLBACK_POLL: Final = 5.0
@@ -76,17 +79,22 @@ async def serve_address_watch(
     """Call ``on_change`` after each burst of interface address changes,
     until cancelled. Started with ``nursery.start``: the value is True when
     the kernel tells us, False when this falls back to looking every
-    :data:`FALLBACK_POLL` seconds."""
+    :data:`FALLBACK_POLL` seconds. A netlink socket that fails later is
+    logged and replaced by the same looks: it never ends the node."""
     sock = open_route_socket()
     if sock is None:
         task_status.started(False)
-        while True:
-            await trio.sleep(FALLBACK_POLL)
-            on_change()
-    with sock:
-        task_status.started(True)
-        while True:
-            await trio.lowlevel.wait_readable(sock.fileno())
-            if drain(sock):
-                on_change()
-            await trio.lowlevel.checkpoint()
+    else:
+        with sock:
+            task_status.started(True)
+            try:
+                while True:
+                    await trio.lowlevel.wait_readable(sock.fileno())
+                    if drain(sock):
+                        on_change()
+                    await trio.lowlevel.checkpoint()
+            except OSError as exc:  # a socket the kernel broke must not end a long-lived node
+                log.warning("address changes: netlink failed (%s); looking every %.0f s instead", exc, FALLBACK_POLL)
+    while True:
+        await trio.sleep(FALLBACK_POLL)
+        on_change()

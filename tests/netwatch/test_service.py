@@ -178,3 +178,38 @@ def _next_addresses(node: Proc, ok: Any) -> list[str]:
         if ok(ev["addrs"]):
             return list(ev["addrs"])
     raise AssertionError(f"no matching addresses event: {seen}")
+
+
+async def _calls_within(seconds: float) -> int:
+    calls = []
+    with trio.move_on_after(seconds):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.serve_address_watch, lambda: calls.append(1))
+    return len(calls)
+
+
+def test_without_netlink_it_looks_every_few_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(service, "open_route_socket", lambda: None)
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    calls = trio.run(_calls_within, service.FALLBACK_POLL * 3.5, clock=clock)
+    assert calls == 3
+
+
+def test_a_failing_socket_falls_back_to_looking_and_the_node_lives_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """EBADF from the socket (say): logged, then the same looks as without
+    netlink; the error does not reach the node's nursery."""
+    a, b = socket.socketpair()
+    b.send(b"x")  # readable at once
+
+    def broken(sock: socket.socket) -> bool:
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(service, "open_route_socket", lambda: a)
+    monkeypatch.setattr(service, "drain", broken)
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    try:
+        calls = trio.run(_calls_within, service.FALLBACK_POLL * 2.5, clock=clock)
+    finally:
+        b.close()
+    assert calls == 2
+    assert a.fileno() == -1  # closed on the way out
