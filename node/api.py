@@ -269,11 +269,15 @@ class Node:
     def _interfaces_changed(self) -> None:
         """The kernel says an interface address came or went (a laptop on
         another network, a new DHCP lease): if that changed our dialable
-        addresses, say so and re-advertise the shares in the DHT with them
+        addresses, say so, re-advertise the shares in the DHT with them
         (paced by discovery), so a receiver looking the sharer up finds
-        where it is now, not where it was."""
-        if self._tell_addresses() and self._discovery is not None:
+        where it is now, not where it was, and have AutoNAT check again."""
+        if not self._tell_addresses():
+            return
+        if self._discovery is not None:
             self._discovery.addresses_changed()
+        if self._traversal is not None:
+            self._traversal.interfaces_changed()  # reachability may differ there too
 
     def _tell_addresses(self) -> bool:
         """Emit :class:`AddressesChanged` if :meth:`addresses` differs from

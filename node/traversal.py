@@ -193,6 +193,12 @@ class Traversal:
         if self._autonat is not None:
             self._autonat.addrs_changed()  # our addresses changed: re-check reachability now
 
+    def interfaces_changed(self) -> None:
+        """This machine's interface addresses changed (a laptop on another
+        network): AutoNAT re-checks whether others can dial us."""
+        if self._autonat is not None:
+            self._autonat.interfaces_changed()
+
     def add_autonat_server(self, addr: str, *, avoid: Callable[[str], bool] | None = None) -> bool:
         """A peer that serves AutoNAT (``addr`` with ``/p2p/<id>``): ask it too,
         unless ``avoid`` says not now (see ``AutoNAT.avoid``)."""

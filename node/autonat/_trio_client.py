@@ -127,6 +127,11 @@ class AutoNAT:
         self._tracker.addrs_changed(trio.current_time())
         self._wake.set()
 
+    def interfaces_changed(self) -> None:
+        """This machine's interface addresses changed: re-check soon (paced)."""
+        self._tracker.interfaces_changed(trio.current_time())
+        self._wake.set()
+
     async def check_once(self) -> Verdict:
         """Run one round now and return the (possibly unchanged) verdict."""
         await self._round()

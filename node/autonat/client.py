@@ -112,6 +112,14 @@ class ReachabilityTracker:
         self._evidence.clear()
         self._next = min(self._next, now)
 
+    def interfaces_changed(self, now: float) -> None:
+        """This machine's interface addresses changed (it may be on another
+        network): old answers no longer speak for it; check again, at most
+        every ``min_gap`` s (an interface that flaps cannot make a round
+        per change)."""
+        self._evidence.clear()
+        self._next = min(self._next, max(now, self._last_round + self.config.min_gap))
+
     def server_added(self, now: float, known: int, server: str | None = None) -> None:
         """A server was found (``known`` now): while the verdict is
         unconfirmed, check soon (at most every ``min_gap`` s) when a round

@@ -173,6 +173,20 @@ def test_answers_from_different_rounds_add_up_until_they_expire() -> None:
     assert moved.complete_round([_r("getter", Outcome.OK)], 5, now=7.0) is None
 
 
+def test_an_interface_change_forgets_old_answers_and_rechecks_paced() -> None:
+    """The machine moved: answers from before no longer count, and a check
+    comes soon but never sooner than ``min_gap`` after the last round (an
+    interface that flaps cannot make a round per change)."""
+    t = ReachabilityTracker(AutoNATConfig(min_gap=2.0, refresh_interval=600.0), now=0.0)
+    t.complete_round([_r("sharer", Outcome.OK, "/ip4/1.1.1.1/tcp/1")], 5, now=10.0)
+    t.interfaces_changed(10.5)
+    assert not t.due(11.9) and t.due(12.0)
+    # the answer from before the change does not add up with a new one
+    assert t.complete_round([_r("getter", Outcome.OK, "/ip4/1.1.1.1/tcp/1")], 5, now=12.0) is None
+    t.interfaces_changed(100.0)  # long after the last round: at once
+    assert t.due(100.0)
+
+
 def test_servers_without_evidence_go_last_and_new_ones_are_asked_soon() -> None:
     t = ReachabilityTracker(AutoNATConfig(servers_per_round=2, min_gap=2.0), now=0.0)
     t.complete_round([_r("js1", Outcome.FAILED), _r("js2", Outcome.REFUSED)], 4, now=5.0)
