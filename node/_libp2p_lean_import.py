@@ -114,7 +114,14 @@ PACKAGES: Final = frozenset(
 # Real packages loaded without running their ``__init__``: their submodules
 # import as usual, and the first use of any other name runs the ``__init__``
 # then (``from libp2p.relay import CircuitV2Protocol`` still works).
-DEFERRED_INITS: Final = frozenset({"libp2p.relay", "libp2p.relay.circuit_v2"})
+DEFERRED_INITS: Final = frozenset(
+    {
+        "libp2p.relay",  # the host imports one function of circuit_v2.nat
+        "libp2p.relay.circuit_v2",
+        "libp2p.bitswap",  # kad_dht imports bitswap.cid (a CID parser), not bitswap
+        "cryptography.x509",  # the host imports x509.oid at import, x509 itself only for AutoTLS
+    }
+)
 
 
 class LeanImportError(ImportError):

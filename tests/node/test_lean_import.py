@@ -279,6 +279,34 @@ def test_relay_package_inits_run_only_when_their_names_are_used() -> None:
     assert proc.stdout.rstrip().endswith("OK")
 
 
+_DEFERRED_OTHERS = """
+import sys
+from p2pshare.node import _libp2p_lean_import as L
+assert L.install()
+from p2pshare.node.host import open_host
+import p2pshare.node.api, libp2p.kad_dht, libp2p.host.basic_host
+print("x509:", sorted(m for m in sys.modules if m.startswith("cryptography.x509")))
+print("bitswap:", sorted(m for m in sys.modules if m.startswith("libp2p.bitswap")))
+from cryptography import x509
+from cryptography.x509 import DNSName, load_pem_x509_certificates  # the __init__ runs now
+assert x509.DNSName is DNSName and "cryptography.x509.base" in sys.modules
+from libp2p.bitswap import BitswapClient
+assert BitswapClient.__module__.startswith("libp2p.bitswap.")
+print("OK")
+"""
+
+
+def test_bitswap_and_x509_inits_run_only_when_their_names_are_used() -> None:
+    """The DHT imports bitswap's CID parser and the host x509's OIDs; the
+    package inits above them (all of bitswap; x509's certificate classes,
+    ~13 ms) run when one of their names is used, not at start-up."""
+    proc = _run(_DEFERRED_OTHERS)
+    assert proc.returncode == 0, proc.stderr
+    assert "x509: ['cryptography.x509', 'cryptography.x509.oid']" in proc.stdout
+    assert "bitswap: ['libp2p.bitswap', 'libp2p.bitswap.cid']" in proc.stdout
+    assert proc.stdout.rstrip().endswith("OK")
+
+
 _REFUSALS = """
 import logging, os, sys
 logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="%(name)s %(message)s")
