@@ -16,9 +16,12 @@ from p2pshare.node.online import OFFLINE, has_route
 from p2pshare.node.progress import format_count, format_seconds
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from p2pshare.node.api import ShareInfo
     from p2pshare.node.events import NodeEvent
     from p2pshare.node.shortcode import ShortCodeEvent
+    from p2pshare.sharecode import ShareCode
 
 from p2pshare.node.identity import IDENTITY_FILE_NAME, identity_slots
 from p2pshare.node.shares_db import ShareRecord, forget_record, load_record, save_record
@@ -129,6 +132,7 @@ async def _serve(
     from p2pshare.node.autonat.client import AutoNATConfig
     from p2pshare.node.community import RelayServiceMode
     from p2pshare.node.config import load_network_config
+    from p2pshare.node.events import AddressesChanged
     from p2pshare.transfer.events import (
         ReceiverConnected,
         ReceiverFailed,
@@ -146,6 +150,8 @@ async def _serve(
     fallbacks = () if opts.identity else identity_slots(base)
     done_receivers = 0
     finished = trio.Event()
+    shown: list[ShareCode] = []  # the last code printed (a newer one when the machine moved)
+    by_dht = False  # receivers can look the sharer up (a moved sharer is found there)
 
     # The code must be the first line of stdout: NAT events wait until it is out.
     held: list[NodeEvent] | None = []
@@ -187,6 +193,17 @@ async def _serve(
             reporter.say(f"Receiver …{peer[-8:]} stopped: {event.reason}")
         elif held is not None:
             held.append(event)
+        elif isinstance(event, AddressesChanged) and shown and (moved := moved_code(shown[-1], event.addrs)):
+            shown.append(moved)
+            reporter.event("addresses", addrs=list(event.addrs), code=moved.encode())
+            reporter.say(
+                "This machine's addresses changed (another network?). Receivers with the code above still find it "
+                "through the DHT; one that cannot needs this code, which names the new addresses:"
+                if by_dht
+                else "This machine's addresses changed (another network?): the code above names the old ones. "
+                "Give receivers this code:"
+            )
+            reporter.say(moved.encode())  # stderr: stdout keeps its one line, the first code
         else:
             _report_traversal(reporter, event)
 
@@ -251,6 +268,8 @@ async def _serve(
                 short_code_ttl=opts.code_ttl if offer else None,
             )
             reporter.result(code)
+            shown.append(info.code)
+            by_dht = node.uses_dht
             if offer is not None:
                 reporter.say(
                     f"Short code: {offer.code} (found through the DHT; valid for {human_duration(opts.code_ttl)}, "
@@ -346,6 +365,27 @@ async def _report_preparation(info: ShareInfo, reporter: Reporter) -> None:
     reporter.event("ready", seconds=round(prep.seconds, 3), cached_files=p.cached_files, files=n)
     cached = f", {p.cached_files} unchanged since the last share" if p.cached_files else ""
     reporter.say(f"Ready: {format_count(n, 'file')} hashed in {format_seconds(prep.seconds)}{cached}")
+
+
+def moved_code(code: ShareCode, addrs: Sequence[str]) -> ShareCode | None:
+    """``code`` naming ``addrs`` when this machine's direct addresses are
+    not the ones ``code`` names (it moved to another network), else None.
+
+    Relayed addresses alone changing gives no new code: a receiver finds
+    the relay through the DHT, and a reservation that comes and goes would
+    print code after code. None as well when no direct address is left (the
+    machine is offline: nothing to hand out) or the addresses make no valid
+    code (too many)."""
+    from p2pshare.sharecode import ShareCodeError
+
+    try:
+        new = code.with_addresses(addrs)
+    except ShareCodeError:
+        return None
+    direct = {a for a in new.addresses if "/p2p-circuit" not in a}
+    if not direct or direct == {a for a in code.addresses if "/p2p-circuit" not in a}:
+        return None
+    return new
 
 
 def _report_traversal(reporter: Reporter, ev: NodeEvent) -> None:

@@ -12,13 +12,9 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import secrets
-import shutil
 import signal
 import socket
-import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,30 +25,9 @@ import trio.testing
 from p2pshare.node.netwatch import service
 from p2pshare.node.netwatch.core import HEADER
 from tests.cli.helpers import CLI, ROOT, Proc, env_for
+from tests.netwatch.conftest import ip as _ip
 
 _CLONE_NEWNET = 0x40000000
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
-
-
-@pytest.fixture
-def netns() -> Iterator[str]:
-    """A fresh network namespace (loopback up), removed afterwards."""
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("needs root and iproute2 for a network namespace")
-    name = "nw" + secrets.token_hex(3)
-    try:
-        _ip("netns", "add", name)
-    except subprocess.CalledProcessError as exc:
-        pytest.skip(f"cannot make a network namespace: {exc.stderr.decode().strip()}")
-    try:
-        _ip("-n", name, "link", "set", "lo", "up")
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "pids", name], capture_output=True, check=False)
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
 
 
 def _run_in(ns: str, fn: Any) -> Any:
