@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 from p2pshare.node.identity import IDENTITY_FILE_NAME, identity_slots
 from p2pshare.node.shares_db import ShareRecord, forget_record, load_record, save_record
 from p2pshare.node.textshare import TEXT_MARK
-from p2pshare.sharecode.multiaddrs import first_tcp_port
+from p2pshare.sharecode.multiaddrs import first_tcp_port, is_circuit
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ async def _serve(
     fallbacks = () if opts.identity else identity_slots(base)
     done_receivers = 0
     finished = trio.Event()
-    shown: list[ShareCode] = []  # the last code printed (a newer one when the machine moved)
+    shown: ShareCode | None = None  # the last code printed (a newer one when the machine moved)
     by_dht = False  # receivers can look the sharer up (a moved sharer is found there)
 
     # The code must be the first line of stdout: NAT events wait until it is out.
@@ -159,7 +159,7 @@ async def _serve(
     receivers = SendingDisplay(reporter)
 
     def on_event(event: NodeEvent) -> None:
-        nonlocal done_receivers
+        nonlocal done_receivers, shown
         if isinstance(event, ReceiverProgress):
             peer = _b58(event.peer)
             reporter.event("receiver_progress", peer_id=peer, bytes=event.bytes_sent, total=event.total_bytes)
@@ -193,8 +193,8 @@ async def _serve(
             reporter.say(f"Receiver …{peer[-8:]} stopped: {event.reason}")
         elif held is not None:
             held.append(event)
-        elif isinstance(event, AddressesChanged) and shown and (moved := moved_code(shown[-1], event.addrs)):
-            shown.append(moved)
+        elif isinstance(event, AddressesChanged) and shown is not None and (moved := moved_code(shown, event.addrs)):
+            shown = moved
             reporter.event("addresses", addrs=list(event.addrs), code=moved.encode())
             reporter.say(
                 "This machine's addresses changed (another network?). Receivers with the code above still find it "
@@ -268,7 +268,7 @@ async def _serve(
                 short_code_ttl=opts.code_ttl if offer else None,
             )
             reporter.result(code)
-            shown.append(info.code)
+            shown = info.code
             by_dht = node.uses_dht
             if offer is not None:
                 reporter.say(
@@ -382,8 +382,8 @@ def moved_code(code: ShareCode, addrs: Sequence[str]) -> ShareCode | None:
         new = code.with_addresses(addrs)
     except ShareCodeError:
         return None
-    direct = {a for a in new.addresses if "/p2p-circuit" not in a}
-    if not direct or direct == {a for a in code.addresses if "/p2p-circuit" not in a}:
+    direct = {a for a in new.addresses if not is_circuit(a)}
+    if not direct or direct == {a for a in code.addresses if not is_circuit(a)}:
         return None
     return new
 
