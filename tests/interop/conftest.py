@@ -3,6 +3,12 @@
 The js peer is always a separate OS process driven over JSON lines on
 stdin/stdout; its stderr goes to a log file whose tail is attached to any
 failure, so a js-side error is readable from the pytest report.
+
+js-libp2p logs nothing unless ``DEBUG`` names it; every peer here runs with
+its error loggers on (``JS_DEBUG``), so a connection js closes on its own
+(a muxer abort, a failed keep-alive ping) says why in the failure's log tail
+instead of showing up only as "disconnected". Set ``P2PSHARE_INTEROP_DEBUG``
+to other namespaces (``libp2p:*``) to see more.
 """
 
 from __future__ import annotations
@@ -23,6 +29,15 @@ PEER_SCRIPT = HERE / "peer.mjs"
 SETUP_HINT = "run scripts/setup.d/interop.sh (npm ci in tests/interop)"
 READY_TIMEOUT = 20.0
 MAX_LINE = 1 << 20
+# js-libp2p's loggers are `debug` namespaces; each component's `.error` is
+# `<name>:error`, silent unless enabled. Errors only: a passing test writes
+# next to nothing, a failing one says what js gave up on.
+JS_DEBUG = "libp2p:*:error"
+
+
+def js_env() -> dict[str, str]:
+    """The environment a js peer runs in: ours, with js's error logging on."""
+    return dict(os.environ, DEBUG=os.environ.get("P2PSHARE_INTEROP_DEBUG", JS_DEBUG))
 
 
 def node_binary() -> Path | None:
@@ -150,7 +165,7 @@ async def js_peer(tmp_path: Path, node_for_interop: Path) -> AsyncIterator[JsPee
 
     async def start(*flags: str) -> JsPeer:
         name = f"js{len(peers)}"
-        proc = PeerProcess([str(node), str(PEER_SCRIPT), *flags], name=name, cwd=HERE, log_dir=tmp_path)
+        proc = PeerProcess([str(node), str(PEER_SCRIPT), *flags], name=name, cwd=HERE, env=js_env(), log_dir=tmp_path)
         peer = JsPeer(proc, name)
         peers.append(peer)
         await peer.wait_ready()

@@ -144,6 +144,7 @@ from tests.dcutr._lab import Reader
 from tests.harness import PeerProcess
 from tests.interop.conftest import (
     HERE,
+    JS_DEBUG,
     PEER_SCRIPT,
     JsPeer,
     missing_reason,
@@ -225,7 +226,7 @@ async def start_js(jslab: JsLab) -> AsyncIterator[Any]:
     peers: list[JsPeer] = []
 
     async def start(role: str, *flags: str) -> JsPeer:
-        env = dict(os.environ, DEBUG=os.environ.get("NATLAB_JS_DEBUG", "libp2p:dcutr*,libp2p:auto-nat*"))
+        env = dict(os.environ, DEBUG=os.environ.get("NATLAB_JS_DEBUG", f"libp2p:dcutr*,libp2p:auto-nat*,{JS_DEBUG}"))
         argv = jslab.lab.exec_argv(
             role, [str(node), str(PEER_SCRIPT), "--listen", f"/ip4/0.0.0.0/tcp/{PORT}", *LAB_PUBLIC, *flags]
         )

@@ -256,9 +256,7 @@ async def test_product_relay_voucher_payload_type_matches_js_relay(
     puts in its vouchers: the raw bytes 03 02, which go-libp2p uses too (its
     client refuses a reservation whose voucher has any other payload type:
     "error consuming voucher envelope: payload type is not registered").
-
-    Known defect: relay/wire.py sends the varint 82 06. That exact value
-    xfails (naming the fix); any other mismatch fails; the fix makes it pass."""
+    Our relay once sent the varint 82 06 here; this keeps it from coming back."""
     relay_id, relay_addr = await _start_our_relay(tmp_path, procs)
     js_relay = await js_peer("--relay-server", "--relay-limits", "none")
     client = await js_peer("--relay-client", "--reserve", relay_addr)
