@@ -47,15 +47,24 @@ _SMALL = 4096
 
 class StreamBuffer:
     """Unread bytes of one yamux stream, in arrival order; refuses data
-    beyond the window granted to the peer (plus one frame of slack)."""
+    beyond the window granted to the peer, plus :data:`FLOW_CONTROL_SLACK`
+    over the stream's whole life.
 
-    __slots__ = ("_conn", "_sid", "_pieces", "_size")
+    The slack is spent, not re-granted: both receive paths clamp the
+    stream's ``recv_window`` at 0 after an overrun (upstream's does), so a
+    check of each frame against "credit + slack" alone let a peer send one
+    slack's worth per frame for ever, with no credit at all (125 MiB
+    buffered in 2,000 frames on a 256 KiB window while nothing read it).
+    ``_excess`` keeps what the peer has already sent beyond its credit."""
+
+    __slots__ = ("_conn", "_sid", "_pieces", "_size", "_excess")
 
     def __init__(self, conn: Any, sid: int) -> None:
         self._conn = conn
         self._sid = sid
         self._pieces: deque[Piece | bytearray] = deque()  # bytearray: gathered small bodies
         self._size = 0
+        self._excess = 0  # bytes accepted beyond the credit granted, in all
 
     def __len__(self) -> int:
         return self._size
@@ -66,11 +75,14 @@ class StreamBuffer:
     def extend(self, data: Any) -> None:
         stream = self._conn.streams.get(self._sid)
         credit = stream.recv_window if stream is not None else yamux.DEFAULT_WINDOW_SIZE
-        if len(data) > max(credit, 0) + FLOW_CONTROL_SLACK:
+        excess = self._excess + max(len(data) - max(credit, 0), 0)
+        if excess > FLOW_CONTROL_SLACK:
             self._conn.event_shutting_down.set()  # upstream then closes the connection
             raise YamuxFlowControlViolation(
-                f"peer {self._conn.peer_id} sent {len(data)} bytes on stream {self._sid} with {credit} bytes of credit"
+                f"peer {self._conn.peer_id} sent {len(data)} bytes on stream {self._sid} with {credit} bytes"
+                f" of credit ({excess} beyond its window in all)"
             )
+        self._excess = excess
         self.append(data)
 
     def append(self, data: Any) -> None:

@@ -45,8 +45,9 @@ from ._libp2p_noise_rx import _noise_read_msg, take_ready_msg
 __all__ = ["read_exactly", "read_data_body", "next_frame_header", "link_session", "deliver_plain_data"]
 __all__ += ["FLOW_CONTROL_SLACK"]
 
-#: Bytes a peer may send beyond the window we granted before we call it a
-#: violation: one Noise message's worth, for credit that crossed in flight.
+#: Bytes a peer may send beyond the window we granted, over a stream's whole
+#: life, before we call it a violation and close the connection: one Noise
+#: message's worth (``StreamBuffer.extend`` keeps the count).
 FLOW_CONTROL_SLACK = 64 * 1024
 
 HEADER_SIZE: int = int(yamux.HEADER_SIZE)
@@ -160,15 +161,14 @@ def deliver_plain_data(session: Any, mux: Any) -> None:
             event = events.get(sid)
             if stream is None or buffer is None or event is None or stream.closed:
                 break
-            if length > max(stream.recv_window, 0) + FLOW_CONTROL_SLACK:
-                break  # upstream's path raises the violation and closes
+            if length > stream.recv_window:
+                break  # beyond its credit: upstream's path counts it against the slack
             # A body that is most of its message is kept as a view of it
             # (``_libp2p_streambuf``: no copy; it pins at most a third more);
             # a smaller one is copied, so it cannot pin a large message.
             body = view[body_at : body_at + length]
             buffer.extend(body if length * 4 >= end * 3 else bytes(body))
-            window = stream.recv_window - length
-            stream.recv_window = window if window > 0 else 0
+            stream.recv_window -= length  # within its credit: never below 0
             event.set()
             pos = body_at + length
     d["_p2ps_cur"], d["_p2ps_pos"] = (b"", 0) if pos == end else (cur, pos)

@@ -53,6 +53,21 @@ def test_data_beyond_the_window_closes_the_connection(tmp_path: Path, shared: tu
     _still_serves(tmp_path, info)
 
 
+def test_frames_past_credit_within_the_slack_each_still_close_the_connection(
+    tmp_path: Path, shared: tuple[Proc, dict[str, Any]]
+) -> None:
+    """The slack for an overrun is one frame's worth over a stream's life: a
+    peer that sent 32 KiB frames with no credit left was once let through
+    frame after frame (the check was per frame, the credit clamped at 0)."""
+    proc, info = shared
+    before = rss_bytes(proc.pid)
+    got = _hostile("trickle", info, 64)
+    assert got["closed"], got
+    assert got["sent_kib"] < 32 * 1024, got  # closed long before the 64 MiB were sent
+    assert rss_bytes(proc.pid) - before < 32 * 1024 * 1024, "the sharer buffered what it never granted"
+    _still_serves(tmp_path, info)
+
+
 def test_streams_that_never_negotiate_are_refused_past_the_budget(
     tmp_path: Path, shared: tuple[Proc, dict[str, Any]]
 ) -> None:

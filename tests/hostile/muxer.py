@@ -5,6 +5,11 @@ Prints one JSON line with what it saw:
 * ``overflow``: opens a yamux stream and sends N MiB on it at once, ignoring
   the 256 KiB window it was granted; reports whether the remote closed the
   connection (py-libp2p 0.8.1 only logged a warning and kept buffering);
+* ``trickle``: negotiates a ping stream, then sends N MiB on it in 32 KiB
+  DATA frames, each within one frame's slack but none within credit once
+  the 256 KiB window is spent, and never reads the echoes (so the remote's
+  ping handler soon stops reading too); reports whether the remote closed
+  the connection (the slack was once granted again with every frame);
 * ``streams``: opens N yamux streams and never negotiates a protocol on
   them; reports how many the remote reset within 1.5 s;
 * ``silent-transfers``: N identities open 8 transfer streams each and never
@@ -59,6 +64,26 @@ async def overflow(peer: str, addr: str, mib: int) -> dict[str, Any]:
         with trio.move_on_after(5):
             await host.wait_disconnected(peer)
         return {"sent_mib": sent, "closed": not host.is_connected(peer)}
+
+
+async def trickle(peer: str, addr: str, mib: int) -> dict[str, Any]:
+    async with open_host(generate_identity(), ["/ip4/127.0.0.1/tcp/0"]) as host:
+        await host.connect(peer, [addr], timeout=10)
+        stream = await host.open_stream(peer, "/ipfs/ping/1.0.0")
+        await stream.write(bytes(32))  # the protocol name rides with the first ping
+        muxed = _muxed(host, peer)
+        sid = stream.net_stream.muxed_stream.stream_id
+        frame = _HEADER.pack(0, _DATA, 0, sid, 32 * 1024) + bytes(32 * 1024)
+        sent = 0
+        try:
+            for _ in range(mib * 32):
+                await muxed._write_frame(frame)
+                sent += 1
+        except Exception:  # noqa: BLE001 - the remote closing on us is the expected outcome
+            pass
+        with trio.move_on_after(5):
+            await host.wait_disconnected(peer)
+        return {"sent_kib": sent * 32, "closed": not host.is_connected(peer)}
 
 
 async def streams(peer: str, addr: str, n: int) -> dict[str, Any]:
@@ -125,9 +150,13 @@ async def silent_transfers(peer: str, addr: str, n: int) -> dict[str, Any]:
 def main() -> None:
     mode, peer, addr = sys.argv[1:4]
     n = int(sys.argv[4]) if len(sys.argv) > 4 else 32
-    fn = {"overflow": overflow, "streams": streams, "handshakes": handshakes, "silent-transfers": silent_transfers}[
-        mode
-    ]
+    fn = {
+        "overflow": overflow,
+        "trickle": trickle,
+        "streams": streams,
+        "handshakes": handshakes,
+        "silent-transfers": silent_transfers,
+    }[mode]
     print(json.dumps(trio.run(fn, peer, addr, n)), flush=True)
 
 

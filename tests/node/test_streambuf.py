@@ -131,6 +131,20 @@ def test_a_read_of_one_whole_piece_is_that_piece() -> None:
     assert buf[:65_000] is piece
 
 
+def test_the_slack_is_spent_once_not_granted_again_with_each_frame() -> None:
+    conn = _Conn(window=0)
+    buf = conn.stream_buffers[1]
+    buf.extend(b"x" * (FLOW_CONTROL_SLACK // 2))
+    buf.extend(b"x" * (FLOW_CONTROL_SLACK // 2))  # the whole slack, in two frames
+    conn.streams[1].recv_window = 1000  # credit granted again: data within it is fine
+    buf.extend(b"y" * 1000)
+    conn.streams[1].recv_window = 0
+    with pytest.raises(YamuxFlowControlViolation, match=f"{FLOW_CONTROL_SLACK + 1} beyond"):
+        buf.extend(b"z")  # but the slack does not come back with it
+    assert conn.event_shutting_down.is_set()
+    assert len(buf) == FLOW_CONTROL_SLACK + 1000
+
+
 def test_data_beyond_the_window_closes_the_connection() -> None:
     conn = _Conn(window=1000)
     buf = conn.stream_buffers[1]

@@ -139,14 +139,27 @@ async def test_anything_but_a_normal_plain_frame_is_left_for_upstream(head: byte
     assert not any(ev.is_set() for ev in mux.stream_events.values())
 
 
-def test_within_slack_is_still_plain() -> None:
-    body = b"w" * (10 + FLOW_CONTROL_SLACK)
+def test_beyond_credit_even_within_the_slack_is_left_for_upstream() -> None:
+    """Only frames within their credit are plain: one past it goes through
+    upstream's path, whose ``StreamBuffer.extend`` counts it against the
+    stream's slack (spent once, not granted again per frame)."""
+    head = data(1, b"w" * 11)
+    s = fake_session([])
+    s._p2ps_cur, s._p2ps_pos = head, 0
+    mux = FakeMux(s)
+    _no_credit(mux)
+    R.deliver_plain_data(s, mux)
+    assert current(s) == head and not mux.stream_buffers[1] and mux.streams[1].recv_window == 10
+
+
+def test_exactly_the_credit_is_plain() -> None:
+    body = b"w" * 10
     s = fake_session([])
     s._p2ps_cur, s._p2ps_pos = data(1, body), 0
     mux = FakeMux(s)
     _no_credit(mux)
     R.deliver_plain_data(s, mux)
-    assert mux.stream_buffers[1] == body and mux.streams[1].recv_window == 0  # as upstream clamps
+    assert mux.stream_buffers[1] == body and mux.streams[1].recv_window == 0
 
 
 def _random_frames(rng: random.Random) -> list[bytes]:
