@@ -28,7 +28,7 @@ from p2pshare.transfer._rescan import chunks_match
 from p2pshare.transfer._whole import WholeFiles
 from p2pshare.transfer.errors import IntegrityError, OutputError, cannot_write
 from p2pshare.transfer.manifest import Manifest
-from p2pshare.transfer.paths import PARTIAL_DIR_NAME, fold, occupied, renamed
+from p2pshare.transfer.paths import PARTIAL_DIR_NAME, Occupied, renamed
 from p2pshare.transfer.store_types import MAX_RENAMES, Conflict, ResumePlan, Verified
 
 __all__ = ["Conflict", "ResumePlan", "Store", "Verified"]
@@ -49,7 +49,7 @@ class Store:
         #: Files that take another name (--rename) or replace what is there (--overwrite).
         self.final_names: dict[int, str] = {}
         self._replace: set[int] = set()
-        self._occupied: frozenset[str] | None = None  # folded paths of the share (--rename)
+        self._occupied: Occupied | None = None  # the share's paths (--rename)
         self._share_dir_name = share_id.hex()
         self._root = fs.open_root(output_dir)
         self._partial_root: int | None = None
@@ -141,12 +141,12 @@ class Store:
             return False
         if self.conflict is Conflict.RENAME:
             # Not a name another entry of this share takes: it would meet that file later.
-            taken = self._occupied = self._occupied or occupied(
+            taken = self._occupied = self._occupied or Occupied(
                 (f.path for f in self.manifest.files), self.manifest.dirs
             )
             for n in range(1, MAX_RENAMES + 1):
                 name = renamed(parts[-1], n)
-                if fold("/".join((*parts[:-1], name))) in taken:
+                if "/".join((*parts[:-1], name)) in taken:
                     continue
                 same = self._same_file(parent, name, index)
                 if same is not False:  # free (None), or this file from an earlier run (True)

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import struct
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -297,3 +298,27 @@ def test_listed_names_are_checked_as_components() -> None:
         except paths.PathRuleError as exc:
             got = str(exc)
         assert got == expected, name
+
+
+def test_the_names_rename_must_avoid_are_found_as_before() -> None:
+    taken = paths.Occupied(["Docs/Report.PDF", "a/b/c.txt"], ["empty/dir"])
+    for path in ("docs/report.pdf", "DOCS", "a", "a/b", "A/B/C.TXT", "empty", "empty/DIR"):
+        assert path in taken, path
+    for path in ("docs/report (1).pdf", "a/c.txt", "a/b/c", "b", "empty/dir/x", "a/b/c.txt/d"):
+        assert path not in taken, path
+    assert "Stra\u00dfe/x" in paths.Occupied(["strasse/X"], [])  # folded as the file system may
+
+
+def test_the_names_rename_must_avoid_cost_memory_linear_in_the_paths() -> None:
+    """Was: every prefix of every path kept as a folded string of its own,
+    quadratic in depth, with 4 bytes a character once one is not ASCII
+    (1,000 such paths: ~925 MB; these 200: ~200 MB), built before consent."""
+    files = ["/".join([f"{i:05d}\U0001f600", *(f"c{j:03d}" + "d" * 26 for j in range(126)), "f"]) for i in range(200)]
+    tracemalloc.start()
+    try:
+        taken = paths.Occupied(files, [])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert files[7] in taken and files[7].rpartition("/")[0] in taken
+    assert peak < 24 * 1024 * 1024, f"{peak / 1e6:.0f} MB"
