@@ -23,8 +23,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from p2pshare.errors import P2PShareError
 from p2pshare.transfer import paths
+from p2pshare.transfer._manifest_json import ManifestError as ManifestError  # re-exported: its public home
+from p2pshare.transfer._manifest_json import PathBudget, parse_dirs
+from p2pshare.transfer._manifest_json import loads as _json
 from p2pshare.transfer.paths import PathRuleError, check_tree
 
 MANIFEST_VERSION = 1
@@ -50,14 +52,6 @@ MAX_FILE_SIZE = 1 << 62
 #: (``chunk_size_for`` picks the size).
 MAX_TOTAL_CHUNKS = 1 << 18
 EMPTY_SHA256 = hashlib.sha256(b"").digest()
-
-
-class ManifestError(P2PShareError, ValueError):
-    """The manifest is malformed or unsafe; the message says which rule.
-
-    Neither local nor remote by itself: the receiver turns it into a
-    ``ProtocolError`` (the peer's manifest), the scanner into a ``SourceError``.
-    """
 
 
 def chunk_count(size: int, chunk_size: int) -> int:
@@ -281,7 +275,6 @@ _MAX_OTHER_BYTES = 6 * (2 * MAX_NAME_CHARS + MAX_DESCRIPTION_CHARS) + 1024
 #: most 2 each escaped), the file hash, the size (19 digits) and the keys.
 _MAX_ENTRY_REST = 2 * paths.MAX_PATH_BYTES + 256
 _LOWER_HEX = re.compile(rb"[0-9a-f]*")
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # one JSON string token
 
 
 def _hex(value: object, length: int, what: str) -> bytes:
@@ -294,13 +287,6 @@ def _hex(value: object, length: int, what: str) -> bytes:
     if raw.hex() != value:  # lower-case only: one canonical spelling
         raise ManifestError(f"{what} is not lower-case hex")
     return raw
-
-
-def _json(data: bytes | bytearray) -> Any:
-    try:
-        return json.loads(data)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise ManifestError("manifest is not valid JSON") from None
 
 
 def _files_end(data: bytes | bytearray, start: int) -> int:
@@ -325,25 +311,6 @@ def _file_spans(data: bytes | bytearray, start: int, end: int) -> Iterator[tuple
         yield i, j + 1
         i = j + 2
     yield i, end
-
-
-def _check_dirs(data: bytes | bytearray, start: int, end: int) -> None:
-    """The dirs array's contents must be strings, at most ``MAX_ENTRIES``:
-    checked token by token, no object made (``json.loads`` of 30 MB of
-    short names or numbers is millions of objects before a count is known)."""
-    pos, count = start, 0
-    while pos < end:
-        if count:
-            if data[pos : pos + 1] != b",":
-                raise ManifestError("directory path is not a string")
-            pos += 1
-        token = _STRING.match(data, pos, end)
-        if token is None:
-            raise ManifestError("directory path is not a string")
-        pos = token.end()
-        count += 1
-        if count > paths.MAX_ENTRIES:
-            raise ManifestError("too many entries")
 
 
 @dataclass(frozen=True)
@@ -405,13 +372,13 @@ def parse(data: bytes | bytearray) -> ParsedManifest:
     if obj["version"] != MANIFEST_VERSION or type(obj["version"]) is not int:
         raise ManifestError("unsupported manifest version")
     dirs_start = d + len(_DIRS)
-    _check_dirs(data, dirs_start, f)
-    raw_dirs = _json(b"[%s]" % data[dirs_start:f])
-    files = _parse_files(data, files_start, files_end, len(raw_dirs))
+    budget = PathBudget()
+    raw_dirs = parse_dirs(data, dirs_start, f, budget)
+    files = _parse_files(data, files_start, files_end, len(raw_dirs), budget)
     return ParsedManifest(obj, files, raw_dirs)
 
 
-def _parse_files(data: bytes | bytearray, start: int, end: int, n_dirs: int) -> list[FileEntry]:
+def _parse_files(data: bytes | bytearray, start: int, end: int, n_dirs: int, budget: PathBudget) -> list[FileEntry]:
     """The file entries between the files array's brackets, each checked
     against the caps before it is decoded.
 
@@ -441,6 +408,7 @@ def _parse_files(data: bytes | bytearray, start: int, end: int, n_dirs: int) -> 
             path = m[2].decode("utf-8", "surrogatepass")
         except UnicodeDecodeError:
             raise ManifestError("manifest is not valid JSON") from None
+        budget.add(path)
         files.append(FileEntry(path, int(m[4]), sha, hashes))
         pos = after + 1
     for entry_start, entry_end in _file_spans(data, pos, end) if pos < end else ():
@@ -453,7 +421,8 @@ def _parse_files(data: bytes | bytearray, start: int, end: int, n_dirs: int) -> 
             raise ManifestError("chunk hashes are not lower-case hex")
         hashes = _hashes(data, hex_start, hex_end)
         # The rest of the entry (a few short fields) as JSON.
-        files.append(_file_entry(_json(b"{" + data[hex_end + 2 : entry_end]), hashes))
+        files.append(entry := _file_entry(_json(b"{" + data[hex_end + 2 : entry_end]), hashes))
+        budget.add(entry.path)
     return files
 
 

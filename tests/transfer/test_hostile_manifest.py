@@ -322,3 +322,44 @@ def test_the_names_rename_must_avoid_cost_memory_linear_in_the_paths() -> None:
         tracemalloc.stop()
     assert files[7] in taken and files[7].rpartition("/")[0] in taken
     assert peak < 24 * 1024 * 1024, f"{peak / 1e6:.0f} MB"
+
+
+def _dirs_manifest(dirs_json: bytes) -> bytes:
+    return (
+        b'{"chunk_size":65536,"description":"","dirs":[%s],"files":[],"name":"x","sharer":null,"version":1}' % dirs_json
+    )
+
+
+def test_a_huge_directory_string_is_refused_before_it_is_decoded() -> None:
+    """Was: the dirs array decoded whole (one 39 MiB string with an emoji:
+    156 MB of str, 416 MB peak) before the path-length rule refused it."""
+    data = _dirs_manifest(json.dumps("\U0001f600" + "a" * (8 << 20), ensure_ascii=False).encode())
+    tracemalloc.start()
+    try:
+        with pytest.raises(manifest.ManifestError, match="longer than 4096 bytes"):
+            manifest.parse(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, f"{peak / 1e6:.1f} MB"
+
+
+def test_the_paths_memory_is_capped_as_they_are_decoded() -> None:
+    """Every character of a str takes 4 bytes once one is an emoji: 8,000
+    valid directory paths of ~4 KiB (30 MB) held 316 MB."""
+    long = "/".join(["\U0001f600" + "a" * 200] * 19)  # valid: 19 levels, < 4096 bytes
+    many = b",".join(json.dumps(f"{i}{long}", ensure_ascii=False).encode() for i in range(4500))
+    with pytest.raises(manifest.ManifestError, match="more than 64 MiB of memory"):
+        manifest.parse(_dirs_manifest(many))
+    ascii_only = b",".join(json.dumps(f"{i}{long}".replace("\U0001f600", "e")).encode() for i in range(4500))
+    assert len(manifest.parse(_dirs_manifest(ascii_only)).dirs) == 4500  # the same bytes in ASCII fit
+
+
+def test_directory_strings_decode_as_json_does() -> None:
+    for text in ("plain/dir", 'quo"te', "\u00e9t\u00e9/\U0001f600", "tab\\there"):
+        token = json.dumps(text, ensure_ascii=False).encode()
+        assert manifest.parse(_dirs_manifest(token)).dirs == [text]
+        assert manifest.parse(_dirs_manifest(json.dumps(text).encode())).dirs == [text]  # \u escapes too
+    for bad in (b'"a\x01b"', b'"\xff"', b"1", b'"a" "b"', b'"a",'):
+        with pytest.raises(manifest.ManifestError):
+            manifest.parse(_dirs_manifest(bad))
