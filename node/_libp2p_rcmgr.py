@@ -11,6 +11,14 @@ Three hooks, each registered and fingerprinted in ``_libp2p_patches``:
   :func:`window_target`): an inbound stream is granted a window beyond the
   spec's 256 KiB only when its scopes can reserve the extra memory, as
   go-yamux asks go-libp2p's resource manager.
+* **Lingering streams**: when an inbound stream's handler returns and the
+  peer has not ended its side, the stream keeps its scopes while it waits
+  up to :data:`LINGER_SECONDS` for the peer's end (what it still sends is
+  read and dropped, at most :data:`LINGER_BYTES`), then it is reset.
+  Without this a peer could leave stream after stream half-open (its
+  request answered, our side closed, its side never) with up to a window
+  of unread data each, outside every stream limit: 200 HOP streams held
+  52 MB in a relay whose resource manager counted none of them.
 * **Flow control** (``Yamux.__init__``): upstream only *warns* when a peer
   sends more than the window it was granted, and keeps buffering, so a
   hostile peer could fill memory through a stream nobody reads. Here each
@@ -53,6 +61,13 @@ _SCOPE = "_p2ps_scope"
 _GROWN = "_p2ps_window_reserved"
 #: Seconds a multistream negotiation may take on an inbound stream.
 NEGOTIATE_TIMEOUT = 10.0
+#: Seconds an inbound stream whose handler is done waits for the peer to end
+#: its side before it is reset (go-yamux: 5 minutes, for the whole
+#: connection's sake; here a stream at a time, and long enough for a
+#: receiver to drain a full 16 MiB window at ~1 MB/s).
+LINGER_SECONDS = 20.0
+#: What a lingering stream reads and drops before it is reset at once.
+LINGER_BYTES = 256 * 1024
 
 
 def attach(swarm: Any, manager: ResourceManager) -> None:
@@ -115,8 +130,29 @@ async def handle_inbound_stream(self: Any, net_stream: Any) -> None:
             return
         net_stream.set_protocol(protocol)
         await handler(net_stream)
+        await _linger(net_stream)
     finally:
         scope.close()
+
+
+async def _linger(net_stream: Any) -> None:
+    """After its handler: wait for the peer to end the stream (dropping
+    what it still sends), then reset it if it has not. The caller's scopes
+    stay open meanwhile, so lingering streams count against the limits."""
+    muxed = getattr(net_stream, "muxed_stream", None)
+    if muxed is None or getattr(muxed, "recv_closed", True) or getattr(muxed, "reset_received", True):
+        return  # the peer has ended its side, or reset it: nothing is held
+    dropped = 0
+    with trio.move_on_after(LINGER_SECONDS):
+        try:
+            while dropped <= LINGER_BYTES:
+                data = await net_stream.read(LINGER_BYTES)
+                if not data:
+                    return  # its end: yamux forgets the stream once both sides are closed
+                dropped += len(data)
+        except Exception:  # noqa: BLE001 - reset, or the connection went; the reset below is then a no-op
+            pass
+    await _reset(net_stream)
 
 
 def _remote_ip(net_stream: Any) -> str | None:

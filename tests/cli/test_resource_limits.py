@@ -68,6 +68,23 @@ def test_frames_past_credit_within_the_slack_each_still_close_the_connection(
     _still_serves(tmp_path, info)
 
 
+def test_half_open_streams_count_against_the_limits_and_are_reset_in_time(
+    tmp_path: Path, shared: tuple[Proc, dict[str, Any]]
+) -> None:
+    """A stream whose handler is done but whose peer never ends its side
+    keeps its place in the limits (identify: 4 per peer) until the peer
+    ends it or ``LINGER_SECONDS`` pass; then it is reset. Before, such
+    streams were counted by nothing and held until the connection closed."""
+    from p2pshare.node._libp2p_rcmgr import LINGER_SECONDS
+
+    _, info = shared
+    got = _hostile("halfopen", info, 8)
+    assert got["answered"] == 4 and got["refused"] == 4, got
+    assert got["reset_later"] == 4 and got["connected"], got  # HALFOPEN_WAIT > LINGER_SECONDS
+    assert LINGER_SECONDS <= 20  # the hostile peer looks after 25 s
+    _still_serves(tmp_path, info)
+
+
 def test_streams_that_never_negotiate_are_refused_past_the_budget(
     tmp_path: Path, shared: tuple[Proc, dict[str, Any]]
 ) -> None:

@@ -10,6 +10,12 @@ Prints one JSON line with what it saw:
   the 256 KiB window is spent, and never reads the echoes (so the remote's
   ping handler soon stops reading too); reports whether the remote closed
   the connection (the slack was once granted again with every frame);
+* ``halfopen``: opens N identify streams one after another, sends 200 KiB
+  of junk on each, reads the answer to its end and never ends its own
+  side; reports how many were answered and how many refused, then, after
+  ``HALFOPEN_WAIT`` seconds (env, default 25), how many of the answered
+  ones the remote has reset (it once kept every one, and its unread
+  junk, until the connection closed, outside every stream limit);
 * ``streams``: opens N yamux streams and never negotiates a protocol on
   them; reports how many the remote reset within 1.5 s;
 * ``silent-transfers``: N identities open 8 transfer streams each and never
@@ -86,6 +92,31 @@ async def trickle(peer: str, addr: str, mib: int) -> dict[str, Any]:
         return {"sent_kib": sent * 32, "closed": not host.is_connected(peer)}
 
 
+async def halfopen(peer: str, addr: str, n: int) -> dict[str, Any]:
+    import os
+
+    async with open_host(generate_identity(), ["/ip4/127.0.0.1/tcp/0"]) as host:
+        await host.connect(peer, [addr], timeout=10)
+        answered, refused = [], 0
+        for _ in range(n):
+            try:
+                stream = await host.open_stream(peer, "/ipfs/id/1.0.0")
+                await stream.write(bytes(200 * 1024))
+                while await stream.read(65536):
+                    pass
+                answered.append(stream)
+            except Exception:  # noqa: BLE001 - a refused stream is reset; counted
+                refused += 1
+        await trio.sleep(float(os.environ.get("HALFOPEN_WAIT", "25")))
+        reset = sum(1 for s in answered if s.net_stream.muxed_stream.reset_received)
+        return {
+            "answered": len(answered),
+            "refused": refused,
+            "reset_later": reset,
+            "connected": host.is_connected(peer),
+        }
+
+
 async def streams(peer: str, addr: str, n: int) -> dict[str, Any]:
     async with open_host(generate_identity(), ["/ip4/127.0.0.1/tcp/0"]) as host:
         await host.connect(peer, [addr], timeout=10)
@@ -153,6 +184,7 @@ def main() -> None:
     fn = {
         "overflow": overflow,
         "trickle": trickle,
+        "halfopen": halfopen,
         "streams": streams,
         "handshakes": handshakes,
         "silent-transfers": silent_transfers,
