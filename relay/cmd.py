@@ -148,7 +148,7 @@ def add_relay_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=_count,
         default=d.max_reservations_per_ip,
         metavar="N",
-        help=f"reservations per IP address (default {d.max_reservations_per_ip})",
+        help=f"reservations per IP address, an IPv6 /64 counting as one (default {d.max_reservations_per_ip})",
     )
     g.add_argument(
         "--reservation-ttl",
@@ -183,7 +183,7 @@ def add_relay_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=_count,
         default=d.max_circuits_per_ip,
         metavar="N",
-        help=f"open circuits from one source IP address (default {d.max_circuits_per_ip})",
+        help=f"open circuits from one source IP address, an IPv6 /64 counting as one (default {d.max_circuits_per_ip})",
     )
     g.add_argument(
         "--circuit-duration",

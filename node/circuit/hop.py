@@ -50,6 +50,7 @@ from p2pshare.node.circuit.wire import (
     read_stop,
 )
 from p2pshare.node.host import Connection, ConnectionPath, Host, LibP2PByteStream, StreamError
+from p2pshare.node.natinfo.addrs import ip_group
 
 __all__ = ["RelayServer", "RelayStats", "serve_relay", "HANDSHAKE_TIMEOUT"]
 
@@ -305,8 +306,11 @@ class _PumpStream:
 
 
 def _remote_ip(conn: Connection) -> str | None:
+    """What the per-IP limits count the peer as: its IPv4 address, or its
+    IPv6 /64 (one host's allocation: one /64 holds 2^64 addresses, and keyed
+    by the address a single host took every circuit slot)."""
     addr = conn.remote_address()
-    return addr[0] if addr else None
+    return ip_group(addr[0]) if addr else None
 
 
 def _is_relayed(conn: Connection) -> bool:

@@ -120,3 +120,28 @@ def test_idle_limit_defaults_to_half_an_hour_and_cannot_be_negative() -> None:
     assert RelayLimits().circuit_idle == 1800
     with pytest.raises(ValueError):
         RelayLimits(circuit_idle=-1)
+
+
+def test_an_ipv6_slash64_counts_as_one_source() -> None:
+    """What the HOP server hands the book: one host's /64, not each of its
+    2^64 addresses (keyed by address, 200 reservations from one /64 were
+    granted 128 of 128 with a per-IP limit of 8)."""
+    from p2pshare.node.circuit import hop
+
+    class Conn:
+        def __init__(self, ip: str | None) -> None:
+            self.ip = ip
+
+        def remote_address(self) -> tuple[str, int] | None:
+            return (self.ip, 4001) if self.ip else None
+
+    group = hop._remote_ip(Conn("2001:db8::1"))  # type: ignore[arg-type]
+    assert group == hop._remote_ip(Conn("2001:db8::ffff:7")) == "2001:db8::/64"  # type: ignore[arg-type]
+    assert hop._remote_ip(Conn("2001:db8:0:1::1")) != group  # type: ignore[arg-type]
+    assert hop._remote_ip(Conn("203.0.113.7")) == "203.0.113.7"  # type: ignore[arg-type]
+    assert hop._remote_ip(Conn(None)) is None  # type: ignore[arg-type]
+    b = book(max_reservations_per_ip=8)
+    for i in range(8):
+        assert b.reserve(f"P{i}", i, hop._remote_ip(Conn(f"2001:db8::{i + 1:x}")), 0).ok  # type: ignore[arg-type]
+    d = b.reserve("P8", 8, hop._remote_ip(Conn("2001:db8::99")), 0)  # type: ignore[arg-type]
+    assert d.status == Status.RESERVATION_REFUSED and "--max-reservations-per-ip 8" in d.reason
