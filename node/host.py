@@ -52,6 +52,7 @@ from ._libp2p_conn import sole_exception as _sole_exception
 from .bindcheck import bind_failure
 from .dialfail import DialFailure, DialFailureKind, classify
 from .events import ConnectionPath
+from .ping import PING_PROTOCOL, serve_ping
 
 if TYPE_CHECKING:
     from libp2p.abc import IHost, INetStream
@@ -456,7 +457,9 @@ async def open_host(
                 # We connect to the peers we need; never dial the whole peerstore.
                 await network.auto_connector.stop()
                 _libp2p_patches.no_disconnect_records(network)
-                yield Host(libp2p_host)
+                host = Host(libp2p_host)
+                host.set_stream_handler(PING_PROTOCOL, serve_ping)  # ours, not PingService's (see node/ping.py)
+                yield host
             finally:
                 with trio.CancelScope(shield=True):
                     with trio.move_on_after(_CLOSE_TIMEOUT):
