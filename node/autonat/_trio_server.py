@@ -113,7 +113,7 @@ class AutoNATServer:
 
         async def one(addr: TcpAddr, cancel: trio.CancelScope) -> None:
             try:
-                got = await self.host.connect_unknown(addr.multiaddr(), timeout=self.config.dial_timeout)
+                got = await self.host.connect_unknown(addr.multiaddr(), timeout=self.config.dial_timeout, keep=False)
             except (DialError, OSError) as e:
                 logger.debug("autonat: dial-back %s failed: %s", addr.multiaddr(), e)
                 return

@@ -9,8 +9,10 @@ import trio
 
 from p2pshare.node.autonat._trio_client import open_autonat, parse_servers
 from p2pshare.node.autonat.client import AutoNATConfig, Outcome, Reachability
+from p2pshare.node.autonat.wire import PROTOCOL_ID, Dial, DialResponse, ResponseStatus, encode_dial, read_message
 from p2pshare.node.host import open_host
 from p2pshare.node.identity import generate_identity
+from p2pshare.node.natinfo.addrs import encode_addr
 from tests.harness import PeerProcess, python_module, stop_all
 
 FAST = AutoNATConfig(boot_delay=3600, retry_interval=3600, refresh_interval=3600, request_timeout=8)
@@ -88,3 +90,25 @@ async def test_server_refuses_private_requesters(servers: list[Server]) -> None:
     assert v.reachability is Reachability.UNKNOWN
     (r,) = autonat.last_results
     assert r.outcome is Outcome.REFUSED and "not public" in r.detail
+
+
+async def test_dial_backs_to_decoy_peers_leave_no_connection(servers: list[Server]) -> None:
+    """A requester names other peers' ports (on its own IP) as its own: the
+    server's dial-backs reach them, find they are not the requester
+    (E_DIAL_ERROR) and must close again. They used to stay in the server's
+    swarm, outside its inbound limits (decoys: 16 ports a request)."""
+    addr, server_id = servers[1].addr.rsplit("/p2p/", 1)
+    async with (
+        open_host(generate_identity()) as requester,
+        open_host(generate_identity()) as decoy1,
+        open_host(generate_identity()) as decoy2,
+    ):
+        await requester.connect(server_id, [addr], timeout=5)
+        stream = await requester.open_stream(server_id, PROTOCOL_ID)
+        decoys = tuple(encode_addr(h.listen_addrs()[0]) for h in (decoy1, decoy2))
+        await stream.write(encode_dial(Dial(requester.peer_id_bytes, decoys)))
+        with trio.fail_after(15):
+            answer = await read_message(stream.read)
+        assert isinstance(answer, DialResponse) and answer.status is ResponseStatus.E_DIAL_ERROR, answer
+        await trio.sleep(1.0)
+        assert not decoy1.is_connected(server_id) and not decoy2.is_connected(server_id)
