@@ -108,14 +108,22 @@ class AutoNAT:
 
     def add_server(self, addr: str) -> bool:
         """A peer found to serve AutoNAT (``addr`` with ``/p2p/<id>``); at most
-        ``MAX_SERVERS`` are kept. True if it was new."""
+        ``MAX_SERVERS`` are kept: when full, a found server that keeps giving
+        no answer makes room (the tracker picks it). True if it was new."""
         try:
             found = parse_servers([addr])
         except ValueError:
             return False
         ((pid, addrs),) = found.items()
-        if pid == self.host.peer_id or pid in self._servers or len(self._servers) >= MAX_SERVERS:
+        if pid == self.host.peer_id or pid in self._servers:
             return False
+        if len(self._servers) >= MAX_SERVERS:
+            stale = self._tracker.stale_server([p for p in self._servers if p in self._found])
+            if stale is None:
+                return False
+            del self._servers[stale]
+            self._found.discard(stale)
+            self._tracker.forget(stale)
         self._servers[pid] = addrs
         self._found.add(pid)
         self._tracker.server_added(trio.current_time(), len(self._servers), pid)

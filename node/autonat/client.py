@@ -83,6 +83,9 @@ class AutoNATConfig:
 
 
 UNKNOWN = Verdict(Reachability.UNKNOWN, False, ())
+#: Answers without evidence in a row after which a found server may be
+#: replaced by a newly found one (``ReachabilityTracker.stale_server``).
+MISSES_TO_DROP = 3
 
 
 class ReachabilityTracker:
@@ -129,6 +132,23 @@ class ReachabilityTracker:
         untried = server is not None and server not in self._evidence and server not in self._misses
         if known <= self.config.servers_per_round or untried:
             self._next = min(self._next, max(now, self._last_round + self.config.min_gap))
+
+    def stale_server(self, found: Sequence[str]) -> str | None:
+        """Which of the servers ``found`` (met, not configured) to drop for a
+        newly found one when the table is full: the one that has answered
+        without evidence the most times in a row, once that is at least
+        :data:`MISSES_TO_DROP` (it left, or refuses us); None: keep them
+        all. Without this a long-lived node's table froze at its first
+        servers, and its verdict went stale as they left."""
+        worst = max(found, key=lambda s: self._misses.get(s, 0), default=None)
+        if worst is None or self._misses.get(worst, 0) < MISSES_TO_DROP:
+            return None
+        return worst
+
+    def forget(self, server: str) -> None:
+        """``server`` is no longer asked: its answers no longer count."""
+        self._evidence.pop(server, None)
+        self._misses.pop(server, None)
 
     def pick_servers(self, candidates: Sequence[str]) -> list[str]:
         """Up to ``servers_per_round`` distinct servers, rotating between

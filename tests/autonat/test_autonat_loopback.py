@@ -112,3 +112,28 @@ async def test_dial_backs_to_decoy_peers_leave_no_connection(servers: list[Serve
         assert isinstance(answer, DialResponse) and answer.status is ResponseStatus.E_DIAL_ERROR, answer
         await trio.sleep(1.0)
         assert not decoy1.is_connected(server_id) and not decoy2.is_connected(server_id)
+
+
+async def test_a_full_server_table_replaces_a_found_server_that_left() -> None:
+    """At ``MAX_SERVERS`` a newly found server used to be ignored for the
+    node's whole life; now one that keeps failing makes room for it."""
+    from p2pshare.node import _libp2p_records as records
+    from p2pshare.node.autonat._trio_client import MAX_SERVERS
+    from p2pshare.node.autonat.client import MISSES_TO_DROP, ServerResult
+
+    def addr(i: int) -> tuple[str, str]:
+        pid = records.peer_id_to_text(records.peer_id_of_key(generate_identity().public_key))
+        return pid, f"/ip4/127.0.0.1/tcp/{20000 + i}/p2p/{pid}"
+
+    async with open_host(generate_identity()) as host:
+        async with open_autonat(host, [], FAST) as autonat:
+            known = [addr(i) for i in range(MAX_SERVERS)]
+            assert all(autonat.add_server(a) for _, a in known)
+            newcomer_id, newcomer = addr(99)
+            assert not autonat.add_server(newcomer)  # full, and none has failed
+            gone = known[5][0]
+            for i in range(MISSES_TO_DROP):
+                autonat._tracker.complete_round([ServerResult(gone, Outcome.FAILED)], MAX_SERVERS, float(i))
+            assert autonat.add_server(newcomer)
+            assert newcomer_id in autonat._servers and gone not in autonat._servers
+            assert len(autonat._servers) == MAX_SERVERS

@@ -281,3 +281,18 @@ def test_config_validation() -> None:
     with pytest.raises(ValueError):
         ServerConfig(max_jobs=0)
     assert trio  # imported for pytest-trio's async test above
+
+
+def test_a_found_server_that_keeps_giving_no_answer_makes_room() -> None:
+    from p2pshare.node.autonat.client import MISSES_TO_DROP
+
+    t = ReachabilityTracker(AutoNATConfig(), 0.0)
+    assert t.stale_server([]) is None and t.stale_server(["a", "b"]) is None  # nothing known against them
+    for i in range(MISSES_TO_DROP - 1):
+        t.complete_round([ServerResult("a", Outcome.FAILED), ServerResult("b", Outcome.REFUSED)], 3, float(i))
+    assert t.stale_server(["a", "b"]) is None  # not yet
+    t.complete_round([ServerResult("a", Outcome.FAILED), ServerResult("b", Outcome.DIAL_ERROR)], 3, 9.0)
+    assert t.stale_server(["a", "b"]) == "a"  # b gave evidence: its misses start again
+    assert t.stale_server(["b"]) is None  # only found servers are offered; configured ones never
+    t.forget("a")
+    assert t.stale_server(["a"]) is None
