@@ -8,6 +8,7 @@ anything already in the output directory, nor follows a symlink there.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,59 @@ def test_pwrite_all_writes_in_small_pieces_and_survives_short_writes(
         os.close(fd)
     assert (tmp_path / "f").read_bytes() == bytes(1000) + data
     assert sizes == [fs.WRITE_PIECE] * 5 + [123 + 7]  # the short write's 7 bytes went again
+
+
+@pytest.fixture(params=["openat2", "walk"])
+def path_walk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``open_dir`` through the kernel's one-call walk, and through our own
+    component-by-component walk (other systems, or a kernel that refuses it)."""
+    if request.param == "walk":
+        monkeypatch.setattr(fs._beneath, "usable", False)
+    elif sys.platform != "linux":
+        pytest.skip("openat2 is Linux's")
+    return str(request.param)
+
+
+def test_open_dir_follows_no_symlink_and_passes_no_file(tmp_path: Path, path_walk: str) -> None:
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    (out / "a" / "b").mkdir(parents=True)
+    outside.mkdir()
+    os.symlink(outside, out / "a" / "link")
+    (out / "a" / "file").write_bytes(b"x")
+    root = fs.open_root(out)
+    try:
+        fd = fs.open_dir(root, ("a", "b"), create=False, shown="a/b")
+        assert fd is not None and os.path.samestat(os.fstat(fd), os.stat(out / "a" / "b"))
+        os.close(fd)
+        assert fs.open_dir(root, ("a", "missing", "c"), create=False, shown="x") is None
+        for parts in (("a", "link"), ("a", "link", "c"), ("a", "file", "c")):
+            for create in (False, True):
+                with pytest.raises(OutputError, match="symlink or non-directory"):
+                    fs.open_dir(root, parts, create=create, shown="/".join(parts))
+        fd = fs.open_dir(root, ("a", "new", "deeper"), create=True, shown="a/new/deeper")
+        assert fd is not None and (out / "a" / "new" / "deeper").is_dir()
+        os.close(fd)
+    finally:
+        os.close(root)
+    assert list(outside.iterdir()) == []
+
+
+def test_an_existing_deep_directory_is_one_system_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sharer alternating files between two 127-deep directories made the
+    walk reopen every component for every file; the kernel's walk is one call
+    (Linux 5.6 and later: this machine's kernel and any a user runs)."""
+    if sys.platform != "linux":
+        pytest.skip("openat2 is Linux's")
+    parts = ("d",) * 127
+    (tmp_path / "/".join(parts)).mkdir(parents=True)
+    opened: list[object] = []
+    real_open = os.open
+    monkeypatch.setattr(fs.os, "open", lambda *a, **k: opened.append(a) or real_open(*a, **k))
+    root = fs.open_root(tmp_path)
+    try:
+        fd = fs.open_dir(root, parts, create=True, shown="d/...")
+        assert fd is not None
+        os.close(fd)
+    finally:
+        os.close(root)
+    assert opened == [(tmp_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]  # only the root's
