@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["COMMUNITY_RELAY_KEY", "AutoRelay", "next_lookup_in", "relay_addr_for"]
+__all__ = ["COMMUNITY_RELAY_KEY", "AutoRelay", "lookup_limit", "next_lookup_in", "relay_addr_for"]
 
 #: The DHT key community relays advertise under (a provider record; the
 #: hash keeps it the same size as share keys and reveals nothing else).
@@ -62,6 +62,9 @@ SWEEP_EVERY = 30.0
 LOOKUP_SOON = (2.0, 4.0, 8.0, 15.0, 30.0)
 LOOKUP_LATER = 600.0
 LOOKUP_TIMEOUT = 20.0
+#: Community relays a lookup waits for once a reservation carries data (more
+#: to choose from for the next upgrade); before that, the first one ends it.
+LOOKUP_LIMIT_LATER = 20
 #: Relay candidates remembered for logging once each (state stays bounded).
 OFFERED_KEPT = 1024
 
@@ -73,6 +76,18 @@ def next_lookup_in(carrying: bool, misses: int) -> float:
     if carrying:
         return LOOKUP_LATER
     return LOOKUP_SOON[min(max(misses, 0), len(LOOKUP_SOON) - 1)]
+
+
+def lookup_limit(carrying: bool) -> int:
+    """Community relays a lookup waits for (pure): while no reservation
+    carries data, the first one found ends it; once one does,
+    ``LOOKUP_LIMIT_LATER``. A lookup that waits for every answer waits for
+    its slowest peer, and a peer that has left the network takes the whole
+    per-query timeout (5 s) to give up on: the provider was known after one
+    hop, the sharer reserved on it 5 s later, and a receiver behind a
+    symmetric NAT had given up meanwhile (natlab internet,
+    symmetric:symmetric, in CI)."""
+    return LOOKUP_LIMIT_LATER if carrying else 1
 
 
 def relay_addr_for(peer_id: str, addrs: list[str], *, allow_loopback: bool = False) -> str | None:
@@ -179,8 +194,11 @@ class AutoRelay:
         while True:
             if not self._public():
                 found = 0
+                limit = lookup_limit(any(r.carries_data for r in self.relay.reservations()))
                 try:
-                    providers = await self.discovery.find_providers(COMMUNITY_RELAY_KEY, timeout=LOOKUP_TIMEOUT)
+                    providers = await self.discovery.find_providers(
+                        COMMUNITY_RELAY_KEY, timeout=LOOKUP_TIMEOUT, limit=limit
+                    )
                 except Exception as e:  # noqa: BLE001 - the DHT is best effort
                     logger.debug("autorelay: community relay lookup failed: %s", e)
                     providers = []

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from p2pshare.node.autorelay import LOOKUP_LATER, LOOKUP_SOON, next_lookup_in, relay_addr_for
+from p2pshare.node.autorelay import (
+    LOOKUP_LATER,
+    LOOKUP_LIMIT_LATER,
+    LOOKUP_SOON,
+    lookup_limit,
+    next_lookup_in,
+    relay_addr_for,
+)
 
 P = "12D3KooWFqrL88Tw96io4dUpU8u3vR6AsW5u7YEaPnfEpjEcGDuP"
 
@@ -46,3 +53,10 @@ def test_community_lookups_come_soon_while_nothing_carries_data() -> None:
 
 def test_community_lookups_are_rare_once_a_reservation_carries_data() -> None:
     assert next_lookup_in(True, 0) == next_lookup_in(True, 9) == LOOKUP_LATER == 600.0
+
+
+def test_a_node_without_a_relay_that_carries_data_takes_the_first_community_relay_found() -> None:
+    """Waiting for every answer meant waiting up to 5 s for a peer that has
+    left the network, with the provider already known after one hop."""
+    assert lookup_limit(False) == 1
+    assert lookup_limit(True) == LOOKUP_LIMIT_LATER > 1
