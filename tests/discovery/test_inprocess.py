@@ -235,3 +235,36 @@ async def test_refresh_rejoins_when_the_only_peer_in_the_table_is_gone() -> None
                     open_discovery(second, bootstrap=[], peers_file=None, server_mode=True, dns_lookup=_no_dns),
                 ):
                     assert await disc.wait_in_table([second.peer_id], 20), "the refresh never rejoined"
+
+
+async def test_a_lookup_that_found_its_target_does_not_wait_for_a_silent_peer() -> None:
+    """A peer that has left the network takes the whole per-query timeout to
+    fail; once the target's addresses are known, the lookup gives others
+    ``FOUND_GRACE`` more, not that. (The lab's departed hosts kept a
+    receiver's first dial, and a sharer's community relay, 5 s late.)"""
+    from p2pshare.node.discovery import service
+
+    async with _node() as (server_host, _):
+        async with _node([_p2p(server_host)]) as (target_host, target):
+            assert await target.wait_bootstrapped(5)
+            target_id, target_addr = target_host.peer_id, target_host.listen_addrs()[0]
+        # The target is gone; the server still answers with its addresses.
+        mute = trio.socket.socket()
+        await mute.bind(("127.0.0.1", 0))
+        mute.listen(8)  # takes the TCP connection, never speaks Noise
+        ghost = ID.from_pubkey(create_new_key_pair().public_key)
+        mute_addr = f"/ip4/127.0.0.1/tcp/{mute.getsockname()[1]}"
+        try:
+            async with _node([_p2p(server_host)]) as (_, disc):
+                assert await disc.wait_bootstrapped(5)
+                seeds = disc._seeds
+                disc._seeds = lambda key: [(ghost.to_bytes(), [mute_addr]), *seeds(key)]  # type: ignore[method-assign]
+                per_query = disc._client.timeout
+                assert per_query >= 5
+                start = trio.current_time()
+                addrs = await disc.find_peer(target_id, timeout=20)
+                took = trio.current_time() - start
+        finally:
+            mute.close()
+    assert target_addr in addrs
+    assert took < service.FOUND_GRACE + 2.5 < per_query, took  # used to wait out the silent peer
