@@ -62,8 +62,10 @@ def test_frames_past_credit_within_the_slack_each_still_close_the_connection(
     proc, info = shared
     before = rss_bytes(proc.pid)
     got = _hostile("trickle", info, 64)
+    # Not how much the hostile peer wrote: in one CI run all 64 MiB of its
+    # writes "succeeded" on a connection the sharer had closed (and the
+    # sharer's memory stayed flat), so that count says nothing.
     assert got["closed"], got
-    assert got["sent_kib"] < 32 * 1024, got  # closed long before the 64 MiB were sent
     assert rss_bytes(proc.pid) - before < 32 * 1024 * 1024, "the sharer buffered what it never granted"
     _still_serves(tmp_path, info)
 
