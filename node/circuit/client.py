@@ -208,10 +208,7 @@ class RelayClient:
             if answer.status != Status.OK:
                 status = answer.status or Status.UNUSED
                 raise RelayError(f"relay {relay_id} refused the circuit: {status.name}", status)
-            if answer.limit is not None:
-                self._circuit_limits[peer_id] = answer.limit
-            else:
-                self._circuit_limits.pop(peer_id, None)
+            self._note_limit(peer_id, answer.limit)
             await upgrade_relayed(self.host, hop, relay_id, peer_id, initiator=True)
         except RelayError:
             await hop.reset()
@@ -222,6 +219,17 @@ class RelayClient:
         except BaseException:
             await hop.reset()
             raise
+
+    def _note_limit(self, peer_id: str, limit: Limit | None) -> None:
+        """Keep the limit of our new circuit to ``peer_id``; forget those of
+        peers we are no longer connected to, so a node that dials through
+        limited relays for months keeps one entry per connected peer, not
+        one per peer it ever dialled."""
+        self._circuit_limits = {p: lim for p, lim in self._circuit_limits.items() if self.host.is_connected(p)}
+        if limit is not None:
+            self._circuit_limits[peer_id] = limit
+        else:
+            self._circuit_limits.pop(peer_id, None)
 
     # -- STOP: incoming circuits -----------------------------------------
 

@@ -63,3 +63,25 @@ async def test_a_relayed_connection_is_relayed_in_its_opened_event() -> None:
                     for events, peer in ((a_events, b.peer_id), (b_events, a.peer_id)):
                         event = await _opened(events, peer)
                         assert event.path is ConnectionPath.RELAYED and event.connection.path is ConnectionPath.RELAYED
+
+
+async def test_circuit_limits_are_kept_only_for_connected_peers() -> None:
+    """The limit a relay announced for a circuit is read when the connection
+    is made; a node dialling through limited relays for months must not keep
+    one entry per peer it ever dialled (it did, until stop 39)."""
+    async with relay_and_hosts(3, circuit_data=1 << 20) as (relay, _server, (a, b, c)):
+        raddr = f"{relay.listen_addrs()[0]}/p2p/{relay.peer_id}"
+        async with (
+            open_relay_client(b, [raddr], want=1) as b_client,
+            open_relay_client(c, [raddr], want=1) as c_client,
+            open_relay_client(a, [raddr], want=0) as client,
+        ):
+            assert await b_client.wait_reserved(5) and await c_client.wait_reserved(5)
+            with trio.fail_after(10):
+                await client.dial_via_relay(b.peer_id, raddr)
+                limit = client.circuit_limit(b.peer_id)
+                assert limit is not None and limit.data == 1 << 20
+                await a.disconnect(b.peer_id)
+                await client.dial_via_relay(c.peer_id, raddr)
+            assert client.circuit_limit(c.peer_id) is not None
+            assert set(client._circuit_limits) == {c.peer_id}  # b's entry went with its connection
