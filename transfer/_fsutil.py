@@ -40,7 +40,7 @@ def open_dir(root_fd: int, parts: tuple[str, ...], *, create: bool, shown: str) 
     ``shown`` is the path used in error messages.
     """
     if parts:
-        fd, err = _beneath.open(root_fd, parts, _DIR_FLAGS)
+        fd, err = _beneath.open_dir(root_fd, parts)
         if fd is not None:
             return fd
         if err == errno.ENOENT and not create:
@@ -88,13 +88,14 @@ class _Beneath:
         self._how: object = None
         self.usable = sys.platform == "linux"
 
-    def open(self, dir_fd: int, parts: tuple[str, ...], flags: int) -> tuple[int | None, int]:
-        """(fd, 0); (None, errno) when the kernel refused the path; (None, 0)
+    def open_dir(self, dir_fd: int, parts: tuple[str, ...]) -> tuple[int | None, int]:
+        """The directory ``parts`` under ``dir_fd``, opened with ``_DIR_FLAGS``:
+        (fd, 0); (None, errno) when the kernel refused the path; (None, 0)
         when openat2 cannot be used here."""
         if not self.usable:
             return None, 0
         if self._call is None:
-            self._load(flags)
+            self._load()
         assert self._call is not None
         fd = self._call(self._SYS_OPENAT2, dir_fd, os.fsencode("/".join(parts)), self._how, 24)
         if fd >= 0:
@@ -107,7 +108,7 @@ class _Beneath:
             return None, 0
         return None, err
 
-    def _load(self, flags: int) -> None:
+    def _load(self) -> None:
         import ctypes
 
         class OpenHow(ctypes.Structure):
@@ -116,7 +117,7 @@ class _Beneath:
         call = ctypes.CDLL(None, use_errno=True).syscall
         call.restype = ctypes.c_long
         call.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]
-        self._how = ctypes.pointer(OpenHow(flags, 0, self._RESOLVE))
+        self._how = ctypes.pointer(OpenHow(_DIR_FLAGS, 0, self._RESOLVE))
         self._call = call
 
 

@@ -153,8 +153,8 @@ class ResourceManager:
     @staticmethod
     def _forget_empty(chain: list[_Link]) -> None:
         """Drop the chain's entries that hold nothing now: only those (a
-        sweep of every table on each release cost 0.75 ms a stream with
-        1,000 peers busy, 13 times the cost with one)."""
+        sweep of every table on each release cost 0.449 ms a stream with
+        1,000 streams held, against 0.075 ms this way; stop 38's note)."""
         for _, _, usage, _ in chain:
             home = usage.home
             if home is not None and usage.empty() and home.get(usage.key) is usage:
