@@ -9,8 +9,12 @@ At every verbosity, warnings and errors pass :class:`BudgetFilter`, so what
 peers can make the process print is bounded (:mod:`.logbudget` says why and
 how), and every message is one line of printable characters: a peer's text
 in a message (an error it caused, a name it chose) cannot move the cursor,
-recolour the terminal or forge a line of its own. Info and debug lines, which only ``-v`` shows, are not limited: who
-asks for them wants them all.
+recolour the terminal or forge a line of its own. Info lines (``-v``) have
+a budget of their own, far larger (:data:`CHATTER`): who asks for them
+wants them, but a relay run with ``-v`` for months logs a line for each
+RESERVE a peer sends, and a peer can send thousands a second; they never
+take the warnings' budget. Debug lines (``-vv``, for a debugging session)
+are not limited.
 """
 
 from __future__ import annotations
@@ -29,8 +33,15 @@ __all__ = ["BudgetFilter", "setup_logging"]
 _KIND_CHARS = 160
 
 
+def chatter_budget() -> LogBudget:
+    """The info lines' budget: 30 of a kind at once, then one a second;
+    300 of all kinds at once, then 20 a second (~2 kB/s of log at most
+    under a flood, against ~70 kB/s unbounded)."""
+    return LogBudget(burst=30, interval=1.0, total_burst=300, total_interval=0.05)
+
+
 class BudgetFilter(logging.Filter):
-    """Drops warnings past their :class:`LogBudget`; marks the ones around a gap.
+    """Drops warnings and info lines past their :class:`LogBudget`; marks the ones around a gap.
 
     Our own lines and the libraries' have a budget each: py-libp2p writes
     some warnings with the peer's ID in the text, so a peer can make as
@@ -43,17 +54,22 @@ class BudgetFilter(logging.Filter):
         clock: Callable[[], float] = time.monotonic,
         *,
         libraries: LogBudget | None = None,
+        chatter: LogBudget | None = None,
     ) -> None:
         super().__init__()
         self.budget = budget or LogBudget()
         self.libraries = libraries or LogBudget()
+        self.chatter = chatter or chatter_budget()
         self._clock = clock
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
+        if record.levelno < logging.INFO:
             return True
         ours = record.name == "p2pshare" or record.name.startswith("p2pshare.")
-        budget = self.budget if ours else self.libraries
+        if record.levelno < logging.WARNING:
+            budget = self.chatter
+        else:
+            budget = self.budget if ours else self.libraries
         kind = (record.name, record.levelno, str(record.msg)[:_KIND_CHARS])
         verdict = budget.admit(kind, self._clock())
         if not verdict.show:

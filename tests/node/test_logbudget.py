@@ -82,7 +82,9 @@ def test_the_filter_keys_on_the_template_and_marks_the_lines_around_a_gap() -> N
     clock = [0.0]
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
-    handler.addFilter(BudgetFilter(LogBudget(burst=2, interval=60), clock=lambda: clock[0]))
+    handler.addFilter(
+        BudgetFilter(LogBudget(burst=2, interval=60), clock=lambda: clock[0], chatter=LogBudget(burst=3, interval=1.0))
+    )
     log = logging.getLogger("p2pshare.test_logbudget")
     log.addHandler(handler)
     log.propagate, level = False, log.level
@@ -90,8 +92,8 @@ def test_the_filter_keys_on_the_template_and_marks_the_lines_around_a_gap() -> N
     try:
         for peer in range(10):  # one kind: the peer ID is an argument
             log.warning("refused %s", f"peer{peer}")
-        log.info("info lines are never limited")
-        log.info("info lines are never limited")
+        for peer in range(6):  # info lines: their own budget, not the warnings'
+            log.info("reservation of %s refreshed", f"peer{peer}")
         clock[0] = 60.0
         log.warning("refused %s", "late")
     finally:
@@ -102,8 +104,10 @@ def test_the_filter_keys_on_the_template_and_marks_the_lines_around_a_gap() -> N
         "refused peer0",
         "refused peer1",
         "refused peer2" + limited_note(60.0),
-        "info lines are never limited",
-        "info lines are never limited",
+        "reservation of peer0 refreshed",
+        "reservation of peer1 refreshed",
+        "reservation of peer2 refreshed",
+        "reservation of peer3 refreshed" + limited_note(1.0),
         "refused late" + suppressed_note(7),
     ]
 
