@@ -56,6 +56,19 @@ def start(args: list[str], home: Path) -> Proc:
     return Proc(CLI + args, name=f"p2pshare-{sub}", env=env_for(home), cwd=ROOT, log_dir=home.parent / "logs")
 
 
+def loopback_relay(home: Path, *flags: str) -> tuple[Proc, str, str]:
+    """A ``p2pshare [flags] relay`` on loopback: the process, its peer ID and
+    its loopback TCP address (without ``/p2p/``), from its first event."""
+    relay = start([*flags, "relay", "--listen", "/ip4/127.0.0.1/tcp/0", "--json"], home)
+    try:
+        first = next(relay.events(timeout=60))
+        addr = next(a for a in first["addrs"] if a.startswith("/ip4/127.0.0.1/")).split("/p2p/")[0]
+        return relay, str(first["peer_id"]), addr
+    except BaseException:
+        relay.close()
+        raise
+
+
 def run(
     args: list[str], home: Path, timeout: float = 120.0, prefix: Sequence[str] = ()
 ) -> subprocess.CompletedProcess[str]:

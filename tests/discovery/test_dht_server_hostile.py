@@ -24,7 +24,7 @@ from p2pshare.node import _libp2p_fixes, _libp2p_records
 from p2pshare.node.discovery import wire
 from p2pshare.node.host import StreamError, open_host
 from p2pshare.node.identity import generate_identity
-from tests.cli.helpers import start
+from tests.cli.helpers import loopback_relay
 from tests.discovery._kad import read_answer, signed_record, tcp_addrs
 
 pytestmark = pytest.mark.slow
@@ -32,11 +32,8 @@ KAD = "/ipfs/kad/1.0.0"
 
 
 async def test_a_huge_signed_peer_record_is_not_stored(tmp_path: os.PathLike[str]) -> None:
-    relay = start(["relay", "--listen", "/ip4/127.0.0.1/tcp/0", "--json"], tmp_path / "relay-home")  # type: ignore[operator]
+    relay, server, addr = loopback_relay(tmp_path / "relay-home")  # type: ignore[operator]
     try:
-        first = next(relay.events(timeout=60))
-        server = first["peer_id"]
-        addr = next(a for a in first["addrs"] if a.startswith("/ip4/127.0.0.1/")).split("/p2p/")[0]
         identity = generate_identity()
         async with open_host(identity, ["/ip4/127.0.0.1/tcp/0"]) as host:
             await host.connect(server, [addr], timeout=10)

@@ -21,7 +21,7 @@ from p2pshare.node import _libp2p_provider_table, _libp2p_records
 from p2pshare.node.discovery import wire
 from p2pshare.node.host import open_host
 from p2pshare.node.identity import generate_identity
-from tests.cli.helpers import start
+from tests.cli.helpers import loopback_relay
 from tests.discovery._kad import read_answer
 
 pytestmark = pytest.mark.interop
@@ -29,11 +29,8 @@ KAD = "/ipfs/kad/1.0.0"
 
 
 async def test_add_provider_is_bounded_and_unanswered(tmp_path: os.PathLike[str]) -> None:
-    relay = start(["relay", "--listen", "/ip4/127.0.0.1/tcp/0", "--json"], tmp_path / "relay-home")  # type: ignore[operator]
+    relay, server, addr = loopback_relay(tmp_path / "relay-home")  # type: ignore[operator]
     try:
-        first = next(relay.events(timeout=60))
-        server = first["peer_id"]
-        addr = next(a for a in first["addrs"] if a.startswith("/ip4/127.0.0.1/")).split("/p2p/")[0]
         async with open_host(generate_identity(), ["/ip4/127.0.0.1/tcp/0"]) as host:
             await host.connect(server, [addr], timeout=10)
             me = host.peer_id_bytes

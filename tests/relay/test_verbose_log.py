@@ -12,7 +12,7 @@ import trio
 from p2pshare.node.circuit.wire import HOP_PROTOCOL_ID, HopMessage, HopType, Status, encode_hop, read_hop
 from p2pshare.node.host import open_host
 from p2pshare.node.identity import generate_identity
-from tests.cli.helpers import start
+from tests.cli.helpers import loopback_relay
 
 pytestmark = pytest.mark.slow
 
@@ -20,11 +20,8 @@ RESERVES = 300
 
 
 async def test_a_peer_refreshing_its_reservation_cannot_flood_the_verbose_log(tmp_path: Path) -> None:
-    relay = start(["-v", "relay", "--listen", "/ip4/127.0.0.1/tcp/0", "--json"], tmp_path / "relay-home")
+    relay, server, addr = loopback_relay(tmp_path / "relay-home", "-v")
     try:
-        first = next(relay.events(timeout=60))
-        server = first["peer_id"]
-        addr = next(a for a in first["addrs"] if a.startswith("/ip4/127.0.0.1/")).split("/p2p/")[0]
         async with open_host(generate_identity(), ["/ip4/127.0.0.1/tcp/0"]) as host:
             await host.connect(server, [addr], timeout=10)
             with trio.fail_after(60):
