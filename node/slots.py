@@ -13,7 +13,7 @@ IPv6 /64 counts as one) cannot take every slot.
 
 from __future__ import annotations
 
-__all__ = ["Slots"]
+__all__ = ["Slots", "SourceSlots"]
 
 
 class Slots:
@@ -48,3 +48,34 @@ class Slots:
 
     def keys(self) -> int:
         return len(self._held)
+
+
+class SourceSlots:
+    """:class:`Slots` per peer and per address group at once.
+
+    Peer IDs cost nothing to make, so a per-peer bound alone lets one host
+    with many identities take every slot; the group (``ip_group``: the IPv4
+    address, the IPv6 /64) bounds them together. A ``None`` group (no IP
+    known) is bounded by the peer and the total only.
+    """
+
+    def __init__(self, total: int, per_peer: int, per_group: int) -> None:
+        self.peers = Slots(total, per_peer)
+        self.groups = Slots(total, per_group)
+
+    @property
+    def in_use(self) -> int:
+        return self.peers.in_use
+
+    def take(self, peer: object, group: str | None) -> bool:
+        if not self.peers.take(peer):
+            return False
+        if group is not None and not self.groups.take(group):
+            self.peers.give_back(peer)
+            return False
+        return True
+
+    def give_back(self, peer: object, group: str | None) -> None:
+        self.peers.give_back(peer)
+        if group is not None:
+            self.groups.give_back(group)

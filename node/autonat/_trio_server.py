@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from p2pshare.node.autonat.server import RateLimiter, ServerConfig, Slots, plan_dial
+from p2pshare.node.autonat.server import RateLimiter, ServerConfig, ip_group, plan_dial
 from p2pshare.node.autonat.wire import (
     PROTOCOL_ID,
     Dial,
@@ -31,6 +31,7 @@ from p2pshare.node.autonat.wire import (
 )
 from p2pshare.node.host import ConnectionPath, DialError, Host, LibP2PByteStream
 from p2pshare.node.natinfo.addrs import TcpAddr, encode_addr
+from p2pshare.node.slots import SourceSlots
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -47,6 +48,13 @@ def _remote_ip(stream: LibP2PByteStream) -> str | None:
     return addr[0] if addr else None
 
 
+def _remote_group(stream: LibP2PByteStream) -> str | None:
+    """The requester's address group (loopback included, as the rate
+    limiter counts it); over a relay, the relay's."""
+    ip = _remote_ip(stream)
+    return ip_group(ip) if ip is not None else None
+
+
 def _is_relayed(stream: LibP2PByteStream) -> bool:
     return stream.connection.path is ConnectionPath.RELAYED
 
@@ -58,20 +66,20 @@ class AutoNATServer:
         self.host = host
         self.config = config
         self._limiter = RateLimiter(config, trio.current_time())
-        self.streams = Slots(config.max_streams, config.max_streams_per_peer)
-        self.jobs = Slots(config.max_jobs, config.max_jobs_per_peer)
+        self.streams = SourceSlots(config.max_streams, config.max_streams_per_peer, config.max_streams_per_ip)
+        self.jobs = SourceSlots(config.max_jobs, config.max_jobs_per_peer, config.max_jobs_per_ip)
         self.answered: dict[str, int] = {}
 
     async def handle(self, stream: LibP2PByteStream) -> None:
-        peer = stream.remote_peer_id_bytes
-        if not self.streams.take(peer):
-            logger.debug("autonat: %s has too many requests open: reset", stream.remote_peer_id)
+        peer, group = stream.remote_peer_id_bytes, _remote_group(stream)
+        if not self.streams.take(peer, group):
+            logger.debug("autonat: %s (or its address) has too many requests open: reset", stream.remote_peer_id)
             await stream.reset()
             return
         try:
             await self._serve(stream)
         finally:
-            self.streams.give_back(peer)
+            self.streams.give_back(peer, group)
 
     async def _serve(self, stream: LibP2PByteStream) -> None:
         try:
@@ -95,14 +103,15 @@ class AutoNATServer:
         if isinstance(plan, DialResponse):
             logger.info("autonat: refused %s: %s", stream.remote_peer_id, plan.text)
             return plan
-        if not self.jobs.take(peer):  # before the rate limit: a busy refusal costs no budget
+        group = ip_group(ip) if ip is not None else None
+        if not self.jobs.take(peer, group):  # before the rate limit: a busy refusal costs no budget
             return DialResponse(ResponseStatus.E_DIAL_REFUSED, "busy")
         try:
             if not self._limiter.allow(peer, trio.current_time(), ip):
                 return DialResponse(ResponseStatus.E_DIAL_REFUSED, "too many dials")
             reached = await self._dial_any(stream.remote_peer_id, plan)
         finally:
-            self.jobs.give_back(peer)
+            self.jobs.give_back(peer, group)
         if reached is None:
             return DialResponse(ResponseStatus.E_DIAL_ERROR, "dial failed")
         return DialResponse(ResponseStatus.OK, "", encode_addr(reached.multiaddr()))

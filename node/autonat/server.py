@@ -37,8 +37,10 @@ class ServerConfig:
     max_addrs: int = MAX_ADDRS
     max_jobs: int = 8  # dial-backs in flight, all peers (each dials up to max_addrs at once)
     max_jobs_per_peer: int = 1
+    max_jobs_per_ip: int = 2  # per requester IP (IPv6: /64): many identities, one host
     max_streams: int = 64  # requests being read or answered at once, all peers
     max_streams_per_peer: int = 4
+    max_streams_per_ip: int = 16  # a quarter of max_streams
     # Dial back requesters seen from private/loopback IPs (loopback tests,
     # LAN-only deployments). Off by default: such verdicts mean nothing.
     dial_private: bool = False
@@ -47,8 +49,9 @@ class ServerConfig:
         if self.dial_timeout <= 0 or self.window <= 0:
             raise ValueError("dial_timeout and window must be positive")
         limits = (self.per_peer_max, self.per_ip_max, self.global_max, self.max_addrs)
-        slots = (self.max_jobs, self.max_jobs_per_peer, self.max_streams, self.max_streams_per_peer)
-        if min(*limits, *slots) < 1:
+        jobs = (self.max_jobs, self.max_jobs_per_peer, self.max_jobs_per_ip)
+        streams = (self.max_streams, self.max_streams_per_peer, self.max_streams_per_ip)
+        if min(*limits, *jobs, *streams) < 1:
             raise ValueError("limits must be at least 1")
 
 

@@ -2,6 +2,7 @@
 
     python -m tests.autonat._server_main [--dial-private] [--listen ADDR]
         [--dial-timeout S] [--per-ip-max N] [--max-jobs N] [--max-streams-per-peer N]
+        [--max-streams-per-ip N]
 
 Prints one JSON line ``{"peer", "addrs"}`` when ready and runs until stdin
 closes.
@@ -30,6 +31,7 @@ async def _main(args: argparse.Namespace) -> None:
                 per_ip_max=args.per_ip_max,
                 max_jobs=args.max_jobs,
                 max_streams_per_peer=args.max_streams_per_peer,
+                max_streams_per_ip=args.max_streams_per_ip,
             )
             await nursery.start(serve_autonat_server, host, cfg)
             addrs = [a for a in host.listen_addrs() if "127.0.0.1" in a or "0.0.0.0" not in args.listen]
@@ -49,6 +51,7 @@ def main() -> None:
     p.add_argument("--per-ip-max", type=int, default=defaults.per_ip_max)
     p.add_argument("--max-jobs", type=int, default=defaults.max_jobs)
     p.add_argument("--max-streams-per-peer", type=int, default=defaults.max_streams_per_peer)
+    p.add_argument("--max-streams-per-ip", type=int, default=defaults.max_streams_per_ip)
     trio.run(_main, p.parse_args())
 
 

@@ -1,11 +1,13 @@
 """AutoNAT server bounds through real processes: what one host may hold or ask for.
 
-A server process with small limits (2 streams per peer, 2 dial-backs in
-flight, 4 requests per IP per window); the clients are this test, each
-identity its own host on 127.0.0.1:
+A server process with small limits (2 streams per peer and 3 per IP,
+2 dial-backs in flight, 4 requests per IP per window); the clients are this
+test, each identity its own host on 127.0.0.1:
 
 * a peer's third open request stream is reset at once, while another peer
   is answered;
+* a fresh identity from an address already holding 3 streams is reset at
+  once (identities cost nothing; the address bounds them together);
 * with both dial-back slots held by dials that hang (a listener that never
   speaks Noise), a third request is refused at once ("busy"), not queued;
 * the fifth request from the same IP in one window is refused, whatever the
@@ -35,7 +37,18 @@ def server() -> Iterator[tuple[str, str]]:
     proc: PeerProcess = python_module(
         "tests.autonat._server_main",
         "--dial-private",
-        *("--dial-timeout", str(DIAL_TIMEOUT), "--max-jobs", "2", "--per-ip-max", "4", "--max-streams-per-peer", "2"),
+        *(
+            "--dial-timeout",
+            str(DIAL_TIMEOUT),
+            "--max-jobs",
+            "2",
+            "--per-ip-max",
+            "4",
+            "--max-streams-per-peer",
+            "2",
+            "--max-streams-per-ip",
+            "3",
+        ),
         name="autonat-bounded",
     )
     try:
@@ -70,12 +83,17 @@ async def test_one_host_cannot_hold_or_spend_the_server(server: tuple[str, str])
         await trio.sleep(0.3)
         with trio.fail_after(2), pytest.raises((StreamError, EOFError)):  # reset at once, not after 10 s
             await _answer(await _request(greedy, server, greedy.listen_addrs()))
-        async with _client(server) as honest:  # request 1 of 4 from this IP
+        async with _client(server) as honest:  # request 1 of 4 from this IP: the IP's third stream
             with trio.fail_after(10):
                 ok = await _answer(await _request(honest, server, honest.listen_addrs()))
             assert ok.status == ResponseStatus.OK, ok
-        for stream in held:
-            await stream.reset()
+        async with _client(server) as second, _client(server) as fresh:
+            held.append(await second.open_stream(server[0], PROTOCOL_ID))  # the IP's third held stream
+            await trio.sleep(0.3)
+            with trio.fail_after(2), pytest.raises((StreamError, EOFError)):  # a new identity, the same IP
+                await _answer(await _request(fresh, server, fresh.listen_addrs()))
+            for stream in held:
+                await stream.reset()
 
     # A listener that accepts and never speaks: each dial-back to it hangs until DIAL_TIMEOUT.
     mute = trio.socket.socket()

@@ -20,6 +20,7 @@ from p2pshare.node.autonat.wire import (
 )
 from p2pshare.node.natinfo.addrs import TcpAddr, encode_addr
 from p2pshare.node.pbwire import PbError, encode_uvarint, field_bytes, field_varint, frame, read_frame
+from p2pshare.node.slots import SourceSlots
 
 PID = bytes.fromhex("0024080112205d1e0d1b3a3f52e5c3b8d6a5b6f0b4a2b7e1f2c3d4e5f60718293a4b5c6d7e8f")
 A1 = encode_addr("/ip4/100.64.1.2/tcp/4001")
@@ -296,3 +297,20 @@ def test_a_found_server_that_keeps_giving_no_answer_makes_room() -> None:
     assert t.stale_server(["b"]) is None  # only found servers are offered; configured ones never
     t.forget("a")
     assert t.stale_server(["a"]) is None
+
+
+def test_source_slots_bound_many_identities_of_one_address() -> None:
+    slots = SourceSlots(total=8, per_peer=2, per_group=3)
+    assert slots.take("p1", "198.51.100.7") and slots.take("p1", "198.51.100.7")
+    assert not slots.take("p1", "198.51.100.7")  # per peer
+    assert slots.take("p2", "198.51.100.7")
+    assert not slots.take("p3", "198.51.100.7")  # a fresh identity, the same address: per group
+    assert slots.in_use == 3  # the refused take gave its peer slot back
+    assert slots.take("p3", "203.0.113.9") and slots.take("p4", None)  # other addresses; no address
+    slots.give_back("p2", "198.51.100.7")
+    assert slots.take("p5", "198.51.100.7")
+    for peer, group in (("p1", "198.51.100.7"), ("p1", "198.51.100.7"), ("p5", "198.51.100.7")):
+        slots.give_back(peer, group)
+    slots.give_back("p3", "203.0.113.9")
+    slots.give_back("p4", None)
+    assert slots.in_use == 0 and slots.peers.keys() == 0 and slots.groups.keys() == 0
