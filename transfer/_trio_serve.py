@@ -289,8 +289,9 @@ class _Session:
                     raise _Stopped  # withdrawn while it was being prepared
                 if progress.failed is not None:
                     raise SourceChangedError(progress.failed)
-                if trio.current_time() - last >= PREPARING_INTERVAL:
-                    last = trio.current_time()
+                now = trio.current_time()
+                if now - last >= PREPARING_INTERVAL:
+                    last = now
                     self.proto.preparing(progress.done, progress.total)
                     await write_all(self.stream, self.proto.data_to_send(), self.timeout, "receiver")
                 with trio.move_on_at(last + PREPARING_INTERVAL):
