@@ -232,13 +232,23 @@ class ResponderRounds:
         self._peers: dict[str, _PeerRounds] = {}
         self._max = max_peers
 
-    def round_started(self, peer_id: str, now: float) -> int:
-        """A CONNECT arrived: a new round (any pending failure is off). Returns its number."""
+    def _entry(self, peer_id: str, started: int) -> _PeerRounds:
+        """The peer's entry; a new one evicts the oldest when the table is full
+        (on every path that adds one, or a peer evicted mid-round and added
+        back by :meth:`round_lost` would grow the table past its cap)."""
         st = self._peers.get(peer_id)
         if st is None:
             if len(self._peers) >= self._max:
                 self._peers.pop(next(iter(self._peers)))
-            st = self._peers[peer_id] = _PeerRounds()
+            st = self._peers[peer_id] = _PeerRounds(started=started)
+        return st
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def round_started(self, peer_id: str, now: float) -> int:
+        """A CONNECT arrived: a new round (any pending failure is off). Returns its number."""
+        st = self._entry(peer_id, 0)
         st.started += 1
         st.fail_at, st.failure = None, None
         return st.started
@@ -252,7 +262,7 @@ class ResponderRounds:
 
     def round_lost(self, peer_id: str, now: float, event: UpgradeFailed) -> float:
         """Our round failed; returns the time to call :meth:`due` (the timer)."""
-        st = self._peers.setdefault(peer_id, _PeerRounds(started=1))
+        st = self._entry(peer_id, 1)
         st.fail_at = now + NEXT_ROUND_GRACE
         st.failure = UpgradeFailed(event.peer_id, event.role, event.elapsed, st.started, event.reason)
         return st.fail_at

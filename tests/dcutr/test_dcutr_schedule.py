@@ -249,3 +249,21 @@ def test_responder_bounds_the_peers_it_remembers() -> None:
     for i in range(3):
         r.round_started(f"p{i}", 0.0)
     assert r.round_started("p0", 1.0) == 1  # p0 was forgotten for p2
+
+
+def test_responder_table_stays_bounded_when_an_evicted_peer_loses_its_round() -> None:
+    """A peer evicted mid-round comes back through round_lost; then a new
+    round of its clears the timer, so ``due`` never drops it: that path
+    must respect the cap too (it grew 32 -> 227 entries in 25,212 rounds)."""
+    r = ResponderRounds(max_peers=4)
+    t = 0.0
+    for i in range(2_000):
+        victim = f"v{i}"
+        r.round_started(victim, t)
+        for j in range(4):  # four newcomers evict the victim mid-round
+            r.round_started(f"n{i}.{j}", t)
+        r.round_lost(victim, t, lost())  # back in the table
+        r.round_started(victim, t + 0.1)  # a new round: no failure is due for it
+        assert r.due(victim, t + 10, direct=False) is None
+        assert len(r) <= 4
+        t += 1.0
