@@ -104,7 +104,6 @@ class Node:
         self._relay: RelayClient | None = None
         self._discovery: Discovery | None = None
         self._nursery: trio.Nursery | None = None
-        self.advertised: dict[bytes, int] = {}  # share_id -> DHT peers that took the record
         self._traversal: Traversal | None = None
         self._reacher: Reacher | None = None
         self._autorelay: AutoRelay | None = None
@@ -400,10 +399,12 @@ class Node:
         """Put a provider record in the DHT (only the hashed key; re-advertised by discovery)."""
         if not self.uses_dht:
             return
+        if self.registry.withdrawn(share_id):
+            return  # stopped before this task ran: advertising now would last for ever
         # advertise() waits for the table itself, after recording us as a
         # provider locally: a LAN peer that asks us first finds the share.
         try:
-            self.advertised[share_id] = await self.discovery.advertise(key, timeout=60.0)
+            await self.discovery.advertise(key, timeout=60.0)
         except Exception as exc:  # noqa: BLE001 - discovery is best effort; direct codes still work
             log.warning("could not advertise the share in the DHT: %s", exc)
 
@@ -449,7 +450,7 @@ class Node:
 
         self.host.set_stream_handler(SHORTCODE_PROTOCOL, partial(serve_attempt, self.host, offer, payload, on_event))
         assert self._nursery is not None
-        self._nursery.start_soon(advertise_short_code, self.discovery, keys, on_event)
+        self._nursery.start_soon(advertise_short_code, self.discovery, keys, on_event, offer.expires_at)
         self._nursery.start_soon(expire_offer, offer, self.discovery, keys, on_event)
         return offer
 

@@ -156,9 +156,12 @@ class ShareRegistry:
         return entry[1] if entry is not None else None
 
     def remove(self, share_id: bytes) -> None:
+        """Stop serving ``share_id``; nothing of it is kept (a node that
+        shares and withdraws for months keeps no entry per share it had)."""
         self._pending.pop(share_id, None)
         self._shares.pop(share_id, None)
         self._unavailable.pop(share_id, None)
+        self._completed.pop(share_id, None)
         self.changed()
 
     def withdrawn(self, share_id: bytes) -> bool:
@@ -210,7 +213,10 @@ class ShareRegistry:
         return len(self._shares) + len(self._pending)
 
     def record_completed(self, share_id: bytes) -> int:
-        self._completed[share_id] = self._completed.get(share_id, 0) + 1
+        """Count a receiver that finished; not once the share was withdrawn."""
+        if share_id not in self._completed:
+            return 0
+        self._completed[share_id] += 1
         return self._completed[share_id]
 
     def completed(self, share_id: bytes) -> int:

@@ -215,13 +215,22 @@ async def _attempt(host: Host, code: ShortCode, peer_id: str) -> sharecode.Share
 
 
 async def advertise_short_code(
-    discovery: Discovery, keys: list[bytes], on_event: Callable[[ShortCodeEvent], None]
+    discovery: Discovery, keys: list[bytes], on_event: Callable[[ShortCodeEvent], None], until: float
 ) -> None:
     """Provider records for every window of the code's life, the current
     window first (kept fresh by discovery until ``expire_offer`` withdraws
-    them); one at a time, as the long code's record goes out."""
+    them); one at a time, as the long code's record goes out.
+
+    None is started at or after ``until`` (the offer's expiry, trio's
+    clock): ``expire_offer`` has withdrawn the keys then, and a key
+    advertised after its withdrawal would be re-advertised for ever. Before
+    ``until``, ``expire_offer`` has not run, so it withdraws every key
+    started here (the check and ``advertise``'s recording of the key happen
+    with no checkpoint between them)."""
     await discovery.wait_bootstrapped(30)
     for i, key in enumerate(keys):
+        if trio.current_time() >= until:
+            return
         try:
             stored = await discovery.advertise(key)
         except Exception as exc:  # noqa: BLE001 - best effort, as for the long code's record

@@ -111,3 +111,14 @@ def test_the_registry_tells_its_listeners_and_forgets_removed_ones() -> None:
     registry.listeners.discard(listener)
     registry.changed()
     assert calls == ["x", "x"]
+
+
+def test_a_removed_share_leaves_nothing_in_the_registry() -> None:
+    """A node that shares and withdraws for months keeps no count per share it had."""
+    registry = ShareRegistry()
+    for _ in range(100):
+        sid = registry.add_pending(secrets.token_bytes(32), None, HashProgress(1))
+        assert registry.record_completed(sid) == 1
+        registry.remove(sid)
+        assert registry.record_completed(sid) == 0  # a session ending late counts nothing
+    assert len(registry) == 0 and registry._completed == {}
