@@ -10,7 +10,7 @@ peers can make the process print is bounded (:mod:`.logbudget` says why and
 how), and every message is one line of printable characters: a peer's text
 in a message (an error it caused, a name it chose) cannot move the cursor,
 recolour the terminal or forge a line of its own. Info lines (``-v``) have
-a budget of their own, far larger (:data:`CHATTER`): who asks for them
+a budget of their own, far larger (:func:`chatter_budget`): who asks for them
 wants them, but a relay run with ``-v`` for months logs a line for each
 RESERVE a peer sends, and a peer can send thousands a second; they never
 take the warnings' budget. Debug lines (``-vv``, for a debugging session)
@@ -35,8 +35,9 @@ _KIND_CHARS = 160
 
 def chatter_budget() -> LogBudget:
     """The info lines' budget: 30 of a kind at once, then one a second;
-    300 of all kinds at once, then 20 a second (~2 kB/s of log at most
-    under a flood, against ~70 kB/s unbounded)."""
+    300 of all kinds at once, then 20 a second (one peer refreshing its
+    reservation made a relay log ~300 lines a second before:
+    ``tests/relay/test_verbose_log.py``)."""
     return LogBudget(burst=30, interval=1.0, total_burst=300, total_interval=0.05)
 
 
