@@ -279,7 +279,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
     seconds = float(summary.get("seconds") or 0.0)
     nbytes = int(summary.get("bytes") or 0)
     rate = nbytes / seconds if seconds > 0 else 0.0
-    where, saved_to = consent.landing(output, paths)
+    where, saved_to = consent.landing(output, consent.saved_paths(paths, result.transfer.renamed))
     already = int(summary.get("already") or 0)
     reporter.event(
         "done",

@@ -129,6 +129,15 @@ def summary_of(
     )
 
 
+def saved_paths(paths: Sequence[str], renamed: Sequence[tuple[str, str]]) -> list[str]:
+    """The manifest's ``paths`` as they were saved: a file ``--rename``
+    saved beside one already there (``renamed``: path, new last name) is
+    named by its new name, so the summary and ``saved_to`` point at the
+    file received, not at the one that was there."""
+    new = dict(renamed)
+    return [p.rsplit("/", 1)[0] + "/" + new[p] if "/" in p and p in new else new.get(p, p) for p in paths]
+
+
 def landing(output: Path, paths: Sequence[str]) -> tuple[str, Path]:
     """Where the files went, in words and as a path: ``into out/photos/``.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,25 @@ def test_rename_keeps_both_and_says_so_and_resumes_to_the_same_name(tmp_path: Pa
     again = run(["get", code, "-o", str(out), "--rename"], tmp_path / "rx")
     assert again.returncode == 0, again.stderr
     assert sorted(p.name for p in (out / "docs").iterdir()) == ["report (1).txt", "report.txt", "same.txt"]
+
+
+def test_rename_of_one_file_names_the_file_received(tmp_path: Path, sharer: Sharer) -> None:
+    """The summary and ``saved_to`` named the file that was already there."""
+    src = tmp_path / "src" / "single.txt"
+    src.parent.mkdir()
+    src.write_text("theirs\n")
+    _, shared = sharer(src)
+    for out, flags in ((tmp_path / "out1", ["--json"]), (tmp_path / "out2", [])):
+        out.mkdir()
+        (out / "single.txt").write_text("mine\n")
+        res = run(["get", str(shared["code"]), "-o", str(out), "--rename", *flags], tmp_path / "rx")
+        assert res.returncode == 0, res.stderr
+        if flags:
+            done = json.loads(res.stdout.strip().splitlines()[-1])
+            assert done["event"] == "done" and Path(done["saved_to"]) == out / "single (1).txt"
+        else:
+            assert f"to {out / 'single (1).txt'}, all verified" in res.stdout, res.stdout
+        assert (out / "single (1).txt").read_text() == "theirs\n"
 
 
 def test_rename_skips_names_the_share_itself_uses(tmp_path: Path, sharer: Sharer) -> None:

@@ -83,6 +83,16 @@ def test_landing_names_the_real_directory(paths: list[str], text: str, where: Pa
     assert consent.landing(Path("out"), paths) == (text, where)
 
 
+def test_saved_paths_name_renamed_files_by_their_new_names() -> None:
+    paths = ["a.txt", "d/b.txt", "d/c.txt"]
+    renamed = [("a.txt", "a (1).txt"), ("d/c.txt", "c (2).txt")]
+    assert consent.saved_paths(paths, renamed) == ["a (1).txt", "d/b.txt", "d/c (2).txt"]
+    assert consent.landing(Path("out"), consent.saved_paths(["a.txt"], renamed[:1])) == (
+        "to out/a (1).txt",
+        Path("out/a (1).txt"),
+    )
+
+
 def test_unknown_config_keys_get_a_suggestion() -> None:
     from p2pshare.node.config import unknown_key_warnings
 
