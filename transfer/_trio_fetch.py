@@ -47,9 +47,12 @@ import trio
 from p2pshare.transfer import crypto, wire
 from p2pshare.transfer._trio_io import TaskGroup, await_eof, goodbye, read_pieces_some, read_some, write_all
 from p2pshare.transfer.errors import (
+    ConflictError,
     DeclinedError,
     IntegrityError,
     LocalError,
+    NoSpaceError,
+    OutputBusyError,
     OutputError,
     ShareKeyError,
     StreamEndedError,
@@ -259,10 +262,8 @@ async def fetch(
             renamed=tuple((manifest.files[i].path, name) for i, name in sorted(store.final_names.items())),
         )
     except TransferError as exc:
-        if isinstance(exc, DeclinedError):
-            proto.send_error(wire.ErrorCode.INTERNAL, "the receiver declined the share")
-        elif isinstance(exc, LocalError):
-            proto.send_error(wire.ErrorCode.INTERNAL, "the receiver cannot write the files")
+        if isinstance(exc, LocalError):
+            proto.send_error(wire.ErrorCode.INTERNAL, told_sharer(exc))
         elif isinstance(exc, IntegrityError):
             proto.send_error(wire.ErrorCode.PROTOCOL, str(exc))
         await goodbye(stream, proto.data_to_send())
@@ -272,6 +273,20 @@ async def fetch(
     finally:
         if store is not None:
             store.close()
+
+
+def told_sharer(exc: LocalError) -> str:
+    """Why the receiver stops, for the sharer: the kind of local failure,
+    never its text (that names the receiver's own paths)."""
+    if isinstance(exc, DeclinedError):
+        return "the receiver declined the share"
+    if isinstance(exc, ConflictError):
+        return "the receiver already has other files at these names"
+    if isinstance(exc, OutputBusyError):
+        return "the receiver is already receiving this share into the same place"
+    if isinstance(exc, NoSpaceError):
+        return "the receiver has no room for the files"
+    return "the receiver cannot write the files"
 
 
 @contextmanager

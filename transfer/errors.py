@@ -26,6 +26,7 @@ __all__ = [
     "ShareKeyError",
     "OutputError",
     "OutputBusyError",
+    "ConflictError",
     "cannot_write",
     "SourceError",
     "PeerReportedError",
@@ -93,6 +94,10 @@ def cannot_create_output(output_dir: object, exc: OSError) -> str:
 
 class OutputBusyError(OutputError):
     """Another receiver is writing this share into this output directory now."""
+
+
+class ConflictError(OutputError):
+    """A file of the share is already there with other content (``get``'s default refuses)."""
 
 
 class NoSpaceError(OutputError):

@@ -26,7 +26,7 @@ from p2pshare.transfer import _fsutil as fs
 from p2pshare.transfer._claim import claim_partial
 from p2pshare.transfer._rescan import chunks_match
 from p2pshare.transfer._whole import WholeFiles
-from p2pshare.transfer.errors import IntegrityError, OutputError, cannot_write
+from p2pshare.transfer.errors import ConflictError, IntegrityError, OutputError, cannot_write
 from p2pshare.transfer.manifest import Manifest
 from p2pshare.transfer.paths import PARTIAL_DIR_NAME, Occupied, renamed
 from p2pshare.transfer.store_types import MAX_RENAMES, Conflict, ResumePlan, Verified
@@ -152,7 +152,7 @@ class Store:
                 if same is not False:  # free (None), or this file from an earlier run (True)
                     self.final_names[index] = name
                     return bool(same)
-        raise OutputError(f"{refused}; --overwrite replaces it, --rename keeps both")
+        raise ConflictError(f"{refused}; --overwrite replaces it, --rename keeps both")
 
     def _same_file(self, parent: int, name: str, index: int) -> bool | None:
         """None: nothing there; True: this file, verified; False: something else."""

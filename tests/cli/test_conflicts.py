@@ -12,29 +12,33 @@ from tests.cli.helpers import Proc, run
 Sharer = Callable[..., tuple[Proc, dict[str, Any]]]
 
 
-def _setup(tmp_path: Path, sharer: Sharer) -> tuple[str, Path]:
+def _setup(tmp_path: Path, sharer: Sharer) -> tuple[str, Path, Proc]:
     src = tmp_path / "src" / "docs"
     src.mkdir(parents=True)
     (src / "report.txt").write_text("new report\n")
     (src / "same.txt").write_text("same\n")
-    _, shared = sharer(src)
+    proc, shared = sharer(src)
     out = tmp_path / "out"
     (out / "docs").mkdir(parents=True)
     (out / "docs" / "report.txt").write_text("my own edits\n")
     (out / "docs" / "same.txt").write_text("same\n")
-    return str(shared["code"]), out
+    return str(shared["code"]), out, proc
 
 
 def test_default_refuses_and_names_the_flags(tmp_path: Path, sharer: Sharer) -> None:
-    code, out = _setup(tmp_path, sharer)
+    code, out, proc = _setup(tmp_path, sharer)
     res = run(["get", code, "-o", str(out)], tmp_path / "rx")
     assert res.returncode == 2, res.stderr
     assert "refusing to overwrite" in res.stderr and "--overwrite" in res.stderr and "--rename" in res.stderr
     assert (out / "docs" / "report.txt").read_text() == "my own edits\n"
+    # The sharer hears why, in a kind of failure (never the receiver's paths).
+    failed = next(e for e in proc.events(timeout=10) if e["event"] == "receiver_failed")
+    assert "already has other files at these names" in failed["reason"], failed
+    assert str(out) not in failed["reason"]
 
 
 def test_overwrite_replaces_it(tmp_path: Path, sharer: Sharer) -> None:
-    code, out = _setup(tmp_path, sharer)
+    code, out, _ = _setup(tmp_path, sharer)
     res = run(["get", code, "-o", str(out), "--overwrite"], tmp_path / "rx")
     assert res.returncode == 0, res.stderr
     assert (out / "docs" / "report.txt").read_text() == "new report\n"
@@ -42,7 +46,7 @@ def test_overwrite_replaces_it(tmp_path: Path, sharer: Sharer) -> None:
 
 
 def test_rename_keeps_both_and_says_so_and_resumes_to_the_same_name(tmp_path: Path, sharer: Sharer) -> None:
-    code, out = _setup(tmp_path, sharer)
+    code, out, _ = _setup(tmp_path, sharer)
     res = run(["get", code, "-o", str(out), "--rename"], tmp_path / "rx")
     assert res.returncode == 0, res.stderr
     assert (out / "docs" / "report.txt").read_text() == "my own edits\n"

@@ -19,7 +19,7 @@ import trio
 from xfer_helpers import RECEIVER_ID, SHARER_ID, MemByteStream, make_tree, snapshot, stream_pair, write_file
 
 from p2pshare.cli import ExitCode, exit_code_for
-from p2pshare.transfer import ShareRegistry, build_manifest, fetch, serve_transfer, sessions_ended, wire
+from p2pshare.transfer import ShareRegistry, build_manifest, errors, fetch, serve_transfer, sessions_ended, wire
 from p2pshare.transfer.crypto import ShareKeys
 from p2pshare.transfer.errors import SharerStoppedError, TransferError
 from p2pshare.transfer.events import SharerPreparing, TransferEvent
@@ -209,3 +209,25 @@ async def test_sessions_ended_waits_for_the_registry_not_a_timer(live: int) -> N
             registry.session_ended(sid)
             await trio.testing.wait_all_tasks_blocked()
             assert done.is_set()
+
+
+@pytest.mark.parametrize(
+    ("exc", "told"),
+    [
+        (errors.DeclinedError("no"), "the receiver declined the share"),
+        (
+            errors.ConflictError("refusing to overwrite /home/me/x"),
+            "the receiver already has other files at these names",
+        ),
+        (
+            errors.OutputBusyError("another get into /home/me"),
+            "the receiver is already receiving this share into the same place",
+        ),
+        (errors.NoSpaceError("needs 2 GiB in /home/me"), "the receiver has no room for the files"),
+        (errors.OutputError("cannot write /home/me/x: EIO"), "the receiver cannot write the files"),
+    ],
+)
+def test_the_sharer_hears_the_kind_of_local_failure_never_its_paths(exc: errors.LocalError, told: str) -> None:
+    from p2pshare.transfer._trio_fetch import told_sharer
+
+    assert told_sharer(exc) == told and "/home/me" not in told_sharer(exc)
