@@ -40,7 +40,7 @@ def plain_message(message: str) -> str | None:
         return f"lost the connection to the sharer and could not reach it again; {_AGAIN}"
     stall = _STALL.match(message)
     if stall:
-        return f"the sharer sent nothing for {stall.group(1)} s; {_AGAIN}"
+        return f"the transfer stalled: no verified data from the sharer for {stall.group(1)} s; {_AGAIN}"
     if not _NESTED.search(message):
         return None
     head = re.split(r": |\s\(", message, maxsplit=1)[0]

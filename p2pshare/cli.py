@@ -107,9 +107,10 @@ GET_EXAMPLES = """examples:
   p2pshare get CODE --rename         # a file there with other content: keep it, save 'a (1).txt'
   p2pshare get CODE --overwrite      # ... or replace it
   p2pshare get CODE --json           # JSON lines: manifest (every file), progress, done
-exit codes: 0 ok, 2 bad input, 3 sharer not reachable or stopped sharing,
-4 authentication or integrity, 5 does not fit (nothing written), 6 declined
-(nothing written)"""
+exit codes: 0 ok, 1 internal error, 2 bad input, 3 sharer not reachable or
+stopped sharing, 4 authentication or integrity, 5 does not fit (nothing
+written), 6 declined (nothing written), 130 interrupted, 143 terminated
+(130 and 143: run the same command again to resume)"""
 
 
 class _Parser(argparse.ArgumentParser):

@@ -29,7 +29,10 @@ def test_the_dht_is_named_when_it_was_asked() -> None:
     ("message", "fragment"),
     [
         ("lost the sharer (reset) and could not reach it again: x; run the same command again", "resume"),
-        ("the sharer made no progress for 60 s (TimeoutError: ...); run the same command again", "nothing for 60 s"),
+        (
+            "the sharer made no progress for 60 s (TimeoutError: ...); run the same command again",
+            "no verified data from the sharer for 60 s",
+        ),
     ],
 )
 def test_known_chains(message: str, fragment: str) -> None:
