@@ -115,6 +115,7 @@ async def claim_short_code(
     if not await discovery.wait_bootstrapped(min(10.0, timeout)):
         raise PeerUnreachableError("short codes need the DHT, and no bootstrap node answered; use the long code")
     found: dict[str, list[str]] = {}
+    unusable: set[str] = set()  # providers whose every address names this machine or link
     attempt = 0
     while True:  # again only after a transient failure (``worth_another_look``)
         attempt += 1
@@ -133,6 +134,8 @@ async def claim_short_code(
                             if addrs:
                                 known = found.setdefault(info.peer_id, [])
                                 known.extend(a for a in addrs if a not in known)
+                            elif info.addrs:
+                                unusable.add(info.peer_id)
 
                     nursery.start_soon(lookup)
         pause = retry_delay(attempt)
@@ -140,6 +143,11 @@ async def claim_short_code(
             break
         log.debug("short code: lookup failed transiently (%s); again in %.1f s", stats, pause)
         await trio.sleep(pause)
+    if not found and unusable:
+        raise PeerUnreachableError(
+            f"found a sharer of short code {code.redacted} in the DHT, but only at loopback or link-local "
+            "addresses, which name this machine, not the sharer's; use the long code"
+        )
     if not found:
         raise PeerUnreachableError(
             f"no sharer of short code {code.redacted} found in the DHT; check the number, "
