@@ -22,6 +22,7 @@ class Reporter:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.bar = ProgressBar(self.err) if not json_mode and self.err.isatty() and self.out.isatty() else None
+        self._last_progress: tuple[int, int] | None = None
 
     def event(self, event: str, /, **fields: Any) -> None:
         if self.json_mode:
@@ -49,6 +50,11 @@ class Reporter:
             _write(self.out, line + "\n")
 
     def progress(self, done: int, total: int) -> None:
+        """A ``progress`` event, only when the figures moved (the transfer's
+        final report repeats its last one)."""
+        if (done, total) == self._last_progress:
+            return
+        self._last_progress = (done, total)
         self.event("progress", bytes=done, total=total)
         if self.bar is not None:
             self.bar.update(done, total)
