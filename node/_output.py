@@ -99,7 +99,10 @@ class Reporter:
             self.bar.clear()
         _write(self.err, prompt)
         line = sys.stdin.readline()
-        return line if line else None
+        if not line:
+            _write(self.err, "\n")  # Ctrl-D left the cursor after the prompt: the next line starts afresh
+            return None
+        return line
 
     def error(self, message: str, exit_code: int, human: str | None = None, **details: Any) -> None:
         """The one error line; ``details`` (the error's facts) go into the JSON event only.

@@ -268,9 +268,11 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
                     raise PeerUnreachableError(f"{OFFLINE_UNREACHABLE} (what was tried: {exc})") from None
             nursery.cancel_scope.cancel()
     if stopped_by:
+        # Before the person (or --yes) accepted the share, nothing was asked for yet.
+        then = "run the same command again to resume" if approved else "nothing was received"
         if stopped_by[0] == signal.SIGINT:
-            raise Interrupted("interrupted; run the same command again to resume")
-        raise Terminated("terminated; run the same command again to resume")
+            raise Interrupted(f"interrupted; {then}")
+        raise Terminated(f"terminated; {then}")
     if text_file:
         return _print_text(text_dir[0] / text_file[0], reporter)
     for path, name in result.transfer.renamed:
