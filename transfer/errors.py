@@ -97,7 +97,31 @@ class OutputBusyError(OutputError):
 
 
 class ConflictError(OutputError):
-    """A file of the share is already there with other content (``get``'s default refuses)."""
+    """A file of the share is already there with other content (``get``'s default refuses).
+
+    ``shown``: that file, as the message names it."""
+
+    def __init__(self, message: str, shown: str = "") -> None:
+        super().__init__(message)
+        self.shown = shown
+
+
+#: Conflicting files named in one refusal; ``get`` stops looking after one more.
+SHOWN_CONFLICTS = 3
+
+
+def conflicts_error(found: list[ConflictError]) -> ConflictError:
+    """One refusal for the conflicts ``assess`` found (up to ``SHOWN_CONFLICTS + 1``):
+    a person deciding between ``--overwrite`` and ``--rename`` sees how far it goes."""
+    if len(found) == 1:
+        return found[0]
+    names = ", ".join(c.shown for c in found[:SHOWN_CONFLICTS])
+    more = " and others" if len(found) > SHOWN_CONFLICTS else ""
+    return ConflictError(
+        f"refusing to overwrite {names}{more}: they exist with different content; "
+        "--overwrite replaces them, --rename keeps both",
+        found[0].shown,
+    )
 
 
 class NoSpaceError(OutputError):

@@ -26,7 +26,14 @@ from p2pshare.transfer import _fsutil as fs
 from p2pshare.transfer._claim import claim_partial
 from p2pshare.transfer._rescan import chunks_match
 from p2pshare.transfer._whole import WholeFiles
-from p2pshare.transfer.errors import ConflictError, IntegrityError, OutputError, cannot_write
+from p2pshare.transfer.errors import (
+    SHOWN_CONFLICTS,
+    ConflictError,
+    IntegrityError,
+    OutputError,
+    cannot_write,
+    conflicts_error,
+)
 from p2pshare.transfer.manifest import Manifest
 from p2pshare.transfer.paths import PARTIAL_DIR_NAME, Occupied, renamed
 from p2pshare.transfer.store_types import MAX_RENAMES, Conflict, ResumePlan, Verified
@@ -81,10 +88,21 @@ class Store:
         if self._partial is None:  # a receiver of this share already at work here: say so first
             self._hold_partial(create=False)
         dirs = fs.DirCache(self._root)  # files come sorted: one open per directory, not per file
+        present: list[bool] = []
+        conflicts: list[ConflictError] = []
         try:
-            present = [self._final_matches(i, dirs) for i in range(len(m.files))]
+            for i in range(len(m.files)):
+                try:
+                    present.append(self._final_matches(i, dirs))
+                except ConflictError as exc:  # the next few too, then one refusal names them
+                    conflicts.append(exc)
+                    if len(conflicts) > SHOWN_CONFLICTS:
+                        break
+                    present.append(False)
         finally:
             dirs.close()
+        if conflicts:
+            raise conflicts_error(conflicts)
         for d in m.dirs:
             self._check_dir(d)
         self._present = present
@@ -152,7 +170,7 @@ class Store:
                 if same is not False:  # free (None), or this file from an earlier run (True)
                     self.final_names[index] = name
                     return bool(same)
-        raise ConflictError(f"{refused}; --overwrite replaces it, --rename keeps both")
+        raise ConflictError(f"{refused}; --overwrite replaces it, --rename keeps both", self._shown(entry.path))
 
     def _same_file(self, parent: int, name: str, index: int) -> bool | None:
         """None: nothing there; True: this file, verified; False: something else."""

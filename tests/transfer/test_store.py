@@ -9,7 +9,7 @@ import pytest
 from xfer_helpers import make_tree, run_past_fifo, snapshot
 
 from p2pshare.transfer import store as store_module
-from p2pshare.transfer.errors import IntegrityError, OutputError
+from p2pshare.transfer.errors import ConflictError, IntegrityError, OutputError
 from p2pshare.transfer.scan import PreparedShare, build_manifest
 from p2pshare.transfer.store import Store
 
@@ -122,6 +122,30 @@ def test_a_finished_file_with_one_changed_chunk_is_not_taken_as_already_here(
     with pytest.raises(OutputError, match="refusing to overwrite .*big.bin"):
         store.prepare()
     store.close()
+
+
+@pytest.mark.parametrize("mine", [2, 6])
+def test_one_refusal_names_the_conflicting_files(tmp_path: Path, mine: int) -> None:
+    """A person choosing between --overwrite and --rename sees how far the
+    conflict goes: up to three files named, then "and others" (the search
+    stops one past that: checking a file of equal size reads it)."""
+    src = tmp_path / "src" / "d"
+    src.mkdir(parents=True)
+    for i in range(8):
+        (src / f"f{i}.txt").write_text(f"theirs {i}")
+    manifest = build_manifest([src], name="d", chunk_size=64 * 1024).manifest
+    out = tmp_path / "out"
+    (out / "d").mkdir(parents=True)
+    for i in range(mine):
+        (out / "d" / f"f{i}.txt").write_text(f"mine {i}")
+    store = Store(out, manifest, SID)
+    with pytest.raises(ConflictError) as got:
+        store.assess()
+    store.close()
+    text = str(got.value)
+    named = [i for i in range(8) if f"f{i}.txt" in text]
+    assert named == ([0, 1] if mine == 2 else [0, 1, 2])
+    assert ("and others" in text) == (mine > 3) and "--overwrite replaces them" in text
 
 
 def test_refuses_to_overwrite_different_file(tmp_path: Path, prepared: PreparedShare) -> None:
