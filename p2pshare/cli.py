@@ -18,6 +18,7 @@ import enum
 import json
 import logging
 import signal
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,9 +114,17 @@ written), 6 declined (nothing written), 130 interrupted, 143 terminated
 (130 and 143: run the same command again to resume)"""
 
 
+class UsageError(Exception):
+    """A command line argparse refused: ``main`` reports it like every other error."""
+
+    def __init__(self, message: str, prog: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        self.exit(ExitCode.BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+        raise UsageError(message, self.prog)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -369,14 +378,22 @@ def command_options(ns: argparse.Namespace) -> CommandOptions:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    ns = parser.parse_args(argv)
-    if ns.command == "share" and bool(ns.paths) == (ns.text is not None):
-        parser.error(
-            "share takes PATH... or --text, not both"
-            if ns.paths
-            else "share needs what to share: PATH... or --text TEXT"
-        )
+    try:
+        ns = parser.parse_args(args)
+        if ns.command == "share" and bool(ns.paths) == (ns.text is not None):
+            raise UsageError(
+                "share takes PATH... or --text, not both"
+                if ns.paths
+                else "share needs what to share: PATH... or --text TEXT",
+                f"{PROG} share",
+            )
+    except UsageError as exc:
+        # One line, as every error (and the error event a --json caller reads).
+        reporter = Reporter(json_mode="--json" in args)
+        reporter.error(f"{exc} (see {exc.prog} --help)", ExitCode.BAD_INPUT)
+        return int(ExitCode.BAD_INPUT)
     verbose = ns.verbose + getattr(ns, "verbose_after", 0)
     setup_logging(verbose)
     _libp2p_lean_import.install()  # before any command imports py-libp2p

@@ -53,6 +53,32 @@ def test_malformed_code_json_error_event(tmp_path: Path) -> None:
     assert event["event"] == "error" and event["exit_code"] == 2 and event["message"]
 
 
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["get", "--json"], "the following arguments are required: CODE (see p2pshare get --help)"),
+        (["share", "--json"], "share needs what to share: PATH... or --text TEXT (see p2pshare share --help)"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_usage_errors_are_one_line_and_an_event_with_json(tmp_path: Path, args: list[str], fragment: str) -> None:
+    """Usage errors read as every other error (``p2pshare: error: …``, not
+    argparse's ``p2pshare get: error: …``), and a --json caller gets its
+    error event on stdout as for any other failure."""
+    res = run(args, tmp_path / "h")
+    assert res.returncode == 2
+    assert_one_line_error(res.stderr, fragment)
+    if "--json" in args:
+        event = json.loads(res.stdout.strip())
+        assert event == {
+            "event": "error",
+            "message": res.stderr.strip().removeprefix("p2pshare: error: "),
+            "exit_code": 2,
+        }
+    else:
+        assert res.stdout == ""
+
+
 def test_a_listen_address_that_cannot_be_bound_says_why_exit_2(tmp_path: Path) -> None:
     # py-libp2p drops a failed listener silently; the person hears the kernel's reason.
     import socket
