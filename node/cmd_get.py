@@ -137,7 +137,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
             if not consent.parse_answer(answer):
                 raise DeclinedError("not received: you declined the share; nothing was written")
         elif not opts.yes and not opts.json:
-            reporter.say("(not asking: standard input is not a terminal; --yes says so explicitly)")
+            reporter.say("(receiving without asking: standard input is not a terminal; --yes skips this note)")
         approved = True
 
     shown_preparing = [-1]  # the last percentage said
