@@ -114,7 +114,7 @@ written), 6 declined (nothing written), 130 interrupted, 143 terminated
 (130 and 143: run the same command again to resume)"""
 
 
-class UsageError(Exception):
+class UsageError(LocalError):
     """A command line argparse refused: ``main`` reports it like every other error."""
 
     def __init__(self, message: str, prog: str) -> None:
