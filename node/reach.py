@@ -22,6 +22,7 @@ from p2pshare.node.discovery import Discovery
 from p2pshare.node.errors import PeerUnreachableError
 from p2pshare.node.host import Host
 from p2pshare.node.mdns.service import Mdns
+from p2pshare.node.recent import remember
 from p2pshare.sharecode.multiaddrs import (
     IpClass,
     ip_class,
@@ -39,6 +40,9 @@ DHT_DELAY = 1.0  # seconds the code's own addresses are tried alone before askin
 #: out at 0, 1 and 3 s); bounded so that a pass ends, and the code is re-dialled.
 LAN_WAIT = 3.5
 _MAX_AVOIDED = 64
+#: Sharers whose relay we remember (``Reacher._via``), the newest kept: a
+#: receiving process meets one per sharer it fetches from.
+VIA_KEPT = 256
 DATA_RELAY_SEARCH = 10.0  # seconds to look for a sharer's data-carrying relay after a limited one cut us
 
 
@@ -57,8 +61,13 @@ class Reacher:
     #: Relays that limited a circuit of ours (js/go defaults: 128 KiB / 2 min):
     #: once one cut a transfer, reaching again skips them (issue 10).
     avoid: set[str] = field(default_factory=set)
-    #: peer -> the relay its relayed connection goes through (the last one we dialled).
+    #: peer -> the relay its relayed connection goes through (the last one
+    #: we dialled), for the newest VIA_KEPT peers.
     _via: dict[str, str] = field(default_factory=dict)
+
+    def note_via(self, peer_id: str, relay: str) -> None:
+        """Our connection to ``peer_id`` goes through ``relay``."""
+        remember(self._via, peer_id, relay, VIA_KEPT)
 
     def note_limited(self, peer_id: str) -> None:
         """Our circuit to ``peer_id`` is limited: avoid its relay from now on."""
@@ -251,7 +260,7 @@ class Reacher:
                             continue
                         try:
                             await self.relay.dial_via_relay(peer_id, circuit, timeout=timeout)
-                            self._via[peer_id] = relay
+                            self.note_via(peer_id, relay)
                             nursery.cancel_scope.cancel()
                             return
                         except (OSError, ConnectionError, TimeoutError) as exc:

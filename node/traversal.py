@@ -11,7 +11,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import TypeVar
 
 import trio
 
@@ -28,6 +27,7 @@ from p2pshare.node.natinfo import Mapping, NatReport
 from p2pshare.node.natinfo._trio_identify import observe_from
 from p2pshare.node.natinfo._trio_stun import DEFAULT_PORTS, probe_nat
 from p2pshare.node.natinfo.observed import identify_sources, mapping_from_sightings, symmetric_ip
+from p2pshare.node.recent import remember
 from p2pshare.sharecode.multiaddrs import ip_text, is_public_ip
 
 log = logging.getLogger(__name__)
@@ -38,15 +38,10 @@ log = logging.getLogger(__name__)
 # ever had (677 after the 15-minute soak, scripts/soak --heap; issue 9).
 RESULTS_KEPT = 256
 
-_E = TypeVar("_E")
-
-
-def _remember(table: dict[str, _E], peer_id: str, event: _E) -> None:
-    """Put ``event`` as ``peer_id``'s newest entry; drop the oldest beyond RESULTS_KEPT."""
-    table.pop(peer_id, None)
-    table[peer_id] = event
-    while len(table) > RESULTS_KEPT:
-        del table[next(iter(table))]
+# Relays whose STUN servers were asked, the newest kept: a receiving
+# process meets the relays of every sharer it fetches from. Forgetting one
+# costs at most one more probe of it.
+PROBED_KEPT = 64
 
 
 _DNS_TIMEOUT = 5.0  # s per /dnsaddr bootstrap name (the default list's): resolved, they answer identify
@@ -71,7 +66,7 @@ class Traversal:
         self._autonat: AutoNAT | None = None
         self._dcutr: DCUtR | None = None
         self._probing = trio.Lock()
-        self._probed: set[str] = set()  # relays whose STUN was asked
+        self._probed: dict[str, None] = {}  # relays whose STUN was asked, newest last
 
     def _emit(self, event: TraversalEvent) -> None:
         if self._on_event is not None:
@@ -79,10 +74,10 @@ class Traversal:
 
     def on_dcutr(self, event: Upgraded | UpgradeFailed) -> None:
         if isinstance(event, Upgraded):
-            _remember(self._upgrades, event.peer_id, event)
+            remember(self._upgrades, event.peer_id, event, RESULTS_KEPT)
             self._failures.pop(event.peer_id, None)
         else:
-            _remember(self._failures, event.peer_id, event)
+            remember(self._failures, event.peer_id, event, RESULTS_KEPT)
         log.info("dcutr %s: %s", event.event, event)
         self._changed.set()
         self._changed = trio.Event()
@@ -142,9 +137,10 @@ class Traversal:
         identify at them and at our bootstrap peers. One probe at a time; a
         caller that finds the work done (by the start-up probe) returns."""
         async with self._probing:
-            if self.nat is not None and set(relays) <= self._probed:
+            if self.nat is not None and all(r in self._probed for r in relays):
                 return
-            self._probed.update(relays)
+            for relay in relays:
+                remember(self._probed, relay, None, PROBED_KEPT)
             await self._probe(relays)
 
     async def probe_settled(self) -> None:

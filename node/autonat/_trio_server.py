@@ -48,13 +48,6 @@ def _remote_ip(stream: LibP2PByteStream) -> str | None:
     return addr[0] if addr else None
 
 
-def _remote_group(stream: LibP2PByteStream) -> str | None:
-    """The requester's address group (loopback included, as the rate
-    limiter counts it); over a relay, the relay's."""
-    ip = _remote_ip(stream)
-    return ip_group(ip) if ip is not None else None
-
-
 def _is_relayed(stream: LibP2PByteStream) -> bool:
     return stream.connection.path is ConnectionPath.RELAYED
 
@@ -71,17 +64,21 @@ class AutoNATServer:
         self.answered: dict[str, int] = {}
 
     async def handle(self, stream: LibP2PByteStream) -> None:
-        peer, group = stream.remote_peer_id_bytes, _remote_group(stream)
+        # The requester's address and its group (loopback included, as the
+        # rate limiter counts it); over a relay, the relay's. Worked out once
+        # here for the stream slots, the dial-back slots and the rate limit.
+        peer, ip = stream.remote_peer_id_bytes, _remote_ip(stream)
+        group = ip_group(ip) if ip is not None else None
         if not self.streams.take(peer, group):
             logger.debug("autonat: %s (or its address) has too many requests open: reset", stream.remote_peer_id)
             await stream.reset()
             return
         try:
-            await self._serve(stream)
+            await self._serve(stream, ip, group)
         finally:
             self.streams.give_back(peer, group)
 
-    async def _serve(self, stream: LibP2PByteStream) -> None:
+    async def _serve(self, stream: LibP2PByteStream, ip: str | None, group: str | None) -> None:
         try:
             with trio.fail_after(READ_TIMEOUT):
                 msg = await read_message(stream.read)
@@ -92,18 +89,16 @@ class AutoNATServer:
         if not isinstance(msg, Dial):
             await stream.reset()
             return
-        answer = await self._answer(stream, msg)
+        answer = await self._answer(stream, msg, ip, group)
         self.answered[answer.status.name] = self.answered.get(answer.status.name, 0) + 1
         await stream.write(encode_response(answer))
 
-    async def _answer(self, stream: LibP2PByteStream, msg: Dial) -> DialResponse:
-        ip = _remote_ip(stream)
+    async def _answer(self, stream: LibP2PByteStream, msg: Dial, ip: str | None, group: str | None) -> DialResponse:
         peer = stream.remote_peer_id_bytes
         plan = plan_dial(peer, ip, _is_relayed(stream), msg, self.config)
         if isinstance(plan, DialResponse):
             logger.info("autonat: refused %s: %s", stream.remote_peer_id, plan.text)
             return plan
-        group = ip_group(ip) if ip is not None else None
         if not self.jobs.take(peer, group):  # before the rate limit: a busy refusal costs no budget
             return DialResponse(ResponseStatus.E_DIAL_REFUSED, "busy")
         try:
