@@ -286,7 +286,9 @@ def told_sharer(exc: LocalError) -> str:
         return "the receiver is already receiving this share into the same place"
     if isinstance(exc, NoSpaceError):
         return "the receiver has no room for the files"
-    return "the receiver cannot write the files"
+    if isinstance(exc, OutputError):
+        return "the receiver cannot write the files"
+    return "the receiver stopped because of a problem on its side"
 
 
 @contextmanager

@@ -225,6 +225,8 @@ async def test_sessions_ended_waits_for_the_registry_not_a_timer(live: int) -> N
         ),
         (errors.NoSpaceError("needs 2 GiB in /home/me"), "the receiver has no room for the files"),
         (errors.OutputError("cannot write /home/me/x: EIO"), "the receiver cannot write the files"),
+        # Not about its files (a key of the wrong length): not blamed on them.
+        (errors.ShareKeyError("bad key in /home/me/code.txt"), "the receiver stopped because of a problem on its side"),
     ],
 )
 def test_the_sharer_hears_the_kind_of_local_failure_never_its_paths(exc: errors.LocalError, told: str) -> None:
