@@ -13,6 +13,9 @@ and a relayed or hole-punched dial that replaces a connection paid them
 too. A handler woken by a reset needs a scheduling round, not 100 ms: each
 sleep becomes ``trio.sleep(0)``, a checkpoint that lets every task already
 woken run. Everything else is upstream's code, in upstream's order.
+
+Also here: :func:`close_swarm_conn`, the host's close of one connection,
+which does not wait on a peer that stopped reading.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 import trio
 from libp2p.stream_muxer.yamux import yamux
 
-__all__ = ["yamux_close", "swarm_conn_cleanup"]
+__all__ = ["yamux_close", "swarm_conn_cleanup", "close_swarm_conn", "POLITE_CLOSE_S", "tcp_socket_stream"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,3 +84,50 @@ async def swarm_conn_cleanup(self: Any) -> None:
             logger.warning("error resetting stream: %s", e)
     await trio.sleep(0)
     await self._notify_disconnected()
+
+
+#: How long the polite close of one connection (yamux GO_AWAY, stream
+#: resets, the socket) may take at the host's close before its TCP socket is
+#: closed under it. GO_AWAY is a local write, done at once unless the socket's
+#: send buffer is full: a peer that stopped reading (a frozen or overloaded
+#: process, data queued for it) held every close for the host's whole 5 s
+#: bound (measured: a ``share`` stopped while a frozen ``get`` received exited
+#: 5.0 s after the person's second Ctrl-C).
+POLITE_CLOSE_S = 0.5
+
+
+def tcp_socket_stream(conn: Any) -> trio.SocketStream | None:
+    """The TCP socket under a swarm connection (SwarmConn -> Yamux ->
+    SecureSession -> NoiseTransportReadWriter -> RawConnection ->
+    TrioTCPStream -> trio.SocketStream), or None: a relayed connection (a
+    stream of another connection) or a layering this code does not know."""
+    layer = conn
+    for attr in ("muxed_conn", "secured_conn", "conn", "conn", "stream", "stream"):
+        layer = getattr(layer, attr, None)
+        if layer is None:
+            return None
+    return layer if isinstance(layer, trio.SocketStream) else None
+
+
+async def close_swarm_conn(conn: Any) -> None:
+    """Close a swarm connection politely within ``POLITE_CLOSE_S``; past it,
+    close its socket (the kernel still sends what is queued, then FIN) and
+    let the close finish, its writes now failing at once. Never raises: the
+    connection may be broken already."""
+    with trio.move_on_after(POLITE_CLOSE_S) as polite:
+        try:
+            await conn.close()
+        except Exception:  # already broken: nothing left to close
+            return
+    if not polite.cancelled_caught:
+        return
+    sock = tcp_socket_stream(conn)
+    if sock is None:
+        return
+    logger.debug("closing the socket under a connection that did not close in %.1f s", POLITE_CLOSE_S)
+    await sock.aclose()
+    with trio.move_on_after(POLITE_CLOSE_S):
+        try:
+            await conn.close()
+        except Exception:
+            pass

@@ -41,6 +41,7 @@ from multiaddr.utils import get_network_addrs
 from p2pshare.sharecode.multiaddrs import IpClass, ip_class, ip_text, unspecified_host
 
 from . import _libp2p_patches, _libp2p_rcmgr
+from ._libp2p_close import close_swarm_conn
 from ._libp2p_speed import LAZY_STREAM
 from .rcmgr import DEFAULT_LIMITS, Limits, ResourceManager
 
@@ -446,6 +447,8 @@ async def close_connections_at_once(libp2p_host: IHost) -> None:
     ~0.2 s (a stream-reset grace, then a notify): a ``get`` that met a relay,
     the sharer and four bootstrap peers exited 1.6 s after its last byte.
     At once, the graces overlap; the swarm's close then finds nothing left.
+    A connection whose peer stopped reading is cut after ``POLITE_CLOSE_S``
+    (``_libp2p_close.close_swarm_conn``).
     """
     try:
         network: Any = libp2p_host.get_network()
@@ -454,7 +457,7 @@ async def close_connections_at_once(libp2p_host: IHost) -> None:
         return
     async with trio.open_nursery() as nursery:
         for conn in conns:
-            nursery.start_soon(aclose_quietly, conn)
+            nursery.start_soon(close_swarm_conn, conn)
 
 
 async def aclose_quietly(conn: Any) -> None:

@@ -16,9 +16,9 @@ from p2pshare.node.online import OFFLINE, has_route
 from p2pshare.node.progress import format_count, format_seconds
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import AsyncIterator, Sequence
 
-    from p2pshare.node.api import ShareInfo
+    from p2pshare.node.api import Node, ShareInfo
     from p2pshare.node.events import NodeEvent
     from p2pshare.node.shortcode import ShortCodeEvent
     from p2pshare.sharecode import ShareCode
@@ -336,12 +336,37 @@ async def _serve(
                 nursery.start_soon(stop_on_signal)
                 nursery.start_soon(stop_when_done)
                 nursery.start_soon(report_ready, info, reporter)
-            await node.stop_sharing(info)
+            await _stop_sharing(node, info, signals, reporter)
             if info.preparation.error is not None:
                 raise info.preparation.error
     reporter.event("stopped", receivers_completed=done_receivers)
     reporter.say("Stopped sharing.")
     return 0
+
+
+async def _stop_sharing(node: Node, info: ShareInfo, signals: AsyncIterator[int], reporter: Reporter) -> None:
+    """Withdraw the share and give its receivers ``STOP_GRACE`` to hear it;
+    a Ctrl-C (or SIGTERM) meanwhile, the second one when a signal stopped
+    the share, ends that wait at once: a person who presses it again wants
+    out now, not after a receiver that does not read."""
+    from p2pshare.node.api import STOP_GRACE  # loaded by now: the node runs
+
+    waiting = node.registry.live_sessions(info.share_id)  # no checkpoint before stop_sharing counts them too
+    if waiting:
+        reporter.event("stopping", receivers=waiting)
+        reporter.status(
+            f"Stopping: telling {format_count(waiting, 'receiver')} (up to {STOP_GRACE:.0f} s; Ctrl-C again quits now)"
+        )
+    async with trio.open_nursery() as nursery:
+
+        async def on_signal() -> None:
+            async for _ in signals:
+                break
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(on_signal)
+        await node.stop_sharing(info)
+        nursery.cancel_scope.cancel()
 
 
 async def _report_preparation(info: ShareInfo, reporter: Reporter) -> None:

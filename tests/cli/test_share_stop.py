@@ -13,12 +13,14 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from p2pshare.node.api import STOP_GRACE
 from tests.cli.helpers import Proc, start
 
 Sharer = Callable[..., tuple[Proc, dict[str, Any]]]
@@ -86,3 +88,32 @@ def test_a_getter_mid_transfer_hears_that_the_sharer_stopped_and_resumes_later(
     assert file_digest(out / "big.bin") == file_digest(src)
     again.kill(signal.SIGINT)
     assert again.wait(timeout=30) == 0
+
+
+def test_a_second_ctrl_c_ends_the_wait_for_a_receiver_that_does_not_read(
+    tmp_path: Path, sharer: Sharer, procs: list[Proc]
+) -> None:
+    """Stopping gives each receiver up to ``STOP_GRACE`` to read ERROR
+    STOPPED. A getter frozen mid-transfer (SIGSTOP) never reads it, and the
+    sharer sat out the whole wait with a second Ctrl-C swallowed. Now it
+    says what it waits for (``stopping``) and the second Ctrl-C quits at once."""
+    src = tmp_path / "big.bin"
+    with open(src, "wb") as f:  # sparse: quick to hash, and never done sending here
+        f.truncate(2 << 30)
+    proc, shared = sharer(src)
+    proc.wait_for("ready", timeout=120)
+    getter = start(["get", shared["code"], "-o", str(tmp_path / "out"), "--json", "--yes"], tmp_path / "rx-home")
+    procs.append(getter)
+    proc.wait_for("receiver_progress", timeout=60)
+    os.kill(getter.pid, signal.SIGSTOP)
+    try:
+        proc.kill(signal.SIGINT)
+        assert proc.wait_for("stopping", timeout=30)[-1]["receivers"] == 1
+        asked = time.monotonic()
+        proc.kill(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, proc.stderr_tail()
+        quit_after = time.monotonic() - asked
+    finally:
+        os.kill(getter.pid, signal.SIGCONT)
+    assert quit_after < STOP_GRACE, f"quit {quit_after:.2f} s after the second Ctrl-C"
+    assert proc.lines and '"stopped"' in proc.lines[-1]

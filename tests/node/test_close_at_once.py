@@ -3,19 +3,22 @@
 py-libp2p's ``Swarm.close`` closes them one at a time, each with ~0.2 s of
 sleeps, so a ``get`` that met six peers exited 1.6 s after its last byte.
 Fakes with the same per-close sleep on trio's virtual clock: all close, in
-the time of one, and one that fails does not keep the others open. The
-real path is every test that leaves ``open_host``.
+the time of one, and one that fails does not keep the others open; one
+whose polite close blocks is cut. The real path is every test that leaves
+``open_host`` (and ``tests/cli/test_share_stop.py``, a frozen receiver).
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
-from p2pshare.node import _libp2p_impl
+from p2pshare.node import _libp2p_close, _libp2p_impl
 
 
 class _Conn:
@@ -54,3 +57,54 @@ async def test_a_host_without_a_swarm_is_left_alone() -> None:
             raise RuntimeError("no swarm")
 
     await _libp2p_impl.close_connections_at_once(Broken())  # type: ignore[arg-type]
+
+
+class _Layer:
+    def __init__(self, **attrs: Any) -> None:
+        self.__dict__.update(attrs)
+
+
+class _Stuck:
+    """A swarm connection whose polite close blocks (its GO_AWAY behind data
+    the peer does not read) until its socket is closed."""
+
+    def __init__(self, sock: trio.SocketStream) -> None:
+        tcp = _Layer(stream=sock)
+        self.muxed_conn = _Layer(secured_conn=_Layer(conn=_Layer(conn=_Layer(stream=tcp))))
+        self.sock, self.closes = sock, 0
+
+    async def close(self) -> None:
+        self.closes += 1
+        try:
+            await self.sock.wait_send_all_might_not_block()  # never, while the peer reads nothing
+            await trio.sleep_forever()
+        except trio.ClosedResourceError:
+            return  # the socket was closed under it: the close finishes
+
+
+async def test_a_connection_that_does_not_close_politely_is_cut() -> None:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    with contextlib.suppress(BlockingIOError):  # fill the send buffer: the peer reads nothing
+        while True:
+            a.send(b"x" * 65536)
+    sock = trio.SocketStream(trio.socket.from_stdlib_socket(a))
+    conn = _Stuck(sock)
+    start = trio.current_time()
+    with trio.fail_after(5):
+        await _libp2p_close.close_swarm_conn(conn)
+    assert conn.closes == 2 and sock.socket.fileno() == -1
+    assert trio.current_time() - start == pytest.approx(_libp2p_close.POLITE_CLOSE_S, abs=0.3)
+    b.close()
+
+
+async def test_the_tcp_socket_is_found_under_a_real_connection() -> None:
+    """Fingerprint of the layering ``tcp_socket_stream`` walks (py-libp2p 0.8.1)."""
+    from p2pshare.node.host import open_host
+    from p2pshare.node.identity import generate_identity
+
+    async with open_host(generate_identity()) as a, open_host(generate_identity()) as b:
+        await a.connect_unknown(b.listen_addrs()[0], timeout=10)
+        network = a.libp2p.get_network()
+        conns = [c for cs in network.connections.values() for c in cs]
+        assert conns and all(isinstance(_libp2p_close.tcp_socket_stream(c), trio.SocketStream) for c in conns)
