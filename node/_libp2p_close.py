@@ -86,9 +86,9 @@ async def swarm_conn_cleanup(self: Any) -> None:
     await self._notify_disconnected()
 
 
-#: How long the polite close of one connection (yamux GO_AWAY, stream
-#: resets, the socket) may take at the host's close before its TCP socket is
-#: closed under it. GO_AWAY is a local write, done at once unless the socket's
+#: How long the close of one connection (yamux GO_AWAY, stream resets, the
+#: socket) may take at the host's close before its TCP socket is closed
+#: under it. GO_AWAY is a local write, done at once unless the socket's
 #: send buffer is full: a peer that stopped reading (a frozen or overloaded
 #: process, data queued for it) held every close for the host's whole 5 s
 #: bound (measured: a ``share`` stopped while a frozen ``get`` received exited
@@ -110,24 +110,27 @@ def tcp_socket_stream(conn: Any) -> trio.SocketStream | None:
 
 
 async def close_swarm_conn(conn: Any) -> None:
-    """Close a swarm connection politely within ``POLITE_CLOSE_S``; past it,
-    close its socket (the kernel still sends what is queued, then FIN) and
-    let the close finish, its writes now failing at once. Never raises: the
-    connection may be broken already."""
-    with trio.move_on_after(POLITE_CLOSE_S) as polite:
+    """Close a swarm connection; if it is still closing after
+    ``POLITE_CLOSE_S``, close its TCP socket under it. The writer blocked on
+    that socket then fails at once (``TrioTCPStream.write`` takes a closed
+    socket for a finished write), so the same close goes on through every
+    layer: swarm, streams, the disconnect notice. Cancelling it instead would
+    leave it half done, and ``SwarmConn.close`` runs once only. A relayed
+    connection has no socket of its own: it closes under the caller's bound
+    (the host's 5 s), as before. Never raises: the connection may be broken
+    already."""
+    async with trio.open_nursery() as nursery:
+
+        async def cut_when_stuck() -> None:
+            await trio.sleep(POLITE_CLOSE_S)
+            sock = tcp_socket_stream(conn)
+            if sock is not None:
+                logger.debug("closing the socket under a connection still closing after %.1f s", POLITE_CLOSE_S)
+                await sock.aclose()
+
+        nursery.start_soon(cut_when_stuck)
         try:
             await conn.close()
         except Exception:  # already broken: nothing left to close
-            return
-    if not polite.cancelled_caught:
-        return
-    sock = tcp_socket_stream(conn)
-    if sock is None:
-        return
-    logger.debug("closing the socket under a connection that did not close in %.1f s", POLITE_CLOSE_S)
-    await sock.aclose()
-    with trio.move_on_after(POLITE_CLOSE_S):
-        try:
-            await conn.close()
-        except Exception:
             pass
+        nursery.cancel_scope.cancel()

@@ -65,24 +65,27 @@ class _Layer:
 
 
 class _Stuck:
-    """A swarm connection whose polite close blocks (its GO_AWAY behind data
-    the peer does not read) until its socket is closed."""
+    """A swarm connection whose close blocks (its GO_AWAY behind data the
+    peer does not read) until its socket is closed, and, like py-libp2p's
+    ``SwarmConn.close``, runs once only: a second call returns at once."""
 
     def __init__(self, sock: trio.SocketStream) -> None:
         tcp = _Layer(stream=sock)
         self.muxed_conn = _Layer(secured_conn=_Layer(conn=_Layer(conn=_Layer(stream=tcp))))
-        self.sock, self.closes = sock, 0
+        self.sock, self.closes, self.finished = sock, 0, False
 
     async def close(self) -> None:
         self.closes += 1
+        if self.closes > 1:
+            return
         try:
             await self.sock.wait_send_all_might_not_block()  # never, while the peer reads nothing
-            await trio.sleep_forever()
         except trio.ClosedResourceError:
-            return  # the socket was closed under it: the close finishes
+            pass  # the socket was closed under it
+        self.finished = True  # the rest of the close: swarm, streams, the disconnect notice
 
 
-async def test_a_connection_that_does_not_close_politely_is_cut() -> None:
+async def test_a_connection_that_does_not_close_politely_is_cut(autojump_clock: trio.testing.MockClock) -> None:
     a, b = socket.socketpair()
     a.setblocking(False)
     with contextlib.suppress(BlockingIOError):  # fill the send buffer: the peer reads nothing
@@ -91,10 +94,24 @@ async def test_a_connection_that_does_not_close_politely_is_cut() -> None:
     sock = trio.SocketStream(trio.socket.from_stdlib_socket(a))
     conn = _Stuck(sock)
     start = trio.current_time()
-    with trio.fail_after(5):
-        await _libp2p_close.close_swarm_conn(conn)
-    assert conn.closes == 2 and sock.socket.fileno() == -1
-    assert trio.current_time() - start == pytest.approx(_libp2p_close.POLITE_CLOSE_S, abs=0.3)
+    await _libp2p_close.close_swarm_conn(conn)
+    assert trio.current_time() - start == pytest.approx(_libp2p_close.POLITE_CLOSE_S)
+    assert conn.closes == 1 and conn.finished  # one close, finished, not cancelled half way
+    assert sock.socket.fileno() == -1
+    b.close()
+
+
+async def test_a_connection_that_closes_in_time_keeps_its_socket_to_itself(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    a, b = socket.socketpair()
+    sock = trio.SocketStream(trio.socket.from_stdlib_socket(a))
+    closes: list[str] = []
+    conn = _Conn("quick", closes)
+    conn.muxed_conn = _Layer(secured_conn=_Layer(conn=_Layer(conn=_Layer(stream=_Layer(stream=sock)))))  # type: ignore[attr-defined]
+    await _libp2p_close.close_swarm_conn(conn)
+    assert closes == ["quick"] and sock.socket.fileno() != -1  # closed politely (0.2 s): no cut
+    await sock.aclose()
     b.close()
 
 
