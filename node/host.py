@@ -455,6 +455,13 @@ async def open_host(
         maddrs = [multiaddr.Multiaddr(a) for a in listen_addrs]
     except Exception as e:
         raise ListenError(f"bad listen address: {_short(e)}") from None
+    # py-libp2p listens with SO_REUSEPORT (hole punching dials from the
+    # listen port), and so would another p2pshare process on the same port:
+    # both listened, and the kernel dealt each incoming connection to one of
+    # them at random. Asked first without it, the kernel says the port is taken.
+    taken = [f"{a}: {why}" for a in listen_addrs if (why := bind_failure(a))]
+    if taken:
+        raise ListenError(f"cannot listen on {'; '.join(taken)}")
     libp2p_host = _impl.build_host(key_pair, maddrs)
     try:
         async with libp2p_host.run(listen_addrs=maddrs):

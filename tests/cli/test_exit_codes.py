@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from p2pshare import sharecode
-from tests.cli.helpers import free_port, run, start, write_random
+from tests.cli.helpers import free_port, loopback_relay, run, start, write_random
 from tests.harness import file_modes_bind
 
 
@@ -94,6 +94,20 @@ def test_a_listen_address_that_cannot_be_bound_says_why_exit_2(tmp_path: Path) -
     res = run(["get", a_code(4001), "-o", str(tmp_path / "o"), "--listen", "/ip4/192.0.2.1/tcp/0"], tmp_path / "h")
     assert res.returncode == 2
     assert_one_line_error(res.stderr, "cannot listen on /ip4/192.0.2.1/tcp/0: Cannot assign requested address")
+
+
+def test_a_port_another_p2pshare_listens_on_is_refused_exit_2(tmp_path: Path) -> None:
+    """Both listen with SO_REUSEPORT (hole punching needs it): a second
+    relay on a running relay's port listened too, and the kernel dealt the
+    incoming connections to either at random. Found by a usability review."""
+    relay, _peer, addr = loopback_relay(tmp_path / "r1")
+    try:
+        res = run(["relay", "--listen", addr], tmp_path / "r2")
+        assert res.returncode == 2, res.stderr
+        assert_one_line_error(res.stderr, f"cannot listen on {addr}: Address already in use")
+        assert relay.poll() is None  # the first one still serves
+    finally:
+        relay.close()
     assert not (tmp_path / "o").exists()
 
 

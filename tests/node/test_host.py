@@ -192,3 +192,14 @@ async def test_listener_says_nothing_until_the_dialer_has_spoken() -> None:
                 while len(got) < len(header):
                     got += await stream.receive_some(100)
                 assert got.startswith(header)
+
+
+async def test_a_port_another_host_listens_on_is_refused() -> None:
+    """py-libp2p listens with SO_REUSEPORT, so a second p2pshare process on
+    the same fixed port listened too, silently, and the kernel split the
+    incoming connections between the two at random."""
+    async with open_host(create_new_key_pair()) as first:
+        taken = next(a for a in first.listen_addrs() if "/tcp/" in a).split("/p2p/")[0]
+        with pytest.raises(ListenError, match=f"cannot listen on {taken}: Address already in use"):
+            async with open_host(create_new_key_pair(), [taken]):
+                pass
