@@ -23,10 +23,12 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from p2pshare.node.errors import LocalNodeError
+from p2pshare.sharecode.multiaddrs import peer_addr_problem
 
 ENV_HOME = "P2PSHARE_HOME"
 
@@ -68,6 +70,15 @@ def _str_list(raw: object, key: str, path: Path) -> tuple[str, ...]:
     return tuple(raw)
 
 
+def _check_peer_addrs(where: str, addrs: Sequence[str]) -> None:
+    """Refuse a relay or bootstrap address that names no peer: one was
+    dropped without a word (a bootstrap node) or failed later as an
+    internal error (a relay, at the AutoNAT client that parses it)."""
+    for addr in addrs:
+        if (why := peer_addr_problem(addr)) is not None:
+            raise LocalNodeError(f"{where} {addr[:200]!r}: {why}")
+
+
 def load_network_config(
     home: Path,
     *,
@@ -96,6 +107,10 @@ def load_network_config(
         raise LocalNodeError(f"{path}: 'mdns' must be true or false")
     if no_mdns or os.environ.get(ENV_NO_MDNS, "") not in ("", "0"):
         use_mdns = False
+    _check_peer_addrs("--relay", relays or ())
+    _check_peer_addrs("--bootstrap", bootstrap or ())
+    _check_peer_addrs(f"{path}: relays", file_relays)
+    _check_peer_addrs(f"{path}: bootstrap", file_boot)
     all_relays = tuple(dict.fromkeys([*(relays or []), *file_relays]))
     boot: list[str] = [*(bootstrap or []), *file_boot, *all_relays]  # relay nodes are DHT servers too
     if use_default:

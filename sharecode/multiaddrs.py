@@ -42,6 +42,7 @@ __all__ = [
     "is_public_ip",
     "legacy_endpoint",
     "normalize_peer_addr",
+    "peer_addr_problem",
     "parse_circuit",
     "parse_tcp_addr",
     "relay_of",
@@ -347,6 +348,32 @@ def is_dialable_tcp(addr: str) -> bool:
         if ip.is_unspecified or ip.is_multicast:
             return False
     return parts[4].isdigit() and 0 < int(parts[4]) < 65536
+
+
+def peer_addr_problem(addr: str) -> str | None:
+    """What is wrong with ``addr`` as the address of a given peer (a relay,
+    a bootstrap node): it must parse as a multiaddr and end in
+    ``/p2p/<peer id>``. None when it is fine. The words are for a person who
+    copied an address by hand."""
+    example = "not a multiaddr (e.g. /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW…)"
+    if not addr.startswith("/") or len(addr) > 1024:
+        return example
+    peer = trailing_peer(addr)
+    if peer is not None:
+        from .errors import ShareCodeError
+        from .peerid import validate_peer_id
+
+        try:
+            validate_peer_id(peer)
+        except ShareCodeError as exc:
+            return str(exc)
+    try:
+        multiaddr.Multiaddr(addr)
+    except Exception:
+        return example
+    if peer is None:
+        return "it must end in /p2p/<peer id> (the peer ID the node printed)"
+    return None
 
 
 def split_dnsaddr(addr: str) -> tuple[str, str | None] | None:

@@ -292,6 +292,8 @@ def test_identity_in_unwritable_directory_is_exit_2(tmp_path: Path) -> None:
         ("bootstrap = [", "cannot read"),  # not TOML
         ("bootstrap = 5", "'bootstrap' must be a list"),
         ("default_bootstrap = 'yes'", "'default_bootstrap' must be true or false"),
+        ("relays = ['/ip4/127.0.0.1/tcp/4001']", "it must end in /p2p/<peer id>"),
+        ("bootstrap = ['127.0.0.1:4001']", "not a multiaddr"),
         (b"\xff\xfe", "cannot read"),  # not UTF-8
     ],
 )
@@ -370,3 +372,23 @@ def test_the_command_line_exits_without_the_interpreter_teardown(tmp_path: Path)
     )
     assert bad.returncode == 2 and "TEARDOWN" not in bad.stderr
     assert_one_line_error(bad.stderr, "bad share code")
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--relay", "foo"], "--relay 'foo': not a multiaddr"),
+        (["--relay", "/ip4/127.0.0.1/tcp/4001"], "--relay '/ip4/127.0.0.1/tcp/4001': it must end in /p2p/<peer id>"),
+        (["--relay", "/ip4/127.0.0.1/tcp/4001/p2p/notapeer"], "bad peer ID"),
+        (["--bootstrap", "127.0.0.1:4001"], "--bootstrap '127.0.0.1:4001': not a multiaddr"),
+    ],
+)
+def test_a_relay_or_bootstrap_address_that_names_no_peer_is_exit_2(tmp_path: Path, flags: list[str], said: str) -> None:
+    """A bad --relay was an internal error (exit 1, "bad AutoNAT server
+    address"), a bad --bootstrap was dropped without a word. Found by a
+    usability review."""
+    (tmp_path / "f.txt").write_text("x")
+    for args in (["share", str(tmp_path / "f.txt")], ["node"]):
+        res = run([*args, "--listen", "/ip4/127.0.0.1/tcp/0", *flags], tmp_path / "h", timeout=60)
+        assert res.returncode == 2, (args, res.stderr)
+        assert_one_line_error(res.stderr, said)

@@ -336,3 +336,22 @@ def test_module_is_pure() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("addr", "problem"),
+    [
+        (f"/ip4/203.0.113.7/tcp/4001/p2p/{RELAY}", None),
+        (f"/dns4/relay.example/tcp/4001/p2p/{PEER}", None),
+        (f"/dnsaddr/bootstrap.libp2p.io/p2p/{RELAY}", None),
+        ("foo", "not a multiaddr"),
+        ("127.0.0.1:4001", "not a multiaddr"),
+        ("/ip4/300.1.1.1/tcp/4001/p2p/" + PEER, "not a multiaddr"),
+        ("/ip4/203.0.113.7/tcp/4001", "must end in /p2p/<peer id>"),
+        ("/ip4/203.0.113.7/tcp/4001/p2p/notapeer", "bad peer ID"),
+        ("/" + "x" * 2000, "not a multiaddr"),
+    ],
+)
+def test_peer_addr_problem(addr: str, problem: str | None) -> None:
+    got = m.peer_addr_problem(addr)
+    assert got == problem if problem is None else (got is not None and problem in got)
