@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-__all__ = ["bind_failure"]
+__all__ = ["bind_failure", "listen_problem"]
 
 
 def bind_failure(addr: str) -> str | None:
@@ -41,3 +41,27 @@ def bind_failure(addr: str) -> str | None:
     except OSError as exc:
         return exc.strerror or str(exc)
     return None
+
+
+_EXAMPLE = "/ip4/0.0.0.0/tcp/4001"
+
+
+def listen_problem(addr: str) -> str | None:
+    """Why ``addr`` cannot be one of our listen addresses, or None. We
+    listen on TCP only (``/ip4|ip6/<ip>/tcp/<port>``; py-libp2p's QUIC and
+    WebSocket transports are not loaded, and asking for them ended in an
+    internal error); then the kernel is asked (:func:`bind_failure`)."""
+    parts = addr.split("/")
+    if len(parts) < 3 or parts[0] or parts[1] not in ("ip4", "ip6"):
+        return f"not a listen address (e.g. {_EXAMPLE})"
+    try:
+        ip = ipaddress.ip_address(parts[2])
+    except ValueError:
+        return f"{parts[2][:60]!r} is not an IP address (e.g. {_EXAMPLE})"
+    if ip.version != (4 if parts[1] == "ip4" else 6):
+        return f"{parts[2]} is not an {parts[1]} address"
+    if len(parts) < 4 or parts[3] != "tcp" or len(parts) != 5:
+        return f"only TCP listen addresses are supported (/{parts[1]}/{parts[2]}/tcp/<port>)"
+    if not parts[4].isdigit() or int(parts[4]) > 65535:
+        return f"bad port {parts[4][:20]!r}"
+    return bind_failure(addr)

@@ -49,7 +49,7 @@ from ._libp2p_conn import parse_addr as _parse_addr
 from ._libp2p_conn import parse_peer_id as _parse_peer_id
 from ._libp2p_conn import short_error as _short
 from ._libp2p_conn import sole_exception as _sole_exception
-from .bindcheck import bind_failure
+from .bindcheck import bind_failure, listen_problem
 from .dialfail import DialFailure, DialFailureKind, classify
 from .events import ConnectionPath
 from .ping import PING_PROTOCOL, serve_ping
@@ -451,17 +451,17 @@ async def open_host(
 
     _libp2p_patches.apply()
     configure_libp2p_logging()
+    # TCP only; and py-libp2p listens with SO_REUSEPORT (hole punching dials
+    # from the listen port), as would another p2pshare process on the same
+    # port: both listened, and the kernel dealt each incoming connection to
+    # one of them at random. Asked first without it, the kernel says it is taken.
+    refused = [f"{a[:200]}: {why}" for a in listen_addrs if (why := listen_problem(a))]
+    if refused:
+        raise ListenError(f"cannot listen on {'; '.join(refused)}")
     try:
         maddrs = [multiaddr.Multiaddr(a) for a in listen_addrs]
     except Exception as e:
         raise ListenError(f"bad listen address: {_short(e)}") from None
-    # py-libp2p listens with SO_REUSEPORT (hole punching dials from the
-    # listen port), and so would another p2pshare process on the same port:
-    # both listened, and the kernel dealt each incoming connection to one of
-    # them at random. Asked first without it, the kernel says the port is taken.
-    taken = [f"{a}: {why}" for a in listen_addrs if (why := bind_failure(a))]
-    if taken:
-        raise ListenError(f"cannot listen on {'; '.join(taken)}")
     libp2p_host = _impl.build_host(key_pair, maddrs)
     try:
         async with libp2p_host.run(listen_addrs=maddrs):

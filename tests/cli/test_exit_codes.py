@@ -94,6 +94,9 @@ def test_a_listen_address_that_cannot_be_bound_says_why_exit_2(tmp_path: Path) -
     res = run(["get", a_code(4001), "-o", str(tmp_path / "o"), "--listen", "/ip4/192.0.2.1/tcp/0"], tmp_path / "h")
     assert res.returncode == 2
     assert_one_line_error(res.stderr, "cannot listen on /ip4/192.0.2.1/tcp/0: Cannot assign requested address")
+    res = run(["relay", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1"], tmp_path / "h")  # was exit 1, "internal error"
+    assert res.returncode == 2
+    assert_one_line_error(res.stderr, "cannot listen on /ip4/127.0.0.1/udp/0/quic-v1: only TCP listen addresses")
 
 
 def test_a_port_another_p2pshare_listens_on_is_refused_exit_2(tmp_path: Path) -> None:
