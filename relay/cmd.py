@@ -81,6 +81,26 @@ def _positive_seconds(text: str) -> int:
     return value
 
 
+def _ip(text: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IP address: {text[:100]!r}") from None
+
+
+def _announce_addr(text: str) -> str:
+    """A public TCP address to hand out: it was printed (and served) as given."""
+    from p2pshare.sharecode.multiaddrs import is_dialable_tcp
+
+    if not is_dialable_tcp(text.rstrip("/")):
+        raise argparse.ArgumentTypeError(
+            f"not a TCP address clients can dial: {text[:100]!r} (e.g. /ip4/203.0.113.7/tcp/4001 or /dns4/relay.example/tcp/4001)"
+        )
+    return text.rstrip("/")
+
+
 def add_relay_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``relay`` command to the CLI's subparsers."""
     from p2pshare.node.circuit.limits import RelayLimits
@@ -98,6 +118,7 @@ def add_relay_parser(subparsers: Any) -> argparse.ArgumentParser:
     r.add_argument(
         "--announce",
         action="append",
+        type=_announce_addr,
         metavar="MULTIADDR",
         help="public address given to clients (repeatable; default: the listen addresses)",
     )
@@ -111,6 +132,7 @@ def add_relay_parser(subparsers: Any) -> argparse.ArgumentParser:
     r.add_argument("--no-default-bootstrap", action="store_true", help="do not join the public libp2p DHT")
     r.add_argument(
         "--stun-ip",
+        type=_ip,
         default="0.0.0.0",
         metavar="IP",
         help="address of the STUN-over-TCP responder (ports 3478, 3479) clients use to "

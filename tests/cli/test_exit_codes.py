@@ -395,3 +395,18 @@ def test_a_relay_or_bootstrap_address_that_names_no_peer_is_exit_2(tmp_path: Pat
         res = run([*args, "--listen", "/ip4/127.0.0.1/tcp/0", *flags], tmp_path / "h", timeout=60)
         assert res.returncode == 2, (args, res.stderr)
         assert_one_line_error(res.stderr, said)
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--announce", "foo"], "argument --announce: not a TCP address clients can dial: 'foo'"),
+        (["--stun-ip", "foo"], "argument --stun-ip: not an IP address: 'foo'"),
+    ],
+)
+def test_relay_address_flags_are_checked_exit_2(tmp_path: Path, flags: list[str], said: str) -> None:
+    """``--announce foo`` was printed as the relay's address and served;
+    ``--stun-ip foo`` warned of busy ports. Found by a usability review."""
+    res = run(["relay", "--listen", "/ip4/127.0.0.1/tcp/0", *flags], tmp_path / "h", timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert_one_line_error(res.stderr, said)

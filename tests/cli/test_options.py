@@ -36,9 +36,10 @@ def test_get_options() -> None:
 def test_code_node_relay_options() -> None:
     assert options("code", "show", "C", "--reveal-key") == CodeShowOptions(code="C", reveal_key=True)
     assert options("node", "--dht-server", "--listen", "/l") == NodeOptions(listen=("/l",), dht_server=True)
-    relay = options("relay", "--circuit-data", "128KiB", "--announce", "/a")
+    relay = options("relay", "--circuit-data", "128KiB", "--announce", "/ip4/203.0.113.7/tcp/4001")
     assert isinstance(relay, RelayOptions)
-    assert relay.limits.circuit_data == 128 * 1024 and relay.announce == ("/a",) and relay.listen == ()
+    assert relay.limits.circuit_data == 128 * 1024 and relay.announce == ("/ip4/203.0.113.7/tcp/4001",)
+    assert relay.listen == ()
     relay = options("relay", "--max-circuits-per-peer", "2", "--max-circuits-per-ip", "3", "--circuit-idle", "0")
     assert isinstance(relay, RelayOptions)
     assert (relay.limits.max_circuits_per_peer, relay.limits.max_circuits_per_ip) == (2, 3)
