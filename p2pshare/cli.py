@@ -377,6 +377,17 @@ def command_options(ns: argparse.Namespace) -> CommandOptions:
     raise AssertionError(f"unhandled command {ns.command}")
 
 
+def _help_for(parser: argparse.ArgumentParser, prog: str, args: list[str]) -> str:
+    """Whose ``--help`` to point at: argparse reports flags a command does
+    not know (``relay --bogus``) from the top-level parser, whose help does
+    not list them; the command's help does."""
+    if prog != PROG:
+        return prog
+    commands = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+    command = next((a for a in args if not a.startswith("-")), None)
+    return f"{PROG} {command}" if command in commands else prog
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -392,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         # One line, as every error (and the error event a --json caller reads).
         reporter = Reporter(json_mode="--json" in args)
-        reporter.error(f"{exc} (see {exc.prog} --help)", ExitCode.BAD_INPUT)
+        reporter.error(f"{exc} (see {_help_for(parser, exc.prog, args)} --help)", ExitCode.BAD_INPUT)
         return int(ExitCode.BAD_INPUT)
     verbose = ns.verbose + getattr(ns, "verbose_after", 0)
     setup_logging(verbose)

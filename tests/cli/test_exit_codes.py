@@ -58,7 +58,12 @@ def test_malformed_code_json_error_event(tmp_path: Path) -> None:
     [
         (["get", "--json"], "the following arguments are required: CODE (see p2pshare get --help)"),
         (["share", "--json"], "share needs what to share: PATH... or --text TEXT (see p2pshare share --help)"),
-        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (
+            ["frobnicate"],
+            "invalid choice: 'frobnicate' (choose from 'share', 'get', 'code', 'relay', 'node') (see p2pshare --help)",
+        ),
+        # argparse says this from the top-level parser; the command's help lists its flags
+        (["relay", "--bogus"], "unrecognized arguments: --bogus (see p2pshare relay --help)"),
     ],
 )
 def test_usage_errors_are_one_line_and_an_event_with_json(tmp_path: Path, args: list[str], fragment: str) -> None:
