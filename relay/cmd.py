@@ -101,6 +101,14 @@ def _announce_addr(text: str) -> str:
     return text.rstrip("/")
 
 
+def stun_ip_for(listen: tuple[str, ...]) -> str:
+    """Where the STUN responder listens by default: on the one IPv4 address
+    the relay was told to listen on (a relay kept on loopback opened the
+    STUN ports on every interface), else on all of them."""
+    ips = {parts[2] for a in listen if len(parts := a.split("/")) > 2 and parts[1] == "ip4"}
+    return ips.pop() if len(ips) == 1 else "0.0.0.0"
+
+
 def add_relay_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``relay`` command to the CLI's subparsers."""
     from p2pshare.node.circuit.limits import RelayLimits
@@ -133,10 +141,9 @@ def add_relay_parser(subparsers: Any) -> argparse.ArgumentParser:
     r.add_argument(
         "--stun-ip",
         type=_ip,
-        default="0.0.0.0",
         metavar="IP",
         help="address of the STUN-over-TCP responder (ports 3478, 3479) clients use to "
-        "learn their NAT mapping (default 0.0.0.0)",
+        "learn their NAT mapping (default: the IPv4 address of --listen when it names one, else 0.0.0.0)",
     )
     r.add_argument(
         "--stats-every",
@@ -280,7 +287,7 @@ class RelayOptions:
     json: bool = False
     bootstrap: tuple[str, ...] = ()
     no_default_bootstrap: bool = False
-    stun_ip: str = "0.0.0.0"
+    stun_ip: str | None = None  # None: the listen addresses' one IPv4 address, else 0.0.0.0
     autonat_dial_private: bool = False
     stats_every: int = DEFAULT_STATS_EVERY
 
@@ -347,8 +354,9 @@ async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
                 # requests and STUN-over-TCP mapping probes for its clients...
                 await nursery.start(serve_autonat_server, host, ServerConfig(dial_private=opts.autonat_dial_private))
                 try:
-                    stun_ports = await nursery.start(serve_stun_tcp, opts.stun_ip, DEFAULT_STUN_PORTS)
-                    reporter.say(f"STUN (TCP) on {opts.stun_ip} ports {stun_ports}")
+                    stun_ip = opts.stun_ip or stun_ip_for(opts.listen or (DEFAULT_LISTEN,))
+                    stun_ports = await nursery.start(serve_stun_tcp, stun_ip, DEFAULT_STUN_PORTS)
+                    reporter.say(f"STUN (TCP) on {stun_ip} ports {stun_ports}")
                 except OSError as e:
                     logging.getLogger(__name__).warning(
                         "no STUN responder (ports %s busy?): %s; clients learn their mapping from identify only",
