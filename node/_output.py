@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from p2pshare.node._stderr_log import stdout_started
 from p2pshare.node.progress import FileCursor, RateMeter, ReceiverLine, format_bytes, render, render_receivers
 
 
@@ -23,10 +24,14 @@ class Reporter:
         self.err = err or sys.stderr
         self.bar = ProgressBar(self.err) if not json_mode and self.err.isatty() and self.out.isatty() else None
         self._last_progress: tuple[int, int] | None = None
+        self._started = False  # a first event is out
 
     def event(self, event: str, /, **fields: Any) -> None:
         if self.json_mode:
             _write(self.out, json.dumps({"event": event, **fields}, separators=(",", ":")) + "\n")
+            if not self._started:
+                self._started = True
+                stdout_started()  # logged warnings, held until now, follow the first line
 
     def say(self, line: str) -> None:
         """A human message (stderr), kept off the progress bar's line."""

@@ -19,10 +19,12 @@ are not limited.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
 from collections.abc import Callable
+from typing import TextIO
 
 from p2pshare.node.logbudget import LogBudget, limited_note, suppressed_note
 from p2pshare.transfer.errors import sanitize_text
@@ -121,7 +123,64 @@ class _PlainFormatter(logging.Formatter):
         return f"p2pshare: {record.levelname.lower()}: {one_line(text)}"
 
 
-def setup_logging(verbose: int) -> None:
+#: Warning events held until the command's first line is out, at most.
+HELD_EVENTS = 64
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Lines on stderr; with ``--json``, each warning logged (a relay that
+    refused us, the DHT out of reach) is also a ``warning`` event on stdout,
+    as the reporter's own warnings are: a script reading the events saw only
+    some of them. One handler, so one budget decides both. The events wait
+    for the command's first line (``share``'s code, ``relay``'s addresses:
+    scripts read it first): :func:`stdout_started` lets them out."""
+
+    def __init__(self, json_out: TextIO | None) -> None:
+        super().__init__(sys.stderr)
+        self.json_out = json_out
+        self.held: list[str] | None = []  # None once the first line is out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        super().emit(record)
+        if self.json_out is None or record.levelno < logging.WARNING:
+            return
+        text = _PlainFormatter().format(record).split(": ", 2)[-1]
+        line = json.dumps({"event": "warning", "message": text}, separators=(",", ":")) + "\n"
+        if self.held is None:
+            self._out(line)
+        elif len(self.held) < HELD_EVENTS:
+            self.held.append(line)
+
+    def let_out(self) -> None:
+        """Write the held events; from now on each as it comes. (Not
+        ``release``: that is ``logging.Handler``'s lock.)"""
+        self.acquire()  # emit holds it too: a thread's warning waits for the held ones
+        try:
+            held, self.held = self.held, None
+            for line in held or ():
+                self._out(line)
+        finally:
+            self.release()
+
+    def _out(self, line: str) -> None:
+        assert self.json_out is not None
+        try:
+            self.json_out.write(line)
+            self.json_out.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # a reader that went away is not our error
+
+
+_handler: _Handler | None = None
+
+
+def stdout_started() -> None:
+    """The command's first line is on stdout: logged warnings may follow it."""
+    if _handler is not None:
+        _handler.let_out()
+
+
+def setup_logging(verbose: int, json_out: TextIO | None = None) -> None:
     """-v: our INFO; -vv: our DEBUG; -vvv: everyone's DEBUG.
 
     Dependencies stay at WARNING until -vvv: at -vv py-multiaddr alone
@@ -130,7 +189,8 @@ def setup_logging(verbose: int) -> None:
     (``t+4160ms``): where a slow first byte went is the first question a
     verbose log must answer (issue 10's latency budget)."""
     ours = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
+    global _handler
+    handler = _handler = _Handler(json_out)
     if verbose:
         handler.setFormatter(_SafeFormatter("p2pshare: t+%(relativeCreated).0fms %(levelname)s %(name)s: %(message)s"))
     else:

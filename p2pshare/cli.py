@@ -406,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         reporter.error(f"{exc} (see {_help_for(parser, exc.prog, args)} --help)", ExitCode.BAD_INPUT)
         return int(ExitCode.BAD_INPUT)
     verbose = ns.verbose + getattr(ns, "verbose_after", 0)
-    setup_logging(verbose)
+    setup_logging(verbose, json_out=sys.stdout if getattr(ns, "json", False) else None)
     _libp2p_lean_import.install()  # before any command imports py-libp2p
     _raise_fd_limit()
     reporter = Reporter(json_mode=bool(getattr(ns, "json", False)))

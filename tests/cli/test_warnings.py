@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.cli.helpers import Proc, run
+from tests.cli.helpers import Proc, free_port, run
 
 
 def test_share_json_carries_skipped_symlink_warnings(
@@ -83,3 +83,22 @@ def test_unfinished_downloads_in_a_shared_folder_are_not_shared(
     assert res.returncode == 0, res.stderr
     received = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*"))
     assert received == ["Downloads", "Downloads/photo.jpg"], received
+
+
+def test_share_json_carries_logged_warnings_after_its_code(
+    tmp_path: Path, sharer: Callable[..., tuple[Proc, dict[str, Any]]]
+) -> None:
+    """A relay that refused us, and the DHT out of reach, were logged on
+    stderr only: ``--json`` callers never saw them. They are ``warning``
+    events now, after the ``shared`` event (the ``sharer`` fixture asserts
+    it comes first). Found by a usability review."""
+    (tmp_path / "f.txt").write_text("x")
+    dead = f"/ip4/127.0.0.1/tcp/{free_port()}/p2p/12D3KooWL5jVaf6rz7R7awcPo9c2dby7L7S6m1eU3jU5h1jS79eq"
+    proc, _ = sharer(tmp_path / "f.txt", extra=("--relay", dead))
+    seen: list[str] = []
+    for event in proc.events(timeout=30):
+        if event["event"] == "warning":
+            seen.append(event["message"])
+            if any("unusable" in m for m in seen) and any("no relay reservation" in m for m in seen):
+                break
+    assert any("12D3KooWL5jVaf6rz7R7awcPo9c2dby7L7S6m1eU3jU5h1jS79eq unusable" in m for m in seen), seen
