@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Final, NoReturn, assert_never
 
 from p2pshare import sharecode
+from p2pshare._fdlimit import raise_fd_limit
 from p2pshare.errors import Interrupted, LocalError, P2PShareError, ProtocolViolation, RemoteError, Terminated
 from p2pshare.node import _libp2p_lean_import
 from p2pshare.node._output import Reporter
@@ -408,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = ns.verbose + getattr(ns, "verbose_after", 0)
     setup_logging(verbose, json_out=sys.stdout if getattr(ns, "json", False) else None)
     _libp2p_lean_import.install()  # before any command imports py-libp2p
-    _raise_fd_limit()
+    raise_fd_limit()
     reporter = Reporter(json_mode=bool(getattr(ns, "json", False)))
     try:
         return _dispatch(command_options(ns), reporter)
@@ -417,25 +418,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(leaf, (SystemExit, GeneratorExit)):
             raise
         return _report(leaf, reporter, verbose)
-
-
-def _raise_fd_limit() -> None:
-    """Let a long-lived node hold as many sockets as the resource manager admits.
-
-    The resource manager (``node/rcmgr``) admits 1,024 inbound connections,
-    each a file descriptor, and many systems start processes with a soft
-    limit of 1,024 descriptors; raise the soft limit to the hard one (as Go
-    programs do at start-up) so the manager, not ``EMFILE``, decides.
-    """
-    try:
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        wanted = hard if hard != resource.RLIM_INFINITY else 65536
-        if soft != resource.RLIM_INFINITY and soft < wanted:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    except (ImportError, ValueError, OSError):
-        pass  # not on this platform, or not allowed: keep what we have
 
 
 def _dispatch(opts: CommandOptions, reporter: Reporter) -> int:
