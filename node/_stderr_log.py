@@ -116,11 +116,17 @@ class _PlainFormatter(logging.Formatter):
     exception is named, not traced (``-v`` shows the traceback)."""
 
     def format(self, record: logging.LogRecord) -> str:
+        return f"p2pshare: {record.levelname.lower()}: {self.text(record)}"
+
+    @staticmethod
+    def text(record: logging.LogRecord) -> str:
+        """The line without its ``p2pshare: warning:`` prefix (also the
+        ``--json`` warning event's message)."""
         text = record.getMessage()
         exc = record.exc_info[1] if record.exc_info else None
         if exc is not None:
             text += f" ({type(exc).__name__}: {exc})" if str(exc) else f" ({type(exc).__name__})"
-        return f"p2pshare: {record.levelname.lower()}: {one_line(text)}"
+        return one_line(text)
 
 
 #: Warning events held until the command's first line is out, at most.
@@ -144,7 +150,7 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
         if self.json_out is None or record.levelno < logging.WARNING:
             return
-        text = _PlainFormatter().format(record).split(": ", 2)[-1]
+        text = _PlainFormatter.text(record)
         line = json.dumps({"event": "warning", "message": text}, separators=(",", ":")) + "\n"
         if self.held is None:
             self._out(line)

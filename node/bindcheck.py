@@ -60,7 +60,7 @@ def listen_problem(addr: str) -> str | None:
         return f"{parts[2][:60]!r} is not an IP address (e.g. {_EXAMPLE})"
     if ip.version != (4 if parts[1] == "ip4" else 6):
         return f"{parts[2]} is not an {parts[1]} address"
-    if len(parts) < 4 or parts[3] != "tcp" or len(parts) != 5:
+    if len(parts) != 5 or parts[3] != "tcp":
         return f"only TCP listen addresses are supported (/{parts[1]}/{parts[2]}/tcp/<port>)"
     if not parts[4].isdigit() or int(parts[4]) > 65535:
         return f"bad port {parts[4][:20]!r}"
