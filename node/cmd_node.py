@@ -4,7 +4,6 @@ hole punching — that prints its ID, reachability and addresses as they change.
 from __future__ import annotations
 
 import argparse
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from p2pshare.node._output import Reporter
+from p2pshare.node.stop_signals import stop_signals
 
 if TYPE_CHECKING:
     from p2pshare.node.events import NodeEvent
@@ -142,7 +142,7 @@ async def _serve(opts: NodeOptions, reporter: Reporter) -> int:
         autonat_server=True,
         relay_service=RelayServiceMode(opts.relay_service),
     )
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with stop_signals() as signals:
         # The node's line comes first: events wait until it is out.
         held: list[NodeEvent] = []
         async with Node(config, on_event=held.append) as node:
@@ -159,8 +159,7 @@ async def _serve(opts: NodeOptions, reporter: Reporter) -> int:
             for ev in held:
                 _say_traversal(reporter, ev)
             node.on_event = lambda ev: _say_traversal(reporter, ev)  # addresses too: no polling
-            async for _ in signals:
-                break
+            await signals.received(1)
     reporter.event("stopped")
     reporter.say("Node stopped.")
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,9 +13,10 @@ from p2pshare.node._output import Reporter, SendingDisplay, human_bytes
 from p2pshare.node.errors import LocalNodeError
 from p2pshare.node.online import OFFLINE, has_route
 from p2pshare.node.progress import format_count, format_seconds
+from p2pshare.node.stop_signals import StopSignals, stop_signals
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import Sequence
 
     from p2pshare.node.api import Node, ShareInfo
     from p2pshare.node.events import NodeEvent
@@ -232,7 +232,7 @@ async def _serve(
         peers_file=net.peers_file,
         mdns=net.mdns,
     )
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with stop_signals() as signals:
         async with Node(config, on_event=on_event) as node:
             info = await node.start_sharing(
                 name or None,
@@ -319,8 +319,7 @@ async def _serve(
             async with trio.open_nursery() as nursery:
 
                 async def stop_on_signal() -> None:
-                    async for _ in signals:
-                        break
+                    await signals.received(1)  # one that came while the node started counts too
                     nursery.cancel_scope.cancel()
 
                 async def stop_when_done() -> None:
@@ -344,7 +343,7 @@ async def _serve(
     return 0
 
 
-async def _stop_sharing(node: Node, info: ShareInfo, signals: AsyncIterator[int], reporter: Reporter) -> None:
+async def _stop_sharing(node: Node, info: ShareInfo, signals: StopSignals, reporter: Reporter) -> None:
     """Withdraw the share and give its receivers ``STOP_GRACE`` to hear it;
     a Ctrl-C (or SIGTERM) meanwhile, the second one when a signal stopped
     the share, ends that wait at once: a person who presses it again wants
@@ -360,8 +359,7 @@ async def _stop_sharing(node: Node, info: ShareInfo, signals: AsyncIterator[int]
     async with trio.open_nursery() as nursery:
 
         async def on_signal() -> None:
-            async for _ in signals:
-                break
+            await signals.next()
             nursery.cancel_scope.cancel()
 
         nursery.start_soon(on_signal)

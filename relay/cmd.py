@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import logging
 import re
-import signal
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -25,6 +24,7 @@ import trio
 from p2pshare.node import _gc
 from p2pshare.node._output import Reporter
 from p2pshare.node.errors import LocalNodeError
+from p2pshare.node.stop_signals import stop_signals
 from p2pshare.relay.stats import DEFAULT_EVERY as DEFAULT_STATS_EVERY
 from p2pshare.relay.stats import Snapshot
 from p2pshare.relay.stats import fields as stats_fields
@@ -332,7 +332,7 @@ async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
     held = hold_identity([identity])  # an IdentityError is bad input (exit 2)
     key_pair = held.key_pair
     listen = list(opts.listen or [DEFAULT_LISTEN])
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with stop_signals() as signals:
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(held.release)
             try:
@@ -383,8 +383,7 @@ async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
                     reporter.event("relay", peer_id=host.peer_id, addrs=addrs)
                     reporter.result(" ".join([host.peer_id, *addrs]))
                     reporter.say(f"Relay {host.peer_id} serving; Ctrl-C stops it.")
-                    async for _ in signals:
-                        break
+                    await signals.received(1)
                 nursery.cancel_scope.cancel()
     reporter.event("stopped")
     reporter.say("Relay stopped.")
