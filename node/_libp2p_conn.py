@@ -51,6 +51,7 @@ __all__ = [
     "ListenError",
     "DialError",
     "StreamError",
+    "ProtocolRefused",
     "Direction",
     "Connection",
     "ConnectionEvent",
@@ -81,6 +82,43 @@ class DialError(HostError, RemoteError, ConnectionError):
 
 class StreamError(HostError, RemoteError, ConnectionError):
     """The stream was reset, or its connection broke."""
+
+
+class ProtocolRefused(StreamError):
+    """The peer does not speak the stream's protocol (multistream-select
+    answered ``na``): the address names the wrong kind of node, such as a
+    ``--relay`` that is no relay. Streams open lazily, so this comes at the
+    first read, not at the open."""
+
+    def __init__(self, peer_id: str, protocol: str) -> None:
+        super().__init__(f"{peer_id} does not speak {protocol}")
+        self.peer_id = peer_id
+        self.protocol = protocol
+
+
+def _refused_protocol(exc: BaseException) -> str | None:
+    """The protocol a listener answered "na" to, from ``_libp2p_speed``'s
+    refusals anywhere in ``exc``'s first few causes (py-libp2p wraps them)."""
+    cur: BaseException | None = exc
+    for _ in range(4):
+        if cur is None:
+            return None
+        refused = getattr(cur, "refused_protocol", None)
+        if isinstance(refused, str) and refused:
+            return refused
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def stream_error(peer_id: str, doing: str, exc: BaseException) -> StreamError:
+    """The error a failed open (``doing``: the protocol), read (``from``) or
+    write (``to``) of a stream with ``peer_id`` raises."""
+    refused = _refused_protocol(exc)
+    if refused is not None:
+        return ProtocolRefused(peer_id, refused)
+    if doing in ("from", "to"):
+        return StreamError(f"stream {doing} {peer_id} broke: {short_error(exc)}")
+    return StreamError(f"cannot open {doing} stream to {peer_id}: {short_error(exc)}")
 
 
 def short_error(exc: BaseException) -> str:
@@ -274,7 +312,7 @@ class LibP2PByteStream:
                 raise StreamError(f"stream from {self.remote_peer_id} was reset") from None
             return b""
         except Exception as e:
-            raise StreamError(f"stream from {self.remote_peer_id} broke: {short_error(e)}") from e
+            raise stream_error(self.remote_peer_id, "from", e) from e
 
     async def read_pieces(self, max_bytes: int) -> list[bytes | memoryview]:
         """Up to ``max_bytes`` bytes as read-only pieces, in order (``[]``
@@ -288,7 +326,7 @@ class LibP2PByteStream:
         try:
             pieces = await _libp2p_streambuf.read_pieces(self._s, max_bytes)
         except Exception as e:
-            raise StreamError(f"stream from {self.remote_peer_id} broke: {short_error(e)}") from e
+            raise stream_error(self.remote_peer_id, "from", e) from e
         if pieces is not None:
             return pieces
         data = await self.read(max_bytes)
@@ -312,7 +350,7 @@ class LibP2PByteStream:
                 for start in range(0, len(view), piece):
                     await self._s.write(bytes(view[start : start + piece]))
         except Exception as e:
-            raise StreamError(f"stream to {self.remote_peer_id} broke: {short_error(e)}") from e
+            raise stream_error(self.remote_peer_id, "to", e) from e
 
     async def write_whole(self, data: bytes) -> None:
         """Hand ``data`` to the muxer in one call (it cuts the frames); errors

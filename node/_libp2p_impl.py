@@ -468,10 +468,12 @@ async def aclose_quietly(conn: Any) -> None:
         pass
 
 
-async def new_stream_lazy(libp2p_host: IHost, peer_id: ID, protocol: str) -> INetStream:
+async def new_stream_lazy(libp2p_host: IHost, peer_id: ID, protocol: str, *, lazy: bool = True) -> INetStream:
     """``new_stream`` with lazy multistream-select for this stream (patch
-    ``mss_pipelined``, P9): one round trip less before the first request."""
-    token = LAZY_STREAM.set(protocol)
+    ``mss_pipelined``, P9): one round trip less before the first request.
+    ``lazy=False`` waits for the protocol's echo: a refusal is then an "na"
+    at the open, never a reset that can overtake it (see ``host.open_stream``)."""
+    token = LAZY_STREAM.set(protocol if lazy else "")
     try:
         return await libp2p_host.new_stream(peer_id, [TProtocol(protocol)])
     finally:

@@ -326,6 +326,15 @@ async def _window_update(self: Any, *, bytes_read: int = 0) -> None:
 # upstream does. Same messages on the wire, same errors.
 
 
+class ProtocolsRefused(mss_exc.MultiselectClientError):
+    """The listener answered "na" to each protocol offered; the façade reads
+    ``refused_protocol`` (the first offered) to say so."""
+
+    def __init__(self, message: str, protocol: str) -> None:
+        super().__init__(message)
+        self.refused_protocol = protocol
+
+
 async def _select_one_of(
     self: Any, protocols: Any, communicator: Any, negotiate_timeout: int = mss_client.DEFAULT_NEGOTIATE_TIMEOUT
 ) -> Any:
@@ -361,8 +370,9 @@ async def _select_one_of(
                 return await self.try_select(communicator, protocol)
             except mss_exc.ProtocolNotSupportedError as error:
                 refused.append(str(error))
-        raise mss_exc.MultiselectClientError(
-            f"protocols not supported: tried {wanted}, timeout={negotiate_timeout}s. Last error: {refused[-1]}"
+        raise ProtocolsRefused(
+            f"protocols not supported: tried {wanted}, timeout={negotiate_timeout}s. Last error: {refused[-1]}",
+            first_str,
         )
     raise mss_exc.MultiselectClientError(f"response timed out after {negotiate_timeout}s, protocols tried: {wanted}")
 
@@ -381,6 +391,15 @@ async def _select_one_of(
 
 class LazyNegotiationFailed(mss_exc.MultiselectClientError, StreamError):
     """The listener refused (or never confirmed) a protocol we already used."""
+
+
+class LazyProtocolRefused(LazyNegotiationFailed):
+    """The listener answered that it does not speak the protocol; the façade
+    reads ``refused_protocol`` to say so (``_libp2p_conn.ProtocolRefused``)."""
+
+    def __init__(self, protocol: str, answer: str) -> None:
+        super().__init__(f"protocol not supported: {protocol}, response={answer!r}")
+        self.refused_protocol = protocol
 
 
 # A connection's negotiations are lazy (one security protocol, Noise; one
@@ -428,8 +447,10 @@ async def _check_answers(communicator: Any, protocol: str, timeout: float) -> No
     except mss_exc.MultiselectCommunicatorError as error:
         cause = error.__cause__ or error
         raise LazyNegotiationFailed(f"no answer to {protocol}: {str(cause) or type(cause).__name__}") from error
+    if answer == mss_client.PROTOCOL_NOT_FOUND_MSG:
+        raise LazyProtocolRefused(protocol, answer)
     if answer != protocol:
-        raise LazyNegotiationFailed(f"protocol not supported: {protocol}, response={answer!r}")
+        raise LazyNegotiationFailed(f"unexpected answer to {protocol}: {answer!r}")
 
 
 async def _write_pipelined(communicator: Any, messages: tuple[str, ...]) -> None:

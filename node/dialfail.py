@@ -32,6 +32,9 @@ class DialFailureKind(enum.Enum):
     UNREACHABLE = "no route"
     RESET = "connection reset"
     HANDSHAKE = "security handshake failed"
+    #: The Noise handshake proved another key than the ``/p2p/`` peer ID
+    #: names: a typo in the ID, or another node now on that address.
+    WRONG_PEER = "a different peer answers"
     OTHER = "failed"
 
 
@@ -84,6 +87,8 @@ def classify(exc: BaseException) -> DialFailureKind:
         if isinstance(cur, OSError) and cur.errno in _BY_ERRNO:
             return _BY_ERRNO[cur.errno]  # the socket's own word beats any wrapper's
         name = type(cur).__name__
+        if name == "PeerIDMismatchesPubkey":  # py-libp2p's Noise, under its handshake wrappers
+            return DialFailureKind.WRONG_PEER
         if named is DialFailureKind.OTHER:
             if isinstance(cur, TimeoutError) or name == "TooSlowError":
                 named = DialFailureKind.TIMED_OUT
@@ -93,12 +98,16 @@ def classify(exc: BaseException) -> DialFailureKind:
 
 
 def summary(failures: Sequence[DialFailure], most: int = 2) -> str:
-    """The failures in one line: the first ``most`` addresses, then a count."""
+    """The failures in one line: the first ``most`` addresses, then a count;
+    where another peer answered, what to check."""
     if not failures:
         return "no address answered"
     head = "; ".join(str(f) for f in failures[:most])
     rest = len(failures) - most
-    return f"{head} (and {rest} more address{'es' if rest > 1 else ''})" if rest > 0 else head
+    line = f"{head} (and {rest} more address{'es' if rest > 1 else ''})" if rest > 0 else head
+    if any(f.kind is DialFailureKind.WRONG_PEER for f in failures):
+        line += "; check the peer ID after /p2p/"
+    return line
 
 
 def describe(exc: BaseException) -> str:

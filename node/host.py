@@ -42,7 +42,9 @@ from ._libp2p_conn import (
     HostError,
     LibP2PByteStream,
     ListenError,
+    ProtocolRefused,
     StreamError,
+    stream_error,
 )
 from ._libp2p_conn import impl as _impl
 from ._libp2p_conn import parse_addr as _parse_addr
@@ -62,8 +64,9 @@ if TYPE_CHECKING:
 
     from ._libp2p_impl import KadTable as KadTable
 
-__all__ = ["Host", "HostError", "DialError", "ListenError", "StreamError", "Connection", "ConnectionEvent"]
-__all__ += ["ConnectionPath", "Direction", "LibP2PByteStream", "StreamHandler", "open_host", "configure_libp2p_logging"]
+__all__ = ["Host", "HostError", "DialError", "ListenError", "StreamError", "ProtocolRefused", "Connection"]
+__all__ += ["ConnectionEvent", "ConnectionPath", "Direction", "LibP2PByteStream", "StreamHandler", "open_host"]
+__all__ += ["configure_libp2p_logging"]
 
 logger = logging.getLogger(__name__)
 
@@ -374,14 +377,15 @@ class Host:
 
     # -- streams ---------------------------------------------------------
 
-    async def open_stream(self, peer_id: str, protocol: str) -> LibP2PByteStream:
-        """Open a stream speaking ``protocol`` (dials known addrs if needed), lazily:
-        the first request rides with the protocol name; a refusal fails the first read."""
-        pid = _parse_peer_id(peer_id)
+    async def open_stream(self, peer_id: str, protocol: str, *, lazy: bool = True) -> LibP2PByteStream:
+        """Open a stream speaking ``protocol`` (dials known addrs if needed), lazily: the
+        first request rides with the protocol name; a refusal fails the first read (as
+        :class:`ProtocolRefused`, or a reset where the peer's reset overtakes its "na").
+        ``lazy=False`` waits one round trip: a refusal is always ProtocolRefused, at the open."""
         try:
-            net_stream = await _impl.new_stream_lazy(self.libp2p, pid, protocol)
+            net_stream = await _impl.new_stream_lazy(self.libp2p, _parse_peer_id(peer_id), protocol, lazy=lazy)
         except Exception as e:
-            raise StreamError(f"cannot open {protocol} stream to {peer_id}: {_short(e)}") from e
+            raise stream_error(peer_id, protocol, e) from e
         return LibP2PByteStream(net_stream, bulk=True)
 
     def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:

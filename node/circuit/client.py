@@ -47,7 +47,7 @@ from p2pshare.node.circuit.wire import (
     read_stop,
 )
 from p2pshare.node.dialfail import describe
-from p2pshare.node.host import Connection, DialError, Host, LibP2PByteStream, StreamError
+from p2pshare.node.host import Connection, DialError, Host, LibP2PByteStream, ProtocolRefused, StreamError
 from p2pshare.sharecode.multiaddrs import (
     IpClass,
     circuit_multiaddr,
@@ -290,7 +290,11 @@ class RelayClient:
     async def _reserve_once(self, relay: RelayAddr) -> tuple[ReservationState, Connection]:
         """One RESERVE; also the connection it went over, which the relay
         ties the reservation to (it ends when that connection closes)."""
-        hop = await self.host.open_stream(relay.peer_id, HOP_PROTOCOL_ID)
+        try:  # not lazy: a node that is no relay answers "na" (lazily, its reset could overtake it)
+            hop = await self.host.open_stream(relay.peer_id, HOP_PROTOCOL_ID, lazy=False)
+        except ProtocolRefused:
+            where = relay.addr.split("/p2p/", 1)[0]
+            raise RelayError(f"the node at {where} is not a relay (it refused circuit relay v2)") from None
         try:
             await hop.write(encode_hop(HopMessage(HopType.RESERVE)))
             answer = await read_hop(hop.read)

@@ -19,8 +19,18 @@ ROOT = Path(__file__).resolve().parents[2]
 # Private control flow that never leaves its module, the lean-import
 # stand-in that must stay an ImportError for py-libp2p's own import
 # fallbacks, and the lazy multistream failure raised inside py-libp2p's
-# upgrader and streams as their own error types (the façade wraps it).
-NOT_IN_TREE = {"_OverLimit", "_Bad", "_Busy", "_Stopped", "LeanImportError", "LazyNegotiationFailed"}
+# upgrader and streams as their own error types (the façade wraps it), as
+# are the refusals it reads the refused protocol from (ProtocolRefused).
+NOT_IN_TREE = {
+    "_OverLimit",
+    "_Bad",
+    "_Busy",
+    "_Stopped",
+    "LeanImportError",
+    "LazyNegotiationFailed",
+    "LazyProtocolRefused",
+    "ProtocolsRefused",
+}
 
 
 def _our_exception_classes() -> list[type[BaseException]]:

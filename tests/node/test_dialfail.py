@@ -20,6 +20,14 @@ class HandshakeFailure(Exception):
     pass
 
 
+class PeerIDMismatchesPubkey(HandshakeFailure):  # py-libp2p's Noise names it so
+    pass
+
+
+class SecurityUpgradeFailure(Exception):
+    pass
+
+
 class TooSlowError(Exception):  # trio's name; the core does not import trio
     pass
 
@@ -43,6 +51,7 @@ def wrapped(inner: BaseException) -> BaseException:
         (TimeoutError(), K.TIMED_OUT),
         (TooSlowError(), K.TIMED_OUT),
         (HandshakeFailure("bad signature"), K.HANDSHAKE),
+        (PeerIDMismatchesPubkey("peer id does not correspond to the received pubkey"), K.WRONG_PEER),
         (ValueError("something else"), K.OTHER),
         (OSError(errno.ENOENT, "odd"), K.OTHER),
     ],
@@ -93,3 +102,18 @@ def test_describe_prefers_the_typed_failures_then_plain_words() -> None:
     assert describe(TooSlowError()) == "no answer in time"
     assert describe(ValueError("the relay refused: RESERVATION_REFUSED")) == "the relay refused: RESERVATION_REFUSED"
     assert describe(KeyError()) == "KeyError"
+
+
+def test_another_peer_answering_is_told_apart_from_a_failed_handshake() -> None:
+    """py-libp2p wraps the mismatch in a security-upgrade failure whose name
+    alone reads as a handshake failure; the mismatch inside decides."""
+    try:
+        try:
+            raise PeerIDMismatchesPubkey("remote_peer=12D3KooWA, pubkey peer=12D3KooWB")
+        except PeerIDMismatchesPubkey as inner:
+            raise SecurityUpgradeFailure("handshake failed when upgrading to secure connection") from inner
+    except SecurityUpgradeFailure as e:
+        assert classify(wrapped(e)) is K.WRONG_PEER
+    line = summary([DialFailure("/ip4/127.0.0.1/tcp/4001", K.WRONG_PEER)])
+    assert line == "a different peer answers at /ip4/127.0.0.1/tcp/4001; check the peer ID after /p2p/"
+    assert "check the peer ID" not in summary([DialFailure("/ip4/127.0.0.1/tcp/4001", K.HANDSHAKE)])

@@ -11,7 +11,7 @@ import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
 
 from p2pshare.node.dialfail import DialFailure, DialFailureKind, describe
-from p2pshare.node.host import DialError, ListenError, StreamError, open_host
+from p2pshare.node.host import DialError, ListenError, ProtocolRefused, StreamError, open_host
 from tests.node import _peer
 from tests.node.conftest import BIG, Peer
 
@@ -104,6 +104,43 @@ async def test_insecure_peers_are_refused(peer_procs: dict[str, Peer], which: st
             with pytest.raises(DialError):
                 await host.connect_unknown(peer.addrs[0], timeout=4)
         assert not host.is_connected(peer.peer_id)
+
+
+@pytest.mark.parametrize("which", ["ours", "stock"])
+async def test_another_peer_at_the_address_is_named_so(peer_procs: dict[str, Peer], which: str) -> None:
+    """A ``/p2p/`` peer ID that is not the one listening there (a typo, or a
+    node that moved) reads as that, not as a failed security handshake."""
+    from libp2p.peer.id import ID
+
+    peer = peer_procs[which]
+    wrong = ID.from_pubkey(create_new_key_pair().public_key).to_base58()
+    async with open_host(create_new_key_pair()) as host:
+        with trio.fail_after(5), pytest.raises(DialError) as err:
+            await host.connect(wrong, peer.addrs[:1], timeout=4)
+    assert [f.kind for f in err.value.failures] == [DialFailureKind.WRONG_PEER]
+    assert describe(err.value) == f"a different peer answers at {peer.addrs[0]}; check the peer ID after /p2p/"
+
+
+@pytest.mark.parametrize("which", ["ours", "stock"])
+async def test_a_protocol_the_peer_does_not_speak_is_named(peer_procs: dict[str, Peer], which: str) -> None:
+    """Waiting for the answer, the peer's "na" is a ProtocolRefused at the
+    open; lazily it comes at the first read (as a refusal when the "na" is
+    read before the reset the peer sends after it, else as a reset)."""
+    peer = peer_procs[which]
+    async with open_host(create_new_key_pair()) as host:
+        await host.connect(peer.peer_id, peer.addrs, timeout=5)
+        with trio.fail_after(5), pytest.raises(ProtocolRefused) as refused:
+            await host.open_stream(peer.peer_id, "/p2pshare/test/nope/1.0.0", lazy=False)
+        assert str(refused.value) == f"{peer.peer_id} does not speak /p2pshare/test/nope/1.0.0"
+        lazy = await host.open_stream(peer.peer_id, "/p2pshare/test/nope/1.0.0")
+        await lazy.write(b"\x05hello")
+        with trio.fail_after(5), pytest.raises(StreamError):
+            await lazy.read(10)
+        # The connection survives the refusals.
+        echo = await host.open_stream(peer.peer_id, _peer.ECHO)
+        await echo.write(b"still here")
+        await echo.close_write()
+        assert await _read_all(echo) == b"still here"
 
 
 async def test_listen_addrs_are_concrete() -> None:
