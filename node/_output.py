@@ -28,6 +28,9 @@ class Reporter:
 
     def event(self, event: str, /, **fields: Any) -> None:
         if self.json_mode:
+            if event == "error" and not self._started:
+                self._started = True  # a command that fails first: its warnings, then the error, last
+                stdout_started()
             _write(self.out, json.dumps({"event": event, **fields}, separators=(",", ":")) + "\n")
             if not self._started:
                 self._started = True

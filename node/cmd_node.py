@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from p2pshare.node._output import Reporter
+from p2pshare.node.identity import identity_file_arg
 from p2pshare.node.stop_signals import stop_signals
 
 if TYPE_CHECKING:
@@ -47,14 +48,29 @@ class NodeOptions:
         )
 
 
+NODE_EXAMPLES = """examples:
+  p2pshare node                                  # peer ID and addresses, then what changes
+  p2pshare node --relay /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW...   # hold a slot on this relay
+  p2pshare node --dht-server --relay-service on  # a public machine: help others (DHT, relay)
+  p2pshare node --json                           # JSON lines: node, addresses, reachability, nat
+exit codes: 0 stopped by Ctrl-C or SIGTERM, 1 internal error, 2 bad input"""
+
+
 def add_node_parser(sub: Any) -> argparse.ArgumentParser:
     n: argparse.ArgumentParser = sub.add_parser(
-        "node", help="run a long-lived peer (DHT, AutoNAT, relay client, hole punching)"
+        "node",
+        help="run a long-lived peer (DHT, AutoNAT, relay client, hole punching)",
+        description="Run a peer until Ctrl-C: it joins the DHT, learns whether it is reachable\n"
+        "(AutoNAT), holds a relay slot when it is not, and turns relayed connections\n"
+        "into direct ones by hole punching. The first line on stdout is its peer ID\n"
+        "and addresses; later lines say what changed.",
+        epilog=NODE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     n.add_argument(
         "--listen", action="append", metavar="MULTIADDR", help="listen address (repeatable; default /ip4/0.0.0.0/tcp/0)"
     )
-    n.add_argument("--identity", type=Path, metavar="FILE", help="identity key file")
+    n.add_argument("--identity", type=identity_file_arg, metavar="FILE", help="identity key file")
     n.add_argument(
         "--relay",
         action="append",

@@ -150,6 +150,24 @@ def _try_hold(path: Path) -> tuple[bool, int | None]:
     return False, fd
 
 
+def identity_file_arg(text: str) -> Path:
+    """``--identity FILE`` (an argparse type): a file that exists, or one to
+    create in a directory that does. A mistyped directory used to be created
+    with a new identity in it, and the command ran as an unknown peer ID
+    without a word; now it is a usage error (exit 2) before anything starts."""
+    import argparse
+
+    path = Path(text)
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    if not path.exists() and not path.parent.is_dir():
+        problem = "not a directory" if path.parent.exists() else "no such directory"
+        raise argparse.ArgumentTypeError(
+            f"identity file {path}: {problem}: {path.parent} (a new identity is made only in an existing directory)"
+        )
+    return path
+
+
 def default_identity_path() -> Path:
     """``$P2PSHARE_HOME/identity.key``, else the per-user data directory."""
     home = os.environ.get("P2PSHARE_HOME")

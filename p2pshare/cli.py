@@ -33,6 +33,7 @@ from p2pshare.node._stderr_log import setup_logging
 from p2pshare.node.cmd_get import GetOptions
 from p2pshare.node.cmd_node import NodeOptions, add_node_parser
 from p2pshare.node.cmd_share import ShareOptions
+from p2pshare.node.identity import identity_file_arg
 from p2pshare.node.plain import plain_message
 from p2pshare.relay.cmd import RelayOptions, add_relay_parser
 from p2pshare.sharecode.pasted import unwrap_pasted
@@ -152,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--description", default="", help="description shown to receivers")
     s.add_argument("--sharer", default="", help="your name, shown to receivers")
     s.add_argument("--listen", action="append", metavar="MULTIADDR", help="listen address (repeatable)")
-    s.add_argument("--identity", type=Path, metavar="FILE", help="identity key file")
+    s.add_argument("--identity", type=identity_file_arg, metavar="FILE", help="identity key file")
     s.add_argument(
         "--relay",
         action="append",
@@ -210,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="give up when the sharer cannot be reached (or stalls) this long (default 60)",
     )
     g.add_argument("--listen", action="append", metavar="MULTIADDR", help="listen address (repeatable)")
-    g.add_argument("--identity", type=Path, metavar="FILE", help="identity key file")
+    g.add_argument("--identity", type=identity_file_arg, metavar="FILE", help="identity key file")
     g.add_argument(
         "--relay", action="append", default=[], metavar="MULTIADDR", help="circuit relay to use (repeatable)"
     )

@@ -24,6 +24,7 @@ import trio
 from p2pshare.node import _gc
 from p2pshare.node._output import Reporter
 from p2pshare.node.errors import LocalNodeError
+from p2pshare.node.identity import identity_file_arg
 from p2pshare.node.stop_signals import stop_signals
 from p2pshare.relay.stats import DEFAULT_EVERY as DEFAULT_STATS_EVERY
 from p2pshare.relay.stats import Snapshot
@@ -38,6 +39,12 @@ __all__ = ["RelayOptions", "add_relay_parser", "run_relay", "parse_size", "limit
 
 DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4001"
 RELAY_IDENTITY_FILE = "relay-identity.key"
+RELAY_EXAMPLES = """examples:
+  p2pshare relay                                 # on 0.0.0.0, TCP 4001; peer ID and addresses first
+  p2pshare relay --announce /ip4/203.0.113.7/tcp/4001   # behind a port forward: the public address
+  p2pshare relay --stats-every 60                # a summary line each minute
+  p2pshare share FILE --relay <the relay's /ip4/.../p2p/... line>   # then use it
+exit codes: 0 stopped by Ctrl-C or SIGTERM, 1 internal error, 2 bad input"""
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 _UNITS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
@@ -117,8 +124,12 @@ def add_relay_parser(subparsers: Any) -> argparse.ArgumentParser:
     r: argparse.ArgumentParser = subparsers.add_parser(
         "relay",
         help="run a circuit relay v2 node; prints its peer ID and addresses first",
-        description="Relay connections for peers that cannot reach each other directly. "
-        "Limits of 0 for --circuit-duration/--circuit-data mean unlimited.",
+        description="Relay connections for peers that cannot reach each other directly, until\n"
+        "Ctrl-C. It also answers AutoNAT and STUN probes and serves the DHT, so a relay\n"
+        "on a public address is all a group of NATed peers needs. Limits of 0 for\n"
+        "--circuit-duration/--circuit-data/--circuit-idle mean unlimited.",
+        epilog=RELAY_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     r.add_argument(
         "--listen", action="append", metavar="MULTIADDR", help=f"listen address (repeatable; default {DEFAULT_LISTEN})"
@@ -131,7 +142,10 @@ def add_relay_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="public address given to clients (repeatable; default: the listen addresses)",
     )
     r.add_argument(
-        "--identity", type=Path, metavar="FILE", help=f"identity key file (default <data dir>/{RELAY_IDENTITY_FILE})"
+        "--identity",
+        type=identity_file_arg,
+        metavar="FILE",
+        help=f"identity key file (default <data dir>/{RELAY_IDENTITY_FILE})",
     )
     r.add_argument("--json", action="store_true", help="JSON lines on stdout")
     r.add_argument(
@@ -327,6 +341,10 @@ async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
     from p2pshare.node.natinfo._trio_stun import serve_stun_tcp
 
     identity = opts.identity or data_home() / RELAY_IDENTITY_FILE
+    # A bad --bootstrap or config file is a usage error before anything listens or is made.
+    net = load_network_config(
+        data_home(), bootstrap=list(opts.bootstrap), no_default_bootstrap=opts.no_default_bootstrap
+    )
     # Held while the relay runs: a relay's identity is its address, so a
     # second relay with it is refused (IdentityBusyError, exit 2), not spilled.
     held = hold_identity([identity])  # an IdentityError is bad input (exit 2)
@@ -364,9 +382,6 @@ async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
                         e,
                     )
                 # ... and doubles as a DHT server (bootstrap node).
-                net = load_network_config(
-                    data_home(), bootstrap=list(opts.bootstrap), no_default_bootstrap=opts.no_default_bootstrap
-                )
                 async with open_discovery(
                     host,
                     bootstrap=list(net.bootstrap),

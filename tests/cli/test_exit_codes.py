@@ -268,6 +268,17 @@ def test_identity_below_a_file_is_exit_2(tmp_path: Path) -> None:
     assert_one_line_error(res.stderr, "identity file", str(identity))
 
 
+@pytest.mark.parametrize("command", ["share", "get", "node", "relay"])
+def test_identity_in_a_mistyped_directory_is_exit_2_and_makes_nothing(tmp_path: Path, command: str) -> None:
+    """Before, the directory was made, with a new identity in it: the command
+    ran as an unknown peer ID and said nothing of it."""
+    identity = tmp_path / "typo" / "dir" / "identity.key"
+    res = run(_identity_commands(tmp_path, identity)[command], tmp_path / "h", timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert_one_line_error(res.stderr, f"identity file {identity}: no such directory: {identity.parent}")
+    assert not (tmp_path / "typo").exists()
+
+
 def test_unreadable_identity_is_exit_2(tmp_path: Path) -> None:
     identity = tmp_path / "identity.key"
     identity.write_bytes(b"\x00" * 68)
@@ -415,3 +426,15 @@ def test_relay_address_flags_are_checked_exit_2(tmp_path: Path, flags: list[str]
     res = run(["relay", "--listen", "/ip4/127.0.0.1/tcp/0", *flags], tmp_path / "h", timeout=60)
     assert res.returncode == 2, res.stderr
     assert_one_line_error(res.stderr, said)
+
+
+def test_a_relay_checks_its_bootstrap_before_it_starts(tmp_path: Path) -> None:
+    """The relay read --bootstrap after it listened and opened its STUN ports
+    (their line came before the error) and after it made its identity."""
+    res = run(
+        ["relay", "--listen", "/ip4/127.0.0.1/tcp/0", "--bootstrap", "127.0.0.1:4001"], tmp_path / "h", timeout=60
+    )
+    assert res.returncode == 2, res.stderr
+    assert_one_line_error(res.stderr, "--bootstrap '127.0.0.1:4001': not a multiaddr")
+    assert "STUN" not in res.stderr + res.stdout
+    assert not list((tmp_path / "h").rglob("*.key"))
