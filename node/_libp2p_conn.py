@@ -106,7 +106,9 @@ def _refused_protocol(exc: BaseException) -> str | None:
         refused = getattr(cur, "refused_protocol", None)
         if isinstance(refused, str) and refused:
             return refused
-        cur = cur.__cause__ or cur.__context__
+        # The context only where it was not suppressed: a reset raised while
+        # handling a refusal is a reset.
+        cur = cur.__cause__ or (None if cur.__suppress_context__ else cur.__context__)
     return None
 
 

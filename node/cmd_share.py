@@ -350,6 +350,9 @@ async def _stop_sharing(node: Node, info: ShareInfo, signals: StopSignals, repor
     out now, not after a receiver that does not read."""
     from p2pshare.node.api import STOP_GRACE  # loaded by now: the node runs
 
+    # A signal stopped the share (any signal does): the second one quits;
+    # else (--once done) the first. Counted from the start, not from now.
+    quit_at = 2 if signals.count else 1
     waiting = node.registry.live_sessions(info.share_id)  # no checkpoint before stop_sharing counts them too
     if waiting:
         reporter.event("stopping", receivers=waiting)
@@ -359,7 +362,7 @@ async def _stop_sharing(node: Node, info: ShareInfo, signals: StopSignals, repor
     async with trio.open_nursery() as nursery:
 
         async def on_signal() -> None:
-            await signals.next()
+            await signals.received(quit_at)
             nursery.cancel_scope.cancel()
 
         nursery.start_soon(on_signal)

@@ -154,14 +154,22 @@ def identity_file_arg(text: str) -> Path:
     """``--identity FILE`` (an argparse type): a file that exists, or one to
     create in a directory that does. A mistyped directory used to be created
     with a new identity in it, and the command ran as an unknown peer ID
-    without a word; now it is a usage error (exit 2) before anything starts."""
+    without a word; now it is a usage error (exit 2) before anything starts.
+    A path we cannot look at is left to the load, whose error says why."""
     import argparse
 
-    path = Path(text)
     if not text:
         raise argparse.ArgumentTypeError("an empty path")
-    if not path.exists() and not path.parent.is_dir():
-        problem = "not a directory" if path.parent.exists() else "no such directory"
+    try:
+        path = Path(text).expanduser()  # --identity=~/k.key: the shell leaves that ~ alone
+    except RuntimeError:  # ~someone unknown: as typed
+        path = Path(text)
+    try:
+        missing = not path.exists() and not path.parent.is_dir()
+        problem = "not a directory" if missing and path.parent.exists() else "no such directory"
+    except OSError:
+        return path  # cannot look (a directory we may not search): the load says why, exit 2
+    if missing:
         raise argparse.ArgumentTypeError(
             f"identity file {path}: {problem}: {path.parent} (a new identity is made only in an existing directory)"
         )

@@ -398,6 +398,8 @@ async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
                     reporter.event("relay", peer_id=host.peer_id, addrs=addrs)
                     reporter.result(" ".join([host.peer_id, *addrs]))
                     reporter.say(f"Relay {host.peer_id} serving; Ctrl-C stops it.")
+                    for warning in net.warnings:  # unknown config keys, as node and share say them
+                        reporter.warning(warning)
                     await signals.received(1)
                 nursery.cancel_scope.cancel()
     reporter.event("stopped")

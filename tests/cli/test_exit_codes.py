@@ -279,6 +279,14 @@ def test_identity_in_a_mistyped_directory_is_exit_2_and_makes_nothing(tmp_path: 
     assert not (tmp_path / "typo").exists()
 
 
+def test_identity_in_a_directory_we_may_not_search_is_exit_2(tmp_path: Path) -> None:
+    """The --identity check met EACCES there: a traceback (exit 1). Found by review."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "identity.key").write_bytes(b"\x00" * 68)
+    _identity_in_locked_directory_is_exit_2(tmp_path, keys, 0, "get")
+
+
 def test_unreadable_identity_is_exit_2(tmp_path: Path) -> None:
     identity = tmp_path / "identity.key"
     identity.write_bytes(b"\x00" * 68)
@@ -291,10 +299,15 @@ def test_unreadable_identity_is_exit_2(tmp_path: Path) -> None:
 def test_identity_in_unwritable_directory_is_exit_2(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.mkdir()
-    keys.chmod(0o500)
+    _identity_in_locked_directory_is_exit_2(tmp_path, keys, 0o500, "node")
+
+
+def _identity_in_locked_directory_is_exit_2(tmp_path: Path, keys: Path, mode: int, command: str) -> None:
+    """``command`` with ``keys/identity.key``, ``keys`` at ``mode``, run without root's powers."""
+    keys.chmod(mode)
     try:
         res = run(
-            _identity_commands(tmp_path, keys / "identity.key")["node"],
+            _identity_commands(tmp_path, keys / "identity.key")[command],
             tmp_path / "h",
             timeout=60,
             prefix=file_modes_bind(),

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from tests.cli.helpers import Proc, free_port, run
+from tests.cli.helpers import Proc, free_port, run, start
 from tests.cli.test_exit_codes import a_code
 
 Sharer = Callable[..., tuple[Proc, dict[str, Any]]]
 
 
-@pytest.mark.parametrize("command", [[], ["share"], ["get"], ["code", "show"]])
+@pytest.mark.parametrize("command", [[], ["share"], ["get"], ["code", "show"], ["node"], ["relay"]])
 def test_help_has_examples(tmp_path: Path, command: list[str]) -> None:
     res = run([*command, "--help"], tmp_path / "h")
     assert res.returncode == 0, res.stderr
@@ -29,6 +29,22 @@ def test_unknown_config_key_is_warned_about(tmp_path: Path) -> None:
     assert res.returncode == 3, res.stderr
     assert "unknown key 'relay' is ignored (did you mean 'relays'?)" in res.stderr, res.stderr
     assert "unknown key 'colour' is ignored (known keys:" in res.stderr
+
+
+def test_a_relay_warns_about_unknown_config_keys_too(tmp_path: Path) -> None:
+    """``relay`` read the config file and never said what it ignored. Found by review."""
+    home = tmp_path / "h"
+    home.mkdir()
+    (home / "config.toml").write_text('colour = "blue"\n')
+    relay = start(["relay", "--listen", "/ip4/127.0.0.1/tcp/0", "--json"], home)
+    try:
+        events = relay.wait_for("warning", timeout=60)
+        assert events[0]["event"] == "relay", events
+        while "unknown key" not in events[-1]["message"]:  # others first (busy STUN ports)
+            events += relay.wait_for("warning", timeout=60)
+        assert "unknown key 'colour' is ignored" in events[-1]["message"], events
+    finally:
+        relay.close()
 
 
 def test_share_says_when_it_reuses_an_earlier_code(tmp_path: Path, sharer: Sharer) -> None:

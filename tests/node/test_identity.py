@@ -138,3 +138,39 @@ def test_an_identity_where_locks_fail_is_used_unheld(tmp_path: Path, monkeypatch
     path = tmp_path / "identity.key"
     one, two = ident.hold_identity([path]), ident.hold_identity([path])
     assert one.key_pair.public_key.to_bytes() == two.key_pair.public_key.to_bytes()
+
+
+def test_the_identity_flag_takes_files_and_new_files_in_existing_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    from p2pshare.node.identity import identity_file_arg
+
+    monkeypatch.chdir(tmp_path)
+    assert identity_file_arg("k.key") == Path("k.key")  # relative, in the current directory
+    (tmp_path / "keys").mkdir()
+    assert identity_file_arg("keys/new.key") == Path("keys/new.key")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    # --identity=~/...: bash leaves that ~ alone
+    assert identity_file_arg("~/keys/new.key") == tmp_path / "keys" / "new.key"
+    with pytest.raises(argparse.ArgumentTypeError, match=r"no such directory: typo/dir \(a new identity"):
+        identity_file_arg("typo/dir/k.key")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(argparse.ArgumentTypeError, match="not a directory: file"):
+        identity_file_arg("file/k.key")
+    with pytest.raises(argparse.ArgumentTypeError, match="empty"):
+        identity_file_arg("")
+    assert not (tmp_path / "typo").exists()
+
+
+def test_an_identity_path_that_cannot_be_looked_at_is_left_to_the_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``exists()`` raises for a directory we may not search (EACCES): that
+    was a traceback from argparse; the load reports it (exit 2)."""
+    from p2pshare.node.identity import identity_file_arg
+
+    def denied(self: Path) -> bool:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "exists", denied)
+    assert identity_file_arg("/locked/k.key") == Path("/locked/k.key")
