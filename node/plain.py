@@ -29,6 +29,11 @@ _STALL = re.compile(r"^the sharer made no progress for (\S+) s\b")
 def plain_message(message: str) -> str | None:
     """The short line for ``message``, or None when it is short and plain already."""
     if message.startswith("could not reach the sharer"):
+        if "PeerIDMismatchesPubkey" in message:  # another node now at its address (a restart, a reused port)
+            return (
+                "could not reach the sharer: another peer answers at its address; the code may be old or "
+                "mistyped — ask the sharer for the code its `p2pshare share` prints now"
+            )
         where = "at its addresses or in the DHT" if "DHT" in message else "at its addresses"
         return (
             f"could not reach the sharer: nothing answered {where}; it may have stopped sharing or be "

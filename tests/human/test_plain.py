@@ -20,6 +20,17 @@ def test_a_gone_sharer_is_one_short_line_with_a_next_step() -> None:
     assert short.startswith("could not reach the sharer") and "try again" in short
 
 
+def test_another_peer_at_the_sharers_address_is_named() -> None:
+    """The code names a peer, and another answers there (found by review:
+    this read "nothing answered at its addresses")."""
+    wrong = NESTED.replace(
+        "(ExceptionGroup: all attempts",
+        "(PeerIDMismatchesPubkey: peer id does not correspond to the received pubkey: all attempts",
+    )
+    short = plain_message(wrong)
+    assert short is not None and "another peer answers at its address" in short and "nothing answered" not in short
+
+
 def test_the_dht_is_named_when_it_was_asked() -> None:
     short = plain_message("could not reach the sharer: the DHT knows no peer serving this share")
     assert short is not None and "in the DHT" in short
