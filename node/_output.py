@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from p2pshare.node._stderr_log import stdout_started
+from p2pshare.node._stderr_log import one_line, stdout_started
 from p2pshare.node.progress import FileCursor, RateMeter, ReceiverLine, format_bytes, render, render_receivers
 
 
@@ -46,7 +46,11 @@ class Reporter:
 
     def warning(self, message: str) -> None:
         """A warning: a ``warning`` event with ``--json``, else a line on stderr
-        that reads like the logged ones (``p2pshare: warning: …``)."""
+        that reads like the logged ones (``p2pshare: warning: …``). Made one
+        safe line first, as logged ones are: a warning naming a local file
+        called ``esc\\x1b[31m…`` or ``new\\nline`` put its escape sequence on
+        the terminal and split the line (found by a usability review)."""
+        message = one_line(message)
         self.event("warning", message=message)
         self.say(f"p2pshare: warning: {message}")
 

@@ -29,7 +29,7 @@ from p2pshare.node.autonat.server import ServerConfig as AutoNATServerConfig
 from p2pshare.node.autorelay import AutoRelay
 from p2pshare.node.circuit.client import RelayClient, RelayError, open_relay_client
 from p2pshare.node.community import serve_community_relay
-from p2pshare.node.discovery import Discovery, open_discovery
+from p2pshare.node.discovery import Discovery, open_discovery, remembers_peers
 from p2pshare.node.errors import LocalNodeError
 from p2pshare.node.events import (
     AddressesChanged,
@@ -421,9 +421,9 @@ class Node:
     # -- short codes ---------------------------------------------------------
     @property
     def uses_dht(self) -> bool:
-        """Short codes are found only through the DHT (bootstrap nodes, a peers
-        file, or the LAN's peers found by mDNS)."""
-        return bool(self.config.bootstrap) or self.config.peers_file is not None or self.config.mdns
+        """Short codes are found only through the DHT: bootstrap nodes, peers
+        the peers file remembers (an empty one is no DHT), or mDNS's LAN peers."""
+        return bool(self.config.bootstrap) or self.config.mdns or remembers_peers(self.config.peers_file)
 
     def offer_short_code(
         self,

@@ -102,7 +102,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
     text_file: list[str] = []  # a text share's one file: printed, then removed
     approved = False
     # Only a person at a terminal is asked; --json is for programs.
-    interactive = sys.stdin.isatty() and not opts.json
+    interactive = sys.stdin.isatty() and sys.stderr.isatty() and not opts.json  # the question goes to stderr
 
     async def approve(manifest: Manifest, needed: int) -> None:
         """Show the share, refuse it if it cannot fit, ask unless --yes (once per run)."""
@@ -116,6 +116,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
             needed,
             file_count=len(manifest.files),
             total_bytes=manifest.total_bytes,
+            description="" if _is_text(manifest) else _safe_lines(manifest.description),
         )
         free = _free_bytes(output)
         decision = consent.decide(share, free, assume_yes=opts.yes or approved, interactive=interactive)
@@ -137,7 +138,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
             if not consent.parse_answer(answer):
                 raise DeclinedError("not received: you declined the share; nothing was written")
         elif not opts.yes and not opts.json:
-            reporter.say("(receiving without asking: standard input is not a terminal; --yes skips this note)")
+            reporter.say("(receiving without asking: not run at a terminal; --yes skips this note)")
         approved = True
 
     shown_preparing = [-1]  # the last percentage said
@@ -170,6 +171,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
                     "manifest",
                     name=m.name,
                     sharer=m.sharer,
+                    description="" if _is_text(m) else m.description,
                     files=len(m.files),
                     total=m.total_bytes,
                     already_have=event.already_have_bytes,
@@ -319,6 +321,13 @@ def _mention_forgotten(output: Path, reporter: Reporter) -> None:
         f"note: {sanitize_text(str(where))} holds {human_bytes(old.size)} from {format_count(old.downloads, 'download')} "
         "left unfinished for over a week; run the same get again to resume, or delete what you no longer want there"
     )
+
+
+def _safe_lines(text: str) -> str:
+    """``text`` with each line made safe to print (its line breaks kept)."""
+    from p2pshare.transfer.errors import sanitize_text
+
+    return "\n".join(sanitize_text(line) for line in text.splitlines())
 
 
 def _is_text(manifest: Manifest) -> bool:

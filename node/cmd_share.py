@@ -70,12 +70,30 @@ def check_paths(paths: list[Path]) -> list[Path]:
     return resolved
 
 
+def check_shown_text(opts: ShareOptions) -> None:
+    """The texts receivers are shown, checked by the manifest's rules before
+    a code is printed: a description with an escape sequence was refused
+    only once the code was out, and the share then ended (found by a
+    usability review)."""
+    from p2pshare.transfer.manifest import MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, text_problem
+
+    for flag, value, limit in (
+        ("--name", opts.name or "", MAX_NAME_CHARS),
+        ("--description", opts.description, MAX_DESCRIPTION_CHARS),
+        ("--sharer", opts.sharer or "", MAX_NAME_CHARS),
+    ):
+        problem = text_problem(value, limit, allow_newlines=flag == "--description")
+        if problem is not None:
+            raise LocalNodeError(f"{flag} {problem}")
+
+
 def run_share(opts: ShareOptions, reporter: Reporter) -> int:
     from p2pshare.node.config import data_home
 
     if opts.text is not None:
         return _share_text(opts, reporter)
     paths = check_paths(list(opts.paths))
+    check_shown_text(opts)
     home = data_home()
     name = opts.name or ""
     record = None if opts.new_code else load_record(home, paths, name)
@@ -314,7 +332,8 @@ async def _serve(
                     )
                 if legacy:
                     reporter.say(f"Legacy code (direct address only): {legacy}")
-                reporter.say("Send the code above (or the short code) to the receiver. Ctrl-C stops sharing.")
+                either = " (or the short code)" if offer is not None else ""
+                reporter.say(f"Send the code above{either} to the receiver. Ctrl-C stops sharing.")
 
             async with trio.open_nursery() as nursery:
 

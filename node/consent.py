@@ -10,9 +10,11 @@ Everything here takes plain values (a :class:`ShareSummary`, the free bytes,
 the flags) and returns a :class:`Decision` or text, so every case is a unit
 test; ``cmd_get`` only measures the disk, prints and reads the answer.
 
-When standard input is not a terminal and ``--yes`` was not given, ``get``
-proceeds as before (scripts, pipes and CI keep working) and says so on
-stderr; only a person at a terminal is asked. The fit check applies always.
+When standard input or standard error is not a terminal and ``--yes`` was
+not given, ``get`` proceeds as before (scripts, pipes and CI keep working)
+and says so on stderr; only a person at a terminal is asked (a question on
+a redirected stderr was never seen, and ``get`` waited for its answer).
+The fit check applies always.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ __all__ = [
 
 #: Files listed before the question; the rest are counted ("… and 37 more").
 SHOWN_FILES = 5
+#: Lines of the sharer's description shown before the question.
+DESCRIPTION_LINES = 5
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,8 @@ class ShareSummary:
     total_bytes: int
     #: Bytes this share still needs on disk (less what a partial download holds).
     needed_bytes: int
+    #: The sharer's ``--description``, already made safe to print ("" for none).
+    description: str = ""
 
 
 class Decision(enum.Enum):
@@ -81,6 +87,8 @@ def describe(summary: ShareSummary, free_bytes: int | None, shown: int = SHOWN_F
     by = f" from {summary.sharer}" if summary.sharer else ""
     count = summary.file_count
     lines = [f"{summary.name!r}{by}: {format_count(count, 'file')}, {format_bytes(summary.total_bytes)}"]
+    # The sharer's words, marked as quoted so that they never pass for a file of the list.
+    lines += [f"  > {line}" for line in summary.description.splitlines()[:DESCRIPTION_LINES]]
     for path, size in summary.files[:shown]:
         lines.append(f"  {path}  ({format_bytes(size)})")
     if count > shown:
@@ -115,6 +123,7 @@ def summary_of(
     *,
     file_count: int | None = None,
     total_bytes: int | None = None,
+    description: str = "",
 ) -> ShareSummary:
     """A summary of ``files`` (all of them, or the first few with the count
     and total given); ``needed_bytes`` defaults to the whole share."""
@@ -126,6 +135,7 @@ def summary_of(
         file_count=len(files) if file_count is None else file_count,
         total_bytes=total,
         needed_bytes=total if needed_bytes is None else needed_bytes,
+        description=description,
     )
 
 

@@ -234,13 +234,22 @@ def make_manifest(
 def _check_text(value: object, what: str, limit: int, *, allow_newlines: bool) -> None:
     if not isinstance(value, str):
         raise ManifestError(f"{what} is not a string")
+    problem = text_problem(value, limit, allow_newlines=allow_newlines)
+    if problem is not None:
+        raise ManifestError(f"{what} {problem}")
+
+
+def text_problem(value: str, limit: int, *, allow_newlines: bool) -> str | None:
+    """Why ``value`` cannot be a manifest's name, description or sharer, or
+    None. The sharer checks its flags with it before it prints a code."""
     if len(value) > limit:
-        raise ManifestError(f"{what} is longer than {limit} characters")
+        return f"is longer than {limit} characters"
     allowed = "\n\t" if allow_newlines else ""
     for ch in value:
         code = ord(ch)
         if (code < 0x20 or 0x7F <= code < 0xA0 or 0xD800 <= code < 0xE000) and ch not in allowed:
-            raise ManifestError(f"{what} contains a control character or invalid Unicode")
+            return "contains a control character or invalid Unicode"
+    return None
 
 
 def _check_file(f: FileEntry, chunk_size: int) -> None:

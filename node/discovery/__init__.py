@@ -20,6 +20,7 @@ from .dnsaddr import DEFAULT_BOOTSTRAP
 from .keys import DiscoveryError, provider_cid, provider_key
 from .lookup import LookupStats
 from .peers import PeerInfo, merge_peer_infos
+from .peers_file import remembers_peers
 from .service import Discovery
 
 __all__ = [
@@ -34,4 +35,5 @@ __all__ = [
     "open_discovery",
     "provider_cid",
     "provider_key",
+    "remembers_peers",
 ]

@@ -31,6 +31,7 @@ __all__ = [
     "RememberedPeer",
     "load_peers_file",
     "merge_remembered",
+    "remembers_peers",
     "save_peers_file",
 ]
 
@@ -86,6 +87,22 @@ def merge_remembered(
             best[p.peer_id] = p
     ranked = sorted(best.values(), key=lambda p: p.last_ok, reverse=True)
     return ranked[:MAX_PEERS]
+
+
+def remembers_peers(path: Path | None) -> bool:
+    """Whether ``path`` holds peers to join the DHT through. A missing,
+    empty or damaged file holds none: a sharer with no bootstrap node and
+    no mDNS printed a short code that nobody could find (found by a
+    usability review). Quiet: the load that uses the file says what is
+    wrong with it, once."""
+    if path is None:
+        return False
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read(MAX_FILE_BYTES + 1).decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("version") == VERSION and bool(doc.get("peers"))
 
 
 def load_peers_file(path: Path) -> list[RememberedPeer]:

@@ -30,16 +30,28 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 class PtyProc:
     """A CLI process whose stdin, stdout and stderr are one pseudo-terminal."""
 
-    def __init__(self, args: list[str], home: Path, columns: int = 80, rows: int = 24) -> None:
+    def __init__(
+        self, args: list[str], home: Path, columns: int = 80, rows: int = 24, stderr_to: Path | None = None
+    ) -> None:
+        """``stderr_to``: standard error into that file instead (``2>log``)."""
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         env = env_for(home)
         env.pop("COLUMNS", None)  # the window size, not an inherited override
         env.pop("LINES", None)
         env["TERM"] = "xterm"
+        err = open(stderr_to, "wb") if stderr_to is not None else None  # noqa: SIM115 - closed below
         self.proc = subprocess.Popen(
-            CLI + _loopback_only(args), stdin=slave, stdout=slave, stderr=slave, env=env, cwd=ROOT, close_fds=True
+            CLI + _loopback_only(args),
+            stdin=slave,
+            stdout=slave,
+            stderr=err if err is not None else slave,
+            env=env,
+            cwd=ROOT,
+            close_fds=True,
         )
+        if err is not None:
+            err.close()  # the child holds its own
         os.close(slave)
         self.master = master
         self.output = ""

@@ -73,7 +73,7 @@ def test_rename_of_one_file_names_the_file_received(tmp_path: Path, sharer: Shar
             assert done["event"] == "done" and Path(done["saved_to"]) == out / "single (1).txt"
         else:
             assert f"to {out / 'single (1).txt'}, all verified" in res.stdout, res.stdout
-            assert "(receiving without asking: standard input is not a terminal" in res.stderr
+            assert "(receiving without asking: not run at a terminal" in res.stderr
         assert (out / "single (1).txt").read_text() == "theirs\n"
 
 

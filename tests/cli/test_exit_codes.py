@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -117,6 +118,24 @@ def test_a_port_another_p2pshare_listens_on_is_refused_exit_2(tmp_path: Path) ->
     finally:
         relay.close()
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "said"),
+    [
+        ("--description", "red \x1b[31m", "--description contains a control character or invalid Unicode"),
+        ("--name", "two\nlines", "--name contains a control character or invalid Unicode"),
+        ("--sharer", "x" * 256, "--sharer is longer than 255 characters"),
+    ],
+)
+def test_texts_shown_to_receivers_are_checked_before_the_code(tmp_path: Path, flag: str, value: str, said: str) -> None:
+    """A bad --description was refused only after the code was printed, and
+    the share then ended. Found by a usability review."""
+    (tmp_path / "f.txt").write_text("x")
+    res = run(["share", str(tmp_path / "f.txt"), "--listen", "/ip4/127.0.0.1/tcp/0", flag, value], tmp_path / "h")
+    assert res.returncode == 2, res.stderr
+    assert res.stdout == ""
+    assert_one_line_error(res.stderr, said)
 
 
 def test_missing_path_is_exit_2(tmp_path: Path) -> None:
@@ -451,3 +470,30 @@ def test_a_relay_checks_its_bootstrap_before_it_starts(tmp_path: Path) -> None:
     assert_one_line_error(res.stderr, "--bootstrap '127.0.0.1:4001': not a multiaddr")
     assert "STUN" not in res.stderr + res.stdout
     assert not list((tmp_path / "h").rglob("*.key"))
+
+
+def test_ctrl_c_while_the_command_line_imports_is_one_line_exit_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Ctrl-C in the first ~0.15 s (the imports, before ``main`` handles
+    it) printed a 20-line traceback. Found by a usability review."""
+    import builtins
+
+    import p2pshare.__main__ as entry_module
+
+    real_import = builtins.__import__
+
+    def interrupted_import(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "p2pshare.cli":
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    def exit_now(code: int) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted_import)
+    monkeypatch.setattr(entry_module, "exit_now", exit_now)
+    with pytest.raises(SystemExit) as ended:
+        entry_module.entry()
+    assert ended.value.code == 130
+    assert capsys.readouterr().err == "p2pshare: error: interrupted\n"

@@ -105,6 +105,21 @@ def test_get_json_events(tmp_path: Path, sharer: Sharer) -> None:
     )
 
 
+def test_the_receiver_sees_the_sharers_description(tmp_path: Path, sharer: Sharer) -> None:
+    """``share --description`` was never shown (found by a usability review):
+    now in the lines before the question, each safe to print, and in the
+    ``--json`` manifest event as given."""
+    (tmp_path / "a.txt").write_text("a")
+    said = "from the trip\nenjoy\tit"
+    _, shared = sharer(tmp_path / "a.txt", extra=("--description", said))
+    res = run(["get", shared["code"], "-o", str(tmp_path / "out")], tmp_path / "rx")
+    assert res.returncode == 0, res.stderr
+    assert "  > from the trip\n  > enjoy?it\n" in res.stderr, res.stderr
+    res = run(["get", shared["code"], "-o", str(tmp_path / "out2"), "--json"], tmp_path / "rx")
+    manifest = next(e for e in map(json.loads, res.stdout.splitlines()) if e["event"] == "manifest")
+    assert manifest["description"] == said
+
+
 def test_legacy_code(tmp_path: Path, sharer: Sharer) -> None:
     tree = make_tree(tmp_path, big=1 << 20)
     _, shared = sharer(tree)

@@ -107,3 +107,12 @@ def test_unknown_number_is_exit_3(tmp_path: Path, procs: list[Proc]) -> None:
     res = _get("4127-acid-zoom-yoga", tmp_path / "out", boot, tmp_path / "rx", "--timeout", "5")
     assert res.returncode == 3, res.stderr
     assert "no sharer of short code 4127-…" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_no_short_code_without_a_dht(tmp_path: Path, sharer) -> None:  # type: ignore[no-untyped-def]
+    """No bootstrap node, no mDNS, no remembered peer: nobody could find a
+    short code, and one was printed anyway (the peers file's mere path
+    counted as a DHT). Found by a usability review."""
+    (tmp_path / "f.txt").write_text("x")
+    _, shared = sharer(tmp_path / "f.txt", extra=("--no-mdns",))
+    assert shared["short_code"] is None, shared

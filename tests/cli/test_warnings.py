@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.cli.helpers import Proc, free_port, run
+from tests.cli.helpers import Proc, free_port, run, start
 
 
 def test_share_json_carries_skipped_symlink_warnings(
@@ -23,6 +24,34 @@ def test_share_json_carries_skipped_symlink_warnings(
     proc, _ = sharer(tree)
     warning = next(proc.events(timeout=30))
     assert warning["event"] == "warning" and "link.txt" in warning["message"], warning
+
+
+def test_a_skipped_name_is_one_safe_line(tmp_path: Path) -> None:
+    """A local file called ``esc<ESC>[31m…`` or ``new<LF>line`` put its escape
+    sequence on the terminal and split the warning in two. Found by a
+    usability review."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "ok.txt").write_text("data")
+    (tree / "esc\x1b[31mred.txt").write_text("x")
+    (tree / "new\nline.txt").write_text("y")
+    proc = start(["share", str(tree), "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"], tmp_path / "home")
+    try:
+        proc.line(timeout=60)  # the code: the listing's warnings come with the next lines
+        deadline = time.monotonic() + 30
+        text = ""
+        while time.monotonic() < deadline and text.count("skipped") < 2:
+            time.sleep(0.2)
+            text = proc.stderr_path.read_text()
+    finally:
+        proc.close()
+    warnings = [line for line in text.splitlines() if line.startswith("p2pshare: warning: skipped")]
+    assert len(warnings) == 2, text
+    assert "\x1b" not in text
+    assert any(
+        line.endswith("new?line.txt: path contains a control character, backslash or invalid Unicode")
+        for line in warnings
+    )
 
 
 def test_get_warns_about_misleading_names_and_still_receives(

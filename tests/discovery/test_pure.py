@@ -29,6 +29,7 @@ from p2pshare.node.discovery.peers_file import (
     RememberedPeer,
     load_peers_file,
     merge_remembered,
+    remembers_peers,
     save_peers_file,
 )
 
@@ -220,6 +221,17 @@ def test_peers_file_round_trip_is_atomic_and_bounded(tmp_path: Path) -> None:
     assert len(merged) == MAX_PEERS and merged[0].last_ok == 99.0
     save_peers_file(path, merged)
     assert len(load_peers_file(path)) == MAX_PEERS
+
+
+def test_only_a_peers_file_with_peers_counts_as_a_way_into_the_dht(tmp_path: Path) -> None:
+    path = tmp_path / "peers.json"
+    assert not remembers_peers(None) and not remembers_peers(path)  # none, missing
+    path.write_text('{"version": 1, "peers": []}')
+    assert not remembers_peers(path)
+    path.write_text("not json")
+    assert not remembers_peers(path)
+    save_peers_file(path, [RememberedPeer(P1, ("/ip4/1.2.3.4/tcp/1",), 100.0)])
+    assert remembers_peers(path)
 
 
 def test_peers_merge_keeps_newest_and_drops_stale() -> None:

@@ -108,3 +108,19 @@ def test_renamed_names() -> None:
     assert renamed("archive.tar.gz", 2) == "archive.tar (2).gz"
     assert renamed(".bashrc", 1) == ".bashrc (1)"
     assert renamed("README", 3) == "README (3)"
+
+
+def test_the_description_is_shown_quoted_after_the_name() -> None:
+    """``share --description`` was never shown to the receiver. Found by a
+    usability review."""
+    share = summary_of("trip", "Zoë", [("trip/a.jpg", 10)], description="from the trip\nenjoy\n3\n4\n5\n6")
+    lines = consent.describe(share, None)
+    assert lines[:7] == [
+        "'trip' from Zoë: 1 file, 10 B",
+        "  > from the trip",
+        "  > enjoy",
+        "  > 3",
+        "  > 4",
+        "  > 5",
+        "  trip/a.jpg  (10 B)",
+    ]
