@@ -167,6 +167,7 @@ async def _serve(
     identity = opts.identity or wanted
     fallbacks = () if opts.identity else identity_slots(base)
     done_receivers = 0
+    stopping = False  # set once the share stops: receivers still running are cut off by it
     finished = trio.Event()
     shown: ShareCode | None = None  # the last code printed (a newer one when the machine moved)
     by_dht = False  # receivers can look the sharer up (a moved sharer is found there)
@@ -208,7 +209,13 @@ async def _serve(
             peer = _b58(event.peer)
             reporter.event("receiver_failed", peer_id=peer, reason=event.reason)
             receivers.remove(peer)
-            reporter.say(f"Receiver …{peer[-8:]} stopped: {event.reason}")
+            # The receiver's own advice ("run the same command again") is not for the sharer.
+            why = event.reason.replace("; run the same command again to resume", "")
+            if stopping:
+                reporter.say(f"Receiver …{peer[-8:]} did not finish before the stop; it resumes when you share again")
+            else:
+                again = " (it can resume with the same code)" if why != event.reason else ""
+                reporter.say(f"Receiver …{peer[-8:]} stopped: {why}{again}")
         elif held is not None:
             held.append(event)
         elif isinstance(event, AddressesChanged) and shown is not None and (moved := moved_code(shown, event.addrs)):
@@ -354,6 +361,7 @@ async def _serve(
                 nursery.start_soon(stop_on_signal)
                 nursery.start_soon(stop_when_done)
                 nursery.start_soon(report_ready, info, reporter)
+            stopping = True
             await _stop_sharing(node, info, signals, reporter)
             if info.preparation.error is not None:
                 raise info.preparation.error

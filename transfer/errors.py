@@ -106,6 +106,18 @@ class ConflictError(OutputError):
         self.shown = shown
 
 
+def conflict_refusal(shown: str, *, a_file: bool) -> ConflictError:
+    """A file of the share meets another file (``a_file``) at its name, or
+    something no flag replaces (a directory): that one was told that
+    ``--overwrite`` replaces it, even with ``--overwrite`` given (found by
+    a usability review)."""
+    if a_file:
+        why = "it exists with different content; --overwrite replaces it"
+        return ConflictError(f"refusing to overwrite {shown}: {why}, --rename keeps both", shown)
+    why = "something other than a file is in its place (--overwrite replaces only files); move it away"
+    return ConflictError(f"refusing to write {shown}: {why}, or --rename keeps both", shown)
+
+
 #: Conflicting files named in one refusal; ``get`` stops looking after one more.
 SHOWN_CONFLICTS = 3
 

@@ -32,6 +32,7 @@ from p2pshare.transfer.errors import (
     IntegrityError,
     OutputError,
     cannot_write,
+    conflict_refusal,
     conflicts_error,
 )
 from p2pshare.transfer.manifest import Manifest
@@ -153,8 +154,8 @@ class Store:
         same = self._same_file(parent, parts[-1], index)
         if same is not False:
             return bool(same)
-        refused = f"refusing to overwrite {self._shown(entry.path)}: it exists with different content"
-        if self.conflict is Conflict.OVERWRITE and fs.is_regular(fs.lstat_at(parent, parts[-1])):
+        regular = fs.is_regular(fs.lstat_at(parent, parts[-1]))  # else a directory: no flag replaces it
+        if self.conflict is Conflict.OVERWRITE and regular:
             self._replace.add(index)
             return False
         if self.conflict is Conflict.RENAME:
@@ -170,7 +171,7 @@ class Store:
                 if same is not False:  # free (None), or this file from an earlier run (True)
                     self.final_names[index] = name
                     return bool(same)
-        raise ConflictError(f"{refused}; --overwrite replaces it, --rename keeps both", self._shown(entry.path))
+        raise conflict_refusal(self._shown(entry.path), a_file=regular)
 
     def _same_file(self, parent: int, name: str, index: int) -> bool | None:
         """None: nothing there; True: this file, verified; False: something else."""

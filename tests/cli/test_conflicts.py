@@ -45,6 +45,19 @@ def test_overwrite_replaces_it(tmp_path: Path, sharer: Sharer) -> None:
     assert sorted(p.name for p in (out / "docs").iterdir()) == ["report.txt", "same.txt"]
 
 
+def test_a_directory_in_a_files_place_is_not_offered_to_overwrite(tmp_path: Path, sharer: Sharer) -> None:
+    """``--overwrite`` given, a directory where a file goes: the refusal said
+    "--overwrite replaces it". Found by a usability review."""
+    code, out, _ = _setup(tmp_path, sharer)
+    (out / "docs" / "report.txt").unlink()
+    (out / "docs" / "report.txt").mkdir()
+    res = run(["get", code, "-o", str(out), "--overwrite"], tmp_path / "rx")
+    assert res.returncode == 2, res.stderr
+    assert "something other than a file is in its place (--overwrite replaces only files)" in res.stderr, res.stderr
+    assert "--overwrite replaces it" not in res.stderr
+    assert (out / "docs" / "report.txt").is_dir()
+
+
 def test_rename_keeps_both_and_says_so_and_resumes_to_the_same_name(tmp_path: Path, sharer: Sharer) -> None:
     code, out, _ = _setup(tmp_path, sharer)
     res = run(["get", code, "-o", str(out), "--rename"], tmp_path / "rx")

@@ -117,3 +117,27 @@ def test_a_second_ctrl_c_ends_the_wait_for_a_receiver_that_does_not_read(
         os.kill(getter.pid, signal.SIGCONT)
     assert quit_after < STOP_GRACE, f"quit {quit_after:.2f} s after the second Ctrl-C"
     assert proc.lines and '"stopped"' in proc.lines[-1]
+
+
+def test_the_sharer_says_a_receiver_was_cut_off_by_its_stop(tmp_path: Path, procs: list[Proc]) -> None:
+    """It said "Receiver … stopped: the receiver closed the connection …; run
+    the same command again to resume": the sharer cut it, and the advice was
+    the receiver's. Found by a usability review."""
+    src = tmp_path / "big.bin"
+    with open(src, "wb") as f:  # sparse: quick to hash, and never done sending here
+        f.truncate(2 << 30)
+    proc = start(["share", str(src), "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"], tmp_path / "sharer-home")
+    procs.append(proc)
+    code = proc.line(timeout=60)
+    getter = start(["get", code, "-o", str(tmp_path / "out"), "--json", "--yes"], tmp_path / "rx-home")
+    procs.append(getter)
+    getter.wait_for("progress", timeout=60)
+    os.kill(getter.pid, signal.SIGSTOP)
+    try:
+        proc.kill(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, proc.stderr_tail()
+    finally:
+        os.kill(getter.pid, signal.SIGCONT)
+    said = proc.stderr_path.read_text()
+    assert "did not finish before the stop; it resumes when you share again" in said, said
+    assert "run the same command again" not in said, said

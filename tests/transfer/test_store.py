@@ -218,7 +218,7 @@ def test_symlink_at_a_final_file_name(tmp_path: Path, prepared: PreparedShare) -
     outside.mkdir()
     os.symlink(outside / "victim", out / "tree" / "empty.txt")
     store = Store(out, prepared.manifest, SID)
-    with pytest.raises(OutputError, match="refusing to overwrite"):
+    with pytest.raises(OutputError, match="refusing to write .*: something other than a file is in its place"):
         store.prepare()
     store.close()
     assert not (outside / "victim").exists()
