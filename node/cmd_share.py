@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +12,7 @@ from p2pshare.node._output import Reporter, SendingDisplay, human_bytes
 from p2pshare.node.errors import LocalNodeError
 from p2pshare.node.online import OFFLINE, has_route
 from p2pshare.node.progress import format_count, format_seconds
+from p2pshare.node.share_input import check_paths, check_shown_text
 from p2pshare.node.stop_signals import StopSignals, stop_signals
 
 if TYPE_CHECKING:
@@ -54,46 +54,13 @@ class ShareOptions:
     text: str | None = None  # share this text instead of paths ("-": read stdin)
 
 
-def check_paths(paths: list[Path]) -> list[Path]:
-    """Fail fast, before the slow imports, on paths that cannot be shared."""
-    resolved: list[Path] = []
-    for p in paths:
-        if not os.path.lexists(p):
-            raise LocalNodeError(f"no such file or directory: {p}")
-        if not os.access(p, os.R_OK):
-            raise LocalNodeError(f"cannot read {p}: permission denied")
-        resolved.append(Path(os.path.abspath(p)))
-    names = [p.name for p in resolved]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise LocalNodeError(f"two paths share the name {dupes[0]!r}; rename one or share their parent")
-    return resolved
-
-
-def check_shown_text(opts: ShareOptions) -> None:
-    """The texts receivers are shown, checked by the manifest's rules before
-    a code is printed: a description with an escape sequence was refused
-    only once the code was out, and the share then ended (found by a
-    usability review)."""
-    from p2pshare.transfer.manifest import MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, text_problem
-
-    for flag, value, limit in (
-        ("--name", opts.name or "", MAX_NAME_CHARS),
-        ("--description", opts.description, MAX_DESCRIPTION_CHARS),
-        ("--sharer", opts.sharer or "", MAX_NAME_CHARS),
-    ):
-        problem = text_problem(value, limit, allow_newlines=flag == "--description")
-        if problem is not None:
-            raise LocalNodeError(f"{flag} {problem}")
-
-
 def run_share(opts: ShareOptions, reporter: Reporter) -> int:
     from p2pshare.node.config import data_home
 
     if opts.text is not None:
         return _share_text(opts, reporter)
     paths = check_paths(list(opts.paths))
-    check_shown_text(opts)
+    check_shown_text(opts.name, opts.description, opts.sharer)
     home = data_home()
     name = opts.name or ""
     record = None if opts.new_code else load_record(home, paths, name)

@@ -135,7 +135,9 @@ def parse_short_code(text: str) -> ShortCode:
         raise ShortCodeError(f"a short code starts with a 4-digit number ({NUMBER_MIN}-{NUMBER_MAX}), like 4127-…")
     number = int(head)
     if len(words) != WORDS:
-        raise ShortCodeError(f"short code {number}-… has {len(words)} word(s) after the number, expected {WORDS}")
+        raise ShortCodeError(
+            f"short code {number}-… has {len(words)} word{'' if len(words) == 1 else 's'} after the number, expected {WORDS}"
+        )
     known = _word_set()
     for pos, word in enumerate(words, 1):
         if word not in known:

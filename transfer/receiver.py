@@ -116,7 +116,7 @@ def error_for(msg: wire.Error) -> TransferError:
     # Complete sentences for the codes that need no detail from the peer.
     fixed: dict[int, str] = {
         wire.ErrorCode.UNKNOWN_SHARE: "the sharer does not serve this share (wrong or expired code?)",
-        wire.ErrorCode.AUTH_FAILED: "the sharer rejected our proof of the share key",
+        wire.ErrorCode.AUTH_FAILED: "the sharer refused the code's key: the code is wrong or mistyped; copy the whole code again",
         wire.ErrorCode.SOURCE_CHANGED: "the shared files changed on the sharer's side; the sharer must share them again",
         wire.ErrorCode.STOPPED: SharerStoppedError.MESSAGE,
     }

@@ -15,6 +15,7 @@ from p2pshare.node.discovery import Discovery, LookupStats
 from p2pshare.node.discovery.lookup import retry_delay, worth_another_look
 from p2pshare.node.errors import PeerUnreachableError
 from p2pshare.node.host import Host, LibP2PByteStream, StreamError
+from p2pshare.node.progress import format_count
 from p2pshare.node.reach import Reacher
 from p2pshare.sharecode.short import ShortCode, window_keys
 
@@ -195,7 +196,7 @@ async def claim_short_code(
         return result
     if wrong:
         raise WrongWordsError(
-            f"the words of short code {code.redacted} do not match (tried {len(wrong)} sharer(s) with this number); "
+            f"the words of short code {code.redacted} do not match (tried {format_count(len(wrong), 'sharer')} with this number); "
             "check the words"
         )
     if refused:
