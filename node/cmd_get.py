@@ -76,15 +76,14 @@ def run_get(opts: GetOptions, reporter: Reporter) -> int:
     text_dir: list[Path] = []  # where a text share is received (see ``destination``)
     try:
         return trio.run(_get, opts, reporter, code, text_dir)
-    except BaseException:
-        # Refused, interrupted at the prompt, unreachable: a directory this
-        # run created and left empty goes too. rmdir removes only an empty
-        # one, so verified data kept for a resume (.p2pshare-partial) stays.
+    finally:
+        # Refused, interrupted at the prompt, unreachable, or a text (printed,
+        # never a file): a directory this run created and left empty goes too.
+        # rmdir removes only an empty one, so verified data kept for a resume
+        # (.p2pshare-partial) stays.
         if not existed:
             with contextlib.suppress(OSError):
                 opts.output.rmdir()
-        raise
-    finally:
         for d in text_dir:
             shutil.rmtree(d, ignore_errors=True)
 

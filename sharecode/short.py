@@ -142,7 +142,7 @@ def parse_short_code(text: str) -> ShortCode:
     for pos, word in enumerate(words, 1):
         if word not in known:
             near = difflib.get_close_matches(word, wordlist(), n=1, cutoff=0.6) if word.isascii() else []
-            hint = f"; did you mean {near[0]!r}?" if near else ""
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise ShortCodeError(f"word {pos} of short code {number}-… is not in the word list{hint}")
     return ShortCode(number, tuple(words))
 

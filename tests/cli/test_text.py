@@ -25,9 +25,12 @@ def test_text_from_the_command_line_is_printed_and_leaves_no_file(tmp_path: Path
         res = run(["get", str(code), "-o", str(out)], tmp_path / "rx")
         assert res.returncode == 0, res.stderr
         assert res.stdout == text + "\n"
-        assert os.listdir(out) == []  # printed, not stored
+        assert not out.exists()  # printed, not stored: not even the -o directory it made (a review)
         assert "[y/N]" not in res.stderr and "Receiving" not in res.stderr
+        out.mkdir()
+        (out / "mine.txt").write_text("kept")
         res_json = run(["get", str(code), "-o", str(out), "--json"], tmp_path / "rx")
+        assert os.listdir(out) == ["mine.txt"]  # a directory that was there stays as it was
         events = [json.loads(line) for line in res_json.stdout.splitlines()]
         assert {"event": "text", "text": text} in events
     finally:

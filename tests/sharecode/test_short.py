@@ -62,7 +62,7 @@ def test_spellings_a_person_may_type(text: str) -> None:
         ("0999-acid-acorn-acre", "4-digit number"),
         ("4127-acid-acorn", "has 2 words after the number, expected 3"),
         ("4127-acid-acorn-acre-afar", "has 4 words"),
-        ("4127-acid-acorm-acre", "word 2 of short code 4127-… is not in the word list; did you mean 'acorn'?"),
+        ("4127-acid-acorm-acre", "word 2 of short code 4127-… is not in the word list (did you mean 'acorn'?)"),
         ("4127-acid-qqqqqq-acre", "word 2 of short code 4127-… is not in the word list"),
         ("4127-acid-acörn-acre", "word 2"),
         ("4127" + "-acid" * 60, "too long"),
