@@ -25,6 +25,7 @@ class Reporter:
         self.bar = ProgressBar(self.err) if not json_mode and self.err.isatty() and self.out.isatty() else None
         self._last_progress: tuple[int, int] | None = None
         self._started = False  # a first event is out
+        self._asking = False  # a question is on stderr, unanswered
 
     def event(self, event: str, /, **fields: Any) -> None:
         if self.json_mode:
@@ -110,7 +111,9 @@ class Reporter:
         if self.bar is not None:
             self.bar.clear()
         _write(self.err, prompt)
+        self._asking = True  # until answered: a Ctrl-C meanwhile leaves the cursor after the prompt
         line = sys.stdin.readline()
+        self._asking = False
         if not line:
             _write(self.err, "\n")  # Ctrl-D left the cursor after the prompt: the next line starts afresh
             return None
@@ -122,6 +125,9 @@ class Reporter:
         ``human``: a shorter line for stderr; the JSON event keeps ``message``."""
         if self.bar is not None:
             self.bar.clear()
+        if self._asking:  # a Ctrl-C at the question: "[y/N] ^C" then the error on a line of its own
+            self._asking = False
+            _write(self.err, "\n")
         self.event("error", message=message, exit_code=exit_code, **details)
         _write(self.err, f"p2pshare: error: {human or message}\n")
 

@@ -156,6 +156,7 @@ def test_ctrl_c_at_the_prompt_is_exit_130_and_writes_nothing(
     p.proc.send_signal(signal.SIGINT)  # what a terminal sends its foreground job on Ctrl-C
     assert p.wait(30) == 130, p.output
     assert "interrupted; nothing was received" in p.output and "Traceback" not in p.output
+    assert "[y/N] p2pshare" not in p.output, p.output  # the error on a line of its own (a review)
     assert not out.exists()
 
 
