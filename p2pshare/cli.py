@@ -17,6 +17,7 @@ import argparse
 import enum
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -405,7 +406,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         # One line, as every error (and the error event a --json caller reads).
         reporter = Reporter(json_mode="--json" in args)
-        reporter.error(f"{exc} (see {_help_for(parser, exc.prog, args)} --help)", ExitCode.BAD_INPUT)
+        dashed = next((a for a in args if a.startswith("-") and a not in ("-", "--") and os.path.lexists(a)), None)
+        hint = f"; a path that starts with -: put -- before it (-- {dashed})" if dashed else ""
+        reporter.error(f"{exc}{hint} (see {_help_for(parser, exc.prog, args)} --help)", ExitCode.BAD_INPUT)
         return int(ExitCode.BAD_INPUT)
     verbose = ns.verbose + getattr(ns, "verbose_after", 0)
     setup_logging(verbose, json_out=sys.stdout if getattr(ns, "json", False) else None)

@@ -497,3 +497,22 @@ def test_ctrl_c_while_the_command_line_imports_is_one_line_exit_130(
         entry_module.entry()
     assert ended.value.code == 130
     assert capsys.readouterr().err == "p2pshare: error: interrupted\n"
+
+
+def test_a_path_that_starts_with_a_dash_gets_a_hint(tmp_path: Path) -> None:
+    """``share -dash.txt`` said only "unrecognized arguments". Found by a usability review."""
+    import subprocess
+
+    from tests.cli.helpers import CLI, env_for
+
+    (tmp_path / "-dash.txt").write_text("x")
+    res = subprocess.run(
+        [*CLI, "share", "-dash.txt"],
+        cwd=tmp_path,
+        env=env_for(tmp_path / "h"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2, res.stderr
+    assert_one_line_error(res.stderr, "unrecognized arguments: -dash.txt; a path that starts with -: put -- before it")
