@@ -165,7 +165,10 @@ class _Session:
         self.timeout = idle_timeout
         self.proto = SharerProtocol(registry.material, local_peer_id=local, remote_peer_id=remote)
         self.share_id: bytes | None = None
-        self.bytes_sent = 0
+        self.bytes_sent = 0  # on the wire: framing and tags included
+        #: The file bytes the receiver asked for (its WANT); reports cap at it,
+        #: so a 4 B file is "4 B sent", not the 45 B its frame took.
+        self.bytes_asked: int | None = None
         self.watch_scope = trio.CancelScope()
         self._handshaking = True  # holds a pre-authentication slot
         self.source: str | None = None  # the address group that slot counts against
@@ -267,7 +270,8 @@ class _Session:
             reader.close()
         self.registry.record_completed(self.share_id)
         await goodbye(self.stream, b"")
-        self.emit(ReceiverFinished(self.remote, self.share_id, self.bytes_sent, trio.current_time() - start))
+        sent = self.bytes_sent if self.bytes_asked is None else min(self.bytes_sent, self.bytes_asked)
+        self.emit(ReceiverFinished(self.remote, self.share_id, sent, trio.current_time() - start))
 
     async def _await_material(self, share_id: bytes) -> None:
         """The code went out before hashing ended: tell the receiver how far
@@ -346,6 +350,7 @@ class _Session:
         manifest = material.manifest
         # Whole chunks asked for: the last chunk of a file may be shorter, so cap at the share's size.
         asked = min(ranges.count(want) * manifest.chunk_size, manifest.total_bytes)
+        self.bytes_asked = asked
         assert self.share_id is not None
         share_id = self.share_id
 

@@ -172,8 +172,12 @@ def test_share_once_exits_after_one_receiver(tmp_path: Path, sharer: Sharer) -> 
     res = run(["get", shared["code"], "-o", str(tmp_path / "out")], tmp_path / "rx")
     assert res.returncode == 0, res.stderr
     assert proc.wait(30) == 0
-    kinds = [json.loads(line)["event"] for line in proc.lines]
+    events = [json.loads(line) for line in proc.lines]
+    kinds = [e["event"] for e in events]
     assert "receiver_done" in kinds and kinds[-1] == "stopped"
+    # The file bytes, not the framed ones (a 4 B file read "45 B sent"; a review).
+    done = next(e for e in events if e["event"] == "receiver_done")
+    assert done["bytes"] == sum(f.stat().st_size for f in tree.rglob("*") if f.is_file())
 
 
 def _progress_then_kill(proc: Proc, total_min: int) -> int:
