@@ -25,7 +25,7 @@ class Reporter:
         self.bar = ProgressBar(self.err) if not json_mode and self.err.isatty() and self.out.isatty() else None
         self._last_progress: tuple[int, int] | None = None
         self._started = False  # a first event is out
-        self._asking = False  # a question is on stderr, unanswered
+        self._asking: TextIO | None = None  # where a question waits for its answer
 
     def event(self, event: str, /, **fields: Any) -> None:
         if self.json_mode:
@@ -51,9 +51,8 @@ class Reporter:
         safe line first, as logged ones are: a warning naming a local file
         called ``esc\\x1b[31m…`` or ``new\\nline`` put its escape sequence on
         the terminal and split the line (found by a usability review)."""
-        message = one_line(message)
-        self.event("warning", message=message)
-        self.say(f"p2pshare: warning: {message}")
+        self.event("warning", message=message)  # JSON escapes it: a program gets the exact path
+        self.say(f"p2pshare: warning: {one_line(message)}")
 
     def result(self, line: str) -> None:
         """The one stdout line a human invocation produces."""
@@ -104,18 +103,20 @@ class Reporter:
         segno.make(text, error="l").terminal(out=buf, compact=True, border=2)
         self.say(buf.getvalue().rstrip("\n"))
 
-    def ask(self, prompt: str) -> str | None:
-        """Ask a person on stderr, read one line from stdin (blocking: run it in a thread).
+    def ask(self, prompt: str, on: TextIO | None = None) -> str | None:
+        """Ask a person on stderr (or ``on``: the terminal, when stderr is not
+        one), read one line from stdin (blocking: run it in a thread).
 
         None at end of input (Ctrl-D), which counts as no."""
         if self.bar is not None:
             self.bar.clear()
-        _write(self.err, prompt)
-        self._asking = True  # until answered: a Ctrl-C meanwhile leaves the cursor after the prompt
+        where = on or self.err
+        _write(where, prompt)
+        self._asking = where  # until answered: a Ctrl-C meanwhile leaves the cursor after the prompt
         line = sys.stdin.readline()
-        self._asking = False
+        self._asking = None
         if not line:
-            _write(self.err, "\n")  # Ctrl-D left the cursor after the prompt: the next line starts afresh
+            _write(where, "\n")  # Ctrl-D left the cursor after the prompt: the next line starts afresh
             return None
         return line
 
@@ -125,9 +126,9 @@ class Reporter:
         ``human``: a shorter line for stderr; the JSON event keeps ``message``."""
         if self.bar is not None:
             self.bar.clear()
-        if self._asking:  # a Ctrl-C at the question: "[y/N] ^C" then the error on a line of its own
-            self._asking = False
-            _write(self.err, "\n")
+        if self._asking is not None:  # a Ctrl-C at the question: "[y/N] ^C", then the error on its own line
+            _write(self._asking, "\n")
+            self._asking = None
         self.event("error", message=message, exit_code=exit_code, **details)
         _write(self.err, f"p2pshare: error: {human or message}\n")
 

@@ -169,7 +169,7 @@ class Node:
             self._relay,
             self._discovery,
             force_relay=cfg.force_relay,
-            use_dht=bool(cfg.bootstrap) or cfg.peers_file is not None or cfg.mdns,
+            use_dht=self.uses_dht,
         )
         self._nursery = await self._stack.enter_async_context(trio.open_nursery())
         if cfg.autorelay:

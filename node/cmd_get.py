@@ -9,8 +9,8 @@ this module only measures, prints and reads the answer.
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -18,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import trio
 
@@ -72,7 +72,7 @@ def parse_any_code(text: str) -> AnyCode:
 
 def run_get(opts: GetOptions, reporter: Reporter) -> int:
     code = parse_any_code(unwrap_pasted(opts.code))  # bad codes (unknown words too) fail before slow imports
-    existed = opts.output.exists()
+    made = _missing_dirs(opts.output)  # what this run will create, the output first
     text_dir: list[Path] = []  # where a text share is received (see ``destination``)
     try:
         return trio.run(_get, opts, reporter, code, text_dir)
@@ -81,9 +81,11 @@ def run_get(opts: GetOptions, reporter: Reporter) -> int:
         # never a file): a directory this run created and left empty goes too.
         # rmdir removes only an empty one, so verified data kept for a resume
         # (.p2pshare-partial) stays.
-        if not existed:
-            with contextlib.suppress(OSError):
-                opts.output.rmdir()
+        for directory in made:  # up to the first that is not empty (or not ours)
+            try:
+                directory.rmdir()
+            except OSError:
+                break
         for d in text_dir:
             shutil.rmtree(d, ignore_errors=True)
 
@@ -101,7 +103,8 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
     text_file: list[str] = []  # a text share's one file: printed, then removed
     approved = False
     # Only a person at a terminal is asked; --json is for programs.
-    interactive = sys.stdin.isatty() and sys.stderr.isatty() and not opts.json  # the question goes to stderr
+    ask_on = None if opts.json else _question_stream()
+    interactive = ask_on is not None
 
     async def approve(manifest: Manifest, needed: int) -> None:
         """Show the share, refuse it if it cannot fit, ask unless --yes (once per run)."""
@@ -130,9 +133,11 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
             return
         for line in consent.describe(share, free):
             reporter.say(line)
+            if decision is consent.Decision.ASK and ask_on is not sys.stderr:
+                print(line, file=ask_on, flush=True)  # stderr goes to a log: the person reads it here
         if decision is consent.Decision.ASK:
             answer = await trio.to_thread.run_sync(  # type: ignore[call-arg]
-                reporter.ask, consent.prompt_text(str(output)), abandon_on_cancel=True
+                reporter.ask, consent.prompt_text(str(output)), ask_on, abandon_on_cancel=True
             )
             if not consent.parse_answer(answer):
                 raise DeclinedError("not received: you declined the share; nothing was written")
@@ -320,6 +325,31 @@ def _mention_forgotten(output: Path, reporter: Reporter) -> None:
         f"note: {sanitize_text(str(where))} holds {human_bytes(old.size)} from {format_count(old.downloads, 'download')} "
         "left unfinished for over a week; run the same get again to resume, or delete what you no longer want there"
     )
+
+
+def _question_stream() -> TextIO | None:
+    """Where a person at a terminal is asked: stderr when it is the terminal;
+    else (``2>log``, ``2>&1 | tee log``) the controlling terminal, as ssh and
+    sudo ask; nowhere when stdin is not a terminal (scripts proceed). Asked
+    into a redirected stderr, the question was never seen and ``get`` waited."""
+    if not sys.stdin.isatty():
+        return None
+    if sys.stderr.isatty():
+        return sys.stderr
+    try:
+        return open("/dev/tty", "w", encoding="utf-8", errors="replace")  # noqa: SIM115 - lives as long as the process
+    except OSError:
+        return None
+
+
+def _missing_dirs(output: Path) -> list[Path]:
+    """``output`` and its parents that do not exist yet, ``output`` first."""
+    missing: list[Path] = []
+    path = output.absolute()
+    while not os.path.lexists(path) and path.parent != path:
+        missing.append(path)
+        path = path.parent
+    return missing
 
 
 def _safe_lines(text: str) -> str:

@@ -178,7 +178,7 @@ async def _serve(
             receivers.remove(peer)
             # The receiver's own advice ("run the same command again") is not for the sharer.
             why = event.reason.replace("; run the same command again to resume", "")
-            if stopping:
+            if stopping and event.share_id is not None and why != event.reason:  # cut by our stop, not a stranger
                 reporter.say(f"Receiver …{peer[-8:]} did not finish before the stop; it resumes when you share again")
             else:
                 again = " (it can resume with the same code)" if why != event.reason else ""

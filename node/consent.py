@@ -10,11 +10,11 @@ Everything here takes plain values (a :class:`ShareSummary`, the free bytes,
 the flags) and returns a :class:`Decision` or text, so every case is a unit
 test; ``cmd_get`` only measures the disk, prints and reads the answer.
 
-When standard input or standard error is not a terminal and ``--yes`` was
-not given, ``get`` proceeds as before (scripts, pipes and CI keep working)
-and says so on stderr; only a person at a terminal is asked (a question on
-a redirected stderr was never seen, and ``get`` waited for its answer).
-The fit check applies always.
+When standard input is not a terminal and ``--yes`` was not given, ``get``
+proceeds as before (scripts, pipes and CI keep working) and says so on
+stderr; only a person at a terminal is asked, on the terminal itself when
+stderr is redirected (a question written into a log was never seen, and
+``get`` waited for its answer). The fit check applies always.
 """
 
 from __future__ import annotations
@@ -41,8 +41,14 @@ __all__ = [
 
 #: Files listed before the question; the rest are counted ("… and 37 more").
 SHOWN_FILES = 5
-#: Lines of the sharer's description shown before the question.
+#: Lines of the sharer's description shown before the question, and their
+#: length: with "  > " in front, one row of an 80-column terminal.
 DESCRIPTION_LINES = 5
+DESCRIPTION_CHARS = 75
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -87,8 +93,12 @@ def describe(summary: ShareSummary, free_bytes: int | None, shown: int = SHOWN_F
     by = f" from {summary.sharer}" if summary.sharer else ""
     count = summary.file_count
     lines = [f"{summary.name!r}{by}: {format_count(count, 'file')}, {format_bytes(summary.total_bytes)}"]
-    # The sharer's words, marked as quoted so that they never pass for a file of the list.
-    lines += [f"  > {line}" for line in summary.description.splitlines()[:DESCRIPTION_LINES]]
+    # The sharer's words, each marked as quoted and short enough never to wrap
+    # (a wrapped row would lose its mark and could pass for a file of the list).
+    said = summary.description.splitlines()
+    lines += [f"  > {_cut(line, DESCRIPTION_CHARS)}" for line in said[:DESCRIPTION_LINES]]
+    if len(said) > DESCRIPTION_LINES:
+        lines.append(f"  > ({format_count(len(said) - DESCRIPTION_LINES, 'more line')})")
     for path, size in summary.files[:shown]:
         lines.append(f"  {path}  ({format_bytes(size)})")
     if count > shown:

@@ -101,9 +101,11 @@ class ConflictError(OutputError):
 
     ``shown``: that file, as the message names it."""
 
-    def __init__(self, message: str, shown: str = "") -> None:
+    def __init__(self, message: str, shown: str = "", *, a_file: bool = True) -> None:
         super().__init__(message)
         self.shown = shown
+        #: A file is there (``--overwrite`` replaces it), not a directory or symlink.
+        self.a_file = a_file
 
 
 def conflict_refusal(shown: str, *, a_file: bool) -> ConflictError:
@@ -115,7 +117,7 @@ def conflict_refusal(shown: str, *, a_file: bool) -> ConflictError:
         why = "it exists with different content; --overwrite replaces it"
         return ConflictError(f"refusing to overwrite {shown}: {why}, --rename keeps both", shown)
     why = "something other than a file is in its place (--overwrite replaces only files); move it away"
-    return ConflictError(f"refusing to write {shown}: {why}, or --rename keeps both", shown)
+    return ConflictError(f"refusing to write {shown}: {why}, or --rename keeps both", shown, a_file=False)
 
 
 #: Conflicting files named in one refusal; ``get`` stops looking after one more.
@@ -129,11 +131,12 @@ def conflicts_error(found: list[ConflictError]) -> ConflictError:
         return found[0]
     names = ", ".join(c.shown for c in found[:SHOWN_CONFLICTS])
     more = " and others" if len(found) > SHOWN_CONFLICTS else ""
-    return ConflictError(
-        f"refusing to overwrite {names}{more}: they exist with different content; "
-        "--overwrite replaces them, --rename keeps both",
-        found[0].shown,
-    )
+    if all(c.a_file for c in found):
+        why = "they exist with different content; --overwrite replaces them"
+    else:  # --overwrite given, or not: no flag replaces a directory
+        others = ", ".join(c.shown for c in found if not c.a_file)
+        why = f"something other than a file is in the place of {others} (--overwrite replaces only files); move it away"
+    return ConflictError(f"refusing to overwrite {names}{more}: {why}, --rename keeps both", found[0].shown)
 
 
 class NoSpaceError(OutputError):

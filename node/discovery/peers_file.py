@@ -102,7 +102,11 @@ def remembers_peers(path: Path | None) -> bool:
             doc = json.loads(f.read(MAX_FILE_BYTES + 1).decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return False
-    return isinstance(doc, dict) and doc.get("version") == VERSION and bool(doc.get("peers"))
+    raw = doc.get("peers") if isinstance(doc, dict) and doc.get("version") == VERSION else None
+    return isinstance(raw, list) and any(
+        isinstance(e, dict) and _clean(e.get("peer_id"), e.get("addrs"), e.get("last_ok")) is not None
+        for e in raw[: 4 * MAX_PEERS]
+    )
 
 
 def load_peers_file(path: Path) -> list[RememberedPeer]:

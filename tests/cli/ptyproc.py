@@ -33,7 +33,9 @@ class PtyProc:
     def __init__(
         self, args: list[str], home: Path, columns: int = 80, rows: int = 24, stderr_to: Path | None = None
     ) -> None:
-        """``stderr_to``: standard error into that file instead (``2>log``)."""
+        """``stderr_to``: standard error into that file instead (``2>log``); the
+        pseudo-terminal is then the child's controlling terminal (``/dev/tty``),
+        as a shell's is."""
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         env = env_for(home)
@@ -49,6 +51,8 @@ class PtyProc:
             env=env,
             cwd=ROOT,
             close_fds=True,
+            start_new_session=err is not None,
+            preexec_fn=(lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0)) if err is not None else None,  # noqa: PLW1509
         )
         if err is not None:
             err.close()  # the child holds its own

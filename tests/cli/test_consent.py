@@ -126,19 +126,26 @@ def test_json_on_a_terminal_never_asks(tmp_path: Path, sharer: Sharer, pty_procs
     assert "[y/N]" not in p.output and '"event":"done"' in p.output
 
 
-def test_with_stderr_redirected_get_does_not_ask_where_nobody_sees_it(
+def test_with_stderr_redirected_get_asks_on_the_terminal(
     tmp_path: Path, sharer: Sharer, pty_procs: list[PtyProc]
 ) -> None:
     """``get CODE 2>log`` at a terminal wrote the question into the log and
-    waited for an answer nobody was asked for. Found by a usability review."""
+    waited for an answer nobody was asked for. It asks on the terminal now
+    (``/dev/tty``, as ssh and sudo do), with the list; the log keeps the list.
+    Found by a usability review."""
     share = _tree(tmp_path / "src")
     _, shared = sharer(share)
     log = tmp_path / "get.log"
-    p = PtyProc(["get", shared["code"], "-o", str(tmp_path / "out"), "--timeout", "30"], tmp_path / "rx", stderr_to=log)
+    out = tmp_path / "out"
+    p = PtyProc(["get", shared["code"], "-o", str(out), "--timeout", "30"], tmp_path / "rx", stderr_to=log)
     pty_procs.append(p)
+    p.read_until("[y/N]")
+    assert "holiday/beach.jpg" in p.output, p.output  # the list, before the question
+    p.send("y\n")
     assert p.wait() == 0, log.read_text()
     said = log.read_text()
-    assert "[y/N]" not in said and "(receiving without asking: not run at a terminal" in said, said
+    assert "[y/N]" not in said and "holiday/beach.jpg" in said, said  # the log keeps the list
+    assert (out / "holiday" / "notes.txt").read_text() == "sun\n"
 
 
 def test_ctrl_c_at_the_prompt_is_exit_130_and_writes_nothing(

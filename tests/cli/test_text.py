@@ -22,10 +22,10 @@ def test_text_from_the_command_line_is_printed_and_leaves_no_file(tmp_path: Path
     try:
         code = _shared(sharer)["code"]
         out = tmp_path / "out"
-        res = run(["get", str(code), "-o", str(out)], tmp_path / "rx")
+        res = run(["get", str(code), "-o", str(out / "sub")], tmp_path / "rx")
         assert res.returncode == 0, res.stderr
         assert res.stdout == text + "\n"
-        assert not out.exists()  # printed, not stored: not even the -o directory it made (a review)
+        assert not out.exists()  # printed, not stored: not even the -o directories it made (a review)
         assert "[y/N]" not in res.stderr and "Receiving" not in res.stderr
         out.mkdir()
         (out / "mine.txt").write_text("kept")

@@ -230,6 +230,8 @@ def test_only_a_peers_file_with_peers_counts_as_a_way_into_the_dht(tmp_path: Pat
     assert not remembers_peers(path)
     path.write_text("not json")
     assert not remembers_peers(path)
+    path.write_text('{"version": 1, "peers": ["junk", {"peer_id": "x"}]}')
+    assert not remembers_peers(path)  # nothing the load would use
     save_peers_file(path, [RememberedPeer(P1, ("/ip4/1.2.3.4/tcp/1",), 100.0)])
     assert remembers_peers(path)
 

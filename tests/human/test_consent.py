@@ -115,12 +115,15 @@ def test_the_description_is_shown_quoted_after_the_name() -> None:
     usability review."""
     share = summary_of("trip", "Zoë", [("trip/a.jpg", 10)], description="from the trip\nenjoy\n3\n4\n5\n6")
     lines = consent.describe(share, None)
-    assert lines[:7] == [
+    assert lines[:8] == [
         "'trip' from Zoë: 1 file, 10 B",
         "  > from the trip",
         "  > enjoy",
         "  > 3",
         "  > 4",
         "  > 5",
+        "  > (1 more line)",
         "  trip/a.jpg  (10 B)",
     ]
+    wide = consent.describe(summary_of("t", None, [("t", 1)], description="x" * 300), None)
+    assert wide[1] == "  > " + "x" * 74 + "…" and len(wide[1]) <= 79

@@ -566,3 +566,16 @@ def test_another_write_error_says_only_what_failed(
         write(store, prepared, [prepared.manifest.first_chunk(big)])
     assert str(got.value).endswith("Input/output error") and "free some space" not in str(got.value)
     store.close()
+
+
+def test_a_refusal_naming_several_conflicts_says_which_are_not_files() -> None:
+    """With one conflict a directory read "something other than a file";
+    with several the joined refusal still said "--overwrite replaces them".
+    Found by review."""
+    from p2pshare.transfer.errors import conflict_refusal, conflicts_error
+
+    files = [conflict_refusal(f"out/{n}", a_file=True) for n in ("a", "b")]
+    assert "they exist with different content; --overwrite replaces them" in str(conflicts_error(files))
+    mixed = conflicts_error([files[0], conflict_refusal("out/d", a_file=False)])
+    assert "something other than a file is in the place of out/d (--overwrite replaces only files)" in str(mixed)
+    assert "replaces them" not in str(mixed)
