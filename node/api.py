@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -419,10 +419,10 @@ class Node:
         )
 
     # -- short codes ---------------------------------------------------------
-    @property
+    @cached_property
     def uses_dht(self) -> bool:
         """Short codes are found only through the DHT: bootstrap nodes, peers
-        the peers file remembers (an empty one is no DHT), or mDNS's LAN peers."""
+        the peers file remembers (an empty one is no DHT; read once), or mDNS."""
         return bool(self.config.bootstrap) or self.config.mdns or remembers_peers(self.config.peers_file)
 
     def offer_short_code(

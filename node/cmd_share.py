@@ -176,13 +176,14 @@ async def _serve(
             peer = _b58(event.peer)
             reporter.event("receiver_failed", peer_id=peer, reason=event.reason)
             receivers.remove(peer)
-            # The receiver's own advice ("run the same command again") is not for the sharer.
-            why = event.reason.replace("; run the same command again to resume", "")
-            if stopping and event.share_id is not None and why != event.reason:  # cut by our stop, not a stranger
+            # A connection that ended early: the receiver's own advice ("run the same command again") is not ours.
+            if event.ended is None:
+                reporter.say(f"Receiver …{peer[-8:]} stopped: {event.reason}")
+            elif stopping and event.share_id is not None:  # cut by our stop, not a stranger
                 reporter.say(f"Receiver …{peer[-8:]} did not finish before the stop; it resumes when you share again")
             else:
-                again = " (it can resume with the same code)" if why != event.reason else ""
-                reporter.say(f"Receiver …{peer[-8:]} stopped: {why}{again}")
+                why = f"{event.ended} before the transfer finished"
+                reporter.say(f"Receiver …{peer[-8:]} stopped: {why} (it can resume with the same code)")
         elif held is not None:
             held.append(event)
         elif isinstance(event, AddressesChanged) and shown is not None and (moved := moved_code(shown, event.addrs)):

@@ -106,7 +106,8 @@ async def serve_transfer(
         else:
             log.info("transfer to %s failed: %s", remote_peer_id.hex()[:16], exc)
         if session.share_id is not None or registry.report_stranger(trio.current_time()):
-            emit(ReceiverFailed(remote_peer_id, session.share_id, str(exc)))
+            ended = exc.detail if isinstance(exc, StreamEndedError) else None
+            emit(ReceiverFailed(remote_peer_id, session.share_id, str(exc), ended))
         await goodbye(stream, session.proto.data_to_send())
         if not isinstance(exc, StreamEndedError):
             await await_eof(stream)  # let the receiver read our ERROR first

@@ -292,3 +292,4 @@ class StreamEndedError(TransferError, RemoteError):
 
     def __init__(self, detail: str = "the connection ended") -> None:
         super().__init__(f"{detail} before the transfer finished; run the same command again to resume")
+        self.detail = detail

@@ -122,6 +122,9 @@ class ReceiverFailed:
     peer: bytes
     share_id: bytes | None
     reason: str
+    #: The connection ended before the transfer finished (``StreamEndedError``:
+    #: the receiver can resume): how, without the receiver's own advice.
+    ended: str | None = None
 
 
 @dataclass(frozen=True)

@@ -95,52 +95,45 @@ def remembers_peers(path: Path | None) -> bool:
     no mDNS printed a short code that nobody could find (found by a
     usability review). Quiet: the load that uses the file says what is
     wrong with it, once."""
-    if path is None:
-        return False
-    try:
-        with open(path, "rb") as f:
-            doc = json.loads(f.read(MAX_FILE_BYTES + 1).decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    raw = doc.get("peers") if isinstance(doc, dict) and doc.get("version") == VERSION else None
-    return isinstance(raw, list) and any(
-        isinstance(e, dict) and _clean(e.get("peer_id"), e.get("addrs"), e.get("last_ok")) is not None
-        for e in raw[: 4 * MAX_PEERS]
-    )
+    return path is not None and bool(_read_peers(path)[0])
 
 
 def load_peers_file(path: Path) -> list[RememberedPeer]:
     """Entries of ``path``; ``[]`` (and one log line) if missing or damaged."""
+    peers, problem = _read_peers(path)
+    if problem is not None:
+        logger.warning("%s", problem)
+    return peers
+
+
+def _read_peers(path: Path) -> tuple[list[RememberedPeer], str | None]:
+    """The usable entries of ``path``, and what is wrong with the file (None
+    when nothing is, or when it is missing: a first run has none)."""
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
-        return []
+        return [], None
     except OSError as e:
-        logger.warning("cannot read peers file %s: %s", path, e.strerror or e)
-        return []
+        return [], f"cannot read peers file {path}: {e.strerror or e}"
     if len(data) > MAX_FILE_BYTES:
-        logger.warning("ignoring peers file %s: larger than %d bytes", path, MAX_FILE_BYTES)
-        return []
+        return [], f"ignoring peers file {path}: larger than {MAX_FILE_BYTES} bytes"
     try:
         doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        logger.warning("ignoring peers file %s: not JSON", path)
-        return []
+        return [], f"ignoring peers file {path}: not JSON"
     if not isinstance(doc, dict) or doc.get("version") != VERSION:
-        logger.warning("ignoring peers file %s: unknown format", path)
-        return []
+        return [], f"ignoring peers file {path}: unknown format"
     raw = doc.get("peers")
     if not isinstance(raw, list):
-        logger.warning("ignoring peers file %s: no peer list", path)
-        return []
+        return [], f"ignoring peers file {path}: no peer list"
     out: list[RememberedPeer] = []
     for entry in raw[: 4 * MAX_PEERS]:
         if isinstance(entry, dict):
             peer = _clean(entry.get("peer_id"), entry.get("addrs"), entry.get("last_ok"))
             if peer is not None:
                 out.append(peer)
-    return out
+    return out, None
 
 
 def save_peers_file(path: Path, peers: Iterable[RememberedPeer]) -> None:
