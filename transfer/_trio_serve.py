@@ -119,6 +119,11 @@ async def serve_transfer(
         await goodbye(stream, session.proto.data_to_send())
         await reset_quietly(stream)
     except BaseException:
+        if session.share_id is not None and session.stopping:
+            # Withdrawn, the grace over, and the node closing cancelled a
+            # session that was still sending (a receiver that does not read
+            # blocks the write that would have failed): the sharer says so.
+            emit(ReceiverFailed(remote_peer_id, session.share_id, "cut off by the stop", "cut off by the stop"))
         await reset_quietly(stream)  # cancelled: tell the peer, then propagate
         raise
     finally:

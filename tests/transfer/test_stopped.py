@@ -10,6 +10,7 @@ fixed point in the run, not a race.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from p2pshare.cli import ExitCode, exit_code_for
 from p2pshare.transfer import ShareRegistry, build_manifest, errors, fetch, serve_transfer, sessions_ended, wire
 from p2pshare.transfer.crypto import ShareKeys
 from p2pshare.transfer.errors import SharerStoppedError, TransferError
-from p2pshare.transfer.events import SharerPreparing, TransferEvent
+from p2pshare.transfer.events import ReceiverFailed, SharerPreparing, TransferEvent
 from p2pshare.transfer.manifest import Manifest
 from p2pshare.transfer.receiver import error_for
 from p2pshare.transfer.scan import HashProgress
@@ -49,6 +50,20 @@ class _HeldStream(MemByteStream):
             await self.release.wait()
             view = view[first:]
         await super().write(view)
+
+
+def _held_share(
+    tmp_path: Path, size: int, hold_at: int
+) -> tuple[bytes, ShareRegistry, bytes, MemByteStream, _HeldStream]:
+    """A one-file share of ``size`` bytes in 1 MiB chunks, and a stream pair
+    whose sharer end holds its write at ``hold_at`` (inside a chunk frame)."""
+    src = tmp_path / "src"
+    write_file(src / "big.bin", size, seed=3)
+    key = secrets.token_bytes(32)
+    registry = ShareRegistry()
+    sid = registry.add(build_manifest([src], name="t", chunk_size=1 << 20, key=key), key)
+    r, s = stream_pair()
+    return key, registry, sid, r, _HeldStream(s, hold_at=hold_at)
 
 
 async def _serve_and_fetch(
@@ -88,13 +103,7 @@ async def _serve_and_fetch(
 
 
 async def test_a_receiver_mid_transfer_hears_stopped_after_a_whole_frame(tmp_path: Path) -> None:
-    src = tmp_path / "src"
-    write_file(src / "big.bin", 24 << 20, seed=3)
-    key = secrets.token_bytes(32)
-    registry = ShareRegistry()
-    sid = registry.add(build_manifest([src], name="t", chunk_size=1 << 20, key=key), key)
-    r, s = stream_pair()
-    held = _HeldStream(s, hold_at=(6 << 20) + 12345)  # inside a chunk frame of the second batch
+    key, registry, sid, r, held = _held_share(tmp_path, 24 << 20, hold_at=(6 << 20) + 12345)  # in the 2nd batch
     ended = trio.Event()
 
     async def stop_while_held() -> None:
@@ -116,6 +125,48 @@ async def test_a_receiver_mid_transfer_hears_stopped_after_a_whole_frame(tmp_pat
     assert not (tmp_path / "out" / "big.bin").exists()
     partial = tmp_path / "out" / ".p2pshare-partial"
     assert sum(p.stat().st_size for p in partial.rglob("*") if p.is_file()) > 0
+
+
+async def test_a_session_cancelled_after_the_stop_says_it_was_cut_off(tmp_path: Path) -> None:
+    """A receiver that does not read blocks the frame being written, so the
+    session never reaches ERROR STOPPED; after the grace the node's close
+    cancels it. It said nothing then (the sharer printed no line about that
+    receiver, about one CI run in four); it now reports one failure, cut off
+    by the stop. Held mid-frame by the test: a fixed point, not a race."""
+    key, registry, sid, r, held = _held_share(tmp_path, 8 << 20, hold_at=(2 << 20) + 777)
+    events: list[TransferEvent] = []
+
+    async def receive() -> None:
+        with contextlib.suppress(TransferError):
+            await fetch(r, key=key, output_dir=tmp_path / "out", local_peer_id=RECEIVER_ID, remote_peer_id=SHARER_ID)
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            serving = trio.CancelScope()
+
+            async def serve() -> None:
+                with serving:
+                    await serve_transfer(
+                        held,
+                        registry=registry,
+                        local_peer_id=SHARER_ID,
+                        remote_peer_id=RECEIVER_ID,
+                        on_event=events.append,
+                    )
+
+            nursery.start_soon(serve)
+            nursery.start_soon(receive)
+            await held.held.wait()
+            registry.remove(sid)  # the stop: the session cannot say STOPPED mid-frame
+            with trio.move_on_after(0.2):
+                await sessions_ended(registry, sid)
+            assert registry.live_sessions(sid) == 1  # still blocked in its write
+            serving.cancel()  # the grace is over: the node closes
+            await trio.sleep(0)
+            nursery.cancel_scope.cancel()
+    failed = [e for e in events if isinstance(e, ReceiverFailed)]
+    assert failed == [ReceiverFailed(RECEIVER_ID, sid, "cut off by the stop", "cut off by the stop")], events
+    assert registry.live_sessions(sid) == 0
 
 
 async def test_a_receiver_deciding_at_its_prompt_hears_stopped(tmp_path: Path) -> None:
