@@ -17,6 +17,7 @@ import argparse
 import enum
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -316,6 +317,8 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if math.isnan(value):
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}")
     if not value > 0:
         raise argparse.ArgumentTypeError("must be greater than 0")
     return value

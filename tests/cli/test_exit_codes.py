@@ -163,6 +163,9 @@ def test_usage_error_is_exit_2(tmp_path: Path) -> None:
     assert res.returncode == 2
     res = run(["get", "x", "--timeout", "-1"], tmp_path / "h")
     assert res.returncode == 2
+    res = run(["get", "x", "--timeout", "nan"], tmp_path / "h")  # was "must be greater than 0"
+    assert res.returncode == 2
+    assert_one_line_error(res.stderr, "--timeout: not a number: 'nan'")
 
 
 def test_unwritable_output_is_exit_2(tmp_path: Path) -> None:
