@@ -1,9 +1,9 @@
 """Keep ``import libp2p`` from loading parts of py-libp2p p2pshare never uses.
 
 py-libp2p 0.8.1 imports QUIC (aioquic, ~0.3 s), the WebSocket transport,
-TLS with AutoTLS (``requests``), mDNS (``zeroconf``)
-and its Prometheus metrics (``prometheus_client``, ~28 ms) at every
-``import libp2p``; we only use TCP + Noise + yamux (``node/host.py``), no
+TLS with AutoTLS (``requests``), mDNS (``zeroconf``), its Prometheus
+metrics (``prometheus_client``, ~28 ms), SECIO (~7 ms) and its persistent
+peerstores (SQLite and more, ~20-35 ms) at every ``import libp2p``; we only use TCP + Noise + yamux (``node/host.py``), no
 mDNS of py-libp2p's and no metrics server.
 :func:`install` puts an import hook first on ``sys.meta_path`` that answers
 the modules in :data:`STUBS` with stand-ins holding exactly the names the
@@ -96,6 +96,23 @@ STUBS: Final[Mapping[str, Mapping[str, str]]] = {
     "libp2p.discovery.mdns.mdns": {"MDNSDiscovery": CLASS, "create_mdns_discovery": FUNC},
     "libp2p.rcmgr.prometheus_exporter": {"PrometheusExporter": CLASS, "create_prometheus_exporter": FUNC},
     "libp2p.metrics.swarm": {"SwarmEvent": SWARM_EVENT, "SwarmMetrics": CLASS},
+    # Persistent peerstores (SQLite, LevelDB, RocksDB): only ``libp2p``'s
+    # __init__ imports their factories; the host keeps peers in memory.
+    "libp2p.peer.persistent": {
+        "create_sync_peerstore": FUNC,
+        "create_async_peerstore": FUNC,
+        "create_sync_sqlite_peerstore": FUNC,
+        "create_async_sqlite_peerstore": FUNC,
+        "create_sync_memory_peerstore": FUNC,
+        "create_async_memory_peerstore": FUNC,
+        "create_sync_leveldb_peerstore": FUNC,
+        "create_async_leveldb_peerstore": FUNC,
+        "create_sync_rocksdb_peerstore": FUNC,
+        "create_async_rocksdb_peerstore": FUNC,
+    },
+    # SECIO, deprecated: the host is built with Noise only.
+    "libp2p.security.secio": {},
+    "libp2p.security.secio.transport": {},
 }
 # The constants among them, with upstream's values (checked by the test).
 VALUES: Final[Mapping[str, object]] = {"libp2p.security.tls.transport.PROTOCOL_ID": "/tls/1.0.0"}
@@ -107,6 +124,8 @@ PACKAGES: Final = frozenset(
         "libp2p.security.tls",
         "libp2p.security.tls.autotls",
         "libp2p.discovery.mdns",
+        "libp2p.peer.persistent",
+        "libp2p.security.secio",
     }
 )
 
@@ -130,7 +149,7 @@ class LeanImportError(ImportError):
 
 def _unavailable(what: str) -> LeanImportError:
     return LeanImportError(
-        f"{what} is not available: p2pshare loads py-libp2p without QUIC, WebSocket, TLS, mDNS and Prometheus metrics "
+        f"{what} is not available: p2pshare loads py-libp2p without QUIC, WebSocket, TLS, SECIO, mDNS, persistent peerstores and Prometheus metrics "
         f"(node/_libp2p_lean_import.py; set {DISABLE_ENV}=1 to load them)"
     )
 

@@ -34,6 +34,8 @@ SUBTREES = (
     "libp2p.discovery.mdns",
     "libp2p.rcmgr.prometheus_exporter",
     "libp2p.metrics.swarm",
+    "libp2p.peer.persistent",
+    "libp2p.security.secio",
 )
 
 
