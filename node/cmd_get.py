@@ -101,14 +101,18 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
     summary: dict[str, Any] = {}
     paths: list[str] = []
     text_file: list[str] = []  # a text share's one file: printed, then removed
-    approved = False
+    approved: Manifest | None = None  # the share the person (or --yes) accepted
     # Only a person at a terminal is asked; --json is for programs.
     ask_on = None if opts.json else _question_stream()
     interactive = ask_on is not None
 
     async def approve(manifest: Manifest, needed: int) -> None:
-        """Show the share, refuse it if it cannot fit, ask unless --yes (once per run)."""
+        """Show the share, refuse it if it cannot fit, ask unless --yes. A
+        reconnect to the share accepted is not asked again; one that offers
+        another (a sharer may seal any manifest with the key) is."""
         nonlocal approved
+        again = approved is not None and manifest == approved
+        text_file[:] = [manifest.files[0].path] if _is_text(manifest) else []  # printed, not stored
         first = [(sanitize_text(f.path), f.size) for f in manifest.files[: consent.SHOWN_FILES]]
         sharer = sanitize_text(manifest.sharer) if manifest.sharer else None
         share = consent.summary_of(
@@ -121,15 +125,16 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
             description="" if _is_text(manifest) else _safe_lines(manifest.description),
         )
         free = _free_bytes(output)
-        decision = consent.decide(share, free, assume_yes=opts.yes or approved, interactive=interactive)
+        decision = consent.decide(share, free, assume_yes=opts.yes or again, interactive=interactive)
         if decision is consent.Decision.NO_SPACE:
             assert free is not None
             raise NoSpaceError(consent.no_space_message(share, free, str(output)))
-        if approved:
-            return  # a reconnect: the person already said yes
-        if _is_text(manifest):
-            text_file[:] = [manifest.files[0].path]  # a text is printed, not stored: no question
-            approved = True
+        if again:
+            return  # a reconnect: the person already said yes to this share
+        if approved is not None:
+            reporter.warning("after the reconnect the sharer offers another share than the one accepted")
+        if text_file:
+            approved = manifest  # a text is printed, not stored: no question
             return
         for line in consent.describe(share, free):
             reporter.say(line)
@@ -143,7 +148,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
                 raise DeclinedError("not received: you declined the share; nothing was written")
         elif not opts.yes and not opts.json:
             reporter.say("(receiving without asking: not run at a terminal; --yes skips this note)")
-        approved = True
+        approved = manifest
 
     shown_preparing = [-1]  # the last percentage said
 
@@ -183,7 +188,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
                 )
             if reporter.bar is not None and len(m.files) <= MAX_NAMED_FILES:
                 reporter.files([(f.path, f.size) for f in m.files])  # sanitized when drawn
-            if not text_file and (event.already_have_bytes or not approved):  # else just listed
+            if not text_file and (event.already_have_bytes or approved is None):  # else just listed
                 reporter.say(
                     f"Receiving {sanitize_text(m.name)!r}: {format_count(len(m.files), 'file')}, {human_bytes(m.total_bytes)}{have}"
                 )
@@ -275,7 +280,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
             nursery.cancel_scope.cancel()
     if stopped_by:
         # Before the person (or --yes) accepted the share, nothing was asked for yet.
-        then = "run the same command again to resume" if approved else "nothing was received"
+        then = "run the same command again to resume" if approved is not None else "nothing was received"
         if stopped_by[0] == signal.SIGINT:
             raise Interrupted(f"interrupted; {then}")
         raise Terminated(f"terminated; {then}")

@@ -57,9 +57,10 @@ from typing import TYPE_CHECKING
 from p2pshare.node.circuit.wire import Limit
 from p2pshare.node.errors import PeerUnreachableError, RelayLimitedError
 from p2pshare.node.events import Connected, ConnectionPath, NodeEvent, PathUpgraded
+from p2pshare.node.receive.preparing import PreparingWatch
 from p2pshare.sharecode.multiaddrs import is_circuit, relay_part
 from p2pshare.transfer.errors import FilesUnavailableError
-from p2pshare.transfer.events import Progress, SharerPreparing, TransferEvent
+from p2pshare.transfer.events import ManifestReceived, Progress, SharerPreparing, TransferEvent
 
 if TYPE_CHECKING:
     from p2pshare.transfer._trio_fetch import FetchResult
@@ -322,7 +323,7 @@ class ReceiveSession:
         self._limit: Limit | None = None
         self._seeking_data = False  # reaching again, through a relay that carries data
         self._progressed = False  # in the current attempt
-        self._prepared = -1  # the most bytes the sharer said it had hashed
+        self._preparing = PreparingWatch()  # the sharer's hashing, as it says
 
     # -- entry points --------------------------------------------------------
 
@@ -334,17 +335,15 @@ class ReceiveSession:
         return [*probe, *self._reach()]
 
     def transfer_event(self, event: TransferEvent, now: float | None = None) -> list[Action]:
-        """Note a transfer event; progress at ``now`` (verified bytes, or more
-        bytes hashed by a sharer still preparing) moves the deadline to ``now + timeout``."""
+        """Note a transfer event; progress at ``now`` (verified bytes, or another
+        whole percent hashed: ``preparing``) moves the deadline to ``now + timeout``."""
         if isinstance(event, Progress):
             self._progressed = True
             if now is not None:
                 self.deadline = max(self.deadline, now + self.timeout)
-        elif isinstance(event, SharerPreparing):
-            if event.done > self._prepared:  # hashing moved on: the sharer is alive and working
-                self._prepared = event.done
-                if now is not None:
-                    self.deadline = max(self.deadline, now + self.timeout)
+        elif isinstance(event, (SharerPreparing, ManifestReceived)):
+            if self._preparing.moved_on(event) and now is not None:
+                self.deadline = max(self.deadline, now + self.timeout)
         return [Emit(event)]
 
     def waited(self, now: float) -> None:
@@ -376,6 +375,8 @@ class ReceiveSession:
             if isinstance(outcome, TransferTimedOut):
                 if self._limit is not None:  # on a relay that cannot carry the data, and no direct path came
                     return self._seek_data_relay(self._limit)
+                if (stalled := self._preparing.stalled(self.timeout)) is not None:
+                    return self._fail(stalled)
                 self.last_error = TimeoutError(f"no verified data arrived for {self.timeout:g} s")
                 return self._out_of_time()
         if isinstance(outcome, TimerFired) and self.state is State.BACKING_OFF:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import trio
 
@@ -135,11 +137,19 @@ async def main(mode: str) -> None:
                 with trio.CancelScope(shield=True):
                     await stream.reset()
 
-        host.set_stream_handler(PROTOCOL_ID, handler)
-        addrs = tuple(a for a in host.listen_addrs() if a.startswith("/ip4/127.0.0.1/"))
-        code = sharecode.ShareCode(peer_id=host.peer_id, addresses=addrs, encryption_key=key, share_code=human)
-        print(code.encode(), flush=True)
-        await trio.sleep_forever()
+        await serve_forever(host, handler, key, human)
+
+
+async def serve_forever(
+    host: Any, handler: Callable[[LibP2PByteStream], Awaitable[None]], key: bytes, human: str
+) -> None:
+    """Serve the transfer protocol with ``handler`` and print the share code
+    (this host's loopback address, ``key``, ``human``) as stdout's first line."""
+    host.set_stream_handler(PROTOCOL_ID, handler)
+    addrs = tuple(a for a in host.listen_addrs() if a.startswith("/ip4/127.0.0.1/"))
+    code = sharecode.ShareCode(peer_id=host.peer_id, addresses=addrs, encryption_key=key, share_code=human)
+    print(code.encode(), flush=True)
+    await trio.sleep_forever()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from p2pshare.node.receive.core import Emit, ReceiveSession, State, TransferTimedOut
+from p2pshare.node.receive.core import Emit, Fail, ReceiveSession, State, TransferTimedOut
 from p2pshare.transfer.events import SharerPreparing
 from tests.receive.test_core import connected_direct
 
@@ -24,6 +24,45 @@ def test_more_bytes_hashed_moves_the_deadline() -> None:
     assert s.deadline == 210.0
     s.transfer_event(SharerPreparing(2, 100), 200.0)
     assert s.deadline == 260.0
+
+
+def test_a_byte_more_of_a_huge_total_gives_no_more_time() -> None:
+    """One more byte of a 2**63-byte total each second held ``get --timeout
+    5`` for ever (a hostile-peer review): only whole percents count."""
+    s = connected_direct(timeout=5, now=100.0)
+    s.transfer_event(SharerPreparing(1, 1 << 63), 101.0)
+    assert s.deadline == 106.0  # the first word: 0%
+    for i in range(2, 10):
+        s.transfer_event(SharerPreparing(i, 1 << 63), 100.0 + i)
+    assert s.deadline == 106.0
+    s.transfer_event(SharerPreparing(-(-(1 << 63) // 100), 1 << 63), 105.0)
+    assert s.deadline == 110.0  # 1%: real progress
+
+
+def test_a_changed_total_gives_no_more_time_and_the_wait_is_bounded() -> None:
+    """Each new total would start the percents again: only the first counts,
+    so a sharer extends the wait at most 101 times (0% to 100%)."""
+    s = connected_direct(timeout=10, now=0.0)
+    s.transfer_event(SharerPreparing(0, 0), 1.0)  # listing: counts once
+    assert s.deadline == 11.0
+    s.transfer_event(SharerPreparing(0, 1000), 2.0)  # the total is known: still 0%
+    assert s.deadline == 11.0
+    s.transfer_event(SharerPreparing(999, 10**9), 3.0)  # another total: nothing
+    assert s.deadline == 11.0
+    extended = 0
+    for done in range(0, 2001):
+        before = s.deadline
+        s.transfer_event(SharerPreparing(done, 1000), 10.0 + done)
+        extended += s.deadline > before
+    assert extended == 100  # 1% .. 100%, then never again
+
+
+def test_running_out_of_time_while_preparing_says_so() -> None:
+    s = connected_direct(timeout=5, now=0.0)
+    s.transfer_event(SharerPreparing(37, 100), 1.0)
+    [fail] = s.handle(TransferTimedOut(), 6.0)
+    assert isinstance(fail, Fail)
+    assert str(fail.error).startswith("the sharer is still preparing (37% hashed) and hashed no further 1% in 5 s")
 
 
 def test_the_same_figure_repeated_gives_no_more_time() -> None:

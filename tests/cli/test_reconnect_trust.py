@@ -1,0 +1,107 @@
+"""What ``get`` trusts across reconnects to a sharer that holds the key
+(found by a hostile-peer review, stop 42).
+
+The sharer (tests/hostile/switching_sharer.py, a real process with the real
+key proof) changes its story between attempts; ``get`` is the real CLI on a
+pseudo-terminal. Before: the person said yes to one small photo, the stream
+dropped, and the retry received 20 other files without a word; a text share
+(never asked about) followed by files wrote them unasked and then crashed
+looking for the text; and PREPARING with one more byte each time held
+``get --timeout 5`` for ever.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cli.helpers import ROOT, env_for
+from tests.cli.ptyproc import PtyProc
+from tests.harness import PeerProcess
+
+
+@pytest.fixture
+def switching(tmp_path: Path) -> Iterator[object]:
+    started: list[PeerProcess] = []
+
+    def start(mode: str) -> str:
+        proc = PeerProcess(
+            [sys.executable, "-m", "tests.hostile.switching_sharer", mode],
+            name=f"switching-{mode}",
+            env=env_for(tmp_path / "sharer"),
+            cwd=ROOT,
+            log_dir=tmp_path / "logs",
+        )
+        started.append(proc)
+        line = proc.readline(timeout=60)
+        assert line, proc.stderr_tail()
+        return line.strip()
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+def _read_after(p: PtyProc, marker: str, then: str, timeout: float = 60.0) -> str:
+    """The output from ``marker`` on, once ``then`` appeared after it."""
+    deadline = time.monotonic() + timeout
+    screen = p.read_until(marker, timeout)
+    assert marker in screen, screen
+    at = screen.index(marker)
+    while then not in p.output[at:]:
+        if time.monotonic() > deadline or not p._read_some(deadline - time.monotonic()):
+            raise AssertionError(f"{then!r} did not appear after {marker!r}; output:\n{p.output}")
+    return p.output[at:]
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def test_a_reconnect_that_offers_another_share_is_asked_again(tmp_path: Path, switching: object) -> None:
+    code = switching("switch")  # type: ignore[operator]
+    out = tmp_path / "out"
+    p = PtyProc(["get", code, "-o", str(out), "--timeout", "30"], tmp_path / "rx")
+    try:
+        first = p.read_until("[y/N]")
+        assert "photo.jpg" in first
+        p.send("y\n")
+        second = _read_after(p, "offers another share than the one accepted", "[y/N]")  # was: received unasked
+        assert "surprise/file00.sh" in second and "20 files" in second
+        assert _files(out) == [] or all(".p2pshare-partial" in f for f in _files(out))  # nothing before the yes
+        p.send("n\n")
+        assert p.wait() == 6, p.output
+    finally:
+        p.close()
+    assert not (out / "surprise").exists()
+
+
+def test_a_text_then_files_is_asked_about_and_the_text_is_not_looked_for(tmp_path: Path, switching: object) -> None:
+    code = switching("text-then-files")  # type: ignore[operator]
+    out = tmp_path / "out"
+    p = PtyProc(["get", code, "-o", str(out), "--timeout", "30"], tmp_path / "rx")
+    try:
+        screen = p.read_until("[y/N]")  # was: 5 files written with no question
+        assert "surprise/file00.sh" in screen
+        p.send("y\n")
+        assert p.wait() == 0, p.output  # was: internal error: FileNotFoundError …/text.txt
+    finally:
+        p.close()
+    assert _files(out) == [f"surprise/file{i:02d}.sh" for i in range(5)]
+    assert "internal error" not in p.output
+
+
+def test_preparing_without_real_progress_does_not_hold_get_past_its_timeout(tmp_path: Path, switching: object) -> None:
+    from tests.cli.helpers import run
+
+    code = switching("prepare-forever")  # type: ignore[operator]
+    t0 = time.monotonic()
+    res = run(["get", code, "-o", str(tmp_path / "out"), "--timeout", "3", "--yes"], tmp_path / "rx", timeout=120)
+    took = time.monotonic() - t0
+    assert res.returncode == 3, res.stderr  # unreachable / timed out
+    assert "the sharer is still preparing (0% hashed) and hashed no further 1% in 3 s" in res.stderr
+    assert took < 60, took  # was: never (killed by the test's timeout)
