@@ -130,7 +130,7 @@ class Reporter:
             _write(self._asking, "\n")
             self._asking = None
         self.event("error", message=message, exit_code=exit_code, **details)
-        _write(self.err, f"p2pshare: error: {human or message}\n")
+        _write(self.err, f"p2pshare: error: {one_line(human or message)}\n")  # it may quote a sharer's path
 
 
 def _write(stream: TextIO, text: str) -> None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from p2pshare.node.progress import format_bytes, format_count
+from p2pshare.transfer.errors import sanitize_text
 
 __all__ = [
     "SHOWN_FILES",
@@ -167,9 +168,15 @@ def landing(output: Path, paths: Sequence[str]) -> tuple[str, Path]:
     """
     if len(paths) == 1:
         where = output / paths[0]
-        return f"to {where}", where
+        return f"to {_shown(where)}", where
     tops = {p.split("/", 1)[0] for p in paths}
     if len(tops) == 1 and all("/" in p for p in paths):
         where = output / tops.pop()
-        return f"into {where}/", where
-    return f"into {output}/", output
+        return f"into {_shown(where)}/", where
+    return f"into {_shown(output)}/", output
+
+
+def _shown(path: Path) -> str:
+    """A path the sharer named, safe to print: ``invoice<U+202E>fdp.exe``
+    read as "invoiceexe.pdf" in the final line (a hostile-peer review)."""
+    return sanitize_text(str(path), limit=4096)
