@@ -29,6 +29,7 @@ from p2pshare.node.autonat.server import ServerConfig as AutoNATServerConfig
 from p2pshare.node.autorelay import AutoRelay
 from p2pshare.node.circuit.client import RelayClient, RelayError, open_relay_client
 from p2pshare.node.community import serve_community_relay
+from p2pshare.node.dcutr.policy import PunchConfig
 from p2pshare.node.discovery import Discovery, open_discovery, remembers_peers
 from p2pshare.node.errors import LocalNodeError
 from p2pshare.node.events import (
@@ -141,6 +142,7 @@ class Node:
                 autonat=cfg.autonat,
                 on_event=self._emit,
                 peers=list(cfg.bootstrap),  # identify tells our public mapping when no relay is configured
+                punch=PunchConfig(punch_holes=not cfg.force_relay),  # forced: the bytes cross the relay
             )
         )
         try:
@@ -165,11 +167,7 @@ class Node:
             )
         )
         self._reacher = Reacher(
-            self._host,
-            self._relay,
-            self._discovery,
-            force_relay=cfg.force_relay,
-            use_dht=self.uses_dht,
+            self._host, self._relay, self._discovery, force_relay=cfg.force_relay, use_dht=self.uses_dht
         )
         self._nursery = await self._stack.enter_async_context(trio.open_nursery())
         if cfg.autorelay:

@@ -212,7 +212,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
         bootstrap=list(opts.bootstrap),
         relays=list(opts.relays),
         no_default_bootstrap=opts.no_default_bootstrap,
-        no_mdns=opts.no_mdns,
+        no_mdns=opts.no_mdns or opts.force_relay,  # a LAN peer met by mDNS would be dialled direct
     )
     for warning in net.warnings:
         reporter.warning(warning)

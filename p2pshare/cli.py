@@ -221,8 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--force-relay",
         action="store_true",
-        help="reach the sharer only through relays and keep the transfer there, even if a hole punch "
-        "opens a direct path (for testing relays)",
+        help="reach the sharer only through relays and keep the transfer there: no hole punching, "
+        "no mDNS (for testing relays)",
     )
     g.add_argument("--json", action="store_true", help="JSON lines on stdout")
     conflicts = g.add_mutually_exclusive_group()

@@ -226,6 +226,10 @@ class DCUtR:
             await stream.reset()  # DCUtR only makes sense over a relayed connection
             return
         started = trio.current_time()
+        if not self.config.punch_holes:
+            logger.debug("dcutr: round from %s refused: hole punching is off", peer)
+            await stream.reset()
+            return
         if not self._answer_budget.allow(peer, started):
             logger.debug("dcutr: round from %s refused: over the answer budget", peer)
             await stream.reset()
@@ -431,6 +435,8 @@ class DCUtR:
             with trio.move_on_after(_SETTLE_WAIT):
                 await self._settled()
         if not inbound and self.birthday.hard() is None:
+            return
+        if not self.config.punch_holes:
             return
         if not self._upgrade_budget.allow(peer_id, trio.current_time()):
             logger.debug("dcutr: no upgrade with %s: over the upgrade budget", peer_id)

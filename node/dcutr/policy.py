@@ -69,6 +69,10 @@ class Role(str, enum.Enum):
 
 @dataclass(frozen=True)
 class PunchConfig:
+    #: False: answer no round and start no upgrade (``get --force-relay``:
+    #: the bytes must cross the relay; a punched direct path carried them,
+    #: so the flag tested nothing on a LAN, found by a usability review).
+    punch_holes: bool = True
     rounds: int = 4  # CONNECT/SYNC exchanges the initiator runs (spec: at least 3)
     round_window: float = 3.0  # how long each side keeps dialing in one round
     # Re-dial after a refused SYN at once (0-2 ms of jitter): between two NATs

@@ -8,6 +8,9 @@ the new connection, streams moving to it), not NAT traversal: see
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 
 from tests.harness import PeerProcess, python_module, stop_all
@@ -71,3 +74,38 @@ def test_relayed_connection_is_upgraded_by_hole_punch(fresh: bool) -> None:
         assert punched_port.isdigit() and punched_port not in listen_ports, (up_b, listen_ports)
     stream = got[-1]
     assert stream["event"] == "stream" and stream["path"] == "direct" and stream["echo_ok"]
+
+
+def test_a_getter_that_forces_the_relay_answers_no_hole_punch() -> None:
+    """``get --force-relay`` (``PunchConfig(punch_holes=False)``): the sharer's
+    upgrade is refused, so the connection, and each new stream, stays on the
+    relay. Before, on a LAN the punch succeeded and the flag tested nothing
+    (a usability review). Same peers as above, whose upgrade succeeds."""
+    relay = _start("tests.dcutr._relay_side", "--dial-private")
+    procs = [relay]
+    try:
+        info = relay.json(timeout=60)
+        raddr = f"{info['addrs'][0]}/p2p/{info['peer']}"
+        common = ["--relay", raddr, "--listen", "/ip4/127.0.0.1/tcp/0", "--allow-loopback", "--exit-after", "60"]
+        sharer = _start("tests.dcutr._peer_main", *common, "--no-unilateral")
+        procs.append(sharer)
+        shr = sharer.events_until("reserved", 30)
+        assert shr[-1]["ok"] is True
+        getter = python_module(
+            "tests.dcutr._peer_main",
+            *common,
+            "--dial",
+            shr[0]["peer"],
+            "--wait-upgrade",
+            "8",
+            name="_peer_main",
+            env={**os.environ, "DCUTR_PUNCH": json.dumps({"punch_holes": False})},
+        )
+        procs.append(getter)
+        got = getter.events_until("stream", 60)
+    finally:
+        stop_all(procs)
+    names = [e["event"] for e in got]
+    assert "upgraded" not in names, got
+    stream = got[-1]
+    assert stream["event"] == "stream" and stream["path"] == "relayed" and stream["echo_ok"], got
