@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from p2pshare.transfer._resume_memo import ResumeMemo
 from p2pshare.transfer.crypto import ShareKeys, share_id_for
 from p2pshare.transfer.manifest import FileEntry, Manifest
 from p2pshare.transfer.registry import ServedShare, ShareRegistry
@@ -27,6 +28,7 @@ __all__ = [
     "FileEntry",
     "Manifest",
     "PreparedShare",
+    "ResumeMemo",
     "ServedShare",
     "ShareKeys",
     "ShareRegistry",

@@ -253,3 +253,18 @@ def human_size(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def check_dir(root: int, path: str, shown: str) -> None:
+    """Refuse a manifest directory ``path`` under ``root`` where a file is in
+    its way (nothing there, or a directory, is fine); ``shown``: its name for people."""
+    parts = tuple(path.split("/"))
+    parent = open_dir(root, parts[:-1], create=False, shown=path)
+    if parent is None:
+        return
+    try:
+        st = lstat_at(parent, parts[-1])
+        if st is not None and not stat.S_ISDIR(st.st_mode):
+            raise OutputError(f"refusing to overwrite {shown}: a file is in the way of a directory")
+    finally:
+        os.close(parent)

@@ -19,19 +19,38 @@ still reads its descriptor.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections import deque
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from p2pshare.transfer import _fsutil as fs
+from p2pshare.transfer.manifest import Manifest
 
-__all__ = ["AHEAD", "MIN_PARALLEL", "WORKERS", "chunks_match"]
+__all__ = ["AHEAD", "MIN_PARALLEL", "WORKERS", "chunk_specs", "chunks_match", "hash_from"]
 
 WORKERS = 2
 #: Chunks in flight at once (each up to one chunk of memory).
 AHEAD = 4
 MIN_PARALLEL = 4
+
+
+def chunk_specs(manifest: Manifest, index: int) -> Iterator[tuple[int, int, bytes]]:
+    """(length, offset, SHA-256) of each chunk of ``manifest.files[index]``."""
+    for c, expected in enumerate(manifest.files[index].chunk_hashes):
+        yield manifest.chunk_length(index, c), c * manifest.chunk_size, expected
+
+
+def hash_from(fd: int, chunk_size: int, start_chunk: int, hasher: hashlib._Hash) -> hashlib._Hash:
+    """``hasher`` fed with ``fd``'s bytes from chunk ``start_chunk`` to the end."""
+    offset = start_chunk * chunk_size
+    while True:
+        data = os.pread(fd, chunk_size, offset)
+        if not data:
+            return hasher
+        hasher.update(data)
+        offset += len(data)
 
 
 def _matches(fd: int, length: int, offset: int, expected: bytes) -> bool:

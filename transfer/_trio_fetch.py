@@ -45,6 +45,7 @@ from typing import Any, TypeVar
 import trio
 
 from p2pshare.transfer import crypto, wire
+from p2pshare.transfer._resume_memo import ResumeMemo
 from p2pshare.transfer._trio_io import TaskGroup, await_eof, goodbye, read_pieces_some, read_some, write_all
 from p2pshare.transfer.errors import (
     ConflictError,
@@ -171,6 +172,7 @@ async def fetch(
     approve: Approve | None = None,
     conflict: Conflict = Conflict.REFUSE,
     destination: Destination | None = None,
+    memo: ResumeMemo | None = None,
 ) -> FetchResult:
     """Fetch the share ``key`` names into ``output_dir``, resuming what is there.
 
@@ -184,7 +186,8 @@ async def fetch(
     the directory from the verified manifest before anything is looked at
     or written there (``get`` receives a text share into a private
     temporary directory: the sharer names its file, so it must never meet
-    the receiver's files).
+    the receiver's files). ``memo``: one per run, given to each attempt,
+    so a reconnect does not re-hash what this run wrote (``_resume_memo``).
     """
     emit = on_event or (lambda _e: None)
     try:
@@ -217,7 +220,7 @@ async def fetch(
             await write_all(stream, proto.data_to_send(), idle_timeout, "sharer")
         if destination is not None:
             output_dir = destination(manifest)
-        store = await _disk(output_dir, _open_store, output_dir, manifest, keys.share_id, conflict)
+        store = await _disk(output_dir, _open_store, output_dir, manifest, keys.share_id, conflict, memo)
         needed = await _disk(output_dir, store.assess)
         if approve is not None:
             await approve(manifest, needed)
@@ -306,12 +309,17 @@ async def _disk(where: Path, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(fn, *args)
 
 
-def _open_store(output_dir: Path, manifest: Manifest, share_id: bytes, conflict: Conflict) -> Store:
+def _open_store(
+    output_dir: Path, manifest: Manifest, share_id: bytes, conflict: Conflict, memo: ResumeMemo | None
+) -> Store:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(cannot_create_output(output_dir, exc)) from None
-    return Store(output_dir, manifest, share_id, conflict)
+    store = Store(output_dir, manifest, share_id, conflict)
+    if memo is not None:
+        store.use_memo(memo)
+    return store
 
 
 class _Budget:

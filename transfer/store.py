@@ -17,14 +17,14 @@ import functools
 import hashlib
 import mmap
 import os
-import stat
-from collections.abc import Container, Iterator
+from collections.abc import Container
 from pathlib import Path
 
 from p2pshare.transfer import _direct, _space, ranges
 from p2pshare.transfer import _fsutil as fs
 from p2pshare.transfer._claim import claim_partial
-from p2pshare.transfer._rescan import chunks_match
+from p2pshare.transfer._rescan import chunk_specs, chunks_match, hash_from
+from p2pshare.transfer._resume_memo import ResumeMemo
 from p2pshare.transfer._whole import WholeFiles
 from p2pshare.transfer.errors import (
     SHOWN_CONFLICTS,
@@ -78,8 +78,16 @@ class Store:
         self._present: list[bool] | None = None
         self._partial_names: frozenset[str] = frozenset()  # the partial directory at ``prepare``
         self._padded: set[int] = set()  # files with a direct write (its last block padded)
+        self._memo: ResumeMemo | None = None  # see ``use_memo``
+        self._on_disk = bytearray(manifest.total_chunks)  # verified and written (or found by the scan)
+        self._touched: set[int] = set()  # files with a partial file scanned or written
 
     # -- setup -------------------------------------------------------------------
+    def use_memo(self, memo: ResumeMemo) -> None:
+        """Trust what earlier attempts of this run verified, where unchanged (``_resume_memo``)."""
+        memo.bind(self.manifest)
+        self._memo = memo
+
     def assess(self) -> int:
         """Check conflicts; return the bytes the share still needs here. Writes nothing.
 
@@ -105,7 +113,7 @@ class Store:
         if conflicts:
             raise conflicts_error(conflicts)
         for d in m.dirs:
-            self._check_dir(d)
+            fs.check_dir(self._root, d, self._shown(d))
         self._present = present
         return self._needed(present)
 
@@ -189,25 +197,18 @@ class Store:
             now = os.fstat(fd)
             if not fs.is_regular(now) or (now.st_ino, now.st_size) != (st.st_ino, st.st_size):
                 return False
-            matched = chunks_match(fd, self._chunks_of(index), len(entry.chunk_hashes))
+            if self._memo is not None and self._memo.final_verified(index, now):
+                return True  # verified whole earlier in this run, unchanged since
+            matched = chunks_match(fd, chunk_specs(self.manifest, index), len(entry.chunk_hashes))
             try:
-                return all(matched)
+                same = all(matched)
             finally:
                 matched.close()  # no read of ``fd`` still running when it closes
+            if same and self._memo is not None:
+                self._memo.note_final(index, now)
+            return same
         finally:
             os.close(fd)
-
-    def _check_dir(self, path: str) -> None:
-        parts = tuple(path.split("/"))
-        parent = fs.open_dir(self._root, parts[:-1], create=False, shown=path)
-        if parent is None:
-            return
-        try:
-            st = fs.lstat_at(parent, parts[-1])
-            if st is not None and not stat.S_ISDIR(st.st_mode):
-                raise OutputError(f"refusing to overwrite {self._shown(path)}: a file is in the way of a directory")
-        finally:
-            os.close(parent)
 
     def _open_partial_dirs(self) -> None:
         if self._partial is None:
@@ -234,31 +235,29 @@ class Store:
         if not fs.is_regular(st):
             raise OutputError(f"unexpected non-file {PARTIAL_DIR_NAME}/{self._share_dir_name}/{name}; remove it")
         fd = self._open_part(index)
+        self._touched.add(index)
+        noted = self._memo.partial_chunks(index, os.fstat(fd)) if self._memo is not None else None
         if st.st_size > entry.size:
             os.ftruncate(fd, entry.size)
         first = m.first_chunk(index)
         got = 0
         # Each chunk checked here: no running whole-file hash (``_finalize``
-        # reads a file back only if one of its chunks skipped its check).
-        matched = chunks_match(fd, self._chunks_of(index), len(entry.chunk_hashes))
+        # reads a file back only if one of its chunks skipped its check);
+        # none if this run wrote the file and nothing touched it since.
+        matched = noted if noted is not None else chunks_match(fd, chunk_specs(m, index), len(entry.chunk_hashes))
         for c, ok in enumerate(matched):
             if ok:
+                self._on_disk[first + c] = 1
                 self._have[first + c] = 1
                 self._remaining[index] -= 1
                 got += m.chunk_length(index, c)
         return got
 
-    def _chunks_of(self, index: int) -> Iterator[tuple[int, int, bytes]]:
-        """(length, offset, SHA-256) of each chunk of ``files[index]``."""
-        m = self.manifest
-        for c, expected in enumerate(m.files[index].chunk_hashes):
-            yield m.chunk_length(index, c), c * m.chunk_size, expected
-
     # -- writing -------------------------------------------------------------------
     # Two stages, so the runner can overlap them in two threads: ``verify_chunk``
     # (chunk hash + running whole-file hash: owns the hashers and the
     # have-bitmap) and ``write_verified`` (pwrite, then whole-file check and
-    # rename: owns the write fd and ``_done``). Each stage runs in one thread
+    # rename: owns the write fd, ``_done`` and ``_on_disk``). Each stage runs in one thread
     # at a time; every chunk goes through both, in the same order. A chunk is
     # written only after its hash matched.
 
@@ -328,6 +327,8 @@ class Store:
                 fs.pwrite_all(fd, chunk.data, offset)
         except OSError as exc:
             raise cannot_write(self._shown(entry.path), exc) from None
+        self._on_disk[m.first_chunk(chunk.file_index) + chunk.chunk_index] = 1
+        self._touched.add(chunk.file_index)
         self.give_block(block)
         if chunk.final is None:
             return None
@@ -374,16 +375,6 @@ class Store:
         self._fd_index = -1
         self._direct.fd_direct = False
 
-    def _hash_fd(self, fd: int, start_chunk: int, hasher: hashlib._Hash) -> hashlib._Hash:
-        step = self.manifest.chunk_size
-        offset = start_chunk * step
-        while True:
-            data = os.pread(fd, step, offset)
-            if not data:
-                return hasher
-            hasher.update(data)
-            offset += len(data)
-
     def _finalize(self, index: int, hashed: tuple[hashlib._Hash, int]) -> None:
         """Check the file, then move it to its final name (never replacing).
 
@@ -408,7 +399,7 @@ class Store:
         checked = index not in self._unchecked
         if not checked and upto < len(entry.chunk_hashes):
             self._direct.buffered(fd)  # a direct fd reads only into aligned buffers
-            hasher = self._hash_fd(fd, upto, hasher)
+            hasher = hash_from(fd, self.manifest.chunk_size, upto, hasher)
         self._close_part()
         if not checked and hasher.digest() != entry.sha256:
             # Keep the partial file: the next resume re-checks it chunk by chunk.
@@ -420,6 +411,8 @@ class Store:
         else:
             fs.move_noreplace(self._partial, str(index), parent, name, functools.partial(self._shown, entry.path))
         self._done[index] = True
+        if self._memo is not None and (placed := fs.lstat_at(parent, name)) is not None:
+            self._memo.note_final(index, placed)
 
     def _destination(self, index: int) -> tuple[int, str]:
         """The directory (created if missing) and the name a finished file takes."""
@@ -484,6 +477,8 @@ class Store:
 
     def close(self) -> None:
         self._close_part()
+        if self._memo is not None and self._partial is not None:
+            self._memo.note_partials(self.manifest, self._partial, self._touched, self._done, self._on_disk)
         self._whole.close()
         self._parents.close()
         for fd in (self._partial, self._partial_root, self._root):

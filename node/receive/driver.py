@@ -50,7 +50,7 @@ from p2pshare.node.receive.core import (
     probe_targets,
 )
 from p2pshare.node.traversal import Traversal
-from p2pshare.transfer import PROTOCOL_ID, fetch
+from p2pshare.transfer import PROTOCOL_ID, ResumeMemo, fetch
 from p2pshare.transfer.errors import TransferError, cannot_create_output
 from p2pshare.transfer.events import TransferEvent
 from p2pshare.transfer.store import Conflict
@@ -84,6 +84,7 @@ class ReceiveDriver:
         self.approve: Approve | None = None
         self.conflict = Conflict.REFUSE
         self.destination: Destination | None = None
+        self.memo = ResumeMemo()  # what this run verified on disk: a reconnect does not re-hash it
 
     async def run(
         self,
@@ -97,6 +98,7 @@ class ReceiveDriver:
         self.approve = approve
         self.conflict = conflict
         self.destination = destination
+        self.memo = ResumeMemo()
         addresses = parsed.addresses if isinstance(parsed, sharecode.ShareCode) else ()
         nat_known = self.traversal.nat is not None
         session = ReceiveSession(
@@ -241,6 +243,7 @@ class ReceiveDriver:
                             approve=approve,
                             conflict=self.conflict,
                             destination=self.destination,
+                            memo=self.memo,
                         )
                         outcome = TransferDone(result)
                     except TransferError as exc:

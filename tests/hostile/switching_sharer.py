@@ -14,6 +14,9 @@ key and authenticates; what it abuses is ``get``'s trust across attempts
   asked about), then resets; later streams offer 5 files and serve them.
 * ``prepare-forever``: says it is still hashing (PREPARING), one more byte
   of a 2**63-byte total every 0.2 s, and never sends a manifest.
+* ``chunk-per-attempt``: one 4 MiB file in 64 KiB chunks: the first stream
+  sends all but 12 chunks, then each stream sends one chunk and resets, then
+  the last sends the rest (``get`` re-hashed everything at each attempt).
 """
 
 from __future__ import annotations
@@ -41,9 +44,9 @@ from p2pshare.transfer.sharer import (
 from tests.hostile.sharer import serve_forever
 
 CHUNK = 1 << 16
-#: One attempt's share: its material, each file's bytes, and whether to
-#: reset the stream after the receiver's WANT instead of serving it.
-Plan = tuple[ShareMaterial, list[bytes], bool]
+#: One attempt's share: its material, each file's bytes, and how many chunks
+#: to send after the receiver's WANT before resetting the stream (None: all).
+Plan = tuple[ShareMaterial, list[bytes], int | None]
 
 
 def _share(
@@ -66,13 +69,16 @@ def _plans(mode: str, keys: crypto.ShareKeys) -> list[Plan]:
     others = {f"surprise/file{i:02d}.sh": b"echo %d\n" % i for i in range(20)}
     if mode == "switch":
         first = _share(keys, "holiday photo", "", {"photo.jpg": b"x" * 1000})
-        return [(*first, True), (*_share(keys, "something else", "", others), False)]
+        return [(*first, 0), (*_share(keys, "something else", "", others), None)]
     if mode == "text-then-files":
         first = _share(keys, "text", TEXT_MARK, {"text.txt": b"hello\n"})
         five = dict(list(others.items())[:5])
-        return [(*first, True), (*_share(keys, "files", "", five), False)]
+        return [(*first, 0), (*_share(keys, "files", "", five), None)]
     if mode == "prepare-forever":
-        return [(*_share(keys, "x", "", {"a.txt": b"a"}), False)]
+        return [(*_share(keys, "x", "", {"a.txt": b"a"}), None)]
+    if mode == "chunk-per-attempt":
+        big = _share(keys, "big", "", {"big.bin": os.urandom(64 * CHUNK)})
+        return [(*big, 64 - 12), *[(*big, 1)] * 12, (*big, None)]
     raise SystemExit(f"unknown mode {mode}")
 
 
@@ -86,7 +92,7 @@ async def _prepare_forever(proto: SharerProtocol, stream: LibP2PByteStream) -> N
 
 
 async def _serve(plan: Plan, stream: LibP2PByteStream, local: bytes, mode: str) -> None:
-    material, datas, reset_after_want = plan
+    material, datas, send_before_reset = plan
     served = PendingShare(material.keys) if mode == "prepare-forever" else material
     proto = SharerProtocol(
         lambda sid: served if sid == material.keys.share_id else None,
@@ -104,15 +110,17 @@ async def _serve(plan: Plan, stream: LibP2PByteStream, local: bytes, mode: str) 
             if isinstance(ev, ReceiverAuthenticated) and mode == "prepare-forever":
                 await _prepare_forever(proto, stream)
             if isinstance(ev, WantReceived):
-                if reset_after_want:
-                    await trio.sleep(0.2)
-                    await stream.reset()
-                    return
-                for g in proto.chunks_to_send(ev.ranges):
+                for sent, g in enumerate(proto.chunks_to_send(ev.ranges)):
+                    if sent == send_before_reset:
+                        break
                     fi, ci = manifest.locate(g)
                     is_last = ci == len(manifest.files[fi].chunk_hashes) - 1
                     nonce, sealed = material.cipher.seal(fi, ci, is_last, datas[fi][ci * CHUNK : (ci + 1) * CHUNK])
                     await stream.write(wire.chunk_frame(g, nonce, sealed))
+                if send_before_reset is not None:
+                    await trio.sleep(0.2)  # the chunks are read before the reset
+                    await stream.reset()
+                    return
                 proto.send_end()
                 await stream.write(proto.data_to_send())
             if isinstance(ev, ReceiverDone):
