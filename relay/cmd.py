@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -398,6 +399,7 @@ async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
                     reporter.event("relay", peer_id=host.peer_id, addrs=addrs)
                     reporter.result(" ".join([host.peer_id, *addrs]))
                     reporter.say(f"Relay {host.peer_id} serving; Ctrl-C stops it.")
+                    _say_how_to_use(reporter, addrs, announced=bool(opts.announce))
                     for warning in net.warnings:  # unknown config keys, as node and share say them
                         reporter.warning(warning)
                     await signals.received(1)
@@ -405,6 +407,24 @@ async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
     reporter.event("stopped")
     reporter.say("Relay stopped.")
     return 0
+
+
+def _say_how_to_use(reporter: Reporter, addrs: Sequence[str], *, announced: bool) -> None:
+    """The address to hand out, ready to paste, and a warning when none is
+    public: a relay on a private or loopback address serves only its own
+    network, which an operator could not tell from the lines above (a
+    usability review found nothing said it)."""
+    from p2pshare.sharecode.multiaddrs import ip_text, is_public_ip
+
+    public = [a for a in addrs if (ip := ip_text(a)) is None or is_public_ip(ip)]  # DNS names count as public
+    best = (public or list(addrs))[:1]
+    if best:
+        reporter.say(f"Clients use it with: --relay {best[0]}")
+    if not public:
+        reporter.warning(
+            "no address of this relay is public, so only peers on its own network can use it"
+            + ("" if announced else "; behind a forwarded port, name the public address with --announce")
+        )
 
 
 def _snapshot(relay: RelayServer) -> Snapshot:

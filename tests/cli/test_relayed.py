@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,26 @@ def test_a_relay_that_never_answers_holds_up_the_code_only_briefly(
         proc, shared, waited = _share_with_relay(tmp_path, sharer, silent)
     assert SILENT_GRACE - 0.5 < waited < SILENT_GRACE + 3.0, f"the code took {waited:.1f} s"
     assert "no relay reservation yet" in proc.stderr_tail()
+
+
+def test_the_relay_says_what_to_give_clients_and_that_loopback_is_not_public(tmp_path: Path) -> None:
+    """A usability review: nothing said which address to hand out, nor that
+    a relay on a private address serves only its own network; and the
+    relay's first line, pasted whole into --relay, read "not a multiaddr"."""
+    relay = start(["relay", "--listen", "/ip4/127.0.0.1/tcp/0"], tmp_path / "relay-home")
+    try:
+        first = relay.line(timeout=60)
+        deadline = time.monotonic() + 30
+        while "Clients use it with" not in relay.stderr_tail() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        said = relay.stderr_tail()
+    finally:
+        relay.kill(signal.SIGINT)
+        relay.wait(timeout=30)
+    peer, addr = first.split()[:2]
+    assert f"Clients use it with: --relay {addr}" in said, said
+    assert "warning: no address of this relay is public" in said, said
+    res = run(["share", str(tmp_path), "--relay", first.strip()], tmp_path / "sharer")
+    assert res.returncode == 2
+    assert f"give one address, not the whole line the relay printed (e.g. {addr})" in res.stderr, res.stderr
+    assert peer in addr
