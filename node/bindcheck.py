@@ -11,6 +11,7 @@ IPv6 socket), and returns its answer. The probe socket is closed at once.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 
@@ -39,6 +40,8 @@ def bind_failure(addr: str) -> str | None:
             probe.bind((host, port))
             probe.listen()
     except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:  # say what to do: the port is the person's choice
+            return f"{exc.strerror} (another program or p2pshare listens there: pick another port, or /tcp/0 for any)"
         return exc.strerror or str(exc)
     return None
 

@@ -240,6 +240,14 @@ def load_or_create_identity(path: Path) -> KeyPair:
         raise IdentityError(f"identity file {path} vanished while creating it") from None
 
 
+def _home_hint(path: Path) -> str:
+    """Where the data directory came from, when ``path`` lies in it."""
+    home = os.environ.get("P2PSHARE_HOME")
+    if home and path.parent == Path(home):
+        return f" (the data directory, set by P2PSHARE_HOME={home})"
+    return ""
+
+
 def _load(path: Path) -> KeyPair:
     try:
         with open(path, "rb") as f:
@@ -251,6 +259,12 @@ def _load(path: Path) -> KeyPair:
         raise
     except IsADirectoryError:
         raise IdentityError(f"identity file {path} is not a regular file") from None
+    except NotADirectoryError:
+        # P2PSHARE_HOME (or --identity) names a file where a directory goes:
+        # "cannot read identity file …: Not a directory" did not say which.
+        raise IdentityError(
+            f"cannot use {path}: a part of its path is a file, not a directory{_home_hint(path)}"
+        ) from None
     except OSError as e:
         raise IdentityError(f"cannot read identity file {path}: {e.strerror or e}") from None
     if len(data) > _MAX_FILE_BYTES:

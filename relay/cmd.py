@@ -372,15 +372,17 @@ async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
                 # A relay is public by definition: it answers AutoNAT dial-back
                 # requests and STUN-over-TCP mapping probes for its clients...
                 await nursery.start(serve_autonat_server, host, ServerConfig(dial_private=opts.autonat_dial_private))
+                stun_ip = opts.stun_ip or stun_ip_for(opts.listen or (DEFAULT_LISTEN,))
                 try:
-                    stun_ip = opts.stun_ip or stun_ip_for(opts.listen or (DEFAULT_LISTEN,))
                     stun_ports = await nursery.start(serve_stun_tcp, stun_ip, DEFAULT_STUN_PORTS)
                     reporter.say(f"STUN (TCP) on {stun_ip} ports {stun_ports}")
                 except OSError as e:
                     logging.getLogger(__name__).warning(
-                        "no STUN responder (ports %s busy?): %s; clients learn their mapping from identify only",
-                        DEFAULT_STUN_PORTS,
-                        e,
+                        "no STUN responder on %s TCP ports %s (%s; another relay on this host?); "
+                        "clients learn their mapping from identify only",
+                        stun_ip,
+                        " and ".join(map(str, DEFAULT_STUN_PORTS)),
+                        e.strerror or e,
                     )
                 # ... and doubles as a DHT server (bootstrap node).
                 async with open_discovery(

@@ -96,7 +96,9 @@ def test_a_listen_address_that_cannot_be_bound_says_why_exit_2(tmp_path: Path) -
         port = busy.getsockname()[1]
         res = run(["share", str(tmp_path / "f.txt"), "--listen", f"/ip4/127.0.0.1/tcp/{port}"], tmp_path / "h")
     assert res.returncode == 2
-    assert_one_line_error(res.stderr, f"cannot listen on /ip4/127.0.0.1/tcp/{port}: Address already in use")
+    assert_one_line_error(
+        res.stderr, f"cannot listen on /ip4/127.0.0.1/tcp/{port}: Address already in use", "or /tcp/0 for any"
+    )
     res = run(["get", a_code(4001), "-o", str(tmp_path / "o"), "--listen", "/ip4/192.0.2.1/tcp/0"], tmp_path / "h")
     assert res.returncode == 2
     assert_one_line_error(res.stderr, "cannot listen on /ip4/192.0.2.1/tcp/0: Cannot assign requested address")
@@ -519,3 +521,16 @@ def test_a_path_that_starts_with_a_dash_gets_a_hint(tmp_path: Path) -> None:
     )
     assert res.returncode == 2, res.stderr
     assert_one_line_error(res.stderr, "unrecognized arguments: -dash.txt; a path that starts with -: put -- before it")
+
+
+@pytest.mark.parametrize("command", ["share", "node", "relay"])
+def test_a_data_directory_that_is_a_file_is_named_as_such(tmp_path: Path, command: str) -> None:
+    """It said "cannot read identity file …/identity.key: Not a directory",
+    naming neither the data directory nor P2PSHARE_HOME (a usability review)."""
+    home = tmp_path / "afile"
+    home.write_text("x")
+    (tmp_path / "f.txt").write_text("x")
+    args = {"share": ["share", str(tmp_path / "f.txt")], "node": ["node"], "relay": ["relay"]}[command]
+    res = run([*args, "--listen", "/ip4/127.0.0.1/tcp/0"], home)  # run() sets P2PSHARE_HOME=home
+    assert res.returncode == 2, res.stderr
+    assert_one_line_error(res.stderr, "a part of its path is a file, not a directory", f"set by P2PSHARE_HOME={home}")

@@ -15,7 +15,9 @@ def test_a_taken_port_and_a_foreign_address_are_named() -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        assert bind_failure(f"/ip4/127.0.0.1/tcp/{port}") == "Address already in use"
+        assert bind_failure(f"/ip4/127.0.0.1/tcp/{port}") == (
+            "Address already in use (another program or p2pshare listens there: pick another port, or /tcp/0 for any)"
+        )
     assert bind_failure(f"/ip4/127.0.0.1/tcp/{port}") is None  # free again: bindable
     assert bind_failure("/ip4/192.0.2.1/tcp/0") == "Cannot assign requested address"
 
