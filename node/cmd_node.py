@@ -4,6 +4,7 @@ hole punching — that prints its ID, reachability and addresses as they change.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,7 +118,7 @@ def _say_traversal(reporter: Reporter, ev: NodeEvent) -> None:
     elif isinstance(ev, NatDiscovered):
         reporter.event("nat", mapping=ev.mapping, public=ev.public, punchable=ev.punchable)
         reporter.result(
-            f"nat: mapping {ev.mapping}, public {ev.public or 'unknown'}, "
+            f"nat: mapping {ev.mapping}, mapped to {ev.public or 'unknown'}, "
             f"hole punching {'possible' if ev.punchable else 'unlikely'}"
         )
     elif isinstance(ev, Upgraded):
@@ -125,6 +126,18 @@ def _say_traversal(reporter: Reporter, ev: NodeEvent) -> None:
         reporter.result(f"upgraded: {ev.peer_id} now direct ({ev.method}, {ev.elapsed:.2f} s)")
     elif isinstance(ev, UpgradeFailed):
         reporter.event("upgrade_failed", peer_id=ev.peer_id, reason=ev.reason)
+
+
+def _say_how_to_reach(reporter: Reporter, peer_id: str, addrs: Sequence[str]) -> None:
+    """A whole address (``/p2p/`` and all) ready to paste into another
+    peer's ``--bootstrap`` or ``--relay``, a public one first: the first
+    line's bare peer ID and addresses were refused there as they are."""
+    from p2pshare.sharecode.multiaddrs import ip_text, is_public_ip
+
+    public = [a for a in addrs if (ip := ip_text(a)) is None or is_public_ip(ip)]
+    best = (public or list(addrs))[:1]
+    where = f"; its address for other peers: {best[0]}/p2p/{peer_id}" if best else ""
+    reporter.say(f"Node running (Ctrl-C stops it){where}")
 
 
 async def _serve(opts: NodeOptions, reporter: Reporter) -> int:
@@ -172,10 +185,12 @@ async def _serve(opts: NodeOptions, reporter: Reporter) -> int:
                     f"{config.identity_path} is held by another running p2pshare process: this node runs as "
                     f"another peer ({node.identity_path.name}), not its usual peer ID"
                 )
+            _say_how_to_reach(reporter, node.peer_id, addrs)
             for ev in held:
                 _say_traversal(reporter, ev)
             node.on_event = lambda ev: _say_traversal(reporter, ev)  # addresses too: no polling
             await signals.received(1)
+            node.on_event = lambda ev: None  # the listeners closing are no news ("addresses:" before "stopped")
     reporter.event("stopped")
     reporter.say("Node stopped.")
     return 0

@@ -52,3 +52,22 @@ async def test_a_node_answers_autonat_requests(tmp_path: Path, procs: list[Proc]
             await autonat.check_once()
             results = autonat.last_results
     assert results and results[0].outcome == Outcome.REFUSED, results
+
+
+def test_node_says_its_whole_address_and_nothing_after_the_stop(tmp_path: Path, procs: list[Proc]) -> None:
+    """A usability review: the first line (peer ID, then bare addresses) was
+    refused as it is by --bootstrap and --relay, nothing said the node was
+    running, and a stray "addresses:" line came just before "Node stopped."."""
+    import time
+
+    node = start(["node", "--listen", "/ip4/127.0.0.1/tcp/0"], tmp_path / "node")
+    procs.append(node)
+    peer, addr = node.line(timeout=60).split()[:2]
+    deadline = time.monotonic() + 30
+    while "Node running" not in node.stderr_tail() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert f"Node running (Ctrl-C stops it); its address for other peers: {addr}/p2p/{peer}" in node.stderr_tail()
+    node.kill(signal.SIGINT)
+    assert node.wait(20) == 0
+    assert not [line for line in node.lines[1:] if line.startswith("addresses:")], node.lines
+    assert node.stderr_tail().rstrip().endswith("Node stopped.")
