@@ -25,17 +25,33 @@ class Reporter:
         self.bar = ProgressBar(self.err) if not json_mode and self.err.isatty() and self.out.isatty() else None
         self._last_progress: tuple[int, int] | None = None
         self._started = False  # a first event is out
+        self._held: list[str] = []  # --json warnings that came before the first event
         self._asking: TextIO | None = None  # where a question waits for its answer
 
     def event(self, event: str, /, **fields: Any) -> None:
-        if self.json_mode:
-            if event == "error" and not self._started:
-                self._started = True  # a command that fails first: its warnings, then the error, last
-                stdout_started()
-            _write(self.out, json.dumps({"event": event, **fields}, separators=(",", ":")) + "\n")
-            if not self._started:
-                self._started = True
-                stdout_started()  # logged warnings, held until now, follow the first line
+        if not self.json_mode:
+            return
+        line = json.dumps({"event": event, **fields}, separators=(",", ":")) + "\n"
+        if self._started:
+            _write(self.out, line)
+            return
+        if event == "warning":  # never before the command's first event (README): held until it
+            self._held.append(line)
+            return
+        self._started = True
+        if event == "error":  # a command that fails first: its warnings, then the error, last
+            stdout_started()
+            self._flush_held()
+            _write(self.out, line)
+            return
+        _write(self.out, line)
+        stdout_started()  # logged warnings, held until now, follow the first line
+        self._flush_held()
+
+    def _flush_held(self) -> None:
+        for line in self._held:
+            _write(self.out, line)
+        self._held.clear()
 
     def say(self, line: str) -> None:
         """A human message (stderr), kept off the progress bar's line."""

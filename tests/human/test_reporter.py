@@ -17,3 +17,28 @@ def test_json_progress_is_printed_only_when_it_moved() -> None:
         reporter.progress(done, 3)
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [e["bytes"] for e in lines] == [1, 2, 3] and all(e["event"] == "progress" for e in lines)
+
+
+def test_json_warnings_never_come_before_the_first_event() -> None:
+    """The README promises it; `get --json` printed an offline or config
+    warning as its first line, before `connected` (a usability review)."""
+    import json
+
+    out = io.StringIO()
+    reporter = Reporter(json_mode=True, out=out, err=io.StringIO())
+    reporter.warning("offline")
+    reporter.warning("unknown key in config.toml")
+    assert out.getvalue() == ""
+    reporter.event("connected", path="direct")
+    reporter.warning("later")
+    assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == [
+        "connected",
+        "warning",
+        "warning",
+        "warning",
+    ]
+    out = io.StringIO()
+    failing = Reporter(json_mode=True, out=out, err=io.StringIO())
+    failing.warning("offline")
+    failing.error("could not reach the sharer", 3)
+    assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == ["warning", "error"]
