@@ -149,7 +149,7 @@ class Node:
             self._relay = await self._stack.enter_async_context(
                 open_relay_client(
                     self._host,
-                    list(cfg.relays),
+                    list(cfg.relays) if cfg.reserve else [],
                     want=RELAYS_WANTED,
                     on_change=self._relays_changed,
                 )

@@ -219,7 +219,8 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
     config = NodeConfig(
         identity_path=opts.identity,
         listen_addrs=list(opts.listen) or ["/ip4/0.0.0.0/tcp/0"],
-        relays=net.relays,
+        relays=net.relays,  # for its NAT mapping; it reserves no slot on them (see NodeConfig.reserve)
+        reserve=False,
         force_relay=opts.force_relay,
         bootstrap=net.bootstrap,
         peers_file=net.peers_file,

@@ -52,6 +52,10 @@ class NodeConfig:
     listen_addrs: Sequence[str] = DEFAULT_LISTEN
     fallback_listen_addrs: Sequence[str] | None = None
     relays: Sequence[str] = ()
+    #: Hold reservations on ``relays`` (sharers, nodes). A receiver only
+    #: dials through relays, which needs none: its reservation only took a
+    #: slot of the relay's (and said "relay … unusable" when it restarted).
+    reserve: bool = True
     force_relay: bool = False  # receivers: dial only through relays (tests, benchmarks)
     bootstrap: Sequence[str] = ()
     peers_file: Path | None = None

@@ -165,3 +165,21 @@ def test_the_relay_says_what_to_give_clients_and_that_loopback_is_not_public(tmp
     assert res.returncode == 2
     assert f"give one address, not the whole line the relay printed (e.g. {addr})" in res.stderr, res.stderr
     assert peer in addr
+
+
+def test_a_receiver_reserves_no_slot_on_its_relays(tmp_path: Path, procs: list[Proc], sharer) -> None:  # type: ignore[no-untyped-def]
+    """``get --relay R`` took a reservation on R, one of the operator's
+    slots, for nothing (a receiver only dials through relays), and said
+    "relay … unusable" when R restarted (a usability review)."""
+    relay_addr = start_relay(tmp_path, procs, "--stats-every", "1")
+    relay = procs[-1]
+    src = tmp_path / "src"
+    write_random(src / "data.bin", 1 << 20)
+    _, shared = sharer(src)  # direct addresses only: the relay is the receiver's alone
+    res = run(["get", shared["code"], "-o", str(tmp_path / "out"), "--relay", relay_addr, "-v"], tmp_path / "rx")
+    assert res.returncode == 0, res.stderr
+    assert "reservation" not in res.stderr, res.stderr
+    time.sleep(2.5)  # two whole periods after the get
+    stats = [e for e in relay.events_until("no such event", 1.0) if e["event"] == "relay_stats"]
+    assert len(stats) >= 3, stats
+    assert sum(e["reservations"] for e in stats) == 0, stats  # every period since the relay started
