@@ -28,7 +28,7 @@ from p2pshare.node.errors import LocalNodeError
 from p2pshare.node.identity import identity_file_arg
 from p2pshare.node.stop_signals import stop_signals
 from p2pshare.relay.stats import DEFAULT_EVERY as DEFAULT_STATS_EVERY
-from p2pshare.relay.stats import Snapshot
+from p2pshare.relay.stats import Snapshot, stop_summary
 from p2pshare.relay.stats import fields as stats_fields
 from p2pshare.relay.stats import summary as stats_summary
 
@@ -369,6 +369,7 @@ async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
                         announce=opts.announce,
                     )
                 )
+                started = _snapshot(relay), trio.current_time()
                 # A relay is public by definition: it answers AutoNAT dial-back
                 # requests and STUN-over-TCP mapping probes for its clients...
                 await nursery.start(serve_autonat_server, host, ServerConfig(dial_private=opts.autonat_dial_private))
@@ -405,9 +406,10 @@ async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
                     for warning in net.warnings:  # unknown config keys, as node and share say them
                         reporter.warning(warning)
                     await signals.received(1)
+                final = (started[0], _snapshot(relay), trio.current_time() - started[1])
                 nursery.cancel_scope.cancel()
-    reporter.event("stopped")
-    reporter.say("Relay stopped.")
+    reporter.event("stopped", **stats_fields(*final))
+    reporter.say(stop_summary(*final))
     return 0
 
 

@@ -18,7 +18,7 @@ from p2pshare.node.progress import format_bytes, format_count
 if TYPE_CHECKING:  # imported for its type only: every command's start-up loads this module
     from p2pshare.node.circuit.limits import RelayStats
 
-__all__ = ["DEFAULT_EVERY", "Snapshot", "summary", "fields"]
+__all__ = ["DEFAULT_EVERY", "Snapshot", "summary", "stop_summary", "fields"]
 
 #: Seconds between two summaries unless ``--stats-every`` says otherwise.
 DEFAULT_EVERY = 3600
@@ -57,6 +57,29 @@ def fields(before: Snapshot, now: Snapshot, seconds: float) -> dict[str, Any]:
 
 def summary(before: Snapshot, now: Snapshot, seconds: float) -> str:
     """One line: the period's reservations, circuits and bytes, then what is held now."""
+    held = f"{format_count(now.reservations_now, 'reservation')}, {format_count(now.circuits_now, 'circuit')}"
+    return f"Relay, last {_period(seconds)}: {_parts(before, now, seconds)}; holding {held} now"
+
+
+def stop_summary(start: Snapshot, now: Snapshot, seconds: float) -> str:
+    """The line a stopping relay says: what it did over its whole run, and
+    the circuits the stop cut (it said only "Relay stopped.": a usability review)."""
+    cut = f"; {format_count(now.circuits_now, 'circuit')} cut by the stop" if now.circuits_now else ""
+    return f"Relay stopped after {_run_length(seconds)}: {_parts(start, now, seconds)}{cut}."
+
+
+def _run_length(seconds: float) -> str:
+    s = round(seconds)
+    if s < 120:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 48 * 3600:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
+def _parts(before: Snapshot, now: Snapshot, seconds: float) -> str:
     f = fields(before, now, seconds)
     parts = [
         format_count(f["reservations"], "reservation")
@@ -65,5 +88,4 @@ def summary(before: Snapshot, now: Snapshot, seconds: float) -> str:
         + (f" ({f['circuits_refused']} refused)" if f["circuits_refused"] else ""),
         f"{format_bytes(f['bytes'])} relayed",
     ]
-    held = f"{format_count(now.reservations_now, 'reservation')}, {format_count(now.circuits_now, 'circuit')}"
-    return f"Relay, last {_period(seconds)}: {', '.join(parts)}; holding {held} now"
+    return ", ".join(parts)

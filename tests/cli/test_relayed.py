@@ -36,6 +36,11 @@ def test_get_through_relay_when_forced(tmp_path: Path, procs: list[Proc], sharer
     # (each one printed "warning: relay: circuit … ended (… reset)").
     time.sleep(0.5)
     assert "warning: relay:" not in relay.stderr_tail(), relay.stderr_tail()
+    # Its stop says what it did over its run (it said only "Relay stopped.").
+    relay.kill(signal.SIGINT)
+    assert relay.wait(timeout=30) == 0
+    stopped = json.loads(relay.lines[-1])
+    assert stopped["event"] == "stopped" and stopped["circuits"] >= 1 and stopped["bytes"] >= 6 << 20, stopped
 
 
 def test_relay_data_limit_is_reported_not_silent(tmp_path: Path, procs: list[Proc], sharer) -> None:  # type: ignore[no-untyped-def]

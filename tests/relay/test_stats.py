@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from p2pshare.node.circuit.limits import RelayStats
-from p2pshare.relay.stats import Snapshot, fields, summary
+from p2pshare.relay.stats import Snapshot, fields, stop_summary, summary
 from tests.cli.helpers import Proc, start
 from tests.harness import python_module
 
@@ -32,6 +32,17 @@ def test_the_line_counts_the_period_and_says_what_is_held() -> None:
         "Relay, last 30 s: 0 reservations, 0 circuits, 0 B relayed; holding 10 reservations, 1 circuit now"
     )
     assert fields(before, now, 3600.0)["bytes"] == int(3.1 * (1 << 30))
+
+
+def test_the_stop_says_the_whole_run_and_what_it_cut() -> None:
+    start = Snapshot(RelayStats())
+    now = Snapshot(RelayStats(reservations_granted=3, circuits_opened=2, bytes_relayed=5 << 20), 1, 1)
+    assert stop_summary(start, now, 2 * 3600 + 13 * 60 + 5) == (
+        "Relay stopped after 2 h 13 min: 3 reservations, 2 circuits, 5.0 MiB relayed; 1 circuit cut by the stop."
+    )
+    idle = Snapshot(RelayStats())
+    assert stop_summary(start, idle, 4.2) == "Relay stopped after 4 s: 0 reservations, 0 circuits, 0 B relayed."
+    assert stop_summary(start, idle, 3 * 86400 + 5 * 3600).startswith("Relay stopped after 3 d 5 h:")
 
 
 def test_a_real_relay_reports_a_reservation_it_granted(tmp_path: Path) -> None:
