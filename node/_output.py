@@ -48,6 +48,10 @@ class Reporter:
         stdout_started()  # logged warnings, held until now, follow the first line
         self._flush_held()
 
+    def flush(self) -> None:
+        """Write the held ``--json`` warnings now (the command ends with no other event)."""
+        self._flush_held()
+
     def _flush_held(self) -> None:
         for line in self._held:
             _write(self.out, line)

@@ -406,8 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else "share needs what to share: PATH... or --text TEXT",
                 f"{PROG} share",
             )
-    except UsageError as exc:
-        # One line, as every error (and the error event a --json caller reads).
+    except UsageError as exc:  # one line, as every error (and the error event a --json caller reads)
         reporter = Reporter(json_mode="--json" in args)
         dashed = next((a for a in args if a.startswith("-") and a not in ("-", "--") and os.path.lexists(a)), None)
         hint = f"; a path that starts with -: put -- before it (-- {dashed})" if dashed else ""
@@ -425,6 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(leaf, (SystemExit, GeneratorExit)):
             raise
         return _report(leaf, reporter, verbose)
+    finally:
+        reporter.flush()  # --json warnings held for a first event that never came
 
 
 def _dispatch(opts: CommandOptions, reporter: Reporter) -> int:

@@ -42,3 +42,7 @@ def test_json_warnings_never_come_before_the_first_event() -> None:
     failing.warning("offline")
     failing.error("could not reach the sharer", 3)
     assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == ["warning", "error"]
+    quiet = Reporter(json_mode=True, out=(out := io.StringIO()), err=io.StringIO())
+    quiet.warning("said, though nothing else was")
+    quiet.flush()  # the command line's last word
+    assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == ["warning"]
