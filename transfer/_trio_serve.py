@@ -95,6 +95,9 @@ async def serve_transfer(
         # Between frames: the receiver reads STOPPED and ends instead of
         # retrying until its --timeout; the node waits (bounded) for this.
         log.info("told %s that the share stopped", remote_peer_id.hex()[:16])
+        # Said first: a receiver that does not read holds the goodbye until
+        # the node's close cancels it, and a cancelled handler says nothing.
+        emit(_cut_by_the_stop(remote_peer_id, session))
         session.proto.send_error(wire.ErrorCode.STOPPED, "the sharer stopped sharing")
         await goodbye(stream, session.proto.data_to_send())
         await await_eof(stream)
@@ -123,11 +126,16 @@ async def serve_transfer(
             # Withdrawn, the grace over, and the node closing cancelled a
             # session that was still sending (a receiver that does not read
             # blocks the write that would have failed): the sharer says so.
-            emit(ReceiverFailed(remote_peer_id, session.share_id, "cut off by the stop", "cut off by the stop"))
+            emit(_cut_by_the_stop(remote_peer_id, session))
         await reset_quietly(stream)  # cancelled: tell the peer, then propagate
         raise
     finally:
         session.release()
+
+
+def _cut_by_the_stop(remote_peer_id: bytes, session: _Session) -> ReceiverFailed:
+    """A receiver that proved the key and did not finish before the share stopped."""
+    return ReceiverFailed(remote_peer_id, session.share_id, "cut off by the stop", "cut off by the stop")
 
 
 class _Busy(Exception):

@@ -190,6 +190,61 @@ async def test_a_receiver_deciding_at_its_prompt_hears_stopped(tmp_path: Path) -
     assert not any(snapshot(tmp_path / "out").values())  # folders and the empty file only: no data in place
 
 
+async def test_a_receiver_that_never_reads_stopped_is_named_cut_off_once(tmp_path: Path) -> None:
+    """The sharer tells a receiver at its prompt that the share stopped, then
+    waits for it to hang up; this one never does (its person never answers
+    and it reads nothing), so the node's close cancels that wait. The
+    sharer said nothing about it then (a CI run: "Stopping: telling 1
+    receiver", then no line); it is named cut off by the stop, once."""
+    key = secrets.token_bytes(32)
+    registry = ShareRegistry()
+    sid = registry.add(build_manifest([make_tree(tmp_path / "src")], name="t", chunk_size=CS, key=key), key)
+    r, s = stream_pair()
+    events: list[TransferEvent] = []
+    at_prompt = trio.Event()
+
+    async def approve(_m: Manifest, _needed: int) -> None:
+        registry.remove(sid)  # the stop, while the person reads the list
+        at_prompt.set()
+        await trio.sleep_forever()
+
+    async def receive() -> None:
+        await fetch(
+            r,
+            key=key,
+            output_dir=tmp_path / "out",
+            local_peer_id=RECEIVER_ID,
+            remote_peer_id=SHARER_ID,
+            approve=approve,
+        )
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            serving = trio.CancelScope()
+
+            async def serve() -> None:
+                with serving:
+                    await serve_transfer(
+                        s,
+                        registry=registry,
+                        local_peer_id=SHARER_ID,
+                        remote_peer_id=RECEIVER_ID,
+                        on_event=events.append,
+                    )
+
+            nursery.start_soon(serve)
+            nursery.start_soon(receive)
+            await at_prompt.wait()
+            with trio.move_on_after(0.3):
+                await sessions_ended(registry, sid)
+            assert registry.live_sessions(sid) == 1  # waiting for a hang-up that never comes
+            serving.cancel()  # the grace is over: the node closes
+            await trio.sleep(0)
+            nursery.cancel_scope.cancel()
+    failed = [e for e in events if isinstance(e, ReceiverFailed)]
+    assert failed == [ReceiverFailed(RECEIVER_ID, sid, "cut off by the stop", "cut off by the stop")], events
+
+
 async def test_a_receiver_waiting_for_the_preparation_hears_stopped(tmp_path: Path) -> None:
     key = secrets.token_bytes(32)
     registry = ShareRegistry()
