@@ -66,6 +66,45 @@ def _held_share(
     return key, registry, sid, r, _HeldStream(s, hold_at=hold_at)
 
 
+async def _stop_then_close(
+    sharer_end: MemByteStream,
+    registry: ShareRegistry,
+    sid: bytes,
+    receive: Callable[[], Awaitable[None]],
+    stop: Callable[[], Awaitable[object]],
+    events: list[TransferEvent],
+) -> None:
+    """Serve and ``receive``; once ``stop`` returned (it withdrew the share),
+    the session must still be live after a short grace (blocked on a
+    receiver that does not read), then the node's close cancels it: exactly
+    one failure is reported, cut off by the stop."""
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            serving = trio.CancelScope()
+
+            async def serve() -> None:
+                with serving:
+                    await serve_transfer(
+                        sharer_end,
+                        registry=registry,
+                        local_peer_id=SHARER_ID,
+                        remote_peer_id=RECEIVER_ID,
+                        on_event=events.append,
+                    )
+
+            nursery.start_soon(serve)
+            nursery.start_soon(receive)
+            await stop()
+            with trio.move_on_after(0.3):
+                await sessions_ended(registry, sid)
+            assert registry.live_sessions(sid) == 1  # still blocked on the receiver
+            serving.cancel()  # the grace is over: the node closes
+            await trio.sleep(0)
+            nursery.cancel_scope.cancel()
+    failed = [e for e in events if isinstance(e, ReceiverFailed)]
+    assert failed == [ReceiverFailed(RECEIVER_ID, sid, "cut off by the stop", "cut off by the stop")], events
+
+
 async def _serve_and_fetch(
     tmp_path: Path,
     registry: ShareRegistry,
@@ -140,32 +179,11 @@ async def test_a_session_cancelled_after_the_stop_says_it_was_cut_off(tmp_path: 
         with contextlib.suppress(TransferError):
             await fetch(r, key=key, output_dir=tmp_path / "out", local_peer_id=RECEIVER_ID, remote_peer_id=SHARER_ID)
 
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            serving = trio.CancelScope()
+    async def stop_mid_frame() -> None:
+        await held.held.wait()
+        registry.remove(sid)  # the stop: the session cannot say STOPPED mid-frame
 
-            async def serve() -> None:
-                with serving:
-                    await serve_transfer(
-                        held,
-                        registry=registry,
-                        local_peer_id=SHARER_ID,
-                        remote_peer_id=RECEIVER_ID,
-                        on_event=events.append,
-                    )
-
-            nursery.start_soon(serve)
-            nursery.start_soon(receive)
-            await held.held.wait()
-            registry.remove(sid)  # the stop: the session cannot say STOPPED mid-frame
-            with trio.move_on_after(0.2):
-                await sessions_ended(registry, sid)
-            assert registry.live_sessions(sid) == 1  # still blocked in its write
-            serving.cancel()  # the grace is over: the node closes
-            await trio.sleep(0)
-            nursery.cancel_scope.cancel()
-    failed = [e for e in events if isinstance(e, ReceiverFailed)]
-    assert failed == [ReceiverFailed(RECEIVER_ID, sid, "cut off by the stop", "cut off by the stop")], events
+    await _stop_then_close(held, registry, sid, receive, stop_mid_frame, events)
     assert registry.live_sessions(sid) == 0
 
 
@@ -218,31 +236,7 @@ async def test_a_receiver_that_never_reads_stopped_is_named_cut_off_once(tmp_pat
             approve=approve,
         )
 
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            serving = trio.CancelScope()
-
-            async def serve() -> None:
-                with serving:
-                    await serve_transfer(
-                        s,
-                        registry=registry,
-                        local_peer_id=SHARER_ID,
-                        remote_peer_id=RECEIVER_ID,
-                        on_event=events.append,
-                    )
-
-            nursery.start_soon(serve)
-            nursery.start_soon(receive)
-            await at_prompt.wait()
-            with trio.move_on_after(0.3):
-                await sessions_ended(registry, sid)
-            assert registry.live_sessions(sid) == 1  # waiting for a hang-up that never comes
-            serving.cancel()  # the grace is over: the node closes
-            await trio.sleep(0)
-            nursery.cancel_scope.cancel()
-    failed = [e for e in events if isinstance(e, ReceiverFailed)]
-    assert failed == [ReceiverFailed(RECEIVER_ID, sid, "cut off by the stop", "cut off by the stop")], events
+    await _stop_then_close(s, registry, sid, receive, at_prompt.wait, events)
 
 
 async def test_a_receiver_waiting_for_the_preparation_hears_stopped(tmp_path: Path) -> None:
