@@ -14,7 +14,12 @@ inode, size, modification and change times, nanoseconds); the next attempt
 of the same manifest trusts those chunks if the file's identity is unchanged
 and re-hashes it otherwise. Any write to the file (by anything) changes its
 change time (``st_ctime``, which no user can set back), so a file touched
-since is checked chunk by chunk as before. A new run starts empty: across
+since is checked chunk by chunk as before: the identity noted is the one
+taken right after this run's own last write (``RunWrites``), and a file
+another process wrote in between is not noted at all. One limit: a kernel
+before Linux 6.13 keeps change times in coarse ticks (~4 ms), so a write of
+the same size by another process within the same tick as ours would go
+unseen (as it would within one attempt anyway). A new run starts empty: across
 runs the scan stays the only source of truth. Memory: one identity per file
 of the manifest and one byte per chunk of the partial files.
 """
@@ -22,12 +27,12 @@ of the manifest and one byte per chunk of the partial files.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from p2pshare.transfer import _fsutil as fs
 from p2pshare.transfer.manifest import Manifest
 
-__all__ = ["Identity", "ResumeMemo", "identity"]
+__all__ = ["Identity", "ResumeMemo", "RunWrites", "identity"]
 
 #: (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)
 Identity = tuple[int, int, int, int, int]
@@ -35,6 +40,35 @@ Identity = tuple[int, int, int, int, int]
 
 def identity(st: os.stat_result) -> Identity:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class RunWrites:
+    """One attempt's writes, as the memo needs them: each chunk on disk and
+    verified (written after its hash matched, or found by the resume scan),
+    and per file the identity it had right after this run last wrote or
+    scanned it -- None once it changed in between without us (then nothing
+    of it is noted: a review found that an identity taken only at the end
+    would vouch for bytes another process wrote meanwhile)."""
+
+    def __init__(self, total_chunks: int) -> None:
+        self.on_disk = bytearray(total_chunks)
+        self.after: dict[int, Identity | None] = {}
+
+    def found(self, chunk: int) -> None:
+        self.on_disk[chunk] = 1
+
+    def settled(self, index: int, fd: int) -> None:
+        """File ``index`` (open as ``fd``) as the scan left it."""
+        self.after[index] = identity(os.fstat(fd))
+
+    def before_write(self, index: int, fd: int) -> None:
+        if index in self.after and self.after[index] != identity(os.fstat(fd)):
+            self.after[index] = None  # written by someone else since our last look
+
+    def after_write(self, index: int, chunk: int, fd: int) -> None:
+        self.on_disk[chunk] = 1
+        if self.after.get(index, ()) is not None:
+            self.after[index] = identity(os.fstat(fd))
 
 
 class ResumeMemo:
@@ -73,14 +107,13 @@ class ResumeMemo:
         self._partial[index] = (identity(st), chunks)
         self._final.pop(index, None)
 
-    def note_partials(
-        self, manifest: Manifest, partial_dir: int, touched: Iterable[int], done: Sequence[bool], on_disk: bytearray
-    ) -> None:
+    def note_partials(self, manifest: Manifest, partial_dir: int, writes: RunWrites, done: Sequence[bool]) -> None:
         """At the end of an attempt: for each unfinished partial file in
-        ``partial_dir`` among ``touched``, the chunks ``on_disk`` (one byte
-        per chunk of the manifest) and the file's identity as it is now."""
-        for index in touched:
-            st = None if done[index] else fs.lstat_at(partial_dir, str(index))
-            if st is not None and fs.is_regular(st):
+        ``partial_dir`` that this attempt scanned or wrote, and that nothing
+        else changed since, its chunks on disk and its identity."""
+        for index, after in writes.after.items():
+            st = None if done[index] or after is None else fs.lstat_at(partial_dir, str(index))
+            if st is not None and fs.is_regular(st) and identity(st) == after:
                 first = manifest.first_chunk(index)
-                self.note_partial(index, st, bytes(on_disk[first : first + len(manifest.files[index].chunk_hashes)]))
+                chunks = bytes(writes.on_disk[first : first + len(manifest.files[index].chunk_hashes)])
+                self.note_partial(index, st, chunks)

@@ -24,7 +24,7 @@ from p2pshare.transfer import _direct, _space, ranges
 from p2pshare.transfer import _fsutil as fs
 from p2pshare.transfer._claim import claim_partial
 from p2pshare.transfer._rescan import chunk_specs, chunks_match, hash_from
-from p2pshare.transfer._resume_memo import ResumeMemo
+from p2pshare.transfer._resume_memo import ResumeMemo, RunWrites
 from p2pshare.transfer._whole import WholeFiles
 from p2pshare.transfer.errors import (
     SHOWN_CONFLICTS,
@@ -79,8 +79,7 @@ class Store:
         self._partial_names: frozenset[str] = frozenset()  # the partial directory at ``prepare``
         self._padded: set[int] = set()  # files with a direct write (its last block padded)
         self._memo: ResumeMemo | None = None  # see ``use_memo``
-        self._on_disk = bytearray(manifest.total_chunks)  # verified and written (or found by the scan)
-        self._touched: set[int] = set()  # files with a partial file scanned or written
+        self._writes = RunWrites(manifest.total_chunks)  # for the memo: what is on disk, unchanged since
 
     # -- setup -------------------------------------------------------------------
     def use_memo(self, memo: ResumeMemo) -> None:
@@ -235,7 +234,6 @@ class Store:
         if not fs.is_regular(st):
             raise OutputError(f"unexpected non-file {PARTIAL_DIR_NAME}/{self._share_dir_name}/{name}; remove it")
         fd = self._open_part(index)
-        self._touched.add(index)
         noted = self._memo.partial_chunks(index, os.fstat(fd)) if self._memo is not None else None
         if st.st_size > entry.size:
             os.ftruncate(fd, entry.size)
@@ -247,17 +245,18 @@ class Store:
         matched = noted if noted is not None else chunks_match(fd, chunk_specs(m, index), len(entry.chunk_hashes))
         for c, ok in enumerate(matched):
             if ok:
-                self._on_disk[first + c] = 1
+                self._writes.found(first + c)
                 self._have[first + c] = 1
                 self._remaining[index] -= 1
                 got += m.chunk_length(index, c)
+        self._writes.settled(index, fd)
         return got
 
     # -- writing -------------------------------------------------------------------
     # Two stages, so the runner can overlap them in two threads: ``verify_chunk``
     # (chunk hash + running whole-file hash: owns the hashers and the
     # have-bitmap) and ``write_verified`` (pwrite, then whole-file check and
-    # rename: owns the write fd, ``_done`` and ``_on_disk``). Each stage runs in one thread
+    # rename: owns the write fd, ``_done`` and ``_writes``). Each stage runs in one thread
     # at a time; every chunk goes through both, in the same order. A chunk is
     # written only after its hash matched.
 
@@ -318,6 +317,7 @@ class Store:
         if self._is_whole(chunk) and not self._whole.create([chunk], self._parents):
             return entry.path  # created whole in place (``_whole``), or False: the route is off
         fd = self._open_part(chunk.file_index)
+        self._writes.before_write(chunk.file_index, fd)
         offset = chunk.chunk_index * m.chunk_size
         block = chunk.block
         try:
@@ -327,8 +327,7 @@ class Store:
                 fs.pwrite_all(fd, chunk.data, offset)
         except OSError as exc:
             raise cannot_write(self._shown(entry.path), exc) from None
-        self._on_disk[m.first_chunk(chunk.file_index) + chunk.chunk_index] = 1
-        self._touched.add(chunk.file_index)
+        self._writes.after_write(chunk.file_index, m.first_chunk(chunk.file_index) + chunk.chunk_index, fd)
         self.give_block(block)
         if chunk.final is None:
             return None
@@ -478,7 +477,7 @@ class Store:
     def close(self) -> None:
         self._close_part()
         if self._memo is not None and self._partial is not None:
-            self._memo.note_partials(self.manifest, self._partial, self._touched, self._done, self._on_disk)
+            self._memo.note_partials(self.manifest, self._partial, self._writes, self._done)
         self._whole.close()
         self._parents.close()
         for fd in (self._partial, self._partial_root, self._root):

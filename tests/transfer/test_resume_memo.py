@@ -130,3 +130,34 @@ def test_another_manifest_with_the_same_key_starts_the_memo_again(tmp_path: Path
     store.prepare()
     assert hashed, "the other manifest's resume scan reads the partial file back"
     store.close()
+
+
+@pytest.mark.parametrize("when", ["before_close", "between_writes"])
+def test_a_change_during_the_attempt_is_never_vouched_for(
+    tmp_path: Path, prepared: PreparedShare, hashed: list[int], when: str
+) -> None:
+    """A review: the identity was taken only at the end of the attempt, so
+    bytes another process wrote meanwhile were noted as this run's, and the
+    next attempt finished a file that failed its SHA-256. Only identities
+    taken right after our own writes (unchanged since) are noted now."""
+    out = tmp_path / "out"
+    out.mkdir()
+    memo = ResumeMemo()
+    big = prepared.manifest.files[0]
+    last = len(big.chunk_hashes) - 1
+    store, _ = _attempt(out, prepared, memo, range(0, 5 if when == "between_writes" else last))
+    with open(partial_dir(out) / "0", "r+b") as fh:
+        fh.seek(3 * CS + 7)
+        fh.write(b"\x00\x00")
+    if when == "between_writes":
+        write(store, prepared, range(5, last))
+    store.close()
+    store = Store(out, prepared.manifest, SID)
+    store.use_memo(memo)
+    plan = store.prepare()
+    assert hashed, "a file changed under this run must be read back"
+    assert (3, 4) in plan.missing
+    write(store, prepared, [g for lo, hi in plan.missing for g in range(lo, hi)])
+    store.finish()
+    store.close()
+    assert snapshot(out) == snapshot(tmp_path / "src")
