@@ -438,6 +438,7 @@ class ReceiveSession:
         assert self.peer_id is not None and self.path is not None
         self.state = State.TRANSFERRING
         self.attempts += 1
+        self._preparing.attempt_started()
         self._progressed = False
         return [
             Transfer(

@@ -28,15 +28,33 @@ def test_more_bytes_hashed_moves_the_deadline() -> None:
 
 def test_a_byte_more_of_a_huge_total_gives_no_more_time() -> None:
     """One more byte of a 2**63-byte total each second held ``get --timeout
-    5`` for ever (a hostile-peer review): only whole percents count."""
+    5`` for ever (a hostile-peer review): no share is that large; and of a
+    real 1 TiB total, only another GiB (less than 1%) earns time."""
     s = connected_direct(timeout=5, now=100.0)
-    s.transfer_event(SharerPreparing(1, 1 << 63), 101.0)
-    assert s.deadline == 106.0  # the first word: 0%
+    for i in range(1, 10):
+        s.transfer_event(SharerPreparing(i, 1 << 63), 100.0 + i / 10)
+    assert s.deadline == 105.0
+    tib = 1 << 40
+    s.transfer_event(SharerPreparing(1, tib), 101.0)
+    assert s.deadline == 106.0  # the first word of a possible share counts once
     for i in range(2, 10):
-        s.transfer_event(SharerPreparing(i, 1 << 63), 100.0 + i)
+        s.transfer_event(SharerPreparing(i, tib), 101.0 + i / 10)
     assert s.deadline == 106.0
-    s.transfer_event(SharerPreparing(-(-(1 << 63) // 100), 1 << 63), 105.0)
-    assert s.deadline == 110.0  # 1%: real progress
+    s.transfer_event(SharerPreparing(1 + (1 << 30), tib), 105.0)
+    assert s.deadline == 110.0  # a GiB hashed: real progress
+
+
+def test_an_honest_large_share_hashed_slowly_is_waited_for() -> None:
+    """500 GB hashed from a USB disk at 80 MB/s: 1% (5 GB) takes ~62 s, more
+    than the default 60 s; each GiB (13 s) earns time (a review found the
+    whole-percent rule gave up on it)."""
+    s = connected_direct(timeout=60, now=0.0)
+    total, rate = 500 * 10**9, 80 * 10**6
+    t = 0.0
+    while t < 6000:
+        t += 5.0
+        s.transfer_event(SharerPreparing(int(t * rate), total), t)
+        assert s.deadline > t, t
 
 
 def test_a_changed_total_gives_no_more_time_and_the_wait_is_bounded() -> None:
@@ -62,7 +80,7 @@ def test_running_out_of_time_while_preparing_says_so() -> None:
     s.transfer_event(SharerPreparing(37, 100), 1.0)
     [fail] = s.handle(TransferTimedOut(), 6.0)
     assert isinstance(fail, Fail)
-    assert str(fail.error).startswith("the sharer is still preparing (37% hashed) and hashed no further 1% in 5 s")
+    assert str(fail.error).startswith("the sharer is still preparing (37% hashed) and hashed no further 1% (or 1 GiB)")
 
 
 def test_the_same_figure_repeated_gives_no_more_time() -> None:
