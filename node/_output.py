@@ -49,7 +49,9 @@ class Reporter:
         self._flush_held()
 
     def flush(self) -> None:
-        """Write the held ``--json`` warnings now (the command ends with no other event)."""
+        """Write the held ``--json`` warnings now, logged ones too (the command ends with no other event)."""
+        if self.json_mode and not self._started:
+            stdout_started()
         self._flush_held()
 
     def _flush_held(self) -> None:

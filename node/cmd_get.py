@@ -145,7 +145,11 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
                 reporter.ask, consent.prompt_text(str(output)), ask_on, abandon_on_cancel=True
             )
             if not consent.parse_answer(answer):
-                raise DeclinedError("not received: you declined the share; nothing was written")
+                raise DeclinedError(
+                    "not received: you declined the share; nothing was written"
+                    if approved is None
+                    else "not received: you declined the other share the sharer now offers; nothing of it was written"
+                )
         elif not opts.yes and not opts.json:
             reporter.say("(receiving without asking: not run at a terminal; --yes skips this note)")
         approved = manifest

@@ -406,8 +406,11 @@ async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
                     for warning in net.warnings:  # unknown config keys, as node and share say them
                         reporter.warning(warning)
                     await signals.received(1)
-                final = (started[0], _snapshot(relay), trio.current_time() - started[1])
+                cut = relay.book.circuit_count
                 nursery.cancel_scope.cancel()
+            # Once the circuits the stop cut have ended: their bytes count too.
+            now = dataclasses.replace(_snapshot(relay), circuits_now=cut)
+            final = (started[0], now, trio.current_time() - started[1])
     reporter.event("stopped", **stats_fields(*final))
     reporter.say(stop_summary(*final))
     return 0

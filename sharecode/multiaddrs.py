@@ -356,9 +356,11 @@ def peer_addr_problem(addr: str) -> str | None:
     ``/p2p/<peer id>``. None when it is fine. The words are for a person who
     copied an address by hand."""
     example = "not a multiaddr (e.g. /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW…)"
-    pasted = [part for part in addr.split()[1:] if part.startswith("/")]
-    if pasted and len(addr) <= 4096:  # a relay's whole first line: its peer ID, then its addresses
-        return f"give one address, not the whole line the relay printed (e.g. {pasted[0][:200]})"
+    words = addr.split()
+    pasted = [part for part in words[1:] if part.startswith("/")]
+    if pasted and len(addr) <= 4096:  # a relay's or node's whole first line: its peer ID, then its addresses
+        one = pasted[0] if "/p2p/" in pasted[0] else f"{pasted[0]}/p2p/{words[0]}"
+        return f"give one address, not the whole line the node printed (e.g. {one[:300]})"
     if not addr.startswith("/") or len(addr) > 1024:
         return example
     peer = trailing_peer(addr)

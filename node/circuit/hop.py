@@ -241,8 +241,8 @@ class RelayServer:
                     circuit_rate=self.limits.circuit_rate,
                     total=self._total_rate,
                     idle=self.limits.circuit_idle,
+                    carried=self._carried,
                 )
-                self.stats.bytes_relayed += result.bytes_ab + result.bytes_ba
                 # How each circuit ended is -v detail: a receiver resets its
                 # stream when done, and limits are the operator's own policy.
                 # As warnings, every transfer printed one and the log budget
@@ -261,6 +261,9 @@ class RelayServer:
                 with trio.CancelScope(shield=True):
                     await hop.reset()
                     await stop.reset()
+
+    def _carried(self, n: int) -> None:
+        self.stats.bytes_relayed += n
 
     # -- housekeeping ----------------------------------------------------
 

@@ -15,7 +15,7 @@ circuit that carried no byte either way for that long: a slot nobody uses.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import trio
@@ -112,12 +112,15 @@ async def splice(
     circuit_rate: int = 0,
     total: TokenBucket | None = None,
     idle: float = 0,
+    carried: Callable[[int], None] | None = None,
 ) -> SpliceResult:
     """Forward ``a`` ⇄ ``b`` until both ends close or a limit is hit.
 
     ``circuit_rate``: bytes per second each direction may carry (0: no cap);
     ``total``: the relay's bucket shared by all circuits (None: no cap);
-    ``idle``: seconds without a byte either way that end the circuit (0: never).
+    ``idle``: seconds without a byte either way that end the circuit (0: never);
+    ``carried``: told the bytes moved both ways when the splice ends, also
+    when it is cancelled (a relay's stop cuts its circuits: their bytes count).
     """
     budget = limit.data if limit else 0
     duration = limit.duration if limit else 0
@@ -144,12 +147,16 @@ async def splice(
             cancel.cancel()
 
     timer = trio.move_on_after(duration) if duration else contextlib.nullcontext()
-    with timer as scope:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(guard, ab, nursery.cancel_scope)
-            nursery.start_soon(guard, ba, nursery.cancel_scope)
-            if idle:
-                nursery.start_soon(_watch_idle, (ab, ba), idle, failure, nursery.cancel_scope)
+    try:
+        with timer as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(guard, ab, nursery.cancel_scope)
+                nursery.start_soon(guard, ba, nursery.cancel_scope)
+                if idle:
+                    nursery.start_soon(_watch_idle, (ab, ba), idle, failure, nursery.cancel_scope)
+    finally:
+        if carried is not None:
+            carried(ab.moved + ba.moved)
     if scope is not None and scope.cancelled_caught and not failure:
         failure.append("duration limit")
     if failure:

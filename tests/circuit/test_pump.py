@@ -220,3 +220,20 @@ def test_token_bucket_passes_a_burst_then_paces() -> None:
     assert b.take(500, 0.0) == 0.0
     assert b.take(1000, 0.0) == 1.0  # in debt: wait until it is paid
     assert b.take(0, 2.0) == 0.0
+
+
+async def test_a_cancelled_splice_still_says_what_it_carried() -> None:
+    """A relay's stop cancels its open circuits; their bytes were never
+    counted ("Relay stopped …: 0 B relayed; 1 circuit cut", a review)."""
+    client, relay_a = pair()
+    relay_b, server = pair()
+    told: list[int] = []
+    with trio.move_on_after(0.5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: splice(relay_a, relay_b, carried=told.append))
+            await client.write(b"x" * 1000)
+            await server.write(b"y" * 10)
+            assert await server.read(1 << 20) == b"x" * 1000
+            assert await client.read(1 << 20) == b"y" * 10
+            await trio.sleep_forever()  # the circuit stays open until the stop
+    assert told == [1010]

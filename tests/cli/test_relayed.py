@@ -168,7 +168,7 @@ def test_the_relay_says_what_to_give_clients_and_that_loopback_is_not_public(tmp
     assert "warning: no address of this relay is public" in said, said
     res = run(["share", str(tmp_path), "--relay", first.strip()], tmp_path / "sharer")
     assert res.returncode == 2
-    assert f"give one address, not the whole line the relay printed (e.g. {addr})" in res.stderr, res.stderr
+    assert f"give one address, not the whole line the node printed (e.g. {addr})" in res.stderr, res.stderr
     assert peer in addr
 
 
