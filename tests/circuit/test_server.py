@@ -41,7 +41,7 @@ async def test_reservation_answer() -> None:
 async def test_reservation_limits(limits: dict[str, int], flag: str, caplog: pytest.LogCaptureFixture) -> None:
     async with relay_and_hosts(2, **limits) as (relay, server, (a, b)):
         assert (await reserve(a, relay)).status == Status.OK
-        with caplog.at_level(logging.WARNING, "p2pshare.node.circuit.hop"):
+        with caplog.at_level(logging.INFO, "p2pshare.node.circuit.hop"):
             answer = await reserve(b, relay)
         assert answer.status == Status.RESERVATION_REFUSED and answer.reservation is None
         assert any(flag in r.getMessage() and b.peer_id in r.getMessage() for r in caplog.records)
@@ -70,7 +70,7 @@ async def test_circuits_per_reservation(caplog: pytest.LogCaptureFixture) -> Non
         assert (await reserve(a, relay)).status == Status.OK
         first, stream = await connect(b, relay, a)
         assert first.status == Status.OK
-        with caplog.at_level(logging.WARNING, "p2pshare.node.circuit.hop"):
+        with caplog.at_level(logging.INFO, "p2pshare.node.circuit.hop"):
             second, _ = await connect(c, relay, a)
         assert second.status == Status.RESOURCE_LIMIT_EXCEEDED
         assert any("--max-circuits-per-reservation 1" in r.getMessage() for r in caplog.records)
@@ -87,7 +87,7 @@ async def test_circuits_per_source_peer(caplog: pytest.LogCaptureFixture) -> Non
         assert (await reserve(a, relay)).status == Status.OK
         first, _ = await connect(b, relay, a)
         assert first.status == Status.OK
-        with caplog.at_level(logging.WARNING, "p2pshare.node.circuit.hop"):
+        with caplog.at_level(logging.INFO, "p2pshare.node.circuit.hop"):
             second, _ = await connect(b, relay, a)
         assert second.status == Status.RESOURCE_LIMIT_EXCEEDED
         assert any("--max-circuits-per-peer 1" in r.getMessage() for r in caplog.records)
