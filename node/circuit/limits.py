@@ -39,6 +39,11 @@ class RelayLimits:
     #: where identities cost nothing), so no one source takes every slot.
     max_circuits_per_peer: int = 8
     max_circuits_per_ip: int = 16
+    #: Circuits one source address may hold to one target: eight identities
+    #: on one address held all eight circuits of a sharer's reservation and
+    #: kept it unreachable (a hostile-peer review). A receiver needs one, a
+    #: household behind one NAT a few; one source peer gets two at most.
+    max_circuits_per_ip_to_target: int = 4
     circuit_duration: int = 0  # seconds, 0 = unlimited
     circuit_data: int = 0  # bytes per direction, 0 = unlimited
     circuit_rate: int = 0  # bytes per second per direction of one circuit, 0 = unlimited
@@ -58,6 +63,7 @@ class RelayLimits:
             "max_circuits",
             "max_circuits_per_peer",
             "max_circuits_per_ip",
+            "max_circuits_per_ip_to_target",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -215,6 +221,17 @@ class ReservationBook:
                 ),
                 None,
             )
+        # One source holds at most a few of a target's circuits (see the limit).
+        pair_peer = sum(1 for c in self._circuits.values() if c.dst == dst and c.src == src)
+        pair_ip = sum(1 for c in self._circuits.values() if ip is not None and c.dst == dst and c.ip == ip)
+        if pair_peer >= CIRCUITS_PER_PEER_TO_TARGET or pair_ip >= lim.max_circuits_per_ip_to_target:
+            return (
+                Decision(
+                    Status.RESOURCE_LIMIT_EXCEEDED,
+                    f"source already has {pair_ip or pair_peer} circuits open to this target",
+                ),
+                None,
+            )
         from_src = sum(1 for c in self._circuits.values() if c.src == src)
         if from_src >= lim.max_circuits_per_peer:
             return (
@@ -239,6 +256,10 @@ class ReservationBook:
 
     def close_circuit(self, circuit_id: int) -> None:
         self._circuits.pop(circuit_id, None)
+
+
+#: Circuits one source peer may hold to one target (a receiver and its reconnect).
+CIRCUITS_PER_PEER_TO_TARGET = 2
 
 
 class TokenBucket:

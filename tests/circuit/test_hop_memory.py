@@ -85,7 +85,11 @@ async def test_a_relay_with_every_circuit_busy_still_answers_a_reservation() -> 
     """64 circuits (8 sources x 8 targets, the default limits) each moving
     bytes: every HOP stream books the large window, and the HOP budget still
     has room for an honest RESERVE (it used to be full at 32 such circuits)."""
-    limits = {"max_circuits_per_ip": 64, "max_reservations_per_ip": 16}  # the test's hosts share 127.0.0.1
+    limits = {  # the test's hosts share 127.0.0.1
+        "max_circuits_per_ip": 64,
+        "max_reservations_per_ip": 16,
+        "max_circuits_per_ip_to_target": 8,
+    }
     async with relay_and_hosts(17, **limits) as (relay, server, hosts):
         targets, sources, honest = hosts[:8], hosts[8:16], hosts[16]
         for t in targets:

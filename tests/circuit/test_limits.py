@@ -102,6 +102,23 @@ def test_circuits_per_source_peer_and_ip() -> None:
     assert b.open_circuit("A", "Z", 0, "10.0.0.1")[0].ok
 
 
+def test_one_source_cannot_take_all_of_a_targets_circuits() -> None:
+    """Eight identities on one address held all eight circuits of a sharer's
+    reservation, so honest receivers were refused (a hostile-peer review):
+    a source address gets half, a source peer two."""
+    b = book()
+    b.reserve("S", 1, None, 0)
+    took = [b.open_circuit(f"evil{i}", "S", 0, "10.0.0.9")[0].ok for i in range(8)]
+    assert took == [True] * 4 + [False] * 4
+    d, _ = b.open_circuit("evil9", "S", 0, "10.0.0.9")
+    assert d.status == Status.RESOURCE_LIMIT_EXCEEDED and "already has 4 circuits open to this target" in d.reason
+    assert b.open_circuit("honest", "S", 0, "192.0.2.7")[0].ok  # an honest receiver still gets in
+    assert b.open_circuit("honest", "S", 0, "192.0.2.7")[0].ok  # a reconnect beside the old one
+    assert not b.open_circuit("honest", "S", 0, "192.0.2.8")[0].ok  # a third from one peer: no
+    b.reserve("T", 2, None, 0)
+    assert b.open_circuit("evil0", "T", 0, "10.0.0.9")[0].ok  # other targets are other pairs
+
+
 def test_wire_limit_omitted_only_when_unlimited() -> None:
     assert RelayLimits().wire_limit() is None
     assert RelayLimits(circuit_data=5).wire_limit() == Limit(0, 5)
