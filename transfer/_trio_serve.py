@@ -22,7 +22,7 @@ from typing import TypeVar
 import trio
 
 from p2pshare.transfer import ranges, wire
-from p2pshare.transfer._trio_io import TaskGroup, await_eof, goodbye, read_some, reset_quietly, write_all, write_buffer
+from p2pshare.transfer._trio_io import TaskGroup, await_eof, goodbye, read_some, reset_quietly, write_buffer
 from p2pshare.transfer.errors import SourceChangedError, StreamEndedError, TransferError
 from p2pshare.transfer.events import (
     ReceiverConnected,
@@ -133,6 +133,21 @@ async def serve_transfer(
         session.release()
 
 
+#: Slowest reading a receiver may do while the sharer writes to it (bytes/s).
+MIN_READ_RATE = 64 * 1024
+#: Bytes of protocol output (a manifest) handed to the stream at a time.
+OUT_PIECE = 256 * 1024
+
+
+def _write_deadline(idle_timeout: float, size: int) -> float:
+    """How long one write of ``size`` bytes may take: the write stall
+    timeout, longer for a large manifest on a slow link, never past the
+    idle timeout. Writes to the receiver waited the idle timeout (600 s)
+    before: a receiver with the key that proved it and then read nothing
+    held its session slot that long (a hostile-peer review)."""
+    return min(idle_timeout, max(WRITE_STALL_TIMEOUT, size / MIN_READ_RATE))
+
+
 def _cut_by_the_stop(remote_peer_id: bytes, session: _Session) -> ReceiverFailed:
     """A receiver that proved the key and did not finish before the share stopped."""
     return ReceiverFailed(remote_peer_id, session.share_id, "cut off by the stop", "cut off by the stop")
@@ -197,7 +212,7 @@ class _Session:
         """Trade the pre-authentication slot for a session slot (or BUSY)."""
         self.registry.end_handshake(self.remote, self.source)
         self._handshaking = False
-        if not self.registry.try_acquire():
+        if not self.registry.try_acquire(self.remote, self.source):
             self.proto.refuse_busy()
             raise _Busy
         self._slot = True
@@ -229,6 +244,21 @@ class _Session:
                 self._waiting = None
         raise _Stopped
 
+    async def _send_out(self) -> None:
+        """Write what the protocol queued, in pieces, within
+        ``_write_deadline``: a receiver that reads nothing holds one piece
+        of ours (and the kernel's buffer), not a whole 40 MiB manifest
+        sealed and queued for it (a hostile-peer review)."""
+        frames = self.proto.frames_to_send()
+        limit = _write_deadline(self.timeout, sum(map(len, frames)))
+        with trio.move_on_after(limit) as scope:
+            for frame in frames:
+                view = memoryview(frame)
+                for start in range(0, len(view), OUT_PIECE):
+                    await write_buffer(self.stream, view[start : start + OUT_PIECE], math.inf, "receiver")
+        if scope.cancelled_caught:
+            raise StreamEndedError(f"the receiver stopped reading for {limit:.0f} s")
+
     def release(self) -> None:
         if self._live:
             assert self.share_id is not None
@@ -239,7 +269,7 @@ class _Session:
             self.registry.end_handshake(self.remote, self.source)
             self._handshaking = False
         if self._slot:
-            self.registry.release()
+            self.registry.release(self.remote, self.source)
             self._slot = False
 
     async def run(self) -> None:
@@ -274,7 +304,7 @@ class _Session:
                 elif isinstance(ev, WantReceived):
                     want = ev.ranges
                     start = trio.current_time()  # from the receiver's yes, not from its prompt
-            await write_all(self.stream, self.proto.data_to_send(), self.timeout, "receiver")
+            await self._send_out()
         assert self.share_id is not None and served is not None
         prepared = served.prepared
         reader = ChunkReader(prepared.manifest, prepared.sources, prepared.identities)
@@ -311,7 +341,7 @@ class _Session:
                 if now - last >= PREPARING_INTERVAL:
                     last = now
                     self.proto.preparing(progress.done, progress.total)
-                    await write_all(self.stream, self.proto.data_to_send(), self.timeout, "receiver")
+                    await self._send_out()
                 with trio.move_on_at(last + PREPARING_INTERVAL):
                     await wake.event.wait()
         finally:
@@ -394,7 +424,7 @@ class _Session:
                         last = now
                         self.emit(ReceiverProgress(self.remote, share_id, min(self.bytes_sent, asked), asked))
             self.proto.send_end()
-            await write_all(self.stream, self.proto.data_to_send(), self.timeout, "receiver")
+            await self._send_out()
             # While chunks flow the receiver is silent; after END it must answer.
             self.watch_scope.deadline = trio.current_time() + self.timeout
 

@@ -46,6 +46,8 @@ class ShareRegistry:
         max_handshakes_per_peer: int = 8,
         max_handshakes_per_source: int = 32,
         batch_memory: int = 48 << 20,
+        max_sessions_per_peer: int = 4,
+        max_sessions_per_source: int = 16,
     ) -> None:
         self._shares: dict[bytes, ServedShare] = {}
         #: Shares whose code is out and whose manifest is still being hashed.
@@ -62,6 +64,14 @@ class ShareRegistry:
         self.listeners: set[Callable[[], None]] = set()
         self.max_sessions = max_sessions
         self.active_sessions = 0
+        # The key proof is no licence to take every slot: 9 identities x 8
+        # streams that proved the key and then read nothing held all 64 (and
+        # ~11 MB of sharer memory each) and shut honest receivers out (a
+        # hostile-peer review). A receiver needs one session, a household a few.
+        self.max_sessions_per_peer = max_sessions_per_peer
+        self.max_sessions_per_source = max_sessions_per_source
+        self._sessions: dict[bytes, int] = {}
+        self._session_sources: dict[str, int] = {}
         # Before the key proof a stream costs little (small frames, a short
         # timeout) and gets its own, larger budget: a peer that only knows
         # our address cannot take the session slots receivers need.
@@ -92,29 +102,23 @@ class ShareRegistry:
     def try_begin_handshake(self, peer: bytes, source: str | None = None) -> bool:
         """Claim a pre-authentication slot for ``peer`` coming from ``source``
         (its address group; None: unknown): total, per-peer and per-source caps."""
-        held = self._handshakes.get(peer, 0)
-        from_source = self._handshake_sources.get(source, 0) if source is not None else 0
-        if (
-            self.active_handshakes >= self.max_handshakes
-            or held >= self.max_handshakes_per_peer
-            or from_source >= self.max_handshakes_per_source
-        ):
+        room = self.active_handshakes < self.max_handshakes
+        caps = (self.max_handshakes_per_peer, self.max_handshakes_per_source)
+        if not _take(self._handshakes, self._handshake_sources, peer, source, caps, room):
             return False
-        self._handshakes[peer] = held + 1
-        if source is not None:
-            self._handshake_sources[source] = from_source + 1
         self.active_handshakes += 1
         return True
 
     def end_handshake(self, peer: bytes, source: str | None = None) -> None:
-        _drop_one(self._handshakes, peer)
-        if source is not None:
-            _drop_one(self._handshake_sources, source)
+        _give(self._handshakes, self._handshake_sources, peer, source)
         self.active_handshakes -= 1
 
-    def try_acquire(self) -> bool:
-        """Claim a session slot after the key proof (bounds memory and threads)."""
-        if self.active_sessions >= self.max_sessions:
+    def try_acquire(self, peer: bytes = b"", source: str | None = None) -> bool:
+        """Claim a session slot after the key proof (bounds memory and
+        threads): total, per-peer and per-source (its address group) caps."""
+        room = self.active_sessions < self.max_sessions
+        caps = (self.max_sessions_per_peer, self.max_sessions_per_source)
+        if not _take(self._sessions, self._session_sources, peer, source, caps, room):
             return False
         self.active_sessions += 1
         return True
@@ -126,7 +130,8 @@ class ShareRegistry:
         fair = self.batch_memory // (max(capacity, 1) * max(self.active_sessions, 1))
         return max(1, min(MAX_BATCHES, fair))
 
-    def release(self) -> None:
+    def release(self, peer: bytes = b"", source: str | None = None) -> None:
+        _give(self._sessions, self._session_sources, peer, source)
         self.active_sessions -= 1
 
     def add(self, prepared: PreparedShare, key: bytes | None = None, share_code: str | None = None) -> bytes:
@@ -225,6 +230,27 @@ class ShareRegistry:
 
 
 _K = TypeVar("_K", bytes, str)
+
+
+def _take(
+    peers: dict[bytes, int], sources: dict[str, int], peer: bytes, source: str | None, caps: tuple[int, int], room: bool
+) -> bool:
+    """Count one more slot of ``peer`` from ``source`` (None: unknown) if
+    there is ``room`` and neither is at its cap (per peer, per source)."""
+    held = peers.get(peer, 0)
+    from_source = sources.get(source, 0) if source is not None else 0
+    if not room or held >= caps[0] or from_source >= caps[1]:
+        return False
+    peers[peer] = held + 1
+    if source is not None:
+        sources[source] = from_source + 1
+    return True
+
+
+def _give(peers: dict[bytes, int], sources: dict[str, int], peer: bytes, source: str | None) -> None:
+    _drop_one(peers, peer)
+    if source is not None:
+        _drop_one(sources, source)
 
 
 def _drop_one(counts: dict[_K, int], key: _K) -> None:

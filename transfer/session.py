@@ -81,6 +81,13 @@ class SessionCore(Generic[EventT]):
         self._out.clear()
         return out
 
+    def frames_to_send(self) -> list[bytes]:
+        """``data_to_send`` frame by frame, not joined: a large frame (a
+        manifest, sealed once per share) is not copied for each receiver."""
+        out = list(self._out)
+        self._out.clear()
+        return out
+
     def send_error(self, code: wire.ErrorCode, message: str) -> None:
         if self.state not in (self._DONE, self._FAILED):
             self._out.append(wire.encode(wire.Error(code, message)))

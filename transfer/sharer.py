@@ -22,6 +22,7 @@ hands over the finished material with ``material_ready``.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import os
 from collections.abc import Callable, Iterator
@@ -49,6 +50,16 @@ class ShareMaterial:
     manifest_bytes: bytes = field(repr=False)
     digest: bytes
     cipher: crypto.ChunkCipher = field(repr=False, compare=False)
+
+    @functools.cached_property
+    def manifest_frame(self) -> bytes:
+        """The MANIFEST frame, sealed once for every receiver: its AAD names
+        only the share, so each receiver may get the same nonce and bytes.
+        Sealed per session, each receiver that proved the key and read
+        nothing more held its own copy (~11 MB for 40,000 files; a
+        hostile-peer review)."""
+        nonce, ciphertext = crypto.seal_manifest(self.keys, self.manifest_bytes)
+        return wire.encode(wire.ManifestMsg(nonce, ciphertext))
 
     @classmethod
     def build(cls, keys: crypto.ShareKeys, manifest: Manifest) -> ShareMaterial:
@@ -206,8 +217,7 @@ class SharerProtocol(SessionCore["SharerEvent"]):
         return self.state is State.AWAIT_MATERIAL
 
     def _send_manifest(self, share: ShareMaterial) -> None:
-        nonce, ciphertext = crypto.seal_manifest(share.keys, share.manifest_bytes)
-        self._out.append(wire.encode(wire.ManifestMsg(nonce, ciphertext)))
+        self._out.append(share.manifest_frame)
         self.state = State.AWAIT_WANT
 
     def refuse_busy(self) -> None:

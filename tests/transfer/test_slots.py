@@ -230,3 +230,39 @@ def test_handshakes_are_capped_per_source_too() -> None:
         reg.end_handshake(bytes([i]) * 32, "198.51.100.7")
     reg.end_handshake(b"z" * 32, "198.51.100.7")
     assert reg._handshake_sources == {"203.0.113.9": 1}  # empty sources leave the table
+
+
+def test_sessions_after_the_proof_are_capped_per_peer_and_per_source() -> None:
+    """9 identities x 8 streams that proved the key and then read nothing
+    held all 64 session slots (a hostile-peer review): the proof is no
+    licence to take them all."""
+    from p2pshare.transfer.registry import ShareRegistry
+
+    reg = ShareRegistry(max_sessions=64, max_sessions_per_peer=4, max_sessions_per_source=16)
+    taken = [reg.try_acquire(bytes([i // 8]) * 32, "198.51.100.7") for i in range(72)]
+    assert sum(taken) == 16  # the source's cap; each identity 4 of its 8
+    assert taken[:8] == [True] * 4 + [False] * 4
+    assert reg.try_acquire(b"honest" * 6, "203.0.113.9")  # a receiver elsewhere still gets in
+    reg.release(bytes([0]) * 32, "198.51.100.7")
+    assert reg.try_acquire(bytes([9]) * 32, "198.51.100.7")
+    assert reg.active_sessions == 17
+
+
+def test_the_manifest_is_sealed_once_for_every_receiver(tmp_path: Path) -> None:
+    """Each session sealed its own copy: ~11 MB of sharer memory per
+    receiver that proved the key and read nothing more (40,000 files)."""
+    import secrets
+
+    from xfer_helpers import make_tree
+
+    from p2pshare.transfer import build_manifest, crypto
+    from p2pshare.transfer.sharer import ShareMaterial
+
+    key = secrets.token_bytes(32)
+    prepared = build_manifest([make_tree(tmp_path / "src")], name="t", chunk_size=64 * 1024, key=key)
+    keys = crypto.ShareKeys.derive(key, None)
+    material = ShareMaterial.build(keys, prepared.manifest)
+    assert material.manifest_frame is material.manifest_frame
+    (msg,) = wire.FrameDecoder(wire.TO_RECEIVER).feed(material.manifest_frame)
+    assert isinstance(msg, wire.ManifestMsg)
+    assert crypto.open_manifest(keys, msg.nonce, msg.ciphertext) == material.manifest_bytes
