@@ -108,7 +108,9 @@ async def serve_transfer(
             session.proto.send_error(wire.ErrorCode.SOURCE_CHANGED, "source changed")
         else:
             log.info("transfer to %s failed: %s", remote_peer_id.hex()[:16], exc)
-        if session.share_id is not None or registry.report_stranger(trio.current_time()):
+        # Before its WANT, a session's failure is said at most every few
+        # seconds, as a stranger's is: the key proof alone is cheap to repeat.
+        if session.wanted or registry.report_stranger(trio.current_time()):
             ended = exc.detail if isinstance(exc, StreamEndedError) else None
             emit(ReceiverFailed(remote_peer_id, session.share_id, str(exc), ended))
         await goodbye(stream, session.proto.data_to_send())
@@ -194,6 +196,7 @@ class _Session:
         self.timeout = idle_timeout
         self.proto = SharerProtocol(registry.material, local_peer_id=local, remote_peer_id=remote)
         self.share_id: bytes | None = None
+        self.wanted = False  # the receiver asked for data (WANT): it is a transfer, not a probe
         self.bytes_sent = 0  # on the wire: framing and tags included
         #: The file bytes the receiver asked for (its WANT); reports cap at it,
         #: so a 4 B file is "4 B sent", not the 45 B its frame took.
@@ -300,10 +303,13 @@ class _Session:
                     # Right behind the manifest, before the receiver plans its WANT.
                     for file_index, reason in self.registry.unavailable(ev.share_id).items():
                         self.proto.file_unavailable(file_index, reason)
-                    self.emit(ReceiverConnected(self.remote, ev.share_id))
                 elif isinstance(ev, WantReceived):
-                    want = ev.ranges
+                    want, self.wanted = ev.ranges, True
                     start = trio.current_time()  # from the receiver's yes, not from its prompt
+                    # Said once the receiver asks for data, not at its proof: a peer
+                    # with the key that proved it and hung up, in a loop, put two
+                    # lines per try on the sharer's output (a hostile-peer review).
+                    self.emit(ReceiverConnected(self.remote, self.share_id or b""))
             await self._send_out()
         assert self.share_id is not None and served is not None
         prepared = served.prepared

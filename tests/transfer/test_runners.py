@@ -12,6 +12,7 @@ from xfer_helpers import RECEIVER_ID, SHARER_ID, MemByteStream, make_tree, snaps
 
 from p2pshare.cli import exit_code_for
 from p2pshare.transfer import PROTOCOL_ID, FetchResult, ShareRegistry, build_manifest, fetch, serve_transfer
+from p2pshare.transfer._trio_fetch import Approve
 from p2pshare.transfer.errors import (
     BusyError,
     LocalError,
@@ -57,6 +58,7 @@ async def run_pair(
     cut_sharer_after: int | None = None,
     events: list[TransferEvent] | None = None,
     sharer_events: list[TransferEvent] | None = None,
+    approve: Approve | None = None,
 ) -> tuple[object, MemByteStream]:
     """Run serve_transfer and fetch against each other; return (result or exception, receiver end)."""
     r, s = stream_pair(cut_sharer_after)
@@ -80,6 +82,7 @@ async def run_pair(
                     local_peer_id=RECEIVER_ID,
                     remote_peer_id=SHARER_ID,
                     on_event=events.append if events is not None else None,
+                    approve=approve,
                 )
             except RemoteError as exc:
                 outcome = exc

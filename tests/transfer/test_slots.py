@@ -266,3 +266,25 @@ def test_the_manifest_is_sealed_once_for_every_receiver(tmp_path: Path) -> None:
     (msg,) = wire.FrameDecoder(wire.TO_RECEIVER).feed(material.manifest_frame)
     assert isinstance(msg, wire.ManifestMsg)
     assert crypto.open_manifest(keys, msg.nonce, msg.ciphertext) == material.manifest_bytes
+
+
+async def test_a_key_holder_proving_and_hanging_up_in_a_loop_is_not_a_flood(tmp_path: Path) -> None:
+    """2,000 sessions that proved the key and hung up put 4,005 lines on the
+    sharer's output ("Receiver … connected", "Receiver … stopped: …"), a
+    hostile-peer review found. A session is "connected" once it asks for
+    data (WANT); before that its failure is said at most every few seconds."""
+    from p2pshare.transfer.errors import DeclinedError
+    from p2pshare.transfer.events import ReceiverConnected
+    from p2pshare.transfer.manifest import Manifest
+
+    _, key, registry = share(tmp_path)
+    sharer_events: list[TransferEvent] = []
+
+    async def decline(_m: Manifest, _needed: int) -> None:
+        raise DeclinedError("no")
+
+    for i in range(20):
+        outcome, _ = await run_pair(registry, key, tmp_path / f"out{i}", sharer_events=sharer_events, approve=decline)
+        assert isinstance(outcome, DeclinedError), outcome
+    assert not [e for e in sharer_events if isinstance(e, ReceiverConnected)], sharer_events
+    assert len([e for e in sharer_events if isinstance(e, ReceiverFailed)]) <= 2, sharer_events
