@@ -51,7 +51,7 @@ from p2pshare.node.receive.core import (
 )
 from p2pshare.node.traversal import Traversal
 from p2pshare.transfer import PROTOCOL_ID, ResumeMemo, fetch
-from p2pshare.transfer.errors import TransferError, cannot_create_output
+from p2pshare.transfer.errors import BusyError, TransferError, cannot_create_output
 from p2pshare.transfer.events import TransferEvent
 from p2pshare.transfer.store import Conflict
 
@@ -129,7 +129,7 @@ class ReceiveDriver:
                     break
                 assert operation is not None, "the receive core gave no next step"
                 log.debug("receive: %s -> %s", session.state.value, operation)
-                waiting = _waiting_for(operation, trio.current_time())
+                waiting = _waiting_for(operation, trio.current_time(), session.last_error)
                 if waiting is not None:
                     self.emit(Waiting(waiting))
                 try:
@@ -283,8 +283,9 @@ class ReceiveDriver:
         return None
 
 
-def _waiting_for(op: Action, now: float) -> str | None:
-    """The status line for an operation that may take a while (None: the progress bar speaks)."""
+def _waiting_for(op: Action, now: float, last_error: Exception | None = None) -> str | None:
+    """The status line for an operation that may take a while (None: the
+    progress bar speaks); ``last_error``: why the last attempt ended."""
     if isinstance(op, Reach):
         left = max(0.0, op.deadline - now)
         if op.avoid_limited:
@@ -295,6 +296,8 @@ def _waiting_for(op: Action, now: float) -> str | None:
     if isinstance(op, WaitUpgrade):
         return f"Connected through a relay; trying for a direct path (up to {op.timeout:.0f} s)…"
     if isinstance(op, Sleep):
+        if isinstance(last_error, BusyError):  # said "The connection dropped" (a hostile-peer review)
+            return "The sharer is busy (too many transfers at once); trying again…"
         return "The connection dropped; reconnecting…"
     return None
 

@@ -43,6 +43,9 @@ def test_get_gives_up_at_its_timeout(tmp_path: Path, mode: str) -> None:
     assert res.returncode == 3, res.stderr
     assert took < TIMEOUT + SLACK, f"get ran {took:.1f} s with --timeout {TIMEOUT}"
     assert res.stderr.strip().splitlines()[-1].startswith("p2pshare: error:"), res.stderr
+    if mode == "busy":  # each BUSY read "The connection dropped; reconnecting…" (a hostile-peer review)
+        assert "The sharer is busy (too many transfers at once); trying again…" in res.stderr, res.stderr
+        assert "The connection dropped" not in res.stderr, res.stderr
     assert not any((tmp_path / "out").glob("*")) or all(
         p.name == ".p2pshare-partial" for p in (tmp_path / "out").iterdir()
     )
