@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from p2pshare.transfer._resume_memo import ResumeMemo
 from p2pshare.transfer.crypto import ShareKeys, share_id_for
 from p2pshare.transfer.manifest import FileEntry, Manifest
 from p2pshare.transfer.registry import ServedShare, ShareRegistry
 from p2pshare.transfer.scan import PreparedShare, build_manifest
 
 if TYPE_CHECKING:
+    from p2pshare.transfer._resume_memo import ResumeMemo
     from p2pshare.transfer._trio_fetch import FetchResult, fetch
     from p2pshare.transfer._trio_serve import serve_transfer, sessions_ended
 
@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "ResumeMemo": "p2pshare.transfer._resume_memo",  # file-system helpers: only a receiver needs them
     "fetch": "p2pshare.transfer._trio_fetch",
     "FetchResult": "p2pshare.transfer._trio_fetch",
     "serve_transfer": "p2pshare.transfer._trio_serve",

@@ -59,6 +59,20 @@ async def write_buffer(stream: BufferStream, data: Buffer, timeout: float, what:
         await _guarded_write(lambda: stream.write(data), timeout, what)
 
 
+async def write_frames(stream: BufferStream, frames: list[bytes], timeout: float, what: str, piece: int) -> None:
+    """``write_all`` of ``frames`` in pieces of at most ``piece`` bytes, all
+    within ``timeout``: a peer that reads nothing holds one piece of ours
+    (and the kernel's buffer), not a frame copied whole for it."""
+
+    async def pieces() -> None:
+        for frame in frames:
+            view = memoryview(frame)
+            for start in range(0, len(view), piece):
+                await stream.write(view[start : start + piece])
+
+    await _guarded_write(pieces, timeout, what)
+
+
 async def _guarded_write(write: Callable[[], Awaitable[None]], timeout: float, what: str) -> None:
     with trio.move_on_after(timeout):
         try:

@@ -22,7 +22,15 @@ from typing import TypeVar
 import trio
 
 from p2pshare.transfer import ranges, wire
-from p2pshare.transfer._trio_io import TaskGroup, await_eof, goodbye, read_some, reset_quietly, write_buffer
+from p2pshare.transfer._trio_io import (
+    TaskGroup,
+    await_eof,
+    goodbye,
+    read_some,
+    reset_quietly,
+    write_buffer,
+    write_frames,
+)
 from p2pshare.transfer.errors import SourceChangedError, StreamEndedError, TransferError
 from p2pshare.transfer.events import (
     ReceiverConnected,
@@ -254,13 +262,7 @@ class _Session:
         sealed and queued for it (a hostile-peer review)."""
         frames = self.proto.frames_to_send()
         limit = _write_deadline(self.timeout, sum(map(len, frames)))
-        with trio.move_on_after(limit) as scope:
-            for frame in frames:
-                view = memoryview(frame)
-                for start in range(0, len(view), OUT_PIECE):
-                    await write_buffer(self.stream, view[start : start + OUT_PIECE], math.inf, "receiver")
-        if scope.cancelled_caught:
-            raise StreamEndedError(f"the receiver stopped reading for {limit:.0f} s")
+        await write_frames(self.stream, frames, limit, "receiver", OUT_PIECE)
 
     def release(self) -> None:
         if self._live:
