@@ -132,11 +132,10 @@ def _say_how_to_reach(reporter: Reporter, peer_id: str, addrs: Sequence[str]) ->
     """A whole address (``/p2p/`` and all) ready to paste into another
     peer's ``--bootstrap`` or ``--relay``, a public one first: the first
     line's bare peer ID and addresses were refused there as they are."""
-    from p2pshare.sharecode.multiaddrs import ip_text, is_public_ip
+    from p2pshare.sharecode.multiaddrs import address_to_give
 
-    public = [a for a in addrs if (ip := ip_text(a)) is None or is_public_ip(ip)]
-    best = (public or list(addrs))[:1]
-    where = f"; its address for other peers: {best[0]}/p2p/{peer_id}" if best else ""
+    best, _ = address_to_give(addrs)
+    where = f"; its address for other peers: {best}/p2p/{peer_id}" if best else ""
     reporter.say(f"Node running (Ctrl-C stops it){where}")
 
 

@@ -421,12 +421,11 @@ def _say_how_to_use(reporter: Reporter, addrs: Sequence[str], *, announced: bool
     public: a relay on a private or loopback address serves only its own
     network, which an operator could not tell from the lines above (a
     usability review found nothing said it)."""
-    from p2pshare.sharecode.multiaddrs import ip_text, is_public_ip
+    from p2pshare.sharecode.multiaddrs import address_to_give
 
-    public = [a for a in addrs if (ip := ip_text(a)) is None or is_public_ip(ip)]  # DNS names count as public
-    best = (public or list(addrs))[:1]
+    best, public = address_to_give(addrs)
     if best:
-        reporter.say(f"Clients use it with: --relay {best[0]}")
+        reporter.say(f"Clients use it with: --relay {best}")
     if not public:
         reporter.warning(
             "no address of this relay is public, so only peers on its own network can use it"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import multiaddr
@@ -118,6 +118,14 @@ def ip_class(ip: str | IPAddress) -> IpClass | None:
 def is_public_ip(ip: str | IPAddress) -> bool:
     """True unless ``ip`` is loopback/private/CGNAT/link-local/reserved (or not an IP)."""
     return ip_class(ip) is IpClass.PUBLIC
+
+
+def address_to_give(addrs: Sequence[str]) -> tuple[str | None, bool]:
+    """The address of ours to hand to other peers: the first public one (a
+    DNS name counts as public), else the first; and whether it is public."""
+    public = [a for a in addrs if (ip := ip_text(a)) is None or is_public_ip(ip)]
+    best = (public or list(addrs))[:1]
+    return (best[0] if best else None), bool(public)
 
 
 def is_loopback_ip(ip: str) -> bool:
