@@ -26,6 +26,25 @@ def env_for(home: Path) -> dict[str, str]:
     return env
 
 
+def hostile_sharer(module: str, mode: str, tmp_path: Path, name: str) -> tuple[PeerProcess, str]:
+    """Start ``python -m tests.hostile.<module> MODE`` (a sharer that
+    misbehaves on purpose); return it and the share code it prints first.
+    The caller stops it; one that printed no code is stopped here."""
+    proc = PeerProcess(
+        [sys.executable, "-m", f"tests.hostile.{module}", mode],
+        name=name,
+        env=env_for(tmp_path / "sharer"),
+        cwd=ROOT,
+        log_dir=tmp_path / "logs",
+    )
+    line = proc.readline(timeout=60)
+    if not line:
+        tail = proc.stderr_tail()
+        proc.stop(grace=0)
+        raise AssertionError(f"the hostile sharer printed no code: {tail}")
+    return proc, line.strip()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,14 +8,12 @@ running past 140 s. The sharer here is a real process (tests/hostile/sharer.py).
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.cli.helpers import ROOT, env_for, run
-from tests.harness import PeerProcess
+from tests.cli.helpers import hostile_sharer, run
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 10
@@ -24,17 +22,8 @@ SLACK = 5  # process start-up and teardown on a loaded 2-core machine
 
 @pytest.mark.parametrize("mode", ["silent", "busy", "trickle", "hangup"])
 def test_get_gives_up_at_its_timeout(tmp_path: Path, mode: str) -> None:
-    sharer = PeerProcess(
-        [sys.executable, "-m", "tests.hostile.sharer", mode],
-        name=f"hostile-{mode}",
-        env=env_for(tmp_path / "sharer"),
-        cwd=ROOT,
-        log_dir=tmp_path / "logs",
-    )
+    sharer, code = hostile_sharer("sharer", mode, tmp_path, f"hostile-{mode}")
     try:
-        line = sharer.readline(timeout=60)
-        assert line, sharer.stderr_tail()
-        code = line.strip()
         started = time.monotonic()
         res = run(["get", code, "-o", str(tmp_path / "out"), "--timeout", str(TIMEOUT)], tmp_path / "rx", timeout=120)
         took = time.monotonic() - started

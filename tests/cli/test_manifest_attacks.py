@@ -14,13 +14,11 @@ files (the 64 MiB cap) to 725 MB.
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.cli.helpers import ROOT, env_for, run_measured
-from tests.harness import PeerProcess
+from tests.cli.helpers import hostile_sharer, run_measured
 from tests.hostile.manifest_attacks import HUGE_BYTES
 
 pytestmark = pytest.mark.slow
@@ -41,22 +39,12 @@ def test_get_refuses_a_hostile_manifest_within_bounds(
 ) -> None:
     if exit_code == 5 and shutil.disk_usage(tmp_path).free >= HUGE_BYTES:
         pytest.skip("this filesystem has room for the attack's 4 TiB file")
-    sharer = PeerProcess(
-        [sys.executable, "-m", "tests.hostile.sharer", attack],
-        name=f"hostile-{attack}",
-        env=env_for(tmp_path / "sharer"),
-        cwd=ROOT,
-        log_dir=tmp_path / "logs",
-    )
+    sharer, code = hostile_sharer("sharer", attack, tmp_path, f"hostile-{attack}")
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     out = tmp_path / "out"
     try:
-        line = sharer.readline(timeout=60)
-        assert line, sharer.stderr_tail()
-        res = run_measured(
-            ["get", line.strip(), "-o", str(out), "--timeout", "30"], tmp_path / "rx", timeout=60, cwd=cwd
-        )
+        res = run_measured(["get", code, "-o", str(out), "--timeout", "30"], tmp_path / "rx", timeout=60, cwd=cwd)
     finally:
         sharer.stop(grace=0)
     costs = f"peak RSS {res.peak_rss / 1e6:.0f} MB, CPU {res.cpu_seconds:.2f} s"

@@ -12,14 +12,13 @@ looking for the text; and PREPARING with one more byte each time held
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cli.helpers import ROOT, env_for
+from tests.cli.helpers import hostile_sharer
 from tests.cli.ptyproc import PtyProc
 from tests.harness import PeerProcess
 
@@ -29,17 +28,9 @@ def switching(tmp_path: Path) -> Iterator[object]:
     started: list[PeerProcess] = []
 
     def start(mode: str) -> str:
-        proc = PeerProcess(
-            [sys.executable, "-m", "tests.hostile.switching_sharer", mode],
-            name=f"switching-{mode}",
-            env=env_for(tmp_path / "sharer"),
-            cwd=ROOT,
-            log_dir=tmp_path / "logs",
-        )
+        proc, code = hostile_sharer("switching_sharer", mode, tmp_path, f"switching-{mode}")
         started.append(proc)
-        line = proc.readline(timeout=60)
-        assert line, proc.stderr_tail()
-        return line.strip()
+        return code
 
     yield start
     for proc in started:
