@@ -100,6 +100,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
     output = opts.output
     summary: dict[str, Any] = {}
     paths: list[str] = []
+    dirs: list[str] = []  # named in the last line when no file is shared
     text_file: list[str] = []  # a text share's one file: printed, then removed
     approved: Manifest | None = None  # the share the person (or --yes) accepted
     # Only a person at a terminal is asked; --json is for programs.
@@ -178,6 +179,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
             m = event.manifest
             have = f", {human_bytes(event.already_have_bytes)} already here" if event.already_have_bytes else ""
             paths[:] = [f.path for f in m.files]
+            dirs[:] = m.dirs
             summary.update(already=event.already_have_bytes)
             if reporter.json_mode:  # every file: built only for --json (a manifest may list a million)
                 reporter.event(
@@ -297,7 +299,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
     seconds = float(summary.get("seconds") or 0.0)
     nbytes = int(summary.get("bytes") or 0)
     rate = nbytes / seconds if seconds > 0 else 0.0
-    where, saved_to = consent.landing(output, consent.saved_paths(paths, result.transfer.renamed))
+    where, saved_to = consent.landing(output, consent.saved_paths(paths, result.transfer.renamed), dirs)
     already = int(summary.get("already") or 0)
     reporter.event(
         "done",

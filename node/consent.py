@@ -159,13 +159,18 @@ def saved_paths(paths: Sequence[str], renamed: Sequence[tuple[str, str]]) -> lis
     return [p.rsplit("/", 1)[0] + "/" + new[p] if "/" in p and p in new else new.get(p, p) for p in paths]
 
 
-def landing(output: Path, paths: Sequence[str]) -> tuple[str, Path]:
+def landing(output: Path, paths: Sequence[str], dirs: Sequence[str] = ()) -> tuple[str, Path]:
     """Where the files went, in words and as a path: ``into out/photos/``.
 
     Manifest paths start with the shared directory's name, so "into out"
     named a directory that held only ``out/photos/``; name that instead, or
     the one file, and fall back to ``output`` when the top levels differ.
+    A share of empty folders only (no ``paths``) is named by its ``dirs``.
     """
+    if not paths:
+        tops = {d.split("/", 1)[0] for d in dirs}
+        where = output / tops.pop() if len(tops) == 1 else output
+        return f"into {_shown(where)}/", where
     if len(paths) == 1:
         where = output / paths[0]
         return f"to {_shown(where)}", where

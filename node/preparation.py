@@ -99,7 +99,10 @@ async def prepare(
             abandon_on_cancel=True,
         )
     except SourceError as exc:
-        log.warning("cannot serve the share: %s", exc)
+        # Info, not a warning: whoever started the share reports the error
+        # (``share`` ends with it; ``Node.share`` raises it or keeps it in
+        # ``prep.error``), and a warning here said it a second time.
+        log.info("cannot serve the share: %s", exc)
         prep.progress.failed = str(exc)
         prep.error = exc
         registry.changed()  # receivers waiting for the manifest hear why at once

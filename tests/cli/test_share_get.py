@@ -42,6 +42,18 @@ def test_share_then_get_a_tree(tmp_path: Path, sharer: Sharer) -> None:
     assert not (out / ".p2pshare-partial").exists()
 
 
+def test_an_empty_folder_is_received_and_named(tmp_path: Path, sharer: Sharer) -> None:
+    """The last line named ``out/`` for a share of one empty folder, where a
+    full folder's names ``out/<folder>/``."""
+    (tmp_path / "empty" / "inner").mkdir(parents=True)
+    _, shared = sharer(tmp_path / "empty")
+    out = tmp_path / "out"
+    res = run(["get", shared["code"], "-o", str(out)], tmp_path / "rx-home")
+    assert res.returncode == 0, res.stderr
+    assert (out / "empty" / "inner").is_dir()
+    assert f" into {out}/empty/, all verified" in res.stdout, res.stdout
+
+
 def test_getting_a_share_again_says_it_is_already_here(tmp_path: Path, sharer: Sharer) -> None:
     # A second get that has nothing to fetch is not "Received 0 B (0 B/s)".
     tree = make_tree(tmp_path, big=1 << 20)

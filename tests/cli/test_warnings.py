@@ -54,6 +54,21 @@ def test_a_skipped_name_is_one_safe_line(tmp_path: Path) -> None:
     )
 
 
+def test_sharing_an_unshareable_path_says_so_once(tmp_path: Path) -> None:
+    """Sharing ``bad<SOH>name`` itself printed the reason twice: a warning
+    from the preparation and then the error that ends ``share``."""
+    bad = tmp_path / "bad\x01name"
+    bad.mkdir()
+    (bad / "f.txt").write_text("x")
+    res = run(["share", str(bad), "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"], tmp_path / "home")
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.splitlines()
+    assert lines == [f"p2pshare: error: cannot share {tmp_path}/bad?name: " + _CONTROL], res.stderr
+
+
+_CONTROL = "path contains a control character, backslash or invalid Unicode"
+
+
 def test_get_warns_about_misleading_names_and_still_receives(
     tmp_path: Path, sharer: Callable[..., tuple[Proc, dict[str, Any]]]
 ) -> None:

@@ -83,6 +83,21 @@ def test_landing_names_the_real_directory(paths: list[str], text: str, where: Pa
     assert consent.landing(Path("out"), paths) == (text, where)
 
 
+@pytest.mark.parametrize(
+    ("dirs", "text", "where"),
+    [
+        (["empty"], "into out/empty/", Path("out/empty")),
+        (["empty", "empty/sub"], "into out/empty/", Path("out/empty")),
+        (["a", "b"], "into out/", Path("out")),
+        ([], "into out/", Path("out")),
+    ],
+)
+def test_landing_of_empty_folders_names_the_folder(dirs: list[str], text: str, where: Path) -> None:
+    """An empty folder's share said "into out/" where a full one says
+    "into out/photos/"."""
+    assert consent.landing(Path("out"), [], dirs) == (text, where)
+
+
 def test_saved_paths_name_renamed_files_by_their_new_names() -> None:
     paths = ["a.txt", "d/b.txt", "d/c.txt"]
     renamed = [("a.txt", "a (1).txt"), ("d/c.txt", "c (2).txt")]
