@@ -97,25 +97,27 @@ def classify(exc: BaseException) -> DialFailureKind:
     return named
 
 
-def summary(failures: Sequence[DialFailure], most: int = 2) -> str:
+def summary(failures: Sequence[DialFailure], most: int = 2, *, typed_id: bool = True) -> str:
     """The failures in one line: the first ``most`` addresses, then a count;
-    where another peer answered, what to check."""
+    where another peer answered, what to check (``typed_id``: only when a
+    person gave the peer ID; not for a relay the node found itself)."""
     if not failures:
         return "no address answered"
     head = "; ".join(str(f) for f in failures[:most])
     rest = len(failures) - most
     line = f"{head} (and {rest} more address{'es' if rest > 1 else ''})" if rest > 0 else head
-    if any(f.kind is DialFailureKind.WRONG_PEER for f in failures):
+    if typed_id and any(f.kind is DialFailureKind.WRONG_PEER for f in failures):
         line += "; check the peer ID after /p2p/"
     return line
 
 
-def describe(exc: BaseException) -> str:
+def describe(exc: BaseException, *, typed_id: bool = True) -> str:
     """One line for a person about a failed dial (its typed failures) or
-    another failure on the way (a refusal's own words, a timeout)."""
+    another failure on the way (a refusal's own words, a timeout);
+    ``typed_id`` as for :func:`summary`."""
     failures: Sequence[DialFailure] = getattr(exc, "failures", ())
     if failures:
-        return summary(failures)
+        return summary(failures, typed_id=typed_id)
     text = str(exc).strip()
     if not text:
         kind = classify(exc)

@@ -376,7 +376,8 @@ class RelayClient:
             backoff = self._schedule.failed(relay.peer_id, trio.current_time())
             self._wake_waiters()  # a waiter may stop waiting for relays that keep failing
             log = logger.warning if self._schedule.worth_a_warning(relay.peer_id) else logger.info
-            log("relay %s unusable: %s; retrying (next in %.0fs)", relay.peer_id, describe(e), backoff)
+            why = describe(e, typed_id=self._schedule.configured(relay.peer_id))
+            log("relay %s unusable: %s; retrying (next in %.0fs)", relay.peer_id, why, backoff)
         finally:
             self._schedule.released(relay.peer_id)
             self.host.unprotect(relay.peer_id, PROTECT_TAG)

@@ -228,13 +228,17 @@ class ReservationSchedule:
             self.retry_at.pop(relay, None)
         return delay
 
+    def configured(self, relay: str) -> bool:
+        """Did a person give this relay (``--relay``), rather than the node find it?"""
+        c = self._cands.get(relay)
+        return c is not None and c.configured is not None
+
     def worth_a_warning(self, relay: str) -> bool:
         """After :meth:`failed`: is this a failure a person should be told
         of? A relay they configured that just started failing; not each
         retry after that (``-v`` shows those), and not the relays the node
         found by itself, which come and go on the public network."""
-        c = self._cands.get(relay)
-        return c is not None and c.configured is not None and self.failures.get(relay) == 1
+        return self.configured(relay) and self.failures.get(relay) == 1
 
     def configured_all_failing(self, tries: int = 2) -> bool:
         """Every configured relay failed its last ``tries`` attempts in a row

@@ -222,6 +222,7 @@ def test_a_configured_relay_is_worth_a_warning_when_it_starts_failing_only() -> 
     s.failed("found", 0.0)
     assert not s.worth_a_warning("found")  # found on the network: comes and goes
     assert not s.worth_a_warning("never-heard-of")
+    assert s.configured("r1") and not s.configured("found") and not s.configured("never-heard-of")
 
 
 def test_a_code_stops_waiting_for_relays_that_fail_or_stay_silent() -> None:

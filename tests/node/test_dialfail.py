@@ -117,3 +117,6 @@ def test_another_peer_answering_is_told_apart_from_a_failed_handshake() -> None:
     line = summary([DialFailure("/ip4/127.0.0.1/tcp/4001", K.WRONG_PEER)])
     assert line == "a different peer answers at /ip4/127.0.0.1/tcp/4001; check the peer ID after /p2p/"
     assert "check the peer ID" not in summary([DialFailure("/ip4/127.0.0.1/tcp/4001", K.HANDSHAKE)])
+    # A relay the node found in the DHT: nobody typed an ID to check.
+    found = summary([DialFailure("/ip4/127.0.0.1/tcp/4001", K.WRONG_PEER)], typed_id=False)
+    assert found == "a different peer answers at /ip4/127.0.0.1/tcp/4001"
