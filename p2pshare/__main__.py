@@ -26,6 +26,9 @@ def entry() -> NoReturn:
     try:
         from p2pshare.cli import main
     except KeyboardInterrupt:
+        if "--json" in sys.argv[1:]:  # a program reads the error event, as for any other error
+            sys.stdout.write(f'{{"event":"error","message":"interrupted","exit_code":{_INTERRUPTED}}}\n')
+            sys.stdout.flush()
         sys.stderr.write("p2pshare: error: interrupted\n")
         exit_now(_INTERRUPTED)
     exit_now(main())

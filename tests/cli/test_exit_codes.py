@@ -477,12 +477,16 @@ def test_a_relay_checks_its_bootstrap_before_it_starts(tmp_path: Path) -> None:
     assert not list((tmp_path / "h").rglob("*.key"))
 
 
+@pytest.mark.parametrize("json_mode", [False, True])
 def test_ctrl_c_while_the_command_line_imports_is_one_line_exit_130(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], json_mode: bool
 ) -> None:
     """A Ctrl-C in the first ~0.15 s (the imports, before ``main`` handles
-    it) printed a 20-line traceback. Found by a usability review."""
+    it) printed a 20-line traceback. Found by a usability review. With
+    ``--json`` there was no ``error`` event on stdout (stop 41's review)."""
     import builtins
+    import json
+    import sys
 
     import p2pshare.__main__ as entry_module
 
@@ -498,10 +502,14 @@ def test_ctrl_c_while_the_command_line_imports_is_one_line_exit_130(
 
     monkeypatch.setattr(builtins, "__import__", interrupted_import)
     monkeypatch.setattr(entry_module, "exit_now", exit_now)
+    monkeypatch.setattr(sys, "argv", ["p2pshare", "get", "CODE", *(["--json"] if json_mode else [])])
     with pytest.raises(SystemExit) as ended:
         entry_module.entry()
     assert ended.value.code == 130
-    assert capsys.readouterr().err == "p2pshare: error: interrupted\n"
+    out, err = capsys.readouterr()
+    assert err == "p2pshare: error: interrupted\n"
+    events = [json.loads(line) for line in out.splitlines()]
+    assert events == ([{"event": "error", "message": "interrupted", "exit_code": 130}] if json_mode else [])
 
 
 def test_a_path_that_starts_with_a_dash_gets_a_hint(tmp_path: Path) -> None:
