@@ -28,7 +28,7 @@ from p2pshare.node.errors import LocalNodeError
 from p2pshare.node.identity import identity_file_arg
 from p2pshare.node.stop_signals import stop_signals
 from p2pshare.relay.stats import DEFAULT_EVERY as DEFAULT_STATS_EVERY
-from p2pshare.relay.stats import Snapshot, stop_summary
+from p2pshare.relay.stats import Snapshot, limits_summary, stop_summary
 from p2pshare.relay.stats import fields as stats_fields
 from p2pshare.relay.stats import summary as stats_summary
 
@@ -399,9 +399,10 @@ async def _serve(opts: RelayOptions, reporter: Reporter) -> int:
                     if opts.stats_every:
                         nursery.start_soon(_report_stats, relay, reporter, opts.stats_every)
                     addrs = relay.addrs()
-                    reporter.event("relay", peer_id=host.peer_id, addrs=addrs)
+                    reporter.event("relay", peer_id=host.peer_id, addrs=addrs, limits=dataclasses.asdict(opts.limits))
                     reporter.result(" ".join([host.peer_id, *addrs]))
                     reporter.say(f"Relay {host.peer_id} serving; Ctrl-C stops it.")
+                    reporter.say(limits_summary(opts.limits))
                     _say_how_to_use(reporter, addrs, announced=bool(opts.announce))
                     for warning in net.warnings:  # unknown config keys, as node and share say them
                         reporter.warning(warning)

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from p2pshare.node.progress import format_bytes, format_count
 
 if TYPE_CHECKING:  # imported for its type only: every command's start-up loads this module
-    from p2pshare.node.circuit.limits import RelayStats
+    from p2pshare.node.circuit.limits import RelayLimits, RelayStats
 
-__all__ = ["DEFAULT_EVERY", "Snapshot", "summary", "stop_summary", "fields"]
+__all__ = ["DEFAULT_EVERY", "Snapshot", "summary", "stop_summary", "fields", "limits_summary"]
 
 #: Seconds between two summaries unless ``--stats-every`` says otherwise.
 DEFAULT_EVERY = 3600
@@ -89,3 +89,38 @@ def _parts(before: Snapshot, now: Snapshot, seconds: float) -> str:
         f"{format_bytes(f['bytes'])} relayed",
     ]
     return ", ".join(parts)
+
+
+def limits_summary(limits: RelayLimits) -> str:
+    """The limits the relay serves under, in one line at its start: an
+    operator could learn them only from ``--help``'s defaults and their own
+    flags (a usability review), and a refusal in the stats line is easier
+    to read next to the limit that made it."""
+    ends = [
+        *([_span(limits.circuit_duration)] if limits.circuit_duration else []),
+        *([f"{format_bytes(limits.circuit_data)} each way"] if limits.circuit_data else []),
+        *([f"{_span(limits.circuit_idle)} idle"] if limits.circuit_idle else []),
+    ]
+    rates = [
+        *([f"{format_bytes(limits.circuit_rate)}/s per circuit"] if limits.circuit_rate else []),
+        *([f"{format_bytes(limits.total_rate)}/s in all"] if limits.total_rate else []),
+    ]
+    return (
+        f"Limits: {format_count(limits.max_reservations, 'reservation')} "
+        f"({limits.max_reservations_per_peer} per peer, {limits.max_reservations_per_ip} per address, "
+        f"{_span(limits.reservation_ttl)} each), {format_count(limits.max_circuits, 'circuit')} "
+        f"({limits.max_circuits_per_reservation} to one reserved peer, {limits.max_circuits_per_peer} per peer, "
+        f"{limits.max_circuits_per_ip} per address); "
+        + (f"a circuit ends after {' or '.join(ends)}" if ends else "a circuit never ends on a limit")
+        + (f"; at most {' and '.join(rates)}" if rates else "")
+        + " (relay --help lists the flags)"
+    )
+
+
+def _span(seconds: int) -> str:
+    """A limit's length: ``90 s``, ``30 min``, ``1 h``, ``1 h 30 min``."""
+    if seconds < 120 and seconds % 60:
+        return f"{seconds} s"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 60} min" if seconds < 3600 else _run_length(seconds)

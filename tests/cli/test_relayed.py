@@ -153,7 +153,7 @@ def test_the_relay_says_what_to_give_clients_and_that_loopback_is_not_public(tmp
     """A usability review: nothing said which address to hand out, nor that
     a relay on a private address serves only its own network; and the
     relay's first line, pasted whole into --relay, read "not a multiaddr"."""
-    relay = start(["relay", "--listen", "/ip4/127.0.0.1/tcp/0"], tmp_path / "relay-home")
+    relay = start(["relay", "--listen", "/ip4/127.0.0.1/tcp/0", "--circuit-duration", "120"], tmp_path / "relay-home")
     try:
         first = relay.line(timeout=60)
         deadline = time.monotonic() + 30
@@ -166,6 +166,9 @@ def test_the_relay_says_what_to_give_clients_and_that_loopback_is_not_public(tmp
     peer, addr = first.split()[:2]
     assert f"Clients use it with: --relay {addr}" in said, said
     assert "warning: no address of this relay is public" in said, said
+    # Its limits, which an operator otherwise learned only from --help.
+    assert "Limits: 128 reservations (4 per peer, 8 per address, 1 h each), 64 circuits" in said, said
+    assert "a circuit ends after 2 min or 30 min idle" in said, said
     res = run(["share", str(tmp_path), "--relay", first.strip()], tmp_path / "sharer")
     assert res.returncode == 2
     assert f"give one address, not the whole line the node printed (e.g. {addr})" in res.stderr, res.stderr

@@ -53,6 +53,7 @@ def test_a_real_relay_reports_a_reservation_it_granted(tmp_path: Path) -> None:
     try:
         first = next(relay.events(timeout=60))
         assert first["event"] == "relay"
+        assert first["limits"]["max_reservations"] == 128 and first["limits"]["circuit_idle"] == 1800
         peer = python_module("tests.relay._peer", first["addrs"][0], name="peer", log_dir=tmp_path / "logs")
         assert any(ev.get("relayed") for ev in peer.events(timeout=30))  # it holds a reservation
         stats = []
@@ -70,3 +71,28 @@ def test_a_real_relay_reports_a_reservation_it_granted(tmp_path: Path) -> None:
         if peer is not None:
             peer.stop()
         relay.close()
+
+
+def test_the_limits_line_names_each_limit_and_only_the_set_ones() -> None:
+    from p2pshare.node.circuit.limits import RelayLimits
+    from p2pshare.relay.stats import limits_summary
+
+    assert limits_summary(RelayLimits()) == (
+        "Limits: 128 reservations (4 per peer, 8 per address, 1 h each), 64 circuits (8 to one reserved peer, "
+        "8 per peer, 16 per address); a circuit ends after 30 min idle (relay --help lists the flags)"
+    )
+    strict = RelayLimits(
+        max_reservations=1,
+        reservation_ttl=5400,
+        circuit_duration=90,
+        circuit_data=128 << 10,
+        circuit_idle=0,
+        circuit_rate=1 << 20,
+        total_rate=10 << 20,
+    )
+    line = limits_summary(strict)
+    assert line.startswith("Limits: 1 reservation (4 per peer, 8 per address, 1 h 30 min each)"), line
+    assert (
+        "a circuit ends after 90 s or 128.0 KiB each way; at most 1.0 MiB/s per circuit and 10.0 MiB/s in all" in line
+    )
+    assert "never ends" in limits_summary(RelayLimits(circuit_idle=0))
