@@ -27,8 +27,12 @@ with the speed patches in ``_libp2p_patches.PATCHES`` (one registry, one
   take a 4 MiB request: one peer holding 12 idle streams stopped the DHT
   server for everyone (tested: still refused 20 s later), and each of 12
   requests of 4 MiB of addresses is parsed into Python objects before any
-  bound applies (finding 4: 419,410 addresses, +47 MB). Ours serves at most
-  ``KAD_STREAMS_PER_PEER`` streams per peer, resets a stream that brings no
+  bound applies (finding 4: 419,410 addresses, +47 MB). Ours
+  (``kad_handle_stream``) drops that limiter: which streams are served is
+  ``node.rcmgr.kad_streams``'s decision (per peer, per address group, in
+  all, and a full table ends a waiting stream for a newcomer; 12 idle
+  streams from 3 identities shut the server for everyone, stop 43), and it
+  resets a stream that brings no
   whole request within ``KAD_STREAM_IDLE`` s of its opening or of our last
   answer (go-libp2p-kad-dht resets after 1 min idle), and refuses a request
   over ``KAD_REQUEST_BYTES`` at its length prefix, before its body. Each is
@@ -119,11 +123,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import trio
-from libp2p.io.exceptions import MessageTooLarge
 from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.protocol_muxer.exceptions import MultiselectCommunicatorError
 
@@ -138,7 +140,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "inbound_until_closed",
-    "kad_inbound_stream",
     "bounded_add_provider",
     "bounded_signed_record",
     "reset_dropping_buffer",
@@ -148,17 +149,10 @@ __all__ = [
 #: Seconds an inbound connection's Noise + yamux handshake may take.
 HANDSHAKE_TIMEOUT = 15.0
 
-#: Largest request a KAD stream may carry (go and py-libp2p allow 4 MiB; ours are a few KiB, PUT_VALUE is refused).
-KAD_REQUEST_BYTES = 64 << 10
-#: Seconds a KAD stream may wait for its next whole request (go: 1 min; py-libp2p serves only 12 streams at once).
-KAD_STREAM_IDLE = 10.0
-#: KAD streams one peer may have served at once (of py-libp2p's 12).
-KAD_STREAMS_PER_PEER = 4
 #: Signed peer records (a request's senderRecord, a provider's signedRecord) over this size are not stored.
 SIGNED_RECORD_BYTES = 4096
 #: Nor those with more addresses than this (go-libp2p's AutoNAT and our discovery keep 16 per peer).
 SIGNED_RECORD_ADDRS = 16
-_KAD_ADD_PROVIDER = 2  # Message.MessageType.ADD_PROVIDER
 
 
 async def _wait_closed(muxed: Any, swarm: Any) -> None:
@@ -267,121 +261,6 @@ async def reset_dropping_buffer(self: Any) -> None:
         if buffer and conn.streams.get(self.stream_id) is self:
             buffer.clear()
             conn._finalize_stream_locked(self, fully_closed=True)
-
-
-# -- inbound Kademlia streams ----------------------------------------------------
-
-
-def _is_lone_varint(data: bytes | bytearray | memoryview) -> bool:
-    """A complete unsigned varint and nothing else (how the handler writes a length prefix)."""
-    raw = bytes(data)
-    return 0 < len(raw) <= 10 and all(b & 0x80 for b in raw[:-1]) and not raw[-1] & 0x80
-
-
-def _is_add_provider(data: bytes | bytearray | memoryview) -> bool:
-    """Whether ``data`` is a Kademlia message of type ADD_PROVIDER (field 1, varint)."""
-    raw = bytes(data)
-    if len(raw) < 2 or raw[0] != 0x08:  # field 1, wire type 0 comes first in protobuf's canonical order
-        return False
-    return raw[1] == _KAD_ADD_PROVIDER
-
-
-class _GuardedKadStream:
-    """The KAD stream as py-libp2p's handler sees it: bounded requests, no ADD_PROVIDER answers.
-
-    Reads: the varint length of every request is checked as it arrives; one
-    over ``KAD_REQUEST_BYTES`` raises ``MessageTooLarge`` before its body is
-    read (the handler then resets the stream, as for its own 4 MiB limit).
-    Writes: the handler writes each answer as a varint length, then the
-    message; the length is held until the message shows what it is: an
-    ADD_PROVIDER answer is dropped with its length, anything else goes out as
-    written. ``answered`` is called after each answer (sent or dropped).
-    """
-
-    def __init__(self, stream: Any, answered: Callable[[], None]) -> None:
-        self._stream = stream
-        self._answered = answered
-        self._held: bytes | None = None
-        self._prefix = bytearray()  # the request length read so far
-        self._body_left = 0  # bytes of the current request still to come
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-    async def read(self, n: int | None = None) -> bytes:
-        data: bytes = await self._stream.read(n)
-        self._check(data)
-        return data
-
-    def _check(self, data: bytes) -> None:
-        pos = 0
-        while pos < len(data):
-            if self._body_left:
-                step = min(self._body_left, len(data) - pos)
-                self._body_left -= step
-                pos += step
-                continue
-            byte = data[pos]
-            pos += 1
-            self._prefix.append(byte)
-            if byte & 0x80 and len(self._prefix) < 10:
-                continue
-            length = sum((b & 0x7F) << (7 * i) for i, b in enumerate(self._prefix))
-            self._prefix.clear()
-            if length > KAD_REQUEST_BYTES:
-                raise MessageTooLarge(f"request of {length} bytes (at most {KAD_REQUEST_BYTES})")
-            self._body_left = length
-
-    async def write(self, data: bytes) -> None:
-        held, self._held = self._held, None
-        if held is None:
-            if _is_lone_varint(data):
-                self._held = bytes(data)
-                return
-            await self._stream.write(data)
-        elif not _is_add_provider(data):
-            await self._stream.write(held + bytes(data))
-        self._answered()
-
-
-async def _reset_quietly(stream: Any) -> None:
-    with contextlib.suppress(Exception), trio.move_on_after(1.0):
-        await stream.reset()
-
-
-async def kad_inbound_stream(self: Any, stream: Any) -> None:
-    """``KadDHT._do_handle_stream`` with a per-peer cap, an idle deadline and bounded requests.
-
-    At most ``KAD_STREAMS_PER_PEER`` streams per peer are served at once (a
-    further one is reset at once), each with a receive window of yamux's
-    initial 256 KiB (``_libp2p_speed`` P7); a stream is reset when no whole
-    request arrives within ``KAD_STREAM_IDLE`` s of its opening or of our previous
-    answer, or when a request is over ``KAD_REQUEST_BYTES``; ADD_PROVIDER
-    gets no answer (:class:`_GuardedKadStream`).
-    """
-    peer = str(stream.muxed_conn.peer_id)
-    active: dict[str, int] = self.__dict__.setdefault("_p2ps_kad_streams", {})
-    if active.get(peer, 0) >= KAD_STREAMS_PER_PEER:
-        logger.debug("kad: %s already has %d streams open: reset", peer, active[peer])
-        await _reset_quietly(stream)
-        return
-    active[peer] = active.get(peer, 0) + 1
-    try:
-        with trio.CancelScope(deadline=trio.current_time() + KAD_STREAM_IDLE) as scope:
-
-            def answered() -> None:
-                scope.deadline = trio.current_time() + KAD_STREAM_IDLE
-
-            await _ORIGINALS["kad_inbound_stream"](self, _GuardedKadStream(stream, answered))
-        if scope.cancelled_caught:
-            logger.debug("kad: no request from %s within %g s: reset", peer, KAD_STREAM_IDLE)
-            await _reset_quietly(stream)
-    finally:
-        left = active[peer] - 1
-        if left:
-            active[peer] = left
-        else:
-            del active[peer]
 
 
 # -- signed peer records in KAD requests ------------------------------------------

@@ -54,6 +54,7 @@ from . import _libp2p_close as _close
 from . import _libp2p_fingerprint as _fingerprint
 from . import _libp2p_fixes as _fixes
 from . import _libp2p_identify as _identify
+from . import _libp2p_kad_streams as _kad_streams
 from . import _libp2p_originals as _originals
 from . import _libp2p_rcmgr as _rcmgr
 from . import _libp2p_tcp_timeout as _tcp_timeout
@@ -104,10 +105,18 @@ PATCHES: dict[str, tuple[Any, str, Any, str]] = {
     # Inbound KAD streams: no answer to ADD_PROVIDER (the spec defines none; go
     # read the next answer late, issue 10); requests of at most 64 KiB, an
     # idle deadline and a per-peer cap on streams (issue 9).
+    # Inbound KAD streams are admitted by our table (node/rcmgr/kad_streams.py),
+    # not by upstream's limiter of 12 (a hostile-peer review, stop 43).
+    "kad_handle_stream": (
+        KadDHT,
+        "handle_stream",
+        _kad_streams.kad_handle_stream,
+        "e3870244e45195576713faa7e077f15224bb3d5a951f350a738a62b676bd3b34",
+    ),
     "kad_inbound_stream": (
         KadDHT,
         "_do_handle_stream",
-        _fixes.kad_inbound_stream,
+        _kad_streams.kad_inbound_stream,
         "5bbaed4d3cdf488c3c63e54f8434bd2de8c0b5050b800cc94ee623fc8e0c63b4",
     ),
     # Bounded provider records: addresses, keys per provider, records and bytes in all,
@@ -286,10 +295,6 @@ DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
     "host_addrs_keep_circuits": (
         (BasicHost, "get_transport_addrs", "b0671b9f43d04d357007ef102c7c1e8720edde084ee4671bf1d8df67c3be7e6e"),
         (BasicHost, "__init__", "6a81506e92fbd211f79be58f0cd6c86f2193760f99100bd42fe77181e09698c1"),
-    ),
-    # Calls _do_handle_stream with the stream (under the inbound limiter).
-    "kad_inbound_stream": (
-        (KadDHT, "handle_stream", "e3870244e45195576713faa7e077f15224bb3d5a951f350a738a62b676bd3b34"),
     ),
     # Each caller looks the name up in its module at each call.
     "identify_bounds": (

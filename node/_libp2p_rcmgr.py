@@ -101,7 +101,7 @@ async def handle_inbound_stream(self: Any, net_stream: Any) -> None:
         return
     peer = str(net_stream.muxed_conn.peer_id)
     try:
-        scope = manager.open_stream(peer, _remote_ip(net_stream))
+        scope = manager.open_stream(peer, remote_ip(net_stream))
     except ResourceLimitExceeded as e:
         logger.debug("refusing a stream from %s: %s", peer, e)
         await _reset(net_stream)
@@ -155,7 +155,7 @@ async def _linger(net_stream: Any) -> None:
     await _reset(net_stream)
 
 
-def _remote_ip(net_stream: Any) -> str | None:
+def remote_ip(net_stream: Any) -> str | None:
     """The IP address of the connection ``net_stream`` came over (None for
     a relayed one: its raw connection has no address of its own)."""
     try:

@@ -29,6 +29,7 @@ names = sorted(m.name for m in pkgutil.walk_packages(p2pshare.__path__, "p2pshar
 private = (
     "p2pshare.node._libp2p_impl",
     "p2pshare.node._libp2p_fixes",
+    "p2pshare.node._libp2p_kad_streams",
     "p2pshare.node._libp2p_speed",
     "p2pshare.node._libp2p_yamux_rx",
     "p2pshare.node._libp2p_instance_patches",

@@ -24,8 +24,10 @@ from libp2p.peer.peerinfo import PeerInfo
 from multiaddr import Multiaddr
 
 from p2pshare.node import _libp2p_fixes as F
+from p2pshare.node import _libp2p_kad_streams as K
 from p2pshare.node import _libp2p_patches as P
 from p2pshare.node import _libp2p_provider_table as T
+from p2pshare.node.rcmgr.kad_streams import PER_PEER, TOTAL
 from tests.discovery._kad import signed_record
 
 P.apply()
@@ -234,12 +236,12 @@ async def test_request_over_the_cap_fails_on_its_length_before_its_body() -> Non
     from libp2p.io.exceptions import MessageTooLarge
     from libp2p.utils.varint import encode_uvarint, read_varint_prefixed_bytes_limited
 
-    ok = encode_uvarint(F.KAD_REQUEST_BYTES) + b"a" * F.KAD_REQUEST_BYTES
-    over = encode_uvarint(F.KAD_REQUEST_BYTES + 1) + b"b" * 100
+    ok = encode_uvarint(K.KAD_REQUEST_BYTES) + b"a" * K.KAD_REQUEST_BYTES
+    over = encode_uvarint(K.KAD_REQUEST_BYTES + 1) + b"b" * 100
     wire = _Wire(ok + encode_uvarint(3) + b"xyz" + over)
-    guarded = F._GuardedKadStream(wire, lambda: None)
+    guarded = K._GuardedKadStream(wire, lambda: None)
     read = read_varint_prefixed_bytes_limited  # how the handler reads, with its 4 MiB limit
-    assert await read(guarded, 4 << 20) == b"a" * F.KAD_REQUEST_BYTES
+    assert await read(guarded, 4 << 20) == b"a" * K.KAD_REQUEST_BYTES
     assert await read(guarded, 4 << 20) == b"xyz"
     with pytest.raises(MessageTooLarge):
         await read(guarded, 4 << 20)
@@ -252,7 +254,7 @@ async def test_answers_pass_add_provider_answers_are_dropped_each_counts() -> No
 
     wire = _Wire()
     answers: list[int] = []
-    guarded = F._GuardedKadStream(wire, lambda: answers.append(1))
+    guarded = K._GuardedKadStream(wire, lambda: answers.append(1))
     for kind in (Message.ADD_PROVIDER, Message.FIND_NODE, Message.ADD_PROVIDER, Message.GET_PROVIDERS):
         body = Message(type=kind, key=b"k").SerializeToString()
         await guarded.write(encode_uvarint(len(body)))
@@ -306,16 +308,16 @@ async def test_kad_server_streams_are_bounded(monkeypatch: pytest.MonkeyPatch) -
     from p2pshare.node.host import StreamError, open_host
     from p2pshare.node.pbwire import field_bytes, frame
 
-    monkeypatch.setattr(F, "KAD_STREAM_IDLE", 1.0)
+    monkeypatch.setattr(K, "KAD_STREAM_IDLE", 1.0)
     async with open_host(create_new_key_pair()) as server, open_host(create_new_key_pair()) as client:
         server.new_kad_dht(server_mode=True, protocol=KAD)
         await client.connect(server.peer_id, server.listen_addrs(), timeout=5)
 
         big = await client.open_stream(server.peer_id, KAD)
-        padded = _body(_find_node()) + field_bytes(30, b"x" * (F.KAD_REQUEST_BYTES - 200))  # unknown field: ignored
+        padded = _body(_find_node()) + field_bytes(30, b"x" * (K.KAD_REQUEST_BYTES - 200))  # unknown field: ignored
         await big.write(frame(padded))
         assert await _answer_or_end(big, 5) is not None  # under the cap: answered
-        await big.write(frame(b"\x08\x04" + b"y" * F.KAD_REQUEST_BYTES)[:4])  # only the length of one over it
+        await big.write(frame(b"\x08\x04" + b"y" * K.KAD_REQUEST_BYTES)[:4])  # only the length of one over it
         started = trio.current_time()
         assert await _answer_or_end(big, 5) is None
         assert trio.current_time() - started < 0.5  # not after the idle deadline
@@ -328,8 +330,8 @@ async def test_kad_server_streams_are_bounded(monkeypatch: pytest.MonkeyPatch) -
         assert await _answer_or_end(idle, 5) is None  # reset ~1 s after it opened
         await busy.reset()
 
-        monkeypatch.setattr(F, "KAD_STREAM_IDLE", 30.0)
-        held = [await client.open_stream(server.peer_id, KAD) for _ in range(F.KAD_STREAMS_PER_PEER)]
+        monkeypatch.setattr(K, "KAD_STREAM_IDLE", 30.0)
+        held = [await client.open_stream(server.peer_id, KAD) for _ in range(PER_PEER)]
         await trio.sleep(0.3)  # the server has taken them all up
         extra = await client.open_stream(server.peer_id, KAD)
         with contextlib.suppress(StreamError):  # may be reset before we write
@@ -344,6 +346,47 @@ async def test_kad_server_streams_are_bounded(monkeypatch: pytest.MonkeyPatch) -
         assert await _answer_or_end(held[0], 5) is not None
         for s in held:
             await s.reset()
+
+
+async def test_idle_streams_of_many_identities_do_not_shut_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hostile-peer review (stop 43): 3 identities held py-libp2p's 12
+    stream slots with a request every 8 s each, and every honest request was
+    reset for as long as they liked. Here enough identities fill the whole
+    table and keep their streams alive; an honest peer is still served, in
+    place of the attackers' longest-waiting stream, and never of a stream at
+    work."""
+    import trio
+
+    from p2pshare.node.host import StreamError, open_host
+
+    monkeypatch.setattr(K, "KAD_STREAM_IDLE", 30.0)
+    attackers = TOTAL // PER_PEER
+    async with contextlib.AsyncExitStack() as stack:
+        server = await stack.enter_async_context(open_host(create_new_key_pair()))
+        server.new_kad_dht(server_mode=True, protocol=KAD)
+        held = []
+        for _ in range(attackers):
+            bad = await stack.enter_async_context(open_host(create_new_key_pair()))
+            await bad.connect(server.peer_id, server.listen_addrs(), timeout=5)
+            for _ in range(PER_PEER):
+                stream = await bad.open_stream(server.peer_id, KAD)
+                await stream.write(_find_node())  # answered: each waits for its next request
+                assert await _answer_or_end(stream, 5) is not None
+                held.append(stream)
+        honest = await stack.enter_async_context(open_host(create_new_key_pair()))
+        await honest.connect(server.peer_id, server.listen_addrs(), timeout=5)
+        for _ in range(3):
+            stream = await honest.open_stream(server.peer_id, KAD)
+            await stream.write(_find_node())
+            assert await _answer_or_end(stream, 5) is not None, "an honest request was refused"
+            await stream.reset()
+        ended = 0
+        for stream in held:  # the first ones opened waited longest: they made room
+            with contextlib.suppress(StreamError):
+                await stream.write(_find_node())
+            ended += await _answer_or_end(stream, 5) is None
+            await trio.sleep(0)
+        assert 1 <= ended <= 3, ended
 
 
 # -- signed peer records in KAD requests -------------------------------------------
