@@ -131,6 +131,7 @@ from libp2p.protocol_muxer.exceptions import MultiselectCommunicatorError
 
 from . import _libp2p_provider_table as _table
 from ._libp2p_identify import record_addrs
+from ._libp2p_kad_streams import KAD_SOURCE
 from ._libp2p_originals import ORIGINALS as _ORIGINALS
 from ._libp2p_rcmgr import manager_of
 from ._trio_race import first_of
@@ -292,7 +293,9 @@ def bounded_add_provider(self: Any, key: bytes, provider: Any) -> None:
     A new record that does not fit is ignored (ADD_PROVIDER has no answer to
     tell the sender); a provider refreshing a record it holds is kept, without
     addresses if its new ones do not fit (the spec lets a node store no
-    addresses). Our own records are never refused.
+    addresses). Our own records are never refused. Per key, one source holds
+    a few records at most and a full key makes room for a newcomer
+    (``_KeyRecords.room_for``).
     """
     from libp2p.peer.peerinfo import PeerInfo
 
@@ -302,16 +305,27 @@ def bounded_add_provider(self: Any, key: bytes, provider: Any) -> None:
     peer = str(provider.peer_id)
     addrs = _table.kept_addrs(provider.addrs)
     size = len(key) + sum(len(a.to_bytes()) for a in addrs)
+    source = KAD_SOURCE.get()
     current = table.get(key)
     if current is not None and peer in current:
         if table.bytes - current.size_of(peer) + size > _table.PROVIDER_BYTES:
             addrs = []
     elif provider.peer_id != self.local_peer_id:
         why = table.refusal(peer, size)
+        if why is None and current is not None:
+            room, victim = current.room_for(source, keep=str(self.local_peer_id))
+            if not room:
+                why = f"its source already holds {_table.PROVIDERS_PER_SOURCE} records of this key"
+            elif victim is not None:
+                logger.debug("provider record of %s ends to make room for %s", victim, peer)
+                del current[victim]
         if why is not None:
             logger.debug("provider record of %s not stored: %s", peer, why)
             return
     _ORIGINALS["kad_provider_bounds"](self, key, PeerInfo(provider.peer_id, addrs))
+    stored = table.get(key)
+    if stored is not None:
+        stored.note_source(peer, source)
 
 
 def peer_limit_keeps_self(self: Any) -> None:

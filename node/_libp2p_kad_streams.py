@@ -11,6 +11,7 @@ requests bounded at their length prefix, no answer to ADD_PROVIDER.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +22,7 @@ from libp2p.io.exceptions import MessageTooLarge
 from ._libp2p_originals import ORIGINALS as _ORIGINALS
 from ._libp2p_rcmgr import remote_ip
 
-__all__ = ["KAD_REQUEST_BYTES", "KAD_STREAM_IDLE", "kad_handle_stream", "kad_inbound_stream"]
+__all__ = ["KAD_REQUEST_BYTES", "KAD_SOURCE", "KAD_STREAM_IDLE", "kad_handle_stream", "kad_inbound_stream"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,10 @@ KAD_REQUEST_BYTES = 64 << 10
 #: Seconds a KAD stream may wait for its next whole request (go: 1 min).
 KAD_STREAM_IDLE = 10.0
 _KAD_ADD_PROVIDER = 2  # Message.MessageType.ADD_PROVIDER
+#: The source (address group) of the KAD stream whose request is being
+#: handled, for the provider store (``bounded_add_provider``): None on
+#: loopback, on a relayed connection, or outside a request.
+KAD_SOURCE: contextvars.ContextVar[str | None] = contextvars.ContextVar("p2ps_kad_source", default=None)
 
 
 def _is_lone_varint(data: bytes | bytearray | memoryview) -> bool:
@@ -155,7 +160,9 @@ async def kad_inbound_stream(self: Any, stream: Any) -> None:
     table: KadInbound = self.__dict__.setdefault("_p2ps_kad_inbound", KadInbound())
     scopes: dict[object, trio.CancelScope] = self.__dict__.setdefault("_p2ps_kad_scopes", {})
     key = object()
-    admission = table.admit(key, peer, _kad_group(stream), trio.current_time())
+    group = _kad_group(stream)
+    KAD_SOURCE.set(group)  # this task serves this stream only
+    admission = table.admit(key, peer, group, trio.current_time())
     if not admission.admitted:
         logger.debug("kad: no room for a stream from %s (%d served): reset", peer, len(table))
         await _reset_quietly(stream)

@@ -14,7 +14,7 @@ from typing import Any
 
 from p2pshare.sharecode.multiaddrs import IpClass, ip_class, ip_text
 
-__all__ = ["ProviderTable", "provider_table", "kept_addrs"]
+__all__ = ["ProviderTable", "provider_table", "kept_addrs", "PROVIDERS_PER_KEY", "PROVIDERS_PER_SOURCE"]
 
 #: Addresses kept per provider record (go keeps what the peerstore holds; 8 dialable addresses suffice).
 PROVIDER_ADDRS = 8
@@ -28,6 +28,13 @@ PROVIDER_RECORDS = 20_000
 PROVIDER_BYTES = 8 << 20
 #: What these bounds come to in Python objects at worst (tests/node/test_libp2p_kad_bounds.py: 38 MB).
 PROVIDER_MEMORY_MB = 40
+#: Providers kept per key (the spec's k; py-libp2p ignores a newcomer beyond it).
+PROVIDERS_PER_KEY = 20
+#: Providers of one key one source (an IPv4 address, an IPv6 /64) may have
+#: recorded: 20 throwaway identities from one host filled a short code's key
+#: before its sharer advertised it, and the sharer's record was never stored
+#: (a hostile-peer review, stop 43).
+PROVIDERS_PER_SOURCE = 2
 
 
 class _KeyRecords(MutableMapping[str, Any]):
@@ -38,13 +45,14 @@ class _KeyRecords(MutableMapping[str, Any]):
     mixins), so the table's counters stay exact at O(1) per change.
     """
 
-    __slots__ = ("_table", "_key", "_records", "_sizes")
+    __slots__ = ("_table", "_key", "_records", "_sizes", "_sources")
 
     def __init__(self, table: ProviderTable, key: bytes) -> None:
         self._table: ProviderTable | None = table
         self._key = key
         self._records: dict[str, Any] = {}
         self._sizes: dict[str, int] = {}
+        self._sources: dict[str, str] = {}  # peer -> the source its ADD_PROVIDER came from, where counted
 
     def __getitem__(self, peer: str) -> Any:
         return self._records[peer]
@@ -68,12 +76,46 @@ class _KeyRecords(MutableMapping[str, Any]):
 
     def __delitem__(self, peer: str) -> None:
         del self._records[peer]
+        self._sources.pop(peer, None)
         size = self._sizes.pop(peer)
         if self._table is not None:
             self._table._uncounted(peer, size)
 
     def size_of(self, peer: str) -> int:
         return self._sizes[peer]
+
+    def note_source(self, peer: str, source: str | None) -> None:
+        """``peer``'s record came from ``source`` (None: loopback, relayed or
+        unknown, not counted per source)."""
+        if peer in self._records and source is not None:
+            self._sources[peer] = source
+
+    def room_for(self, source: str | None, keep: str) -> tuple[bool, str | None]:
+        """May a new provider from ``source`` be recorded, and whose record
+        must go first to make room (never ``keep``'s, our own)?
+
+        A source holds at most :data:`PROVIDERS_PER_SOURCE` records of a key.
+        A full key takes a newcomer in place of a record of the source that
+        holds the most of it, the oldest first, so records made ahead of a
+        sharer cannot keep it out; a refused newcomer is only one whose own
+        source is at its share."""
+        held: dict[str, int] = {}
+        for src in self._sources.values():
+            held[src] = held.get(src, 0) + 1
+        if source is not None and held.get(source, 0) >= PROVIDERS_PER_SOURCE:
+            return False, None
+        if len(self._records) < PROVIDERS_PER_KEY:
+            return True, None
+        best: tuple[int, float] | None = None
+        victim: str | None = None
+        for peer, record in self._records.items():
+            if peer == keep:
+                continue
+            origin = self._sources.get(peer)
+            rank = (held[origin] if origin is not None else 1, -float(getattr(record, "timestamp", 0.0)))
+            if best is None or rank > best:
+                best, victim = rank, peer
+        return victim is not None, victim
 
 
 class ProviderTable(MutableMapping[bytes, _KeyRecords]):

@@ -154,6 +154,96 @@ def test_keys_per_provider(monkeypatch: pytest.MonkeyPatch) -> None:
     assert table.keys_of(str(PEERS[0])) == 5 and store.get_providers(keys[6])
 
 
+def _fresh_peers(n: int) -> list[ID]:
+    return [ID.from_pubkey(create_new_key_pair().public_key) for _ in range(n)]
+
+
+def test_providers_made_ahead_of_a_sharer_do_not_keep_it_out() -> None:
+    """A hostile-peer review (stop 43): 20 throwaway identities advertised a
+    short code's key before its sharer did; py-libp2p keeps the first 20
+    providers of a key and ignored the sharer's record. A full key now takes
+    a newcomer in place of the oldest record (of the source holding most)."""
+    store = _store()
+    key = os.urandom(34)
+    fakes = _fresh_peers(T.PROVIDERS_PER_KEY)
+    for i, fake in enumerate(fakes):
+        store.add_provider(key, PeerInfo(fake, _addrs(1)))
+        store.providers[key][str(fake)].timestamp -= 100 - i  # the first made is the oldest
+    sharer = _fresh_peers(1)[0]
+    store.add_provider(key, PeerInfo(sharer, _addrs(2)))
+    got = {str(info.peer_id) for info in store.get_providers(key)}
+    assert str(sharer) in got and str(fakes[0]) not in got and len(got) == T.PROVIDERS_PER_KEY
+    _check_counts(store)
+
+
+def test_one_source_holds_few_providers_of_a_key() -> None:
+    """Records count per source (the address an ADD_PROVIDER came from, set
+    by the KAD stream handler): one host's many identities hold at most
+    PROVIDERS_PER_SOURCE records of a key, and when the key is full the
+    source holding the most gives way first."""
+    store = _store()
+    key = os.urandom(34)
+    token = K.KAD_SOURCE.set("203.0.113.7")
+    try:
+        for peer in _fresh_peers(5):
+            store.add_provider(key, PeerInfo(peer, _addrs(1)))
+    finally:
+        K.KAD_SOURCE.reset(token)
+    assert len(store.get_providers(key)) == T.PROVIDERS_PER_SOURCE
+    for i, peer in enumerate(_fresh_peers(T.PROVIDERS_PER_KEY - T.PROVIDERS_PER_SOURCE)):
+        token = K.KAD_SOURCE.set(f"198.51.100.{i}")
+        try:
+            store.add_provider(key, PeerInfo(peer, _addrs(1)))
+        finally:
+            K.KAD_SOURCE.reset(token)
+    assert len(store.providers[key]) == T.PROVIDERS_PER_KEY
+    crowded = set(list(store.providers[key])[: T.PROVIDERS_PER_SOURCE])  # the first source's two
+    token = K.KAD_SOURCE.set("192.0.2.99")
+    try:
+        newcomer = _fresh_peers(1)[0]
+        store.add_provider(key, PeerInfo(newcomer, _addrs(1)))
+    finally:
+        K.KAD_SOURCE.reset(token)
+    kept = set(store.providers[key])
+    assert str(newcomer) in kept and len(crowded - kept) == 1  # one of the crowded source's records went
+    _check_counts(store)
+
+
+async def test_a_real_server_stores_the_sharer_after_20_fake_providers() -> None:
+    """The review's attack through real hosts: 20 identities send
+    ADD_PROVIDER for a key, then the sharer; GET_PROVIDERS names the sharer."""
+    import trio
+
+    from p2pshare.node.discovery._rpc import KadClient
+    from p2pshare.node.host import open_host
+
+    key = b"\x12\x20" + os.urandom(32)
+    async with contextlib.AsyncExitStack() as stack:
+        server = await stack.enter_async_context(open_host(create_new_key_pair()))
+        server.new_kad_dht(server_mode=True, protocol=KAD)
+        addrs = server.listen_addrs()
+        hosts = [await stack.enter_async_context(open_host(create_new_key_pair())) for _ in range(21)]
+        for host in hosts:  # one at a time: a burst of handshakes from one address is refused
+            await host.connect(server.peer_id, addrs, timeout=5)
+
+        async def advertise(host: Any) -> None:
+            client = KadClient(host, timeout=5)
+            await client.add_provider(server.peer_id, addrs, key, host.peer_id_bytes, host.listen_addrs())
+
+        async with trio.open_nursery() as nursery:  # 20 fakes, then the sharer
+            for fake in hosts[:-1]:
+                nursery.start_soon(advertise, fake)
+        host = hosts[-1]
+        await advertise(host)
+        client = KadClient(host, timeout=5)
+        with trio.fail_after(10):
+            while True:
+                answer = await client.get_providers(server.peer_id, addrs, host.peer_id_bytes, key)
+                if host.peer_id_bytes in {p.peer_id for p in answer.providers}:
+                    break
+                await trio.sleep(0.1)
+
+
 def test_records_in_all_and_our_own(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(T, "PROVIDER_RECORDS", 10)
     store = _store()
