@@ -27,6 +27,7 @@ __all__ = [
     "upgrade_punched",
     "direct_conns",
     "relayed_conns",
+    "dialed_via_relay",
     "dial_direct",
     "dial_first",
     "watch_connections",
@@ -60,6 +61,12 @@ def direct_conns(host: Host, peer_id: str) -> list[Connection]:
 
 def relayed_conns(host: Host, peer_id: str) -> list[Connection]:
     return [c for c in host.connections(peer_id) if is_relayed(c)]
+
+
+def dialed_via_relay(host: Host, peer_id: str) -> bool:
+    """Did we open a relayed connection to ``peer_id`` (DCUtR's A, which
+    answers the rounds the peer it dialed starts)?"""
+    return any(is_relayed(c) and not is_inbound(c) for c in host.connections(peer_id))
 
 
 def stream_count(conn: Connection) -> int:

@@ -131,3 +131,43 @@ async def test_upgrades_we_start_are_budgeted_per_peer() -> None:
                     while node.is_connected(attacker.peer_id):
                         await trio.sleep(0.05)
     assert len(set(started)) == 2, started  # 4 relayed connections, 2 upgrades
+
+
+async def test_a_peer_that_dialed_us_through_a_relay_gets_no_rounds_answered() -> None:
+    """A hostile-peer review (stop 43): any peer with a relayed connection
+    could start rounds, so a stranger dialing us through our own relay spent
+    the whole answer budget (30 streams, reset at once) and nobody's upgrade
+    was answered for the rest of the minute. Rounds come from the peer that
+    accepted our relayed connection (the spec's B; go resets them on inbound
+    connections too): the stranger's streams are reset before any budget is
+    spent, and the peer we dialed is still answered."""
+    cfg = PunchConfig(allow_loopback=True, fresh_ports=False, round_window=0.3, answer_per_peer=3, answer_per_minute=3)
+    victim_addrs = tuple(encode_addr(f"/ip4/127.0.0.1/tcp/{p}") for p in _closed_ports(1))
+    async with relay_and_hosts(3) as (relay, _server, (stranger, node, honest)):
+        relay_addr = f"{relay.listen_addrs()[0]}/p2p/{relay.peer_id}"
+        async with (
+            open_relay_client(node, [relay_addr]) as held,
+            open_relay_client(honest, [relay_addr]) as honest_held,
+            open_dcutr(node, cfg, rng=random.Random(1)),
+            open_relay_client(stranger, []) as stranger_client,
+        ):
+            assert await held.wait_reserved(5) and await honest_held.wait_reserved(5)
+            await stranger_client.dial_via_relay(node.peer_id, f"{relay_addr}/p2p-circuit/p2p/{node.peer_id}")
+
+            async def round_from(peer) -> bool:  # type: ignore[no-untyped-def]
+                try:
+                    stream = await peer.open_stream(node.peer_id, PROTOCOL_ID)
+                    await stream.write(encode(HolePunch(MsgType.CONNECT, victim_addrs)))
+                    reply = await read_message(stream.read)
+                    await stream.write(encode(HolePunch(MsgType.SYNC)))
+                except (HostError, WireError, EOFError):
+                    return False
+                return reply.type is MsgType.CONNECT
+
+            for _ in range(6):  # twice the budget, one after the other
+                assert not await round_from(stranger)
+            await held.dial_via_relay(honest.peer_id, f"{relay_addr}/p2p-circuit/p2p/{honest.peer_id}")
+            with trio.fail_after(5):
+                while not honest.is_connected(node.peer_id):
+                    await trio.sleep(0.02)
+            assert await round_from(honest)  # the budget is whole
