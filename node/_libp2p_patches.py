@@ -403,7 +403,9 @@ DEPENDS: dict[str, tuple[tuple[Any, str, str], ...]] = {
         ),
     ),
     "yamux_flow_control": (
-        # Creates each stream's buffer with ``stream_buffers[sid] = bytearray()``,
+        # Creates each stream's buffer with ``stream_buffers[sid] = bytearray()``
+        # and its event right after ``streams[sid]`` (``_StreamEvents`` drops
+        # events for streams not in ``streams``),
         # grows it with ``.extend`` before debiting ``recv_window``, and closes
         # the connection when ``event_shutting_down`` is set.
         (_YC, "handle_incoming", "ad15ff6943feac206c7abfbf77f2142a64bb5edbe9085e3ccdda371736abdc7b"),

@@ -199,9 +199,35 @@ class _StreamBuffers(dict[int, Any]):
         super().__setitem__(sid, value)
 
 
+class _StreamEvents(dict[int, Any]):
+    """``Yamux.stream_events`` that holds events for live streams only.
+
+    Upstream's readers (``Yamux.read_stream``, ``YamuxStream.read``) wait on
+    a stream's event, then put a fresh one in its place unconditionally; when
+    the stream ended and was forgotten during the wait, that put an entry
+    back for a stream nobody will ever clean up (the stale-stream sweep walks
+    ``streams`` only). The side answering requests on a long-lived
+    connection kept ~410 bytes per stream it answered until the connection
+    closed: 20,176 entries, +8 MB, after ~32,000 streams on one connection
+    to a relay (a long-uptime review, stop 43). Upstream creates a stream's
+    entry right after the stream itself, so an event for a stream not in
+    ``streams`` is dropped here; the reader then finds no entry and ends the
+    read as upstream does for a stream removed meanwhile."""
+
+    def __init__(self, streams: dict[int, Any]) -> None:
+        super().__init__()
+        self._streams = streams
+
+    def __setitem__(self, sid: int, event: Any) -> None:
+        if sid in self._streams:
+            super().__setitem__(sid, event)
+
+
 def yamux_init_bounded(self: Any, *args: Any, **kwargs: Any) -> None:
-    """``Yamux.__init__``, then stream buffers that enforce flow control, and
-    the session linked to its muxer for the plain-DATA fast path (P10)."""
+    """``Yamux.__init__``, then stream buffers that enforce flow control,
+    stream events for live streams only (:class:`_StreamEvents`), and the
+    session linked to its muxer for the plain-DATA fast path (P10)."""
     _ORIGINALS["yamux_flow_control"](self, *args, **kwargs)
     self.stream_buffers = _StreamBuffers(self)
+    self.stream_events = _StreamEvents(self.streams)
     link_session(self)

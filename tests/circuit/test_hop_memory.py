@@ -114,3 +114,22 @@ def test_the_limits_bulk_window_is_the_one_granted() -> None:
     from p2pshare.node.rcmgr.limits import BULK_WINDOW
 
     assert BULK_WINDOW == RECV_WINDOW
+
+
+async def test_reservations_refreshed_on_one_connection_leave_no_stream_events() -> None:
+    """A long-uptime review (stop 43): a relay kept one yamux ``stream_events``
+    entry for every stream it answered on a long-lived connection (upstream's
+    readers put a fresh event back after the stream was forgotten): 2,199 of
+    2,212 RESERVE streams, ~410 bytes each, until the connection closed."""
+    from p2pshare.node.circuit.wire import HopMessage, HopType
+    from tests.relay._util import hop
+
+    async with relay_and_hosts(1) as (relay, _server, (peer,)):
+        for _ in range(200):
+            answer, stream = await hop(peer, relay, HopMessage(HopType.RESERVE))
+            assert answer.status is Status.OK
+            await stream.close_write()
+        await trio.sleep(0.3)
+        [conn] = relay.libp2p.get_network().connections[peer.libp2p.get_id()]
+        events = conn.muxed_conn.stream_events
+        assert len(events) <= 2, len(events)
