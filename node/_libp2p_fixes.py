@@ -329,20 +329,25 @@ def bounded_add_provider(self: Any, key: bytes, provider: Any) -> None:
 
 
 def peer_limit_keeps_self(self: Any) -> None:
-    """``PeerStore._enforce_peer_limit`` that never evicts our own entry.
+    """``PeerStore._enforce_peer_limit`` that never evicts our own entry, and
+    evicts the peers we are connected to last.
 
     Same order as upstream (entries without addresses, then expired ones,
     then the oldest), over every entry except those holding a private key:
     only the host's own entry has one, and without it the host cannot sign
-    or answer identify.
+    or answer identify. Upstream's order ignores connections: on a node
+    that met ~1,000 other peers, its relay's entry (among the oldest) went
+    while connected, and with it the addresses and protocols AutoRelay,
+    DCUtR and the DHT read (a long-uptime review, stop 43).
     """
     if len(self.peer_data_map) <= self.max_peers:
         return
     to_evict = len(self.peer_data_map) - self.max_peers
+    connections = getattr(self, "_p2ps_connections", {})
 
-    def evict_priority(item: tuple[Any, Any]) -> tuple[bool, bool]:
-        _, data = item
-        return (not data.get_addrs(), data.is_expired())
+    def evict_priority(item: tuple[Any, Any]) -> tuple[bool, bool, bool]:
+        peer_id, data = item
+        return (not connections.get(peer_id), not data.get_addrs(), data.is_expired())
 
     others = [item for item in self.peer_data_map.items() if getattr(item[1], "privkey", None) is None]
     for peer_id, _ in sorted(others, key=evict_priority, reverse=True)[:to_evict]:

@@ -167,6 +167,9 @@ def build_host(key_pair: KeyPair, maddrs: list[multiaddr.Multiaddr], limits: Lim
     network: Any = host.get_network()
     network.set_resource_manager(None)
     _libp2p_rcmgr.attach(network, ResourceManager(limits or DEFAULT_LIMITS))
+    # The peerstore's eviction (``_libp2p_fixes.peer_limit_keeps_self``) keeps
+    # the peers we are connected to: it reads the swarm's connection table.
+    host.get_peerstore()._p2ps_connections = network.connections  # type: ignore[attr-defined]
     return host
 
 

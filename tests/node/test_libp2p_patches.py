@@ -535,6 +535,27 @@ def test_peerstore_limit_never_evicts_the_host_itself() -> None:
     assert b.pubkey(me) is not None and b.privkey(me) is not None
 
 
+def test_peerstore_limit_evicts_connected_peers_last() -> None:
+    """A long-uptime review (stop 43): upstream's order ignores
+    connections, so a node's relay (one of its oldest entries) could be
+    evicted while connected, with the addresses and protocols we read."""
+    store, _ = _store_with_others(7, own=False)
+    oldest = list(store.peer_data_map)[:4]  # with and without addresses, expired or not
+    store._p2ps_connections = {pid: ["a connection"] for pid in oldest}
+    peer_limit_keeps_self(store)
+    assert len(store.peer_data_map) == 7 and all(pid in store.peer_data_map for pid in oldest)
+
+
+async def test_a_hosts_peerstore_knows_its_connections() -> None:
+    from p2pshare.node.host import open_host
+
+    async with open_host(create_new_key_pair()) as a, open_host(create_new_key_pair()) as b:
+        await a.connect(b.peer_id, b.listen_addrs(), timeout=5)
+        store = a.libp2p.get_peerstore()
+        assert store._p2ps_connections is a.libp2p.get_network().connections
+        assert store._p2ps_connections.get(b.libp2p.get_id())
+
+
 async def test_host_answers_identify_after_more_peers_than_the_peerstore_holds() -> None:
     """The crash itself: a host whose peerstore overflowed still answers
     identify (upstream raised in the handler and the process exited)."""
