@@ -223,13 +223,10 @@ class DCUtR:
     async def handle_stream(self, stream: LibP2PByteStream) -> None:
         peer = stream.remote_peer_id
         if not lp.dialed_via_relay(self.host, peer):
-            # DCUtR's rounds come from B, the peer that accepted a relayed
-            # connection, to A, which dialed it (spec; go-libp2p resets a
-            # hole-punch stream on an inbound connection too). Answering any
-            # peer with a relayed connection let a stranger dial us through
-            # our own relay and spend our whole answer budget with 30 empty
-            # streams a minute, so nobody's upgrade was answered (a
-            # hostile-peer review, stop 43).
+            # Rounds come from B, which accepted a relayed connection, to A,
+            # which dialed it (spec; go resets them on inbound connections).
+            # Any relayed peer let a stranger dial us through our relay and
+            # spend the whole answer budget (a hostile-peer review, stop 43).
             await stream.reset()
             return
         started = trio.current_time()
