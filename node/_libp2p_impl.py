@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -379,6 +380,17 @@ class KadTable:
 
     def remove(self, peer: bytes) -> None:
         self.dht.routing_table.remove_peer(ID(peer))
+
+    def ages(self, at_least: float) -> list[tuple[str, float]]:
+        """(peer, seconds since seen) of the table's peers not seen (added, or
+        re-added when they answered or asked us as servers) for ``at_least``."""
+        now = time.time()
+        return [
+            (peer_id.to_base58(), now - seen)
+            for bucket in self.dht.routing_table.buckets
+            for peer_id, (_, seen) in bucket.peers.items()
+            if now - seen >= at_least
+        ]
 
     async def add(self, peer_id: str, addrs: list[multiaddr.Multiaddr]) -> None:
         info = PeerInfo(ID.from_base58(peer_id), addrs)

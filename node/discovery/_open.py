@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from p2pshare.node import _libp2p_records as records
 from p2pshare.node.host import Host
 from p2pshare.sharecode.multiaddrs import trailing_peer
 
 from ._rpc import PROTOCOL_ID as KAD_PROTOCOL_ID
 from .dnsaddr import TxtLookup, resolve_bootstrap
-from .lookup import rejoin_needed
+from .lookup import STALE_AFTER, rejoin_needed, stale_to_drop
 from .peers import normalize_addr
 from .peers_file import load_peers_file, merge_remembered, save_peers_file
 from .service import Discovery, Target
@@ -116,6 +117,25 @@ def _save(disc: Discovery, path: Path) -> None:
 
 
 _SELF_ADDR_TTL = 3 * 3600
+#: Seconds between two checks of the routing table for peers long gone.
+TABLE_PRUNE_EVERY = 600.0
+
+
+def prune_stale(disc: Discovery) -> int:
+    """Forget routing-table peers long gone (``lookup.stale_to_drop``); how many."""
+    ages = disc.table.ages(STALE_AFTER)
+    drop = stale_to_drop(ages, disc.host.is_connected, lambda p: bool(disc.host.peer_addrs(p)), disc.table.size())
+    for peer in drop:
+        disc.table.remove(records.peer_id_to_bytes(peer))  # base58 from our own table: valid
+    if drop:
+        logger.debug("dht: dropped %d routing-table peers long gone", len(drop))
+    return len(drop)
+
+
+async def _prune_stale_forever(disc: Discovery) -> None:
+    while True:
+        await trio.sleep(TABLE_PRUNE_EVERY)
+        prune_stale(disc)
 
 
 def _publish_self_addrs(disc: Discovery) -> None:
@@ -222,6 +242,7 @@ async def open_discovery(
                 )
 
             await nursery.start(serve_routing)
+            nursery.start_soon(_prune_stale_forever, disc)
             yield disc
             nursery.cancel_scope.cancel()
     finally:

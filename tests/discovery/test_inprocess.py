@@ -14,6 +14,7 @@ from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.kad_dht.pb.kademlia_pb2 import Message, Record
 from libp2p.peer.id import ID
+from multiaddr import Multiaddr
 
 from p2pshare.node.discovery import Discovery, DiscoveryError, open_discovery, provider_cid, wire
 from p2pshare.node.discovery._rpc import KadClient, RpcError
@@ -268,3 +269,50 @@ async def test_a_lookup_that_found_its_target_does_not_wait_for_a_silent_peer() 
             mute.close()
     assert target_addr in addrs
     assert took < service.FOUND_GRACE + 2.5 < per_query, took  # used to wait out the silent peer
+
+
+async def test_routing_table_peers_long_gone_are_forgotten() -> None:
+    """A long-uptime review (stop 43): py-libp2p's table never forgets a
+    peer, so a long-lived DHT server answered FIND_NODE mostly with peers
+    long gone. Dropped: those not seen for an hour whose addresses we no
+    longer hold, and any not seen for a day; kept: a connected one, one
+    with addresses, a fresh one, and always the last entry."""
+    import time
+
+    from p2pshare.node.discovery._open import prune_stale
+    from p2pshare.node.discovery.lookup import FORGET_AFTER, STALE_AFTER
+
+    async with _node() as (host, disc), _node() as (live, _), _node() as (fresh, _):
+        no_addrs = [ID.from_pubkey(create_new_key_pair().public_key) for _ in range(2)]
+        with_addrs, ancient = (ID.from_pubkey(create_new_key_pair().public_key) for _ in range(2))
+        for pid in (*no_addrs, with_addrs, ancient):
+            await disc.table.add(pid.to_base58(), [Multiaddr("/ip4/127.0.0.1/tcp/9")])
+        for peer in (live, fresh):
+            await disc.table.add(peer.peer_id, [Multiaddr(a) for a in peer.listen_addrs()])
+        await host.connect(live.peer_id, live.listen_addrs(), timeout=5)
+        store = host.libp2p.get_peerstore()
+        for pid in no_addrs:
+            store.clear_addrs(pid)
+        store.add_addrs(with_addrs, [Multiaddr("/ip4/127.0.0.1/tcp/9")], 3600)
+        store.add_addrs(ancient, [Multiaddr("/ip4/127.0.0.1/tcp/9")], 3600)
+        table = disc.table.dht.routing_table
+        ages = {**dict.fromkeys((*no_addrs, with_addrs), 2 * STALE_AFTER), ancient: FORGET_AFTER + 1}
+        ages[ID.from_base58(live.peer_id)] = FORGET_AFTER + 1
+        for pid, age in ages.items():
+            bucket = table.find_bucket(pid)
+            info, _ = bucket.peers[pid]
+            bucket.peers[pid] = (info, time.time() - age)
+        assert prune_stale(disc) == 3
+        assert set(disc.table.peer_ids()) == {live.peer_id, fresh.peer_id, with_addrs.to_base58()}
+
+
+def test_stale_to_drop_keeps_connected_peers_and_one_entry() -> None:
+    from p2pshare.node.discovery.lookup import FORGET_AFTER, STALE_AFTER, stale_to_drop
+
+    hour, day = STALE_AFTER, FORGET_AFTER
+    ages = [("a", hour), ("b", hour), ("c", day), ("d", hour - 1)]
+    addrs = {"b"}
+    assert stale_to_drop(ages, lambda p: False, lambda p: p in addrs, size=10) == ["a", "c"]
+    assert stale_to_drop(ages, lambda p: p == "a", lambda p: p in addrs, size=10) == ["c"]
+    assert stale_to_drop(ages, lambda p: False, lambda p: False, size=3) == ["a", "b"]  # never empty
+    assert stale_to_drop([], lambda p: False, lambda p: False, size=0) == []
