@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from p2pshare.sharecode import ShareCode
 
 from p2pshare.node.identity import IDENTITY_FILE_NAME, identity_slots
-from p2pshare.node.shares_db import ShareRecord, forget_record, load_record, save_record
+from p2pshare.node.shares_db import ShareRecord, forget_record, load_record, prune_records, save_record
 from p2pshare.node.textshare import TEXT_MARK
 from p2pshare.sharecode.multiaddrs import first_tcp_port, is_circuit
 
@@ -241,6 +241,7 @@ async def _serve(
             if opts.description != TEXT_MARK:  # a text share is new each time
                 as_id = used.name if used is not None and not opts.identity and used.parent == home else None
                 save_record(home, paths, name, ShareRecord(info.code.encryption_key, info.code.share_code, port, as_id))
+                prune_records(home)
             code = info.encode()
             legacy = info.legacy.encode() if info.legacy else None
             offer = (

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,3 +103,42 @@ def forget_record(home: Path, paths: list[Path], name: str) -> None:
         _record_path(home, paths, name).unlink()
     except FileNotFoundError:
         pass
+
+
+#: A record not written (shared again) for this long is deleted: it holds a
+#: share key, and a code not handed out again in months is not waited for.
+RECORD_MAX_AGE = 90 * 86400.0
+#: A ``.tmp`` file this old was left by a write a crash cut short.
+_TMP_MAX_AGE = 3600.0
+#: Entries looked at per prune (a data directory is not a filing cabinet).
+_PRUNE_SCAN = 10_000
+
+
+def prune_records(home: Path, now: float | None = None) -> int:
+    """Delete share records last written more than :data:`RECORD_MAX_AGE`
+    ago and ``.tmp`` leftovers; returns how many went. Best effort: the
+    share goes on whatever fails here.
+
+    Records used to stay for ever, each with the key of a share long
+    stopped (a long-uptime review, stop 43). Sharing the same paths writes
+    the record again, so a share still in use keeps its code."""
+    now = time.time() if now is None else now
+    gone = 0
+    try:
+        with os.scandir(home / "shares") as entries:
+            for count, entry in enumerate(entries):
+                if count >= _PRUNE_SCAN:
+                    break
+                name = entry.name
+                limit = _TMP_MAX_AGE if name.endswith(".tmp") else RECORD_MAX_AGE
+                if not (name.endswith(".json") or name.endswith(".tmp")) or not entry.is_file(follow_symlinks=False):
+                    continue
+                try:
+                    if now - entry.stat(follow_symlinks=False).st_mtime > limit:
+                        os.unlink(entry.path)
+                        gone += 1
+                except OSError:
+                    continue
+    except OSError:
+        return gone
+    return gone

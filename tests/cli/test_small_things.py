@@ -60,6 +60,36 @@ def test_share_says_when_it_reuses_an_earlier_code(tmp_path: Path, sharer: Share
     assert fresh["reused"] is False and fresh["share_code"] != shared["share_code"]
 
 
+def test_share_records_not_used_for_90_days_are_deleted(tmp_path: Path, sharer: Sharer) -> None:
+    """Each share's record (with its key) stayed in the data directory for
+    ever (a long-uptime review, stop 43). The next share deletes those not
+    written for 90 days and leftovers of cut-short writes; the rest stay."""
+    import os
+    import time
+
+    home = tmp_path / "sh"
+    old, recent = tmp_path / "old.txt", tmp_path / "recent.txt"
+    old.write_text("o")
+    recent.write_text("r")
+    for src in (old, recent):
+        proc, _ = sharer(src, home=home)
+        proc.close()
+    records = {p.name: p for p in (home / "shares").glob("*.json")}
+    assert len(records) == 2
+    months = time.time() - 91 * 86400
+    stale = next(iter(records.values()))
+    os.utime(stale, (months, months))
+    leftover = home / "shares" / "x.json.1234abcd.tmp"
+    leftover.write_text("{")
+    os.utime(leftover, (time.time() - 7200,) * 2)
+    third = tmp_path / "third.txt"
+    third.write_text("t")
+    sharer(third, home=home)
+    left = {p.name for p in (home / "shares").iterdir()}
+    assert stale.name not in left and leftover.name not in left
+    assert len(left) == 2, left  # the other record and the third share's
+
+
 def test_share_qr_shows_the_code_as_a_qr_code(tmp_path: Path) -> None:
     import io
 
