@@ -423,3 +423,21 @@ def test_rejoin_when_the_table_is_empty_or_nobody_in_it_answers() -> None:
     assert not rejoin_needed(1, None)  # no refresh yet
     assert not rejoin_needed(3, _stats(answered=1, failed=2))
     assert not rejoin_needed(1, _stats(answered=0, failed=0))  # asked nobody: the table decides
+
+
+async def test_an_answer_dribbled_one_byte_per_read_is_read_whole() -> None:
+    """_read_frame gathers in a bytearray (a hostile server dribbling its
+    answer made ``bytes +=`` copy the whole so far at each byte)."""
+    from p2pshare.node.discovery._rpc import _read_frame
+    from p2pshare.node.pbwire import frame
+
+    class Dribble:
+        def __init__(self, data: bytes) -> None:
+            self.data, self.pos = data, 0
+
+        async def read(self, n: int) -> bytes:
+            self.pos += 1
+            return self.data[self.pos - 1 : self.pos]
+
+    body = bytes(range(256)) * 40
+    assert await _read_frame(Dribble(frame(body) + b"next")) == body  # type: ignore[arg-type]
