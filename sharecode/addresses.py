@@ -24,7 +24,7 @@ import multiaddr.exceptions
 from .errors import ShareCodeError, quote
 from .peerid import peer_id_to_bytes
 
-__all__ = ["MAX_ADDRESSES", "MAX_ADDRESS_CHARS", "host_multiaddr", "validate_multiaddr"]
+__all__ = ["MAX_ADDRESSES", "MAX_ADDRESS_CHARS", "host_multiaddr", "is_shareable", "validate_multiaddr"]
 
 MAX_ADDRESSES = 32
 MAX_ADDRESS_CHARS = 1024
@@ -139,6 +139,15 @@ def _canonical(text: str, peer_id: str) -> str:
             raise _Bad("peer ID after p2p-circuit differs from the code's peer_id")
         out += ["p2p", rest[1]]
     return "/" + "/".join(out)
+
+
+def is_shareable(text: str, peer_id: str) -> bool:
+    """Can a share code of ``peer_id`` hold this address (:func:`validate_multiaddr`)?"""
+    try:
+        validate_multiaddr(text, peer_id)
+    except ShareCodeError:
+        return False
+    return True
 
 
 def validate_multiaddr(text: object, peer_id: str, index: int = 1) -> str:

@@ -15,7 +15,16 @@ import multiaddr
 
 from p2pshare.node.circuit.wire import Limit, Status
 from p2pshare.node.host import DialError
-from p2pshare.sharecode.multiaddrs import IpClass, ip_class, ip_text, is_circuit, relay_of, with_peer
+from p2pshare.sharecode.multiaddrs import (
+    IpClass,
+    ip_class,
+    ip_text,
+    is_circuit,
+    is_dialable_tcp,
+    relay_of,
+    trailing_peer,
+    with_peer,
+)
 
 __all__ = [
     "CARRIES_DATA_BYTES",
@@ -28,6 +37,9 @@ __all__ = [
 ]
 
 _MAX_ADDRS_PER_RELAY = 8
+#: Announced addresses looked at (the wire allows 32): TCP ones may come
+#: after the relay's /ws, /quic-v1 and /webtransport ones.
+_MAX_ANNOUNCED = 32
 
 #: A relay whose circuits may carry at least this much per direction (or
 #: are unlimited) can carry a transfer; others only help to hole-punch.
@@ -86,17 +98,24 @@ def parse_relay_addr(addr: str) -> tuple[str, str]:
 def decode_relay_addrs(raw: Sequence[bytes], relay_peer_id: str, *, keep_loopback: bool = False) -> tuple[str, ...]:
     """The relay's announced addresses, fit for our circuit addresses.
 
-    Loopback and link-local ones are dropped (js-libp2p relays announce
-    their 127.0.0.1: a receiver elsewhere would dial its own host), unless
-    we reached the relay on loopback ourselves (one machine).
+    Only plain TCP ones (``/HOST/<h>/tcp/<port>``, then at most this
+    relay's ``/p2p/``) are kept: our host dials TCP only, and a share code
+    holds nothing else. go and js relays also announce ``/ws``,
+    ``/webtransport/…`` and ``/webrtc-direct`` addresses; one of them in a
+    reservation made ``share`` end with "bad share code", no code printed
+    (a hostile-peer review, stop 43). Loopback and link-local ones are
+    dropped (js-libp2p relays announce their 127.0.0.1: a receiver elsewhere
+    would dial its own host), unless we reached the relay on loopback
+    ourselves (one machine).
     """
     out: list[str] = []
-    for b in raw[:_MAX_ADDRS_PER_RELAY]:
+    for b in raw[:_MAX_ANNOUNCED]:
         try:
             text = str(multiaddr.Multiaddr(b))
         except Exception:
             continue
-        if is_circuit(text):
+        bare = text.rsplit("/p2p/", 1)[0] if trailing_peer(text) is not None else text
+        if is_circuit(text) or not is_dialable_tcp(bare):
             continue
         cls = ip_class(ip_text(text) or "")
         if cls is IpClass.LINK_LOCAL or (cls is IpClass.LOOPBACK and not keep_loopback):
@@ -105,4 +124,4 @@ def decode_relay_addrs(raw: Sequence[bytes], relay_peer_id: str, *, keep_loopbac
         if full is None:
             continue  # names another peer: not usable as this relay's address
         out.append(full)
-    return tuple(dict.fromkeys(out))
+    return tuple(dict.fromkeys(out))[:_MAX_ADDRS_PER_RELAY]

@@ -161,3 +161,28 @@ def test_voucher_round_trip_and_tamper() -> None:
     other = create_new_key_pair()
     with pytest.raises(VoucherError):  # signed by someone who is not the relay named inside
         open_voucher(make_voucher(other.private_key, relay_id, PID, 1))
+
+
+def test_only_tcp_relay_addresses_are_kept_even_after_many_others() -> None:
+    """go and js relays announce /ws, /webtransport, QUIC and WebRTC
+    addresses too; one in a reservation made ``share`` print no code (stop
+    43). Only plain TCP ones are kept, looked for among all 32 announced."""
+    import multiaddr
+
+    from p2pshare.node.circuit.types import decode_relay_addrs
+    from p2pshare.sharecode.addresses import is_shareable
+
+    relay = "12D3KooWJD8XE1cqqybQcFt7cxxC7mzT2s79XcdBjz5oVbd1DGCT"
+    others = [f"/ip4/203.0.113.7/tcp/{4000 + i}/ws" for i in range(10)] + [
+        "/ip4/203.0.113.7/udp/4001/quic-v1/webtransport",
+        "/ip4/203.0.113.7/udp/4002/webrtc-direct",
+    ]
+    raw = [
+        multiaddr.Multiaddr(a).to_bytes()
+        for a in [*others, "/ip4/203.0.113.7/tcp/4001", f"/dns4/r.example/tcp/443/p2p/{relay}"]
+    ]
+    kept = decode_relay_addrs(raw, relay)
+    assert kept == (f"/ip4/203.0.113.7/tcp/4001/p2p/{relay}", f"/dns4/r.example/tcp/443/p2p/{relay}")
+    sharer = "12D3KooWNVGUcK31QppYgNygNRDP95GSXH8EzFZ23tmjmeRPw8JB"
+    assert all(is_shareable(f"{a}/p2p-circuit/p2p/{sharer}", sharer) for a in kept)
+    assert not is_shareable(f"/ip4/203.0.113.7/tcp/4000/ws/p2p/{relay}/p2p-circuit/p2p/{sharer}", sharer)

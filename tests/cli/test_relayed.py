@@ -191,3 +191,24 @@ def test_a_receiver_reserves_no_slot_on_its_relays(tmp_path: Path, procs: list[P
     stats = [e for e in relay.events_until("no such event", 1.0) if e["event"] == "relay_stats"]
     assert len(stats) >= 3, stats
     assert sum(e["reservations"] for e in stats) == 0, stats  # every period since the relay started
+
+
+def test_a_relay_announcing_ws_and_quic_addresses_still_gives_a_code(tmp_path: Path, sharer) -> None:  # type: ignore[no-untyped-def]
+    """A reservation naming a ``/ws`` (or QUIC, WebTransport, WebRTC)
+    address made ``share`` end with "bad share code", no code printed; go
+    and js relays announce such addresses (a hostile-peer review, stop 43).
+    Only the relay's TCP address goes into the code."""
+    from tests.harness import python_module
+    from tests.hostile.many_kinds_relay import TCP
+
+    (tmp_path / "f.txt").write_text("x")
+    relay = python_module("tests.hostile.many_kinds_relay", name="many-kinds-relay", log_dir=tmp_path / "logs")
+    try:
+        relay_addr = relay.line(timeout=60).strip()
+        relay_id = relay_addr.rsplit("/", 1)[1]
+        _, shared = sharer(tmp_path / "f.txt", extra=("--relay", relay_addr, "--no-mdns"))
+    finally:
+        relay.stop(grace=0.2)  # it never reads stdin: terminated
+    code = json.loads(run(["code", "show", shared["code"]], tmp_path / "x").stdout)
+    circuits = [a for a in code["addresses"] if "/p2p-circuit" in a]
+    assert circuits == [f"{TCP}/p2p/{relay_id}/p2p-circuit/p2p/{shared['peer_id']}"], code["addresses"]
