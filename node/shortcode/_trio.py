@@ -41,6 +41,10 @@ STEP_TIMEOUT = 10.0  # seconds a peer gets for each message of the exchange
 #: the receiver never saw it (a hostile-peer review, stop 43). Dials run in
 #: parallel; a dead address costs nothing but its dial.
 LOOKUP_LIMIT = 20
+#: Seconds a candidate's PAKE runs alone before the next one's starts too
+#: (sooner when it ends): the right sharer answers within a few round trips,
+#: so a silent one costs the receiver this long, not ``STEP_TIMEOUT``.
+PAKE_STAGGER = 1.0
 
 
 async def serve_attempt(
@@ -107,9 +111,11 @@ async def claim_short_code(
     """Find the sharers of ``code``'s number and run the PAKE with each until
     one opens; return the full code it sealed.
 
-    Candidates are dialled in parallel (a dial costs nobody a try) but the
-    PAKE runs with one at a time, stopping at the first success, so a
-    colliding sharer loses at most one try to this receiver.
+    Candidates are dialled in parallel (a dial costs nobody a try); the
+    PAKE starts with one, and with the next when that one ended or after
+    ``PAKE_STAGGER`` of silence, stopping at the first success: a colliding
+    sharer loses at most one try to this receiver, and a silent fake costs
+    it a second, not ``STEP_TIMEOUT``.
 
     ``timeout`` is one deadline for all of it, from the call: joining the
     DHT, the lookup and its repeats, the dials and the PAKE share it, so a
@@ -183,20 +189,35 @@ async def claim_short_code(
                     for peer_id, addrs in found.items():
                         dials.start_soon(dial, peer_id, addrs)
 
+            async def run_pake(peer_id: str, ended: trio.Event) -> None:
+                nonlocal result
+                try:
+                    found_code = await _attempt(host, code, peer_id)
+                except WrongWordsError:
+                    wrong.append(peer_id)
+                except CodeRefusedError as exc:
+                    refused.append(exc)
+                except (WireError, EOFError, StreamError, trio.TooSlowError) as exc:
+                    errors.append(f"{peer_id[-8:]}: {exc}")
+                else:
+                    if result is None:
+                        result = found_code
+                    nursery.cancel_scope.cancel()
+                finally:
+                    ended.set()
+
             nursery.start_soon(dial_all)
             async with receive:
                 async for peer_id in receive:
-                    try:
-                        result = await _attempt(host, code, peer_id)
-                    except WrongWordsError:
-                        wrong.append(peer_id)
-                    except CodeRefusedError as exc:
-                        refused.append(exc)
-                    except (WireError, EOFError, StreamError, trio.TooSlowError) as exc:
-                        errors.append(f"{peer_id[-8:]}: {exc}")
-                    else:
-                        nursery.cancel_scope.cancel()
-                        break
+                    # The next candidate's PAKE starts when this one ended, or
+                    # after PAKE_STAGGER if it is still silent: a fake provider
+                    # that reads HELLO and never answers held each receiver for
+                    # STEP_TIMEOUT (10 s) per fake, one after the other (a
+                    # hostile-peer review, stop 43).
+                    ended = trio.Event()
+                    nursery.start_soon(run_pake, peer_id, ended)
+                    with trio.move_on_after(PAKE_STAGGER):
+                        await ended.wait()
     if result is not None:
         return result
     if wrong:

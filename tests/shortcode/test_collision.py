@@ -154,3 +154,41 @@ async def test_one_deadline_covers_the_lookup_and_the_pake(tmp_path: Path) -> No
             elapsed = trio.current_time() - start
             assert silent.is_set()  # the lookup found A and the PAKE began
             assert timeout - 0.1 <= elapsed < timeout + 1.0, elapsed
+
+
+async def test_silent_fake_providers_do_not_hold_the_receiver_ten_seconds_each(tmp_path: Path) -> None:
+    """A hostile-peer review (stop 43): a fake provider that reads HELLO and
+    never answers held the receiver for STEP_TIMEOUT (10 s) before the next
+    candidate's PAKE, one fake after the other. Three fakes advertised
+    before the sharer: the code resolves well within a 10 s deadline."""
+    import time
+
+    from p2pshare.node.host import LibP2PByteStream
+    from p2pshare.node.shortcode import PROTOCOL_ID as SHORTCODE_PROTOCOL
+    from p2pshare.sharecode.short import window_keys
+
+    (tmp_path / "a.txt").write_text("from A")
+    stalled: list[str] = []
+
+    async def stall(stream: LibP2PByteStream) -> None:
+        stalled.append(stream.remote_peer_id)
+        await stream.read(4096)  # the receiver's HELLO
+        await trio.sleep_forever()
+
+    with trio.fail_after(90):
+        async with Node(NodeConfig(listen_addrs=[LOOPBACK], dht_server=True, autorelay=False)) as boot:
+            addr = f"{boot.host.listen_addrs()[0]}/p2p/{boot.peer_id}"
+            cfg = NodeConfig(listen_addrs=[LOOPBACK], bootstrap=[addr], autorelay=False)
+            async with Node(cfg) as f1, Node(cfg) as f2, Node(cfg) as f3, Node(cfg) as a, Node(cfg) as rx:
+                now = time.time()
+                for fake in (f1, f2, f3):
+                    fake.host.set_stream_handler(SHORTCODE_PROTOCOL, stall)
+                    await fake.discovery.wait_bootstrapped(10)
+                    for key in window_keys(CODE_A.number, now, now):
+                        assert await fake.discovery.advertise(key) >= 1
+                events = _Events()
+                info_a = await a.start_sharing("A", "", [tmp_path / "a.txt"])
+                a.offer_short_code(info_a, tries=3, ttl=600, on_event=events, code=CODE_A)
+                await events.advertised.wait()
+                got = await rx.resolve_short_code(CODE_A, timeout=10)
+                assert got.peer_id == a.peer_id and got.encryption_key == info_a.code.encryption_key
