@@ -33,7 +33,7 @@ KAD_STREAM_IDLE = 10.0
 _KAD_ADD_PROVIDER = 2  # Message.MessageType.ADD_PROVIDER
 #: The source (address group) of the KAD stream whose request is being
 #: handled, for the provider store (``bounded_add_provider``): None on
-#: loopback, on a relayed connection, or outside a request.
+#: loopback or outside a request; :data:`RELAYED_SOURCE` over a relay.
 KAD_SOURCE: contextvars.ContextVar[str | None] = contextvars.ContextVar("p2ps_kad_source", default=None)
 
 
@@ -61,13 +61,24 @@ class _GuardedKadStream:
     message; the length is held until the message shows what it is: an
     ADD_PROVIDER answer is dropped with its length, anything else goes out as
     written. ``request`` is called when a whole request has arrived,
+    ``waiting`` when the handler reads again after one (it answered, dropped
+    or ignored it: py-libp2p sends nothing for a message type it does not
+    know, and such a request must not keep the stream "at work"), and
     ``answered`` after each answer (sent or dropped).
     """
 
-    def __init__(self, stream: Any, answered: Callable[[], None], request: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        stream: Any,
+        answered: Callable[[], None],
+        request: Callable[[], None] = lambda: None,
+        waiting: Callable[[], None] = lambda: None,
+    ) -> None:
         self._stream = stream
         self._answered = answered
-        self._request = request
+        self._request_cb = request
+        self._waiting = waiting
+        self._in_request = False  # a whole request arrived and the handler has not read since
         self._held: bytes | None = None
         self._prefix = bytearray()  # the request length read so far
         self._body_left = 0  # bytes of the current request still to come
@@ -75,7 +86,14 @@ class _GuardedKadStream:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
+    def _request(self) -> None:
+        self._in_request = True
+        self._request_cb()
+
     async def read(self, n: int | None = None) -> bytes:
+        if self._in_request and not self._body_left and not self._prefix:
+            self._in_request = False
+            self._waiting()
         data: bytes = await self._stream.read(n)
         self._check(data)
         return data
@@ -132,13 +150,23 @@ async def kad_handle_stream(self: Any, stream: Any) -> None:
     await self._do_handle_stream(stream)
 
 
+#: The one source all KAD streams over relayed connections count in: such a
+#: connection has no address of its own, and identities that reach a DHT
+#: server through relays would otherwise escape every per-source bound.
+#: DHT servers are reachable directly, so honest peers rarely come this way.
+RELAYED_SOURCE = "relayed"
+
+
 def _kad_group(stream: Any) -> str | None:
-    """The address group a KAD stream counts in: None on loopback (a test's
-    peers, or a user's own processes) or when no address is known."""
+    """The address group a KAD stream counts in: :data:`RELAYED_SOURCE` for
+    a relayed connection (or one whose address is gone); None on loopback
+    (a test's peers, or a user's own processes)."""
     from p2pshare.sharecode.multiaddrs import IpClass, ip_class, ip_group
 
     ip = remote_ip(stream)
-    if ip is None or ip_class(ip.split("%")[0]) is IpClass.LOOPBACK:
+    if ip is None:
+        return RELAYED_SOURCE
+    if ip_class(ip.split("%")[0]) is IpClass.LOOPBACK:
         return None
     return ip_group(ip)
 
@@ -178,7 +206,7 @@ async def kad_inbound_stream(self: Any, stream: Any) -> None:
                 table.answered(key, now)
                 scope.deadline = now + KAD_STREAM_IDLE
 
-            guarded = _GuardedKadStream(stream, answered, lambda: table.request(key))
+            guarded = _GuardedKadStream(stream, answered, lambda: table.request(key), lambda: table.waiting(key))
             await _ORIGINALS["kad_inbound_stream"](self, guarded)
         if scope.cancelled_caught:
             why = "ended for a newcomer" if key not in table else f"no request within {KAD_STREAM_IDLE:g} s"

@@ -87,6 +87,14 @@ class KadInbound:
         if stream is not None:
             stream.working = True
 
+    def waiting(self, key: Hashable) -> None:
+        """``key``'s handler reads its next request: no longer at work, even
+        if it sent no answer (a message type it does not know). Its wait
+        counts from its last answer, or its opening."""
+        stream = self._streams.get(key)
+        if stream is not None:
+            stream.working = False
+
     def answered(self, key: Hashable, now: float) -> None:
         """``key`` answered (or dropped, for ADD_PROVIDER) its request: waiting again."""
         stream = self._streams.get(key)

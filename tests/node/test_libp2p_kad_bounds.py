@@ -572,3 +572,36 @@ def test_provider_records_keep_no_loopback_beside_other_addresses() -> None:
     assert [str(a) for a in kept_addrs(mixed)] == ["/ip4/100.64.1.2/tcp/4001"]
     local = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/1")]
     assert [str(a) for a in kept_addrs(local)] == ["/ip4/127.0.0.1/tcp/1"]  # a peer on this host only
+
+
+async def test_requests_the_server_never_answers_do_not_pin_streams(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review of the admission (stop 43): a stream counted "at work" from
+    its request until its answer, and py-libp2p sends nothing for a message
+    type it does not know (proto3 enums are open): identities that filled
+    the table with such requests made it refuse every newcomer again. A
+    stream whose handler reads its next request is waiting, answered or not."""
+    import trio
+
+    from p2pshare.node.host import StreamError, open_host
+    from p2pshare.node.pbwire import frame
+
+    monkeypatch.setattr(K, "KAD_STREAM_IDLE", 30.0)
+    unknown = frame(b"\x08\x07")  # type 7: no such message
+    async with contextlib.AsyncExitStack() as stack:
+        server = await stack.enter_async_context(open_host(create_new_key_pair()))
+        server.new_kad_dht(server_mode=True, protocol=KAD)
+        held = []
+        for _ in range(TOTAL // PER_PEER):
+            bad = await stack.enter_async_context(open_host(create_new_key_pair()))
+            await bad.connect(server.peer_id, server.listen_addrs(), timeout=5)
+            for _ in range(PER_PEER):
+                stream = await bad.open_stream(server.peer_id, KAD)
+                await stream.write(unknown)
+                held.append(stream)
+        await trio.sleep(0.5)  # every request read, none answered
+        honest = await stack.enter_async_context(open_host(create_new_key_pair()))
+        await honest.connect(server.peer_id, server.listen_addrs(), timeout=5)
+        stream = await honest.open_stream(server.peer_id, KAD)
+        with contextlib.suppress(StreamError):
+            await stream.write(_find_node())
+        assert await _answer_or_end(stream, 5) is not None, "an honest request was refused"

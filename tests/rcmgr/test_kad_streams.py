@@ -71,3 +71,15 @@ def test_counts_drop_keys_that_hold_nothing() -> None:
     for key in keys:
         t.remove(key)
     assert len(t) == 0 and not t._peers and not t._groups
+
+
+def test_a_stream_whose_handler_reads_again_is_waiting_even_unanswered() -> None:
+    t = KadInbound(total=2, per_peer=4, per_group=8)
+    a, b = object(), object()
+    assert t.admit(a, "p", None, 0.0).admitted and t.admit(b, "p", None, 1.0).admitted
+    t.request(a)
+    t.request(b)
+    assert not t.admit(object(), "new", None, 2.0).admitted  # both at work
+    t.waiting(b)  # its handler sent nothing and reads the next request
+    got = t.admit(object(), "new", None, 3.0)
+    assert got.admitted and got.evict is b
