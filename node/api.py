@@ -54,7 +54,7 @@ from p2pshare.node.shortcode import PROTOCOL_ID as SHORTCODE_PROTOCOL
 from p2pshare.node.shortcode import Offer, ShortCodeEvent
 from p2pshare.node.shortcode._trio import advertise_short_code, claim_short_code, expire_offer, serve_attempt
 from p2pshare.node.traversal import Traversal, open_traversal
-from p2pshare.sharecode.addresses import is_shareable
+from p2pshare.sharecode.addresses import code_addresses
 from p2pshare.sharecode.legacy import legacy_for
 from p2pshare.sharecode.multiaddrs import is_loopback_addr, without_loopback
 from p2pshare.sharecode.short import ShortCode, new_short_code, window_keys
@@ -238,12 +238,10 @@ class Node:
         return self._relay
 
     def addresses(self) -> list[str]:
-        """Dialable addresses a code can hold: public/LAN first, loopback, then relayed ones."""
-        addrs = without_loopback(sorted(self.host.listen_addrs()))
-        if not self.confirmed_public():  # else others reach us directly; relayed addresses would only slow them
-            addrs += without_loopback(self.relay.relayed_addrs())
-        # A code refuses a bad address or more than MAX_ADDRESSES: that made no code at all.
-        return [a for a in addrs if is_shareable(a, self.peer_id)][: sharecode.MAX_ADDRESSES]
+        """Dialable addresses a code can hold (``code_addresses``): public/LAN first, loopback, then relayed."""
+        # Confirmed public: others reach us directly, and relayed addresses would only slow them.
+        relayed = [] if self.confirmed_public() else without_loopback(self.relay.relayed_addrs())
+        return code_addresses(without_loopback(sorted(self.host.listen_addrs())), relayed, self.peer_id)
 
     def confirmed_public(self) -> bool:
         """AutoNAT confirmed that others reach this node directly."""

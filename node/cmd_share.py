@@ -24,7 +24,14 @@ if TYPE_CHECKING:
     from p2pshare.sharecode import ShareCode
 
 from p2pshare.node.identity import IDENTITY_FILE_NAME, identity_slots
-from p2pshare.node.shares_db import ShareRecord, forget_record, load_record, prune_records, save_record
+from p2pshare.node.shares_db import (
+    ShareRecord,
+    forget_record,
+    keep_record_fresh,
+    load_record,
+    prune_records,
+    save_record,
+)
 from p2pshare.node.textshare import TEXT_MARK
 from p2pshare.sharecode.multiaddrs import first_tcp_port, is_circuit
 
@@ -241,7 +248,7 @@ async def _serve(
             if opts.description != TEXT_MARK:  # a text share is new each time
                 as_id = used.name if used is not None and not opts.identity and used.parent == home else None
                 save_record(home, paths, name, ShareRecord(info.code.encryption_key, info.code.share_code, port, as_id))
-                prune_records(home)
+                await trio.to_thread.run_sync(prune_records, home)
             code = info.encode()
             legacy = info.legacy.encode() if info.legacy else None
             offer = (
@@ -327,6 +334,8 @@ async def _serve(
                     if info.preparation.error is not None:
                         nursery.cancel_scope.cancel()  # nothing to serve: say why and exit
 
+                if opts.description != TEXT_MARK:  # a share running for months keeps its record
+                    nursery.start_soon(keep_record_fresh, home, paths, name)
                 nursery.start_soon(stop_on_signal)
                 nursery.start_soon(stop_when_done)
                 nursery.start_soon(report_ready, info, reporter)

@@ -142,3 +142,18 @@ def prune_records(home: Path, now: float | None = None) -> int:
     except OSError:
         return gone
     return gone
+
+
+async def keep_record_fresh(home: Path, paths: list[Path], name: str) -> None:
+    """While a share runs, mark its record used once a day: ``prune_records``
+    goes by that time, and a share running for more than 90 days would lose
+    its record (and code, at its next start) to another ``share``."""
+    import trio
+
+    path = _record_path(home, paths, name)
+    while True:
+        await trio.sleep(86400)
+        try:
+            os.utime(path)
+        except OSError:
+            pass  # gone or not ours to touch: the share goes on

@@ -110,7 +110,8 @@ def limits_summary(limits: RelayLimits) -> str:
         f"({limits.max_reservations_per_peer} per peer, {limits.max_reservations_per_ip} per address, "
         f"{_span(limits.reservation_ttl)} each), {format_count(limits.max_circuits, 'circuit')} "
         f"({limits.max_circuits_per_reservation} to one reserved peer, {limits.max_circuits_per_peer} per peer, "
-        f"{limits.max_circuits_per_ip} per address); "
+        f"{limits.max_circuits_per_ip} per address, {limits.max_circuits_per_ip_to_target} from one address "
+        "to one peer); "
         + (f"a circuit ends after {' or '.join(ends)}" if ends else "a circuit never ends on a limit")
         + (f"; at most {' and '.join(rates)}" if rates else "")
         + " (relay --help lists the flags)"

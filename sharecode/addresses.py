@@ -24,7 +24,14 @@ import multiaddr.exceptions
 from .errors import ShareCodeError, quote
 from .peerid import peer_id_to_bytes
 
-__all__ = ["MAX_ADDRESSES", "MAX_ADDRESS_CHARS", "host_multiaddr", "is_shareable", "validate_multiaddr"]
+__all__ = [
+    "MAX_ADDRESSES",
+    "MAX_ADDRESS_CHARS",
+    "code_addresses",
+    "host_multiaddr",
+    "is_shareable",
+    "validate_multiaddr",
+]
 
 MAX_ADDRESSES = 32
 MAX_ADDRESS_CHARS = 1024
@@ -148,6 +155,17 @@ def is_shareable(text: str, peer_id: str) -> bool:
     except ShareCodeError:
         return False
     return True
+
+
+def code_addresses(direct: list[str], relayed: list[str], peer_id: str) -> list[str]:
+    """The addresses a code of ``peer_id`` names: those it can hold
+    (:func:`is_shareable`; one bad address made no code at all), at most
+    :data:`MAX_ADDRESSES`, direct ones first, and room kept for up to half
+    of them relayed: behind a NAT with many interface addresses, the relayed
+    ones are the ones that work."""
+    direct = [a for a in direct if is_shareable(a, peer_id)]
+    relayed = [a for a in relayed if is_shareable(a, peer_id)][: MAX_ADDRESSES // 2]
+    return direct[: MAX_ADDRESSES - len(relayed)] + relayed
 
 
 def validate_multiaddr(text: object, peer_id: str, index: int = 1) -> str:

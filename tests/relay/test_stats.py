@@ -79,7 +79,8 @@ def test_the_limits_line_names_each_limit_and_only_the_set_ones() -> None:
 
     assert limits_summary(RelayLimits()) == (
         "Limits: 128 reservations (4 per peer, 8 per address, 1 h each), 64 circuits (8 to one reserved peer, "
-        "8 per peer, 16 per address); a circuit ends after 30 min idle (relay --help lists the flags)"
+        "8 per peer, 16 per address, 4 from one address to one peer); a circuit ends after 30 min idle "
+        "(relay --help lists the flags)"
     )
     strict = RelayLimits(
         max_reservations=1,

@@ -355,3 +355,16 @@ def test_module_is_pure() -> None:
 def test_peer_addr_problem(addr: str, problem: str | None) -> None:
     got = m.peer_addr_problem(addr)
     assert got == problem if problem is None else (got is not None and problem in got)
+
+
+def test_code_addresses_keep_room_for_relayed_ones_and_drop_what_a_code_refuses() -> None:
+    from p2pshare.sharecode.addresses import MAX_ADDRESSES, code_addresses
+
+    me = "12D3KooWNVGUcK31QppYgNygNRDP95GSXH8EzFZ23tmjmeRPw8JB"
+    relay = "12D3KooWJD8XE1cqqybQcFt7cxxC7mzT2s79XcdBjz5oVbd1DGCT"
+    direct = [f"/ip4/10.0.0.{i}/tcp/4001" for i in range(40)] + ["/ip4/10.0.1.1/tcp/4001/ws"]
+    relayed = [f"/ip4/203.0.113.{i}/tcp/4001/p2p/{relay}/p2p-circuit/p2p/{me}" for i in range(3)]
+    got = code_addresses(direct, relayed, me)
+    assert len(got) == MAX_ADDRESSES and got[-3:] == relayed  # the relayed ones survive the cut
+    assert "/ip4/10.0.1.1/tcp/4001/ws" not in got
+    assert code_addresses(direct[:2], relayed, me) == direct[:2] + relayed
