@@ -21,6 +21,7 @@ from libp2p.io.exceptions import MessageTooLarge
 
 from ._libp2p_originals import ORIGINALS as _ORIGINALS
 from ._libp2p_rcmgr import remote_ip
+from .rcmgr.manager import is_loopback_ip, source_of
 
 __all__ = ["KAD_REQUEST_BYTES", "KAD_SOURCE", "KAD_STREAM_IDLE", "kad_handle_stream", "kad_inbound_stream"]
 
@@ -161,14 +162,10 @@ def _kad_group(stream: Any) -> str | None:
     """The address group a KAD stream counts in: :data:`RELAYED_SOURCE` for
     a relayed connection (or one whose address is gone); None on loopback
     (a test's peers, or a user's own processes)."""
-    from p2pshare.sharecode.multiaddrs import IpClass, ip_class, ip_group
-
     ip = remote_ip(stream)
     if ip is None:
         return RELAYED_SOURCE
-    if ip_class(ip.split("%")[0]) is IpClass.LOOPBACK:
-        return None
-    return ip_group(ip)
+    return None if is_loopback_ip(ip) else source_of(ip)  # the resource manager's rule
 
 
 async def kad_inbound_stream(self: Any, stream: Any) -> None:

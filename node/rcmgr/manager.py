@@ -31,6 +31,8 @@ __all__ = [
     "ResourceManager",
     "ConnectionScope",
     "StreamScope",
+    "is_loopback_ip",
+    "source_of",
 ]
 
 
@@ -189,7 +191,7 @@ class ResourceManager:
             chain.append(self._source_link(source))
         self._reserve(chain, wants)
         # Loopback is this machine (tests, a local cluster), exempt as in go-libp2p.
-        return ConnectionScope(self, wants, source, established=bool(source) and not _is_loopback(remote_ip))
+        return ConnectionScope(self, wants, source, established=bool(source) and not is_loopback_ip(remote_ip))
 
     def open_stream(self, peer: str, remote_ip: str | None = None) -> StreamScope:
         """An inbound stream from ``peer``, over a connection from
@@ -197,7 +199,7 @@ class ResourceManager:
         agreed yet."""
         wants = {Resource.STREAMS: 1, Resource.MEMORY: STREAM_BASE_MEMORY}
         # Loopback is this machine, exempt as for connections.
-        source = "ip:" + source_of(remote_ip) if remote_ip and not _is_loopback(remote_ip) else ""
+        source = "ip:" + source_of(remote_ip) if remote_ip and not is_loopback_ip(remote_ip) else ""
         scope = StreamScope(self, peer, wants, source)
         self._reserve(scope._chain(), wants)
         return scope
@@ -211,7 +213,8 @@ class ResourceManager:
         return out
 
 
-def _is_loopback(ip: str | None) -> bool:
+def is_loopback_ip(ip: str | None) -> bool:
+    """A loopback address (a zone suffix ignored): not counted per source."""
     return ip is not None and ip_class(ip.split("%")[0]) is IpClass.LOOPBACK
 
 
