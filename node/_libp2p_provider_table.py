@@ -9,6 +9,7 @@ duck-typed (``record.provider_info.addrs``, multiaddrs with ``to_bytes``).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
@@ -99,10 +100,8 @@ class _KeyRecords(MutableMapping[str, Any]):
         holds the most of it, the oldest first, so records made ahead of a
         sharer cannot keep it out; a refused newcomer is only one whose own
         source is at its share."""
-        held: dict[str, int] = {}
-        for src in self._sources.values():
-            held[src] = held.get(src, 0) + 1
-        if source is not None and held.get(source, 0) >= PROVIDERS_PER_SOURCE:
+        held = Counter(self._sources.values())
+        if source is not None and held[source] >= PROVIDERS_PER_SOURCE:
             return False, None
         if len(self._records) < PROVIDERS_PER_KEY:
             return True, None
