@@ -90,6 +90,34 @@ def test_a_getter_mid_transfer_hears_that_the_sharer_stopped_and_resumes_later(
     assert again.wait(timeout=30) == 0
 
 
+def test_a_getter_slow_to_read_at_the_stop_still_hears_it(tmp_path: Path, sharer: Sharer, procs: list[Proc]) -> None:
+    """A receiver reads ERROR STOPPED only after the data already in flight,
+    as fast as its disk takes it. A getter stalled 2.5 s at the stop (here:
+    SIGSTOP, as a busy disk or CPU does) missed it with a 2 s grace, waited
+    out its 60 s ``--timeout`` and said it lost the connection (a full test
+    run on a loaded machine failed the test above that way, stop 44)."""
+    assert STOP_GRACE >= 2.5 + 2.0  # the stall below, and time to spare
+    src = tmp_path / "big.bin"
+    with open(src, "wb") as f:  # sparse: never done sending here
+        f.truncate(2 << 30)
+    proc, shared = sharer(src)
+    proc.wait_for("ready", timeout=120)
+    out = tmp_path / "out"
+    getter = start(["get", shared["code"], "-o", str(out), "--json", "--yes"], tmp_path / "rx-home")
+    procs.append(getter)
+    proc.wait_for("receiver_progress", timeout=60)
+    os.kill(getter.pid, signal.SIGSTOP)
+    try:
+        proc.kill(signal.SIGINT)
+        time.sleep(2.5)  # the stall that was missed; within the grace now
+    finally:
+        os.kill(getter.pid, signal.SIGCONT)
+    assert getter.wait(timeout=30) == 3, getter.stderr_tail()
+    assert _error_lines(getter) == [STOPPED]
+    assert proc.wait(timeout=30) == 0, proc.stderr_tail()
+    assert not (out / "big.bin").exists()
+
+
 def test_a_second_ctrl_c_ends_the_wait_for_a_receiver_that_does_not_read(
     tmp_path: Path, sharer: Sharer, procs: list[Proc]
 ) -> None:
