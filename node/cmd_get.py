@@ -124,6 +124,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
             file_count=len(manifest.files),
             total_bytes=manifest.total_bytes,
             description="" if _is_text(manifest) else _safe_lines(manifest.description),
+            hidden=consent.hidden_tops((f.path for f in manifest.files), manifest.dirs, sanitize_text),
         )
         free = _free_bytes(output)
         decision = consent.decide(share, free, assume_yes=opts.yes or again, interactive=interactive)
@@ -137,6 +138,9 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
         if text_file:
             approved = manifest  # a text is printed, not stored: no question
             return
+        warning = consent.hidden_warning(share)
+        if warning and opts.json:
+            reporter.warning(warning)  # a program is told too (describe's lines are for people)
         for line in consent.describe(share, free):
             reporter.say(line)
             if decision is consent.Decision.ASK and ask_on is not sys.stderr:
@@ -372,7 +376,11 @@ def _safe_lines(text: str) -> str:
 
 
 def _is_text(manifest: Manifest) -> bool:
-    return is_text_share(manifest.description, [(f.path, f.size) for f in manifest.files[:2]])
+    """A text share: one small file and no directory. A sealed manifest
+    marked as text with 1,020 deep ``dirs`` had ~130,000 directories made
+    in a temporary directory without a question (a hostile-peer review,
+    stop 44); with directories it is a share like any other, and asked."""
+    return not manifest.dirs and is_text_share(manifest.description, [(f.path, f.size) for f in manifest.files[:2]])
 
 
 def _print_text(path: Path, reporter: Reporter) -> int:

@@ -20,7 +20,7 @@ stderr is redirected (a question written into a log was never seen, and
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +29,13 @@ from p2pshare.transfer.errors import sanitize_text
 
 __all__ = [
     "SHOWN_FILES",
+    "SHOWN_HIDDEN",
     "Decision",
     "ShareSummary",
     "decide",
     "describe",
+    "hidden_tops",
+    "hidden_warning",
     "landing",
     "no_space_message",
     "summary_of",
@@ -42,6 +45,9 @@ __all__ = [
 
 #: Files listed before the question; the rest are counted ("… and 37 more").
 SHOWN_FILES = 5
+#: Hidden names (``.bash_profile``, ``.ssh/``) at the top of the output
+#: directory named in the warning before the question; the rest are counted.
+SHOWN_HIDDEN = 8
 #: Lines of the sharer's description shown before the question, and their
 #: length: with "  > " in front, one row of an 80-column terminal.
 DESCRIPTION_LINES = 5
@@ -67,6 +73,10 @@ class ShareSummary:
     needed_bytes: int
     #: The sharer's ``--description``, already made safe to print ("" for none).
     description: str = ""
+    #: Hidden entries the share puts at the top of the output directory, as
+    #: shown (at most :data:`SHOWN_HIDDEN`), and how many there are in all.
+    hidden: tuple[str, ...] = ()
+    hidden_count: int = 0
 
 
 class Decision(enum.Enum):
@@ -104,9 +114,55 @@ def describe(summary: ShareSummary, free_bytes: int | None, shown: int = SHOWN_F
         lines.append(f"  {path}  ({format_bytes(size)})")
     if count > shown:
         lines.append(f"  … and {count - shown} more")
+    warning = hidden_warning(summary)
+    if warning:
+        lines.append(f"Warning: {warning}")
     if free_bytes is not None:
         lines.append(f"Needs {format_bytes(summary.needed_bytes)}; {format_bytes(free_bytes)} free here.")
     return lines
+
+
+def hidden_tops(
+    paths: Iterable[str], dirs: Iterable[str] = (), safe: Callable[[str], str] = str
+) -> tuple[tuple[str, ...], int]:
+    """The hidden entries (a name starting with ``.``) a share puts at the
+    top of the output directory, as shown (``.bash_profile``, ``.ssh/ (1
+    file)``; at most :data:`SHOWN_HIDDEN`, by name), and how many in all.
+
+    The question listed the first 5 files, in the sharer's order, and
+    counted the rest: a hostile-peer review (stop 44) put
+    ``.bash_profile``, ``.ssh/authorized_keys`` and
+    ``.config/autostart/…`` after 5 photos ("… and 43 more"); received
+    with the default ``-o .`` in a home directory, the next login shell ran
+    the sharer's code. Hidden names deeper down (``photos/.thumbs``) land
+    inside a directory the share creates and are not listed. ``safe``
+    makes a name fit to print (only the shown ones are passed to it)."""
+    files: dict[str, int] = {}  # top-level hidden name -> files under it (-1: it is a file)
+    for path in paths:
+        if path[:1] == ".":
+            top, sep, _rest = path.partition("/")
+            files[top] = files.get(top, 0) + 1 if sep else -1
+    for path in dirs:
+        if path[:1] == ".":
+            files.setdefault(path.partition("/")[0], 0)
+    shown = []
+    for name in sorted(files)[:SHOWN_HIDDEN]:
+        n = files[name]
+        shown.append(safe(name) if n < 0 else f"{safe(name)}/" + (f" ({format_count(n, 'file')})" if n else ""))
+    return tuple(shown), len(files)
+
+
+def hidden_warning(summary: ShareSummary) -> str | None:
+    """One line naming the hidden entries at the top of the output
+    directory (where a shell, ssh or a desktop reads its settings), or None."""
+    if not summary.hidden_count:
+        return None
+    more = summary.hidden_count - len(summary.hidden)
+    names = ", ".join(summary.hidden) + (f" and {more} more" if more > 0 else "")
+    return (
+        f"the share puts {format_count(summary.hidden_count, 'hidden name')} at the top of the output "
+        f"directory, where programs read their settings: {names}"
+    )
 
 
 def no_space_message(summary: ShareSummary, free_bytes: int, where: str) -> str:
@@ -135,9 +191,11 @@ def summary_of(
     file_count: int | None = None,
     total_bytes: int | None = None,
     description: str = "",
+    hidden: tuple[tuple[str, ...], int] = ((), 0),
 ) -> ShareSummary:
     """A summary of ``files`` (all of them, or the first few with the count
-    and total given); ``needed_bytes`` defaults to the whole share."""
+    and total given); ``needed_bytes`` defaults to the whole share.
+    ``hidden``: :func:`hidden_tops` of all the share's paths."""
     total = sum(size for _, size in files) if total_bytes is None else total_bytes
     return ShareSummary(
         name=name,
@@ -147,6 +205,8 @@ def summary_of(
         total_bytes=total,
         needed_bytes=total if needed_bytes is None else needed_bytes,
         description=description,
+        hidden=hidden[0],
+        hidden_count=hidden[1],
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -197,3 +198,40 @@ def test_a_second_get_of_the_same_share_into_the_same_directory_is_refused(
     assert first.wait() == 0, first.output
     assert tree_digest(out / "holiday") == tree_digest(share)
     assert not (out / PARTIAL_DIR_NAME).exists()
+
+
+def test_hidden_names_at_the_top_are_named_before_the_question(
+    tmp_path: Path, sharer: Sharer, pty_procs: list[PtyProc]
+) -> None:
+    """A share that puts ``.bash_profile`` or ``.ssh/`` in the output
+    directory says so before the question, after however many files (a
+    hostile-peer review, stop 44: they hid behind "… and 43 more")."""
+    src = tmp_path / "src"
+    photos = src / "photos"
+    for i in range(7):
+        write_random(photos / f"p{i}.jpg", 1000)
+    (src / ".bash_profile").write_text("echo hi\n")
+    (src / ".ssh").mkdir()
+    (src / ".ssh" / "authorized_keys").write_text("ssh-ed25519 AAAA x\n")
+    _, shared = sharer(photos, src / ".bash_profile", src / ".ssh")
+    out = tmp_path / "out"
+    p = PtyProc(["get", shared["code"], "-o", str(out), "--timeout", "30"], tmp_path / "rx")
+    pty_procs.append(p)
+    screen = p.read_until("[y/N]")
+    assert "… and 4 more" in screen
+    assert (
+        "Warning: the share puts 2 hidden names at the top of the output directory, where programs read "
+        "their settings: .bash_profile, .ssh/ (1 file)"
+    ) in " ".join(screen.split()), screen
+    p.send("n\n")
+    assert p.wait() == 6, p.output
+    assert not out.exists()
+    # A program is told with a warning event.
+    res = run(["get", shared["code"], "-o", str(out), "--json", "--yes"], tmp_path / "rx")
+    assert res.returncode == 0, res.stderr
+    warnings = [e for e in map(json.loads, res.stdout.splitlines()) if e["event"] == "warning"]
+    assert [w["message"] for w in warnings] == [
+        "the share puts 2 hidden names at the top of the output directory, where programs read their settings: "
+        ".bash_profile, .ssh/ (1 file)"
+    ]
+    assert (out / ".bash_profile").read_text() == "echo hi\n"

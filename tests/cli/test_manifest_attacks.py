@@ -55,3 +55,23 @@ def test_get_refuses_a_hostile_manifest_within_bounds(
     assert not out.exists() or [p.name for p in out.iterdir()] in ([], [".p2pshare-partial"])
     assert list(cwd.iterdir()) == []
     assert res.peak_rss < PEAK_RSS_LIMIT, costs
+
+
+def test_a_text_share_with_directories_is_asked_about_like_any_share(tmp_path: Path) -> None:
+    """A text share is printed without a question; one marked as text that
+    names directories made them all first (a hostile-peer review, stop 44:
+    ~130,000 from 1,020 deep ones). It is now a share like any other."""
+    from tests.cli.ptyproc import PtyProc
+
+    sharer, code = hostile_sharer("sharer", "text-dirs", tmp_path, "hostile-text-dirs")
+    out = tmp_path / "out"
+    p = PtyProc(["get", code, "-o", str(out), "--timeout", "30"], tmp_path / "rx")
+    try:
+        screen = p.read_until("[y/N]")
+        assert "note.txt" in screen
+        p.send("n\n")
+        assert p.wait() == 6, p.output
+    finally:
+        p.close()
+        sharer.stop(grace=0)
+    assert not out.exists()

@@ -19,6 +19,7 @@ a cap changes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -187,6 +188,20 @@ def small_valid() -> bytes:
     return document([entry("file", size, os.urandom(32).hex(), os.urandom(32 * 16).hex())], chunk_size=m.MIN_CHUNK_SIZE)
 
 
+def text_with_dirs() -> bytes:
+    # Marked as a text share (printed, never asked about), with directories:
+    # 1,020 deep ones made ~130,000 directories without a question (a
+    # hostile-peer review, stop 44). A few show it.
+    from p2pshare.node.textshare import TEXT_MARK
+
+    body = b"hello"
+    digest = hashlib.sha256(body).hexdigest()
+    dirs = ["d0", "d0/d1", "d0/d1/d2"]
+    return document(
+        [entry("note.txt", len(body), digest, digest)], dirs, chunk_size=m.MIN_CHUNK_SIZE, description=TEXT_MARK
+    )
+
+
 @dataclass(frozen=True)
 class Attack:
     """What the hostile sharer sends after the key proof.
@@ -224,4 +239,5 @@ ATTACKS: dict[str, Attack] = {
     "unrequested": Attack("valid manifest, then CHUNKs never requested", small_valid, then="unrequested"),
     "oversize-chunk": Attack("valid manifest, then a 16 MiB CHUNK", small_valid, then="oversize"),
     "early-chunks": Attack("valid manifest, CHUNKs before WANT", small_valid, then="early"),
+    "text-dirs": Attack("a text share with directories", text_with_dirs),
 }

@@ -142,3 +142,35 @@ def test_the_description_is_shown_quoted_after_the_name() -> None:
     ]
     wide = consent.describe(summary_of("t", None, [("t", 1)], description="x" * 300), None)
     assert wide[1] == "  > " + "x" * 74 + "…" and len(wide[1]) <= 79
+
+
+def test_hidden_names_at_the_top_are_named_whatever_their_place_in_the_list() -> None:
+    """A hostile-peer review (stop 44): 5 photos first, then ``.bash_profile``,
+    ``.ssh/authorized_keys`` and ``.config/autostart/…`` counted as "… and
+    43 more"; received into a home directory, the next login ran them."""
+    paths = [f"holiday photo {i}.jpg" for i in range(45)]
+    paths += [".bash_profile", ".ssh/authorized_keys", ".config/autostart/update.desktop", "photos/.thumbs/a"]
+    hidden = consent.hidden_tops(paths, dirs=[".local/share", "photos/.cache"])
+    assert hidden == ((".bash_profile", ".config/ (1 file)", ".local/", ".ssh/ (1 file)"), 4)
+    files = [(p, 10) for p in paths]
+    lines = consent.describe(summary_of("Holiday photos", "Alice", files, hidden=hidden), None)
+    assert lines[-1] == (
+        "Warning: the share puts 4 hidden names at the top of the output directory, where programs read "
+        "their settings: .bash_profile, .config/ (1 file), .local/, .ssh/ (1 file)"
+    )
+    assert "  … and 44 more" in lines  # the list itself is as before
+
+
+def test_hidden_names_beyond_the_shown_are_counted_and_made_safe() -> None:
+    paths = [f".f{i:02d}" for i in range(20)] + [".\x1b[31mred"]
+    shown, count = consent.hidden_tops(paths, safe=lambda s: s.replace("\x1b", "?"))
+    assert count == 21 and len(shown) == consent.SHOWN_HIDDEN
+    assert shown[0] == ".?[31mred"  # sorted: ESC before digits
+    warning = consent.hidden_warning(summary_of("x", None, [("a", 1)], hidden=(shown, count)))
+    assert warning is not None and warning.endswith(" and 13 more")
+
+
+def test_no_hidden_names_at_the_top_no_warning() -> None:
+    hidden = consent.hidden_tops(["photos/.thumbs/a", "photos/b.jpg", "notes.txt"], dirs=["photos/.git"])
+    assert hidden == ((), 0)
+    assert not any(line.startswith("Warning") for line in consent.describe(SHARE, None))
