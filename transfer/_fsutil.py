@@ -135,8 +135,28 @@ def is_regular(st: os.stat_result | None) -> bool:
     return st is not None and stat.S_ISREG(st.st_mode)
 
 
+def not_ours(st: os.stat_result) -> bool:
+    """A partial file with another name too (a hard link). Written as ours,
+    it rewrote the file it links: a hostile-peer review (stop 44) linked a
+    file outside the output directory into the partial directory, and
+    ``get`` truncated it, wrote the share into it and placed it as the
+    "verified" file, still shared with whoever linked it. (Not the owner:
+    root-squashed NFS and vfat mounts give our own files another one.)"""
+    return st.st_nlink != 1
+
+
 def open_file(dir_fd: int, name: str, flags: int) -> int:
     return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=dir_fd)
+
+
+def open_part(dir_fd: int, name: str, shown: Callable[[], str]) -> int:
+    """Open (create) a partial file to write, refusing one :func:`not_ours`
+    (linked in after the scan removed such a name)."""
+    fd = open_file(dir_fd, name, os.O_RDWR | os.O_CREAT)
+    if not_ours(os.fstat(fd)):
+        os.close(fd)
+        raise OutputError(f"{shown()} is linked to another file; remove it")
+    return fd
 
 
 def move_noreplace(src_dir: int, src: str, dst_dir: int, dst: str, shown: Callable[[], str]) -> None:

@@ -13,6 +13,7 @@ time, however large or many the files.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import mmap
@@ -233,6 +234,9 @@ class Store:
             return 0
         if not fs.is_regular(st):
             raise OutputError(f"unexpected non-file {PARTIAL_DIR_NAME}/{self._share_dir_name}/{name}; remove it")
+        if fs.not_ours(st):
+            os.unlink(name, dir_fd=self._partial)  # only the name: the file it links stays as it was
+            return 0
         fd = self._open_part(index)
         noted = self._memo.partial_chunks(index, os.fstat(fd)) if self._memo is not None else None
         if st.st_size > entry.size:
@@ -360,12 +364,15 @@ class Store:
             self._close_part()
             assert self._partial is not None
             try:
-                self._fd = fs.open_file(self._partial, str(index), os.O_RDWR | os.O_CREAT)
+                self._fd = fs.open_part(self._partial, str(index), lambda: self._partial_shown(index))
             except OSError as exc:
                 raise cannot_write(f"into {self.output_dir}", exc) from None
             self._fd_index = index
         assert self._fd is not None
         return self._fd
+
+    def _partial_shown(self, index: int) -> str:
+        return f"{PARTIAL_DIR_NAME}/{self._share_dir_name}/{index} in {self.output_dir}"
 
     def _close_part(self) -> None:
         if self._fd is not None:
@@ -453,12 +460,9 @@ class Store:
         """Check every file is in place and remove the partial directory.
 
         Files in ``unavailable`` (the sharer stopped serving them) may be
-        missing: their partial files are kept, under their index in the
-        partial directory, where nothing mistakes them for complete files
-        and a later fetch of the same share re-checks them chunk by chunk —
-        when the sharer shares the new content under the same code, every
-        chunk that did not change is reused instead of fetched again.
-        """
+        missing: their partial files are kept, where nothing mistakes them
+        for complete files and a later fetch of the same share re-checks
+        them chunk by chunk (unchanged chunks of new content are reused)."""
         missing = [i for i, done in enumerate(self._done) if not done and i not in unavailable]
         if missing:
             raise IntegrityError(f"the transfer ended with {len(missing)} file(s) incomplete")
@@ -467,7 +471,8 @@ class Store:
         keep = {str(i) for i, done in enumerate(self._done) if not done}
         for name in os.listdir(self._partial):
             if name.isdigit() and name not in keep:  # leftovers of an older version of this share
-                os.unlink(name, dir_fd=self._partial)
+                with contextlib.suppress(OSError):  # a directory there failed every complete get
+                    os.unlink(name, dir_fd=self._partial)
         try:
             os.rmdir(self._share_dir_name, dir_fd=self._partial_root)
             os.rmdir(PARTIAL_DIR_NAME, dir_fd=self._root)
