@@ -160,6 +160,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
         approved = manifest
 
     shown_preparing = [-1]  # the last percentage said
+    unavailable_said = [0]  # files the sharer stopped serving, so far
 
     def on_event(event: NodeEvent) -> None:
         if isinstance(event, Waiting):
@@ -208,8 +209,12 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
             reporter.progress(event.bytes_verified, event.total_bytes)
         elif isinstance(event, FileUnavailable):
             reporter.event("file_unavailable", path=event.path, reason=event.reason.label)
-            shown = sanitize_text(event.path)  # the sharer's name for it: one printable line
-            reporter.say(f"The sharer stopped serving {shown} ({event.reason.text}); receiving the rest")
+            unavailable_said[0] += 1  # a line each for the first few: 20,000 notices were 20,000 lines
+            if unavailable_said[0] <= SHOWN_UNAVAILABLE:
+                shown = sanitize_text(event.path)  # the sharer's name for it: one printable line
+                reporter.say(f"The sharer stopped serving {shown} ({event.reason.text}); receiving the rest")
+            elif unavailable_said[0] == SHOWN_UNAVAILABLE + 1:
+                reporter.say("The sharer stopped serving more files; the last line names how many")
         elif isinstance(event, TransferCompleted):
             summary.update(files=event.files, bytes=event.bytes, seconds=event.seconds)
 
@@ -373,6 +378,11 @@ def _safe_lines(text: str) -> str:
     from p2pshare.transfer.errors import sanitize_text
 
     return "\n".join(sanitize_text(line) for line in text.splitlines())
+
+
+#: Files the sharer stopped serving named a line each as it happens (the
+#: final error names a few and counts all); ``--json`` has an event for each.
+SHOWN_UNAVAILABLE = 5
 
 
 def _is_text(manifest: Manifest) -> bool:

@@ -92,3 +92,23 @@ def test_changed_file_exits_4_naming_it_with_the_rest_delivered(tmp_path: Path, 
     assert done["event"] == "done" and done["bytes"] == A_SIZE - MiB
     assert tree_digest(out / "share") == tree_digest(top)
     assert not (out / ".p2pshare-partial").exists()
+
+
+def test_many_files_the_sharer_stops_serving_are_a_few_lines_not_one_each(tmp_path: Path, sharer: Sharer) -> None:
+    """A line per FILE_UNAVAILABLE: a hostile-peer review's 20,000 notices
+    were 20,000 lines (up to 131,000 possible). The first few are named as
+    they happen, then one line; the final error counts them all."""
+    top = tmp_path / "share"
+    for i in range(12):
+        (top / f"f{i:02d}.txt").parent.mkdir(parents=True, exist_ok=True)
+        (top / f"f{i:02d}.txt").write_text(f"first {i}\n")
+    proc, shared = sharer(top)
+    proc.wait_for("ready", timeout=60)
+    for i in range(12):
+        (top / f"f{i:02d}.txt").write_text(f"changed {i}!\n")
+    res = run(["get", shared["code"], "-o", str(tmp_path / "out"), "--timeout", "60"], tmp_path / "rx")
+    assert res.returncode == 4, res.stderr
+    named = [line for line in res.stderr.splitlines() if line.startswith("The sharer stopped serving share/")]
+    assert len(named) == 5, res.stderr
+    assert "The sharer stopped serving more files; the last line names how many" in res.stderr
+    assert "not received" in res.stderr.splitlines()[-1] and "12" in res.stderr.splitlines()[-1], res.stderr
