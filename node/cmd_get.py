@@ -93,7 +93,7 @@ def run_get(opts: GetOptions, reporter: Reporter) -> int:
 async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: list[Path]) -> int:
     from p2pshare.node.api import Node, NodeConfig
     from p2pshare.node.events import Connected, NodeEvent, PathUpgraded, Waiting
-    from p2pshare.transfer.errors import DeclinedError, NoSpaceError, sanitize_text
+    from p2pshare.transfer.errors import DeclinedError, IntegrityError, NoSpaceError, sanitize_text
     from p2pshare.transfer.events import FileUnavailable, ManifestReceived, Progress, SharerPreparing, TransferCompleted
     from p2pshare.transfer.store import Conflict
 
@@ -103,6 +103,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
     dirs: list[str] = []  # named in the last line when no file is shared
     text_file: list[str] = []  # a text share's one file: printed, then removed
     approved: Manifest | None = None  # the share the person (or --yes) accepted
+    changes = [0]  # times a reconnect offered another share than the one accepted
     # Only a person at a terminal is asked; --json is for programs.
     ask_on = None if opts.json else _question_stream()
     interactive = ask_on is not None
@@ -134,6 +135,12 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
         if again:
             return  # a reconnect: the person already said yes to this share
         if approved is not None:
+            changes[0] += 1
+            if changes[0] > MAX_SHARE_CHANGES:
+                raise IntegrityError(
+                    f"the sharer offered {changes[0] + 1} different shares under this code in one run; "
+                    "stopped (each one's progress kept --timeout from running out)"
+                )
             reporter.warning("after the reconnect the sharer offers another share than the one accepted")
         if text_file:
             approved = manifest  # a text is printed, not stored: no question
@@ -380,6 +387,11 @@ def _safe_lines(text: str) -> str:
     return "\n".join(sanitize_text(line) for line in text.splitlines())
 
 
+#: Reconnects that may offer another share than the one accepted (a sharer
+#: that changed its files and shared them again under the same code). A
+#: hostile sharer offered a new share each time, with one chunk of progress,
+#: and ``--timeout`` never ran out (a hostile-peer review, stop 44).
+MAX_SHARE_CHANGES = 3
 #: Files the sharer stopped serving named a line each as it happens (the
 #: final error names a few and counts all); ``--json`` has an event for each.
 SHOWN_UNAVAILABLE = 5

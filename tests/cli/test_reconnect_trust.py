@@ -117,3 +117,21 @@ def test_a_chunk_per_attempt_still_ends_with_every_chunk_verified(tmp_path: Path
     assert had[0] == 0 and had == sorted(had) and had[-1] >= 52 * 65536 and len(had) >= 10, had
     assert (out / "big.bin").stat().st_size == 64 * 65536
     assert events[-1]["event"] == "done"
+
+
+def test_a_new_share_at_every_reconnect_does_not_hold_get_past_its_timeout(tmp_path: Path, switching: object) -> None:
+    """Each attempt offered another share and one chunk of it: progress, so
+    ``--timeout`` never ran out (a hostile-peer review, stop 44: 111
+    attempts in 25 s; the only bound was 10,000 attempts, ~37 min)."""
+    from tests.cli.helpers import run
+
+    code = switching("new-share-per-attempt")  # type: ignore[operator]
+    t0 = time.monotonic()
+    res = run(["get", code, "-o", str(tmp_path / "out"), "--timeout", "5", "--yes"], tmp_path / "rx", timeout=60)
+    took = time.monotonic() - t0
+    assert res.returncode == 4, res.stderr
+    assert res.stderr.splitlines()[-1] == (
+        "p2pshare: error: the sharer offered 5 different shares under this code in one run; "
+        "stopped (each one's progress kept --timeout from running out)"
+    ), res.stderr
+    assert took < 30, took

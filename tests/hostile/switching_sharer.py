@@ -17,6 +17,9 @@ key and authenticates; what it abuses is ``get``'s trust across attempts
 * ``chunk-per-attempt``: one 4 MiB file in 64 KiB chunks: the first stream
   sends all but 12 chunks, then each stream sends one chunk and resets, then
   the last sends the rest (``get`` re-hashed everything at each attempt).
+* ``new-share-per-attempt``: each stream offers another 2-chunk share,
+  sends one chunk and resets: progress each time, so ``--timeout`` never
+  ran out (a hostile-peer review, stop 44: 111 attempts in 25 s).
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ def _plans(mode: str, keys: crypto.ShareKeys) -> list[Plan]:
         return [(*first, 0), (*_share(keys, "files", "", five), None)]
     if mode == "prepare-forever":
         return [(*_share(keys, "x", "", {"a.txt": b"a"}), None)]
+    if mode == "new-share-per-attempt":  # every attempt "progresses" (one chunk) on another share
+        return [(*_share(keys, f"share {i}", "", {"a.bin": os.urandom(2 * CHUNK)}), 1) for i in range(200)]
     if mode == "chunk-per-attempt":
         big = _share(keys, "big", "", {"big.bin": os.urandom(64 * CHUNK)})
         return [(*big, 64 - 12), *[(*big, 1)] * 12, (*big, None)]
