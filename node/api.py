@@ -69,13 +69,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RELAYS_WANTED = 2  # reservations a node holds (and names in its codes) at once
-#: Seconds a sharer that stops waits for its receivers to read ERROR STOPPED
-#: (a receiver that reads nothing is cut after this). Usually one round trip,
-#: but a receiver reads it only after the data already in flight (up to a
-#: yamux window, 16 MiB), at the speed its disk takes it: a getter stalled
-#: 2.5 s at the stop missed it with 2 s, then waited out its 60 s
-#: ``--timeout`` and said "lost the connection" (stop 44, a full test run on
-#: a loaded machine). A second Ctrl-C still quits at once.
+#: Seconds a sharer that stops waits for its receivers to read ERROR STOPPED,
+#: which comes after the data in flight (up to a yamux window): a getter
+#: stalled 2.5 s missed it with 2 s and waited out its ``--timeout`` (stop 44).
 STOP_GRACE = 5.0
 
 __all__ = [

@@ -4,6 +4,7 @@ exit 2 before any import is slow or any code is printed."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -18,6 +19,13 @@ def check_paths(paths: list[Path]) -> list[Path]:
     for p in paths:
         if not os.path.lexists(p):
             raise LocalNodeError(f"no such file or directory: {p}")
+        try:
+            os.stat(p)
+        except OSError as exc:  # said "permission denied" (a usability review, stop 44)
+            if exc.errno == errno.ELOOP:
+                raise LocalNodeError(f"cannot share {p}: a loop of symbolic links") from None
+            if exc.errno == errno.ENOENT:
+                raise LocalNodeError(f"cannot share {p}: a symbolic link to nothing ({os.readlink(p)})") from None
         if not os.access(p, os.R_OK):
             raise LocalNodeError(f"cannot read {p}: permission denied")
         resolved.append(Path(os.path.abspath(p)))

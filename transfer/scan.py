@@ -26,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from p2pshare.transfer import _fsutil as fs
 from p2pshare.transfer import hashcache
 from p2pshare.transfer.crypto import share_id_for
 from p2pshare.transfer.errors import SourceError
@@ -164,6 +165,11 @@ def _walk(top: str, rel: str, files: list[_Found], dirs: list[str], warnings: li
                     subdirs.append((child, rel_child, depth + 1))
                 elif entry.is_file(follow_symlinks=False):
                     st = entry.stat(follow_symlinks=False)
+                    if not fs.may_read(st) and not os.access(child, os.R_OK):
+                        # Listed, the code printed, then hashing it ended the share
+                        # (a usability review, stop 44): skipped like a special file.
+                        warnings.append(f"skipped {child}: cannot read it (permission denied)")
+                        continue
                     files.append((rel_child, child, st.st_size, st.st_mtime_ns, st.st_ino))
                 else:
                     warnings.append(f"skipped special file {child}")

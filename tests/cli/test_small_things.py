@@ -108,3 +108,50 @@ def test_share_qr_shows_the_code_as_a_qr_code(tmp_path: Path) -> None:
     expected = io.StringIO()
     segno.make(code, error="l").terminal(out=expected, compact=True, border=2)
     assert expected.getvalue().rstrip("\n") in shown  # exactly the code's QR, drawn whole
+
+
+def test_a_broken_or_looping_symlink_is_named_as_such(tmp_path: Path) -> None:
+    """Both said "cannot read …: permission denied" (a usability review, stop 44)."""
+    (tmp_path / "dangling").symlink_to(tmp_path / "nothing-here")
+    (tmp_path / "loop-a").symlink_to(tmp_path / "loop-b")
+    (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
+    res = run(["share", str(tmp_path / "dangling")], tmp_path / "h")
+    assert res.returncode == 2
+    assert res.stderr.strip() == (
+        f"p2pshare: error: cannot share {tmp_path / 'dangling'}: a symbolic link to nothing ({tmp_path / 'nothing-here'})"
+    )
+    res = run(["share", str(tmp_path / "loop-a")], tmp_path / "h")
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"p2pshare: error: cannot share {tmp_path / 'loop-a'}: a loop of symbolic links"
+
+
+def test_an_unreadable_file_in_a_shared_folder_is_skipped_before_the_code(tmp_path: Path, procs: list[Proc]) -> None:
+    """The code was printed, then hashing the file ended the share ("cannot
+    read …: Permission denied", exit 2; a usability review, stop 44). It is
+    skipped with a warning, like a special file, and the rest is shared.
+    Root here runs without its file capabilities (``setpriv``)."""
+    import os
+
+    from tests.cli.helpers import CLI, ROOT, env_for, tree_digest
+    from tests.harness import file_modes_bind
+
+    prefix = file_modes_bind()
+    top = tmp_path / "d"
+    top.mkdir()
+    (top / "ok.txt").write_text("fine\n")
+    (top / "secret.txt").write_text("no\n")
+    os.chmod(top / "secret.txt", 0)
+    listen = f"/ip4/127.0.0.1/tcp/{free_port()}"
+    home = tmp_path / "sh"
+    p = Proc(
+        [*prefix, *CLI, "share", str(top), "--json", "--listen", listen], name="share", env=env_for(home), cwd=ROOT
+    )
+    procs.append(p)
+    events = p.events_until("ready", 60)
+    assert events[0]["event"] == "shared"
+    warnings = [e["message"] for e in events if e["event"] == "warning"]
+    assert f"skipped {top / 'secret.txt'}: cannot read it (permission denied)" in warnings, events
+    res = run(["get", events[0]["code"], "-o", str(tmp_path / "out"), "--yes"], tmp_path / "rx")
+    assert res.returncode == 0, res.stderr
+    assert tree_digest(tmp_path / "out" / "d") == {"ok.txt": tree_digest(top)["ok.txt"]}
+    assert p.poll() is None  # still sharing
