@@ -252,7 +252,8 @@ async def _serve(
             )
             port = first_tcp_port(node.addresses())
             used = node.identity_path
-            if opts.description != TEXT_MARK:  # a text share is new each time
+            stand_in = used if record is not None and used is not None and used != identity else None  # busy
+            if opts.description != TEXT_MARK and stand_in is None:  # a text share is new each time
                 as_id = used.name if used is not None and not opts.identity and used.parent == home else None
                 save_record(home, paths, name, ShareRecord(info.code.encryption_key, info.code.share_code, port, as_id))
                 await trio.to_thread.run_sync(prune_records, home)
@@ -310,10 +311,10 @@ async def _serve(
                     f"as {name or (paths[0].name if len(paths) == 1 else 'shared files')!r} "
                     f"(code {info.code.share_code}); peer {node.peer_id}"
                 )
-                if record is not None and used is not None and used != identity:
+                if stand_in is not None:
                     reporter.warning(
                         f"{identity.name} is held by another running p2pshare process, so this share runs as "
-                        f"another peer ({used.name}): codes handed out before name the other peer; give the code above"
+                        f"another peer ({stand_in.name}): codes handed out before name the other peer; give the code above"
                     )
                 elif record is not None:
                     reporter.say(

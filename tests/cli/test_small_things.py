@@ -155,3 +155,23 @@ def test_an_unreadable_file_in_a_shared_folder_is_skipped_before_the_code(tmp_pa
     assert res.returncode == 0, res.stderr
     assert tree_digest(tmp_path / "out" / "d") == {"ok.txt": tree_digest(top)["ok.txt"]}
     assert p.poll() is None  # still sharing
+
+
+def test_a_second_share_of_the_same_paths_at_once_leaves_the_first_code_working(tmp_path: Path, sharer: Sharer) -> None:
+    """The second ran as another peer (the first holds its identity) and
+    rewrote the share record with that peer: once both stopped, sharing
+    again gave the second's code, and the first code, handed out earlier,
+    never worked again (a usability review, stop 44)."""
+    from p2pshare.node.cmd_get import parse_any_code
+
+    src = tmp_path / "twice.txt"
+    src.write_text("x")
+    home = tmp_path / "sh"
+    first, one = sharer(src, home=home)
+    second, two = sharer(src, home=home)
+    peer = parse_any_code(one["code"]).peer_id
+    assert parse_any_code(two["code"]).peer_id != peer  # a stand-in, with a warning
+    second.close()
+    first.close()
+    _, again = sharer(src, home=home)
+    assert again["reused"] is True and parse_any_code(again["code"]).peer_id == peer
