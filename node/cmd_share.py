@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
 
+from p2pshare.node import share_short
 from p2pshare.node._output import Reporter, SendingDisplay, human_bytes
 from p2pshare.node.errors import LocalNodeError
 from p2pshare.node.online import OFFLINE, has_route
@@ -82,7 +85,6 @@ def run_share(opts: ShareOptions, reporter: Reporter) -> int:
 
 def _share_text(opts: ShareOptions, reporter: Reporter) -> int:
     """Write the text into a private temporary file, share it marked as text, remove it after."""
-    import dataclasses
     import os
     import secrets
     import shutil
@@ -148,6 +150,7 @@ async def _serve(
     identity = opts.identity or wanted
     fallbacks = () if opts.identity else identity_slots(base)
     done_receivers = 0
+    kept_record: list[ShareRecord | None] = [None]  # as saved: a short code that dies leaves it
     stopping = False  # set once the share stops: receivers still running are cut off by it
     finished = trio.Event()
     shown: ShareCode | None = None  # the last code printed (a newer one when the machine moved)
@@ -215,7 +218,8 @@ async def _serve(
             _report_traversal(reporter, event)
 
     def on_short_event(event: ShortCodeEvent) -> None:
-        _report_short_code(reporter, event, opts.code_tries)
+        if share_short.report(reporter, event, opts.code_tries) and kept_record[0] is not None:
+            save_record(home, paths, name, dataclasses.replace(kept_record[0], short_code=None, short_expires=None))
 
     net = load_network_config(
         home,
@@ -253,17 +257,27 @@ async def _serve(
             port = first_tcp_port(node.addresses())
             used = node.identity_path
             stand_in = used if record is not None and used is not None and used != identity else None  # busy
-            if opts.description != TEXT_MARK and stand_in is None:  # a text share is new each time
-                as_id = used.name if used is not None and not opts.identity and used.parent == home else None
-                save_record(home, paths, name, ShareRecord(info.code.encryption_key, info.code.share_code, port, as_id))
-                await trio.to_thread.run_sync(prune_records, home)
-            code = info.encode()
-            legacy = info.legacy.encode() if info.legacy else None
+            kept = share_short.reusable(record, time.time())  # the last run's short code, if it lasts
             offer = (
-                node.offer_short_code(info, tries=opts.code_tries, ttl=opts.code_ttl, on_event=on_short_event)
+                node.offer_short_code(
+                    info,
+                    tries=opts.code_tries,
+                    ttl=kept[1] if kept else opts.code_ttl,
+                    on_event=on_short_event,
+                    code=kept[0] if kept else None,
+                )
                 if node.uses_dht
                 else None
             )
+            if opts.description != TEXT_MARK and stand_in is None:  # a text share is new each time
+                as_id = used.name if used is not None and not opts.identity and used.parent == home else None
+                short = (str(offer.code), time.time() + (kept[1] if kept else opts.code_ttl)) if offer else (None, None)
+                saved = ShareRecord(info.code.encryption_key, info.code.share_code, port, as_id, *short)
+                save_record(home, paths, name, saved)
+                kept_record[0] = saved
+                await trio.to_thread.run_sync(prune_records, home)
+            code = info.encode()
+            legacy = info.legacy.encode() if info.legacy else None
             reporter.event(
                 "shared",
                 code=code,
@@ -274,7 +288,7 @@ async def _serve(
                 addresses=list(info.code.addresses),
                 short_code=str(offer.code) if offer else None,
                 short_code_tries=opts.code_tries if offer else None,
-                short_code_ttl=opts.code_ttl if offer else None,
+                short_code_ttl=round(kept[1] if kept else opts.code_ttl) if offer else None,
             )
             reporter.result(code)
             shown = info.code
@@ -454,34 +468,6 @@ def _report_traversal(reporter: Reporter, ev: NodeEvent) -> None:
         reporter.say(f"Connection to …{ev.peer_id[-8:]} upgraded to direct ({ev.method})")
     elif isinstance(ev, UpgradeFailed):
         reporter.event("upgrade_failed", peer_id=ev.peer_id, reason=ev.reason)
-
-
-def _report_short_code(reporter: Reporter, ev: ShortCodeEvent, tries: int) -> None:
-    """What happened to the short code: the sharer sees every failed guess."""
-    from p2pshare.node.shortcode import (
-        ShortCodeAdvertised,
-        ShortCodeClaimed,
-        ShortCodeExpired,
-        ShortCodeFailed,
-        ShortCodeRefused,
-    )
-
-    if isinstance(ev, ShortCodeAdvertised):
-        reporter.event("short_code_advertised", keys=ev.keys, dht_peers=ev.peers)
-        if not ev.peers:
-            reporter.warning("no DHT peer took the short code's record yet; retrying (the long code works now)")
-    elif isinstance(ev, ShortCodeClaimed):
-        reporter.event("short_code_claimed", peer_id=ev.peer_id)
-        reporter.say(f"Receiver …{ev.peer_id[-8:]} gave the right short code")
-    elif isinstance(ev, ShortCodeFailed):
-        reporter.event("short_code_failed", peer_id=ev.peer_id, tries_left=ev.tries_left)
-        left = f"{ev.tries_left} of {tries} tries left" if ev.tries_left else "no tries left: the short code is dead"
-        reporter.say(f"Peer …{ev.peer_id[-8:]} gave wrong short-code words ({left}; the long code still works)")
-    elif isinstance(ev, ShortCodeRefused):
-        reporter.event("short_code_refused", peer_id=ev.peer_id, reason=ev.reason.name.lower())
-    elif isinstance(ev, ShortCodeExpired):
-        reporter.event("short_code_expired")
-        reporter.say("The short code expired (the long code still works)")
 
 
 def human_duration(seconds: float) -> str:

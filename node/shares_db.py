@@ -32,6 +32,10 @@ class ShareRecord:
     #: The identity file (a name in the data directory) the share ran as:
     #: its codes name that peer, so sharing again prefers it.
     identity: str | None = None
+    #: The short code last offered and when it ends (``time.time()``):
+    #: sharing again within its life offers it again (``share_short``).
+    short_code: str | None = None
+    short_expires: float | None = None
 
 
 def _record_path(home: Path, paths: list[Path], name: str) -> Path:
@@ -54,7 +58,10 @@ def load_record(home: Path, paths: list[Path], name: str) -> ShareRecord | None:
         identity = raw.get("identity")
         if not (isinstance(identity, str) and _IDENTITY_NAME.fullmatch(identity)):
             identity = None
-        return ShareRecord(key=key, human_code=code, port=port, identity=identity)
+        short, expires = raw.get("short_code"), raw.get("short_expires")
+        if not (isinstance(short, str) and isinstance(expires, (int, float))):
+            short, expires = None, None
+        return ShareRecord(key, code, port, identity, short, None if expires is None else float(expires))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -82,6 +89,8 @@ def _write_record(path: Path, paths: list[Path], name: str, record: ShareRecord)
             "identity": record.identity,
             "paths": [str(p) for p in paths],
             "name": name,
+            "short_code": record.short_code,
+            "short_expires": record.short_expires,
         }
     ).encode()
     tmp = path.with_name(path.name + f".{secrets.token_hex(4)}.tmp")
