@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import trio
@@ -279,7 +279,7 @@ class _Session:
 
     async def run(self) -> None:
         start = trio.current_time()
-        want: tuple[ranges.Range, ...] | None = None
+        want: Sequence[ranges.Range] | None = None
         served: ServedShare | None = None
         proof_due = start + min(self.timeout, HANDSHAKE_TIMEOUT)
         while want is None:
@@ -355,7 +355,7 @@ class _Session:
         finally:
             self.registry.listeners.discard(wake)
 
-    async def _send(self, reader: ChunkReader, want: tuple[ranges.Range, ...]) -> None:
+    async def _send(self, reader: ChunkReader, want: Sequence[ranges.Range]) -> None:
         material = self.proto.share
         assert material is not None
         indices = self.proto.chunks_to_send(want)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import struct
+from collections.abc import Iterable, Iterator, Sequence
+from typing import overload
 
 Range = tuple[int, int]
 
@@ -53,3 +55,47 @@ def iter_ranges(ranges: Iterable[Range]) -> Iterator[int]:
 
 def count(ranges: Iterable[Range]) -> int:
     return sum(end - start for start, end in ranges)
+
+
+_PACKED = struct.Struct(">QQ")  # a range on the wire: start, end
+
+
+class PackedRanges(Sequence[tuple[int, int]]):
+    """A WANT's ranges as they came, 16 bytes each, unpacked when walked.
+
+    Parsed into a tuple of tuples, a 1 MiB WANT (65,536 ranges) held ~12 MB
+    of the sharer's memory for the whole session, and a key holder opened
+    16 such sessions: 170 -> 377 MB (a hostile-peer review, stop 44)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self._raw = raw
+
+    def __len__(self) -> int:
+        return len(self._raw) // _PACKED.size
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[int, int]: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[tuple[int, int]]: ...
+    def __getitem__(self, i: int | slice) -> tuple[int, int] | Sequence[tuple[int, int]]:
+        if isinstance(i, slice):
+            return tuple(self)[i]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(i)
+        start, end = _PACKED.unpack_from(self._raw, (i % n) * _PACKED.size)
+        return start, end
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return _PACKED.iter_unpack(self._raw)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"PackedRanges({tuple(self)!r})"

@@ -25,7 +25,7 @@ import enum
 import functools
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from p2pshare.transfer import crypto, ranges, wire
@@ -94,7 +94,7 @@ class ReceiverAuthenticated:
 
 @dataclass(frozen=True)
 class WantReceived:
-    ranges: tuple[ranges.Range, ...]
+    ranges: Sequence[ranges.Range]
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ class SharerProtocol(SessionCore["SharerEvent"]):
         self._out.append(wire.encode(wire.FileUnavailable(file_index, reason)))
         return True
 
-    def chunks_to_send(self, want: tuple[ranges.Range, ...]) -> Iterator[int]:
+    def chunks_to_send(self, want: Sequence[ranges.Range]) -> Iterator[int]:
         """The chunks to read and send for ``want``, in order, skipping every
         file this session stopped serving (also one marked during the walk)."""
         assert self.share is not None

@@ -42,7 +42,7 @@ no code 7 reports "the peer reported an error" with its text.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -50,6 +50,7 @@ from p2pshare.transfer.crypto import GCM_NONCE_BYTES, MAC_BYTES, NONCE_BYTES, SH
 from p2pshare.transfer.errors import MAX_MESSAGE_CHARS, ProtocolError, UnavailableReason, sanitize_text
 from p2pshare.transfer.gathered import Gathered, Piece, add_piece
 from p2pshare.transfer.manifest import MAX_CHUNK_SIZE, MAX_MANIFEST_BYTES
+from p2pshare.transfer.ranges import PackedRanges
 
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct(">BI")
@@ -126,7 +127,7 @@ class ManifestMsg:
 
 @dataclass(frozen=True)
 class Want:
-    ranges: tuple[tuple[int, int], ...]
+    ranges: Sequence[tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -303,7 +304,7 @@ def parse(kind: MsgType, body: bytes) -> Message:
             raise ProtocolError("malformed WANT message")
         (count,) = struct.unpack_from(">I", body)
         _exact(body, 4 + _RANGE.size * count, "WANT")
-        return Want(tuple(_RANGE.unpack_from(body, 4 + i * _RANGE.size) for i in range(count)))
+        return Want(PackedRanges(bytes(body[4:])))
     if kind is MsgType.CHUNK:
         if len(body) < CHUNK_OVERHEAD:
             raise ProtocolError("malformed CHUNK message")

@@ -238,3 +238,23 @@ def test_a_whole_chunk_in_one_piece_gets_every_check_of_the_general_path() -> No
         dec.feed(accept + manifest + chunk)
     got = wire.FrameDecoder(wire.TO_RECEIVER, wire.RECEIVER_ORDER).feed(accept + manifest + chunk)
     assert got[-1] == wire.Chunk(3, b"n" * 12, b"c" * 100)
+
+
+def test_a_large_want_costs_about_its_own_size_once_parsed() -> None:
+    """A 1 MiB WANT (65,536 ranges) parsed into tuples held ~12 MB of the
+    sharer's memory per session (a hostile-peer review, stop 44); kept as
+    its bytes it holds ~1 MiB, and reads the same."""
+    import tracemalloc
+
+    ranges = tuple((4 * i, 4 * i + 1) for i in range(65_536))
+    body = wire.encode(wire.Want(ranges))[wire.HEADER.size :]
+    tracemalloc.start()
+    try:
+        parsed = wire.parse(wire.MsgType.WANT, body)
+        held, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert isinstance(parsed, wire.Want)
+    assert held < 1.5 * len(body), held
+    assert parsed == wire.Want(ranges) and tuple(parsed.ranges) == ranges
+    assert parsed.ranges[-1] == ranges[-1] and parsed.ranges[1:3] == ranges[1:3] and len(parsed.ranges) == 65_536
