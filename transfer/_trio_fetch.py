@@ -284,7 +284,10 @@ def told_sharer(exc: LocalError) -> str:
     if isinstance(exc, DeclinedError):
         return "the receiver declined the share"
     if isinstance(exc, ConflictError):
-        return "the receiver already has other files at these names"
+        # Found before the person is asked: "other files at these names" let
+        # a sharer probe which names a receiver's directory holds (a
+        # hostile-peer review, stop 44).
+        return "the receiver did not take the share"
     if isinstance(exc, OutputBusyError):
         return "the receiver is already receiving this share into the same place"
     if isinstance(exc, NoSpaceError):

@@ -31,9 +31,10 @@ def test_default_refuses_and_names_the_flags(tmp_path: Path, sharer: Sharer) -> 
     assert res.returncode == 2, res.stderr
     assert "refusing to overwrite" in res.stderr and "--overwrite" in res.stderr and "--rename" in res.stderr
     assert (out / "docs" / "report.txt").read_text() == "my own edits\n"
-    # The sharer hears why, in a kind of failure (never the receiver's paths).
+    # The sharer hears that it failed, not that names are taken: found before the
+    # question, that let a sharer probe which names the receiver's directory holds.
     failed = next(e for e in proc.events(timeout=10) if e["event"] == "receiver_failed")
-    assert "already has other files at these names" in failed["reason"], failed
+    assert "the receiver did not take the share" in failed["reason"], failed
     assert str(out) not in failed["reason"]
 
 
