@@ -126,6 +126,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
             total_bytes=manifest.total_bytes,
             description="" if _is_text(manifest) else _safe_lines(manifest.description),
             hidden=consent.hidden_tops((f.path for f in manifest.files), manifest.dirs, sanitize_text),
+            dir_count=manifest.dir_count,
         )
         free = _free_bytes(output)
         decision = consent.decide(share, free, assume_yes=opts.yes or again, interactive=interactive)

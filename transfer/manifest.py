@@ -107,6 +107,8 @@ class Manifest:
     files: tuple[FileEntry, ...] = field(repr=False)
     dirs: tuple[str, ...] = field(repr=False)
     _first_chunk: tuple[int, ...] = field(default=(), repr=False, compare=False)
+    #: Directories the share makes (listed in ``dirs`` or implied by a path).
+    dir_count: int = field(default=0, repr=False, compare=False)
 
     @property
     def total_chunks(self) -> int:
@@ -225,10 +227,10 @@ def make_manifest(
         if firsts[-1] > MAX_TOTAL_CHUNKS:
             raise ManifestError(f"more than {MAX_TOTAL_CHUNKS} chunks (the share is too large for one manifest)")
     try:
-        check_tree((f.path for f in files), dirs)
+        n_dirs = check_tree((f.path for f in files), dirs)
     except PathRuleError as exc:
         raise ManifestError(f"unsafe path in manifest: {exc}") from None
-    return Manifest(name, description, sharer, chunk_size, files, dirs, tuple(firsts))
+    return Manifest(name, description, sharer, chunk_size, files, dirs, tuple(firsts), n_dirs)
 
 
 def _check_text(value: object, what: str, limit: int, *, allow_newlines: bool) -> None:

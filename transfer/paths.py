@@ -177,8 +177,9 @@ class _Dir:
         self.children: dict[str, _Dir | str] = {}  # folded name -> subdir, or the exact name of a file
 
 
-def check_tree(files: Iterable[str], dirs: Iterable[str]) -> None:
-    """Reject duplicate or colliding entries across files and directories.
+def check_tree(files: Iterable[str], dirs: Iterable[str]) -> int:
+    """Reject duplicate or colliding entries across files and directories;
+    return how many directories the entries make (listed or implied).
 
     Collisions are judged on ``fold()`` of each component: the same path
     spelled differently (case, Unicode normal form), a file that is also a
@@ -231,6 +232,7 @@ def check_tree(files: Iterable[str], dirs: Iterable[str]) -> None:
             if child.explicit:  # an explicit directory, listed twice
                 raise PathRuleError("duplicate path")
             child.explicit = True
+    return n_dirs
 
 
 def _enter(node: _Dir, part: str) -> tuple[_Dir, int]:

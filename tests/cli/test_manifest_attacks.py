@@ -75,3 +75,24 @@ def test_a_text_share_with_directories_is_asked_about_like_any_share(tmp_path: P
         p.close()
         sharer.stop(grace=0)
     assert not out.exists()
+
+
+def test_the_directories_a_share_makes_are_shown_and_counted(tmp_path: Path) -> None:
+    """50 empty files 100 levels deep: "50 files, 0 B", "Needs 0 B", and
+    5,000 directories made (a hostile-peer review, stop 44: 130,938 from
+    1,031 files, 512 MiB). The person sees the folders and their space."""
+    from tests.cli.ptyproc import PtyProc
+
+    sharer, code = hostile_sharer("sharer", "many-dirs", tmp_path, "hostile-many-dirs")
+    out = tmp_path / "out"
+    p = PtyProc(["get", code, "-o", str(out), "--timeout", "30"], tmp_path / "rx")
+    try:
+        screen = " ".join(p.read_until("[y/N]").split())
+        assert "'evil': 50 files in 5000 folders, 0 B" in screen, screen
+        assert "Needs 19.5 MiB;" in screen, screen
+        p.send("n\n")
+        assert p.wait() == 6, p.output
+    finally:
+        p.close()
+        sharer.stop(grace=0)
+    assert not out.exists()

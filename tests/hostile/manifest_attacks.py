@@ -188,6 +188,13 @@ def small_valid() -> bytes:
     return document([entry("file", size, os.urandom(32).hex(), os.urandom(32 * 16).hex())], chunk_size=m.MIN_CHUNK_SIZE)
 
 
+def many_dirs() -> bytes:
+    # Empty files deep down: "0 B" to receive, 5,000 directories to make (a
+    # hostile-peer review, stop 44: 1,031 such files made 130,938, 512 MiB).
+    files = [entry("/".join(f"d{i}x{j}" for j in range(100)) + "/f", 0, EMPTY) for i in range(50)]
+    return document(files, chunk_size=m.MIN_CHUNK_SIZE)
+
+
 def text_with_dirs() -> bytes:
     # Marked as a text share (printed, never asked about), with directories:
     # 1,020 deep ones made ~130,000 directories without a question (a
@@ -240,4 +247,5 @@ ATTACKS: dict[str, Attack] = {
     "oversize-chunk": Attack("valid manifest, then a 16 MiB CHUNK", small_valid, then="oversize"),
     "early-chunks": Attack("valid manifest, CHUNKs before WANT", small_valid, then="early"),
     "text-dirs": Attack("a text share with directories", text_with_dirs),
+    "many-dirs": Attack("50 empty files 100 levels deep: 5,000 directories", many_dirs),
 }

@@ -174,3 +174,8 @@ def test_no_hidden_names_at_the_top_no_warning() -> None:
     hidden = consent.hidden_tops(["photos/.thumbs/a", "photos/b.jpg", "notes.txt"], dirs=["photos/.git"])
     assert hidden == ((), 0)
     assert not any(line.startswith("Warning") for line in consent.describe(SHARE, None))
+
+
+def test_the_folders_a_share_makes_are_counted_in_the_first_line() -> None:
+    summary = summary_of("evil", None, [("a/b/f", 0)], dir_count=5000)
+    assert consent.describe(summary, None)[0] == "'evil': 1 file in 5000 folders, 0 B"

@@ -363,3 +363,8 @@ def test_directory_strings_decode_as_json_does() -> None:
     for bad in (b'"a\x01b"', b'"\xff"', b"1", b'"a" "b"', b'"a",'):
         with pytest.raises(manifest.ManifestError):
             manifest.parse(_dirs_manifest(bad))
+
+
+def test_check_tree_counts_the_directories_listed_and_implied() -> None:
+    assert paths.check_tree(["a/b/c", "a/d", "e"], ["f", "a/b/g"]) == 4  # a, a/b, f, a/b/g
+    assert paths.check_tree(["x"], []) == 0
