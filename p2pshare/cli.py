@@ -17,7 +17,6 @@ import argparse
 import enum
 import json
 import logging
-import math
 import os
 import signal
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Final, NoReturn, assert_never
 
 from p2pshare import sharecode
+from p2pshare._cli_args import PROG, code_tries, duration, help_for, option_before_command, positive_float
 from p2pshare._fdlimit import raise_fd_limit
 from p2pshare.errors import Interrupted, LocalError, P2PShareError, ProtocolViolation, RemoteError, Terminated
 from p2pshare.node import _libp2p_lean_import
@@ -40,8 +40,6 @@ from p2pshare.node.plain import plain_message
 from p2pshare.relay.cmd import RelayOptions, add_relay_parser
 from p2pshare.sharecode.pasted import unwrap_pasted
 from p2pshare.transfer.errors import AuthenticationError, DeclinedError, IntegrityError, NoSpaceError
-
-PROG = "p2pshare"
 
 
 class ExitCode(enum.IntEnum):
@@ -181,14 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--code-tries",
-        type=_code_tries,
+        type=code_tries,
         default=3,
         metavar="N",
         help="refuse the short code after N failed attempts (default 3, at most 20)",
     )
     s.add_argument(
         "--code-ttl",
-        type=_duration,
+        type=duration,
         default=3600.0,
         metavar="DURATION",
         help="the short code expires after DURATION: 90s, 10m, 1h (default 1h, at most 24h)",
@@ -207,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-o", "--output", type=Path, default=Path("."), metavar="DIR", help="output directory (default .)")
     g.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_float,
         default=60.0,
         metavar="SECONDS",
         help="give up when the sharer cannot be reached (or stalls) this long (default 60)",
@@ -249,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     c = sub.add_parser("code", help="inspect share codes")
-    csub = c.add_subparsers(dest="code_command", required=True, parser_class=_Parser)
+    csub = c.add_subparsers(dest="code_command", metavar="show", required=True, parser_class=_Parser)
     cs = csub.add_parser(
         "show",
         help="print the decoded fields of a code as JSON",
@@ -283,45 +281,6 @@ def _add_network_flags(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="no local discovery: do not announce or look for peers on the LAN (mDNS)",
     )
-
-
-def _code_tries(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 1 <= value <= 20:
-        raise argparse.ArgumentTypeError("must be 1 to 20")
-    return value
-
-
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def _duration(text: str) -> float:
-    """``90``, ``90s``, ``10m``, ``1h``, ``1h30m``: seconds, at most a day."""
-    import re
-
-    spelled = text.strip().lower()
-    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)([smh]?))+", spelled)
-    if not parts:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (like 90s, 10m, 1h)")
-    seconds = sum(float(n) * _UNITS[u or "s"] for n, u in re.findall(r"(\d+(?:\.\d+)?)([smh]?)", spelled))
-    if not 1 <= seconds <= 24 * 3600:
-        raise argparse.ArgumentTypeError("must be 1s to 24h")
-    return seconds
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if math.isnan(value):
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}")
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
 
 
 def _version() -> str:
@@ -383,17 +342,6 @@ def command_options(ns: argparse.Namespace) -> CommandOptions:
     raise AssertionError(f"unhandled command {ns.command}")
 
 
-def _help_for(parser: argparse.ArgumentParser, prog: str, args: list[str]) -> str:
-    """Whose ``--help`` to point at: argparse reports flags a command does
-    not know (``relay --bogus``) from the top-level parser, whose help does
-    not list them; the command's help does."""
-    if prog != PROG:
-        return prog
-    commands = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
-    command = next((a for a in args if not a.startswith("-")), None)
-    return f"{PROG} {command}" if command in commands else prog
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -410,7 +358,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         reporter = Reporter(json_mode="--json" in args)
         dashed = next((a for a in args if a.startswith("-") and a not in ("-", "--") and os.path.lexists(a)), None)
         hint = f"; a path that starts with -: put -- before it (-- {dashed})" if dashed else ""
-        reporter.error(f"{exc}{hint} (see {_help_for(parser, exc.prog, args)} --help)", ExitCode.BAD_INPUT)
+        early = option_before_command(parser, args)
+        if early and not hint:  # `p2pshare --json get X`: the flag is the command's
+            hint = f"; {early[0]} goes after the command: {PROG} {early[1]} {early[0]} …"
+        reporter.error(f"{exc}{hint} (see {help_for(parser, exc.prog, args)} --help)", ExitCode.BAD_INPUT)
         return int(ExitCode.BAD_INPUT)
     verbose = ns.verbose + getattr(ns, "verbose_after", 0)
     setup_logging(verbose, json_out=sys.stdout if getattr(ns, "json", False) else None)

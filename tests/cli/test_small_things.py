@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -175,3 +176,25 @@ def test_a_second_share_of_the_same_paths_at_once_leaves_the_first_code_working(
     first.close()
     _, again = sharer(src, home=home)
     assert again["reused"] is True and parse_any_code(again["code"]).peer_id == peer
+
+
+def test_timeout_takes_durations_and_refuses_infinity(tmp_path: Path) -> None:
+    """``--timeout inf`` (or 1e308) was taken and printed as "up to inf s" or
+    a 309-digit number; ``5s`` was refused while ``--code-ttl`` takes it (a
+    usability review, stop 44)."""
+    from p2pshare._cli_args import positive_float
+
+    assert positive_float("5s") == 5.0 and positive_float("10m") == 600.0 and positive_float("2.5") == 2.5
+    for bad in ("inf", "1e308"):
+        res = run(["get", "AAAA", "--timeout", bad], tmp_path / "h")
+        assert res.returncode == 2
+        assert res.stderr.strip() == (
+            "p2pshare: error: argument --timeout: at most 604800 s (7 days) (see p2pshare get --help)"
+        )
+
+
+def test_an_option_of_the_command_given_before_it_is_pointed_after_it(tmp_path: Path) -> None:
+    res = run(["--json", "get", "X"], tmp_path / "h")
+    assert res.returncode == 2
+    assert "--json goes after the command: p2pshare get --json …" in res.stderr
+    assert "goes after the command" in json.loads(res.stdout)["message"]  # --json was asked for: an error event
