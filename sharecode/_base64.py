@@ -71,5 +71,5 @@ def check_key(key: object) -> bytes:
     if not isinstance(key, bytes):
         raise ShareCodeError(f"encryption key must be bytes, got {type(key).__name__}")
     if len(key) != KEY_BYTES:
-        raise ShareCodeError(f"encryption key is {len(key)} bytes, expected {KEY_BYTES}")
+        raise ShareCodeError(f"encryption key is {len(key)} byte{'' if len(key) == 1 else 's'}, expected {KEY_BYTES}")
     return key

@@ -79,7 +79,7 @@ def _decode_key(text: str) -> bytes:
         raise ShareCodeError(f"legacy code: KEY has {len(text)} hex digits, expected 64")
     key = b64decode_forgiving(text, "legacy code: KEY")
     if len(key) != KEY_BYTES:
-        raise ShareCodeError(f"legacy code: KEY is {len(key)} bytes, expected {KEY_BYTES}")
+        raise ShareCodeError(f"legacy code: KEY is {len(key)} byte{'' if len(key) == 1 else 's'}, expected {KEY_BYTES}")
     return key
 
 

@@ -193,7 +193,8 @@ def _parse_v1(text: str) -> ShareCode:
         at_end = exc.pos >= len(decoded.rstrip()) or exc.msg.startswith("Unterminated string")
         if decoded.lstrip().startswith("{") and at_end:
             raise ShareCodeError(f"the code ends too early: it looks cut off after {len(text)} characters") from None
-        raise ShareCodeError(f"not JSON: {exc.msg} at character {exc.pos}") from None
+        # json's "Invalid control character at" already ends in "at".
+        raise ShareCodeError(f"not JSON: {exc.msg.removesuffix(' at')} at character {exc.pos}") from None
     except (ValueError, RecursionError):  # e.g. 5000-digit integers, deep nesting
         raise ShareCodeError("not JSON: unsupported number or nesting") from None
     if not isinstance(obj, dict):
