@@ -96,7 +96,7 @@ def test_a_getter_slow_to_read_at_the_stop_still_hears_it(tmp_path: Path, sharer
     SIGSTOP, as a busy disk or CPU does) missed it with a 2 s grace, waited
     out its 60 s ``--timeout`` and said it lost the connection (a full test
     run on a loaded machine failed the test above that way, stop 44)."""
-    assert STOP_GRACE >= 2.5 + 2.0  # the stall below, and time to spare
+    assert STOP_GRACE >= 2.5 + 5.0  # the stall below, and time to read what is in flight
     src = tmp_path / "big.bin"
     with open(src, "wb") as f:  # sparse: never done sending here
         f.truncate(2 << 30)
