@@ -57,42 +57,36 @@ def test_get_refuses_a_hostile_manifest_within_bounds(
     assert res.peak_rss < PEAK_RSS_LIMIT, costs
 
 
-def test_a_text_share_with_directories_is_asked_about_like_any_share(tmp_path: Path) -> None:
-    """A text share is printed without a question; one marked as text that
-    names directories made them all first (a hostile-peer review, stop 44:
-    ~130,000 from 1,020 deep ones). It is now a share like any other."""
+def _asked_then_declined(tmp_path: Path, attack: str) -> str:
+    """``get`` of the hostile sharer's ``attack`` at a terminal: the screen up
+    to the question, answered no (exit 6, nothing written)."""
     from tests.cli.ptyproc import PtyProc
 
-    sharer, code = hostile_sharer("sharer", "text-dirs", tmp_path, "hostile-text-dirs")
+    sharer, code = hostile_sharer("sharer", attack, tmp_path, f"hostile-{attack}")
     out = tmp_path / "out"
     p = PtyProc(["get", code, "-o", str(out), "--timeout", "30"], tmp_path / "rx")
     try:
-        screen = p.read_until("[y/N]")
-        assert "note.txt" in screen
+        screen = " ".join(p.read_until("[y/N]").split())
         p.send("n\n")
         assert p.wait() == 6, p.output
     finally:
         p.close()
         sharer.stop(grace=0)
     assert not out.exists()
+    return screen
+
+
+def test_a_text_share_with_directories_is_asked_about_like_any_share(tmp_path: Path) -> None:
+    """A text share is printed without a question; one marked as text that
+    names directories made them all first (a hostile-peer review, stop 44:
+    ~130,000 from 1,020 deep ones). It is now a share like any other."""
+    assert "note.txt" in _asked_then_declined(tmp_path, "text-dirs")
 
 
 def test_the_directories_a_share_makes_are_shown_and_counted(tmp_path: Path) -> None:
     """50 empty files 100 levels deep: "50 files, 0 B", "Needs 0 B", and
     5,000 directories made (a hostile-peer review, stop 44: 130,938 from
     1,031 files, 512 MiB). The person sees the folders and their space."""
-    from tests.cli.ptyproc import PtyProc
-
-    sharer, code = hostile_sharer("sharer", "many-dirs", tmp_path, "hostile-many-dirs")
-    out = tmp_path / "out"
-    p = PtyProc(["get", code, "-o", str(out), "--timeout", "30"], tmp_path / "rx")
-    try:
-        screen = " ".join(p.read_until("[y/N]").split())
-        assert "'evil': 50 files in 5000 folders, 0 B" in screen, screen
-        assert "Needs 19.5 MiB;" in screen, screen
-        p.send("n\n")
-        assert p.wait() == 6, p.output
-    finally:
-        p.close()
-        sharer.stop(grace=0)
-    assert not out.exists()
+    screen = _asked_then_declined(tmp_path, "many-dirs")
+    assert "'evil': 50 files in 5000 folders, 0 B" in screen, screen
+    assert "Needs 19.5 MiB;" in screen, screen
