@@ -53,6 +53,7 @@ from p2pshare.node.receive.driver import ReceiveDriver, check_output_dir
 from p2pshare.node.shortcode import PROTOCOL_ID as SHORTCODE_PROTOCOL
 from p2pshare.node.shortcode import Offer, ShortCodeEvent
 from p2pshare.node.shortcode._trio import advertise_short_code, claim_short_code, expire_offer, serve_attempt
+from p2pshare.node.shortcode.search import RoundEnd
 from p2pshare.node.traversal import Traversal, open_traversal
 from p2pshare.sharecode.addresses import code_addresses
 from p2pshare.sharecode.legacy import legacy_for
@@ -454,13 +455,15 @@ class Node:
         self._nursery.start_soon(expire_offer, offer, self.discovery, keys, on_event)
         return offer
 
-    async def resolve_short_code(self, code: ShortCode, *, timeout: float) -> sharecode.ShareCode:
-        """The full code behind ``code``: its number's providers in the DHT,
-        each tried with a PAKE on the words until one hands it over."""
+    async def resolve_short_code(
+        self, code: ShortCode, *, timeout: float, on_retry: Callable[[RoundEnd, float], None] | None = None
+    ) -> sharecode.ShareCode:
+        """The full code behind ``code`` (``claim_short_code``)."""
         if not self.uses_dht:
             raise LocalNodeError("short codes are found through the DHT: give --bootstrap (or keep the defaults)")
         assert self._reacher is not None
-        return await claim_short_code(self.host, self._reacher, self.discovery, code, timeout=timeout)
+        reacher, discovery = self._reacher, self.discovery
+        return await claim_short_code(self.host, reacher, discovery, code, timeout=timeout, on_retry=on_retry)
 
     # -- receiving -----------------------------------------------------------
     async def start_receiving(

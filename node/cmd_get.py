@@ -287,7 +287,18 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
                     if isinstance(code, ShortCode):
                         reporter.event("short_code_lookup", number=code.number)
                         reporter.say(f"Looking up short code {code.redacted} in the DHT…")
-                        code = await node.resolve_short_code(code, timeout=opts.timeout)
+                        from p2pshare.node.shortcode.search import RoundEnd
+
+                        short = code
+
+                        def looking_again(end: RoundEnd, left: float) -> None:
+                            reporter.event("short_code_retry", why=end.value, seconds_left=round(left, 1))
+                            yet = "could not reach a" if end is RoundEnd.UNREACHABLE else "found no"
+                            reporter.status(
+                                f"Short code {short.redacted}: {yet} sharer yet; looking again (up to {left:.0f} s)…"
+                            )
+
+                        code = await node.resolve_short_code(code, timeout=opts.timeout, on_retry=looking_again)
                     result = await node.start_receiving(
                         code,
                         output,

@@ -39,6 +39,12 @@ def plain_message(message: str) -> str | None:
             f"could not reach the sharer: nothing answered {where}; it may have stopped sharing or be "
             "offline — check the code, ask the sharer to keep `p2pshare share` running, and try again"
         )
+    if message.startswith("found a sharer of short code") and "could not reach it" in message:
+        head = message.split(" but could not reach it", 1)[0]
+        return (
+            f"{head} but could not reach it; it may have stopped sharing or be offline — ask the sharer to keep "
+            "`p2pshare share` running, and try again"
+        )
     if message.startswith(OFFLINE_UNREACHABLE):
         return OFFLINE_UNREACHABLE
     if message.startswith("lost the sharer"):

@@ -12,7 +12,7 @@ import trio
 
 from p2pshare import sharecode
 from p2pshare.node.discovery import Discovery, LookupStats
-from p2pshare.node.discovery.lookup import retry_delay, worth_another_look
+from p2pshare.node.discovery.lookup import worth_another_look
 from p2pshare.node.errors import PeerUnreachableError
 from p2pshare.node.host import Host, LibP2PByteStream, StreamError
 from p2pshare.node.progress import format_count
@@ -28,6 +28,7 @@ from .events import (
     ShortCodeFailed,
     ShortCodeRefused,
 )
+from .search import RoundEnd, next_round
 from .wire import PROTOCOL_ID, MsgType, Refusal, ShortCodeMsg, WireError, encode, read_message
 
 __all__ = ["PROTOCOL_ID", "advertise_short_code", "claim_short_code", "expire_offer", "serve_attempt"]
@@ -106,7 +107,13 @@ async def expire_offer(
 
 
 async def claim_short_code(
-    host: Host, reacher: Reacher, discovery: Discovery, code: ShortCode, *, timeout: float
+    host: Host,
+    reacher: Reacher,
+    discovery: Discovery,
+    code: ShortCode,
+    *,
+    timeout: float,
+    on_retry: Callable[[RoundEnd, float], None] | None = None,
 ) -> sharecode.ShareCode:
     """Find the sharers of ``code``'s number and run the PAKE with each until
     one opens; return the full code it sealed.
@@ -117,57 +124,94 @@ async def claim_short_code(
     sharer loses at most one try to this receiver, and a silent fake costs
     it a second, not ``STEP_TIMEOUT``.
 
+    A round that found sharers it could not dial, or whose lookup failed on
+    its way, is followed by another until the deadline (``search.next_round``
+    decides; ``on_retry`` hears why and the seconds left): a sharer restarting
+    comes back with the same code on a new port.
+
     ``timeout`` is one deadline for all of it, from the call: joining the
-    DHT, the lookup and its repeats, the dials and the PAKE share it, so a
-    user's ``--timeout 30`` gives up after 30 s, not after 30 s per phase.
+    DHT, the lookups, the dials and the PAKE share it, so a user's
+    ``--timeout 30`` gives up after 30 s, not after 30 s per phase.
     """
     deadline = trio.current_time() + timeout
-    now = time.time()
-    keys = window_keys(code.number, now, now)
     if not await discovery.wait_bootstrapped(min(10.0, timeout)):
         raise PeerUnreachableError("short codes need the DHT, and no bootstrap node answered; use the long code")
-    found: dict[str, list[str]] = {}
-    unusable: set[str] = set()  # providers whose every address names this machine or link
-    attempt = 0
-    while True:  # again only after a transient failure (``worth_another_look``)
-        attempt += 1
-        stats: list[LookupStats] = []
-        with trio.move_on_at(deadline):
-            async with trio.open_nursery() as nursery:
-                for key in keys:
-
-                    async def lookup(key: bytes = key, stats: list[LookupStats] = stats) -> None:
-                        left = max(0.0, deadline - trio.current_time())
-                        infos, how = await discovery.lookup_providers(key, timeout=left, limit=LOOKUP_LIMIT)
-                        if how is not None:
-                            stats.append(how)
-                        for info in infos:
-                            addrs = reacher.from_network(info.addrs)
-                            if addrs:
-                                known = found.setdefault(info.peer_id, [])
-                                known.extend(a for a in addrs if a not in known)
-                            elif info.addrs:
-                                unusable.add(info.peer_id)
-
-                    nursery.start_soon(lookup)
-        pause = retry_delay(attempt)
-        if found or not worth_another_look(stats) or trio.current_time() + pause >= deadline:
-            break
-        log.debug("short code: lookup failed transiently (%s); again in %.1f s", stats, pause)
+    rounds = 0
+    while True:
+        rounds += 1
+        now = time.time()
+        found, unusable, stats = await _look_up(discovery, reacher, window_keys(code.number, now, now), deadline)
+        if found:
+            result = await _claim_from(host, reacher, code, found, deadline, timeout)
+            if isinstance(result, sharecode.ShareCode):
+                return result
+            end, failure = RoundEnd.UNREACHABLE, result
+        elif unusable:
+            raise PeerUnreachableError(
+                f"found a sharer of short code {code.redacted} in the DHT, but only at loopback or link-local "
+                "addresses, which only its own machine (or link) can dial; if it runs on this one, use its long code"
+            )
+        else:
+            end = RoundEnd.LOOKUP_FAILED if worth_another_look(stats) else RoundEnd.NOT_FOUND
+            failure = PeerUnreachableError(
+                f"no sharer of short code {code.redacted} found in the DHT; check the number, "
+                "and that the sharer still runs (short codes expire)"
+            )
+        pause = next_round(end, rounds, trio.current_time(), deadline)
+        if pause is None:
+            raise failure
+        log.debug("short code: round %d ended (%s); again in %.1f s", rounds, end.value, pause)
+        if on_retry is not None:
+            on_retry(end, max(0.0, deadline - trio.current_time()))
         await trio.sleep(pause)
-    if not found and unusable:
-        raise PeerUnreachableError(
-            f"found a sharer of short code {code.redacted} in the DHT, but only at loopback or link-local "
-            "addresses, which name this machine, not the sharer's; use the long code"
-        )
-    if not found:
-        raise PeerUnreachableError(
-            f"no sharer of short code {code.redacted} found in the DHT; check the number, "
-            "and that the sharer still runs (short codes expire)"
-        )
+
+
+async def _look_up(
+    discovery: Discovery, reacher: Reacher, keys: Sequence[bytes], deadline: float
+) -> tuple[dict[str, list[str]], set[str], list[LookupStats]]:
+    """The providers of ``keys`` (the number's current windows), by peer:
+    their dialable addresses; the peers found only at addresses that name
+    this machine or link; and each lookup's statistics."""
+    found: dict[str, list[str]] = {}
+    unusable: set[str] = set()
+    stats: list[LookupStats] = []
+    with trio.move_on_at(deadline):
+        async with trio.open_nursery() as nursery:
+            for key in keys:
+
+                async def lookup(key: bytes = key) -> None:
+                    left = max(0.0, deadline - trio.current_time())
+                    infos, how = await discovery.lookup_providers(key, timeout=left, limit=LOOKUP_LIMIT)
+                    if how is not None:
+                        stats.append(how)
+                    for info in infos:
+                        addrs = reacher.from_network(info.addrs)
+                        if addrs:
+                            known = found.setdefault(info.peer_id, [])
+                            known.extend(a for a in addrs if a not in known)
+                        elif info.addrs:
+                            unusable.add(info.peer_id)
+
+                nursery.start_soon(lookup)
+    return found, unusable - found.keys(), stats
+
+
+async def _claim_from(
+    host: Host,
+    reacher: Reacher,
+    code: ShortCode,
+    found: dict[str, list[str]],
+    deadline: float,
+    timeout: float,
+) -> sharecode.ShareCode | PeerUnreachableError:
+    """Dial ``found`` and run the PAKE with those that answer; the full
+    code, or (when none could be dialled) the error to give if no later
+    round does better. A PAKE that ran and failed raises: it cost the
+    sharer a try, and is not repeated."""
     wrong: list[str] = []
     refused: list[CodeRefusedError] = []
     errors: list[str] = []
+    reached = 0
     result: sharecode.ShareCode | None = None
     send, receive = trio.open_memory_channel[str](len(found))
     with trio.move_on_at(deadline):
@@ -214,6 +258,7 @@ async def claim_short_code(
                     # that reads HELLO and never answers held each receiver for
                     # STEP_TIMEOUT (10 s) per fake, one after the other (a
                     # hostile-peer review, stop 43).
+                    reached += 1
                     ended = trio.Event()
                     nursery.start_soon(run_pake, peer_id, ended)
                     with trio.move_on_after(PAKE_STAGGER):
@@ -228,7 +273,10 @@ async def claim_short_code(
     if refused:
         raise refused[0]
     detail = "; ".join(errors[-3:]) or f"no answer within {timeout:.0f}s"
-    raise PeerUnreachableError(f"found a sharer of short code {code.redacted} but could not reach it: {detail}")
+    failure = PeerUnreachableError(f"found a sharer of short code {code.redacted} but could not reach it: {detail}")
+    if reached:
+        raise failure
+    return failure
 
 
 async def _attempt(host: Host, code: ShortCode, peer_id: str) -> sharecode.ShareCode:

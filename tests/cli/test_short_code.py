@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from p2pshare.sharecode.short import parse_short_code, wordlist
-from tests.cli.helpers import Proc, run, tree_digest, write_random
+from tests.cli.helpers import Proc, run, start, tree_digest, write_random
 from tests.cli.test_relayed import start_relay
 
 
@@ -148,3 +148,30 @@ def test_a_sharer_started_again_offers_the_same_short_code(tmp_path: Path, procs
     assert proc.wait(timeout=30) == 0
     _, third = sharer(src, home=home, extra=extra)
     assert third["short_code"] != shared["short_code"]
+
+
+def test_a_short_code_get_waits_for_a_sharer_that_is_restarting(tmp_path: Path, procs: list[Proc], sharer) -> None:  # type: ignore[no-untyped-def]
+    """The DHT still names a sharer that stopped; a long code's ``get``
+    dials it until ``--timeout``, a short code's failed in 0.4 s ("found a
+    sharer … but could not reach it", a usability review, stop 44). Now it
+    looks again until the sharer is back (the same code, on a new port)."""
+    import signal
+
+    boot = start_relay(tmp_path, procs)
+    src = tmp_path / "src"
+    write_random(src / "a.bin", 256 << 10)
+    home = tmp_path / "sharer-home"
+    extra = ("--bootstrap", boot, "--code-ttl", "10m")
+    proc, shared = sharer(src, home=home, extra=extra)
+    proc.wait_for("short_code_advertised", timeout=60)
+    proc.kill(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0
+    args = ["get", shared["short_code"], "-o", str(tmp_path / "out"), "--bootstrap", boot, "--json", "--timeout", "60"]
+    getter = start(args, tmp_path / "rx")
+    procs.append(getter)
+    retry = getter.wait_for("short_code_retry", timeout=30)[-1]
+    assert 0 < retry["seconds_left"] <= 60
+    _, again = sharer(src, home=home, extra=extra)  # another port: the first is free now, but not asked for
+    assert again["short_code"] == shared["short_code"]
+    assert getter.wait(timeout=60) == 0, getter.stderr_tail()
+    assert tree_digest(tmp_path / "out" / "src") == tree_digest(src)

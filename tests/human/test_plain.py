@@ -70,3 +70,16 @@ def test_offline_is_said_without_the_chain_that_stays_in_the_message() -> None:
 
     message = f"{OFFLINE_UNREACHABLE} (what was tried: could not reach the sharer: direct: SwarmException: ...)"
     assert plain_message(message) == OFFLINE_UNREACHABLE
+
+
+def test_a_short_codes_unreachable_sharer_says_what_to_do() -> None:
+    """It said "found a sharer of short code 8841-… but could not reach it
+    (-v for details)": no next step (a README walk-through, stop 45)."""
+    short = plain_message(
+        "found a sharer of short code 8841-… but could not reach it: could not reach the sharer: direct: "
+        "could not reach 12D3KooW…: /ip4/127.0.0.1/tcp/4000: SwarmException: fail to open connection"
+    )
+    assert short == (
+        "found a sharer of short code 8841-… but could not reach it; it may have stopped sharing or be offline — "
+        "ask the sharer to keep `p2pshare share` running, and try again"
+    )
