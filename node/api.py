@@ -61,6 +61,7 @@ from p2pshare.sharecode.multiaddrs import is_loopback_addr, without_loopback
 from p2pshare.sharecode.short import ShortCode, new_short_code, window_keys
 from p2pshare.transfer import PROTOCOL_ID, ShareRegistry, serve_transfer, sessions_ended
 from p2pshare.transfer.hashcache import cache_file
+from p2pshare.transfer.registry import STOP_NOTICE_SECONDS
 from p2pshare.transfer.scan import HashProgress, scan_paths
 from p2pshare.transfer.store import Conflict
 
@@ -70,11 +71,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RELAYS_WANTED = 2  # reservations a node holds (and names in its codes) at once
-#: Seconds a sharer that stops waits for its receivers to read ERROR STOPPED,
-#: which comes after the data in flight (up to a yamux window), read at the
-#: receiver's disk speed: a getter stalled 2.5 s missed it with 2 s, and with
-#: 5 s once in a full test run (stop 44), then waited out its ``--timeout``.
-STOP_GRACE = 10.0
+STOP_GRACE = STOP_NOTICE_SECONDS  # a stop waits as long as each session tries to tell its receiver
 
 __all__ = [
     "Connected",

@@ -83,7 +83,7 @@ from p2pshare.transfer.receiver import (
     ReceiverProtocol,
 )
 from p2pshare.transfer.receiver import SharerPreparing as _Preparing
-from p2pshare.transfer.store import Conflict, Store, Verified
+from p2pshare.transfer.store import Conflict, Need, Store, Verified
 from p2pshare.transfer.stream import ByteStream
 
 log = logging.getLogger(__name__)
@@ -100,9 +100,9 @@ PIPELINE_BYTES = 8 << 20
 DATA_READ_SIZE = 2 << 20
 PROGRESS_INTERVAL = 0.1
 
-#: Called with the verified manifest and the bytes it still needs on disk,
+#: Called with the verified manifest and what it still needs on disk,
 #: before anything is written; raises (``DeclinedError``, ``NoSpaceError``) to refuse.
-Approve = Callable[[Manifest, int], Awaitable[None]]
+Approve = Callable[[Manifest, Need], Awaitable[None]]
 #: Picks the directory a verified manifest is received into (instead of ``output_dir``).
 Destination = Callable[[Manifest], Path]
 
@@ -152,6 +152,39 @@ def _verify_batch(
         else:
             store.give_block(block)
     return out, nbytes
+
+
+async def _asked_while_watching(
+    stream: ByteStream, proto: ReceiverProtocol, ask: Callable[[], Awaitable[None]], early: list[FileNotServed]
+) -> None:
+    """``ask()`` (the consent question, maybe minutes at a terminal) while
+    the stream is read: a sharer that stops meanwhile says ERROR STOPPED,
+    and that ends the question and ``get`` at once ("the sharer stopped
+    sharing", exit 3). Unread, it was lost when the sharer went: the
+    person answered ``y`` and ``get`` then retried for its whole
+    ``--timeout`` (a README walk-through, stop 45). Reads lose nothing
+    when cancelled; a stream that breaks meanwhile is left to the transfer,
+    which meets it after the answer (and reconnects)."""
+    watching = trio.CancelScope()
+
+    async def asking() -> None:
+        await ask()
+        watching.cancel()
+
+    async def watch() -> None:
+        with watching:
+            while True:
+                try:
+                    data = await read_some(stream, math.inf, "sharer")
+                except StreamEndedError:
+                    data = b""
+                if not data:
+                    await trio.sleep_forever()  # nothing more will come: the answer decides
+                for ev in proto.receive_data(data):  # ERROR STOPPED raises SharerStoppedError
+                    if isinstance(ev, FileNotServed):
+                        early.append(ev)
+
+    await TaskGroup().run(asking, watch)
 
 
 def _write_batch(store: Store, batch: list[Verified]) -> list[str]:
@@ -223,7 +256,7 @@ async def fetch(
         store = await _disk(output_dir, _open_store, output_dir, manifest, keys.share_id, conflict, memo)
         needed = await _disk(output_dir, store.assess)
         if approve is not None:
-            await approve(manifest, needed)
+            await _asked_while_watching(stream, proto, lambda: approve(manifest, needed), early)
             start = trio.current_time()  # the time a person took to answer is not transfer time
         plan = await _disk(output_dir, store.prepare)
         # Asked for first: the sharer sends while the list is checked and shown

@@ -86,10 +86,11 @@ async def _guarded_write(write: Callable[[], Awaitable[None]], timeout: float, w
     raise StreamEndedError(f"the {what} stopped reading for {timeout:.0f} s")
 
 
-async def goodbye(stream: ByteStream, data: bytes) -> None:
-    """Best effort: send ``data`` (an ERROR frame, maybe) and half-close."""
-    with trio.move_on_after(GOODBYE_SECONDS) as scope:
-        scope.shield = True
+async def goodbye(stream: ByteStream, data: bytes, timeout: float = GOODBYE_SECONDS, *, shield: bool = True) -> None:
+    """Best effort: send ``data`` (an ERROR frame, maybe) and half-close;
+    ``shield``: even while being cancelled (a cleanup that tells the peer)."""
+    with trio.move_on_after(timeout) as scope:
+        scope.shield = shield
         try:
             if data:
                 await stream.write(data)
@@ -98,14 +99,14 @@ async def goodbye(stream: ByteStream, data: bytes) -> None:
             log.debug("goodbye failed: %r", exc)
 
 
-async def await_eof(stream: ByteStream, timeout: float = GOODBYE_SECONDS) -> None:
+async def await_eof(stream: ByteStream, timeout: float = GOODBYE_SECONDS, *, shield: bool = True) -> None:
     """Wait (bounded) until the peer half-closes too, discarding anything it sends.
 
     Returning only after the peer's EOF means our last frame (DONE, ERROR)
     was read before the caller resets or closes the stream.
     """
     with trio.move_on_after(timeout) as scope:
-        scope.shield = True
+        scope.shield = shield
         try:
             for _ in range(64):
                 if not await stream.read(READ_SIZE):

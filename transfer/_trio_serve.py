@@ -23,6 +23,7 @@ import trio
 
 from p2pshare.transfer import ranges, wire
 from p2pshare.transfer._trio_io import (
+    GOODBYE_SECONDS,
     TaskGroup,
     await_eof,
     goodbye,
@@ -40,7 +41,7 @@ from p2pshare.transfer.events import (
     StoppedServingFile,
     TransferEvent,
 )
-from p2pshare.transfer.registry import MAX_BATCHES, ServedShare, ShareRegistry
+from p2pshare.transfer.registry import MAX_BATCHES, STOP_NOTICE_SECONDS, ServedShare, ShareRegistry
 from p2pshare.transfer.sharer import ReceiverAuthenticated, ReceiverDone, SharerProtocol, WantReceived
 from p2pshare.transfer.source import ChunkReader, frames_capacity, produce_frames
 from p2pshare.transfer.stream import BufferStream
@@ -107,8 +108,13 @@ async def serve_transfer(
         # the node's close cancels it, and a cancelled handler says nothing.
         emit(_cut_by_the_stop(remote_peer_id, session))
         session.proto.send_error(wire.ErrorCode.STOPPED, "the sharer stopped sharing")
-        await goodbye(stream, session.proto.data_to_send())
-        await await_eof(stream)
+        # Up to STOP_NOTICE_SECONDS from the stop, unshielded: the node's
+        # close (the grace over, or a second Ctrl-C: "quits now") ends it.
+        until = min(session.stop_seen, trio.current_time()) + STOP_NOTICE_SECONDS  # inf: withdrawn before it looked
+        await goodbye(
+            stream, session.proto.data_to_send(), max(GOODBYE_SECONDS, until - trio.current_time()), shield=False
+        )
+        await await_eof(stream, max(GOODBYE_SECONDS, until - trio.current_time()), shield=False)
         await reset_quietly(stream)
     except TransferError as exc:
         if isinstance(exc, SourceChangedError):
@@ -217,6 +223,7 @@ class _Session:
         #: The sharer stopped sharing our share; the wait in ``_waiting`` (one
         #: that loses nothing when cancelled) is cancelled to say so.
         self.stopping = False
+        self.stop_seen = math.inf  # when (trio's clock) this session heard of the stop
         self._waiting: trio.CancelScope | None = None
 
     def _authenticated(self) -> None:
@@ -239,6 +246,7 @@ class _Session:
     def _on_change(self) -> None:
         if not self.stopping and self.share_id is not None and self.registry.withdrawn(self.share_id):
             self.stopping = True
+            self.stop_seen = trio.current_time()
             if self._waiting is not None:
                 self._waiting.cancel()
 

@@ -29,6 +29,14 @@ class ServedShare:
         return self.material.keys.share_id
 
 
+#: Seconds from a stop for a receiver to read ERROR STOPPED, which queues
+#: behind the data in flight (up to a yamux window, read at the receiver's
+#: link and disk speed): the 2 s of any goodbye let a relayed receiver at
+#: 2 MiB/s miss it and retry until its --timeout (a README walk-through,
+#: stop 45). ``Node.stop_sharing`` waits as long.
+STOP_NOTICE_SECONDS = 10.0
+
+
 class ShareRegistry:
     """Maps share IDs to served shares and counts receivers that finished.
 

@@ -174,3 +174,53 @@ def test_the_sharer_says_a_receiver_was_cut_off_by_its_stop(tmp_path: Path, proc
     assert len(about) == 1, said
     assert about[0].endswith("did not finish before the stop; it resumes when you share again"), said
     assert "run the same command again" not in said, said
+
+
+def test_a_getter_at_the_question_hears_that_the_sharer_stopped(
+    tmp_path: Path, sharer: Sharer, procs: list[Proc]
+) -> None:
+    """A person at ``[y/N]`` when the sharer stopped answered ``y``, and
+    ``get`` then retried for its whole ``--timeout`` ("lost the connection
+    … could not reach it again"): nothing read the stream while it asked
+    (a README walk-through, stop 45). The question ends at once now."""
+    from tests.cli.ptyproc import PtyProc
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a\n")
+    proc, shared = sharer(src)
+    getter = PtyProc(["get", shared["code"], "-o", str(tmp_path / "out")], tmp_path / "rx-home")
+    try:
+        getter.read_until("[y/N]")
+        proc.kill(signal.SIGINT)
+        assert getter.wait() == 3, getter.output
+        assert STOPPED.removeprefix("p2pshare: error: ") in getter.output
+        assert not (tmp_path / "out" / "src").exists()
+    finally:
+        getter.close()
+    assert proc.wait(timeout=30) == 0, proc.stderr_tail()
+
+
+def test_a_getter_on_a_slow_relayed_link_hears_that_the_sharer_stopped(
+    tmp_path: Path, sharer: Sharer, procs: list[Proc]
+) -> None:
+    """Through a relay carrying 2 MiB/s, ERROR STOPPED queues behind the
+    data in flight, and any goodbye gave up after 2 s: the getter retried
+    for its whole ``--timeout`` (a README walk-through, stop 45). The
+    sharer now tries for ``STOP_GRACE``."""
+    from tests.cli.helpers import write_random
+    from tests.cli.test_relayed import start_relay
+
+    relay = start_relay(tmp_path, procs, "--circuit-rate", "2MiB")
+    src = tmp_path / "big.bin"
+    write_random(src, 40 << 20)
+    proc, shared = sharer(src, extra=("--relay", relay, "--no-autorelay"))
+    args = ["get", shared["code"], "-o", str(tmp_path / "out"), "--json", "--yes", "--force-relay"]
+    getter = start([*args, "--relay", relay, "--timeout", "40"], tmp_path / "rx-home")
+    procs.append(getter)
+    getter.wait_for("progress", timeout=60)
+    time.sleep(2.0)  # the window and the relay's buffers fill
+    proc.kill(signal.SIGINT)
+    assert getter.wait(timeout=30) == 3, getter.stderr_tail()  # its --timeout alone would take 40 s
+    assert _error_lines(getter) == [STOPPED], getter.stderr_tail()
+    assert proc.wait(timeout=30) == 0, proc.stderr_tail()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,9 @@ from p2pshare.transfer.crypto import ShareKeys
 from p2pshare.transfer.errors import SharerStoppedError, TransferError
 from p2pshare.transfer.events import ReceiverFailed, SharerPreparing, TransferEvent
 from p2pshare.transfer.manifest import Manifest
-from p2pshare.transfer.receiver import error_for
+from p2pshare.transfer.receiver import ManifestReady, ReceiverProtocol, error_for
 from p2pshare.transfer.scan import HashProgress
+from p2pshare.transfer.store import Need
 
 CS = 64 * 1024
 
@@ -193,7 +195,7 @@ async def test_a_receiver_deciding_at_its_prompt_hears_stopped(tmp_path: Path) -
     sid = registry.add(build_manifest([make_tree(tmp_path / "src")], name="t", chunk_size=CS, key=key), key)
     r, s = stream_pair()
 
-    async def approve(_m: Manifest, _needed: int) -> None:
+    async def approve(_m: Manifest, _needed: Need) -> None:
         # The sharer waits for our WANT; the person at the prompt takes long
         # enough for the sharer to stop meanwhile.
         registry.remove(sid)
@@ -209,34 +211,61 @@ async def test_a_receiver_deciding_at_its_prompt_hears_stopped(tmp_path: Path) -
 
 
 async def test_a_receiver_that_never_reads_stopped_is_named_cut_off_once(tmp_path: Path) -> None:
-    """The sharer tells a receiver at its prompt that the share stopped, then
-    waits for it to hang up; this one never does (its person never answers
-    and it reads nothing), so the node's close cancels that wait. The
-    sharer said nothing about it then (a CI run: "Stopping: telling 1
-    receiver", then no line); it is named cut off by the stop, once."""
+    """The sharer tells a receiver that the share stopped, then waits for it
+    to hang up; this one never does (it took the list and reads nothing
+    more), so the node's close cancels that wait. The sharer said nothing
+    about it then (a CI run: "Stopping: telling 1 receiver", then no line);
+    it is named cut off by the stop, once."""
     key = secrets.token_bytes(32)
     registry = ShareRegistry()
     sid = registry.add(build_manifest([make_tree(tmp_path / "src")], name="t", chunk_size=CS, key=key), key)
     r, s = stream_pair()
     events: list[TransferEvent] = []
-    at_prompt = trio.Event()
+    listed = trio.Event()
 
-    async def approve(_m: Manifest, _needed: int) -> None:
-        registry.remove(sid)  # the stop, while the person reads the list
-        at_prompt.set()
+    async def receive() -> None:  # by hand: ``fetch`` reads while its person is asked
+        proto = ReceiverProtocol(ShareKeys.derive(key, None), local_peer_id=RECEIVER_ID, remote_peer_id=SHARER_ID)
+        proto.initiate()
+        while True:
+            await r.write(proto.data_to_send())
+            if any(isinstance(ev, ManifestReady) for ev in proto.receive_data(await r.read(1 << 20))):
+                break
+        registry.remove(sid)  # the stop
+        listed.set()
         await trio.sleep_forever()
 
-    async def receive() -> None:
-        await fetch(
-            r,
-            key=key,
-            output_dir=tmp_path / "out",
-            local_peer_id=RECEIVER_ID,
-            remote_peer_id=SHARER_ID,
-            approve=approve,
-        )
+    await _stop_then_close(s, registry, sid, receive, listed.wait, events)
 
-    await _stop_then_close(s, registry, sid, receive, at_prompt.wait, events)
+
+async def test_a_receiver_at_its_question_hears_stopped(tmp_path: Path) -> None:
+    """``fetch`` reads the stream while its person is asked: a stop then
+    ends the question with the sharer's word (a README walk-through, stop
+    45: the person answered y and ``get`` retried until its --timeout)."""
+    key = secrets.token_bytes(32)
+    registry = ShareRegistry()
+    sid = registry.add(build_manifest([make_tree(tmp_path / "src")], name="t", chunk_size=CS, key=key), key)
+    r, s = stream_pair()
+
+    async def approve(_m: Manifest, _needed: Need) -> None:
+        registry.remove(sid)  # the stop, while the person reads the list
+        await trio.sleep_forever()  # never answers
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                partial(serve_transfer, s, registry=registry, local_peer_id=SHARER_ID, remote_peer_id=RECEIVER_ID)
+            )
+            with pytest.raises(SharerStoppedError):
+                await fetch(
+                    r,
+                    key=key,
+                    output_dir=tmp_path / "out",
+                    local_peer_id=RECEIVER_ID,
+                    remote_peer_id=SHARER_ID,
+                    approve=approve,
+                )
+            nursery.cancel_scope.cancel()
+    assert not (tmp_path / "out" / "src").exists()
 
 
 async def test_a_receiver_waiting_for_the_preparation_hears_stopped(tmp_path: Path) -> None:
