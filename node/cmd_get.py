@@ -36,6 +36,7 @@ from p2pshare.transfer.paths import PARTIAL_DIR_NAME
 
 if TYPE_CHECKING:
     from p2pshare.transfer.manifest import Manifest
+    from p2pshare.transfer.store import Need
 from p2pshare.sharecode.short import ShortCode, looks_like_short_code, parse_short_code
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,14 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
     from p2pshare.node.api import Node, NodeConfig
     from p2pshare.node.events import Connected, NodeEvent, PathUpgraded, Waiting
     from p2pshare.transfer.errors import DeclinedError, IntegrityError, NoSpaceError, sanitize_text
-    from p2pshare.transfer.events import FileUnavailable, ManifestReceived, Progress, SharerPreparing, TransferCompleted
+    from p2pshare.transfer.events import (
+        FilesCompleted,
+        FileUnavailable,
+        ManifestReceived,
+        Progress,
+        SharerPreparing,
+        TransferCompleted,
+    )
     from p2pshare.transfer.store import Conflict
 
     output = opts.output
@@ -108,7 +116,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
     ask_on = None if opts.json else _question_stream()
     interactive = ask_on is not None
 
-    async def approve(manifest: Manifest, needed: int) -> None:
+    async def approve(manifest: Manifest, needed: Need) -> None:
         """Show the share, refuse it if it cannot fit, ask unless --yes. A
         reconnect to the share accepted is not asked again; one that offers
         another (a sharer may seal any manifest with the key) is."""
@@ -121,12 +129,16 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
             sanitize_text(manifest.name),
             sharer,
             first,
-            needed,
+            needed.bytes,
             file_count=len(manifest.files),
             total_bytes=manifest.total_bytes,
             description="" if _is_text(manifest) else _safe_lines(manifest.description),
-            hidden=consent.hidden_tops((f.path for f in manifest.files), manifest.dirs, sanitize_text),
+            # Not on a reconnect to the share accepted: nothing is shown then.
+            hidden=((), 0)
+            if again
+            else consent.hidden_tops((f.path for f in manifest.files), manifest.dirs, sanitize_text),
             dir_count=manifest.dir_count,
+            here_bytes=needed.here,
         )
         free = _free_bytes(output)
         decision = consent.decide(share, free, assume_yes=opts.yes or again, interactive=interactive)
@@ -155,7 +167,7 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
                 print(line, file=ask_on, flush=True)  # stderr goes to a log: the person reads it here
         if decision is consent.Decision.ASK:
             answer = await trio.to_thread.run_sync(  # type: ignore[call-arg]
-                reporter.ask, consent.prompt_text(str(output)), ask_on, abandon_on_cancel=True
+                reporter.ask, consent.prompt_text(str(output.absolute())), ask_on, abandon_on_cancel=True
             )
             if not consent.parse_answer(answer):
                 raise DeclinedError(
@@ -225,6 +237,8 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
                 reporter.say("The sharer stopped serving more files; the last line names how many")
         elif isinstance(event, TransferCompleted):
             summary.update(files=event.files, bytes=event.bytes, seconds=event.seconds)
+        elif isinstance(event, FilesCompleted):
+            summary.update(placed=True)
 
     # The receiver uses a fresh identity unless told otherwise: two downloads
     # at once never collide, and receivers are not linkable across shares.
@@ -327,8 +341,11 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
     seconds = float(summary.get("seconds") or 0.0)
     nbytes = int(summary.get("bytes") or 0)
     rate = nbytes / seconds if seconds > 0 else 0.0
-    where, saved_to = consent.landing(output, consent.saved_paths(paths, result.transfer.renamed), dirs)
     already = int(summary.get("already") or 0)
+    placed = bool(summary.get("placed"))  # put in place by this run (maybe from an earlier run's data)
+    was_here = bool(already and not nbytes and not placed)
+    saved = consent.saved_paths(paths, result.transfer.renamed)
+    where, saved_to = consent.landing(output, saved, dirs, here=was_here)
     reporter.event(
         "done",
         files=summary.get("files"),
@@ -340,8 +357,12 @@ async def _get(opts: GetOptions, reporter: Reporter, code: AnyCode, text_dir: li
         saved_to=str(saved_to),
     )
     files = format_count(int(summary.get("files") or 0), "file")
-    if already and not nbytes:  # "Received 0 B (0 B/s)" read as a failure
+    if was_here:  # "Received 0 B (0 B/s)" read as a failure
         reporter.result(f"Already here: {files}, {human_bytes(already)} {where}, all verified; nothing to receive")
+    elif already and not nbytes:  # placed now (--rename after a refusal, say): not "Already here"
+        reporter.result(
+            f"Finished {files}, {human_bytes(already)} {where}, all verified; the data came in an earlier run"
+        )
     else:
         resumed = f"; {human_bytes(already)} were already here" if already else ""
         reporter.result(

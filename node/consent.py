@@ -80,6 +80,9 @@ class ShareSummary:
     #: Directories the share makes: a manifest of 1,031 empty files 128 levels
     #: deep showed "1031 files, 0 B" and made 130,938 (a hostile-peer review).
     dir_count: int = 0
+    #: The share's file bytes already here (files in place, an earlier run's
+    #: partial files): a resume said "Needs 300 MiB" and not that 700 MiB were here.
+    here_bytes: int = 0
 
 
 class Decision(enum.Enum):
@@ -120,10 +123,17 @@ def describe(summary: ShareSummary, free_bytes: int | None, shown: int = SHOWN_F
         lines.append(f"  … and {count - shown} more")
     warning = hidden_warning(summary)
     if warning:
-        lines.append(f"Warning: {warning}")
+        lines.append(f"p2pshare: warning: {warning}")  # as every warning reads
     if free_bytes is not None:
-        lines.append(f"Needs {format_bytes(summary.needed_bytes)}; {format_bytes(free_bytes)} free here.")
+        lines.append(
+            f"Needs {format_bytes(summary.needed_bytes)}{_kept(summary)}; {format_bytes(free_bytes)} free here."
+        )
     return lines
+
+
+def _kept(summary: ShareSummary) -> str:
+    """What is already here (an earlier run), after "Needs N"."""
+    return f" more ({format_bytes(summary.here_bytes)} already here)" if summary.here_bytes > 0 else ""
 
 
 def hidden_tops(
@@ -178,6 +188,7 @@ def no_space_message(summary: ShareSummary, free_bytes: int, where: str) -> str:
 
 
 def prompt_text(where: str) -> str:
+    """The question; ``where`` is absolute ("Receive it into .?" said little)."""
     return f"Receive it into {where}? [y/N] "
 
 
@@ -197,6 +208,7 @@ def summary_of(
     description: str = "",
     hidden: tuple[tuple[str, ...], int] = ((), 0),
     dir_count: int = 0,
+    here_bytes: int = 0,
 ) -> ShareSummary:
     """A summary of ``files`` (all of them, or the first few with the count
     and total given); ``needed_bytes`` defaults to the whole share.
@@ -213,6 +225,7 @@ def summary_of(
         hidden=hidden[0],
         hidden_count=hidden[1],
         dir_count=dir_count,
+        here_bytes=here_bytes,
     )
 
 
@@ -225,26 +238,28 @@ def saved_paths(paths: Sequence[str], renamed: Sequence[tuple[str, str]]) -> lis
     return [p.rsplit("/", 1)[0] + "/" + new[p] if "/" in p and p in new else new.get(p, p) for p in paths]
 
 
-def landing(output: Path, paths: Sequence[str], dirs: Sequence[str] = ()) -> tuple[str, Path]:
-    """Where the files went, in words and as a path: ``into out/photos/``.
+def landing(output: Path, paths: Sequence[str], dirs: Sequence[str] = (), *, here: bool = False) -> tuple[str, Path]:
+    """Where the files went, in words and as a path: ``into out/photos/``
+    (``here``: where they already were, ``in out/photos/``).
 
     Manifest paths start with the shared directory's name, so "into out"
     named a directory that held only ``out/photos/``; name that instead, or
     the one file, and fall back to ``output`` when the top levels differ.
     A share of empty folders only (no ``paths``) is named by its ``dirs``.
     """
+    into, to = ("in", "at") if here else ("into", "to")
     if not paths:
         tops = {d.split("/", 1)[0] for d in dirs}
         where = output / tops.pop() if len(tops) == 1 else output
-        return f"into {_shown(where)}/", where
+        return f"{into} {_shown(where)}/", where
     if len(paths) == 1:
         where = output / paths[0]
-        return f"to {_shown(where)}", where
+        return f"{to} {_shown(where)}", where
     tops = {p.split("/", 1)[0] for p in paths}
     if len(tops) == 1 and all("/" in p for p in paths):
         where = output / tops.pop()
-        return f"into {_shown(where)}/", where
-    return f"into {_shown(output)}/", output
+        return f"{into} {_shown(where)}/", where
+    return f"{into} {_shown(output)}/", output
 
 
 def _shown(path: Path) -> str:

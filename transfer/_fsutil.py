@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable
 
 from p2pshare.transfer import _file_writer
-from p2pshare.transfer.errors import OutputError
+from p2pshare.transfer.errors import OutputError, cannot_write
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -34,11 +34,13 @@ def open_root(path: os.PathLike[str] | str) -> int:
         raise OutputError(f"cannot open output directory {os.fspath(path)}: {exc.strerror or exc}") from None
 
 
-def open_dir(root_fd: int, parts: tuple[str, ...], *, create: bool, shown: str) -> int | None:
+def open_dir(root_fd: int, parts: tuple[str, ...], *, create: bool, shown: str, root_shown: str = "") -> int | None:
     """Open ``root/parts...`` as a directory fd, creating missing components.
 
     Returns None when a component is missing and ``create`` is False.
-    ``shown`` is the path used in error messages.
+    ``shown`` is the path used in error messages; ``root_shown`` the root's,
+    for a folder that refuses a new one in it: named, not the root (the
+    person looked at the output directory while ``OUT/tree`` refused).
     """
     if parts:
         fd, err = _beneath.open_dir(root_fd, parts)
@@ -51,12 +53,15 @@ def open_dir(root_fd: int, parts: tuple[str, ...], *, create: bool, shown: str) 
         # Missing parts to create, or anything else: the walk below says it.
     fd = os.dup(root_fd)
     try:
-        for name in parts:
+        for depth, name in enumerate(parts):
             if create:
                 try:
                     os.mkdir(name, 0o777, dir_fd=fd)
                 except FileExistsError:
                     pass
+                except OSError as exc:
+                    inside = os.path.join(root_shown, *parts[:depth]) if root_shown or depth else "the output directory"
+                    raise cannot_write(f"into {inside}", exc) from None
             try:
                 child = os.open(name, _DIR_FLAGS, dir_fd=fd)
             except FileNotFoundError:
@@ -177,6 +182,16 @@ def open_part(dir_fd: int, name: str, shown: Callable[[], str]) -> int:
     return fd
 
 
+def appeared(shown: str) -> OutputError:
+    """A file made at a final name after the conflict check (another
+    program, another ``get``): never replaced, and the person is told how
+    to keep both (a usability review, stop 44: a bare refusal)."""
+    return OutputError(
+        f"refusing to overwrite {shown}: another file appeared there while receiving; "
+        "run the same command again with --rename to keep both"
+    )
+
+
 def move_noreplace(src_dir: int, src: str, dst_dir: int, dst: str, shown: Callable[[], str]) -> None:
     """Move a file without ever replacing an existing one.
 
@@ -188,12 +203,12 @@ def move_noreplace(src_dir: int, src: str, dst_dir: int, dst: str, shown: Callab
     try:
         os.link(src, dst, src_dir_fd=src_dir, dst_dir_fd=dst_dir, follow_symlinks=False)
     except FileExistsError:
-        raise OutputError(f"refusing to overwrite {shown()}: it already exists") from None
+        raise appeared(shown()) from None
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
             raise OutputError(f"cannot create {shown()}: {exc.strerror or exc}") from None
         if lstat_at(dst_dir, dst) is not None:
-            raise OutputError(f"refusing to overwrite {shown()}: it already exists") from None
+            raise appeared(shown()) from None
         try:
             os.rename(src, dst, src_dir_fd=src_dir, dst_dir_fd=dst_dir)
         except OSError as exc2:
@@ -217,7 +232,7 @@ def create_complete(dir_fd: int, name: str, data: bytes | memoryview, shown: Cal
     try:
         return create_whole(dir_fd, name, data)  # the steps the file-writer processes take too
     except FileExistsError:
-        raise OutputError(f"refusing to overwrite {shown()}: it already exists") from None
+        raise appeared(shown()) from None
 
 
 #: Bytes per ``pwrite`` of received data. The page cache takes a folio as
@@ -256,9 +271,10 @@ class DirCache:
     either): a 100,000-file share cost three system calls per file. With
     ``create`` (where finished files go), missing ones are made instead."""
 
-    def __init__(self, root: int, *, create: bool = False) -> None:
+    def __init__(self, root: int, *, create: bool = False, root_shown: str = "") -> None:
         self._root = root
         self._create = create
+        self._root_shown = root_shown
         self._last: tuple[tuple[str, ...], int | None] | None = None
         self._missing: set[tuple[str, ...]] = set()
 
@@ -269,7 +285,7 @@ class DirCache:
         if self._missing and any(parts[:n] in self._missing for n in range(1, len(parts) + 1)):
             return None
         self.close()
-        fd = open_dir(self._root, parts, create=self._create, shown=shown)
+        fd = open_dir(self._root, parts, create=self._create, shown=shown, root_shown=self._root_shown)
         if fd is None and not _beneath.usable:
             # Only for the walk: openat2 finds a missing directory in one call,
             # and checking every prefix here costs the square of the depth.

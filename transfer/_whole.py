@@ -222,7 +222,7 @@ class WholeFiles:
         if failure is not None:
             failed, code, message = failure
             if code == errno.EEXIST:  # the name was taken after the conflict check
-                raise OutputError(f"refusing to overwrite {self._shown(failed)}: it already exists")
+                raise fs.appeared(self._shown(failed))
             raise cannot_write(self._shown(failed), OSError(code, message))
         return refused
 

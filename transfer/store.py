@@ -26,6 +26,7 @@ from p2pshare.transfer import _fsutil as fs
 from p2pshare.transfer._claim import claim_partial
 from p2pshare.transfer._rescan import chunk_specs, chunks_match, hash_from
 from p2pshare.transfer._resume_memo import ResumeMemo, RunWrites
+from p2pshare.transfer._space import Need
 from p2pshare.transfer._whole import WholeFiles
 from p2pshare.transfer.errors import (
     SHOWN_CONFLICTS,
@@ -40,7 +41,7 @@ from p2pshare.transfer.manifest import Manifest
 from p2pshare.transfer.paths import PARTIAL_DIR_NAME, Occupied, renamed
 from p2pshare.transfer.store_types import MAX_RENAMES, Conflict, ResumePlan, Verified
 
-__all__ = ["Conflict", "ResumePlan", "Store", "Verified"]
+__all__ = ["Conflict", "Need", "ResumePlan", "Store", "Verified"]
 
 
 class Store:
@@ -73,7 +74,7 @@ class Store:
         self._fd: int | None = None
         self._fd_index = -1
         self._direct = _direct.DirectWrites(manifest.chunk_size)  # large files skip the page cache
-        self._parents = fs.DirCache(self._root, create=True)  # where finished files go
+        self._parents = fs.DirCache(self._root, create=True, root_shown=str(output_dir))  # where finished files go
         # One-chunk files are created whole in place, until the file system refuses.
         self._whole = WholeFiles(self._place, self._shown_index, self._done)
         self._present: list[bool] | None = None
@@ -88,8 +89,8 @@ class Store:
         memo.bind(self.manifest)
         self._memo = memo
 
-    def assess(self) -> int:
-        """Check conflicts; return the bytes the share still needs here. Writes nothing.
+    def assess(self) -> Need:
+        """Check conflicts; return what the share still needs here. Writes nothing.
 
         Separate from :meth:`prepare` so the receiver can be asked (and a
         share that cannot fit refused) before anything is created."""
@@ -127,10 +128,10 @@ class Store:
             self.assess()
         assert self._present is not None
         present = self._present
-        _space.check_space(self._root, self._needed(present), self.output_dir)
+        _space.check_space(self._root, self._needed(present).bytes, self.output_dir)
         self._open_partial_dirs()
         for d in m.dirs:
-            fd = fs.open_dir(self._root, tuple(d.split("/")), create=True, shown=d)
+            fd = fs.open_dir(self._root, tuple(d.split("/")), create=True, shown=d, root_shown=str(self.output_dir))
             assert fd is not None
             os.close(fd)
         for i, entry in enumerate(m.files):
@@ -148,7 +149,7 @@ class Store:
         missing = ranges.to_ranges(g for g in range(m.total_chunks) if not self._have[g])
         return ResumePlan(missing, have_bytes, completed)
 
-    def _needed(self, present: list[bool]) -> int:
+    def _needed(self, present: list[bool]) -> Need:
         return _space.needed_bytes(self._root, self._share_dir_name, self.manifest, present)
 
     def _final_matches(self, index: int, dirs: fs.DirCache) -> bool:

@@ -53,7 +53,7 @@ from p2pshare.node.traversal import Traversal
 from p2pshare.transfer import PROTOCOL_ID, ResumeMemo, fetch
 from p2pshare.transfer.errors import BusyError, TransferError, cannot_create_output
 from p2pshare.transfer.events import TransferEvent
-from p2pshare.transfer.store import Conflict
+from p2pshare.transfer.store import Conflict, Need
 
 if TYPE_CHECKING:
     from p2pshare.transfer._trio_fetch import Approve, Destination
@@ -204,7 +204,7 @@ class ReceiveDriver:
             if deadline.deadline != session.deadline:  # trio re-files a scope even for the same value
                 deadline.deadline = session.deadline
 
-        async def approve(manifest: Manifest, needed: int) -> None:
+        async def approve(manifest: Manifest, needed: Need) -> None:
             """A person reading the list is not a stalled sharer: the clock stops meanwhile."""
             if self.approve is None:
                 return

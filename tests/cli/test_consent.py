@@ -220,7 +220,7 @@ def test_hidden_names_at_the_top_are_named_before_the_question(
     screen = p.read_until("[y/N]")
     assert "… and 4 more" in screen
     assert (
-        "Warning: the share puts 2 hidden names at the top of the output directory, where programs read "
+        "p2pshare: warning: the share puts 2 hidden names at the top of the output directory, where programs read "
         "their settings: .bash_profile, .ssh/ (1 file)"
     ) in " ".join(screen.split()), screen
     p.send("n\n")
@@ -235,3 +235,19 @@ def test_hidden_names_at_the_top_are_named_before_the_question(
         ".bash_profile, .ssh/ (1 file)"
     ]
     assert (out / ".bash_profile").read_text() == "echo hi\n"
+
+
+def test_the_question_says_what_an_earlier_run_left(tmp_path: Path, sharer: Sharer, pty_procs: list[PtyProc]) -> None:
+    """ "Needs 4 B" alone did not say that the rest of the share was already here."""
+    share = _tree(tmp_path / "src")
+    _, shared = sharer(share)
+    out = tmp_path / "out"
+    (out / "holiday").mkdir(parents=True)
+    (out / "holiday" / "beach.jpg").write_bytes((share / "beach.jpg").read_bytes())
+    p = PtyProc(["get", shared["code"], "-o", str(out), "--timeout", "30"], tmp_path / "rx")
+    pty_procs.append(p)
+    screen = p.read_until("[y/N]")
+    assert "Needs 4.0 KiB more (293.0 KiB already here);" in screen, screen  # 4 B and a folder's block
+    p.send("y\n")
+    assert p.wait() == 0, p.output
+    assert tree_digest(out / "holiday") == tree_digest(share)

@@ -59,3 +59,24 @@ def test_a_hard_link_in_the_partial_directory_is_not_written_through(tmp_path: P
     assert _digest(victim) == before
     assert _digest(out / "a.bin") == _digest(src)
     assert os.stat(out / "a.bin").st_ino != os.stat(victim).st_ino
+
+
+def test_a_file_placed_from_an_earlier_runs_data_is_not_already_here(tmp_path: Path, sharer: Sharer) -> None:
+    """A file that arrived in an earlier run whose name another file took
+    meanwhile is placed by a later ``--rename`` run, which said "Already
+    here: … nothing to receive" under "saved as 'a (1).bin'" (a usability
+    review, stop 44)."""
+    src = tmp_path / "a.bin"
+    write_random(src, 300_000)
+    _, shared = sharer(src)
+    out = tmp_path / "out"
+    part = _partial_dir(out, shared["code"])
+    part.mkdir(parents=True)
+    (part / "0").write_bytes(src.read_bytes())  # the earlier run's data, verified again by this one
+    (out / "a.bin").write_bytes(b"theirs")  # the name, taken meanwhile
+    res = run(["get", shared["code"], "-o", str(out), "--yes", "--rename"], tmp_path / "rx")
+    assert res.returncode == 0, res.stderr
+    said = res.stdout + res.stderr
+    assert "saved as 'a (1).bin'" in said and "Already here" not in said, said
+    assert "Finished 1 file, 293.0 KiB" in said and "the data came in an earlier run" in said, said
+    assert _digest(out / "a (1).bin") == _digest(src) and (out / "a.bin").read_bytes() == b"theirs"

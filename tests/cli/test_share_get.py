@@ -63,7 +63,7 @@ def test_getting_a_share_again_says_it_is_already_here(tmp_path: Path, sharer: S
     assert run(["get", shared["code"], "-o", str(out)], tmp_path / "rx").returncode == 0
     res = run(["get", shared["code"], "-o", str(out)], tmp_path / "rx")
     assert res.returncode == 0, res.stderr
-    assert res.stdout.startswith(f"Already here: 4 files, 1.0 MiB into {out}/tree/, all verified"), res.stdout
+    assert res.stdout.startswith(f"Already here: 4 files, 1.0 MiB in {out}/tree/, all verified"), res.stdout
     assert "nothing to receive" in res.stdout and "Received" not in res.stdout
     res = run(["get", shared["code"], "-o", str(out), "--json"], tmp_path / "rx")
     done = json.loads(res.stdout.splitlines()[-1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -155,7 +156,7 @@ def test_hidden_names_at_the_top_are_named_whatever_their_place_in_the_list() ->
     files = [(p, 10) for p in paths]
     lines = consent.describe(summary_of("Holiday photos", "Alice", files, hidden=hidden), None)
     assert lines[-1] == (
-        "Warning: the share puts 4 hidden names at the top of the output directory, where programs read "
+        "p2pshare: warning: the share puts 4 hidden names at the top of the output directory, where programs read "
         "their settings: .bash_profile, .config/ (1 file), .local/, .ssh/ (1 file)"
     )
     assert "  … and 44 more" in lines  # the list itself is as before
@@ -179,3 +180,17 @@ def test_no_hidden_names_at_the_top_no_warning() -> None:
 def test_the_folders_a_share_makes_are_counted_in_the_first_line() -> None:
     summary = summary_of("evil", None, [("a/b/f", 0)], dir_count=5000)
     assert consent.describe(summary, None)[0] == "'evil': 1 file in 5000 folders, 0 B"
+
+
+def test_a_resume_says_what_is_already_here() -> None:
+    """ "Needs 300 MiB" alone did not say that 700 MiB were on disk from an earlier run."""
+    whole = consent.summary_of("v", None, [("v/a.mkv", 1000 * 2**20)])
+    resumed = dataclasses.replace(whole, needed_bytes=300 * 2**20, here_bytes=700 * 2**20)
+    lines = consent.describe(resumed, 2**30, shown=1)
+    assert lines[-1] == "Needs 300.0 MiB more (700.0 MiB already here); 1.0 GiB free here."
+    assert consent.describe(whole, 2**30)[-1] == "Needs 1000.0 MiB; 1.0 GiB free here."  # nothing here yet
+
+
+def test_landing_says_where_files_already_were() -> None:
+    assert consent.landing(Path("out"), ["d/a", "d/b"], here=True) == ("in out/d/", Path("out/d"))
+    assert consent.landing(Path("out"), ["a.txt"], here=True) == ("at out/a.txt", Path("out/a.txt"))

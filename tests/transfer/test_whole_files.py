@@ -105,7 +105,9 @@ def test_a_name_taken_meanwhile_is_never_replaced(tmp_path: Path) -> None:
     store.prepare()
     taken = out / p.manifest.files[FILES // 2].path
     taken.write_bytes(b"theirs")
-    with pytest.raises(OutputError, match=f"refusing to overwrite {taken}: it already exists"):
+    with pytest.raises(
+        OutputError, match=f"refusing to overwrite {taken}: another file appeared there while receiving"
+    ):
         store.write_batch(_verified(store, p))
     store.close()
     assert taken.read_bytes() == b"theirs"
