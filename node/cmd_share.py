@@ -296,7 +296,7 @@ async def _serve(
             if offer is not None:
                 reporter.say(
                     f"Short code: {offer.code} (found through the DHT; valid for {human_duration(opts.code_ttl)}, "
-                    f"refused after {opts.code_tries} wrong tries)"
+                    f"refused after {opts.code_tries} wrong {'try' if opts.code_tries == 1 else 'tries'})"
                 )
             else:
                 reporter.say("No short code: it is found through the DHT, and this node uses none (--bootstrap)")

@@ -48,7 +48,7 @@ def positive_float(text: str) -> float:
     except ValueError:
         if text.strip()[-1:].lower() in _UNITS:
             return duration(text)
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (seconds, or 90s, 10m, 1h)") from None
     if math.isnan(value):
         raise argparse.ArgumentTypeError(f"not a number: {text!r}")
     if not value > 0:

@@ -126,6 +126,12 @@ class UsageError(LocalError):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
+        # "the following arguments are required: command" told a person who
+        # typed only `p2pshare` nothing of what to type (a README walk-through).
+        if message == "the following arguments are required: command":
+            message = "say what to do: share, get, code, node or relay"
+        elif message == "the following arguments are required: show":
+            message = "say what to do: show CODE"
         raise UsageError(message, self.prog)
 
 
@@ -207,8 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout",
         type=positive_float,
         default=60.0,
-        metavar="SECONDS",
-        help="give up when the sharer cannot be reached (or stalls) this long (default 60)",
+        metavar="DURATION",
+        help="give up when the sharer cannot be reached (or stalls) this long: 90, 90s, 10m (default 60 s)",
     )
     g.add_argument("--listen", action="append", metavar="MULTIADDR", help="listen address (repeatable)")
     g.add_argument("--identity", type=identity_file_arg, metavar="FILE", help="identity key file")

@@ -65,6 +65,9 @@ def test_malformed_code_json_error_event(tmp_path: Path) -> None:
         ),
         # argparse says this from the top-level parser; the command's help lists its flags
         (["relay", "--bogus"], "unrecognized arguments: --bogus (see p2pshare relay --help)"),
+        # "the following arguments are required: command" named no command to type
+        (["--json"], "say what to do: share, get, code, node or relay (see p2pshare --help)"),
+        (["code", "--json"], "say what to do: show CODE (see p2pshare code --help)"),
     ],
 )
 def test_usage_errors_are_one_line_and_an_event_with_json(tmp_path: Path, args: list[str], fragment: str) -> None:
