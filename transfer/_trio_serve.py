@@ -224,16 +224,25 @@ class _Session:
         #: that loses nothing when cancelled) is cancelled to say so.
         self.stopping = False
         self.stop_seen = math.inf  # when (trio's clock) this session heard of the stop
+        self.evicted = False  # a newcomer took our slot while we waited for WANT (``LISTING_GRACE``)
         self._waiting: trio.CancelScope | None = None
 
     def _authenticated(self) -> None:
         """Trade the pre-authentication slot for a session slot (or BUSY)."""
         self.registry.end_handshake(self.remote, self.source)
         self._handshaking = False
-        if not self.registry.try_acquire(self.remote, self.source):
+        if not self.registry.try_acquire(self.remote, self.source, trio.current_time()):
             self.proto.refuse_busy()
             raise _Busy
         self._slot = True
+        self.registry.listing(self, trio.current_time(), self._evict)
+
+    def _evict(self) -> None:
+        """Our slot to a newcomer now (before WANT); BUSY at the next wait."""
+        self.registry.release(self.remote, self.source)
+        self._slot, self.evicted = False, True
+        if self._waiting is not None:
+            self._waiting.cancel()
 
     def _attach(self, share_id: bytes) -> None:
         """The receiver proved the key for ``share_id``: count the session,
@@ -257,10 +266,13 @@ class _Session:
         with trio.CancelScope() as scope:
             self._waiting = scope
             try:
-                if not self.stopping:
+                if not self.stopping and not self.evicted:
                     return await wait()
             finally:
                 self._waiting = None
+        if self.evicted and not self.stopping:
+            self.proto.refuse_busy()  # the receiver retries, as at any BUSY
+            raise _Busy
         raise _Stopped
 
     async def _send_out(self) -> None:
@@ -273,6 +285,7 @@ class _Session:
         await write_frames(self.stream, frames, limit, "receiver", OUT_PIECE)
 
     def release(self) -> None:
+        self.registry.listed(self)
         if self._live:
             assert self.share_id is not None
             self.registry.listeners.discard(self._on_change)
@@ -314,7 +327,11 @@ class _Session:
                     for file_index, reason in self.registry.unavailable(ev.share_id).items():
                         self.proto.file_unavailable(file_index, reason)
                 elif isinstance(ev, WantReceived):
+                    if self.evicted:  # the read was done before the eviction could cancel it
+                        self.proto.refuse_busy()
+                        raise _Busy
                     want, self.wanted = ev.ranges, True
+                    self.registry.listed(self)  # transferring: never displaced
                     start = trio.current_time()  # from the receiver's yes, not from its prompt
                     # Said once the receiver asks for data, not at its proof: a peer
                     # with the key that proved it and hung up, in a loop, put two

@@ -14,6 +14,13 @@ from p2pshare.transfer.sharer import PendingShare, ShareMaterial
 
 #: Seconds between reported failures of streams whose peer never proved the key.
 STRANGER_REPORT_INTERVAL = 10.0
+#: Seconds a receiver may hold a session slot after its key proof without
+#: asking for data (a person reading the list, or a peer that never will)
+#: before a newcomer that finds every slot taken gets it instead. Holders
+#: of the key took all 64 slots that way for the 600 s idle timeout, and an
+#: honest ``get`` said "the transfer stalled" (a hostile-peer review, stop
+#: 44). Receivers that transfer are never displaced.
+LISTING_GRACE = 30.0
 #: Send buffers one receiver holds at most: one being filled, one being
 #: written, the rest queued (``_trio_serve.PIPELINE_DEPTH``).
 MAX_BATCHES = 4
@@ -80,6 +87,10 @@ class ShareRegistry:
         self.max_sessions_per_source = max_sessions_per_source
         self._sessions: dict[bytes, int] = {}
         self._session_sources: dict[str, int] = {}
+        #: Sessions with a slot that have not sent WANT: token -> (since,
+        #: evict). Insertion order is age order (``since`` is the clock at
+        #: insertion), so the oldest is first.
+        self._listing: dict[object, tuple[float, Callable[[], None]]] = {}
         # Before the key proof a stream costs little (small frames, a short
         # timeout) and gets its own, larger budget: a peer that only knows
         # our address cannot take the session slots receivers need.
@@ -121,11 +132,24 @@ class ShareRegistry:
         _give(self._handshakes, self._handshake_sources, peer, source)
         self.active_handshakes -= 1
 
-    def try_acquire(self, peer: bytes = b"", source: str | None = None) -> bool:
+    def try_acquire(self, peer: bytes = b"", source: str | None = None, now: float | None = None) -> bool:
         """Claim a session slot after the key proof (bounds memory and
-        threads): total, per-peer and per-source (its address group) caps."""
-        room = self.active_sessions < self.max_sessions
+        threads): total, per-peer and per-source (its address group) caps.
+
+        With every slot taken and ``now`` given, a newcomer within its caps
+        displaces the session that has waited longest, at least
+        :data:`LISTING_GRACE`, without asking for data (its ``evict`` is
+        called, which must give its slot back at once)."""
         caps = (self.max_sessions_per_peer, self.max_sessions_per_source)
+        if self.active_sessions >= self.max_sessions and now is not None and self._listing:
+            within = self._sessions.get(peer, 0) < caps[0] and (
+                source is None or self._session_sources.get(source, 0) < caps[1]
+            )
+            token, (since, evict) = next(iter(self._listing.items()))
+            if within and now - since >= LISTING_GRACE:
+                del self._listing[token]
+                evict()
+        room = self.active_sessions < self.max_sessions
         if not _take(self._sessions, self._session_sources, peer, source, caps, room):
             return False
         self.active_sessions += 1
@@ -141,6 +165,14 @@ class ShareRegistry:
     def release(self, peer: bytes = b"", source: str | None = None) -> None:
         _give(self._sessions, self._session_sources, peer, source)
         self.active_sessions -= 1
+
+    def listing(self, token: object, since: float, evict: Callable[[], None]) -> None:
+        """A session that holds a slot waits for its receiver's WANT (see
+        ``try_acquire``); ``listed`` when it comes or the session ends."""
+        self._listing[token] = (since, evict)
+
+    def listed(self, token: object) -> None:
+        self._listing.pop(token, None)
 
     def add(self, prepared: PreparedShare, key: bytes | None = None, share_code: str | None = None) -> bytes:
         """Serve ``prepared`` under ``key`` (default: the key it was built with)."""

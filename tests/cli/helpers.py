@@ -129,6 +129,19 @@ def run_module(module: str, *args: str, home: Path, timeout: float = 180.0) -> s
     )
 
 
+def start_module(module: str, *args: str, home: Path) -> subprocess.Popen[str]:
+    """``python -m module args...`` from the repository root, running (a
+    hostile peer that holds something while the test goes on)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env_for(home),
+        cwd=str(ROOT),
+    )
+
+
 @dataclass(frozen=True)
 class Measured:
     """A finished CLI process and what it cost: peak RSS (the kernel's

@@ -12,7 +12,6 @@ over loopback.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,7 @@ import pytest
 from p2pshare import sharecode
 from p2pshare.sharecode.parse import parse_code
 from p2pshare.transfer.registry import ShareRegistry
-from tests.cli.helpers import ROOT, Proc, env_for, free_port, own_address, run, tree_digest, write_random
-from tests.harness import PYTHON
+from tests.cli.helpers import Proc, free_port, own_address, run, start_module, tree_digest, write_random
 
 Sharer = Callable[..., tuple[Proc, dict[str, Any]]]
 OWN = own_address()
@@ -49,13 +47,8 @@ def test_a_flood_from_one_address_leaves_room_for_a_receiver_from_another(tmp_pa
     _, shared = sharer(src, port=port, extra=("--listen", f"/ip4/{OWN}/tcp/0"))
     own = tuple(a for a in shared["addresses"] if a.startswith(f"/ip4/{OWN}/"))
     assert own, shared["addresses"]
-    flood = subprocess.Popen(
-        [PYTHON, "-m", "tests.hostile.handshake_flood", _with(shared["code"], own), "40", "60"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env_for(tmp_path / "flooder"),
-        cwd=str(ROOT),
+    flood = start_module(
+        "tests.hostile.handshake_flood", _with(shared["code"], own), "40", "60", home=tmp_path / "flooder"
     )
     try:
         assert flood.stdout is not None

@@ -288,3 +288,82 @@ async def test_a_key_holder_proving_and_hanging_up_in_a_loop_is_not_a_flood(tmp_
         assert isinstance(outcome, DeclinedError), outcome
     assert not [e for e in sharer_events if isinstance(e, ReceiverConnected)], sharer_events
     assert len([e for e in sharer_events if isinstance(e, ReceiverFailed)]) <= 2, sharer_events
+
+
+def test_a_newcomer_displaces_the_longest_wait_for_want_past_the_grace() -> None:
+    """Holders of the key took all 64 slots by proving it and never asking
+    for data (a hostile-peer review, stop 44). With every slot taken, a
+    newcomer gets the slot of the session that has waited longest for its
+    WANT, once that wait passed ``LISTING_GRACE``; never a transferring one."""
+    from p2pshare.transfer.registry import LISTING_GRACE, ShareRegistry
+
+    reg = ShareRegistry(max_sessions=3, max_sessions_per_peer=1, max_sessions_per_source=16)
+    evicted: list[str] = []
+
+    def holder(name: str, since: float, *, wants: bool = False) -> None:
+        peer = name.encode().ljust(32, b".")
+        assert reg.try_acquire(peer, "198.51.100.7", since)
+        reg.listing(name, since, lambda: (evicted.append(name), reg.release(peer, "198.51.100.7")))
+        if wants:
+            reg.listed(name)  # it asked for data: a transfer
+
+    holder("transferring", 0.0, wants=True)
+    holder("idle-a", 1.0)
+    holder("idle-b", 2.0)
+    assert not reg.try_acquire(b"honest".ljust(32), "203.0.113.9", 1.0 + LISTING_GRACE - 0.1)  # within the grace
+    assert not reg.try_acquire(b"idle-a".ljust(32, b"."), "198.51.100.7", 100.0)  # over its own cap: displaces no one
+    assert evicted == []
+    assert reg.try_acquire(b"honest".ljust(32), "203.0.113.9", 1.0 + LISTING_GRACE)
+    assert evicted == ["idle-a"] and reg.active_sessions == 3
+    assert not reg.try_acquire(b"second".ljust(32), None, 2.0 + LISTING_GRACE - 0.1)  # idle-b: not yet
+    assert reg.try_acquire(b"second".ljust(32), None, 2.0 + LISTING_GRACE)
+    assert evicted == ["idle-a", "idle-b"]
+    assert not reg.try_acquire(b"third".ljust(32), None, 1000.0)  # only the transfer and the newcomers are left
+    assert evicted == ["idle-a", "idle-b"]
+
+
+async def test_receivers_that_never_ask_for_data_give_their_slots_to_a_newcomer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two real receivers that proved the key sit at their question (an
+    ``approve`` that never returns) and hold both slots: a third receiver
+    gets BUSY until they waited the grace, then gets the share; a displaced
+    one hears BUSY (a real ``get`` says the sharer is busy and retries)."""
+    from p2pshare.transfer import registry as registry_module
+    from p2pshare.transfer.errors import BusyError
+    from p2pshare.transfer.manifest import Manifest
+
+    monkeypatch.setattr(registry_module, "LISTING_GRACE", 0.5)
+    _, key, registry = share(tmp_path)
+    registry.max_sessions = 2
+    asked = trio.Semaphore(0)
+
+    async def never_answers(_m: Manifest, _needed: object) -> None:
+        asked.release()
+        await trio.sleep_forever()
+
+    outcomes: list[object] = []
+
+    async def idle(i: int) -> None:
+        outcome, _ = await run_pair(registry, key, tmp_path / f"idle{i}", approve=never_answers)  # type: ignore[arg-type]
+        outcomes.append(outcome)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(2):
+            nursery.start_soon(idle, i)
+        for _ in range(2):
+            await asked.acquire()
+        assert registry.active_sessions == 2
+        early, _ = await run_pair(registry, key, tmp_path / "early")
+        assert isinstance(early, BusyError), early  # within the grace: the slots stay theirs
+        await trio.sleep(0.6)
+        result, _ = await run_pair(registry, key, tmp_path / "out")
+        assert not isinstance(result, Exception), result
+        got = (tmp_path / "out" / "tree" / "big.bin").read_bytes()
+        assert got == (tmp_path / "src" / "tree" / "big.bin").read_bytes()
+        with trio.fail_after(5):
+            while not outcomes:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert isinstance(outcomes[0], BusyError), outcomes
+    assert registry.active_sessions == 0
