@@ -22,7 +22,12 @@ GiB: ~650 MB/s here), far above any link between two machines this tool
 serves; a batch (at most ``PIPELINE_BYTES`` and one ``DATA_READ_SIZE``
 read, 10 MiB) holds the event loop ~15 ms.
 Hashing in the write thread instead was worse (connect -> done 2.31 ->
-3.00 s), as was AES-GCM's streaming interface here (2.24 -> 2.33 s).
+3.00 s), as was AES-GCM's streaming interface here (2.24 -> 2.33 s). So
+was SHA-256 in a helper process over shared ``memfd`` buffers (stop 46: a
+GIL of its own, the digest back through a pipe): 1 GiB, 3 runs each,
+alternated, 379 and 418 MB/s median with it, 417 and 434 without. On two
+cores both ends together already keep the CPU ~86 % busy (4.3 s of CPU
+per GiB at ~430 MB/s), so work moved to another core only waits there.
 
 Memory is bounded in bytes (``PIPELINE_BYTES`` received and not yet
 through stage 2, plus one read), not in chunks.
