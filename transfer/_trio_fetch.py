@@ -22,12 +22,10 @@ GiB: ~650 MB/s here), far above any link between two machines this tool
 serves; a batch (at most ``PIPELINE_BYTES`` and one ``DATA_READ_SIZE``
 read, 10 MiB) holds the event loop ~15 ms.
 Hashing in the write thread instead was worse (connect -> done 2.31 ->
-3.00 s), as was AES-GCM's streaming interface here (2.24 -> 2.33 s). So
-was SHA-256 in a helper process over shared ``memfd`` buffers (stop 46: a
-GIL of its own, the digest back through a pipe): 1 GiB, 3 runs each,
-alternated, 379 and 418 MB/s median with it, 417 and 434 without. On two
-cores both ends together already keep the CPU ~86 % busy (4.3 s of CPU
-per GiB at ~430 MB/s), so work moved to another core only waits there.
+3.00 s), as was AES-GCM's streaming interface here (2.24 -> 2.33 s), and
+SHA-256 in a helper process over shared ``memfd`` buffers (stop 46: 379 and
+418 MB/s with it, 417 and 434 without, 1 GiB, medians of 3 alternated): both
+ends already keep the two cores ~86 % busy, so moved work only waits.
 
 Memory is bounded in bytes (``PIPELINE_BYTES`` received and not yet
 through stage 2, plus one read), not in chunks.
@@ -53,6 +51,7 @@ from p2pshare.transfer import crypto, wire
 from p2pshare.transfer._resume_memo import ResumeMemo
 from p2pshare.transfer._trio_io import TaskGroup, await_eof, goodbye, read_pieces_some, read_some, write_all
 from p2pshare.transfer.errors import (
+    BusyError,
     ConflictError,
     DeclinedError,
     IntegrityError,
@@ -169,8 +168,14 @@ async def _asked_while_watching(
     person answered ``y`` and ``get`` then retried for its whole
     ``--timeout`` (a README walk-through, stop 45). Reads lose nothing
     when cancelled; a stream that breaks meanwhile is left to the transfer,
-    which meets it after the answer (and reconnects)."""
+    which meets it after the answer (and reconnects). So is BUSY (our
+    session slot went to a newcomer while the person read: stop 46): said
+    after the answer, so that ``get`` reconnects with the share accepted;
+    ending the question then left its thread reading the person's answer
+    for nobody, and the question asked again after the reconnect waited
+    for another line."""
     watching = trio.CancelScope()
+    busy: list[BusyError] = []
 
     async def asking() -> None:
         await ask()
@@ -185,11 +190,18 @@ async def _asked_while_watching(
                     data = b""
                 if not data:
                     await trio.sleep_forever()  # nothing more will come: the answer decides
-                for ev in proto.receive_data(data):  # ERROR STOPPED raises SharerStoppedError
+                try:
+                    events = proto.receive_data(data)  # ERROR STOPPED raises SharerStoppedError
+                except BusyError as exc:
+                    busy.append(exc)
+                    await trio.sleep_forever()
+                for ev in events:
                     if isinstance(ev, FileNotServed):
                         early.append(ev)
 
     await TaskGroup().run(asking, watch)
+    if busy:
+        raise busy[0]
 
 
 def _write_batch(store: Store, batch: list[Verified]) -> list[str]:

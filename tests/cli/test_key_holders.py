@@ -43,9 +43,10 @@ def test_key_holders_at_their_question_give_a_slot_to_a_receiver(tmp_path: Path,
         res = run(["get", shared["code"], "-o", str(tmp_path / "out"), "--yes", "--timeout", "120"], tmp_path / "rx")
         assert res.returncode == 0, res.stderr
         assert tree_digest(tmp_path / "out" / "src") == tree_digest(src)
-        # It met a full sharer first, and got in by displacing a holder.
+        # It met a full sharer first, and got in, which only a displaced holder
+        # makes room for: they never leave (their sessions' idle timeout is 600 s).
         assert "The sharer is busy (too many transfers at once); trying again" in res.stderr, res.stderr
-        assert _line(holders, 10).get("displaced", 0) >= 1
+        assert holders.poll() is None
         assert LISTING_GRACE <= 60  # the get's --timeout above outlasts it
     finally:
         holders.kill()

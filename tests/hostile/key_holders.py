@@ -4,9 +4,8 @@ peer identities each open ``PER`` transfer streams to the sharer named by
 to), take the list and never ask for data: every one sits at its
 question, as a real ``get`` whose person never answers, holding one of the
 sharer's session slots. Once every stream reached its question, or failed,
-prints ``{"at_question": Q, "busy": B, "failed": F}``,
-then a line ``{"displaced": D}`` each time the sharer tells one of them
-BUSY (its slot went to a newcomer); ends after ``HOLD`` seconds."""
+prints ``{"at_question": Q, "busy": B, "failed": F}``; ends after ``HOLD``
+seconds."""
 
 from __future__ import annotations
 
@@ -27,17 +26,13 @@ from p2pshare.transfer.errors import BusyError
 async def main(code: str, n: int, per: int, out: str, hold: float) -> None:
     target = parse_code(code)
     peer, addrs = target.peer_id, list(target.addresses)  # type: ignore[union-attr]
-    counts = {"at_question": 0, "busy": 0, "failed": 0, "displaced": 0}
+    counts = {"at_question": 0, "busy": 0, "failed": 0}
     settled = trio.Semaphore(0)
 
     async def hold_one(host, i: int) -> None:  # type: ignore[no-untyped-def]
-        asked = False
-
         async def never_answer(_manifest: object, _needed: object) -> None:
-            nonlocal asked
             counts["at_question"] += 1
             settled.release()
-            asked = True
             await trio.sleep_forever()
 
         try:
@@ -53,12 +48,8 @@ async def main(code: str, n: int, per: int, out: str, hold: float) -> None:
                 idle_timeout=600,
             )
         except BusyError:
-            if asked:  # told BUSY at its question: its slot went to a newcomer
-                counts["displaced"] += 1
-                print(json.dumps({"displaced": counts["displaced"]}), flush=True)
-            else:
-                counts["busy"] += 1
-                settled.release()
+            counts["busy"] += 1
+            settled.release()
         except Exception:
             counts["failed"] += 1
             settled.release()
@@ -72,7 +63,7 @@ async def main(code: str, n: int, per: int, out: str, hold: float) -> None:
         with trio.move_on_after(60):
             for _ in range(n * per):
                 await settled.acquire()
-        print(json.dumps({k: counts[k] for k in ("at_question", "busy", "failed")}), flush=True)
+        print(json.dumps(counts), flush=True)
         await trio.sleep(hold)
         nursery.cancel_scope.cancel()
 
