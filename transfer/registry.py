@@ -142,11 +142,8 @@ class ShareRegistry:
         called, which must give its slot back at once)."""
         caps = (self.max_sessions_per_peer, self.max_sessions_per_source)
         if self.active_sessions >= self.max_sessions and now is not None and self._listing:
-            within = self._sessions.get(peer, 0) < caps[0] and (
-                source is None or self._session_sources.get(source, 0) < caps[1]
-            )
             token, (since, evict) = next(iter(self._listing.items()))
-            if within and now - since >= LISTING_GRACE:
+            if now - since >= LISTING_GRACE and _within(self._sessions, self._session_sources, peer, source, caps):
                 del self._listing[token]
                 evict()
         room = self.active_sessions < self.max_sessions
@@ -277,14 +274,19 @@ def _take(
 ) -> bool:
     """Count one more slot of ``peer`` from ``source`` (None: unknown) if
     there is ``room`` and neither is at its cap (per peer, per source)."""
-    held = peers.get(peer, 0)
-    from_source = sources.get(source, 0) if source is not None else 0
-    if not room or held >= caps[0] or from_source >= caps[1]:
+    if not room or not _within(peers, sources, peer, source, caps):
         return False
-    peers[peer] = held + 1
+    peers[peer] = peers.get(peer, 0) + 1
     if source is not None:
-        sources[source] = from_source + 1
+        sources[source] = sources.get(source, 0) + 1
     return True
+
+
+def _within(
+    peers: dict[bytes, int], sources: dict[str, int], peer: bytes, source: str | None, caps: tuple[int, int]
+) -> bool:
+    """Whether one more slot of ``peer`` from ``source`` stays within both caps."""
+    return peers.get(peer, 0) < caps[0] and (source is None or sources.get(source, 0) < caps[1])
 
 
 def _give(peers: dict[bytes, int], sources: dict[str, int], peer: bytes, source: str | None) -> None:
